@@ -1,0 +1,525 @@
+//! Rampart's one configuration file, typed.
+//!
+//! - [`Config`] is the whole file. Every key has a default ([`Config::default`]); a file only
+//!   needs the keys it changes, and `rampart init` writes them all with their documentation
+//!   ([`template`]).
+//! - Loading merges the file over the defaults as TOML *values* first and deserializes second,
+//!   so role-specific defaults (the `submissions` listener is implicit TLS, `submission` is
+//!   STARTTLS) survive a table that sets only `bind`. `--set key.path=VALUE` overrides are
+//!   applied to the same value tree ([`apply_override`]).
+//! - [`Config::validate`] returns every problem at once, each naming its key path.
+
+mod duration;
+mod template;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use template::template;
+
+/// A configuration problem. Every variant names where it is: a file, a key path or a `--set`.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("--set {arg}: {message}")]
+    Override { arg: String, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl ConfigError {
+    fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid { key: key.into(), message: message.into() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: Server,
+    pub tls: Tls,
+    pub listener: Listeners,
+    pub smtp: Smtp,
+    pub store: Store,
+    pub dns: Dns,
+    pub log: Log,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// The name this server gives in banners, EHLO and Received headers; the MX target.
+    pub hostname: String,
+    /// Where the store lives. Relative paths are relative to the config file's directory.
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// PEM certificate chain served when no `sni` entry matches.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, SEC1 or PKCS#1) for `cert`.
+    pub key: PathBuf,
+    /// More certificates, chosen by the name the client asks for (SNI).
+    pub sni: Vec<SniCert>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SniCert {
+    pub hostname: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plain TCP; the client upgrades with STARTTLS (SMTP: RFC 3207, IMAP: RFC 3501 §6.2.1).
+    Starttls,
+    /// TLS from the first byte (RFC 8314).
+    Implicit,
+}
+
+/// The listener names are fixed: users' scripts and tests rely on them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listeners {
+    pub smtp: SmtpListener,
+    pub submission: SmtpListener,
+    pub submissions: SmtpListener,
+    pub imap: ImapListener,
+    pub imaps: ImapListener,
+}
+
+impl Listeners {
+    pub const NAMES: [&'static str; 5] = ["smtp", "submission", "submissions", "imap", "imaps"];
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpListener {
+    /// Addresses to listen on; an empty list turns the listener off.
+    pub bind: Vec<SocketAddr>,
+    pub tls: TlsMode,
+    /// Concurrent connections on this listener; past it new clients get `421` and are closed.
+    pub max_connections: usize,
+    /// Longest command line in bytes with CRLF. RFC 5321 §4.5.3.1.4 asks for at least 512;
+    /// extensions (SMTPUTF8, DSN parameters) make longer lines legitimate.
+    pub max_command_line: usize,
+    /// Longest line of message data in bytes. RFC 5321 §4.5.3.1.6 says 1000, but real mail
+    /// exceeds it; the cap only stops a client from sending one endless line.
+    pub max_data_line: usize,
+    /// Largest message in bytes, advertised in EHLO SIZE and enforced while the data streams.
+    pub max_message_size: u64,
+    /// Recipients per message; more get `452 4.5.3` (RFC 5321 §4.5.3.1.8 asks for 100).
+    pub max_recipients: usize,
+    /// Protocol errors per session before the server says `421` and closes.
+    pub max_errors: u32,
+    /// Time to wait for the next command or data (RFC 5321 §4.5.3.2 suggests 5 minutes).
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
+    /// Longest time a single connection may last, however active.
+    #[serde(with = "duration")]
+    pub session_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImapListener {
+    pub bind: Vec<SocketAddr>,
+    pub tls: TlsMode,
+    pub max_connections: usize,
+    /// An idle client is logged out after this; RFC 3501 §5.4 asks for at least 30 minutes.
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Smtp {
+    /// `user+tag@domain` is delivered to `user@domain`; empty turns sub-addressing off.
+    pub recipient_delimiter: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Store {
+    pub backend: StoreBackend,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// SQLite in WAL mode under `server.data_dir`, message bodies as files beside it.
+    Sqlite,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dns {
+    /// Resolvers as `IP:PORT`; empty means the system resolver (/etc/resolv.conf).
+    pub nameservers: Vec<SocketAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    /// `error`, `warn`, `info`, `debug` or `trace`, or a tracing filter such as
+    /// `info,rampart_smtp=debug`. The RUST_LOG environment variable wins when set.
+    pub level: String,
+}
+
+const MIB: u64 = 1024 * 1024;
+
+impl SmtpListener {
+    fn with(bind: &[&str], tls: TlsMode) -> Self {
+        SmtpListener {
+            bind: bind.iter().map(|a| a.parse().expect("literal address")).collect(),
+            tls,
+            max_connections: 1000,
+            max_command_line: 2048,
+            max_data_line: 64 * 1024,
+            max_message_size: 50 * MIB,
+            max_recipients: 100,
+            max_errors: 10,
+            idle_timeout: Duration::from_secs(300),
+            session_timeout: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl ImapListener {
+    fn with(bind: &[&str], tls: TlsMode) -> Self {
+        ImapListener {
+            bind: bind.iter().map(|a| a.parse().expect("literal address")).collect(),
+            tls,
+            max_connections: 5000,
+            idle_timeout: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: Server { hostname: "localhost".into(), data_dir: "data".into() },
+            tls: Tls { cert: "tls/cert.pem".into(), key: "tls/key.pem".into(), sni: vec![] },
+            listener: Listeners {
+                smtp: SmtpListener::with(&["0.0.0.0:25", "[::]:25"], TlsMode::Starttls),
+                submission: SmtpListener::with(&["0.0.0.0:587", "[::]:587"], TlsMode::Starttls),
+                submissions: SmtpListener::with(&["0.0.0.0:465", "[::]:465"], TlsMode::Implicit),
+                imap: ImapListener::with(&["0.0.0.0:143", "[::]:143"], TlsMode::Starttls),
+                imaps: ImapListener::with(&["0.0.0.0:993", "[::]:993"], TlsMode::Implicit),
+            },
+            smtp: Smtp { recipient_delimiter: "+".into() },
+            store: Store { backend: StoreBackend::Sqlite },
+            dns: Dns { nameservers: vec![] },
+            log: Log { level: "info".into() },
+        }
+    }
+}
+
+/// Applies one `--set KEY=VALUE` to a TOML tree. VALUE is a TOML value (`25`, `"x"`,
+/// `["127.0.0.1:25"]`); a bare word that is not TOML is taken as a string, so
+/// `--set server.hostname=mx.example.org` works without shell-quoted quotes.
+pub fn apply_override(root: &mut toml::Table, arg: &str) -> Result<(), ConfigError> {
+    let err = |message: &str| ConfigError::Override { arg: arg.into(), message: message.into() };
+    let (key, raw) = arg.split_once('=').ok_or_else(|| err("expected KEY=VALUE"))?;
+    let key = key.trim();
+    let value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t.remove("v").expect("the table was parsed from `v = ...`"),
+        Err(_) if !raw.trim_start().starts_with(['[', '{', '"', '\'']) => {
+            toml::Value::String(raw.trim().to_string())
+        }
+        Err(e) => return Err(err(&format!("value is not TOML: {}", e.message()))),
+    };
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(err("empty key segment"));
+    }
+    let (last, parents) = parts.split_last().expect("split always yields one part");
+    let mut table = root;
+    for part in parents {
+        let entry = table
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = entry.as_table_mut().ok_or_else(|| err(&format!("`{part}` is not a table")))?;
+    }
+    table.insert(last.to_string(), value);
+    Ok(())
+}
+
+/// Deep-merges `over` into `base`: tables merge key by key, anything else replaces.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`, applies `overrides`, and resolves relative paths against the file's
+    /// directory. Does not validate: call [`Config::validate`].
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::from_toml(&text, overrides, &base)
+            .map_err(|e| match e {
+                ConfigError::Syntax { message, .. } => {
+                    ConfigError::Syntax { path: path.into(), message }
+                }
+                other => other,
+            })
+    }
+
+    /// Parses a config text. `base` is the directory relative paths are resolved against.
+    pub fn from_toml(text: &str, overrides: &[String], base: &Path) -> Result<Config, ConfigError> {
+        let file: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: PathBuf::new(),
+            message: e.to_string().trim().replace('\n', " "),
+        })?;
+        let mut tree = match toml::Value::try_from(Config::default()) {
+            Ok(toml::Value::Table(t)) => t,
+            _ => unreachable!("Config serializes to a table"),
+        };
+        merge(&mut tree, file);
+        for arg in overrides {
+            apply_override(&mut tree, arg)?;
+        }
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(tree))
+            .map_err(|e| {
+                let key = e.path().to_string();
+                ConfigError::invalid(if key == "." { String::new() } else { key }, e.into_inner().to_string())
+            })?;
+        config.resolve_paths(base);
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.server.data_dir);
+        fix(&mut self.tls.cert);
+        fix(&mut self.tls.key);
+        for sni in &mut self.tls.sni {
+            fix(&mut sni.cert);
+            fix(&mut sni.key);
+        }
+    }
+
+    /// The SMTP listeners by their fixed names.
+    pub fn smtp_listeners(&self) -> [(&'static str, &SmtpListener); 3] {
+        let l = &self.listener;
+        [("smtp", &l.smtp), ("submission", &l.submission), ("submissions", &l.submissions)]
+    }
+
+    /// The IMAP listeners by their fixed names.
+    pub fn imap_listeners(&self) -> [(&'static str, &ImapListener); 2] {
+        [("imap", &self.listener.imap), ("imaps", &self.listener.imaps)]
+    }
+
+    /// Every problem in the configuration, each naming its key. Empty means valid.
+    pub fn validate(&self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        let mut bad = |key: &str, message: String| errors.push(ConfigError::invalid(key, message));
+
+        if !is_hostname(&self.server.hostname) {
+            bad("server.hostname", format!("`{}` is not a host name", self.server.hostname));
+        }
+        for (key, file) in [("tls.cert", &self.tls.cert), ("tls.key", &self.tls.key)] {
+            if !file.is_file() {
+                bad(key, format!("file {} does not exist", file.display()));
+            }
+        }
+        for (i, sni) in self.tls.sni.iter().enumerate() {
+            if !is_hostname(sni.hostname.trim_start_matches("*.")) {
+                bad(&format!("tls.sni[{i}].hostname"), format!("`{}` is not a host name", sni.hostname));
+            }
+            for (k, file) in [("cert", &sni.cert), ("key", &sni.key)] {
+                if !file.is_file() {
+                    bad(&format!("tls.sni[{i}].{k}"), format!("file {} does not exist", file.display()));
+                }
+            }
+        }
+
+        let mut seen: Vec<(SocketAddr, &str)> = Vec::new();
+        let mut check_bind = |name: &'static str, bind: &[SocketAddr], bad: &mut dyn FnMut(&str, String)| {
+            for addr in bind {
+                if addr.port() != 0 {
+                    if let Some((_, other)) = seen.iter().find(|(a, _)| a == addr) {
+                        bad(&format!("listener.{name}.bind"), format!("{addr} is also bound by listener.{other}"));
+                    }
+                }
+                seen.push((*addr, name));
+            }
+        };
+        for (name, l) in self.smtp_listeners() {
+            check_bind(name, &l.bind, &mut bad);
+            let key = |k: &str| format!("listener.{name}.{k}");
+            if l.max_connections == 0 {
+                bad(&key("max_connections"), "must be at least 1".into());
+            }
+            if l.max_command_line < 512 {
+                bad(&key("max_command_line"), "must be at least 512 (RFC 5321 §4.5.3.1.4)".into());
+            }
+            if l.max_data_line < 1000 {
+                bad(&key("max_data_line"), "must be at least 1000 (RFC 5321 §4.5.3.1.6)".into());
+            }
+            if l.max_message_size < 64 * 1024 {
+                bad(&key("max_message_size"), "must be at least 65536 bytes".into());
+            }
+            if l.max_recipients == 0 {
+                bad(&key("max_recipients"), "must be at least 1 (RFC 5321 asks for 100)".into());
+            }
+            if l.max_errors == 0 {
+                bad(&key("max_errors"), "must be at least 1".into());
+            }
+            if l.idle_timeout.is_zero() {
+                bad(&key("idle_timeout"), "must be longer than 0s".into());
+            }
+            if l.session_timeout < l.idle_timeout {
+                bad(&key("session_timeout"), "must not be shorter than idle_timeout".into());
+            }
+        }
+        for (name, l) in self.imap_listeners() {
+            check_bind(name, &l.bind, &mut bad);
+            if l.max_connections == 0 {
+                bad(&format!("listener.{name}.max_connections"), "must be at least 1".into());
+            }
+            if l.idle_timeout < Duration::from_secs(60) {
+                bad(&format!("listener.{name}.idle_timeout"), "must be at least 1m".into());
+            }
+        }
+        if self.smtp.recipient_delimiter.chars().count() > 1 {
+            bad("smtp.recipient_delimiter", "must be one character or empty".into());
+        }
+        errors
+    }
+}
+
+/// A DNS host name: labels of letters, digits and hyphens (RFC 1123), at most 253 bytes.
+pub fn is_hostname(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, sets: &[&str]) -> Result<Config, ConfigError> {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        Config::from_toml(text, &sets, Path::new("/etc/rampart"))
+    }
+
+    #[test]
+    fn empty_file_is_the_defaults_with_resolved_paths() {
+        let c = load("", &[]).unwrap();
+        assert_eq!(c.server.data_dir, PathBuf::from("/etc/rampart/data"));
+        assert_eq!(c.listener.submissions.tls, TlsMode::Implicit);
+        assert_eq!(c.listener.submission.tls, TlsMode::Starttls);
+    }
+
+    #[test]
+    fn a_partial_listener_table_keeps_its_role_defaults() {
+        let c = load("[listener.submissions]\nbind = [\"127.0.0.1:4650\"]\n", &[]).unwrap();
+        assert_eq!(c.listener.submissions.tls, TlsMode::Implicit);
+        assert_eq!(c.listener.submissions.bind, vec!["127.0.0.1:4650".parse().unwrap()]);
+        assert_eq!(c.listener.submissions.max_recipients, 100);
+    }
+
+    #[test]
+    fn set_overrides_by_dotted_path() {
+        let c = load(
+            "",
+            &[
+                r#"listener.smtp.bind=["127.0.0.1:2525"]"#,
+                "listener.smtp.max_recipients=5",
+                "server.hostname=mx.example.org",
+                r#"listener.smtp.idle_timeout="10s""#,
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.listener.smtp.bind, vec!["127.0.0.1:2525".parse().unwrap()]);
+        assert_eq!(c.listener.smtp.max_recipients, 5);
+        assert_eq!(c.server.hostname, "mx.example.org");
+        assert_eq!(c.listener.smtp.idle_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_their_path() {
+        let e = load("[listener.smtp]\nbnd = []\n", &[]).unwrap_err().to_string();
+        assert!(e.starts_with("listener.smtp"), "{e}");
+        assert!(e.contains("bnd"), "{e}");
+        let e = load("[listener.imap]\ntls = \"maybe\"\n", &[]).unwrap_err().to_string();
+        assert!(e.starts_with("listener.imap.tls"), "{e}");
+        let e = load("", &["listener.smtp.max_errors=\"lots\""]).unwrap_err().to_string();
+        assert!(e.starts_with("listener.smtp.max_errors"), "{e}");
+        let e = load("", &["listener.smtp.bind=[\"nowhere\"]"]).unwrap_err().to_string();
+        assert!(e.starts_with("listener.smtp.bind"), "{e}");
+    }
+
+    #[test]
+    fn override_syntax_errors() {
+        assert!(load("", &["novalue"]).is_err());
+        assert!(load("", &["a..b=1"]).is_err());
+        assert!(load("", &["server.hostname.x=1"]).is_err());
+        assert!(load("", &["listener.smtp.bind=[\"unterminated"]).is_err());
+    }
+
+    #[test]
+    fn validation_names_keys() {
+        let mut c = load("", &[]).unwrap();
+        c.server.hostname = "not a host".into();
+        c.listener.smtp.max_command_line = 100;
+        c.listener.submission.bind = c.listener.smtp.bind.clone();
+        let errors: Vec<String> = c.validate().iter().map(|e| e.to_string()).collect();
+        assert!(errors.iter().any(|e| e.starts_with("server.hostname:")), "{errors:?}");
+        assert!(errors.iter().any(|e| e.starts_with("tls.cert:")), "{errors:?}");
+        assert!(errors.iter().any(|e| e.starts_with("listener.smtp.max_command_line:")), "{errors:?}");
+        assert!(errors.iter().any(|e| e.starts_with("listener.submission.bind:")), "{errors:?}");
+    }
+
+    #[test]
+    fn template_is_the_defaults() {
+        let text = template("mx.example.test");
+        let c = load(&text, &[]).unwrap();
+        let mut expected = Config::default();
+        expected.server.hostname = "mx.example.test".into();
+        expected.resolve_paths(Path::new("/etc/rampart"));
+        assert_eq!(c, expected);
+    }
+
+    #[test]
+    fn hostnames() {
+        assert!(is_hostname("mx.example.test"));
+        assert!(is_hostname("localhost"));
+        assert!(!is_hostname("-bad.example"));
+        assert!(!is_hostname("a b"));
+        assert!(!is_hostname(""));
+    }
+}

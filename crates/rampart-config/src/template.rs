@@ -1,0 +1,116 @@
+//! The config file `rampart init` writes: every key, its default and why.
+//! A unit test checks that this text parses to exactly [`crate::Config::default`].
+
+/// The documented configuration for a server called `hostname`.
+pub fn template(hostname: &str) -> String {
+    TEMPLATE.replace("@HOSTNAME@", hostname)
+}
+
+const TEMPLATE: &str = r#"# Rampart configuration. Every key is shown with its default value.
+# Relative paths are relative to the directory of this file.
+# Check a change with:  rampart config check --config rampart.toml
+# Override a key at start with:  rampart serve --set 'listener.smtp.bind=["127.0.0.1:2525"]'
+
+[server]
+# The name used in SMTP banners, EHLO replies and Received headers; publish it as your MX.
+hostname = "@HOSTNAME@"
+# The embedded store (SQLite metadata and message files) lives here.
+data_dir = "data"
+
+[tls]
+# Certificate chain and private key (PEM) served to clients that ask for no other name.
+# `rampart init` wrote a self-signed certificate; replace it with one from a public CA.
+# Send SIGHUP to `rampart serve` to reload certificates without dropping connections.
+# Only TLS 1.2 and 1.3 with forward-secret (ECDHE) suites are offered, server order first.
+cert = "tls/cert.pem"
+key = "tls/key.pem"
+# More certificates chosen by SNI, one table per host name ("*.example.org" matches one label):
+# [[tls.sni]]
+# hostname = "mail.example.org"
+# cert = "tls/mail.example.org.pem"
+# key = "tls/mail.example.org.key"
+sni = []
+
+# Listeners. The names are fixed. `bind` is a list of addresses; an empty list turns the
+# listener off. `tls` is "starttls" (plain TCP, then STARTTLS) or "implicit" (TLS at once).
+
+# Port 25: mail from the internet for local domains (the MX role). No AUTH here.
+[listener.smtp]
+bind = ["0.0.0.0:25", "[::]:25"]
+tls = "starttls"
+# Concurrent connections; past it new clients get "421" and are closed.
+max_connections = 1000
+# Longest command line in bytes with CRLF (RFC 5321 asks for at least 512).
+max_command_line = 2048
+# Longest line of message data in bytes. RFC 5321 says 1000, real mail exceeds it; the cap
+# only stops one endless line.
+max_data_line = 65536
+# Largest message in bytes (50 MiB), advertised in SIZE and enforced while streaming.
+max_message_size = 52428800
+# Recipients per message; more get "452 4.5.3" (RFC 5321 asks for 100).
+max_recipients = 100
+# Protocol errors in one session before "421" and close.
+max_errors = 10
+# Wait this long for the next command or data (RFC 5321 section 4.5.3.2: 5 minutes).
+idle_timeout = "5m"
+# No connection lasts longer than this, however busy.
+session_timeout = "1h"
+
+# Port 587: mail submission by authenticated users, STARTTLS (RFC 6409).
+[listener.submission]
+bind = ["0.0.0.0:587", "[::]:587"]
+tls = "starttls"
+max_connections = 1000
+max_command_line = 2048
+max_data_line = 65536
+max_message_size = 52428800
+max_recipients = 100
+max_errors = 10
+idle_timeout = "5m"
+session_timeout = "1h"
+
+# Port 465: mail submission over implicit TLS (RFC 8314).
+[listener.submissions]
+bind = ["0.0.0.0:465", "[::]:465"]
+tls = "implicit"
+max_connections = 1000
+max_command_line = 2048
+max_data_line = 65536
+max_message_size = 52428800
+max_recipients = 100
+max_errors = 10
+idle_timeout = "5m"
+session_timeout = "1h"
+
+# Port 143: IMAP with STARTTLS; no login before TLS.
+[listener.imap]
+bind = ["0.0.0.0:143", "[::]:143"]
+tls = "starttls"
+max_connections = 5000
+# RFC 3501 section 5.4: an idle client may be logged out after at least 30 minutes.
+idle_timeout = "30m"
+
+# Port 993: IMAP over implicit TLS.
+[listener.imaps]
+bind = ["0.0.0.0:993", "[::]:993"]
+tls = "implicit"
+max_connections = 5000
+idle_timeout = "30m"
+
+[smtp]
+# "user+tag@domain" is delivered to "user@domain". Empty turns sub-addressing off.
+recipient_delimiter = "+"
+
+[store]
+# "sqlite": the embedded store, no external database needed.
+backend = "sqlite"
+
+[dns]
+# Resolvers as "IP:PORT". Empty means the system resolver (/etc/resolv.conf).
+nameservers = []
+
+[log]
+# error, warn, info, debug, trace, or a filter like "info,rampart_smtp=debug".
+# The RUST_LOG environment variable wins when it is set.
+level = "info"
+"#;

@@ -1,0 +1,190 @@
+//! Message bodies as files.
+//!
+//! A [`BlobWriter`] collects a message while it streams in; it holds at most [`FLUSH_AT`]
+//! bytes in memory and writes the rest to `blobs/tmp/ID` from the blocking pool.
+//! [`BlobWriter::finish`] fsyncs the file and gives a [`Blob`]. The store's writer thread then
+//! renames it to `blobs/BUCKET/ID`, fsyncs each touched directory once per batch and commits the
+//! index rows. Anything left in `blobs/tmp` at start-up was never acknowledged and is removed.
+//!
+//! IDs start with the creation time in milliseconds (hex), so a bucket (the first six hex
+//! digits, about 4.7 hours) collects the messages of a burst and one directory fsync covers them.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::{Result, StoreError};
+
+/// Bytes a writer keeps in memory before it writes them out.
+pub const FLUSH_AT: usize = 256 * 1024;
+
+pub(crate) const TMP_DIR: &str = "tmp";
+
+/// The path of a committed blob under `root`.
+pub(crate) fn blob_path(root: &Path, id: &str) -> PathBuf {
+    root.join(&id[..6]).join(id)
+}
+
+fn new_id() -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    format!("{:012x}{:016x}", millis & 0xffff_ffff_ffff, rand::random::<u64>())
+}
+
+/// A message being received. Dropping it without [`finish`](Self::finish) removes its file.
+pub struct BlobWriter {
+    id: String,
+    root: PathBuf,
+    file: Option<File>,
+    buf: Vec<u8>,
+    size: u64,
+}
+
+impl std::fmt::Debug for BlobWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobWriter").field("id", &self.id).field("size", &self.size).finish()
+    }
+}
+
+impl BlobWriter {
+    pub(crate) fn new(root: &Path) -> Self {
+        BlobWriter { id: new_id(), root: root.to_path_buf(), file: None, buf: Vec::new(), size: 0 }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn tmp_path(&self) -> PathBuf {
+        self.root.join(TMP_DIR).join(&self.id)
+    }
+
+    pub async fn write(&mut self, data: &[u8]) -> Result<()> {
+        self.buf.extend_from_slice(data);
+        self.size += data.len() as u64;
+        if self.buf.len() >= FLUSH_AT {
+            self.flush(false).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the buffer out (and fsyncs when `sync`) on the blocking pool.
+    async fn flush(&mut self, sync: bool) -> Result<()> {
+        let path = self.tmp_path();
+        let file = self.file.take();
+        let buf = std::mem::take(&mut self.buf);
+        let (file, mut buf, result) = tokio::task::spawn_blocking(move || {
+            let mut file = match file {
+                Some(f) => f,
+                None => match File::options().write(true).create_new(true).open(&path) {
+                    Ok(f) => f,
+                    Err(e) => return (None, buf, Err(StoreError::io(&path, e))),
+                },
+            };
+            let mut result = file.write_all(&buf);
+            if sync && result.is_ok() {
+                result = file.sync_data();
+            }
+            (Some(file), buf, result.map_err(|e| StoreError::io(&path, e)))
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?;
+        buf.clear();
+        self.buf = buf;
+        self.file = file;
+        result
+    }
+
+    /// Writes and fsyncs the rest. The blob is durable but not yet part of any mailbox.
+    pub async fn finish(mut self) -> Result<Blob> {
+        self.flush(true).await?;
+        let blob = Blob {
+            id: std::mem::take(&mut self.id),
+            root: std::mem::take(&mut self.root),
+            size: self.size,
+            committed: false,
+        };
+        Ok(blob)
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if !self.id.is_empty() && self.file.is_some() {
+            let _ = fs::remove_file(self.tmp_path());
+        }
+    }
+}
+
+/// A finished, fsynced message file waiting to be committed into the index.
+/// Dropping it uncommitted removes the file.
+#[derive(Debug)]
+pub struct Blob {
+    pub(crate) id: String,
+    pub(crate) root: PathBuf,
+    pub(crate) size: u64,
+    pub(crate) committed: bool,
+}
+
+impl Blob {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub(crate) fn tmp_path(&self) -> PathBuf {
+        self.root.join(TMP_DIR).join(&self.id)
+    }
+
+    /// The file of the blob as received; valid until it is committed (then it moves).
+    pub fn path(&self) -> PathBuf {
+        if self.committed { blob_path(&self.root, &self.id) } else { self.tmp_path() }
+    }
+
+    /// Moves the file to its bucket. Returns the directory that now needs an fsync.
+    pub(crate) fn commit(&mut self) -> Result<PathBuf> {
+        let target = blob_path(&self.root, &self.id);
+        let dir = target.parent().expect("blob paths have a bucket").to_path_buf();
+        if !dir.exists() {
+            fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+            // The new bucket's own entry lives in the root directory.
+            sync_dir(&self.root)?;
+        }
+        fs::rename(self.tmp_path(), &target).map_err(|e| StoreError::io(&target, e))?;
+        self.committed = true;
+        Ok(dir)
+    }
+}
+
+impl Drop for Blob {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(self.tmp_path());
+        }
+    }
+}
+
+/// fsyncs a directory so that entries created or renamed in it survive a crash.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StoreError::io(dir, e))
+}
+
+/// Creates `root` and `root/tmp`, and empties `tmp` of anything an earlier run left behind.
+pub(crate) fn prepare_root(root: &Path) -> Result<()> {
+    let tmp = root.join(TMP_DIR);
+    fs::create_dir_all(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+    for entry in fs::read_dir(&tmp).map_err(|e| StoreError::io(&tmp, e))? {
+        let entry = entry.map_err(|e| StoreError::io(&tmp, e))?;
+        let _ = fs::remove_file(entry.path());
+    }
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! Versioned schema. `PRAGMA user_version` holds the number of migrations applied; each
+//! migration runs in its own transaction. Never edit a shipped migration: append a new one.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::{Result, StoreError};
+
+const MIGRATIONS: &[&str] = &[
+    // 1: domains, accounts, aliases, mailboxes, the message index and blob reference counts.
+    r#"
+    CREATE TABLE domains (
+        id      INTEGER PRIMARY KEY,
+        name    TEXT NOT NULL UNIQUE,
+        created INTEGER NOT NULL
+    );
+    CREATE TABLE accounts (
+        id            INTEGER PRIMARY KEY,
+        address       TEXT NOT NULL UNIQUE,
+        domain_id     INTEGER NOT NULL REFERENCES domains(id),
+        password_hash TEXT NOT NULL,
+        created       INTEGER NOT NULL
+    );
+    CREATE TABLE aliases (
+        id        INTEGER PRIMARY KEY,
+        address   TEXT NOT NULL,
+        target    TEXT NOT NULL,
+        domain_id INTEGER NOT NULL REFERENCES domains(id),
+        UNIQUE (address, target)
+    );
+    CREATE TABLE mailboxes (
+        id            INTEGER PRIMARY KEY,
+        account_id    INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name          TEXT NOT NULL,
+        uidvalidity   INTEGER NOT NULL,
+        uidnext       INTEGER NOT NULL DEFAULT 1,
+        highestmodseq INTEGER NOT NULL DEFAULT 1,
+        special_use   TEXT,
+        subscribed    INTEGER NOT NULL DEFAULT 1,
+        UNIQUE (account_id, name)
+    );
+    CREATE TABLE blobs (
+        id       TEXT PRIMARY KEY,
+        size     INTEGER NOT NULL,
+        refcount INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE messages (
+        id            INTEGER PRIMARY KEY,
+        mailbox_id    INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+        uid           INTEGER NOT NULL,
+        blob_id       TEXT NOT NULL REFERENCES blobs(id),
+        prefix        BLOB NOT NULL,
+        size          INTEGER NOT NULL,
+        internal_date INTEGER NOT NULL,
+        flags         TEXT NOT NULL DEFAULT '',
+        modseq        INTEGER NOT NULL,
+        reference     TEXT NOT NULL,
+        trail         TEXT NOT NULL,
+        UNIQUE (mailbox_id, uid)
+    );
+    CREATE INDEX messages_reference ON messages(reference);
+    CREATE INDEX messages_blob ON messages(blob_id);
+    "#,
+];
+
+/// The schema version this binary writes.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub fn migrate(conn: &mut Connection) -> Result<()> {
+    loop {
+        // IMMEDIATE takes the write lock before reading the version, so a CLI command and the
+        // server opening the store at the same moment cannot both apply one migration.
+        let txn = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current: i64 = txn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if current > VERSION {
+            return Err(StoreError::SchemaTooNew { found: current, known: VERSION });
+        }
+        if current == VERSION {
+            return Ok(());
+        }
+        txn.execute_batch(MIGRATIONS[current as usize])?;
+        txn.pragma_update(None, "user_version", current + 1)?;
+        txn.commit()?;
+        tracing::info!(event = "store_migrated", version = current + 1);
+    }
+}

@@ -1,0 +1,178 @@
+use super::*;
+use crate::Target;
+
+async fn store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.add_domain("Example.TEST").await.unwrap();
+    (dir, store)
+}
+
+async fn blob(store: &SqliteStore, body: &[u8]) -> crate::Blob {
+    let mut w = store.blob_writer().unwrap();
+    w.write(body).await.unwrap();
+    w.finish().await.unwrap()
+}
+
+#[tokio::test]
+async fn domains_accounts_aliases() {
+    let (_dir, store) = store().await;
+    assert_eq!(store.list_domains().await.unwrap(), vec!["example.test"]);
+    assert!(matches!(store.add_domain("example.test").await, Err(StoreError::Exists(_))));
+    assert!(store.is_local_domain("EXAMPLE.test.").await.unwrap());
+
+    let bob = store.add_account("Bob@example.test", "$argon2id$x").await.unwrap();
+    assert!(matches!(store.add_account("bob@example.test", "h").await, Err(StoreError::Exists(_))));
+    assert!(store.add_account("carol@elsewhere.test", "h").await.is_err());
+    assert_eq!(store.account("BOB@example.test").await.unwrap().unwrap().id, bob);
+    assert_eq!(store.mailboxes(bob).await.unwrap().len(), DEFAULT_MAILBOXES.len());
+
+    store.add_alias("postmaster@example.test", "bob@example.test").await.unwrap();
+    store.add_alias("team@example.test", "postmaster@example.test").await.unwrap();
+    store.add_alias("team@example.test", "friend@remote.test").await.unwrap();
+    assert!(store.add_alias("bob@example.test", "x@example.test").await.is_err());
+    assert!(store.add_account("postmaster@example.test", "h").await.is_err());
+
+    let r = store.resolve("team@example.test").await.unwrap();
+    assert_eq!(r.accounts, vec![bob]);
+    assert_eq!(r.remote, vec!["friend@remote.test".to_string()]);
+    assert!(store.resolve("nobody@example.test").await.unwrap().is_empty());
+    assert!(store.resolve("user%remote.test@example.test").await.unwrap().is_empty());
+
+    assert!(store.remove_domain("example.test").await.is_err());
+    store.remove_alias("team@example.test", None).await.unwrap();
+    store.remove_alias("postmaster@example.test", Some("bob@example.test")).await.unwrap();
+    store.remove_account("bob@example.test").await.unwrap();
+    store.remove_domain("example.test").await.unwrap();
+    assert!(store.list_domains().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn alias_loops_terminate() {
+    let (_dir, store) = store().await;
+    store.add_alias("a@example.test", "b@example.test").await.unwrap();
+    store.add_alias("b@example.test", "a@example.test").await.unwrap();
+    assert!(store.resolve("a@example.test").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn deliver_assigns_increasing_uids_and_reads_back() {
+    let (dir, store) = store().await;
+    let bob = store.add_account("bob@example.test", "h").await.unwrap();
+    let alice = store.add_account("alice@example.test", "h").await.unwrap();
+    let mut uids = Vec::new();
+    for i in 0..3 {
+        let blob = blob(&store, format!("Subject: {i}\r\n\r\nhello\r\n").as_bytes()).await;
+        let delivered = store
+            .deliver(Delivery {
+                blob,
+                prefix: b"Received: test\r\n".to_vec(),
+                internal_date: 1,
+                targets: vec![
+                    Target { account: bob, folder: Folder::Inbox },
+                    Target { account: alice, folder: Folder::Junk },
+                    Target { account: bob, folder: Folder::Inbox },
+                ],
+                reference: format!("REF{i}"),
+                trail: "[]".into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(delivered.len(), 2);
+        uids.push(delivered[0].uid);
+        let text = store.read_message(delivered[1].mailbox, delivered[1].uid).await.unwrap();
+        assert_eq!(text, format!("Received: test\r\nSubject: {i}\r\n\r\nhello\r\n").into_bytes());
+    }
+    assert_eq!(uids, vec![1, 2, 3]);
+    let found = store.messages_by_reference("REF1").await.unwrap();
+    assert_eq!(found.len(), 2);
+    assert!(found.iter().any(|m| m.mailbox == "alice@example.test/Junk"));
+    assert!(std::fs::read_dir(dir.path().join("blobs/tmp")).unwrap().next().is_none());
+
+    // Removing both accounts drops the last references, so the files go too.
+    store.remove_account("bob@example.test").await.unwrap();
+    store.remove_account("alice@example.test").await.unwrap();
+    let files = std::fs::read_dir(dir.path().join("blobs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.ends_with("tmp"))
+        .flat_map(|d| std::fs::read_dir(d).unwrap())
+        .count();
+    assert_eq!(files, 0);
+}
+
+#[tokio::test]
+async fn a_failed_delivery_leaves_no_file_and_does_not_hurt_the_batch() {
+    let (dir, store) = store().await;
+    let bob = store.add_account("bob@example.test", "h").await.unwrap();
+    let good = blob(&store, b"a\r\n").await;
+    let bad = blob(&store, b"b\r\n").await;
+    let ok = store.deliver(Delivery {
+        blob: good,
+        prefix: vec![],
+        internal_date: 0,
+        targets: vec![Target { account: bob, folder: Folder::Inbox }],
+        reference: "A".into(),
+        trail: "[]".into(),
+    });
+    let fail = store.deliver(Delivery {
+        blob: bad,
+        prefix: vec![],
+        internal_date: 0,
+        targets: vec![Target { account: 999, folder: Folder::Inbox }],
+        reference: "B".into(),
+        trail: "[]".into(),
+    });
+    let (ok, fail) = tokio::join!(ok, fail);
+    assert!(ok.is_ok());
+    assert!(fail.is_err());
+    assert!(std::fs::read_dir(dir.path().join("blobs/tmp")).unwrap().next().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deliveries_all_land() {
+    let (_dir, store) = store().await;
+    let bob = store.add_account("bob@example.test", "h").await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let blob = blob(&store, format!("m{i}\r\n").as_bytes()).await;
+            store
+                .deliver(Delivery {
+                    blob,
+                    prefix: vec![],
+                    internal_date: 0,
+                    targets: vec![Target { account: bob, folder: Folder::Inbox }],
+                    reference: format!("R{i}"),
+                    trail: "[]".into(),
+                })
+                .await
+                .unwrap()[0]
+                .uid
+        }));
+    }
+    let mut uids = Vec::new();
+    for t in tasks {
+        uids.push(t.await.unwrap());
+    }
+    uids.sort();
+    assert_eq!(uids, (1..=50).collect::<Vec<u32>>());
+}
+
+#[tokio::test]
+async fn reopening_keeps_data_and_clears_unfinished_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SqliteStore::open(dir.path()).unwrap();
+        store.add_domain("example.test").await.unwrap();
+        let mut w = store.blob_writer().unwrap();
+        w.write(&vec![b'x'; crate::blob::FLUSH_AT + 1]).await.unwrap();
+        // Simulate a crash mid-message: the file stays in tmp.
+        std::mem::forget(w);
+    }
+    assert!(std::fs::read_dir(dir.path().join("blobs/tmp")).unwrap().next().is_some());
+    let store = SqliteStore::open(dir.path()).unwrap();
+    assert_eq!(store.list_domains().await.unwrap(), vec!["example.test"]);
+    assert!(std::fs::read_dir(dir.path().join("blobs/tmp")).unwrap().next().is_none());
+}
