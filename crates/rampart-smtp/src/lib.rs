@@ -1,0 +1,67 @@
+//! SMTP for Rampart (RFC 5321), one module per layer:
+//!
+//! - [`command`] parses a command line into a typed [`command::Command`];
+//! - [`data`] scans DATA/BDAT content: dot-unstuffing, the CRLF.CRLF terminator, the bare
+//!   CR/LF/NUL refusal that defeats SMTP smuggling, and size/line limits while streaming;
+//! - [`session`] is the state machine and policy: what each state allows, relay refusal,
+//!   recipient lookup, storing the message;
+//! - [`conn`] drives a session over any async stream: reading, pipelined replies, STARTTLS,
+//!   timeouts;
+//! - [`trace`] writes Return-Path and Received headers and makes transaction ids.
+
+pub mod command;
+pub mod conn;
+pub mod data;
+pub mod reply;
+pub mod session;
+pub mod trace;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rampart_config::TlsMode;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tracing::info;
+
+pub use reply::Reply;
+pub use session::{Role, Services, Session, Settings};
+
+/// Serves one accepted SMTP connection to its end.
+pub async fn handle(
+    stream: TcpStream,
+    remote: SocketAddr,
+    services: Arc<Services>,
+    settings: Arc<Settings>,
+    acceptor: rampart_tls::TlsAcceptor,
+) {
+    let _ = stream.set_nodelay(true);
+    let listener = settings.listener;
+    info!(event = "connect", listener, ip = %remote.ip(), port = remote.port());
+    let mut io: Box<dyn conn::Io> = Box::new(stream);
+    let mut session = Session::new(services, settings.clone(), remote);
+    if settings.tls == TlsMode::Implicit {
+        match conn::tls_accept(&acceptor, io).await {
+            Ok((tls, info)) => {
+                io = tls;
+                session.tls_started(info);
+            }
+            Err(e) => {
+                info!(event = "tls_failed", listener, ip = %remote.ip(), error = %e);
+                return;
+            }
+        }
+    }
+    let end = conn::run(io, session, Some(acceptor)).await;
+    info!(event = "disconnect", listener, ip = %remote.ip(), end = ?end);
+}
+
+/// Turns away a connection over the listener's limit: `421` where the protocol starts in
+/// clear text, a plain close where it starts with TLS.
+pub async fn refuse_busy(mut stream: TcpStream, settings: &Settings, hostname: &str) {
+    if settings.tls == TlsMode::Starttls {
+        let reply = format!("421 4.7.0 {hostname} Too many connections, try again later\r\n");
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stream.write_all(reply.as_bytes())).await;
+    }
+    let _ = stream.shutdown().await;
+}

@@ -1,0 +1,227 @@
+//! TLS for every Rampart listener.
+//!
+//! - One rustls [`ServerConfig`] (ring provider) serves all listeners: TLS 1.2 and 1.3 only,
+//!   forward-secret ECDHE suites only, the server's suite order wins.
+//! - Certificates come from PEM files named in `[tls]`; [`CertStore`] picks one by SNI and can
+//!   be reloaded (SIGHUP) without touching connections already established: a handshake reads
+//!   the certificate set once, new handshakes see the new set.
+//! - [`self_signed`] makes the certificate `rampart init` starts with.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{ServerConfig, SupportedCipherSuite};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+pub use tokio_rustls::TlsAcceptor;
+pub use tokio_rustls::server::TlsStream;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{key}: {path}: {message}")]
+    File { key: String, path: PathBuf, message: String },
+    #[error("TLS setup: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("certificate generation: {0}")]
+    Generate(#[from] rcgen::Error),
+}
+
+/// The ring provider restricted to forward-secret suites. rustls offers no static-RSA or
+/// CBC suites at all; the filter states the policy rather than relying on that.
+pub fn provider() -> CryptoProvider {
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites.retain(is_forward_secret);
+    provider
+}
+
+fn is_forward_secret(suite: &SupportedCipherSuite) -> bool {
+    match suite {
+        // Every TLS 1.3 key exchange is ephemeral (RFC 8446 §2).
+        SupportedCipherSuite::Tls13(_) => true,
+        SupportedCipherSuite::Tls12(s) => format!("{:?}", s.common.suite).starts_with("TLS_ECDHE_"),
+    }
+}
+
+/// The certificates a server presents: one default and any number chosen by SNI.
+#[derive(Debug)]
+pub struct CertSet {
+    default: Arc<CertifiedKey>,
+    by_name: HashMap<String, Arc<CertifiedKey>>,
+}
+
+impl CertSet {
+    /// Loads every certificate named in `[tls]`; errors name the config key and file.
+    pub fn load(config: &rampart_config::Tls) -> Result<CertSet, TlsError> {
+        let provider = provider();
+        let default = load_pair(&provider, "tls", &config.cert, &config.key)?;
+        let mut by_name = HashMap::new();
+        for (i, sni) in config.sni.iter().enumerate() {
+            let key = format!("tls.sni[{i}]");
+            let pair = load_pair(&provider, &key, &sni.cert, &sni.key)?;
+            by_name.insert(sni.hostname.to_ascii_lowercase(), pair);
+        }
+        Ok(CertSet { default, by_name })
+    }
+
+    fn pick(&self, server_name: Option<&str>) -> Arc<CertifiedKey> {
+        let Some(name) = server_name.map(str::to_ascii_lowercase) else { return self.default.clone() };
+        if let Some(exact) = self.by_name.get(&name) {
+            return exact.clone();
+        }
+        // A wildcard covers exactly one label (RFC 6125 §6.4.3).
+        if let Some((_, parent)) = name.split_once('.') {
+            if let Some(wild) = self.by_name.get(&format!("*.{parent}")) {
+                return wild.clone();
+            }
+        }
+        self.default.clone()
+    }
+}
+
+fn load_pair(provider: &CryptoProvider, key: &str, cert: &Path, private: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
+    let file_err = |k: &str, path: &Path, message: String| TlsError::File { key: format!("{key}.{k}"), path: path.into(), message };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| file_err("cert", cert, e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| file_err("cert", cert, e.to_string()))?;
+    if chain.is_empty() {
+        return Err(file_err("cert", cert, "no PEM certificate in the file".into()));
+    }
+    let der = PrivateKeyDer::from_pem_file(private).map_err(|e| file_err("key", private, e.to_string()))?;
+    let pair = CertifiedKey::from_der(chain, der, provider)
+        .map_err(|e| file_err("key", private, format!("does not fit the certificate: {e}")))?;
+    Ok(Arc::new(pair))
+}
+
+/// Picks certificates by SNI from a set that can be swapped while the server runs.
+#[derive(Debug)]
+pub struct CertStore {
+    current: RwLock<Arc<CertSet>>,
+}
+
+impl CertStore {
+    pub fn new(set: CertSet) -> Arc<CertStore> {
+        Arc::new(CertStore { current: RwLock::new(Arc::new(set)) })
+    }
+
+    /// Replaces the certificates for new handshakes.
+    pub fn replace(&self, set: CertSet) {
+        *self.current.write().expect("cert lock") = Arc::new(set);
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let set = self.current.read().expect("cert lock").clone();
+        Some(set.pick(hello.server_name()))
+    }
+}
+
+/// The server configuration every listener shares.
+pub fn server_config(certs: Arc<CertStore>) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(Arc::new(provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(certs);
+    config.ignore_client_order = true;
+    Ok(Arc::new(config))
+}
+
+/// Protocol version and cipher suite of an established connection, for Received headers
+/// and logs, in the names RFC 8446/5246 use (`TLSv1.3`, `TLS13_AES_256_GCM_SHA384`).
+pub fn describe(conn: &rustls::ServerConnection) -> (String, String) {
+    let version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
+        Some(other) => format!("{other:?}"),
+        None => "unknown".to_string(),
+    };
+    let suite = conn
+        .negotiated_cipher_suite()
+        .map_or_else(|| "unknown".to_string(), |s| format!("{:?}", s.suite()));
+    (version, suite)
+}
+
+/// A self-signed ECDSA P-256 certificate for `hostname`, also valid for localhost and the
+/// loopback addresses so local clients can verify it. Returns (certificate PEM, key PEM).
+pub fn self_signed(hostname: &str) -> Result<(String, String), TlsError> {
+    use chrono::Datelike;
+    let mut names = vec![hostname.to_string()];
+    for extra in ["localhost", "127.0.0.1", "::1"] {
+        if !names.iter().any(|n| n == extra) {
+            names.push(extra.to_string());
+        }
+    }
+    let mut params = rcgen::CertificateParams::new(names)?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(rcgen::DnType::CommonName, hostname);
+    params.distinguished_name.push(rcgen::DnType::OrganizationName, "Rampart self-signed");
+    let today = chrono::Utc::now().date_naive();
+    params.not_before = rcgen::date_time_ymd(today.year() - 1, 1, 1);
+    params.not_after = rcgen::date_time_ymd(today.year() + 5, 1, 1);
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let cert = params.self_signed(&key)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_pair(dir: &Path, name: &str, host: &str) -> (PathBuf, PathBuf) {
+        let (cert, key) = self_signed(host).unwrap();
+        let c = dir.join(format!("{name}.pem"));
+        let k = dir.join(format!("{name}.key"));
+        std::fs::write(&c, cert).unwrap();
+        std::fs::write(&k, key).unwrap();
+        (c, k)
+    }
+
+    #[test]
+    fn only_forward_secret_suites() {
+        let p = provider();
+        assert!(!p.cipher_suites.is_empty());
+        for s in &p.cipher_suites {
+            assert!(is_forward_secret(s), "{:?}", s.suite());
+        }
+    }
+
+    #[test]
+    fn sni_picks_exact_then_wildcard_then_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k) = write_pair(dir.path(), "default", "mx.example.test");
+        let (c2, k2) = write_pair(dir.path(), "other", "mail.other.test");
+        let (c3, k3) = write_pair(dir.path(), "wild", "wild.test");
+        let config = rampart_config::Tls {
+            cert: c,
+            key: k,
+            sni: vec![
+                rampart_config::SniCert { hostname: "Mail.Other.Test".into(), cert: c2, key: k2 },
+                rampart_config::SniCert { hostname: "*.wild.test".into(), cert: c3, key: k3 },
+            ],
+        };
+        let set = CertSet::load(&config).unwrap();
+        assert!(Arc::ptr_eq(&set.pick(None), &set.default));
+        assert!(Arc::ptr_eq(&set.pick(Some("mail.other.test")), &set.by_name["mail.other.test"]));
+        assert!(Arc::ptr_eq(&set.pick(Some("a.wild.test")), &set.by_name["*.wild.test"]));
+        assert!(Arc::ptr_eq(&set.pick(Some("a.b.wild.test")), &set.default));
+    }
+
+    #[test]
+    fn errors_name_key_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, _) = write_pair(dir.path(), "a", "a.test");
+        let (_, k2) = write_pair(dir.path(), "b", "b.test");
+        let missing = rampart_config::Tls { cert: dir.path().join("nope.pem"), key: k2.clone(), sni: vec![] };
+        let e = CertSet::load(&missing).unwrap_err().to_string();
+        assert!(e.starts_with("tls.cert: ") && e.contains("nope.pem"), "{e}");
+        let mismatched = rampart_config::Tls { cert: c, key: k2, sni: vec![] };
+        let e = CertSet::load(&mismatched).unwrap_err().to_string();
+        assert!(e.starts_with("tls.key: ") && e.contains("does not fit"), "{e}");
+    }
+}
