@@ -58,6 +58,8 @@ pub struct Server {
     pub hostname: String,
     /// Where the store lives. Relative paths are relative to the config file's directory.
     pub data_dir: PathBuf,
+    /// Concurrent connections over all listeners together; each listener has its own cap too.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,6 +88,15 @@ pub enum TlsMode {
     Starttls,
     /// TLS from the first byte (RFC 8314).
     Implicit,
+}
+
+impl std::fmt::Display for TlsMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TlsMode::Starttls => "starttls",
+            TlsMode::Implicit => "implicit",
+        })
+    }
 }
 
 /// The listener names are fixed: users' scripts and tests rely on them.
@@ -210,7 +221,7 @@ impl ImapListener {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            server: Server { hostname: "localhost".into(), data_dir: "data".into() },
+            server: Server { hostname: "localhost".into(), data_dir: "data".into(), max_connections: 10_000 },
             tls: Tls { cert: "tls/cert.pem".into(), key: "tls/key.pem".into(), sni: vec![] },
             listener: Listeners {
                 smtp: SmtpListener::with(&["0.0.0.0:25", "[::]:25"], TlsMode::Starttls),
@@ -302,7 +313,10 @@ impl Config {
         let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(tree))
             .map_err(|e| {
                 let key = e.path().to_string();
-                ConfigError::invalid(if key == "." { String::new() } else { key }, e.into_inner().to_string())
+                // toml appends "in `table`" on a second line; the key path already says where.
+                let message = e.into_inner().to_string();
+                let message = message.lines().next().unwrap_or_default().to_string();
+                ConfigError::invalid(if key == "." { String::new() } else { key }, message)
             })?;
         config.resolve_paths(base);
         Ok(config)
@@ -339,6 +353,9 @@ impl Config {
         let mut errors = Vec::new();
         let mut bad = |key: &str, message: String| errors.push(ConfigError::invalid(key, message));
 
+        if self.server.max_connections == 0 {
+            bad("server.max_connections", "must be at least 1".into());
+        }
         if !is_hostname(&self.server.hostname) {
             bad("server.hostname", format!("`{}` is not a host name", self.server.hostname));
         }

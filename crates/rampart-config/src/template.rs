@@ -16,6 +16,8 @@ const TEMPLATE: &str = r#"# Rampart configuration. Every key is shown with its d
 hostname = "@HOSTNAME@"
 # The embedded store (SQLite metadata and message files) lives here.
 data_dir = "data"
+# Concurrent connections over all listeners together (each listener has its own cap too).
+max_connections = 10000
 
 [tls]
 # Certificate chain and private key (PEM) served to clients that ask for no other name.

@@ -139,6 +139,16 @@ pub struct MessageInfo {
     pub trail: String,
 }
 
+/// One message in a mailbox listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageMeta {
+    pub uid: u32,
+    pub size: u64,
+    pub internal_date: i64,
+    pub flags: String,
+    pub reference: String,
+}
+
 /// The mailboxes every new account gets, with their RFC 6154 special-use attributes.
 pub const DEFAULT_MAILBOXES: [(&str, Option<&str>); 6] = [
     ("INBOX", None),
@@ -182,6 +192,8 @@ pub trait Store: Send + Sync + 'static {
     async fn deliver(&self, delivery: Delivery) -> Result<Vec<Delivered>>;
 
     async fn mailboxes(&self, account: AccountId) -> Result<Vec<Mailbox>>;
+    /// The messages of a mailbox in UID order.
+    async fn list_messages(&self, mailbox: MailboxId) -> Result<Vec<MessageMeta>>;
     /// The full message as stored: prefix followed by the blob.
     async fn read_message(&self, mailbox: MailboxId, uid: u32) -> Result<Vec<u8>>;
     /// Messages stored under a transaction reference, in every account.

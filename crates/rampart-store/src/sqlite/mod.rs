@@ -19,7 +19,7 @@ use crate::address::{canonical, canonical_domain, domain_of};
 use crate::blob::{self, BlobWriter, blob_path};
 use crate::{
     Account, AccountId, Alias, DEFAULT_MAILBOXES, Delivered, Delivery, Folder, Mailbox, MailboxId,
-    MessageInfo, Resolution, Result, Store, StoreError,
+    MessageInfo, MessageMeta, Resolution, Result, Store, StoreError,
 };
 use writer::{Effects, Writer};
 
@@ -436,6 +436,27 @@ impl Store for SqliteStore {
                         uidnext: r.get(3)?,
                         special_use: r.get(4)?,
                         subscribed: r.get(5)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn list_messages(&self, mailbox: MailboxId) -> Result<Vec<MessageMeta>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT uid, size, internal_date, flags, reference FROM messages WHERE mailbox_id = ?1 ORDER BY uid",
+            )?;
+            let rows = stmt
+                .query_map([mailbox], |r| {
+                    Ok(MessageMeta {
+                        uid: r.get(0)?,
+                        size: r.get::<_, i64>(1)? as u64,
+                        internal_date: r.get(2)?,
+                        flags: r.get(3)?,
+                        reference: r.get(4)?,
                     })
                 })?
                 .collect::<rusqlite::Result<_>>()?;

@@ -1,0 +1,231 @@
+//! Administration commands on the store named by the config file. They work while the server
+//! runs: SQLite in WAL mode lets both write, and the server reads domains, accounts and
+//! aliases from the store on every lookup rather than caching them.
+
+use std::io::BufRead;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use rampart_store::{SqliteStore, Store};
+
+#[derive(Subcommand)]
+pub enum DomainCommand {
+    /// Accept mail for a domain.
+    Add { name: String },
+    /// List local domains.
+    List,
+    /// Stop accepting mail for a domain (it must have no accounts or aliases left).
+    Remove { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create an account (and its default mailboxes).
+    Add {
+        address: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List accounts.
+    List,
+    /// Delete an account with all its mail.
+    Remove { address: String },
+    /// Set a new password.
+    Passwd {
+        address: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AliasCommand {
+    /// Deliver mail for ALIAS to TARGET (repeat to add more targets).
+    Add { alias: String, target: String },
+    /// List aliases as `alias -> target`.
+    List,
+    /// Remove an alias, or only one of its targets.
+    Remove { alias: String, target: Option<String> },
+}
+
+#[derive(Subcommand)]
+pub enum MessageCommand {
+    /// Show why a message was accepted: its verdict trail. ID is the id in the Received header
+    /// and in the server's log lines.
+    Why { id: String },
+    /// List a mailbox: uid, id, size, Message-ID and Subject, tab-separated.
+    List {
+        address: String,
+        #[arg(long, default_value = "INBOX")]
+        mailbox: String,
+    },
+    /// Print one message as stored, trace headers included.
+    Show {
+        address: String,
+        uid: u32,
+        #[arg(long, default_value = "INBOX")]
+        mailbox: String,
+    },
+}
+
+/// The mailbox `name` of `address`, or an error naming what is missing.
+async fn find_mailbox(store: &SqliteStore, address: &str, name: &str) -> anyhow::Result<rampart_store::MailboxId> {
+    let account = store.account(address).await?.with_context(|| format!("no account {address}"))?;
+    let boxes = store.mailboxes(account.id).await?;
+    let b = boxes.iter().find(|b| b.name.eq_ignore_ascii_case(name)).with_context(|| format!("{address} has no mailbox {name}"))?;
+    Ok(b.id)
+}
+
+/// The unfolded value of the first header `name` in the message's header section.
+fn header(message: &[u8], name: &str) -> String {
+    let head_end = message.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(message.len());
+    let head = String::from_utf8_lossy(&message[..head_end]);
+    let mut value: Option<String> = None;
+    for line in head.split("\r\n") {
+        match &mut value {
+            Some(v) if line.starts_with([' ', '\t']) => v.push_str(line.trim_end()),
+            Some(_) => break,
+            None => {
+                if let Some((k, v)) = line.split_once(':') {
+                    if k.eq_ignore_ascii_case(name) {
+                        value = Some(v.trim().to_string());
+                    }
+                }
+            }
+        }
+    }
+    value.unwrap_or_default()
+}
+
+fn open(config: &Path) -> anyhow::Result<(SqliteStore, tokio::runtime::Runtime)> {
+    let config = crate::serve::load_config(config, &[])?;
+    let store = SqliteStore::open(&config.server.data_dir)
+        .with_context(|| format!("opening the store in {}", config.server.data_dir.display()))?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    Ok((store, rt))
+}
+
+fn read_password(flag: bool) -> anyhow::Result<String> {
+    if !flag {
+        bail!("give the password on standard input with --password-stdin");
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("reading the password from standard input")?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        bail!("the password is empty");
+    }
+    Ok(password.to_string())
+}
+
+pub fn domain(config: &Path, cmd: DomainCommand) -> anyhow::Result<()> {
+    let (store, rt) = open(config)?;
+    rt.block_on(async {
+        match cmd {
+            DomainCommand::Add { name } => {
+                store.add_domain(&name).await?;
+                println!("added domain {}", name.to_ascii_lowercase());
+            }
+            DomainCommand::List => {
+                for d in store.list_domains().await? {
+                    println!("{d}");
+                }
+            }
+            DomainCommand::Remove { name } => {
+                store.remove_domain(&name).await?;
+                println!("removed domain {}", name.to_ascii_lowercase());
+            }
+        }
+        Ok(())
+    })
+}
+
+pub fn user(config: &Path, cmd: UserCommand) -> anyhow::Result<()> {
+    let (store, rt) = open(config)?;
+    rt.block_on(async {
+        match cmd {
+            UserCommand::Add { address, password_stdin } => {
+                let password = read_password(password_stdin)?;
+                let hash = rampart_auth::hash_password(&password, rampart_auth::HashParams::default())?;
+                store.add_account(&address, &hash).await?;
+                println!("added user {}", rampart_store::address::canonical(&address)?);
+            }
+            UserCommand::List => {
+                for a in store.list_accounts().await? {
+                    println!("{}", a.address);
+                }
+            }
+            UserCommand::Remove { address } => {
+                store.remove_account(&address).await?;
+                println!("removed user {address}");
+            }
+            UserCommand::Passwd { address, password_stdin } => {
+                let password = read_password(password_stdin)?;
+                let hash = rampart_auth::hash_password(&password, rampart_auth::HashParams::default())?;
+                store.set_password(&address, &hash).await?;
+                println!("changed the password of {address}");
+            }
+        }
+        Ok(())
+    })
+}
+
+pub fn alias(config: &Path, cmd: AliasCommand) -> anyhow::Result<()> {
+    let (store, rt) = open(config)?;
+    rt.block_on(async {
+        match cmd {
+            AliasCommand::Add { alias, target } => {
+                store.add_alias(&alias, &target).await?;
+                println!("added alias {alias} -> {target}");
+            }
+            AliasCommand::List => {
+                for a in store.list_aliases().await? {
+                    println!("{} -> {}", a.address, a.target);
+                }
+            }
+            AliasCommand::Remove { alias, target } => {
+                store.remove_alias(&alias, target.as_deref()).await?;
+                println!("removed alias {alias}");
+            }
+        }
+        Ok(())
+    })
+}
+
+pub fn message(config: &Path, cmd: MessageCommand) -> anyhow::Result<()> {
+    let (store, rt) = open(config)?;
+    rt.block_on(async {
+        match cmd {
+            MessageCommand::Why { id } => {
+                let found = store.messages_by_reference(&id).await?;
+                if found.is_empty() {
+                    bail!("no stored message has id {id}");
+                }
+                for m in found {
+                    let when = chrono::DateTime::from_timestamp(m.internal_date, 0).map(|d| d.to_rfc3339()).unwrap_or_default();
+                    println!("message {} in {} (uid {}, {} bytes, received {when})", m.reference, m.mailbox, m.uid, m.size);
+                    println!("{}", m.trail);
+                }
+            }
+            MessageCommand::List { address, mailbox } => {
+                let id = find_mailbox(&store, &address, &mailbox).await?;
+                for m in store.list_messages(id).await? {
+                    let text = store.read_message(id, m.uid).await?;
+                    let (mid, subject) = (header(&text, "Message-ID"), header(&text, "Subject"));
+                    println!("{}\t{}\t{}\t{mid}\t{subject}", m.uid, m.reference, m.size);
+                }
+            }
+            MessageCommand::Show { address, uid, mailbox } => {
+                let id = find_mailbox(&store, &address, &mailbox).await?;
+                let text = store.read_message(id, uid).await?;
+                use std::io::Write;
+                std::io::stdout().write_all(&text)?;
+            }
+        }
+        Ok(())
+    })
+}

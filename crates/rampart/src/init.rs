@@ -1,0 +1,72 @@
+//! `rampart init`: a working configuration in one step.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use rampart_store::{SqliteStore, Store};
+
+/// Creates `path` with `contents` and `mode`; fails if it exists.
+fn create_file(path: &Path, contents: &str, mode: u32) -> anyhow::Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+pub fn run(dir: &Path, hostname: &str, domain: &str) -> anyhow::Result<()> {
+    if !rampart_config::is_hostname(hostname) {
+        bail!("--hostname: `{hostname}` is not a host name");
+    }
+    let Some(domain) = rampart_store::address::canonical_domain(domain) else {
+        bail!("--domain: `{domain}` is not a domain name");
+    };
+    let config_path = dir.join("rampart.toml");
+    if config_path.exists() {
+        bail!("{} already exists; refusing to overwrite it", config_path.display());
+    }
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+
+    let tls_dir = dir.join("tls");
+    fs::create_dir_all(&tls_dir).with_context(|| format!("creating {}", tls_dir.display()))?;
+    fs::set_permissions(&tls_dir, fs::Permissions::from_mode(0o700))?;
+    let (cert_path, key_path) = (tls_dir.join("cert.pem"), tls_dir.join("key.pem"));
+    if key_path.exists() || cert_path.exists() {
+        println!("keeping the existing certificate in {}", tls_dir.display());
+    } else {
+        let (cert, key) = rampart_tls::self_signed(hostname)?;
+        create_file(&key_path, &key, 0o600)?;
+        create_file(&cert_path, &cert, 0o644)?;
+    }
+
+    // Written last of the files: its existence is what marks the directory as initialized.
+    create_file(&config_path, &rampart_config::template(hostname), 0o640)?;
+    let config = rampart_config::Config::load(&config_path, &[])?;
+
+    let store = SqliteStore::open(&config.server.data_dir)
+        .with_context(|| format!("creating the store in {}", config.server.data_dir.display()))?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        match store.add_domain(&domain).await {
+            Ok(()) | Err(rampart_store::StoreError::Exists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    })?;
+
+    println!("wrote {}", config_path.display());
+    println!("wrote a self-signed certificate for {hostname} in {}", tls_dir.display());
+    println!("created the store in {} with domain {domain}", config.server.data_dir.display());
+    println!();
+    print!("{}", crate::records::zone(&domain, hostname));
+    println!();
+    println!("next: rampart user add postmaster@{domain} --password-stdin --config {}", config_path.display());
+    println!("      rampart serve --config {}", config_path.display());
+    Ok(())
+}

@@ -1,0 +1,64 @@
+//! Log lines as `TIME LEVEL key=value ...`, one event per line, fields in the order the code
+//! names them. Values are quoted only when they contain spaces, quotes or `=`, so both people
+//! and fail2ban can read them and the field names are a stable interface.
+
+use std::fmt::{self, Write as _};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::EnvFilter;
+
+struct KeyValue;
+
+struct Fields(String);
+
+impl Fields {
+    fn push(&mut self, name: &str, value: &str) {
+        let name = if name == "message" { "msg" } else { name };
+        if !self.0.is_empty() {
+            self.0.push(' ');
+        }
+        let needs_quotes = value.is_empty() || value.contains(|c: char| c.is_whitespace() || c == '"' || c == '=');
+        if needs_quotes {
+            let _ = write!(self.0, "{name}={value:?}");
+        } else {
+            let _ = write!(self.0, "{name}={value}");
+        }
+    }
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.push(field.name(), value);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.push(field.name(), &format!("{value:?}"));
+    }
+}
+
+impl<S, N> FormatEvent<S, N> for KeyValue
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+        let mut fields = Fields(String::new());
+        event.record(&mut fields);
+        let time = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
+        writeln!(w, "{time} {} {}", event.metadata().level(), fields.0)
+    }
+}
+
+/// Logs to stderr at `level` (a tracing filter); RUST_LOG wins when set.
+pub fn init(level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .event_format(KeyValue)
+        .try_init();
+}

@@ -1,0 +1,136 @@
+//! The `rampart` binary: command line, wiring, and `serve`.
+//!
+//! - [`init`] writes a new config, a self-signed certificate and the store;
+//! - [`serve`] binds every listener and runs the server;
+//! - [`admin`] changes domains, users and aliases in the store, with or without a running
+//!   server (SQLite WAL lets the CLI and the server share it);
+//! - [`records`] prints the DNS records a domain needs;
+//! - [`logging`] formats log lines as stable key=value fields.
+
+mod admin;
+mod init;
+mod logging;
+mod records;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "rampart", version, about = "A secure mail server in one binary")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// The configuration file (every command but `init` uses it).
+    #[arg(long, short = 'c', global = true, default_value = "rampart.toml", env = "RAMPART_CONFIG")]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a new configuration, a self-signed certificate and the store, and print the DNS
+    /// records to publish. Refuses to overwrite an existing configuration.
+    Init {
+        /// Directory for rampart.toml, tls/ and data/ (created if missing).
+        #[arg(long)]
+        dir: PathBuf,
+        /// This server's host name, the target of the MX record.
+        #[arg(long)]
+        hostname: String,
+        /// The first mail domain to accept mail for.
+        #[arg(long)]
+        domain: String,
+    },
+    /// Run the server.
+    Serve {
+        /// Override a config key: --set 'listener.smtp.bind=["127.0.0.1:2525"]'. Repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Mail domains this server accepts mail for.
+    Domain {
+        #[command(subcommand)]
+        command: admin::DomainCommand,
+    },
+    /// Mail accounts.
+    User {
+        #[command(subcommand)]
+        command: admin::UserCommand,
+    },
+    /// Addresses that deliver to other addresses.
+    Alias {
+        #[command(subcommand)]
+        command: admin::AliasCommand,
+    },
+    /// Stored messages.
+    Message {
+        #[command(subcommand)]
+        command: admin::MessageCommand,
+    },
+    /// DNS records to publish.
+    Dns {
+        #[command(subcommand)]
+        command: DnsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration; every error names its key.
+    Check {
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DnsCommand {
+    /// Print the records DOMAIN needs as a zone-file snippet.
+    Records { domain: String },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // Mail, keys and the database are nobody else's business.
+    // SAFETY: umask only changes this process's file-creation mask.
+    unsafe { libc::umask(0o027) };
+    let config = cli.config;
+    let result = match cli.command {
+        Command::Init { dir, hostname, domain } => init::run(&dir, &hostname, &domain),
+        Command::Serve { sets } => serve::run(&config, &sets),
+        Command::Config { command: ConfigCommand::Check { sets } } => config_check(&config, &sets),
+        Command::Domain { command } => admin::domain(&config, command),
+        Command::User { command } => admin::user(&config, command),
+        Command::Alias { command } => admin::alias(&config, command),
+        Command::Message { command } => admin::message(&config, command),
+        Command::Dns { command: DnsCommand::Records { domain } } => {
+            serve::load_config(&config, &[]).map(|c| print!("{}", records::zone(&domain, &c.server.hostname)))
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn config_check(path: &std::path::Path, sets: &[String]) -> anyhow::Result<()> {
+    let config = rampart_config::Config::load(path, sets)?;
+    let errors = config.validate();
+    if errors.is_empty() {
+        println!("{}: ok", path.display());
+        return Ok(());
+    }
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    anyhow::bail!("{}: {} problem(s)", path.display(), errors.len())
+}

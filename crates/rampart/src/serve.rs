@@ -1,0 +1,177 @@
+//! `rampart serve`: load and check the config, open the store, bind every listener, serve.
+//!
+//! Start-up fails with one clear line naming the key, file or port at fault. All listeners are
+//! bound before any is served, so a port already in use stops the server before it accepts
+//! anything. SIGHUP reloads certificates; SIGTERM and SIGINT stop the server (acknowledged
+//! mail is already durable, so nothing in flight needs draining).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use rampart_config::Config;
+use rampart_smtp::{Role, Services, Settings};
+use rampart_store::SqliteStore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tracing::{error, info, warn};
+
+/// Loads the config and refuses it with every problem listed, each naming its key.
+pub fn load_config(path: &Path, sets: &[String]) -> anyhow::Result<Config> {
+    let config = Config::load(path, sets)?;
+    let errors = config.validate();
+    if !errors.is_empty() {
+        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        bail!("{}", list.join("\nerror: "));
+    }
+    Ok(config)
+}
+
+pub fn run(path: &Path, sets: &[String]) -> anyhow::Result<()> {
+    let config = load_config(path, sets)?;
+    crate::logging::init(&config.log.level);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(serve(path, sets, config))
+}
+
+/// A bound listener waiting to be served.
+struct Bound {
+    name: &'static str,
+    tcp: TcpListener,
+    settings: Arc<Settings>,
+    slots: Arc<Semaphore>,
+}
+
+async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<()> {
+    let certs = rampart_tls::CertSet::load(&config.tls)?;
+    let cert_store = rampart_tls::CertStore::new(certs);
+    let acceptor = rampart_tls::TlsAcceptor::from(rampart_tls::server_config(cert_store.clone())?);
+    let store = SqliteStore::open(&config.server.data_dir)
+        .with_context(|| format!("server.data_dir: opening the store in {}", config.server.data_dir.display()))?;
+    let services = Arc::new(Services {
+        store: Arc::new(store),
+        hostname: config.server.hostname.clone(),
+        recipient_delimiter: config.smtp.recipient_delimiter.clone(),
+    });
+
+    let mut bound = Vec::new();
+    for (name, listener) in config.smtp_listeners() {
+        if name != "smtp" {
+            // Submission arrives with authentication (SASL); until then the listener stays off
+            // rather than offering an unauthenticated port.
+            if !listener.bind.is_empty() {
+                info!(event = "listener_unavailable", listener = name, reason = "submission is not implemented yet");
+            }
+            continue;
+        }
+        let settings = Arc::new(Settings::from_config(name, Role::Mx, listener));
+        let slots = Arc::new(Semaphore::new(listener.max_connections));
+        for addr in &listener.bind {
+            let tcp = bind(*addr).await.map_err(|e| anyhow!("listener.{name}.bind: cannot listen on {addr}: {e}"))?;
+            bound.push(Bound { name, tcp, settings: settings.clone(), slots: slots.clone() });
+        }
+    }
+    for (name, listener) in config.imap_listeners() {
+        if !listener.bind.is_empty() {
+            info!(event = "listener_unavailable", listener = name, reason = "IMAP is not implemented yet");
+        }
+    }
+
+    let global = Arc::new(Semaphore::new(config.server.max_connections));
+    for b in bound {
+        let addr = b.tcp.local_addr()?;
+        info!(event = "listening", listener = b.name, addr = %addr, tls = %b.settings.tls);
+        let services = services.clone();
+        let acceptor = acceptor.clone();
+        let global = global.clone();
+        tokio::spawn(accept_loop(b, services, acceptor, global));
+    }
+    info!(event = "started", hostname = %config.server.hostname, pid = std::process::id());
+
+    signals(path, sets, cert_store).await
+}
+
+/// Binds with SO_REUSEADDR (restart while old connections linger in TIME_WAIT) and, for IPv6,
+/// IPV6_V6ONLY so `0.0.0.0:25` and `[::]:25` can both be bound.
+async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv6() { tokio::net::TcpSocket::new_v6()? } else { tokio::net::TcpSocket::new_v4()? };
+    socket.set_reuseaddr(true)?;
+    if addr.is_ipv6() {
+        set_v6only(&socket)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+fn set_v6only(socket: &tokio::net::TcpSocket) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt on a valid socket fd with a pointer to a live c_int of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_V6ONLY,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
+async fn accept_loop(b: Bound, services: Arc<Services>, acceptor: rampart_tls::TlsAcceptor, global: Arc<Semaphore>) {
+    loop {
+        let (stream, remote): (TcpStream, SocketAddr) = match b.tcp.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // Usually EMFILE: back off instead of spinning on the error.
+                warn!(event = "accept_failed", listener = b.name, error = %e);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let permits = global.clone().try_acquire_owned().and_then(|g| Ok((g, b.slots.clone().try_acquire_owned()?)));
+        let Ok(permits) = permits else {
+            info!(event = "connection_refused", listener = b.name, ip = %remote.ip(), reason = "connection_limit");
+            let settings = b.settings.clone();
+            let hostname = services.hostname.clone();
+            tokio::spawn(async move { rampart_smtp::refuse_busy(stream, &settings, &hostname).await });
+            continue;
+        };
+        let (services, settings, acceptor) = (services.clone(), b.settings.clone(), acceptor.clone());
+        tokio::spawn(async move {
+            rampart_smtp::handle(stream, remote, services, settings, acceptor).await;
+            drop(permits);
+        });
+    }
+}
+
+async fn signals(path: &Path, sets: &[String], certs: Arc<rampart_tls::CertStore>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload_certificates(path, sets, &certs),
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    info!(event = "stopping");
+    Ok(())
+}
+
+/// Re-reads the config and its certificates; on any error the old certificates stay in use.
+fn reload_certificates(path: &Path, sets: &[String], certs: &rampart_tls::CertStore) {
+    let loaded = load_config(path, sets).and_then(|c| Ok(rampart_tls::CertSet::load(&c.tls)?));
+    match loaded {
+        Ok(set) => {
+            certs.replace(set);
+            info!(event = "certificates_reloaded");
+        }
+        Err(e) => error!(event = "reload_failed", error = %format!("{e:#}").replace('\n', "; ")),
+    }
+}

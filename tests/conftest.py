@@ -1,0 +1,192 @@
+"""Harness for end-to-end tests: the real `rampart` binary on ephemeral loopback ports.
+
+`Rampart` runs `rampart init` in a temp dir, starts `rampart serve` with every listener bound
+to 127.0.0.1:0 (or off), and reads the actual ports from the `event=listening` log lines.
+"""
+
+import os
+import pathlib
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BIN = os.environ.get("RAMPART_BIN", str(ROOT / "target" / "debug" / "rampart"))
+LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps")
+PASSWORD = "correct horse battery staple"
+
+
+class Rampart:
+    def __init__(self, base: pathlib.Path, hostname="mx.example.test", domain="example.test"):
+        self.dir = base / "rampart"
+        self.hostname = hostname
+        self.domain = domain
+        self.config = self.dir / "rampart.toml"
+        self.log_path = self.dir / "server.log"
+        self.proc = None
+        self.ports = {}
+        self.init_output = self.run_cli(
+            "init", "--dir", str(self.dir), "--hostname", hostname, "--domain", domain, config=False
+        ).stdout
+        self.ca = str(self.dir / "tls" / "cert.pem")
+
+    # --- command line -------------------------------------------------------------------------
+    def run_cli(self, *args, input=None, check=True, config=True):
+        cmd = [BIN, *args]
+        if config:
+            cmd += ["--config", str(self.config)]
+        r = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=60)
+        if check and r.returncode != 0:
+            raise AssertionError(f"{cmd} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+        return r
+
+    def add_user(self, address, password=PASSWORD):
+        self.run_cli("user", "add", address, "--password-stdin", input=password + "\n")
+
+    def messages(self, address, mailbox="INBOX"):
+        """[(uid, id, size, message_id, subject)] of a mailbox."""
+        out = self.run_cli("message", "list", address, "--mailbox", mailbox).stdout
+        rows = []
+        for line in out.splitlines():
+            uid, ref, size, mid, subject = line.split("\t", 4)
+            rows.append((int(uid), ref, int(size), mid, subject))
+        return rows
+
+    def message(self, address, uid, mailbox="INBOX") -> bytes:
+        cmd = [BIN, "message", "show", address, str(uid), "--mailbox", mailbox, "--config", str(self.config)]
+        return subprocess.run(cmd, capture_output=True, check=True, timeout=30).stdout
+
+    # --- server -------------------------------------------------------------------------------
+    def start(self, *sets, listeners=("smtp",), wait=True):
+        args = [BIN, "serve", "--config", str(self.config)]
+        for name in LISTENERS:
+            bind = '["127.0.0.1:0"]' if name in listeners else "[]"
+            args += ["--set", f"listener.{name}.bind={bind}"]
+        for s in sets:
+            args += ["--set", s]
+        self.log_file = open(self.log_path, "ab")
+        self.log_offset = self.log_path.stat().st_size
+        self.proc = subprocess.Popen(args, stdout=self.log_file, stderr=subprocess.STDOUT)
+        if wait:
+            self.wait_started()
+        return self
+
+    def wait_started(self, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            text = self.log()
+            if "event=started" in text:
+                self.ports = {}
+                for name, port in re.findall(r"event=listening listener=(\S+) addr=127\.0\.0\.1:(\d+)", text):
+                    self.ports[name] = int(port)
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"rampart exited with {self.proc.returncode}:\n{text}")
+            time.sleep(0.05)
+        raise AssertionError(f"rampart did not start:\n{self.log()}")
+
+    def log(self) -> str:
+        """Log output of the current run."""
+        with open(self.log_path, "rb") as f:
+            f.seek(self.log_offset)
+            return f.read().decode(errors="replace")
+
+    def wait_log(self, pattern, timeout=10):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            m = re.search(pattern, self.log())
+            if m:
+                return m
+            time.sleep(0.05)
+        raise AssertionError(f"{pattern!r} not in log:\n{self.log()}")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.proc = None
+
+    # --- clients ------------------------------------------------------------------------------
+    def tls_context(self):
+        ctx = ssl.create_default_context(cafile=self.ca)
+        return ctx
+
+    def connect(self, listener="smtp", source="127.0.0.1", timeout=10):
+        return Conn(socket.create_connection(("127.0.0.1", self.ports[listener]), timeout=timeout, source_address=(source, 0)))
+
+
+class Conn:
+    """A line-oriented raw SMTP client for the cases smtplib cannot express."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+
+    def send(self, data: bytes):
+        self.sock.sendall(data)
+
+    def reply(self) -> str:
+        """One complete reply; '' when the server closed the connection."""
+        while True:
+            m = re.search(rb"^\d{3} [^\n]*\n", self.buf, re.M)
+            if m:
+                end = m.end()
+                text, self.buf = self.buf[:end], self.buf[end:]
+                return text.decode(errors="replace")
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                rest, self.buf = self.buf, b""
+                return rest.decode(errors="replace")
+            self.buf += chunk
+
+    def cmd(self, line: str) -> str:
+        self.send(line.encode() + b"\r\n")
+        return self.reply()
+
+    def starttls(self, ctx, server_hostname="mx.example.test"):
+        assert self.cmd("STARTTLS").startswith("220")
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=server_hostname)
+
+    def closed(self, timeout=5) -> bool:
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(1) == b""
+        except (ConnectionResetError, ssl.SSLError):
+            return True
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def rampart(tmp_path):
+    r = Rampart(tmp_path)
+    r.add_user("bob@example.test")
+    r.add_user("alice@example.test")
+    yield r
+    r.stop()
+
+
+def message_bytes(subject="Test", body="Hello.\r\n", sender="sender@remote.test", to="bob@example.test", mid=None):
+    mid = mid or f"<{time.time_ns()}@remote.test>"
+    return (
+        f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: {mid}\r\n"
+        f"Date: Fri, 27 Nov 2026 12:00:00 +0000\r\n\r\n{body}"
+    ).encode()
