@@ -7,10 +7,14 @@
 //!   both are durable; callers acknowledge it (SMTP `250`) after [`Store::deliver`] returns.
 //! - All writes go through one writer thread that commits whatever is queued in one
 //!   transaction (group commit), so concurrent deliveries share fsyncs.
+//! - [`mail`] is what IMAP needs on top ([`MailStore`]): mailbox management, flags with
+//!   MODSEQ, expunge, copy/move, append, and change notification ([`notify`]).
 //! - [`address`] holds the canonical form of mail addresses that every layer agrees on.
 
 pub mod address;
 pub mod blob;
+pub mod mail;
+pub mod notify;
 mod sqlite;
 
 use std::path::PathBuf;
@@ -18,6 +22,7 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 
 pub use blob::{Blob, BlobWriter};
+pub use mail::{Changes, FlagOp, FlagsUpdate, MailStore, MailboxState, MessageRecord, Transfer};
 pub use sqlite::SqliteStore;
 
 pub type AccountId = i64;

@@ -6,6 +6,7 @@
 //! (group commit): N concurrent deliveries cost one WAL fsync and one fsync per blob
 //! directory instead of N of each.
 
+mod imap;
 mod schema;
 mod writer;
 
@@ -21,6 +22,7 @@ use crate::{
     Account, AccountId, Alias, DEFAULT_MAILBOXES, Delivered, Delivery, Folder, Mailbox, MailboxId,
     MessageInfo, MessageMeta, Resolution, Result, Store, StoreError,
 };
+use crate::notify::Notifier;
 use writer::{Effects, Writer};
 
 /// How deep alias chains are followed; deeper chains are configuration loops in practice.
@@ -40,6 +42,7 @@ struct Inner {
     blob_root: PathBuf,
     readers: Mutex<Vec<Connection>>,
     writer: Writer,
+    notifier: Arc<Notifier>,
 }
 
 fn open_connection(path: &Path) -> Result<Connection> {
@@ -68,9 +71,10 @@ impl SqliteStore {
         blob::prepare_root(&blob_root)?;
         let mut conn = open_connection(&db_path)?;
         schema::migrate(&mut conn)?;
-        let writer = Writer::start(conn, blob_root.clone())?;
+        let notifier = Arc::new(Notifier::default());
+        let writer = Writer::start(conn, blob_root.clone(), notifier.clone())?;
         Ok(SqliteStore {
-            inner: Arc::new(Inner { db_path, blob_root, readers: Mutex::new(Vec::new()), writer }),
+            inner: Arc::new(Inner { db_path, blob_root, readers: Mutex::new(Vec::new()), writer, notifier }),
         })
     }
 
@@ -409,6 +413,7 @@ impl Store for SqliteStore {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )?
                 .execute(params![mailbox, uid, blob.id(), prefix, size, internal_date, modseq, reference, trail])?;
+                effects.mailbox_changed(mailbox);
                 delivered.push(Delivered { account: target.account, mailbox, uid });
             }
             conn.execute("UPDATE blobs SET refcount = ?2 WHERE id = ?1", params![blob.id(), delivered.len() as i64])?;

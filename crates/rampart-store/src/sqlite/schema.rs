@@ -60,6 +60,25 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX messages_reference ON messages(reference);
     CREATE INDEX messages_blob ON messages(blob_id);
     "#,
+    // 2: IMAP. Expunged UIDs with the MODSEQ of their removal, so a session (or a CONDSTORE/
+    // QRESYNC client) learns what vanished since the MODSEQ it knows; the MODSEQ index makes
+    // "what changed since N" cheap; recent_uid is the first UID no session has seen as
+    // \Recent yet (RFC 3501 §2.3.2); uidvalidity_seq is the last UIDVALIDITY handed out per
+    // account, so a name deleted and created again never reuses one (RFC 3501 §2.3.1.1).
+    r#"
+    CREATE TABLE expunged (
+        mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+        uid        INTEGER NOT NULL,
+        modseq     INTEGER NOT NULL,
+        PRIMARY KEY (mailbox_id, uid)
+    ) WITHOUT ROWID;
+    CREATE INDEX messages_modseq ON messages(mailbox_id, modseq);
+    ALTER TABLE mailboxes ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 1;
+    CREATE TABLE uidvalidity_seq (
+        account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+        last       INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this binary writes.

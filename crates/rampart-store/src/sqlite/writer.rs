@@ -7,13 +7,14 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use crate::blob::sync_dir;
-use crate::{Result, StoreError};
+use crate::notify::Notifier;
+use crate::{MailboxId, Result, StoreError};
 
 /// Most jobs one transaction takes; bounds the latency a large burst adds to its first job.
 const MAX_BATCH: usize = 512;
@@ -23,6 +24,7 @@ pub struct Effects {
     pub blob_root: PathBuf,
     sync_dirs: BTreeSet<PathBuf>,
     delete_after: Vec<PathBuf>,
+    changed: Vec<MailboxId>,
 }
 
 impl Effects {
@@ -34,6 +36,13 @@ impl Effects {
     /// The file is garbage once the commit is durable.
     pub fn delete_after_commit(&mut self, path: PathBuf) {
         self.delete_after.push(path);
+    }
+
+    /// The mailbox changed; its watchers are woken once the commit is durable.
+    pub fn mailbox_changed(&mut self, mailbox: MailboxId) {
+        if !self.changed.contains(&mailbox) {
+            self.changed.push(mailbox);
+        }
     }
 }
 
@@ -79,11 +88,11 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn start(conn: Connection, blob_root: PathBuf) -> Result<Writer> {
+    pub fn start(conn: Connection, blob_root: PathBuf, notifier: Arc<Notifier>) -> Result<Writer> {
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(conn, rx, blob_root))
+            .spawn(move || writer_loop(conn, rx, blob_root, notifier))
             .map_err(|e| StoreError::io("store-writer thread", e))?;
         Ok(Writer { jobs: tx })
     }
@@ -100,7 +109,7 @@ impl Writer {
     }
 }
 
-fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, blob_root: PathBuf) {
+fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, blob_root: PathBuf, notifier: Arc<Notifier>) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -109,12 +118,18 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, blob_root: 
                 Err(_) => break,
             }
         }
-        let mut effects = Effects { blob_root: blob_root.clone(), sync_dirs: BTreeSet::new(), delete_after: Vec::new() };
+        let mut effects = Effects {
+            blob_root: blob_root.clone(),
+            sync_dirs: BTreeSet::new(),
+            delete_after: Vec::new(),
+            changed: Vec::new(),
+        };
         let outcome = run_batch(&conn, &mut batch, &mut effects);
         if let Err(e) = &outcome {
             tracing::error!(event = "store_commit_failed", error = %e, jobs = batch.len());
             let _ = conn.execute_batch("ROLLBACK");
         } else {
+            notifier.fire(&effects.changed);
             for path in &effects.delete_after {
                 if let Err(e) = std::fs::remove_file(path) {
                     tracing::warn!(event = "blob_remove_failed", path = %path.display(), error = %e);

@@ -1,0 +1,117 @@
+//! What an IMAP server needs from the store beyond delivery: mailbox management, per-message
+//! flags with modification sequences (RFC 7162 CONDSTORE), expunge, copy and move, APPEND,
+//! quota usage and change notification.
+//!
+//! Flags are stored as one space-separated string per message, in the case the client gave
+//! for keywords and the canonical case for system flags. Every change of a mailbox takes the
+//! next value of its HIGHESTMODSEQ; expunges are remembered with theirs, so "what changed
+//! since MODSEQ N" is one indexed query and no session misses a change between two looks.
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use crate::{AccountId, Blob, MailboxId, Result, Store};
+
+/// The hierarchy separator of mailbox names.
+pub const DELIMITER: char = '/';
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxState {
+    pub id: MailboxId,
+    pub name: String,
+    pub uidvalidity: u32,
+    pub uidnext: u32,
+    pub highestmodseq: u64,
+    pub special_use: Option<String>,
+    pub subscribed: bool,
+}
+
+/// One message as a mailbox view needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRecord {
+    pub uid: u32,
+    pub flags: String,
+    pub modseq: u64,
+    pub size: u64,
+    pub internal_date: i64,
+}
+
+/// What changed in a mailbox after a MODSEQ.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub highestmodseq: u64,
+    pub uidnext: u32,
+    /// New or changed messages, in UID order.
+    pub changed: Vec<MessageRecord>,
+    /// UIDs expunged after the MODSEQ, ascending.
+    pub expunged: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagOp {
+    Add,
+    Remove,
+    Replace,
+}
+
+/// The outcome of a flag change (RFC 3501 §6.4.6, RFC 7162 §3.1.3).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlagsUpdate {
+    /// Every message that exists, with its flags after the change: (uid, flags, modseq).
+    pub messages: Vec<(u32, String, u64)>,
+    /// Messages left alone because they changed after UNCHANGEDSINCE.
+    pub modified: Vec<u32>,
+}
+
+/// The result of COPY, MOVE or APPEND (RFC 4315 UIDPLUS): the target's UIDVALIDITY and the
+/// (source UID, new UID) pairs. APPEND has source UID 0.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transfer {
+    pub uidvalidity: u32,
+    pub uids: Vec<(u32, u32)>,
+}
+
+#[async_trait]
+pub trait MailStore: Store {
+    async fn mailbox_state(&self, account: AccountId, name: &str) -> Result<Option<MailboxState>>;
+    async fn mailbox_states(&self, account: AccountId) -> Result<Vec<MailboxState>>;
+    /// Creates the mailbox and any missing parents. `Exists` when it is already there.
+    async fn create_mailbox(&self, account: AccountId, name: &str, special_use: Option<&str>) -> Result<MailboxId>;
+    /// Deletes a mailbox and its messages. INBOX and mailboxes with children are refused.
+    async fn delete_mailbox(&self, account: AccountId, name: &str) -> Result<()>;
+    /// Renames a mailbox and its children. Renaming INBOX moves its messages into a new
+    /// mailbox and leaves INBOX empty (RFC 3501 §6.3.5).
+    async fn rename_mailbox(&self, account: AccountId, from: &str, to: &str) -> Result<()>;
+    async fn set_subscribed(&self, account: AccountId, name: &str, subscribed: bool) -> Result<()>;
+
+    /// Every message of the mailbox, in UID order, and its state at that moment.
+    async fn snapshot(&self, mailbox: MailboxId) -> Result<(MailboxState, Vec<MessageRecord>)>;
+    /// Changes after `modseq`.
+    async fn changes_since(&self, mailbox: MailboxId, modseq: u64) -> Result<Changes>;
+    /// Takes the \Recent messages: returns the first UID not yet claimed by any session before
+    /// this call; the caller sees UIDs from there up to the current UIDNEXT as recent.
+    async fn claim_recent(&self, mailbox: MailboxId) -> Result<u32>;
+    /// Per-mailbox counts for STATUS: (messages, unseen, recent, total size).
+    async fn mailbox_counts(&self, mailbox: MailboxId) -> Result<(u32, u32, u32, u64)>;
+
+    async fn store_flags(
+        &self,
+        mailbox: MailboxId,
+        uids: Vec<u32>,
+        op: FlagOp,
+        flags: Vec<String>,
+        unchanged_since: Option<u64>,
+    ) -> Result<FlagsUpdate>;
+    /// Removes the messages flagged \Deleted (only those in `uids` when given). Returns the
+    /// expunged UIDs, ascending.
+    async fn expunge(&self, mailbox: MailboxId, uids: Option<Vec<u32>>) -> Result<Vec<u32>>;
+    async fn copy_messages(&self, from: MailboxId, uids: Vec<u32>, to: MailboxId) -> Result<Transfer>;
+    /// Copies and expunges the source messages in one transaction (RFC 6851).
+    async fn move_messages(&self, from: MailboxId, uids: Vec<u32>, to: MailboxId) -> Result<Transfer>;
+    /// Stores a message durably with the given flags and internal date; returns once fsynced.
+    async fn append(&self, mailbox: MailboxId, blob: Blob, flags: String, internal_date: i64) -> Result<Transfer>;
+    /// Bytes and messages stored for the account.
+    async fn usage(&self, account: AccountId) -> Result<(u64, u64)>;
+    /// Changes after every commit that touches the mailbox.
+    fn watch_mailbox(&self, mailbox: MailboxId) -> watch::Receiver<u64>;
+}

@@ -1,0 +1,510 @@
+//! [`MailStore`] for SQLite: the SQL behind IMAP. Every write runs on the writer thread (group
+//! commit) and marks the mailboxes it changed, so their watchers wake after the commit.
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::watch;
+
+use super::{Effects, SqliteStore, now, release_blobs};
+use crate::mail::{Changes, DELIMITER, FlagOp, FlagsUpdate, MailStore, MailboxState, MessageRecord, Transfer};
+use crate::{AccountId, Blob, MailboxId, Result, StoreError};
+
+const STATE_COLUMNS: &str = "id, name, uidvalidity, uidnext, highestmodseq, special_use, subscribed";
+
+fn state_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MailboxState> {
+    Ok(MailboxState {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        uidvalidity: r.get(2)?,
+        uidnext: r.get(3)?,
+        highestmodseq: r.get::<_, i64>(4)? as u64,
+        special_use: r.get(5)?,
+        subscribed: r.get(6)?,
+    })
+}
+
+fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRecord> {
+    Ok(MessageRecord {
+        uid: r.get(0)?,
+        flags: r.get(1)?,
+        modseq: r.get::<_, i64>(2)? as u64,
+        size: r.get::<_, i64>(3)? as u64,
+        internal_date: r.get(4)?,
+    })
+}
+
+/// INBOX is case-insensitive (RFC 3501 §5.1); every other name is taken as given.
+fn normalize(name: &str) -> String {
+    let name = name.trim_end_matches(DELIMITER);
+    if name.eq_ignore_ascii_case("INBOX") {
+        return "INBOX".into();
+    }
+    match name.split_once(DELIMITER) {
+        Some((first, rest)) if first.eq_ignore_ascii_case("INBOX") => format!("INBOX{DELIMITER}{rest}"),
+        _ => name.to_string(),
+    }
+}
+
+fn state_by_name(conn: &Connection, account: AccountId, name: &str) -> Result<Option<MailboxState>> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {STATE_COLUMNS} FROM mailboxes WHERE account_id = ?1 AND name = ?2"))?
+        .query_row(params![account, name], state_from_row)
+        .optional()?)
+}
+
+fn state_by_id(conn: &Connection, mailbox: MailboxId) -> Result<MailboxState> {
+    conn.prepare_cached(&format!("SELECT {STATE_COLUMNS} FROM mailboxes WHERE id = ?1"))?
+        .query_row([mailbox], state_from_row)
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))
+}
+
+/// A UIDVALIDITY no earlier mailbox of the account had, so a name deleted and created again
+/// never looks like the old mailbox to a client's cache (RFC 3501 §2.3.1.1).
+fn next_uidvalidity(conn: &Connection, account: AccountId) -> Result<u32> {
+    let (max, last): (Option<i64>, Option<i64>) = conn.query_row(
+        "SELECT (SELECT max(uidvalidity) FROM mailboxes WHERE account_id = ?1), \
+                (SELECT last FROM uidvalidity_seq WHERE account_id = ?1)",
+        [account],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let floor = max.unwrap_or(0).max(last.unwrap_or(0)) + 1;
+    let next = (now()).max(floor).min(u32::MAX as i64);
+    conn.execute(
+        "INSERT INTO uidvalidity_seq (account_id, last) VALUES (?1, ?2) \
+         ON CONFLICT (account_id) DO UPDATE SET last = excluded.last",
+        params![account, next],
+    )?;
+    Ok(next as u32)
+}
+
+/// Takes the next MODSEQ of a mailbox.
+fn bump_modseq(conn: &Connection, mailbox: MailboxId) -> Result<u64> {
+    let m: i64 = conn
+        .prepare_cached("UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ?1 RETURNING highestmodseq")?
+        .query_row([mailbox], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?;
+    Ok(m as u64)
+}
+
+fn parse_flags(s: &str) -> Vec<String> {
+    s.split_ascii_whitespace().map(str::to_string).collect()
+}
+
+/// Applies `op` to a flag list; flags compare case-insensitively (RFC 3501 §2.3.2).
+fn apply_flags(current: &str, op: FlagOp, flags: &[String]) -> String {
+    let mut out = match op {
+        FlagOp::Replace => Vec::new(),
+        _ => parse_flags(current),
+    };
+    match op {
+        FlagOp::Add | FlagOp::Replace => {
+            for f in flags {
+                if !out.iter().any(|o| o.eq_ignore_ascii_case(f)) {
+                    out.push(f.clone());
+                }
+            }
+        }
+        FlagOp::Remove => out.retain(|o| !flags.iter().any(|f| f.eq_ignore_ascii_case(o))),
+    }
+    out.join(" ")
+}
+
+/// Deletes the listed messages, records them as expunged and releases their blobs.
+fn remove_messages(conn: &Connection, effects: &mut Effects, mailbox: MailboxId, uids: &[u32]) -> Result<()> {
+    if uids.is_empty() {
+        return Ok(());
+    }
+    let modseq = bump_modseq(conn, mailbox)?;
+    let mut blobs: Vec<(String, i64)> = Vec::new();
+    let mut del = conn.prepare_cached("DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2 RETURNING blob_id")?;
+    let mut record =
+        conn.prepare_cached("INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?1, ?2, ?3)")?;
+    for &uid in uids {
+        let blob: Option<String> = del.query_row(params![mailbox, uid], |r| r.get(0)).optional()?;
+        let Some(blob) = blob else { continue };
+        record.execute(params![mailbox, uid, modseq as i64])?;
+        match blobs.iter_mut().find(|(b, _)| *b == blob) {
+            Some((_, n)) => *n += 1,
+            None => blobs.push((blob, 1)),
+        }
+    }
+    release_blobs(conn, effects, &blobs)?;
+    effects.mailbox_changed(mailbox);
+    Ok(())
+}
+
+/// Copies messages to `to` with new UIDs; blobs are shared, their reference counts go up.
+fn copy_rows(conn: &Connection, effects: &mut Effects, from: MailboxId, uids: &[u32], to: MailboxId) -> Result<Transfer> {
+    let target = state_by_id(conn, to)?;
+    let mut transfer = Transfer { uidvalidity: target.uidvalidity, uids: Vec::new() };
+    if uids.is_empty() {
+        return Ok(transfer);
+    }
+    let modseq = bump_modseq(conn, to)?;
+    let mut read = conn.prepare_cached("SELECT blob_id FROM messages WHERE mailbox_id = ?1 AND uid = ?2")?;
+    let mut take_uid =
+        conn.prepare_cached("UPDATE mailboxes SET uidnext = uidnext + 1 WHERE id = ?1 RETURNING uidnext - 1")?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO messages (mailbox_id, uid, blob_id, prefix, size, internal_date, flags, modseq, reference, trail) \
+         SELECT ?3, ?4, blob_id, prefix, size, internal_date, flags, ?5, reference, trail FROM messages \
+         WHERE mailbox_id = ?1 AND uid = ?2",
+    )?;
+    let mut refs = conn.prepare_cached("UPDATE blobs SET refcount = refcount + 1 WHERE id = ?1")?;
+    for &uid in uids {
+        let blob: Option<String> = read.query_row(params![from, uid], |r| r.get(0)).optional()?;
+        let Some(blob) = blob else { continue };
+        let new: u32 = take_uid.query_row([to], |r| r.get(0))?;
+        insert.execute(params![from, uid, to, new, modseq as i64])?;
+        refs.execute([&blob])?;
+        transfer.uids.push((uid, new));
+    }
+    effects.mailbox_changed(to);
+    Ok(transfer)
+}
+
+#[async_trait]
+impl MailStore for SqliteStore {
+    async fn mailbox_state(&self, account: AccountId, name: &str) -> Result<Option<MailboxState>> {
+        let name = normalize(name);
+        self.read(move |conn| state_by_name(conn, account, &name)).await
+    }
+
+    async fn mailbox_states(&self, account: AccountId) -> Result<Vec<MailboxState>> {
+        self.read(move |conn| {
+            let mut stmt =
+                conn.prepare(&format!("SELECT {STATE_COLUMNS} FROM mailboxes WHERE account_id = ?1 ORDER BY name"))?;
+            let rows = stmt.query_map([account], state_from_row)?.collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn create_mailbox(&self, account: AccountId, name: &str, special_use: Option<&str>) -> Result<MailboxId> {
+        let name = normalize(name);
+        let special = special_use.map(str::to_string);
+        if name.is_empty() || name.split(DELIMITER).any(str::is_empty) {
+            return Err(StoreError::Invalid(format!("`{name}` is not a valid mailbox name")));
+        }
+        self.write(move |conn, _| {
+            if state_by_name(conn, account, &name)?.is_some() {
+                return Err(StoreError::Exists(format!("mailbox {name}")));
+            }
+            // RFC 3501 §6.3.3: create the superior hierarchy names the new name needs.
+            let mut id = 0;
+            let parts: Vec<&str> = name.split(DELIMITER).collect();
+            for i in 1..=parts.len() {
+                let path = parts[..i].join(&DELIMITER.to_string());
+                if let Some(existing) = state_by_name(conn, account, &path)? {
+                    id = existing.id;
+                    continue;
+                }
+                let uidvalidity = next_uidvalidity(conn, account)?;
+                let use_ = if i == parts.len() { special.as_deref() } else { None };
+                conn.execute(
+                    "INSERT INTO mailboxes (account_id, name, uidvalidity, special_use) VALUES (?1, ?2, ?3, ?4)",
+                    params![account, path, uidvalidity, use_],
+                )?;
+                id = conn.last_insert_rowid();
+            }
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn delete_mailbox(&self, account: AccountId, name: &str) -> Result<()> {
+        let name = normalize(name);
+        if name == "INBOX" {
+            return Err(StoreError::Invalid("INBOX cannot be deleted".into()));
+        }
+        self.write(move |conn, effects| {
+            let state = state_by_name(conn, account, &name)?
+                .ok_or_else(|| StoreError::NotFound(format!("mailbox {name}")))?;
+            let children: i64 = conn.query_row(
+                "SELECT count(*) FROM mailboxes WHERE account_id = ?1 AND substr(name, 1, ?3) = ?2",
+                params![account, format!("{name}{DELIMITER}"), name.len() as i64 + 1],
+                |r| r.get(0),
+            )?;
+            if children > 0 {
+                return Err(StoreError::Invalid(format!("mailbox {name} has children; delete them first")));
+            }
+            let blobs: Vec<(String, i64)> = conn
+                .prepare("SELECT blob_id, count(*) FROM messages WHERE mailbox_id = ?1 GROUP BY blob_id")?
+                .query_map([state.id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            conn.execute("DELETE FROM messages WHERE mailbox_id = ?1", [state.id])?;
+            release_blobs(conn, effects, &blobs)?;
+            conn.execute("DELETE FROM mailboxes WHERE id = ?1", [state.id])?;
+            effects.mailbox_changed(state.id);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn rename_mailbox(&self, account: AccountId, from: &str, to: &str) -> Result<()> {
+        let (from, to) = (normalize(from), normalize(to));
+        if to.is_empty() || to.split(DELIMITER).any(str::is_empty) {
+            return Err(StoreError::Invalid(format!("`{to}` is not a valid mailbox name")));
+        }
+        if to == "INBOX" || to.starts_with(&format!("{from}{DELIMITER}")) {
+            return Err(StoreError::Invalid(format!("cannot rename {from} to {to}")));
+        }
+        self.write(move |conn, effects| {
+            let state = state_by_name(conn, account, &from)?
+                .ok_or_else(|| StoreError::NotFound(format!("mailbox {from}")))?;
+            if state_by_name(conn, account, &to)?.is_some() {
+                return Err(StoreError::Exists(format!("mailbox {to}")));
+            }
+            // Parents of the new name (RFC 3501 §6.3.5).
+            let parts: Vec<&str> = to.split(DELIMITER).collect();
+            for i in 1..parts.len() {
+                let path = parts[..i].join(&DELIMITER.to_string());
+                if state_by_name(conn, account, &path)?.is_none() {
+                    let uidvalidity = next_uidvalidity(conn, account)?;
+                    conn.execute(
+                        "INSERT INTO mailboxes (account_id, name, uidvalidity) VALUES (?1, ?2, ?3)",
+                        params![account, path, uidvalidity],
+                    )?;
+                }
+            }
+            if from == "INBOX" {
+                // The messages move to a new mailbox; INBOX stays, empty.
+                let uidvalidity = next_uidvalidity(conn, account)?;
+                conn.execute(
+                    "INSERT INTO mailboxes (account_id, name, uidvalidity) VALUES (?1, ?2, ?3)",
+                    params![account, to, uidvalidity],
+                )?;
+                let target = conn.last_insert_rowid();
+                let uids: Vec<u32> = conn
+                    .prepare("SELECT uid FROM messages WHERE mailbox_id = ?1 ORDER BY uid")?
+                    .query_map([state.id], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                copy_rows(conn, effects, state.id, &uids, target)?;
+                remove_messages(conn, effects, state.id, &uids)?;
+                return Ok(());
+            }
+            let prefix = format!("{from}{DELIMITER}");
+            conn.execute(
+                "UPDATE mailboxes SET name = ?3 || substr(name, ?4) \
+                 WHERE account_id = ?1 AND (name = ?2 OR substr(name, 1, length(?5)) = ?5)",
+                params![account, from, to, from.chars().count() as i64 + 1, prefix],
+            )?;
+            effects.mailbox_changed(state.id);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_subscribed(&self, account: AccountId, name: &str, subscribed: bool) -> Result<()> {
+        let name = normalize(name);
+        self.write(move |conn, _| {
+            let n = conn.execute(
+                "UPDATE mailboxes SET subscribed = ?3 WHERE account_id = ?1 AND name = ?2",
+                params![account, name, subscribed],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("mailbox {name}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn snapshot(&self, mailbox: MailboxId) -> Result<(MailboxState, Vec<MessageRecord>)> {
+        self.read(move |conn| {
+            // One read transaction, so the state and the list agree.
+            conn.execute_batch("BEGIN")?;
+            let result = (|| {
+                let state = state_by_id(conn, mailbox)?;
+                let rows = conn
+                    .prepare_cached(
+                        "SELECT uid, flags, modseq, size, internal_date FROM messages WHERE mailbox_id = ?1 ORDER BY uid",
+                    )?
+                    .query_map([mailbox], record_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok((state, rows))
+            })();
+            conn.execute_batch("COMMIT")?;
+            result
+        })
+        .await
+    }
+
+    async fn changes_since(&self, mailbox: MailboxId, modseq: u64) -> Result<Changes> {
+        self.read(move |conn| {
+            conn.execute_batch("BEGIN")?;
+            let result = (|| {
+                let state = state_by_id(conn, mailbox)?;
+                let mut changes =
+                    Changes { highestmodseq: state.highestmodseq, uidnext: state.uidnext, ..Changes::default() };
+                if state.highestmodseq <= modseq {
+                    return Ok(changes);
+                }
+                changes.changed = conn
+                    .prepare_cached(
+                        "SELECT uid, flags, modseq, size, internal_date FROM messages \
+                         WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid",
+                    )?
+                    .query_map(params![mailbox, modseq as i64], record_from_row)?
+                    .collect::<rusqlite::Result<_>>()?;
+                changes.expunged = conn
+                    .prepare_cached("SELECT uid FROM expunged WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid")?
+                    .query_map(params![mailbox, modseq as i64], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                Ok(changes)
+            })();
+            conn.execute_batch("COMMIT")?;
+            result
+        })
+        .await
+    }
+
+    async fn claim_recent(&self, mailbox: MailboxId) -> Result<u32> {
+        self.write(move |conn, _| {
+            let old: u32 = conn
+                .query_row("SELECT recent_uid FROM mailboxes WHERE id = ?1", [mailbox], |r| r.get(0))
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?;
+            conn.execute("UPDATE mailboxes SET recent_uid = uidnext WHERE id = ?1", [mailbox])?;
+            Ok(old)
+        })
+        .await
+    }
+
+    async fn mailbox_counts(&self, mailbox: MailboxId) -> Result<(u32, u32, u32, u64)> {
+        self.read(move |conn| {
+            Ok(conn.query_row(
+                "SELECT count(*), \
+                 coalesce(sum(CASE WHEN (' ' || flags || ' ') LIKE '% \\Seen %' THEN 0 ELSE 1 END), 0), \
+                 coalesce(sum(CASE WHEN uid >= (SELECT recent_uid FROM mailboxes WHERE id = ?1) THEN 1 ELSE 0 END), 0), \
+                 coalesce(sum(size), 0) FROM messages WHERE mailbox_id = ?1",
+                [mailbox],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? as u64)),
+            )?)
+        })
+        .await
+    }
+
+    async fn store_flags(
+        &self,
+        mailbox: MailboxId,
+        uids: Vec<u32>,
+        op: FlagOp,
+        flags: Vec<String>,
+        unchanged_since: Option<u64>,
+    ) -> Result<FlagsUpdate> {
+        self.write(move |conn, effects| {
+            let mut update = FlagsUpdate::default();
+            let mut modseq: Option<u64> = None;
+            let mut read = conn.prepare_cached("SELECT flags, modseq FROM messages WHERE mailbox_id = ?1 AND uid = ?2")?;
+            let mut write =
+                conn.prepare_cached("UPDATE messages SET flags = ?3, modseq = ?4 WHERE mailbox_id = ?1 AND uid = ?2")?;
+            for uid in uids {
+                let row: Option<(String, i64)> =
+                    read.query_row(params![mailbox, uid], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+                let Some((current, current_modseq)) = row else { continue };
+                // RFC 7162 §3.1.3: a message changed after UNCHANGEDSINCE is left alone.
+                if unchanged_since.is_some_and(|u| current_modseq as u64 > u) {
+                    update.modified.push(uid);
+                    continue;
+                }
+                let new = apply_flags(&current, op, &flags);
+                if new == current {
+                    update.messages.push((uid, current, current_modseq as u64));
+                    continue;
+                }
+                let m = match modseq {
+                    Some(m) => m,
+                    None => *modseq.insert(bump_modseq(conn, mailbox)?),
+                };
+                write.execute(params![mailbox, uid, new, m as i64])?;
+                update.messages.push((uid, new, m));
+            }
+            if modseq.is_some() {
+                effects.mailbox_changed(mailbox);
+            }
+            Ok(update)
+        })
+        .await
+    }
+
+    async fn expunge(&self, mailbox: MailboxId, uids: Option<Vec<u32>>) -> Result<Vec<u32>> {
+        self.write(move |conn, effects| {
+            let mut deleted: Vec<u32> = conn
+                .prepare_cached(
+                    "SELECT uid FROM messages WHERE mailbox_id = ?1 AND (' ' || flags || ' ') LIKE '% \\Deleted %' \
+                     ORDER BY uid",
+                )?
+                .query_map([mailbox], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            if let Some(only) = uids {
+                deleted.retain(|u| only.binary_search(u).is_ok());
+            }
+            remove_messages(conn, effects, mailbox, &deleted)?;
+            Ok(deleted)
+        })
+        .await
+    }
+
+    async fn copy_messages(&self, from: MailboxId, uids: Vec<u32>, to: MailboxId) -> Result<Transfer> {
+        self.write(move |conn, effects| copy_rows(conn, effects, from, &uids, to)).await
+    }
+
+    async fn move_messages(&self, from: MailboxId, uids: Vec<u32>, to: MailboxId) -> Result<Transfer> {
+        self.write(move |conn, effects| {
+            let transfer = copy_rows(conn, effects, from, &uids, to)?;
+            let moved: Vec<u32> = transfer.uids.iter().map(|(src, _)| *src).collect();
+            remove_messages(conn, effects, from, &moved)?;
+            Ok(transfer)
+        })
+        .await
+    }
+
+    async fn append(&self, mailbox: MailboxId, mut blob: Blob, flags: String, internal_date: i64) -> Result<Transfer> {
+        self.write(move |conn, effects| {
+            let state = state_by_id(conn, mailbox)?;
+            conn.execute(
+                "INSERT INTO blobs (id, size, refcount) VALUES (?1, ?2, 1)",
+                params![blob.id(), blob.size() as i64],
+            )?;
+            let (uid, modseq): (u32, i64) = conn
+                .prepare_cached(
+                    "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 \
+                     WHERE id = ?1 RETURNING uidnext - 1, highestmodseq",
+                )?
+                .query_row([mailbox], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let reference = format!("append-{}", blob.id());
+            conn.execute(
+                "INSERT INTO messages (mailbox_id, uid, blob_id, prefix, size, internal_date, flags, modseq, reference, trail) \
+                 VALUES (?1, ?2, ?3, x'', ?4, ?5, ?6, ?7, ?8, '[]')",
+                params![mailbox, uid, blob.id(), blob.size() as i64, internal_date, flags, modseq, reference],
+            )?;
+            // Last, as in deliver: a failure above leaves the file for the rollback to forget.
+            let dir = blob.commit()?;
+            effects.sync_dir(dir);
+            effects.mailbox_changed(mailbox);
+            Ok(Transfer { uidvalidity: state.uidvalidity, uids: vec![(0, uid)] })
+        })
+        .await
+    }
+
+    async fn usage(&self, account: AccountId) -> Result<(u64, u64)> {
+        self.read(move |conn| {
+            Ok(conn.query_row(
+                "SELECT coalesce(sum(m.size), 0), count(*) FROM messages m JOIN mailboxes b ON m.mailbox_id = b.id \
+                 WHERE b.account_id = ?1",
+                [account],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+            )?)
+        })
+        .await
+    }
+
+    fn watch_mailbox(&self, mailbox: MailboxId) -> watch::Receiver<u64> {
+        self.inner.notifier.watch(mailbox)
+    }
+}
+
+#[cfg(test)]
+mod tests;

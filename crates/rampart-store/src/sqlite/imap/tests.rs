@@ -1,0 +1,108 @@
+use super::*;
+use crate::Store;
+
+async fn setup() -> (tempfile::TempDir, SqliteStore, AccountId) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.add_domain("example.test").await.unwrap();
+    let bob = store.add_account("bob@example.test", "h").await.unwrap();
+    (dir, store, bob)
+}
+
+async fn append(store: &SqliteStore, mailbox: MailboxId, body: &[u8], flags: &str) -> u32 {
+    let mut w = store.blob_writer().unwrap();
+    w.write(body).await.unwrap();
+    let blob = w.finish().await.unwrap();
+    store.append(mailbox, blob, flags.into(), 1_700_000_000).await.unwrap().uids[0].1
+}
+
+fn blob_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join("blobs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.ends_with("tmp"))
+        .flat_map(|d| std::fs::read_dir(d).unwrap())
+        .count()
+}
+
+#[tokio::test]
+async fn mailbox_lifecycle() {
+    let (_dir, store, bob) = setup().await;
+    store.create_mailbox(bob, "Work/Projects/A", None).await.unwrap();
+    let names: Vec<String> = store.mailbox_states(bob).await.unwrap().into_iter().map(|m| m.name).collect();
+    assert!(names.contains(&"Work".to_string()) && names.contains(&"Work/Projects".to_string()));
+    assert!(matches!(store.create_mailbox(bob, "Work", None).await, Err(StoreError::Exists(_))));
+    assert!(store.create_mailbox(bob, "inbox", None).await.is_err());
+    assert!(store.delete_mailbox(bob, "Work").await.is_err(), "has children");
+    let old = store.mailbox_state(bob, "Work/Projects/A").await.unwrap().unwrap();
+    store.rename_mailbox(bob, "Work", "Job").await.unwrap();
+    let moved = store.mailbox_state(bob, "Job/Projects/A").await.unwrap().unwrap();
+    assert_eq!(moved.uidvalidity, old.uidvalidity);
+    store.delete_mailbox(bob, "Job/Projects/A").await.unwrap();
+    store.create_mailbox(bob, "Job/Projects/A", None).await.unwrap();
+    let again = store.mailbox_state(bob, "Job/Projects/A").await.unwrap().unwrap();
+    assert!(again.uidvalidity > old.uidvalidity, "a recreated mailbox gets a new UIDVALIDITY");
+    store.set_subscribed(bob, "Job", false).await.unwrap();
+    assert!(!store.mailbox_state(bob, "Job").await.unwrap().unwrap().subscribed);
+    assert!(store.delete_mailbox(bob, "INBOX").await.is_err());
+}
+
+#[tokio::test]
+async fn flags_modseq_expunge_and_notification() {
+    let (dir, store, bob) = setup().await;
+    let inbox = store.mailbox_state(bob, "INBOX").await.unwrap().unwrap();
+    let mut watch = store.watch_mailbox(inbox.id);
+    let u1 = append(&store, inbox.id, b"Subject: 1\r\n\r\none\r\n", "\\Seen").await;
+    let u2 = append(&store, inbox.id, b"Subject: 2\r\n\r\ntwo\r\n", "").await;
+    assert_eq!((u1, u2), (1, 2));
+    assert!(watch.has_changed().unwrap());
+    watch.borrow_and_update();
+
+    let (state, rows) = store.snapshot(inbox.id).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    let base = state.highestmodseq;
+    let update = store
+        .store_flags(inbox.id, vec![1, 2], FlagOp::Add, vec!["\\Deleted".into(), "$Work".into()], None)
+        .await
+        .unwrap();
+    assert_eq!(update.messages[0].1, "\\Seen \\Deleted $Work");
+    assert!(update.messages[0].2 > base);
+    let changes = store.changes_since(inbox.id, base).await.unwrap();
+    assert_eq!(changes.changed.len(), 2);
+    // UNCHANGEDSINCE older than the last change refuses the message.
+    let refused = store.store_flags(inbox.id, vec![1], FlagOp::Remove, vec!["$work".into()], Some(base)).await.unwrap();
+    assert_eq!(refused.modified, vec![1]);
+
+    let copied = store.copy_messages(inbox.id, vec![1, 2], store.mailbox_state(bob, "Archive").await.unwrap().unwrap().id).await.unwrap();
+    assert_eq!(copied.uids, vec![(1, 1), (2, 2)]);
+    assert_eq!(blob_files(dir.path()), 2);
+    let gone = store.expunge(inbox.id, Some(vec![2])).await.unwrap();
+    assert_eq!(gone, vec![2]);
+    let changes = store.changes_since(inbox.id, update.messages[0].2).await.unwrap();
+    assert_eq!(changes.expunged, vec![2]);
+    assert!(watch.has_changed().unwrap());
+    assert_eq!(blob_files(dir.path()), 2, "the copy in Archive still holds the blob");
+    store.delete_mailbox(bob, "Archive").await.unwrap();
+    assert_eq!(blob_files(dir.path()), 1);
+    assert_eq!(store.usage(bob).await.unwrap().1, 1);
+}
+
+#[tokio::test]
+async fn move_rename_inbox_and_recent() {
+    let (_dir, store, bob) = setup().await;
+    let inbox = store.mailbox_state(bob, "INBOX").await.unwrap().unwrap();
+    let trash = store.mailbox_state(bob, "Trash").await.unwrap().unwrap();
+    for i in 0..3 {
+        append(&store, inbox.id, format!("Subject: {i}\r\n\r\n").as_bytes(), "").await;
+    }
+    assert_eq!(store.claim_recent(inbox.id).await.unwrap(), 1);
+    assert_eq!(store.claim_recent(inbox.id).await.unwrap(), 4, "a second session sees none as recent");
+    let moved = store.move_messages(inbox.id, vec![2, 3], trash.id).await.unwrap();
+    assert_eq!(moved.uids, vec![(2, 1), (3, 2)]);
+    assert_eq!(store.mailbox_counts(inbox.id).await.unwrap().0, 1);
+    store.rename_mailbox(bob, "INBOX", "Old").await.unwrap();
+    let old = store.mailbox_state(bob, "Old").await.unwrap().unwrap();
+    assert_eq!(store.mailbox_counts(old.id).await.unwrap().0, 1);
+    assert_eq!(store.mailbox_counts(inbox.id).await.unwrap().0, 0);
+    assert_eq!(store.read_message(old.id, 1).await.unwrap(), b"Subject: 0\r\n\r\n");
+}
