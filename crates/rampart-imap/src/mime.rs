@@ -1,0 +1,484 @@
+//! Message structure for FETCH and SEARCH: ENVELOPE, BODYSTRUCTURE and body sections
+//! (RFC 3501 §6.4.5, §7.4.2), from mail-parser's MIME tree.
+//!
+//! Sections are cut from the raw bytes by the part offsets mail-parser records, so what a
+//! client fetches is byte-exact, and RFC822.SIZE equals the length of BODY[].
+
+use mail_parser::{Address, HeaderName, HeaderValue, Message, MessageParser, MessagePart, PartType};
+
+use crate::parser::{Section, SectionPart};
+use crate::response::{nstring, string};
+
+/// A parsed message; the parse is reused for every attribute of one FETCH.
+pub struct Parsed<'a> {
+    raw: &'a [u8],
+    msg: Option<Message<'a>>,
+}
+
+impl<'a> Parsed<'a> {
+    pub fn new(raw: &'a [u8]) -> Parsed<'a> {
+        Parsed { raw, msg: MessageParser::default().parse(raw) }
+    }
+
+    pub fn raw(&self) -> &'a [u8] {
+        self.raw
+    }
+
+    /// The header block, with its terminating blank line.
+    pub fn header(&self) -> &[u8] {
+        match &self.msg {
+            Some(m) => header_of(m),
+            None => header_split(self.raw).0,
+        }
+    }
+
+    pub fn text(&self) -> &[u8] {
+        match &self.msg {
+            Some(m) => body_of(m),
+            None => header_split(self.raw).1,
+        }
+    }
+
+    pub fn envelope(&self, out: &mut Vec<u8>) {
+        match &self.msg {
+            Some(m) => envelope(m, out),
+            None => out.extend_from_slice(b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)"),
+        }
+    }
+
+    pub fn body_structure(&self, out: &mut Vec<u8>, extended: bool) {
+        match &self.msg {
+            Some(m) => part_structure(m, 0, out, extended, 0),
+            None => {
+                let size = self.raw.len();
+                let lines = memchr::memchr_iter(b'\n', self.raw).count();
+                out.extend_from_slice(
+                    format!("(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" {size} {lines})").as_bytes(),
+                );
+            }
+        }
+    }
+
+    /// The bytes of a section; None when the part does not exist.
+    pub fn section(&self, section: &Section) -> Option<Vec<u8>> {
+        let Some(msg) = &self.msg else {
+            return match (&section.part[..], &section.text) {
+                ([], None) => Some(self.raw.to_vec()),
+                ([], Some(SectionPart::Header)) => Some(self.header().to_vec()),
+                ([], Some(SectionPart::Text)) | ([1], None) => Some(self.text().to_vec()),
+                ([], Some(SectionPart::HeaderFields(f))) => Some(filter_header(self.header(), f, true)),
+                ([], Some(SectionPart::HeaderFieldsNot(f))) => Some(filter_header(self.header(), f, false)),
+                _ => None,
+            };
+        };
+        if section.part.is_empty() {
+            return Some(match &section.text {
+                None => self.raw.to_vec(),
+                Some(t) => message_section(msg, t),
+            });
+        }
+        let (owner, idx) = resolve(msg, &section.part)?;
+        let part = owner.parts.get(idx)?;
+        let raw = owner.raw_message.as_ref();
+        match &section.text {
+            None => Some(slice(raw, part.offset_body, part.offset_end).to_vec()),
+            Some(SectionPart::Mime) => Some(slice(raw, part.offset_header, part.offset_body).to_vec()),
+            Some(t) => match &part.body {
+                PartType::Message(nested) => Some(message_section(nested, t)),
+                // RFC 3501 §6.4.5: HEADER/TEXT apply to message/rfc822 parts only.
+                _ => Some(Vec::new()),
+            },
+        }
+    }
+
+    /// Decoded value of each header field with this name, for SEARCH.
+    pub fn header_values(&self, name: &str) -> Vec<String> {
+        let Some(m) = &self.msg else { return Vec::new() };
+        let Some(root) = m.parts.first() else { return Vec::new() };
+        root.headers
+            .iter()
+            .filter(|h| h.name.as_str().eq_ignore_ascii_case(name))
+            .map(|h| match &h.value {
+                HeaderValue::Text(t) => t.to_string(),
+                HeaderValue::TextList(l) => l.join(" "),
+                HeaderValue::Address(a) => address_text(a),
+                _ => String::from_utf8_lossy(slice(m.raw_message.as_ref(), h.offset_start, h.offset_end)).trim().to_string(),
+            })
+            .collect()
+    }
+
+    /// The Date header as Unix seconds.
+    pub fn sent_date(&self) -> Option<i64> {
+        self.msg.as_ref()?.date().map(|d| d.to_timestamp())
+    }
+
+    /// Decoded text of every text part, for SEARCH BODY/TEXT.
+    pub fn body_text(&self) -> String {
+        let mut s = String::new();
+        if let Some(m) = &self.msg {
+            collect_text(m, &mut s, 0);
+        } else {
+            s.push_str(&String::from_utf8_lossy(self.text()));
+        }
+        s
+    }
+}
+
+/// Nesting of message/rfc822 parts followed in structure and text; deeper parts are cut off
+/// so a crafted message cannot recurse without bound (mail-parser limits its own nesting too).
+const MAX_NESTING: usize = 20;
+
+fn collect_text(m: &Message<'_>, out: &mut String, depth: usize) {
+    for part in &m.parts {
+        match &part.body {
+            PartType::Text(t) | PartType::Html(t) => {
+                out.push_str(t);
+                out.push('\n');
+            }
+            PartType::Message(nested) if depth < MAX_NESTING => collect_text(nested, out, depth + 1),
+            _ => {}
+        }
+    }
+}
+
+fn slice(raw: &[u8], start: u32, end: u32) -> &[u8] {
+    let end = (end as usize).min(raw.len());
+    let start = (start as usize).min(end);
+    &raw[start..end]
+}
+
+fn header_of<'m>(m: &'m Message<'_>) -> &'m [u8] {
+    match m.parts.first() {
+        Some(p) => slice(m.raw_message.as_ref(), p.offset_header, p.offset_body),
+        None => &[],
+    }
+}
+
+fn body_of<'m>(m: &'m Message<'_>) -> &'m [u8] {
+    match m.parts.first() {
+        Some(p) => slice(m.raw_message.as_ref(), p.offset_body, p.offset_end.max(m.raw_message.len() as u32)),
+        None => &[],
+    }
+}
+
+fn message_section(m: &Message<'_>, t: &SectionPart) -> Vec<u8> {
+    match t {
+        SectionPart::Header | SectionPart::Mime => header_of(m).to_vec(),
+        SectionPart::Text => match m.parts.first() {
+            Some(p) => slice(m.raw_message.as_ref(), p.offset_body, p.offset_end).to_vec(),
+            None => Vec::new(),
+        },
+        SectionPart::HeaderFields(f) => filter_header(header_of(m), f, true),
+        SectionPart::HeaderFieldsNot(f) => filter_header(header_of(m), f, false),
+    }
+}
+
+/// Splits a message without a parse at the first blank line.
+fn header_split(raw: &[u8]) -> (&[u8], &[u8]) {
+    let mut pos = 0;
+    while pos < raw.len() {
+        let end = memchr::memchr(b'\n', &raw[pos..]).map_or(raw.len(), |i| pos + i + 1);
+        let line = &raw[pos..end];
+        if line == b"\r\n" || line == b"\n" {
+            return (&raw[..end], &raw[end..]);
+        }
+        pos = end;
+    }
+    (raw, &[])
+}
+
+/// The header fields named (or, with `keep == false`, not named) in `fields`, followed by the
+/// blank line (RFC 3501 §6.4.5 HEADER.FIELDS).
+pub fn filter_header(header: &[u8], fields: &[String], keep: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    let mut take = false;
+    while pos < header.len() {
+        let end = memchr::memchr(b'\n', &header[pos..]).map_or(header.len(), |i| pos + i + 1);
+        let line = &header[pos..end];
+        pos = end;
+        if line == b"\r\n" || line == b"\n" {
+            break;
+        }
+        if !matches!(line.first(), Some(b' ') | Some(b'\t')) {
+            let name = line.split(|&c| c == b':').next().unwrap_or_default();
+            let name = String::from_utf8_lossy(name);
+            let listed = fields.iter().any(|f| f.eq_ignore_ascii_case(name.trim()));
+            take = listed == keep && line.contains(&b':');
+        }
+        if take {
+            out.extend_from_slice(line);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Finds the part a section number names: (the message that holds it, its index).
+fn resolve<'m, 'x>(msg: &'m Message<'x>, path: &[u32]) -> Option<(&'m Message<'x>, usize)> {
+    let mut owner = msg;
+    let mut node: Option<usize> = None;
+    for &n in path {
+        let n = n as usize;
+        // Inside a message/rfc822 part, numbering continues in the enclosed message.
+        if let Some(i) = node {
+            if let PartType::Message(nested) = &owner.parts.get(i)?.body {
+                owner = nested;
+                node = None;
+            }
+        }
+        let container = node.unwrap_or(0);
+        node = match &owner.parts.get(container)?.body {
+            PartType::Multipart(ids) => Some(*ids.get(n.checked_sub(1)?)? as usize),
+            // A non-multipart message or part has one part: itself.
+            _ if n == 1 => Some(container),
+            _ => return None,
+        };
+    }
+    node.map(|i| (owner, i))
+}
+
+fn header_raw<'m>(m: &'m Message<'_>, part: &MessagePart<'_>, name: HeaderName<'_>) -> Option<&'m [u8]> {
+    let h = part.headers.iter().find(|h| h.name == name)?;
+    Some(trim(slice(m.raw_message.as_ref(), h.offset_start, h.offset_end)))
+}
+
+fn trim(b: &[u8]) -> &[u8] {
+    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    &b[start..end]
+}
+
+/// Unfolds a raw header value (RFC 5322 §2.2.3).
+fn unfold(b: &[u8]) -> Vec<u8> {
+    b.iter().copied().filter(|&c| c != b'\r' && c != b'\n').collect()
+}
+
+fn raw_field(out: &mut Vec<u8>, m: &Message<'_>, name: HeaderName<'_>) {
+    let root = &m.parts[0];
+    nstring(out, header_raw(m, root, name).map(unfold).as_deref());
+}
+
+/// ENVELOPE (RFC 3501 §7.4.2): date, subject, from, sender, reply-to, to, cc, bcc,
+/// in-reply-to, message-id. Sender and reply-to default to from.
+fn envelope(m: &Message<'_>, out: &mut Vec<u8>) {
+    if m.parts.is_empty() {
+        out.extend_from_slice(b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)");
+        return;
+    }
+    out.push(b'(');
+    raw_field(out, m, HeaderName::Date);
+    out.push(b' ');
+    raw_field(out, m, HeaderName::Subject);
+    let from = m.from();
+    for (i, addr) in [from, m.sender().or(from), m.reply_to().or(from), m.to(), m.cc(), m.bcc()].into_iter().enumerate() {
+        let _ = i;
+        out.push(b' ');
+        address_list(out, addr);
+    }
+    out.push(b' ');
+    raw_field(out, m, HeaderName::InReplyTo);
+    out.push(b' ');
+    raw_field(out, m, HeaderName::MessageId);
+    out.push(b')');
+}
+
+/// A display name: ASCII as is, anything else as an RFC 2047 encoded word, which is what
+/// the name was on the wire before mail-parser decoded it.
+fn encode_word(s: &str) -> Vec<u8> {
+    if s.is_ascii() {
+        return s.as_bytes().to_vec();
+    }
+    format!("=?utf-8?b?{}?=", crate::response::base64_encode(s.as_bytes())).into_bytes()
+}
+
+fn address_list(out: &mut Vec<u8>, addr: Option<&Address<'_>>) {
+    let Some(addr) = addr else {
+        out.extend_from_slice(b"NIL");
+        return;
+    };
+    let mut items = Vec::new();
+    match addr {
+        Address::List(list) => {
+            for a in list {
+                one_address(&mut items, a.name.as_deref(), a.address.as_deref());
+            }
+        }
+        Address::Group(groups) => {
+            for g in groups {
+                // RFC 3501 §7.4.2 group syntax: (NIL NIL "name" NIL) ... (NIL NIL NIL NIL).
+                if let Some(name) = &g.name {
+                    items.extend_from_slice(b"(NIL NIL ");
+                    string(&mut items, &encode_word(name));
+                    items.extend_from_slice(b" NIL)");
+                }
+                for a in &g.addresses {
+                    one_address(&mut items, a.name.as_deref(), a.address.as_deref());
+                }
+                if g.name.is_some() {
+                    items.extend_from_slice(b"(NIL NIL NIL NIL)");
+                }
+            }
+        }
+    }
+    if items.is_empty() {
+        out.extend_from_slice(b"NIL");
+    } else {
+        out.push(b'(');
+        out.extend_from_slice(&items);
+        out.push(b')');
+    }
+}
+
+fn one_address(out: &mut Vec<u8>, name: Option<&str>, address: Option<&str>) {
+    let Some(address) = address else { return };
+    let (local, host) = match address.rsplit_once('@') {
+        Some((l, h)) => (l, h),
+        None => (address, "MISSING_DOMAIN"),
+    };
+    out.push(b'(');
+    nstring(out, name.map(encode_word).as_deref());
+    out.extend_from_slice(b" NIL ");
+    string(out, local.as_bytes());
+    out.push(b' ');
+    string(out, host.as_bytes());
+    out.push(b')');
+}
+
+fn address_text(a: &Address<'_>) -> String {
+    a.iter()
+        .map(|x| match (&x.name, &x.address) {
+            (Some(n), Some(a)) => format!("{n} <{a}>"),
+            (None, Some(a)) => a.to_string(),
+            (Some(n), None) => n.to_string(),
+            (None, None) => String::new(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn upper_quoted(out: &mut Vec<u8>, s: &str) {
+    string(out, s.to_ascii_uppercase().as_bytes());
+}
+
+/// BODYSTRUCTURE of one part (RFC 3501 §7.4.2); `extended` adds the extension data that
+/// BODYSTRUCTURE has and BODY lacks.
+fn part_structure(m: &Message<'_>, idx: usize, out: &mut Vec<u8>, extended: bool, depth: usize) {
+    let Some(part) = m.parts.get(idx) else { return };
+    let raw = m.raw_message.as_ref();
+    let ct = part.headers.iter().find(|h| h.name == HeaderName::ContentType).and_then(|h| h.value.as_content_type());
+    if let PartType::Multipart(children) = &part.body {
+        out.push(b'(');
+        for &child in children {
+            if depth < MAX_NESTING {
+                part_structure(m, child as usize, out, extended, depth + 1);
+            }
+        }
+        out.push(b' ');
+        upper_quoted(out, ct.and_then(|c| c.subtype()).unwrap_or("MIXED"));
+        if extended {
+            out.push(b' ');
+            params(out, ct.and_then(|c| c.attributes()));
+            out.push(b' ');
+            disposition(out, m, part);
+            out.push(b' ');
+            language_location(out, m, part);
+        }
+        out.push(b')');
+        return;
+    }
+    let (ctype, subtype) = match ct {
+        Some(c) => (c.ctype().to_string(), c.subtype().unwrap_or("").to_string()),
+        None if matches!(part.body, PartType::Message(_)) => ("message".into(), "rfc822".into()),
+        None => ("text".into(), "plain".into()),
+    };
+    let subtype = if subtype.is_empty() { if ctype.eq_ignore_ascii_case("text") { "plain".into() } else { "octet-stream".into() } } else { subtype };
+    out.push(b'(');
+    upper_quoted(out, &ctype);
+    out.push(b' ');
+    upper_quoted(out, &subtype);
+    out.push(b' ');
+    match ct.and_then(|c| c.attributes()) {
+        Some(a) if !a.is_empty() => params(out, Some(a)),
+        _ if ctype.eq_ignore_ascii_case("text") => out.extend_from_slice(b"(\"CHARSET\" \"US-ASCII\")"),
+        _ => out.extend_from_slice(b"NIL"),
+    }
+    out.push(b' ');
+    nstring(out, header_raw(m, part, HeaderName::ContentId).map(unfold).as_deref());
+    out.push(b' ');
+    nstring(out, header_raw(m, part, HeaderName::ContentDescription).map(unfold).as_deref());
+    out.push(b' ');
+    let encoding = header_raw(m, part, HeaderName::ContentTransferEncoding)
+        .map(|e| String::from_utf8_lossy(e).to_ascii_uppercase())
+        .unwrap_or_else(|| "7BIT".into());
+    string(out, encoding.as_bytes());
+    let body = slice(raw, part.offset_body, part.offset_end);
+    out.extend_from_slice(format!(" {}", body.len()).as_bytes());
+    let lines = memchr::memchr_iter(b'\n', body).count();
+    if let PartType::Message(nested) = &part.body {
+        if ctype.eq_ignore_ascii_case("message") && subtype.eq_ignore_ascii_case("rfc822") {
+            out.push(b' ');
+            envelope(nested, out);
+            out.push(b' ');
+            if depth < MAX_NESTING {
+                part_structure(nested, 0, out, extended, depth + 1);
+            } else {
+                out.extend_from_slice(b"(\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 0 0)");
+            }
+            out.extend_from_slice(format!(" {lines}").as_bytes());
+        }
+    } else if ctype.eq_ignore_ascii_case("text") {
+        out.extend_from_slice(format!(" {lines}").as_bytes());
+    }
+    if extended {
+        // body-ext-1part: md5 disposition language location
+        out.extend_from_slice(b" ");
+        nstring(out, header_raw(m, part, HeaderName::ContentMd5).map(unfold).as_deref());
+        out.push(b' ');
+        disposition(out, m, part);
+        out.push(b' ');
+        language_location(out, m, part);
+    }
+    out.push(b')');
+}
+
+fn params(out: &mut Vec<u8>, attrs: Option<&[mail_parser::Attribute<'_>]>) {
+    match attrs {
+        Some(a) if !a.is_empty() => {
+            out.push(b'(');
+            for (i, attr) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(b' ');
+                }
+                upper_quoted(out, &attr.name);
+                out.push(b' ');
+                string(out, &encode_word(&attr.value));
+            }
+            out.push(b')');
+        }
+        _ => out.extend_from_slice(b"NIL"),
+    }
+}
+
+fn disposition(out: &mut Vec<u8>, _m: &Message<'_>, part: &MessagePart<'_>) {
+    let d = part.headers.iter().find(|h| h.name == HeaderName::ContentDisposition).and_then(|h| h.value.as_content_type());
+    match d {
+        Some(d) => {
+            out.push(b'(');
+            upper_quoted(out, d.ctype());
+            out.push(b' ');
+            params(out, d.attributes());
+            out.push(b')');
+        }
+        None => out.extend_from_slice(b"NIL"),
+    }
+}
+
+fn language_location(out: &mut Vec<u8>, m: &Message<'_>, part: &MessagePart<'_>) {
+    nstring(out, header_raw(m, part, HeaderName::ContentLanguage).map(unfold).as_deref());
+    out.push(b' ');
+    nstring(out, header_raw(m, part, HeaderName::ContentLocation).map(unfold).as_deref());
+}
+
+#[cfg(test)]
+mod tests;

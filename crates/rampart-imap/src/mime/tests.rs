@@ -1,0 +1,91 @@
+use super::*;
+
+const MULTI: &[u8] = b"From: =?utf-8?q?J=C3=BCrgen?= <jurgen@example.test>\r\n\
+To: bob@example.test, \"Ann\" <ann@example.test>\r\n\
+Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n\
+Date: Fri, 27 Nov 2026 12:00:00 +0000\r\n\
+Message-ID: <m1@example.test>\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"XX\"\r\n\
+\r\n\
+preamble\r\n\
+--XX\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+\r\n\
+Hello\r\nWorld\r\n\
+--XX\r\n\
+Content-Type: application/octet-stream; name=\"a.bin\"\r\n\
+Content-Transfer-Encoding: base64\r\n\
+Content-Disposition: attachment; filename=\"a.bin\"\r\n\
+\r\n\
+AAEC\r\n\
+--XX\r\n\
+Content-Type: message/rfc822\r\n\
+\r\n\
+Subject: inner\r\n\
+From: x@example.test\r\n\
+\r\n\
+inner body\r\n\
+--XX--\r\n";
+
+fn sec(part: &[u32], text: Option<SectionPart>) -> Section {
+    Section { part: part.to_vec(), text }
+}
+
+#[test]
+fn sections() {
+    let p = Parsed::new(MULTI);
+    assert_eq!(p.section(&sec(&[1], None)).unwrap(), b"Hello\r\nWorld");
+    assert_eq!(p.section(&sec(&[2], None)).unwrap(), b"AAEC");
+    assert_eq!(p.section(&sec(&[2], Some(SectionPart::Mime))).unwrap().split(|&c| c == b'\n').count(), 5);
+    assert_eq!(p.section(&sec(&[3], Some(SectionPart::Header))).unwrap(), b"Subject: inner\r\nFrom: x@example.test\r\n\r\n");
+    assert_eq!(p.section(&sec(&[3], Some(SectionPart::Text))).unwrap(), b"inner body");
+    assert_eq!(p.section(&sec(&[3, 1], None)).unwrap(), b"inner body");
+    assert!(p.section(&sec(&[4], None)).is_none());
+    assert!(p.section(&sec(&[], Some(SectionPart::Header))).unwrap().ends_with(b"\"XX\"\r\n\r\n"));
+    assert_eq!(
+        p.section(&sec(&[], Some(SectionPart::HeaderFields(vec!["SUBJECT".into(), "message-id".into()])))).unwrap(),
+        b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nMessage-ID: <m1@example.test>\r\n\r\n"
+    );
+    assert!(p.section(&sec(&[], Some(SectionPart::Text))).unwrap().starts_with(b"preamble"));
+}
+
+#[test]
+fn envelope_and_structure() {
+    let p = Parsed::new(MULTI);
+    let mut e = Vec::new();
+    p.envelope(&mut e);
+    let e = String::from_utf8(e).unwrap();
+    assert!(e.starts_with("(\"Fri, 27 Nov 2026 12:00:00 +0000\" \"=?utf-8?q?Gr=C3=BC=C3=9Fe?=\" ((\"=?utf-8?b?SsO8cmdlbg==?=\" NIL \"jurgen\" \"example.test\"))"), "{e}");
+    assert!(e.contains("((NIL NIL \"bob\" \"example.test\")(\"Ann\" NIL \"ann\" \"example.test\"))"), "{e}");
+    assert!(e.ends_with("NIL NIL NIL \"<m1@example.test>\")"), "{e}");
+    let mut s = Vec::new();
+    p.body_structure(&mut s, false);
+    let s = String::from_utf8(s).unwrap();
+    assert!(s.starts_with("((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"utf-8\") NIL NIL \"7BIT\" 12 1)"), "{s}");
+    assert!(s.contains("(\"APPLICATION\" \"OCTET-STREAM\" (\"NAME\" \"a.bin\") NIL NIL \"BASE64\" 4)"), "{s}");
+    assert!(s.contains("(\"MESSAGE\" \"RFC822\" NIL NIL NIL \"7BIT\" 50 (NIL \"inner\""), "{s}");
+    assert!(s.ends_with(" \"MIXED\")"), "{s}");
+    let mut x = Vec::new();
+    p.body_structure(&mut x, true);
+    let x = String::from_utf8(x).unwrap();
+    assert!(x.contains("(\"ATTACHMENT\" (\"FILENAME\" \"a.bin\"))"), "{x}");
+    assert!(x.ends_with("\"MIXED\" (\"BOUNDARY\" \"XX\") NIL NIL NIL)"), "{x}");
+}
+
+#[test]
+fn plain_and_broken_messages() {
+    let p = Parsed::new(b"Subject: hi\r\n\r\nbody\r\n");
+    assert_eq!(p.section(&sec(&[1], None)).unwrap(), b"body\r\n");
+    assert_eq!(p.section(&sec(&[], Some(SectionPart::Text))).unwrap(), b"body\r\n");
+    let mut s = Vec::new();
+    p.body_structure(&mut s, false);
+    assert_eq!(String::from_utf8(s).unwrap(), "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 6 1)");
+    for raw in [&b""[..], b"\r\n", b"garbage", b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n"] {
+        let p = Parsed::new(raw);
+        let mut o = Vec::new();
+        p.body_structure(&mut o, true);
+        p.envelope(&mut o);
+        let _ = p.section(&sec(&[1, 2, 3], None));
+    }
+}

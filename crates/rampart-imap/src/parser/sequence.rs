@@ -1,0 +1,110 @@
+//! Sequence sets (RFC 3501 §9 sequence-set): ranges of message numbers or UIDs, `*` for the
+//! largest in use.
+
+use super::ParseError;
+use super::lexer::Cursor;
+
+/// Ranges a set may hold. A real client's set after compression stays far below this; it caps
+/// the memory a crafted `1,2,3,...` set can make the server hold.
+pub const MAX_RANGES: usize = 100_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeqNum {
+    Value(u32),
+    /// `*`: the largest number in use.
+    Star,
+}
+
+impl SeqNum {
+    fn resolve(self, star: u32) -> u32 {
+        match self {
+            SeqNum::Value(v) => v,
+            SeqNum::Star => star,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SequenceSet(pub Vec<(SeqNum, SeqNum)>);
+
+impl SequenceSet {
+    pub fn parse(c: &mut Cursor<'_>) -> Result<SequenceSet, ParseError> {
+        let mut ranges = Vec::new();
+        loop {
+            let a = seq_num(c)?;
+            let b = if c.eat(b':') { seq_num(c)? } else { a };
+            if ranges.len() >= MAX_RANGES {
+                return Err(ParseError::TooBig);
+            }
+            ranges.push((a, b));
+            if !c.eat(b',') {
+                return Ok(SequenceSet(ranges));
+            }
+        }
+    }
+
+    /// Whether `n` is in the set, with `star` standing for `*` (RFC 3501 §9: `a:b` is the
+    /// same range as `b:a`).
+    pub fn contains(&self, n: u32, star: u32) -> bool {
+        self.0.iter().any(|&(a, b)| {
+            let (a, b) = (a.resolve(star), b.resolve(star));
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            lo <= n && n <= hi
+        })
+    }
+
+    /// The members among `sorted` (ascending) values; `*` is the largest value given, or
+    /// `star` when the list is empty.
+    pub fn filter(&self, sorted: &[u32], star: u32) -> Vec<u32> {
+        let star = sorted.last().copied().unwrap_or(star);
+        sorted.iter().copied().filter(|&n| self.contains(n, star)).collect()
+    }
+
+    /// Whether the set names only values, without `*`.
+    pub fn has_star(&self) -> bool {
+        self.0.iter().any(|&(a, b)| a == SeqNum::Star || b == SeqNum::Star)
+    }
+}
+
+fn seq_num(c: &mut Cursor<'_>) -> Result<SeqNum, ParseError> {
+    if c.eat(b'*') { Ok(SeqNum::Star) } else { Ok(SeqNum::Value(c.nz_number()?)) }
+}
+
+/// Writes a sorted list of numbers as a compact set, e.g. `1:3,7` (RFC 4315 uid-set).
+pub fn compact(values: &[u32]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < values.len() {
+        let start = values[i];
+        let mut end = start;
+        while i + 1 < values.len() && values[i + 1] == end.wrapping_add(1) {
+            i += 1;
+            end = values[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sets() {
+        let s = SequenceSet::parse(&mut Cursor::new(b"1:3,7,9:*")).unwrap();
+        assert_eq!(s.filter(&[1, 2, 4, 7, 8, 10], 0), vec![1, 2, 7, 10]);
+        let s = SequenceSet::parse(&mut Cursor::new(b"*:4")).unwrap();
+        assert!(s.contains(5, 9) && !s.contains(3, 9));
+        assert!(SequenceSet::parse(&mut Cursor::new(b"0")).is_err());
+        assert_eq!(compact(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
+    }
+}

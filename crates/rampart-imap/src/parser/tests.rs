@@ -1,0 +1,91 @@
+use super::*;
+
+fn kind(s: &str) -> Kind {
+    parse(s.as_bytes()).unwrap_or_else(|e| panic!("{s}: {e}")).kind
+}
+
+#[test]
+fn simple_commands() {
+    assert_eq!(parse(b"a1 NOOP").unwrap(), Command { tag: "a1".into(), kind: Kind::Noop });
+    assert_eq!(kind("x capability"), Kind::Capability);
+    assert!(matches!(parse(b"a1 NOOP extra"), Err(ParseError::Syntax(_))));
+    assert!(matches!(parse(b"a1 FOO"), Err(ParseError::UnknownCommand)));
+    assert!(parse(b"+ NOOP").is_err());
+    assert!(parse(b"").is_err());
+}
+
+#[test]
+fn login_with_literals() {
+    assert_eq!(
+        kind("a LOGIN {3}\r\nbob \"pa ss\""),
+        Kind::Login { user: b"bob".to_vec(), password: b"pa ss".to_vec() }
+    );
+    assert_eq!(
+        kind("a AUTHENTICATE plain AGJvYgB4"),
+        Kind::Authenticate { mechanism: "PLAIN".into(), initial: Some(b"AGJvYgB4".to_vec()) }
+    );
+}
+
+#[test]
+fn literal_announcements() {
+    assert_eq!(literal_announcement(b"a APPEND INBOX {1073741824}"), Some((1 << 30, true)));
+    assert_eq!(literal_announcement(b"a LOGIN {5+}"), Some((5, false)));
+    assert_eq!(literal_announcement(b"a LOGIN \"{5}\""), None);
+    assert_eq!(literal_announcement(b"a LOGIN {}"), None);
+    assert_eq!(literal_announcement(b"a {123456789012345678901234}"), None);
+}
+
+#[test]
+fn fetch_and_store() {
+    let k = kind("a UID FETCH 1:* (FLAGS BODY.PEEK[1.2.HEADER.FIELDS (From To)]<0.100> BODY[] RFC822.SIZE) (CHANGEDSINCE 5)");
+    let Kind::Fetch { uid, attrs, changed_since, .. } = k else { panic!() };
+    assert!(uid);
+    assert_eq!(changed_since, Some(5));
+    assert_eq!(attrs.len(), 4);
+    let FetchAttr::Section { peek, section, partial } = &attrs[1] else { panic!() };
+    assert!(*peek);
+    assert_eq!(section.spec(), "1.2.HEADER.FIELDS (FROM TO)");
+    assert_eq!(*partial, Some((0, 100)));
+    assert!(matches!(kind("a FETCH 1 ALL"), Kind::Fetch { ref attrs, .. } if attrs.len() == 4));
+    assert!(parse(b"a FETCH 1 BODY[MIME]").is_err());
+    let k = kind("a STORE 1,3:5 +FLAGS.SILENT (\\Seen $Foo)");
+    assert!(matches!(k, Kind::Store { op: StoreOp::Add, silent: true, ref flags, .. } if flags.len() == 2));
+    let k = kind("a UID STORE 1 (UNCHANGEDSINCE 7) FLAGS \\Deleted");
+    assert!(matches!(k, Kind::Store { op: StoreOp::Replace, silent: false, unchanged_since: Some(7), .. }));
+}
+
+#[test]
+fn search() {
+    let k = kind("a SEARCH CHARSET UTF-8 OR FROM bob (SUBJECT \"hi there\" UNSEEN) NOT 1:3 SINCE 1-Jan-2020");
+    let Kind::Search { charset, key: SearchKey::And(keys), .. } = k else { panic!() };
+    assert_eq!(charset.as_deref(), Some("UTF-8"));
+    assert_eq!(keys.len(), 3);
+    let deep = format!("a SEARCH {}ALL{}", "(".repeat(100), ")".repeat(100));
+    assert_eq!(parse(deep.as_bytes()), Err(ParseError::TooDeep));
+    let deep = format!("a SEARCH {}ALL", "NOT ".repeat(100));
+    assert_eq!(parse(deep.as_bytes()), Err(ParseError::TooDeep));
+}
+
+#[test]
+fn list_extended() {
+    let Kind::List(a) = kind("a LIST (SUBSCRIBED) \"\" (INBOX \"Work/*\") RETURN (CHILDREN STATUS (MESSAGES UNSEEN))") else {
+        panic!()
+    };
+    assert!(a.select_subscribed && a.return_children && a.extended);
+    assert_eq!(a.patterns, vec!["INBOX", "Work/*"]);
+    assert_eq!(a.return_status, Some(vec![StatusItem::Messages, StatusItem::Unseen]));
+    let Kind::List(a) = kind("a LIST \"\" %") else { panic!() };
+    assert!(!a.extended);
+}
+
+#[test]
+fn append_and_mailboxes() {
+    let k = kind("a APPEND inbox (\\Seen) \"01-Jan-2020 10:00:00 +0000\" {5}\r\nhello");
+    assert_eq!(
+        k,
+        Kind::Append { mailbox: "INBOX".into(), flags: vec!["\\Seen".into()], date: Some(1577872800), message: b"hello".to_vec() }
+    );
+    assert!(matches!(kind("a CREATE Foo (USE (\\Archive))"), Kind::Create { ref special_use, .. } if special_use == &["\\Archive"]));
+    assert!(matches!(kind("a ID (\"name\" \"x\" \"v\" NIL)"), Kind::Id(ref p) if p.len() == 2));
+    assert!(matches!(kind("a SELECT INBOX (CONDSTORE)"), Kind::Select { condstore: true, .. }));
+}

@@ -1,0 +1,149 @@
+//! Writing response data (RFC 3501 §7, §9): strings as quoted or literal, NIL, flag lists,
+//! dates. One place decides how a string goes on the wire, so no response can carry a bare
+//! CR, LF or quote that would desynchronize a client.
+
+use chrono::TimeZone;
+
+/// Strings longer than this go as literals even when quoting would work; quoted strings are
+/// meant for short tokens.
+const MAX_QUOTED: usize = 1024;
+
+/// A string: quoted when it is short printable ASCII-or-UTF-8 without CR/LF, else a literal.
+pub fn string(out: &mut Vec<u8>, s: &[u8]) {
+    let quotable = s.len() <= MAX_QUOTED && s.iter().all(|&c| c != b'\r' && c != b'\n' && c != 0) && std::str::from_utf8(s).is_ok() && s.is_ascii();
+    if quotable {
+        out.push(b'"');
+        for &c in s {
+            if c == b'"' || c == b'\\' {
+                out.push(b'\\');
+            }
+            out.push(c);
+        }
+        out.push(b'"');
+    } else {
+        literal(out, s);
+    }
+}
+
+pub fn literal(out: &mut Vec<u8>, s: &[u8]) {
+    out.extend_from_slice(format!("{{{}}}\r\n", s.len()).as_bytes());
+    out.extend_from_slice(s);
+}
+
+pub fn nstring(out: &mut Vec<u8>, s: Option<&[u8]>) {
+    match s {
+        Some(s) => string(out, s),
+        None => out.extend_from_slice(b"NIL"),
+    }
+}
+
+/// A mailbox name: an atom-safe name as is (clients show it either way), else a string.
+pub fn mailbox(out: &mut Vec<u8>, name: &str) {
+    let atom_safe = !name.is_empty()
+        && name.bytes().all(|c| c > 0x20 && c < 0x7f && !matches!(c, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']'));
+    if atom_safe && !name.eq_ignore_ascii_case("NIL") {
+        out.extend_from_slice(name.as_bytes());
+    } else {
+        string(out, name.as_bytes());
+    }
+}
+
+pub fn flag_list<S: AsRef<str>>(out: &mut Vec<u8>, flags: &[S]) {
+    out.push(b'(');
+    for (i, f) in flags.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        out.extend_from_slice(f.as_ref().as_bytes());
+    }
+    out.push(b')');
+}
+
+/// date-time = DQUOTE date-day-fixed "-" date-month "-" date-year SP time SP zone DQUOTE
+pub fn internal_date(unix: i64) -> String {
+    let t = chrono::Utc.timestamp_opt(unix, 0).single().unwrap_or_default();
+    t.format("\"%d-%b-%Y %H:%M:%S +0000\"").to_string()
+}
+
+/// A tagged or untagged status line.
+pub fn line(out: &mut Vec<u8>, text: &str) {
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Base64 (RFC 4648) for SASL exchanges; short inputs only.
+pub fn base64_encode(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                s.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
+}
+
+pub fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let (mut acc, mut bits, mut pad) = (0u32, 0u32, 0usize);
+    for &c in text {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => {
+                pad += 1;
+                continue;
+            }
+            _ => return None,
+        };
+        if pad > 0 {
+            return None;
+        }
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    if pad > 2 || (text.len() % 4 != 0) {
+        return None;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_quote_or_literal() {
+        let mut o = Vec::new();
+        string(&mut o, b"a\"b");
+        o.push(b' ');
+        string(&mut o, b"line\r\nbreak");
+        o.push(b' ');
+        string(&mut o, "é".as_bytes());
+        assert_eq!(o, b"\"a\\\"b\" {11}\r\nline\r\nbreak {2}\r\n\xc3\xa9".to_vec());
+    }
+
+    #[test]
+    fn base64_roundtrip() {
+        for s in [&b""[..], b"a", b"ab", b"abc", b"\0bob\0secret"] {
+            assert_eq!(base64_decode(base64_encode(s).as_bytes()).unwrap(), s);
+        }
+        assert!(base64_decode(b"a=bc").is_none());
+        assert!(base64_decode(b"abc").is_none());
+        assert_eq!(internal_date(0), "\"01-Jan-1970 00:00:00 +0000\"");
+    }
+}
