@@ -151,6 +151,24 @@ pub struct ImapListener {
     /// An idle client is logged out after this; RFC 3501 §5.4 asks for at least 30 minutes.
     #[serde(with = "duration")]
     pub idle_timeout: Duration,
+    /// Longest command line in bytes (without literals). RFC 7162 §4 asks clients to keep
+    /// lines under 8192 and servers to accept at least that; long UID sets need more.
+    pub max_command_line: usize,
+    /// Largest literal accepted before login. LOGIN and AUTHENTICATE need a few hundred bytes;
+    /// anything bigger before login is refused unread, so no one can make an unauthenticated
+    /// connection hold memory.
+    pub max_literal_before_login: u64,
+    /// Largest message APPEND accepts (advertised as APPENDLIMIT, RFC 7889).
+    pub max_append_size: u64,
+    /// Largest command apart from an APPEND message: all its lines and literals together.
+    pub max_command_size: u64,
+    /// Failed logins on one connection before it is closed.
+    pub max_auth_failures: u32,
+    /// Protocol errors (BAD) in one session before the server says BYE.
+    pub max_errors: u32,
+    /// Storage quota per account in bytes, reported by GETQUOTAROOT (RFC 9208) and enforced
+    /// on APPEND; 0 means no limit.
+    pub quota_storage: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -214,6 +232,13 @@ impl ImapListener {
             tls,
             max_connections: 5000,
             idle_timeout: Duration::from_secs(30 * 60),
+            max_command_line: 64 * 1024,
+            max_literal_before_login: 4096,
+            max_append_size: 50 * MIB,
+            max_command_size: MIB,
+            max_auth_failures: 3,
+            max_errors: 20,
+            quota_storage: 0,
         }
     }
 }
@@ -419,8 +444,27 @@ impl Config {
             if l.max_connections == 0 {
                 bad(&format!("listener.{name}.max_connections"), "must be at least 1".into());
             }
+            let key = |k: &str| format!("listener.{name}.{k}");
             if l.idle_timeout < Duration::from_secs(60) {
-                bad(&format!("listener.{name}.idle_timeout"), "must be at least 1m".into());
+                bad(&key("idle_timeout"), "must be at least 1m".into());
+            }
+            if l.max_command_line < 8192 {
+                bad(&key("max_command_line"), "must be at least 8192 (RFC 7162 §4)".into());
+            }
+            if l.max_literal_before_login < 512 || l.max_literal_before_login > 64 * 1024 {
+                bad(&key("max_literal_before_login"), "must be between 512 and 65536 bytes".into());
+            }
+            if l.max_append_size < 64 * 1024 {
+                bad(&key("max_append_size"), "must be at least 65536 bytes".into());
+            }
+            if l.max_command_size < l.max_command_line as u64 {
+                bad(&key("max_command_size"), "must not be smaller than max_command_line".into());
+            }
+            if l.max_auth_failures == 0 {
+                bad(&key("max_auth_failures"), "must be at least 1".into());
+            }
+            if l.max_errors == 0 {
+                bad(&key("max_errors"), "must be at least 1".into());
             }
         }
         if self.smtp.recipient_delimiter.chars().count() > 1 {
@@ -514,11 +558,13 @@ mod tests {
         c.server.hostname = "not a host".into();
         c.listener.smtp.max_command_line = 100;
         c.listener.submission.bind = c.listener.smtp.bind.clone();
+        c.listener.imaps.max_literal_before_login = 1 << 30;
         let errors: Vec<String> = c.validate().iter().map(|e| e.to_string()).collect();
         assert!(errors.iter().any(|e| e.starts_with("server.hostname:")), "{errors:?}");
         assert!(errors.iter().any(|e| e.starts_with("tls.cert:")), "{errors:?}");
         assert!(errors.iter().any(|e| e.starts_with("listener.smtp.max_command_line:")), "{errors:?}");
         assert!(errors.iter().any(|e| e.starts_with("listener.submission.bind:")), "{errors:?}");
+        assert!(errors.iter().any(|e| e.starts_with("listener.imaps.max_literal_before_login:")), "{errors:?}");
     }
 
     #[test]

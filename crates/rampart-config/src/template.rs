@@ -91,6 +91,22 @@ tls = "starttls"
 max_connections = 5000
 # RFC 3501 section 5.4: an idle client may be logged out after at least 30 minutes.
 idle_timeout = "30m"
+# Longest command line in bytes, literals not counted (RFC 7162 asks for at least 8192).
+max_command_line = 65536
+# Largest literal accepted before login; bigger ones are refused unread, so an
+# unauthenticated client cannot make the server hold memory.
+max_literal_before_login = 4096
+# Largest message APPEND accepts (50 MiB), advertised as APPENDLIMIT.
+max_append_size = 52428800
+# Largest command apart from an APPEND message: its lines and literals together (1 MiB).
+max_command_size = 1048576
+# Failed logins on one connection before it is closed.
+max_auth_failures = 3
+# Protocol errors (BAD) in one session before BYE.
+max_errors = 20
+# Storage quota per account in bytes, reported by GETQUOTAROOT and enforced on APPEND;
+# 0 means no limit.
+quota_storage = 0
 
 # Port 993: IMAP over implicit TLS.
 [listener.imaps]
@@ -98,6 +114,13 @@ bind = ["0.0.0.0:993", "[::]:993"]
 tls = "implicit"
 max_connections = 5000
 idle_timeout = "30m"
+max_command_line = 65536
+max_literal_before_login = 4096
+max_append_size = 52428800
+max_command_size = 1048576
+max_auth_failures = 3
+max_errors = 20
+quota_storage = 0
 
 [smtp]
 # "user+tag@domain" is delivered to "user@domain". Empty turns sub-addressing off.

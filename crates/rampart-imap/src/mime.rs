@@ -107,9 +107,10 @@ impl<'a> Parsed<'a> {
             .collect()
     }
 
-    /// The Date header as Unix seconds.
-    pub fn sent_date(&self) -> Option<i64> {
-        self.msg.as_ref()?.date().map(|d| d.to_timestamp())
+    /// The day of the Date header in its own time zone (RFC 3501 §6.4.4 SENT*).
+    pub fn sent_day(&self) -> Option<chrono::NaiveDate> {
+        let d = self.msg.as_ref()?.date()?;
+        chrono::NaiveDate::from_ymd_opt(i32::from(d.year), u32::from(d.month), u32::from(d.day))
     }
 
     /// Decoded text of every text part, for SEARCH BODY/TEXT.

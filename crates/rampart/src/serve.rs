@@ -36,25 +36,58 @@ pub fn run(path: &Path, sets: &[String]) -> anyhow::Result<()> {
     rt.block_on(serve(path, sets, config))
 }
 
+/// What a listener speaks, with its settings.
+#[derive(Clone)]
+enum Proto {
+    Smtp(Arc<Settings>),
+    Imap(Arc<rampart_imap::Settings>),
+}
+
+impl Proto {
+    fn tls(&self) -> rampart_config::TlsMode {
+        match self {
+            Proto::Smtp(s) => s.tls,
+            Proto::Imap(s) => s.tls,
+        }
+    }
+}
+
 /// A bound listener waiting to be served.
 struct Bound {
     name: &'static str,
     tcp: TcpListener,
-    settings: Arc<Settings>,
+    proto: Proto,
     slots: Arc<Semaphore>,
+}
+
+/// What the protocol sessions share.
+#[derive(Clone)]
+struct Shared {
+    smtp: Arc<Services>,
+    imap: Arc<rampart_imap::Services>,
 }
 
 async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<()> {
     let certs = rampart_tls::CertSet::load(&config.tls)?;
     let cert_store = rampart_tls::CertStore::new(certs);
     let acceptor = rampart_tls::TlsAcceptor::from(rampart_tls::server_config(cert_store.clone())?);
-    let store = SqliteStore::open(&config.server.data_dir)
-        .with_context(|| format!("server.data_dir: opening the store in {}", config.server.data_dir.display()))?;
+    let store = Arc::new(
+        SqliteStore::open(&config.server.data_dir)
+            .with_context(|| format!("server.data_dir: opening the store in {}", config.server.data_dir.display()))?,
+    );
     let services = Arc::new(Services {
-        store: Arc::new(store),
+        store: store.clone(),
         hostname: config.server.hostname.clone(),
         recipient_delimiter: config.smtp.recipient_delimiter.clone(),
     });
+    // One failure counter for every IMAP listener: the hook the guard (auto-ban) builds on.
+    let imap_services = Arc::new(rampart_imap::Services {
+        store: store.clone(),
+        auth: Arc::new(rampart_imap::StorePasswords { store: store.clone() }),
+        guard: Arc::new(rampart_imap::FailureCounter::default()),
+        hostname: config.server.hostname.clone(),
+    });
+    let shared = Shared { smtp: services, imap: imap_services };
 
     let mut bound = Vec::new();
     for (name, listener) in config.smtp_listeners() {
@@ -70,23 +103,26 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
         let slots = Arc::new(Semaphore::new(listener.max_connections));
         for addr in &listener.bind {
             let tcp = bind(*addr).await.map_err(|e| anyhow!("listener.{name}.bind: cannot listen on {addr}: {e}"))?;
-            bound.push(Bound { name, tcp, settings: settings.clone(), slots: slots.clone() });
+            bound.push(Bound { name, tcp, proto: Proto::Smtp(settings.clone()), slots: slots.clone() });
         }
     }
     for (name, listener) in config.imap_listeners() {
-        if !listener.bind.is_empty() {
-            info!(event = "listener_unavailable", listener = name, reason = "IMAP is not implemented yet");
+        let settings = Arc::new(rampart_imap::Settings::from_config(name, listener));
+        let slots = Arc::new(Semaphore::new(listener.max_connections));
+        for addr in &listener.bind {
+            let tcp = bind(*addr).await.map_err(|e| anyhow!("listener.{name}.bind: cannot listen on {addr}: {e}"))?;
+            bound.push(Bound { name, tcp, proto: Proto::Imap(settings.clone()), slots: slots.clone() });
         }
     }
 
     let global = Arc::new(Semaphore::new(config.server.max_connections));
     for b in bound {
         let addr = b.tcp.local_addr()?;
-        info!(event = "listening", listener = b.name, addr = %addr, tls = %b.settings.tls);
-        let services = services.clone();
+        info!(event = "listening", listener = b.name, addr = %addr, tls = %b.proto.tls());
+        let shared = shared.clone();
         let acceptor = acceptor.clone();
         let global = global.clone();
-        tokio::spawn(accept_loop(b, services, acceptor, global));
+        tokio::spawn(accept_loop(b, shared, acceptor, global));
     }
     info!(event = "started", hostname = %config.server.hostname, pid = std::process::id());
 
@@ -121,7 +157,7 @@ fn set_v6only(socket: &tokio::net::TcpSocket) -> std::io::Result<()> {
     if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }
 
-async fn accept_loop(b: Bound, services: Arc<Services>, acceptor: rampart_tls::TlsAcceptor, global: Arc<Semaphore>) {
+async fn accept_loop(b: Bound, shared: Shared, acceptor: rampart_tls::TlsAcceptor, global: Arc<Semaphore>) {
     loop {
         let (stream, remote): (TcpStream, SocketAddr) = match b.tcp.accept().await {
             Ok(x) => x,
@@ -135,14 +171,22 @@ async fn accept_loop(b: Bound, services: Arc<Services>, acceptor: rampart_tls::T
         let permits = global.clone().try_acquire_owned().and_then(|g| Ok((g, b.slots.clone().try_acquire_owned()?)));
         let Ok(permits) = permits else {
             info!(event = "connection_refused", listener = b.name, ip = %remote.ip(), reason = "connection_limit");
-            let settings = b.settings.clone();
-            let hostname = services.hostname.clone();
-            tokio::spawn(async move { rampart_smtp::refuse_busy(stream, &settings, &hostname).await });
+            let proto = b.proto.clone();
+            let hostname = shared.smtp.hostname.clone();
+            tokio::spawn(async move {
+                match proto {
+                    Proto::Smtp(settings) => rampart_smtp::refuse_busy(stream, &settings, &hostname).await,
+                    Proto::Imap(settings) => rampart_imap::refuse_busy(stream, &settings).await,
+                }
+            });
             continue;
         };
-        let (services, settings, acceptor) = (services.clone(), b.settings.clone(), acceptor.clone());
+        let (shared, proto, acceptor) = (shared.clone(), b.proto.clone(), acceptor.clone());
         tokio::spawn(async move {
-            rampart_smtp::handle(stream, remote, services, settings, acceptor).await;
+            match proto {
+                Proto::Smtp(settings) => rampart_smtp::handle(stream, remote, shared.smtp, settings, acceptor).await,
+                Proto::Imap(settings) => rampart_imap::handle(stream, remote, shared.imap, settings, acceptor).await,
+            }
             drop(permits);
         });
     }

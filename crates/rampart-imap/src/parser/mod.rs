@@ -16,7 +16,7 @@
 pub mod lexer;
 mod fetch;
 mod search;
-mod sequence;
+pub mod sequence;
 
 pub use fetch::{FetchAttr, Section, SectionPart, parse_fetch_items};
 pub use search::SearchKey;

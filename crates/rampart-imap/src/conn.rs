@@ -1,0 +1,374 @@
+//! The connection driver: bytes in and out, literals and their limits, STARTTLS, IDLE,
+//! SASL continuations and timeouts around a [`Session`].
+//!
+//! Commands are framed here, line by line: a line that ends in a literal announcement
+//! (`{N}` or `{N+}`, RFC 3501 §4.3, RFC 7888) is checked against the limits of the session's
+//! state *before* any of the literal is read — a few KiB before login, APPENDLIMIT after —
+//! so an announced 1 GiB literal costs nothing: a synchronizing one is refused with
+//! `BAD [TOOBIG]` and never sent, a non-synchronizing one ends the connection. The complete
+//! command then goes to the pure [`crate::parser::parse`].
+//!
+//! It works on any `AsyncRead + AsyncWrite` stream, so tests run the real driver over an
+//! in-memory pipe.
+
+use std::time::Duration;
+
+use memchr::memchr;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tracing::{debug, info};
+
+use crate::parser::{self, literal_announcement};
+use crate::session::{Next, Output, Session};
+
+/// How long a client may take to complete a TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Before login a client has this long per command: enough for a person typing, short
+/// enough that idle unauthenticated connections do not pile up.
+pub const PREAUTH_TIMEOUT: Duration = Duration::from_secs(60);
+/// IDLE re-checks the mailbox this often even without a wake-up, for changes made by
+/// another process (the command line) that the in-process notification does not see.
+pub const IDLE_POLL: Duration = Duration::from_secs(30);
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 16 * 1024;
+
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Accepts TLS on `io`.
+pub async fn tls_accept(acceptor: &rampart_tls::TlsAcceptor, io: Box<dyn Io>) -> std::io::Result<Box<dyn Io>> {
+    let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+    Ok(Box::new(stream))
+}
+
+/// Why a connection ended, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    Logout,
+    Closed,
+    Timeout,
+    Refused,
+    TlsFailed,
+    IoError,
+}
+
+struct Driver {
+    io: Box<dyn Io>,
+    buf: Vec<u8>,
+    start: usize,
+    out: Vec<u8>,
+}
+
+impl Output for Driver {
+    fn buf(&mut self) -> &mut Vec<u8> {
+        &mut self.out
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            self.io.write_all(&self.out).await?;
+            self.io.flush().await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+}
+
+enum Line {
+    Line(Vec<u8>),
+    TooLong,
+    Eof,
+    Timeout,
+}
+
+impl Driver {
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    fn compact(&mut self) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+    }
+
+    /// Reads more input; false at EOF.
+    async fn fill(&mut self) -> std::io::Result<bool> {
+        self.compact();
+        self.buf.reserve(READ_CHUNK);
+        Ok(self.io.read_buf(&mut self.buf).await? > 0)
+    }
+
+    /// The next line without its line ending (CRLF, or a bare LF from lenient clients).
+    /// Never holds more than `max` bytes of a line: a longer one is dropped up to its end.
+    async fn line(&mut self, max: usize, wait: Duration) -> std::io::Result<Line> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut skipping = false;
+        loop {
+            if let Some(lf) = memchr(b'\n', self.pending()) {
+                let start = self.start;
+                self.start += lf + 1;
+                if skipping || lf > max {
+                    return Ok(Line::TooLong);
+                }
+                let mut line = self.buf[start..start + lf].to_vec();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return Ok(Line::Line(line));
+            }
+            if self.pending().len() > max {
+                self.start = self.buf.len();
+                skipping = true;
+            }
+            self.flush().await?;
+            match tokio::time::timeout_at(deadline, self.fill()).await {
+                Err(_) => return Ok(Line::Timeout),
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => return Ok(Line::Eof),
+                Ok(Err(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// Appends exactly `n` bytes of input to `into`.
+    async fn exact(&mut self, into: &mut Vec<u8>, n: u64, wait: Duration) -> std::io::Result<Option<End>> {
+        let mut left = n;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let take = (self.pending().len() as u64).min(left) as usize;
+            into.extend_from_slice(&self.buf[self.start..self.start + take]);
+            self.start += take;
+            left -= take as u64;
+            if left == 0 {
+                return Ok(None);
+            }
+            match tokio::time::timeout_at(deadline, self.fill()).await {
+                Err(_) => return Ok(Some(End::Timeout)),
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => return Ok(Some(End::Closed)),
+                Ok(Err(e)) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Whether the command being framed is an APPEND (its literal may be as large as APPENDLIMIT).
+fn is_append(cmd: &[u8]) -> bool {
+    let mut words = cmd.splitn(3, |&c| c == b' ');
+    words.next();
+    words.next().is_some_and(|w| w.eq_ignore_ascii_case(b"APPEND"))
+}
+
+/// Runs a session on a connected stream until it ends. `acceptor` is needed for STARTTLS.
+pub async fn run(io: Box<dyn Io>, mut session: Session, acceptor: Option<rampart_tls::TlsAcceptor>) -> End {
+    let mut d = Driver { io, buf: Vec::with_capacity(READ_CHUNK), start: 0, out: Vec::new() };
+    session.greeting(&mut d.out);
+    match drive(&mut d, &mut session, acceptor.as_ref()).await {
+        Ok(end) => {
+            let _ = d.flush().await;
+            let _ = d.io.shutdown().await;
+            end
+        }
+        Err(e) => {
+            debug!(error = %e, "connection i/o error");
+            End::IoError
+        }
+    }
+}
+
+async fn drive(d: &mut Driver, session: &mut Session, acceptor: Option<&rampart_tls::TlsAcceptor>) -> std::io::Result<End> {
+    let settings = session.settings().clone();
+    let mut cmd: Vec<u8> = Vec::new();
+    loop {
+        let authenticated = session.is_authenticated();
+        let wait = if authenticated { settings.idle_timeout } else { PREAUTH_TIMEOUT.min(settings.idle_timeout) };
+        let line = match d.line(settings.max_command_line, wait).await? {
+            Line::Line(l) => l,
+            Line::TooLong => {
+                let tag = parser::tag_of(&cmd).map(str::to_string);
+                cmd.clear();
+                if session.too_big(&mut d.out, tag.as_deref(), "Command line too long") == Next::Close {
+                    return Ok(End::Refused);
+                }
+                continue;
+            }
+            Line::Eof => return Ok(End::Closed),
+            Line::Timeout => {
+                session.bye_timeout(&mut d.out);
+                return Ok(End::Timeout);
+            }
+        };
+        if cmd.is_empty() && line.is_empty() {
+            // RFC 3501 has no empty commands; ignore stray blank lines as other servers do.
+            continue;
+        }
+        cmd.extend_from_slice(&line);
+        if let Some((size, sync)) = literal_announcement(&line) {
+            let (literal_max, total_max) = if !authenticated {
+                (settings.max_literal_preauth, settings.max_literal_preauth + settings.max_command_line as u64)
+            } else if is_append(&cmd) {
+                (settings.max_append_size, settings.max_append_size + settings.max_command_size)
+            } else {
+                (settings.max_command_size, settings.max_command_size)
+            };
+            let total = (cmd.len() as u64).saturating_add(size);
+            if size > literal_max || total > total_max {
+                let tag = parser::tag_of(&cmd).map(str::to_string);
+                info!(
+                    event = "literal_refused", proto = "imap", ip = %session_ip(session), size,
+                    limit = literal_max, authenticated
+                );
+                cmd = Vec::new();
+                if !sync {
+                    // RFC 7888 §4: the client sends a non-synchronizing literal regardless;
+                    // reading it would be the very cost we refuse, so the connection ends.
+                    d.out.extend_from_slice(b"* BYE [TOOBIG] Literal too large\r\n");
+                    return Ok(End::Refused);
+                }
+                if session.too_big(&mut d.out, tag.as_deref(), "Literal too large") == Next::Close {
+                    return Ok(End::Refused);
+                }
+                continue;
+            }
+            if sync {
+                d.out.extend_from_slice(b"+ Ready for literal data\r\n");
+                d.flush().await?;
+            }
+            cmd.extend_from_slice(b"\r\n");
+            if let Some(end) = d.exact(&mut cmd, size, wait).await? {
+                return Ok(end);
+            }
+            continue;
+        }
+        let parsed = parser::parse(&cmd);
+        let next = match parsed {
+            Ok(c) => {
+                cmd = Vec::new();
+                session.command(c, d).await
+            }
+            Err(e) => {
+                let next = session.parse_error(&mut d.out, &cmd, e);
+                cmd = Vec::new();
+                next
+            }
+        };
+        if let Some(end) = follow(d, session, next, acceptor).await? {
+            return Ok(end);
+        }
+    }
+}
+
+fn session_ip(session: &Session) -> std::net::IpAddr {
+    session.remote_ip()
+}
+
+/// Carries out what the session asked for after a command.
+async fn follow(
+    d: &mut Driver,
+    session: &mut Session,
+    mut next: Next,
+    acceptor: Option<&rampart_tls::TlsAcceptor>,
+) -> std::io::Result<Option<End>> {
+    let settings = session.settings().clone();
+    loop {
+        match next {
+            Next::Continue => return Ok(None),
+            Next::Close => {
+                return Ok(Some(if session.is_logged_out() { End::Logout } else { End::Refused }));
+            }
+            Next::StartTls => {
+                d.flush().await?;
+                // Anything the client sent after STARTTLS but before the handshake came in
+                // clear text and must not be executed inside TLS (CVE-2011-0411 family).
+                d.buf.clear();
+                d.start = 0;
+                let Some(acceptor) = acceptor else { return Ok(Some(End::TlsFailed)) };
+                let plain = std::mem::replace(&mut d.io, Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink())));
+                match tls_accept(acceptor, plain).await {
+                    Ok(tls) => {
+                        d.io = tls;
+                        session.tls_started();
+                        return Ok(None);
+                    }
+                    Err(e) => {
+                        info!(event = "tls_failed", proto = "imap", listener = settings.listener, ip = %session.remote_ip(), error = %e);
+                        return Ok(Some(End::TlsFailed));
+                    }
+                }
+            }
+            Next::AuthContinue => {
+                let line = match d.line(settings.max_command_line, PREAUTH_TIMEOUT).await? {
+                    Line::Line(l) => l,
+                    Line::TooLong => b"*".to_vec(),
+                    Line::Eof => return Ok(Some(End::Closed)),
+                    Line::Timeout => return Ok(Some(End::Timeout)),
+                };
+                next = session.auth_line(&mut d.out, &line).await;
+            }
+            Next::Idle => {
+                next = idle(d, session, &settings).await?;
+                if next == Next::Close && !session.is_authenticated() {
+                    return Ok(Some(End::Closed));
+                }
+                if let Next::Close = next {
+                    return Ok(Some(End::Timeout));
+                }
+            }
+        }
+    }
+}
+
+/// RFC 2177 IDLE: report changes as they happen until the client sends DONE.
+async fn idle(d: &mut Driver, session: &mut Session, settings: &crate::session::Settings) -> std::io::Result<Next> {
+    d.flush().await?;
+    let mut watch = session.watch();
+    let deadline = tokio::time::Instant::now() + settings.idle_timeout;
+    loop {
+        if let Some(lf) = memchr(b'\n', d.pending()) {
+            let start = d.start;
+            d.start += lf + 1;
+            let mut line = d.buf[start..start + lf].to_vec();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            return Ok(session.idle_done(&mut d.out, &line).await);
+        }
+        if d.pending().len() > settings.max_command_line {
+            return Ok(session.idle_done(&mut d.out, b"").await);
+        }
+        d.compact();
+        d.buf.reserve(READ_CHUNK);
+        let changed = async {
+            match watch.as_mut() {
+                Some(w) => {
+                    if w.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            read = d.io.read_buf(&mut d.buf) => {
+                if read? == 0 {
+                    return Ok(Next::Close);
+                }
+            }
+            _ = changed => {
+                session.idle_changed(&mut d.out).await;
+                d.flush().await?;
+            }
+            _ = tokio::time::sleep(IDLE_POLL) => {
+                session.idle_changed(&mut d.out).await;
+                d.flush().await?;
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                session.bye_timeout(&mut d.out);
+                return Ok(Next::Close);
+            }
+        }
+    }
+}

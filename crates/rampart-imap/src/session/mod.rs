@@ -1,0 +1,434 @@
+//! The IMAP session state machine: parsed commands in, responses out. It does no socket I/O
+//! itself; the driver ([`crate::conn`]) frames commands, performs STARTTLS and runs IDLE, and
+//! gives the session an [`Output`] to write responses to (flushed during long FETCHes).
+//!
+//! RFC 3501 §3: NotAuthenticated → Authenticated → Selected → Logout. Which commands a state
+//! allows is decided in one place, [`allowed`]; each handler can then rely on its state.
+
+mod auth;
+mod fetch;
+mod mailboxes;
+mod search;
+mod select;
+mod store;
+pub mod view;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rampart_config::TlsMode;
+use rampart_store::{AccountId, MailStore, StoreError};
+use tracing::{info, warn};
+
+use crate::parser::{self, Command, Kind, ParseError};
+use crate::response::line;
+pub use auth::{Authenticator, FailureCounter, LoginGuard, StorePasswords};
+use view::View;
+
+/// Where responses go. The driver implements it over the socket; `flush` lets a long FETCH
+/// send what it has instead of holding the whole answer in memory.
+pub trait Output: Send {
+    fn buf(&mut self) -> &mut Vec<u8>;
+    fn flush(&mut self) -> impl Future<Output = std::io::Result<()>> + Send;
+}
+
+/// A response buffer past this is flushed in the middle of a command.
+pub const FLUSH_AT: usize = 256 * 1024;
+
+/// Everything a session needs from the rest of the server.
+pub struct Services {
+    pub store: Arc<dyn MailStore>,
+    pub auth: Arc<dyn Authenticator>,
+    pub guard: Arc<dyn LoginGuard>,
+    pub hostname: String,
+}
+
+/// One listener's settings, shared by its sessions.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listener: &'static str,
+    pub tls: TlsMode,
+    pub max_command_line: usize,
+    pub max_literal_preauth: u64,
+    pub max_append_size: u64,
+    pub max_command_size: u64,
+    pub max_auth_failures: u32,
+    pub max_errors: u32,
+    pub idle_timeout: Duration,
+    pub quota_storage: u64,
+}
+
+impl Settings {
+    pub fn from_config(listener: &'static str, c: &rampart_config::ImapListener) -> Settings {
+        Settings {
+            listener,
+            tls: c.tls,
+            max_command_line: c.max_command_line,
+            max_literal_preauth: c.max_literal_before_login,
+            max_append_size: c.max_append_size,
+            max_command_size: c.max_command_size,
+            max_auth_failures: c.max_auth_failures,
+            max_errors: c.max_errors,
+            idle_timeout: c.idle_timeout,
+            quota_storage: c.quota_storage,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: AccountId,
+    pub address: String,
+}
+
+/// RFC 3501 §3 states; each variant holds only what is valid in it.
+pub enum State {
+    NotAuthenticated,
+    Authenticated(User),
+    Selected(User, Box<View>),
+    Logout,
+}
+
+/// What the driver does after a command.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Read the next command.
+    Continue,
+    /// Flush and close the connection.
+    Close,
+    /// Flush, discard buffered input, run the TLS handshake (RFC 3501 §6.2.1).
+    StartTls,
+    /// The `+ idling` continuation is queued; wait for DONE or changes (RFC 2177).
+    Idle,
+    /// A SASL challenge (`+ ...`) is queued; pass the client's next line to
+    /// [`Session::auth_line`].
+    AuthContinue,
+}
+
+/// The one place that decides which commands each state allows (RFC 3501 §6).
+pub fn allowed(state: &State, kind: &Kind) -> bool {
+    use Kind as K;
+    let authenticated = matches!(state, State::Authenticated(_) | State::Selected(..));
+    match kind {
+        K::Capability | K::Noop | K::Logout | K::Id(_) => true,
+        K::StartTls | K::Authenticate { .. } | K::Login { .. } => matches!(state, State::NotAuthenticated),
+        K::Select { .. }
+        | K::Create { .. }
+        | K::Delete(_)
+        | K::Rename { .. }
+        | K::Subscribe(_)
+        | K::Unsubscribe(_)
+        | K::List(_)
+        | K::Lsub { .. }
+        | K::Status { .. }
+        | K::Append { .. }
+        | K::Idle
+        | K::Namespace
+        | K::Enable(_)
+        | K::GetQuota(_)
+        | K::GetQuotaRoot(_)
+        | K::SetQuota(_) => authenticated,
+        K::Check | K::Close | K::Unselect | K::Expunge { .. } | K::Search { .. } | K::Fetch { .. } | K::Store { .. } | K::Copy { .. } => {
+            matches!(state, State::Selected(..))
+        }
+    }
+}
+
+/// A SASL exchange in progress.
+pub(crate) struct PendingAuth {
+    tag: String,
+    mechanism: String,
+}
+
+pub struct Session {
+    pub(crate) services: Arc<Services>,
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) remote: SocketAddr,
+    pub(crate) tls: bool,
+    pub(crate) state: State,
+    /// RFC 7162 §3.1: CONDSTORE was enabled (ENABLE, SELECT (CONDSTORE) or a MODSEQ use).
+    pub(crate) condstore: bool,
+    pub(crate) auth_failures: u32,
+    pub(crate) errors: u32,
+    pub(crate) pending_auth: Option<PendingAuth>,
+    /// Tag of the IDLE command in progress.
+    idle_tag: Option<String>,
+}
+
+impl Session {
+    pub fn new(services: Arc<Services>, settings: Arc<Settings>, remote: SocketAddr, tls: bool) -> Session {
+        Session {
+            services,
+            settings,
+            remote,
+            tls,
+            state: State::NotAuthenticated,
+            condstore: false,
+            auth_failures: 0,
+            errors: 0,
+            pending_auth: None,
+            idle_tag: None,
+        }
+    }
+
+    pub fn settings(&self) -> &Arc<Settings> {
+        &self.settings
+    }
+
+    pub fn remote_ip(&self) -> std::net::IpAddr {
+        self.remote.ip()
+    }
+
+    pub fn is_logged_out(&self) -> bool {
+        matches!(self.state, State::Logout)
+    }
+
+    pub fn is_authenticated(&self) -> bool {
+        matches!(self.state, State::Authenticated(_) | State::Selected(..))
+    }
+
+    /// The mailbox whose changes wake IDLE.
+    pub fn watch(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        match &self.state {
+            State::Selected(_, view) => Some(view.watch()),
+            _ => None,
+        }
+    }
+
+    /// RFC 3501 §7.1.1 greeting with the capabilities, so clients need not ask.
+    pub fn greeting(&self, out: &mut Vec<u8>) {
+        line(out, &format!("* OK [CAPABILITY {}] {} IMAP4rev1 Rampart ready", self.capabilities(), self.services.hostname));
+    }
+
+    pub fn tls_started(&mut self) {
+        self.tls = true;
+    }
+
+    /// RFC 3501 §7.2.1, with what this session may use now.
+    pub fn capabilities(&self) -> String {
+        let mut caps = vec!["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT"];
+        if !self.is_authenticated() {
+            if !self.tls && self.settings.tls == TlsMode::Starttls {
+                // RFC 3501 §6.2.3, §11.1: no credentials before TLS.
+                caps.extend(["STARTTLS", "LOGINDISABLED"]);
+            } else {
+                caps.push("AUTH=PLAIN");
+            }
+            return caps.join(" ");
+        }
+        caps.extend([
+            "UIDPLUS",
+            "MOVE",
+            "CHILDREN",
+            "LIST-EXTENDED",
+            "LIST-STATUS",
+            "SPECIAL-USE",
+            "CREATE-SPECIAL-USE",
+            "CONDSTORE",
+            "ESEARCH",
+            "QUOTA",
+            "QUOTA=RES-STORAGE",
+        ]);
+        let mut s = caps.join(" ");
+        s.push_str(&format!(" APPENDLIMIT={}", self.settings.max_append_size));
+        s
+    }
+
+    pub fn bye_timeout(&self, out: &mut Vec<u8>) {
+        line(out, "* BYE Idle timeout, closing connection");
+    }
+
+    /// A protocol error: counted, and past the limit the session ends.
+    pub(crate) fn error(&mut self, out: &mut Vec<u8>, tag: &str, text: &str) -> Next {
+        self.errors += 1;
+        line(out, &format!("{tag} BAD {text}"));
+        if self.errors >= self.settings.max_errors {
+            warn!(event = "too_many_errors", proto = "imap", ip = %self.remote.ip(), listener = self.settings.listener);
+            line(out, "* BYE Too many errors");
+            return Next::Close;
+        }
+        Next::Continue
+    }
+
+    /// A command or literal over a limit; the driver has kept none of it.
+    pub fn too_big(&mut self, out: &mut Vec<u8>, tag: Option<&str>, what: &str) -> Next {
+        let tag = tag.unwrap_or("*");
+        self.error(out, tag, &format!("[TOOBIG] {what}"))
+    }
+
+    /// A line the parser rejected.
+    pub fn parse_error(&mut self, out: &mut Vec<u8>, input: &[u8], e: ParseError) -> Next {
+        let tag = parser::tag_of(input).unwrap_or("*").to_string();
+        let text = match e {
+            ParseError::UnknownCommand => "Unknown command".to_string(),
+            ParseError::TooBig => "[TOOBIG] Command too big".to_string(),
+            other => format!("Syntax error: {other}"),
+        };
+        self.error(out, &tag, &text)
+    }
+
+    /// Runs one parsed command.
+    pub async fn command<O: Output>(&mut self, cmd: Command, out: &mut O) -> Next {
+        let Command { tag, kind } = cmd;
+        if !allowed(&self.state, &kind) {
+            let why = match self.state {
+                State::NotAuthenticated => "Log in first",
+                State::Selected(..) | State::Authenticated(_) if matches!(kind, Kind::Login { .. } | Kind::Authenticate { .. }) => {
+                    "Already authenticated"
+                }
+                State::Selected(..) | State::Authenticated(_) if kind == Kind::StartTls => "Already authenticated",
+                _ => "No mailbox selected",
+            };
+            return self.error(out.buf(), &tag, &format!("{} not allowed now: {why}", kind.name()));
+        }
+        let result = match kind {
+            Kind::Capability => {
+                line(out.buf(), &format!("* CAPABILITY {}", self.capabilities()));
+                self.done(out.buf(), &tag, "CAPABILITY completed").await
+            }
+            Kind::Noop => self.done(out.buf(), &tag, "NOOP completed").await,
+            // RFC 3501 §6.4.1: every write is already durable, so CHECK has nothing to do.
+            Kind::Check => self.done(out.buf(), &tag, "CHECK completed").await,
+            Kind::Logout => {
+                line(out.buf(), "* BYE Logging out");
+                line(out.buf(), &format!("{tag} OK LOGOUT completed"));
+                self.state = State::Logout;
+                Ok(Next::Close)
+            }
+            Kind::StartTls => Ok(self.starttls(out.buf(), &tag)),
+            Kind::Login { user, password } => Ok(self.login(out.buf(), &tag, user, password).await),
+            Kind::Authenticate { mechanism, initial } => Ok(self.authenticate(out.buf(), &tag, mechanism, initial).await),
+            Kind::Id(_) => {
+                // RFC 2971: name and version are enough for a client's logs.
+                line(out.buf(), "* ID (\"name\" \"Rampart\" \"version\" \"0.1\")");
+                self.done(out.buf(), &tag, "ID completed").await
+            }
+            Kind::Enable(caps) => self.enable(out.buf(), &tag, caps).await,
+            Kind::Namespace => {
+                // RFC 2342: one personal namespace, no other users' or shared ones.
+                line(out.buf(), "* NAMESPACE ((\"\" \"/\")) NIL NIL");
+                self.done(out.buf(), &tag, "NAMESPACE completed").await
+            }
+            Kind::Select { mailbox, condstore, read_only } => self.select(out.buf(), &tag, &mailbox, condstore, read_only).await,
+            Kind::Create { mailbox, special_use } => self.create(out.buf(), &tag, &mailbox, special_use).await,
+            Kind::Delete(m) => self.delete(out.buf(), &tag, &m).await,
+            Kind::Rename { from, to } => self.rename(out.buf(), &tag, &from, &to).await,
+            Kind::Subscribe(m) => self.subscribe(out.buf(), &tag, &m, true).await,
+            Kind::Unsubscribe(m) => self.subscribe(out.buf(), &tag, &m, false).await,
+            Kind::List(args) => self.list(out.buf(), &tag, args).await,
+            Kind::Lsub { reference, pattern } => self.lsub(out.buf(), &tag, &reference, &pattern).await,
+            Kind::Status { mailbox, items } => self.status(out.buf(), &tag, &mailbox, &items).await,
+            Kind::Append { mailbox, flags, date, message } => self.append(out.buf(), &tag, &mailbox, flags, date, message).await,
+            Kind::Close => self.close(out.buf(), &tag, true).await,
+            Kind::Unselect => self.close(out.buf(), &tag, false).await,
+            Kind::Expunge { uids } => self.expunge(out.buf(), &tag, uids).await,
+            Kind::Search { uid, charset, key, ret } => self.search(out, &tag, uid, charset, key, ret).await,
+            Kind::Fetch { uid, set, attrs, changed_since } => self.fetch(out, &tag, uid, set, attrs, changed_since).await,
+            Kind::Store { uid, set, op, silent, flags, unchanged_since } => {
+                self.store(out.buf(), &tag, uid, set, op, silent, flags, unchanged_since).await
+            }
+            Kind::Copy { uid, set, mailbox, moving } => self.copy(out.buf(), &tag, uid, set, &mailbox, moving).await,
+            Kind::Idle => {
+                self.idle_tag = Some(tag.clone());
+                line(out.buf(), "+ idling");
+                Ok(Next::Idle)
+            }
+            Kind::GetQuotaRoot(m) => self.quota_root(out.buf(), &tag, &m).await,
+            Kind::GetQuota(root) => self.quota(out.buf(), &tag, &root).await,
+            Kind::SetQuota(_) => {
+                line(out.buf(), &format!("{tag} NO [NOPERM] Quotas are set by the administrator"));
+                Ok(Next::Continue)
+            }
+        };
+        match result {
+            Ok(next) => next,
+            Err(e) => {
+                warn!(event = "imap_store_error", ip = %self.remote.ip(), error = %e);
+                line(out.buf(), &format!("{tag} NO [SERVERBUG] Internal error, try again later"));
+                Next::Continue
+            }
+        }
+    }
+
+    /// Ends a command: pending changes of the selected mailbox (expunges allowed), then OK.
+    pub(crate) async fn done(&mut self, out: &mut Vec<u8>, tag: &str, text: &str) -> Result<Next, StoreError> {
+        self.sync(out, true).await?;
+        line(out, &format!("{tag} OK {text}"));
+        Ok(Next::Continue)
+    }
+
+    /// Reports the selected mailbox's changes since the last look (RFC 3501 §7.3, §7.4.1).
+    pub(crate) async fn sync(&mut self, out: &mut Vec<u8>, expunge_ok: bool) -> Result<(), StoreError> {
+        let condstore = self.condstore;
+        if let State::Selected(_, view) = &mut self.state {
+            view.sync(self.services.store.as_ref(), out, expunge_ok, condstore).await?;
+        }
+        Ok(())
+    }
+
+    /// Changes arrived while idling: report them.
+    pub async fn idle_changed(&mut self, out: &mut Vec<u8>) {
+        if let Err(e) = self.sync(out, true).await {
+            warn!(event = "imap_store_error", ip = %self.remote.ip(), error = %e);
+        }
+    }
+
+    /// The client ended IDLE; `line` is what it sent (RFC 2177: must be DONE).
+    pub async fn idle_done(&mut self, out: &mut Vec<u8>, input: &[u8]) -> Next {
+        let tag = self.idle_tag.take().unwrap_or_else(|| "*".into());
+        if !input.eq_ignore_ascii_case(b"DONE") {
+            return self.error(out, &tag, "Expected DONE");
+        }
+        match self.done(out, &tag, "IDLE terminated").await {
+            Ok(n) => n,
+            Err(_) => {
+                line(out, &format!("{tag} NO [SERVERBUG] Internal error"));
+                Next::Continue
+            }
+        }
+    }
+
+    fn starttls(&mut self, out: &mut Vec<u8>, tag: &str) -> Next {
+        if self.tls || self.settings.tls != TlsMode::Starttls {
+            return self.error(out, tag, "TLS is already active");
+        }
+        line(out, &format!("{tag} OK Begin TLS negotiation now"));
+        Next::StartTls
+    }
+
+    async fn enable(&mut self, out: &mut Vec<u8>, tag: &str, caps: Vec<String>) -> Result<Next, StoreError> {
+        // RFC 5161: only extensions that change server behaviour are enabled; others ignored.
+        let mut enabled = Vec::new();
+        for c in caps {
+            if c == "CONDSTORE" && !self.condstore {
+                self.condstore = true;
+                enabled.push(c);
+            }
+        }
+        line(out, &format!("* ENABLED{}", enabled.iter().map(|c| format!(" {c}")).collect::<String>()));
+        self.done(out, tag, "ENABLE completed").await
+    }
+
+    pub(crate) fn user(&self) -> Option<&User> {
+        match &self.state {
+            State::Authenticated(u) | State::Selected(u, _) => Some(u),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn log_command(&self, name: &str) {
+        info!(event = "imap_command", ip = %self.remote.ip(), command = name);
+    }
+}
+
+/// The response for a store error that the client caused or can act on (RFC 5530 codes).
+pub(crate) fn store_no(tag: &str, e: &StoreError) -> Option<String> {
+    match e {
+        StoreError::NotFound(what) => Some(format!("{tag} NO [NONEXISTENT] {what} does not exist")),
+        StoreError::Exists(what) => Some(format!("{tag} NO [ALREADYEXISTS] {what} already exists")),
+        StoreError::Invalid(why) => Some(format!("{tag} NO [CANNOT] {why}")),
+        _ => None,
+    }
+}

@@ -1,0 +1,150 @@
+//! SEARCH and UID SEARCH (RFC 3501 §6.4.4), with RFC 4731 ESEARCH results and RFC 7162
+//! MODSEQ. Charsets: UTF-8 and US-ASCII (its subset); others get [BADCHARSET].
+
+use chrono::TimeZone;
+use rampart_store::StoreError;
+
+use super::view::Msg;
+use super::{Next, Output, Session, State};
+use crate::mime::Parsed;
+use crate::parser::SearchKey;
+use crate::parser::sequence::compact;
+use crate::response::line;
+
+struct Ctx<'a> {
+    msg: &'a Msg,
+    seq: u32,
+    max_seq: u32,
+    max_uid: u32,
+    parsed: Option<&'a Parsed<'a>>,
+}
+
+fn contains_ci(hay: &str, needle: &str) -> bool {
+    needle.is_empty() || hay.to_lowercase().contains(&needle.to_lowercase())
+}
+
+fn internal_day(unix: i64) -> chrono::NaiveDate {
+    chrono::Utc.timestamp_opt(unix, 0).single().unwrap_or_default().date_naive()
+}
+
+fn eval(k: &SearchKey, c: &Ctx<'_>) -> bool {
+    use SearchKey as K;
+    match k {
+        K::All => true,
+        K::And(keys) => keys.iter().all(|k| eval(k, c)),
+        K::Or(a, b) => eval(a, c) || eval(b, c),
+        K::Not(a) => !eval(a, c),
+        K::Flag(f) => c.msg.has_flag(f),
+        K::NoFlag(f) => !c.msg.has_flag(f),
+        K::New => c.msg.recent && !c.msg.has_flag("\\Seen"),
+        K::Old => !c.msg.recent,
+        K::Recent => c.msg.recent,
+        K::Larger(n) => c.msg.size > *n,
+        K::Smaller(n) => c.msg.size < *n,
+        K::Uid(set) => set.contains(c.msg.uid, c.max_uid),
+        K::Seq(set) => set.contains(c.seq, c.max_seq),
+        K::ModSeq(n) => c.msg.modseq >= *n,
+        K::Before(d) => internal_day(c.msg.internal_date) < *d,
+        K::On(d) => internal_day(c.msg.internal_date) == *d,
+        K::Since(d) => internal_day(c.msg.internal_date) >= *d,
+        K::SentBefore(d) => c.parsed.and_then(Parsed::sent_day).is_some_and(|s| s < *d),
+        K::SentOn(d) => c.parsed.and_then(Parsed::sent_day).is_some_and(|s| s == *d),
+        K::SentSince(d) => c.parsed.and_then(Parsed::sent_day).is_some_and(|s| s >= *d),
+        K::Header(field, text) => c.parsed.is_some_and(|p| {
+            let values = p.header_values(field);
+            !values.is_empty() && values.iter().any(|v| contains_ci(v, text))
+        }),
+        K::Body(text) => c.parsed.is_some_and(|p| contains_ci(&p.body_text(), text)),
+        K::Text(text) => c.parsed.is_some_and(|p| {
+            contains_ci(&String::from_utf8_lossy(p.header()), text) || contains_ci(&p.body_text(), text)
+        }),
+    }
+}
+
+impl Session {
+    pub(super) async fn search<O: Output>(
+        &mut self,
+        out: &mut O,
+        tag: &str,
+        uid: bool,
+        charset: Option<String>,
+        key: SearchKey,
+        ret: Option<Vec<String>>,
+    ) -> Result<Next, StoreError> {
+        if let Some(cs) = &charset {
+            if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
+                line(out.buf(), &format!("{tag} NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset"));
+                return Ok(Next::Continue);
+            }
+        }
+        if key.uses_modseq() {
+            self.condstore = true;
+        }
+        let store = self.services.store.clone();
+        let State::Selected(_, view) = &self.state else { return Ok(Next::Continue) };
+        let needs_content = key.needs_content();
+        let max_seq = view.msgs.len() as u32;
+        let max_uid = view.msgs.last().map_or(0, |m| m.uid);
+        let mut hits: Vec<(u32, u32, u64)> = Vec::new();
+        for (i, msg) in view.msgs.iter().enumerate() {
+            let raw = if needs_content {
+                match store.read_message(view.id, msg.uid).await {
+                    Ok(r) => Some(r),
+                    Err(StoreError::NotFound(_)) | Err(StoreError::Io { .. }) => None,
+                    Err(e) => return Err(e),
+                }
+            } else {
+                None
+            };
+            let parsed = raw.as_deref().map(Parsed::new);
+            let ctx = Ctx { msg, seq: i as u32 + 1, max_seq, max_uid, parsed: parsed.as_ref() };
+            if eval(&key, &ctx) {
+                hits.push((i as u32 + 1, msg.uid, msg.modseq));
+            }
+        }
+        let numbers: Vec<u32> = hits.iter().map(|h| if uid { h.1 } else { h.0 }).collect();
+        let max_modseq = hits.iter().map(|h| h.2).max();
+        let buf = out.buf();
+        match ret {
+            Some(opts) => {
+                // RFC 4731 §3.1: RETURN () means ALL.
+                let opts: Vec<String> = if opts.is_empty() { vec!["ALL".into()] } else { opts };
+                let mut s = format!("* ESEARCH (TAG \"{tag}\")");
+                if uid {
+                    s.push_str(" UID");
+                }
+                for o in &opts {
+                    match o.as_str() {
+                        "MIN" if !numbers.is_empty() => s.push_str(&format!(" MIN {}", numbers[0])),
+                        "MAX" if !numbers.is_empty() => s.push_str(&format!(" MAX {}", numbers[numbers.len() - 1])),
+                        "ALL" if !numbers.is_empty() => s.push_str(&format!(" ALL {}", compact(&numbers))),
+                        "COUNT" => s.push_str(&format!(" COUNT {}", numbers.len())),
+                        _ => {}
+                    }
+                }
+                if key.uses_modseq() {
+                    if let Some(m) = max_modseq {
+                        s.push_str(&format!(" MODSEQ {m}"));
+                    }
+                }
+                line(buf, &s);
+            }
+            None => {
+                let mut s = String::from("* SEARCH");
+                for n in &numbers {
+                    s.push_str(&format!(" {n}"));
+                }
+                // RFC 7162 §3.1.5: the highest MODSEQ of the results.
+                if key.uses_modseq() {
+                    if let Some(m) = max_modseq {
+                        s.push_str(&format!(" (MODSEQ {m})"));
+                    }
+                }
+                line(buf, &s);
+            }
+        }
+        self.sync(out.buf(), false).await?;
+        line(out.buf(), &format!("{tag} OK SEARCH completed"));
+        Ok(Next::Continue)
+    }
+}

@@ -1,0 +1,88 @@
+//! SELECT and EXAMINE (RFC 3501 §6.3.1-2, RFC 7162 §3.1.8), CLOSE, UNSELECT (RFC 3691),
+//! EXPUNGE and UID EXPUNGE (RFC 4315 §2.1).
+
+use rampart_store::StoreError;
+
+use super::view::View;
+use super::{Next, Session, State};
+use crate::parser::SequenceSet;
+use crate::response::line;
+
+impl Session {
+    pub(super) async fn select(
+        &mut self,
+        out: &mut Vec<u8>,
+        tag: &str,
+        name: &str,
+        condstore: bool,
+        read_only: bool,
+    ) -> Result<Next, StoreError> {
+        // RFC 3501 §6.3.1: a failed SELECT leaves no mailbox selected, so deselect first.
+        if matches!(self.state, State::Selected(..)) {
+            self.deselect();
+        }
+        if condstore {
+            self.condstore = true;
+        }
+        let store = self.services.store.clone();
+        let Some(user) = self.user().cloned() else { return Ok(Next::Continue) };
+        let Some(state) = store.mailbox_state(user.id, name).await? else {
+            line(out, &format!("{tag} NO [NONEXISTENT] No such mailbox"));
+            return Ok(Next::Continue);
+        };
+        let watch = store.watch_mailbox(state.id);
+        let recent_from = if read_only { u32::MAX } else { store.claim_recent(state.id).await? };
+        let (state, records) = store.snapshot(state.id).await?;
+        let view = View::open(state, records, recent_from, read_only, watch);
+        view.write_flags(out);
+        line(out, &format!("* {} EXISTS", view.exists()));
+        line(out, &format!("* {} RECENT", view.recent()));
+        if let Some(i) = view.msgs.iter().position(|m| !m.has_flag("\\Seen")) {
+            line(out, &format!("* OK [UNSEEN {}] First unseen", i + 1));
+        }
+        line(out, &format!("* OK [UIDVALIDITY {}] UIDs valid", view.uidvalidity));
+        line(out, &format!("* OK [UIDNEXT {}] Predicted next UID", view.uidnext));
+        line(out, &format!("* OK [HIGHESTMODSEQ {}] Highest", view.highestmodseq));
+        let code = if read_only { "READ-ONLY" } else { "READ-WRITE" };
+        let verb = if read_only { "EXAMINE" } else { "SELECT" };
+        self.log_command(verb);
+        self.state = State::Selected(user, Box::new(view));
+        line(out, &format!("{tag} OK [{code}] {verb} completed"));
+        Ok(Next::Continue)
+    }
+
+    /// CLOSE (expunges silently when writable, RFC 3501 §6.4.2) or UNSELECT (does not).
+    pub(super) async fn close(&mut self, out: &mut Vec<u8>, tag: &str, expunge: bool) -> Result<Next, StoreError> {
+        if let State::Selected(_, view) = &self.state {
+            if expunge && !view.read_only {
+                self.services.store.expunge(view.id, None).await?;
+            }
+        }
+        self.deselect();
+        line(out, &format!("{tag} OK {} completed", if expunge { "CLOSE" } else { "UNSELECT" }));
+        Ok(Next::Continue)
+    }
+
+    pub(super) async fn expunge(&mut self, out: &mut Vec<u8>, tag: &str, uids: Option<SequenceSet>) -> Result<Next, StoreError> {
+        let store = self.services.store.clone();
+        let condstore = self.condstore;
+        let State::Selected(_, view) = &mut self.state else { return Ok(Next::Continue) };
+        if view.read_only {
+            line(out, &format!("{tag} NO [READ-ONLY] Mailbox is read-only"));
+            return Ok(Next::Continue);
+        }
+        let only = uids.map(|set| {
+            let all: Vec<u32> = view.msgs.iter().map(|m| m.uid).collect();
+            set.filter(&all, view.uidnext.saturating_sub(1))
+        });
+        // Bring the view up to date first, so the numbers in the EXPUNGE responses are the
+        // client's (other sessions may have added or removed messages).
+        view.sync(store.as_ref(), out, true, condstore).await?;
+        let gone = store.expunge(view.id, only).await?;
+        view.remove_expunged(out, &gone);
+        view.sync(store.as_ref(), out, true, condstore).await?;
+        let code = if condstore { format!("[HIGHESTMODSEQ {}] ", view.highestmodseq) } else { String::new() };
+        line(out, &format!("{tag} OK {code}EXPUNGE completed"));
+        Ok(Next::Continue)
+    }
+}

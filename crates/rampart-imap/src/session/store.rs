@@ -1,0 +1,212 @@
+//! Commands that change messages: STORE (RFC 3501 §6.4.6, RFC 7162 §3.1.3 UNCHANGEDSINCE),
+//! COPY with COPYUID (RFC 4315), MOVE (RFC 6851) and APPEND with APPENDUID.
+
+use rampart_store::{FlagOp, StoreError};
+
+use super::view::SYSTEM_FLAGS;
+use super::{Next, Session, State};
+use crate::parser::sequence::compact;
+use crate::parser::{SequenceSet, StoreOp};
+use crate::response::line;
+
+/// Keywords a message may carry; more are refused, so one message cannot bloat the index.
+const MAX_FLAGS: usize = 64;
+
+/// Checks flags a client wants to set: known system flags in their canonical case, keywords
+/// as atoms. \Recent is the server's and silently dropped (RFC 3501 §2.3.2).
+fn client_flags(flags: Vec<String>) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for f in flags {
+        let f = if let Some(stripped) = f.strip_prefix('\\') {
+            if f.eq_ignore_ascii_case("\\Recent") {
+                continue;
+            }
+            match SYSTEM_FLAGS.iter().find(|s| s[1..].eq_ignore_ascii_case(stripped)) {
+                Some(s) => s.to_string(),
+                None => return Err(format!("{f} is not a flag clients may set")),
+            }
+        } else {
+            f
+        };
+        if !out.iter().any(|o| o.eq_ignore_ascii_case(&f)) {
+            out.push(f);
+        }
+    }
+    if out.len() > MAX_FLAGS {
+        return Err(format!("at most {MAX_FLAGS} flags per message"));
+    }
+    Ok(out)
+}
+
+impl Session {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn store(
+        &mut self,
+        out: &mut Vec<u8>,
+        tag: &str,
+        uid: bool,
+        set: SequenceSet,
+        op: StoreOp,
+        silent: bool,
+        flags: Vec<String>,
+        unchanged_since: Option<u64>,
+    ) -> Result<Next, StoreError> {
+        if unchanged_since.is_some() {
+            self.condstore = true;
+        }
+        let flags = match client_flags(flags) {
+            Ok(f) => f,
+            Err(why) => return Ok(self.error(out, tag, &why)),
+        };
+        let store = self.services.store.clone();
+        let condstore = self.condstore;
+        let State::Selected(_, view) = &mut self.state else { return Ok(Next::Continue) };
+        if !uid && view.out_of_range(&set) {
+            return Ok(self.error(out, tag, "Invalid message sequence number"));
+        }
+        if view.read_only {
+            line(out, &format!("{tag} NO [READ-ONLY] Mailbox is read-only"));
+            return Ok(Next::Continue);
+        }
+        let targets = view.resolve(&set, uid);
+        let uids: Vec<u32> = targets.iter().filter(|&&i| !view.msgs[i].gone).map(|&i| view.msgs[i].uid).collect();
+        let op = match op {
+            StoreOp::Add => FlagOp::Add,
+            StoreOp::Remove => FlagOp::Remove,
+            StoreOp::Replace => FlagOp::Replace,
+        };
+        let update = store.store_flags(view.id, uids, op, flags, unchanged_since).await?;
+        for (u, f, modseq) in &update.messages {
+            if let Some(i) = view.set_flags(*u, f, *modseq) {
+                if !silent {
+                    view.write_fetch_flags(out, i, uid, condstore);
+                }
+            }
+        }
+        let modified: Vec<u32> = if uid {
+            update.modified.clone()
+        } else {
+            update.modified.iter().filter_map(|u| view.index_of_uid(*u).map(|i| i as u32 + 1)).collect()
+        };
+        // No EXPUNGE while answering STORE (RFC 3501 §7.4.1).
+        self.sync(out, false).await?;
+        if modified.is_empty() {
+            line(out, &format!("{tag} OK STORE completed"));
+        } else {
+            line(out, &format!("{tag} OK [MODIFIED {}] Conditional STORE failed for some messages", compact(&modified)));
+        }
+        Ok(Next::Continue)
+    }
+
+    pub(super) async fn copy(
+        &mut self,
+        out: &mut Vec<u8>,
+        tag: &str,
+        uid: bool,
+        set: SequenceSet,
+        target: &str,
+        moving: bool,
+    ) -> Result<Next, StoreError> {
+        let store = self.services.store.clone();
+        let Some(user) = self.user().cloned() else { return Ok(Next::Continue) };
+        let State::Selected(_, view) = &self.state else { return Ok(Next::Continue) };
+        if !uid && view.out_of_range(&set) {
+            return Ok(self.error(out, tag, "Invalid message sequence number"));
+        }
+        if moving && view.read_only {
+            line(out, &format!("{tag} NO [READ-ONLY] Mailbox is read-only"));
+            return Ok(Next::Continue);
+        }
+        let Some(dest) = store.mailbox_state(user.id, target).await? else {
+            // RFC 3501 §6.4.7: TRYCREATE tells the client it may CREATE and retry.
+            line(out, &format!("{tag} NO [TRYCREATE] No such mailbox"));
+            return Ok(Next::Continue);
+        };
+        let uids: Vec<u32> = view.resolve(&set, uid).into_iter().map(|i| view.msgs[i].uid).collect();
+        let (source, name) = (view.id, if moving { "MOVE" } else { "COPY" });
+        let transfer = if moving {
+            store.move_messages(source, uids, dest.id).await?
+        } else {
+            store.copy_messages(source, uids, dest.id).await?
+        };
+        let code = if transfer.uids.is_empty() {
+            String::new()
+        } else {
+            let src: Vec<u32> = transfer.uids.iter().map(|p| p.0).collect();
+            let dst: Vec<u32> = transfer.uids.iter().map(|p| p.1).collect();
+            format!("[COPYUID {} {} {}] ", transfer.uidvalidity, compact(&src), compact(&dst))
+        };
+        if moving {
+            // RFC 6851 §4.3: COPYUID comes untagged before the EXPUNGEs.
+            if !code.is_empty() {
+                line(out, &format!("* OK {code}Moved"));
+            }
+            let moved: Vec<u32> = transfer.uids.iter().map(|p| p.0).collect();
+            let condstore = self.condstore;
+            if let State::Selected(_, view) = &mut self.state {
+                view.remove_expunged(out, &moved);
+                view.sync(store.as_ref(), out, true, condstore).await?;
+            }
+            line(out, &format!("{tag} OK MOVE completed"));
+            return Ok(Next::Continue);
+        }
+        self.sync(out, true).await?;
+        line(out, &format!("{tag} OK {code}{name} completed"));
+        Ok(Next::Continue)
+    }
+
+    pub(super) async fn append(
+        &mut self,
+        out: &mut Vec<u8>,
+        tag: &str,
+        target: &str,
+        flags: Vec<String>,
+        date: Option<i64>,
+        message: Vec<u8>,
+    ) -> Result<Next, StoreError> {
+        let flags = match client_flags(flags) {
+            Ok(f) => f,
+            Err(why) => return Ok(self.error(out, tag, &why)),
+        };
+        if message.len() as u64 > self.settings.max_append_size {
+            line(out, &format!("{tag} NO [TOOBIG] Message larger than APPENDLIMIT"));
+            return Ok(Next::Continue);
+        }
+        let store = self.services.store.clone();
+        let Some(user) = self.user().cloned() else { return Ok(Next::Continue) };
+        let Some(dest) = store.mailbox_state(user.id, target).await? else {
+            line(out, &format!("{tag} NO [TRYCREATE] No such mailbox"));
+            return Ok(Next::Continue);
+        };
+        if self.settings.quota_storage > 0 {
+            let (used, _) = store.usage(user.id).await?;
+            if used + message.len() as u64 > self.settings.quota_storage {
+                line(out, &format!("{tag} NO [OVERQUOTA] Mailbox storage quota exceeded"));
+                return Ok(Next::Continue);
+            }
+        }
+        let date = date.unwrap_or_else(|| chrono::Utc::now().timestamp());
+        let mut writer = store.blob_writer()?;
+        writer.write(&message).await?;
+        drop(message);
+        let blob = writer.finish().await?;
+        // Durable (blob and index fsynced) before the OK, like an SMTP 250.
+        let transfer = store.append(dest.id, blob, flags.join(" "), date).await?;
+        let new_uid = transfer.uids.first().map_or(0, |p| p.1);
+        self.sync(out, true).await?;
+        line(out, &format!("{tag} OK [APPENDUID {} {new_uid}] APPEND completed", transfer.uidvalidity));
+        Ok(Next::Continue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_are_checked() {
+        assert_eq!(client_flags(vec!["\\seen".into(), "$Junk".into(), "\\Recent".into()]).unwrap(), vec!["\\Seen", "$Junk"]);
+        assert!(client_flags(vec!["\\Bogus".into()]).is_err());
+        assert!(client_flags((0..100).map(|i| format!("k{i}")).collect()).is_err());
+    }
+}
