@@ -28,6 +28,8 @@ pub const PREAUTH_TIMEOUT: Duration = Duration::from_secs(60);
 /// IDLE re-checks the mailbox this often even without a wake-up, for changes made by
 /// another process (the command line) that the in-process notification does not see.
 pub const IDLE_POLL: Duration = Duration::from_secs(30);
+/// Bytes of a dropped over-long line kept to find its tag for the BAD reply.
+const TAG_PEEK: usize = 64;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -77,7 +79,8 @@ impl Output for Driver {
 
 enum Line {
     Line(Vec<u8>),
-    TooLong,
+    /// The line was over the limit and dropped; its first bytes name the tag.
+    TooLong(Vec<u8>),
     Eof,
     Timeout,
 }
@@ -105,13 +108,16 @@ impl Driver {
     /// Never holds more than `max` bytes of a line: a longer one is dropped up to its end.
     async fn line(&mut self, max: usize, wait: Duration) -> std::io::Result<Line> {
         let deadline = tokio::time::Instant::now() + wait;
-        let mut skipping = false;
+        let mut skipped: Option<Vec<u8>> = None;
         loop {
             if let Some(lf) = memchr(b'\n', self.pending()) {
                 let start = self.start;
                 self.start += lf + 1;
-                if skipping || lf > max {
-                    return Ok(Line::TooLong);
+                if let Some(head) = skipped {
+                    return Ok(Line::TooLong(head));
+                }
+                if lf > max {
+                    return Ok(Line::TooLong(self.buf[start..start + TAG_PEEK.min(lf)].to_vec()));
                 }
                 let mut line = self.buf[start..start + lf].to_vec();
                 if line.last() == Some(&b'\r') {
@@ -120,8 +126,10 @@ impl Driver {
                 return Ok(Line::Line(line));
             }
             if self.pending().len() > max {
+                if skipped.is_none() {
+                    skipped = Some(self.pending()[..TAG_PEEK.min(self.pending().len())].to_vec());
+                }
                 self.start = self.buf.len();
-                skipping = true;
             }
             self.flush().await?;
             match tokio::time::timeout_at(deadline, self.fill()).await {
@@ -187,8 +195,8 @@ async fn drive(d: &mut Driver, session: &mut Session, acceptor: Option<&rampart_
         let wait = if authenticated { settings.idle_timeout } else { PREAUTH_TIMEOUT.min(settings.idle_timeout) };
         let line = match d.line(settings.max_command_line, wait).await? {
             Line::Line(l) => l,
-            Line::TooLong => {
-                let tag = parser::tag_of(&cmd).map(str::to_string);
+            Line::TooLong(head) => {
+                let tag = parser::tag_of(if cmd.is_empty() { &head } else { &cmd }).map(str::to_string);
                 cmd.clear();
                 if session.too_big(&mut d.out, tag.as_deref(), "Command line too long") == Next::Close {
                     return Ok(End::Refused);
@@ -247,7 +255,9 @@ async fn drive(d: &mut Driver, session: &mut Session, acceptor: Option<&rampart_
         let next = match parsed {
             Ok(c) => {
                 cmd = Vec::new();
-                session.command(c, d).await
+                // Boxed: the command future holds every handler's state, too much for the
+                // stack of a worker thread in debug builds.
+                Box::pin(session.command(c, d)).await
             }
             Err(e) => {
                 let next = session.parse_error(&mut d.out, &cmd, e);
@@ -302,14 +312,14 @@ async fn follow(
             Next::AuthContinue => {
                 let line = match d.line(settings.max_command_line, PREAUTH_TIMEOUT).await? {
                     Line::Line(l) => l,
-                    Line::TooLong => b"*".to_vec(),
+                    Line::TooLong(_) => b"*".to_vec(),
                     Line::Eof => return Ok(Some(End::Closed)),
                     Line::Timeout => return Ok(Some(End::Timeout)),
                 };
-                next = session.auth_line(&mut d.out, &line).await;
+                next = Box::pin(session.auth_line(&mut d.out, &line)).await;
             }
             Next::Idle => {
-                next = idle(d, session, &settings).await?;
+                next = Box::pin(idle(d, session, &settings)).await?;
                 if next == Next::Close && !session.is_authenticated() {
                     return Ok(Some(End::Closed));
                 }

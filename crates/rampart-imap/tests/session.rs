@@ -1,0 +1,306 @@
+//! The real session and driver over an in-memory stream, against a real store in a temp dir.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rampart_config::TlsMode;
+use rampart_imap::conn;
+use rampart_imap::{FailureCounter, Services, Session, Settings, StorePasswords};
+use rampart_store::{Delivery, Folder, MailStore, SqliteStore, Store, Target};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+const PASSWORD: &str = "correct horse";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: SqliteStore,
+    services: Arc<Services>,
+    guard: Arc<FailureCounter>,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.add_domain("example.test").await.unwrap();
+    let hash = rampart_auth::hash_password(PASSWORD, rampart_auth::HashParams::default()).unwrap();
+    store.add_account("bob@example.test", &hash).await.unwrap();
+    let guard = Arc::new(FailureCounter::default());
+    let services = Arc::new(Services {
+        store: Arc::new(store.clone()),
+        auth: Arc::new(StorePasswords { store: Arc::new(store.clone()) }),
+        guard: guard.clone(),
+        hostname: "mx.example.test".into(),
+    });
+    Fixture { _dir: dir, store, services, guard }
+}
+
+fn settings(tls: TlsMode) -> Settings {
+    let mut c = rampart_config::Config::default().listener.imap;
+    c.tls = tls;
+    c.max_append_size = 100_000;
+    Settings::from_config("imap", &c)
+}
+
+struct Client {
+    io: DuplexStream,
+    buf: Vec<u8>,
+    task: tokio::task::JoinHandle<conn::End>,
+}
+
+impl Client {
+    /// A session as on the implicit-TLS port (already "secure"), or plain STARTTLS.
+    fn start(f: &Fixture, tls: TlsMode) -> Client {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let settings = Arc::new(settings(tls));
+        let session = Session::new(f.services.clone(), settings, "192.0.2.1:1234".parse().unwrap(), tls == TlsMode::Implicit);
+        let task = tokio::spawn(conn::run(Box::new(server), session, None));
+        Client { io: client, buf: Vec::new(), task }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.io.write_all(bytes).await.unwrap();
+    }
+
+    async fn read_more(&mut self) -> bool {
+        let read = tokio::time::timeout(Duration::from_secs(10), self.io.read_buf(&mut self.buf)).await;
+        read.expect("server answers").unwrap_or(0) > 0
+    }
+
+    /// Everything up to and including the line that starts with `prefix`.
+    async fn until(&mut self, prefix: &str) -> String {
+        loop {
+            let text = String::from_utf8_lossy(&self.buf).into_owned();
+            let mut pos = 0;
+            for l in text.split_inclusive("\r\n") {
+                pos += l.len();
+                if l.starts_with(prefix) && l.ends_with("\r\n") {
+                    self.buf.drain(..pos);
+                    return text[..pos].to_string();
+                }
+            }
+            if !self.read_more().await {
+                return String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned();
+            }
+        }
+    }
+
+    async fn cmd(&mut self, tag: &str, rest: &str) -> String {
+        self.send(format!("{tag} {rest}\r\n").as_bytes()).await;
+        self.until(&format!("{tag} ")).await
+    }
+
+    async fn login(f: &Fixture) -> Client {
+        let mut c = Client::start(f, TlsMode::Implicit);
+        c.until("* OK").await;
+        let r = c.cmd("l", &format!("LOGIN bob@example.test \"{PASSWORD}\"")).await;
+        assert!(r.contains("l OK"), "{r}");
+        c
+    }
+}
+
+async fn deliver(store: &SqliteStore, body: &str) {
+    let account = store.account("bob@example.test").await.unwrap().unwrap().id;
+    let mut w = store.blob_writer().unwrap();
+    w.write(body.as_bytes()).await.unwrap();
+    store
+        .deliver(Delivery {
+            blob: w.finish().await.unwrap(),
+            prefix: Vec::new(),
+            internal_date: 1_790_000_000,
+            targets: vec![Target { account, folder: Folder::Inbox }],
+            reference: "R".into(),
+            trail: "[]".into(),
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn no_login_before_starttls_and_a_preauth_literal_bomb_is_refused_unread() {
+    let f = fixture().await;
+    let mut c = Client::start(&f, TlsMode::Starttls);
+    let greeting = c.until("* OK").await;
+    assert!(greeting.contains("STARTTLS") && greeting.contains("LOGINDISABLED") && !greeting.contains("AUTH="), "{greeting}");
+    let r = c.cmd("a", &format!("LOGIN bob@example.test \"{PASSWORD}\"")).await;
+    assert!(r.starts_with("a NO [PRIVACYREQUIRED]"), "{r}");
+    let r = c.cmd("b", "AUTHENTICATE PLAIN AGJvYkBleGFtcGxlLnRlc3QAY29ycmVjdCBob3JzZQ==").await;
+    assert!(r.starts_with("b NO"), "{r}");
+    let r = c.cmd("c", "SELECT INBOX").await;
+    assert!(r.starts_with("c BAD"), "{r}");
+    // A synchronizing literal of 1 GiB: refused at once, no continuation.
+    let r = c.cmd("d", "LOGIN {1073741824}").await;
+    assert!(r.starts_with("d BAD [TOOBIG]"), "{r}");
+    assert!(!r.contains('+'), "{r}");
+    let r = c.cmd("e", "NOOP").await;
+    assert!(r.contains("e OK"), "{r}");
+    // A non-synchronizing one ends the connection.
+    c.send(b"f LOGIN {1073741824+}\r\nxxxx").await;
+    let r = c.until("* BYE").await;
+    assert!(r.contains("[TOOBIG]"), "{r}");
+    assert_eq!(c.task.await.unwrap(), conn::End::Refused);
+}
+
+#[tokio::test]
+async fn authenticate_plain_and_failures_are_counted() {
+    let f = fixture().await;
+    let mut c = Client::start(&f, TlsMode::Implicit);
+    c.until("* OK").await;
+    let r = c.cmd("a", "LOGIN bob@example.test wrong").await;
+    assert!(r.starts_with("a NO [AUTHENTICATIONFAILED]"), "{r}");
+    assert_eq!(f.guard.failures("192.0.2.1".parse().unwrap(), "bob@example.test"), (1, 1));
+    // SASL-IR is not used here: the continuation carries the response.
+    c.send(b"b AUTHENTICATE PLAIN\r\n").await;
+    let r = c.until("+").await;
+    assert!(r.starts_with("+"), "{r}");
+    let resp = rampart_imap::response::base64_encode(format!("\0bob@example.test\0{PASSWORD}").as_bytes());
+    c.send(format!("{resp}\r\n").as_bytes()).await;
+    let r = c.until("b ").await;
+    assert!(r.starts_with("b OK [CAPABILITY"), "{r}");
+    assert!(r.contains("UIDPLUS") && r.contains("MOVE") && r.contains("CONDSTORE"), "{r}");
+    assert_eq!(f.guard.failures("192.0.2.1".parse().unwrap(), "bob@example.test"), (0, 0));
+}
+
+#[tokio::test]
+async fn mailbox_commands() {
+    let f = fixture().await;
+    let mut c = Client::login(&f).await;
+    assert!(c.cmd("a", "CREATE Work/Projects").await.contains("a OK"));
+    assert!(c.cmd("b", "CREATE Work").await.contains("b NO [ALREADYEXISTS]"));
+    let r = c.cmd("c", "LIST \"\" \"*\"").await;
+    assert!(r.contains("* LIST (\\HasChildren) \"/\" Work\r\n"), "{r}");
+    assert!(r.contains("* LIST (\\HasNoChildren \\Sent) \"/\" Sent\r\n"), "{r}");
+    let r = c.cmd("d", "LIST \"\" %").await;
+    assert!(!r.contains("Work/Projects"), "{r}");
+    let r = c.cmd("e", "LIST (SPECIAL-USE) \"\" * RETURN (STATUS (MESSAGES UNSEEN))").await;
+    assert!(r.contains("* LIST (\\HasNoChildren \\Trash) \"/\" Trash\r\n* STATUS Trash (MESSAGES 0 UNSEEN 0)"), "{r}");
+    assert!(!r.contains("INBOX"), "{r}");
+    assert!(c.cmd("f", "RENAME Work Job").await.contains("f OK"));
+    assert!(c.cmd("g", "LIST \"\" Job/*").await.contains("Job/Projects"));
+    assert!(c.cmd("h", "DELETE Job").await.contains("h NO"), "has children");
+    assert!(c.cmd("i", "DELETE Job/Projects").await.contains("i OK"));
+    assert!(c.cmd("j", "UNSUBSCRIBE Job").await.contains("j OK"));
+    let r = c.cmd("k", "LSUB \"\" *").await;
+    assert!(!r.contains("Job") && r.contains("INBOX"), "{r}");
+    let r = c.cmd("l", "GETQUOTAROOT INBOX").await;
+    assert!(r.contains("* QUOTAROOT INBOX \"\"") && r.contains("* QUOTA \"\" (STORAGE 0 "), "{r}");
+    assert!(c.cmd("m", "CREATE Keep (USE (\\Archive))").await.contains("m OK"));
+    assert!(c.cmd("n", "CREATE Bad (USE (\\Bogus))").await.contains("n NO [USEATTR]"));
+    assert!(c.cmd("o", "NAMESPACE").await.contains("* NAMESPACE ((\"\" \"/\")) NIL NIL"));
+    assert!(c.cmd("p", "FETCH 1 FLAGS").await.starts_with("p BAD"), "no mailbox selected");
+}
+
+#[tokio::test]
+async fn append_fetch_store_search_expunge() {
+    let f = fixture().await;
+    let mut c = Client::login(&f).await;
+    let msg = "From: Ann <ann@example.test>\r\nSubject: Report\r\nDate: Fri, 27 Nov 2026 12:00:00 +0000\r\n\r\nquarterly numbers\r\n";
+    c.send(format!("a APPEND INBOX (\\Seen $Work) \"01-Jan-2026 10:00:00 +0000\" {{{}}}\r\n", msg.len()).as_bytes()).await;
+    assert!(c.until("+").await.starts_with("+ "));
+    c.send(format!("{msg}\r\n").as_bytes()).await;
+    let r = c.until("a ").await;
+    assert!(r.contains("a OK [APPENDUID "), "{r}");
+    // LITERAL+: no continuation needed.
+    c.send(b"b APPEND INBOX {24+}\r\nSubject: two\r\n\r\nbody 2\r\n\r\n").await;
+    assert!(c.until("b ").await.contains("b OK [APPENDUID"));
+    let r = c.cmd("c", "SELECT INBOX").await;
+    assert!(r.contains("* 2 EXISTS") && r.contains("[UIDNEXT 3]") && r.contains("$Work"), "{r}");
+    assert!(r.contains("* OK [UNSEEN 2]") && r.contains("c OK [READ-WRITE]"), "{r}");
+    let r = c.cmd("d", "FETCH 1 (FLAGS INTERNALDATE RFC822.SIZE UID BODY.PEEK[HEADER.FIELDS (SUBJECT)] BODY[TEXT]<0.9>)").await;
+    assert!(r.contains("INTERNALDATE \"01-Jan-2026 10:00:00 +0000\""), "{r}");
+    assert!(r.contains(&format!("RFC822.SIZE {}", msg.len())), "{r}");
+    assert!(r.contains("BODY[HEADER.FIELDS (SUBJECT)] {19}\r\nSubject: Report\r\n\r\n"), "{r}");
+    assert!(r.contains("BODY[TEXT]<0> {9}\r\nquarterly"), "{r}");
+    let r = c.cmd("e", "SEARCH UNSEEN").await;
+    assert!(r.contains("* SEARCH 2\r\n"), "{r}");
+    let r = c.cmd("f", "UID SEARCH FROM ann BODY quarterly SENTON 27-Nov-2026").await;
+    assert!(r.contains("* SEARCH 1\r\n"), "{r}");
+    let r = c.cmd("g", "SEARCH RETURN (COUNT MIN) ALL").await;
+    assert!(r.contains("* ESEARCH (TAG \"g\") COUNT 2 MIN 1"), "{r}");
+    let r = c.cmd("h", "STORE 2 +FLAGS (\\Deleted)").await;
+    assert!(r.contains("* 2 FETCH (FLAGS (\\Deleted \\Recent))"), "{r}");
+    let r = c.cmd("i", "FETCH 3 FLAGS").await;
+    assert!(r.starts_with("i BAD"), "{r}");
+    let r = c.cmd("j", "EXPUNGE").await;
+    assert!(r.contains("* 2 EXPUNGE\r\n") && r.contains("j OK"), "{r}");
+    let r = c.cmd("k", "UID MOVE 1 Archive").await;
+    assert!(r.contains("* OK [COPYUID ") && r.contains("* 1 EXPUNGE") && r.contains("k OK"), "{r}");
+    let r = c.cmd("l", "STATUS Archive (MESSAGES UNSEEN UIDNEXT)").await;
+    assert!(r.contains("* STATUS Archive (MESSAGES 1 UNSEEN 0 UIDNEXT 2)"), "{r}");
+    let r = c.cmd("m", "LOGOUT").await;
+    assert!(r.contains("* BYE") && r.contains("m OK"), "{r}");
+    assert_eq!(c.task.await.unwrap(), conn::End::Logout);
+}
+
+#[tokio::test]
+async fn an_oversized_append_is_refused_before_it_is_read() {
+    let f = fixture().await;
+    let mut c = Client::login(&f).await;
+    let r = c.cmd("a", "APPEND INBOX {100001}").await;
+    assert!(r.starts_with("a BAD [TOOBIG]"), "{r}");
+    assert!(c.cmd("b", "NOOP").await.contains("b OK"));
+}
+
+#[tokio::test]
+async fn concurrent_sessions_see_each_other_at_the_right_moments() {
+    let f = fixture().await;
+    for i in 0..3 {
+        deliver(&f.store, &format!("Subject: {i}\r\n\r\nx\r\n")).await;
+    }
+    let mut a = Client::login(&f).await;
+    let mut b = Client::login(&f).await;
+    assert!(a.cmd("a1", "SELECT INBOX").await.contains("* 3 EXISTS"));
+    assert!(b.cmd("b1", "SELECT INBOX").await.contains("* 3 EXISTS"));
+    assert!(b.cmd("b2", "STORE 1 +FLAGS.SILENT (\\Deleted \\Flagged)").await.contains("b2 OK"));
+    assert!(b.cmd("b3", "EXPUNGE").await.contains("* 1 EXPUNGE"));
+    deliver(&f.store, "Subject: new\r\n\r\nx\r\n").await;
+    // A FETCH may not carry EXPUNGE (RFC 3501 §7.4.1), but may show new mail.
+    let r = a.cmd("a2", "FETCH 1:* FLAGS").await;
+    assert!(!r.contains("EXPUNGE"), "{r}");
+    assert!(r.contains("* 4 EXISTS"), "{r}");
+    let r = a.cmd("a3", "NOOP").await;
+    assert!(r.contains("* 1 EXPUNGE"), "{r}");
+    // Flag changes of the other session arrive as FETCH.
+    assert!(b.cmd("b4", "STORE 1 +FLAGS.SILENT ($Important)").await.contains("b4 OK"));
+    let r = a.cmd("a4", "NOOP").await;
+    assert!(r.contains("FETCH (UID 2 FLAGS ($Important"), "{r}");
+    assert!(r.contains("* FLAGS ("), "the new keyword is announced: {r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_wakes_within_a_second_of_a_delivery() {
+    let f = fixture().await;
+    let mut c = Client::login(&f).await;
+    c.cmd("s", "SELECT INBOX").await;
+    c.send(b"i IDLE\r\n").await;
+    assert!(c.until("+ ").await.starts_with("+ idling"));
+    let started = Instant::now();
+    deliver(&f.store, "Subject: wake\r\n\r\nup\r\n").await;
+    let r = c.until("* 1 EXISTS").await;
+    let took = started.elapsed();
+    assert!(r.contains("* 1 EXISTS"), "{r}");
+    assert!(took < Duration::from_secs(1), "IDLE took {took:?}");
+    c.send(b"DONE\r\n").await;
+    assert!(c.until("i ").await.contains("i OK"));
+    // CONDSTORE: the MODSEQ moves with each change.
+    let r = c.cmd("m", "FETCH 1 (MODSEQ FLAGS)").await;
+    assert!(r.contains("MODSEQ ("), "{r}");
+    let r = c.cmd("n", "STORE 1 (UNCHANGEDSINCE 1) +FLAGS (\\Seen)").await;
+    assert!(r.contains("n OK [MODIFIED 1]"), "{r}");
+    let _ = f.store.watch_mailbox(1);
+}
+
+#[tokio::test]
+async fn bad_input_never_panics_and_errors_end_the_session() {
+    let f = fixture().await;
+    let mut c = Client::login(&f).await;
+    for (i, junk) in ["", "x", "a FETCH", "a UID", "a SELECT {3}", "a SEARCH (((", "\u{1}\u{2}", "a STORE 1 FLAGS \\Bogus"].iter().enumerate() {
+        c.send(format!("{junk}\r\n").as_bytes()).await;
+        let _ = i;
+    }
+    let r = c.cmd("z", "NOOP").await;
+    assert!(r.contains("z OK") || r.contains("BYE"), "{r}");
+    let long = format!("a NOOP {}\r\n", "x".repeat(70_000));
+    c.send(long.as_bytes()).await;
+    let r = c.until("a ").await;
+    assert!(r.contains("a BAD [TOOBIG]"), "{r}");
+}
