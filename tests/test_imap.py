@@ -1,0 +1,380 @@
+"""IMAP end to end: the real binary against Python's imaplib, raw sockets and mbsync."""
+
+import email
+import email.policy
+import imaplib
+import re
+import shutil
+import smtplib
+import socket
+import ssl
+import subprocess
+import time
+from email.message import EmailMessage
+
+import pytest
+
+from conftest import PASSWORD, message_bytes
+
+BOB = "bob@example.test"
+
+
+@pytest.fixture
+def server(rampart):
+    rampart.start(listeners=("smtp", "imap", "imaps"))
+    return rampart
+
+
+def imaps(r, user=BOB):
+    m = imaplib.IMAP4_SSL("127.0.0.1", r.ports["imaps"], ssl_context=r.tls_context(), timeout=20)
+    if user:
+        m.login(user, PASSWORD)
+    return m
+
+
+def ok(result):
+    typ, data = result
+    assert typ == "OK", (typ, data)
+    return data
+
+
+def multipart_message():
+    inner = EmailMessage()
+    inner["From"] = "Inner <inner@remote.test>"
+    inner["Subject"] = "forwarded"
+    inner.set_content("inner text\n")
+    msg = EmailMessage()
+    msg["From"] = "Jürgen Müller <jurgen@remote.test>"
+    msg["To"] = "Bob <bob@example.test>, alice@example.test"
+    msg["Cc"] = "carol@remote.test"
+    msg["Subject"] = "Quarterly numbers – café"
+    msg["Message-ID"] = "<multi-1@remote.test>"
+    msg["In-Reply-To"] = "<earlier@remote.test>"
+    msg["Date"] = "Fri, 27 Nov 2026 12:00:00 +0100"
+    msg.set_content("Plain body, numbers attached.\n")
+    msg.add_alternative("<p>HTML body</p>\n", subtype="html")
+    msg.add_attachment(bytes(range(256)) * 4, maintype="application", subtype="octet-stream", filename="data.bin")
+    msg.add_attachment(inner)
+    return msg.as_bytes(policy=email.policy.SMTP)
+
+
+def test_starttls_gate_and_authenticate_plain(server):
+    m = imaplib.IMAP4("127.0.0.1", server.ports["imap"], timeout=20)
+    assert "LOGINDISABLED" in m.capabilities and "STARTTLS" in m.capabilities
+    assert not any(c.startswith("AUTH=") for c in m.capabilities)
+    with pytest.raises(imaplib.IMAP4.error):
+        m.login(BOB, PASSWORD)
+    m.starttls(server.tls_context())
+    assert "AUTH=PLAIN" in m.capabilities and "LOGINDISABLED" not in m.capabilities
+    typ, _ = m.authenticate("PLAIN", lambda _: f"\0{BOB}\0{PASSWORD}".encode())
+    assert typ == "OK"
+    assert "IDLE" in m.capability()[1][0].decode()
+    m.logout()
+    server.wait_log(r"event=auth_success proto=imap ip=127\.0\.0\.1 listener=imap user=bob@example\.test mechanism=PLAIN")
+
+
+def test_failed_login_is_logged_for_fail2ban(server):
+    m = imaps(server, user=None)
+    with pytest.raises(imaplib.IMAP4.error):
+        m.login(BOB, "wrong password")
+    server.wait_log(r"event=auth_failure proto=imap ip=127\.0\.0\.1 listener=imaps user=bob@example\.test mechanism=LOGIN failures_ip=1 failures_user=1")
+
+
+def test_starttls_discards_pipelined_plaintext(server):
+    sock = socket.create_connection(("127.0.0.1", server.ports["imap"]), timeout=10)
+    f = sock.makefile("rb")
+    assert f.readline().startswith(b"* OK")
+    # The injected command rides in the same packet as STARTTLS (CVE-2011-0411).
+    sock.sendall(b"a STARTTLS\r\nb CAPABILITY\r\n")
+    assert f.readline().startswith(b"a OK")
+    tls = server.tls_context().wrap_socket(sock, server_hostname="mx.example.test")
+    tls.sendall(b"c NOOP\r\n")
+    tf = tls.makefile("rb")
+    line = tf.readline()
+    assert line.startswith(b"c OK"), line
+    tls.close()
+
+
+def test_implicit_tls_append_and_fetch_every_attribute(server):
+    raw = multipart_message()
+    m = imaps(server)
+    typ, data = m.append("INBOX", r"(\Flagged $Work)", imaplib.Time2Internaldate(1790000000), raw)
+    assert typ == "OK" and b"APPENDUID" in data[0]
+    ok(m.select("INBOX"))
+    typ, data = m.fetch("1", "(FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODY BODYSTRUCTURE UID RFC822.HEADER BODY.PEEK[TEXT])")
+    assert typ == "OK"
+    head = data[0][0].decode()
+    assert f"RFC822.SIZE {len(raw)}" in head
+    assert "UID 1" in head
+    assert r"\Flagged" in head and "$Work" in head
+    # The flags were set at APPEND; nothing was read yet, so \Seen is not among them.
+    assert r"\Seen" not in head
+    assert 'ENVELOPE ("Fri, 27 Nov 2026 12:00:00 +0100"' in head
+    assert '"<multi-1@remote.test>")' in head and '"<earlier@remote.test>"' in head
+    assert '("Bob" NIL "bob" "example.test")(NIL NIL "alice" "example.test")' in head
+    assert '("MULTIPART"' not in head  # multiparts are written as lists of parts
+    assert '"ALTERNATIVE"' in head and '"MIXED"' in head
+    assert '"BASE64" 1' in head  # the attachment is base64 with its size
+    assert '("MESSAGE" "RFC822"' in head and '"forwarded"' in head
+    assert '("ATTACHMENT" ("FILENAME" "data.bin"))' in head
+    header = data[0][1]
+    assert raw.startswith(header) and header.endswith(b"\r\n\r\n")
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    parts = list(parsed.iter_parts())
+    # BODY[1.1] is the plain text, BODY[1.2] the HTML, [2] the attachment, [3.1] the inner text.
+    for section, want in [
+        ("1.1", parts[0].get_body(("plain",)).get_payload(decode=False)),
+        ("1.2", parts[0].get_body(("html",)).get_payload(decode=False)),
+    ]:
+        typ, d = m.fetch("1", f"(BODY.PEEK[{section}])")
+        assert d[0][1].decode().rstrip("\r\n") == want.rstrip("\r\n").replace("\n", "\r\n").rstrip("\r\n"), section
+    typ, d = m.fetch("1", "(BODY.PEEK[2])")
+    import base64
+    assert base64.b64decode(d[0][1]) == bytes(range(256)) * 4
+    typ, d = m.fetch("1", "(BODY.PEEK[3.HEADER.FIELDS (SUBJECT)] BODY.PEEK[3.1] BODY.PEEK[2.MIME])")
+    literals = [x[1] for x in d if isinstance(x, tuple)]
+    assert literals[0] == b"Subject: forwarded\r\n\r\n"
+    assert literals[1].strip() == b"inner text"
+    assert b"Content-Disposition: attachment" in literals[2]
+    typ, d = m.fetch("1", "(BODY[]<10.20>)")
+    assert d[0][0].endswith(b"BODY[]<10> {20}") and d[0][1] == raw[10:30]
+    typ, d = m.fetch("1", "(FLAGS)")
+    assert rb"\Seen" in d[0], "BODY[] sets \\Seen"
+    typ, d = m.fetch("1", "(RFC822)")
+    assert d[0][1] == raw
+    m.logout()
+
+
+def test_search_store_move_expunge(server):
+    m = imaps(server)
+    for i, subject in enumerate(["alpha report", "beta", "gamma report"]):
+        ok(m.append("INBOX", r"(\Seen)" if i == 1 else None, None, message_bytes(subject=subject, body=f"body {i}\r\n")))
+    ok(m.select("INBOX"))
+    assert ok(m.search("UTF-8", "SUBJECT", "report")) == [b"1 3"]
+    assert ok(m.search(None, "UNSEEN")) == [b"1 3"]
+    assert ok(m.search(None, "OR", "BODY", '"body 1"', "LARGER", "1000000")) == [b"2"]
+    assert ok(m.uid("SEARCH", None, "NOT", "SEEN")) == [b"1 3"]
+    assert ok(m.search(None, "SENTSINCE", "1-Nov-2026", "SENTBEFORE", "1-Dec-2026")) == [b"1 2 3"]
+    typ, data = m.search("KOI8-R", "ALL")
+    assert typ == "NO"
+    assert ok(m.store("1,3", "+FLAGS", r"(\Flagged)"))
+    assert ok(m.search(None, "FLAGGED")) == [b"1 3"]
+    typ, data = m.uid("MOVE", "3", "Archive")
+    assert typ == "OK"
+    assert m.untagged_responses.pop("EXPUNGE") == [b"3"]
+    assert ok(m.status("Archive", "(MESSAGES)")) == [b"Archive (MESSAGES 1)"]
+    ok(m.store("1", "+FLAGS.SILENT", r"(\Deleted)"))
+    typ, data = m.expunge()
+    assert data == [b"1"]
+    assert ok(m.search(None, "ALL")) == [b"1"]
+    typ, data = m.copy("1", "Nowhere")
+    assert typ == "NO" and b"TRYCREATE" in data[0]
+    typ, data = m.uid("COPY", "2", "Trash")
+    assert typ == "OK"
+    assert ok(m.status("Trash", "(MESSAGES)")) == [b"Trash (MESSAGES 1)"]
+    m.logout()
+
+
+def read_until(f, pattern, timeout):
+    """Lines from a socket file until one matches; returns (line, seconds)."""
+    start = time.monotonic()
+    while True:
+        line = f.readline()
+        if not line:
+            raise AssertionError("connection closed")
+        if re.search(pattern, line):
+            return line, time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"{pattern!r} not seen in {timeout}s")
+
+
+def test_idle_is_woken_by_an_smtp_delivery(server):
+    ctx = server.tls_context()
+    sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", server.ports["imaps"]), timeout=10), server_hostname="localhost")
+    f = sock.makefile("rb")
+    f.readline()
+    sock.sendall(f'a LOGIN {BOB} "{PASSWORD}"\r\nb SELECT INBOX\r\nc IDLE\r\n'.encode())
+    read_until(f, rb"^\+ ", 10)
+    time.sleep(0.2)
+    sent = time.monotonic()
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as s:
+        s.starttls(context=ctx)
+        s.sendmail("sender@remote.test", [BOB], message_bytes(subject="wake up"))
+    delivered = time.monotonic()
+    line, _ = read_until(f, rb"^\* 1 EXISTS", 5)
+    woke = time.monotonic()
+    latency = woke - delivered
+    print(f"IDLE wake latency after the SMTP 250: {latency * 1000:.1f} ms (SMTP transaction {1000 * (delivered - sent):.0f} ms)")
+    assert latency < 1.0
+    sock.sendall(b"DONE\r\n")
+    read_until(f, rb"^c OK", 5)
+    sock.sendall(b"d FETCH 1 (ENVELOPE)\r\n")
+    line, _ = read_until(f, rb"ENVELOPE", 5)
+    assert b'"wake up"' in line
+    sock.close()
+
+
+def test_two_sessions_on_one_mailbox(server):
+    a, b = imaps(server), imaps(server)
+    for i in range(3):
+        ok(a.append("INBOX", None, None, message_bytes(subject=f"m{i}")))
+    assert ok(a.select("INBOX")) == [b"3"]
+    assert ok(b.select("INBOX")) == [b"3"]
+    ok(b.store("2", "+FLAGS", r"(\Deleted \Answered)"))
+    ok(b.expunge())
+    ok(b.append("INBOX", None, None, message_bytes(subject="m3")))
+    # During FETCH, a sees the new message but not the expunge (RFC 3501 §7.4.1).
+    a.untagged_responses.clear()
+    typ, data = a.fetch("1:3", "(UID)")
+    assert typ == "OK"
+    assert a.untagged_responses.get("EXISTS") == [b"4"]
+    assert "EXPUNGE" not in a.untagged_responses
+    ok(a.noop())
+    assert a.untagged_responses.get("EXPUNGE") == [b"2"]
+    ok(b.store("1", "+FLAGS", r"(\Flagged)"))
+    a.untagged_responses.clear()
+    ok(a.noop())
+    assert any(b"\\Flagged" in x for x in a.untagged_responses.get("FETCH", [])), a.untagged_responses
+    assert ok(a.uid("SEARCH", None, "ALL")) == [b"1 3 4"]
+    a.logout()
+    b.logout()
+
+
+def test_preauth_memory_bomb_does_not_grow_rss(server):
+    pid = server.proc.pid
+
+    def rss_kib():
+        text = open(f"/proc/{pid}/status").read()
+        return int(re.search(r"VmRSS:\s+(\d+) kB", text).group(1))
+
+    # Warm up: one full session so lazily allocated state is already there.
+    imaps(server).logout()
+    before = rss_kib()
+    socks = []
+    for i in range(20):
+        s = socket.create_connection(("127.0.0.1", server.ports["imap"]), timeout=10)
+        f = s.makefile("rb")
+        assert f.readline().startswith(b"* OK")
+        s.sendall(b"a LOGIN {1073741824}\r\n")
+        line = f.readline()
+        assert line.startswith(b"a BAD [TOOBIG]"), line
+        socks.append((s, f))
+    # A non-synchronizing literal of 1 GiB: the server hangs up instead of reading it.
+    s = socket.create_connection(("127.0.0.1", server.ports["imap"]), timeout=10)
+    f = s.makefile("rb")
+    f.readline()
+    s.sendall(b"b LOGIN {1073741824+}\r\n")
+    sent = 0
+    chunk = b"x" * (1 << 20)
+    try:
+        while sent < (256 << 20):
+            s.sendall(chunk)
+            sent += len(chunk)
+    except OSError:
+        pass
+    assert sent < (64 << 20), f"the server kept reading: {sent} bytes"
+    # An endless line without a newline is dropped as it arrives.
+    s2 = socket.create_connection(("127.0.0.1", server.ports["imap"]), timeout=10)
+    s2.makefile("rb").readline()
+    for _ in range(32):
+        s2.sendall(chunk)
+    s2.sendall(b"\r\n")
+    time.sleep(0.5)
+    after = rss_kib()
+    print(f"server RSS before {before} KiB, after the bombs {after} KiB (+{after - before} KiB); non-sync literal cut after {sent >> 20} MiB")
+    assert after - before < 8 * 1024
+    for s, f in socks:
+        s.close()
+    s2.close()
+
+
+MBSYNC_CONFIG = """
+IMAPAccount rampart
+Host localhost
+Port {port}
+User {user}
+Pass "{password}"
+SSLType IMAPS
+CertificateFile {ca}
+AuthMechs LOGIN PLAIN
+
+IMAPStore remote
+Account rampart
+
+MaildirStore local
+Path {maildir}/
+Inbox {maildir}/INBOX
+SubFolders Verbatim
+
+Channel sync
+Far :remote:
+Near :local:
+Patterns *
+Create Both
+Expunge Both
+SyncState *
+Sync All
+"""
+
+
+def maildir_message(path, name, raw, flags=""):
+    for sub in ("cur", "new", "tmp"):
+        (path / sub).mkdir(parents=True, exist_ok=True)
+    (path / "cur" / f"{name}:2,{flags}").write_bytes(raw)
+
+
+def local_subjects(path):
+    out = []
+    for sub in ("cur", "new"):
+        d = path / sub
+        if d.exists():
+            for f in d.iterdir():
+                out.append(email.message_from_bytes(f.read_bytes())["Subject"])
+    return sorted(out)
+
+
+@pytest.mark.skipif(shutil.which("mbsync") is None, reason="isync (mbsync) is not installed")
+def test_mbsync_syncs_several_mailboxes_both_ways(server, tmp_path):
+    m = imaps(server)
+    ok(m.create("Projects/Alpha"))
+    for box, subject in [("INBOX", "server inbox 1"), ("INBOX", "server inbox 2"), ("Projects/Alpha", "server alpha"), ("Sent", "server sent")]:
+        ok(m.append(box, r"(\Seen)", None, message_bytes(subject=subject)))
+    maildir = tmp_path / "mail"
+    maildir_message(maildir / "Drafts", "1.local", message_bytes(subject="local draft"), "D")
+    maildir_message(maildir / "Local", "2.local", message_bytes(subject="local folder"), "S")
+    config = tmp_path / "mbsyncrc"
+    config.write_text(MBSYNC_CONFIG.format(port=server.ports["imaps"], user=BOB, password=PASSWORD, ca=server.ca, maildir=maildir))
+
+    def run():
+        r = subprocess.run(["mbsync", "-c", str(config), "-a"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r
+
+    run()
+    assert local_subjects(maildir / "INBOX") == ["server inbox 1", "server inbox 2"]
+    assert local_subjects(maildir / "Projects" / "Alpha") == ["server alpha"]
+    assert local_subjects(maildir / "Sent") == ["server sent"]
+    assert ok(m.status("Drafts", "(MESSAGES)")) == [b"Drafts (MESSAGES 1)"]
+    assert ok(m.status("Local", "(MESSAGES)")) == [b"Local (MESSAGES 1)"]
+    ok(m.select("Drafts"))
+    typ, data = m.fetch("1", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert rb"\Draft" in data[0][0] and b"local draft" in data[0][1]
+
+    # Changes on both sides: a flag and a deletion on the server, a new message locally.
+    ok(m.select("INBOX"))
+    ok(m.store("1", "+FLAGS", r"(\Flagged)"))
+    ok(m.store("2", "+FLAGS", r"(\Deleted)"))
+    ok(m.expunge())
+    maildir_message(maildir / "INBOX", "3.local", message_bytes(subject="local inbox"))
+    run()
+    assert local_subjects(maildir / "INBOX") == ["local inbox", "server inbox 1"]
+    flagged = [f.name for f in (maildir / "INBOX" / "cur").iterdir() if "F" in f.name.split(":2,")[-1]]
+    assert len(flagged) == 1
+    ok(m.select("INBOX"))
+    typ, data = m.search(None, "ALL")
+    assert data == [b"1 2"]
+    # A third run changes nothing and duplicates nothing.
+    run()
+    assert local_subjects(maildir / "INBOX") == ["local inbox", "server inbox 1"]
+    assert ok(m.status("INBOX", "(MESSAGES)")) == [b"INBOX (MESSAGES 2)"]
+    m.logout()
