@@ -58,7 +58,8 @@ class Peer:
             kwargs["ssl_context" if tls == "implicit" else "tls_context"] = ctx
         if self.users:
             kwargs["authenticator"] = self.authenticate
-            kwargs["auth_require_tls"] = True
+            # aiosmtpd only knows about STARTTLS: with implicit TLS it would hide AUTH.
+            kwargs["auth_require_tls"] = tls != "implicit"
             kwargs["auth_required"] = True
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, server_hostname="peer.test",
                                      **kwargs)

@@ -19,8 +19,9 @@ use crate::outbound::{self, Attempt, Outbound, RcptResult};
 
 /// Due recipients fetched per scan.
 const SCAN_LIMIT: usize = 1000;
-/// How often the queue is scanned when nothing wakes it.
-const SCAN_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the queue is scanned when nothing wakes it; this bounds how late a retry can be.
+/// The scan is one indexed query.
+const SCAN_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct Settings {
     pub concurrency: usize,

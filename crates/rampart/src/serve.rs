@@ -65,7 +65,7 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
     let cert_store = rampart_tls::CertStore::new(certs);
     let acceptor = rampart_tls::TlsAcceptor::from(rampart_tls::server_config(cert_store.clone())?);
     let store: Arc<dyn rampart_store::Store> = Arc::new(
-        SqliteStore::open(&config.server.data_dir)
+        SqliteStore::open_for_server(&config.server.data_dir)
             .with_context(|| format!("server.data_dir: opening the store in {}", config.server.data_dir.display()))?,
     );
     let auth = rampart_auth::Authenticator::new(store.clone(), auth_settings(&config))?;

@@ -42,6 +42,8 @@ struct Inner {
     blob_root: PathBuf,
     readers: Mutex<Vec<Connection>>,
     writer: Writer,
+    /// Held by the server for its lifetime: one server per store.
+    _lock: Option<std::fs::File>,
 }
 
 fn open_connection(path: &Path) -> Result<Connection> {
@@ -63,7 +65,29 @@ pub(crate) fn now() -> i64 {
 
 impl SqliteStore {
     /// Opens (creating if needed) the store under `data_dir` and brings its schema up to date.
+    /// Any number of processes may do this at once: the CLI beside a running server.
     pub fn open(data_dir: &Path) -> Result<SqliteStore> {
+        Self::open_inner(data_dir, None)
+    }
+
+    /// Opens the store for the one server that may use it: takes an exclusive lock on
+    /// `data_dir/rampart.lock` and removes message files a crashed run left half-written (they
+    /// were never acknowledged). Only the lock holder may do that, since a CLI process cannot
+    /// tell a dead run's file from one the live server is writing.
+    pub fn open_for_server(data_dir: &Path) -> Result<SqliteStore> {
+        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::io(data_dir, e))?;
+        let path = data_dir.join("rampart.lock");
+        let lock = std::fs::File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| StoreError::io(&path, e))?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a file descriptor we own and keep open.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(StoreError::Invalid(format!("another `rampart serve` is using the store in {}", data_dir.display())));
+        }
+        blob::clean_tmp(&data_dir.join("blobs"))?;
+        Self::open_inner(data_dir, Some(lock))
+    }
+
+    fn open_inner(data_dir: &Path, lock: Option<std::fs::File>) -> Result<SqliteStore> {
         std::fs::create_dir_all(data_dir).map_err(|e| StoreError::io(data_dir, e))?;
         let db_path = data_dir.join("rampart.db");
         let blob_root = data_dir.join("blobs");
@@ -72,7 +96,7 @@ impl SqliteStore {
         schema::migrate(&mut conn)?;
         let writer = Writer::start(conn, blob_root.clone())?;
         Ok(SqliteStore {
-            inner: Arc::new(Inner { db_path, blob_root, readers: Mutex::new(Vec::new()), writer }),
+            inner: Arc::new(Inner { db_path, blob_root, readers: Mutex::new(Vec::new()), writer, _lock: lock }),
         })
     }
 

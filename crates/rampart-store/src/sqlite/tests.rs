@@ -176,9 +176,13 @@ async fn reopening_keeps_data_and_clears_unfinished_blobs() {
         std::mem::forget(w);
     }
     assert!(std::fs::read_dir(dir.path().join("blobs/tmp")).unwrap().next().is_some());
-    let store = SqliteStore::open(dir.path()).unwrap();
+    // A CLI process must not touch files the server may be writing.
+    SqliteStore::open(dir.path()).unwrap();
+    assert!(std::fs::read_dir(dir.path().join("blobs/tmp")).unwrap().next().is_some());
+    let store = SqliteStore::open_for_server(dir.path()).unwrap();
     assert_eq!(store.list_domains().await.unwrap(), vec!["example.test"]);
     assert!(std::fs::read_dir(dir.path().join("blobs/tmp")).unwrap().next().is_none());
+    assert!(SqliteStore::open_for_server(dir.path()).is_err(), "one server per store");
 }
 
 #[tokio::test]
