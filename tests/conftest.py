@@ -22,8 +22,8 @@ PASSWORD = "correct horse battery staple"
 
 
 class Rampart:
-    def __init__(self, base: pathlib.Path, hostname="mx.example.test", domain="example.test"):
-        self.dir = base / "rampart"
+    def __init__(self, base: pathlib.Path, hostname="mx.example.test", domain="example.test", name="rampart"):
+        self.dir = base / name
         self.hostname = hostname
         self.domain = domain
         self.config = self.dir / "rampart.toml"
@@ -47,6 +47,14 @@ class Rampart:
 
     def add_user(self, address, password=PASSWORD):
         self.run_cli("user", "add", address, "--password-stdin", input=password + "\n")
+
+    def set_config(self, section, key, value):
+        """Changes `key` in `[section]` of the config file (for settings the CLI reads too)."""
+        text = self.config.read_text()
+        pattern = rf"(\[{re.escape(section)}\][^\[]*?\n){re.escape(key)} = [^\n]*\n"
+        new, n = re.subn(pattern, lambda m: f"{m.group(1)}{key} = {value}\n", text, count=1, flags=re.S)
+        assert n == 1, f"{section}.{key} not found"
+        self.config.write_text(new)
 
     def messages(self, address, mailbox="INBOX"):
         """[(uid, id, size, message_id, subject)] of a mailbox."""
@@ -173,6 +181,61 @@ class Conn:
 
     def close(self):
         self.sock.close()
+
+
+def free_port(kind=socket.SOCK_STREAM):
+    s = socket.socket(socket.AF_INET, kind)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Dns:
+    """dnsmasq on a loopback port, authoritative for .test and nothing else (no forwarding)."""
+
+    def __init__(self, tmp_path):
+        self.tmp = tmp_path
+        self.records = []
+        self.proc = None
+        self.port = None
+
+    def mx(self, domain, host, pref=10):
+        self.records.append(f"--mx-host={domain},{host},{pref}")
+
+    def a(self, name, ip="127.0.0.1"):
+        self.records.append(f"--host-record={name},{ip}")
+
+    def txt(self, name, *strings):
+        self.records.append("--txt-record=" + ",".join([name, *[f'"{s}"' if "," in s else s for s in strings]]))
+
+    def start(self):
+        for _ in range(5):
+            self.port = free_port(socket.SOCK_DGRAM)
+            args = ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+                    "--no-dhcp-interface=", "--listen-address=127.0.0.1", "--bind-interfaces", f"--port={self.port}",
+                    "--pid-file=", "--user=root", "--local=/test/", "--log-facility=-", *self.records]
+            self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            time.sleep(0.2)
+            if self.proc.poll() is None:
+                return self
+        raise AssertionError("dnsmasq did not start: " + self.proc.stderr.read().decode())
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(5)
+
+
+@pytest.fixture
+def dns(tmp_path):
+    d = Dns(tmp_path)
+    yield d
+    d.stop()
 
 
 @pytest.fixture

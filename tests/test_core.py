@@ -353,7 +353,7 @@ def test_message_why_shows_the_trail(rampart):
     assert f"id {ident}" in rampart.message("bob@example.test", 1).decode()
     why = rampart.run_cli("message", "why", ident).stdout
     assert "bob@example.test/INBOX" in why and "accept" in why
-    assert re.search(rf"event=delivered .*id={ident}", rampart.log())
+    assert re.search(rf"event=accepted .*id={ident}", rampart.log())
 
 
 def fingerprint(port):

@@ -77,7 +77,7 @@ def test_failed_login_is_logged_for_fail2ban(server):
     m = imaps(server, user=None)
     with pytest.raises(imaplib.IMAP4.error):
         m.login(BOB, "wrong password")
-    server.wait_log(r"event=auth_failure proto=imap ip=127\.0\.0\.1 listener=imaps user=bob@example\.test mechanism=LOGIN failures_ip=1 failures_user=1")
+    server.wait_log(r"event=auth_failure proto=imap ip=127\.0\.0\.1 listener=imaps user=bob@example\.test mechanism=LOGIN reason=bad_credentials failures_ip=1 failures_user=1")
 
 
 def test_starttls_discards_pipelined_plaintext(server):

@@ -46,6 +46,9 @@ pub struct Config {
     pub tls: Tls,
     pub listener: Listeners,
     pub smtp: Smtp,
+    pub auth: Auth,
+    pub submission: Submission,
+    pub queue: Queue,
     pub store: Store,
     pub dns: Dns,
     pub log: Log,
@@ -162,8 +165,6 @@ pub struct ImapListener {
     pub max_append_size: u64,
     /// Largest command apart from an APPEND message: all its lines and literals together.
     pub max_command_size: u64,
-    /// Failed logins on one connection before it is closed.
-    pub max_auth_failures: u32,
     /// Protocol errors (BAD) in one session before the server says BYE.
     pub max_errors: u32,
     /// Storage quota per account in bytes, reported by GETQUOTAROOT (RFC 9208) and enforced
@@ -176,6 +177,112 @@ pub struct ImapListener {
 pub struct Smtp {
     /// `user+tag@domain` is delivered to `user@domain`; empty turns sub-addressing off.
     pub recipient_delimiter: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    /// Offer CRAM-MD5. Off by default: it needs a password-equivalent secret kept on the
+    /// server, and only passwords set while it is on get one.
+    pub cram_md5: bool,
+    /// Shortest password `user add` and `user passwd` accept, in characters.
+    pub password_min_length: usize,
+    /// Lowest zxcvbn strength score (0-4) a new password needs.
+    pub password_min_score: u8,
+    /// argon2id memory cost in KiB (OWASP: 19456).
+    pub argon2_memory_kib: u32,
+    /// argon2id passes (OWASP: 2).
+    pub argon2_iterations: u32,
+    /// argon2id lanes (OWASP: 1).
+    pub argon2_parallelism: u32,
+    /// PBKDF2 rounds for SCRAM-SHA-256 keys; RFC 7677 asks for at least 4096.
+    pub scram_iterations: u32,
+    /// Failed authentications in one session before it is closed.
+    pub max_failures: u32,
+    /// Pause before answering a failed authentication, multiplied by the session's failures.
+    #[serde(with = "duration")]
+    pub failure_delay: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Submission {
+    /// Leave the client's IP address and HELO name out of the Received header of submitted
+    /// mail, so recipients do not learn where the sender was.
+    pub hide_client: bool,
+    /// Users who may send as addresses they do not own: user = ["addr", "*@domain", "*"].
+    pub allowed_senders: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Queue {
+    /// Deliveries in progress at once.
+    pub concurrency: usize,
+    /// Deliveries in progress at once to one destination domain.
+    pub per_domain_concurrency: usize,
+    /// Waits between attempts after a temporary failure; the last repeats until `expiry`.
+    #[serde(with = "duration::list")]
+    pub retry_schedule: Vec<Duration>,
+    /// Give up and bounce a message after this long in the queue (RFC 5321 §4.5.4.1: 4-5 days).
+    #[serde(with = "duration")]
+    pub expiry: Duration,
+    /// TCP port of remote MX hosts. 25 in the real world; tests point it elsewhere.
+    pub remote_port: u16,
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+    /// Longest wait for any reply (RFC 5321 §4.5.3.2 suggests 5 to 10 minutes).
+    #[serde(with = "duration")]
+    pub command_timeout: Duration,
+    /// PEM file of extra CAs to trust when checking remote certificates (private CAs, tests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_ca_file: Option<PathBuf>,
+    /// Per-destination policy and smart hosts; the first route whose domains match wins.
+    pub route: Vec<Route>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboundTls {
+    /// STARTTLS when offered; an unverifiable certificate is logged, not fatal (RFC 7435).
+    Opportunistic,
+    /// Never send in clear: STARTTLS must be offered and succeed.
+    Require,
+    /// As `require`, and the certificate must verify for the host name.
+    Verify,
+    /// TLS from the first byte (a smart host on port 465), certificate verified.
+    Implicit,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Recipient domains this route is for; "*" matches every domain.
+    pub domains: Vec<String>,
+    /// Send through this host instead of the domains' MX hosts (a smart host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Port of `host`, or of the MX hosts; defaults to `queue.remote_port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default = "default_outbound_tls")]
+    pub tls: OutboundTls,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_username: Option<String>,
+    /// Better kept in `auth_password_file`, which can be readable by the server only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_password_file: Option<PathBuf>,
+    /// A client certificate and key (PEM) to present to the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<PathBuf>,
+}
+
+fn default_outbound_tls() -> OutboundTls {
+    OutboundTls::Opportunistic
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -236,7 +343,6 @@ impl ImapListener {
             max_literal_before_login: 4096,
             max_append_size: 50 * MIB,
             max_command_size: MIB,
-            max_auth_failures: 3,
             max_errors: 20,
             quota_storage: 0,
         }
@@ -256,6 +362,29 @@ impl Default for Config {
                 imaps: ImapListener::with(&["0.0.0.0:993", "[::]:993"], TlsMode::Implicit),
             },
             smtp: Smtp { recipient_delimiter: "+".into() },
+            auth: Auth {
+                cram_md5: false,
+                password_min_length: 12,
+                password_min_score: 3,
+                argon2_memory_kib: 19456,
+                argon2_iterations: 2,
+                argon2_parallelism: 1,
+                scram_iterations: 4096,
+                max_failures: 3,
+                failure_delay: Duration::from_secs(1),
+            },
+            submission: Submission { hide_client: false, allowed_senders: Default::default() },
+            queue: Queue {
+                concurrency: 32,
+                per_domain_concurrency: 4,
+                retry_schedule: [5, 10, 30, 60, 120, 240].iter().map(|m| Duration::from_secs(m * 60)).collect(),
+                expiry: Duration::from_secs(5 * 24 * 3600),
+                remote_port: 25,
+                connect_timeout: Duration::from_secs(30),
+                command_timeout: Duration::from_secs(300),
+                extra_ca_file: None,
+                route: Vec::new(),
+            },
             store: Store { backend: StoreBackend::Sqlite },
             dns: Dns { nameservers: vec![] },
             log: Log { level: "info".into() },
@@ -356,6 +485,14 @@ impl Config {
         fix(&mut self.server.data_dir);
         fix(&mut self.tls.cert);
         fix(&mut self.tls.key);
+        if let Some(p) = &mut self.queue.extra_ca_file {
+            fix(p);
+        }
+        for route in &mut self.queue.route {
+            for p in [&mut route.auth_password_file, &mut route.client_cert, &mut route.client_key].into_iter().flatten() {
+                fix(p);
+            }
+        }
         for sni in &mut self.tls.sni {
             fix(&mut sni.cert);
             fix(&mut sni.key);
@@ -460,11 +597,74 @@ impl Config {
             if l.max_command_size < l.max_command_line as u64 {
                 bad(&key("max_command_size"), "must not be smaller than max_command_line".into());
             }
-            if l.max_auth_failures == 0 {
-                bad(&key("max_auth_failures"), "must be at least 1".into());
-            }
             if l.max_errors == 0 {
                 bad(&key("max_errors"), "must be at least 1".into());
+            }
+        }
+        let a = &self.auth;
+        if a.password_min_length < 8 {
+            bad("auth.password_min_length", "must be at least 8".into());
+        }
+        if a.password_min_score > 4 {
+            bad("auth.password_min_score", "is a zxcvbn score from 0 to 4".into());
+        }
+        if a.argon2_memory_kib < 8 * a.argon2_parallelism.max(1) || a.argon2_iterations == 0 || a.argon2_parallelism == 0 {
+            bad("auth.argon2_memory_kib", "argon2 needs memory >= 8 KiB per lane, iterations >= 1 and parallelism >= 1".into());
+        }
+        if a.scram_iterations < 4096 {
+            bad("auth.scram_iterations", "must be at least 4096 (RFC 7677)".into());
+        }
+        if a.max_failures == 0 {
+            bad("auth.max_failures", "must be at least 1".into());
+        }
+        for (user, patterns) in &self.submission.allowed_senders {
+            if !user.contains('@') {
+                bad(&format!("submission.allowed_senders.{user}"), "the key must be a user's address".into());
+            }
+            for p in patterns {
+                if !(p == "*" || p.contains('@')) {
+                    bad(&format!("submission.allowed_senders.{user}"), format!("`{p}` is not an address, *@domain or *"));
+                }
+            }
+        }
+        let q = &self.queue;
+        if q.concurrency == 0 || q.per_domain_concurrency == 0 {
+            bad("queue.concurrency", "queue.concurrency and queue.per_domain_concurrency must be at least 1".into());
+        }
+        if q.retry_schedule.is_empty() || q.retry_schedule.iter().any(Duration::is_zero) {
+            bad("queue.retry_schedule", "needs at least one wait, each longer than 0s".into());
+        }
+        if q.remote_port == 0 {
+            bad("queue.remote_port", "must be a port number".into());
+        }
+        if let Some(ca) = &q.extra_ca_file {
+            if !ca.is_file() {
+                bad("queue.extra_ca_file", format!("file {} does not exist", ca.display()));
+            }
+        }
+        for (i, r) in q.route.iter().enumerate() {
+            let key = |k: &str| format!("queue.route[{i}].{k}");
+            if r.domains.is_empty() {
+                bad(&key("domains"), "list at least one domain, or \"*\"".into());
+            }
+            if r.tls == OutboundTls::Implicit && r.host.is_none() {
+                bad(&key("tls"), "\"implicit\" needs a smart host in `host`".into());
+            }
+            if r.auth_username.is_some() && r.auth_password.is_none() && r.auth_password_file.is_none() {
+                bad(&key("auth_password"), "auth_username needs auth_password or auth_password_file".into());
+            }
+            if r.auth_username.is_some() && r.host.is_none() {
+                bad(&key("auth_username"), "authentication is only for a smart host in `host`".into());
+            }
+            if r.client_cert.is_some() != r.client_key.is_some() {
+                bad(&key("client_cert"), "client_cert and client_key go together".into());
+            }
+            for (k, p) in [("auth_password_file", &r.auth_password_file), ("client_cert", &r.client_cert), ("client_key", &r.client_key)] {
+                if let Some(p) = p {
+                    if !p.is_file() {
+                        bad(&key(k), format!("file {} does not exist", p.display()));
+                    }
+                }
             }
         }
         if self.smtp.recipient_delimiter.chars().count() > 1 {

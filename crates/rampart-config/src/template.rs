@@ -100,8 +100,6 @@ max_literal_before_login = 4096
 max_append_size = 52428800
 # Largest command apart from an APPEND message: its lines and literals together (1 MiB).
 max_command_size = 1048576
-# Failed logins on one connection before it is closed.
-max_auth_failures = 3
 # Protocol errors (BAD) in one session before BYE.
 max_errors = 20
 # Storage quota per account in bytes, reported by GETQUOTAROOT and enforced on APPEND;
@@ -118,13 +116,70 @@ max_command_line = 65536
 max_literal_before_login = 4096
 max_append_size = 52428800
 max_command_size = 1048576
-max_auth_failures = 3
 max_errors = 20
 quota_storage = 0
 
 [smtp]
 # "user+tag@domain" is delivered to "user@domain". Empty turns sub-addressing off.
 recipient_delimiter = "+"
+
+[auth]
+# CRAM-MD5 is off: it needs a password-equivalent secret stored on the server (only passwords
+# set while it is on get one), and it hides nothing TLS does not already protect.
+# DIGEST-MD5 is never offered (RFC 6331 made it historic).
+cram_md5 = false
+# Password policy for `user add` and `user passwd`: length in characters, zxcvbn score 0-4;
+# passwords containing the user's name or domain, or in a list of common passwords, are refused.
+password_min_length = 12
+password_min_score = 3
+# argon2id cost (OWASP minimum: 19 MiB, 2 passes, 1 lane). Old hashes keep their own cost.
+argon2_memory_kib = 19456
+argon2_iterations = 2
+argon2_parallelism = 1
+# PBKDF2 rounds for SCRAM-SHA-256 keys (RFC 7677 asks for at least 4096).
+scram_iterations = 4096
+# Failed authentications per session before it is closed, and the pause before each failure
+# reply, multiplied by the number of failures so far.
+max_failures = 3
+failure_delay = "1s"
+
+[submission]
+# Leave the client's IP address and HELO name out of Received headers of submitted mail.
+hide_client = false
+
+# Users who may send as addresses they do not own (as MAIL FROM and in From:).
+# Patterns: an address, "*@domain" or "*".
+[submission.allowed_senders]
+# "newsletter@example.org" = ["news@example.org", "*@lists.example.org"]
+
+[queue]
+# Deliveries at once, and at once to one destination domain.
+concurrency = 32
+per_domain_concurrency = 4
+# Waits after a temporary failure; the last one repeats until the message expires and bounces.
+retry_schedule = ["5m", "10m", "30m", "1h", "2h", "4h"]
+expiry = "5days"
+# Port of remote MX hosts.
+remote_port = 25
+connect_timeout = "30s"
+command_timeout = "5m"
+# Extra CAs (PEM) to trust when verifying remote servers, e.g. a private CA:
+# extra_ca_file = "tls/extra-ca.pem"
+# Routes: per-destination TLS policy and smart hosts. The first route that matches wins.
+# tls = "opportunistic" (default: STARTTLS when offered), "require" (never in clear),
+# "verify" (STARTTLS with a valid certificate) or "implicit" (TLS on connect, smart hosts only).
+# [[queue.route]]
+# domains = ["bank.example"]
+# tls = "verify"
+# [[queue.route]]
+# domains = ["*"]                  # everything else through a smart host
+# host = "smtp.provider.example"
+# port = 465
+# tls = "implicit"
+# auth_username = "me@example.org"
+# auth_password_file = "secrets/smarthost"
+# client_cert = "tls/client.pem"   # optional
+# client_key = "tls/client.key"
 
 [store]
 # "sqlite": the embedded store, no external database needed.

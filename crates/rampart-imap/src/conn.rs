@@ -36,12 +36,13 @@ const READ_CHUNK: usize = 16 * 1024;
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// Accepts TLS on `io`.
-pub async fn tls_accept(acceptor: &rampart_tls::TlsAcceptor, io: Box<dyn Io>) -> std::io::Result<Box<dyn Io>> {
+/// Accepts TLS on `io`; also returns the connection's `tls-exporter` channel binding.
+pub async fn tls_accept(acceptor: &rampart_tls::TlsAcceptor, io: Box<dyn Io>) -> std::io::Result<(Box<dyn Io>, Option<Vec<u8>>)> {
     let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
-    Ok(Box::new(stream))
+    let cb = rampart_tls::channel_binding(stream.get_ref().1);
+    Ok((Box::new(stream), cb))
 }
 
 /// Why a connection ended, for the log.
@@ -298,9 +299,9 @@ async fn follow(
                 let Some(acceptor) = acceptor else { return Ok(Some(End::TlsFailed)) };
                 let plain = std::mem::replace(&mut d.io, Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink())));
                 match tls_accept(acceptor, plain).await {
-                    Ok(tls) => {
+                    Ok((tls, cb)) => {
                         d.io = tls;
-                        session.tls_started();
+                        session.tls_started(cb);
                         return Ok(None);
                     }
                     Err(e) => {

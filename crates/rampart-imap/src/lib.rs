@@ -20,7 +20,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::info;
 
-pub use session::{Authenticator, FailureCounter, LoginGuard, Services, Session, Settings, StorePasswords};
+pub use session::{FailureCounter, LoginGuard, Services, Session, Settings};
 
 /// Serves one accepted IMAP connection to its end.
 pub async fn handle(
@@ -34,17 +34,19 @@ pub async fn handle(
     let listener = settings.listener;
     info!(event = "connect", proto = "imap", listener, ip = %remote.ip(), port = remote.port());
     let mut io: Box<dyn conn::Io> = Box::new(stream);
-    let implicit = settings.tls == TlsMode::Implicit;
-    if implicit {
+    let mut session = Session::new(services, settings.clone(), remote, false);
+    if settings.tls == TlsMode::Implicit {
         match conn::tls_accept(&acceptor, io).await {
-            Ok(tls) => io = tls,
+            Ok((tls, cb)) => {
+                io = tls;
+                session.tls_started(cb);
+            }
             Err(e) => {
                 info!(event = "tls_failed", proto = "imap", listener, ip = %remote.ip(), error = %e);
                 return;
             }
         }
     }
-    let session = Session::new(services, settings.clone(), remote, implicit);
     let end = conn::run(io, session, Some(acceptor)).await;
     info!(event = "disconnect", proto = "imap", listener, ip = %remote.ip(), end = ?end);
 }

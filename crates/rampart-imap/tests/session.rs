@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use rampart_config::TlsMode;
 use rampart_imap::conn;
-use rampart_imap::{FailureCounter, Services, Session, Settings, StorePasswords};
+use rampart_imap::{FailureCounter, Services, Session, Settings};
 use rampart_store::{Delivery, Folder, MailStore, SqliteStore, Store, Target};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
@@ -25,11 +25,24 @@ async fn fixture() -> Fixture {
     let hash = rampart_auth::hash_password(PASSWORD, rampart_auth::HashParams::default()).unwrap();
     store.add_account("bob@example.test", &hash).await.unwrap();
     let guard = Arc::new(FailureCounter::default());
+    let store_dyn: Arc<dyn Store> = Arc::new(store.clone());
+    let auth = rampart_auth::Authenticator::new(
+        store_dyn,
+        rampart_auth::AuthSettings {
+            cram_md5: false,
+            hash: rampart_auth::HashParams::default(),
+            scram_iterations: 4096,
+            hostname: "mx.example.test".into(),
+        },
+    )
+    .unwrap();
     let services = Arc::new(Services {
         store: Arc::new(store.clone()),
-        auth: Arc::new(StorePasswords { store: Arc::new(store.clone()) }),
+        auth,
         guard: guard.clone(),
         hostname: "mx.example.test".into(),
+        max_auth_failures: 3,
+        failure_delay: Duration::from_millis(10),
     });
     Fixture { _dir: dir, store, services, guard }
 }
@@ -110,6 +123,7 @@ async fn deliver(store: &SqliteStore, body: &str) {
             targets: vec![Target { account, folder: Folder::Inbox }],
             reference: "R".into(),
             trail: "[]".into(),
+            outbound: None,
         })
         .await
         .unwrap();

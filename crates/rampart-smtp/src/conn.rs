@@ -28,7 +28,8 @@ pub async fn tls_accept(acceptor: &rampart_tls::TlsAcceptor, io: Box<dyn Io>) ->
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
     let (version, cipher) = rampart_tls::describe(stream.get_ref().1);
-    Ok((Box::new(stream), TlsInfo { version, cipher }))
+    let channel_binding = rampart_tls::channel_binding(stream.get_ref().1);
+    Ok((Box::new(stream), TlsInfo { version, cipher, channel_binding }))
 }
 
 enum Read {

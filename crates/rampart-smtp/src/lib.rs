@@ -7,11 +7,18 @@
 //!   recipient lookup, storing the message;
 //! - [`conn`] drives a session over any async stream: reading, pipelined replies, STARTTLS,
 //!   timeouts;
-//! - [`trace`] writes Return-Path and Received headers and makes transaction ids.
+//! - [`trace`] writes Return-Path and Received headers and makes transaction ids;
+//! - outbound: [`queue`] runs the durable queue, [`outbound`] makes one delivery attempt over
+//!   [`client`] after [`dns`] found the MX hosts, and [`dsn`] writes bounces.
 
+pub mod client;
 pub mod command;
 pub mod conn;
 pub mod data;
+pub mod dns;
+pub mod dsn;
+pub mod outbound;
+pub mod queue;
 pub mod reply;
 pub mod session;
 pub mod trace;

@@ -18,22 +18,29 @@ pub fn new_id() -> String {
 
 pub struct Stamp<'a> {
     pub id: &'a str,
-    pub from: &'a ReversePath,
     pub helo: &'a str,
     pub extended: bool,
     pub remote: IpAddr,
+    /// Leave out where the client connected from (submission privacy option).
+    pub hide_client: bool,
+    pub authenticated: bool,
     pub hostname: &'a str,
     pub tls: Option<&'a TlsInfo>,
     pub smtputf8: bool,
     pub rcpts: &'a [String],
 }
 
-/// `Return-Path` and `Received`, ready to be read back before the message.
+/// `Return-Path: <sender>`, written at final delivery (RFC 5321 §4.4).
+pub fn return_path(from: &ReversePath) -> String {
+    format!("Return-Path: <{from}>\r\n")
+}
+
+/// The `Received` header for a message we accept.
 ///
 /// `for <rcpt>` is written only for a single recipient: with several it would reveal Bcc
 /// recipients to each other.
-pub fn prefix(s: &Stamp<'_>) -> Vec<u8> {
-    // RFC 3848 / RFC 6531 §3.7.3 "with" keywords.
+pub fn received(s: &Stamp<'_>) -> String {
+    // RFC 3848 / RFC 6531 §3.7.3 "with" keywords: S for TLS, A for authenticated.
     let mut with = String::from(match (s.smtputf8, s.extended) {
         (true, _) => "UTF8SMTP",
         (false, true) => "ESMTP",
@@ -42,17 +49,25 @@ pub fn prefix(s: &Stamp<'_>) -> Vec<u8> {
     if s.tls.is_some() {
         with.push('S');
     }
-    let mut out = format!("Return-Path: <{}>\r\n", s.from);
-    out.push_str(&format!("Received: from {} ([{}])\r\n", s.helo, s.remote));
-    if let Some(tls) = s.tls {
-        out.push_str(&format!("\t(using {} with cipher {})\r\n", tls.version, tls.cipher));
+    if s.authenticated {
+        with.push('A');
     }
-    out.push_str(&format!("\tby {} (Rampart) with {} id {}", s.hostname, with, s.id));
+    let mut out = String::from("Received:");
+    if !s.hide_client {
+        out.push_str(&format!(" from {} ([{}])\r\n", s.helo, s.remote));
+        if let Some(tls) = s.tls {
+            out.push_str(&format!("\t(using {} with cipher {})\r\n", tls.version, tls.cipher));
+        }
+        out.push('\t');
+    } else {
+        out.push(' ');
+    }
+    out.push_str(&format!("by {} (Rampart) with {} id {}", s.hostname, with, s.id));
     if let [only] = s.rcpts {
         out.push_str(&format!("\r\n\tfor <{only}>"));
     }
     out.push_str(&format!(";\r\n\t{}\r\n", chrono::Utc::now().to_rfc2822()));
-    out.into_bytes()
+    out
 }
 
 #[cfg(test)]
@@ -70,24 +85,30 @@ mod tests {
 
     #[test]
     fn received_records_tls_and_hides_bcc() {
-        let tls = TlsInfo { version: "TLSv1.3".into(), cipher: "TLS13_AES_256_GCM_SHA384".into() };
+        let tls = TlsInfo { version: "TLSv1.3".into(), cipher: "TLS13_AES_256_GCM_SHA384".into(), channel_binding: None };
         let rcpts = vec!["a@example.test".to_string(), "b@example.test".to_string()];
-        let text = String::from_utf8(prefix(&Stamp {
+        let mut stamp = Stamp {
             id: "ID1",
-            from: &ReversePath::Null,
             helo: "client.example",
             extended: true,
             remote: "192.0.2.1".parse().unwrap(),
+            hide_client: false,
+            authenticated: false,
             hostname: "mx.example.test",
             tls: Some(&tls),
             smtputf8: false,
             rcpts: &rcpts,
-        }))
-        .unwrap();
+        };
+        let text = format!("{}{}", return_path(&ReversePath::Null), received(&stamp));
         assert!(text.starts_with("Return-Path: <>\r\nReceived: from client.example ([192.0.2.1])\r\n"));
         assert!(text.contains("(using TLSv1.3 with cipher TLS13_AES_256_GCM_SHA384)"));
         assert!(text.contains("with ESMTPS id ID1;"));
         assert!(!text.contains("for <"));
         assert!(text.ends_with("\r\n"));
+        stamp.hide_client = true;
+        stamp.authenticated = true;
+        let hidden = received(&stamp);
+        assert!(hidden.starts_with("Received: by mx.example.test (Rampart) with ESMTPSA id ID1;"), "{hidden}");
+        assert!(!hidden.contains("192.0.2.1") && !hidden.contains("client.example"));
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rampart_config::TlsMode;
 use rampart_smtp::conn;
-use rampart_smtp::session::{Role, Services, Session, Settings};
+use rampart_smtp::session::{AuthLimits, Role, SenderPolicy, Services, Session, Settings};
 use rampart_store::{SqliteStore, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
@@ -23,10 +23,26 @@ async fn fixture() -> Fixture {
     store.add_account("alice@example.test", "x").await.unwrap();
     store.add_alias("info@example.test", "bob@example.test").await.unwrap();
     store.add_alias("postmaster@example.test", "alice@example.test").await.unwrap();
+    let store_dyn: Arc<dyn Store> = Arc::new(store.clone());
+    let auth = rampart_auth::Authenticator::new(
+        store_dyn.clone(),
+        rampart_auth::AuthSettings {
+            cram_md5: false,
+            hash: rampart_auth::HashParams::default(),
+            scram_iterations: 4096,
+            hostname: "mx.example.test".into(),
+        },
+    )
+    .unwrap();
     let services = Arc::new(Services {
-        store: Arc::new(store.clone()),
+        store: store_dyn,
         hostname: "mx.example.test".into(),
         recipient_delimiter: "+".into(),
+        auth,
+        auth_limits: AuthLimits { max_failures: 3, failure_delay: Duration::from_millis(10) },
+        senders: SenderPolicy::default(),
+        hide_client: false,
+        queue_wakeup: Arc::new(tokio::sync::Notify::new()),
     });
     Fixture { _dir: dir, store, services }
 }

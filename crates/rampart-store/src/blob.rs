@@ -4,7 +4,8 @@
 //! bytes in memory and writes the rest to `blobs/tmp/ID` from the blocking pool.
 //! [`BlobWriter::finish`] fsyncs the file and gives a [`Blob`]. The store's writer thread then
 //! renames it to `blobs/BUCKET/ID`, fsyncs each touched directory once per batch and commits the
-//! index rows. Anything left in `blobs/tmp` at start-up was never acknowledged and is removed.
+//! index rows. Anything left in `blobs/tmp` when the server starts was never acknowledged and
+//! is removed.
 //!
 //! IDs start with the creation time in milliseconds (hex), so a bucket (the first six hex
 //! digits, about 4.7 hours) collects the messages of a burst and one directory fsync covers them.
@@ -178,10 +179,16 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StoreError::io(dir, e))
 }
 
-/// Creates `root` and `root/tmp`, and empties `tmp` of anything an earlier run left behind.
+/// Creates `root` and `root/tmp`.
 pub(crate) fn prepare_root(root: &Path) -> Result<()> {
     let tmp = root.join(TMP_DIR);
-    fs::create_dir_all(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+    fs::create_dir_all(&tmp).map_err(|e| StoreError::io(&tmp, e))
+}
+
+/// Empties `tmp` of anything an earlier run left behind.
+pub(crate) fn clean_tmp(root: &Path) -> Result<()> {
+    let tmp = root.join(TMP_DIR);
+    prepare_root(root)?;
     for entry in fs::read_dir(&tmp).map_err(|e| StoreError::io(&tmp, e))? {
         let entry = entry.map_err(|e| StoreError::io(&tmp, e))?;
         let _ = fs::remove_file(entry.path());

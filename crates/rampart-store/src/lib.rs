@@ -100,6 +100,109 @@ pub struct Target {
     pub folder: Folder,
 }
 
+/// The secrets kept for an account's password, one per mechanism family.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Secrets {
+    /// argon2id PHC string: what PLAIN, LOGIN and IMAP LOGIN check against.
+    pub password_hash: String,
+    /// SCRAM-SHA-256 keys (RFC 5802 §3: salt, iterations, StoredKey, ServerKey), encoded by
+    /// rampart-auth. They do not reveal the password, but allow no other mechanism.
+    pub scram_sha256: Option<String>,
+    /// Only when CRAM-MD5 is enabled: a password-equivalent secret.
+    pub cram_secret: Option<String>,
+}
+
+/// What authenticating an account needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub account: Account,
+    pub scram_sha256: Option<String>,
+    pub cram_secret: Option<String>,
+    pub app_passwords: Vec<AppPassword>,
+}
+
+/// A password for one mail client, usable instead of the account password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppPassword {
+    pub id: i64,
+    pub name: String,
+    /// argon2id PHC string.
+    pub hash: String,
+    pub created: i64,
+    pub last_used: Option<i64>,
+}
+
+/// A message to hand to the outbound queue for delivery elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outbound {
+    /// The envelope sender; empty for the null sender `<>`.
+    pub sender: String,
+    pub rcpts: Vec<String>,
+    pub smtputf8: bool,
+    /// A delivery status notification we generated: it must never cause another one.
+    pub is_dsn: bool,
+    /// Trace headers for the copy that leaves (no Return-Path: the final server adds it).
+    pub prefix: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RcptState {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+impl RcptState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RcptState::Pending => "pending",
+            RcptState::Delivered => "delivered",
+            RcptState::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> RcptState {
+        match s {
+            "delivered" => RcptState::Delivered,
+            "failed" => RcptState::Failed,
+            _ => RcptState::Pending,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueRcpt {
+    pub id: i64,
+    pub rcpt: String,
+    pub domain: String,
+    pub state: RcptState,
+    pub attempts: u32,
+    /// Unix seconds.
+    pub next_attempt: i64,
+    pub last_error: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueEntry {
+    pub id: String,
+    pub sender: String,
+    pub size: u64,
+    pub smtputf8: bool,
+    pub is_dsn: bool,
+    pub created: i64,
+    pub rcpts: Vec<QueueRcpt>,
+}
+
+/// The outcome of a delivery attempt for one queued recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RcptUpdate {
+    pub id: i64,
+    pub state: RcptState,
+    /// When to try again (only for `Pending`).
+    pub next_attempt: i64,
+    pub error: String,
+}
+
 /// One message to store for one or more local accounts.
 #[derive(Debug)]
 pub struct Delivery {
@@ -114,6 +217,8 @@ pub struct Delivery {
     pub reference: String,
     /// Why the message was accepted: the pipeline's verdict trail as JSON.
     pub trail: String,
+    /// Recipients elsewhere, queued in the same transaction as the local copies.
+    pub outbound: Option<Outbound>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,10 +278,26 @@ pub trait Store: Send + Sync + 'static {
     async fn is_local_domain(&self, name: &str) -> Result<bool>;
 
     /// Creates the account and its default mailboxes. The domain must be local.
-    async fn add_account(&self, address: &str, password_hash: &str) -> Result<AccountId>;
+    async fn add_account_with(&self, address: &str, secrets: &Secrets) -> Result<AccountId>;
+    /// [`Store::add_account_with`] with only a password hash.
+    async fn add_account(&self, address: &str, password_hash: &str) -> Result<AccountId> {
+        self.add_account_with(address, &Secrets { password_hash: password_hash.into(), ..Secrets::default() }).await
+    }
     /// Removes the account, its mailboxes and messages.
     async fn remove_account(&self, address: &str) -> Result<()>;
-    async fn set_password(&self, address: &str, password_hash: &str) -> Result<()>;
+    /// Replaces all password secrets at once, so no mechanism keeps an old password.
+    async fn set_secrets(&self, address: &str, secrets: &Secrets) -> Result<()>;
+    async fn set_password(&self, address: &str, password_hash: &str) -> Result<()> {
+        self.set_secrets(address, &Secrets { password_hash: password_hash.into(), ..Secrets::default() }).await
+    }
+    async fn credentials(&self, address: &str) -> Result<Option<Credentials>>;
+    async fn add_app_password(&self, address: &str, name: &str, hash: &str) -> Result<()>;
+    async fn list_app_passwords(&self, address: &str) -> Result<Vec<AppPassword>>;
+    async fn revoke_app_password(&self, address: &str, name: &str) -> Result<()>;
+    /// Records that an app password was just used.
+    async fn touch_app_password(&self, id: i64) -> Result<()>;
+    /// Alias addresses that deliver directly to `address`.
+    async fn aliases_of(&self, address: &str) -> Result<Vec<String>>;
     async fn account(&self, address: &str) -> Result<Option<Account>>;
     async fn list_accounts(&self) -> Result<Vec<Account>>;
 
@@ -203,4 +324,17 @@ pub trait Store: Send + Sync + 'static {
     async fn read_message(&self, mailbox: MailboxId, uid: u32) -> Result<Vec<u8>>;
     /// Messages stored under a transaction reference, in every account.
     async fn messages_by_reference(&self, reference: &str) -> Result<Vec<MessageInfo>>;
+
+    /// Queue entries with recipients due at `now`, each listing only those recipients.
+    async fn queue_due(&self, now: i64, limit: usize) -> Result<Vec<QueueEntry>>;
+    /// Every queue entry with all its recipients.
+    async fn queue_list(&self) -> Result<Vec<QueueEntry>>;
+    async fn queue_entry(&self, id: &str) -> Result<Option<QueueEntry>>;
+    /// The queued message as it will be sent: prefix followed by the blob.
+    async fn queue_message(&self, id: &str) -> Result<Vec<u8>>;
+    /// Records attempt outcomes; an entry whose recipients are all final is removed.
+    async fn queue_update(&self, updates: Vec<RcptUpdate>) -> Result<()>;
+    /// Makes every pending recipient of the entry due now.
+    async fn queue_retry(&self, id: &str) -> Result<()>;
+    async fn queue_delete(&self, id: &str) -> Result<()>;
 }

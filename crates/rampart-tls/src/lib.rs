@@ -147,6 +147,13 @@ pub fn describe(conn: &rustls::ServerConnection) -> (String, String) {
     (version, suite)
 }
 
+/// The `tls-exporter` channel binding of a connection (RFC 9266): 32 bytes exported with
+/// the label `EXPORTER-Channel-Binding` and no context. SCRAM-SHA-256-PLUS binds the
+/// authentication to this TLS session, so a relayed exchange fails.
+pub fn channel_binding(conn: &rustls::ServerConnection) -> Option<Vec<u8>> {
+    conn.export_keying_material(vec![0u8; 32], b"EXPORTER-Channel-Binding", None).ok()
+}
+
 /// A self-signed ECDSA P-256 certificate for `hostname`, also valid for localhost and the
 /// loopback addresses so local clients can verify it. Returns (certificate PEM, key PEM).
 pub fn self_signed(hostname: &str) -> Result<(String, String), TlsError> {

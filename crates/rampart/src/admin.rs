@@ -39,6 +39,30 @@ pub enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Passwords for single mail clients, usable for SMTP and IMAP instead of the password.
+    AppPassword {
+        #[command(subcommand)]
+        command: AppPasswordCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AppPasswordCommand {
+    /// Create one and print it once; only its hash is kept.
+    Add {
+        address: String,
+        /// What it is for, e.g. "phone".
+        #[arg(long)]
+        name: String,
+    },
+    /// List an account's app passwords (names and dates, never the passwords).
+    List { address: String },
+    /// Revoke one by name.
+    Revoke {
+        address: String,
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -101,11 +125,29 @@ fn header(message: &[u8], name: &str) -> String {
 }
 
 fn open(config: &Path) -> anyhow::Result<(SqliteStore, tokio::runtime::Runtime)> {
+    let (store, rt, _) = open_with_config(config)?;
+    Ok((store, rt))
+}
+
+fn open_with_config(config: &Path) -> anyhow::Result<(SqliteStore, tokio::runtime::Runtime, rampart_config::Config)> {
     let config = crate::serve::load_config(config, &[])?;
     let store = SqliteStore::open(&config.server.data_dir)
         .with_context(|| format!("opening the store in {}", config.server.data_dir.display()))?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    Ok((store, rt))
+    Ok((store, rt, config))
+}
+
+/// The password's secrets after the configured policy accepted it.
+fn checked_secrets(config: &rampart_config::Config, address: &str, password: &str) -> anyhow::Result<rampart_store::Secrets> {
+    let address = rampart_store::address::canonical(address)?;
+    let policy = rampart_auth::PasswordPolicy {
+        min_length: config.auth.password_min_length,
+        min_score: config.auth.password_min_score,
+    };
+    if let Err(why) = policy.check(password, &address) {
+        bail!("password refused: {why}");
+    }
+    Ok(rampart_auth::secrets_for(password, &crate::serve::auth_settings(config))?)
 }
 
 fn read_password(flag: bool) -> anyhow::Result<String> {
@@ -145,13 +187,13 @@ pub fn domain(config: &Path, cmd: DomainCommand) -> anyhow::Result<()> {
 }
 
 pub fn user(config: &Path, cmd: UserCommand) -> anyhow::Result<()> {
-    let (store, rt) = open(config)?;
+    let (store, rt, config) = open_with_config(config)?;
     rt.block_on(async {
         match cmd {
             UserCommand::Add { address, password_stdin } => {
                 let password = read_password(password_stdin)?;
-                let hash = rampart_auth::hash_password(&password, rampart_auth::HashParams::default())?;
-                store.add_account(&address, &hash).await?;
+                let secrets = checked_secrets(&config, &address, &password)?;
+                store.add_account_with(&address, &secrets).await?;
                 println!("added user {}", rampart_store::address::canonical(&address)?);
             }
             UserCommand::List => {
@@ -165,9 +207,27 @@ pub fn user(config: &Path, cmd: UserCommand) -> anyhow::Result<()> {
             }
             UserCommand::Passwd { address, password_stdin } => {
                 let password = read_password(password_stdin)?;
-                let hash = rampart_auth::hash_password(&password, rampart_auth::HashParams::default())?;
-                store.set_password(&address, &hash).await?;
+                let secrets = checked_secrets(&config, &address, &password)?;
+                store.set_secrets(&address, &secrets).await?;
                 println!("changed the password of {address}");
+            }
+            UserCommand::AppPassword { command: AppPasswordCommand::Add { address, name } } => {
+                let password = rampart_auth::new_app_password();
+                let params = crate::serve::auth_settings(&config).hash;
+                store.add_app_password(&address, &name, &rampart_auth::hash_password(&password, params)?).await?;
+                println!("app password {name} for {address} (shown once, use it instead of the password in one mail client):");
+                println!("{password}");
+            }
+            UserCommand::AppPassword { command: AppPasswordCommand::List { address } } => {
+                let date = |t: i64| chrono::DateTime::from_timestamp(t, 0).map(|d| d.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default();
+                for a in store.list_app_passwords(&address).await? {
+                    let used = a.last_used.map_or_else(|| "never".to_string(), date);
+                    println!("{}\tcreated {}\tlast used {used}", a.name, date(a.created));
+                }
+            }
+            UserCommand::AppPassword { command: AppPasswordCommand::Revoke { address, name } } => {
+                store.revoke_app_password(&address, &name).await?;
+                println!("revoked app password {name} of {address}");
             }
         }
         Ok(())

@@ -10,6 +10,7 @@
 mod admin;
 mod init;
 mod logging;
+mod queue;
 mod records;
 mod serve;
 
@@ -68,6 +69,11 @@ enum Command {
         #[command(subcommand)]
         command: admin::AliasCommand,
     },
+    /// The outbound queue.
+    Queue {
+        #[command(subcommand)]
+        command: queue::QueueCommand,
+    },
     /// Stored messages.
     Message {
         #[command(subcommand)]
@@ -109,6 +115,7 @@ fn main() -> std::process::ExitCode {
         Command::User { command } => admin::user(&config, command),
         Command::Alias { command } => admin::alias(&config, command),
         Command::Message { command } => admin::message(&config, command),
+        Command::Queue { command } => queue::command(&config, command),
         Command::Dns { command: DnsCommand::Records { domain } } => {
             serve::load_config(&config, &[]).map(|c| print!("{}", records::zone(&domain, &c.server.hostname)))
         }

@@ -12,11 +12,27 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use rampart_config::Config;
+use rampart_smtp::session::{AuthLimits, SenderPolicy};
 use rampart_smtp::{Role, Services, Settings};
 use rampart_store::SqliteStore;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
+
+/// Authentication settings from the config.
+pub fn auth_settings(config: &Config) -> rampart_auth::AuthSettings {
+    let a = &config.auth;
+    rampart_auth::AuthSettings {
+        cram_md5: a.cram_md5,
+        hash: rampart_auth::HashParams {
+            memory_kib: a.argon2_memory_kib,
+            iterations: a.argon2_iterations,
+            parallelism: a.argon2_parallelism,
+        },
+        scram_iterations: a.scram_iterations,
+        hostname: config.server.hostname.clone(),
+    }
+}
 
 /// Loads the config and refuses it with every problem listed, each naming its key.
 pub fn load_config(path: &Path, sets: &[String]) -> anyhow::Result<Config> {
@@ -71,35 +87,40 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
     let certs = rampart_tls::CertSet::load(&config.tls)?;
     let cert_store = rampart_tls::CertStore::new(certs);
     let acceptor = rampart_tls::TlsAcceptor::from(rampart_tls::server_config(cert_store.clone())?);
-    let store = Arc::new(
-        SqliteStore::open(&config.server.data_dir)
+    let sqlite = Arc::new(
+        SqliteStore::open_for_server(&config.server.data_dir)
             .with_context(|| format!("server.data_dir: opening the store in {}", config.server.data_dir.display()))?,
     );
+    let mail_store: Arc<dyn rampart_store::MailStore> = sqlite.clone();
+    let store: Arc<dyn rampart_store::Store> = sqlite;
+    let auth = rampart_auth::Authenticator::new(store.clone(), auth_settings(&config))?;
+    let queue_wakeup = Arc::new(tokio::sync::Notify::new());
     let services = Arc::new(Services {
         store: store.clone(),
         hostname: config.server.hostname.clone(),
         recipient_delimiter: config.smtp.recipient_delimiter.clone(),
+        auth,
+        auth_limits: AuthLimits { max_failures: config.auth.max_failures, failure_delay: config.auth.failure_delay },
+        senders: SenderPolicy::new(&config.submission.allowed_senders),
+        hide_client: config.submission.hide_client,
+        queue_wakeup: queue_wakeup.clone(),
     });
+    let runner = crate::queue::runner(&config, store.clone(), queue_wakeup)?;
     // One failure counter for every IMAP listener: the hook the guard (auto-ban) builds on.
     let imap_services = Arc::new(rampart_imap::Services {
-        store: store.clone(),
-        auth: Arc::new(rampart_imap::StorePasswords { store: store.clone() }),
+        store: mail_store.clone(),
+        auth: services.auth.clone(),
         guard: Arc::new(rampart_imap::FailureCounter::default()),
         hostname: config.server.hostname.clone(),
+        max_auth_failures: config.auth.max_failures,
+        failure_delay: config.auth.failure_delay,
     });
     let shared = Shared { smtp: services, imap: imap_services };
 
     let mut bound = Vec::new();
     for (name, listener) in config.smtp_listeners() {
-        if name != "smtp" {
-            // Submission arrives with authentication (SASL); until then the listener stays off
-            // rather than offering an unauthenticated port.
-            if !listener.bind.is_empty() {
-                info!(event = "listener_unavailable", listener = name, reason = "submission is not implemented yet");
-            }
-            continue;
-        }
-        let settings = Arc::new(Settings::from_config(name, Role::Mx, listener));
+        let role = if name == "smtp" { Role::Mx } else { Role::Submission };
+        let settings = Arc::new(Settings::from_config(name, role, listener));
         let slots = Arc::new(Semaphore::new(listener.max_connections));
         for addr in &listener.bind {
             let tcp = bind(*addr).await.map_err(|e| anyhow!("listener.{name}.bind: cannot listen on {addr}: {e}"))?;
@@ -124,6 +145,7 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
         let global = global.clone();
         tokio::spawn(accept_loop(b, shared, acceptor, global));
     }
+    tokio::spawn(runner.run());
     info!(event = "started", hostname = %config.server.hostname, pid = std::process::id());
 
     signals(path, sets, cert_store).await

@@ -24,7 +24,7 @@ use tracing::{info, warn};
 
 use crate::parser::{self, Command, Kind, ParseError};
 use crate::response::line;
-pub use auth::{Authenticator, FailureCounter, LoginGuard, StorePasswords};
+pub use auth::{FailureCounter, LoginGuard};
 use view::View;
 
 /// Where responses go. The driver implements it over the socket; `flush` lets a long FETCH
@@ -40,9 +40,14 @@ pub const FLUSH_AT: usize = 256 * 1024;
 /// Everything a session needs from the rest of the server.
 pub struct Services {
     pub store: Arc<dyn MailStore>,
-    pub auth: Arc<dyn Authenticator>,
+    pub auth: Arc<rampart_auth::Authenticator>,
     pub guard: Arc<dyn LoginGuard>,
     pub hostname: String,
+    /// Failed authentications in one session before it is closed (`auth.max_failures`).
+    pub max_auth_failures: u32,
+    /// Pause before answering a failed login, times the session's failures
+    /// (`auth.failure_delay`).
+    pub failure_delay: Duration,
 }
 
 /// One listener's settings, shared by its sessions.
@@ -54,7 +59,6 @@ pub struct Settings {
     pub max_literal_preauth: u64,
     pub max_append_size: u64,
     pub max_command_size: u64,
-    pub max_auth_failures: u32,
     pub max_errors: u32,
     pub idle_timeout: Duration,
     pub quota_storage: u64,
@@ -69,7 +73,6 @@ impl Settings {
             max_literal_preauth: c.max_literal_before_login,
             max_append_size: c.max_append_size,
             max_command_size: c.max_command_size,
-            max_auth_failures: c.max_auth_failures,
             max_errors: c.max_errors,
             idle_timeout: c.idle_timeout,
             quota_storage: c.quota_storage,
@@ -139,7 +142,7 @@ pub fn allowed(state: &State, kind: &Kind) -> bool {
 /// A SASL exchange in progress.
 pub(crate) struct PendingAuth {
     tag: String,
-    mechanism: String,
+    exchange: rampart_auth::Exchange,
 }
 
 pub struct Session {
@@ -147,6 +150,8 @@ pub struct Session {
     pub(crate) settings: Arc<Settings>,
     pub(crate) remote: SocketAddr,
     pub(crate) tls: bool,
+    /// The `tls-exporter` value of the TLS connection (RFC 9266), for SCRAM-SHA-256-PLUS.
+    pub(crate) channel_binding: Option<Vec<u8>>,
     pub(crate) state: State,
     /// RFC 7162 §3.1: CONDSTORE was enabled (ENABLE, SELECT (CONDSTORE) or a MODSEQ use).
     pub(crate) condstore: bool,
@@ -164,6 +169,7 @@ impl Session {
             settings,
             remote,
             tls,
+            channel_binding: None,
             state: State::NotAuthenticated,
             condstore: false,
             auth_failures: 0,
@@ -202,21 +208,27 @@ impl Session {
         line(out, &format!("* OK [CAPABILITY {}] {} IMAP4rev1 Rampart ready", self.capabilities(), self.services.hostname));
     }
 
-    pub fn tls_started(&mut self) {
+    /// TLS is up (implicit or after STARTTLS); `channel_binding` is its `tls-exporter` value.
+    pub fn tls_started(&mut self, channel_binding: Option<Vec<u8>>) {
         self.tls = true;
+        self.channel_binding = channel_binding;
     }
 
     /// RFC 3501 §7.2.1, with what this session may use now.
     pub fn capabilities(&self) -> String {
         let mut caps = vec!["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT"];
         if !self.is_authenticated() {
-            if !self.tls && self.settings.tls == TlsMode::Starttls {
+            if self.plaintext_refused() {
                 // RFC 3501 §6.2.3, §11.1: no credentials before TLS.
                 caps.extend(["STARTTLS", "LOGINDISABLED"]);
-            } else {
-                caps.push("AUTH=PLAIN");
+                return caps.join(" ");
             }
-            return caps.join(" ");
+            let mut s = caps.join(" ");
+            for m in self.mechanisms() {
+                s.push_str(" AUTH=");
+                s.push_str(m.name());
+            }
+            return s;
         }
         caps.extend([
             "UIDPLUS",

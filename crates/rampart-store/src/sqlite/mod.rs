@@ -6,7 +6,9 @@
 //! (group commit): N concurrent deliveries cost one WAL fsync and one fsync per blob
 //! directory instead of N of each.
 
+mod credentials;
 mod imap;
+mod queue;
 mod schema;
 mod writer;
 
@@ -43,6 +45,8 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     writer: Writer,
     notifier: Arc<Notifier>,
+    /// Held by the server for its lifetime: one server per store.
+    _lock: Option<std::fs::File>,
 }
 
 fn open_connection(path: &Path) -> Result<Connection> {
@@ -56,7 +60,7 @@ fn open_connection(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -64,7 +68,29 @@ fn now() -> i64 {
 
 impl SqliteStore {
     /// Opens (creating if needed) the store under `data_dir` and brings its schema up to date.
+    /// Any number of processes may do this at once: the CLI beside a running server.
     pub fn open(data_dir: &Path) -> Result<SqliteStore> {
+        Self::open_inner(data_dir, None)
+    }
+
+    /// Opens the store for the one server that may use it: takes an exclusive lock on
+    /// `data_dir/rampart.lock` and removes message files a crashed run left half-written (they
+    /// were never acknowledged). Only the lock holder may do that, since a CLI process cannot
+    /// tell a dead run's file from one the live server is writing.
+    pub fn open_for_server(data_dir: &Path) -> Result<SqliteStore> {
+        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::io(data_dir, e))?;
+        let path = data_dir.join("rampart.lock");
+        let lock = std::fs::File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| StoreError::io(&path, e))?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a file descriptor we own and keep open.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(StoreError::Invalid(format!("another `rampart serve` is using the store in {}", data_dir.display())));
+        }
+        blob::clean_tmp(&data_dir.join("blobs"))?;
+        Self::open_inner(data_dir, Some(lock))
+    }
+
+    fn open_inner(data_dir: &Path, lock: Option<std::fs::File>) -> Result<SqliteStore> {
         std::fs::create_dir_all(data_dir).map_err(|e| StoreError::io(data_dir, e))?;
         let db_path = data_dir.join("rampart.db");
         let blob_root = data_dir.join("blobs");
@@ -74,7 +100,14 @@ impl SqliteStore {
         let notifier = Arc::new(Notifier::default());
         let writer = Writer::start(conn, blob_root.clone(), notifier.clone())?;
         Ok(SqliteStore {
-            inner: Arc::new(Inner { db_path, blob_root, readers: Mutex::new(Vec::new()), writer, notifier }),
+            inner: Arc::new(Inner {
+                db_path,
+                blob_root,
+                readers: Mutex::new(Vec::new()),
+                writer,
+                notifier,
+                _lock: lock,
+            }),
         })
     }
 
@@ -114,20 +147,20 @@ fn domain_id(conn: &Connection, domain: &str) -> Result<Option<i64>> {
     Ok(conn.query_row("SELECT id FROM domains WHERE name = ?1", [domain], |r| r.get(0)).optional()?)
 }
 
-fn account_id(conn: &Connection, address: &str) -> Result<Option<AccountId>> {
+pub(crate) fn account_id(conn: &Connection, address: &str) -> Result<Option<AccountId>> {
     Ok(conn.query_row("SELECT id FROM accounts WHERE address = ?1", [address], |r| r.get(0)).optional()?)
 }
 
-fn is_unique_violation(e: &rusqlite::Error) -> bool {
+pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
 }
 
-fn account_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
+pub(crate) fn account_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
     Ok(Account { id: r.get(0)?, address: r.get(1)?, password_hash: r.get(2)?, created: r.get(3)? })
 }
 
 /// Drops one reference from each blob; blobs nobody references are deleted after the commit.
-fn release_blobs(conn: &Connection, effects: &mut Effects, blob_ids: &[(String, i64)]) -> Result<()> {
+pub(crate) fn release_blobs(conn: &Connection, effects: &mut Effects, blob_ids: &[(String, i64)]) -> Result<()> {
     for (id, count) in blob_ids {
         let left: i64 = conn.query_row(
             "UPDATE blobs SET refcount = refcount - ?2 WHERE id = ?1 RETURNING refcount",
@@ -190,9 +223,9 @@ impl Store for SqliteStore {
         self.read(move |conn| Ok(domain_id(conn, &name)?.is_some())).await
     }
 
-    async fn add_account(&self, address: &str, password_hash: &str) -> Result<AccountId> {
+    async fn add_account_with(&self, address: &str, secrets: &crate::Secrets) -> Result<AccountId> {
         let address = canonical(address)?;
-        let hash = password_hash.to_string();
+        let secrets = secrets.clone();
         self.write(move |conn, _| {
             let domain = domain_of(&address);
             let domain_id = domain_id(conn, domain)?
@@ -204,8 +237,9 @@ impl Store for SqliteStore {
             }
             let created = now();
             match conn.execute(
-                "INSERT INTO accounts (address, domain_id, password_hash, created) VALUES (?1, ?2, ?3, ?4)",
-                params![address, domain_id, hash, created],
+                "INSERT INTO accounts (address, domain_id, password_hash, scram_sha256, cram_secret, created) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![address, domain_id, secrets.password_hash, secrets.scram_sha256, secrets.cram_secret, created],
             ) {
                 Ok(_) => {}
                 Err(e) if is_unique_violation(&e) => return Err(StoreError::Exists(format!("account {address}"))),
@@ -245,15 +279,52 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_password(&self, address: &str, password_hash: &str) -> Result<()> {
+    async fn set_secrets(&self, address: &str, secrets: &crate::Secrets) -> Result<()> {
         let address = canonical(address)?;
-        let hash = password_hash.to_string();
+        let secrets = secrets.clone();
         self.write(move |conn, _| {
-            let n = conn.execute("UPDATE accounts SET password_hash = ?2 WHERE address = ?1", params![address, hash])?;
+            let n = conn.execute(
+                "UPDATE accounts SET password_hash = ?2, scram_sha256 = ?3, cram_secret = ?4 WHERE address = ?1",
+                params![address, secrets.password_hash, secrets.scram_sha256, secrets.cram_secret],
+            )?;
             if n == 0 {
                 return Err(StoreError::NotFound(format!("account {address}")));
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn credentials(&self, address: &str) -> Result<Option<crate::Credentials>> {
+        self.credentials_impl(address).await
+    }
+
+    async fn add_app_password(&self, address: &str, name: &str, hash: &str) -> Result<()> {
+        self.add_app_password_impl(address, name, hash).await
+    }
+
+    async fn list_app_passwords(&self, address: &str) -> Result<Vec<crate::AppPassword>> {
+        self.list_app_passwords_impl(address).await
+    }
+
+    async fn revoke_app_password(&self, address: &str, name: &str) -> Result<()> {
+        self.revoke_app_password_impl(address, name).await
+    }
+
+    async fn touch_app_password(&self, id: i64) -> Result<()> {
+        self.write(move |conn, _| {
+            conn.execute("UPDATE app_passwords SET last_used = ?2 WHERE id = ?1", params![id, now()])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn aliases_of(&self, address: &str) -> Result<Vec<String>> {
+        let Ok(address) = canonical(address) else { return Ok(Vec::new()) };
+        self.read(move |conn| {
+            let mut stmt = conn.prepare("SELECT address FROM aliases WHERE target = ?1 ORDER BY address")?;
+            let rows = stmt.query_map([address], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
         })
         .await
     }
@@ -379,11 +450,11 @@ impl Store for SqliteStore {
     }
 
     async fn deliver(&self, delivery: Delivery) -> Result<Vec<Delivered>> {
-        if delivery.targets.is_empty() {
+        if delivery.targets.is_empty() && delivery.outbound.as_ref().is_none_or(|o| o.rcpts.is_empty()) {
             return Err(StoreError::Invalid("a delivery needs at least one target".into()));
         }
         self.write(move |conn, effects| {
-            let Delivery { mut blob, prefix, internal_date, targets, reference, trail } = delivery;
+            let Delivery { mut blob, prefix, internal_date, targets, reference, trail, outbound } = delivery;
             let size = (blob.size() + prefix.len() as u64) as i64;
             conn.execute("INSERT INTO blobs (id, size, refcount) VALUES (?1, ?2, 0)", params![blob.id(), blob.size() as i64])?;
             let mut delivered: Vec<Delivered> = Vec::with_capacity(targets.len());
@@ -416,7 +487,12 @@ impl Store for SqliteStore {
                 effects.mailbox_changed(mailbox);
                 delivered.push(Delivered { account: target.account, mailbox, uid });
             }
-            conn.execute("UPDATE blobs SET refcount = ?2 WHERE id = ?1", params![blob.id(), delivered.len() as i64])?;
+            let mut refs = delivered.len() as i64;
+            if let Some(out) = &outbound {
+                queue::insert(conn, &reference, blob.id(), blob.size() as i64, out)?;
+                refs += 1;
+            }
+            conn.execute("UPDATE blobs SET refcount = ?2 WHERE id = ?1", params![blob.id(), refs])?;
             // Last, so that a failure above leaves the file where the savepoint rollback
             // forgets it; the directory fsync happens once for the whole batch.
             let dir = blob.commit()?;
@@ -488,6 +564,60 @@ impl Store for SqliteStore {
             Ok(message)
         })
         .await
+    }
+
+    async fn queue_due(&self, now: i64, limit: usize) -> Result<Vec<crate::QueueEntry>> {
+        self.read(move |conn| queue::due(conn, now, limit)).await
+    }
+
+    async fn queue_list(&self) -> Result<Vec<crate::QueueEntry>> {
+        self.read(|conn| queue::list(conn, None)).await
+    }
+
+    async fn queue_entry(&self, id: &str) -> Result<Option<crate::QueueEntry>> {
+        let id = id.to_string();
+        self.read(move |conn| Ok(queue::list(conn, Some(&id))?.pop())).await
+    }
+
+    async fn queue_message(&self, id: &str) -> Result<Vec<u8>> {
+        let id = id.to_string();
+        let root = self.inner.blob_root.clone();
+        self.read(move |conn| {
+            let (prefix, blob_id): (Vec<u8>, String) = conn
+                .query_row("SELECT prefix, blob_id FROM queue WHERE id = ?1", [&id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(format!("queue entry {id}")))?;
+            let path = blob_path(&root, &blob_id);
+            let body = std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
+            let mut message = prefix;
+            message.extend_from_slice(&body);
+            Ok(message)
+        })
+        .await
+    }
+
+    async fn queue_update(&self, updates: Vec<crate::RcptUpdate>) -> Result<()> {
+        self.write(move |conn, effects| queue::update(conn, effects, &updates)).await
+    }
+
+    async fn queue_retry(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.write(move |conn, _| {
+            let n = conn.execute(
+                "UPDATE queue_rcpts SET next_attempt = ?2 WHERE queue_id = ?1 AND state = 'pending'",
+                params![id, now()],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("pending recipients in queue entry {id}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn queue_delete(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.write(move |conn, effects| queue::delete(conn, effects, &id)).await
     }
 
     async fn messages_by_reference(&self, reference: &str) -> Result<Vec<MessageInfo>> {

@@ -60,7 +60,44 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX messages_reference ON messages(reference);
     CREATE INDEX messages_blob ON messages(blob_id);
     "#,
-    // 2: IMAP. Expunged UIDs with the MODSEQ of their removal, so a session (or a CONDSTORE/
+    // 2: secrets for SASL mechanisms, app passwords, and the outbound queue.
+    r#"
+    ALTER TABLE accounts ADD COLUMN scram_sha256 TEXT;
+    ALTER TABLE accounts ADD COLUMN cram_secret TEXT;
+    CREATE TABLE app_passwords (
+        id         INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name       TEXT NOT NULL,
+        hash       TEXT NOT NULL,
+        created    INTEGER NOT NULL,
+        last_used  INTEGER,
+        UNIQUE (account_id, name)
+    );
+    CREATE TABLE queue (
+        id       TEXT PRIMARY KEY,
+        blob_id  TEXT NOT NULL REFERENCES blobs(id),
+        prefix   BLOB NOT NULL,
+        sender   TEXT NOT NULL,
+        size     INTEGER NOT NULL,
+        smtputf8 INTEGER NOT NULL,
+        is_dsn   INTEGER NOT NULL,
+        created  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE queue_rcpts (
+        id           INTEGER PRIMARY KEY,
+        queue_id     TEXT NOT NULL REFERENCES queue(id) ON DELETE CASCADE,
+        rcpt         TEXT NOT NULL,
+        domain       TEXT NOT NULL,
+        state        TEXT NOT NULL,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        next_attempt INTEGER NOT NULL,
+        last_error   TEXT NOT NULL DEFAULT '',
+        updated      INTEGER NOT NULL
+    );
+    CREATE INDEX queue_rcpts_due ON queue_rcpts(state, next_attempt);
+    CREATE INDEX queue_rcpts_queue ON queue_rcpts(queue_id);
+    "#,
+    // 3: IMAP. Expunged UIDs with the MODSEQ of their removal, so a session (or a CONDSTORE/
     // QRESYNC client) learns what vanished since the MODSEQ it knows; the MODSEQ index makes
     // "what changed since N" cheap; recent_uid is the first UID no session has seen as
     // \Recent yet (RFC 3501 §2.3.2); uidvalidity_seq is the last UIDVALIDITY handed out per

@@ -75,6 +75,7 @@ async fn deliver_assigns_increasing_uids_and_reads_back() {
                 ],
                 reference: format!("REF{i}"),
                 trail: "[]".into(),
+                outbound: None,
             })
             .await
             .unwrap();
@@ -114,6 +115,7 @@ async fn a_failed_delivery_leaves_no_file_and_does_not_hurt_the_batch() {
         targets: vec![Target { account: bob, folder: Folder::Inbox }],
         reference: "A".into(),
         trail: "[]".into(),
+        outbound: None,
     });
     let fail = store.deliver(Delivery {
         blob: bad,
@@ -122,6 +124,7 @@ async fn a_failed_delivery_leaves_no_file_and_does_not_hurt_the_batch() {
         targets: vec![Target { account: 999, folder: Folder::Inbox }],
         reference: "B".into(),
         trail: "[]".into(),
+        outbound: None,
     });
     let (ok, fail) = tokio::join!(ok, fail);
     assert!(ok.is_ok());
@@ -146,6 +149,7 @@ async fn concurrent_deliveries_all_land() {
                     targets: vec![Target { account: bob, folder: Folder::Inbox }],
                     reference: format!("R{i}"),
                     trail: "[]".into(),
+                outbound: None,
                 })
                 .await
                 .unwrap()[0]
@@ -172,7 +176,89 @@ async fn reopening_keeps_data_and_clears_unfinished_blobs() {
         std::mem::forget(w);
     }
     assert!(std::fs::read_dir(dir.path().join("blobs/tmp")).unwrap().next().is_some());
-    let store = SqliteStore::open(dir.path()).unwrap();
+    // A CLI process must not touch files the server may be writing.
+    SqliteStore::open(dir.path()).unwrap();
+    assert!(std::fs::read_dir(dir.path().join("blobs/tmp")).unwrap().next().is_some());
+    let store = SqliteStore::open_for_server(dir.path()).unwrap();
     assert_eq!(store.list_domains().await.unwrap(), vec!["example.test"]);
     assert!(std::fs::read_dir(dir.path().join("blobs/tmp")).unwrap().next().is_none());
+    assert!(SqliteStore::open_for_server(dir.path()).is_err(), "one server per store");
+}
+
+#[tokio::test]
+async fn queue_lifecycle_releases_the_blob() {
+    let (dir, store) = store().await;
+    let bob = store.add_account("bob@example.test", "h").await.unwrap();
+    let b = blob(&store, b"Subject: out\r\n\r\nhi\r\n").await;
+    store
+        .deliver(Delivery {
+            blob: b,
+            prefix: b"Received: x\r\n".to_vec(),
+            internal_date: 0,
+            targets: vec![Target { account: bob, folder: Folder::Inbox }],
+            reference: "Q1".into(),
+            trail: "[]".into(),
+            outbound: Some(crate::Outbound {
+                sender: "bob@example.test".into(),
+                rcpts: vec!["a@remote.test".into(), "b@other.test".into()],
+                smtputf8: false,
+                is_dsn: false,
+                prefix: b"Received: x\r\n".to_vec(),
+            }),
+        })
+        .await
+        .unwrap();
+    let due = store.queue_due(now() + 1, 100).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].rcpts.len(), 2);
+    assert_eq!(due[0].rcpts[1].domain, "other.test");
+    assert_eq!(store.queue_message("Q1").await.unwrap(), b"Received: x\r\nSubject: out\r\n\r\nhi\r\n");
+    let (a, b) = (due[0].rcpts[0].id, due[0].rcpts[1].id);
+    store
+        .queue_update(vec![
+            crate::RcptUpdate { id: a, state: crate::RcptState::Delivered, next_attempt: 0, error: String::new() },
+            crate::RcptUpdate { id: b, state: crate::RcptState::Pending, next_attempt: now() + 600, error: "451 later".into() },
+        ])
+        .await
+        .unwrap();
+    assert!(store.queue_due(now() + 1, 100).await.unwrap().is_empty());
+    let entry = store.queue_entry("Q1").await.unwrap().unwrap();
+    assert_eq!(entry.rcpts[1].attempts, 1);
+    assert_eq!(entry.rcpts[1].last_error, "451 later");
+    store.queue_retry("Q1").await.unwrap();
+    assert_eq!(store.queue_due(now() + 1, 100).await.unwrap().len(), 1);
+    store
+        .queue_update(vec![crate::RcptUpdate { id: b, state: crate::RcptState::Failed, next_attempt: 0, error: "550 no".into() }])
+        .await
+        .unwrap();
+    assert!(store.queue_list().await.unwrap().is_empty());
+    // The local copy still holds the blob; removing the account frees it.
+    store.remove_account("bob@example.test").await.unwrap();
+    let files = std::fs::read_dir(dir.path().join("blobs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.ends_with("tmp"))
+        .flat_map(|d| std::fs::read_dir(d).unwrap())
+        .count();
+    assert_eq!(files, 0);
+}
+
+#[tokio::test]
+async fn secrets_and_app_passwords() {
+    let (_dir, store) = store().await;
+    let secrets = crate::Secrets { password_hash: "h1".into(), scram_sha256: Some("s1".into()), cram_secret: None };
+    store.add_account_with("bob@example.test", &secrets).await.unwrap();
+    store.add_app_password("bob@example.test", "phone", "ah1").await.unwrap();
+    assert!(store.add_app_password("bob@example.test", "phone", "ah2").await.is_err());
+    let c = store.credentials("BOB@example.test").await.unwrap().unwrap();
+    assert_eq!(c.scram_sha256.as_deref(), Some("s1"));
+    assert_eq!(c.app_passwords.len(), 1);
+    store.set_password("bob@example.test", "h2").await.unwrap();
+    let c = store.credentials("bob@example.test").await.unwrap().unwrap();
+    assert_eq!(c.account.password_hash, "h2");
+    assert_eq!(c.scram_sha256, None, "a new password drops the old SCRAM keys");
+    store.revoke_app_password("bob@example.test", "phone").await.unwrap();
+    assert!(store.list_app_passwords("bob@example.test").await.unwrap().is_empty());
+    store.add_alias("b@example.test", "bob@example.test").await.unwrap();
+    assert_eq!(store.aliases_of("bob@example.test").await.unwrap(), vec!["b@example.test".to_string()]);
 }

@@ -1,0 +1,173 @@
+//! Checking credentials against the store, for every mechanism and for IMAP LOGIN.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use hmac::{Hmac, KeyInit, Mac};
+use rampart_store::{AccountId, Credentials, Secrets, Store};
+
+use crate::sasl::{Exchange, Failure, Mechanism};
+use crate::scram::ScramKeys;
+use crate::{AuthError, HashParams, hash_password, verify_password};
+
+/// Who authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub account: AccountId,
+    /// The account's canonical address.
+    pub address: String,
+    /// The name of the app password used, if one was.
+    pub app_password: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub cram_md5: bool,
+    pub hash: HashParams,
+    pub scram_iterations: u32,
+    /// Our host name, for CRAM-MD5 challenges.
+    pub hostname: String,
+}
+
+pub struct Authenticator {
+    store: Arc<dyn Store>,
+    settings: AuthSettings,
+    /// Keys the made-up SCRAM salts of unknown users, so they stay the same for one name.
+    secret: [u8; 32],
+    /// A hash to check against when the user does not exist, so the answer takes as long.
+    dummy_hash: String,
+}
+
+impl Authenticator {
+    pub fn new(store: Arc<dyn Store>, settings: AuthSettings) -> Result<Arc<Authenticator>, AuthError> {
+        let dummy_hash = hash_password("not a password of anyone", settings.hash)?;
+        Ok(Arc::new(Authenticator { store, settings, secret: rand::random(), dummy_hash }))
+    }
+
+    pub fn settings(&self) -> &AuthSettings {
+        &self.settings
+    }
+
+    /// Mechanisms to advertise, strongest first. SCRAM-SHA-256-PLUS needs channel-binding
+    /// data, so only a TLS connection offers it.
+    pub fn mechanisms(&self, channel_binding: bool) -> Vec<Mechanism> {
+        let mut m = Vec::new();
+        if channel_binding {
+            m.push(Mechanism::ScramSha256Plus);
+        }
+        m.extend([Mechanism::ScramSha256, Mechanism::Plain, Mechanism::Login]);
+        if self.settings.cram_md5 {
+            m.push(Mechanism::CramMd5);
+        }
+        m
+    }
+
+    /// Starts an exchange; `channel_binding` is the connection's `tls-exporter` value.
+    pub fn start(self: &Arc<Self>, mechanism: Mechanism, channel_binding: Option<Vec<u8>>) -> Result<Exchange, Failure> {
+        if !self.mechanisms(channel_binding.is_some()).contains(&mechanism) {
+            return Err(Failure::Unavailable);
+        }
+        Ok(Exchange::new(self.clone(), mechanism, channel_binding))
+    }
+
+    async fn credentials(&self, user: &str) -> Result<Option<Credentials>, Failure> {
+        self.store.credentials(user).await.map_err(|e| Failure::Temporary(e.to_string()))
+    }
+
+    /// Checks a password (the account's or one of its app passwords). argon2 runs on the
+    /// blocking pool: it is meant to be slow.
+    pub async fn verify_password(&self, user: &str, password: &str) -> Result<Identity, Failure> {
+        let fail = || Failure::Credentials { user: Some(user.to_string()) };
+        let creds = self.credentials(user).await?;
+        let password = password.to_string();
+        let Some(creds) = creds else {
+            let dummy = self.dummy_hash.clone();
+            let _ = tokio::task::spawn_blocking(move || verify_password(&password, &dummy)).await;
+            return Err(fail());
+        };
+        let (account, app_passwords) = (creds.account, creds.app_passwords);
+        let hash = account.password_hash.clone();
+        let matched = tokio::task::spawn_blocking(move || {
+            if verify_password(&password, &hash) {
+                return Some(None);
+            }
+            app_passwords.into_iter().find(|a| verify_password(&password, &a.hash)).map(|a| Some((a.id, a.name)))
+        })
+        .await
+        .map_err(|e| Failure::Temporary(e.to_string()))?;
+        match matched {
+            None => Err(fail()),
+            Some(app) => {
+                if let Some((id, _)) = &app {
+                    let _ = self.store.touch_app_password(*id).await;
+                }
+                Ok(Identity { account: account.id, address: account.address, app_password: app.map(|(_, n)| n) })
+            }
+        }
+    }
+
+    pub(crate) fn cram_challenge(&self) -> String {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        format!("<{}.{now}@{}>", rand::random::<u64>(), self.settings.hostname)
+    }
+
+    /// RFC 2195: the digest is HMAC-MD5 keyed with the password over the challenge, in hex.
+    pub(crate) async fn verify_cram(&self, user: &str, challenge: &str, digest: &str) -> Result<Identity, Failure> {
+        let fail = || Failure::Credentials { user: Some(user.to_string()) };
+        let creds = self.credentials(user).await?.ok_or_else(fail)?;
+        let secret = creds.cram_secret.as_deref().and_then(|s| B64.decode(s).ok()).ok_or_else(fail)?;
+        let mut mac = Hmac::<md5::Md5>::new_from_slice(&secret).expect("HMAC accepts any key length");
+        mac.update(challenge.as_bytes());
+        let expected: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        if bool::from(subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), digest.to_ascii_lowercase().as_bytes())) {
+            Ok(Identity { account: creds.account.id, address: creds.account.address, app_password: None })
+        } else {
+            Err(fail())
+        }
+    }
+
+    /// The user's SCRAM keys, or made-up ones (and no identity) when there are none, so that
+    /// the exchange looks the same either way until its final step.
+    pub(crate) async fn scram_keys(&self, user: &str) -> Result<(Option<Identity>, ScramKeys), Failure> {
+        let creds = self.credentials(user).await?;
+        if let Some(c) = creds {
+            if let Some(keys) = c.scram_sha256.as_deref().and_then(ScramKeys::decode) {
+                let id = Identity { account: c.account.id, address: c.account.address, app_password: None };
+                return Ok((Some(id), keys));
+            }
+        }
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&self.secret).expect("HMAC accepts any key length");
+        mac.update(user.to_lowercase().as_bytes());
+        let salt = mac.finalize().into_bytes()[..16].to_vec();
+        let keys = ScramKeys {
+            iterations: self.settings.scram_iterations,
+            salt,
+            stored_key: rand::random(),
+            server_key: rand::random(),
+        };
+        Ok((None, keys))
+    }
+
+    /// Every secret to store for a new password: the argon2id hash, SCRAM keys, and the
+    /// CRAM-MD5 secret only when that mechanism is enabled.
+    pub fn secrets(&self, password: &str) -> Result<Secrets, AuthError> {
+        secrets_for(password, &self.settings)
+    }
+}
+
+/// [`Authenticator::secrets`] without a store, for the command line.
+pub fn secrets_for(password: &str, settings: &AuthSettings) -> Result<Secrets, AuthError> {
+    Ok(Secrets {
+        password_hash: hash_password(password, settings.hash)?,
+        scram_sha256: Some(ScramKeys::generate(password, settings.scram_iterations).encode()),
+        cram_secret: settings.cram_md5.then(|| B64.encode(password.as_bytes())),
+    })
+}
+
+/// A fresh app password: 16 lowercase letters in four groups (about 75 bits), easy to type
+/// on a phone and shown to the user once.
+pub fn new_app_password() -> String {
+    let letters: Vec<char> = (0..16).map(|_| (b'a' + rand::random_range(0..26u8)) as char).collect();
+    letters.chunks(4).map(|c| c.iter().collect::<String>()).collect::<Vec<_>>().join("-")
+}

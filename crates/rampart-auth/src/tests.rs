@@ -1,0 +1,160 @@
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use hmac::{Hmac, KeyInit, Mac};
+use rampart_store::{SqliteStore, Store};
+use sha2::{Digest, Sha256};
+
+use super::*;
+
+#[test]
+fn hash_and_verify() {
+    let h = hash_password("correct horse battery staple", HashParams::default()).unwrap();
+    assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
+    assert!(verify_password("correct horse battery staple", &h));
+    assert!(!verify_password("correct horse battery stapler", &h));
+    assert!(!verify_password("x", "not a hash"));
+    let again = hash_password("correct horse battery staple", HashParams::default()).unwrap();
+    assert_ne!(h, again, "salts must differ");
+}
+
+#[test]
+fn app_passwords_look_right() {
+    let p = new_app_password();
+    assert_eq!(p.len(), 19);
+    assert_eq!(p.split('-').count(), 4);
+    assert_ne!(p, new_app_password());
+}
+
+const PASSWORD: &str = "correct horse battery staple";
+
+async fn setup(cram: bool) -> (tempfile::TempDir, Arc<Authenticator>, Arc<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    store.add_domain("example.test").await.unwrap();
+    let settings = AuthSettings { cram_md5: cram, hash: HashParams::default(), scram_iterations: 4096, hostname: "mx.example.test".into() };
+    let auth = Authenticator::new(store.clone(), settings.clone()).unwrap();
+    store.add_account_with("bob@example.test", &secrets_for(PASSWORD, &settings).unwrap()).await.unwrap();
+    (dir, auth, store)
+}
+
+async fn run(auth: &Arc<Authenticator>, mech: Mechanism, cb: Option<Vec<u8>>, responses: &[&[u8]]) -> Step {
+    let mut ex = auth.start(mech, cb).unwrap();
+    let mut step = ex.step(None).await;
+    for r in responses {
+        assert!(matches!(step, Step::Challenge(_)), "{step:?}");
+        step = ex.step(Some(r)).await;
+    }
+    step
+}
+
+#[tokio::test]
+async fn plain_and_login() {
+    let (_d, auth, _) = setup(false).await;
+    let ok = run(&auth, Mechanism::Plain, None, &[b"\0bob@example.test\0correct horse battery staple"]).await;
+    assert!(matches!(ok, Step::Success(ref id) if id.address == "bob@example.test"), "{ok:?}");
+    let bad = run(&auth, Mechanism::Plain, None, &[b"\0bob@example.test\0wrong"]).await;
+    assert_eq!(bad, Step::Failure(Failure::Credentials { user: Some("bob@example.test".into()) }));
+    let proxy = run(&auth, Mechanism::Plain, None, &[b"alice@example.test\0bob@example.test\0correct horse battery staple"]).await;
+    assert!(matches!(proxy, Step::Failure(_)));
+    let garbage = run(&auth, Mechanism::Plain, None, &[b"no nuls"]).await;
+    assert!(matches!(garbage, Step::Failure(Failure::Malformed(_))));
+    let login = run(&auth, Mechanism::Login, None, &[b"BOB@example.test", PASSWORD.as_bytes()]).await;
+    assert!(matches!(login, Step::Success(_)));
+    let unknown = run(&auth, Mechanism::Login, None, &[b"nobody@example.test", PASSWORD.as_bytes()]).await;
+    assert!(matches!(unknown, Step::Failure(Failure::Credentials { .. })));
+    // SASL-IR: the initial response comes with the first step.
+    let mut ex = auth.start(Mechanism::Plain, None).unwrap();
+    assert!(matches!(ex.step(Some(b"\0bob@example.test\0correct horse battery staple")).await, Step::Success(_)));
+}
+
+#[tokio::test]
+async fn app_passwords_work_and_are_named() {
+    let (_d, auth, store) = setup(false).await;
+    let app = new_app_password();
+    store.add_app_password("bob@example.test", "phone", &hash_password(&app, HashParams::default()).unwrap()).await.unwrap();
+    let id = auth.verify_password("bob@example.test", &app).await.unwrap();
+    assert_eq!(id.app_password.as_deref(), Some("phone"));
+    assert!(store.list_app_passwords("bob@example.test").await.unwrap()[0].last_used.is_some());
+    store.revoke_app_password("bob@example.test", "phone").await.unwrap();
+    assert!(auth.verify_password("bob@example.test", &app).await.is_err());
+}
+
+#[tokio::test]
+async fn cram_md5_only_when_enabled() {
+    let (_d, auth, _) = setup(false).await;
+    assert!(auth.start(Mechanism::CramMd5, None).is_err());
+    let (_d, auth, _) = setup(true).await;
+    let mut ex = auth.start(Mechanism::CramMd5, None).unwrap();
+    let Step::Challenge(challenge) = ex.step(None).await else { panic!() };
+    let mut mac = Hmac::<md5::Md5>::new_from_slice(PASSWORD.as_bytes()).unwrap();
+    mac.update(&challenge);
+    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let step = ex.step(Some(format!("bob@example.test {hex}").as_bytes())).await;
+    assert!(matches!(step, Step::Success(_)), "{step:?}");
+}
+
+/// A SCRAM-SHA-256 client, as RFC 5802 §3 describes it.
+fn client_final(password: &str, client_first_bare: &str, server_first: &str, cbind: &[u8]) -> String {
+    let fields: Vec<&str> = server_first.split(',').collect();
+    let nonce = fields[0].strip_prefix("r=").unwrap();
+    let salt = B64.decode(fields[1].strip_prefix("s=").unwrap()).unwrap();
+    let iterations: u32 = fields[2].strip_prefix("i=").unwrap().parse().unwrap();
+    let mut salted = [0u8; 32];
+    pbkdf2::pbkdf2::<Hmac<Sha256>>(password.as_bytes(), &salt, iterations, &mut salted).unwrap();
+    let hmac = |k: &[u8], d: &[u8]| {
+        let mut m = Hmac::<Sha256>::new_from_slice(k).unwrap();
+        m.update(d);
+        m.finalize().into_bytes().to_vec()
+    };
+    let client_key = hmac(&salted, b"Client Key");
+    let stored = Sha256::digest(&client_key);
+    let without_proof = format!("c={},r={nonce}", B64.encode(cbind));
+    let auth_message = format!("{client_first_bare},{server_first},{without_proof}");
+    let sig = hmac(&stored, auth_message.as_bytes());
+    let proof: Vec<u8> = client_key.iter().zip(sig).map(|(a, b)| a ^ b).collect();
+    format!("{without_proof},p={}", B64.encode(proof))
+}
+
+async fn scram(auth: &Arc<Authenticator>, mech: Mechanism, server_cb: Option<Vec<u8>>, gs2: &str, client_cb: &[u8], user: &str, pw: &str) -> Step {
+    let mut ex = auth.start(mech, server_cb).unwrap();
+    let bare = format!("n={user},r=fyko+d2lbbFgONRv9qkxdawL");
+    let first = format!("{gs2}{bare}");
+    let step = ex.step(Some(first.as_bytes())).await;
+    let Step::Challenge(server_first) = step else { return step };
+    let server_first = String::from_utf8(server_first).unwrap();
+    let mut cbind = gs2.as_bytes().to_vec();
+    cbind.extend_from_slice(client_cb);
+    let fin = client_final(pw, &bare, &server_first, &cbind);
+    let step = ex.step(Some(fin.as_bytes())).await;
+    let Step::Challenge(server_final) = step else { return step };
+    assert!(server_final.starts_with(b"v="));
+    ex.step(Some(b"")).await
+}
+
+#[tokio::test]
+async fn scram_sha256_and_plus() {
+    let (_d, auth, _) = setup(false).await;
+    let ok = scram(&auth, Mechanism::ScramSha256, None, "n,,", b"", "bob@example.test", PASSWORD).await;
+    assert!(matches!(ok, Step::Success(ref id) if id.address == "bob@example.test"), "{ok:?}");
+    let bad = scram(&auth, Mechanism::ScramSha256, None, "n,,", b"", "bob@example.test", "wrong").await;
+    assert!(matches!(bad, Step::Failure(Failure::Credentials { .. })), "{bad:?}");
+    let unknown = scram(&auth, Mechanism::ScramSha256, None, "n,,", b"", "nobody@example.test", PASSWORD).await;
+    assert!(matches!(unknown, Step::Failure(Failure::Credentials { .. })), "{unknown:?}");
+
+    let exporter = vec![7u8; 32];
+    let plus = scram(&auth, Mechanism::ScramSha256Plus, Some(exporter.clone()), "p=tls-exporter,,", &exporter, "bob@example.test", PASSWORD).await;
+    assert!(matches!(plus, Step::Success(_)), "{plus:?}");
+    // Another connection's binding data (a man in the middle relaying the exchange).
+    let mitm = scram(&auth, Mechanism::ScramSha256Plus, Some(exporter.clone()), "p=tls-exporter,,", &[8u8; 32], "bob@example.test", PASSWORD).await;
+    assert!(matches!(mitm, Step::Failure(Failure::ChannelBinding { .. })), "{mitm:?}");
+    let wrong_type = scram(&auth, Mechanism::ScramSha256Plus, Some(exporter.clone()), "p=tls-unique,,", &exporter, "bob@example.test", PASSWORD).await;
+    assert!(matches!(wrong_type, Step::Failure(Failure::ChannelBinding { .. })), "{wrong_type:?}");
+    // "y" while the server can bind: PLUS was stripped from the offer, a downgrade.
+    let downgrade = scram(&auth, Mechanism::ScramSha256, Some(exporter.clone()), "y,,", b"", "bob@example.test", PASSWORD).await;
+    assert!(matches!(downgrade, Step::Failure(Failure::ChannelBinding { .. })), "{downgrade:?}");
+    let y_without_tls = scram(&auth, Mechanism::ScramSha256, None, "y,,", b"", "bob@example.test", PASSWORD).await;
+    assert!(matches!(y_without_tls, Step::Success(_)), "{y_without_tls:?}");
+    assert!(auth.start(Mechanism::ScramSha256Plus, None).is_err());
+}

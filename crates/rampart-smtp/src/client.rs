@@ -1,0 +1,327 @@
+//! The client side of SMTP, for outbound delivery: replies, EHLO extensions, STARTTLS and
+//! DATA with dot-stuffing. Every read has the command timeout and a size cap, so a hostile or
+//! broken server cannot hold a worker or its memory.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::conn::Io;
+
+/// Longest reply line accepted (RFC 5321 §4.5.3.1.5 says 512; some servers send more).
+const MAX_REPLY_LINE: usize = 4096;
+/// Most lines in one multi-line reply.
+const MAX_REPLY_LINES: usize = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("timed out waiting for the server")]
+    Timeout,
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// A server reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub code: u16,
+    pub lines: Vec<String>,
+}
+
+impl Response {
+    pub fn is_positive(&self) -> bool {
+        (200..400).contains(&self.code)
+    }
+
+    pub fn is_transient(&self) -> bool {
+        (400..500).contains(&self.code)
+    }
+
+    /// The reply on one line, for logs and DSNs.
+    pub fn text(&self) -> String {
+        format!("{} {}", self.code, self.lines.join(" "))
+    }
+
+    /// The RFC 3463 status code the reply carries, if any.
+    pub fn enhanced(&self) -> Option<String> {
+        let first = self.lines.first()?.split(' ').next()?;
+        let parts: Vec<&str> = first.split('.').collect();
+        let ok = parts.len() == 3
+            && matches!(parts[0], "2" | "4" | "5")
+            && parts[1..].iter().all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
+        ok.then(|| first.to_string())
+    }
+}
+
+/// How a TLS handshake's certificate check came out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsOutcome {
+    pub version: String,
+    pub cipher: String,
+    /// None when the certificate verified; else why it did not.
+    pub unverified: Option<String>,
+}
+
+/// Checks certificates with webpki and records the result. With `require_valid` false an
+/// invalid certificate is accepted (opportunistic TLS, RFC 7435): encryption against passive
+/// listeners is still better than clear text, and the result is logged.
+#[derive(Debug)]
+pub struct RecordingVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    require_valid: bool,
+    failure: Mutex<Option<String>>,
+}
+
+impl ServerCertVerifier for RecordingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+            Ok(v) => Ok(v),
+            Err(e) if !self.require_valid => {
+                *self.failure.lock().expect("verifier lock") = Some(e.to_string());
+                Ok(ServerCertVerified::assertion())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(m, c, d)
+    }
+
+    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(m, c, d)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// What a client needs to make TLS connections: trust anchors and an optional client
+/// certificate.
+#[derive(Clone)]
+pub struct TlsClient {
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    client_cert: Option<(Vec<CertificateDer<'static>>, Arc<rustls::pki_types::PrivateKeyDer<'static>>)>,
+}
+
+impl TlsClient {
+    pub fn new(roots: Arc<rustls::RootCertStore>) -> Result<TlsClient, String> {
+        let provider = Arc::new(rampart_tls::provider());
+        let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(TlsClient { webpki, client_cert: None })
+    }
+
+    pub fn with_client_cert(mut self, chain: Vec<CertificateDer<'static>>, key: rustls::pki_types::PrivateKeyDer<'static>) -> TlsClient {
+        self.client_cert = Some((chain, Arc::new(key)));
+        self
+    }
+
+    fn config(&self, require_valid: bool) -> Result<(Arc<ClientConfig>, Arc<RecordingVerifier>), ClientError> {
+        let verifier = Arc::new(RecordingVerifier { inner: self.webpki.clone(), require_valid, failure: Mutex::new(None) });
+        let builder = ClientConfig::builder_with_provider(Arc::new(rampart_tls::provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| ClientError::Tls(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone());
+        let config = match &self.client_cert {
+            Some((chain, key)) => builder
+                .with_client_auth_cert(chain.clone(), key.clone_key())
+                .map_err(|e| ClientError::Tls(format!("client certificate: {e}")))?,
+            None => builder.with_no_client_auth(),
+        };
+        Ok((Arc::new(config), verifier))
+    }
+
+    /// Runs a handshake on `io` for `host`.
+    pub async fn handshake(&self, io: Box<dyn Io>, host: &str, require_valid: bool, timeout: Duration) -> Result<(Box<dyn Io>, TlsOutcome), ClientError> {
+        let (config, verifier) = self.config(require_valid)?;
+        let name = ServerName::try_from(host.to_string()).map_err(|e| ClientError::Tls(format!("{host}: {e}")))?;
+        let connector = tokio_rustls::TlsConnector::from(config);
+        let stream = tokio::time::timeout(timeout, connector.connect(name, io))
+            .await
+            .map_err(|_| ClientError::Timeout)?
+            .map_err(|e| ClientError::Tls(e.to_string()))?;
+        let conn = stream.get_ref().1;
+        let version = match conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
+            other => format!("{other:?}"),
+        };
+        let cipher = conn.negotiated_cipher_suite().map_or_else(String::new, |s| format!("{:?}", s.suite()));
+        let unverified = verifier.failure.lock().expect("verifier lock").take();
+        Ok((Box::new(stream), TlsOutcome { version, cipher, unverified }))
+    }
+}
+
+pub struct Client {
+    io: Box<dyn Io>,
+    buf: Vec<u8>,
+    timeout: Duration,
+    /// EHLO keywords (uppercase) and their parameters.
+    pub extensions: HashMap<String, String>,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr, connect_timeout: Duration, timeout: Duration) -> Result<Client, ClientError> {
+        let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await.map_err(|_| ClientError::Timeout)??;
+        let _ = stream.set_nodelay(true);
+        Ok(Client { io: Box::new(stream), buf: Vec::new(), timeout, extensions: HashMap::new() })
+    }
+
+    /// Replaces the stream with its TLS upgrade; buffered input from before is dropped, as
+    /// anything the server sent before the handshake must not be read as if it were inside TLS.
+    pub async fn upgrade(&mut self, tls: &TlsClient, host: &str, require_valid: bool) -> Result<TlsOutcome, ClientError> {
+        let plain = std::mem::replace(&mut self.io, Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink())));
+        self.buf.clear();
+        let (io, outcome) = tls.handshake(plain, host, require_valid, self.timeout).await?;
+        self.io = io;
+        self.extensions.clear();
+        Ok(outcome)
+    }
+
+    async fn read_line(&mut self) -> Result<String, ClientError> {
+        loop {
+            if let Some(pos) = memchr::memchr(b'\n', &self.buf) {
+                let line: Vec<u8> = self.buf.drain(..=pos).collect();
+                let line = String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_string();
+                return Ok(line);
+            }
+            if self.buf.len() > MAX_REPLY_LINE {
+                return Err(ClientError::Protocol("reply line too long".into()));
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(self.timeout, self.io.read(&mut chunk)).await.map_err(|_| ClientError::Timeout)??;
+            if n == 0 {
+                return Err(ClientError::Protocol("the server closed the connection".into()));
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    pub async fn read_response(&mut self) -> Result<Response, ClientError> {
+        let mut lines = Vec::new();
+        loop {
+            let line = self.read_line().await?;
+            let code = line.get(..3).and_then(|c| c.parse::<u16>().ok()).filter(|c| (200..600).contains(c));
+            let Some(code) = code else {
+                return Err(ClientError::Protocol(format!("not a reply: {}", line.chars().take(80).collect::<String>())));
+            };
+            let sep = line.as_bytes().get(3).copied().unwrap_or(b' ');
+            lines.push(line.get(4..).unwrap_or("").to_string());
+            if sep != b'-' {
+                return Ok(Response { code, lines });
+            }
+            if lines.len() >= MAX_REPLY_LINES {
+                return Err(ClientError::Protocol("reply has too many lines".into()));
+            }
+        }
+    }
+
+    pub async fn send(&mut self, data: &[u8]) -> Result<(), ClientError> {
+        tokio::time::timeout(self.timeout, async {
+            self.io.write_all(data).await?;
+            self.io.flush().await
+        })
+        .await
+        .map_err(|_| ClientError::Timeout)??;
+        Ok(())
+    }
+
+    pub async fn command(&mut self, line: &str) -> Result<Response, ClientError> {
+        self.send(format!("{line}\r\n").as_bytes()).await?;
+        self.read_response().await
+    }
+
+    /// EHLO, remembering the extensions; falls back to HELO when EHLO is refused.
+    pub async fn ehlo(&mut self, name: &str) -> Result<Response, ClientError> {
+        let r = self.command(&format!("EHLO {name}")).await?;
+        if r.code == 250 {
+            self.extensions = r
+                .lines
+                .iter()
+                .skip(1)
+                .map(|l| {
+                    let (k, v) = l.split_once(' ').unwrap_or((l, ""));
+                    (k.to_ascii_uppercase(), v.to_string())
+                })
+                .collect();
+            return Ok(r);
+        }
+        self.extensions.clear();
+        self.command(&format!("HELO {name}")).await
+    }
+
+    pub fn has(&self, extension: &str) -> bool {
+        self.extensions.contains_key(extension)
+    }
+
+    /// Sends message content, dot-stuffed, and the terminating `.`.
+    pub async fn send_data(&mut self, message: &[u8]) -> Result<(), ClientError> {
+        let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 5);
+        let mut at_line_start = true;
+        for &b in message {
+            if at_line_start && b == b'.' {
+                out.push(b'.');
+            }
+            out.push(b);
+            at_line_start = b == b'\n';
+        }
+        if !out.ends_with(b"\r\n") {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+        self.send(&out).await
+    }
+
+    pub async fn quit(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.command("QUIT")).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enhanced_codes() {
+        let r = Response { code: 550, lines: vec!["5.1.1 no such user".into()] };
+        assert_eq!(r.enhanced().as_deref(), Some("5.1.1"));
+        let r = Response { code: 550, lines: vec!["no such user".into()] };
+        assert_eq!(r.enhanced(), None);
+    }
+
+    #[tokio::test]
+    async fn replies_and_dot_stuffing() {
+        let (mut server, client) = tokio::io::duplex(4096);
+        let mut c = Client { io: Box::new(client), buf: Vec::new(), timeout: Duration::from_secs(5), extensions: HashMap::new() };
+        server.write_all(b"250-mx.example\r\n250-PIPELINING\r\n250 SIZE 1000\r\n").await.unwrap();
+        let r = c.read_response().await.unwrap();
+        assert_eq!(r.code, 250);
+        assert_eq!(r.lines, vec!["mx.example", "PIPELINING", "SIZE 1000"]);
+        c.send_data(b".hidden\r\nline\r\n..two").await.unwrap();
+        let mut got = vec![0u8; 64];
+        let n = server.read(&mut got).await.unwrap();
+        assert_eq!(&got[..n], b"..hidden\r\nline\r\n...two\r\n.\r\n");
+    }
+}

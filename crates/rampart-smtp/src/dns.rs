@@ -1,0 +1,91 @@
+//! DNS for outbound delivery: the resolver built from `[dns]`, and MX resolution per
+//! RFC 5321 §5.1 and RFC 7505.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::RData;
+
+pub type Resolver = TokioResolver;
+
+/// A resolver for the configured name servers (`IP:PORT`), or the system's when none are set.
+pub fn resolver(nameservers: &[SocketAddr]) -> Result<Resolver, String> {
+    let mut builder = if nameservers.is_empty() {
+        TokioResolver::builder_tokio().map_err(|e| format!("reading the system resolver configuration: {e}"))?
+    } else {
+        let servers = nameservers
+            .iter()
+            .map(|addr| {
+                let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
+                for c in &mut ns.connections {
+                    c.port = addr.port();
+                }
+                ns
+            })
+            .collect();
+        TokioResolver::builder_with_config(ResolverConfig::from_name_servers(servers), TokioRuntimeProvider::default())
+    };
+    let opts = builder.options_mut();
+    opts.timeout = Duration::from_secs(5);
+    opts.attempts = 2;
+    builder.build().map_err(|e| format!("building the resolver: {e}"))
+}
+
+/// Where mail for a domain goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mx {
+    /// Host names in the order to try them.
+    Hosts(Vec<String>),
+    /// RFC 7505 null MX: the domain accepts no mail.
+    Null,
+    /// The domain does not exist.
+    NoDomain,
+    /// DNS did not answer; try later.
+    TempFail(String),
+}
+
+pub async fn mx(resolver: &Resolver, domain: &str) -> Mx {
+    let fqdn = format!("{}.", domain.trim_end_matches('.'));
+    match resolver.mx_lookup(fqdn.as_str()).await {
+        Ok(lookup) => {
+            let mut hosts: Vec<(u16, String)> = lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::MX(mx) => Some((mx.preference, mx.exchange.to_ascii().trim_end_matches('.').to_string())),
+                    _ => None,
+                })
+                .collect();
+            // RFC 7505 §3: a single MX with an empty exchange (".") means "no mail here".
+            if hosts.len() == 1 && hosts[0].1.is_empty() {
+                return Mx::Null;
+            }
+            hosts.retain(|(_, h)| !h.is_empty());
+            if hosts.is_empty() {
+                return Mx::Hosts(vec![domain.to_string()]);
+            }
+            // Equal preferences keep DNS order, which resolvers already rotate.
+            hosts.sort_by_key(|(pref, _)| *pref);
+            Mx::Hosts(hosts.into_iter().map(|(_, h)| h).collect())
+        }
+        Err(e) if e.is_nx_domain() => Mx::NoDomain,
+        // RFC 5321 §5.1: no MX records means the domain itself is the one host (implicit MX).
+        Err(e) if e.is_no_records_found() => Mx::Hosts(vec![domain.to_string()]),
+        Err(e) => Mx::TempFail(e.to_string()),
+    }
+}
+
+/// The addresses of a host, IPv6 and IPv4 as the resolver returns them.
+pub async fn addresses(resolver: &Resolver, host: &str) -> Result<Vec<IpAddr>, String> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![ip]);
+    }
+    let fqdn = format!("{}.", host.trim_end_matches('.'));
+    match resolver.lookup_ip(fqdn.as_str()).await {
+        Ok(ips) => Ok(ips.iter().collect()),
+        Err(e) => Err(format!("no address for {host}: {e}")),
+    }
+}

@@ -1,0 +1,281 @@
+//! The queue runner: picks due recipients from the durable queue, delivers them grouped by
+//! message and domain within the concurrency limits, reschedules temporary failures on the
+//! retry schedule, and bounces permanent failures and expired messages to the sender.
+//!
+//! The queue lives in the store, so a restart (or kill -9) loses nothing: recipients that were
+//! being delivered are still `pending` and are tried again. A recipient may then receive a
+//! message twice, which SMTP accepts in exchange for never losing one (RFC 5321 §6.1).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rampart_store::{Delivery, Folder, Outbound as QueuedOutbound, QueueEntry, QueueRcpt, RcptState, RcptUpdate, Store, Target};
+use tokio::sync::{Notify, Semaphore};
+use tracing::{info, warn};
+
+use crate::dsn;
+use crate::outbound::{self, Attempt, Outbound, RcptResult};
+
+/// Due recipients fetched per scan.
+const SCAN_LIMIT: usize = 1000;
+/// How often the queue is scanned when nothing wakes it; this bounds how late a retry can be.
+/// The scan is one indexed query.
+const SCAN_INTERVAL: Duration = Duration::from_secs(1);
+
+pub struct Settings {
+    pub concurrency: usize,
+    pub per_domain_concurrency: usize,
+    pub retry_schedule: Vec<Duration>,
+    pub expiry: Duration,
+    pub recipient_delimiter: String,
+}
+
+pub struct Runner {
+    store: Arc<dyn Store>,
+    outbound: Arc<Outbound>,
+    settings: Settings,
+    wakeup: Arc<Notify>,
+    slots: Arc<Semaphore>,
+    in_flight: Mutex<HashSet<i64>>,
+    per_domain: Mutex<HashMap<String, usize>>,
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+impl Runner {
+    pub fn new(store: Arc<dyn Store>, outbound: Arc<Outbound>, settings: Settings, wakeup: Arc<Notify>) -> Arc<Runner> {
+        let slots = Arc::new(Semaphore::new(settings.concurrency));
+        Arc::new(Runner {
+            store,
+            outbound,
+            settings,
+            wakeup,
+            slots,
+            in_flight: Mutex::new(HashSet::new()),
+            per_domain: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            if let Err(e) = self.clone().dispatch().await {
+                warn!(event = "queue_scan_failed", error = %e);
+            }
+            tokio::select! {
+                _ = self.wakeup.notified() => {}
+                _ = tokio::time::sleep(SCAN_INTERVAL) => {}
+            }
+        }
+    }
+
+    /// Starts an attempt for every due (message, domain) group that the limits allow.
+    async fn dispatch(self: Arc<Self>) -> Result<(), rampart_store::StoreError> {
+        for entry in self.store.queue_due(now(), SCAN_LIMIT).await? {
+            let mut groups: Vec<(String, Vec<QueueRcpt>)> = Vec::new();
+            for r in &entry.rcpts {
+                if self.in_flight.lock().expect("queue lock").contains(&r.id) {
+                    continue;
+                }
+                match groups.iter_mut().find(|(d, _)| *d == r.domain) {
+                    Some((_, v)) => v.push(r.clone()),
+                    None => groups.push((r.domain.clone(), vec![r.clone()])),
+                }
+            }
+            for (domain, rcpts) in groups {
+                {
+                    let mut per = self.per_domain.lock().expect("queue lock");
+                    let n = per.entry(domain.clone()).or_default();
+                    if *n >= self.settings.per_domain_concurrency {
+                        continue;
+                    }
+                    *n += 1;
+                }
+                let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+                    *self.per_domain.lock().expect("queue lock").entry(domain).or_default() -= 1;
+                    return Ok(());
+                };
+                self.in_flight.lock().expect("queue lock").extend(rcpts.iter().map(|r| r.id));
+                let runner = self.clone();
+                let entry = QueueEntry { rcpts: Vec::new(), ..entry.clone() };
+                tokio::spawn(async move {
+                    runner.attempt(&entry, &domain, &rcpts).await;
+                    let mut in_flight = runner.in_flight.lock().expect("queue lock");
+                    for r in &rcpts {
+                        in_flight.remove(&r.id);
+                    }
+                    drop(in_flight);
+                    *runner.per_domain.lock().expect("queue lock").entry(domain).or_default() -= 1;
+                    drop(permit);
+                    // A finished attempt may free a slot that due work is waiting for.
+                    runner.wakeup.notify_one();
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn attempt(&self, entry: &QueueEntry, domain: &str, rcpts: &[QueueRcpt]) {
+        let message = match self.store.queue_message(&entry.id).await {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(event = "queue_read_failed", id = %entry.id, error = %e);
+                return;
+            }
+        };
+        let addresses: Vec<String> = rcpts.iter().map(|r| r.rcpt.clone()).collect();
+        let results = outbound::deliver(
+            &self.outbound,
+            &Attempt {
+                id: &entry.id,
+                sender: &entry.sender,
+                domain,
+                rcpts: &addresses,
+                message: &message,
+                smtputf8: entry.smtputf8,
+            },
+        )
+        .await;
+        let t = now();
+        let expired = t - entry.created >= self.settings.expiry.as_secs() as i64;
+        let mut updates = Vec::new();
+        let mut failed: Vec<(String, String, String)> = Vec::new();
+        for (r, result) in rcpts.iter().zip(results) {
+            match result {
+                RcptResult::Delivered { reply } => {
+                    updates.push(RcptUpdate { id: r.id, state: RcptState::Delivered, next_attempt: 0, error: reply });
+                }
+                RcptResult::Permanent { reason, status } => {
+                    failed.push((r.rcpt.clone(), status, reason.clone()));
+                    updates.push(RcptUpdate { id: r.id, state: RcptState::Failed, next_attempt: 0, error: reason });
+                }
+                RcptResult::Temporary { reason } if expired => {
+                    let why = format!("gave up after {} in the queue; last error: {reason}", humanize(self.settings.expiry));
+                    failed.push((r.rcpt.clone(), "4.4.7".into(), why.clone()));
+                    updates.push(RcptUpdate { id: r.id, state: RcptState::Failed, next_attempt: 0, error: why });
+                }
+                RcptResult::Temporary { reason } => {
+                    let schedule = &self.settings.retry_schedule;
+                    let wait = schedule[(r.attempts as usize).min(schedule.len() - 1)];
+                    let next = t + wait.as_secs() as i64;
+                    info!(event = "delivery_deferred", id = %entry.id, rcpt = %r.rcpt, retry_in = %humanize(wait), reason = %reason);
+                    updates.push(RcptUpdate { id: r.id, state: RcptState::Pending, next_attempt: next, error: reason });
+                }
+            }
+        }
+        // The bounce is stored before the failures are recorded: after a crash in between the
+        // sender may get two bounces, but never none.
+        if !failed.is_empty() {
+            self.bounce(entry, &failed, &message).await;
+        }
+        if let Err(e) = self.store.queue_update(updates).await {
+            warn!(event = "queue_update_failed", id = %entry.id, error = %e);
+        }
+    }
+
+    /// Sends a DSN for `failed` to the message's sender, unless it is itself a DSN or has the
+    /// null sender: bounces must never cause bounces (RFC 5321 §4.5.5).
+    async fn bounce(&self, entry: &QueueEntry, failed: &[(String, String, String)], message: &[u8]) {
+        if entry.is_dsn || entry.sender.is_empty() {
+            info!(event = "bounce_suppressed", id = %entry.id, reason = "null_sender");
+            return;
+        }
+        let list: Vec<dsn::Failed<'_>> =
+            failed.iter().map(|(rcpt, status, why)| dsn::Failed { rcpt, status, diagnostic: why }).collect();
+        let report = dsn::build(&dsn::Report {
+            hostname: &self.outbound.hostname,
+            id: &entry.id,
+            to: &entry.sender,
+            arrival: entry.created,
+            failed: &list,
+            original: message,
+        });
+        let id = crate::trace::new_id();
+        match self.store_bounce(&id, &entry.sender, report).await {
+            Ok(()) => info!(event = "bounce", id = %entry.id, dsn_id = %id, to = %entry.sender, rcpts = failed.len()),
+            Err(e) => warn!(event = "bounce_failed", id = %entry.id, error = %e),
+        }
+    }
+
+    async fn store_bounce(&self, id: &str, to: &str, report: Vec<u8>) -> Result<(), rampart_store::StoreError> {
+        let mut writer = self.store.blob_writer()?;
+        writer.write(&report).await?;
+        let blob = writer.finish().await?;
+        let local = rampart_store::address::canonical(to).ok();
+        let mut resolution = rampart_store::Resolution::default();
+        if let Some(addr) = &local {
+            resolution = self.store.resolve(addr).await?;
+            if resolution.is_empty() {
+                let (l, d) = addr.rsplit_once('@').expect("canonical addresses have an @");
+                let base = rampart_store::address::strip_subaddress(l, &self.settings.recipient_delimiter);
+                resolution = self.store.resolve(&format!("{base}@{d}")).await?;
+            }
+        }
+        let local_domain = match &local {
+            Some(a) => self.store.is_local_domain(rampart_store::address::domain_of(a)).await?,
+            None => false,
+        };
+        let remote = if resolution.is_empty() && !local_domain { vec![to.to_string()] } else { resolution.remote };
+        if resolution.accounts.is_empty() && remote.is_empty() {
+            return Err(rampart_store::StoreError::NotFound(format!("local sender {to}")));
+        }
+        let received = format!(
+            "Received: by {} (Rampart) id {id};\r\n\t{}\r\n",
+            self.outbound.hostname,
+            chrono::Utc::now().to_rfc2822()
+        );
+        let queued = !remote.is_empty();
+        self.store
+            .deliver(Delivery {
+                blob,
+                prefix: format!("Return-Path: <>\r\n{received}").into_bytes(),
+                internal_date: now(),
+                targets: resolution.accounts.iter().map(|&account| Target { account, folder: Folder::Inbox }).collect(),
+                reference: id.to_string(),
+                trail: r#"[{"stage":"queue","verdict":"accept","reason":"delivery_status_notification"}]"#.into(),
+                outbound: queued.then(|| QueuedOutbound {
+                    sender: String::new(),
+                    rcpts: remote,
+                    smtputf8: false,
+                    is_dsn: true,
+                    prefix: received.into_bytes(),
+                }),
+            })
+            .await?;
+        if queued {
+            self.wakeup.notify_one();
+        }
+        Ok(())
+    }
+}
+
+fn humanize(d: Duration) -> String {
+    humantime_like(d.as_secs())
+}
+
+/// `90` → `1m30s`; enough for log lines without another dependency.
+fn humantime_like(mut s: u64) -> String {
+    let mut out = String::new();
+    for (unit, len) in [("d", 86400), ("h", 3600), ("m", 60)] {
+        if s >= len {
+            out.push_str(&format!("{}{unit}", s / len));
+            s %= len;
+        }
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations_for_logs() {
+        assert_eq!(super::humantime_like(0), "0s");
+        assert_eq!(super::humantime_like(90), "1m30s");
+        assert_eq!(super::humantime_like(5 * 86400), "5d");
+    }
+}

@@ -1,0 +1,103 @@
+//! SMTP AUTH (RFC 4954) around a SASL exchange from rampart-auth.
+//!
+//! While an exchange runs, every line the client sends is a SASL response, not a command;
+//! [`Session::command`] routes it here. `*` cancels. Failures are answered after a pause that
+//! grows with each failure in the session, and past `auth.max_failures` the session ends, so a
+//! password guesser gets few tries per connection and slowly.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use rampart_auth::{Failure, Mechanism, Step};
+use tracing::{info, warn};
+
+use super::{Next, Role, Session};
+use crate::reply::Reply;
+
+impl Session {
+    pub(super) async fn auth(&mut self, mechanism: String, initial: Option<String>) -> Next {
+        if self.settings.role != Role::Submission {
+            return self.error(Reply::new(503, "5.5.1", "AUTH is not available on this port"));
+        }
+        if self.tls.is_none() {
+            return self.error(Reply::new(538, "5.7.11", "Encryption required for requested authentication mechanism"));
+        }
+        if !self.helo.as_ref().is_some_and(|h| h.extended) {
+            return self.error(Reply::new(503, "5.5.1", "Send EHLO first"));
+        }
+        if self.user.is_some() {
+            return self.error(Reply::new(503, "5.5.1", "Already authenticated"));
+        }
+        if self.tx.is_some() {
+            return self.error(Reply::new(503, "5.5.1", "AUTH is not allowed during a mail transaction"));
+        }
+        let cb = self.tls.as_ref().and_then(|t| t.channel_binding.clone());
+        let Some(exchange) = Mechanism::from_name(&mechanism).and_then(|m| self.services.auth.start(m, cb).ok()) else {
+            return self.error(Reply::new(504, "5.5.4", "Unrecognized authentication type"));
+        };
+        // RFC 4954 §4: "=" is an empty initial response.
+        let initial = match initial.as_deref() {
+            None => None,
+            Some("=") => Some(Vec::new()),
+            Some(b64) => match B64.decode(b64) {
+                Ok(bytes) => Some(bytes),
+                Err(_) => return self.error(Reply::new(501, "5.5.2", "Invalid base64 in initial response")),
+            },
+        };
+        self.sasl = Some(exchange);
+        self.auth_step(initial).await
+    }
+
+    /// A line sent while an exchange is running.
+    pub(super) async fn auth_response(&mut self, line: &[u8]) -> Next {
+        if line == b"*" {
+            self.sasl = None;
+            return self.error(Reply::new(501, "5.0.0", "Authentication cancelled"));
+        }
+        match B64.decode(line) {
+            Ok(bytes) => self.auth_step(Some(bytes)).await,
+            Err(_) => {
+                self.sasl = None;
+                self.error(Reply::new(501, "5.5.2", "Invalid base64 in response"))
+            }
+        }
+    }
+
+    async fn auth_step(&mut self, response: Option<Vec<u8>>) -> Next {
+        let exchange = self.sasl.as_mut().expect("auth_step runs inside an exchange");
+        let mechanism = exchange.mechanism();
+        match exchange.step(response.as_deref()).await {
+            Step::Challenge(c) => Next::Reply(Reply::new(334, "", B64.encode(c))),
+            Step::Success(identity) => {
+                self.sasl = None;
+                info!(
+                    event = "auth_success", proto = "smtp", ip = %self.remote.ip(), listener = self.settings.listener,
+                    user = %identity.address, mechanism = mechanism.name(),
+                    app_password = identity.app_password.as_deref().unwrap_or("-")
+                );
+                self.user = Some(identity);
+                Next::Reply(Reply::new(235, "2.7.0", "Authentication successful"))
+            }
+            Step::Failure(failure) => {
+                self.sasl = None;
+                self.auth_failed(mechanism, failure).await
+            }
+        }
+    }
+
+    async fn auth_failed(&mut self, mechanism: Mechanism, failure: Failure) -> Next {
+        warn!(
+            event = "auth_failure", proto = "smtp", ip = %self.remote.ip(), listener = self.settings.listener,
+            user = failure.user().unwrap_or("-"), mechanism = mechanism.name(), reason = failure.reason()
+        );
+        if let Failure::Temporary(_) = failure {
+            return Next::Reply(Reply::new(454, "4.7.0", "Temporary authentication failure"));
+        }
+        self.auth_failures += 1;
+        let limits = self.services.auth_limits;
+        tokio::time::sleep(limits.failure_delay * self.auth_failures).await;
+        if self.auth_failures >= limits.max_failures {
+            return Next::Close(Reply::new(421, "4.7.0", "Too many authentication failures, closing connection"));
+        }
+        Next::Reply(Reply::new(535, "5.7.8", "Authentication credentials invalid"))
+    }
+}

@@ -1,0 +1,315 @@
+//! Message content (DATA and BDAT) and what happens to a finished message: checks that need
+//! the headers, trace headers, then one durable store of the local copies and the queued one.
+
+use rampart_store::{BlobWriter, Delivery, Folder, Outbound, Target};
+use tracing::{info, warn};
+
+use super::{Next, Role, Session, Transaction};
+use crate::command::ReversePath;
+use crate::data::{Fatal, Fed, Framing, Receiver, Soft};
+use crate::reply::Reply;
+use crate::trace;
+
+/// Bytes of the message start kept in memory to read its header section (From, Date,
+/// Message-ID). Header sections of real mail fit; longer ones are refused on submission.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// A message being received.
+#[derive(Debug)]
+pub(super) struct Content {
+    pub(super) receiver: Receiver,
+    /// None once a limit was hit or a write failed: nothing more is kept.
+    blob: Option<BlobWriter>,
+    scratch: Vec<u8>,
+    /// The first [`MAX_HEAD`] bytes.
+    head: Vec<u8>,
+}
+
+fn temp_failure() -> Reply {
+    Reply::new(451, "4.3.0", "Temporary storage failure, try again later")
+}
+
+impl Session {
+    /// Why message content may not start now, if it may not.
+    fn content_refusal(&self) -> Option<Reply> {
+        match &self.tx {
+            None => Some(Reply::new(503, "5.5.1", "Need MAIL and RCPT first")),
+            Some(tx) if tx.rcpts.is_empty() => Some(Reply::new(554, "5.5.1", "No valid recipients")),
+            Some(_) => None,
+        }
+    }
+
+    fn new_content(&self, framing: Framing) -> Result<Content, Reply> {
+        let blob = self.services.store.blob_writer().map_err(|e| {
+            warn!(event = "store_error", error = %e);
+            temp_failure()
+        })?;
+        Ok(Content {
+            receiver: Receiver::new(framing, self.settings.max_message_size, self.settings.max_data_line),
+            blob: Some(blob),
+            scratch: Vec::new(),
+            head: Vec::new(),
+        })
+    }
+
+    pub(super) fn data_start(&mut self) -> Next {
+        if let Some(reply) = self.content_refusal() {
+            return self.error(reply);
+        }
+        if self.tx.as_ref().is_some_and(|tx| tx.content.is_some()) {
+            return self.error(Reply::new(503, "5.5.1", "DATA after BDAT"));
+        }
+        match self.new_content(Framing::Dot) {
+            Ok(content) => {
+                self.tx.as_mut().expect("content_refusal checked").content = Some(content);
+                Next::Data(Reply::new(354, "", "End data with <CR><LF>.<CR><LF>"))
+            }
+            Err(reply) => Next::Reply(reply),
+        }
+    }
+
+    /// Feeds DATA content. `Err` means the session must end with that reply.
+    pub async fn data(&mut self, input: &[u8]) -> Result<Fed, Next> {
+        let content = self.tx.as_mut().and_then(|tx| tx.content.as_mut()).expect("data() follows Next::Data");
+        match feed(content, input).await {
+            Ok(fed) => Ok(fed),
+            Err(fatal) => Err(self.fatal_content(fatal)),
+        }
+    }
+
+    fn fatal_content(&mut self, fatal: Fatal) -> Next {
+        self.tx = None;
+        let (what, reply) = match fatal {
+            Fatal::BareLf => ("bare_lf", Reply::new(500, "5.5.2", "Bare LF in message; lines must end with CRLF")),
+            Fatal::BareCr => ("bare_cr", Reply::new(500, "5.5.2", "Bare CR in message; lines must end with CRLF")),
+            Fatal::Nul => ("nul", Reply::new(500, "5.6.0", "NUL character in message")),
+        };
+        warn!(event = "message_refused", ip = %self.remote.ip(), listener = self.settings.listener, reason = what);
+        Next::Close(reply)
+    }
+
+    /// The DATA terminator arrived: store the message or say why not.
+    pub async fn data_end(&mut self) -> Next {
+        let tx = self.tx.take().expect("data_end() follows data()");
+        self.finish(tx).await
+    }
+
+    pub(super) async fn bdat_start(&mut self, size: u64, last: bool) -> Next {
+        let refusal = if !self.helo.as_ref().is_some_and(|h| h.extended) {
+            Some(Reply::new(503, "5.5.1", "BDAT needs EHLO"))
+        } else {
+            self.content_refusal()
+        };
+        if let Some(reply) = refusal {
+            return match self.error(reply) {
+                Next::Reply(reply) => Next::BdatDiscard { size, reply },
+                close => close,
+            };
+        }
+        let tx = self.tx.as_ref().expect("content_refusal checked");
+        if tx.content.is_none() {
+            match self.new_content(Framing::Chunked) {
+                Ok(c) => self.tx.as_mut().expect("checked").content = Some(c),
+                Err(reply) => return Next::BdatDiscard { size, reply },
+            }
+        }
+        self.bdat_last = last;
+        Next::Bdat { size }
+    }
+
+    /// Feeds one piece of a BDAT chunk. A fatal error here keeps the stream in sync (the
+    /// chunk has a length), so the rest of the chunk is discarded and the reply comes at its end.
+    pub async fn bdat_data(&mut self, input: &[u8]) {
+        let Some(tx) = self.tx.as_mut() else { return };
+        let Some(content) = tx.content.as_mut() else { return };
+        if let Err(fatal) = feed(content, input).await {
+            self.bdat_fatal = Some(fatal);
+            tx.content = None;
+        }
+    }
+
+    pub async fn bdat_end(&mut self) -> Next {
+        let Some(tx) = self.tx.as_mut() else {
+            return Next::Reply(Reply::new(503, "5.5.1", "No transaction"));
+        };
+        if self.bdat_fatal.is_none() && self.bdat_last {
+            let content = tx.content.as_ref().expect("bdat_end() follows bdat_start()");
+            self.bdat_fatal = content.receiver.finish_chunks().err();
+        }
+        if let Some(fatal) = self.bdat_fatal.take() {
+            // The chunk length kept the stream in sync, so the session may go on.
+            return match self.fatal_content(fatal) {
+                Next::Close(reply) => self.error(reply),
+                other => other,
+            };
+        }
+        if !self.bdat_last {
+            let received = tx.content.as_ref().map_or(0, |c| c.receiver.size());
+            return Next::Reply(Reply::new(250, "2.0.0", format!("{received} octets received")));
+        }
+        let tx = self.tx.take().expect("checked above");
+        self.finish(tx).await
+    }
+
+    async fn finish(&mut self, mut tx: Transaction) -> Next {
+        let content = tx.content.take().expect("a finished transaction has content");
+        match content.receiver.soft_error() {
+            Some(Soft::TooBig) => {
+                info!(event = "message_refused", ip = %self.remote.ip(), id = %tx.id, reason = "too_big", size = content.receiver.size());
+                return Next::Reply(Reply::new(
+                    552,
+                    "5.3.4",
+                    format!("Message size exceeds the limit of {} bytes", self.settings.max_message_size),
+                ));
+            }
+            Some(Soft::LineTooLong) => {
+                info!(event = "message_refused", ip = %self.remote.ip(), id = %tx.id, reason = "line_too_long");
+                return Next::Reply(Reply::new(
+                    554,
+                    "5.6.0",
+                    format!("Message has a line longer than {} bytes", self.settings.max_data_line),
+                ));
+            }
+            None => {}
+        }
+        let head = header_section(&content.head);
+        let mut added = String::new();
+        let mut trail = vec![serde_json::json!({"stage": "connect", "verdict": "accept", "reason": "no_filter_configured"})];
+        if let Some(user) = self.user.clone() {
+            trail.push(serde_json::json!({"stage": "auth", "verdict": "accept", "reason": "authenticated", "user": user.address}));
+            let Some(head) = head else {
+                return Next::Reply(Reply::new(552, "5.3.4", "Header section too large"));
+            };
+            let parsed = mail_parser::MessageParser::default().parse_headers(head);
+            let from: Vec<String> = parsed
+                .as_ref()
+                .and_then(|m| m.from())
+                .map(|a| a.iter().filter_map(|addr| addr.address().map(str::to_string)).collect())
+                .unwrap_or_default();
+            if from.is_empty() {
+                return Next::Reply(Reply::new(550, "5.6.0", "The message has no From address (RFC 5322 §3.6)"));
+            }
+            for addr in &from {
+                if let Err(reply) = self.sender_allowed(&user, addr).await {
+                    info!(
+                        event = "sender_refused", ip = %self.remote.ip(), listener = self.settings.listener,
+                        user = %user.address, from = %addr, place = "header", id = %tx.id
+                    );
+                    return Next::Reply(reply);
+                }
+            }
+            trail.push(serde_json::json!({"stage": "sender", "verdict": "accept", "reason": "owned_by_user"}));
+            // RFC 6409 §8: a submission server may add the Date and Message-ID a client left out.
+            if parsed.as_ref().is_none_or(|m| m.date().is_none()) {
+                added.push_str(&format!("Date: {}\r\n", chrono::Utc::now().to_rfc2822()));
+            }
+            if parsed.as_ref().is_none_or(|m| m.message_id().is_none()) {
+                added.push_str(&format!("Message-ID: <{}@{}>\r\n", tx.id, self.services.hostname));
+            }
+        }
+        // No soft error, so a missing writer means a write failed.
+        let Some(writer) = content.blob else {
+            warn!(event = "store_error", id = %tx.id, error = "writing the message failed");
+            return Next::Reply(temp_failure());
+        };
+        let blob = match writer.finish().await {
+            Ok(blob) => blob,
+            Err(e) => {
+                warn!(event = "store_error", id = %tx.id, error = %e);
+                return Next::Reply(temp_failure());
+            }
+        };
+        let size = blob.size();
+        let submission = self.settings.role == Role::Submission;
+        let received = trace::received(&trace::Stamp {
+            id: &tx.id,
+            helo: self.helo.as_ref().map_or("unknown", |h| h.name.as_str()),
+            extended: self.helo.as_ref().is_some_and(|h| h.extended),
+            remote: self.remote.ip(),
+            hide_client: submission && self.services.hide_client,
+            authenticated: self.user.is_some(),
+            hostname: &self.services.hostname,
+            tls: self.tls.as_ref(),
+            smtputf8: tx.params.smtputf8,
+            rcpts: &tx.rcpts,
+        });
+        let queued_prefix = format!("{received}{added}").into_bytes();
+        let local_prefix = format!("{}{received}{added}", trace::return_path(&tx.from)).into_bytes();
+        let outbound = (!tx.remote.is_empty()).then(|| Outbound {
+            sender: match &tx.from {
+                ReversePath::Null => String::new(),
+                ReversePath::Mailbox(m) => m.to_string(),
+            },
+            rcpts: tx.remote.clone(),
+            smtputf8: tx.params.smtputf8,
+            is_dsn: false,
+            prefix: queued_prefix,
+        });
+        trail.push(serde_json::json!({
+            "stage": "recipients", "verdict": "accept",
+            "reason": if outbound.is_some() { "local_and_queued" } else { "local_mailbox" },
+            "local": tx.accounts.len(), "remote": tx.remote.len(),
+        }));
+        trail.push(serde_json::json!({"stage": "content", "verdict": "accept", "reason": "within_limits"}));
+        let queued = outbound.is_some();
+        let delivery = Delivery {
+            blob,
+            prefix: local_prefix,
+            internal_date: chrono::Utc::now().timestamp(),
+            targets: tx.accounts.iter().map(|&account| Target { account, folder: Folder::Inbox }).collect(),
+            reference: tx.id.clone(),
+            trail: serde_json::Value::Array(trail).to_string(),
+            outbound,
+        };
+        match self.services.store.deliver(delivery).await {
+            Ok(_) => {
+                if queued {
+                    self.services.queue_wakeup.notify_one();
+                }
+                info!(
+                    event = "accepted", ip = %self.remote.ip(), listener = self.settings.listener, id = %tx.id,
+                    from = %format!("<{}>", tx.from), local = tx.accounts.len(), queued = tx.remote.len(), size,
+                    user = self.user.as_ref().map_or("-", |u| u.address.as_str())
+                );
+                Next::Reply(Reply::new(250, "2.0.0", format!("Ok: queued as {}", tx.id)))
+            }
+            Err(e) => {
+                warn!(event = "store_error", id = %tx.id, error = %e);
+                Next::Reply(temp_failure())
+            }
+        }
+    }
+}
+
+/// The header section (through the empty line), or None when it does not fit in the head.
+fn header_section(head: &[u8]) -> Option<&[u8]> {
+    if head.starts_with(b"\r\n") {
+        return Some(&head[..2]);
+    }
+    match memchr::memmem::find(head, b"\r\n\r\n") {
+        Some(i) => Some(&head[..i + 4]),
+        None if head.len() < MAX_HEAD => Some(head),
+        None => None,
+    }
+}
+
+/// Runs content through the receiver and appends what it keeps to the blob.
+async fn feed(content: &mut Content, input: &[u8]) -> Result<Fed, Fatal> {
+    content.scratch.clear();
+    let fed = content.receiver.feed(input, &mut content.scratch)?;
+    if content.receiver.soft_error().is_some() {
+        // Past a limit: drop the partial blob now rather than holding it to the end.
+        content.blob = None;
+        return Ok(fed);
+    }
+    if content.head.len() < MAX_HEAD {
+        let take = content.scratch.len().min(MAX_HEAD - content.head.len());
+        content.head.extend_from_slice(&content.scratch[..take]);
+    }
+    if let Some(blob) = content.blob.as_mut() {
+        if !content.scratch.is_empty() && blob.write(&content.scratch).await.is_err() {
+            content.blob = None;
+        }
+    }
+    Ok(fed)
+}

@@ -1,0 +1,129 @@
+//! The outbound queue: one row per message, one per recipient with its own state and schedule.
+//! The queue holds one reference on the message blob; the last final recipient releases it.
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, params};
+
+use super::{now, release_blobs};
+use super::writer::Effects;
+use crate::address::domain_of;
+use crate::{Outbound, QueueEntry, QueueRcpt, RcptState, RcptUpdate, Result, StoreError};
+
+pub fn insert(conn: &Connection, id: &str, blob_id: &str, blob_size: i64, out: &Outbound) -> Result<()> {
+    let t = now();
+    let size = blob_size + out.prefix.len() as i64;
+    conn.execute(
+        "INSERT INTO queue (id, blob_id, prefix, sender, size, smtputf8, is_dsn, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![id, blob_id, out.prefix, out.sender, size, out.smtputf8, out.is_dsn, t],
+    )?;
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO queue_rcpts (queue_id, rcpt, domain, state, next_attempt, updated) VALUES (?1, ?2, ?3, 'pending', ?4, ?4)",
+    )?;
+    for rcpt in &out.rcpts {
+        stmt.execute(params![id, rcpt, domain_of(rcpt).to_ascii_lowercase(), t])?;
+    }
+    Ok(())
+}
+
+fn rcpt_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, QueueRcpt)> {
+    Ok((
+        r.get(0)?,
+        QueueRcpt {
+            id: r.get(1)?,
+            rcpt: r.get(2)?,
+            domain: r.get(3)?,
+            state: RcptState::parse(&r.get::<_, String>(4)?),
+            attempts: r.get(5)?,
+            next_attempt: r.get(6)?,
+            last_error: r.get(7)?,
+        },
+    ))
+}
+
+/// Entries (in creation order) with the given recipients attached.
+fn entries(conn: &Connection, rcpts: Vec<(String, QueueRcpt)>) -> Result<Vec<QueueEntry>> {
+    let mut order: Vec<String> = Vec::new();
+    let mut by_id: HashMap<String, Vec<QueueRcpt>> = HashMap::new();
+    for (qid, r) in rcpts {
+        if !by_id.contains_key(&qid) {
+            order.push(qid.clone());
+        }
+        by_id.entry(qid).or_default().push(r);
+    }
+    let mut stmt = conn.prepare_cached("SELECT sender, size, smtputf8, is_dsn, created FROM queue WHERE id = ?1")?;
+    let mut out = Vec::with_capacity(order.len());
+    for id in order {
+        let rcpts = by_id.remove(&id).unwrap_or_default();
+        let entry = stmt.query_row([&id], |r| {
+            Ok(QueueEntry {
+                id: id.clone(),
+                sender: r.get(0)?,
+                size: r.get::<_, i64>(1)? as u64,
+                smtputf8: r.get(2)?,
+                is_dsn: r.get(3)?,
+                created: r.get(4)?,
+                rcpts,
+            })
+        })?;
+        out.push(entry);
+    }
+    out.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
+    Ok(out)
+}
+
+const RCPT_COLUMNS: &str = "queue_id, id, rcpt, domain, state, attempts, next_attempt, last_error";
+
+pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<QueueEntry>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {RCPT_COLUMNS} FROM queue_rcpts WHERE state = 'pending' AND next_attempt <= ?1 ORDER BY next_attempt, id LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![now, limit as i64], rcpt_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    entries(conn, rows)
+}
+
+pub fn list(conn: &Connection, id: Option<&str>) -> Result<Vec<QueueEntry>> {
+    let rows = match id {
+        Some(id) => conn
+            .prepare_cached(&format!("SELECT {RCPT_COLUMNS} FROM queue_rcpts WHERE queue_id = ?1 ORDER BY id"))?
+            .query_map([id], rcpt_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+        None => conn
+            .prepare_cached(&format!("SELECT {RCPT_COLUMNS} FROM queue_rcpts ORDER BY id"))?
+            .query_map([], rcpt_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+    };
+    entries(conn, rows)
+}
+
+pub fn update(conn: &Connection, effects: &mut Effects, updates: &[RcptUpdate]) -> Result<()> {
+    let t = now();
+    let mut touched: Vec<String> = Vec::new();
+    for u in updates {
+        let qid: String = conn.query_row(
+            "UPDATE queue_rcpts SET state = ?2, next_attempt = ?3, last_error = ?4, attempts = attempts + 1, updated = ?5 \
+             WHERE id = ?1 RETURNING queue_id",
+            params![u.id, u.state.as_str(), u.next_attempt, u.error, t],
+            |r| r.get(0),
+        )?;
+        if !touched.contains(&qid) {
+            touched.push(qid);
+        }
+    }
+    for qid in touched {
+        let pending: i64 =
+            conn.query_row("SELECT count(*) FROM queue_rcpts WHERE queue_id = ?1 AND state = 'pending'", [&qid], |r| r.get(0))?;
+        if pending == 0 {
+            delete(conn, effects, &qid)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn delete(conn: &Connection, effects: &mut Effects, id: &str) -> Result<()> {
+    let blob: String = conn
+        .query_row("SELECT blob_id FROM queue WHERE id = ?1", [id], |r| r.get(0))
+        .map_err(|_| StoreError::NotFound(format!("queue entry {id}")))?;
+    conn.execute("DELETE FROM queue WHERE id = ?1", [id])?;
+    release_blobs(conn, effects, &[(blob, 1)])
+}

@@ -1,0 +1,181 @@
+"""Test peers written in Python: a scriptable remote MX / smart host (aiosmtpd) and a SCRAM
+client with tls-exporter channel binding (pyOpenSSL exports the keying material)."""
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+import select
+import socket
+import ssl
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+from OpenSSL import SSL
+
+from conftest import free_port
+
+
+class Recorder:
+    """An aiosmtpd handler that records messages and can answer RCPT from a script:
+    `rcpt_replies[address]` is a list of replies used one per attempt (the last one repeats);
+    None means accept."""
+
+    def __init__(self, rcpt_replies=None):
+        self.rcpt_replies = rcpt_replies or {}
+        self.messages = []
+        self.attempts = {}
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        n = self.attempts.get(address, 0)
+        self.attempts[address] = n + 1
+        script = self.rcpt_replies.get(address)
+        if script:
+            reply = script[min(n, len(script) - 1)]
+            if reply:
+                return reply
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content, session))
+        return "250 2.0.0 Accepted by peer"
+
+
+class Peer:
+    """An aiosmtpd server on a loopback port. `tls`: None, "starttls" or "implicit"."""
+
+    def __init__(self, cert, key, tls=None, users=None, rcpt_replies=None):
+        self.handler = Recorder(rcpt_replies)
+        self.port = free_port()
+        self.users = users or {}
+        self.logins = []
+        kwargs = {}
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(cert, key)
+            kwargs["ssl_context" if tls == "implicit" else "tls_context"] = ctx
+        if self.users:
+            kwargs["authenticator"] = self.authenticate
+            # aiosmtpd only knows about STARTTLS: with implicit TLS it would hide AUTH.
+            kwargs["auth_require_tls"] = tls != "implicit"
+            kwargs["auth_required"] = True
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, server_hostname="peer.test",
+                                     **kwargs)
+        self.controller.start()
+
+    def authenticate(self, server, session, envelope, mechanism, auth_data):
+        user, password = auth_data.login.decode(), auth_data.password.decode()
+        ok = self.users.get(user) == password
+        self.logins.append((mechanism, user, ok))
+        # handled=False lets aiosmtpd send the failure reply; anything else hangs the client.
+        return AuthResult(success=ok, handled=False)
+
+    @property
+    def messages(self):
+        return self.handler.messages
+
+    def stop(self):
+        self.controller.stop()
+
+
+class TlsSmtp:
+    """A minimal SMTP client on pyOpenSSL, for the one thing Python's ssl cannot do: export
+    the RFC 9266 tls-exporter channel binding."""
+
+    def __init__(self, port, ca):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buf = b""
+        self.tls = None
+        self.ca = ca
+
+    def _recv(self):
+        if not self.tls:
+            return self.sock.recv(65536)
+        # pyOpenSSL on a socket with a timeout is non-blocking: wait for data ourselves.
+        while True:
+            try:
+                return self.tls.recv(65536)
+            except SSL.WantReadError:
+                if not select.select([self.sock], [], [], 10)[0]:
+                    raise TimeoutError("no reply")
+
+    def reply(self):
+        """(code, text) of one complete reply; (0, "") when the server closed."""
+        while True:
+            m = re.search(rb"^(\d{3}) [^\n]*\n", self.buf, re.M)
+            if m:
+                text, self.buf = self.buf[: m.end()], self.buf[m.end():]
+                return int(m.group(1)), text.decode().strip()
+            try:
+                chunk = self._recv()
+            except (SSL.ZeroReturnError, SSL.SysCallError):
+                chunk = b""
+            if not chunk:
+                return 0, ""
+            self.buf += chunk
+
+    def cmd(self, line):
+        data = (line + "\r\n").encode()
+        if self.tls:
+            self.tls.sendall(data)
+        else:
+            self.sock.sendall(data)
+        return self.reply()
+
+    def starttls(self):
+        assert self.reply()[0] == 220
+        assert self.cmd("EHLO client.test")[0] == 250
+        assert self.cmd("STARTTLS")[0] == 220
+        ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        ctx.load_verify_locations(self.ca)
+        ctx.set_verify(SSL.VERIFY_PEER, lambda *a: a[-1])
+        self.tls = SSL.Connection(ctx, self.sock)
+        self.tls.set_tlsext_host_name(b"mx.example.test")
+        self.tls.set_connect_state()
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except SSL.WantReadError:
+                select.select([self.sock], [], [], 10)
+        code, ehlo = self.cmd("EHLO client.test")
+        assert code == 250
+        return ehlo
+
+    def exporter(self):
+        return self.tls.export_keying_material(b"EXPORTER-Channel-Binding", 32)
+
+
+def scram_auth(client, user, password, plus=False, cbind_data=None, gs2=None):
+    """Runs AUTH SCRAM-SHA-256[-PLUS] (RFC 5802/7677) and returns the final SMTP reply code."""
+    mech = "SCRAM-SHA-256-PLUS" if plus else "SCRAM-SHA-256"
+    gs2 = gs2 or ("p=tls-exporter,," if plus else "n,,")
+    cnonce = base64.b64encode(os.urandom(18)).decode()
+    bare = f"n={user.replace('=', '=3D').replace(',', '=2C')},r={cnonce}"
+    code, text = client.cmd(f"AUTH {mech} " + base64.b64encode((gs2 + bare).encode()).decode())
+    if code != 334:
+        return code
+    server_first = base64.b64decode(text[4:]).decode()
+    fields = dict(f.split("=", 1) for f in server_first.split(","))
+    if not fields["r"].startswith(cnonce):
+        return -1
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(fields["s"]), int(fields["i"]))
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    stored = hashlib.sha256(client_key).digest()
+    cbind = gs2.encode() + (cbind_data or b"")
+    without_proof = f"c={base64.b64encode(cbind).decode()},r={fields['r']}"
+    auth_message = f"{bare},{server_first},{without_proof}".encode()
+    signature = hmac.new(stored, auth_message, "sha256").digest()
+    proof = bytes(a ^ b for a, b in zip(client_key, signature))
+    final = f"{without_proof},p={base64.b64encode(proof).decode()}"
+    code, text = client.cmd(base64.b64encode(final.encode()).decode())
+    if code != 334:
+        return code
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    expected = "v=" + base64.b64encode(hmac.new(server_key, auth_message, "sha256").digest()).decode()
+    if base64.b64decode(text[4:]).decode() != expected:
+        return -2
+    code, _ = client.cmd("")
+    return code
