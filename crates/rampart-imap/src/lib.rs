@@ -1,62 +1,30 @@
 //! IMAP4rev1 (RFC 3501) for Rampart.
 //!
-//! - [`parser`]: pure functions from bytes to typed commands, with hard limits;
-//! - [`session`]: the state machine (not authenticated → authenticated → selected → logout)
-//!   and the commands, each deciding nothing about sockets;
-//! - [`conn`]: the driver — lines, literals and their limits, STARTTLS, IDLE, timeouts —
-//!   over any async stream.
+//! - [`parser`]: pure functions from bytes to typed commands, with hard limits. Written here
+//!   rather than taken from imap-codec (2.0 exists only as alphas, with CONDSTORE and ID
+//!   unfinished); see `parser`'s docs and docs/architecture.md for the reasons;
+//! - [`mime`]: ENVELOPE, BODYSTRUCTURE and body sections from mail-parser's MIME tree;
+//! - [`response`]: how strings, flags and dates go on the wire;
+//! - `session`: the state machine (not authenticated → authenticated → selected → logout),
+//!   the mailbox view and the commands, deciding nothing about sockets;
+//! - `conn`: the driver — lines, literals and their limits, STARTTLS, IDLE, timeouts — over
+//!   any async stream.
+//!
+//! The `server` feature (default) holds `session` and `conn`; without it the crate is only the
+//! parser and the MIME layer, which is what the fuzz target (`fuzz/`) builds.
 
 pub mod mime;
 pub mod parser;
 pub mod response;
-pub mod session;
+
+#[cfg(feature = "server")]
 pub mod conn;
+#[cfg(feature = "server")]
+mod serve;
+#[cfg(feature = "server")]
+pub mod session;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use rampart_config::TlsMode;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-use tracing::info;
-
+#[cfg(feature = "server")]
+pub use serve::{handle, refuse_busy};
+#[cfg(feature = "server")]
 pub use session::{FailureCounter, LoginGuard, Services, Session, Settings};
-
-/// Serves one accepted IMAP connection to its end.
-pub async fn handle(
-    stream: TcpStream,
-    remote: SocketAddr,
-    services: Arc<Services>,
-    settings: Arc<Settings>,
-    acceptor: rampart_tls::TlsAcceptor,
-) {
-    let _ = stream.set_nodelay(true);
-    let listener = settings.listener;
-    info!(event = "connect", proto = "imap", listener, ip = %remote.ip(), port = remote.port());
-    let mut io: Box<dyn conn::Io> = Box::new(stream);
-    let mut session = Session::new(services, settings.clone(), remote, false);
-    if settings.tls == TlsMode::Implicit {
-        match conn::tls_accept(&acceptor, io).await {
-            Ok((tls, cb)) => {
-                io = tls;
-                session.tls_started(cb);
-            }
-            Err(e) => {
-                info!(event = "tls_failed", proto = "imap", listener, ip = %remote.ip(), error = %e);
-                return;
-            }
-        }
-    }
-    let end = conn::run(io, session, Some(acceptor)).await;
-    info!(event = "disconnect", proto = "imap", listener, ip = %remote.ip(), end = ?end);
-}
-
-/// Turns away a connection over the listener's limit: `* BYE` where the protocol starts in
-/// clear text (RFC 3501 §7.1.5), a plain close where it starts with TLS.
-pub async fn refuse_busy(mut stream: TcpStream, settings: &Settings) {
-    if settings.tls == TlsMode::Starttls {
-        let reply = b"* BYE Too many connections, try again later\r\n";
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stream.write_all(reply)).await;
-    }
-    let _ = stream.shutdown().await;
-}

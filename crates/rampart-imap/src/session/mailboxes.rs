@@ -70,6 +70,11 @@ impl Session {
             line(out, &format!("{tag} NO [ALREADYEXISTS] INBOX always exists"));
             return Ok(Next::Continue);
         }
+        if name.contains(['%', '*']) || name.chars().any(char::is_control) {
+            // The LIST wildcards could never be listed by name.
+            line(out, &format!("{tag} NO [CANNOT] Mailbox names may not contain % or *"));
+            return Ok(Next::Continue);
+        }
         let mut special = Vec::new();
         for u in &uses {
             match SPECIAL_USES.iter().find(|s| s.eq_ignore_ascii_case(u)) {

@@ -165,12 +165,11 @@ impl View {
         (0..self.msgs.len()).filter(|&i| set.contains(i as u32 + 1, star)).collect()
     }
 
-    /// Whether a message-number set names numbers beyond the mailbox (RFC 3501 §9: BAD).
+    /// Whether a message-number set names numbers beyond the mailbox (RFC 3501 §9
+    /// seq-number: BAD). `*` always names an existing message, or none in an empty mailbox.
     pub fn out_of_range(&self, set: &SequenceSet) -> bool {
         let max = self.msgs.len() as u32;
-        set.0.iter().any(|&(a, b)| {
-            [a, b].iter().any(|n| matches!(n, crate::parser::SeqNum::Value(v) if *v > max))
-        }) || (max == 0 && !set.0.is_empty())
+        set.0.iter().any(|&(a, b)| [a, b].iter().any(|n| matches!(n, crate::parser::SeqNum::Value(v) if *v > max)))
     }
 
     /// Records flags this session changed so a later sync does not report them again.

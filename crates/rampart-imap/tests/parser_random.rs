@@ -1,0 +1,69 @@
+//! A stable-toolchain stand-in for the cargo-fuzz target (fuzz/): seeded random mutations of
+//! valid commands through the parser, the literal framing and the MIME layer. Deterministic,
+//! so a failure reproduces; it must never panic.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rampart_imap::{mime, parser};
+
+const SEEDS: &[&[u8]] = &[
+    b"a LOGIN bob \"pa ss\"",
+    b"a UID FETCH 1:* (FLAGS BODY.PEEK[1.2.HEADER.FIELDS (From To)]<0.100>) (CHANGEDSINCE 5)",
+    b"a SEARCH CHARSET UTF-8 OR FROM bob (SUBJECT \"x\" UNSEEN) NOT 1:3 SINCE 1-Jan-2020",
+    b"a LIST (SUBSCRIBED) \"\" (INBOX \"W/*\") RETURN (CHILDREN STATUS (MESSAGES))",
+    b"a APPEND INBOX (\\Seen) \"01-Jan-2020 10:00:00 +0000\" {5}\r\nhello",
+    b"a STORE 1,3:5 +FLAGS.SILENT (\\Seen $Foo)",
+    b"a SELECT INBOX (CONDSTORE)",
+    b"a ID (\"name\" \"x\" \"v\" NIL)",
+    b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: message/rfc822\r\n\r\nSubject: a\r\n\r\nb\r\n--x--\r\n",
+];
+
+const TOKENS: &[&[u8]] = &[b"(", b")", b"[", b"]", b"{", b"}", b"\"", b"\\", b" ", b"*", b"%", b"{4294967296}\r\n", b"{3+}\r\n", b"\r\n", b"NIL", b"0", b":", b",", b"<", b">", b".", b"HEADER.FIELDS", b"NOT ", b"OR "];
+
+fn mutate(rng: &mut StdRng, input: &[u8]) -> Vec<u8> {
+    let mut v = input.to_vec();
+    for _ in 0..rng.random_range(1..8) {
+        let pos = if v.is_empty() { 0 } else { rng.random_range(0..=v.len()) };
+        match rng.random_range(0..5) {
+            0 if !v.is_empty() => {
+                let end = (pos + rng.random_range(1..8)).min(v.len());
+                v.drain(pos.min(v.len())..end);
+            }
+            1 => v.insert(pos, rng.random()),
+            2 => {
+                let t = TOKENS[rng.random_range(0..TOKENS.len())];
+                v.splice(pos..pos, t.iter().copied());
+            }
+            3 if !v.is_empty() => {
+                let i = rng.random_range(0..v.len());
+                v[i] ^= 1 << rng.random_range(0..8);
+            }
+            _ => {
+                let n = rng.random_range(1..40);
+                v.splice(pos..pos, std::iter::repeat_n(b'(', n));
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn random_mutations_never_panic() {
+    let mut rng = StdRng::seed_from_u64(0x1A4D);
+    for _ in 0..20_000 {
+        let seed = SEEDS[rng.random_range(0..SEEDS.len())];
+        let input = mutate(&mut rng, seed);
+        let _ = parser::parse(&input);
+        let _ = parser::tag_of(&input);
+        for line in input.split(|&b| b == b'\n') {
+            let _ = parser::literal_announcement(line);
+        }
+        let p = mime::Parsed::new(&input);
+        let mut out = Vec::new();
+        p.envelope(&mut out);
+        p.body_structure(&mut out, true);
+        for part in [vec![1], vec![1, 1], vec![2, 1, 3]] {
+            let _ = p.section(&parser::Section { part, text: Some(parser::SectionPart::Text) });
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! The IMAP command parser and the literal framing on arbitrary bytes: must never panic,
+//! loop or allocate beyond its input.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use rampart_imap::parser;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = parser::parse(data);
+    let _ = parser::tag_of(data);
+    for line in data.split(|&b| b == b'\n') {
+        let _ = parser::literal_announcement(line);
+    }
+    // The MIME layer sees whatever a client APPENDs.
+    let p = rampart_imap::mime::Parsed::new(data);
+    let mut out = Vec::new();
+    p.envelope(&mut out);
+    p.body_structure(&mut out, true);
+});
