@@ -112,11 +112,11 @@ def test_implicit_tls_append_and_fetch_every_attribute(server):
     assert 'ENVELOPE ("Fri, 27 Nov 2026 12:00:00 +0100"' in head
     assert '"<multi-1@remote.test>")' in head and '"<earlier@remote.test>"' in head
     assert '("Bob" NIL "bob" "example.test")(NIL NIL "alice" "example.test")' in head
-    assert '("MULTIPART"' not in head  # multiparts are written as lists of parts
-    assert '"ALTERNATIVE"' in head and '"MIXED"' in head
-    assert '"BASE64" 1' in head  # the attachment is base64 with its size
-    assert '("MESSAGE" "RFC822"' in head and '"forwarded"' in head
-    assert '("ATTACHMENT" ("FILENAME" "data.bin"))' in head
+    assert '("multipart"' not in head  # multiparts are written as lists of parts
+    assert '"alternative"' in head and '"mixed"' in head
+    assert '"base64" 1' in head  # the attachment is base64 with its size
+    assert '("message" "rfc822"' in head and '"forwarded"' in head
+    assert '("attachment" ("filename" "data.bin"))' in head
     header = data[0][1]
     assert raw.startswith(header) and header.endswith(b"\r\n\r\n")
     parsed = email.message_from_bytes(raw, policy=email.policy.default)

@@ -53,7 +53,7 @@ impl<'a> Parsed<'a> {
                 let size = self.raw.len();
                 let lines = memchr::memchr_iter(b'\n', self.raw).count();
                 out.extend_from_slice(
-                    format!("(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" {size} {lines})").as_bytes(),
+                    format!("(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" {size} {lines})").as_bytes(),
                 );
             }
         }
@@ -228,11 +228,13 @@ fn resolve<'m, 'x>(msg: &'m Message<'x>, path: &[u32]) -> Option<(&'m Message<'x
                 node = None;
             }
         }
+        let at_root = node.is_none();
         let container = node.unwrap_or(0);
         node = match &owner.parts.get(container)?.body {
             PartType::Multipart(ids) => Some(*ids.get(n.checked_sub(1)?)? as usize),
-            // A non-multipart message or part has one part: itself.
-            _ if n == 1 => Some(container),
+            // RFC 3501 §6.4.5: a non-multipart message has one part, 1, the body itself;
+            // a non-multipart part inside has none.
+            _ if n == 1 && at_root => Some(container),
             _ => return None,
         };
     }
@@ -358,8 +360,10 @@ fn address_text(a: &Address<'_>) -> String {
         .join(", ")
 }
 
-fn upper_quoted(out: &mut Vec<u8>, s: &str) {
-    string(out, s.to_ascii_uppercase().as_bytes());
+/// Type names, parameter names and encodings in lower case, as Dovecot and most servers
+/// write them (RFC 3501 compares them case-insensitively).
+fn lower_quoted(out: &mut Vec<u8>, s: &str) {
+    string(out, s.to_ascii_lowercase().as_bytes());
 }
 
 /// BODYSTRUCTURE of one part (RFC 3501 §7.4.2); `extended` adds the extension data that
@@ -376,7 +380,7 @@ fn part_structure(m: &Message<'_>, idx: usize, out: &mut Vec<u8>, extended: bool
             }
         }
         out.push(b' ');
-        upper_quoted(out, ct.and_then(|c| c.subtype()).unwrap_or("MIXED"));
+        lower_quoted(out, ct.and_then(|c| c.subtype()).unwrap_or("mixed"));
         if extended {
             out.push(b' ');
             params(out, ct.and_then(|c| c.attributes()));
@@ -395,13 +399,13 @@ fn part_structure(m: &Message<'_>, idx: usize, out: &mut Vec<u8>, extended: bool
     };
     let subtype = if subtype.is_empty() { if ctype.eq_ignore_ascii_case("text") { "plain".into() } else { "octet-stream".into() } } else { subtype };
     out.push(b'(');
-    upper_quoted(out, &ctype);
+    lower_quoted(out, &ctype);
     out.push(b' ');
-    upper_quoted(out, &subtype);
+    lower_quoted(out, &subtype);
     out.push(b' ');
     match ct.and_then(|c| c.attributes()) {
         Some(a) if !a.is_empty() => params(out, Some(a)),
-        _ if ctype.eq_ignore_ascii_case("text") => out.extend_from_slice(b"(\"CHARSET\" \"US-ASCII\")"),
+        _ if ctype.eq_ignore_ascii_case("text") => out.extend_from_slice(b"(\"charset\" \"us-ascii\")"),
         _ => out.extend_from_slice(b"NIL"),
     }
     out.push(b' ');
@@ -410,8 +414,8 @@ fn part_structure(m: &Message<'_>, idx: usize, out: &mut Vec<u8>, extended: bool
     nstring(out, header_raw(m, part, HeaderName::ContentDescription).map(unfold).as_deref());
     out.push(b' ');
     let encoding = header_raw(m, part, HeaderName::ContentTransferEncoding)
-        .map(|e| String::from_utf8_lossy(e).to_ascii_uppercase())
-        .unwrap_or_else(|| "7BIT".into());
+        .map(|e| String::from_utf8_lossy(e).to_ascii_lowercase())
+        .unwrap_or_else(|| "7bit".into());
     string(out, encoding.as_bytes());
     let body = slice(raw, part.offset_body, part.offset_end);
     out.extend_from_slice(format!(" {}", body.len()).as_bytes());
@@ -424,7 +428,7 @@ fn part_structure(m: &Message<'_>, idx: usize, out: &mut Vec<u8>, extended: bool
             if depth < MAX_NESTING {
                 part_structure(nested, 0, out, extended, depth + 1);
             } else {
-                out.extend_from_slice(b"(\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 0 0)");
+                out.extend_from_slice(b"(\"text\" \"plain\" NIL NIL NIL \"7bit\" 0 0)");
             }
             out.extend_from_slice(format!(" {lines}").as_bytes());
         }
@@ -451,7 +455,7 @@ fn params(out: &mut Vec<u8>, attrs: Option<&[mail_parser::Attribute<'_>]>) {
                 if i > 0 {
                     out.push(b' ');
                 }
-                upper_quoted(out, &attr.name);
+                lower_quoted(out, &attr.name);
                 out.push(b' ');
                 string(out, &encode_word(&attr.value));
             }
@@ -466,7 +470,7 @@ fn disposition(out: &mut Vec<u8>, _m: &Message<'_>, part: &MessagePart<'_>) {
     match d {
         Some(d) => {
             out.push(b'(');
-            upper_quoted(out, d.ctype());
+            lower_quoted(out, d.ctype());
             out.push(b' ');
             params(out, d.attributes());
             out.push(b')');
@@ -476,7 +480,26 @@ fn disposition(out: &mut Vec<u8>, _m: &Message<'_>, part: &MessagePart<'_>) {
 }
 
 fn language_location(out: &mut Vec<u8>, m: &Message<'_>, part: &MessagePart<'_>) {
-    nstring(out, header_raw(m, part, HeaderName::ContentLanguage).map(unfold).as_deref());
+    // body-fld-lang: a list of language tags (RFC 3501 §9, RFC 3282).
+    match header_raw(m, part, HeaderName::ContentLanguage) {
+        Some(raw) => {
+            let text = String::from_utf8_lossy(&unfold(raw)).into_owned();
+            let tags: Vec<&str> = text.split(',').map(str::trim).filter(|t| !t.is_empty()).collect();
+            if tags.is_empty() {
+                out.extend_from_slice(b"NIL");
+            } else {
+                out.push(b'(');
+                for (i, t) in tags.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b' ');
+                    }
+                    string(out, t.as_bytes());
+                }
+                out.push(b')');
+            }
+        }
+        None => out.extend_from_slice(b"NIL"),
+    }
     out.push(b' ');
     nstring(out, header_raw(m, part, HeaderName::ContentLocation).map(unfold).as_deref());
 }

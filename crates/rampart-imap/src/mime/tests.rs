@@ -62,15 +62,15 @@ fn envelope_and_structure() {
     let mut s = Vec::new();
     p.body_structure(&mut s, false);
     let s = String::from_utf8(s).unwrap();
-    assert!(s.starts_with("((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"utf-8\") NIL NIL \"7BIT\" 12 1)"), "{s}");
-    assert!(s.contains("(\"APPLICATION\" \"OCTET-STREAM\" (\"NAME\" \"a.bin\") NIL NIL \"BASE64\" 4)"), "{s}");
-    assert!(s.contains("(\"MESSAGE\" \"RFC822\" NIL NIL NIL \"7BIT\" 50 (NIL \"inner\""), "{s}");
-    assert!(s.ends_with(" \"MIXED\")"), "{s}");
+    assert!(s.starts_with("((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 12 1)"), "{s}");
+    assert!(s.contains("(\"application\" \"octet-stream\" (\"name\" \"a.bin\") NIL NIL \"base64\" 4)"), "{s}");
+    assert!(s.contains("(\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 50 (NIL \"inner\""), "{s}");
+    assert!(s.ends_with(" \"mixed\")"), "{s}");
     let mut x = Vec::new();
     p.body_structure(&mut x, true);
     let x = String::from_utf8(x).unwrap();
-    assert!(x.contains("(\"ATTACHMENT\" (\"FILENAME\" \"a.bin\"))"), "{x}");
-    assert!(x.ends_with("\"MIXED\" (\"BOUNDARY\" \"XX\") NIL NIL NIL)"), "{x}");
+    assert!(x.contains("(\"attachment\" (\"filename\" \"a.bin\"))"), "{x}");
+    assert!(x.ends_with("\"mixed\" (\"boundary\" \"XX\") NIL NIL NIL)"), "{x}");
 }
 
 #[test]
@@ -80,7 +80,7 @@ fn plain_and_broken_messages() {
     assert_eq!(p.section(&sec(&[], Some(SectionPart::Text))).unwrap(), b"body\r\n");
     let mut s = Vec::new();
     p.body_structure(&mut s, false);
-    assert_eq!(String::from_utf8(s).unwrap(), "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 6 1)");
+    assert_eq!(String::from_utf8(s).unwrap(), "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 6 1)");
     for raw in [&b""[..], b"\r\n", b"garbage", b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n"] {
         let p = Parsed::new(raw);
         let mut o = Vec::new();

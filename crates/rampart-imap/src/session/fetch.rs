@@ -5,7 +5,7 @@ use rampart_store::{FlagOp, StoreError};
 use super::{FLUSH_AT, Next, Output, Session, State};
 use crate::mime::Parsed;
 use crate::parser::{FetchAttr, SequenceSet};
-use crate::response::{flag_list, internal_date, line, literal, nstring};
+use crate::response::{flag_list, internal_date, line, literal};
 
 impl Session {
     pub(super) async fn fetch<O: Output>(
@@ -170,10 +170,9 @@ fn write_attr(buf: &mut Vec<u8>, a: &FetchAttr, msg: &super::view::Msg, parsed: 
             }
             buf.push(b' ');
             let data = parsed.and_then(|p| p.section(section));
-            match data {
-                Some(d) => literal(buf, partial(&d, *range)),
-                None => nstring(buf, None),
-            }
+            // A part that does not exist is empty, as Dovecot answers (RFC 3501 leaves it open).
+            let data = data.unwrap_or_default();
+            literal(buf, partial(&data, *range));
         }
     }
     let _ = condstore;
