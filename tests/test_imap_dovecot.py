@@ -1,0 +1,147 @@
+"""Differential test: ENVELOPE, BODY, BODYSTRUCTURE and body sections of tricky messages,
+fetched from Rampart and from Dovecot (the reference IMAP server) must be identical."""
+
+import imaplib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import PASSWORD
+
+MESSAGES = {
+    "simple": b"From: Bob <bob@example.test>\r\nTo: a@b.c\r\nSubject: hi\r\nDate: Fri, 27 Nov 2026 12:00:00 +0000\r\n"
+    b"Message-ID: <x@y>\r\n\r\nHello\r\nWorld\r\n",
+    "no_content_type": b"Subject: only\r\n\r\nbody",
+    "groups_and_encoded_words": b"From: a@b.c\r\nTo: Team: x@y.z, \"Q Y\" <q@y.z>;, solo@b.c\r\n"
+    b"Cc: undisclosed-recipients:;\r\nSubject: =?iso-8859-1?q?caf=E9?= and more\r\nReply-To: <r@b.c>\r\n"
+    b"Sender: s@b.c\r\nBcc: \"quoted, name\" <bcc@b.c>\r\nIn-Reply-To: <p@q>\r\n\r\nx\r\n",
+    "alternative": b"From: a@b.c\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"b1\"\r\n\r\n"
+    b"--b1\r\nContent-Type: text/plain; charset=\"utf-8\"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+    b"caf=C3=A9\r\n--b1\r\nContent-Type: text/html; charset=utf-8\r\nContent-Language: en, de\r\n"
+    b"Content-Location: http://x/y\r\n\r\n<p>x</p>\r\n\r\n--b1--\r\n",
+    "nested": b"From: a@b.c\r\nContent-Type: multipart/mixed; boundary=outer\r\n\r\npre\r\n--outer\r\n"
+    b"Content-Type: multipart/alternative; boundary=inner\r\n\r\n--inner\r\nContent-Type: text/plain\r\n\r\nplain\r\n"
+    b"--inner\r\nContent-Type: text/html\r\n\r\n<b>h</b>\r\n--inner--\r\n\r\n--outer\r\n"
+    b"Content-Type: application/pdf; name=\"a b.pdf\"\r\nContent-Disposition: attachment; filename=\"a b.pdf\"; size=3\r\n"
+    b"Content-Transfer-Encoding: base64\r\nContent-ID: <cid@x>\r\nContent-Description: a file\r\n"
+    b"Content-MD5: Q2hlY2sgSW50ZWdyaXR5IQ==\r\n\r\nAAAA\r\nBBBB\r\n--outer\r\nContent-Type: message/rfc822\r\n\r\n"
+    b"From: in@b.c\r\nSubject: inner\r\nContent-Type: multipart/mixed; boundary=z\r\n\r\n--z\r\nContent-Type: text/plain\r\n\r\n"
+    b"zz\r\n--z--\r\n\r\n--outer--\r\nepilogue\r\n",
+    "bare_lf": b"From: a@b.c\nSubject: lf\n\nline1\nline2\n",
+    "empty_body": b"From: a@b.c\r\nSubject: e\r\n\r\n",
+    "digest": b"From: a@b.c\r\nContent-Type: multipart/digest; boundary=d\r\n\r\n--d\r\n\r\nSubject: d1\r\n\r\nbody1\r\n--d--\r\n",
+}
+
+ATTRS = ["ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822.SIZE", "BODY.PEEK[1]", "BODY.PEEK[1.MIME]", "BODY.PEEK[2]",
+         "BODY.PEEK[TEXT]", "BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)]", "BODY.PEEK[HEADER.FIELDS.NOT (FROM)]",
+         "BODY.PEEK[3]", "BODY.PEEK[3.HEADER]", "BODY.PEEK[3.TEXT]", "BODY.PEEK[3.1]", "BODY.PEEK[2.MIME]",
+         "BODY.PEEK[1.2]", "BODY.PEEK[]<5.10>"]
+
+DOVECOT_CONF = """
+base_dir = {dir}/run
+state_dir = {dir}/state
+log_path = {dir}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain
+mail_location = maildir:{dir}/mail/%u
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {dir}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid=dovecot gid=dovecot home={dir}/home/%u
+}}
+service imap-login {{
+  chroot =
+  inet_listener imap {{
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+default_internal_user = dovecot
+default_login_user = dovenull
+# The system user "dovecot" owns the test mail; its UID is below the default minimum.
+first_valid_uid = 1
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def dovecot():
+    if shutil.which("dovecot") is None or os.geteuid() != 0:
+        pytest.skip("needs dovecot-imapd and root")
+    # Dovecot's unprivileged processes must reach the files: pytest's tmp_path is 0700.
+    import pathlib
+    d = pathlib.Path(tempfile.mkdtemp(prefix="rampart-dovecot-"))
+    d.chmod(0o755)
+    for sub in ("run", "state", "mail", "home"):
+        (d / sub).mkdir(parents=True)
+    port = free_port()
+    (d / "dovecot.conf").write_text(DOVECOT_CONF.format(dir=d, port=port))
+    (d / "passwd").write_text("bob:{PLAIN}pw\n")
+    shutil.chown(d / "mail", "dovecot", "dovecot")
+    shutil.chown(d / "home", "dovecot", "dovecot")
+    proc = subprocess.Popen(["dovecot", "-F", "-c", str(d / "dovecot.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 15
+        while True:
+            try:
+                m = imaplib.IMAP4("127.0.0.1", port, timeout=10)
+                m.login("bob", "pw")
+                break
+            except (OSError, imaplib.IMAP4.error):
+                if time.time() > deadline:
+                    raise AssertionError("dovecot did not start: " + (d / "dovecot.log").read_text(errors="replace"))
+                time.sleep(0.2)
+        yield m
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def fetch_all(m, n):
+    out = {}
+    for a in ATTRS:
+        typ, data = m.fetch(str(n), f"({a})")
+        assert typ == "OK", (a, data)
+        flat = b"".join((x[0] + b"<<" + x[1] + b">>") if isinstance(x, tuple) else x for x in data)
+        out[a] = re.sub(rb"^\d+ \(", b"", flat)
+    return out
+
+
+def test_structure_matches_dovecot(rampart, dovecot):
+    rampart.start(listeners=("imaps",))
+    ours = imaplib.IMAP4_SSL("127.0.0.1", rampart.ports["imaps"], ssl_context=rampart.tls_context(), timeout=20)
+    ours.login("bob@example.test", PASSWORD)
+    for m in (ours, dovecot):
+        for raw in MESSAGES.values():
+            assert m.append("INBOX", None, None, raw)[0] == "OK"
+        m.select("INBOX")
+    differences = []
+    for n, name in enumerate(MESSAGES, start=1):
+        a, b = fetch_all(ours, n), fetch_all(dovecot, n)
+        for attr in ATTRS:
+            if a[attr] != b[attr]:
+                differences.append(f"{name} {attr}\n  rampart: {a[attr]!r}\n  dovecot: {b[attr]!r}")
+    assert not differences, "\n".join(differences)
