@@ -318,3 +318,36 @@ async fn bad_input_never_panics_and_errors_end_the_session() {
     let r = c.until("a ").await;
     assert!(r.contains("a BAD [TOOBIG]"), "{r}");
 }
+
+#[tokio::test]
+async fn qresync_reports_what_vanished_and_changed() {
+    let f = fixture().await;
+    for i in 0..4 {
+        deliver(&f.store, &format!("Subject: {i}\r\n\r\nx\r\n")).await;
+    }
+    let mut a = Client::login(&f).await;
+    assert!(a.cmd("e", "ENABLE QRESYNC").await.contains("* ENABLED QRESYNC"));
+    let r = a.cmd("s", "SELECT INBOX").await;
+    let uidvalidity: u32 = r.split("[UIDVALIDITY ").nth(1).unwrap().split(']').next().unwrap().parse().unwrap();
+    let modseq: u64 = r.split("[HIGHESTMODSEQ ").nth(1).unwrap().split(']').next().unwrap().parse().unwrap();
+    // Another session changes the mailbox while this client is away.
+    let mut b = Client::login(&f).await;
+    b.cmd("s", "SELECT INBOX").await;
+    b.cmd("f", "STORE 1 +FLAGS.SILENT (\\Flagged)").await;
+    b.cmd("d", "STORE 2:3 +FLAGS.SILENT (\\Deleted)").await;
+    let r = b.cmd("x", "EXPUNGE").await;
+    assert!(r.contains("* 3 EXPUNGE"), "without QRESYNC: EXPUNGE {r}");
+    // Re-synchronize in one round trip.
+    let r = a.cmd("q", &format!("SELECT INBOX (QRESYNC ({uidvalidity} {modseq} 1:4))")).await;
+    assert!(r.contains("* OK [CLOSED]"), "{r}");
+    assert!(r.contains("* VANISHED (EARLIER) 2:3\r\n"), "{r}");
+    assert!(r.contains("FETCH (UID 1 FLAGS (\\Flagged"), "{r}");
+    let r = a.cmd("v", &format!("UID FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq} VANISHED)")).await;
+    assert!(r.contains("* VANISHED (EARLIER) 2:3\r\n") && r.contains("UID 1 "), "{r}");
+    // Live expunges arrive as VANISHED.
+    b.cmd("d2", "STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+    b.cmd("x2", "EXPUNGE").await;
+    let r = a.cmd("n", "NOOP").await;
+    assert!(r.contains("* VANISHED 1\r\n") && !r.contains("EXPUNGE"), "{r}");
+    assert!(a.cmd("bad", "SELECT INBOX (QRESYNC (1 2 3:*) junk)").await.contains("bad BAD"));
+}

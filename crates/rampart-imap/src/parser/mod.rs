@@ -51,7 +51,7 @@ pub enum Kind {
     StartTls,
     Authenticate { mechanism: String, initial: Option<Vec<u8>> },
     Login { user: Vec<u8>, password: Vec<u8> },
-    Select { mailbox: String, condstore: bool, read_only: bool },
+    Select { mailbox: String, condstore: bool, read_only: bool, qresync: Option<Qresync> },
     Create { mailbox: String, special_use: Vec<String> },
     Delete(String),
     Rename { from: String, to: String },
@@ -66,7 +66,7 @@ pub enum Kind {
     Unselect,
     Expunge { uids: Option<SequenceSet> },
     Search { uid: bool, charset: Option<String>, key: SearchKey, ret: Option<Vec<String>> },
-    Fetch { uid: bool, set: SequenceSet, attrs: Vec<FetchAttr>, changed_since: Option<u64> },
+    Fetch { uid: bool, set: SequenceSet, attrs: Vec<FetchAttr>, changed_since: Option<u64>, vanished: bool },
     Store { uid: bool, set: SequenceSet, op: StoreOp, silent: bool, flags: Vec<String>, unchanged_since: Option<u64> },
     Copy { uid: bool, set: SequenceSet, mailbox: String, moving: bool },
     Idle,
@@ -117,6 +117,14 @@ impl Kind {
             Kind::SetQuota(_) => "SETQUOTA",
         }
     }
+}
+
+/// SELECT (QRESYNC (uidvalidity modseq [known-uids [seq-match]])) (RFC 7162 §3.2.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Qresync {
+    pub uidvalidity: u32,
+    pub modseq: u64,
+    pub known_uids: Option<SequenceSet>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,12 +245,15 @@ fn command(c: &mut Cursor<'_>, name: &[u8]) -> Result<Kind, ParseError> {
             c.sp()?;
             let mailbox = mailbox(c)?;
             let mut condstore = false;
-            // RFC 4466 select parameters; CONDSTORE is the one we know (RFC 7162 §3.1.8).
+            let mut qresync = None;
+            // RFC 4466 select parameters: CONDSTORE (RFC 7162 §3.1.8) and QRESYNC (§3.2.5).
             if c.eat(b' ') {
                 c.expect(b'(')?;
                 loop {
                     if c.keyword("CONDSTORE") {
                         condstore = true;
+                    } else if c.keyword("QRESYNC") {
+                        qresync = Some(qresync_params(c)?);
                     } else {
                         return Err(c.err("unknown SELECT parameter"));
                     }
@@ -252,7 +263,7 @@ fn command(c: &mut Cursor<'_>, name: &[u8]) -> Result<Kind, ParseError> {
                     c.sp()?;
                 }
             }
-            Kind::Select { mailbox, condstore, read_only: name == b"EXAMINE" }
+            Kind::Select { mailbox, condstore, read_only: name == b"EXAMINE", qresync }
         }
         b"CREATE" => {
             c.sp()?;
@@ -379,6 +390,29 @@ fn command(c: &mut Cursor<'_>, name: &[u8]) -> Result<Kind, ParseError> {
     })
 }
 
+/// "(" uidvalidity SP mod-sequence-value [SP known-uids [SP seq-match-data]] ")"
+fn qresync_params(c: &mut Cursor<'_>) -> Result<Qresync, ParseError> {
+    c.sp()?;
+    c.expect(b'(')?;
+    let uidvalidity = c.nz_number()?;
+    c.sp()?;
+    let modseq = c.number()?;
+    let mut known_uids = None;
+    if c.eat(b' ') {
+        known_uids = Some(SequenceSet::parse(c)?);
+        if c.eat(b' ') {
+            // seq-match-data helps a server without expunge history; ours has it all.
+            c.expect(b'(')?;
+            SequenceSet::parse(c)?;
+            c.sp()?;
+            SequenceSet::parse(c)?;
+            c.expect(b')')?;
+        }
+    }
+    c.expect(b')')?;
+    Ok(Qresync { uidvalidity, modseq, known_uids })
+}
+
 fn status_items(c: &mut Cursor<'_>) -> Result<Vec<StatusItem>, ParseError> {
     c.expect(b'(')?;
     let mut items = Vec::new();
@@ -499,13 +533,16 @@ fn fetch_command(c: &mut Cursor<'_>, uid: bool) -> Result<Kind, ParseError> {
     c.sp()?;
     let attrs = parse_fetch_items(c)?;
     let mut changed_since = None;
-    // RFC 7162 §3.1.4: FETCH ... (CHANGEDSINCE n)
+    let mut vanished = false;
+    // RFC 7162 §3.1.4: FETCH ... (CHANGEDSINCE n); §3.2.6: UID FETCH ... (... VANISHED)
     if c.eat(b' ') {
         c.expect(b'(')?;
         loop {
             if c.keyword("CHANGEDSINCE") {
                 c.sp()?;
                 changed_since = Some(c.number()?);
+            } else if c.keyword("VANISHED") && uid {
+                vanished = true;
             } else {
                 return Err(c.err("unknown FETCH modifier"));
             }
@@ -515,7 +552,11 @@ fn fetch_command(c: &mut Cursor<'_>, uid: bool) -> Result<Kind, ParseError> {
             c.sp()?;
         }
     }
-    Ok(Kind::Fetch { uid, set, attrs, changed_since })
+    if vanished && changed_since.is_none() {
+        // RFC 7162 §3.2.6: VANISHED needs CHANGEDSINCE.
+        return Err(c.err("VANISHED needs CHANGEDSINCE"));
+    }
+    Ok(Kind::Fetch { uid, set, attrs, changed_since, vanished })
 }
 
 fn store_command(c: &mut Cursor<'_>, uid: bool) -> Result<Kind, ParseError> {

@@ -16,7 +16,11 @@ impl Session {
         set: SequenceSet,
         mut attrs: Vec<FetchAttr>,
         changed_since: Option<u64>,
+        vanished: bool,
     ) -> Result<Next, StoreError> {
+        if vanished && !self.qresync {
+            return Ok(self.error(out.buf(), tag, "VANISHED needs ENABLE QRESYNC"));
+        }
         let store = self.services.store.clone();
         if changed_since.is_some() {
             self.condstore = true;
@@ -36,6 +40,15 @@ impl Session {
         }
         if changed_since.is_some() && !attrs.contains(&FetchAttr::ModSeq) {
             attrs.push(FetchAttr::ModSeq);
+        }
+        if let (true, Some(since)) = (vanished, changed_since) {
+            // RFC 7162 §3.2.6: UIDs in the set expunged since the client's MODSEQ.
+            let changes = store.changes_since(view.id, since).await?;
+            let max = view.uidnext.saturating_sub(1);
+            let gone: Vec<u32> = changes.expunged.into_iter().filter(|u| set.contains(*u, max)).collect();
+            if !gone.is_empty() {
+                line(out.buf(), &format!("* VANISHED (EARLIER) {}", crate::parser::sequence::compact(&gone)));
+            }
         }
         let mut targets = view.resolve(&set, uid);
         if let Some(since) = changed_since {

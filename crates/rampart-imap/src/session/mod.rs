@@ -155,6 +155,8 @@ pub struct Session {
     pub(crate) state: State,
     /// RFC 7162 §3.1: CONDSTORE was enabled (ENABLE, SELECT (CONDSTORE) or a MODSEQ use).
     pub(crate) condstore: bool,
+    /// RFC 7162 §3.2: QRESYNC was enabled; expunges are reported as VANISHED.
+    pub(crate) qresync: bool,
     pub(crate) auth_failures: u32,
     pub(crate) errors: u32,
     pub(crate) pending_auth: Option<PendingAuth>,
@@ -172,6 +174,7 @@ impl Session {
             channel_binding: None,
             state: State::NotAuthenticated,
             condstore: false,
+            qresync: false,
             auth_failures: 0,
             errors: 0,
             pending_auth: None,
@@ -239,6 +242,7 @@ impl Session {
             "SPECIAL-USE",
             "CREATE-SPECIAL-USE",
             "CONDSTORE",
+            "QRESYNC",
             "ESEARCH",
             "QUOTA",
             "QUOTA=RES-STORAGE",
@@ -323,7 +327,9 @@ impl Session {
                 line(out.buf(), "* NAMESPACE ((\"\" \"/\")) NIL NIL");
                 self.done(out.buf(), &tag, "NAMESPACE completed").await
             }
-            Kind::Select { mailbox, condstore, read_only } => self.select(out.buf(), &tag, &mailbox, condstore, read_only).await,
+            Kind::Select { mailbox, condstore, read_only, qresync } => {
+                self.select(out.buf(), &tag, &mailbox, condstore, read_only, qresync).await
+            }
             Kind::Create { mailbox, special_use } => self.create(out.buf(), &tag, &mailbox, special_use).await,
             Kind::Delete(m) => self.delete(out.buf(), &tag, &m).await,
             Kind::Rename { from, to } => self.rename(out.buf(), &tag, &from, &to).await,
@@ -337,7 +343,9 @@ impl Session {
             Kind::Unselect => self.close(out.buf(), &tag, false).await,
             Kind::Expunge { uids } => self.expunge(out.buf(), &tag, uids).await,
             Kind::Search { uid, charset, key, ret } => self.search(out, &tag, uid, charset, key, ret).await,
-            Kind::Fetch { uid, set, attrs, changed_since } => self.fetch(out, &tag, uid, set, attrs, changed_since).await,
+            Kind::Fetch { uid, set, attrs, changed_since, vanished } => {
+                self.fetch(out, &tag, uid, set, attrs, changed_since, vanished).await
+            }
             Kind::Store { uid, set, op, silent, flags, unchanged_since } => {
                 self.store(out.buf(), &tag, uid, set, op, silent, flags, unchanged_since).await
             }
@@ -414,9 +422,21 @@ impl Session {
         // RFC 5161: only extensions that change server behaviour are enabled; others ignored.
         let mut enabled = Vec::new();
         for c in caps {
-            if c == "CONDSTORE" && !self.condstore {
-                self.condstore = true;
-                enabled.push(c);
+            match c.as_str() {
+                "CONDSTORE" if !self.condstore => {
+                    self.condstore = true;
+                    enabled.push(c);
+                }
+                // RFC 7162 §3.2.3: QRESYNC implies CONDSTORE.
+                "QRESYNC" if !self.qresync => {
+                    self.qresync = true;
+                    self.condstore = true;
+                    if let State::Selected(_, view) = &mut self.state {
+                        view.vanished = true;
+                    }
+                    enabled.push(c);
+                }
+                _ => {}
             }
         }
         line(out, &format!("* ENABLED{}", enabled.iter().map(|c| format!(" {c}")).collect::<String>()));

@@ -5,7 +5,8 @@ use rampart_store::StoreError;
 
 use super::view::View;
 use super::{Next, Session, State};
-use crate::parser::SequenceSet;
+use crate::parser::sequence::compact;
+use crate::parser::{Qresync, SequenceSet};
 use crate::response::line;
 
 impl Session {
@@ -16,10 +17,20 @@ impl Session {
         name: &str,
         condstore: bool,
         read_only: bool,
+        qresync: Option<Qresync>,
     ) -> Result<Next, StoreError> {
+        if qresync.is_some() && !self.qresync {
+            // RFC 7162 §3.2.5: QRESYNC parameters need ENABLE QRESYNC first.
+            return Ok(self.error(out, tag, "Enable QRESYNC first"));
+        }
         // RFC 3501 §6.3.1: a failed SELECT leaves no mailbox selected, so deselect first.
         if matches!(self.state, State::Selected(..)) {
             self.deselect();
+            if self.qresync {
+                // RFC 7162 §3.2.11: the previous mailbox is closed; later responses belong to
+                // the new one.
+                line(out, "* OK [CLOSED] Previous mailbox closed");
+            }
         }
         if condstore {
             self.condstore = true;
@@ -33,7 +44,8 @@ impl Session {
         let watch = store.watch_mailbox(state.id);
         let recent_from = if read_only { u32::MAX } else { store.claim_recent(state.id).await? };
         let (state, records) = store.snapshot(state.id).await?;
-        let view = View::open(state, records, recent_from, read_only, watch);
+        let mut view = View::open(state, records, recent_from, read_only, watch);
+        view.vanished = self.qresync;
         view.write_flags(out);
         line(out, &format!("* {} EXISTS", view.exists()));
         line(out, &format!("* {} RECENT", view.recent()));
@@ -43,6 +55,25 @@ impl Session {
         line(out, &format!("* OK [UIDVALIDITY {}] UIDs valid", view.uidvalidity));
         line(out, &format!("* OK [UIDNEXT {}] Predicted next UID", view.uidnext));
         line(out, &format!("* OK [HIGHESTMODSEQ {}] Highest", view.highestmodseq));
+        if let Some(q) = qresync.filter(|q| q.uidvalidity == view.uidvalidity) {
+            // RFC 7162 §3.2.5.1: what vanished and what changed since the client's MODSEQ.
+            let changes = store.changes_since(view.id, q.modseq).await?;
+            let max = view.uidnext.saturating_sub(1);
+            let gone: Vec<u32> = changes
+                .expunged
+                .iter()
+                .copied()
+                .filter(|u| q.known_uids.as_ref().is_none_or(|k| k.contains(*u, max)))
+                .collect();
+            if !gone.is_empty() {
+                line(out, &format!("* VANISHED (EARLIER) {}", compact(&gone)));
+            }
+            for r in &changes.changed {
+                if let Some(i) = view.index_of_uid(r.uid) {
+                    view.write_fetch_flags(out, i, true, true);
+                }
+            }
+        }
         let code = if read_only { "READ-ONLY" } else { "READ-WRITE" };
         let verb = if read_only { "EXAMINE" } else { "SELECT" };
         self.log_command(verb);

@@ -77,6 +77,8 @@ pub struct View {
     pub keywords: BTreeSet<String>,
     /// The message count the client was last told (EXISTS minus announced EXPUNGEs).
     told: usize,
+    /// QRESYNC is on: expunges go out as one `VANISHED` of UIDs (RFC 7162 §3.2.10).
+    pub vanished: bool,
     watch: watch::Receiver<u64>,
 }
 
@@ -112,6 +114,7 @@ impl View {
             known_modseq: state.highestmodseq,
             keywords,
             told: 0,
+            vanished: false,
             watch,
         };
         View { told: view.msgs.len(), ..view }
@@ -209,6 +212,15 @@ impl View {
     }
 
     fn announce_gone(&mut self, out: &mut Vec<u8>) {
+        if self.vanished {
+            let uids: Vec<u32> = self.msgs.iter().filter(|m| m.gone).map(|m| m.uid).collect();
+            if !uids.is_empty() {
+                line(out, &format!("* VANISHED {}", crate::parser::sequence::compact(&uids)));
+                self.told = self.told.saturating_sub(uids.len());
+            }
+            self.msgs.retain(|m| !m.gone);
+            return;
+        }
         // Highest first, so each number is still right when the client reads it.
         for i in (0..self.msgs.len()).rev() {
             if self.msgs[i].gone {
