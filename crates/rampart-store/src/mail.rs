@@ -88,9 +88,9 @@ pub trait MailStore: Store {
     async fn snapshot(&self, mailbox: MailboxId) -> Result<(MailboxState, Vec<MessageRecord>)>;
     /// Changes after `modseq`.
     async fn changes_since(&self, mailbox: MailboxId, modseq: u64) -> Result<Changes>;
-    /// Takes the \Recent messages: returns the first UID not yet claimed by any session before
-    /// this call; the caller sees UIDs from there up to the current UIDNEXT as recent.
-    async fn claim_recent(&self, mailbox: MailboxId) -> Result<u32>;
+    /// Takes the \Recent messages below `up_to`: returns the first UID no session had claimed
+    /// before this call; the caller sees UIDs from there up to `up_to` as recent.
+    async fn claim_recent(&self, mailbox: MailboxId, up_to: u32) -> Result<u32>;
     /// Per-mailbox counts for STATUS: (messages, unseen, recent, total size).
     async fn mailbox_counts(&self, mailbox: MailboxId) -> Result<(u32, u32, u32, u64)>;
 

@@ -285,7 +285,8 @@ impl View {
             }
             if !new.is_empty() {
                 // \Recent goes to the first session that sees a message (RFC 3501 §2.3.2).
-                let recent_from = if self.read_only { u32::MAX } else { store.claim_recent(self.id).await? };
+                let up_to = new.last().map_or(0, |r| r.uid.saturating_add(1));
+                let recent_from = if self.read_only { u32::MAX } else { store.claim_recent(self.id, up_to).await? };
                 for r in new {
                     let recent = r.uid >= recent_from;
                     self.msgs.push(Msg::from_record(r, recent));

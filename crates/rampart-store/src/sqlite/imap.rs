@@ -360,13 +360,15 @@ impl MailStore for SqliteStore {
         .await
     }
 
-    async fn claim_recent(&self, mailbox: MailboxId) -> Result<u32> {
+    async fn claim_recent(&self, mailbox: MailboxId, up_to: u32) -> Result<u32> {
         self.write(move |conn, _| {
             let old: u32 = conn
                 .query_row("SELECT recent_uid FROM mailboxes WHERE id = ?1", [mailbox], |r| r.get(0))
                 .optional()?
                 .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?;
-            conn.execute("UPDATE mailboxes SET recent_uid = uidnext WHERE id = ?1", [mailbox])?;
+            if up_to > old {
+                conn.execute("UPDATE mailboxes SET recent_uid = ?2 WHERE id = ?1", params![mailbox, up_to])?;
+            }
             Ok(old)
         })
         .await
