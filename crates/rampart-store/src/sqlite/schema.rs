@@ -97,6 +97,45 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX queue_rcpts_due ON queue_rcpts(state, next_attempt);
     CREATE INDEX queue_rcpts_queue ON queue_rcpts(queue_id);
     "#,
+    // 3: sender authentication: the DKIM signing table, DMARC evaluations waiting for the
+    // next aggregate report, reports other domains sent us, and small server state.
+    r#"
+    CREATE TABLE dkim_keys (
+        id          INTEGER PRIMARY KEY,
+        domain      TEXT NOT NULL,
+        selector    TEXT NOT NULL,
+        algorithm   TEXT NOT NULL,
+        private_key BLOB NOT NULL,
+        public_key  BLOB NOT NULL,
+        active      INTEGER NOT NULL,
+        created     INTEGER NOT NULL,
+        UNIQUE (domain, selector)
+    );
+    CREATE TABLE dmarc_evaluations (
+        id         INTEGER PRIMARY KEY,
+        domain     TEXT NOT NULL,
+        evaluation TEXT NOT NULL,
+        created    INTEGER NOT NULL
+    );
+    CREATE INDEX dmarc_evaluations_created ON dmarc_evaluations(created);
+    CREATE TABLE dmarc_reports (
+        id         INTEGER PRIMARY KEY,
+        org_name   TEXT NOT NULL,
+        report_id  TEXT NOT NULL,
+        domain     TEXT NOT NULL,
+        date_begin INTEGER NOT NULL,
+        date_end   INTEGER NOT NULL,
+        messages   INTEGER NOT NULL,
+        passed     INTEGER NOT NULL,
+        records    TEXT NOT NULL,
+        received   INTEGER NOT NULL,
+        UNIQUE (org_name, report_id)
+    );
+    CREATE TABLE state (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this binary writes.
