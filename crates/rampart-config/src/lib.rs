@@ -51,6 +51,9 @@ pub struct Config {
     pub queue: Queue,
     pub store: Store,
     pub dns: Dns,
+    pub auth_checks: AuthChecks,
+    pub dkim: Dkim,
+    pub dmarc: Dmarc,
     pub log: Log,
 }
 
@@ -289,6 +292,73 @@ pub struct Dns {
     pub nameservers: Vec<SocketAddr>,
 }
 
+/// What to do with mail whose SPF check fails when no DMARC policy covers its From domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpfFail {
+    /// Record it only.
+    Accept,
+    /// Deliver to Junk.
+    Tag,
+    /// Refuse with 550 5.7.23.
+    Reject,
+}
+
+/// What to do when DNS fails while DMARC is evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TempErrorAction {
+    Accept,
+    /// Answer 451 so the sender tries again.
+    Defer,
+}
+
+/// Sender authentication of mail arriving on the MX listener (SPF, DKIM, ARC, DMARC, iprev).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthChecks {
+    pub enabled: bool,
+    /// The authserv-id in Authentication-Results (RFC 8601 §2.5); empty means server.hostname.
+    pub authserv_id: String,
+    /// Forward-confirmed reverse DNS of the client (one PTR and one A/AAAA lookup).
+    pub iprev: bool,
+    /// DMARC p=reject failures get `550 5.7.1` at the end of DATA.
+    pub dmarc_reject: bool,
+    /// DMARC p=quarantine failures go to Junk.
+    pub dmarc_quarantine: bool,
+    pub spf_fail: SpfFail,
+    pub dns_temperror: TempErrorAction,
+    /// ARC sealers whose valid chains may override a DMARC failure (mailing lists, forwarders).
+    pub trusted_arc_sealers: Vec<String>,
+}
+
+/// DKIM signing of submitted mail and ARC sealing of forwarded mail; keys are in the store
+/// (`rampart dkim keygen`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dkim {
+    pub sign: bool,
+    pub arc_seal: bool,
+}
+
+/// DMARC aggregate reports (RFC 7489 §7.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dmarc {
+    /// Remember evaluations and send aggregate reports to domains that ask for them (rua=).
+    pub send_reports: bool,
+    /// How often reports go out (RFC 7489 §7.2.1.1: at least daily is expected).
+    #[serde(with = "duration")]
+    pub report_interval: Duration,
+    /// Report sender (From, and the report's contact); empty means noreply-dmarc@server.hostname.
+    pub report_from: String,
+    /// The organization named in reports; empty means server.hostname.
+    pub org_name: String,
+    /// A local address that receives other domains' reports: mail to it is parsed and listed by
+    /// `rampart dmarc reports`. Empty turns this off.
+    pub report_address: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Log {
@@ -365,6 +435,24 @@ impl Default for Config {
             },
             store: Store { backend: StoreBackend::Sqlite },
             dns: Dns { nameservers: vec![] },
+            auth_checks: AuthChecks {
+                enabled: true,
+                authserv_id: String::new(),
+                iprev: true,
+                dmarc_reject: true,
+                dmarc_quarantine: true,
+                spf_fail: SpfFail::Tag,
+                dns_temperror: TempErrorAction::Accept,
+                trusted_arc_sealers: Vec::new(),
+            },
+            dkim: Dkim { sign: true, arc_seal: true },
+            dmarc: Dmarc {
+                send_reports: true,
+                report_interval: Duration::from_secs(24 * 3600),
+                report_from: String::new(),
+                org_name: String::new(),
+                report_address: String::new(),
+            },
             log: Log { level: "info".into() },
         }
     }
@@ -629,6 +717,24 @@ impl Config {
                 }
             }
         }
+        let ac = &self.auth_checks;
+        if !ac.authserv_id.is_empty() && !is_hostname(&ac.authserv_id) {
+            bad("auth_checks.authserv_id", format!("`{}` is not a host name", ac.authserv_id));
+        }
+        for d in &ac.trusted_arc_sealers {
+            if !is_hostname(d) {
+                bad("auth_checks.trusted_arc_sealers", format!("`{d}` is not a domain name"));
+            }
+        }
+        let dm = &self.dmarc;
+        if dm.report_interval < Duration::from_secs(60) {
+            bad("dmarc.report_interval", "must be at least 1m".into());
+        }
+        for (key, addr) in [("dmarc.report_from", &dm.report_from), ("dmarc.report_address", &dm.report_address)] {
+            if !addr.is_empty() && !addr.split_once('@').is_some_and(|(l, d)| !l.is_empty() && is_hostname(d)) {
+                bad(key, format!("`{addr}` is not an address"));
+            }
+        }
         if self.smtp.recipient_delimiter.chars().count() > 1 {
             bad("smtp.recipient_delimiter", "must be one character or empty".into());
         }
@@ -725,6 +831,14 @@ mod tests {
         assert!(errors.iter().any(|e| e.starts_with("tls.cert:")), "{errors:?}");
         assert!(errors.iter().any(|e| e.starts_with("listener.smtp.max_command_line:")), "{errors:?}");
         assert!(errors.iter().any(|e| e.starts_with("listener.submission.bind:")), "{errors:?}");
+        let mut c = load("", &[r#"auth_checks.trusted_arc_sealers=["not a domain"]"#, "dmarc.report_address=nobody"]).unwrap();
+        c.dmarc.report_interval = Duration::from_secs(1);
+        let errors: Vec<String> = c.validate().iter().map(|e| e.to_string()).collect();
+        for key in ["auth_checks.trusted_arc_sealers:", "dmarc.report_address:", "dmarc.report_interval:"] {
+            assert!(errors.iter().any(|e| e.starts_with(key)), "{key} in {errors:?}");
+        }
+        let e = load("", &["auth_checks.spf_fail=maybe"]).unwrap_err().to_string();
+        assert!(e.starts_with("auth_checks.spf_fail"), "{e}");
     }
 
     #[test]

@@ -169,6 +169,55 @@ backend = "sqlite"
 # Resolvers as "IP:PORT". Empty means the system resolver (/etc/resolv.conf).
 nameservers = []
 
+# Sender authentication of mail arriving on the MX listener: SPF (RFC 7208) for the HELO and
+# MAIL FROM identities, DKIM (RFC 6376) for every signature, ARC (RFC 8617), DMARC (RFC 7489)
+# and iprev. Every message gets exactly one Authentication-Results header (RFC 8601) with our
+# authserv-id; incoming ones that claim it are removed. Each result is in the message's verdict
+# trail: `rampart message why ID`.
+[auth_checks]
+enabled = true
+# The name in Authentication-Results. Empty means server.hostname.
+authserv_id = ""
+# Forward-confirmed reverse DNS of the client, recorded (not used to refuse mail).
+iprev = true
+# A message failing DMARC of a domain that publishes p=reject is refused with "550 5.7.1" at
+# the end of DATA; p=quarantine sends it to Junk. Turning dmarc_reject off quarantines instead.
+dmarc_reject = true
+dmarc_quarantine = true
+# SPF fail where no DMARC policy covers the From domain: "tag" (to Junk), "reject" (550 5.7.23)
+# or "accept" (record only). Not "reject" by default: forwarding breaks SPF (RFC 7208 App. D).
+spf_fail = "tag"
+# DNS errors while evaluating DMARC: "accept" the message, or "defer" it with 451.
+dns_temperror = "accept"
+# ARC sealers (RFC 8617) trusted to vouch for mail they forwarded: their valid chain overrides
+# a DMARC failure (RFC 7489 section 6.7 local policy). List mailing-list and forwarder domains.
+trusted_arc_sealers = []
+
+# DKIM signing (RSA-SHA256 and Ed25519, relaxed/relaxed; From, To, Subject and Date oversigned)
+# of mail that authenticated users submit, when the From domain has keys in the signing table:
+#   rampart dkim keygen example.org --selector s2026 --algorithm rsa   (prints the TXT record)
+# A second key of an algorithm waits until `rampart dkim activate DOMAIN SELECTOR` (rotation:
+# publish the new record first; keep the old one published until mail signed with it is read).
+# Mail that local aliases forward to other servers is ARC-sealed with the alias domain's key.
+[dkim]
+sign = true
+arc_seal = true
+
+# DMARC aggregate reports (RFC 7489 section 7.2) to domains that ask for them with rua=. Every
+# evaluation is kept until the next run; reports to addresses outside the domain are sent only
+# when that domain authorizes it (RFC 7489 section 7.1).
+[dmarc]
+send_reports = true
+report_interval = "1day"
+# Sender of the reports; empty means noreply-dmarc@<server.hostname>.
+report_from = ""
+# Organization named in reports; empty means server.hostname.
+org_name = ""
+# A local address (with an account or alias) where other domains send their reports to us
+# (publish it as rua= in your DMARC record); they are parsed and listed by
+# `rampart dmarc reports`. Empty turns this off.
+report_address = ""
+
 [log]
 # error, warn, info, debug, trace, or a filter like "info,rampart_smtp=debug".
 # The RUST_LOG environment variable wins when it is set.
