@@ -169,6 +169,14 @@ impl Checker {
         &self.authserv_id
     }
 
+    /// The `rua` addresses that may receive reports about `domain`: its own (and subdomains'),
+    /// and others only when they publish `<domain>._report._dmarc.<their domain>` (RFC 7489
+    /// §7.1). None on a DNS failure: try again at the next run.
+    pub async fn authorized_rua(&self, domain: &str, rua: &[String]) -> Option<Vec<String>> {
+        let found = self.auth.verify_dmarc_report_address(domain, rua, None::<&mail_auth::common::cache::NoCache<Box<str>, mail_auth::Txt>>).await?;
+        Some(found.into_iter().cloned().collect())
+    }
+
     /// SPF at MAIL FROM (RFC 7208 §2.3, §2.4). mail-auth enforces the RFC's limits: at most
     /// 10 DNS-querying terms per check (§4.6.4) and 2 void lookups.
     pub async fn spf(&self, ip: IpAddr, helo: &str, sender: &str) -> SpfCheck {

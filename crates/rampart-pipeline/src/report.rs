@@ -26,6 +26,9 @@ pub struct Published {
     pub p: Disposition,
     pub sp: Disposition,
     pub pct: u8,
+    /// Failure reporting options (`fo`, RFC 7489 §6.3), "0" when not given.
+    #[serde(default)]
+    pub fo: String,
     /// `rua` addresses, `mailto:` removed.
     pub rua: Vec<String>,
 }
@@ -50,6 +53,14 @@ impl Published {
             p,
             sp,
             pct,
+            fo: match r.fo {
+                mail_auth::dmarc::Report::All => "0",
+                mail_auth::dmarc::Report::Any => "1",
+                mail_auth::dmarc::Report::Dkim => "d",
+                mail_auth::dmarc::Report::Spf => "s",
+                mail_auth::dmarc::Report::DkimSpf => "d:s",
+            }
+            .into(),
             rua: rua.iter().map(|u| u.trim_start_matches("mailto:").split('!').next().unwrap_or_default().to_string()).collect(),
         }
     }
@@ -175,6 +186,9 @@ pub fn aggregate_xml(reporter: &Reporter<'_>, evaluations: &[Evaluation]) -> Str
     let p = &first.published;
     let mut x = String::new();
     let _ = writeln!(x, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
+    // RFC 7489 Appendix C declares `feedback` in the namespace http://dmarc.org/dmarc-xml/0.1,
+    // but reporters send it unqualified and report parsers (mail-auth's among them) expect
+    // that; the elements inside are unqualified either way.
     let _ = writeln!(x, "<feedback>");
     let _ = writeln!(x, "  <version>1.0</version>");
     let _ = writeln!(x, "  <report_metadata>");
@@ -186,7 +200,7 @@ pub fn aggregate_xml(reporter: &Reporter<'_>, evaluations: &[Evaluation]) -> Str
     let _ = writeln!(x, "  <policy_published>");
     let _ = writeln!(x, "    <domain>{}</domain>", esc(&p.domain));
     let _ = writeln!(x, "    <adkim>{}</adkim>\n    <aspf>{}</aspf>", p.adkim, p.aspf);
-    let _ = writeln!(x, "    <p>{}</p>\n    <sp>{}</sp>\n    <pct>{}</pct>", p.p.as_str(), p.sp.as_str(), p.pct);
+    let _ = writeln!(x, "    <p>{}</p>\n    <sp>{}</sp>\n    <pct>{}</pct>\n    <fo>{}</fo>", p.p.as_str(), p.sp.as_str(), p.pct, esc(&p.fo));
     let _ = writeln!(x, "  </policy_published>");
     // Group identical rows: the key is the serialized evaluation (without nothing varying).
     let mut rows: BTreeMap<String, (u32, &Evaluation)> = BTreeMap::new();
@@ -226,7 +240,7 @@ pub fn aggregate_xml(reporter: &Reporter<'_>, evaluations: &[Evaluation]) -> Str
             r @ ("none" | "neutral" | "pass" | "fail" | "softfail" | "temperror" | "permerror") => r,
             _ => "none",
         };
-        let _ = writeln!(x, "      <spf>\n        <domain>{}</domain>\n        <result>{spf_result}</result>\n      </spf>", esc(&e.spf_domain));
+        let _ = writeln!(x, "      <spf>\n        <domain>{}</domain>\n        <scope>mfrom</scope>\n        <result>{spf_result}</result>\n      </spf>", esc(&e.spf_domain));
         let _ = writeln!(x, "    </auth_results>\n  </record>");
     }
     let _ = writeln!(x, "</feedback>");
@@ -355,6 +369,7 @@ mod tests {
                 p: Disposition::Reject,
                 sp: Disposition::Reject,
                 pct: 100,
+                fo: "0".into(),
                 rua: vec!["dmarc@example.test".into()],
             },
         }

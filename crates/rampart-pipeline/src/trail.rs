@@ -73,6 +73,10 @@ pub enum Reason {
     LocalMailbox,
     LocalAndQueued,
     WithinLimits,
+    /// Authentication-Results headers claiming our authserv-id were removed (RFC 8601 §5).
+    ForgedAuthResultsRemoved,
+    DmarcReportReceived,
+    DmarcReportSent,
     DeliveryStatusNotification,
     // SPF
     SpfAuthorized,

@@ -43,6 +43,7 @@ async fn fixture() -> Fixture {
         senders: SenderPolicy::default(),
         hide_client: false,
         queue_wakeup: Arc::new(tokio::sync::Notify::new()),
+        sender_auth: Default::default(),
     });
     Fixture { _dir: dir, store, services }
 }

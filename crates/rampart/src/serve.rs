@@ -34,6 +34,44 @@ pub fn auth_settings(config: &Config) -> rampart_auth::AuthSettings {
     }
 }
 
+/// The checker and policy from `[auth_checks]`, `[dkim]` and `[dmarc]`.
+pub fn sender_auth(config: &Config) -> anyhow::Result<rampart_smtp::session::SenderAuth> {
+    use rampart_config::{SpfFail, TempErrorAction};
+    let ac = &config.auth_checks;
+    let checker = if ac.enabled {
+        let resolver =
+            rampart_smtp::dns::resolver(&config.dns.nameservers).map_err(|e| anyhow!("dns.nameservers: {e}"))?;
+        let id = if ac.authserv_id.is_empty() { &config.server.hostname } else { &ac.authserv_id };
+        Some(Arc::new(rampart_pipeline::Checker::new(resolver, id, &config.server.hostname, &ac.trusted_arc_sealers)))
+    } else {
+        None
+    };
+    let policy = rampart_pipeline::Policy {
+        dmarc_reject: ac.dmarc_reject,
+        dmarc_quarantine: ac.dmarc_quarantine,
+        spf_fail: match ac.spf_fail {
+            SpfFail::Accept => rampart_pipeline::SpfFailAction::Accept,
+            SpfFail::Tag => rampart_pipeline::SpfFailAction::Tag,
+            SpfFail::Reject => rampart_pipeline::SpfFailAction::Reject,
+        },
+        defer_on_temperror: ac.dns_temperror == TempErrorAction::Defer,
+    };
+    let report_address = Some(config.dmarc.report_address.as_str())
+        .filter(|a| !a.is_empty())
+        .map(rampart_store::address::canonical)
+        .transpose()
+        .map_err(|e| anyhow!("dmarc.report_address: {e}"))?;
+    Ok(rampart_smtp::session::SenderAuth {
+        checker,
+        policy,
+        iprev: ac.iprev,
+        sign: config.dkim.sign,
+        arc_seal: config.dkim.arc_seal,
+        record_dmarc: config.dmarc.send_reports,
+        report_address,
+    })
+}
+
 /// Loads the config and refuses it with every problem listed, each naming its key.
 pub fn load_config(path: &Path, sets: &[String]) -> anyhow::Result<Config> {
     let config = Config::load(path, sets)?;
@@ -70,6 +108,7 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
     );
     let auth = rampart_auth::Authenticator::new(store.clone(), auth_settings(&config))?;
     let queue_wakeup = Arc::new(tokio::sync::Notify::new());
+    let sender_auth = sender_auth(&config)?;
     let services = Arc::new(Services {
         store: store.clone(),
         hostname: config.server.hostname.clone(),
@@ -79,6 +118,7 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
         senders: SenderPolicy::new(&config.submission.allowed_senders),
         hide_client: config.submission.hide_client,
         queue_wakeup: queue_wakeup.clone(),
+        sender_auth,
     });
     let runner = crate::queue::runner(&config, store.clone(), queue_wakeup)?;
 
@@ -108,6 +148,9 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
         tokio::spawn(accept_loop(b, services, acceptor, global));
     }
     tokio::spawn(runner.run());
+    if config.dmarc.send_reports {
+        tokio::spawn(crate::dmarc::report_loop(config.clone(), store.clone(), services.queue_wakeup.clone()));
+    }
     info!(event = "started", hostname = %config.server.hostname, pid = std::process::id());
 
     signals(path, sets, cert_store).await

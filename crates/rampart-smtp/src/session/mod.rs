@@ -12,6 +12,7 @@
 //! - [`policy`]: who may relay and who may use which sender address.
 
 mod auth;
+mod checks;
 mod content;
 mod policy;
 
@@ -30,6 +31,7 @@ use crate::reply::Reply;
 use crate::trace;
 use content::Content;
 
+pub use checks::SenderAuth;
 pub use policy::SenderPolicy;
 
 /// What the session does on a listener.
@@ -73,6 +75,8 @@ pub struct Services {
     pub hide_client: bool,
     /// Woken when a message is queued for delivery elsewhere.
     pub queue_wakeup: Arc<tokio::sync::Notify>,
+    /// SPF, DKIM, ARC and DMARC on the MX; DKIM signing and ARC sealing.
+    pub sender_auth: SenderAuth,
 }
 
 /// One listener's settings, shared by its sessions.
@@ -151,6 +155,8 @@ struct Transaction {
     /// Addresses elsewhere, for the outbound queue.
     remote: Vec<String>,
     content: Option<Content>,
+    /// The SPF stage's findings at MAIL FROM (MX role with checks on).
+    spf: Option<rampart_pipeline::SpfCheck>,
 }
 
 pub struct Session {
@@ -168,6 +174,8 @@ pub struct Session {
     bdat_last: bool,
     /// The BDAT chunk being read broke a line rule; reported when the chunk ends.
     bdat_fatal: Option<Fatal>,
+    /// iprev of the client, looked up once per connection at the first MAIL.
+    iprev: Option<(mail_auth::IprevOutput, rampart_pipeline::Entry)>,
 }
 
 impl Session {
@@ -185,6 +193,7 @@ impl Session {
             errors: 0,
             bdat_last: false,
             bdat_fatal: None,
+            iprev: None,
         }
     }
 
@@ -359,6 +368,7 @@ impl Session {
                 return Next::Reply(reply);
             }
         }
+        let spf = self.mail_from_checks(&from).await;
         self.tx = Some(Transaction {
             id: trace::new_id(),
             from,
@@ -367,6 +377,7 @@ impl Session {
             accounts: Vec::new(),
             remote: Vec::new(),
             content: None,
+            spf,
         });
         Next::Reply(Reply::new(250, "2.1.0", "Ok"))
     }
