@@ -17,7 +17,9 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = os.environ.get("RAMPART_BIN", str(ROOT / "target" / "debug" / "rampart"))
-LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps")
+LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "metrics")
+# Defaults for every test server: no greeting delay (a test about it turns it back on).
+DEFAULT_SETS = ('listener.smtp.pregreet_wait="0s"',)
 PASSWORD = "correct horse battery staple"
 
 
@@ -75,7 +77,7 @@ class Rampart:
         for name in LISTENERS:
             bind = '["127.0.0.1:0"]' if name in listeners else "[]"
             args += ["--set", f"listener.{name}.bind={bind}"]
-        for s in sets:
+        for s in (*DEFAULT_SETS, *sets):
             args += ["--set", s]
         self.log_file = open(self.log_path, "ab")
         self.log_offset = self.log_path.stat().st_size

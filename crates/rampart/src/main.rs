@@ -9,7 +9,9 @@
 
 mod admin;
 mod init;
+mod guard;
 mod logging;
+mod metrics;
 mod queue;
 mod records;
 mod serve;
@@ -69,6 +71,16 @@ enum Command {
         #[command(subcommand)]
         command: admin::AliasCommand,
     },
+    /// Banned addresses and networks.
+    Ban {
+        #[command(subcommand)]
+        command: guard::BanCommand,
+    },
+    /// Firewall rules from the configuration.
+    Firewall {
+        #[command(subcommand)]
+        command: guard::FirewallCommand,
+    },
     /// The outbound queue.
     Queue {
         #[command(subcommand)]
@@ -116,6 +128,8 @@ fn main() -> std::process::ExitCode {
         Command::Alias { command } => admin::alias(&config, command),
         Command::Message { command } => admin::message(&config, command),
         Command::Queue { command } => queue::command(&config, command),
+        Command::Ban { command } => guard::ban(&config, command),
+        Command::Firewall { command } => guard::firewall(&config, command),
         Command::Dns { command: DnsCommand::Records { domain } } => {
             serve::load_config(&config, &[]).map(|c| print!("{}", records::zone(&domain, &c.server.hostname)))
         }
