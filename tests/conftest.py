@@ -52,11 +52,17 @@ class Rampart:
 
     def set_config(self, section, key, value):
         """Changes `key` in `[section]` of the config file (for settings the CLI reads too)."""
-        text = self.config.read_text()
-        pattern = rf"(\[{re.escape(section)}\][^\[]*?\n){re.escape(key)} = [^\n]*\n"
-        new, n = re.subn(pattern, lambda m: f"{m.group(1)}{key} = {value}\n", text, count=1, flags=re.S)
-        assert n == 1, f"{section}.{key} not found"
-        self.config.write_text(new)
+        lines = self.config.read_text().split("\n")
+        current = None
+        for i, line in enumerate(lines):
+            header = re.fullmatch(r"\[([^\]]+)\]", line.strip())
+            if header:
+                current = header.group(1)
+            elif current == section and re.match(rf"{re.escape(key)}\s*=", line):
+                lines[i] = f"{key} = {value}"
+                self.config.write_text("\n".join(lines))
+                return
+        raise AssertionError(f"{section}.{key} not found")
 
     def messages(self, address, mailbox="INBOX"):
         """[(uid, id, size, message_id, subject)] of a mailbox."""
