@@ -457,9 +457,10 @@ impl Session {
             Err((reason, reply)) => {
                 info!(
                     event = "rcpt_refused", ip = %self.remote.ip(), listener = self.settings.listener,
-                    rcpt = %shown, reason, code = reply.code
+                    rcpt = %shown, reason, code = reply.code, user = self.user.as_ref().map_or("-", |u| u.address.as_str())
                 );
-                if matches!(reason, "unknown_user" | "relay_denied" | "address_literal") {
+                // Guessing addresses or trying to relay; an authenticated user's typo is neither.
+                if self.user.is_none() && matches!(reason, "unknown_user" | "relay_denied") {
                     return self.probe(reply).await;
                 }
                 Next::Reply(reply)
