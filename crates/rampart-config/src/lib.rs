@@ -9,6 +9,7 @@
 //!   applied to the same value tree ([`apply_override`]).
 //! - [`Config::validate`] returns every problem at once, each naming its key path.
 
+mod cidr;
 mod duration;
 mod template;
 
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use cidr::Cidr;
 pub use template::template;
 
 /// A configuration problem. Every variant names where it is: a file, a key path or a `--set`.
@@ -45,6 +47,7 @@ pub struct Config {
     pub server: Server,
     pub tls: Tls,
     pub listener: Listeners,
+    pub guard: Guard,
     pub smtp: Smtp,
     pub auth: Auth,
     pub submission: Submission,
@@ -114,6 +117,14 @@ pub struct Listeners {
     pub submissions: SmtpListener,
     pub imap: ImapListener,
     pub imaps: ImapListener,
+    /// Prometheus metrics over HTTP (`GET /metrics`); loopback by default.
+    pub metrics: MetricsListener,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsListener {
+    pub bind: Vec<SocketAddr>,
 }
 
 impl Listeners {
@@ -126,6 +137,19 @@ pub struct SmtpListener {
     /// Addresses to listen on; an empty list turns the listener off.
     pub bind: Vec<SocketAddr>,
     pub tls: TlsMode,
+    /// When not empty, only clients in these networks may connect to this listener.
+    pub allow: Vec<Cidr>,
+    /// Clients in these networks are turned away at connect.
+    pub deny: Vec<Cidr>,
+    /// Hold the greeting this long and refuse clients that talk first (early talkers are
+    /// spam bots; RFC 5321 §4.3.1 says a client waits for the greeting). Passing clients are
+    /// remembered for a day, so they wait only once. 0s turns it off.
+    #[serde(with = "duration")]
+    pub pregreet_wait: Duration,
+    /// A command line must arrive whole within this time; stops clients that trickle bytes
+    /// to hold a connection (slow loris) while never hitting `idle_timeout`.
+    #[serde(with = "duration")]
+    pub line_timeout: Duration,
     /// Concurrent connections on this listener; past it new clients get `421` and are closed.
     pub max_connections: usize,
     /// Longest command line in bytes with CRLF. RFC 5321 §4.5.3.1.4 asks for at least 512;
@@ -153,10 +177,70 @@ pub struct SmtpListener {
 pub struct ImapListener {
     pub bind: Vec<SocketAddr>,
     pub tls: TlsMode,
+    /// When not empty, only clients in these networks may connect to this listener.
+    pub allow: Vec<Cidr>,
+    /// Clients in these networks are turned away at connect.
+    pub deny: Vec<Cidr>,
     pub max_connections: usize,
     /// An idle client is logged out after this; RFC 3501 §5.4 asks for at least 30 minutes.
     #[serde(with = "duration")]
     pub idle_timeout: Duration,
+}
+
+/// The guard: who may connect, how fast, and who gets banned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Guard {
+    /// Never banned, never rate limited (a webmail or proxy host, your office). Still subject
+    /// to `deny`.
+    pub allowlist: Vec<Cidr>,
+    /// When not empty, only these networks may connect to any listener.
+    pub allow: Vec<Cidr>,
+    /// These networks may connect to no listener.
+    pub deny: Vec<Cidr>,
+    /// Tell a denied or banned SMTP client why (`554 5.7.1`) before closing; otherwise close
+    /// silently. Never on implicit-TLS ports, where no clear-text byte may be sent.
+    pub deny_banner: bool,
+    /// Concurrent connections from one address.
+    pub max_connections_per_ip: u32,
+    /// Concurrent connections from one IPv4 /24 or IPv6 /64 (one customer's network).
+    pub max_connections_per_net: u32,
+    /// New connections per address per minute.
+    pub connection_rate_per_ip: u32,
+    /// TLS handshakes in progress at once; a handshake costs far more CPU than it costs the client.
+    pub max_tls_handshakes: usize,
+    /// A client must finish its TLS handshake within this time.
+    #[serde(with = "duration")]
+    pub handshake_timeout: Duration,
+    /// SMTP messages accepted per address per hour; more get `451 4.7.0`.
+    pub smtp_messages_per_ip: u32,
+    /// SMTP recipients accepted per address per hour; more get `451 4.7.0`.
+    pub smtp_recipients_per_ip: u32,
+    /// IMAP commands per session per second; faster clients are slowed to this pace.
+    pub imap_commands_per_second: u32,
+    /// Failed logins from one address within `failure_window` before it is banned.
+    pub auth_failures_per_ip: u32,
+    /// Failed logins from one /24 or /64 within `failure_window` before the network is banned.
+    pub auth_failures_per_net: u32,
+    /// Failed logins for one account within `failure_window` before only addresses that have
+    /// logged in to it before may try it (the owner keeps access, the attackers do not).
+    pub auth_failures_per_account: u32,
+    /// Refused recipients (unknown users, relay attempts) from one address within
+    /// `failure_window` before it is banned.
+    pub probes_per_ip: u32,
+    /// Early talkers (see `pregreet_wait`) from one address within `failure_window` before it
+    /// is banned.
+    pub pregreet_per_ip: u32,
+    #[serde(with = "duration")]
+    pub failure_window: Duration,
+    /// First ban; each repeat offence doubles it up to `max_ban_time`.
+    #[serde(with = "duration")]
+    pub ban_time: Duration,
+    #[serde(with = "duration")]
+    pub max_ban_time: Duration,
+    /// How long an address stays known for an account after a successful login.
+    #[serde(with = "duration")]
+    pub known_login_ttl: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -365,6 +449,8 @@ pub struct Log {
     /// `error`, `warn`, `info`, `debug` or `trace`, or a tracing filter such as
     /// `info,rampart_smtp=debug`. The RUST_LOG environment variable wins when set.
     pub level: String,
+    /// Also append log lines to this file (for fail2ban and log tools); empty for stderr only.
+    pub file: String,
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -374,6 +460,10 @@ impl SmtpListener {
         SmtpListener {
             bind: bind.iter().map(|a| a.parse().expect("literal address")).collect(),
             tls,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            pregreet_wait: Duration::ZERO,
+            line_timeout: Duration::from_secs(60),
             max_connections: 1000,
             max_command_line: 2048,
             max_data_line: 64 * 1024,
@@ -391,6 +481,8 @@ impl ImapListener {
         ImapListener {
             bind: bind.iter().map(|a| a.parse().expect("literal address")).collect(),
             tls,
+            allow: Vec::new(),
+            deny: Vec::new(),
             max_connections: 5000,
             idle_timeout: Duration::from_secs(30 * 60),
         }
@@ -403,11 +495,35 @@ impl Default for Config {
             server: Server { hostname: "localhost".into(), data_dir: "data".into(), max_connections: 10_000 },
             tls: Tls { cert: "tls/cert.pem".into(), key: "tls/key.pem".into(), sni: vec![] },
             listener: Listeners {
-                smtp: SmtpListener::with(&["0.0.0.0:25", "[::]:25"], TlsMode::Starttls),
+                smtp: SmtpListener { pregreet_wait: Duration::from_secs(3), ..SmtpListener::with(&["0.0.0.0:25", "[::]:25"], TlsMode::Starttls) },
                 submission: SmtpListener::with(&["0.0.0.0:587", "[::]:587"], TlsMode::Starttls),
                 submissions: SmtpListener::with(&["0.0.0.0:465", "[::]:465"], TlsMode::Implicit),
                 imap: ImapListener::with(&["0.0.0.0:143", "[::]:143"], TlsMode::Starttls),
                 imaps: ImapListener::with(&["0.0.0.0:993", "[::]:993"], TlsMode::Implicit),
+                metrics: MetricsListener { bind: vec!["127.0.0.1:9125".parse().expect("literal address")] },
+            },
+            guard: Guard {
+                allowlist: Vec::new(),
+                allow: Vec::new(),
+                deny: Vec::new(),
+                deny_banner: true,
+                max_connections_per_ip: 20,
+                max_connections_per_net: 100,
+                connection_rate_per_ip: 60,
+                max_tls_handshakes: 200,
+                handshake_timeout: Duration::from_secs(10),
+                smtp_messages_per_ip: 500,
+                smtp_recipients_per_ip: 2500,
+                imap_commands_per_second: 50,
+                auth_failures_per_ip: 10,
+                auth_failures_per_net: 30,
+                auth_failures_per_account: 20,
+                probes_per_ip: 20,
+                pregreet_per_ip: 3,
+                failure_window: Duration::from_secs(600),
+                ban_time: Duration::from_secs(3600),
+                max_ban_time: Duration::from_secs(7 * 24 * 3600),
+                known_login_ttl: Duration::from_secs(90 * 24 * 3600),
             },
             smtp: Smtp { recipient_delimiter: "+".into() },
             auth: Auth {
@@ -453,7 +569,8 @@ impl Default for Config {
                 org_name: String::new(),
                 report_address: String::new(),
             },
-            log: Log { level: "info".into() },
+            log: Log { level: "info".into(), file: String::new() },
+
         }
     }
 }
@@ -641,6 +758,43 @@ impl Config {
             if l.session_timeout < l.idle_timeout {
                 bad(&key("session_timeout"), "must not be shorter than idle_timeout".into());
             }
+            if l.line_timeout.is_zero() {
+                bad(&key("line_timeout"), "must be longer than 0s".into());
+            }
+            if l.pregreet_wait >= l.idle_timeout {
+                bad(&key("pregreet_wait"), "must be shorter than idle_timeout".into());
+            }
+        }
+        check_bind("metrics", &self.listener.metrics.bind, &mut bad);
+        let g = &self.guard;
+        for (key, v) in [
+            ("max_connections_per_ip", g.max_connections_per_ip),
+            ("max_connections_per_net", g.max_connections_per_net),
+            ("connection_rate_per_ip", g.connection_rate_per_ip),
+            ("smtp_messages_per_ip", g.smtp_messages_per_ip),
+            ("smtp_recipients_per_ip", g.smtp_recipients_per_ip),
+            ("imap_commands_per_second", g.imap_commands_per_second),
+            ("auth_failures_per_ip", g.auth_failures_per_ip),
+            ("auth_failures_per_net", g.auth_failures_per_net),
+            ("auth_failures_per_account", g.auth_failures_per_account),
+            ("probes_per_ip", g.probes_per_ip),
+            ("pregreet_per_ip", g.pregreet_per_ip),
+        ] {
+            if v == 0 {
+                bad(&format!("guard.{key}"), "must be at least 1".into());
+            }
+        }
+        if g.max_connections_per_net < g.max_connections_per_ip {
+            bad("guard.max_connections_per_net", "must not be lower than guard.max_connections_per_ip".into());
+        }
+        if g.max_tls_handshakes == 0 {
+            bad("guard.max_tls_handshakes", "must be at least 1".into());
+        }
+        if g.handshake_timeout.is_zero() || g.failure_window.is_zero() || g.ban_time.is_zero() {
+            bad("guard.handshake_timeout", "guard.handshake_timeout, failure_window and ban_time must be longer than 0s".into());
+        }
+        if g.max_ban_time < g.ban_time {
+            bad("guard.max_ban_time", "must not be shorter than guard.ban_time".into());
         }
         for (name, l) in self.imap_listeners() {
             check_bind(name, &l.bind, &mut bad);

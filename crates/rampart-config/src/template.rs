@@ -36,10 +36,20 @@ sni = []
 # Listeners. The names are fixed. `bind` is a list of addresses; an empty list turns the
 # listener off. `tls` is "starttls" (plain TCP, then STARTTLS) or "implicit" (TLS at once).
 
+# Every listener also takes `allow` (when not empty, only these networks may connect) and
+# `deny` (these may not), as lists like ["192.0.2.0/24", "2001:db8::/32", "198.51.100.7"].
+
 # Port 25: mail from the internet for local domains (the MX role). No AUTH here.
 [listener.smtp]
 bind = ["0.0.0.0:25", "[::]:25"]
 tls = "starttls"
+allow = []
+deny = []
+# Hold the greeting this long and refuse clients that talk first (spam bots do; RFC 5321
+# says a client waits for the greeting). A client that passed is not held again for a day.
+pregreet_wait = "3s"
+# A whole command line must arrive within this time (against slow-loris clients).
+line_timeout = "1m"
 # Concurrent connections; past it new clients get "421" and are closed.
 max_connections = 1000
 # Longest command line in bytes with CRLF (RFC 5321 asks for at least 512).
@@ -62,6 +72,10 @@ session_timeout = "1h"
 [listener.submission]
 bind = ["0.0.0.0:587", "[::]:587"]
 tls = "starttls"
+allow = []
+deny = []
+pregreet_wait = "0s"
+line_timeout = "1m"
 max_connections = 1000
 max_command_line = 2048
 max_data_line = 65536
@@ -75,6 +89,10 @@ session_timeout = "1h"
 [listener.submissions]
 bind = ["0.0.0.0:465", "[::]:465"]
 tls = "implicit"
+allow = []
+deny = []
+pregreet_wait = "0s"
+line_timeout = "1m"
 max_connections = 1000
 max_command_line = 2048
 max_data_line = 65536
@@ -88,6 +106,8 @@ session_timeout = "1h"
 [listener.imap]
 bind = ["0.0.0.0:143", "[::]:143"]
 tls = "starttls"
+allow = []
+deny = []
 max_connections = 5000
 # RFC 3501 section 5.4: an idle client may be logged out after at least 30 minutes.
 idle_timeout = "30m"
@@ -96,8 +116,54 @@ idle_timeout = "30m"
 [listener.imaps]
 bind = ["0.0.0.0:993", "[::]:993"]
 tls = "implicit"
+allow = []
+deny = []
 max_connections = 5000
 idle_timeout = "30m"
+
+# Prometheus metrics (GET /metrics). Keep it on loopback or behind a firewall.
+[listener.metrics]
+bind = ["127.0.0.1:9125"]
+
+# The guard acts before any other layer: at connect (before TLS), then on every login,
+# recipient and message. Addresses it bans are refused on every listener; bans survive
+# restarts. See `rampart ban list`.
+[guard]
+# Never banned or rate limited (a webmail or proxy host, your office); `deny` still applies.
+allowlist = []
+# When not empty, only these networks may connect at all; `deny` networks never may.
+allow = []
+deny = []
+# Say "554 5.7.1" to a denied or banned SMTP client before closing (never on implicit TLS).
+deny_banner = true
+# Concurrent connections per address, and per IPv4 /24 or IPv6 /64; new connections per
+# address per minute.
+max_connections_per_ip = 20
+max_connections_per_net = 100
+connection_rate_per_ip = 60
+# TLS handshakes at once, and the time a client has to finish one.
+max_tls_handshakes = 200
+handshake_timeout = "10s"
+# SMTP messages and recipients accepted per address per hour ("451 4.7.0" past them).
+smtp_messages_per_ip = 500
+smtp_recipients_per_ip = 2500
+# IMAP commands per session per second; faster clients are slowed down.
+imap_commands_per_second = 50
+# Within failure_window: failed logins per address, per /24 or /64, and per account;
+# refused recipients (unknown users, relay attempts) and early talkers per address.
+# Past the address or network limits the address (network) is banned for ban_time, doubled
+# for each repeat offence up to max_ban_time. Past the account limit, only addresses that
+# logged in to that account before may try it, so its owner is never locked out.
+auth_failures_per_ip = 10
+auth_failures_per_net = 30
+auth_failures_per_account = 20
+probes_per_ip = 20
+pregreet_per_ip = 3
+failure_window = "10m"
+ban_time = "1h"
+max_ban_time = "7days"
+# How long an address stays "known" for an account after a successful login.
+known_login_ttl = "90days"
 
 [smtp]
 # "user+tag@domain" is delivered to "user@domain". Empty turns sub-addressing off.
@@ -222,4 +288,6 @@ report_address = ""
 # error, warn, info, debug, trace, or a filter like "info,rampart_smtp=debug".
 # The RUST_LOG environment variable wins when it is set.
 level = "info"
+# Also append log lines to this file, e.g. for fail2ban (contrib/fail2ban/); "" for stderr only.
+file = ""
 "#;

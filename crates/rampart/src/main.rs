@@ -12,7 +12,9 @@ mod admin;
 mod dkim;
 mod dmarc;
 mod init;
+mod guard;
 mod logging;
+mod metrics;
 mod queue;
 mod records;
 mod serve;
@@ -71,6 +73,16 @@ enum Command {
     Alias {
         #[command(subcommand)]
         command: admin::AliasCommand,
+    },
+    /// Banned addresses and networks.
+    Ban {
+        #[command(subcommand)]
+        command: guard::BanCommand,
+    },
+    /// Firewall rules from the configuration.
+    Firewall {
+        #[command(subcommand)]
+        command: guard::FirewallCommand,
     },
     /// The outbound queue.
     Queue {
@@ -132,6 +144,8 @@ fn main() -> std::process::ExitCode {
         Command::Dkim { command } => dkim::command(&config, command),
         Command::Dmarc { command } => dmarc::command(&config, command),
         Command::Dns { command: DnsCommand::Records { domain } } => dns_records(&config, &domain),
+        Command::Ban { command } => guard::ban(&config, command),
+        Command::Firewall { command } => guard::firewall(&config, command),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -85,7 +85,7 @@ pub fn load_config(path: &Path, sets: &[String]) -> anyhow::Result<Config> {
 
 pub fn run(path: &Path, sets: &[String]) -> anyhow::Result<()> {
     let config = load_config(path, sets)?;
-    crate::logging::init(&config.log.level);
+    crate::logging::init(&config.log.level, &config.log.file).with_context(|| format!("log.file: {}", config.log.file))?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(serve(path, sets, config))
 }
@@ -107,6 +107,8 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
             .with_context(|| format!("server.data_dir: opening the store in {}", config.server.data_dir.display()))?,
     );
     let auth = rampart_auth::Authenticator::new(store.clone(), auth_settings(&config))?;
+    let guard = rampart_guard::Guard::new(&config, store.clone());
+    guard.refresh().await;
     let queue_wakeup = Arc::new(tokio::sync::Notify::new());
     let sender_auth = sender_auth(&config)?;
     let services = Arc::new(Services {
@@ -119,6 +121,7 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
         hide_client: config.submission.hide_client,
         queue_wakeup: queue_wakeup.clone(),
         sender_auth,
+        guard: guard.clone(),
     });
     let runner = crate::queue::runner(&config, store.clone(), queue_wakeup)?;
 
@@ -138,6 +141,12 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
         }
     }
 
+    let mut metrics_listeners = Vec::new();
+    for addr in &config.listener.metrics.bind {
+        let tcp = bind(*addr).await.map_err(|e| anyhow!("listener.metrics.bind: cannot listen on {addr}: {e}"))?;
+        metrics_listeners.push(tcp);
+    }
+
     let global = Arc::new(Semaphore::new(config.server.max_connections));
     for b in bound {
         let addr = b.tcp.local_addr()?;
@@ -147,13 +156,23 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
         let global = global.clone();
         tokio::spawn(accept_loop(b, services, acceptor, global));
     }
+    if !metrics_listeners.is_empty() {
+        let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .map_err(|e| anyhow!("listener.metrics: {e}"))?;
+        for tcp in metrics_listeners {
+            info!(event = "listening", listener = "metrics", addr = %tcp.local_addr()?, tls = "none");
+            tokio::spawn(crate::metrics::serve(tcp, handle.clone()));
+        }
+    }
+    tokio::spawn(guard.clone().maintain());
     tokio::spawn(runner.run());
     if config.dmarc.send_reports {
         tokio::spawn(crate::dmarc::report_loop(config.clone(), store.clone(), services.queue_wakeup.clone()));
     }
     info!(event = "started", hostname = %config.server.hostname, pid = std::process::id());
 
-    signals(path, sets, cert_store).await
+    signals(path, sets, cert_store, guard).await
 }
 
 /// Binds with SO_REUSEADDR (restart while old connections linger in TIME_WAIT) and, for IPv6,
@@ -195,30 +214,42 @@ async fn accept_loop(b: Bound, services: Arc<Services>, acceptor: rampart_tls::T
                 continue;
             }
         };
+        let admission = match services.guard.admit(b.name, remote.ip()) {
+            Ok(a) => a,
+            Err(refusal) => {
+                let (settings, hostname) = (b.settings.clone(), services.hostname.clone());
+                let banner = services.guard.limits().deny_banner;
+                tokio::spawn(async move {
+                    rampart_smtp::refuse(stream, &settings, &hostname, refusal.is_permanent(), banner).await
+                });
+                continue;
+            }
+        };
         let permits = global.clone().try_acquire_owned().and_then(|g| Ok((g, b.slots.clone().try_acquire_owned()?)));
         let Ok(permits) = permits else {
-            info!(event = "connection_refused", listener = b.name, ip = %remote.ip(), reason = "connection_limit");
+            info!(event = "rate_limited", ip = %remote.ip(), listener = b.name, limit = "listener_connections");
+            ::metrics::counter!("rampart_connections_refused_total", "listener" => b.name, "reason" => "listener_connections").increment(1);
             let settings = b.settings.clone();
             let hostname = services.hostname.clone();
-            tokio::spawn(async move { rampart_smtp::refuse_busy(stream, &settings, &hostname).await });
+            tokio::spawn(async move { rampart_smtp::refuse(stream, &settings, &hostname, false, true).await });
             continue;
         };
         let (services, settings, acceptor) = (services.clone(), b.settings.clone(), acceptor.clone());
         tokio::spawn(async move {
             rampart_smtp::handle(stream, remote, services, settings, acceptor).await;
-            drop(permits);
+            drop((permits, admission));
         });
     }
 }
 
-async fn signals(path: &Path, sets: &[String], certs: Arc<rampart_tls::CertStore>) -> anyhow::Result<()> {
+async fn signals(path: &Path, sets: &[String], certs: Arc<rampart_tls::CertStore>, guard: Arc<rampart_guard::Guard>) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload_certificates(path, sets, &certs),
+            _ = hup.recv() => reload(path, sets, &certs, &guard),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -227,13 +258,15 @@ async fn signals(path: &Path, sets: &[String], certs: Arc<rampart_tls::CertStore
     Ok(())
 }
 
-/// Re-reads the config and its certificates; on any error the old certificates stay in use.
-fn reload_certificates(path: &Path, sets: &[String], certs: &rampart_tls::CertStore) {
-    let loaded = load_config(path, sets).and_then(|c| Ok(rampart_tls::CertSet::load(&c.tls)?));
+/// Re-reads the config: certificates and firewall rules. On any error the old ones stay.
+fn reload(path: &Path, sets: &[String], certs: &rampart_tls::CertStore, guard: &rampart_guard::Guard) {
+    let loaded = load_config(path, sets).and_then(|c| Ok((rampart_tls::CertSet::load(&c.tls)?, c)));
     match loaded {
-        Ok(set) => {
+        Ok((set, config)) => {
             certs.replace(set);
+            guard.reload(&config);
             info!(event = "certificates_reloaded");
+            info!(event = "firewall_reloaded", deny = config.guard.deny.len(), allow = config.guard.allow.len());
         }
         Err(e) => error!(event = "reload_failed", error = %format!("{e:#}").replace('\n', "; ")),
     }

@@ -86,6 +86,7 @@ impl Session {
             Fatal::Nul => ("nul", Reply::new(500, "5.6.0", "NUL character in message")),
         };
         warn!(event = "message_refused", ip = %self.remote.ip(), listener = self.settings.listener, reason = what);
+        metrics::counter!("rampart_messages_total", "listener" => self.settings.listener, "result" => "refused", "reason" => what).increment(1);
         Next::Close(reply)
     }
 
@@ -157,6 +158,7 @@ impl Session {
         match content.receiver.soft_error() {
             Some(Soft::TooBig) => {
                 info!(event = "message_refused", ip = %self.remote.ip(), id = %tx.id, reason = "too_big", size = content.receiver.size());
+                metrics::counter!("rampart_messages_total", "listener" => self.settings.listener, "result" => "refused", "reason" => "too_big").increment(1);
                 return Next::Reply(Reply::new(
                     552,
                     "5.3.4",
@@ -165,6 +167,7 @@ impl Session {
             }
             Some(Soft::LineTooLong) => {
                 info!(event = "message_refused", ip = %self.remote.ip(), id = %tx.id, reason = "line_too_long");
+                metrics::counter!("rampart_messages_total", "listener" => self.settings.listener, "result" => "refused", "reason" => "line_too_long").increment(1);
                 return Next::Reply(Reply::new(
                     554,
                     "5.6.0",
@@ -320,6 +323,7 @@ impl Session {
                 if queued {
                     self.services.queue_wakeup.notify_one();
                 }
+                metrics::counter!("rampart_messages_total", "listener" => self.settings.listener, "result" => "accepted", "reason" => "ok").increment(1);
                 info!(
                     event = "accepted", ip = %self.remote.ip(), listener = self.settings.listener, id = %tx.id,
                     from = %format!("<{}>", tx.from), local = tx.accounts.len(), queued = tx.remote.len(), size,

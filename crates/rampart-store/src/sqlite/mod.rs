@@ -7,6 +7,7 @@
 //! directory instead of N of each.
 
 mod credentials;
+mod guard;
 mod senderauth;
 mod queue;
 mod schema;
@@ -607,6 +608,51 @@ impl Store for SqliteStore {
     async fn queue_delete(&self, id: &str) -> Result<()> {
         let id = id.to_string();
         self.write(move |conn, effects| queue::delete(conn, effects, &id)).await
+    }
+
+    async fn bans(&self) -> Result<Vec<crate::Ban>> {
+        self.read(guard::bans).await
+    }
+
+    async fn ban_put(&self, ban: &crate::Ban) -> Result<()> {
+        let ban = ban.clone();
+        self.write(move |conn, _| guard::ban_put(conn, &ban)).await
+    }
+
+    async fn ban_remove(&self, net: &str) -> Result<bool> {
+        let net = net.to_string();
+        self.write(move |conn, _| Ok(conn.execute("DELETE FROM bans WHERE net = ?1", [net])? > 0)).await
+    }
+
+    async fn bans_prune(&self, before: i64) -> Result<()> {
+        self.write(move |conn, _| {
+            conn.execute("DELETE FROM bans WHERE until < ?1 AND updated < ?1", [before])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn known_login_put(&self, account: &str, net: &str, now: i64) -> Result<()> {
+        let (account, net) = (account.to_string(), net.to_string());
+        self.write(move |conn, _| {
+            conn.execute(
+                "INSERT INTO known_logins (account, net, last_seen) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (account, net) DO UPDATE SET last_seen = excluded.last_seen",
+                params![account, net, now],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn known_logins(&self, account: &str, since: i64) -> Result<Vec<String>> {
+        let account = account.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare("SELECT net FROM known_logins WHERE account = ?1 AND last_seen >= ?2")?;
+            let rows = stmt.query_map(params![account, since], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
     }
 
     async fn add_dkim_key(&self, key: crate::DkimKey) -> Result<bool> {

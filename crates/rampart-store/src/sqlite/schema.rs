@@ -97,7 +97,24 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX queue_rcpts_due ON queue_rcpts(state, next_attempt);
     CREATE INDEX queue_rcpts_queue ON queue_rcpts(queue_id);
     "#,
-    // 3: sender authentication: the DKIM signing table, DMARC evaluations waiting for the
+    // 3: the guard's bans (kept after they expire, to count repeat offences) and the
+    // addresses each account has logged in from.
+    r#"
+    CREATE TABLE bans (
+        net      TEXT PRIMARY KEY,
+        until    INTEGER NOT NULL,
+        reason   TEXT NOT NULL,
+        offenses INTEGER NOT NULL,
+        updated  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE known_logins (
+        account   TEXT NOT NULL,
+        net       TEXT NOT NULL,
+        last_seen INTEGER NOT NULL,
+        PRIMARY KEY (account, net)
+    ) WITHOUT ROWID;
+    "#,
+    // 4: sender authentication: the DKIM signing table, DMARC evaluations waiting for the
     // next aggregate report, reports other domains sent us, and small server state.
     r#"
     CREATE TABLE dkim_keys (
