@@ -13,8 +13,13 @@ What is measured:
   before 250; sender checks on against a local DNS server once they exist) and to a Postfix
   instance configured here, delivering to a maildir for the same recipient (Postfix fsyncs its
   queue files too). Messages per second.
-- idle: Rampart's RSS right after start.
-- imap: see bench/imap (the load generator) once IMAP is served.
+- idle: Rampart's RSS right after start, and with 10,000 logged-in IMAP connections over TLS
+  sitting in IDLE.
+- imap: the load generator `rampart-bench mix` (crates/rampart-bench) runs the same session mix
+  against Rampart and a Dovecot configured here (passwd-file with the very same argon2id
+  hashes, maildir, implicit TLS), 10 clients for a fixed time: LOGIN, SELECT, FETCH flags,
+  FETCH 5 bodies, STORE, APPEND, STORE \\Deleted, EXPUNGE, LOGOUT. Operations per second and
+  latency percentiles.
 """
 
 import argparse
@@ -32,6 +37,7 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release" / "rampart"
+BENCH = ROOT / "target" / "release" / "rampart-bench"
 PASSWORD = "correct horse battery staple"
 
 
@@ -79,18 +85,23 @@ class Dns:
 
 
 class RampartServer:
-    def __init__(self, base, dns):
+    def __init__(self, base, dns, imap_users=0):
         self.dir = base / "rampart"
         subprocess.run([BIN, "init", "--dir", self.dir, "--hostname", "mx.bench.test", "--domain", "bench.test"],
                        check=True, capture_output=True)
         subprocess.run([BIN, "user", "add", "rcpt@bench.test", "--password-stdin", "--config", self.dir / "rampart.toml"],
                        input=PASSWORD + "\n", text=True, check=True, capture_output=True)
+        for n in range(1, imap_users + 1):
+            subprocess.run([BIN, "user", "add", f"user{n}@bench.test", "--password-stdin", "--config",
+                            self.dir / "rampart.toml"], input=PASSWORD + "\n", text=True, check=True, capture_output=True)
         self.port = free_port()
+        self.imaps = free_port()
         self.log = open(self.dir / "server.log", "wb")
         sets = [
             f'listener.smtp.bind=["127.0.0.1:{self.port}"]',
             "listener.submission.bind=[]", "listener.submissions.bind=[]",
-            "listener.imap.bind=[]", "listener.imaps.bind=[]", "listener.metrics.bind=[]",
+            "listener.imap.bind=[]", f'listener.imaps.bind=["127.0.0.1:{self.imaps}"]', "listener.metrics.bind=[]",
+            "listener.imaps.max_connections=20000", "server.max_connections=30000",
             f'dns.nameservers=["127.0.0.1:{dns.port}"]',
             # The benchmark is one client address opening thousands of connections: exempt it
             # from the per-address limits, as an administrator would a trusted relay.
@@ -159,6 +170,137 @@ smtpd_client_connection_rate_limit = 0
 
     def stop(self):
         subprocess.run(["postfix", "-c", self.etc, "stop"], capture_output=True)
+
+
+class DovecotServer:
+    """A private Dovecot (see ../shared/testing.md) with the same users and password hashes."""
+
+    def __init__(self, base, rampart_dir, users):
+        self.dir = base / "dovecot"
+        for d in ("run", "state", "mail"):
+            (self.dir / d).mkdir(parents=True)
+        shutil.chown(self.dir / "mail", "nobody", "nogroup")
+        import sqlite3
+        db = sqlite3.connect(rampart_dir / "data" / "rampart.db")
+        hashes = dict(db.execute("SELECT address, password_hash FROM accounts"))
+        db.close()
+        (self.dir / "passwd").write_text("".join(f"user{n}@bench.test:{{ARGON2ID}}{hashes[f'user{n}@bench.test']}\n"
+                                                 for n in range(1, users + 1)))
+        self.port = free_port()
+        tls = rampart_dir / "tls"
+        (self.dir / "dovecot.conf").write_text(f"""
+base_dir = {self.dir}/run
+state_dir = {self.dir}/state
+log_path = {self.dir}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = required
+ssl_cert = <{tls}/cert.pem
+ssl_key = <{tls}/key.pem
+ssl_min_protocol = TLSv1.2
+auth_mechanisms = plain login
+default_login_user = nobody
+default_internal_user = nobody
+mail_location = maildir:~/Maildir
+mail_fsync = always
+passdb {{
+  driver = passwd-file
+  args = {self.dir}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home={self.dir}/mail/%d/%n
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = 0
+  }}
+  inet_listener imaps {{
+    port = {self.port}
+    ssl = yes
+  }}
+  service_count = 0
+  process_min_avail = 2
+  client_limit = 20000
+}}
+service imap {{
+  process_limit = 20000
+}}
+service anvil {{
+  client_limit = 40000
+}}
+service auth {{
+  client_limit = 40000
+}}
+default_client_limit = 40000
+default_vsz_limit = 0
+mail_max_userip_connections = 20000
+""")
+        subprocess.run(["dovecot", "-c", self.dir / "dovecot.conf"], check=True, capture_output=True)
+        wait_port(self.port)
+
+    def stop(self):
+        subprocess.run(["dovecot", "-c", self.dir / "dovecot.conf", "stop"], capture_output=True)
+        time.sleep(0.5)
+
+
+def bench_tool(addr_port, *args, users=10):
+    return subprocess.run([BENCH, "--addr", f"127.0.0.1:{addr_port}", "--password", PASSWORD, "--users", str(users), *args],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def bench_imap(args):
+    import json
+    results = {"rampart": [], "dovecot": [], "rampart_p99": [], "dovecot_p99": []}
+    for run in range(args.runs):
+        with tempfile.TemporaryDirectory(prefix="rampart-bench-") as tmp:
+            base = pathlib.Path(tmp)
+            dns = Dns()
+            try:
+                r = RampartServer(base, dns, imap_users=10)
+                try:
+                    bench_tool(r.imaps, "populate", "--messages", "200")
+                    out = json.loads(bench_tool(r.imaps, "mix", "--clients", "10", "--seconds", str(args.imap_seconds)))
+                    results["rampart"].append(out["ops_per_sec"])
+                    results["rampart_p99"].append(out["p99_ms"])
+                finally:
+                    r.stop()
+                d = DovecotServer(base, r.dir, 10)
+                try:
+                    bench_tool(d.port, "populate", "--messages", "200")
+                    out = json.loads(bench_tool(d.port, "mix", "--clients", "10", "--seconds", str(args.imap_seconds)))
+                    results["dovecot"].append(out["ops_per_sec"])
+                    results["dovecot_p99"].append(out["p99_ms"])
+                finally:
+                    d.stop()
+            finally:
+                dns.stop()
+        print(f"imap run {run + 1}: rampart {results['rampart'][-1]:.0f} ops/s, dovecot {results['dovecot'][-1]:.0f} ops/s",
+              file=sys.stderr)
+    return results
+
+
+def bench_idle_connections(args):
+    values = []
+    for _ in range(args.runs):
+        with tempfile.TemporaryDirectory(prefix="rampart-bench-") as tmp:
+            dns = Dns()
+            try:
+                r = RampartServer(pathlib.Path(tmp), dns, imap_users=10)
+                holder = subprocess.Popen([BENCH, "--addr", f"127.0.0.1:{r.imaps}", "--password", PASSWORD,
+                                           "idle", "--connections", str(args.idle)], stdout=subprocess.PIPE, text=True)
+                try:
+                    line = holder.stdout.readline()
+                    assert '"idle"' in line, f"idle holder failed: {line}"
+                    time.sleep(2)
+                    values.append(r.rss() / 1024)
+                finally:
+                    holder.kill()
+                    holder.wait()
+                    r.stop()
+            finally:
+                dns.stop()
+    return values
 
 
 def smtp_source(port, messages, sessions):
@@ -231,16 +373,21 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--messages", type=int, default=5000)
     ap.add_argument("--sessions", type=int, default=10)
-    ap.add_argument("--only", default="smtp,idle")
+    ap.add_argument("--only", default="smtp,idle,imap,idle-imap")
+    ap.add_argument("--imap-seconds", type=int, default=20)
+    ap.add_argument("--idle", type=int, default=10000)
     ap.add_argument("--no-build", action="store_true")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: the private Postfix instance needs it")
-    for tool in ("smtp-source", "postfix", "dnsmasq"):
+    for tool in ("smtp-source", "postfix", "dnsmasq", "dovecot"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: run scripts/setup")
     if not args.no_build:
-        subprocess.run(["cargo", "build", "--release", "--bin", "rampart"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--release", "--bin", "rampart", "--bin", "rampart-bench"], cwd=ROOT, check=True)
+    import resource
+    # 10,000 connections need as many descriptors in the server and in the load generator.
+    resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
     only = set(args.only.split(","))
     rows = []
     if "smtp" in only:
@@ -249,6 +396,15 @@ def main():
         rows.append((f"SMTP inbound, {args.messages} × 4 KiB, {args.sessions} sessions (msg/s)", rm, pm, rm / pm, "≥ 2.0"))
     if "idle" in only:
         rows.append(("RSS right after start (MiB)", statistics.median(bench_idle(args)), None, None, "≤ 30"))
+    if "imap" in only:
+        r = bench_imap(args)
+        rm, dm = statistics.median(r["rampart"]), statistics.median(r["dovecot"])
+        rows.append(("IMAP session mix, 10 clients (ops/s)", rm, dm, rm / dm, "≥ 1.5"))
+        rp, dp = statistics.median(r["rampart_p99"]), statistics.median(r["dovecot_p99"])
+        rows.append(("IMAP p99 latency (ms)", rp, dp, rp / dp, "lower is better"))
+    if "idle-imap" in only:
+        rows.append((f"RSS with {args.idle} idle TLS IMAP connections (MiB)", statistics.median(bench_idle_connections(args)),
+                     None, None, "≤ 250"))
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     lines = [f"### {stamp}, commit {commit}, {os.cpu_count()} cores, medians of {args.runs} runs", "",
