@@ -17,7 +17,9 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = os.environ.get("RAMPART_BIN", str(ROOT / "target" / "debug" / "rampart"))
-LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps")
+LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "metrics")
+# Defaults for every test server: no greeting delay (a test about it turns it back on).
+DEFAULT_SETS = ('listener.smtp.pregreet_wait="0s"',)
 PASSWORD = "correct horse battery staple"
 
 
@@ -50,11 +52,17 @@ class Rampart:
 
     def set_config(self, section, key, value):
         """Changes `key` in `[section]` of the config file (for settings the CLI reads too)."""
-        text = self.config.read_text()
-        pattern = rf"(\[{re.escape(section)}\][^\[]*?\n){re.escape(key)} = [^\n]*\n"
-        new, n = re.subn(pattern, lambda m: f"{m.group(1)}{key} = {value}\n", text, count=1, flags=re.S)
-        assert n == 1, f"{section}.{key} not found"
-        self.config.write_text(new)
+        lines = self.config.read_text().split("\n")
+        current = None
+        for i, line in enumerate(lines):
+            header = re.fullmatch(r"\[([^\]]+)\]", line.strip())
+            if header:
+                current = header.group(1)
+            elif current == section and re.match(rf"{re.escape(key)}\s*=", line):
+                lines[i] = f"{key} = {value}"
+                self.config.write_text("\n".join(lines))
+                return
+        raise AssertionError(f"{section}.{key} not found")
 
     def messages(self, address, mailbox="INBOX"):
         """[(uid, id, size, message_id, subject)] of a mailbox."""
@@ -75,7 +83,11 @@ class Rampart:
         for name in LISTENERS:
             bind = '["127.0.0.1:0"]' if name in listeners else "[]"
             args += ["--set", f"listener.{name}.bind={bind}"]
-        for s in sets:
+        # Sender-authentication checks query DNS: only against the test's own dnsmasq, never the
+        # machine's resolver. Without a test DNS they are off.
+        if not any(s.startswith("dns.nameservers") for s in (*DEFAULT_SETS, *sets)):
+            args += ["--set", "auth_checks.enabled=false"]
+        for s in (*DEFAULT_SETS, *sets):
             args += ["--set", s]
         self.log_file = open(self.log_path, "ab")
         self.log_offset = self.log_path.stat().st_size

@@ -431,3 +431,21 @@ def test_durability_under_kill_9(rampart):
     with smtplib.SMTP("127.0.0.1", rampart.ports["smtp"], timeout=10) as s:
         s.sendmail("a@remote.test", ["bob@example.test"], message_bytes(mid="<after@remote.test>"))
     assert "<after@remote.test>" in {m[3] for m in rampart.messages("bob@example.test")}
+
+
+def test_sni_picks_the_certificate_per_host_name(rampart, tmp_path):
+    key, cert = tmp_path / "other.key", tmp_path / "other.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "30", "-subj", "/CN=mail.other.test",
+                    "-addext", "subjectAltName=DNS:mail.other.test"], check=True, capture_output=True)
+    rampart.start(f'tls.sni=[{{hostname = "mail.other.test", cert = "{cert}", key = "{key}"}}]')
+    port = rampart.ports["smtp"]
+
+    def subject(name):
+        r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-starttls", "smtp",
+                            "-servername", name], input="", capture_output=True, text=True, timeout=30)
+        return re.search(r"subject=(.*)", r.stdout).group(1)
+
+    assert "mail.other.test" in subject("mail.other.test")
+    assert "mx.example.test" in subject("mx.example.test")
+    assert "mx.example.test" in subject("unknown.example")

@@ -109,7 +109,8 @@ class Client:
 
 
 def test_concurrent_clients_keep_consistent_views(rampart):
-    server = rampart.start(listeners=("imaps",))
+    # Four clients as fast as they can: above the default pace of 50 commands a second.
+    server = rampart.start("guard.imap_commands_per_second=1000", listeners=("imaps",))
     clients = [Client(server, seed) for seed in range(4)]
     for c in clients:
         assert b"OK" in c.cmd(f'LOGIN bob@example.test "{PASSWORD}"')[0]

@@ -9,6 +9,7 @@
 //!   applied to the same value tree ([`apply_override`]).
 //! - [`Config::validate`] returns every problem at once, each naming its key path.
 
+mod cidr;
 mod duration;
 mod template;
 
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use cidr::Cidr;
 pub use template::template;
 
 /// A configuration problem. Every variant names where it is: a file, a key path or a `--set`.
@@ -45,12 +47,16 @@ pub struct Config {
     pub server: Server,
     pub tls: Tls,
     pub listener: Listeners,
+    pub guard: Guard,
     pub smtp: Smtp,
     pub auth: Auth,
     pub submission: Submission,
     pub queue: Queue,
     pub store: Store,
     pub dns: Dns,
+    pub auth_checks: AuthChecks,
+    pub dkim: Dkim,
+    pub dmarc: Dmarc,
     pub log: Log,
 }
 
@@ -111,6 +117,14 @@ pub struct Listeners {
     pub submissions: SmtpListener,
     pub imap: ImapListener,
     pub imaps: ImapListener,
+    /// Prometheus metrics over HTTP (`GET /metrics`); loopback by default.
+    pub metrics: MetricsListener,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsListener {
+    pub bind: Vec<SocketAddr>,
 }
 
 impl Listeners {
@@ -123,6 +137,19 @@ pub struct SmtpListener {
     /// Addresses to listen on; an empty list turns the listener off.
     pub bind: Vec<SocketAddr>,
     pub tls: TlsMode,
+    /// When not empty, only clients in these networks may connect to this listener.
+    pub allow: Vec<Cidr>,
+    /// Clients in these networks are turned away at connect.
+    pub deny: Vec<Cidr>,
+    /// Hold the greeting this long and refuse clients that talk first (early talkers are
+    /// spam bots; RFC 5321 §4.3.1 says a client waits for the greeting). Passing clients are
+    /// remembered for a day, so they wait only once. 0s turns it off.
+    #[serde(with = "duration")]
+    pub pregreet_wait: Duration,
+    /// A command line must arrive whole within this time; stops clients that trickle bytes
+    /// to hold a connection (slow loris) while never hitting `idle_timeout`.
+    #[serde(with = "duration")]
+    pub line_timeout: Duration,
     /// Concurrent connections on this listener; past it new clients get `421` and are closed.
     pub max_connections: usize,
     /// Longest command line in bytes with CRLF. RFC 5321 §4.5.3.1.4 asks for at least 512;
@@ -150,6 +177,10 @@ pub struct SmtpListener {
 pub struct ImapListener {
     pub bind: Vec<SocketAddr>,
     pub tls: TlsMode,
+    /// When not empty, only clients in these networks may connect to this listener.
+    pub allow: Vec<Cidr>,
+    /// Clients in these networks are turned away at connect.
+    pub deny: Vec<Cidr>,
     pub max_connections: usize,
     /// An idle client is logged out after this; RFC 3501 §5.4 asks for at least 30 minutes.
     #[serde(with = "duration")]
@@ -170,6 +201,62 @@ pub struct ImapListener {
     /// Storage quota per account in bytes, reported by GETQUOTAROOT (RFC 9208) and enforced
     /// on APPEND; 0 means no limit.
     pub quota_storage: u64,
+}
+
+/// The guard: who may connect, how fast, and who gets banned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Guard {
+    /// Never banned, never rate limited (a webmail or proxy host, your office). Still subject
+    /// to `deny`.
+    pub allowlist: Vec<Cidr>,
+    /// When not empty, only these networks may connect to any listener.
+    pub allow: Vec<Cidr>,
+    /// These networks may connect to no listener.
+    pub deny: Vec<Cidr>,
+    /// Tell a denied or banned SMTP client why (`554 5.7.1`) before closing; otherwise close
+    /// silently. Never on implicit-TLS ports, where no clear-text byte may be sent.
+    pub deny_banner: bool,
+    /// Concurrent connections from one address.
+    pub max_connections_per_ip: u32,
+    /// Concurrent connections from one IPv4 /24 or IPv6 /64 (one customer's network).
+    pub max_connections_per_net: u32,
+    /// New connections per address per minute.
+    pub connection_rate_per_ip: u32,
+    /// TLS handshakes in progress at once; a handshake costs far more CPU than it costs the client.
+    pub max_tls_handshakes: usize,
+    /// A client must finish its TLS handshake within this time.
+    #[serde(with = "duration")]
+    pub handshake_timeout: Duration,
+    /// SMTP messages accepted per address per hour; more get `451 4.7.0`.
+    pub smtp_messages_per_ip: u32,
+    /// SMTP recipients accepted per address per hour; more get `451 4.7.0`.
+    pub smtp_recipients_per_ip: u32,
+    /// IMAP commands per session per second; faster clients are slowed to this pace.
+    pub imap_commands_per_second: u32,
+    /// Failed logins from one address within `failure_window` before it is banned.
+    pub auth_failures_per_ip: u32,
+    /// Failed logins from one /24 or /64 within `failure_window` before the network is banned.
+    pub auth_failures_per_net: u32,
+    /// Failed logins for one account within `failure_window` before only addresses that have
+    /// logged in to it before may try it (the owner keeps access, the attackers do not).
+    pub auth_failures_per_account: u32,
+    /// Refused recipients (unknown users, relay attempts) from one address within
+    /// `failure_window` before it is banned.
+    pub probes_per_ip: u32,
+    /// Early talkers (see `pregreet_wait`) from one address within `failure_window` before it
+    /// is banned.
+    pub pregreet_per_ip: u32,
+    #[serde(with = "duration")]
+    pub failure_window: Duration,
+    /// First ban; each repeat offence doubles it up to `max_ban_time`.
+    #[serde(with = "duration")]
+    pub ban_time: Duration,
+    #[serde(with = "duration")]
+    pub max_ban_time: Duration,
+    /// How long an address stays known for an account after a successful login.
+    #[serde(with = "duration")]
+    pub known_login_ttl: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -305,12 +392,81 @@ pub struct Dns {
     pub nameservers: Vec<SocketAddr>,
 }
 
+/// What to do with mail whose SPF check fails when no DMARC policy covers its From domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpfFail {
+    /// Record it only.
+    Accept,
+    /// Deliver to Junk.
+    Tag,
+    /// Refuse with 550 5.7.23.
+    Reject,
+}
+
+/// What to do when DNS fails while DMARC is evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TempErrorAction {
+    Accept,
+    /// Answer 451 so the sender tries again.
+    Defer,
+}
+
+/// Sender authentication of mail arriving on the MX listener (SPF, DKIM, ARC, DMARC, iprev).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthChecks {
+    pub enabled: bool,
+    /// The authserv-id in Authentication-Results (RFC 8601 §2.5); empty means server.hostname.
+    pub authserv_id: String,
+    /// Forward-confirmed reverse DNS of the client (one PTR and one A/AAAA lookup).
+    pub iprev: bool,
+    /// DMARC p=reject failures get `550 5.7.1` at the end of DATA.
+    pub dmarc_reject: bool,
+    /// DMARC p=quarantine failures go to Junk.
+    pub dmarc_quarantine: bool,
+    pub spf_fail: SpfFail,
+    pub dns_temperror: TempErrorAction,
+    /// ARC sealers whose valid chains may override a DMARC failure (mailing lists, forwarders).
+    pub trusted_arc_sealers: Vec<String>,
+}
+
+/// DKIM signing of submitted mail and ARC sealing of forwarded mail; keys are in the store
+/// (`rampart dkim keygen`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dkim {
+    pub sign: bool,
+    pub arc_seal: bool,
+}
+
+/// DMARC aggregate reports (RFC 7489 §7.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dmarc {
+    /// Remember evaluations and send aggregate reports to domains that ask for them (rua=).
+    pub send_reports: bool,
+    /// How often reports go out (RFC 7489 §7.2.1.1: at least daily is expected).
+    #[serde(with = "duration")]
+    pub report_interval: Duration,
+    /// Report sender (From, and the report's contact); empty means noreply-dmarc@server.hostname.
+    pub report_from: String,
+    /// The organization named in reports; empty means server.hostname.
+    pub org_name: String,
+    /// A local address that receives other domains' reports: mail to it is parsed and listed by
+    /// `rampart dmarc reports`. Empty turns this off.
+    pub report_address: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Log {
     /// `error`, `warn`, `info`, `debug` or `trace`, or a tracing filter such as
     /// `info,rampart_smtp=debug`. The RUST_LOG environment variable wins when set.
     pub level: String,
+    /// Also append log lines to this file (for fail2ban and log tools); empty for stderr only.
+    pub file: String,
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -320,6 +476,10 @@ impl SmtpListener {
         SmtpListener {
             bind: bind.iter().map(|a| a.parse().expect("literal address")).collect(),
             tls,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            pregreet_wait: Duration::ZERO,
+            line_timeout: Duration::from_secs(60),
             max_connections: 1000,
             max_command_line: 2048,
             max_data_line: 64 * 1024,
@@ -337,6 +497,8 @@ impl ImapListener {
         ImapListener {
             bind: bind.iter().map(|a| a.parse().expect("literal address")).collect(),
             tls,
+            allow: Vec::new(),
+            deny: Vec::new(),
             max_connections: 5000,
             idle_timeout: Duration::from_secs(30 * 60),
             max_command_line: 64 * 1024,
@@ -355,11 +517,35 @@ impl Default for Config {
             server: Server { hostname: "localhost".into(), data_dir: "data".into(), max_connections: 10_000 },
             tls: Tls { cert: "tls/cert.pem".into(), key: "tls/key.pem".into(), sni: vec![] },
             listener: Listeners {
-                smtp: SmtpListener::with(&["0.0.0.0:25", "[::]:25"], TlsMode::Starttls),
+                smtp: SmtpListener { pregreet_wait: Duration::from_secs(3), ..SmtpListener::with(&["0.0.0.0:25", "[::]:25"], TlsMode::Starttls) },
                 submission: SmtpListener::with(&["0.0.0.0:587", "[::]:587"], TlsMode::Starttls),
                 submissions: SmtpListener::with(&["0.0.0.0:465", "[::]:465"], TlsMode::Implicit),
                 imap: ImapListener::with(&["0.0.0.0:143", "[::]:143"], TlsMode::Starttls),
                 imaps: ImapListener::with(&["0.0.0.0:993", "[::]:993"], TlsMode::Implicit),
+                metrics: MetricsListener { bind: vec!["127.0.0.1:9125".parse().expect("literal address")] },
+            },
+            guard: Guard {
+                allowlist: Vec::new(),
+                allow: Vec::new(),
+                deny: Vec::new(),
+                deny_banner: true,
+                max_connections_per_ip: 20,
+                max_connections_per_net: 100,
+                connection_rate_per_ip: 60,
+                max_tls_handshakes: 200,
+                handshake_timeout: Duration::from_secs(10),
+                smtp_messages_per_ip: 500,
+                smtp_recipients_per_ip: 2500,
+                imap_commands_per_second: 50,
+                auth_failures_per_ip: 10,
+                auth_failures_per_net: 30,
+                auth_failures_per_account: 20,
+                probes_per_ip: 20,
+                pregreet_per_ip: 3,
+                failure_window: Duration::from_secs(600),
+                ban_time: Duration::from_secs(3600),
+                max_ban_time: Duration::from_secs(7 * 24 * 3600),
+                known_login_ttl: Duration::from_secs(90 * 24 * 3600),
             },
             smtp: Smtp { recipient_delimiter: "+".into() },
             auth: Auth {
@@ -387,7 +573,26 @@ impl Default for Config {
             },
             store: Store { backend: StoreBackend::Sqlite },
             dns: Dns { nameservers: vec![] },
-            log: Log { level: "info".into() },
+            auth_checks: AuthChecks {
+                enabled: true,
+                authserv_id: String::new(),
+                iprev: true,
+                dmarc_reject: true,
+                dmarc_quarantine: true,
+                spf_fail: SpfFail::Tag,
+                dns_temperror: TempErrorAction::Accept,
+                trusted_arc_sealers: Vec::new(),
+            },
+            dkim: Dkim { sign: true, arc_seal: true },
+            dmarc: Dmarc {
+                send_reports: true,
+                report_interval: Duration::from_secs(24 * 3600),
+                report_from: String::new(),
+                org_name: String::new(),
+                report_address: String::new(),
+            },
+            log: Log { level: "info".into(), file: String::new() },
+
         }
     }
 }
@@ -575,6 +780,43 @@ impl Config {
             if l.session_timeout < l.idle_timeout {
                 bad(&key("session_timeout"), "must not be shorter than idle_timeout".into());
             }
+            if l.line_timeout.is_zero() {
+                bad(&key("line_timeout"), "must be longer than 0s".into());
+            }
+            if l.pregreet_wait >= l.idle_timeout {
+                bad(&key("pregreet_wait"), "must be shorter than idle_timeout".into());
+            }
+        }
+        check_bind("metrics", &self.listener.metrics.bind, &mut bad);
+        let g = &self.guard;
+        for (key, v) in [
+            ("max_connections_per_ip", g.max_connections_per_ip),
+            ("max_connections_per_net", g.max_connections_per_net),
+            ("connection_rate_per_ip", g.connection_rate_per_ip),
+            ("smtp_messages_per_ip", g.smtp_messages_per_ip),
+            ("smtp_recipients_per_ip", g.smtp_recipients_per_ip),
+            ("imap_commands_per_second", g.imap_commands_per_second),
+            ("auth_failures_per_ip", g.auth_failures_per_ip),
+            ("auth_failures_per_net", g.auth_failures_per_net),
+            ("auth_failures_per_account", g.auth_failures_per_account),
+            ("probes_per_ip", g.probes_per_ip),
+            ("pregreet_per_ip", g.pregreet_per_ip),
+        ] {
+            if v == 0 {
+                bad(&format!("guard.{key}"), "must be at least 1".into());
+            }
+        }
+        if g.max_connections_per_net < g.max_connections_per_ip {
+            bad("guard.max_connections_per_net", "must not be lower than guard.max_connections_per_ip".into());
+        }
+        if g.max_tls_handshakes == 0 {
+            bad("guard.max_tls_handshakes", "must be at least 1".into());
+        }
+        if g.handshake_timeout.is_zero() || g.failure_window.is_zero() || g.ban_time.is_zero() {
+            bad("guard.handshake_timeout", "guard.handshake_timeout, failure_window and ban_time must be longer than 0s".into());
+        }
+        if g.max_ban_time < g.ban_time {
+            bad("guard.max_ban_time", "must not be shorter than guard.ban_time".into());
         }
         for (name, l) in self.imap_listeners() {
             check_bind(name, &l.bind, &mut bad);
@@ -665,6 +907,24 @@ impl Config {
                         bad(&key(k), format!("file {} does not exist", p.display()));
                     }
                 }
+            }
+        }
+        let ac = &self.auth_checks;
+        if !ac.authserv_id.is_empty() && !is_hostname(&ac.authserv_id) {
+            bad("auth_checks.authserv_id", format!("`{}` is not a host name", ac.authserv_id));
+        }
+        for d in &ac.trusted_arc_sealers {
+            if !is_hostname(d) {
+                bad("auth_checks.trusted_arc_sealers", format!("`{d}` is not a domain name"));
+            }
+        }
+        let dm = &self.dmarc;
+        if dm.report_interval < Duration::from_secs(60) {
+            bad("dmarc.report_interval", "must be at least 1m".into());
+        }
+        for (key, addr) in [("dmarc.report_from", &dm.report_from), ("dmarc.report_address", &dm.report_address)] {
+            if !addr.is_empty() && !addr.split_once('@').is_some_and(|(l, d)| !l.is_empty() && is_hostname(d)) {
+                bad(key, format!("`{addr}` is not an address"));
             }
         }
         if self.smtp.recipient_delimiter.chars().count() > 1 {
@@ -765,6 +1025,14 @@ mod tests {
         assert!(errors.iter().any(|e| e.starts_with("listener.smtp.max_command_line:")), "{errors:?}");
         assert!(errors.iter().any(|e| e.starts_with("listener.submission.bind:")), "{errors:?}");
         assert!(errors.iter().any(|e| e.starts_with("listener.imaps.max_literal_before_login:")), "{errors:?}");
+        let mut c = load("", &[r#"auth_checks.trusted_arc_sealers=["not a domain"]"#, "dmarc.report_address=nobody"]).unwrap();
+        c.dmarc.report_interval = Duration::from_secs(1);
+        let errors: Vec<String> = c.validate().iter().map(|e| e.to_string()).collect();
+        for key in ["auth_checks.trusted_arc_sealers:", "dmarc.report_address:", "dmarc.report_interval:"] {
+            assert!(errors.iter().any(|e| e.starts_with(key)), "{key} in {errors:?}");
+        }
+        let e = load("", &["auth_checks.spf_fail=maybe"]).unwrap_err().to_string();
+        assert!(e.starts_with("auth_checks.spf_fail"), "{e}");
     }
 
     #[test]

@@ -36,10 +36,20 @@ sni = []
 # Listeners. The names are fixed. `bind` is a list of addresses; an empty list turns the
 # listener off. `tls` is "starttls" (plain TCP, then STARTTLS) or "implicit" (TLS at once).
 
+# Every listener also takes `allow` (when not empty, only these networks may connect) and
+# `deny` (these may not), as lists like ["192.0.2.0/24", "2001:db8::/32", "198.51.100.7"].
+
 # Port 25: mail from the internet for local domains (the MX role). No AUTH here.
 [listener.smtp]
 bind = ["0.0.0.0:25", "[::]:25"]
 tls = "starttls"
+allow = []
+deny = []
+# Hold the greeting this long and refuse clients that talk first (spam bots do; RFC 5321
+# says a client waits for the greeting). A client that passed is not held again for a day.
+pregreet_wait = "3s"
+# A whole command line must arrive within this time (against slow-loris clients).
+line_timeout = "1m"
 # Concurrent connections; past it new clients get "421" and are closed.
 max_connections = 1000
 # Longest command line in bytes with CRLF (RFC 5321 asks for at least 512).
@@ -62,6 +72,10 @@ session_timeout = "1h"
 [listener.submission]
 bind = ["0.0.0.0:587", "[::]:587"]
 tls = "starttls"
+allow = []
+deny = []
+pregreet_wait = "0s"
+line_timeout = "1m"
 max_connections = 1000
 max_command_line = 2048
 max_data_line = 65536
@@ -75,6 +89,10 @@ session_timeout = "1h"
 [listener.submissions]
 bind = ["0.0.0.0:465", "[::]:465"]
 tls = "implicit"
+allow = []
+deny = []
+pregreet_wait = "0s"
+line_timeout = "1m"
 max_connections = 1000
 max_command_line = 2048
 max_data_line = 65536
@@ -88,6 +106,8 @@ session_timeout = "1h"
 [listener.imap]
 bind = ["0.0.0.0:143", "[::]:143"]
 tls = "starttls"
+allow = []
+deny = []
 max_connections = 5000
 # RFC 3501 section 5.4: an idle client may be logged out after at least 30 minutes.
 idle_timeout = "30m"
@@ -110,6 +130,8 @@ quota_storage = 0
 [listener.imaps]
 bind = ["0.0.0.0:993", "[::]:993"]
 tls = "implicit"
+allow = []
+deny = []
 max_connections = 5000
 idle_timeout = "30m"
 max_command_line = 65536
@@ -118,6 +140,50 @@ max_append_size = 52428800
 max_command_size = 1048576
 max_errors = 20
 quota_storage = 0
+
+# Prometheus metrics (GET /metrics). Keep it on loopback or behind a firewall.
+[listener.metrics]
+bind = ["127.0.0.1:9125"]
+
+# The guard acts before any other layer: at connect (before TLS), then on every login,
+# recipient and message. Addresses it bans are refused on every listener; bans survive
+# restarts. See `rampart ban list`.
+[guard]
+# Never banned or rate limited (a webmail or proxy host, your office); `deny` still applies.
+allowlist = []
+# When not empty, only these networks may connect at all; `deny` networks never may.
+allow = []
+deny = []
+# Say "554 5.7.1" to a denied or banned SMTP client before closing (never on implicit TLS).
+deny_banner = true
+# Concurrent connections per address, and per IPv4 /24 or IPv6 /64; new connections per
+# address per minute.
+max_connections_per_ip = 20
+max_connections_per_net = 100
+connection_rate_per_ip = 60
+# TLS handshakes at once, and the time a client has to finish one.
+max_tls_handshakes = 200
+handshake_timeout = "10s"
+# SMTP messages and recipients accepted per address per hour ("451 4.7.0" past them).
+smtp_messages_per_ip = 500
+smtp_recipients_per_ip = 2500
+# IMAP commands per session per second; faster clients are slowed down.
+imap_commands_per_second = 50
+# Within failure_window: failed logins per address, per /24 or /64, and per account;
+# refused recipients (unknown users, relay attempts) and early talkers per address.
+# Past the address or network limits the address (network) is banned for ban_time, doubled
+# for each repeat offence up to max_ban_time. Past the account limit, only addresses that
+# logged in to that account before may try it, so its owner is never locked out.
+auth_failures_per_ip = 10
+auth_failures_per_net = 30
+auth_failures_per_account = 20
+probes_per_ip = 20
+pregreet_per_ip = 3
+failure_window = "10m"
+ban_time = "1h"
+max_ban_time = "7days"
+# How long an address stays "known" for an account after a successful login.
+known_login_ttl = "90days"
 
 [smtp]
 # "user+tag@domain" is delivered to "user@domain". Empty turns sub-addressing off.
@@ -189,8 +255,59 @@ backend = "sqlite"
 # Resolvers as "IP:PORT". Empty means the system resolver (/etc/resolv.conf).
 nameservers = []
 
+# Sender authentication of mail arriving on the MX listener: SPF (RFC 7208) for the HELO and
+# MAIL FROM identities, DKIM (RFC 6376) for every signature, ARC (RFC 8617), DMARC (RFC 7489)
+# and iprev. Every message gets exactly one Authentication-Results header (RFC 8601) with our
+# authserv-id; incoming ones that claim it are removed. Each result is in the message's verdict
+# trail: `rampart message why ID`.
+[auth_checks]
+enabled = true
+# The name in Authentication-Results. Empty means server.hostname.
+authserv_id = ""
+# Forward-confirmed reverse DNS of the client, recorded (not used to refuse mail).
+iprev = true
+# A message failing DMARC of a domain that publishes p=reject is refused with "550 5.7.1" at
+# the end of DATA; p=quarantine sends it to Junk. Turning dmarc_reject off quarantines instead.
+dmarc_reject = true
+dmarc_quarantine = true
+# SPF fail where no DMARC policy covers the From domain: "tag" (to Junk), "reject" (550 5.7.23)
+# or "accept" (record only). Not "reject" by default: forwarding breaks SPF (RFC 7208 App. D).
+spf_fail = "tag"
+# DNS errors while evaluating DMARC: "accept" the message, or "defer" it with 451.
+dns_temperror = "accept"
+# ARC sealers (RFC 8617) trusted to vouch for mail they forwarded: their valid chain overrides
+# a DMARC failure (RFC 7489 section 6.7 local policy). List mailing-list and forwarder domains.
+trusted_arc_sealers = []
+
+# DKIM signing (RSA-SHA256 and Ed25519, relaxed/relaxed; From, To, Subject and Date oversigned)
+# of mail that authenticated users submit, when the From domain has keys in the signing table:
+#   rampart dkim keygen example.org --selector s2026 --algorithm rsa   (prints the TXT record)
+# A second key of an algorithm waits until `rampart dkim activate DOMAIN SELECTOR` (rotation:
+# publish the new record first; keep the old one published until mail signed with it is read).
+# Mail that local aliases forward to other servers is ARC-sealed with the alias domain's key.
+[dkim]
+sign = true
+arc_seal = true
+
+# DMARC aggregate reports (RFC 7489 section 7.2) to domains that ask for them with rua=. Every
+# evaluation is kept until the next run; reports to addresses outside the domain are sent only
+# when that domain authorizes it (RFC 7489 section 7.1).
+[dmarc]
+send_reports = true
+report_interval = "1day"
+# Sender of the reports; empty means noreply-dmarc@<server.hostname>.
+report_from = ""
+# Organization named in reports; empty means server.hostname.
+org_name = ""
+# A local address (with an account or alias) where other domains send their reports to us
+# (publish it as rua= in your DMARC record); they are parsed and listed by
+# `rampart dmarc reports`. Empty turns this off.
+report_address = ""
+
 [log]
 # error, warn, info, debug, trace, or a filter like "info,rampart_smtp=debug".
 # The RUST_LOG environment variable wins when it is set.
 level = "info"
+# Also append log lines to this file, e.g. for fail2ban (contrib/fail2ban/); "" for stderr only.
+file = ""
 "#;

@@ -20,8 +20,6 @@ use tracing::{debug, info};
 use crate::parser::{self, literal_announcement};
 use crate::session::{Next, Output, Session};
 
-/// How long a client may take to complete a TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Before login a client has this long per command: enough for a person typing, short
 /// enough that idle unauthenticated connections do not pile up.
 pub const PREAUTH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -36,9 +34,16 @@ const READ_CHUNK: usize = 16 * 1024;
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// Accepts TLS on `io`; also returns the connection's `tls-exporter` channel binding.
-pub async fn tls_accept(acceptor: &rampart_tls::TlsAcceptor, io: Box<dyn Io>) -> std::io::Result<(Box<dyn Io>, Option<Vec<u8>>)> {
-    let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io))
+/// Accepts TLS on `io`; also returns the connection's `tls-exporter` channel binding. The
+/// guard bounds how many handshakes run at once and how long each may take.
+pub async fn tls_accept(
+    acceptor: &rampart_tls::TlsAcceptor,
+    io: Box<dyn Io>,
+    guard: &rampart_guard::Guard,
+) -> std::io::Result<(Box<dyn Io>, Option<Vec<u8>>)> {
+    let busy = || std::io::Error::new(std::io::ErrorKind::TimedOut, "too many TLS handshakes in progress");
+    let _permit = guard.handshake_permit().await.ok_or_else(busy)?;
+    let stream = tokio::time::timeout(guard.handshake_timeout(), acceptor.accept(io))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
     let cb = rampart_tls::channel_binding(stream.get_ref().1);
@@ -188,9 +193,38 @@ pub async fn run(io: Box<dyn Io>, mut session: Session, acceptor: Option<rampart
     }
 }
 
+/// Holds a session to `guard.imap_commands_per_second`: a client faster than that is slowed
+/// down, not cut off, so one connection cannot keep the store busy alone.
+struct Pace {
+    second: tokio::time::Instant,
+    count: u32,
+    limit: u32,
+}
+
+impl Pace {
+    async fn tick(&mut self) {
+        if self.limit == 0 {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        if now >= self.second + Duration::from_secs(1) {
+            self.second = now;
+            self.count = 0;
+        }
+        self.count += 1;
+        if self.count > self.limit {
+            tokio::time::sleep_until(self.second + Duration::from_secs(1)).await;
+            self.second = tokio::time::Instant::now();
+            self.count = 1;
+        }
+    }
+}
+
 async fn drive(d: &mut Driver, session: &mut Session, acceptor: Option<&rampart_tls::TlsAcceptor>) -> std::io::Result<End> {
     let settings = session.settings().clone();
     let mut cmd: Vec<u8> = Vec::new();
+    let limit = session.services().guard.imap_commands_per_second();
+    let mut pace = Pace { second: tokio::time::Instant::now(), count: 0, limit };
     loop {
         let authenticated = session.is_authenticated();
         let wait = if authenticated { settings.idle_timeout } else { PREAUTH_TIMEOUT.min(settings.idle_timeout) };
@@ -252,6 +286,7 @@ async fn drive(d: &mut Driver, session: &mut Session, acceptor: Option<&rampart_
             }
             continue;
         }
+        pace.tick().await;
         let parsed = parser::parse(&cmd);
         let next = match parsed {
             Ok(c) => {
@@ -298,7 +333,7 @@ async fn follow(
                 d.start = 0;
                 let Some(acceptor) = acceptor else { return Ok(Some(End::TlsFailed)) };
                 let plain = std::mem::replace(&mut d.io, Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink())));
-                match tls_accept(acceptor, plain).await {
+                match tls_accept(acceptor, plain, &session.services().guard).await {
                     Ok((tls, cb)) => {
                         d.io = tls;
                         session.tls_started(cb);

@@ -25,6 +25,6 @@ mod serve;
 pub mod session;
 
 #[cfg(feature = "server")]
-pub use serve::{handle, refuse_busy};
+pub use serve::{handle, refuse};
 #[cfg(feature = "server")]
-pub use session::{FailureCounter, LoginGuard, Services, Session, Settings};
+pub use session::{Services, Session, Settings};

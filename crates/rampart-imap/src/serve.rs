@@ -23,9 +23,9 @@ pub async fn handle(
     let listener = settings.listener;
     info!(event = "connect", proto = "imap", listener, ip = %remote.ip(), port = remote.port());
     let mut io: Box<dyn conn::Io> = Box::new(stream);
-    let mut session = Session::new(services, settings.clone(), remote, false);
+    let mut session = Session::new(services.clone(), settings.clone(), remote, false);
     if settings.tls == TlsMode::Implicit {
-        match conn::tls_accept(&acceptor, io).await {
+        match conn::tls_accept(&acceptor, io, &services.guard).await {
             Ok((tls, cb)) => {
                 io = tls;
                 session.tls_started(cb);
@@ -40,11 +40,13 @@ pub async fn handle(
     info!(event = "disconnect", proto = "imap", listener, ip = %remote.ip(), end = ?end);
 }
 
-/// Turns away a connection over the listener's limit: `* BYE` where the protocol starts in
-/// clear text (RFC 3501 §7.1.5), a plain close where it starts with TLS.
-pub async fn refuse_busy(mut stream: TcpStream, settings: &Settings) {
-    if settings.tls == TlsMode::Starttls {
-        let reply = b"* BYE Too many connections, try again later\r\n";
+/// Turns away a connection at accept: `* BYE` where the protocol starts in clear text
+/// (RFC 3501 §7.1.5), a plain close where it starts with TLS. `permanent` (firewall, ban)
+/// says nothing unless `banner` asks for it, so a banned scanner learns nothing.
+pub async fn refuse(mut stream: TcpStream, settings: &Settings, permanent: bool, banner: bool) {
+    if settings.tls == TlsMode::Starttls && (banner || !permanent) {
+        let reply: &[u8] =
+            if permanent { b"* BYE Access denied\r\n" } else { b"* BYE Too many connections, try again later\r\n" };
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stream.write_all(reply)).await;
     }
     let _ = stream.shutdown().await;

@@ -14,17 +14,22 @@ use tracing::{debug, info};
 use crate::reply::Reply;
 use crate::session::{Next, Session, TlsInfo};
 
-/// How long a client may take to complete a TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
 
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// Accepts TLS on `io` and describes the result.
-pub async fn tls_accept(acceptor: &rampart_tls::TlsAcceptor, io: Box<dyn Io>) -> std::io::Result<(Box<dyn Io>, TlsInfo)> {
-    let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io))
+/// Accepts TLS on `io` and describes the result. The guard bounds how many handshakes run at
+/// once and how long each may take: a handshake costs the server far more than the client.
+pub async fn tls_accept(
+    acceptor: &rampart_tls::TlsAcceptor,
+    io: Box<dyn Io>,
+    guard: &rampart_guard::Guard,
+) -> std::io::Result<(Box<dyn Io>, TlsInfo)> {
+    let busy = || std::io::Error::new(std::io::ErrorKind::TimedOut, "too many TLS handshakes in progress");
+    let _permit = guard.handshake_permit().await.ok_or_else(busy)?;
+    let stream = tokio::time::timeout(guard.handshake_timeout(), acceptor.accept(io))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
     let (version, cipher) = rampart_tls::describe(stream.get_ref().1);
@@ -45,6 +50,8 @@ struct Driver {
     out: Vec<u8>,
     deadline: Instant,
     idle: Duration,
+    /// When the command line now arriving must be complete (slow-loris defence).
+    line_deadline: Option<Instant>,
 }
 
 impl Driver {
@@ -73,10 +80,11 @@ impl Driver {
             self.start = 0;
         }
         let now = Instant::now();
-        if now >= self.deadline {
+        let deadline = self.line_deadline.map_or(self.deadline, |l| l.min(self.deadline));
+        if now >= deadline {
             return Ok(Read::Timeout);
         }
-        let wait = self.idle.min(self.deadline - now);
+        let wait = self.idle.min(deadline - now);
         self.buf.reserve(READ_CHUNK);
         match tokio::time::timeout(wait, self.io.read_buf(&mut self.buf)).await {
             Err(_) => Ok(Read::Timeout),
@@ -100,6 +108,7 @@ pub enum End {
 
 /// Runs a session on a connected stream until it ends. `acceptor` is needed for STARTTLS.
 pub async fn run(io: Box<dyn Io>, mut session: Session, acceptor: Option<rampart_tls::TlsAcceptor>) -> End {
+    let guard = session.services().guard.clone();
     let settings = session.settings().clone();
     let mut d = Driver {
         io,
@@ -108,10 +117,25 @@ pub async fn run(io: Box<dyn Io>, mut session: Session, acceptor: Option<rampart
         out: Vec::new(),
         deadline: Instant::now() + settings.session_timeout,
         idle: settings.idle_timeout,
+        line_deadline: None,
     };
+    if let Some(wait) = session.pregreet_wait() {
+        // RFC 5321 §4.3.1: the client waits for the greeting. Whoever talks first is a bot.
+        let talked = match tokio::time::timeout(wait, d.io.read_buf(&mut d.buf)).await {
+            Err(_) => false,
+            Ok(Ok(0)) => return End::Closed,
+            Ok(Ok(_)) => true,
+            Ok(Err(_)) => return End::IoError,
+        };
+        if let Some(Next::Close(reply)) = session.pregreet_result(talked).await {
+            d.queue(&reply);
+            let _ = d.flush().await;
+            return End::Refused;
+        }
+    }
     let greeting = session.greeting();
     d.queue(&greeting);
-    match drive(&mut d, &mut session, acceptor.as_ref()).await {
+    match drive(&mut d, &mut session, acceptor.as_ref(), &guard).await {
         Ok(end) => {
             let _ = d.flush().await;
             if end == End::Timeout {
@@ -126,12 +150,21 @@ pub async fn run(io: Box<dyn Io>, mut session: Session, acceptor: Option<rampart
     }
 }
 
-async fn drive(d: &mut Driver, session: &mut Session, acceptor: Option<&rampart_tls::TlsAcceptor>) -> std::io::Result<End> {
+async fn drive(
+    d: &mut Driver,
+    session: &mut Session,
+    acceptor: Option<&rampart_tls::TlsAcceptor>,
+    guard: &rampart_guard::Guard,
+) -> std::io::Result<End> {
     let max_line = session.settings().max_command_line;
+    let line_timeout = session.settings().line_timeout;
     // After an over-long line, input is dropped up to the next LF.
     let mut skipping = false;
     loop {
         let Some(lf) = memchr(b'\n', d.pending()) else {
+            if !d.pending().is_empty() && d.line_deadline.is_none() {
+                d.line_deadline = Some(Instant::now() + line_timeout);
+            }
             if skipping {
                 d.start = d.buf.len();
             } else if d.pending().len() >= max_line {
@@ -149,6 +182,7 @@ async fn drive(d: &mut Driver, session: &mut Session, acceptor: Option<&rampart_
         };
         let line_start = d.start;
         d.start += lf + 1;
+        d.line_deadline = None;
         if skipping {
             skipping = false;
             continue;
@@ -171,7 +205,7 @@ async fn drive(d: &mut Driver, session: &mut Session, acceptor: Option<&rampart_
                 d.start = 0;
                 let Some(acceptor) = acceptor else { return Ok(End::TlsFailed) };
                 let plain = std::mem::replace(&mut d.io, Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink())));
-                match tls_accept(acceptor, plain).await {
+                match tls_accept(acceptor, plain, guard).await {
                     Ok((tls, info)) => {
                         d.io = tls;
                         session.tls_started(info);
@@ -184,6 +218,7 @@ async fn drive(d: &mut Driver, session: &mut Session, acceptor: Option<&rampart_
             }
             Next::Data(reply) => {
                 d.queue(&reply);
+                d.line_deadline = None;
                 let next = loop {
                     match session.data(d.pending()).await {
                         Ok(fed) => {

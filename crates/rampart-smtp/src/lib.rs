@@ -46,9 +46,10 @@ pub async fn handle(
     let listener = settings.listener;
     info!(event = "connect", listener, ip = %remote.ip(), port = remote.port());
     let mut io: Box<dyn conn::Io> = Box::new(stream);
+    let guard = services.guard.clone();
     let mut session = Session::new(services, settings.clone(), remote);
     if settings.tls == TlsMode::Implicit {
-        match conn::tls_accept(&acceptor, io).await {
+        match conn::tls_accept(&acceptor, io, &guard).await {
             Ok((tls, info)) => {
                 io = tls;
                 session.tls_started(info);
@@ -63,11 +64,16 @@ pub async fn handle(
     info!(event = "disconnect", listener, ip = %remote.ip(), end = ?end);
 }
 
-/// Turns away a connection over the listener's limit: `421` where the protocol starts in
-/// clear text, a plain close where it starts with TLS.
-pub async fn refuse_busy(mut stream: TcpStream, settings: &Settings, hostname: &str) {
-    if settings.tls == TlsMode::Starttls {
-        let reply = format!("421 4.7.0 {hostname} Too many connections, try again later\r\n");
+/// Turns away a connection at accept: `421 4.7.0` for "try later" (limits), `554 5.7.1`
+/// for "never" (firewall, ban) when `banner` allows saying so; nothing at all where the
+/// protocol starts with TLS, since no clear-text byte may go there.
+pub async fn refuse(mut stream: TcpStream, settings: &Settings, hostname: &str, permanent: bool, banner: bool) {
+    if settings.tls == TlsMode::Starttls && (banner || !permanent) {
+        let reply = if permanent {
+            format!("554 5.7.1 {hostname} Access denied\r\n")
+        } else {
+            format!("421 4.7.0 {hostname} Too many connections, try again later\r\n")
+        };
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stream.write_all(reply.as_bytes())).await;
     }
     let _ = stream.shutdown().await;

@@ -234,7 +234,7 @@ impl Runner {
                 internal_date: now(),
                 targets: resolution.accounts.iter().map(|&account| Target { account, folder: Folder::Inbox }).collect(),
                 reference: id.to_string(),
-                trail: r#"[{"stage":"queue","verdict":"accept","reason":"delivery_status_notification"}]"#.into(),
+                trail: r#"[{"stage":"queue","result":"pass","reason":"delivery_status_notification"}]"#.into(),
                 outbound: queued.then(|| QueuedOutbound {
                     sender: String::new(),
                     rcpts: remote,

@@ -35,7 +35,7 @@ async fn fixture() -> Fixture {
     )
     .unwrap();
     let services = Arc::new(Services {
-        store: store_dyn,
+        store: store_dyn.clone(),
         hostname: "mx.example.test".into(),
         recipient_delimiter: "+".into(),
         auth,
@@ -43,6 +43,8 @@ async fn fixture() -> Fixture {
         senders: SenderPolicy::default(),
         hide_client: false,
         queue_wakeup: Arc::new(tokio::sync::Notify::new()),
+        sender_auth: Default::default(),
+        guard: rampart_guard::Guard::new(&rampart_config::Config::default(), store_dyn.clone()),
     });
     Fixture { _dir: dir, store, services }
 }

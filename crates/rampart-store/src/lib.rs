@@ -203,6 +203,19 @@ pub struct RcptUpdate {
     pub error: String,
 }
 
+/// A ban on an address or network, active while `until` is in the future.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ban {
+    /// CIDR form: `192.0.2.7/32`, `192.0.2.0/24`, `2001:db8::/64`.
+    pub net: String,
+    /// Unix seconds; in the past for a ban kept only to count repeat offences.
+    pub until: i64,
+    pub reason: String,
+    /// How many times this network was banned; each repeat doubles the ban.
+    pub offenses: u32,
+    pub updated: i64,
+}
+
 /// One message to store for one or more local accounts.
 #[derive(Debug)]
 pub struct Delivery {
@@ -257,6 +270,42 @@ pub struct MessageMeta {
     pub internal_date: i64,
     pub flags: String,
     pub reference: String,
+}
+
+/// A DKIM key in the signing table.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DkimKey {
+    pub domain: String,
+    pub selector: String,
+    /// "rsa" or "ed25519".
+    pub algorithm: String,
+    /// PKCS#1 DER (RSA) or PKCS#8 DER (Ed25519).
+    pub private_key: Vec<u8>,
+    /// What the DNS record's `p=` carries.
+    pub public_key: Vec<u8>,
+    /// Mail is signed with the active key of each algorithm; inactive keys stay published.
+    pub active: bool,
+    pub created: i64,
+}
+
+impl std::fmt::Debug for DkimKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DkimKey({}._domainkey.{} {} active={})", self.selector, self.domain, self.algorithm, self.active)
+    }
+}
+
+/// A DMARC aggregate report another domain sent us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DmarcReport {
+    pub org_name: String,
+    pub report_id: String,
+    pub domain: String,
+    pub date_begin: i64,
+    pub date_end: i64,
+    pub messages: i64,
+    pub passed: i64,
+    pub records: String,
+    pub received: i64,
 }
 
 /// The mailboxes every new account gets, with their RFC 6154 special-use attributes.
@@ -337,4 +386,40 @@ pub trait Store: Send + Sync + 'static {
     /// Makes every pending recipient of the entry due now.
     async fn queue_retry(&self, id: &str) -> Result<()>;
     async fn queue_delete(&self, id: &str) -> Result<()>;
+
+    /// Adds a key to the signing table. It becomes active when its domain has no active key of
+    /// the same algorithm; otherwise it waits for [`Store::activate_dkim_key`] (rotation:
+    /// publish the new record first). Returns whether it is active.
+    async fn add_dkim_key(&self, key: DkimKey) -> Result<bool>;
+    /// Keys of one domain, or of all domains, by domain and creation.
+    async fn dkim_keys(&self, domain: Option<&str>) -> Result<Vec<DkimKey>>;
+    /// Signs with this key from now on; the domain's other key of its algorithm stops signing
+    /// but stays in the table (and in `dns records`) so mail already signed still verifies.
+    async fn activate_dkim_key(&self, domain: &str, selector: &str) -> Result<()>;
+    async fn remove_dkim_key(&self, domain: &str, selector: &str) -> Result<()>;
+
+    /// Remembers a DMARC evaluation (JSON) for the next aggregate report about `domain`.
+    async fn add_dmarc_evaluation(&self, domain: &str, evaluation: &str) -> Result<()>;
+    /// Evaluations stored before `until` (unix seconds): (domain, JSON, time).
+    async fn dmarc_evaluations(&self, until: i64) -> Result<Vec<(String, String, i64)>>;
+    async fn delete_dmarc_evaluations(&self, until: i64) -> Result<()>;
+    /// Stores a received report; one already stored (same organization and id) is ignored.
+    async fn add_dmarc_report(&self, report: DmarcReport) -> Result<bool>;
+    async fn dmarc_reports(&self) -> Result<Vec<DmarcReport>>;
+
+    /// Small server state that must survive restarts (the last report run).
+    async fn state(&self, key: &str) -> Result<Option<String>>;
+    async fn set_state(&self, key: &str, value: &str) -> Result<()>;
+    /// Every ban row, active or expired.
+    async fn bans(&self) -> Result<Vec<Ban>>;
+    /// Inserts or replaces the ban for `ban.net`.
+    async fn ban_put(&self, ban: &Ban) -> Result<()>;
+    /// Forgets a ban and its history; false when there was none.
+    async fn ban_remove(&self, net: &str) -> Result<bool>;
+    /// Removes expired bans last updated before `before` (their offences are forgiven).
+    async fn bans_prune(&self, before: i64) -> Result<()>;
+    /// Records a successful login of `account` from `net`.
+    async fn known_login_put(&self, account: &str, net: &str, now: i64) -> Result<()>;
+    /// Networks `account` logged in from since `since`.
+    async fn known_logins(&self, account: &str, since: i64) -> Result<Vec<String>>;
 }

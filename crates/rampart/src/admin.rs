@@ -268,7 +268,16 @@ pub fn message(config: &Path, cmd: MessageCommand) -> anyhow::Result<()> {
                 for m in found {
                     let when = chrono::DateTime::from_timestamp(m.internal_date, 0).map(|d| d.to_rfc3339()).unwrap_or_default();
                     println!("message {} in {} (uid {}, {} bytes, received {when})", m.reference, m.mailbox, m.uid, m.size);
-                    println!("{}", m.trail);
+                    match rampart_pipeline::Trail::from_json(&m.trail) {
+                        Some(trail) => {
+                            if let Some(d) = trail.find(rampart_pipeline::Stage::Decision) {
+                                println!("verdict: {} ({})", d.detail, d.reason.name());
+                            }
+                            print!("{}", trail.render());
+                        }
+                        // Messages stored before the typed trail: shown as stored.
+                        None => println!("{}", m.trail),
+                    }
                 }
             }
             MessageCommand::List { address, mailbox } => {

@@ -53,18 +53,23 @@ pub fn run(dir: &Path, hostname: &str, domain: &str) -> anyhow::Result<()> {
     let store = SqliteStore::open(&config.server.data_dir)
         .with_context(|| format!("creating the store in {}", config.server.data_dir.display()))?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(async {
+    let keys = rt.block_on(async {
         match store.add_domain(&domain).await {
-            Ok(()) | Err(rampart_store::StoreError::Exists(_)) => Ok(()),
-            Err(e) => Err(e),
+            Ok(()) | Err(rampart_store::StoreError::Exists(_)) => {}
+            Err(e) => return Err(anyhow::Error::from(e)),
         }
+        // A first RSA key, so mail is DKIM-signed as soon as its record is published.
+        if store.dkim_keys(Some(&domain)).await?.is_empty() {
+            crate::dkim::keygen(&store, &domain, Some("rsa-1".into()), "rsa").await?;
+        }
+        Ok(store.dkim_keys(Some(&domain)).await?)
     })?;
 
     println!("wrote {}", config_path.display());
     println!("wrote a self-signed certificate for {hostname} in {}", tls_dir.display());
     println!("created the store in {} with domain {domain}", config.server.data_dir.display());
     println!();
-    print!("{}", crate::records::zone(&domain, hostname));
+    print!("{}", crate::records::zone(&domain, &crate::records::Inputs { hostname, keys: &keys, rua: None }));
     println!();
     println!("next: rampart user add postmaster@{domain} --password-stdin --config {}", config_path.display());
     println!("      rampart serve --config {}", config_path.display());

@@ -53,12 +53,17 @@ where
     }
 }
 
-/// Logs to stderr at `level` (a tracing filter); RUST_LOG wins when set.
-pub fn init(level: &str) {
+/// Logs to stderr, and to `file` too when it is not empty, at `level` (a tracing filter);
+/// RUST_LOG wins when set.
+pub fn init(level: &str, file: &str) -> std::io::Result<()> {
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .event_format(KeyValue)
-        .try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).event_format(KeyValue);
+    if file.is_empty() {
+        let _ = builder.with_writer(std::io::stderr).try_init();
+    } else {
+        let f = std::fs::OpenOptions::new().create(true).append(true).open(file)?;
+        let _ = builder.with_writer(std::io::stderr.and(std::sync::Mutex::new(f))).try_init();
+    }
+    Ok(())
 }

@@ -5,11 +5,16 @@
 //! - [`admin`] changes domains, users and aliases in the store, with or without a running
 //!   server (SQLite WAL lets the CLI and the server share it);
 //! - [`records`] prints the DNS records a domain needs;
+//! - [`dkim`] manages the DKIM signing table; [`dmarc`] sends and lists DMARC reports;
 //! - [`logging`] formats log lines as stable key=value fields.
 
 mod admin;
+mod dkim;
+mod dmarc;
 mod init;
+mod guard;
 mod logging;
+mod metrics;
 mod queue;
 mod records;
 mod serve;
@@ -69,6 +74,16 @@ enum Command {
         #[command(subcommand)]
         command: admin::AliasCommand,
     },
+    /// Banned addresses and networks.
+    Ban {
+        #[command(subcommand)]
+        command: guard::BanCommand,
+    },
+    /// Firewall rules from the configuration.
+    Firewall {
+        #[command(subcommand)]
+        command: guard::FirewallCommand,
+    },
     /// The outbound queue.
     Queue {
         #[command(subcommand)]
@@ -78,6 +93,16 @@ enum Command {
     Message {
         #[command(subcommand)]
         command: admin::MessageCommand,
+    },
+    /// DKIM keys: the signing table.
+    Dkim {
+        #[command(subcommand)]
+        command: dkim::DkimCommand,
+    },
+    /// DMARC aggregate reports.
+    Dmarc {
+        #[command(subcommand)]
+        command: dmarc::DmarcCommand,
     },
     /// DNS records to publish.
     Dns {
@@ -116,9 +141,11 @@ fn main() -> std::process::ExitCode {
         Command::Alias { command } => admin::alias(&config, command),
         Command::Message { command } => admin::message(&config, command),
         Command::Queue { command } => queue::command(&config, command),
-        Command::Dns { command: DnsCommand::Records { domain } } => {
-            serve::load_config(&config, &[]).map(|c| print!("{}", records::zone(&domain, &c.server.hostname)))
-        }
+        Command::Dkim { command } => dkim::command(&config, command),
+        Command::Dmarc { command } => dmarc::command(&config, command),
+        Command::Dns { command: DnsCommand::Records { domain } } => dns_records(&config, &domain),
+        Command::Ban { command } => guard::ban(&config, command),
+        Command::Firewall { command } => guard::firewall(&config, command),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -127,6 +154,17 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn dns_records(config: &std::path::Path, domain: &str) -> anyhow::Result<()> {
+    use rampart_store::Store;
+    let c = serve::load_config(config, &[])?;
+    let store = rampart_store::SqliteStore::open(&c.server.data_dir)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let keys = rt.block_on(store.dkim_keys(Some(&domain.trim_end_matches('.').to_ascii_lowercase())))?;
+    let rua = Some(c.dmarc.report_address.as_str()).filter(|a| !a.is_empty());
+    print!("{}", records::zone(domain, &records::Inputs { hostname: &c.server.hostname, keys: &keys, rua }));
+    Ok(())
 }
 
 fn config_check(path: &std::path::Path, sets: &[String]) -> anyhow::Result<()> {

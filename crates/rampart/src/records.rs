@@ -2,16 +2,46 @@
 
 use std::fmt::Write;
 
-/// Records for `domain` served by the host `hostname`.
-pub fn zone(domain: &str, hostname: &str) -> String {
+use rampart_store::DkimKey;
+
+/// What the records depend on besides the domain.
+pub struct Inputs<'a> {
+    pub hostname: &'a str,
+    /// Keys in the signing table for the domain (active and retired: both must stay published).
+    pub keys: &'a [DkimKey],
+    /// Where DMARC aggregate reports should go (`[dmarc] report_address`), else postmaster.
+    pub rua: Option<&'a str>,
+}
+
+/// Records for `domain`.
+pub fn zone(domain: &str, i: &Inputs<'_>) -> String {
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-    let host = hostname.trim_end_matches('.').to_ascii_lowercase();
+    let host = i.hostname.trim_end_matches('.').to_ascii_lowercase();
     let mut z = String::new();
     let _ = writeln!(z, "; DNS records for {domain}. Publish them in the zone of {domain}.");
     let _ = writeln!(z, "; Mail for {domain} goes to {host} (RFC 5321 section 5.1).");
     let _ = writeln!(z, "{domain}.\tIN\tMX\t10 {host}.");
     let _ = writeln!(z, "; Only the MX hosts may send mail as {domain}; others fail SPF (RFC 7208).");
     let _ = writeln!(z, "{domain}.\tIN\tTXT\t\"v=spf1 mx -all\"");
+    if i.keys.is_empty() {
+        let _ = writeln!(z, "; DKIM: no keys yet. Create one with: rampart dkim keygen {domain}");
+    } else {
+        let _ = writeln!(z, "; DKIM public keys (RFC 6376), every key in the signing table, signing or retired.");
+        for k in i.keys {
+            let _ = writeln!(z, "{}", crate::dkim::record_line(k));
+        }
+    }
+    let rua = i.rua.map_or_else(|| format!("postmaster@{domain}"), str::to_string);
+    let _ = writeln!(z, "; DMARC (RFC 7489): failing mail goes to Junk; aggregate reports to {rua}.");
+    let _ = writeln!(z, "_dmarc.{domain}.\tIN\tTXT\t\"v=DMARC1; p=quarantine; adkim=r; aspf=r; rua=mailto:{rua}\"");
+    let _ = writeln!(z, "; MTA-STS (RFC 8461) and TLS reporting (RFC 8460), for when the policy is served:");
+    let _ = writeln!(z, "; _mta-sts.{domain}.\tIN\tTXT\t\"v=STSv1; id=1\"");
+    let _ = writeln!(z, "; mta-sts.{domain}.\tIN\tCNAME\t{host}.");
+    let _ = writeln!(z, "_smtp._tls.{domain}.\tIN\tTXT\t\"v=TLSRPTv1; rua=mailto:postmaster@{domain}\"");
+    let _ = writeln!(z, "; Mail client autoconfiguration (RFC 6186, RFC 8314 for the implicit-TLS ports).");
+    for (service, port) in [("submissions", 465), ("submission", 587), ("imaps", 993), ("imap", 143)] {
+        let _ = writeln!(z, "_{service}._tcp.{domain}.\tIN\tSRV\t0 1 {port} {host}.");
+    }
     let _ = writeln!(z, "; {host} needs address records, and its addresses a PTR record naming {host}:");
     let _ = writeln!(z, "; {host}.\tIN\tA\t<this server's IPv4 address>");
     let _ = writeln!(z, "; {host}.\tIN\tAAAA\t<this server's IPv6 address>");
@@ -20,10 +50,26 @@ pub fn zone(domain: &str, hostname: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn mx_and_spf() {
-        let z = super::zone("Example.TEST.", "mx.example.test");
+    fn full_record_set() {
+        let key = DkimKey {
+            domain: "example.test".into(),
+            selector: "s1".into(),
+            algorithm: "ed25519".into(),
+            private_key: vec![],
+            public_key: vec![0; 32],
+            active: true,
+            created: 0,
+        };
+        let z = zone("Example.TEST.", &Inputs { hostname: "mx.example.test", keys: &[key], rua: None });
         assert!(z.contains("example.test.\tIN\tMX\t10 mx.example.test."));
         assert!(z.contains("example.test.\tIN\tTXT\t\"v=spf1 mx -all\""));
+        assert!(z.contains("s1._domainkey.example.test.\tIN\tTXT\t(\"v=DKIM1; k=ed25519; p=AAAA"));
+        assert!(z.contains("_dmarc.example.test.\tIN\tTXT\t\"v=DMARC1; p=quarantine; adkim=r; aspf=r; rua=mailto:postmaster@example.test\""));
+        assert!(z.contains("_smtp._tls.example.test.\tIN\tTXT\t\"v=TLSRPTv1;"));
+        assert!(z.contains("_submissions._tcp.example.test.\tIN\tSRV\t0 1 465 mx.example.test."));
+        assert!(z.contains("_imaps._tcp.example.test.\tIN\tSRV\t0 1 993 mx.example.test."));
     }
 }

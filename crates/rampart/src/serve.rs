@@ -34,6 +34,44 @@ pub fn auth_settings(config: &Config) -> rampart_auth::AuthSettings {
     }
 }
 
+/// The checker and policy from `[auth_checks]`, `[dkim]` and `[dmarc]`.
+pub fn sender_auth(config: &Config) -> anyhow::Result<rampart_smtp::session::SenderAuth> {
+    use rampart_config::{SpfFail, TempErrorAction};
+    let ac = &config.auth_checks;
+    let checker = if ac.enabled {
+        let resolver =
+            rampart_smtp::dns::resolver(&config.dns.nameservers).map_err(|e| anyhow!("dns.nameservers: {e}"))?;
+        let id = if ac.authserv_id.is_empty() { &config.server.hostname } else { &ac.authserv_id };
+        Some(Arc::new(rampart_pipeline::Checker::new(resolver, id, &config.server.hostname, &ac.trusted_arc_sealers)))
+    } else {
+        None
+    };
+    let policy = rampart_pipeline::Policy {
+        dmarc_reject: ac.dmarc_reject,
+        dmarc_quarantine: ac.dmarc_quarantine,
+        spf_fail: match ac.spf_fail {
+            SpfFail::Accept => rampart_pipeline::SpfFailAction::Accept,
+            SpfFail::Tag => rampart_pipeline::SpfFailAction::Tag,
+            SpfFail::Reject => rampart_pipeline::SpfFailAction::Reject,
+        },
+        defer_on_temperror: ac.dns_temperror == TempErrorAction::Defer,
+    };
+    let report_address = Some(config.dmarc.report_address.as_str())
+        .filter(|a| !a.is_empty())
+        .map(rampart_store::address::canonical)
+        .transpose()
+        .map_err(|e| anyhow!("dmarc.report_address: {e}"))?;
+    Ok(rampart_smtp::session::SenderAuth {
+        checker,
+        policy,
+        iprev: ac.iprev,
+        sign: config.dkim.sign,
+        arc_seal: config.dkim.arc_seal,
+        record_dmarc: config.dmarc.send_reports,
+        report_address,
+    })
+}
+
 /// Loads the config and refuses it with every problem listed, each naming its key.
 pub fn load_config(path: &Path, sets: &[String]) -> anyhow::Result<Config> {
     let config = Config::load(path, sets)?;
@@ -47,7 +85,7 @@ pub fn load_config(path: &Path, sets: &[String]) -> anyhow::Result<Config> {
 
 pub fn run(path: &Path, sets: &[String]) -> anyhow::Result<()> {
     let config = load_config(path, sets)?;
-    crate::logging::init(&config.log.level);
+    crate::logging::init(&config.log.level, &config.log.file).with_context(|| format!("log.file: {}", config.log.file))?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(serve(path, sets, config))
 }
@@ -94,7 +132,10 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
     let mail_store: Arc<dyn rampart_store::MailStore> = sqlite.clone();
     let store: Arc<dyn rampart_store::Store> = sqlite;
     let auth = rampart_auth::Authenticator::new(store.clone(), auth_settings(&config))?;
+    let guard = rampart_guard::Guard::new(&config, store.clone());
+    guard.refresh().await;
     let queue_wakeup = Arc::new(tokio::sync::Notify::new());
+    let sender_auth = sender_auth(&config)?;
     let services = Arc::new(Services {
         store: store.clone(),
         hostname: config.server.hostname.clone(),
@@ -104,13 +145,15 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
         senders: SenderPolicy::new(&config.submission.allowed_senders),
         hide_client: config.submission.hide_client,
         queue_wakeup: queue_wakeup.clone(),
+        sender_auth,
+        guard: guard.clone(),
     });
     let runner = crate::queue::runner(&config, store.clone(), queue_wakeup)?;
-    // One failure counter for every IMAP listener: the hook the guard (auto-ban) builds on.
+    // IMAP shares the authenticator and the guard (failure counts, bans) with SMTP.
     let imap_services = Arc::new(rampart_imap::Services {
         store: mail_store.clone(),
         auth: services.auth.clone(),
-        guard: Arc::new(rampart_imap::FailureCounter::default()),
+        guard: guard.clone(),
         hostname: config.server.hostname.clone(),
         max_auth_failures: config.auth.max_failures,
         failure_delay: config.auth.failure_delay,
@@ -136,6 +179,12 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
         }
     }
 
+    let mut metrics_listeners = Vec::new();
+    for addr in &config.listener.metrics.bind {
+        let tcp = bind(*addr).await.map_err(|e| anyhow!("listener.metrics.bind: cannot listen on {addr}: {e}"))?;
+        metrics_listeners.push(tcp);
+    }
+
     let global = Arc::new(Semaphore::new(config.server.max_connections));
     for b in bound {
         let addr = b.tcp.local_addr()?;
@@ -145,10 +194,23 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
         let global = global.clone();
         tokio::spawn(accept_loop(b, shared, acceptor, global));
     }
+    if !metrics_listeners.is_empty() {
+        let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .map_err(|e| anyhow!("listener.metrics: {e}"))?;
+        for tcp in metrics_listeners {
+            info!(event = "listening", listener = "metrics", addr = %tcp.local_addr()?, tls = "none");
+            tokio::spawn(crate::metrics::serve(tcp, handle.clone()));
+        }
+    }
+    tokio::spawn(guard.clone().maintain());
     tokio::spawn(runner.run());
+    if config.dmarc.send_reports {
+        tokio::spawn(crate::dmarc::report_loop(config.clone(), store.clone(), shared.smtp.queue_wakeup.clone()));
+    }
     info!(event = "started", hostname = %config.server.hostname, pid = std::process::id());
 
-    signals(path, sets, cert_store).await
+    signals(path, sets, cert_store, guard).await
 }
 
 /// Binds with SO_REUSEADDR (restart while old connections linger in TIME_WAIT) and, for IPv6,
@@ -180,6 +242,7 @@ fn set_v6only(socket: &tokio::net::TcpSocket) -> std::io::Result<()> {
 }
 
 async fn accept_loop(b: Bound, shared: Shared, acceptor: rampart_tls::TlsAcceptor, global: Arc<Semaphore>) {
+    let guard = shared.smtp.guard.clone();
     loop {
         let (stream, remote): (TcpStream, SocketAddr) = match b.tcp.accept().await {
             Ok(x) => x,
@@ -190,17 +253,19 @@ async fn accept_loop(b: Bound, shared: Shared, acceptor: rampart_tls::TlsAccepto
                 continue;
             }
         };
+        let admission = match guard.admit(b.name, remote.ip()) {
+            Ok(a) => a,
+            Err(refusal) => {
+                let banner = guard.limits().deny_banner;
+                tokio::spawn(refuse(stream, b.proto.clone(), shared.clone(), refusal.is_permanent(), banner));
+                continue;
+            }
+        };
         let permits = global.clone().try_acquire_owned().and_then(|g| Ok((g, b.slots.clone().try_acquire_owned()?)));
         let Ok(permits) = permits else {
-            info!(event = "connection_refused", listener = b.name, ip = %remote.ip(), reason = "connection_limit");
-            let proto = b.proto.clone();
-            let hostname = shared.smtp.hostname.clone();
-            tokio::spawn(async move {
-                match proto {
-                    Proto::Smtp(settings) => rampart_smtp::refuse_busy(stream, &settings, &hostname).await,
-                    Proto::Imap(settings) => rampart_imap::refuse_busy(stream, &settings).await,
-                }
-            });
+            info!(event = "rate_limited", ip = %remote.ip(), listener = b.name, limit = "listener_connections");
+            ::metrics::counter!("rampart_connections_refused_total", "listener" => b.name, "reason" => "listener_connections").increment(1);
+            tokio::spawn(refuse(stream, b.proto.clone(), shared.clone(), false, true));
             continue;
         };
         let (shared, proto, acceptor) = (shared.clone(), b.proto.clone(), acceptor.clone());
@@ -209,19 +274,27 @@ async fn accept_loop(b: Bound, shared: Shared, acceptor: rampart_tls::TlsAccepto
                 Proto::Smtp(settings) => rampart_smtp::handle(stream, remote, shared.smtp, settings, acceptor).await,
                 Proto::Imap(settings) => rampart_imap::handle(stream, remote, shared.imap, settings, acceptor).await,
             }
-            drop(permits);
+            drop((permits, admission));
         });
     }
 }
 
-async fn signals(path: &Path, sets: &[String], certs: Arc<rampart_tls::CertStore>) -> anyhow::Result<()> {
+/// Turns a connection away in its protocol's words.
+async fn refuse(stream: TcpStream, proto: Proto, shared: Shared, permanent: bool, banner: bool) {
+    match proto {
+        Proto::Smtp(settings) => rampart_smtp::refuse(stream, &settings, &shared.smtp.hostname, permanent, banner).await,
+        Proto::Imap(settings) => rampart_imap::refuse(stream, &settings, permanent, banner).await,
+    }
+}
+
+async fn signals(path: &Path, sets: &[String], certs: Arc<rampart_tls::CertStore>, guard: Arc<rampart_guard::Guard>) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload_certificates(path, sets, &certs),
+            _ = hup.recv() => reload(path, sets, &certs, &guard),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -230,13 +303,15 @@ async fn signals(path: &Path, sets: &[String], certs: Arc<rampart_tls::CertStore
     Ok(())
 }
 
-/// Re-reads the config and its certificates; on any error the old certificates stay in use.
-fn reload_certificates(path: &Path, sets: &[String], certs: &rampart_tls::CertStore) {
-    let loaded = load_config(path, sets).and_then(|c| Ok(rampart_tls::CertSet::load(&c.tls)?));
+/// Re-reads the config: certificates and firewall rules. On any error the old ones stay.
+fn reload(path: &Path, sets: &[String], certs: &rampart_tls::CertStore, guard: &rampart_guard::Guard) {
+    let loaded = load_config(path, sets).and_then(|c| Ok((rampart_tls::CertSet::load(&c.tls)?, c)));
     match loaded {
-        Ok(set) => {
+        Ok((set, config)) => {
             certs.replace(set);
+            guard.reload(&config);
             info!(event = "certificates_reloaded");
+            info!(event = "firewall_reloaded", deny = config.guard.deny.len(), allow = config.guard.allow.len());
         }
         Err(e) => error!(event = "reload_failed", error = %format!("{e:#}").replace('\n', "; ")),
     }

@@ -1,12 +1,9 @@
 //! LOGIN and AUTHENTICATE (RFC 3501 §6.2, RFC 4959 SASL-IR) on rampart-auth's SASL module:
 //! PLAIN, LOGIN, SCRAM-SHA-256, SCRAM-SHA-256-PLUS with `tls-exporter` channel binding, and
-//! CRAM-MD5 when enabled. Every credential check goes through [`Session::check_done`], which
-//! reports the outcome to the [`LoginGuard`] (failures counted per IP and per account for the
-//! guard that bans abusers) and logs one `event=auth_failure`/`auth_success` line for fail2ban.
-
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::Mutex;
+//! CRAM-MD5 when enabled. Every credential check ends in `Session::check_done`, which reports
+//! the outcome to the guard (failures counted per address, network and account; bans; an
+//! account under attack accepts only addresses that logged in to it before) and logs one
+//! `event=auth_failure` / `auth_success` line for fail2ban.
 
 use rampart_auth::{Failure, Identity, Mechanism, Step};
 use tracing::{info, warn};
@@ -16,52 +13,6 @@ use crate::response::{base64_decode, base64_encode, line};
 
 /// Longest SASL response line we decode; SCRAM and PLAIN need well under this.
 const MAX_SASL_RESPONSE: usize = 8 * 1024;
-
-/// Where login outcomes go: the hook for the guard (auto-ban) issue.
-pub trait LoginGuard: Send + Sync {
-    /// A failed login; returns the failures so far from this IP and for this user.
-    fn failure(&self, ip: IpAddr, user: &str) -> (u32, u32);
-    fn success(&self, ip: IpAddr, user: &str);
-}
-
-/// Counts failed logins per IP and per account in memory. Bounded: past [`Self::MAX_KEYS`]
-/// entries the counts start over, which loses history but never memory.
-#[derive(Default)]
-pub struct FailureCounter {
-    by_ip: Mutex<HashMap<IpAddr, u32>>,
-    by_user: Mutex<HashMap<String, u32>>,
-}
-
-impl FailureCounter {
-    pub const MAX_KEYS: usize = 100_000;
-
-    fn bump<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, u32>>, key: K) -> u32 {
-        let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
-        if m.len() >= Self::MAX_KEYS {
-            m.clear();
-        }
-        let n = m.entry(key).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
-    }
-
-    pub fn failures(&self, ip: IpAddr, user: &str) -> (u32, u32) {
-        let a = self.by_ip.lock().unwrap_or_else(|e| e.into_inner()).get(&ip).copied().unwrap_or(0);
-        let b = self.by_user.lock().unwrap_or_else(|e| e.into_inner()).get(&user.to_ascii_lowercase()).copied().unwrap_or(0);
-        (a, b)
-    }
-}
-
-impl LoginGuard for FailureCounter {
-    fn failure(&self, ip: IpAddr, user: &str) -> (u32, u32) {
-        (Self::bump(&self.by_ip, ip), Self::bump(&self.by_user, user.to_ascii_lowercase()))
-    }
-
-    fn success(&self, ip: IpAddr, user: &str) {
-        self.by_ip.lock().unwrap_or_else(|e| e.into_inner()).remove(&ip);
-        self.by_user.lock().unwrap_or_else(|e| e.into_inner()).remove(&user.to_ascii_lowercase());
-    }
-}
 
 /// Printable form of a user name for logs: no spaces or control characters, bounded.
 fn log_user(user: &str) -> String {
@@ -165,7 +116,13 @@ impl Session {
         let listener = self.settings.listener;
         match outcome {
             Ok(identity) => {
-                self.services.guard.success(ip, &identity.address);
+                let guard = self.services.guard.clone();
+                if !guard.login_allowed(ip, &identity.address).await {
+                    // The account is under attack and this address never logged in to it.
+                    line(out, &format!("{tag} NO [UNAVAILABLE] Authentication is unavailable, try again later"));
+                    return Next::Continue;
+                }
+                guard.auth_success("imap", ip, &identity.address).await;
                 info!(
                     event = "auth_success", proto = "imap", ip = %ip, listener, user = %identity.address, mechanism,
                     app_password = identity.app_password.as_deref().unwrap_or("-")
@@ -181,12 +138,17 @@ impl Session {
             }
             Err(failure) => {
                 let user = failure.user().unwrap_or("-").to_string();
-                let (by_ip, by_user) = self.services.guard.failure(ip, &user);
                 self.auth_failures += 1;
                 warn!(
                     event = "auth_failure", proto = "imap", ip = %ip, listener, user = %log_user(&user), mechanism,
-                    reason = failure.reason(), failures_ip = by_ip, failures_user = by_user
+                    reason = failure.reason()
                 );
+                let verdict = self.services.guard.auth_failure("imap", ip, failure.user()).await;
+                if verdict == rampart_guard::Verdict::Banned {
+                    line(out, &format!("{tag} NO [AUTHENTICATIONFAILED] Authentication failed"));
+                    line(out, "* BYE Too many failed logins");
+                    return Next::Close;
+                }
                 // The pause grows with each failure in the session: a guesser gets few,
                 // slow tries per connection.
                 tokio::time::sleep(self.services.failure_delay * self.auth_failures).await;

@@ -24,7 +24,6 @@ use tracing::{info, warn};
 
 use crate::parser::{self, Command, Kind, ParseError};
 use crate::response::line;
-pub use auth::{FailureCounter, LoginGuard};
 use view::View;
 
 /// Where responses go. The driver implements it over the socket; `flush` lets a long FETCH
@@ -41,7 +40,8 @@ pub const FLUSH_AT: usize = 256 * 1024;
 pub struct Services {
     pub store: Arc<dyn MailStore>,
     pub auth: Arc<rampart_auth::Authenticator>,
-    pub guard: Arc<dyn LoginGuard>,
+    /// Counts failed logins, bans, protects attacked accounts; caps TLS handshakes.
+    pub guard: Arc<rampart_guard::Guard>,
     pub hostname: String,
     /// Failed authentications in one session before it is closed (`auth.max_failures`).
     pub max_auth_failures: u32,
@@ -186,6 +186,10 @@ impl Session {
         &self.settings
     }
 
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
+    }
+
     pub fn remote_ip(&self) -> std::net::IpAddr {
         self.remote.ip()
     }
@@ -261,7 +265,7 @@ impl Session {
         self.errors += 1;
         line(out, &format!("{tag} BAD {text}"));
         if self.errors >= self.settings.max_errors {
-            warn!(event = "too_many_errors", proto = "imap", ip = %self.remote.ip(), listener = self.settings.listener);
+            warn!(event = "too_many_errors", ip = %self.remote.ip(), proto = "imap", listener = self.settings.listener);
             line(out, "* BYE Too many errors");
             return Next::Close;
         }

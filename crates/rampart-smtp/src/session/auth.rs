@@ -69,6 +69,12 @@ impl Session {
             Step::Challenge(c) => Next::Reply(Reply::new(334, "", B64.encode(c))),
             Step::Success(identity) => {
                 self.sasl = None;
+                let guard = self.services.guard.clone();
+                if !guard.login_allowed(self.remote.ip(), &identity.address).await {
+                    // The account is under attack and this address never logged in to it.
+                    return Next::Reply(Reply::new(454, "4.7.0", "Temporary authentication failure"));
+                }
+                guard.auth_success("smtp", self.remote.ip(), &identity.address).await;
                 info!(
                     event = "auth_success", proto = "smtp", ip = %self.remote.ip(), listener = self.settings.listener,
                     user = %identity.address, mechanism = mechanism.name(),
@@ -93,6 +99,10 @@ impl Session {
             return Next::Reply(Reply::new(454, "4.7.0", "Temporary authentication failure"));
         }
         self.auth_failures += 1;
+        let verdict = self.services.guard.auth_failure("smtp", self.remote.ip(), failure.user()).await;
+        if verdict == rampart_guard::Verdict::Banned {
+            return Next::Close(Reply::new(421, "4.7.0", "Too many authentication failures, closing connection"));
+        }
         let limits = self.services.auth_limits;
         tokio::time::sleep(limits.failure_delay * self.auth_failures).await;
         if self.auth_failures >= limits.max_failures {

@@ -1,6 +1,7 @@
 //! Message content (DATA and BDAT) and what happens to a finished message: checks that need
 //! the headers, trace headers, then one durable store of the local copies and the queued one.
 
+use rampart_pipeline::{Action, Disposition, Entry, Outcome, Reason, Stage, Trail};
 use rampart_store::{BlobWriter, Delivery, Folder, Outbound, Target};
 use tracing::{info, warn};
 
@@ -85,6 +86,7 @@ impl Session {
             Fatal::Nul => ("nul", Reply::new(500, "5.6.0", "NUL character in message")),
         };
         warn!(event = "message_refused", ip = %self.remote.ip(), listener = self.settings.listener, reason = what);
+        metrics::counter!("rampart_messages_total", "listener" => self.settings.listener, "result" => "refused", "reason" => what).increment(1);
         Next::Close(reply)
     }
 
@@ -156,6 +158,7 @@ impl Session {
         match content.receiver.soft_error() {
             Some(Soft::TooBig) => {
                 info!(event = "message_refused", ip = %self.remote.ip(), id = %tx.id, reason = "too_big", size = content.receiver.size());
+                metrics::counter!("rampart_messages_total", "listener" => self.settings.listener, "result" => "refused", "reason" => "too_big").increment(1);
                 return Next::Reply(Reply::new(
                     552,
                     "5.3.4",
@@ -164,6 +167,7 @@ impl Session {
             }
             Some(Soft::LineTooLong) => {
                 info!(event = "message_refused", ip = %self.remote.ip(), id = %tx.id, reason = "line_too_long");
+                metrics::counter!("rampart_messages_total", "listener" => self.settings.listener, "result" => "refused", "reason" => "line_too_long").increment(1);
                 return Next::Reply(Reply::new(
                     554,
                     "5.6.0",
@@ -174,9 +178,11 @@ impl Session {
         }
         let head = header_section(&content.head);
         let mut added = String::new();
-        let mut trail = vec![serde_json::json!({"stage": "connect", "verdict": "accept", "reason": "no_filter_configured"})];
+        let mut trail = Trail::default();
+        trail.push(Entry::new(Stage::Connect, Outcome::Pass, Reason::NoFilterConfigured));
+        let mut from_domains: Vec<String> = Vec::new();
         if let Some(user) = self.user.clone() {
-            trail.push(serde_json::json!({"stage": "auth", "verdict": "accept", "reason": "authenticated", "user": user.address}));
+            trail.push(Entry::new(Stage::Auth, Outcome::Pass, Reason::Authenticated).detail(user.address.clone()));
             let Some(head) = head else {
                 return Next::Reply(Reply::new(552, "5.3.4", "Header section too large"));
             };
@@ -198,7 +204,8 @@ impl Session {
                     return Next::Reply(reply);
                 }
             }
-            trail.push(serde_json::json!({"stage": "sender", "verdict": "accept", "reason": "owned_by_user"}));
+            from_domains = from.iter().filter_map(|a| a.rsplit_once('@').map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())).collect();
+            trail.push(Entry::new(Stage::Sender, Outcome::Pass, Reason::OwnedByUser));
             // RFC 6409 §8: a submission server may add the Date and Message-ID a client left out.
             if parsed.as_ref().is_none_or(|m| m.date().is_none()) {
                 added.push_str(&format!("Date: {}\r\n", chrono::Utc::now().to_rfc2822()));
@@ -219,7 +226,6 @@ impl Session {
                 return Next::Reply(temp_failure());
             }
         };
-        let size = blob.size();
         let submission = self.settings.role == Role::Submission;
         let received = trace::received(&trace::Stamp {
             id: &tx.id,
@@ -233,8 +239,65 @@ impl Session {
             smtputf8: tx.params.smtputf8,
             rcpts: &tx.rcpts,
         });
-        let queued_prefix = format!("{received}{added}").into_bytes();
-        let local_prefix = format!("{}{received}{added}", trace::return_path(&tx.from)).into_bytes();
+
+        // Sender authentication (MX role): SPF from MAIL FROM, then DKIM, ARC, DMARC over the
+        // whole message, then the one decision.
+        trail.extend(self.session_entries(&tx));
+        let inbound = match self.inbound_checks(&tx, blob, received.as_bytes()).await {
+            Err(reply) => return Next::Reply(reply),
+            Ok(inbound) => inbound,
+        };
+        trail.extend(inbound.entries);
+        let (blob, auth_header, arc_set, evaluation, raw) =
+            (inbound.blob, inbound.header, inbound.arc_set.unwrap_or_default(), inbound.evaluation, inbound.raw);
+        let size = blob.size();
+        trail.push(Entry::new(
+            Stage::Recipients,
+            Outcome::Pass,
+            if tx.remote.is_empty() { Reason::LocalMailbox } else { Reason::LocalAndQueued },
+        ).detail(format!("local={} remote={}", tx.accounts.len(), tx.remote.len())));
+        trail.push(Entry::new(Stage::Content, Outcome::Pass, Reason::WithinLimits));
+        let decision = rampart_pipeline::decide(&trail, &self.services.sender_auth.policy);
+        trail.push(decision.entry());
+        if let Some(mut ev) = evaluation {
+            ev.disposition = match decision.action {
+                Action::Reject => Disposition::Reject,
+                Action::Junk => Disposition::Quarantine,
+                _ => Disposition::None,
+            };
+            if matches!(decision.reason, Reason::DmarcRejectOverriddenByArc | Reason::DmarcQuarantineOverriddenByArc) {
+                ev.overrides.push(("trusted_forwarder".into(), "valid ARC chain from a trusted sealer".into()));
+            }
+            if self.services.sender_auth.record_dmarc && !ev.published.rua.is_empty() {
+                if let Ok(json) = serde_json::to_string(&ev) {
+                    if let Err(e) = self.services.store.add_dmarc_evaluation(&ev.published.domain, &json).await {
+                        warn!(event = "store_error", id = %tx.id, error = %e, what = "dmarc evaluation");
+                    }
+                }
+            }
+        }
+        if let Some(refusal) = &decision.refusal {
+            // Refused mail is not stored: its trail goes to the log.
+            info!(
+                event = "message_refused", ip = %self.remote.ip(), listener = self.settings.listener, id = %tx.id,
+                from = %format!("<{}>", tx.from), reason = %decision.reason.name(), code = refusal.code,
+                trail = %trail.summary()
+            );
+            return Next::Reply(Reply::new(refusal.code, refusal.status, refusal.text.clone()));
+        }
+        let folder = if decision.action == Action::Junk { Folder::Junk } else { Folder::Inbox };
+        if let (Some(raw), Some(report_address)) = (&raw, &self.services.sender_auth.report_address) {
+            self.maybe_dmarc_report(&tx, raw, report_address, &mut trail).await;
+        }
+
+        let mut queued_prefix = format!("{arc_set}{auth_header}{received}{added}").into_bytes();
+        let local_prefix = format!("{}{auth_header}{received}{added}", trace::return_path(&tx.from)).into_bytes();
+        if submission && !tx.remote.is_empty() {
+            match self.dkim_signatures(&from_domains, &queued_prefix, &blob, &tx.id).await {
+                Ok(signatures) => queued_prefix.splice(0..0, signatures.into_bytes()).for_each(drop),
+                Err(reply) => return Next::Reply(reply),
+            }
+        }
         let outbound = (!tx.remote.is_empty()).then(|| Outbound {
             sender: match &tx.from {
                 ReversePath::Null => String::new(),
@@ -245,20 +308,14 @@ impl Session {
             is_dsn: false,
             prefix: queued_prefix,
         });
-        trail.push(serde_json::json!({
-            "stage": "recipients", "verdict": "accept",
-            "reason": if outbound.is_some() { "local_and_queued" } else { "local_mailbox" },
-            "local": tx.accounts.len(), "remote": tx.remote.len(),
-        }));
-        trail.push(serde_json::json!({"stage": "content", "verdict": "accept", "reason": "within_limits"}));
         let queued = outbound.is_some();
         let delivery = Delivery {
             blob,
             prefix: local_prefix,
             internal_date: chrono::Utc::now().timestamp(),
-            targets: tx.accounts.iter().map(|&account| Target { account, folder: Folder::Inbox }).collect(),
+            targets: tx.accounts.iter().map(|&account| Target { account, folder: folder.clone() }).collect(),
             reference: tx.id.clone(),
-            trail: serde_json::Value::Array(trail).to_string(),
+            trail: trail.to_json(),
             outbound,
         };
         match self.services.store.deliver(delivery).await {
@@ -266,10 +323,12 @@ impl Session {
                 if queued {
                     self.services.queue_wakeup.notify_one();
                 }
+                metrics::counter!("rampart_messages_total", "listener" => self.settings.listener, "result" => "accepted", "reason" => "ok").increment(1);
                 info!(
                     event = "accepted", ip = %self.remote.ip(), listener = self.settings.listener, id = %tx.id,
                     from = %format!("<{}>", tx.from), local = tx.accounts.len(), queued = tx.remote.len(), size,
-                    user = self.user.as_ref().map_or("-", |u| u.address.as_str())
+                    user = self.user.as_ref().map_or("-", |u| u.address.as_str()),
+                    verdict = decision.action.as_str(), reason = %decision.reason.name()
                 );
                 Next::Reply(Reply::new(250, "2.0.0", format!("Ok: queued as {}", tx.id)))
             }
@@ -277,6 +336,33 @@ impl Session {
                 warn!(event = "store_error", id = %tx.id, error = %e);
                 Next::Reply(temp_failure())
             }
+        }
+    }
+
+    /// Mail to `[dmarc] report_address` that holds an aggregate report is parsed and stored.
+    async fn maybe_dmarc_report(&self, tx: &Transaction, raw: &[u8], report_address: &str, trail: &mut Trail) {
+        let to_reports = tx.rcpts.iter().any(|r| r.trim_matches(['<', '>']).eq_ignore_ascii_case(report_address));
+        if !to_reports {
+            return;
+        }
+        let Some(r) = rampart_pipeline::report::parse_received(raw) else { return };
+        let stored = rampart_store::DmarcReport {
+            org_name: r.org_name,
+            report_id: r.report_id,
+            domain: r.domain.clone(),
+            date_begin: r.begin,
+            date_end: r.end,
+            messages: r.messages,
+            passed: r.passed,
+            records: r.records,
+            received: 0,
+        };
+        match self.services.store.add_dmarc_report(stored).await {
+            Ok(_) => {
+                info!(event = "dmarc_report_received", id = %tx.id, domain = %r.domain, messages = r.messages);
+                trail.push(Entry::new(Stage::Content, Outcome::Pass, Reason::DmarcReportReceived).domain(r.domain));
+            }
+            Err(e) => warn!(event = "store_error", id = %tx.id, error = %e, what = "dmarc report"),
         }
     }
 }

@@ -12,6 +12,7 @@
 //! - [`policy`]: who may relay and who may use which sender address.
 
 mod auth;
+mod checks;
 mod content;
 mod policy;
 
@@ -30,6 +31,7 @@ use crate::reply::Reply;
 use crate::trace;
 use content::Content;
 
+pub use checks::SenderAuth;
 pub use policy::SenderPolicy;
 
 /// What the session does on a listener.
@@ -73,6 +75,10 @@ pub struct Services {
     pub hide_client: bool,
     /// Woken when a message is queued for delivery elsewhere.
     pub queue_wakeup: Arc<tokio::sync::Notify>,
+    /// SPF, DKIM, ARC and DMARC on the MX; DKIM signing and ARC sealing.
+    pub sender_auth: SenderAuth,
+    /// Counts failures, probes and rates per client; may ban.
+    pub guard: Arc<rampart_guard::Guard>,
 }
 
 /// One listener's settings, shared by its sessions.
@@ -88,6 +94,8 @@ pub struct Settings {
     pub max_errors: u32,
     pub idle_timeout: Duration,
     pub session_timeout: Duration,
+    pub line_timeout: Duration,
+    pub pregreet_wait: Duration,
 }
 
 impl Settings {
@@ -103,6 +111,8 @@ impl Settings {
             max_errors: c.max_errors,
             idle_timeout: c.idle_timeout,
             session_timeout: c.session_timeout,
+            line_timeout: c.line_timeout,
+            pregreet_wait: c.pregreet_wait,
         }
     }
 }
@@ -151,6 +161,8 @@ struct Transaction {
     /// Addresses elsewhere, for the outbound queue.
     remote: Vec<String>,
     content: Option<Content>,
+    /// The SPF stage's findings at MAIL FROM (MX role with checks on).
+    spf: Option<rampart_pipeline::SpfCheck>,
 }
 
 pub struct Session {
@@ -168,6 +180,8 @@ pub struct Session {
     bdat_last: bool,
     /// The BDAT chunk being read broke a line rule; reported when the chunk ends.
     bdat_fatal: Option<Fatal>,
+    /// iprev of the client, looked up once per connection at the first MAIL.
+    iprev: Option<(mail_auth::IprevOutput, rampart_pipeline::Entry)>,
 }
 
 impl Session {
@@ -185,6 +199,7 @@ impl Session {
             errors: 0,
             bdat_last: false,
             bdat_fatal: None,
+            iprev: None,
         }
     }
 
@@ -205,6 +220,47 @@ impl Session {
 
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
+    }
+
+    pub fn remote(&self) -> SocketAddr {
+        self.remote
+    }
+
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// How long to hold the greeting to catch early talkers, if at all for this client.
+    pub fn pregreet_wait(&self) -> Option<Duration> {
+        let wait = self.settings.pregreet_wait;
+        (!wait.is_zero() && self.services.guard.pregreet_needed(self.remote.ip())).then_some(wait)
+    }
+
+    /// The client waited for the greeting (`talked` false) or did not.
+    pub async fn pregreet_result(&mut self, talked: bool) -> Option<Next> {
+        let guard = &self.services.guard;
+        if !talked {
+            guard.pregreet_passed(self.remote.ip());
+            return None;
+        }
+        warn!(event = "pregreet", ip = %self.remote.ip(), listener = self.settings.listener);
+        metrics::counter!("rampart_connections_refused_total", "listener" => self.settings.listener, "reason" => "pregreet").increment(1);
+        guard.pregreet(self.remote.ip()).await;
+        Some(Next::Close(Reply::new(554, "5.5.1", format!("{} Protocol error: you talked before the greeting", self.services.hostname))))
+    }
+
+    /// Reports a refused recipient to the guard; the session ends if the client is now banned.
+    async fn probe(&mut self, reply: Reply) -> Next {
+        match self.services.guard.probe(self.remote.ip()).await {
+            rampart_guard::Verdict::Banned => Next::Close(self.shutdown_reply("Too many refused recipients")),
+            rampart_guard::Verdict::Continue => Next::Reply(reply),
+        }
+    }
+
+    fn rate_limited(&self, limit: &'static str) -> Next {
+        info!(event = "rate_limited", ip = %self.remote.ip(), listener = self.settings.listener, limit);
+        metrics::counter!("rampart_messages_total", "listener" => self.settings.listener, "result" => "refused", "reason" => limit).increment(1);
+        Next::Reply(Reply::new(451, "4.7.0", "Too much mail from your address; try again later"))
     }
 
     pub fn timeout_reply(&self) -> Reply {
@@ -350,6 +406,9 @@ impl Session {
         if !from.is_ascii() && !params.smtputf8 {
             return self.error(Reply::new(553, "5.6.7", "Non-ASCII address needs the SMTPUTF8 parameter"));
         }
+        if !self.services.guard.smtp_message(self.remote.ip()) {
+            return self.rate_limited("messages_per_hour");
+        }
         if let (Some(user), ReversePath::Mailbox(m)) = (&self.user, &from) {
             if let Err(reply) = self.sender_allowed(user, &m.to_string()).await {
                 info!(
@@ -359,6 +418,7 @@ impl Session {
                 return Next::Reply(reply);
             }
         }
+        let spf = self.mail_from_checks(&from).await;
         self.tx = Some(Transaction {
             id: trace::new_id(),
             from,
@@ -367,6 +427,7 @@ impl Session {
             accounts: Vec::new(),
             remote: Vec::new(),
             content: None,
+            spf,
         });
         Next::Reply(Reply::new(250, "2.1.0", "Ok"))
     }
@@ -388,6 +449,7 @@ impl Session {
         }
         let shown = to.to_string();
         match self.resolve_recipient(&to).await {
+            Ok(_) if !self.services.guard.smtp_recipient(self.remote.ip()) => self.rate_limited("recipients_per_hour"),
             Ok((accounts, remote)) => {
                 let tx = self.tx.as_mut().expect("checked above");
                 for a in accounts {
@@ -406,8 +468,12 @@ impl Session {
             Err((reason, reply)) => {
                 info!(
                     event = "rcpt_refused", ip = %self.remote.ip(), listener = self.settings.listener,
-                    rcpt = %shown, reason, code = reply.code
+                    rcpt = %shown, reason, code = reply.code, user = self.user.as_ref().map_or("-", |u| u.address.as_str())
                 );
+                // Guessing addresses or trying to relay; an authenticated user's typo is neither.
+                if self.user.is_none() && matches!(reason, "unknown_user" | "relay_denied") {
+                    return self.probe(reply).await;
+                }
                 Next::Reply(reply)
             }
         }

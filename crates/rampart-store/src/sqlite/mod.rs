@@ -7,7 +7,9 @@
 //! directory instead of N of each.
 
 mod credentials;
+mod guard;
 mod imap;
+mod senderauth;
 mod queue;
 mod schema;
 mod writer;
@@ -618,6 +620,128 @@ impl Store for SqliteStore {
     async fn queue_delete(&self, id: &str) -> Result<()> {
         let id = id.to_string();
         self.write(move |conn, effects| queue::delete(conn, effects, &id)).await
+    }
+
+    async fn bans(&self) -> Result<Vec<crate::Ban>> {
+        self.read(guard::bans).await
+    }
+
+    async fn ban_put(&self, ban: &crate::Ban) -> Result<()> {
+        let ban = ban.clone();
+        self.write(move |conn, _| guard::ban_put(conn, &ban)).await
+    }
+
+    async fn ban_remove(&self, net: &str) -> Result<bool> {
+        let net = net.to_string();
+        self.write(move |conn, _| Ok(conn.execute("DELETE FROM bans WHERE net = ?1", [net])? > 0)).await
+    }
+
+    async fn bans_prune(&self, before: i64) -> Result<()> {
+        self.write(move |conn, _| {
+            conn.execute("DELETE FROM bans WHERE until < ?1 AND updated < ?1", [before])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn known_login_put(&self, account: &str, net: &str, now: i64) -> Result<()> {
+        let (account, net) = (account.to_string(), net.to_string());
+        self.write(move |conn, _| {
+            conn.execute(
+                "INSERT INTO known_logins (account, net, last_seen) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (account, net) DO UPDATE SET last_seen = excluded.last_seen",
+                params![account, net, now],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn known_logins(&self, account: &str, since: i64) -> Result<Vec<String>> {
+        let account = account.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare("SELECT net FROM known_logins WHERE account = ?1 AND last_seen >= ?2")?;
+            let rows = stmt.query_map(params![account, since], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn add_dkim_key(&self, key: crate::DkimKey) -> Result<bool> {
+        self.write(move |conn, _| senderauth::add_dkim_key(conn, &key)).await
+    }
+
+    async fn dkim_keys(&self, domain: Option<&str>) -> Result<Vec<crate::DkimKey>> {
+        let domain = domain.map(|d| d.trim_end_matches('.').to_ascii_lowercase());
+        self.read(move |conn| senderauth::dkim_keys(conn, domain.as_deref())).await
+    }
+
+    async fn activate_dkim_key(&self, domain: &str, selector: &str) -> Result<()> {
+        let (domain, selector) = (domain.to_ascii_lowercase(), selector.to_string());
+        self.write(move |conn, _| senderauth::activate_dkim_key(conn, &domain, &selector)).await
+    }
+
+    async fn remove_dkim_key(&self, domain: &str, selector: &str) -> Result<()> {
+        let (domain, selector) = (domain.to_ascii_lowercase(), selector.to_string());
+        self.write(move |conn, _| {
+            let n = conn.execute("DELETE FROM dkim_keys WHERE domain = ?1 AND selector = ?2", params![domain, selector])?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("DKIM key {selector}._domainkey.{domain}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn add_dmarc_evaluation(&self, domain: &str, evaluation: &str) -> Result<()> {
+        let (domain, evaluation) = (domain.to_ascii_lowercase(), evaluation.to_string());
+        self.write(move |conn, _| {
+            conn.execute(
+                "INSERT INTO dmarc_evaluations (domain, evaluation, created) VALUES (?1, ?2, ?3)",
+                params![domain, evaluation, now()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn dmarc_evaluations(&self, until: i64) -> Result<Vec<(String, String, i64)>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare("SELECT domain, evaluation, created FROM dmarc_evaluations WHERE created < ?1 ORDER BY id")?;
+            let rows = stmt.query_map([until], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn delete_dmarc_evaluations(&self, until: i64) -> Result<()> {
+        self.write(move |conn, _| {
+            conn.execute("DELETE FROM dmarc_evaluations WHERE created < ?1", [until])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn add_dmarc_report(&self, report: crate::DmarcReport) -> Result<bool> {
+        self.write(move |conn, _| senderauth::add_dmarc_report(conn, &report)).await
+    }
+
+    async fn dmarc_reports(&self) -> Result<Vec<crate::DmarcReport>> {
+        self.read(senderauth::dmarc_reports).await
+    }
+
+    async fn state(&self, key: &str) -> Result<Option<String>> {
+        let key = key.to_string();
+        self.read(move |conn| Ok(conn.query_row("SELECT value FROM state WHERE key = ?1", [key], |r| r.get(0)).optional()?)).await
+    }
+
+    async fn set_state(&self, key: &str, value: &str) -> Result<()> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.write(move |conn, _| {
+            conn.execute("INSERT INTO state (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2", params![key, value])?;
+            Ok(())
+        })
+        .await
     }
 
     async fn messages_by_reference(&self, reference: &str) -> Result<Vec<MessageInfo>> {

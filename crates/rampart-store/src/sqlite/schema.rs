@@ -97,7 +97,63 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX queue_rcpts_due ON queue_rcpts(state, next_attempt);
     CREATE INDEX queue_rcpts_queue ON queue_rcpts(queue_id);
     "#,
-    // 3: IMAP. Expunged UIDs with the MODSEQ of their removal, so a session (or a CONDSTORE/
+    // 3: the guard's bans (kept after they expire, to count repeat offences) and the
+    // addresses each account has logged in from.
+    r#"
+    CREATE TABLE bans (
+        net      TEXT PRIMARY KEY,
+        until    INTEGER NOT NULL,
+        reason   TEXT NOT NULL,
+        offenses INTEGER NOT NULL,
+        updated  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE known_logins (
+        account   TEXT NOT NULL,
+        net       TEXT NOT NULL,
+        last_seen INTEGER NOT NULL,
+        PRIMARY KEY (account, net)
+    ) WITHOUT ROWID;
+    "#,
+    // 4: sender authentication: the DKIM signing table, DMARC evaluations waiting for the
+    // next aggregate report, reports other domains sent us, and small server state.
+    r#"
+    CREATE TABLE dkim_keys (
+        id          INTEGER PRIMARY KEY,
+        domain      TEXT NOT NULL,
+        selector    TEXT NOT NULL,
+        algorithm   TEXT NOT NULL,
+        private_key BLOB NOT NULL,
+        public_key  BLOB NOT NULL,
+        active      INTEGER NOT NULL,
+        created     INTEGER NOT NULL,
+        UNIQUE (domain, selector)
+    );
+    CREATE TABLE dmarc_evaluations (
+        id         INTEGER PRIMARY KEY,
+        domain     TEXT NOT NULL,
+        evaluation TEXT NOT NULL,
+        created    INTEGER NOT NULL
+    );
+    CREATE INDEX dmarc_evaluations_created ON dmarc_evaluations(created);
+    CREATE TABLE dmarc_reports (
+        id         INTEGER PRIMARY KEY,
+        org_name   TEXT NOT NULL,
+        report_id  TEXT NOT NULL,
+        domain     TEXT NOT NULL,
+        date_begin INTEGER NOT NULL,
+        date_end   INTEGER NOT NULL,
+        messages   INTEGER NOT NULL,
+        passed     INTEGER NOT NULL,
+        records    TEXT NOT NULL,
+        received   INTEGER NOT NULL,
+        UNIQUE (org_name, report_id)
+    );
+    CREATE TABLE state (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+    "#,
+    // 5: IMAP. Expunged UIDs with the MODSEQ of their removal, so a session (or a CONDSTORE/
     // QRESYNC client) learns what vanished since the MODSEQ it knows; the MODSEQ index makes
     // "what changed since N" cheap; recent_uid is the first UID no session has seen as
     // \Recent yet (RFC 3501 §2.3.2); uidvalidity_seq is the last UIDVALIDITY handed out per

@@ -262,3 +262,55 @@ async fn secrets_and_app_passwords() {
     store.add_alias("b@example.test", "bob@example.test").await.unwrap();
     assert_eq!(store.aliases_of("bob@example.test").await.unwrap(), vec!["b@example.test".to_string()]);
 }
+
+#[tokio::test]
+async fn dkim_signing_table_rotation() {
+    let (_dir, store) = store().await;
+    let key = |selector: &str, algorithm: &str| crate::DkimKey {
+        domain: "Example.test".into(),
+        selector: selector.into(),
+        algorithm: algorithm.into(),
+        private_key: vec![1],
+        public_key: vec![2],
+        active: false,
+        created: 0,
+    };
+    assert!(store.add_dkim_key(key("s1", "rsa")).await.unwrap(), "the first RSA key signs at once");
+    assert!(store.add_dkim_key(key("e1", "ed25519")).await.unwrap(), "so does the first Ed25519 key");
+    assert!(!store.add_dkim_key(key("s2", "rsa")).await.unwrap(), "a second waits for activation");
+    assert!(matches!(store.add_dkim_key(key("s2", "rsa")).await, Err(StoreError::Exists(_))));
+    store.activate_dkim_key("example.test", "s2").await.unwrap();
+    let keys = store.dkim_keys(Some("EXAMPLE.test")).await.unwrap();
+    let active: Vec<(&str, bool)> = keys.iter().map(|k| (k.selector.as_str(), k.active)).collect();
+    assert_eq!(active, vec![("s1", false), ("e1", true), ("s2", true)]);
+    store.remove_dkim_key("example.test", "s1").await.unwrap();
+    assert_eq!(store.dkim_keys(None).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn dmarc_evaluations_reports_and_state() {
+    let (_dir, store) = store().await;
+    store.add_dmarc_evaluation("example.test", "{}").await.unwrap();
+    let far = now() + 10;
+    assert_eq!(store.dmarc_evaluations(far).await.unwrap().len(), 1);
+    store.delete_dmarc_evaluations(far).await.unwrap();
+    assert!(store.dmarc_evaluations(far).await.unwrap().is_empty());
+    let r = crate::DmarcReport {
+        org_name: "Big".into(),
+        report_id: "7".into(),
+        domain: "example.test".into(),
+        date_begin: 1,
+        date_end: 2,
+        messages: 3,
+        passed: 2,
+        records: "[]".into(),
+        received: 0,
+    };
+    assert!(store.add_dmarc_report(r.clone()).await.unwrap());
+    assert!(!store.add_dmarc_report(r).await.unwrap(), "the same report twice is stored once");
+    assert_eq!(store.dmarc_reports().await.unwrap().len(), 1);
+    assert_eq!(store.state("k").await.unwrap(), None);
+    store.set_state("k", "1").await.unwrap();
+    store.set_state("k", "2").await.unwrap();
+    assert_eq!(store.state("k").await.unwrap().as_deref(), Some("2"));
+}

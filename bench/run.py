@@ -1,0 +1,422 @@
+#!/usr/bin/env python3
+"""Rampart side by side with Postfix and Dovecot, on loopback, in one command.
+
+    bench/run.py [--runs 3] [--messages 5000] [--sessions 10] [--only smtp,idle,imap]
+
+Prints a markdown table of medians over the runs with the ratios and appends it to
+bench/results.md. Needs the Debian packages postfix (smtp-source), dovecot-imapd and
+dnsmasq-base (scripts/setup installs them) and runs as root (Postfix's master needs it).
+
+What is measured:
+- smtp: Postfix's smtp-source sends N messages of 4 KiB over S parallel sessions (a new
+  connection per message) to Rampart's MX listener (local delivery, every message fsynced
+  before 250; sender checks on against a local DNS server once they exist) and to a Postfix
+  instance configured here, delivering to a maildir for the same recipient (Postfix fsyncs its
+  queue files too). Messages per second.
+- idle: Rampart's RSS right after start, and with 10,000 logged-in IMAP connections over TLS
+  sitting in IDLE.
+- imap: the load generator `rampart-bench mix` (crates/rampart-bench) runs the same session mix
+  against Rampart and a Dovecot configured here (passwd-file with the very same argon2id
+  hashes, maildir, implicit TLS), 10 clients for a fixed time: LOGIN, SELECT, FETCH flags,
+  FETCH 5 bodies, STORE, APPEND, STORE \\Deleted, EXPUNGE, LOGOUT. Operations per second and
+  latency percentiles.
+"""
+
+import argparse
+import os
+import pathlib
+import pwd
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BIN = ROOT / "target" / "release" / "rampart"
+BENCH = ROOT / "target" / "release" / "rampart-bench"
+PASSWORD = "correct horse battery staple"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def rss_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+class Dns:
+    def __init__(self):
+        self.port = free_port()
+        args = ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+                "--listen-address=127.0.0.1", "--bind-interfaces", f"--port={self.port}", "--pid-file=",
+                "--user=root", "--local=/test/",
+                "--txt-record=sender.test,v=spf1 ip4:127.0.0.1 -all",
+                "--txt-record=_dmarc.sender.test,v=DMARC1; p=none",
+                "--host-record=mx.sender.test,127.0.0.1"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.2)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+class RampartServer:
+    def __init__(self, base, dns, imap_users=0):
+        self.dir = base / "rampart"
+        subprocess.run([BIN, "init", "--dir", self.dir, "--hostname", "mx.bench.test", "--domain", "bench.test"],
+                       check=True, capture_output=True)
+        subprocess.run([BIN, "user", "add", "rcpt@bench.test", "--password-stdin", "--config", self.dir / "rampart.toml"],
+                       input=PASSWORD + "\n", text=True, check=True, capture_output=True)
+        for n in range(1, imap_users + 1):
+            subprocess.run([BIN, "user", "add", f"user{n}@bench.test", "--password-stdin", "--config",
+                            self.dir / "rampart.toml"], input=PASSWORD + "\n", text=True, check=True, capture_output=True)
+        self.port = free_port()
+        self.imaps = free_port()
+        self.log = open(self.dir / "server.log", "wb")
+        sets = [
+            f'listener.smtp.bind=["127.0.0.1:{self.port}"]',
+            "listener.submission.bind=[]", "listener.submissions.bind=[]",
+            "listener.imap.bind=[]", f'listener.imaps.bind=["127.0.0.1:{self.imaps}"]', "listener.metrics.bind=[]",
+            "listener.imaps.max_connections=20000", "server.max_connections=30000",
+            f'dns.nameservers=["127.0.0.1:{dns.port}"]',
+            # The benchmark is one client address opening thousands of connections: exempt it
+            # from the per-address limits, as an administrator would a trusted relay.
+            'guard.allowlist=["127.0.0.0/8"]',
+            'log.level="warn"',
+        ]
+        args = [BIN, "serve", "--config", self.dir / "rampart.toml"]
+        for s in sets:
+            args += ["--set", s]
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_port(self.port)
+
+    def rss(self):
+        return rss_kib(self.proc.pid)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+class PostfixServer:
+    """A private Postfix instance (see ../shared/testing.md): virtual delivery to a maildir."""
+
+    def __init__(self, base):
+        self.dir = base / "postfix"
+        etc, queue, data, mail = (self.dir / d for d in ("etc", "queue", "data", "mail"))
+        for d in (etc, queue, data, mail):
+            d.mkdir(parents=True)
+        postfix_user = pwd.getpwnam("postfix")
+        os.chown(data, postfix_user.pw_uid, postfix_user.pw_gid)
+        os.chown(mail, postfix_user.pw_uid, postfix_user.pw_gid)
+        self.port = free_port()
+        master = open("/usr/share/postfix/master.cf.dist").read()
+        master = re.sub(r"^smtp\s+inet.*$", f"127.0.0.1:{self.port} inet n - n - - smtpd", master, count=1, flags=re.M)
+        (etc / "master.cf").write_text(master)
+        (etc / "vmailbox").write_text("rcpt@bench.test bench.test/rcpt/\n")
+        (etc / "main.cf").write_text(f"""
+compatibility_level = 3.6
+queue_directory = {queue}
+data_directory = {data}
+mail_owner = postfix
+myhostname = mx.postfix.test
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mydestination =
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+virtual_mailbox_domains = bench.test
+virtual_mailbox_base = {mail}
+virtual_mailbox_maps = texthash:{etc}/vmailbox
+virtual_uid_maps = static:{postfix_user.pw_uid}
+virtual_gid_maps = static:{postfix_user.pw_gid}
+maillog_file = {self.dir}/postfix.log
+maillog_file_prefixes = {self.dir}
+default_process_limit = 100
+smtpd_client_connection_rate_limit = 0
+""")
+        subprocess.run(["postfix", "-c", etc, "start"], check=True, capture_output=True)
+        wait_port(self.port)
+        self.etc = etc
+        self.mail = mail
+
+    def delivered(self):
+        new = self.mail / "bench.test" / "rcpt" / "new"
+        return len(os.listdir(new)) if new.exists() else 0
+
+    def stop(self):
+        subprocess.run(["postfix", "-c", self.etc, "stop"], capture_output=True)
+
+
+class DovecotServer:
+    """A private Dovecot (see ../shared/testing.md) with the same users and password hashes."""
+
+    def __init__(self, base, rampart_dir, users):
+        self.dir = base / "dovecot"
+        for d in ("run", "state", "mail"):
+            (self.dir / d).mkdir(parents=True)
+        shutil.chown(self.dir / "mail", "nobody", "nogroup")
+        import sqlite3
+        db = sqlite3.connect(rampart_dir / "data" / "rampart.db")
+        hashes = dict(db.execute("SELECT address, password_hash FROM accounts"))
+        db.close()
+        (self.dir / "passwd").write_text("".join(f"user{n}@bench.test:{{ARGON2ID}}{hashes[f'user{n}@bench.test']}\n"
+                                                 for n in range(1, users + 1)))
+        self.port = free_port()
+        tls = rampart_dir / "tls"
+        (self.dir / "dovecot.conf").write_text(f"""
+base_dir = {self.dir}/run
+state_dir = {self.dir}/state
+log_path = {self.dir}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = required
+ssl_cert = <{tls}/cert.pem
+ssl_key = <{tls}/key.pem
+ssl_min_protocol = TLSv1.2
+auth_mechanisms = plain login
+default_login_user = nobody
+default_internal_user = nobody
+mail_location = maildir:~/Maildir
+mail_fsync = always
+passdb {{
+  driver = passwd-file
+  args = {self.dir}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home={self.dir}/mail/%d/%n
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = 0
+  }}
+  inet_listener imaps {{
+    port = {self.port}
+    ssl = yes
+  }}
+  service_count = 0
+  process_min_avail = 2
+  client_limit = 20000
+}}
+service imap {{
+  process_limit = 20000
+}}
+service anvil {{
+  client_limit = 40000
+}}
+service auth {{
+  client_limit = 40000
+}}
+default_client_limit = 40000
+default_vsz_limit = 0
+mail_max_userip_connections = 20000
+""")
+        subprocess.run(["dovecot", "-c", self.dir / "dovecot.conf"], check=True, capture_output=True)
+        wait_port(self.port)
+
+    def stop(self):
+        subprocess.run(["dovecot", "-c", self.dir / "dovecot.conf", "stop"], capture_output=True)
+        time.sleep(0.5)
+
+
+def bench_tool(addr_port, *args, users=10):
+    return subprocess.run([BENCH, "--addr", f"127.0.0.1:{addr_port}", "--password", PASSWORD, "--users", str(users), *args],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def bench_imap(args):
+    import json
+    results = {"rampart": [], "dovecot": [], "rampart_p99": [], "dovecot_p99": []}
+    for run in range(args.runs):
+        with tempfile.TemporaryDirectory(prefix="rampart-bench-") as tmp:
+            base = pathlib.Path(tmp)
+            dns = Dns()
+            try:
+                r = RampartServer(base, dns, imap_users=10)
+                try:
+                    bench_tool(r.imaps, "populate", "--messages", "200")
+                    out = json.loads(bench_tool(r.imaps, "mix", "--clients", "10", "--seconds", str(args.imap_seconds)))
+                    results["rampart"].append(out["ops_per_sec"])
+                    results["rampart_p99"].append(out["p99_ms"])
+                finally:
+                    r.stop()
+                d = DovecotServer(base, r.dir, 10)
+                try:
+                    bench_tool(d.port, "populate", "--messages", "200")
+                    out = json.loads(bench_tool(d.port, "mix", "--clients", "10", "--seconds", str(args.imap_seconds)))
+                    results["dovecot"].append(out["ops_per_sec"])
+                    results["dovecot_p99"].append(out["p99_ms"])
+                finally:
+                    d.stop()
+            finally:
+                dns.stop()
+        print(f"imap run {run + 1}: rampart {results['rampart'][-1]:.0f} ops/s, dovecot {results['dovecot'][-1]:.0f} ops/s",
+              file=sys.stderr)
+    return results
+
+
+def bench_idle_connections(args):
+    values = []
+    for _ in range(args.runs):
+        with tempfile.TemporaryDirectory(prefix="rampart-bench-") as tmp:
+            dns = Dns()
+            try:
+                r = RampartServer(pathlib.Path(tmp), dns, imap_users=10)
+                holder = subprocess.Popen([BENCH, "--addr", f"127.0.0.1:{r.imaps}", "--password", PASSWORD,
+                                           "idle", "--connections", str(args.idle)], stdout=subprocess.PIPE, text=True)
+                try:
+                    line = holder.stdout.readline()
+                    assert '"idle"' in line, f"idle holder failed: {line}"
+                    time.sleep(2)
+                    values.append(r.rss() / 1024)
+                finally:
+                    holder.kill()
+                    holder.wait()
+                    r.stop()
+            finally:
+                dns.stop()
+    return values
+
+
+def smtp_source(port, messages, sessions):
+    """Runs smtp-source; returns the time it started."""
+    start = time.time()
+    subprocess.run(["smtp-source", "-s", str(sessions), "-m", str(messages), "-l", "4096",
+                    "-f", "bench@sender.test", "-t", "rcpt@bench.test", "-M", "mx.sender.test", f"127.0.0.1:{port}"],
+                   check=True, capture_output=True)
+    return start
+
+
+def rampart_inbox_count(server):
+    out = subprocess.run([BIN, "message", "list", "rcpt@bench.test", "--config", server.dir / "rampart.toml"],
+                         capture_output=True, text=True, check=True).stdout
+    return len(out.splitlines())
+
+
+def bench_smtp(args):
+    results = {"rampart": [], "postfix": []}
+    for run in range(args.runs):
+        with tempfile.TemporaryDirectory(prefix="rampart-bench-") as tmp:
+            base = pathlib.Path(tmp)
+            dns = Dns()
+            try:
+                r = RampartServer(base, dns)
+                try:
+                    # Rampart says 250 only once the message is in the mailbox.
+                    start = smtp_source(r.port, args.messages, args.sessions)
+                    elapsed = time.time() - start
+                    got = rampart_inbox_count(r)
+                    assert got == args.messages, f"rampart stored {got} of {args.messages}"
+                    results["rampart"].append(args.messages / elapsed)
+                finally:
+                    r.stop()
+                p = PostfixServer(base)
+                try:
+                    # Postfix says 250 once queued: count until the last one reached the maildir.
+                    start = smtp_source(p.port, args.messages, args.sessions)
+                    deadline = time.time() + 300
+                    while p.delivered() < args.messages and time.time() < deadline:
+                        time.sleep(0.02)
+                    assert p.delivered() == args.messages, f"postfix delivered {p.delivered()} of {args.messages}"
+                    results["postfix"].append(args.messages / (time.time() - start))
+                finally:
+                    p.stop()
+            finally:
+                dns.stop()
+        print(f"smtp run {run + 1}: rampart {results['rampart'][-1]:.0f}/s, postfix {results['postfix'][-1]:.0f}/s",
+              file=sys.stderr)
+    return results
+
+
+def bench_idle(args):
+    values = []
+    for _ in range(args.runs):
+        with tempfile.TemporaryDirectory(prefix="rampart-bench-") as tmp:
+            dns = Dns()
+            try:
+                r = RampartServer(pathlib.Path(tmp), dns)
+                time.sleep(1)
+                values.append(r.rss() / 1024)
+                r.stop()
+            finally:
+                dns.stop()
+    return values
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--messages", type=int, default=5000)
+    ap.add_argument("--sessions", type=int, default=10)
+    ap.add_argument("--only", default="smtp,idle,imap,idle-imap")
+    ap.add_argument("--imap-seconds", type=int, default=20)
+    ap.add_argument("--idle", type=int, default=10000)
+    ap.add_argument("--no-build", action="store_true")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("run as root: the private Postfix instance needs it")
+    for tool in ("smtp-source", "postfix", "dnsmasq", "dovecot"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is missing: run scripts/setup")
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "--bin", "rampart", "--bin", "rampart-bench"], cwd=ROOT, check=True)
+    import resource
+    # 10,000 connections need as many descriptors in the server and in the load generator.
+    resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
+    only = set(args.only.split(","))
+    rows = []
+    if "smtp" in only:
+        r = bench_smtp(args)
+        rm, pm = statistics.median(r["rampart"]), statistics.median(r["postfix"])
+        rows.append((f"SMTP inbound, {args.messages} × 4 KiB, {args.sessions} sessions (msg/s)", rm, pm, rm / pm, "≥ 2.0"))
+    if "idle" in only:
+        rows.append(("RSS right after start (MiB)", statistics.median(bench_idle(args)), None, None, "≤ 30"))
+    if "imap" in only:
+        r = bench_imap(args)
+        rm, dm = statistics.median(r["rampart"]), statistics.median(r["dovecot"])
+        rows.append(("IMAP session mix, 10 clients (ops/s)", rm, dm, rm / dm, "≥ 1.5"))
+        rp, dp = statistics.median(r["rampart_p99"]), statistics.median(r["dovecot_p99"])
+        rows.append(("IMAP p99 latency (ms)", rp, dp, rp / dp, "lower is better"))
+    if "idle-imap" in only:
+        rows.append((f"RSS with {args.idle} idle TLS IMAP connections (MiB)", statistics.median(bench_idle_connections(args)),
+                     None, None, "≤ 250"))
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    lines = [f"### {stamp}, commit {commit}, {os.cpu_count()} cores, medians of {args.runs} runs", "",
+             "| measure | Rampart | reference | ratio | target |", "|---|---:|---:|---:|---|"]
+    for name, ours, theirs, ratio, target in rows:
+        lines.append(f"| {name} | {ours:.1f} | {'' if theirs is None else f'{theirs:.1f}'} | "
+                     f"{'' if ratio is None else f'{ratio:.2f}'} | {target} |")
+    table = "\n".join(lines) + "\n"
+    print(table)
+    with open(ROOT / "bench" / "results.md", "a") as f:
+        f.write("\n" + table)
+
+
+if __name__ == "__main__":
+    main()

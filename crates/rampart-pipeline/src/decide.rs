@@ -1,0 +1,229 @@
+//! The one place that turns evidence into a verdict. [`decide`] is pure: the trail and the
+//! policy in, accept / Junk / defer / reject with the SMTP reply out. Every check has already
+//! run and recorded what it found (including DMARC `pct` sampling, which needs randomness and
+//! is done by the DMARC stage), so the same trail always gives the same decision.
+
+use crate::trail::{Disposition, Entry, Outcome, Reason, Stage, Trail};
+
+/// What to do with mail whose SPF fails when no DMARC policy speaks for the From domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpfFailAction {
+    /// Record it only.
+    Accept,
+    /// Deliver to Junk (the default: SPF alone breaks on forwarding, RFC 7208 Appendix D).
+    Tag,
+    /// Refuse with 550 5.7.23 (RFC 7372).
+    Reject,
+}
+
+/// Local policy, from `[auth_checks]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// A DMARC failure under p=reject is refused at end of data (RFC 7489 §6.6.3).
+    pub dmarc_reject: bool,
+    /// A DMARC failure under p=quarantine goes to Junk.
+    pub dmarc_quarantine: bool,
+    pub spf_fail: SpfFailAction,
+    /// A DNS failure while evaluating DMARC defers the message (4xx) instead of accepting it.
+    pub defer_on_temperror: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy { dmarc_reject: true, dmarc_quarantine: true, spf_fail: SpfFailAction::Tag, defer_on_temperror: false }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Accept,
+    /// Deliver to the recipients' Junk folder.
+    Junk,
+    /// Temporary refusal: the client tries again later.
+    Defer,
+    Reject,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Accept => "accept",
+            Action::Junk => "junk",
+            Action::Defer => "defer",
+            Action::Reject => "reject",
+        }
+    }
+}
+
+/// The SMTP reply for a refusal: code, RFC 3463 status, text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: u16,
+    pub status: &'static str,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub action: Action,
+    pub reason: Reason,
+    /// Set for Defer and Reject.
+    pub refusal: Option<Refusal>,
+}
+
+impl Decision {
+    fn accept(reason: Reason) -> Decision {
+        Decision { action: Action::Accept, reason, refusal: None }
+    }
+
+    fn junk(reason: Reason) -> Decision {
+        Decision { action: Action::Junk, reason, refusal: None }
+    }
+
+    /// The decision as the trail's last entry.
+    pub fn entry(&self) -> Entry {
+        let result = match self.action {
+            Action::Accept => Outcome::Pass,
+            Action::Junk => Outcome::Neutral,
+            Action::Defer => Outcome::TempError,
+            Action::Reject => Outcome::Fail,
+        };
+        Entry::new(Stage::Decision, result, self.reason).detail(self.action.as_str())
+    }
+}
+
+fn is_trusted_arc(trail: &Trail) -> bool {
+    trail.find(Stage::Arc).is_some_and(|e| e.result == Outcome::Pass && e.reason == Reason::ArcValidTrustedSealer)
+}
+
+pub fn decide(trail: &Trail, policy: &Policy) -> Decision {
+    let dmarc = trail.find(Stage::Dmarc);
+    if let Some(d) = dmarc {
+        match d.result {
+            Outcome::Fail => {
+                let domain = d.domain.clone().unwrap_or_default();
+                match d.policy.unwrap_or(Disposition::None) {
+                    // RFC 7489 §6.7: local policy may override the domain's policy; a valid
+                    // ARC chain from a sealer we trust vouches for mail a forwarder broke.
+                    Disposition::Reject if is_trusted_arc(trail) => return Decision::accept(Reason::DmarcRejectOverriddenByArc),
+                    Disposition::Reject if policy.dmarc_reject => {
+                        return Decision {
+                            action: Action::Reject,
+                            reason: Reason::DmarcPolicyReject,
+                            refusal: Some(Refusal {
+                                code: 550,
+                                status: "5.7.1",
+                                text: format!("Message rejected: DMARC policy of {domain} says reject and the message failed it"),
+                            }),
+                        };
+                    }
+                    Disposition::Reject | Disposition::Quarantine if is_trusted_arc(trail) => {
+                        return Decision::accept(Reason::DmarcQuarantineOverriddenByArc);
+                    }
+                    Disposition::Reject | Disposition::Quarantine if policy.dmarc_quarantine => {
+                        return Decision::junk(if d.policy == Some(Disposition::Reject) {
+                            Reason::DmarcPolicyReject
+                        } else {
+                            Reason::DmarcPolicyQuarantine
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            Outcome::TempError if policy.defer_on_temperror => {
+                return Decision {
+                    action: Action::Defer,
+                    reason: Reason::DmarcTempError,
+                    refusal: Some(Refusal { code: 451, status: "4.7.5", text: "DMARC could not be evaluated (DNS error), try again later".into() }),
+                };
+            }
+            _ => {}
+        }
+    }
+    // SPF on its own decides only where no DMARC policy applies to the From domain: DMARC,
+    // when published, already weighed SPF together with DKIM.
+    let dmarc_applies = dmarc.is_some_and(|d| d.result != Outcome::None && d.result != Outcome::Skipped);
+    let spf_failed = trail.find(Stage::Spf).is_some_and(|e| e.result == Outcome::Fail)
+        || trail.find(Stage::SpfHelo).is_some_and(|e| e.result == Outcome::Fail);
+    if spf_failed && !dmarc_applies {
+        match policy.spf_fail {
+            SpfFailAction::Accept => {}
+            SpfFailAction::Tag => return Decision::junk(Reason::SpfFailTagged),
+            SpfFailAction::Reject => {
+                return Decision {
+                    action: Action::Reject,
+                    reason: Reason::SpfFailRejected,
+                    // RFC 7372 §3.2: 5.7.23 for an SPF validation failure.
+                    refusal: Some(Refusal { code: 550, status: "5.7.23", text: "Message rejected: SPF does not authorize this sender".into() }),
+                };
+            }
+        }
+    }
+    Decision::accept(Reason::Accepted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(stage: Stage, result: Outcome, reason: Reason, policy: Option<Disposition>) -> Entry {
+        let mut e = Entry::new(stage, result, reason).domain("example.test");
+        e.policy = policy;
+        e
+    }
+
+    #[test]
+    fn table() {
+        use Disposition as D;
+        use Outcome as O;
+        use Reason as R;
+        use Stage as S;
+        let on = Policy::default();
+        let off = Policy { dmarc_reject: false, dmarc_quarantine: false, ..Policy::default() };
+        let reject_off = Policy { dmarc_reject: false, ..Policy::default() };
+        let spf_reject = Policy { spf_fail: SpfFailAction::Reject, ..Policy::default() };
+        let spf_accept = Policy { spf_fail: SpfFailAction::Accept, ..Policy::default() };
+        let defer = Policy { defer_on_temperror: true, ..Policy::default() };
+        let arc_trusted = entry(S::Arc, O::Pass, R::ArcValidTrustedSealer, None);
+        let arc_untrusted = entry(S::Arc, O::Pass, R::ArcValid, None);
+        let spf_fail = entry(S::Spf, O::Fail, R::SpfNotAuthorized, None);
+        let spf_soft = entry(S::Spf, O::SoftFail, R::SpfWeaklyNotAuthorized, None);
+        let dmarc = |o, p| entry(S::Dmarc, o, R::DmarcNotAligned, p);
+        let cases: Vec<(&str, Vec<Entry>, &Policy, Action, Reason)> = vec![
+            ("nothing known", vec![], &on, Action::Accept, R::Accepted),
+            ("dmarc pass", vec![spf_fail.clone(), dmarc(O::Pass, Some(D::Reject))], &on, Action::Accept, R::Accepted),
+            ("dmarc reject", vec![dmarc(O::Fail, Some(D::Reject))], &on, Action::Reject, R::DmarcPolicyReject),
+            ("dmarc reject, rejecting off", vec![dmarc(O::Fail, Some(D::Reject))], &reject_off, Action::Junk, R::DmarcPolicyReject),
+            ("dmarc reject, all off", vec![dmarc(O::Fail, Some(D::Reject))], &off, Action::Accept, R::Accepted),
+            ("dmarc quarantine", vec![dmarc(O::Fail, Some(D::Quarantine))], &on, Action::Junk, R::DmarcPolicyQuarantine),
+            ("dmarc quarantine off", vec![dmarc(O::Fail, Some(D::Quarantine))], &off, Action::Accept, R::Accepted),
+            ("dmarc none", vec![dmarc(O::Fail, Some(D::None))], &on, Action::Accept, R::Accepted),
+            ("pct sampled down to none", vec![dmarc(O::Fail, Some(D::None))], &on, Action::Accept, R::Accepted),
+            ("trusted arc", vec![arc_trusted.clone(), dmarc(O::Fail, Some(D::Reject))], &on, Action::Accept, R::DmarcRejectOverriddenByArc),
+            ("trusted arc quarantine", vec![arc_trusted, dmarc(O::Fail, Some(D::Quarantine))], &on, Action::Accept, R::DmarcQuarantineOverriddenByArc),
+            ("untrusted arc", vec![arc_untrusted, dmarc(O::Fail, Some(D::Reject))], &on, Action::Reject, R::DmarcPolicyReject),
+            ("spf fail, no dmarc", vec![spf_fail.clone()], &on, Action::Junk, R::SpfFailTagged),
+            ("spf fail, dmarc record-less", vec![spf_fail.clone(), dmarc(O::None, None)], &on, Action::Junk, R::SpfFailTagged),
+            ("spf fail rejected", vec![spf_fail.clone()], &spf_reject, Action::Reject, R::SpfFailRejected),
+            ("spf fail accepted", vec![spf_fail.clone()], &spf_accept, Action::Accept, R::Accepted),
+            ("spf fail under dmarc none", vec![spf_fail, dmarc(O::Fail, Some(D::None))], &on, Action::Accept, R::Accepted),
+            ("helo fail", vec![entry(S::SpfHelo, O::Fail, R::SpfNotAuthorized, None)], &on, Action::Junk, R::SpfFailTagged),
+            ("softfail is not fail", vec![spf_soft], &on, Action::Accept, R::Accepted),
+            ("dns error accepted", vec![dmarc(O::TempError, None)], &on, Action::Accept, R::Accepted),
+            ("dns error deferred", vec![dmarc(O::TempError, None)], &defer, Action::Defer, R::DmarcTempError),
+        ];
+        for (name, entries, policy, action, reason) in cases {
+            let d = decide(&Trail(entries), policy);
+            assert_eq!((d.action, d.reason), (action, reason), "{name}");
+            assert_eq!(d.refusal.is_some(), matches!(action, Action::Reject | Action::Defer), "{name}");
+        }
+    }
+
+    #[test]
+    fn reject_reply_is_550_571() {
+        let t = Trail(vec![entry(Stage::Dmarc, Outcome::Fail, Reason::DmarcNotAligned, Some(Disposition::Reject))]);
+        let r = decide(&t, &Policy::default()).refusal.unwrap();
+        assert_eq!((r.code, r.status), (550, "5.7.1"));
+        assert!(r.text.contains("example.test"));
+    }
+}

@@ -1,0 +1,281 @@
+//! The verdict trail: what every stage of the pipeline found, as typed entries with a named
+//! reason. It is stored with the message as JSON (`messages.trail`), logged for refused mail,
+//! and printed by `rampart message why ID`.
+
+use serde::{Deserialize, Serialize};
+
+/// A named stage of the pipeline, in the order the design runs them (cheapest first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Connect,
+    Auth,
+    Sender,
+    /// SPF of the HELO identity (RFC 7208 §2.3).
+    SpfHelo,
+    /// SPF of the MAIL FROM identity (RFC 7208 §2.4).
+    Spf,
+    /// Forward-confirmed reverse DNS of the client (RFC 8601 §3: "iprev").
+    Iprev,
+    Dkim,
+    Arc,
+    Dmarc,
+    Recipients,
+    Content,
+    /// The decision itself, appended last.
+    Decision,
+    Queue,
+}
+
+/// The result a stage reports. For authentication checks these are the RFC 8601 result
+/// names; other stages use `pass`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Pass,
+    Fail,
+    #[serde(rename = "softfail")]
+    SoftFail,
+    Neutral,
+    None,
+    #[serde(rename = "temperror")]
+    TempError,
+    #[serde(rename = "permerror")]
+    PermError,
+    /// The check did not run (disabled, or not applicable to this role).
+    Skipped,
+}
+
+impl Outcome {
+    /// The RFC 8601 result keyword.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Pass => "pass",
+            Outcome::Fail => "fail",
+            Outcome::SoftFail => "softfail",
+            Outcome::Neutral => "neutral",
+            Outcome::None => "none",
+            Outcome::TempError => "temperror",
+            Outcome::PermError => "permerror",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
+/// Why a stage reported what it did. Stable names: logs and scripts match on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    // SMTP stages
+    NoFilterConfigured,
+    Authenticated,
+    OwnedByUser,
+    LocalMailbox,
+    LocalAndQueued,
+    WithinLimits,
+    /// Authentication-Results headers claiming our authserv-id were removed (RFC 8601 §5).
+    ForgedAuthResultsRemoved,
+    DmarcReportReceived,
+    DmarcReportSent,
+    DeliveryStatusNotification,
+    // SPF
+    SpfAuthorized,
+    SpfNotAuthorized,
+    SpfWeaklyNotAuthorized,
+    SpfNeutral,
+    SpfNoRecord,
+    SpfDnsError,
+    SpfBadRecord,
+    // iprev
+    IprevConfirmed,
+    IprevMismatch,
+    IprevNoPtr,
+    IprevDnsError,
+    // DKIM
+    DkimValid,
+    DkimUnsigned,
+    DkimBodyHashMismatch,
+    DkimBadSignature,
+    DkimNoKey,
+    DkimDnsError,
+    DkimExpired,
+    DkimMalformed,
+    /// `l=` signed only part of the body: treated as not covering the message.
+    DkimPartialBody,
+    // ARC
+    ArcValid,
+    ArcValidTrustedSealer,
+    ArcInvalid,
+    ArcNoChain,
+    ArcDnsError,
+    // DMARC
+    DmarcAligned,
+    DmarcNotAligned,
+    DmarcNoPolicy,
+    DmarcDnsError,
+    DmarcBadRecord,
+    // decisions
+    Accepted,
+    DmarcPolicyReject,
+    DmarcPolicyQuarantine,
+    DmarcRejectOverriddenByArc,
+    DmarcQuarantineOverriddenByArc,
+    DmarcTempError,
+    SpfFailTagged,
+    SpfFailRejected,
+    ChecksDisabled,
+}
+
+impl Reason {
+    /// The snake_case name used in JSON and logs.
+    pub fn name(self) -> String {
+        serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    }
+}
+
+/// A DMARC disposition (RFC 7489 §6.3 `p`/`sp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Disposition {
+    None,
+    Quarantine,
+    Reject,
+}
+
+impl Disposition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::None => "none",
+            Disposition::Quarantine => "quarantine",
+            Disposition::Reject => "reject",
+        }
+    }
+}
+
+/// One stage's finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub stage: Stage,
+    pub result: Outcome,
+    pub reason: Reason,
+    /// The domain the check was about (SPF identity, DKIM d=, DMARC From domain, ARC sealer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// DMARC only: the policy to apply after `sp`, `t=` and `pct` sampling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Disposition>,
+    /// Free text for people: a selector, the error the library gave, the sampling.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+impl Entry {
+    pub fn new(stage: Stage, result: Outcome, reason: Reason) -> Entry {
+        Entry { stage, result, reason, domain: None, policy: None, detail: String::new() }
+    }
+
+    pub fn domain(mut self, domain: impl Into<String>) -> Entry {
+        let d = domain.into();
+        if !d.is_empty() {
+            self.domain = Some(d);
+        }
+        self
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Entry {
+        self.detail = detail.into();
+        self
+    }
+
+    pub fn policy(mut self, policy: Disposition) -> Entry {
+        self.policy = Some(policy);
+        self
+    }
+}
+
+/// The ordered findings for one message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Trail(pub Vec<Entry>);
+
+impl Trail {
+    pub fn push(&mut self, entry: Entry) {
+        self.0.push(entry);
+    }
+
+    pub fn extend(&mut self, entries: impl IntoIterator<Item = Entry>) {
+        self.0.extend(entries);
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.0
+    }
+
+    /// The first entry of a stage.
+    pub fn find(&self, stage: Stage) -> Option<&Entry> {
+        self.0.iter().find(|e| e.stage == stage)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "[]".into())
+    }
+
+    /// Parses a stored trail. Older messages stored free-form JSON objects: those that do
+    /// not fit the typed form come back as `None` and are shown raw.
+    pub fn from_json(text: &str) -> Option<Trail> {
+        serde_json::from_str(text).ok()
+    }
+
+    /// One line per entry for `rampart message why` and log lines.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for e in &self.0 {
+            let stage = serde_json::to_value(e.stage).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            out.push_str(&format!("  {stage:<11} {:<9} {}", e.result.as_str(), e.reason.name()));
+            if let Some(d) = &e.domain {
+                out.push_str(&format!("  domain={d}"));
+            }
+            if let Some(p) = e.policy {
+                out.push_str(&format!("  policy={}", p.as_str()));
+            }
+            if !e.detail.is_empty() {
+                out.push_str(&format!("  ({})", e.detail));
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The trail in one log field: `stage:result:reason,...`.
+    pub fn summary(&self) -> String {
+        self.0
+            .iter()
+            .map(|e| {
+                let stage = serde_json::to_value(e.stage).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+                format!("{stage}:{}:{}", e.result.as_str(), e.reason.name())
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_round_trip_uses_stable_names() {
+        let mut t = Trail::default();
+        t.push(Entry::new(Stage::Dmarc, Outcome::Fail, Reason::DmarcNotAligned).domain("example.test").policy(Disposition::Reject));
+        let json = t.to_json();
+        assert_eq!(
+            json,
+            r#"[{"stage":"dmarc","result":"fail","reason":"dmarc_not_aligned","domain":"example.test","policy":"reject"}]"#
+        );
+        assert_eq!(Trail::from_json(&json), Some(t.clone()));
+        assert!(t.render().contains("dmarc       fail      dmarc_not_aligned  domain=example.test  policy=reject"));
+        assert_eq!(t.summary(), "dmarc:fail:dmarc_not_aligned");
+        assert_eq!(Outcome::SoftFail.as_str(), "softfail");
+        assert_eq!(serde_json::to_string(&Outcome::TempError).unwrap(), "\"temperror\"");
+    }
+}

@@ -1,0 +1,181 @@
+//! The session's side of sender authentication: SPF and iprev at MAIL FROM, DKIM / ARC /
+//! DMARC at the end of data (MX role), DKIM signing of submitted mail. The checks themselves
+//! and the decision live in rampart-pipeline; this file feeds them the session's facts.
+
+use std::sync::Arc;
+
+use rampart_pipeline::dkim::{Algorithm, SigningKey};
+use rampart_pipeline::report::Evaluation;
+use rampart_pipeline::{Checker, Context, Entry, Forward, Outcome, Policy, Reason, SpfCheck, Stage};
+use rampart_store::{Blob, DkimKey};
+use tracing::{info, warn};
+
+use super::{Role, Session, Transaction};
+use crate::command::ReversePath;
+use crate::reply::Reply;
+
+/// Sender-authentication settings and the checker, from `[auth_checks]`, `[dkim]`, `[dmarc]`.
+#[derive(Default)]
+pub struct SenderAuth {
+    /// None turns the inbound checks off.
+    pub checker: Option<Arc<Checker>>,
+    pub policy: Policy,
+    /// DKIM-sign submitted mail whose From domain has keys.
+    pub sign: bool,
+    /// ARC-seal mail that aliases forward elsewhere.
+    pub arc_seal: bool,
+    /// Look up iprev for each client.
+    pub iprev: bool,
+    /// Keep DMARC evaluations for aggregate reports.
+    pub record_dmarc: bool,
+    /// Canonical local address whose mail is parsed as DMARC reports.
+    pub report_address: Option<String>,
+}
+
+/// What the end-of-data checks produced.
+pub(super) struct Inbound {
+    /// The message, rewritten if forged A-R headers were removed.
+    pub blob: Blob,
+    /// The message as checked; None when the checks are off.
+    pub raw: Option<Vec<u8>>,
+    pub entries: Vec<Entry>,
+    pub header: String,
+    pub arc_set: Option<String>,
+    pub evaluation: Option<Evaluation>,
+}
+
+pub(super) fn signing_key(k: &DkimKey) -> Option<SigningKey> {
+    Some(SigningKey {
+        domain: k.domain.clone(),
+        selector: k.selector.clone(),
+        algorithm: Algorithm::parse(&k.algorithm)?,
+        private_der: k.private_key.clone(),
+    })
+}
+
+fn temp_failure() -> Reply {
+    Reply::new(451, "4.3.0", "Temporary storage failure, try again later")
+}
+
+impl Session {
+    fn checker(&self) -> Option<&Arc<Checker>> {
+        if self.settings.role != Role::Mx {
+            return None;
+        }
+        self.services.sender_auth.checker.as_ref()
+    }
+
+    /// SPF for HELO and MAIL FROM, and iprev once per connection (MX role only).
+    pub(super) async fn mail_from_checks(&mut self, from: &ReversePath) -> Option<SpfCheck> {
+        let checker = self.checker()?.clone();
+        let ip = self.remote.ip();
+        if self.iprev.is_none() && self.services.sender_auth.checker.is_some() && self.iprev_enabled() {
+            self.iprev = Some(checker.iprev(ip).await);
+        }
+        let helo = self.helo.as_ref().map_or("", |h| h.name.as_str()).to_string();
+        let sender = match from {
+            ReversePath::Null => String::new(),
+            ReversePath::Mailbox(m) => m.to_string(),
+        };
+        Some(checker.spf(ip, &helo, &sender).await)
+    }
+
+    fn iprev_enabled(&self) -> bool {
+        self.services.sender_auth.iprev
+    }
+
+    /// DKIM, ARC and DMARC over the finished message; `forward_prefix` is what the copy
+    /// queued for remote alias targets starts with (for its ARC seal).
+    pub(super) async fn inbound_checks(&self, tx: &Transaction, blob: Blob, forward_prefix: &[u8]) -> Result<Inbound, Reply> {
+        let Some(checker) = self.checker().cloned() else {
+            return Ok(Inbound { blob, raw: None, entries: Vec::new(), header: String::new(), arc_set: None, evaluation: None });
+        };
+        let store = &self.services.store;
+        let mut raw = tokio::fs::read(blob.path()).await.map_err(|e| {
+            warn!(event = "store_error", id = %tx.id, error = %e);
+            temp_failure()
+        })?;
+        let mut blob = blob;
+        let mut entries = Vec::new();
+        if let Some((stripped, n)) = rampart_pipeline::headers::strip_forged(&raw, checker.authserv_id()) {
+            // Rare, so rewriting the stored body is acceptable; the original never reaches a mailbox.
+            let mut writer = store.blob_writer().map_err(|_| temp_failure())?;
+            writer.write(&stripped).await.map_err(|_| temp_failure())?;
+            blob = writer.finish().await.map_err(|_| temp_failure())?;
+            raw = stripped;
+            info!(event = "forged_auth_results_removed", ip = %self.remote.ip(), id = %tx.id, count = n);
+            entries.push(Entry::new(Stage::Content, Outcome::Pass, Reason::ForgedAuthResultsRemoved).detail(format!("{n} removed")));
+        }
+        let sealing_key = if !tx.remote.is_empty() && self.services.sender_auth.arc_seal { self.arc_key(tx).await } else { None };
+        let rcpt_domain = tx.rcpts.first().and_then(|r| r.rsplit_once('@')).map(|(_, d)| d.trim_end_matches('>').to_ascii_lowercase()).unwrap_or_default();
+        let helo = self.helo.as_ref().map_or("", |h| h.name.as_str());
+        let ctx = Context {
+            ip: self.remote.ip(),
+            helo,
+            spf: tx.spf.as_ref(),
+            iprev: self.iprev.as_ref().map(|(o, _)| o),
+            rcpt_domain: &rcpt_domain,
+        };
+        let forward = sealing_key.as_ref().map(|key| Forward { key, prefix: forward_prefix });
+        let findings = checker.message(&raw, &ctx, forward).await;
+        entries.extend(findings.entries);
+        Ok(Inbound { blob, raw: Some(raw), entries, header: findings.header, arc_set: findings.arc_set, evaluation: findings.evaluation })
+    }
+
+    /// The active key of the first recipient domain that has one (RSA first: more ARC
+    /// verifiers know it than Ed25519).
+    async fn arc_key(&self, tx: &Transaction) -> Option<SigningKey> {
+        for rcpt in &tx.rcpts {
+            let Some((_, domain)) = rcpt.rsplit_once('@') else { continue };
+            let domain = domain.trim_end_matches('>').to_ascii_lowercase();
+            let Ok(keys) = self.services.store.dkim_keys(Some(&domain)).await else { continue };
+            let mut active: Vec<&DkimKey> = keys.iter().filter(|k| k.active).collect();
+            active.sort_by_key(|k| k.algorithm != "rsa");
+            if let Some(k) = active.first().and_then(|k| signing_key(k)) {
+                return Some(k);
+            }
+        }
+        None
+    }
+
+    /// Entries the session itself knows: SPF from MAIL FROM, iprev.
+    pub(super) fn session_entries(&self, tx: &Transaction) -> Vec<Entry> {
+        let mut out = Vec::new();
+        if let Some((_, e)) = &self.iprev {
+            out.push(e.clone());
+        }
+        if let Some(spf) = &tx.spf {
+            out.extend(spf.entries());
+        }
+        out
+    }
+
+    /// `DKIM-Signature` headers for a submitted message (prefix + body as it will leave) when
+    /// the From domain has active keys; empty otherwise. Other domains are never signed.
+    pub(super) async fn dkim_signatures(&self, from_domains: &[String], prefix: &[u8], blob: &Blob, id: &str) -> Result<String, Reply> {
+        if !self.services.sender_auth.sign {
+            return Ok(String::new());
+        }
+        let Some(domain) = from_domains.first() else { return Ok(String::new()) };
+        let keys = self.services.store.dkim_keys(Some(domain)).await.map_err(|_| temp_failure())?;
+        let keys: Vec<SigningKey> = keys.iter().filter(|k| k.active).filter_map(signing_key).collect();
+        if keys.is_empty() {
+            return Ok(String::new());
+        }
+        let body = tokio::fs::read(blob.path()).await.map_err(|_| temp_failure())?;
+        let mut message = Vec::with_capacity(prefix.len() + body.len());
+        message.extend_from_slice(prefix);
+        message.extend_from_slice(&body);
+        match rampart_pipeline::dkim::sign(&message, &keys) {
+            Ok(headers) => {
+                info!(event = "dkim_signed", id, domain = %domain, keys = keys.len());
+                Ok(headers)
+            }
+            Err(e) => {
+                // A broken key must not turn into unsigned mail that fails DMARC everywhere.
+                warn!(event = "dkim_sign_failed", id, domain = %domain, error = %e);
+                Err(Reply::new(451, "4.7.0", "Could not sign the message, try again later"))
+            }
+        }
+    }
+}

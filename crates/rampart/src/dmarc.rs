@@ -1,0 +1,167 @@
+//! DMARC aggregate reports: the periodic task that sends them, and `rampart dmarc ...`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Subcommand;
+use rampart_config::Config;
+use rampart_pipeline::report::{self, Evaluation, Reporter};
+use rampart_store::{Delivery, Outbound, Resolution, SqliteStore, Store, Target, Folder};
+use tracing::{info, warn};
+
+/// Where the time of the last report run is kept, so a restart neither skips nor repeats one.
+const LAST_RUN: &str = "dmarc_last_report";
+/// How often the task wakes to see whether a run is due.
+const CHECK_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Subcommand)]
+pub enum DmarcCommand {
+    /// Aggregate reports other domains sent to `[dmarc] report_address`.
+    Reports,
+    /// Build and queue the aggregate reports now, instead of waiting for the daily run.
+    SendReports,
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+pub fn command(config_path: &Path, cmd: DmarcCommand) -> anyhow::Result<()> {
+    let config = crate::serve::load_config(config_path, &[])?;
+    let store = SqliteStore::open(&config.server.data_dir)
+        .with_context(|| format!("opening the store in {}", config.server.data_dir.display()))?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        match cmd {
+            DmarcCommand::Reports => {
+                let date = |t: i64| chrono::DateTime::from_timestamp(t, 0).map(|d| d.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default();
+                for r in store.dmarc_reports().await? {
+                    println!(
+                        "{}\t{}\t{}\t{} to {}\tmessages={}\tpassed={}\tfailed={}",
+                        r.domain,
+                        r.org_name,
+                        r.report_id,
+                        date(r.date_begin),
+                        date(r.date_end),
+                        r.messages,
+                        r.passed,
+                        r.messages - r.passed
+                    );
+                }
+            }
+            DmarcCommand::SendReports => {
+                let waiting = store.dmarc_evaluations(now() + 1).await?.len();
+                let sent = run(&config, &store).await?;
+                println!("queued {sent} report(s) from {waiting} evaluation(s)");
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Runs [`run`] every `[dmarc] report_interval`.
+pub async fn report_loop(config: Config, store: Arc<dyn Store>, wakeup: Arc<tokio::sync::Notify>) {
+    let interval = config.dmarc.report_interval.as_secs() as i64;
+    loop {
+        let last = store.state(LAST_RUN).await.ok().flatten().and_then(|v| v.parse::<i64>().ok());
+        let due = match last {
+            Some(t) => now() - t >= interval,
+            None => {
+                // First start: count the interval from now.
+                let _ = store.set_state(LAST_RUN, &now().to_string()).await;
+                false
+            }
+        };
+        if due {
+            match run(&config, store.as_ref()).await {
+                Ok(n) if n > 0 => wakeup.notify_one(),
+                Ok(_) => {}
+                Err(e) => warn!(event = "dmarc_reports_failed", error = %format!("{e:#}")),
+            }
+        }
+        tokio::time::sleep(CHECK_EVERY).await;
+    }
+}
+
+/// Builds one report per domain from the stored evaluations, queues it to the authorized
+/// `rua` addresses, and forgets the evaluations. Returns the number of reports queued.
+pub async fn run(config: &Config, store: &dyn Store) -> anyhow::Result<usize> {
+    let end = now();
+    let begin = store.state(LAST_RUN).await?.and_then(|v| v.parse::<i64>().ok()).unwrap_or(end - config.dmarc.report_interval.as_secs() as i64);
+    let rows = store.dmarc_evaluations(end + 1).await?;
+    let resolver = rampart_smtp::dns::resolver(&config.dns.nameservers).map_err(|e| anyhow::anyhow!("dns.nameservers: {e}"))?;
+    let checker = rampart_pipeline::Checker::new(resolver, &config.server.hostname, &config.server.hostname, &[]);
+    let evaluations: Vec<Evaluation> = rows.iter().filter_map(|(_, json, _)| serde_json::from_str(json).ok()).collect();
+    let host = &config.server.hostname;
+    let from = if config.dmarc.report_from.is_empty() { format!("noreply-dmarc@{host}") } else { config.dmarc.report_from.clone() };
+    let org = if config.dmarc.org_name.is_empty() { host.clone() } else { config.dmarc.org_name.clone() };
+    let mut sent = 0;
+    for (domain, evals) in report::by_domain(evaluations) {
+        let mut rua: Vec<String> = evals.iter().flat_map(|e| e.published.rua.clone()).collect();
+        rua.sort();
+        rua.dedup();
+        let Some(to) = checker.authorized_rua(&domain, &rua).await else {
+            warn!(event = "dmarc_report_skipped", domain = %domain, reason = "dns_error");
+            continue;
+        };
+        if to.len() < rua.len() {
+            info!(event = "dmarc_rua_unauthorized", domain = %domain, refused = rua.len() - to.len());
+        }
+        if to.is_empty() {
+            continue;
+        }
+        let id = rampart_smtp::trace::new_id();
+        let reporter = Reporter { org_name: &org, email: &from, report_id: &id, begin, end };
+        let xml = report::aggregate_xml(&reporter, &evals);
+        let gz = report::gzip(xml.as_bytes())?;
+        let message = report::report_message(&reporter, host, &domain, &to, &gz);
+        queue_report(store, host, &id, &from, &to, &message).await?;
+        info!(event = "dmarc_report_queued", domain = %domain, id = %id, rcpts = to.len(), records = evals.len());
+        sent += 1;
+    }
+    store.delete_dmarc_evaluations(end + 1).await?;
+    store.set_state(LAST_RUN, &end.to_string()).await?;
+    Ok(sent)
+}
+
+/// Stores the report for local recipients and queues it for the others, in one transaction.
+async fn queue_report(store: &dyn Store, host: &str, id: &str, from: &str, to: &[String], message: &[u8]) -> anyhow::Result<()> {
+    let mut resolution = Resolution::default();
+    for addr in to {
+        let r = store.resolve(addr).await?;
+        if r.is_empty() && !store.is_local_domain(rampart_store::address::domain_of(addr)).await? {
+            resolution.remote.push(addr.clone());
+        }
+        resolution.accounts.extend(r.accounts);
+        resolution.remote.extend(r.remote);
+    }
+    resolution.accounts.dedup();
+    if resolution.is_empty() {
+        return Ok(());
+    }
+    let mut writer = store.blob_writer()?;
+    writer.write(message).await?;
+    let blob = writer.finish().await?;
+    let received = format!("Received: by {host} (Rampart) id {id};\r\n\t{}\r\n", chrono::Utc::now().to_rfc2822());
+    let queued = !resolution.remote.is_empty();
+    store
+        .deliver(Delivery {
+            blob,
+            prefix: format!("Return-Path: <{from}>\r\n{received}").into_bytes(),
+            internal_date: now(),
+            targets: resolution.accounts.iter().map(|&account| Target { account, folder: Folder::Inbox }).collect(),
+            reference: id.to_string(),
+            trail: r#"[{"stage":"queue","result":"pass","reason":"dmarc_report_sent"}]"#.into(),
+            outbound: queued.then(|| Outbound {
+                sender: from.to_string(),
+                rcpts: resolution.remote,
+                smtputf8: false,
+                is_dsn: false,
+                prefix: received.into_bytes(),
+            }),
+        })
+        .await?;
+    Ok(())
+}
