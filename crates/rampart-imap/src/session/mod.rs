@@ -250,6 +250,7 @@ impl Session {
             "ESEARCH",
             "QUOTA",
             "QUOTA=RES-STORAGE",
+            "STATUS=SIZE",
         ]);
         let mut s = caps.join(" ");
         s.push_str(&format!(" APPENDLIMIT={}", self.settings.max_append_size));
