@@ -348,3 +348,17 @@ async fn qresync_reports_what_vanished_and_changed() {
     assert!(r.contains("* VANISHED 1\r\n") && !r.contains("EXPUNGE"), "{r}");
     assert!(a.cmd("bad", "SELECT INBOX (QRESYNC (1 2 3:*) junk)").await.contains("bad BAD"));
 }
+
+#[tokio::test]
+async fn star_ranges_in_small_and_empty_mailboxes() {
+    let f = fixture().await;
+    let mut c = Client::login(&f).await;
+    c.cmd("s", "SELECT INBOX").await;
+    assert!(c.cmd("a", "FETCH 1:* FLAGS").await.starts_with("a OK"));
+    assert!(c.cmd("b", "FETCH 1 FLAGS").await.starts_with("b BAD"));
+    deliver(&f.store, "Subject: one\r\n\r\nx\r\n").await;
+    assert!(c.cmd("n", "NOOP").await.contains("* 1 EXISTS"));
+    let r = c.cmd("c", "FETCH 5:* (UID)").await;
+    assert!(r.contains("* 1 FETCH (UID 1)") && r.contains("c OK"), "{r}");
+    assert!(c.cmd("d", "UID FETCH 99:* (UID)").await.contains("* 1 FETCH (UID 1)"), "RFC 3501 §6.4.8: * is the last UID");
+}

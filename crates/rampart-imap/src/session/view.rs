@@ -169,10 +169,12 @@ impl View {
     }
 
     /// Whether a message-number set names numbers beyond the mailbox (RFC 3501 §9
-    /// seq-number: BAD). `*` always names an existing message, or none in an empty mailbox.
+    /// seq-number: BAD). A range with `*` is never out of range: `5:*` with three messages is
+    /// `3:5`, and `1:*` in an empty mailbox names nothing, which clients rely on.
     pub fn out_of_range(&self, set: &SequenceSet) -> bool {
+        use crate::parser::SeqNum::Value;
         let max = self.msgs.len() as u32;
-        set.0.iter().any(|&(a, b)| [a, b].iter().any(|n| matches!(n, crate::parser::SeqNum::Value(v) if *v > max)))
+        set.0.iter().any(|&(a, b)| matches!((a, b), (Value(x), Value(y)) if x > max || y > max))
     }
 
     /// Records flags this session changed so a later sync does not report them again.
