@@ -309,6 +309,28 @@ def test_preauth_memory_bomb_does_not_grow_rss(rampart):
     s2.close()
 
 
+def test_a_large_append_does_not_grow_rss(server):
+    pid = server.proc.pid
+
+    def rss_kib():
+        return int(re.search(r"VmRSS:\s+(\d+) kB", open(f"/proc/{pid}/status").read()).group(1))
+
+    m = imaps(server)
+    ok(m.append("INBOX", None, None, message_bytes(subject="warm up")))
+    before = rss_kib()
+    big = message_bytes(subject="big", body="x" * 78 + "\r\n") * 1
+    body = (("y" * 998 + "\r\n") * (40 * 1024)).encode()
+    raw = big + body
+    ok(m.append("INBOX", None, None, raw))
+    after = rss_kib()
+    print(f"RSS before a {len(raw) >> 20} MiB APPEND {before} KiB, after {after} KiB (+{after - before} KiB)")
+    assert after - before < 8 * 1024
+    ok(m.select("INBOX"))
+    typ, data = m.fetch("2", "(RFC822.SIZE)")
+    assert f"RFC822.SIZE {len(raw)}".encode() in data[0]
+    m.logout()
+
+
 MBSYNC_CONFIG = """
 IMAPAccount rampart
 Host localhost

@@ -28,6 +28,8 @@ pub const PREAUTH_TIMEOUT: Duration = Duration::from_secs(60);
 /// because every server-side change already wakes IDLE at once and 10,000 idle clients
 /// polling often would keep the store busy for nothing.
 pub const IDLE_POLL: Duration = Duration::from_secs(120);
+/// APPEND literals larger than this stream to a blob file instead of memory.
+const STREAM_APPEND_AT: u64 = 64 * 1024;
 /// Bytes of a dropped over-long line kept to find its tag for the BAD reply.
 const TAG_PEEK: usize = 64;
 /// Bytes asked of the socket per read.
@@ -144,6 +146,39 @@ impl Driver {
                 Err(_) => return Ok(Line::Timeout),
                 Ok(Ok(true)) => {}
                 Ok(Ok(false)) => return Ok(Line::Eof),
+                Ok(Err(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// Streams exactly `n` bytes of input into a new blob. None at EOF or timeout. A store
+    /// error is kept (the bytes are still consumed) and answered by the APPEND.
+    async fn stream_to_blob(
+        &mut self,
+        session: &Session,
+        n: u64,
+        wait: Duration,
+    ) -> std::io::Result<Option<Result<rampart_store::BlobWriter, String>>> {
+        let mut staged = session.services().store.blob_writer().map_err(|e| e.to_string());
+        let mut left = n;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let take = (self.pending().len() as u64).min(left) as usize;
+            if take > 0 {
+                if let Ok(w) = &mut staged {
+                    if let Err(e) = w.write(&self.buf[self.start..self.start + take]).await {
+                        staged = Err(e.to_string());
+                    }
+                }
+                self.start += take;
+                left -= take as u64;
+            }
+            if left == 0 {
+                return Ok(Some(staged));
+            }
+            match tokio::time::timeout_at(deadline, self.fill()).await {
+                Err(_) | Ok(Ok(false)) => return Ok(None),
+                Ok(Ok(true)) => {}
                 Ok(Err(e)) => return Err(e),
             }
         }
@@ -284,6 +319,19 @@ async fn drive(d: &mut Driver, session: &mut Session, acceptor: Option<&rampart_
                 d.out.extend_from_slice(b"+ Ready for literal data\r\n");
                 d.flush().await?;
             }
+            if authenticated && is_append(&cmd) && size > STREAM_APPEND_AT && session.staged_append_is_empty() {
+                // The message goes straight to a blob file: an APPEND holds at most the blob
+                // writer's buffer in memory, whatever its size. The parser sees an empty
+                // literal in its place.
+                let staged = d.stream_to_blob(session, size, wait).await?;
+                let Some(staged) = staged else { return Ok(End::Closed) };
+                if let Some(open) = memchr::memrchr(b'{', &cmd) {
+                    cmd.truncate(open);
+                }
+                cmd.extend_from_slice(b"{0}\r\n");
+                session.stage_append(staged);
+                continue;
+            }
             cmd.extend_from_slice(b"\r\n");
             if let Some(end) = d.exact(&mut cmd, size, wait).await? {
                 return Ok(end);
@@ -292,6 +340,10 @@ async fn drive(d: &mut Driver, session: &mut Session, acceptor: Option<&rampart_
         }
         pace.tick().await;
         let parsed = parser::parse(&cmd);
+        if !matches!(parsed, Ok(parser::Command { kind: parser::Kind::Append { .. }, .. })) {
+            // A staged message belongs to an APPEND only; anything else drops (deletes) it.
+            session.discard_staged_append();
+        }
         let next = match parsed {
             Ok(c) => {
                 cmd = Vec::new();

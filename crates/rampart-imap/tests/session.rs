@@ -362,3 +362,30 @@ async fn star_ranges_in_small_and_empty_mailboxes() {
     assert!(r.contains("* 1 FETCH (UID 1)") && r.contains("c OK"), "{r}");
     assert!(c.cmd("d", "UID FETCH 99:* (UID)").await.contains("* 1 FETCH (UID 1)"), "RFC 3501 §6.4.8: * is the last UID");
 }
+
+#[tokio::test]
+async fn a_large_append_streams_to_a_blob_and_reads_back() {
+    let f = fixture().await;
+    let mut c = Client::login(&f).await;
+    let mut msg = b"Subject: big\r\n\r\n".to_vec();
+    while msg.len() < 90_000 {
+        msg.extend_from_slice(b"0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\r\n");
+    }
+    c.send(format!("a APPEND INBOX (\\Seen) {{{}}}\r\n", msg.len()).as_bytes()).await;
+    assert!(c.until("+").await.starts_with("+ "));
+    c.send(&msg).await;
+    c.send(b"\r\n").await;
+    let r = c.until("a ").await;
+    assert!(r.contains("a OK [APPENDUID"), "{r}");
+    c.cmd("s", "SELECT INBOX").await;
+    let r = c.cmd("f", "FETCH 1 (RFC822.SIZE BODY.PEEK[])").await;
+    assert!(r.contains(&format!("RFC822.SIZE {}", msg.len())), "{}", &r[..200]);
+    assert!(r.contains(std::str::from_utf8(&msg[..2000]).unwrap()));
+    // A staged message never leaks into another command: a bad APPEND drops it.
+    c.send(format!("b APPEND Nowhere {{{}}}\r\n", msg.len()).as_bytes()).await;
+    c.until("+").await;
+    c.send(&msg).await;
+    c.send(b"\r\n").await;
+    assert!(c.until("b ").await.contains("b NO [TRYCREATE]"));
+    assert!(c.cmd("n", "NOOP").await.contains("n OK"));
+}

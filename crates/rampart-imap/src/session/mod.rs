@@ -162,6 +162,9 @@ pub struct Session {
     pub(crate) pending_auth: Option<PendingAuth>,
     /// Tag of the IDLE command in progress.
     idle_tag: Option<String>,
+    /// The message of the APPEND being read, already streamed to a blob by the driver (or
+    /// why that failed).
+    pub(crate) staged_append: Option<Result<rampart_store::BlobWriter, String>>,
 }
 
 impl Session {
@@ -179,6 +182,7 @@ impl Session {
             errors: 0,
             pending_auth: None,
             idle_tag: None,
+            staged_append: None,
         }
     }
 
@@ -188,6 +192,19 @@ impl Session {
 
     pub fn services(&self) -> &Arc<Services> {
         &self.services
+    }
+
+    /// The driver streamed the next APPEND's message to a blob.
+    pub fn stage_append(&mut self, staged: Result<rampart_store::BlobWriter, String>) {
+        self.staged_append = Some(staged);
+    }
+
+    pub fn staged_append_is_empty(&self) -> bool {
+        self.staged_append.is_none()
+    }
+
+    pub fn discard_staged_append(&mut self) {
+        self.staged_append = None;
     }
 
     pub fn remote_ip(&self) -> std::net::IpAddr {

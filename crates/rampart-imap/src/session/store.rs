@@ -164,11 +164,21 @@ impl Session {
         date: Option<i64>,
         message: Vec<u8>,
     ) -> Result<Next, StoreError> {
+        let staged = self.staged_append.take();
         let flags = match client_flags(flags) {
             Ok(f) => f,
             Err(why) => return Ok(self.error(out, tag, &why)),
         };
-        if message.len() as u64 > self.settings.max_append_size {
+        let size = match &staged {
+            Some(Ok(w)) => w.size(),
+            Some(Err(e)) => {
+                tracing::warn!(event = "imap_append_failed", ip = %self.remote.ip(), error = %e);
+                line(out, &format!("{tag} NO [SERVERBUG] The message could not be stored"));
+                return Ok(Next::Continue);
+            }
+            None => message.len() as u64,
+        };
+        if size > self.settings.max_append_size {
             line(out, &format!("{tag} NO [TOOBIG] Message larger than APPENDLIMIT"));
             return Ok(Next::Continue);
         }
@@ -180,14 +190,20 @@ impl Session {
         };
         if self.settings.quota_storage > 0 {
             let (used, _) = store.usage(user.id).await?;
-            if used + message.len() as u64 > self.settings.quota_storage {
+            if used + size > self.settings.quota_storage {
                 line(out, &format!("{tag} NO [OVERQUOTA] Mailbox storage quota exceeded"));
                 return Ok(Next::Continue);
             }
         }
         let date = date.unwrap_or_else(|| chrono::Utc::now().timestamp());
-        let mut writer = store.blob_writer()?;
-        writer.write(&message).await?;
+        let writer = match staged {
+            Some(Ok(w)) => w,
+            _ => {
+                let mut w = store.blob_writer()?;
+                w.write(&message).await?;
+                w
+            }
+        };
         drop(message);
         let blob = writer.finish().await?;
         // Durable (blob and index fsynced) before the OK, like an SMTP 250.
