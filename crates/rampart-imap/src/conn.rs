@@ -88,7 +88,7 @@ impl Output for Driver {
 }
 
 enum Line {
-    Line(Vec<u8>),
+    Full(Vec<u8>),
     /// The line was over the limit and dropped; its first bytes name the tag.
     TooLong(Vec<u8>),
     Eof,
@@ -133,7 +133,7 @@ impl Driver {
                 if line.last() == Some(&b'\r') {
                     line.pop();
                 }
-                return Ok(Line::Line(line));
+                return Ok(Line::Full(line));
             }
             if self.pending().len() > max {
                 if skipped.is_none() {
@@ -165,11 +165,10 @@ impl Driver {
         loop {
             let take = (self.pending().len() as u64).min(left) as usize;
             if take > 0 {
-                if let Ok(w) = &mut staged {
-                    if let Err(e) = w.write(&self.buf[self.start..self.start + take]).await {
+                if let Ok(w) = &mut staged
+                    && let Err(e) = w.write(&self.buf[self.start..self.start + take]).await {
                         staged = Err(e.to_string());
                     }
-                }
                 self.start += take;
                 left -= take as u64;
             }
@@ -268,7 +267,7 @@ async fn drive(d: &mut Driver, session: &mut Session, acceptor: Option<&rampart_
         let authenticated = session.is_authenticated();
         let wait = if authenticated { settings.idle_timeout } else { PREAUTH_TIMEOUT.min(settings.idle_timeout) };
         let line = match d.line(settings.max_command_line, wait).await? {
-            Line::Line(l) => l,
+            Line::Full(l) => l,
             Line::TooLong(head) => {
                 let tag = parser::tag_of(if cmd.is_empty() { &head } else { &cmd }).map(str::to_string);
                 cmd.clear();
@@ -403,7 +402,7 @@ async fn follow(
             }
             Next::AuthContinue => {
                 let line = match d.line(settings.max_command_line, PREAUTH_TIMEOUT).await? {
-                    Line::Line(l) => l,
+                    Line::Full(l) => l,
                     Line::TooLong(_) => b"*".to_vec(),
                     Line::Eof => return Ok(Some(End::Closed)),
                     Line::Timeout => return Ok(Some(End::Timeout)),

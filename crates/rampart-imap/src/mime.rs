@@ -222,12 +222,11 @@ fn resolve<'m, 'x>(msg: &'m Message<'x>, path: &[u32]) -> Option<(&'m Message<'x
     for &n in path {
         let n = n as usize;
         // Inside a message/rfc822 part, numbering continues in the enclosed message.
-        if let Some(i) = node {
-            if let PartType::Message(nested) = &owner.parts.get(i)?.body {
+        if let Some(i) = node
+            && let PartType::Message(nested) = &owner.parts.get(i)?.body {
                 owner = nested;
                 node = None;
             }
-        }
         let at_root = node.is_none();
         let container = node.unwrap_or(0);
         node = match &owner.parts.get(container)?.body {

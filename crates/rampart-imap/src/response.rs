@@ -116,7 +116,7 @@ pub fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
             acc &= (1 << bits) - 1;
         }
     }
-    if pad > 2 || (text.len() % 4 != 0) {
+    if pad > 2 || !text.len().is_multiple_of(4) {
         return None;
     }
     Some(out)

@@ -48,7 +48,7 @@ mod tests {
     async fn fire_wakes_only_the_watchers_of_that_mailbox() {
         let n = Notifier::default();
         let mut a = n.watch(1);
-        let mut b = n.watch(2);
+        let b = n.watch(2);
         n.fire(&[1]);
         assert!(a.has_changed().unwrap());
         assert!(!b.has_changed().unwrap());

@@ -8,6 +8,7 @@ use crate::parser::{FetchAttr, SequenceSet};
 use crate::response::{flag_list, internal_date, line, literal};
 
 impl Session {
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn fetch<O: Output>(
         &mut self,
         out: &mut O,

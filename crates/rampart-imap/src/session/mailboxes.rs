@@ -105,13 +105,12 @@ impl Session {
     }
 
     pub(super) async fn delete(&mut self, out: &mut Vec<u8>, tag: &str, name: &str) -> Result<Next, StoreError> {
-        if let State::Selected(_, view) = &self.state {
-            if view.name == name {
+        if let State::Selected(_, view) = &self.state
+            && view.name == name {
                 // The selected mailbox goes away; RFC 3501 leaves the session's view
                 // undefined, so go back to the authenticated state first.
                 self.deselect();
             }
-        }
         match self.services.store.delete_mailbox(self.account(), name).await {
             Ok(()) => self.done(out, tag, "DELETE completed").await,
             Err(e) => self.refuse(out, tag, e).await,
@@ -127,11 +126,10 @@ impl Session {
     pub(super) async fn rename(&mut self, out: &mut Vec<u8>, tag: &str, from: &str, to: &str) -> Result<Next, StoreError> {
         match self.services.store.rename_mailbox(self.account(), from, to).await {
             Ok(()) => {
-                if let State::Selected(_, view) = &mut self.state {
-                    if view.name == from && from != "INBOX" {
+                if let State::Selected(_, view) = &mut self.state
+                    && view.name == from && from != "INBOX" {
                         view.name = to.to_string();
                     }
-                }
                 self.done(out, tag, "RENAME completed").await
             }
             Err(e) => self.refuse(out, tag, e).await,
@@ -175,11 +173,10 @@ impl Session {
                 // Listed only for its children.
             }
             attrs.push(if has_children(&all, &m.name) { "\\HasChildren" } else { "\\HasNoChildren" });
-            if args.return_subscribed || args.select_subscribed {
-                if m.subscribed {
+            if (args.return_subscribed || args.select_subscribed)
+                && m.subscribed {
                     attrs.push("\\Subscribed");
                 }
-            }
             if let Some(u) = &m.special_use {
                 attrs.extend(u.split(' '));
             }
@@ -223,7 +220,7 @@ impl Session {
     }
 
     async fn write_status(&mut self, out: &mut Vec<u8>, m: &MailboxState, items: &[StatusItem]) -> Result<(), StoreError> {
-        if items.iter().any(|i| *i == StatusItem::HighestModSeq) {
+        if items.contains(&StatusItem::HighestModSeq) {
             // RFC 7162 §3.1: STATUS HIGHESTMODSEQ enables CONDSTORE.
             self.condstore = true;
         }

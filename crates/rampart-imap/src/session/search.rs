@@ -71,12 +71,11 @@ impl Session {
         key: SearchKey,
         ret: Option<Vec<String>>,
     ) -> Result<Next, StoreError> {
-        if let Some(cs) = &charset {
-            if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
+        if let Some(cs) = &charset
+            && !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
                 line(out.buf(), &format!("{tag} NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset"));
                 return Ok(Next::Continue);
             }
-        }
         if key.uses_modseq() {
             self.condstore = true;
         }
@@ -122,11 +121,10 @@ impl Session {
                         _ => {}
                     }
                 }
-                if key.uses_modseq() {
-                    if let Some(m) = max_modseq {
+                if key.uses_modseq()
+                    && let Some(m) = max_modseq {
                         s.push_str(&format!(" MODSEQ {m}"));
                     }
-                }
                 line(buf, &s);
             }
             None => {
@@ -135,11 +133,10 @@ impl Session {
                     s.push_str(&format!(" {n}"));
                 }
                 // RFC 7162 §3.1.5: the highest MODSEQ of the results.
-                if key.uses_modseq() {
-                    if let Some(m) = max_modseq {
+                if key.uses_modseq()
+                    && let Some(m) = max_modseq {
                         s.push_str(&format!(" (MODSEQ {m})"));
                     }
-                }
                 line(buf, &s);
             }
         }

@@ -85,11 +85,10 @@ impl Session {
 
     /// CLOSE (expunges silently when writable, RFC 3501 §6.4.2) or UNSELECT (does not).
     pub(super) async fn close(&mut self, out: &mut Vec<u8>, tag: &str, expunge: bool) -> Result<Next, StoreError> {
-        if let State::Selected(_, view) = &self.state {
-            if expunge && !view.read_only {
+        if let State::Selected(_, view) = &self.state
+            && expunge && !view.read_only {
                 self.services.store.expunge(view.id, None).await?;
             }
-        }
         self.deselect();
         line(out, &format!("{tag} OK {} completed", if expunge { "CLOSE" } else { "UNSELECT" }));
         Ok(Next::Continue)

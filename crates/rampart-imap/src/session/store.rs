@@ -77,11 +77,10 @@ impl Session {
         };
         let update = store.store_flags(view.id, uids, op, flags, unchanged_since).await?;
         for (u, f, modseq) in &update.messages {
-            if let Some(i) = view.set_flags(*u, f, *modseq) {
-                if !silent {
+            if let Some(i) = view.set_flags(*u, f, *modseq)
+                && !silent {
                     view.write_fetch_flags(out, i, uid, condstore);
                 }
-            }
         }
         let modified: Vec<u32> = if uid {
             update.modified.clone()
