@@ -275,6 +275,11 @@ async fn concurrent_sessions_see_each_other_at_the_right_moments() {
     let r = a.cmd("a4", "NOOP").await;
     assert!(r.contains("FETCH (UID 2 FLAGS ($Important"), "{r}");
     assert!(r.contains("* FLAGS ("), "the new keyword is announced: {r}");
+    // A keyword is announced in FLAGS before any FETCH shows it, for both sessions.
+    let r = b.cmd("b5", "STORE 1 +FLAGS ($Fresh)").await;
+    assert!(r.find("* FLAGS").unwrap() < r.find("$Fresh)").unwrap(), "{r}");
+    let r = a.cmd("a5", "NOOP").await;
+    assert!(r.find("* FLAGS").unwrap() < r.find("FETCH").unwrap(), "{r}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -76,6 +76,7 @@ impl Session {
             StoreOp::Replace => FlagOp::Replace,
         };
         let update = store.store_flags(view.id, uids, op, flags, unchanged_since).await?;
+        view.learn_keywords(out, update.messages.iter().map(|(_, f, _)| f.as_str()));
         for (u, f, modseq) in &update.messages {
             if let Some(i) = view.set_flags(*u, f, *modseq)
                 && !silent {

@@ -177,6 +177,23 @@ impl View {
         set.0.iter().any(|&(a, b)| matches!((a, b), (Value(x), Value(y)) if x > max || y > max))
     }
 
+    /// Adds keywords not seen before to the mailbox's FLAGS and announces the new list
+    /// (RFC 3501 §7.2.6), so a client never meets a keyword it was not told about.
+    pub fn learn_keywords<'a>(&mut self, out: &mut Vec<u8>, flag_lists: impl Iterator<Item = &'a str>) {
+        let mut grew = false;
+        for list in flag_lists {
+            for f in list.split_ascii_whitespace() {
+                if !f.starts_with('\\') && !self.keywords.contains(f) {
+                    self.keywords.insert(f.to_string());
+                    grew = true;
+                }
+            }
+        }
+        if grew {
+            self.write_flags(out);
+        }
+    }
+
     /// Records flags this session changed so a later sync does not report them again.
     pub fn set_flags(&mut self, uid: u32, flags: &str, modseq: u64) -> Option<usize> {
         let i = self.index_of_uid(uid)?;
@@ -262,13 +279,9 @@ impl View {
             }
             let last = self.msgs.last().map_or(0, |m| m.uid);
             let mut new = Vec::new();
-            let mut keywords_grew = false;
+            // New keywords are announced in FLAGS before any FETCH shows them.
+            self.learn_keywords(out, changes.changed.iter().map(|r| r.flags.as_str()));
             for r in changes.changed {
-                for f in split_flags(&r.flags) {
-                    if !f.starts_with('\\') && self.keywords.insert(f) {
-                        keywords_grew = true;
-                    }
-                }
                 if r.uid > last {
                     new.push(r);
                     continue;
@@ -281,9 +294,6 @@ impl View {
                     self.msgs[i].flags = flags;
                     self.write_fetch_flags(out, i, true, condstore);
                 }
-            }
-            if keywords_grew {
-                self.write_flags(out);
             }
             if !new.is_empty() {
                 // \Recent goes to the first session that sees a message (RFC 3501 §2.3.2).
