@@ -13,14 +13,11 @@ use crate::response::line;
 const MAX_FLAGS: usize = 64;
 
 /// Checks flags a client wants to set: known system flags in their canonical case, keywords
-/// as atoms. \Recent is the server's and silently dropped (RFC 3501 §2.3.2).
+/// as atoms. \Recent is the server's (RFC 3501 §2.3.2): refused, as Dovecot does.
 fn client_flags(flags: Vec<String>) -> Result<Vec<String>, String> {
     let mut out: Vec<String> = Vec::new();
     for f in flags {
         let f = if let Some(stripped) = f.strip_prefix('\\') {
-            if f.eq_ignore_ascii_case("\\Recent") {
-                continue;
-            }
             match SYSTEM_FLAGS.iter().find(|s| s[1..].eq_ignore_ascii_case(stripped)) {
                 Some(s) => s.to_string(),
                 None => return Err(format!("{f} is not a flag clients may set")),
@@ -221,7 +218,8 @@ mod tests {
 
     #[test]
     fn flags_are_checked() {
-        assert_eq!(client_flags(vec!["\\seen".into(), "$Junk".into(), "\\Recent".into()]).unwrap(), vec!["\\Seen", "$Junk"]);
+        assert_eq!(client_flags(vec!["\\seen".into(), "$Junk".into(), "$junk".into()]).unwrap(), vec!["\\Seen", "$Junk"]);
+        assert!(client_flags(vec!["\\Recent".into()]).is_err());
         assert!(client_flags(vec!["\\Bogus".into()]).is_err());
         assert!(client_flags((0..100).map(|i| format!("k{i}")).collect()).is_err());
     }
