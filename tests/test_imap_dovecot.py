@@ -120,6 +120,15 @@ def dovecot():
         shutil.rmtree(d, ignore_errors=True)
 
 
+SEARCHES = [
+    "ALL", "FROM a@b.c", "FROM bob", "TO x@y.z", "TO \"Q Y\"", "CC undisclosed", "SUBJECT hi", "SUBJECT =caf\u00e9",
+    "SUBJECT inner", "BODY World", "BODY =café", "TEXT inner", "TEXT \"multipart/mixed\"", "HEADER Message-ID <x@y>",
+    "HEADER In-Reply-To \"\"", "HEADER X-Missing \"\"", "LARGER 200", "SMALLER 50", "NOT LARGER 100",
+    "OR SUBJECT hi SUBJECT lf", "SENTON 27-Nov-2026", "SENTBEFORE 28-Nov-2026", "SENTSINCE 1-Jan-2030",
+    "UNSEEN", "NEW", "RECENT", "UID 2:4", "2:*", "NOT 1:3", "BCC \"quoted, name\"", "FLAGGED", "KEYWORD $X",
+]
+
+
 def fetch_all(m, n):
     out = {}
     for a in ATTRS:
@@ -144,4 +153,16 @@ def test_structure_matches_dovecot(rampart, dovecot):
         for attr in ATTRS:
             if a[attr] != b[attr]:
                 differences.append(f"{name} {attr}\n  rampart: {a[attr]!r}\n  dovecot: {b[attr]!r}")
+    def search(m, criteria):
+        # "KEY =text": the text goes as a UTF-8 literal, the way clients send non-ASCII.
+        if " =" in criteria:
+            key, text = criteria.split(" =", 1)
+            m.literal = text.encode()
+            return m.uid("SEARCH", "CHARSET", "UTF-8", key)
+        return m.uid("SEARCH", "CHARSET", "UTF-8", criteria)
+
+    for criteria in SEARCHES:
+        a, b = search(ours, criteria), search(dovecot, criteria)
+        if a != b:
+            differences.append(f"SEARCH {criteria}\n  rampart: {a!r}\n  dovecot: {b!r}")
     assert not differences, "\n".join(differences)

@@ -91,18 +91,26 @@ impl<'a> Parsed<'a> {
         }
     }
 
-    /// Decoded value of each header field with this name, for SEARCH.
+    /// Each header field with this name, for SEARCH: the decoded value (encoded words,
+    /// address display names) and the raw value after it, so a search matches either form
+    /// (`HEADER Message-ID <x@y>` needs the brackets mail-parser drops).
     pub fn header_values(&self, name: &str) -> Vec<String> {
         let Some(m) = &self.msg else { return Vec::new() };
         let Some(root) = m.parts.first() else { return Vec::new() };
         root.headers
             .iter()
             .filter(|h| h.name.as_str().eq_ignore_ascii_case(name))
-            .map(|h| match &h.value {
-                HeaderValue::Text(t) => t.to_string(),
-                HeaderValue::TextList(l) => l.join(" "),
-                HeaderValue::Address(a) => address_text(a),
-                _ => String::from_utf8_lossy(slice(m.raw_message.as_ref(), h.offset_start, h.offset_end)).trim().to_string(),
+            .map(|h| {
+                let raw = String::from_utf8_lossy(&unfold(slice(m.raw_message.as_ref(), h.offset_start, h.offset_end)))
+                    .trim()
+                    .to_string();
+                let decoded = match &h.value {
+                    HeaderValue::Text(t) => t.to_string(),
+                    HeaderValue::TextList(l) => l.join(" "),
+                    HeaderValue::Address(a) => address_text(a),
+                    _ => String::new(),
+                };
+                format!("{decoded}\n{raw}")
             })
             .collect()
     }
@@ -348,15 +356,21 @@ fn one_address(out: &mut Vec<u8>, name: Option<&str>, address: Option<&str>) {
 }
 
 fn address_text(a: &Address<'_>) -> String {
-    a.iter()
-        .map(|x| match (&x.name, &x.address) {
-            (Some(n), Some(a)) => format!("{n} <{a}>"),
-            (None, Some(a)) => a.to_string(),
-            (Some(n), None) => n.to_string(),
-            (None, None) => String::new(),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    let one = |x: &mail_parser::Addr<'_>| match (&x.name, &x.address) {
+        (Some(n), Some(a)) => format!("{n} <{a}>"),
+        (None, Some(a)) => a.to_string(),
+        (Some(n), None) => n.to_string(),
+        (None, None) => String::new(),
+    };
+    match a {
+        Address::List(list) => list.iter().map(one).collect::<Vec<_>>().join(", "),
+        // Group names are searchable too (`CC undisclosed-recipients`).
+        Address::Group(groups) => groups
+            .iter()
+            .map(|g| format!("{}: {};", g.name.as_deref().unwrap_or(""), g.addresses.iter().map(one).collect::<Vec<_>>().join(", ")))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
 }
 
 /// Type names, parameter names and encodings in lower case, as Dovecot and most servers

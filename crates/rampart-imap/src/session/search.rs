@@ -27,6 +27,12 @@ fn internal_day(unix: i64) -> chrono::NaiveDate {
     chrono::Utc.timestamp_opt(unix, 0).single().unwrap_or_default().date_naive()
 }
 
+/// The Date header's day; without a valid one, 1 January 1970, as Dovecot does (RFC 3501
+/// leaves the case open): such a message is SENTBEFORE any date and SENTON none.
+fn sent_day(c: &Ctx<'_>) -> chrono::NaiveDate {
+    c.parsed.and_then(Parsed::sent_day).unwrap_or_default()
+}
+
 fn eval(k: &SearchKey, c: &Ctx<'_>) -> bool {
     use SearchKey as K;
     match k {
@@ -47,16 +53,20 @@ fn eval(k: &SearchKey, c: &Ctx<'_>) -> bool {
         K::Before(d) => internal_day(c.msg.internal_date) < *d,
         K::On(d) => internal_day(c.msg.internal_date) == *d,
         K::Since(d) => internal_day(c.msg.internal_date) >= *d,
-        K::SentBefore(d) => c.parsed.and_then(Parsed::sent_day).is_some_and(|s| s < *d),
-        K::SentOn(d) => c.parsed.and_then(Parsed::sent_day).is_some_and(|s| s == *d),
-        K::SentSince(d) => c.parsed.and_then(Parsed::sent_day).is_some_and(|s| s >= *d),
+        K::SentBefore(d) => sent_day(c) < *d,
+        K::SentOn(d) => sent_day(c) == *d,
+        K::SentSince(d) => sent_day(c) >= *d,
         K::Header(field, text) => c.parsed.is_some_and(|p| {
             let values = p.header_values(field);
             !values.is_empty() && values.iter().any(|v| contains_ci(v, text))
         }),
         K::Body(text) => c.parsed.is_some_and(|p| contains_ci(&p.body_text(), text)),
+        // TEXT is the whole message: headers, decoded text parts, and what neither covers
+        // (headers of attached messages, MIME headers), from the raw bytes.
         K::Text(text) => c.parsed.is_some_and(|p| {
-            contains_ci(&String::from_utf8_lossy(p.header()), text) || contains_ci(&p.body_text(), text)
+            contains_ci(&String::from_utf8_lossy(p.header()), text)
+                || contains_ci(&p.body_text(), text)
+                || contains_ci(&String::from_utf8_lossy(p.raw()), text)
         }),
     }
 }
