@@ -198,6 +198,17 @@ class Conn:
         self.sock.close()
 
 
+def wait_for(check, timeout=20, what="condition"):
+    """Polls `check` until it returns something truthy, and returns that."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def free_port(kind=socket.SOCK_STREAM):
     s = socket.socket(socket.AF_INET, kind)
     s.bind(("127.0.0.1", 0))
