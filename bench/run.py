@@ -73,6 +73,9 @@ class Dns:
         args = ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
                 "--listen-address=127.0.0.1", "--bind-interfaces", f"--port={self.port}", "--pid-file=",
                 "--user=root", "--local=/test/",
+                # Real zones have TTLs of minutes to hours; dnsmasq's default of 0 would defeat every
+                # cache and measure UDP round trips instead of the server.
+                "--local-ttl=300", "--neg-ttl=300",
                 "--txt-record=sender.test,v=spf1 ip4:127.0.0.1 -all",
                 "--txt-record=_dmarc.sender.test,v=DMARC1; p=none",
                 "--host-record=mx.sender.test,127.0.0.1"]
@@ -107,7 +110,9 @@ class RampartServer:
             # from the per-address limits, as an administrator would a trusted relay.
             'guard.allowlist=["127.0.0.0/8"]',
             'log.level="warn"',
+            *os.environ.get("RAMPART_BENCH_SETS", "").split("|"),
         ]
+        sets = [x for x in sets if x]
         args = [BIN, "serve", "--config", self.dir / "rampart.toml"]
         for s in sets:
             args += ["--set", s]
@@ -159,7 +164,10 @@ maillog_file_prefixes = {self.dir}
 default_process_limit = 100
 smtpd_client_connection_rate_limit = 0
 """)
-        subprocess.run(["postfix", "-c", etc, "start"], check=True, capture_output=True)
+        r = subprocess.run(["postfix", "-c", etc, "start"], capture_output=True, text=True)
+        if r.returncode != 0:
+            log = (self.dir / "postfix.log").read_text() if (self.dir / "postfix.log").exists() else ""
+            raise RuntimeError(f"postfix start failed: {r.stdout}{r.stderr}{log}")
         wait_port(self.port)
         self.etc = etc
         self.mail = mail
@@ -255,6 +263,8 @@ def bench_imap(args):
     for run in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="rampart-bench-") as tmp:
             base = pathlib.Path(tmp)
+            # Postfix and Dovecot drop privileges: they must be able to reach their directories.
+            base.chmod(0o755)
             dns = Dns()
             try:
                 r = RampartServer(base, dns, imap_users=10)
@@ -323,6 +333,8 @@ def bench_smtp(args):
     for run in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="rampart-bench-") as tmp:
             base = pathlib.Path(tmp)
+            # Postfix and Dovecot drop privileges: they must be able to reach their directories.
+            base.chmod(0o755)
             dns = Dns()
             try:
                 r = RampartServer(base, dns)
@@ -387,7 +399,11 @@ def main():
         subprocess.run(["cargo", "build", "--release", "--bin", "rampart", "--bin", "rampart-bench"], cwd=ROOT, check=True)
     import resource
     # 10,000 connections need as many descriptors in the server and in the load generator.
-    resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = 65536 if hard == resource.RLIM_INFINITY else min(65536, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < args.idle * 1.2:
+        print(f"warning: {target} file descriptors allowed; --idle {args.idle} may not fit", file=sys.stderr)
     only = set(args.only.split(","))
     rows = []
     if "smtp" in only:

@@ -21,6 +21,8 @@ LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "metrics")
 # Defaults for every test server: no greeting delay (a test about it turns it back on).
 DEFAULT_SETS = ('listener.smtp.pregreet_wait="0s"',)
 PASSWORD = "correct horse battery staple"
+# Every server process a test starts, so none outlives its test (see `_stop_servers`).
+RUNNING = []
 
 
 class Rampart:
@@ -92,6 +94,7 @@ class Rampart:
         self.log_file = open(self.log_path, "ab")
         self.log_offset = self.log_path.stat().st_size
         self.proc = subprocess.Popen(args, stdout=self.log_file, stderr=subprocess.STDOUT)
+        RUNNING.append(self.proc)
         if wait:
             self.wait_started()
         return self
@@ -195,6 +198,17 @@ class Conn:
         self.sock.close()
 
 
+def wait_for(check, timeout=20, what="condition"):
+    """Polls `check` until it returns something truthy, and returns that."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def free_port(kind=socket.SOCK_STREAM):
     s = socket.socket(socket.AF_INET, kind)
     s.bind(("127.0.0.1", 0))
@@ -241,6 +255,17 @@ class Dns:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(5)
+
+
+@pytest.fixture(autouse=True)
+def _stop_servers():
+    """Kills any server a test left running, whatever way the test ended."""
+    yield
+    while RUNNING:
+        proc = RUNNING.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture

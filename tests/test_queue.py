@@ -8,20 +8,11 @@ import time
 
 import pytest
 
-from conftest import PASSWORD, Rampart, message_bytes
+from conftest import PASSWORD, Rampart, message_bytes, wait_for
 from peers import Peer
 
 SUBMISSION = ("smtp", "submission")
 
-
-def wait_for(check, timeout=20, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def submit(rampart, rcpts, subject="out", sender="bob@example.test", listener="submission"):

@@ -15,20 +15,11 @@ import dkim
 import pytest
 import xmlschema
 
-from conftest import PASSWORD, ROOT, Rampart, message_bytes
+from conftest import PASSWORD, ROOT, Rampart, message_bytes, wait_for
 from peers import Peer
 
 XSD = ROOT / "tests" / "data" / "rfc7489-aggregate.xsd"
 
-
-def wait_for(check, timeout=20, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def rsa_key(tmp_path, name):

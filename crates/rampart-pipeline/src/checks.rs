@@ -91,6 +91,7 @@ pub struct Findings {
 
 pub struct Checker {
     auth: MessageAuthenticator,
+    caches: crate::cache::Caches,
     authserv_id: String,
     /// Domains whose ARC seals we trust to vouch for forwarded mail (RFC 8617 §7.2).
     trusted_sealers: Vec<String>,
@@ -159,6 +160,7 @@ impl Checker {
     pub fn new(resolver: hickory_resolver::TokioResolver, authserv_id: &str, hostname: &str, trusted_sealers: &[String]) -> Checker {
         Checker {
             auth: MessageAuthenticator(resolver),
+            caches: crate::cache::Caches::default(),
             authserv_id: authserv_id.to_string(),
             trusted_sealers: trusted_sealers.iter().map(|d| d.trim_end_matches('.').to_ascii_lowercase()).collect(),
             hostname: hostname.to_string(),
@@ -202,7 +204,7 @@ impl Checker {
         // The HELO identity is checked only when it is a domain name (§2.3), not an address literal.
         let helo_is_name = helo.contains('.') && !helo.starts_with('[') && helo.parse::<IpAddr>().is_err();
         let helo_out = if helo_is_name {
-            Some(self.auth.verify_spf(SpfParameters::verify_ehlo(ip, helo, &self.hostname)).await)
+            Some(self.auth.verify_spf(self.caches.params(SpfParameters::verify_ehlo(ip, helo, &self.hostname))).await)
         } else {
             None
         };
@@ -213,7 +215,7 @@ impl Checker {
                 None => SpfOutput::new(helo.to_string()),
             }
         } else {
-            self.auth.verify_spf(SpfParameters::verify_mail_from(ip, helo, &self.hostname, sender)).await
+            self.auth.verify_spf(self.caches.params(SpfParameters::verify_mail_from(ip, helo, &self.hostname, sender))).await
         };
         let domain = sender.rsplit_once('@').map_or_else(|| helo.to_ascii_lowercase(), |(_, d)| d.to_ascii_lowercase());
         SpfCheck { helo: helo_out, mail_from, sender: sender.to_string(), domain }
@@ -221,7 +223,7 @@ impl Checker {
 
     /// Forward-confirmed reverse DNS (RFC 8601 §3).
     pub async fn iprev(&self, ip: IpAddr) -> (IprevOutput, Entry) {
-        let out = self.auth.verify_iprev(ip).await;
+        let out = self.auth.verify_iprev(self.caches.params(ip)).await;
         let (result, reason) = match out.result() {
             IprevResult::Pass => (Outcome::Pass, Reason::IprevConfirmed),
             IprevResult::Fail(_) => (Outcome::Fail, Reason::IprevMismatch),
@@ -257,10 +259,10 @@ impl Checker {
             );
             Vec::new()
         } else {
-            self.auth.verify_dkim(&message).await
+            self.auth.verify_dkim(self.caches.params(&message)).await
         };
         if let Some(t) = &trimmed {
-            let fixed = self.auth.verify_dkim(t).await;
+            let fixed = self.auth.verify_dkim(self.caches.params(t)).await;
             if fixed.len() == dkim.len() {
                 dkim = dkim
                     .into_iter()
@@ -281,13 +283,13 @@ impl Checker {
         findings.entries.extend(dkim.iter().map(dkim_entry));
 
         // ARC (RFC 8617 §5.2).
-        let arc = self.auth.verify_arc(relaxed_view).await;
+        let arc = self.auth.verify_arc(self.caches.params(relaxed_view)).await;
         findings.entries.push(self.arc_entry(&arc));
 
         // DMARC (RFC 7489 §6.6).
         let spf_out = ctx.spf.map(|s| s.mail_from.clone()).unwrap_or_else(|| SpfOutput::new(String::new()));
         let spf_domain = ctx.spf.map(|s| s.domain.clone()).unwrap_or_default();
-        let dmarc = self.auth.verify_dmarc(DmarcParameters::new(&message, &dkim, &spf_domain, &spf_out)).await;
+        let dmarc = self.auth.verify_dmarc(self.caches.params(DmarcParameters::new(&message, &dkim, &spf_domain, &spf_out))).await;
         let (dmarc_entry, published) = self.dmarc_entry(&dmarc).await;
         findings.entries.push(dmarc_entry.clone());
 

@@ -9,6 +9,7 @@
 //! - [`report`]: DMARC aggregate reports, sent and received;
 //! - [`canon`]: the relaxed-body-hash workaround for mail-auth 0.13.3.
 
+mod cache;
 pub mod canon;
 pub mod checks;
 pub mod decide;

@@ -200,55 +200,92 @@ impl Runner {
     }
 
     async fn store_bounce(&self, id: &str, to: &str, report: Vec<u8>) -> Result<(), rampart_store::StoreError> {
-        let mut writer = self.store.blob_writer()?;
-        writer.write(&report).await?;
-        let blob = writer.finish().await?;
-        let local = rampart_store::address::canonical(to).ok();
-        let mut resolution = rampart_store::Resolution::default();
-        if let Some(addr) = &local {
-            resolution = self.store.resolve(addr).await?;
-            if resolution.is_empty() {
-                let (l, d) = addr.rsplit_once('@').expect("canonical addresses have an @");
-                let base = rampart_store::address::strip_subaddress(l, &self.settings.recipient_delimiter);
-                resolution = self.store.resolve(&format!("{base}@{d}")).await?;
-            }
-        }
-        let local_domain = match &local {
-            Some(a) => self.store.is_local_domain(rampart_store::address::domain_of(a)).await?,
-            None => false,
-        };
-        let remote = if resolution.is_empty() && !local_domain { vec![to.to_string()] } else { resolution.remote };
-        if resolution.accounts.is_empty() && remote.is_empty() {
+        let rcpts = [to.to_string()];
+        let generated = Generated { id, sender: "", rcpts: &rcpts, message: &report, reason: "delivery_status_notification", is_dsn: true };
+        let done = inject(self.store.as_ref(), &self.outbound.hostname, &self.settings.recipient_delimiter, &generated).await?;
+        if done.local == 0 && !done.queued {
             return Err(rampart_store::StoreError::NotFound(format!("local sender {to}")));
         }
-        let received = format!(
-            "Received: by {} (Rampart) id {id};\r\n\t{}\r\n",
-            self.outbound.hostname,
-            chrono::Utc::now().to_rfc2822()
-        );
-        let queued = !remote.is_empty();
-        self.store
-            .deliver(Delivery {
-                blob,
-                prefix: format!("Return-Path: <>\r\n{received}").into_bytes(),
-                internal_date: now(),
-                targets: resolution.accounts.iter().map(|&account| Target { account, folder: Folder::Inbox }).collect(),
-                reference: id.to_string(),
-                trail: r#"[{"stage":"queue","result":"pass","reason":"delivery_status_notification"}]"#.into(),
-                outbound: queued.then(|| QueuedOutbound {
-                    sender: String::new(),
-                    rcpts: remote,
-                    smtputf8: false,
-                    is_dsn: true,
-                    prefix: received.into_bytes(),
-                }),
-            })
-            .await?;
-        if queued {
+        if done.queued {
             self.wakeup.notify_one();
         }
         Ok(())
     }
+}
+
+/// A message this server writes itself: a bounce, a DMARC report.
+pub struct Generated<'a> {
+    pub id: &'a str,
+    /// The envelope sender; empty for `<>`.
+    pub sender: &'a str,
+    pub rcpts: &'a [String],
+    pub message: &'a [u8],
+    /// The trail's reason for accepting it.
+    pub reason: &'a str,
+    /// A delivery status notification, which must never cause another.
+    pub is_dsn: bool,
+}
+
+/// Where [`inject`] put a generated message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Injected {
+    pub local: usize,
+    pub queued: bool,
+}
+
+/// Stores a generated message for its local recipients (through aliases and sub-addresses)
+/// and queues it for the others, in one transaction. An address in a local domain that
+/// resolves to nobody is dropped.
+pub async fn inject(store: &dyn Store, hostname: &str, delimiter: &str, g: &Generated<'_>) -> Result<Injected, rampart_store::StoreError> {
+    use rampart_store::address;
+    let mut accounts = Vec::new();
+    let mut remote = Vec::new();
+    for rcpt in g.rcpts {
+        let Ok(canonical) = address::canonical(rcpt) else {
+            remote.push(rcpt.clone());
+            continue;
+        };
+        let mut r = store.resolve(&canonical).await?;
+        if r.is_empty() {
+            let (l, d) = canonical.rsplit_once('@').expect("canonical addresses have an @");
+            r = store.resolve(&format!("{}@{d}", address::strip_subaddress(l, delimiter))).await?;
+        }
+        if r.is_empty() && !store.is_local_domain(address::domain_of(&canonical)).await? {
+            remote.push(rcpt.clone());
+        }
+        accounts.extend(r.accounts);
+        remote.extend(r.remote);
+    }
+    accounts.sort_unstable();
+    accounts.dedup();
+    remote.dedup();
+    let done = Injected { local: accounts.len(), queued: !remote.is_empty() };
+    if accounts.is_empty() && remote.is_empty() {
+        return Ok(done);
+    }
+    let mut writer = store.blob_writer()?;
+    writer.write(g.message).await?;
+    let blob = writer.finish().await?;
+    let received = format!("Received: by {hostname} (Rampart) id {};\r\n\t{}\r\n", g.id, chrono::Utc::now().to_rfc2822());
+    let trail = serde_json::json!([{"stage": "queue", "result": "pass", "reason": g.reason}]).to_string();
+    store
+        .deliver(Delivery {
+            blob,
+            prefix: format!("Return-Path: <{}>\r\n{received}", g.sender).into_bytes(),
+            internal_date: now(),
+            targets: accounts.iter().map(|&account| Target { account, folder: Folder::Inbox }).collect(),
+            reference: g.id.to_string(),
+            trail,
+            outbound: done.queued.then(|| QueuedOutbound {
+                sender: g.sender.to_string(),
+                rcpts: remote,
+                smtputf8: false,
+                is_dsn: g.is_dsn,
+                prefix: received.into_bytes(),
+            }),
+        })
+        .await?;
+    Ok(done)
 }
 
 fn humanize(d: Duration) -> String {

@@ -18,6 +18,9 @@ use crate::{Result, StoreError};
 
 /// Bytes a writer keeps in memory before it writes them out.
 pub const FLUSH_AT: usize = 256 * 1024;
+/// Messages up to this size never touch the file system: they are stored in the database row,
+/// committed by the same WAL fsync as their index entries.
+pub const INLINE_MAX: usize = 128 * 1024;
 
 pub(crate) const TMP_DIR: &str = "tmp";
 
@@ -102,14 +105,21 @@ impl BlobWriter {
         result
     }
 
-    /// Writes and fsyncs the rest. The blob is durable but not yet part of any mailbox.
+    /// Writes and fsyncs the rest. The blob is durable (or, when small, held in memory to be
+    /// written with its index rows) but not yet part of any mailbox.
     pub async fn finish(mut self) -> Result<Blob> {
-        self.flush(true).await?;
+        let inline = if self.file.is_none() && self.buf.len() <= INLINE_MAX {
+            Some(std::mem::take(&mut self.buf))
+        } else {
+            self.flush(true).await?;
+            None
+        };
         let blob = Blob {
             id: std::mem::take(&mut self.id),
             root: std::mem::take(&mut self.root),
             size: self.size,
             committed: false,
+            inline,
         };
         Ok(blob)
     }
@@ -131,6 +141,8 @@ pub struct Blob {
     pub(crate) root: PathBuf,
     pub(crate) size: u64,
     pub(crate) committed: bool,
+    /// The content of a small blob, stored in the database instead of a file.
+    pub(crate) inline: Option<Vec<u8>>,
 }
 
 impl Blob {
@@ -146,13 +158,22 @@ impl Blob {
         self.root.join(TMP_DIR).join(&self.id)
     }
 
-    /// The file of the blob as received; valid until it is committed (then it moves).
-    pub fn path(&self) -> PathBuf {
-        if self.committed { blob_path(&self.root, &self.id) } else { self.tmp_path() }
+    /// The content as received.
+    pub async fn contents(&self) -> Result<Vec<u8>> {
+        if let Some(data) = &self.inline {
+            return Ok(data.clone());
+        }
+        let path = if self.committed { blob_path(&self.root, &self.id) } else { self.tmp_path() };
+        tokio::fs::read(&path).await.map_err(|e| StoreError::io(&path, e))
     }
 
-    /// Moves the file to its bucket. Returns the directory that now needs an fsync.
-    pub(crate) fn commit(&mut self) -> Result<PathBuf> {
+    /// Moves the file to its bucket. Returns the directory that now needs an fsync, or None
+    /// for an inline blob, which has no file.
+    pub(crate) fn commit(&mut self) -> Result<Option<PathBuf>> {
+        if self.inline.is_some() {
+            self.committed = true;
+            return Ok(None);
+        }
         let target = blob_path(&self.root, &self.id);
         let dir = target.parent().expect("blob paths have a bucket").to_path_buf();
         if !dir.exists() {
@@ -162,13 +183,13 @@ impl Blob {
         }
         fs::rename(self.tmp_path(), &target).map_err(|e| StoreError::io(&target, e))?;
         self.committed = true;
-        Ok(dir)
+        Ok(Some(dir))
     }
 }
 
 impl Drop for Blob {
     fn drop(&mut self) {
-        if !self.committed {
+        if !self.committed && self.inline.is_none() {
             let _ = fs::remove_file(self.tmp_path());
         }
     }

@@ -8,7 +8,8 @@ use anyhow::Context;
 use clap::Subcommand;
 use rampart_config::Config;
 use rampart_pipeline::report::{self, Evaluation, Reporter};
-use rampart_store::{Delivery, Outbound, Resolution, SqliteStore, Store, Target, Folder};
+use rampart_smtp::queue::{Generated, inject};
+use rampart_store::{SqliteStore, Store};
 use tracing::{info, warn};
 
 /// Where the time of the last report run is kept, so a restart neither skips nor repeats one.
@@ -128,40 +129,7 @@ pub async fn run(config: &Config, store: &dyn Store) -> anyhow::Result<usize> {
 
 /// Stores the report for local recipients and queues it for the others, in one transaction.
 async fn queue_report(store: &dyn Store, host: &str, id: &str, from: &str, to: &[String], message: &[u8]) -> anyhow::Result<()> {
-    let mut resolution = Resolution::default();
-    for addr in to {
-        let r = store.resolve(addr).await?;
-        if r.is_empty() && !store.is_local_domain(rampart_store::address::domain_of(addr)).await? {
-            resolution.remote.push(addr.clone());
-        }
-        resolution.accounts.extend(r.accounts);
-        resolution.remote.extend(r.remote);
-    }
-    resolution.accounts.dedup();
-    if resolution.is_empty() {
-        return Ok(());
-    }
-    let mut writer = store.blob_writer()?;
-    writer.write(message).await?;
-    let blob = writer.finish().await?;
-    let received = format!("Received: by {host} (Rampart) id {id};\r\n\t{}\r\n", chrono::Utc::now().to_rfc2822());
-    let queued = !resolution.remote.is_empty();
-    store
-        .deliver(Delivery {
-            blob,
-            prefix: format!("Return-Path: <{from}>\r\n{received}").into_bytes(),
-            internal_date: now(),
-            targets: resolution.accounts.iter().map(|&account| Target { account, folder: Folder::Inbox }).collect(),
-            reference: id.to_string(),
-            trail: r#"[{"stage":"queue","result":"pass","reason":"dmarc_report_sent"}]"#.into(),
-            outbound: queued.then(|| Outbound {
-                sender: from.to_string(),
-                rcpts: resolution.remote,
-                smtputf8: false,
-                is_dsn: false,
-                prefix: received.into_bytes(),
-            }),
-        })
-        .await?;
+    let generated = Generated { id, sender: from, rcpts: to, message, reason: "dmarc_report_sent", is_dsn: false };
+    inject(store, host, "", &generated).await?;
     Ok(())
 }

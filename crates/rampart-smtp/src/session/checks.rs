@@ -91,7 +91,7 @@ impl Session {
             return Ok(Inbound { blob, raw: None, entries: Vec::new(), header: String::new(), arc_set: None, evaluation: None });
         };
         let store = &self.services.store;
-        let mut raw = tokio::fs::read(blob.path()).await.map_err(|e| {
+        let mut raw = blob.contents().await.map_err(|e| {
             warn!(event = "store_error", id = %tx.id, error = %e);
             temp_failure()
         })?;
@@ -162,7 +162,7 @@ impl Session {
         if keys.is_empty() {
             return Ok(String::new());
         }
-        let body = tokio::fs::read(blob.path()).await.map_err(|_| temp_failure())?;
+        let body = blob.contents().await.map_err(|_| temp_failure())?;
         let mut message = Vec::with_capacity(prefix.len() + body.len());
         message.extend_from_slice(prefix);
         message.extend_from_slice(&body);

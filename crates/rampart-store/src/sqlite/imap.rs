@@ -466,9 +466,10 @@ impl MailStore for SqliteStore {
     async fn append(&self, mailbox: MailboxId, mut blob: Blob, flags: String, internal_date: i64) -> Result<Transfer> {
         self.write(move |conn, effects| {
             let state = state_by_id(conn, mailbox)?;
+            // Small messages go inline in the row, as deliveries do (migration 5).
             conn.execute(
-                "INSERT INTO blobs (id, size, refcount) VALUES (?1, ?2, 1)",
-                params![blob.id(), blob.size() as i64],
+                "INSERT INTO blobs (id, size, refcount, data) VALUES (?1, ?2, 1, ?3)",
+                params![blob.id(), blob.size() as i64, blob.inline.as_deref()],
             )?;
             let (uid, modseq): (u32, i64) = conn
                 .prepare_cached(
@@ -483,8 +484,9 @@ impl MailStore for SqliteStore {
                 params![mailbox, uid, blob.id(), blob.size() as i64, internal_date, flags, modseq, reference],
             )?;
             // Last, as in deliver: a failure above leaves the file for the rollback to forget.
-            let dir = blob.commit()?;
-            effects.sync_dir(dir);
+            if let Some(dir) = blob.commit()? {
+                effects.sync_dir(dir);
+            }
             effects.mailbox_changed(mailbox);
             Ok(Transfer { uidvalidity: state.uidvalidity, uids: vec![(0, uid)] })
         })

@@ -161,20 +161,35 @@ pub(crate) fn account_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Accoun
     Ok(Account { id: r.get(0)?, address: r.get(1)?, password_hash: r.get(2)?, created: r.get(3)? })
 }
 
-/// Drops one reference from each blob; blobs nobody references are deleted after the commit.
+/// Drops one reference from each blob; blobs nobody references are deleted (their files
+/// after the commit).
 pub(crate) fn release_blobs(conn: &Connection, effects: &mut Effects, blob_ids: &[(String, i64)]) -> Result<()> {
     for (id, count) in blob_ids {
-        let left: i64 = conn.query_row(
-            "UPDATE blobs SET refcount = refcount - ?2 WHERE id = ?1 RETURNING refcount",
+        let (left, inline): (i64, bool) = conn.query_row(
+            "UPDATE blobs SET refcount = refcount - ?2 WHERE id = ?1 RETURNING refcount, data IS NOT NULL",
             params![id, count],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         if left <= 0 {
             conn.execute("DELETE FROM blobs WHERE id = ?1", [id])?;
-            effects.delete_after_commit(blob_path(&effects.blob_root, id));
+            if !inline {
+                effects.delete_after_commit(blob_path(&effects.blob_root, id));
+            }
         }
     }
     Ok(())
+}
+
+/// A stored body: from its row when inline, else from its file.
+pub(crate) fn read_blob(conn: &Connection, root: &Path, id: &str) -> Result<Vec<u8>> {
+    let data: Option<Vec<u8>> = conn.query_row("SELECT data FROM blobs WHERE id = ?1", [id], |r| r.get(0))?;
+    match data {
+        Some(d) => Ok(d),
+        None => {
+            let path = blob_path(root, id);
+            std::fs::read(&path).map_err(|e| StoreError::io(&path, e))
+        }
+    }
 }
 
 #[async_trait]
@@ -458,7 +473,10 @@ impl Store for SqliteStore {
         self.write(move |conn, effects| {
             let Delivery { mut blob, prefix, internal_date, targets, reference, trail, outbound } = delivery;
             let size = (blob.size() + prefix.len() as u64) as i64;
-            conn.execute("INSERT INTO blobs (id, size, refcount) VALUES (?1, ?2, 0)", params![blob.id(), blob.size() as i64])?;
+            conn.execute(
+                "INSERT INTO blobs (id, size, refcount, data) VALUES (?1, ?2, 0, ?3)",
+                params![blob.id(), blob.size() as i64, blob.inline.as_deref()],
+            )?;
             let mut delivered: Vec<Delivered> = Vec::with_capacity(targets.len());
             for target in targets {
                 let wanted = match target.folder {
@@ -497,8 +515,9 @@ impl Store for SqliteStore {
             conn.execute("UPDATE blobs SET refcount = ?2 WHERE id = ?1", params![blob.id(), refs])?;
             // Last, so that a failure above leaves the file where the savepoint rollback
             // forgets it; the directory fsync happens once for the whole batch.
-            let dir = blob.commit()?;
-            effects.sync_dir(dir);
+            if let Some(dir) = blob.commit()? {
+                effects.sync_dir(dir);
+            }
             Ok(delivered)
         })
         .await
@@ -559,8 +578,7 @@ impl Store for SqliteStore {
                 )
                 .optional()?
                 .ok_or_else(|| StoreError::NotFound(format!("message {uid} in mailbox {mailbox}")))?;
-            let path = blob_path(&root, &blob_id);
-            let body = std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
+            let body = read_blob(conn, &root, &blob_id)?;
             let mut message = prefix;
             message.extend_from_slice(&body);
             Ok(message)
@@ -589,8 +607,7 @@ impl Store for SqliteStore {
                 .query_row("SELECT prefix, blob_id FROM queue WHERE id = ?1", [&id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?
                 .ok_or_else(|| StoreError::NotFound(format!("queue entry {id}")))?;
-            let path = blob_path(&root, &blob_id);
-            let body = std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
+            let body = read_blob(conn, &root, &blob_id)?;
             let mut message = prefix;
             message.extend_from_slice(&body);
             Ok(message)

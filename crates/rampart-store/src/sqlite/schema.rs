@@ -153,7 +153,12 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     ) WITHOUT ROWID;
     "#,
-    // 5: IMAP. Expunged UIDs with the MODSEQ of their removal, so a session (or a CONDSTORE/
+    // 5: small message bodies inline in the database: one WAL fsync covers them, instead of a
+    // file creation, an fsync, a rename and a directory fsync each.
+    r#"
+    ALTER TABLE blobs ADD COLUMN data BLOB;
+    "#,
+    // 6: IMAP. Expunged UIDs with the MODSEQ of their removal, so a session (or a CONDSTORE/
     // QRESYNC client) learns what vanished since the MODSEQ it knows; the MODSEQ index makes
     // "what changed since N" cheap; recent_uid is the first UID no session has seen as
     // \Recent yet (RFC 3501 §2.3.2); uidvalidity_seq is the last UIDVALIDITY handed out per

@@ -314,3 +314,40 @@ async fn dmarc_evaluations_reports_and_state() {
     store.set_state("k", "2").await.unwrap();
     assert_eq!(store.state("k").await.unwrap().as_deref(), Some("2"));
 }
+
+#[tokio::test]
+async fn small_bodies_are_inline_large_ones_are_files() {
+    let (dir, store) = store().await;
+    let bob = store.add_account("bob@example.test", "h").await.unwrap();
+    let count_files = || {
+        std::fs::read_dir(dir.path().join("blobs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| !p.ends_with("tmp"))
+            .flat_map(|d| std::fs::read_dir(d).unwrap())
+            .count()
+    };
+    let small = b"Subject: small\r\n\r\nhi\r\n".to_vec();
+    let large: Vec<u8> = std::iter::repeat_n(b"0123456789abcdef\r\n".as_slice(), 10_000).flatten().copied().collect();
+    for (i, body) in [&small, &large].into_iter().enumerate() {
+        let b = blob(&store, body).await;
+        store
+            .deliver(Delivery {
+                blob: b,
+                prefix: vec![],
+                internal_date: 0,
+                targets: vec![Target { account: bob, folder: Folder::Inbox }],
+                reference: format!("S{i}"),
+                trail: "[]".into(),
+                outbound: None,
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(count_files(), 1, "only the large body has a file");
+    let inbox = store.mailboxes(bob).await.unwrap()[0].id;
+    assert_eq!(store.read_message(inbox, 1).await.unwrap(), small);
+    assert_eq!(store.read_message(inbox, 2).await.unwrap(), large);
+    store.remove_account("bob@example.test").await.unwrap();
+    assert_eq!(count_files(), 0);
+}

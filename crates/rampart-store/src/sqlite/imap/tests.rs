@@ -52,8 +52,14 @@ async fn flags_modseq_expunge_and_notification() {
     let (dir, store, bob) = setup().await;
     let inbox = store.mailbox_state(bob, "INBOX").await.unwrap().unwrap();
     let mut watch = store.watch_mailbox(inbox.id);
-    let u1 = append(&store, inbox.id, b"Subject: 1\r\n\r\none\r\n", "\\Seen").await;
-    let u2 = append(&store, inbox.id, b"Subject: 2\r\n\r\ntwo\r\n", "").await;
+    // Bodies above INLINE_MAX live in files, so releasing references can be seen on disk.
+    let body = |n: u8| {
+        let mut b = format!("Subject: {n}\r\n\r\n").into_bytes();
+        b.resize(crate::blob::INLINE_MAX + 1024, b'x');
+        b
+    };
+    let u1 = append(&store, inbox.id, &body(1), "\\Seen").await;
+    let u2 = append(&store, inbox.id, &body(2), "").await;
     assert_eq!((u1, u2), (1, 2));
     assert!(watch.has_changed().unwrap());
     watch.borrow_and_update();
