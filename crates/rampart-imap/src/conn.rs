@@ -359,6 +359,12 @@ async fn drive(d: &mut Driver, session: &mut Session, acceptor: Option<&rampart_
         if let Some(end) = follow(d, session, next, acceptor).await? {
             return Ok(end);
         }
+        // Replies to pipelined commands are batched until the input runs dry, but never past
+        // this: a client that sends many commands and reads nothing must not make the server
+        // buffer every answer (the socket's back-pressure then holds it).
+        if d.out.len() >= crate::session::FLUSH_AT {
+            d.flush().await?;
+        }
     }
 }
 
@@ -471,5 +477,35 @@ async fn idle(d: &mut Driver, session: &mut Session, settings: &crate::session::
                 return Ok(Next::Close);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn pace_holds_a_fast_client_to_the_limit() {
+        let start = tokio::time::Instant::now();
+        let mut pace = Pace { second: start, count: 0, limit: 10 };
+        for _ in 0..35 {
+            pace.tick().await;
+        }
+        let took = start.elapsed();
+        assert!(took >= Duration::from_secs(3) && took < Duration::from_secs(4), "{took:?}");
+        let mut free = Pace { second: start, count: 0, limit: 0 };
+        let before = tokio::time::Instant::now();
+        for _ in 0..1000 {
+            free.tick().await;
+        }
+        assert_eq!(before.elapsed(), Duration::ZERO);
+    }
+
+    #[test]
+    fn append_detection() {
+        assert!(is_append(b"a APPEND INBOX {5}"));
+        assert!(is_append(b"a append INBOX {5}"));
+        assert!(!is_append(b"a LOGIN {5}"));
+        assert!(!is_append(b"APPEND"));
     }
 }

@@ -24,7 +24,11 @@ async fn fixture() -> Fixture {
     let hash = rampart_auth::hash_password(PASSWORD, rampart_auth::HashParams::default()).unwrap();
     store.add_account("bob@example.test", &hash).await.unwrap();
     let store_dyn: Arc<dyn Store> = Arc::new(store.clone());
-    let guard = rampart_guard::Guard::new(&rampart_config::Config::default(), store_dyn.clone());
+    // Pacing (guard.imap_commands_per_second) has its own unit test; here it would only slow
+    // the pipelining tests down.
+    let mut config = rampart_config::Config::default();
+    config.guard.imap_commands_per_second = 100_000;
+    let guard = rampart_guard::Guard::new(&config, store_dyn.clone());
     let auth = rampart_auth::Authenticator::new(
         store_dyn,
         rampart_auth::AuthSettings {
@@ -393,4 +397,29 @@ async fn a_large_append_streams_to_a_blob_and_reads_back() {
     c.send(b"\r\n").await;
     assert!(c.until("b ").await.contains("b NO [TRYCREATE]"));
     assert!(c.cmd("n", "NOOP").await.contains("n OK"));
+}
+
+#[tokio::test]
+async fn pipelined_commands_do_not_pile_up_replies() {
+    let f = fixture().await;
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let session = Session::new(f.services.clone(), Arc::new(settings(TlsMode::Implicit)), "192.0.2.1:1".parse().unwrap(), true);
+    let task = tokio::spawn(conn::run(Box::new(server), session, None));
+    let (mut rd, mut wr) = tokio::io::split(client);
+    // 2,000 commands whose answers (~0.8 MB) the client does not read while sending.
+    let mut batch = format!("l LOGIN bob@example.test \"{PASSWORD}\"\r\n").into_bytes();
+    for i in 0..2000 {
+        batch.extend_from_slice(format!("c{i} LIST \"\" *\r\n").as_bytes());
+    }
+    batch.extend_from_slice(b"z LOGOUT\r\n");
+    let writer = tokio::spawn(async move {
+        wr.write_all(&batch).await.unwrap();
+        wr
+    });
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), rd.read_to_end(&mut all)).await.unwrap().unwrap();
+    let _ = writer.await.unwrap();
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.contains("c1999 OK") && text.contains("z OK"), "all commands answered");
+    assert_eq!(task.await.unwrap(), conn::End::Logout);
 }
