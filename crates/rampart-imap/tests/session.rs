@@ -279,6 +279,12 @@ async fn concurrent_sessions_see_each_other_at_the_right_moments() {
     let r = a.cmd("a4", "NOOP").await;
     assert!(r.contains("FETCH (UID 2 FLAGS ($Important"), "{r}");
     assert!(r.contains("* FLAGS ("), "the new keyword is announced: {r}");
+    // .SILENT spares the echo of one's own change, not a change another session made.
+    assert!(a.cmd("a6", "STORE 1 +FLAGS.SILENT (\\Answered)").await.contains("a6 OK"));
+    let r = b.cmd("b6", "STORE 1 +FLAGS.SILENT (\\Draft)").await;
+    assert!(r.contains("\\Answered") && r.contains("\\Draft"), "{r}");
+    let r = b.cmd("b7", "STORE 1 +FLAGS.SILENT (\\Seen)").await;
+    assert!(!r.contains("FETCH"), "{r}");
     // A keyword is announced in FLAGS before any FETCH shows it, for both sessions.
     let r = b.cmd("b5", "STORE 1 +FLAGS ($Fresh)").await;
     assert!(r.find("* FLAGS").unwrap() < r.find("$Fresh)").unwrap(), "{r}");
