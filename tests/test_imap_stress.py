@@ -23,6 +23,7 @@ class Client:
         self.f.readline()
         self.n = 0
         self.model = []  # UIDs by message number; None until a FETCH names it
+        self.flags = {}  # UID -> the flags the server last told this client
         self.rng = random.Random(seed)
         self.errors = []
 
@@ -67,24 +68,38 @@ class Client:
             u = re.search(rb"UID (\d+)", rest)
             if not 1 <= n <= len(self.model):
                 self.errors.append(f"FETCH {n} outside 1..{len(self.model)}")
-            elif u:
-                uid = int(u.group(1))
-                if self.model[n - 1] not in (None, uid):
+            else:
+                uid = int(u.group(1)) if u else self.model[n - 1]
+                if u and self.model[n - 1] not in (None, uid):
                     self.errors.append(f"message {n} changed UID {self.model[n - 1]} -> {uid}")
                 self.model[n - 1] = uid
+                fl = re.search(rb"FLAGS \(([^)]*)\)", rest)
+                if fl and uid is not None:
+                    self.flags[uid] = {f.lower() for f in fl.group(1).decode().split() if f.lower() != "\\recent"}
 
     def step(self):
-        op = self.rng.choice(["append", "append", "store", "store", "expunge", "fetch", "noop", "search", "uidsearch", "copy"])
+        # Mostly STOREs on a small mailbox, so sessions often touch the same message at once.
+        op = self.rng.choice(["append", "store", "store", "store", "store", "store", "expunge", "fetch", "noop",
+                              "search", "uidsearch", "copy"])
         size = len(self.model)
         if op == "append":
             self.cmd("APPEND INBOX", literal=message_bytes(subject=f"s{self.rng.random()}"))
         elif op == "store" and size:
             flag = self.rng.choice([r"\Deleted", r"\Seen", r"\Flagged", "$Label"])
-            self.cmd(f"STORE {self.rng.randint(1, size)} +FLAGS ({flag})")
+            sign = self.rng.choice("+-")
+            silent = self.rng.choice(["", ".SILENT"])
+            n = self.rng.randint(1, size)
+            self.cmd(f"STORE {n} {sign}FLAGS{silent} ({flag})")
+            # What the client knows after its own silent change, as a real client assumes.
+            uid = self.model[n - 1]
+            if silent and uid in self.flags:
+                (self.flags[uid].add if sign == "+" else self.flags[uid].discard)(flag.lower())
         elif op == "expunge":
             self.cmd("EXPUNGE")
         elif op == "fetch" and size:
-            self.cmd(f"FETCH 1:{size} (UID FLAGS)")
+            # UID only: what a client knows of flags must come from STORE replies and the
+            # server's unsolicited FETCHes, which is what this test checks.
+            self.cmd(f"FETCH 1:{size} (UID)")
         elif op == "search":
             tagged, lines = self.cmd("SEARCH ALL")
             for line in lines:
@@ -112,10 +127,13 @@ def test_concurrent_clients_keep_consistent_views(rampart):
     # Four clients as fast as they can: above the default pace of 50 commands a second.
     server = rampart.start("guard.imap_commands_per_second=1000", listeners=("imaps",))
     clients = [Client(server, seed) for seed in range(4)]
+    setup = Client(server, 100)
+    setup.cmd(f'LOGIN bob@example.test "{PASSWORD}"')
+    for i in range(8):
+        setup.cmd("APPEND INBOX", literal=message_bytes(subject=f"seed {i}"))
     for c in clients:
         assert b"OK" in c.cmd(f'LOGIN bob@example.test "{PASSWORD}"')[0]
         assert b"OK" in c.cmd("SELECT INBOX")[0]
-        c.model = []
 
     def run(c):
         try:
@@ -131,6 +149,15 @@ def test_concurrent_clients_keep_consistent_views(rampart):
         t.join(120)
     for c in clients:
         c.verify()
+    # Every flag a client was told (or set silently) is the server's: no change went unreported.
+    truth = Client(server, 99)
+    truth.cmd(f'LOGIN bob@example.test "{PASSWORD}"')
+    truth.cmd("EXAMINE INBOX")
+    truth.cmd("FETCH 1:* (UID FLAGS)" if truth.model else "NOOP")
+    for i, c in enumerate(clients):
+        for uid, known in c.flags.items():
+            if uid in truth.flags and truth.flags[uid] != known:
+                c.errors.append(f"UID {uid}: client thinks {sorted(known)}, server has {sorted(truth.flags[uid])}")
     problems = [f"client {i}: {e}" for i, c in enumerate(clients) for e in c.errors]
     assert not problems, "\n".join(problems[:20])
     views = {tuple(c.model) for c in clients}
