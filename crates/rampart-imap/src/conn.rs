@@ -465,11 +465,15 @@ async fn idle(d: &mut Driver, session: &mut Session, settings: &crate::session::
                 }
             }
             _ = changed => {
-                session.idle_changed(&mut d.out).await;
+                if !session.idle_changed(&mut d.out).await {
+                    return Ok(Next::Close);
+                }
                 d.flush().await?;
             }
             _ = tokio::time::sleep(IDLE_POLL) => {
-                session.idle_changed(&mut d.out).await;
+                if !session.idle_changed(&mut d.out).await {
+                    return Ok(Next::Close);
+                }
                 d.flush().await?;
             }
             _ = tokio::time::sleep_until(deadline) => {

@@ -429,3 +429,15 @@ async fn pipelined_commands_do_not_pile_up_replies() {
     assert!(text.contains("c1999 OK") && text.contains("z OK"), "all commands answered");
     assert_eq!(task.await.unwrap(), conn::End::Logout);
 }
+
+#[tokio::test]
+async fn a_selected_mailbox_deleted_elsewhere_ends_the_session() {
+    let f = fixture().await;
+    let mut a = Client::login(&f).await;
+    let mut b = Client::login(&f).await;
+    assert!(a.cmd("c", "CREATE Doomed").await.contains("c OK"));
+    assert!(a.cmd("s", "SELECT Doomed").await.contains("s OK"));
+    assert!(b.cmd("d", "DELETE Doomed").await.contains("d OK"));
+    let r = a.cmd("n", "NOOP").await;
+    assert!(r.contains("* BYE Selected mailbox was deleted"), "{r}");
+}

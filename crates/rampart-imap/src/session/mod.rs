@@ -386,6 +386,12 @@ impl Session {
         };
         match result {
             Ok(next) => next,
+            Err(StoreError::NotFound(_)) if self.selected_mailbox_is_gone().await => {
+                // Another session deleted (or renamed away) the selected mailbox; its view
+                // cannot go on, as Dovecot also decides.
+                line(out.buf(), "* BYE Selected mailbox was deleted, have to disconnect");
+                Next::Close
+            }
             Err(e) => {
                 warn!(event = "imap_store_error", ip = %self.remote.ip(), error = %e);
                 line(out.buf(), &format!("{tag} NO [SERVERBUG] Internal error, try again later"));
@@ -410,10 +416,27 @@ impl Session {
         Ok(())
     }
 
-    /// Changes arrived while idling: report them.
-    pub async fn idle_changed(&mut self, out: &mut Vec<u8>) {
-        if let Err(e) = self.sync(out, true).await {
-            warn!(event = "imap_store_error", ip = %self.remote.ip(), error = %e);
+    /// Changes arrived while idling: report them. False when the session must end.
+    pub async fn idle_changed(&mut self, out: &mut Vec<u8>) -> bool {
+        match self.sync(out, true).await {
+            Ok(()) => true,
+            Err(StoreError::NotFound(_)) if self.selected_mailbox_is_gone().await => {
+                line(out, "* BYE Selected mailbox was deleted, have to disconnect");
+                false
+            }
+            Err(e) => {
+                warn!(event = "imap_store_error", ip = %self.remote.ip(), error = %e);
+                true
+            }
+        }
+    }
+
+    /// Whether the selected mailbox no longer exists in the store.
+    async fn selected_mailbox_is_gone(&self) -> bool {
+        let State::Selected(user, view) = &self.state else { return false };
+        match self.services.store.mailbox_states(user.id).await {
+            Ok(all) => !all.iter().any(|m| m.id == view.id),
+            Err(_) => false,
         }
     }
 
