@@ -177,7 +177,7 @@ smtpd_client_connection_rate_limit = 0
         return len(os.listdir(new)) if new.exists() else 0
 
     def stop(self):
-        subprocess.run(["postfix", "-c", self.etc, "stop"], capture_output=True)
+        subprocess.run(["postfix", "-c", self.etc, "stop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 class DovecotServer:
@@ -244,11 +244,14 @@ default_client_limit = 40000
 default_vsz_limit = 0
 mail_max_userip_connections = 20000
 """)
-        subprocess.run(["dovecot", "-c", self.dir / "dovecot.conf"], check=True, capture_output=True)
+        # Dovecot daemonizes: its children would hold captured pipes open forever.
+        subprocess.run(["dovecot", "-c", self.dir / "dovecot.conf"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port)
 
     def stop(self):
-        subprocess.run(["dovecot", "-c", self.dir / "dovecot.conf", "stop"], capture_output=True)
+        subprocess.run(["dovecot", "-c", self.dir / "dovecot.conf", "stop"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
         time.sleep(0.5)
 
 

@@ -255,11 +255,12 @@ fn parse_bdat(rest: &str) -> Result<Command, ParseError> {
 
 /// Strips `keyword:` (case-insensitive), tolerating spaces after the colon as most MTAs do.
 fn after_keyword<'a>(rest: &'a str, keyword: &str, usage: &'static str) -> Result<&'a str, ParseError> {
+    // Byte-wise: the client may put non-ASCII where the keyword belongs.
     let n = keyword.len();
-    if rest.len() < n || !rest[..n].eq_ignore_ascii_case(keyword) {
-        return Err(ParseError::Syntax(usage));
+    match rest.as_bytes().get(..n) {
+        Some(head) if head.eq_ignore_ascii_case(keyword.as_bytes()) => Ok(rest[n..].trim_start_matches(' ')),
+        _ => Err(ParseError::Syntax(usage)),
     }
-    Ok(rest[n..].trim_start_matches(' '))
 }
 
 fn parse_mail(rest: &str) -> Result<Command, ParseError> {
@@ -516,6 +517,13 @@ mod tests {
             panic!()
         };
         assert!(!m.is_ascii());
+    }
+
+    #[test]
+    fn non_ascii_where_the_keyword_belongs() {
+        // Found by the fuzzer: slicing inside a UTF-8 character panicked.
+        assert!(matches!(parse("RCPT \"x\u{5c6}\"@2TO:<a@b>".as_bytes()), Err(ParseError::Syntax(_))));
+        assert!(matches!(parse("MAIL FRÖM:<a@b>".as_bytes()), Err(ParseError::Syntax(_))));
     }
 
     #[test]

@@ -92,21 +92,32 @@ impl Receiver {
         if self.pending_cr { Err(Fatal::BareCr) } else { Ok(()) }
     }
 
+    /// Counts `bytes` as content and keeps what fits before any limit. Where the limit falls
+    /// does not depend on how the input was split into reads.
     fn emit(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        let room = self.max_size.saturating_sub(self.size) as usize;
         self.size += bytes.len() as u64;
-        if self.soft.is_none() && self.size > self.max_size {
-            self.soft = Some(Soft::TooBig);
-        }
         if self.soft.is_none() {
-            out.extend_from_slice(bytes);
+            out.extend_from_slice(&bytes[..bytes.len().min(room)]);
+            if bytes.len() > room {
+                self.soft = Some(Soft::TooBig);
+            }
         }
     }
 
-    fn grow_line(&mut self, n: usize) {
-        self.line_len += n;
-        if self.soft.is_none() && self.line_len + 2 > self.max_line {
+    /// Emits a run of ordinary line content, stopping at the line-length limit.
+    fn emit_line(&mut self, run: &[u8], out: &mut Vec<u8>) {
+        // The limit counts the CRLF.
+        let room = self.max_line.saturating_sub(2).saturating_sub(self.line_len);
+        self.line_len += run.len();
+        if run.len() <= room {
+            return self.emit(run, out);
+        }
+        self.emit(&run[..room], out);
+        if self.soft.is_none() {
             self.soft = Some(Soft::LineTooLong);
         }
+        self.emit(&run[room..], out);
     }
 
     /// Scans `input`, appending kept content to `out`.
@@ -149,8 +160,7 @@ impl Receiver {
             self.pending_dot = false;
             self.at_line_start = false;
             let run_end = memchr3(b'\r', b'\n', 0, &input[i..]).map_or(input.len(), |p| i + p);
-            self.grow_line(run_end - i);
-            self.emit(&input[i..run_end], out);
+            self.emit_line(&input[i..run_end], out);
             i = run_end;
         }
         Ok(Fed { consumed: input.len(), done: false })
@@ -227,13 +237,14 @@ mod tests {
         let fed = r.feed(b"0123456789abcdef\r\n.\r\n", &mut out).unwrap();
         assert!(fed.done);
         assert_eq!(r.soft_error(), Some(Soft::TooBig));
-        assert!(out.len() <= 10);
+        assert_eq!(out, b"0123456789");
 
         let mut r = Receiver::new(Framing::Dot, 10_000, 8);
         let mut out = Vec::new();
         assert!(r.feed(b"short\r\nmuch too long\r\n.\r\n", &mut out).unwrap().done);
         assert_eq!(r.soft_error(), Some(Soft::LineTooLong));
-        assert_eq!(out, b"short\r\n");
+        // What is kept stops exactly at the limit, however the input was split.
+        assert_eq!(out, b"short\r\nmuch t");
     }
 
     #[test]

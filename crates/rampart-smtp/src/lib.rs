@@ -11,30 +11,46 @@
 //! - outbound: [`queue`] runs the durable queue, [`outbound`] makes one delivery attempt over
 //!   [`client`] after [`dns`] found the MX hosts, and [`dsn`] writes bounces.
 
+#[cfg(feature = "server")]
 pub mod client;
 pub mod command;
+#[cfg(feature = "server")]
 pub mod conn;
 pub mod data;
+#[cfg(feature = "server")]
 pub mod dns;
+#[cfg(feature = "server")]
 pub mod dsn;
+#[cfg(feature = "server")]
 pub mod outbound;
+#[cfg(feature = "server")]
 pub mod queue;
 pub mod reply;
+#[cfg(feature = "server")]
 pub mod session;
+#[cfg(feature = "server")]
 pub mod trace;
 
+#[cfg(feature = "server")]
 use std::net::SocketAddr;
+#[cfg(feature = "server")]
 use std::sync::Arc;
 
+#[cfg(feature = "server")]
 use rampart_config::TlsMode;
+#[cfg(feature = "server")]
 use tokio::io::AsyncWriteExt;
+#[cfg(feature = "server")]
 use tokio::net::TcpStream;
+#[cfg(feature = "server")]
 use tracing::info;
 
 pub use reply::Reply;
+#[cfg(feature = "server")]
 pub use session::{Role, Services, Session, Settings};
 
 /// Serves one accepted SMTP connection to its end.
+#[cfg(feature = "server")]
 pub async fn handle(
     stream: TcpStream,
     remote: SocketAddr,
@@ -67,6 +83,7 @@ pub async fn handle(
 /// Turns away a connection at accept: `421 4.7.0` for "try later" (limits), `554 5.7.1`
 /// for "never" (firewall, ban) when `banner` allows saying so; nothing at all where the
 /// protocol starts with TLS, since no clear-text byte may go there.
+#[cfg(feature = "server")]
 pub async fn refuse(mut stream: TcpStream, settings: &Settings, hostname: &str, permanent: bool, banner: bool) {
     if settings.tls == TlsMode::Starttls && (banner || !permanent) {
         let reply = if permanent {
