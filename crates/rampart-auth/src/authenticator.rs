@@ -37,12 +37,16 @@ pub struct Authenticator {
     secret: [u8; 32],
     /// A hash to check against when the user does not exist, so the answer takes as long.
     dummy_hash: String,
+    /// argon2 runs at most this many at once: each costs `memory_kib` of RAM and a core for
+    /// tens of milliseconds, so a login flood queues instead of exhausting both.
+    hashing: tokio::sync::Semaphore,
 }
 
 impl Authenticator {
     pub fn new(store: Arc<dyn Store>, settings: AuthSettings) -> Result<Arc<Authenticator>, AuthError> {
         let dummy_hash = hash_password("not a password of anyone", settings.hash)?;
-        Ok(Arc::new(Authenticator { store, settings, secret: rand::random(), dummy_hash }))
+        let lanes = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(Arc::new(Authenticator { store, settings, secret: rand::random(), dummy_hash, hashing: tokio::sync::Semaphore::new(lanes) }))
     }
 
     pub fn settings(&self) -> &AuthSettings {
@@ -81,6 +85,7 @@ impl Authenticator {
         let fail = || Failure::Credentials { user: Some(user.to_string()) };
         let creds = self.credentials(user).await?;
         let password = password.to_string();
+        let _lane = self.hashing.acquire().await.map_err(|e| Failure::Temporary(e.to_string()))?;
         let Some(creds) = creds else {
             let dummy = self.dummy_hash.clone();
             let _ = tokio::task::spawn_blocking(move || verify_password(&password, &dummy)).await;

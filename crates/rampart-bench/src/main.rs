@@ -299,13 +299,14 @@ async fn main() -> anyhow::Result<()> {
             );
         }
         Command::Idle { connections } => {
-            let mut held = Vec::with_capacity(connections);
-            let mut i = 0;
-            while held.len() < connections {
-                let n = 1 + i % cli.users;
-                i += 1;
-                match async {
-                    let mut c = login(&cli, &tls, n).await?;
+            // 64 logins in flight at once: argon2 on the server makes each take a while.
+            let gate = Arc::new(tokio::sync::Semaphore::new(64));
+            let mut tasks = Vec::with_capacity(connections);
+            for i in 0..connections {
+                let (cli, tls, gate) = (cli.clone(), tls.clone(), gate.clone());
+                tasks.push(tokio::spawn(async move {
+                    let _slot = gate.acquire().await?;
+                    let mut c = login(&cli, &tls, 1 + i % cli.users).await?;
                     c.run("SELECT INBOX").await?;
                     c.tag += 1;
                     c.io.write_all(format!("b{} IDLE\r\n", c.tag).as_bytes()).await?;
@@ -314,12 +315,11 @@ async fn main() -> anyhow::Result<()> {
                         bail!("IDLE refused: {}", String::from_utf8_lossy(&cont));
                     }
                     anyhow::Ok(c)
-                }
-                .await
-                {
-                    Ok(c) => held.push(c),
-                    Err(e) => bail!("connection {}: {e:#}", held.len() + 1),
-                }
+                }));
+            }
+            let mut held = Vec::with_capacity(connections);
+            for (i, t) in tasks.into_iter().enumerate() {
+                held.push(t.await?.with_context(|| format!("connection {}", i + 1))?);
             }
             println!("{{\"idle\": {}}}", held.len());
             // Hold them until the benchmark kills this process.

@@ -34,6 +34,8 @@ const STREAM_APPEND_AT: u64 = 64 * 1024;
 const TAG_PEEK: usize = 64;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
+/// Bytes asked of the socket per read while a client idles.
+const IDLE_READ: usize = 256;
 
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
@@ -447,7 +449,10 @@ async fn idle(d: &mut Driver, session: &mut Session, settings: &crate::session::
             return Ok(session.idle_done(&mut d.out, b"").await);
         }
         d.compact();
-        d.buf.reserve(READ_CHUNK);
+        // An idling client sends only "DONE": thousands of them should not each hold a full
+        // read buffer.
+        d.buf.shrink_to(IDLE_READ);
+        d.buf.reserve(IDLE_READ);
         let changed = async {
             match watch.as_mut() {
                 Some(w) => {

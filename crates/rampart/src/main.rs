@@ -131,6 +131,15 @@ fn main() -> std::process::ExitCode {
     // Mail, keys and the database are nobody else's business.
     // SAFETY: umask only changes this process's file-creation mask.
     unsafe { libc::umask(0o027) };
+    // glibc raises its mmap threshold after freeing a large block, after which argon2's 19 MiB
+    // work areas are recycled inside per-thread arenas and never returned: with many blocking
+    // threads that grew the server by gigabytes. A fixed threshold keeps large blocks mmapped
+    // (returned on free), and fewer arenas bound fragmentation across threads.
+    // SAFETY: mallopt only tunes the allocator, before any thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, 4);
+    }
     let config = cli.config;
     let result = match cli.command {
         Command::Init { dir, hostname, domain } => init::run(&dir, &hostname, &domain),

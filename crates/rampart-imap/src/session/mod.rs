@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use rampart_config::TlsMode;
 use rampart_store::{AccountId, MailStore, StoreError};
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 use crate::parser::{self, Command, Kind, ParseError};
 use crate::response::line;
@@ -496,7 +496,7 @@ impl Session {
     }
 
     pub(crate) fn log_command(&self, name: &str) {
-        info!(event = "imap_command", ip = %self.remote.ip(), command = name);
+        debug!(event = "imap_command", ip = %self.remote.ip(), command = name);
     }
 }
 
