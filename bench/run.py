@@ -305,7 +305,9 @@ def bench_idle_connections(args):
                 try:
                     line = holder.stdout.readline()
                     assert '"idle"' in line, f"idle holder failed: {line}"
-                    time.sleep(2)
+                    # Idle means settled: argon2 work areas linger 10 s after the last login
+                    # (crates/rampart-auth/src/work.rs).
+                    time.sleep(15)
                     values.append(r.rss() / 1024)
                 finally:
                     holder.kill()

@@ -9,7 +9,8 @@ use rampart_store::{AccountId, Credentials, Secrets, Store};
 
 use crate::sasl::{Exchange, Failure, Mechanism};
 use crate::scram::ScramKeys;
-use crate::{AuthError, HashParams, hash_password, verify_password};
+use crate::work::WorkAreas;
+use crate::{AuthError, HashParams, hash_password, verify_password_in};
 
 /// Who authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,13 +41,17 @@ pub struct Authenticator {
     /// argon2 runs at most this many at once: each costs `memory_kib` of RAM and a core for
     /// tens of milliseconds, so a login flood queues instead of exhausting both.
     hashing: tokio::sync::Semaphore,
+    work: Arc<WorkAreas>,
 }
 
 impl Authenticator {
     pub fn new(store: Arc<dyn Store>, settings: AuthSettings) -> Result<Arc<Authenticator>, AuthError> {
         let dummy_hash = hash_password("not a password of anyone", settings.hash)?;
         let lanes = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Ok(Arc::new(Authenticator { store, settings, secret: rand::random(), dummy_hash, hashing: tokio::sync::Semaphore::new(lanes) }))
+        Ok(Arc::new(Authenticator { store, settings, secret: rand::random(), dummy_hash,
+            hashing: tokio::sync::Semaphore::new(lanes),
+            work: Arc::default(),
+        }))
     }
 
     pub fn settings(&self) -> &AuthSettings {
@@ -86,21 +91,31 @@ impl Authenticator {
         let creds = self.credentials(user).await?;
         let password = password.to_string();
         let _lane = self.hashing.acquire().await.map_err(|e| Failure::Temporary(e.to_string()))?;
+        let mut area = self.work.take();
         let Some(creds) = creds else {
             let dummy = self.dummy_hash.clone();
-            let _ = tokio::task::spawn_blocking(move || verify_password(&password, &dummy)).await;
+            if let Ok(area) = tokio::task::spawn_blocking(move || {
+                verify_password_in(&password, &dummy, &mut area);
+                area
+            })
+            .await
+            {
+                self.work.give_back(area);
+            }
             return Err(fail());
         };
         let (account, app_passwords) = (creds.account, creds.app_passwords);
         let hash = account.password_hash.clone();
-        let matched = tokio::task::spawn_blocking(move || {
-            if verify_password(&password, &hash) {
-                return Some(None);
+        let (matched, area) = tokio::task::spawn_blocking(move || {
+            if verify_password_in(&password, &hash, &mut area) {
+                return (Some(None), area);
             }
-            app_passwords.into_iter().find(|a| verify_password(&password, &a.hash)).map(|a| Some((a.id, a.name)))
+            let app = app_passwords.into_iter().find(|a| verify_password_in(&password, &a.hash, &mut area));
+            (app.map(|a| Some((a.id, a.name))), area)
         })
         .await
         .map_err(|e| Failure::Temporary(e.to_string()))?;
+        self.work.give_back(area);
         match matched {
             None => Err(fail()),
             Some(app) => {

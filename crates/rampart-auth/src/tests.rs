@@ -20,6 +20,40 @@ fn hash_and_verify() {
 }
 
 #[test]
+fn a_reused_work_area_gives_the_same_answers() {
+    let small = HashParams { memory_kib: 64, iterations: 1, parallelism: 1 };
+    let a = hash_password("first password here", HashParams::default()).unwrap();
+    let b = hash_password("second password", small).unwrap();
+    // A foreign but valid PHC string (argon2i, other lengths) must verify too.
+    let c = "$argon2i$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$wWKIMhR9lyDFvRz9YTZweHKfbftvj+qf+YFY4NeBbtA";
+    let mut area = Vec::new();
+    for _ in 0..2 {
+        assert!(verify_password_in("first password here", &a, &mut area));
+        assert!(!verify_password_in("second password", &a, &mut area));
+        assert!(verify_password_in("second password", &b, &mut area));
+        assert!(!verify_password_in("first password here", &b, &mut area));
+        assert!(verify_password_in("password", c, &mut area));
+        assert!(!verify_password_in("passwore", c, &mut area));
+    }
+    assert_eq!(area.len(), 65536, "grown to the largest cost seen");
+}
+
+#[tokio::test(start_paused = true)]
+async fn work_areas_are_freed_once_logins_stop() {
+    let work = Arc::new(work::WorkAreas::default());
+    let area = work.take();
+    work.give_back(area);
+    assert_eq!(work.kept(), 1);
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let area = work.take();
+    work.give_back(area);
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    assert_eq!(work.kept(), 1, "a login 8 s ago keeps it");
+    tokio::time::sleep(std::time::Duration::from_secs(20)).await;
+    assert_eq!(work.kept(), 0);
+}
+
+#[test]
 fn app_passwords_look_right() {
     let p = new_app_password();
     assert_eq!(p.len(), 19);
