@@ -5,7 +5,7 @@
 
 Prints a markdown table of medians over the runs with the ratios and appends it to
 bench/results.md. Needs the Debian packages postfix (smtp-source), dovecot-imapd and
-dnsmasq-base (scripts/setup installs them) and runs as root (Postfix's master needs it).
+dnsmasq-base (`scripts/setup --bench` installs them) and runs as root (Postfix's master needs it).
 
 What is measured:
 - smtp: Postfix's smtp-source sends N messages of 4 KiB over S parallel sessions (a new
@@ -399,7 +399,7 @@ def main():
         sys.exit("run as root: the private Postfix instance needs it")
     for tool in ("smtp-source", "postfix", "dnsmasq", "dovecot"):
         if not shutil.which(tool):
-            sys.exit(f"{tool} is missing: run scripts/setup")
+            sys.exit(f"{tool} is missing: run scripts/setup --bench")
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "--bin", "rampart", "--bin", "rampart-bench"], cwd=ROOT, check=True)
     import resource

@@ -20,22 +20,27 @@ fn hash_and_verify() {
 }
 
 #[test]
-fn a_reused_work_area_gives_the_same_answers() {
-    let small = HashParams { memory_kib: 64, iterations: 1, parallelism: 1 };
-    let a = hash_password("first password here", HashParams::default()).unwrap();
-    let b = hash_password("second password", small).unwrap();
+fn both_argon2_implementations_agree() {
+    // One lane: libsodium. Two lanes: the argon2 crate, in a reused work area.
+    let one = hash_password("first password here", HashParams::default()).unwrap();
+    let two = hash_password("second password", HashParams { memory_kib: 64, iterations: 1, parallelism: 2 }).unwrap();
     // A foreign but valid PHC string (argon2i, other lengths) must verify too.
-    let c = "$argon2i$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$wWKIMhR9lyDFvRz9YTZweHKfbftvj+qf+YFY4NeBbtA";
+    let foreign = "$argon2i$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$wWKIMhR9lyDFvRz9YTZweHKfbftvj+qf+YFY4NeBbtA";
+    assert_eq!(sodium::verify("first password here", &one), Some(true));
+    assert_eq!(sodium::verify("first password herE", &one), Some(false));
     let mut area = Vec::new();
     for _ in 0..2 {
-        assert!(verify_password_in("first password here", &a, &mut area));
-        assert!(!verify_password_in("second password", &a, &mut area));
-        assert!(verify_password_in("second password", &b, &mut area));
-        assert!(!verify_password_in("first password here", &b, &mut area));
-        assert!(verify_password_in("password", c, &mut area));
-        assert!(!verify_password_in("passwore", c, &mut area));
+        assert!(verify_password_in("first password here", &one, &mut area));
+        assert!(!verify_password_in("second password", &one, &mut area));
+        assert!(verify_password_in("second password", &two, &mut area));
+        assert!(!verify_password_in("first password here", &two, &mut area));
+        assert!(verify_password_in("password", foreign, &mut area));
+        assert!(!verify_password_in("passwore", foreign, &mut area));
     }
-    assert_eq!(area.len(), 65536, "grown to the largest cost seen");
+    assert_eq!(area.len(), 64, "only the two-lane hash used the work area");
+    // The same hash checked by the argon2 crate, for the record.
+    let parsed = argon2::password_hash::phc::PasswordHash::new(&one).unwrap();
+    assert!(argon2::PasswordVerifier::verify_password(&Argon2::default(), b"first password here", &parsed).is_ok());
 }
 
 #[tokio::test(start_paused = true)]
