@@ -21,8 +21,8 @@ pub(crate) struct WorkAreas {
 #[derive(Default)]
 struct Inner {
     free: Vec<Vec<Block>>,
-    /// Bumped on every give-back, so the reaper sees whether logins happened meanwhile.
-    generation: u64,
+    /// When an area was last given back: the reaper frees them all [`LINGER`] after it.
+    last_use: Option<tokio::time::Instant>,
     reaper: bool,
 }
 
@@ -34,7 +34,7 @@ impl WorkAreas {
     pub(crate) fn give_back(self: &Arc<Self>, area: Vec<Block>) {
         let mut inner = self.lock();
         inner.free.push(area);
-        inner.generation += 1;
+        inner.last_use = Some(tokio::time::Instant::now());
         if inner.reaper {
             return;
         }
@@ -47,10 +47,12 @@ impl WorkAreas {
         let this = self.clone();
         runtime.spawn(async move {
             loop {
-                let seen = this.lock().generation;
-                tokio::time::sleep(LINGER).await;
+                let due = this.lock().last_use.map(|t| t + LINGER);
+                if let Some(due) = due {
+                    tokio::time::sleep_until(due).await;
+                }
                 let mut inner = this.lock();
-                if inner.generation == seen {
+                if inner.last_use.is_none_or(|t| t + LINGER <= tokio::time::Instant::now()) {
                     inner.free.clear();
                     inner.reaper = false;
                     return;
