@@ -441,3 +441,32 @@ async fn a_selected_mailbox_deleted_elsewhere_ends_the_session() {
     let r = a.cmd("n", "NOOP").await;
     assert!(r.contains("* BYE Selected mailbox was deleted"), "{r}");
 }
+
+/// A CONDSTORE-enabling FETCH in the selected state reports the current HIGHESTMODSEQ once
+/// (RFC 7162 §3.1, as Dovecot does); ESEARCH MODSEQ follows the MIN/MAX messages, not every match (RFC 7162 §3.1.5).
+#[tokio::test]
+async fn condstore_enabled_late_and_esearch_modseq() {
+    let f = fixture().await;
+    for i in 0..3 {
+        deliver(&f.store, &format!("Subject: {i}\r\n\r\nx\r\n")).await;
+    }
+    let mut c = Client::login(&f).await;
+    c.cmd("s", "SELECT INBOX").await;
+    let r = c.cmd("f", "FETCH 1 MODSEQ").await;
+    assert!(r.contains("* OK [HIGHESTMODSEQ "), "{r}");
+    assert!(!c.cmd("f2", "FETCH 1 MODSEQ").await.contains("HIGHESTMODSEQ"));
+    let modseq = |r: &str| -> u64 { r.split("MODSEQ (").nth(1).unwrap().split(')').next().unwrap().parse().unwrap() };
+    // Message 1 changes first, then 3, then 2: three distinct mod-sequences.
+    let m1 = modseq(&c.cmd("a", "STORE 1 +FLAGS (\\Seen)").await);
+    let m3 = modseq(&c.cmd("b", "STORE 3 +FLAGS (\\Seen)").await);
+    let m2 = modseq(&c.cmd("c", "STORE 2 +FLAGS (\\Seen)").await);
+    assert!(m1 < m3 && m3 < m2);
+    let r = c.cmd("x", "SEARCH RETURN (MIN) MODSEQ 1").await;
+    assert!(r.contains(&format!("MIN 1 MODSEQ {m1}\r\n")), "{r}");
+    let r = c.cmd("y", "SEARCH RETURN (MAX) MODSEQ 1").await;
+    assert!(r.contains(&format!("MAX 3 MODSEQ {m3}\r\n")), "{r}");
+    let r = c.cmd("z", "SEARCH RETURN (MIN MAX) 1,3 MODSEQ 1").await;
+    assert!(r.contains(&format!("MIN 1 MAX 3 MODSEQ {m3}\r\n")), "{r}");
+    let r = c.cmd("w", "SEARCH RETURN (ALL) MODSEQ 1").await;
+    assert!(r.contains(&format!("ALL 1:3 MODSEQ {m2}\r\n")), "{r}");
+}
