@@ -470,3 +470,38 @@ async fn condstore_enabled_late_and_esearch_modseq() {
     let r = c.cmd("w", "SEARCH RETURN (ALL) MODSEQ 1").await;
     assert!(r.contains(&format!("ALL 1:3 MODSEQ {m2}\r\n")), "{r}");
 }
+
+/// Subscriptions are names: CREATE does not subscribe, DELETE does not unsubscribe (RFC 3501
+/// §6.3.6), LSUB with `%` returns the level above a deeper subscription as \Noselect
+/// (§6.3.9), and LIST (SUBSCRIBED RECURSIVEMATCH) gives CHILDINFO only for descendants that
+/// are not listed themselves (RFC 5258 §3.5).
+#[tokio::test]
+async fn subscriptions_lsub_and_list_subscribed() {
+    let f = fixture().await;
+    let mut c = Client::login(&f).await;
+    for name in ["Lists/rust", "Lists/go", "Old", "Deep/a/b"] {
+        assert!(c.cmd("c", &format!("CREATE {name}")).await.contains("c OK"));
+    }
+    let r = c.cmd("l", "LSUB \"\" \"*\"").await;
+    assert!(!r.contains("Lists") && !r.contains("Old"), "CREATE subscribed: {r}");
+    for name in ["Lists/rust", "Old", "Deep/a/b"] {
+        assert!(c.cmd("s", &format!("SUBSCRIBE {name}")).await.contains("s OK"));
+    }
+    assert!(c.cmd("d", "DELETE Old").await.contains("d OK"));
+    let r = c.cmd("l", "LSUB \"\" \"%\"").await;
+    assert!(r.contains("* LSUB (\\Noselect) \"/\" Lists\r\n"), "{r}");
+    assert!(r.contains("* LSUB (\\Noselect) \"/\" Deep\r\n"), "{r}");
+    assert!(r.contains("* LSUB () \"/\" Old\r\n"), "the subscription outlives the mailbox: {r}");
+    assert!(!r.contains("Lists/rust"), "{r}");
+    let r = c.cmd("l", "LSUB \"\" \"Deep/%\"").await;
+    assert!(r.contains("* LSUB (\\Noselect) \"/\" Deep/a\r\n") && !r.contains("Deep/a/b"), "{r}");
+    let r = c.cmd("x", "LIST (SUBSCRIBED) \"\" \"*\"").await;
+    assert!(r.contains("* LIST (\\NonExistent \\HasNoChildren \\Subscribed) \"/\" Old\r\n"), "{r}");
+    assert!(r.contains("\\Subscribed) \"/\" Lists/rust\r\n") && !r.contains("Lists/go"), "{r}");
+    let r = c.cmd("y", "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"%\"").await;
+    assert!(r.contains("\"/\" Lists (\"CHILDINFO\" (\"SUBSCRIBED\"))\r\n"), "{r}");
+    let r = c.cmd("z", "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" (Lists Lists/rust)").await;
+    assert!(!r.contains("CHILDINFO") && r.contains("\"/\" Lists/rust\r\n"), "child listed itself: {r}");
+    assert!(c.cmd("u", "UNSUBSCRIBE Old").await.contains("u OK"));
+    assert!(!c.cmd("l", "LSUB \"\" \"*\"").await.contains("Old"));
+}
