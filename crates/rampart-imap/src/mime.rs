@@ -74,7 +74,7 @@ impl<'a> Parsed<'a> {
         if section.part.is_empty() {
             return Some(match &section.text {
                 None => self.raw.to_vec(),
-                Some(t) => message_section(msg, t),
+                Some(t) => message_section(msg, t, self.raw.len() as u32),
             });
         }
         let (owner, idx) = resolve(msg, &section.part)?;
@@ -84,7 +84,7 @@ impl<'a> Parsed<'a> {
             None => Some(slice(raw, part.offset_body, part.offset_end).to_vec()),
             Some(SectionPart::Mime) => Some(slice(raw, part.offset_header, part.offset_body).to_vec()),
             Some(t) => match &part.body {
-                PartType::Message(nested) => Some(message_section(nested, t)),
+                PartType::Message(nested) => Some(message_section(nested, t, part.offset_end)),
                 // RFC 3501 §6.4.5: HEADER/TEXT apply to message/rfc822 parts only.
                 _ => Some(Vec::new()),
             },
@@ -170,11 +170,15 @@ fn body_of<'m>(m: &'m Message<'_>) -> &'m [u8] {
     }
 }
 
-fn message_section(m: &Message<'_>, t: &SectionPart) -> Vec<u8> {
+/// `end`: where the message ends in its raw bytes (the end of the enclosing message/rfc822
+/// part, or of the whole message).
+fn message_section(m: &Message<'_>, t: &SectionPart, end: u32) -> Vec<u8> {
     match t {
         SectionPart::Header | SectionPart::Mime => header_of(m).to_vec(),
+        // Everything after the header, to the end of this message: a multipart root part
+        // ends at its closing boundary, but the epilogue is text of the message too.
         SectionPart::Text => match m.parts.first() {
-            Some(p) => slice(m.raw_message.as_ref(), p.offset_body, p.offset_end).to_vec(),
+            Some(p) => slice(m.raw_message.as_ref(), p.offset_body, p.offset_end.max(end)).to_vec(),
             None => Vec::new(),
         },
         SectionPart::HeaderFields(f) => filter_header(header_of(m), f, true),
@@ -346,9 +350,17 @@ fn one_address(out: &mut Vec<u8>, name: Option<&str>, address: Option<&str>) {
         Some((l, h)) => (l, h),
         None => (address, "MISSING_DOMAIN"),
     };
+    // An obsolete source route (`<@relay:user@host>`, RFC 5322 §4.4) is the address's
+    // at-domain-list, the second field (RFC 3501 §7.4.2), not part of the mailbox name.
+    let (route, local) = match local.split_once(':') {
+        Some((r, l)) if r.starts_with('@') => (Some(r), l),
+        _ => (None, local),
+    };
     out.push(b'(');
     nstring(out, name.map(encode_word).as_deref());
-    out.extend_from_slice(b" NIL ");
+    out.push(b' ');
+    nstring(out, route.map(str::as_bytes));
+    out.push(b' ');
     string(out, local.as_bytes());
     out.push(b' ');
     string(out, host.as_bytes());

@@ -441,3 +441,67 @@ async fn a_selected_mailbox_deleted_elsewhere_ends_the_session() {
     let r = a.cmd("n", "NOOP").await;
     assert!(r.contains("* BYE Selected mailbox was deleted"), "{r}");
 }
+
+/// A CONDSTORE-enabling FETCH in the selected state reports the current HIGHESTMODSEQ once
+/// (RFC 7162 §3.1, as Dovecot does); ESEARCH MODSEQ follows the MIN/MAX messages, not every match (RFC 7162 §3.1.5).
+#[tokio::test]
+async fn condstore_enabled_late_and_esearch_modseq() {
+    let f = fixture().await;
+    for i in 0..3 {
+        deliver(&f.store, &format!("Subject: {i}\r\n\r\nx\r\n")).await;
+    }
+    let mut c = Client::login(&f).await;
+    c.cmd("s", "SELECT INBOX").await;
+    let r = c.cmd("f", "FETCH 1 MODSEQ").await;
+    assert!(r.contains("* OK [HIGHESTMODSEQ "), "{r}");
+    assert!(!c.cmd("f2", "FETCH 1 MODSEQ").await.contains("HIGHESTMODSEQ"));
+    let modseq = |r: &str| -> u64 { r.split("MODSEQ (").nth(1).unwrap().split(')').next().unwrap().parse().unwrap() };
+    // Message 1 changes first, then 3, then 2: three distinct mod-sequences.
+    let m1 = modseq(&c.cmd("a", "STORE 1 +FLAGS (\\Seen)").await);
+    let m3 = modseq(&c.cmd("b", "STORE 3 +FLAGS (\\Seen)").await);
+    let m2 = modseq(&c.cmd("c", "STORE 2 +FLAGS (\\Seen)").await);
+    assert!(m1 < m3 && m3 < m2);
+    let r = c.cmd("x", "SEARCH RETURN (MIN) MODSEQ 1").await;
+    assert!(r.contains(&format!("MIN 1 MODSEQ {m1}\r\n")), "{r}");
+    let r = c.cmd("y", "SEARCH RETURN (MAX) MODSEQ 1").await;
+    assert!(r.contains(&format!("MAX 3 MODSEQ {m3}\r\n")), "{r}");
+    let r = c.cmd("z", "SEARCH RETURN (MIN MAX) 1,3 MODSEQ 1").await;
+    assert!(r.contains(&format!("MIN 1 MAX 3 MODSEQ {m3}\r\n")), "{r}");
+    let r = c.cmd("w", "SEARCH RETURN (ALL) MODSEQ 1").await;
+    assert!(r.contains(&format!("ALL 1:3 MODSEQ {m2}\r\n")), "{r}");
+}
+
+/// Subscriptions are names: CREATE does not subscribe, DELETE does not unsubscribe (RFC 3501
+/// §6.3.6), LSUB with `%` returns the level above a deeper subscription as \Noselect
+/// (§6.3.9), and LIST (SUBSCRIBED RECURSIVEMATCH) gives CHILDINFO only for descendants that
+/// are not listed themselves (RFC 5258 §3.5).
+#[tokio::test]
+async fn subscriptions_lsub_and_list_subscribed() {
+    let f = fixture().await;
+    let mut c = Client::login(&f).await;
+    for name in ["Lists/rust", "Lists/go", "Old", "Deep/a/b"] {
+        assert!(c.cmd("c", &format!("CREATE {name}")).await.contains("c OK"));
+    }
+    let r = c.cmd("l", "LSUB \"\" \"*\"").await;
+    assert!(!r.contains("Lists") && !r.contains("Old"), "CREATE subscribed: {r}");
+    for name in ["Lists/rust", "Old", "Deep/a/b"] {
+        assert!(c.cmd("s", &format!("SUBSCRIBE {name}")).await.contains("s OK"));
+    }
+    assert!(c.cmd("d", "DELETE Old").await.contains("d OK"));
+    let r = c.cmd("l", "LSUB \"\" \"%\"").await;
+    assert!(r.contains("* LSUB (\\Noselect) \"/\" Lists\r\n"), "{r}");
+    assert!(r.contains("* LSUB (\\Noselect) \"/\" Deep\r\n"), "{r}");
+    assert!(r.contains("* LSUB () \"/\" Old\r\n"), "the subscription outlives the mailbox: {r}");
+    assert!(!r.contains("Lists/rust"), "{r}");
+    let r = c.cmd("l", "LSUB \"\" \"Deep/%\"").await;
+    assert!(r.contains("* LSUB (\\Noselect) \"/\" Deep/a\r\n") && !r.contains("Deep/a/b"), "{r}");
+    let r = c.cmd("x", "LIST (SUBSCRIBED) \"\" \"*\"").await;
+    assert!(r.contains("* LIST (\\NonExistent \\HasNoChildren \\Subscribed) \"/\" Old\r\n"), "{r}");
+    assert!(r.contains("\\Subscribed) \"/\" Lists/rust\r\n") && !r.contains("Lists/go"), "{r}");
+    let r = c.cmd("y", "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"%\"").await;
+    assert!(r.contains("\"/\" Lists (\"CHILDINFO\" (\"SUBSCRIBED\"))\r\n"), "{r}");
+    let r = c.cmd("z", "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" (Lists Lists/rust)").await;
+    assert!(!r.contains("CHILDINFO") && r.contains("\"/\" Lists/rust\r\n"), "child listed itself: {r}");
+    assert!(c.cmd("u", "UNSUBSCRIBE Old").await.contains("u OK"));
+    assert!(!c.cmd("l", "LSUB \"\" \"*\"").await.contains("Old"));
+}

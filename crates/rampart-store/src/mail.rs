@@ -83,6 +83,8 @@ pub trait MailStore: Store {
     /// mailbox and leaves INBOX empty (RFC 3501 §6.3.5).
     async fn rename_mailbox(&self, account: AccountId, from: &str, to: &str) -> Result<()>;
     async fn set_subscribed(&self, account: AccountId, name: &str, subscribed: bool) -> Result<()>;
+    /// Every subscribed name, also of mailboxes that no longer exist (RFC 3501 §6.3.6).
+    async fn subscriptions(&self, account: AccountId) -> Result<Vec<String>>;
 
     /// Every message of the mailbox, in UID order, and its state at that moment.
     async fn snapshot(&self, mailbox: MailboxId) -> Result<(MailboxState, Vec<MessageRecord>)>;

@@ -89,3 +89,28 @@ fn plain_and_broken_messages() {
         let _ = p.section(&sec(&[1, 2, 3], None));
     }
 }
+
+/// A message/rfc822 part whose message is multipart: its TEXT runs to the end of the
+/// enclosed message, epilogue included (RFC 3501 §6.4.5: TEXT is the body after the header).
+#[test]
+fn nested_multipart_text_keeps_epilogue() {
+    let raw: &[u8] = b"From: outer@example.test\r\nMIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\n\
+Subject: inner\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+before\r\n--b\r\n\r\nfirst\r\n--b--\r\nafter the parts\r\n";
+    let p = Parsed::new(raw);
+    let inner_text: &[u8] = b"before\r\n--b\r\n\r\nfirst\r\n--b--\r\nafter the parts\r\n";
+    assert_eq!(p.section(&sec(&[1], Some(SectionPart::Text))).unwrap(), inner_text);
+    assert_eq!(p.section(&sec(&[], Some(SectionPart::Text))).unwrap(), &raw[77..]);
+    assert!(p.section(&sec(&[1], None)).unwrap().ends_with(b"after the parts\r\n"));
+}
+
+/// An obsolete source route goes into the address's second field, not into the mailbox name.
+#[test]
+fn envelope_source_route() {
+    let p = Parsed::new(b"From: <@relay.example:kim@example.test>\r\nSubject: r\r\n\r\nx\r\n");
+    let mut e = Vec::new();
+    p.envelope(&mut e);
+    let e = String::from_utf8(e).unwrap();
+    assert!(e.contains("((NIL \"@relay.example\" \"kim\" \"example.test\"))"), "{e}");
+    assert!(!e.contains("relay.example:"), "{e}");
+}

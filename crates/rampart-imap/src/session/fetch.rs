@@ -23,11 +23,8 @@ impl Session {
             return Ok(self.error(out.buf(), tag, "VANISHED needs ENABLE QRESYNC"));
         }
         let store = self.services.store.clone();
-        if changed_since.is_some() {
-            self.condstore = true;
-        }
-        if attrs.contains(&FetchAttr::ModSeq) {
-            self.condstore = true;
+        if changed_since.is_some() || attrs.contains(&FetchAttr::ModSeq) {
+            self.enable_condstore(out.buf());
         }
         let condstore = self.condstore;
         let State::Selected(_, view) = &mut self.state else { return Ok(Next::Continue) };

@@ -152,42 +152,51 @@ impl Session {
             return self.done(out, tag, "LIST completed").await;
         }
         let all = self.services.store.mailbox_states(self.account()).await?;
+        let subscriptions = if args.select_subscribed { self.services.store.subscriptions(self.account()).await? } else { Vec::new() };
         let patterns: Vec<String> = args.patterns.iter().map(|p| canonical_pattern(&args.reference, p)).collect();
         let matched = |name: &str| patterns.iter().any(|p| matches(p, name));
-        let mut listed = Vec::new();
+        // (name, existing mailbox, CHILDINFO)
+        let mut listed: Vec<(&str, Option<&MailboxState>, Option<&str>)> = Vec::new();
         for m in &all {
             let selected_ok = (!args.select_subscribed || m.subscribed) && (!args.select_special_use || m.special_use.is_some());
             if matched(&m.name) && selected_ok {
-                listed.push((m, None));
+                listed.push((&m.name, Some(m), None));
             } else if args.recursive_match && matched(&m.name) && args.select_subscribed {
-                // RFC 5258 §3.5: a parent of subscribed children gets CHILDINFO.
+                // RFC 5258 §3.5: a parent gets CHILDINFO when it has subscribed descendants
+                // that are not returned themselves (they do not match the patterns).
                 let prefix = format!("{}{DELIMITER}", m.name);
-                if all.iter().any(|c| c.subscribed && c.name.starts_with(&prefix)) {
-                    listed.push((m, Some("SUBSCRIBED")));
+                if subscriptions.iter().any(|c| c.starts_with(&prefix) && !matched(c)) {
+                    listed.push((&m.name, Some(m), Some("SUBSCRIBED")));
                 }
             }
         }
-        for (m, childinfo) in listed {
-            let mut attrs: Vec<&str> = Vec::new();
-            if childinfo.is_some() && !(m.subscribed) {
-                // Listed only for its children.
+        if args.select_subscribed && !args.select_special_use {
+            // RFC 5258 §3.1, §5: subscribed names whose mailbox is gone are still listed.
+            for name in subscriptions.iter().filter(|n| matched(n) && !all.iter().any(|m| &m.name == *n)) {
+                listed.push((name, None, None));
             }
-            attrs.push(if has_children(&all, &m.name) { "\\HasChildren" } else { "\\HasNoChildren" });
-            if (args.return_subscribed || args.select_subscribed)
-                && m.subscribed {
-                    attrs.push("\\Subscribed");
-                }
-            if let Some(u) = &m.special_use {
+            listed.sort_by(|a, b| a.0.cmp(b.0));
+        }
+        for (name, m, childinfo) in listed {
+            let mut attrs: Vec<&str> = Vec::new();
+            if m.is_none() {
+                attrs.push("\\NonExistent");
+            }
+            attrs.push(if has_children(&all, name) { "\\HasChildren" } else { "\\HasNoChildren" });
+            if (args.return_subscribed || args.select_subscribed) && (m.is_none() || m.is_some_and(|m| m.subscribed)) {
+                attrs.push("\\Subscribed");
+            }
+            if let Some(u) = m.and_then(|m| m.special_use.as_deref()) {
                 attrs.extend(u.split(' '));
             }
             let mut o = format!("* LIST ({}) \"{DELIMITER}\" ", attrs.join(" ")).into_bytes();
-            write_mailbox(&mut o, &m.name);
+            write_mailbox(&mut o, name);
             if let Some(info) = childinfo {
                 o.extend_from_slice(format!(" (\"CHILDINFO\" (\"{info}\"))").as_bytes());
             }
             o.extend_from_slice(b"\r\n");
             out.extend_from_slice(&o);
-            if let Some(items) = &args.return_status {
+            if let (Some(items), Some(m)) = (&args.return_status, m) {
                 self.write_status(out, m, items).await?;
             }
         }
@@ -200,10 +209,29 @@ impl Session {
             return self.done(out, tag, "LSUB completed").await;
         }
         let pattern = canonical_pattern(reference, pattern);
-        let all = self.services.store.mailbox_states(self.account()).await?;
-        for m in all.iter().filter(|m| m.subscribed && matches(&pattern, &m.name)) {
-            let mut o = format!("* LSUB () \"{DELIMITER}\" ").into_bytes();
-            write_mailbox(&mut o, &m.name);
+        let subscribed = self.services.store.subscriptions(self.account()).await?;
+        let mut names: Vec<(String, bool)> = Vec::new();
+        for name in &subscribed {
+            if matches(&pattern, name) {
+                names.push((name.clone(), false));
+                continue;
+            }
+            // RFC 3501 §6.3.9: when `%` stops short of a subscribed name, the level it does
+            // match is returned, as \Noselect unless it is subscribed itself.
+            let mut end = 0;
+            while let Some(i) = name[end..].find(DELIMITER) {
+                let parent = &name[..end + i];
+                if matches(&pattern, parent) && !subscribed.iter().any(|s| s == parent) {
+                    names.push((parent.to_string(), true));
+                }
+                end += i + DELIMITER.len_utf8();
+            }
+        }
+        names.sort();
+        names.dedup();
+        for (name, noselect) in names {
+            let mut o = format!("* LSUB ({}) \"{DELIMITER}\" ", if noselect { "\\Noselect" } else { "" }).into_bytes();
+            write_mailbox(&mut o, &name);
             o.extend_from_slice(b"\r\n");
             out.extend_from_slice(&o);
         }

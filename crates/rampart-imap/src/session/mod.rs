@@ -407,6 +407,19 @@ impl Session {
         Ok(Next::Continue)
     }
 
+    /// A CONDSTORE-enabling command (RFC 7162 §3.1). The first one issued while a mailbox is
+    /// selected also reports the mailbox's HIGHESTMODSEQ, which the client has not seen yet
+    /// (SELECT without CONDSTORE does not send it).
+    pub(super) fn enable_condstore(&mut self, out: &mut Vec<u8>) {
+        if self.condstore {
+            return;
+        }
+        self.condstore = true;
+        if let State::Selected(_, view) = &self.state {
+            line(out, &format!("* OK [HIGHESTMODSEQ {}] Highest", view.highestmodseq));
+        }
+    }
+
     /// Reports the selected mailbox's changes since the last look (RFC 3501 §7.3, §7.4.1).
     pub(crate) async fn sync(&mut self, out: &mut Vec<u8>, expunge_ok: bool) -> Result<(), StoreError> {
         let condstore = self.condstore;

@@ -87,7 +87,7 @@ impl Session {
                 return Ok(Next::Continue);
             }
         if key.uses_modseq() {
-            self.condstore = true;
+            self.enable_condstore(out.buf());
         }
         let store = self.services.store.clone();
         let State::Selected(_, view) = &self.state else { return Ok(Next::Continue) };
@@ -131,8 +131,19 @@ impl Session {
                         _ => {}
                     }
                 }
+                // RFC 7162 §3.1.5: with MIN or MAX alone, the MODSEQ of that message; with
+                // both (and neither ALL nor COUNT), the higher of those two; otherwise the
+                // highest of all the results.
+                let has = |o: &str| opts.iter().any(|x| x == o);
+                let modseq = if has("ALL") || has("COUNT") {
+                    max_modseq
+                } else {
+                    let min = hits.first().map(|h| h.2).filter(|_| has("MIN"));
+                    let max = hits.last().map(|h| h.2).filter(|_| has("MAX"));
+                    min.max(max)
+                };
                 if key.uses_modseq()
-                    && let Some(m) = max_modseq {
+                    && let Some(m) = modseq {
                         s.push_str(&format!(" MODSEQ {m}"));
                     }
                 line(buf, &s);

@@ -73,7 +73,7 @@ impl Session {
         unchanged_since: Option<u64>,
     ) -> Result<Next, StoreError> {
         if unchanged_since.is_some() {
-            self.condstore = true;
+            self.enable_condstore(out);
         }
         let flags = match client_flags(flags) {
             Ok(f) => f,

@@ -9,7 +9,8 @@ use super::{Effects, SqliteStore, now, release_blobs};
 use crate::mail::{Changes, DELIMITER, FlagOp, FlagsUpdate, MailStore, MailboxState, MessageRecord, Transfer};
 use crate::{AccountId, Blob, MailboxId, Result, StoreError};
 
-const STATE_COLUMNS: &str = "id, name, uidvalidity, uidnext, highestmodseq, special_use, subscribed";
+const STATE_COLUMNS: &str = "id, name, uidvalidity, uidnext, highestmodseq, special_use, \
+     EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = mailboxes.account_id AND s.name = mailboxes.name)";
 
 fn state_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MailboxState> {
     Ok(MailboxState {
@@ -285,11 +286,16 @@ impl MailStore for SqliteStore {
                 return Ok(());
             }
             let prefix = format!("{from}{DELIMITER}");
-            conn.execute(
-                "UPDATE mailboxes SET name = ?3 || substr(name, ?4) \
-                 WHERE account_id = ?1 AND (name = ?2 OR substr(name, 1, length(?5)) = ?5)",
-                params![account, from, to, from.chars().count() as i64 + 1, prefix],
-            )?;
+            // Subscriptions follow the mailboxes (one already under the new name wins).
+            for table in ["mailboxes", "OR REPLACE subscriptions"] {
+                conn.execute(
+                    &format!(
+                        "UPDATE {table} SET name = ?3 || substr(name, ?4) \
+                         WHERE account_id = ?1 AND (name = ?2 OR substr(name, 1, length(?5)) = ?5)"
+                    ),
+                    params![account, from, to, from.chars().count() as i64 + 1, prefix],
+                )?;
+            }
             effects.mailbox_changed(state.id);
             Ok(())
         })
@@ -299,14 +305,35 @@ impl MailStore for SqliteStore {
     async fn set_subscribed(&self, account: AccountId, name: &str, subscribed: bool) -> Result<()> {
         let name = normalize(name);
         self.write(move |conn, _| {
-            let n = conn.execute(
-                "UPDATE mailboxes SET subscribed = ?3 WHERE account_id = ?1 AND name = ?2",
-                params![account, name, subscribed],
-            )?;
-            if n == 0 {
-                return Err(StoreError::NotFound(format!("mailbox {name}")));
+            if subscribed {
+                // Subscribing checks that the mailbox exists (RFC 3501 §6.3.6 allows it);
+                // the subscription then outlives the mailbox.
+                if state_by_name(conn, account, &name)?.is_none() {
+                    return Err(StoreError::NotFound(format!("mailbox {name}")));
+                }
+                conn.execute(
+                    "INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?1, ?2)",
+                    params![account, name],
+                )?;
+            } else {
+                let n = conn.execute(
+                    "DELETE FROM subscriptions WHERE account_id = ?1 AND name = ?2",
+                    params![account, name],
+                )?;
+                if n == 0 {
+                    return Err(StoreError::NotFound(format!("subscription {name}")));
+                }
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn subscriptions(&self, account: AccountId) -> Result<Vec<String>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare("SELECT name FROM subscriptions WHERE account_id = ?1 ORDER BY name")?;
+            let rows = stmt.query_map([account], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
         })
         .await
     }

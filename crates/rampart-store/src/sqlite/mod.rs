@@ -266,8 +266,12 @@ impl Store for SqliteStore {
             let mut stmt = conn.prepare(
                 "INSERT INTO mailboxes (account_id, name, uidvalidity, special_use) VALUES (?1, ?2, ?3, ?4)",
             )?;
+            let mut subscribe = conn.prepare("INSERT INTO subscriptions (account_id, name) VALUES (?1, ?2)")?;
             for (name, special) in DEFAULT_MAILBOXES {
                 stmt.execute(params![id, name, created as u32, special])?;
+                // The folders every account starts with are subscribed, so clients that
+                // show only subscribed folders show them.
+                subscribe.execute(params![id, name])?;
             }
             Ok(id)
         })
@@ -526,8 +530,9 @@ impl Store for SqliteStore {
     async fn mailboxes(&self, account: AccountId) -> Result<Vec<Mailbox>> {
         self.read(move |conn| {
             let mut stmt = conn.prepare(
-                "SELECT id, name, uidvalidity, uidnext, special_use, subscribed FROM mailboxes \
-                 WHERE account_id = ?1 ORDER BY id",
+                "SELECT id, name, uidvalidity, uidnext, special_use, \
+                 EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = mailboxes.account_id AND s.name = mailboxes.name) \
+                 FROM mailboxes WHERE account_id = ?1 ORDER BY id",
             )?;
             let rows = stmt
                 .query_map([account], |r| {

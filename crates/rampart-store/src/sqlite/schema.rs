@@ -177,6 +177,17 @@ const MIGRATIONS: &[&str] = &[
         last       INTEGER NOT NULL
     );
     "#,
+    // 7: IMAP subscriptions are names, not mailbox rows: RFC 3501 §6.3.6 forbids dropping a
+    // subscription when its mailbox is deleted, and a mailbox created by CREATE is not
+    // subscribed. The mailboxes.subscribed column is no longer read.
+    r#"
+    CREATE TABLE subscriptions (
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name       TEXT NOT NULL,
+        PRIMARY KEY (account_id, name)
+    ) WITHOUT ROWID;
+    INSERT INTO subscriptions (account_id, name) SELECT account_id, name FROM mailboxes WHERE subscribed = 1;
+    "#,
 ];
 
 /// The schema version this binary writes.

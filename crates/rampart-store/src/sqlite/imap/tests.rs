@@ -42,9 +42,30 @@ async fn mailbox_lifecycle() {
     store.create_mailbox(bob, "Job/Projects/A", None).await.unwrap();
     let again = store.mailbox_state(bob, "Job/Projects/A").await.unwrap().unwrap();
     assert!(again.uidvalidity > old.uidvalidity, "a recreated mailbox gets a new UIDVALIDITY");
+    assert!(!store.mailbox_state(bob, "Job").await.unwrap().unwrap().subscribed, "CREATE does not subscribe");
+    store.set_subscribed(bob, "Job", true).await.unwrap();
+    assert!(store.mailbox_state(bob, "Job").await.unwrap().unwrap().subscribed);
     store.set_subscribed(bob, "Job", false).await.unwrap();
     assert!(!store.mailbox_state(bob, "Job").await.unwrap().unwrap().subscribed);
     assert!(store.delete_mailbox(bob, "INBOX").await.is_err());
+}
+
+#[tokio::test]
+async fn subscriptions_are_names_that_outlive_their_mailbox() {
+    let (_dir, store, bob) = setup().await;
+    assert!(store.subscriptions(bob).await.unwrap().contains(&"INBOX".to_string()), "default folders are subscribed");
+    store.create_mailbox(bob, "Lists/rust", None).await.unwrap();
+    assert!(matches!(store.set_subscribed(bob, "Nowhere", true).await, Err(StoreError::NotFound(_))));
+    store.set_subscribed(bob, "Lists/rust", true).await.unwrap();
+    store.rename_mailbox(bob, "Lists", "Groups").await.unwrap();
+    let subs = store.subscriptions(bob).await.unwrap();
+    assert!(subs.contains(&"Groups/rust".to_string()) && !subs.contains(&"Lists/rust".to_string()), "{subs:?}");
+    // RFC 3501 §6.3.6: deleting the mailbox leaves the subscription.
+    store.delete_mailbox(bob, "Groups/rust").await.unwrap();
+    assert!(store.subscriptions(bob).await.unwrap().contains(&"Groups/rust".to_string()));
+    store.set_subscribed(bob, "Groups/rust", false).await.unwrap();
+    assert!(!store.subscriptions(bob).await.unwrap().contains(&"Groups/rust".to_string()));
+    assert!(matches!(store.set_subscribed(bob, "Groups/rust", false).await, Err(StoreError::NotFound(_))));
 }
 
 #[tokio::test]
