@@ -89,11 +89,13 @@ class Client:
             sign = self.rng.choice("+-")
             silent = self.rng.choice(["", ".SILENT"])
             n = self.rng.randint(1, size)
-            self.cmd(f"STORE {n} {sign}FLAGS{silent} ({flag})")
-            # What the client knows after its own silent change, as a real client assumes.
+            # What the client knows after its own silent change, as a real client assumes. It
+            # goes in before the command: a FETCH in the reply (another session changed the
+            # message after this STORE) is newer and overrides it.
             uid = self.model[n - 1]
             if silent and uid in self.flags:
                 (self.flags[uid].add if sign == "+" else self.flags[uid].discard)(flag.lower())
+            self.cmd(f"STORE {n} {sign}FLAGS{silent} ({flag})")
         elif op == "expunge":
             self.cmd("EXPUNGE")
         elif op == "fetch" and size:
