@@ -210,6 +210,11 @@ pub struct Guard {
     /// Never banned, never rate limited (a webmail or proxy host, your office). Still subject
     /// to `deny`.
     pub allowlist: Vec<Cidr>,
+    /// Exempt from the connection caps and rates, the SMTP message and recipient rates and
+    /// IMAP pacing, but not from bans or failed-login counting: this host's own processes
+    /// (a local webmail, monitoring, test tools) open many connections fast. As Postfix exempts
+    /// `mynetworks` from its client rate limits.
+    pub limit_exceptions: Vec<Cidr>,
     /// When not empty, only these networks may connect to any listener.
     pub allow: Vec<Cidr>,
     /// These networks may connect to no listener.
@@ -526,6 +531,7 @@ impl Default for Config {
             },
             guard: Guard {
                 allowlist: Vec::new(),
+                limit_exceptions: vec!["127.0.0.1/32".parse().expect("literal"), "::1/128".parse().expect("literal")],
                 allow: Vec::new(),
                 deny: Vec::new(),
                 deny_banner: true,

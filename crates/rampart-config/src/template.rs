@@ -151,6 +151,10 @@ bind = ["127.0.0.1:9125"]
 [guard]
 # Never banned or rate limited (a webmail or proxy host, your office); `deny` still applies.
 allowlist = []
+# Not held to the connection caps and rates, SMTP message rates or IMAP pacing, but still
+# banned for failed logins: this host's own processes (local webmail, monitoring) connect
+# often and fast. Other loopback addresses (127.0.0.2, ...) are treated like anyone.
+limit_exceptions = ["127.0.0.1/32", "::1/128"]
 # When not empty, only these networks may connect at all; `deny` networks never may.
 allow = []
 deny = []

@@ -206,6 +206,13 @@ impl Guard {
         matches(&self.rules().limits.allowlist, &canonical_ip(ip))
     }
 
+    /// Not held to connection caps, rates and pacing (allowlisted or `limit_exceptions`).
+    pub fn is_limit_exempt(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        let rules = self.rules();
+        matches(&rules.limits.allowlist, &ip) || matches(&rules.limits.limit_exceptions, &ip)
+    }
+
     /// Loads active bans from the store, replacing the in-memory set, so bans added or lifted
     /// with `rampart ban` take effect on a running server. Also forgets old expired bans.
     pub async fn refresh(&self) {
@@ -283,6 +290,9 @@ impl Guard {
             let refusal = Refusal::Banned { until: ban.until, reason: ban.reason.clone() };
             drop(s);
             return Err(self.refused(listener, ip, refusal));
+        }
+        if matches(&l.limit_exceptions, &ip) {
+            return Ok(Admission { guard: self.clone(), ip, counted: false });
         }
         let net = wide_net(ip);
         let refusal = if s.conns_ip.get(&ip).copied().unwrap_or(0) >= l.max_connections_per_ip {
@@ -492,7 +502,7 @@ impl Guard {
 
     fn hourly(&self, ip: IpAddr, limit: u32, pick: fn(&mut State) -> &mut HashMap<IpAddr, Window>) -> bool {
         let ip = canonical_ip(ip);
-        if self.is_allowlisted(ip) {
+        if self.is_limit_exempt(ip) {
             return true;
         }
         let n = pick(&mut self.state.lock().expect("guard lock"))

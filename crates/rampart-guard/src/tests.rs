@@ -41,6 +41,26 @@ async fn firewall_rules() {
 }
 
 #[tokio::test]
+async fn limit_exceptions_skip_caps_and_rates_but_not_bans() {
+    let (_d, g, _) = guard(|c| c.guard.smtp_messages_per_ip = 1).await;
+    // The default exceptions: this host's own loopback addresses, not the rest of 127/8.
+    let held: Vec<_> = (0..10).map(|_| g.admit("imap", ip("127.0.0.1")).unwrap()).collect();
+    assert!(g.admit("imap", ip("::1")).is_ok());
+    assert!(g.is_limit_exempt(ip("::ffff:127.0.0.1")));
+    assert!(g.smtp_message(ip("127.0.0.1")) && g.smtp_message(ip("127.0.0.1")));
+    let _a = g.admit("imap", ip("127.0.0.2")).unwrap();
+    let _b = g.admit("imap", ip("127.0.0.2")).unwrap();
+    assert_eq!(g.admit("imap", ip("127.0.0.2")).err(), Some(Refusal::ConnectionsPerIp));
+    assert!(g.smtp_message(ip("127.0.0.2")) && !g.smtp_message(ip("127.0.0.2")));
+    drop(held);
+    // Failed logins still count and ban.
+    for _ in 0..3 {
+        g.auth_failure("imap", ip("127.0.0.1"), Some("bob@example.test")).await;
+    }
+    assert!(matches!(g.admit("imap", ip("127.0.0.1")).err(), Some(Refusal::Banned { .. })));
+}
+
+#[tokio::test]
 async fn connection_caps_per_ip_and_net_release_on_drop() {
     let (_d, g, _) = guard(|_| {}).await;
     let a = g.admit("smtp", ip("203.0.113.1")).unwrap();

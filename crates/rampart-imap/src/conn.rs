@@ -263,7 +263,7 @@ async fn drive(d: &mut Driver, session: &mut Session, acceptor: Option<&rampart_
     let mut cmd: Vec<u8> = Vec::new();
     // Allowlisted addresses (trusted relays, monitoring) are exempt, as from every guard limit.
     let guard = &session.services().guard;
-    let limit = if guard.is_allowlisted(session.remote_ip()) { 0 } else { guard.imap_commands_per_second() };
+    let limit = if guard.is_limit_exempt(session.remote_ip()) { 0 } else { guard.imap_commands_per_second() };
     let mut pace = Pace { second: tokio::time::Instant::now(), count: 0, limit };
     loop {
         let authenticated = session.is_authenticated();

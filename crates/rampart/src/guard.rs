@@ -91,6 +91,7 @@ pub fn firewall(config: &Path, cmd: FirewallCommand) -> anyhow::Result<()> {
             show("global", "deny", &g.deny);
             show("global", "allow", &g.allow);
             show("global", "allowlist", &g.allowlist);
+            show("global", "limit_exceptions", &g.limit_exceptions);
             for (name, l) in config.smtp_listeners() {
                 show(name, "deny", &l.deny);
                 show(name, "allow", &l.allow);
