@@ -48,7 +48,11 @@ impl Authenticator {
     pub fn new(store: Arc<dyn Store>, settings: AuthSettings) -> Result<Arc<Authenticator>, AuthError> {
         let dummy_hash = hash_password("not a password of anyone", settings.hash)?;
         let lanes = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Ok(Arc::new(Authenticator { store, settings, secret: rand::random(), dummy_hash,
+        Ok(Arc::new(Authenticator {
+            store,
+            settings,
+            secret: rand::random(),
+            dummy_hash,
             hashing: tokio::sync::Semaphore::new(lanes),
             work: Arc::default(),
         }))

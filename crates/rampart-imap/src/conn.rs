@@ -261,7 +261,7 @@ impl Pace {
 async fn drive(d: &mut Driver, session: &mut Session, acceptor: Option<&rampart_tls::TlsAcceptor>) -> std::io::Result<End> {
     let settings = session.settings().clone();
     let mut cmd: Vec<u8> = Vec::new();
-    // Allowlisted addresses (trusted relays, monitoring) are exempt, as from every guard limit.
+    // Allowlisted addresses and `limit_exceptions` (this host, monitoring) are not paced.
     let guard = &session.services().guard;
     let limit = if guard.is_limit_exempt(session.remote_ip()) { 0 } else { guard.imap_commands_per_second() };
     let mut pace = Pace { second: tokio::time::Instant::now(), count: 0, limit };
