@@ -13,8 +13,10 @@ What is measured:
   before 250; sender checks on against a local DNS server once they exist) and to a Postfix
   instance configured here, delivering to a maildir for the same recipient (Postfix fsyncs its
   queue files too). Messages per second.
-- idle: Rampart's RSS right after start, and with 10,000 logged-in IMAP connections over TLS
-  sitting in IDLE.
+- idle, idle-imap: Rampart's RSS right after start, and with 10,000 logged-in IMAP
+  connections over TLS sitting in IDLE.
+- idle-compare: the memory (PSS, all processes) each of 1,000 idle TLS IMAP connections adds
+  to Rampart and to Dovecot.
 - imap: the load generator `rampart-bench mix` (crates/rampart-bench) runs the same session mix
   against Rampart and a Dovecot configured here (passwd-file with the very same argon2id
   hashes, maildir, implicit TLS), 10 clients for a fixed time: LOGIN, SELECT, FETCH flags,
@@ -58,6 +60,31 @@ def wait_port(port, timeout=30):
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"nothing listens on {port}")
+
+
+def pss_tree_kib(root):
+    """Proportional set size of a process and all its descendants: shared pages (Dovecot's
+    binaries and libraries mapped by every imap process) are counted once in total."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                stat = open(f"/proc/{d}/stat").read()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(d))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            for line in open(f"/proc/{pid}/smaps_rollup"):
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
 
 
 def rss_kib(pid):
@@ -249,6 +276,9 @@ mail_max_userip_connections = 20000
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port)
 
+    def master_pid(self):
+        return int((self.dir / "run" / "master.pid").read_text())
+
     def stop(self):
         subprocess.run(["dovecot", "-c", self.dir / "dovecot.conf", "stop"], stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
@@ -316,6 +346,59 @@ def bench_idle_connections(args):
             finally:
                 dns.stop()
     return values
+
+
+def hold_idle(port, n):
+    """Opens n logged-in TLS connections in IDLE; returns the holder process."""
+    holder = subprocess.Popen([BENCH, "--addr", f"127.0.0.1:{port}", "--password", PASSWORD,
+                               "idle", "--connections", str(n)], stdout=subprocess.PIPE, text=True)
+    line = holder.stdout.readline()
+    assert '"idle"' in line, f"idle holder failed: {line}"
+    return holder
+
+
+def bench_idle_per_connection(args):
+    """Memory each idle connection adds, Rampart against Dovecot (one imap process per
+    connection), at a count Dovecot fits in this machine's memory."""
+    n = args.idle_reference
+    results = {"rampart": [], "dovecot": []}
+    for _ in range(args.runs):
+        with tempfile.TemporaryDirectory(prefix="rampart-bench-") as tmp:
+            base = pathlib.Path(tmp)
+            base.chmod(0o755)
+            dns = Dns()
+            try:
+                r = RampartServer(base, dns, imap_users=10)
+                try:
+                    time.sleep(1)
+                    before = pss_tree_kib(r.proc.pid)
+                    holder = hold_idle(r.imaps, n)
+                    try:
+                        time.sleep(15)  # settled: see bench_idle_connections
+                        results["rampart"].append((pss_tree_kib(r.proc.pid) - before) / n)
+                    finally:
+                        holder.kill()
+                        holder.wait()
+                finally:
+                    r.stop()
+                d = DovecotServer(base, r.dir, 10)
+                try:
+                    time.sleep(1)
+                    before = pss_tree_kib(d.master_pid())
+                    holder = hold_idle(d.port, n)
+                    try:
+                        time.sleep(15)
+                        results["dovecot"].append((pss_tree_kib(d.master_pid()) - before) / n)
+                    finally:
+                        holder.kill()
+                        holder.wait()
+                finally:
+                    d.stop()
+            finally:
+                dns.stop()
+        print(f"idle per connection: rampart {results['rampart'][-1]:.1f} KiB, dovecot {results['dovecot'][-1]:.1f} KiB",
+              file=sys.stderr)
+    return results
 
 
 def smtp_source(port, messages, sessions):
@@ -390,9 +473,11 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--messages", type=int, default=5000)
     ap.add_argument("--sessions", type=int, default=10)
-    ap.add_argument("--only", default="smtp,idle,imap,idle-imap")
+    ap.add_argument("--only", default="smtp,idle,imap,idle-imap,idle-compare")
     ap.add_argument("--imap-seconds", type=int, default=20)
     ap.add_argument("--idle", type=int, default=10000)
+    # Dovecot runs an imap process per connection: 10,000 of them would not fit in memory.
+    ap.add_argument("--idle-reference", type=int, default=1000)
     ap.add_argument("--no-build", action="store_true")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -426,6 +511,11 @@ def main():
     if "idle-imap" in only:
         rows.append((f"RSS with {args.idle} idle TLS IMAP connections (MiB)", statistics.median(bench_idle_connections(args)),
                      None, None, "≤ 250"))
+    if "idle-compare" in only:
+        r = bench_idle_per_connection(args)
+        rm, dm = statistics.median(r["rampart"]), statistics.median(r["dovecot"])
+        rows.append((f"Memory per idle TLS IMAP connection, {args.idle_reference} in IDLE (KiB PSS)", rm, dm, rm / dm,
+                     "lower is better"))
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     lines = [f"### {stamp}, commit {commit}, {os.cpu_count()} cores, medians of {args.runs} runs", "",
