@@ -145,7 +145,8 @@ impl<'a> Parsed<'a> {
         let from_addr = |a: &mail_parser::Addr<'_>| {
             let address = a.address.as_deref()?;
             let (local, _) = mailbox_host(address);
-            let name = a.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
+            // A display name of spaces is not empty (RFC 5322 §3.2.4 keeps them), as Dovecot.
+            let name = a.name.as_deref().filter(|n| !n.is_empty());
             Some(FirstAddress { mailbox: local.to_string(), display: name.unwrap_or(address).to_string() })
         };
         match addr {
