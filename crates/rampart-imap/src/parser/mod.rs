@@ -519,7 +519,14 @@ fn return_opts(c: &mut Cursor<'_>) -> Result<Option<Vec<String>>, ParseError> {
     let mut opts = Vec::new();
     while !c.eat(b')') {
         c.eat(b' ');
-        opts.push(c.atom_str()?.to_ascii_uppercase());
+        let opt = c.atom_str()?.to_ascii_uppercase();
+        // RFC 4466 §2.6.1: an unknown return option (SAVE, PARTIAL: not offered) is an error.
+        if !matches!(opt.as_str(), "MIN" | "MAX" | "ALL" | "COUNT") {
+            return Err(c.err("unknown RETURN option"));
+        }
+        if !opts.contains(&opt) {
+            opts.push(opt);
+        }
     }
     c.sp()?;
     Ok(Some(opts))
