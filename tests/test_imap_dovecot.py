@@ -202,6 +202,10 @@ SORT_MESSAGES = [
     ("08-Nov-2026 12:00:00 +0000", None,
      b"From: Zed <zed@x.test>\r\nTo: bob@x.test\r\nSubject: =?iso-8859-1?q?Re=3A_caf=E9?= (fwd)\r\n"
      b"Date: Sun, 8 Nov 2026 00:00:00 +0000\r\n\r\nencoded leader\r\n"),
+    ("09-Nov-2026 12:00:00 +0000", None,
+     b"From: x@x.test\r\nSubject: [a][b] Re: Re [2] : [fwd: Re: [list] Apple] (fwd)\r\n\r\nnested\r\n"),
+    ("09-Nov-2026 12:00:00 +0000", None, b"From: y@x.test\r\nSubject: Re:\r\n\r\nempty base\r\n"),
+    ("09-Nov-2026 12:00:00 +0000", None, b"From: y@x.test\r\nSubject: Fwd: [only a blob]\r\n\r\nblob\r\n"),
 ]
 
 SORTS = [
@@ -217,8 +221,8 @@ SORTS = [
 # i;unicode-casemap (\u00c9lodie sorts as ELODIE); RFC 5256 §3 and RFC 5957 compare with
 # i;ascii-casemap, where the octets of a non-ASCII letter sort after every ASCII character.
 SORT_RFC_ANSWERS = {
-    "(DISPLAYFROM) ALL": b"5 2 7 8 3 9 6 1 11 10 4",
-    "(REVERSE DISPLAYFROM) ALL": b"4 10 1 11 6 9 3 7 8 2 5",
+    "(DISPLAYFROM) ALL": b"5 2 7 8 3 9 6 12 13 14 1 11 10 4",
+    "(REVERSE DISPLAYFROM) ALL": b"4 10 1 11 13 14 12 6 9 3 7 8 2 5",
 }
 
 
