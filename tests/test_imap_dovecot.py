@@ -166,3 +166,133 @@ def test_structure_matches_dovecot(rampart, dovecot):
         if a != b:
             differences.append(f"SEARCH {criteria}\n  rampart: {a!r}\n  dovecot: {b!r}")
     assert not differences, "\n".join(differences)
+
+
+# SORT (RFC 5256) and ESORT (RFC 5267): (internal date, flags, message). Chosen for the base
+# subject rules (encoded words, Re:/Fwd:/[list] leaders, (fwd) trailers, [fwd: ...] wrappers,
+# folding), missing and unparsable Date headers (INTERNALDATE instead), several From
+# addresses, groups, display names, and equal keys (ties go by sequence number).
+SORT_MESSAGES = [
+    ("02-Nov-2026 09:00:00 +0000", None,
+     b"From: Zed <zed@x.test>\r\nTo: bob@x.test\r\nCc: carl@x.test\r\nDate: Mon, 2 Nov 2026 10:00:00 +0100\r\n"
+     b"Subject: =?utf-8?q?Caf=C3=A9_menu?=\r\n\r\nbody one\r\n"),
+    ("01-Nov-2026 12:00:00 +0000", r"(\Seen)",
+     b"From: alice@x.test\r\nTo: \"Yolanda\" <yolanda@x.test>\r\nDate: Tue, 3 Nov 2026 08:00:00 -0500\r\n"
+     b"Subject: Re: Fwd: [list] hello (fwd)\r\n\r\nbody two, a little longer\r\n"),
+    ("05-Nov-2026 12:00:00 +0000", None,
+     b"From: Bob <bob@x.test>, Alice <alice@x.test>\r\nTo: amy@x.test, zoe@x.test\r\nSubject: [list] Hello\r\n\r\nno date\r\n"),
+    ("03-Nov-2026 12:00:00 +0000", None,
+     b"From: =?utf-8?b?w4lsb2RpZQ==?= <elodie@x.test>\r\nTo: Mallory <mallory@x.test>\r\n"
+     b"Date: Mon, 2 Nov 2026 09:00:00 +0000\r\nSubject: [fwd: hello]\r\n\r\nsame sent time as the first\r\n"),
+    ("04-Nov-2026 12:00:00 +0000", r"(\Seen)",
+     b"Date: not a date at all\r\n\r\nno subject, no from, no to\r\n"),
+    ("04-Nov-2026 12:00:00 +0000", None,
+     b"From: Undisclosed Sender: ;\r\nTo: undisclosed-recipients:;\r\nCc: \"\" <carl@x.test>\r\n"
+     b"Date: Wed, 4 Nov 2026 12:00:00 +0000\r\nSubject: Re: [list]\r\n\r\ngroups\r\n"),
+    ("06-Nov-2026 12:00:00 +0000", None,
+     b"From: Apple@x.test\r\nTo: bob@x.test\r\nDate: Thu, 5 Nov 2026 12:00:00 +0000\r\nSubject: RE: re: Apple\r\n\r\nequal\r\n"),
+    ("06-Nov-2026 12:00:00 +0000", None,
+     b"From: apple@x.test\r\nTo: bob@x.test\r\nDate: Thu, 5 Nov 2026 12:00:00 +0000\r\nSubject: apple\r\n\r\nequal\r\n"),
+    ("07-Nov-2026 12:00:00 +0000", None,
+     b"From: \"Quoted, Name\" <quoted@x.test>\r\nTo: bob@x.test\r\nDate: Fri, 6 Nov 2026 23:30:00 -0200\r\n"
+     b"Subject: hello\r\n\tworld  again\r\n\r\nfolded\r\n"),
+    ("08-Nov-2026 12:00:00 +0000", None,
+     b"From: _under@x.test\r\nTo: \"  \" <blank@x.test>\r\nDate: Sat, 7 Nov 2026 00:00:00 +0000\r\n"
+     b"Subject: Fw: _underscore\r\n\r\nunderscore\r\n"),
+    ("08-Nov-2026 12:00:00 +0000", None,
+     b"From: Zed <zed@x.test>\r\nTo: bob@x.test\r\nSubject: =?iso-8859-1?q?Re=3A_caf=E9?= (fwd)\r\n"
+     b"Date: Sun, 8 Nov 2026 00:00:00 +0000\r\n\r\nencoded leader\r\n"),
+    ("09-Nov-2026 12:00:00 +0000", None,
+     b"From: x@x.test\r\nSubject: [a][b] Re: Re [2] : [fwd: Re: [list] Apple] (fwd)\r\n\r\nnested\r\n"),
+    ("09-Nov-2026 12:00:00 +0000", None, b"From: y@x.test\r\nSubject: Re:\r\n\r\nempty base\r\n"),
+    ("09-Nov-2026 12:00:00 +0000", None, b"From: y@x.test\r\nSubject: Fwd: [only a blob]\r\n\r\nblob\r\n"),
+]
+
+SORTS = [
+    "(ARRIVAL) ALL", "(REVERSE ARRIVAL) ALL", "(DATE) ALL", "(REVERSE DATE) ALL", "(SUBJECT) ALL",
+    "(REVERSE SUBJECT) ALL", "(SUBJECT DATE) ALL", "(SUBJECT REVERSE DATE) ALL", "(FROM) ALL", "(REVERSE FROM) ALL",
+    "(TO) ALL", "(CC) ALL", "(CC REVERSE SIZE) ALL", "(SIZE) ALL", "(REVERSE SIZE ARRIVAL) ALL",
+    "(FROM SUBJECT) ALL", "(DISPLAYFROM) ALL", "(REVERSE DISPLAYFROM) ALL", "(DISPLAYTO) ALL",
+    "(SUBJECT) UNSEEN", "(REVERSE DATE) SUBJECT hello", "(FROM) NOT 2:4", "(DATE) OR FROM alice TO bob",
+    "(TO REVERSE ARRIVAL) SINCE 4-Nov-2026",
+]
+
+# Where Dovecot departs from the RFC, our answer by the RFC. Dovecot compares sort strings with
+# i;unicode-casemap (\u00c9lodie sorts as ELODIE); RFC 5256 §3 and RFC 5957 compare with
+# i;ascii-casemap, where the octets of a non-ASCII letter sort after every ASCII character.
+SORT_RFC_ANSWERS = {
+    "(DISPLAYFROM) ALL": b"5 2 7 8 3 9 6 12 13 14 1 11 10 4",
+    "(REVERSE DISPLAYFROM) ALL": b"4 10 1 11 13 14 12 6 9 3 7 8 2 5",
+}
+
+
+def sort(m, uid, *args):
+    """(status, numbers) of SORT or UID SORT; with RETURN, the ESEARCH data without its tag, as
+    a set of items (RFC 4731 leaves their order open: Dovecot puts COUNT last, we answer in the
+    order asked)."""
+    m.untagged_responses.pop("ESEARCH", None)
+    if uid:
+        typ, data = m.uid("SORT", *args)
+    else:
+        # Not m.sort(): it wraps a first argument without "(" in parentheses (RETURN).
+        typ, data = m._simple_command("SORT", *args)
+        typ, data = m._untagged_response(typ, data, "SORT")
+    if args[0] == "RETURN":
+        esearch = m.untagged_responses.pop("ESEARCH", [b""])
+        items = set()
+        for e in esearch:
+            words = re.sub(rb'^\(TAG "[^"]*"\) ?', b"", e).split()
+            if words[:1] == [b"UID"]:
+                items.add(b"UID")
+                words = words[1:]
+            items.update(zip(words[::2], words[1::2]))
+        return typ, items
+    return typ, data
+
+
+def test_sort_matches_dovecot(rampart, dovecot):
+    rampart.start(listeners=("imaps",))
+    ours = imaplib.IMAP4_SSL("127.0.0.1", rampart.ports["imaps"], ssl_context=rampart.tls_context(), timeout=20)
+    ours.login("bob@example.test", PASSWORD)
+    for m in (ours, dovecot):
+        # A first message expunged, so that UIDs (2...) are not the sequence numbers (1...).
+        assert m.append("INBOX", None, None, b"Subject: gone\r\n\r\nx\r\n")[0] == "OK"
+        m.select("INBOX")
+        m.store("1", "+FLAGS", r"(\Deleted)")
+        m.expunge()
+        for date, flags, raw in SORT_MESSAGES:
+            assert m.append("INBOX", flags, f'"{date}"', raw)[0] == "OK"
+        m.select("INBOX")
+        typ, caps = m.capability()
+        assert {b"SORT", b"ESORT", b"SORT=DISPLAY"} <= set(caps[0].split()), caps
+    assert sort(ours, True, "(ARRIVAL)", "UTF-8", "1") == sort(dovecot, True, "(ARRIVAL)", "UTF-8", "1") == ("OK", [b"2"])
+    differences = []
+
+    def compare(what, a, b):
+        assert a[0] == "OK", (what, a)
+        if a != b:
+            differences.append(f"{what}\n  rampart: {a!r}\n  dovecot: {b!r}")
+
+    for criteria in SORTS:
+        keys, search = criteria.split(") ", 1)
+        for uid in (False, True):
+            args = (keys + ")", "UTF-8", search)
+            ref = sort(dovecot, uid, *args)
+            if criteria in SORT_RFC_ANSWERS:
+                numbers = SORT_RFC_ANSWERS[criteria].split()
+                if uid:
+                    numbers = [str(int(n) + 1).encode() for n in numbers]
+                rfc = ("OK", [b" ".join(numbers)])
+                assert ref != rfc, f"Dovecot now agrees on {criteria}"
+                ref = rfc
+            compare(f"{'UID ' * uid}SORT {criteria}", sort(ours, uid, *args), ref)
+    # ESORT (RFC 5267 §3): MIN and MAX are the first and last in sort order, ALL keeps it.
+    for ret in ("(MIN MAX COUNT ALL)", "(ALL)", "()", "(MIN)", "(COUNT MAX)"):
+        for keys in ("(SUBJECT)", "(REVERSE ARRIVAL)", "(DATE)", "(SIZE)"):
+            for uid in (False, True):
+                args = ("RETURN", ret, keys, "UTF-8", "ALL")
+                compare(f"{'UID ' * uid}SORT RETURN {ret} {keys}", sort(ours, uid, *args), sort(dovecot, uid, *args))
+    # Charsets other than UTF-8 and US-ASCII are refused with BADCHARSET (RFC 5256 §3).
+    typ, data = ours.sort("(DATE)", "KOI8-R", "ALL")
+    assert typ == "NO" and b"BADCHARSET" in data[0], data
+    assert not differences, "\n".join(differences)

@@ -16,4 +16,9 @@ fuzz_target!(|data: &[u8]| {
     let mut out = Vec::new();
     p.envelope(&mut out);
     p.body_structure(&mut out, true);
+    // SORT's keys.
+    let _ = rampart_imap::subject::base_subject(p.subject().unwrap_or_default());
+    let _ = rampart_imap::subject::base_subject(&String::from_utf8_lossy(data));
+    let _ = p.first_address(rampart_imap::mime::AddressField::From);
+    let _ = p.sent_time();
 });

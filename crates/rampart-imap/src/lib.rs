@@ -5,6 +5,7 @@
 //!   unfinished); see `parser`'s docs and docs/architecture.md for the reasons;
 //! - [`mime`]: ENVELOPE, BODYSTRUCTURE and body sections from mail-parser's MIME tree;
 //! - [`response`]: how strings, flags and dates go on the wire;
+//! - [`subject`]: RFC 5256 base subjects and the i;ascii-casemap collation, for SORT;
 //! - `session`: the state machine (not authenticated → authenticated → selected → logout),
 //!   the mailbox view and the commands, deciding nothing about sockets;
 //! - `conn`: the driver — lines, literals and their limits, STARTTLS, IDLE, timeouts — over
@@ -16,6 +17,7 @@
 pub mod mime;
 pub mod parser;
 pub mod response;
+pub mod subject;
 
 #[cfg(feature = "server")]
 pub mod conn;

@@ -121,6 +121,43 @@ impl<'a> Parsed<'a> {
         chrono::NaiveDate::from_ymd_opt(i32::from(d.year), u32::from(d.month), u32::from(d.day))
     }
 
+    /// The decoded Subject (encoded words to UTF-8), for SORT; None without one.
+    pub fn subject(&self) -> Option<&str> {
+        self.msg.as_ref()?.subject()
+    }
+
+    /// The Date header as a Unix time (UTC), for SORT DATE; None when missing or invalid.
+    pub fn sent_time(&self) -> Option<i64> {
+        let d = self.msg.as_ref()?.date()?;
+        d.is_valid().then(|| d.to_timestamp())
+    }
+
+    /// The first address of From, To or Cc as SORT sees it (RFC 5256 §3): its addr-mailbox
+    /// (the mailbox field ENVELOPE gives it; a group's name for a group) and, for RFC 5957
+    /// DISPLAYFROM/DISPLAYTO, its display name or, without one, its addr-spec.
+    pub fn first_address(&self, field: AddressField) -> Option<FirstAddress> {
+        let m = self.msg.as_ref()?;
+        let addr = match field {
+            AddressField::From => m.from(),
+            AddressField::To => m.to(),
+            AddressField::Cc => m.cc(),
+        }?;
+        let from_addr = |a: &mail_parser::Addr<'_>| {
+            let address = a.address.as_deref()?;
+            let (local, _) = mailbox_host(address);
+            // A display name of spaces is not empty (RFC 5322 §3.2.4 keeps them), as Dovecot.
+            let name = a.name.as_deref().filter(|n| !n.is_empty());
+            Some(FirstAddress { mailbox: local.to_string(), display: name.unwrap_or(address).to_string() })
+        };
+        match addr {
+            Address::List(list) => list.iter().find_map(from_addr),
+            Address::Group(groups) => groups.iter().find_map(|g| match &g.name {
+                Some(name) => Some(FirstAddress { mailbox: name.to_string(), display: name.to_string() }),
+                None => g.addresses.iter().find_map(from_addr),
+            }),
+        }
+    }
+
     /// Decoded text of every text part, for SEARCH BODY/TEXT.
     pub fn body_text(&self) -> String {
         let mut s = String::new();
@@ -130,6 +167,36 @@ impl<'a> Parsed<'a> {
             s.push_str(&String::from_utf8_lossy(self.text()));
         }
         s
+    }
+}
+
+/// The address fields SORT orders by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressField {
+    From,
+    To,
+    Cc,
+}
+
+/// What SORT needs of the first address of a field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstAddress {
+    /// addr-mailbox, as in ENVELOPE.
+    pub mailbox: String,
+    /// The display name if there is one, else the addr-spec (RFC 5957 §3).
+    pub display: String,
+}
+
+/// An address's mailbox and host as ENVELOPE splits them: an obsolete source route
+/// (`@relay:user@host`) is not part of the mailbox, a missing domain is MISSING_DOMAIN.
+fn mailbox_host(address: &str) -> (&str, &str) {
+    let (local, host) = match address.rsplit_once('@') {
+        Some((l, h)) => (l, h),
+        None => (address, "MISSING_DOMAIN"),
+    };
+    match local.split_once(':') {
+        Some((r, l)) if r.starts_with('@') => (l, host),
+        _ => (local, host),
     }
 }
 

@@ -14,6 +14,8 @@ const SEEDS: &[&[u8]] = &[
     b"a APPEND INBOX (\\Seen) \"01-Jan-2020 10:00:00 +0000\" {5}\r\nhello",
     b"a STORE 1,3:5 +FLAGS.SILENT (\\Seen $Foo)",
     b"a SELECT INBOX (CONDSTORE)",
+    b"a UID SORT RETURN (MIN ALL) (REVERSE DATE SUBJECT DISPLAYFROM) UTF-8 UNSEEN FROM bob",
+    b"From: \"N\" <a@b>, c@d\r\nTo: g: x@y;\r\nSubject: Re: [l] Fwd: [fwd: =?utf-8?q?caf=C3=A9?= (fwd)]\r\n\r\nb",
     b"a ID (\"name\" \"x\" \"v\" NIL)",
     b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: message/rfc822\r\n\r\nSubject: a\r\n\r\nb\r\n--x--\r\n",
 ];
@@ -62,6 +64,13 @@ fn random_mutations_never_panic() {
         let mut out = Vec::new();
         p.envelope(&mut out);
         p.body_structure(&mut out, true);
+        // SORT's keys: base subject, first addresses, Date.
+        let _ = rampart_imap::subject::base_subject(p.subject().unwrap_or_default());
+        let _ = rampart_imap::subject::base_subject(&String::from_utf8_lossy(&input));
+        for field in [mime::AddressField::From, mime::AddressField::To, mime::AddressField::Cc] {
+            let _ = p.first_address(field);
+        }
+        let _ = p.sent_time();
         for part in [vec![1], vec![1, 1], vec![2, 1, 3]] {
             let _ = p.section(&parser::Section { part, text: Some(parser::SectionPart::Text) });
         }

@@ -505,3 +505,69 @@ async fn subscriptions_lsub_and_list_subscribed() {
     assert!(c.cmd("u", "UNSUBSCRIBE Old").await.contains("u OK"));
     assert!(!c.cmd("l", "LSUB \"\" \"*\"").await.contains("Old"));
 }
+
+/// SORT and UID SORT (RFC 5256): base subjects, Date with INTERNALDATE as fallback, first
+/// address, ties by sequence number, REVERSE on one key only, the search criteria; ESORT
+/// (RFC 5267 §3) with MIN/MAX in sort order; BADCHARSET; MODSEQ (RFC 7162 §3.1.5).
+#[tokio::test]
+async fn sort_uid_sort_and_esort() {
+    let f = fixture().await;
+    let mut c = Client::login(&f).await;
+    let caps = c.cmd("c", "CAPABILITY").await;
+    assert!(caps.contains(" SORT ") && caps.contains(" SORT=DISPLAY ") && caps.contains(" ESORT "), "{caps}");
+    assert!(c.cmd("n", "SORT (DATE) UTF-8 ALL").await.contains("n BAD"), "SORT needs a selected mailbox");
+    // UID 1 is expunged below, so UIDs are sequence numbers + 1.
+    for m in [
+        "Subject: gone\r\n\r\nx\r\n",
+        "From: Zoe <zoe@example.test>\r\nTo: b@example.test\r\nDate: Fri, 27 Nov 2026 12:00:00 +0000\r\nSubject: Re: [list] beta\r\n\r\n1\r\n",
+        "From: amy@example.test, zed@example.test\r\nDate: Fri, 27 Nov 2026 10:00:00 -0500\r\nSubject: =?utf-8?q?Fwd=3A_alpha?=\r\n\r\n22\r\n",
+        // No Date: sorts by INTERNALDATE (2026-09-21, deliver's), before the others' dates.
+        "From: \"Mo\" <mo@example.test>\r\nSubject: [fwd: ALPHA] (fwd)\r\n\r\n333\r\n",
+        "To: a@example.test\r\nDate: Fri, 27 Nov 2026 11:00:00 +0000\r\n\r\n4444\r\n",
+    ] {
+        deliver(&f.store, m).await;
+    }
+    c.cmd("s", "SELECT INBOX").await;
+    c.cmd("d", "STORE 1 +FLAGS (\\Deleted)").await;
+    assert!(c.cmd("e", "EXPUNGE").await.contains("* 1 EXPUNGE"));
+    // Base subjects: beta, alpha, ALPHA, "" → "", alpha, ALPHA (a tie: sequence order), beta.
+    let r = c.cmd("a", "SORT (SUBJECT) UTF-8 ALL").await;
+    assert!(r.contains("* SORT 4 2 3 1\r\n") && r.contains("a OK SORT completed"), "{r}");
+    let r = c.cmd("b", "SORT (REVERSE SUBJECT) US-ASCII ALL").await;
+    assert!(r.contains("* SORT 1 2 3 4\r\n"), "{r}");
+    // Sent times: 3 (internal date), 4 11:00Z, 1 12:00Z, 2 15:00Z.
+    let r = c.cmd("f", "UID SORT (DATE) UTF-8 ALL").await;
+    assert!(r.contains("* SORT 4 5 2 3\r\n"), "{r}");
+    let r = c.cmd("g", "SORT (REVERSE DATE) UTF-8 NOT 4").await;
+    assert!(r.contains("* SORT 2 1 3\r\n"), "{r}");
+    // First From address's mailbox: "" (none), amy, mo, zoe; ARRIVAL ties keep sequence order.
+    let r = c.cmd("h", "SORT (FROM) UTF-8 ALL").await;
+    assert!(r.contains("* SORT 4 2 3 1\r\n"), "{r}");
+    let r = c.cmd("i", "SORT (DISPLAYFROM) UTF-8 ALL").await;
+    assert!(r.contains("* SORT 4 2 3 1\r\n"), "{r}");
+    // Sizes 121, 123, 64 and 67 octets; all four arrived at the same time.
+    let r = c.cmd("j", "SORT (REVERSE ARRIVAL SIZE) UTF-8 ALL").await;
+    assert!(r.contains("* SORT 3 4 1 2\r\n"), "{r}");
+    let r = c.cmd("k", "UID SORT (TO REVERSE SIZE) UTF-8 SUBJECT alpha").await;
+    assert!(r.contains("* SORT 3 4\r\n"), "{r}");
+    let r = c.cmd("l", "SORT (SUBJECT) UTF-8 SUBJECT nothing").await;
+    assert!(r.contains("* SORT\r\n"), "{r}");
+    // ESORT: MIN and MAX are the first and last in sort order; ALL keeps the order.
+    let r = c.cmd("m", "UID SORT RETURN (MIN MAX COUNT ALL) (SUBJECT) UTF-8 ALL").await;
+    assert!(r.contains("* ESEARCH (TAG \"m\") UID MIN 5 MAX 2 COUNT 4 ALL 5,3:4,2\r\n"), "{r}");
+    let r = c.cmd("o", "SORT RETURN () (REVERSE SIZE) UTF-8 ALL").await;
+    assert!(r.contains("* ESEARCH (TAG \"o\") ALL 2,1,4,3\r\n"), "{r}");
+    let r = c.cmd("p", "SORT (DATE) KOI8-R ALL").await;
+    assert!(r.contains("p NO [BADCHARSET (UTF-8 US-ASCII)]"), "{r}");
+    // RFC 7162 §3.1.5: a MODSEQ criterion adds the highest MODSEQ (and enables CONDSTORE).
+    let m1: u64 = {
+        let r = c.cmd("q", "STORE 1 +FLAGS (\\Seen)").await;
+        assert!(!r.contains("MODSEQ"), "{r}");
+        let r = c.cmd("r", "SORT (SUBJECT) UTF-8 MODSEQ 1").await;
+        assert!(r.contains("* OK [HIGHESTMODSEQ "), "{r}");
+        let line = r.lines().find(|l| l.starts_with("* SORT 4 2 3 1 (MODSEQ ")).unwrap_or_else(|| panic!("{r}"));
+        line.trim_end_matches(')').rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let r = c.cmd("t", "SORT RETURN (MAX) (SUBJECT) UTF-8 MODSEQ 1").await;
+    assert!(r.contains(&format!("* ESEARCH (TAG \"t\") MAX 1 MODSEQ {m1}\r\n")), "{r}");
+}

@@ -17,10 +17,12 @@ pub mod lexer;
 mod fetch;
 mod search;
 pub mod sequence;
+mod sort;
 
 pub use fetch::{FetchAttr, Section, SectionPart, parse_fetch_items};
 pub use search::SearchKey;
 pub use sequence::{SeqNum, SequenceSet};
+pub use sort::{SortCriterion, SortKey};
 
 use lexer::Cursor;
 
@@ -66,6 +68,8 @@ pub enum Kind {
     Unselect,
     Expunge { uids: Option<SequenceSet> },
     Search { uid: bool, charset: Option<String>, key: SearchKey, ret: Option<Vec<String>> },
+    /// RFC 5256 SORT, with RFC 5267 §3 RETURN options (ESORT).
+    Sort { uid: bool, criteria: Vec<SortCriterion>, charset: String, key: SearchKey, ret: Option<Vec<String>> },
     Fetch { uid: bool, set: SequenceSet, attrs: Vec<FetchAttr>, changed_since: Option<u64>, vanished: bool },
     Store { uid: bool, set: SequenceSet, op: StoreOp, silent: bool, flags: Vec<String>, unchanged_since: Option<u64> },
     Copy { uid: bool, set: SequenceSet, mailbox: String, moving: bool },
@@ -104,6 +108,7 @@ impl Kind {
             Kind::Unselect => "UNSELECT",
             Kind::Expunge { .. } => "EXPUNGE",
             Kind::Search { .. } => "SEARCH",
+            Kind::Sort { .. } => "SORT",
             Kind::Fetch { .. } => "FETCH",
             Kind::Store { .. } => "STORE",
             Kind::Copy { moving: false, .. } => "COPY",
@@ -332,6 +337,7 @@ fn command(c: &mut Cursor<'_>, name: &[u8]) -> Result<Kind, ParseError> {
             Kind::Append { mailbox, flags, date, message }
         }
         b"SEARCH" => search_command(c, false)?,
+        b"SORT" => sort_command(c, false)?,
         b"FETCH" => fetch_command(c, false)?,
         b"STORE" => store_command(c, false)?,
         b"COPY" | b"MOVE" => copy_command(c, false, name == b"MOVE")?,
@@ -340,6 +346,7 @@ fn command(c: &mut Cursor<'_>, name: &[u8]) -> Result<Kind, ParseError> {
             let sub = c.atom()?.to_ascii_uppercase();
             match sub.as_slice() {
                 b"SEARCH" => search_command(c, true)?,
+                b"SORT" => sort_command(c, true)?,
                 b"FETCH" => fetch_command(c, true)?,
                 b"STORE" => store_command(c, true)?,
                 b"COPY" => copy_command(c, true, false)?,
@@ -502,21 +509,33 @@ fn list(c: &mut Cursor<'_>) -> Result<ListArgs, ParseError> {
     Ok(a)
 }
 
+/// search-return-opts: RETURN "(" [opt *(SP opt)] ")" SP (RFC 4731 §3, RFC 5267 §3).
+fn return_opts(c: &mut Cursor<'_>) -> Result<Option<Vec<String>>, ParseError> {
+    if !c.keyword("RETURN") {
+        return Ok(None);
+    }
+    c.sp()?;
+    c.expect(b'(')?;
+    let mut opts = Vec::new();
+    while !c.eat(b')') {
+        c.eat(b' ');
+        let opt = c.atom_str()?.to_ascii_uppercase();
+        // RFC 4466 §2.6.1: an unknown return option (SAVE, PARTIAL: not offered) is an error.
+        if !matches!(opt.as_str(), "MIN" | "MAX" | "ALL" | "COUNT") {
+            return Err(c.err("unknown RETURN option"));
+        }
+        if !opts.contains(&opt) {
+            opts.push(opt);
+        }
+    }
+    c.sp()?;
+    Ok(Some(opts))
+}
+
 fn search_command(c: &mut Cursor<'_>, uid: bool) -> Result<Kind, ParseError> {
     c.sp()?;
     // RFC 4731 ESEARCH: SEARCH RETURN (MIN MAX COUNT ALL).
-    let mut ret = None;
-    if c.keyword("RETURN") {
-        c.sp()?;
-        c.expect(b'(')?;
-        let mut opts = Vec::new();
-        while !c.eat(b')') {
-            c.eat(b' ');
-            opts.push(c.atom_str()?.to_ascii_uppercase());
-        }
-        ret = Some(opts);
-        c.sp()?;
-    }
+    let ret = return_opts(c)?;
     let mut charset = None;
     if c.keyword("CHARSET") {
         c.sp()?;
@@ -525,6 +544,19 @@ fn search_command(c: &mut Cursor<'_>, uid: bool) -> Result<Kind, ParseError> {
     }
     let key = search::parse_program(c)?;
     Ok(Kind::Search { uid, charset, key, ret })
+}
+
+/// ["UID" SP] "SORT" [SP "RETURN" SP "(" opts ")"] SP sort-criteria SP charset 1*(SP search-key)
+/// (RFC 5256 §5, RFC 5267 §3). Unlike SEARCH's, the charset is not optional.
+fn sort_command(c: &mut Cursor<'_>, uid: bool) -> Result<Kind, ParseError> {
+    c.sp()?;
+    let ret = return_opts(c)?;
+    let criteria = sort::parse_criteria(c)?;
+    c.sp()?;
+    let charset = c.astring_utf8()?;
+    c.sp()?;
+    let key = search::parse_program(c)?;
+    Ok(Kind::Sort { uid, criteria, charset, key, ret })
 }
 
 fn fetch_command(c: &mut Cursor<'_>, uid: bool) -> Result<Kind, ParseError> {

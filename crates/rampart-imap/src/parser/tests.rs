@@ -89,3 +89,48 @@ fn append_and_mailboxes() {
     assert!(matches!(kind("a ID (\"name\" \"x\" \"v\" NIL)"), Kind::Id(ref p) if p.len() == 2));
     assert!(matches!(kind("a SELECT INBOX (CONDSTORE)"), Kind::Select { condstore: true, .. }));
 }
+
+#[test]
+fn sort() {
+    let k = kind("a SORT (REVERSE DATE subject REVERSE displayfrom) UTF-8 UNSEEN FROM bob");
+    let Kind::Sort { uid, criteria, charset, key: SearchKey::And(keys), ret } = k else { panic!() };
+    assert!(!uid);
+    assert_eq!(charset, "UTF-8");
+    assert_eq!(ret, None);
+    assert_eq!(
+        criteria,
+        vec![
+            SortCriterion { reverse: true, key: SortKey::Date },
+            SortCriterion { reverse: false, key: SortKey::Subject },
+            SortCriterion { reverse: true, key: SortKey::DisplayFrom },
+        ]
+    );
+    assert_eq!(keys, vec![SearchKey::NoFlag("\\Seen".into()), SearchKey::Header("FROM".into(), "bob".into())]);
+    let k = kind("a UID SORT (ARRIVAL CC FROM SIZE TO DISPLAYTO) \"US-ASCII\" ALL");
+    let Kind::Sort { uid: true, criteria, charset, key: SearchKey::All, ret: None } = k else { panic!() };
+    assert_eq!(criteria.len(), 6);
+    assert_eq!(charset, "US-ASCII");
+    // RFC 5267 §3: SORT RETURN (...) before the criteria.
+    let k = kind("a UID SORT RETURN (MIN max COUNT ALL) (SUBJECT) UTF-8 1:*");
+    assert!(matches!(k, Kind::Sort { uid: true, ret: Some(ref r), .. } if r == &["MIN", "MAX", "COUNT", "ALL"]));
+    assert!(matches!(kind("a SORT RETURN () (SIZE) UTF-8 ALL"), Kind::Sort { ret: Some(ref r), .. } if r.is_empty()));
+    // RFC 4466 §2.6.1: unknown return options are refused; a repeated one counts once.
+    assert!(parse(b"a SORT RETURN (SAVE) (SIZE) UTF-8 ALL").is_err());
+    assert!(parse(b"a SEARCH RETURN (PARTIAL 1:10) ALL").is_err());
+    assert!(matches!(kind("a SEARCH RETURN (MIN min) ALL"), Kind::Search { ret: Some(ref r), .. } if r == &["MIN"]));
+    // The charset is mandatory; so are the parentheses, a key after REVERSE and a search key.
+    for bad in [
+        "a SORT (DATE) ALL",
+        "a SORT DATE UTF-8 ALL",
+        "a SORT () UTF-8 ALL",
+        "a SORT (REVERSE) UTF-8 ALL",
+        "a SORT (DATE BOGUS) UTF-8 ALL",
+        "a SORT (DATE) UTF-8",
+        "a SORT (DATE)UTF-8 ALL",
+        "a SORT (DATE) UTF-8 ALL extra(",
+        "a UID SORT",
+    ] {
+        assert!(parse(bad.as_bytes()).is_err(), "{bad}");
+    }
+    assert_eq!(kind("a SORT (SIZE) UTF-8 ALL").name(), "SORT");
+}

@@ -10,6 +10,7 @@ mod fetch;
 mod mailboxes;
 mod search;
 mod select;
+mod sort;
 mod store;
 pub mod view;
 
@@ -133,7 +134,7 @@ pub fn allowed(state: &State, kind: &Kind) -> bool {
         | K::GetQuota(_)
         | K::GetQuotaRoot(_)
         | K::SetQuota(_) => authenticated,
-        K::Check | K::Close | K::Unselect | K::Expunge { .. } | K::Search { .. } | K::Fetch { .. } | K::Store { .. } | K::Copy { .. } => {
+        K::Check | K::Close | K::Unselect | K::Expunge { .. } | K::Search { .. } | K::Sort { .. } | K::Fetch { .. } | K::Store { .. } | K::Copy { .. } => {
             matches!(state, State::Selected(..))
         }
     }
@@ -265,6 +266,9 @@ impl Session {
             "CONDSTORE",
             "QRESYNC",
             "ESEARCH",
+            "SORT",
+            "SORT=DISPLAY",
+            "ESORT",
             "QUOTA",
             "QUOTA=RES-STORAGE",
             "STATUS=SIZE",
@@ -365,6 +369,7 @@ impl Session {
             Kind::Unselect => self.close(out.buf(), &tag, false).await,
             Kind::Expunge { uids } => self.expunge(out.buf(), &tag, uids).await,
             Kind::Search { uid, charset, key, ret } => self.search(out, &tag, uid, charset, key, ret).await,
+            Kind::Sort { uid, criteria, charset, key, ret } => self.sort(out, &tag, uid, criteria, charset, key, ret).await,
             Kind::Fetch { uid, set, attrs, changed_since, vanished } => {
                 self.fetch(out, &tag, uid, set, attrs, changed_since, vanished).await
             }

@@ -71,30 +71,36 @@ fn eval(k: &SearchKey, c: &Ctx<'_>) -> bool {
     }
 }
 
+/// A message that matched: its sequence number, UID and MODSEQ.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Hit {
+    pub seq: u32,
+    pub uid: u32,
+    pub modseq: u64,
+}
+
+/// SEARCH and SORT take UTF-8 and its subset US-ASCII (RFC 3501 §6.4.4, RFC 5256 §3).
+pub(super) fn charset_supported(charset: &str) -> bool {
+    charset.eq_ignore_ascii_case("UTF-8") || charset.eq_ignore_ascii_case("US-ASCII")
+}
+
+pub(super) fn bad_charset(buf: &mut Vec<u8>, tag: &str) {
+    line(buf, &format!("{tag} NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset"));
+}
+
 impl Session {
-    pub(super) async fn search<O: Output>(
-        &mut self,
-        out: &mut O,
-        tag: &str,
-        uid: bool,
-        charset: Option<String>,
-        key: SearchKey,
-        ret: Option<Vec<String>>,
-    ) -> Result<Next, StoreError> {
-        if let Some(cs) = &charset
-            && !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
-                line(out.buf(), &format!("{tag} NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset"));
-                return Ok(Next::Continue);
-            }
-        if key.uses_modseq() {
-            self.enable_condstore(out.buf());
-        }
+    /// Runs the search over the selected mailbox and calls `f` for every match, in sequence
+    /// order, with the parsed message when `content` (or the key) asks for it. One message is
+    /// read and parsed at a time, so memory stays at one message whatever the mailbox holds.
+    pub(super) async fn scan<F>(&self, key: &SearchKey, content: bool, mut f: F) -> Result<(), StoreError>
+    where
+        F: FnMut(Hit, &Msg, Option<&Parsed<'_>>) + Send,
+    {
         let store = self.services.store.clone();
-        let State::Selected(_, view) = &self.state else { return Ok(Next::Continue) };
-        let needs_content = key.needs_content();
+        let State::Selected(_, view) = &self.state else { return Ok(()) };
+        let needs_content = content || key.needs_content();
         let max_seq = view.msgs.len() as u32;
         let max_uid = view.msgs.last().map_or(0, |m| m.uid);
-        let mut hits: Vec<(u32, u32, u64)> = Vec::new();
         for (i, msg) in view.msgs.iter().enumerate() {
             let raw = if needs_content {
                 match store.read_message(view.id, msg.uid).await {
@@ -106,63 +112,91 @@ impl Session {
                 None
             };
             let parsed = raw.as_deref().map(Parsed::new);
-            let ctx = Ctx { msg, seq: i as u32 + 1, max_seq, max_uid, parsed: parsed.as_ref() };
-            if eval(&key, &ctx) {
-                hits.push((i as u32 + 1, msg.uid, msg.modseq));
+            let seq = i as u32 + 1;
+            let ctx = Ctx { msg, seq, max_seq, max_uid, parsed: parsed.as_ref() };
+            if eval(key, &ctx) {
+                f(Hit { seq, uid: msg.uid, modseq: msg.modseq }, msg, parsed.as_ref());
             }
         }
-        let numbers: Vec<u32> = hits.iter().map(|h| if uid { h.1 } else { h.0 }).collect();
-        let max_modseq = hits.iter().map(|h| h.2).max();
-        let buf = out.buf();
-        match ret {
-            Some(opts) => {
-                // RFC 4731 §3.1: RETURN () means ALL.
-                let opts: Vec<String> = if opts.is_empty() { vec!["ALL".into()] } else { opts };
-                let mut s = format!("* ESEARCH (TAG \"{tag}\")");
-                if uid {
-                    s.push_str(" UID");
-                }
-                for o in &opts {
-                    match o.as_str() {
-                        "MIN" if !numbers.is_empty() => s.push_str(&format!(" MIN {}", numbers[0])),
-                        "MAX" if !numbers.is_empty() => s.push_str(&format!(" MAX {}", numbers[numbers.len() - 1])),
-                        "ALL" if !numbers.is_empty() => s.push_str(&format!(" ALL {}", compact(&numbers))),
-                        "COUNT" => s.push_str(&format!(" COUNT {}", numbers.len())),
-                        _ => {}
-                    }
-                }
-                // RFC 7162 §3.1.5: with MIN or MAX alone, the MODSEQ of that message; with
-                // both (and neither ALL nor COUNT), the higher of those two; otherwise the
-                // highest of all the results.
-                let has = |o: &str| opts.iter().any(|x| x == o);
-                let modseq = if has("ALL") || has("COUNT") {
-                    max_modseq
-                } else {
-                    let min = hits.first().map(|h| h.2).filter(|_| has("MIN"));
-                    let max = hits.last().map(|h| h.2).filter(|_| has("MAX"));
-                    min.max(max)
-                };
-                if key.uses_modseq()
-                    && let Some(m) = modseq {
-                        s.push_str(&format!(" MODSEQ {m}"));
-                    }
-                line(buf, &s);
-            }
-            None => {
-                let mut s = String::from("* SEARCH");
-                for n in &numbers {
-                    s.push_str(&format!(" {n}"));
-                }
-                // RFC 7162 §3.1.5: the highest MODSEQ of the results.
-                if key.uses_modseq()
-                    && let Some(m) = max_modseq {
-                        s.push_str(&format!(" (MODSEQ {m})"));
-                    }
-                line(buf, &s);
-            }
+        Ok(())
+    }
+
+    pub(super) async fn search<O: Output>(
+        &mut self,
+        out: &mut O,
+        tag: &str,
+        uid: bool,
+        charset: Option<String>,
+        key: SearchKey,
+        ret: Option<Vec<String>>,
+    ) -> Result<Next, StoreError> {
+        if let Some(cs) = &charset
+            && !charset_supported(cs)
+        {
+            bad_charset(out.buf(), tag);
+            return Ok(Next::Continue);
         }
+        if key.uses_modseq() {
+            self.enable_condstore(out.buf());
+        }
+        let mut hits: Vec<Hit> = Vec::new();
+        self.scan(&key, false, |hit, _, _| hits.push(hit)).await?;
+        results(out.buf(), tag, "SEARCH", uid, &hits, ret, key.uses_modseq());
         self.sync(out.buf(), false).await?;
         line(out.buf(), &format!("{tag} OK SEARCH completed"));
         Ok(Next::Continue)
+    }
+}
+
+/// The untagged answer to SEARCH or SORT (`name`): `* SEARCH`/`* SORT` with the numbers in
+/// the order of `hits`, or with RETURN options one ESEARCH (RFC 4731; RFC 5267 §3 for SORT,
+/// where MIN and MAX are the first and last in sort order and ALL keeps that order).
+pub(super) fn results(buf: &mut Vec<u8>, tag: &str, name: &str, uid: bool, hits: &[Hit], ret: Option<Vec<String>>, modseq_key: bool) {
+    let numbers: Vec<u32> = hits.iter().map(|h| if uid { h.uid } else { h.seq }).collect();
+    let max_modseq = hits.iter().map(|h| h.modseq).max();
+    match ret {
+        Some(opts) => {
+            // RFC 4731 §3.1: RETURN () means ALL.
+            let opts: Vec<String> = if opts.is_empty() { vec!["ALL".into()] } else { opts };
+            let mut s = format!("* ESEARCH (TAG \"{tag}\")");
+            if uid {
+                s.push_str(" UID");
+            }
+            for o in &opts {
+                match o.as_str() {
+                    "MIN" if !numbers.is_empty() => s.push_str(&format!(" MIN {}", numbers[0])),
+                    "MAX" if !numbers.is_empty() => s.push_str(&format!(" MAX {}", numbers[numbers.len() - 1])),
+                    "ALL" if !numbers.is_empty() => s.push_str(&format!(" ALL {}", compact(&numbers))),
+                    "COUNT" => s.push_str(&format!(" COUNT {}", numbers.len())),
+                    _ => {}
+                }
+            }
+            // RFC 7162 §3.1.5: with MIN or MAX alone, the MODSEQ of that message; with
+            // both (and neither ALL nor COUNT), the higher of those two; otherwise the
+            // highest of all the results.
+            let has = |o: &str| opts.iter().any(|x| x == o);
+            let modseq = if has("ALL") || has("COUNT") {
+                max_modseq
+            } else {
+                let min = hits.first().map(|h| h.modseq).filter(|_| has("MIN"));
+                let max = hits.last().map(|h| h.modseq).filter(|_| has("MAX"));
+                min.max(max)
+            };
+            if modseq_key && let Some(m) = modseq {
+                s.push_str(&format!(" MODSEQ {m}"));
+            }
+            line(buf, &s);
+        }
+        None => {
+            let mut s = format!("* {name}");
+            for n in &numbers {
+                s.push_str(&format!(" {n}"));
+            }
+            // RFC 7162 §3.1.5 (search-sort-mod-seq): the highest MODSEQ of the results.
+            if modseq_key && let Some(m) = max_modseq {
+                s.push_str(&format!(" (MODSEQ {m})"));
+            }
+            line(buf, &s);
+        }
     }
 }
