@@ -6,6 +6,7 @@
 //! - [`mime`]: ENVELOPE, BODYSTRUCTURE and body sections from mail-parser's MIME tree;
 //! - [`response`]: how strings, flags and dates go on the wire;
 //! - [`subject`]: RFC 5256 base subjects and the i;ascii-casemap collation, for SORT;
+//! - [`thread`]: RFC 5256 THREAD=ORDEREDSUBJECT and THREAD=REFERENCES over small keys;
 //! - `session`: the state machine (not authenticated → authenticated → selected → logout),
 //!   the mailbox view and the commands, deciding nothing about sockets;
 //! - `conn`: the driver — lines, literals and their limits, STARTTLS, IDLE, timeouts — over
@@ -18,6 +19,7 @@ pub mod mime;
 pub mod parser;
 pub mod response;
 pub mod subject;
+pub mod thread;
 
 #[cfg(feature = "server")]
 pub mod conn;

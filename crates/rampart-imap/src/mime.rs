@@ -158,6 +158,32 @@ impl<'a> Parsed<'a> {
         }
     }
 
+    /// The first header field called `name` of the message itself, raw and unfolded.
+    fn first_raw(&self, name: &str) -> Option<String> {
+        let m = self.msg.as_ref()?;
+        let h = m.parts.first()?.headers.iter().find(|h| h.name.as_str().eq_ignore_ascii_case(name))?;
+        Some(String::from_utf8_lossy(&unfold(slice(m.raw_message.as_ref(), h.offset_start, h.offset_end))).into_owned())
+    }
+
+    /// The first valid msg-id of the Message-ID field, without its brackets, for THREAD.
+    pub fn message_id(&self) -> Option<String> {
+        msg_ids(&self.first_raw("Message-ID")?).into_iter().next()
+    }
+
+    /// The message's references for THREAD=REFERENCES (RFC 5256 §2.2): the valid msg-ids of
+    /// References, oldest first; when it has none, the first valid one of In-Reply-To. Only
+    /// the last `max` are kept (the nearest ancestors).
+    pub fn references(&self, max: usize) -> Vec<String> {
+        let mut ids = self.first_raw("References").map(|v| msg_ids(&v)).unwrap_or_default();
+        if ids.is_empty() {
+            ids = self.first_raw("In-Reply-To").map(|v| msg_ids(&v)).unwrap_or_default();
+            ids.truncate(1);
+        }
+        let drop = ids.len().saturating_sub(max);
+        ids.drain(..drop);
+        ids
+    }
+
     /// Decoded text of every text part, for SEARCH BODY/TEXT.
     pub fn body_text(&self) -> String {
         let mut s = String::new();
@@ -168,6 +194,44 @@ impl<'a> Parsed<'a> {
         }
         s
     }
+}
+
+/// The valid msg-ids (`<left@right>`, RFC 5322 §3.6.4) in a field value, in order, without
+/// their brackets and with any white space inside removed; comments and what is not in
+/// brackets are skipped, and so is a bracketed id without an "@" between non-empty parts.
+pub fn msg_ids(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chars = value.chars();
+    let mut depth = 0usize;
+    while let Some(ch) = chars.next() {
+        match ch {
+            '\\' if depth > 0 => {
+                chars.next();
+            }
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            '<' if depth == 0 => {
+                let mut id = String::new();
+                let mut closed = false;
+                for ch in chars.by_ref() {
+                    match ch {
+                        '>' => {
+                            closed = true;
+                            break;
+                        }
+                        c if c.is_whitespace() => {}
+                        c => id.push(c),
+                    }
+                }
+                let valid = id.rsplit_once('@').is_some_and(|(l, r)| !l.is_empty() && !r.is_empty() && !l.contains('<'));
+                if closed && valid {
+                    out.push(id);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// The address fields SORT orders by.

@@ -8,6 +8,14 @@
 
 /// RFC 5256 §2.1 steps 1–7.
 pub fn base_subject(subject: &str) -> String {
+    base_subject_reply(subject).0
+}
+
+/// The base subject and whether the message is a reply or forward (what THREAD=REFERENCES
+/// step 5 asks, RFC 5256 §2.2): whether the extraction removed a subj-refwd ("Re:", "Fwd:"),
+/// a "(fwd)" trailer or a "[fwd: ...]" wrapper.
+pub fn base_subject_reply(subject: &str) -> (String, bool) {
+    let mut reply = false;
     // (1) Tabs and line breaks (continuations) become spaces; runs of spaces become one.
     let mut norm = String::with_capacity(subject.len());
     for ch in subject.chars() {
@@ -23,6 +31,7 @@ pub fn base_subject(subject: &str) -> String {
         loop {
             if let Some(rest) = strip_suffix_ci(s, "(fwd)") {
                 s = rest;
+                reply = true;
             } else if let Some(rest) = s.strip_suffix(' ') {
                 s = rest;
             } else {
@@ -38,6 +47,7 @@ pub fn base_subject(subject: &str) -> String {
                     s = rest;
                 } else if let Some(rest) = leader(s) {
                     s = rest;
+                    reply = true;
                 } else {
                     break;
                 }
@@ -55,10 +65,11 @@ pub fn base_subject(subject: &str) -> String {
         // (6) subj-fwd-hdr "[fwd:" ... subj-fwd-trl "]": unwrap and start again at (2).
         if s.len() >= 6 && s.as_bytes()[..5].eq_ignore_ascii_case(b"[fwd:") && s.ends_with(']') {
             s = &s[5..s.len() - 1];
+            reply = true;
             continue;
         }
         // (7)
-        return s.to_string();
+        return (s.to_string(), reply);
     }
 }
 
@@ -150,6 +161,23 @@ mod tests {
             ("[liste] Ré: x", "Ré: x"),
         ] {
             assert_eq!(base_subject(subject), base, "{subject:?}");
+        }
+    }
+
+    #[test]
+    fn replies_and_forwards() {
+        for (subject, reply) in [
+            ("hello", false),
+            ("Re: hello", true),
+            ("[list] hello", false),
+            ("[list] Re: hello", true),
+            ("hello (fwd)", true),
+            ("[fwd: hello]", true),
+            ("Fw: hello", true),
+            ("Reply: hello", false),
+            ("  hello  ", false),
+        ] {
+            assert_eq!(base_subject_reply(subject).1, reply, "{subject:?}");
         }
     }
 

@@ -114,3 +114,19 @@ fn envelope_source_route() {
     assert!(e.contains("((NIL \"@relay.example\" \"kim\" \"example.test\"))"), "{e}");
     assert!(!e.contains("relay.example:"), "{e}");
 }
+
+#[test]
+fn message_ids_and_references() {
+    assert_eq!(msg_ids("<a@b> (c <x@y>) junk <c @ d>\r\n <no-at> <e@f"), ["a@b", "c@d"]);
+    assert_eq!(msg_ids("<@b> <a@> <a@b@c>"), ["a@b@c"]);
+    let m = b"Message-ID: bare@id <m@x>\r\nReferences: <r1@x>\r\n <r2@x> <r3@x>\r\nIn-Reply-To: <i@x>\r\n\r\n";
+    let p = Parsed::new(m);
+    assert_eq!(p.message_id().as_deref(), Some("m@x"));
+    assert_eq!(p.references(100), ["r1@x", "r2@x", "r3@x"]);
+    assert_eq!(p.references(2), ["r2@x", "r3@x"]);
+    // References without a valid id: the first valid id of In-Reply-To.
+    let p = Parsed::new(b"References: <broken>\r\nIn-Reply-To: <i1@x> <i2@x>\r\n\r\n");
+    assert_eq!(p.references(100), ["i1@x"]);
+    assert_eq!(p.message_id(), None);
+    assert!(Parsed::new(b"Subject: x\r\n\r\n").references(100).is_empty());
+}

@@ -1,0 +1,565 @@
+//! THREAD=ORDEREDSUBJECT and THREAD=REFERENCES (RFC 5256 §2.2, the THREAD part), as pure
+//! functions over small per-message keys, and the `* THREAD` answer (§4).
+//!
+//! The threads are kept in an arena of containers (a message, or a dummy standing for a
+//! message that is referenced but not among the searched ones) linked by index. Every walk
+//! over them is iterative, so a reply chain of any length cannot exhaust the stack.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+/// A Message-ID as THREAD keeps it: 128 bits of hash, so a message's references cost 16
+/// octets each whatever their length. Comparison stays case-sensitive (§2.2 step 1.A).
+pub type Id = u128;
+
+pub fn id_key(id: &str) -> Id {
+    let half = |seed: u8| {
+        let mut h = DefaultHasher::new();
+        seed.hash(&mut h);
+        id.hash(&mut h);
+        h.finish()
+    };
+    (u128::from(half(1)) << 64) | u128::from(half(2))
+}
+
+/// What THREAD keeps of one searched message.
+#[derive(Debug, Clone, Default)]
+pub struct Msg {
+    pub seq: u32,
+    pub uid: u32,
+    /// The sent date (RFC 5256 §2.2): the Date header in UTC, INTERNALDATE without a valid one.
+    pub date: i64,
+    /// The base subject, mapped by i;ascii-casemap (and capped, as SORT's keys).
+    pub subject: Vec<u8>,
+    /// Whether the base subject extraction removed a reply or forward marker (step 5).
+    pub reply: bool,
+    /// The first valid Message-ID; None gives the message a unique one.
+    pub id: Option<Id>,
+    /// References (or In-Reply-To), oldest first.
+    pub refs: Vec<Id>,
+}
+
+impl Msg {
+    fn key(&self) -> (i64, u32) {
+        (self.date, self.seq)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Node {
+    /// Index into the messages; None for a dummy.
+    msg: Option<usize>,
+    parent: Option<usize>,
+    children: Vec<usize>,
+}
+
+/// Threads: the arena and the top-level containers, in answer order.
+#[derive(Debug, Default)]
+pub struct Threads {
+    nodes: Vec<Node>,
+    roots: Vec<usize>,
+}
+
+impl Threads {
+    fn add(&mut self, msg: Option<usize>) -> usize {
+        self.nodes.push(Node { msg, ..Node::default() });
+        self.nodes.len() - 1
+    }
+
+    fn link(&mut self, parent: usize, child: usize) {
+        self.nodes[child].parent = Some(parent);
+        self.nodes[parent].children.push(child);
+    }
+
+    fn unlink(&mut self, child: usize) {
+        if let Some(p) = self.nodes[child].parent.take() {
+            self.nodes[p].children.retain(|&c| c != child);
+        }
+    }
+
+    /// Whether making `parent` the parent of `child` would close a loop: `parent` is `child`
+    /// or one of its descendants.
+    fn would_loop(&self, parent: usize, child: usize) -> bool {
+        // Without children `child` has no descendants: the common case costs no walk.
+        if parent == child || self.nodes[child].children.is_empty() {
+            return parent == child;
+        }
+        let mut at = Some(parent);
+        while let Some(n) = at {
+            if n == child {
+                return true;
+            }
+            at = self.nodes[n].parent;
+        }
+        false
+    }
+
+    fn is_dummy(&self, n: usize) -> bool {
+        self.nodes[n].msg.is_none()
+    }
+
+    /// The sort key of a container: its message's (sent date, sequence number); a dummy's is
+    /// that of its first child in date order (§2.2 steps 4 and 6).
+    fn key(&self, msgs: &[Msg], n: usize) -> (i64, u32) {
+        match self.nodes[n].msg {
+            Some(m) => msgs[m].key(),
+            None => self.nodes[n].children.iter().filter_map(|&c| self.nodes[c].msg).map(|m| msgs[m].key()).min().unwrap_or((i64::MAX, u32::MAX)),
+        }
+    }
+
+    fn sort_children(&mut self, msgs: &[Msg], n: usize) {
+        let mut children = std::mem::take(&mut self.nodes[n].children);
+        children.sort_by_key(|&c| self.key(msgs, c));
+        self.nodes[n].children = children;
+    }
+
+    fn sort_roots(&mut self, msgs: &[Msg]) {
+        let mut roots = std::mem::take(&mut self.roots);
+        roots.sort_by_key(|&c| self.key(msgs, c));
+        self.roots = roots;
+    }
+
+    /// The message that gives a top-level container its subject: itself, or a dummy's first child.
+    fn subject_msg(&self, n: usize) -> Option<usize> {
+        match self.nodes[n].msg {
+            Some(m) => Some(m),
+            None => self.nodes[n].children.first().and_then(|&c| self.nodes[c].msg),
+        }
+    }
+
+    /// The thread-list of §4 for every thread: `(` thread-members / thread-nested `)`, numbers
+    /// being UIDs or sequence numbers.
+    pub fn write(&self, msgs: &[Msg], uid: bool, out: &mut String) {
+        enum Op {
+            Text(&'static str),
+            Node(usize),
+        }
+        let mut stack = Vec::new();
+        for &r in self.roots.iter().rev() {
+            stack.extend([Op::Text(")"), Op::Node(r), Op::Text("(")]);
+        }
+        while let Some(op) = stack.pop() {
+            let n = match op {
+                Op::Text(t) => {
+                    out.push_str(t);
+                    continue;
+                }
+                Op::Node(n) => n,
+            };
+            let node = &self.nodes[n];
+            if let Some(m) = node.msg {
+                let m = &msgs[m];
+                out.push_str(&if uid { m.uid } else { m.seq }.to_string());
+            }
+            match node.children.as_slice() {
+                [] => {}
+                // One child continues the thread-members: "1 2 3".
+                [only] => {
+                    stack.push(Op::Node(*only));
+                    if node.msg.is_some() {
+                        stack.push(Op::Text(" "));
+                    }
+                }
+                // Several: thread-nested, one thread-list each: "1 (2)(3 4)".
+                children => {
+                    for &c in children.iter().rev() {
+                        stack.extend([Op::Text(")"), Op::Node(c), Op::Text("(")]);
+                    }
+                    if node.msg.is_some() {
+                        stack.push(Op::Text(" "));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// THREAD=ORDEREDSUBJECT (§2.2): the messages sorted by base subject, then sent date (then
+/// sequence number); each run of one base subject is a thread whose first message is the
+/// parent of all the others; threads in order of their first message's sent date.
+pub fn ordered_subject(msgs: &[Msg]) -> Threads {
+    let mut order: Vec<usize> = (0..msgs.len()).collect();
+    order.sort_by(|&a, &b| msgs[a].subject.cmp(&msgs[b].subject).then(msgs[a].key().cmp(&msgs[b].key())));
+    let mut t = Threads::default();
+    let mut current: Option<usize> = None;
+    for i in order {
+        let n = t.add(Some(i));
+        match current {
+            Some(root) if msgs[t.nodes[root].msg.unwrap_or(0)].subject == msgs[i].subject => t.link(root, n),
+            _ => {
+                t.roots.push(n);
+                current = Some(n);
+            }
+        }
+    }
+    t.sort_roots(msgs);
+    t
+}
+
+/// THREAD=REFERENCES (§2.2 steps 1–6). `msgs` are the searched messages in sequence order.
+pub fn references(msgs: &[Msg]) -> Threads {
+    let mut t = Threads::default();
+    let mut by_id: HashMap<Id, usize> = HashMap::new();
+    let mut refs: Vec<usize> = Vec::new();
+    for (i, m) in msgs.iter().enumerate() {
+        // (1.A) The message's own container: a dummy its id already has is filled; an id a
+        // lower-numbered message already uses, or no valid id, gets a unique container.
+        let me = match m.id {
+            Some(id) => match by_id.get(&id) {
+                Some(&n) if t.nodes[n].msg.is_none() => {
+                    t.nodes[n].msg = Some(i);
+                    n
+                }
+                Some(_) => t.add(Some(i)),
+                None => {
+                    let n = t.add(Some(i));
+                    by_id.insert(id, n);
+                    n
+                }
+            },
+            None => t.add(Some(i)),
+        };
+        // Each reference's container, a dummy when no message has that id (yet).
+        refs.clear();
+        for r in &m.refs {
+            let n = match by_id.get(r) {
+                Some(&n) => n,
+                None => {
+                    let n = t.add(None);
+                    by_id.insert(*r, n);
+                    n
+                }
+            };
+            refs.push(n);
+        }
+        // Each reference the parent of the next, unless the next has a parent already or the
+        // link would close a loop.
+        for pair in refs.windows(2) {
+            let (parent, child) = (pair[0], pair[1]);
+            if t.nodes[child].parent.is_none() && !t.would_loop(parent, child) {
+                t.link(parent, child);
+            }
+        }
+        // (1.B) The last reference is the parent of the message (an existing parent is
+        // replaced); none when the message has no references, or when it would be a loop.
+        t.unlink(me);
+        if let Some(&last) = refs.last()
+            && !t.would_loop(last, me)
+        {
+            t.link(last, me);
+        }
+    }
+    // (2) The containers without a parent are the root set.
+    t.roots = (0..t.nodes.len()).filter(|&n| t.nodes[n].parent.is_none()).collect();
+    // (3) Prune dummies, children before their parents (post-order, iteratively): below the
+    // root a dummy is replaced by its children (none: removed); in the root set only a
+    // dummy with one child is.
+    let mut post = Vec::with_capacity(t.nodes.len());
+    let mut stack: Vec<(usize, bool)> = t.roots.iter().rev().map(|&r| (r, false)).collect();
+    while let Some((n, done)) = stack.pop() {
+        if done {
+            post.push(n);
+        } else {
+            stack.push((n, true));
+            stack.extend(t.nodes[n].children.iter().rev().map(|&c| (c, false)));
+        }
+    }
+    for n in post {
+        let children = std::mem::take(&mut t.nodes[n].children);
+        let mut kept = Vec::with_capacity(children.len());
+        for c in children {
+            if t.is_dummy(c) {
+                let grand = std::mem::take(&mut t.nodes[c].children);
+                for &g in &grand {
+                    t.nodes[g].parent = Some(n);
+                }
+                kept.extend(grand);
+            } else {
+                kept.push(c);
+            }
+        }
+        t.nodes[n].children = kept;
+    }
+    let roots = std::mem::take(&mut t.roots);
+    for r in roots {
+        if !t.is_dummy(r) {
+            t.roots.push(r);
+            continue;
+        }
+        match t.nodes[r].children.len() {
+            0 => {}
+            1 => {
+                let c = t.nodes[r].children[0];
+                t.nodes[c].parent = None;
+                t.roots.push(c);
+            }
+            _ => t.roots.push(r),
+        }
+    }
+    // (4) Sort the root set by sent date (a dummy by its first child, its children sorted).
+    for i in 0..t.roots.len() {
+        let r = t.roots[i];
+        if t.is_dummy(r) {
+            t.sort_children(msgs, r);
+        }
+    }
+    t.sort_roots(msgs);
+    // (5) Gather threads whose subjects have the same base subject.
+    const GONE: usize = usize::MAX;
+    let mut table: HashMap<&[u8], usize> = HashMap::new();
+    let subject = |t: &Threads, n: usize| t.subject_msg(n).map(|m| msgs[m].subject.as_slice()).filter(|s| !s.is_empty());
+    let reply = |t: &Threads, n: usize| t.nodes[n].msg.is_some_and(|m| msgs[m].reply);
+    // (5.B) One container per base subject: a dummy if there is one, else a message that is
+    // not a reply or forward if there is one, else the first.
+    for &r in &t.roots {
+        let Some(s) = subject(&t, r) else { continue };
+        match table.get(s) {
+            None => {
+                table.insert(s, r);
+            }
+            Some(&held) => {
+                if !t.is_dummy(held) && (t.is_dummy(r) || (reply(&t, held) && !reply(&t, r))) {
+                    table.insert(s, r);
+                }
+            }
+        }
+    }
+    // (5.C) Merge every other thread of that subject into the table's.
+    let mut pos: HashMap<usize, usize> = t.roots.iter().enumerate().map(|(i, &r)| (r, i)).collect();
+    for i in 0..t.roots.len() {
+        let r = t.roots[i];
+        if r == GONE {
+            continue;
+        }
+        let Some(s) = subject(&t, r) else { continue };
+        let held = table[s];
+        if held == r {
+            continue;
+        }
+        if t.is_dummy(held) && t.is_dummy(r) {
+            let children = std::mem::take(&mut t.nodes[r].children);
+            for c in children {
+                t.link(held, c);
+            }
+        } else if t.is_dummy(held) || (reply(&t, r) && !reply(&t, held)) {
+            t.link(held, r);
+        } else {
+            let dummy = t.add(None);
+            let at = pos[&held];
+            t.roots[at] = dummy;
+            pos.insert(dummy, at);
+            t.link(dummy, held);
+            t.link(dummy, r);
+            table.insert(s, dummy);
+        }
+        t.roots[i] = GONE;
+    }
+    t.roots.retain(|&r| r != GONE);
+    // (6) Every set of siblings by sent date: below the root first, then the root set.
+    for n in 0..t.nodes.len() {
+        if t.nodes[n].children.len() > 1 {
+            t.sort_children(msgs, n);
+        }
+    }
+    t.sort_roots(msgs);
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A message: sequence number (UID = 10 × it), sent date, subject, Message-ID, references.
+    fn m(seq: u32, date: i64, subject: &str, id: Option<&str>, refs: &[&str]) -> Msg {
+        let (base, reply) = crate::subject::base_subject_reply(subject);
+        Msg {
+            seq,
+            uid: seq * 10,
+            date,
+            subject: crate::subject::ascii_casemap(&base),
+            reply,
+            id: id.map(id_key),
+            refs: refs.iter().map(|r| id_key(r)).collect(),
+        }
+    }
+
+    fn refs(msgs: &[Msg]) -> String {
+        let mut s = String::new();
+        references(msgs).write(msgs, false, &mut s);
+        s
+    }
+
+    #[test]
+    fn a_reply_chain_with_a_branch() {
+        let msgs = [
+            m(1, 100, "topic", Some("a@x"), &[]),
+            m(2, 200, "Re: topic", Some("b@x"), &["a@x"]),
+            m(3, 300, "Re: topic", Some("c@x"), &["a@x", "b@x"]),
+            m(4, 250, "Re: topic", Some("d@x"), &["a@x"]),
+            m(5, 50, "other", Some("e@x"), &[]),
+        ];
+        // 1's children 2 (200) and 4 (250) by date; 3 continues 2.
+        assert_eq!(refs(&msgs), "(5)(1 (2 3)(4))");
+        let mut s = String::new();
+        references(&msgs).write(&msgs, true, &mut s);
+        assert_eq!(s, "(50)(10 (20 30)(40))");
+    }
+
+    #[test]
+    fn missing_parents_become_dummies_and_are_pruned() {
+        // 2 and 3 both answer the missing a@x: a dummy with two children stays at the top.
+        let msgs = [
+            m(1, 100, "x", Some("z@x"), &[]),
+            m(2, 300, "Re: lost", Some("b@x"), &["a@x"]),
+            m(3, 200, "Re: lost", Some("c@x"), &["a@x"]),
+        ];
+        assert_eq!(refs(&msgs), "(1)((3)(2))");
+        // One child of a missing root: the dummy gives way to it. A missing middle message
+        // is spliced out below the root.
+        let msgs = [
+            m(1, 100, "t", Some("a@x"), &[]),
+            m(2, 200, "Re: t", Some("c@x"), &["a@x", "b@x"]),
+            m(3, 300, "u", Some("e@x"), &["d@x"]),
+        ];
+        assert_eq!(refs(&msgs), "(1 2)(3)");
+    }
+
+    #[test]
+    fn loops_in_references_are_not_followed() {
+        // 1 says it answers 2, 2 says it answers 1: the second link would close a loop.
+        let msgs = [m(1, 100, "p", Some("a@x"), &["b@x"]), m(2, 200, "q", Some("b@x"), &["a@x"])];
+        assert_eq!(refs(&msgs), "(2 1)");
+        // A message referring to itself, and References naming the same id twice in a row.
+        let msgs = [m(1, 100, "p", Some("a@x"), &["a@x"]), m(2, 200, "q", Some("b@x"), &["a@x", "a@x", "a@x"])];
+        assert_eq!(refs(&msgs), "(1 2)");
+        // A loop through three messages.
+        let msgs = [
+            m(1, 100, "p", Some("a@x"), &["c@x", "b@x"]),
+            m(2, 200, "q", Some("b@x"), &["a@x", "c@x"]),
+            m(3, 300, "r", Some("c@x"), &["b@x", "a@x"]),
+        ];
+        let s = refs(&msgs);
+        assert_eq!(s.matches('(').count(), s.matches(')').count(), "{s}");
+        for n in ["1", "2", "3"] {
+            assert_eq!(s.matches(n).count(), 1, "{s}");
+        }
+    }
+
+    #[test]
+    fn duplicate_message_ids_count_for_the_first_message_only() {
+        let msgs = [
+            m(1, 100, "a", Some("d@x"), &[]),
+            m(2, 200, "b", Some("d@x"), &[]),
+            m(3, 300, "Re: a", Some("r@x"), &["d@x"]),
+        ];
+        assert_eq!(refs(&msgs), "(1 3)(2)");
+        // Without a Message-ID each message stands alone.
+        let msgs = [m(1, 100, "a", None, &[]), m(2, 200, "b", None, &[])];
+        assert_eq!(refs(&msgs), "(1)(2)");
+    }
+
+    #[test]
+    fn the_last_reference_replaces_a_parent_from_truncated_references() {
+        // 3 made b@x a child of a@x; 2 itself says its parent is z@x (a message here).
+        let msgs = [
+            m(1, 100, "z", Some("z@x"), &[]),
+            m(2, 200, "y", Some("b@x"), &["z@x"]),
+            m(3, 300, "w", Some("c@x"), &["a@x", "b@x"]),
+        ];
+        // 2 came first: its parent z stays, a@x (dummy) gets no child and is pruned.
+        assert_eq!(refs(&msgs), "(1 2 3)");
+        let msgs = [
+            m(1, 100, "z", Some("z@x"), &[]),
+            m(2, 300, "w", Some("c@x"), &["a@x", "b@x"]),
+            m(3, 200, "y", Some("b@x"), &["z@x"]),
+        ];
+        // 3 comes last and moves itself from the dummy a@x to z.
+        assert_eq!(refs(&msgs), "(1 3 2)");
+        // A message without references loses the parent another message's References gave it.
+        let msgs = [
+            m(1, 100, "p", Some("a@x"), &[]),
+            m(2, 300, "q", Some("c@x"), &["a@x", "b@x"]),
+            m(3, 200, "r", Some("b@x"), &[]),
+        ];
+        assert_eq!(refs(&msgs), "(1)(3 2)");
+    }
+
+    #[test]
+    fn roots_with_the_same_base_subject_are_merged() {
+        // Two unrelated "hello"s: neither a reply, so a dummy holds both.
+        let msgs = [m(1, 100, "hello", Some("a@x"), &[]), m(2, 200, "[list] hello", Some("b@x"), &[])];
+        assert_eq!(refs(&msgs), "((1)(2))");
+        // A "Re:" without references joins the thread of the original as its child.
+        let msgs = [
+            m(1, 300, "Re: hello", Some("c@x"), &[]),
+            m(2, 100, "hello", Some("a@x"), &[]),
+            m(3, 200, "other", Some("b@x"), &[]),
+        ];
+        assert_eq!(refs(&msgs), "(2 1)(3)");
+        // Only replies: a dummy holds them.
+        let msgs = [m(1, 100, "Re: hi", Some("a@x"), &[]), m(2, 200, "Fwd: hi", Some("b@x"), &[])];
+        assert_eq!(refs(&msgs), "((1)(2))");
+        // A dummy root (two answers to a missing message) takes the other thread in.
+        let msgs = [
+            m(1, 100, "Re: lost", Some("b@x"), &["a@x"]),
+            m(2, 200, "Re: lost", Some("c@x"), &["a@x"]),
+            m(3, 150, "lost", Some("d@x"), &[]),
+        ];
+        assert_eq!(refs(&msgs), "((1)(3)(2))");
+        // Two dummies of one subject become one.
+        let msgs = [
+            m(1, 100, "Re: s", Some("b@x"), &["a@x"]),
+            m(2, 200, "Re: s", Some("c@x"), &["a@x"]),
+            m(3, 150, "Re: s", Some("e@x"), &["d@x"]),
+            m(4, 250, "Re: s", Some("f@x"), &["d@x"]),
+        ];
+        assert_eq!(refs(&msgs), "((1)(3)(2)(4))");
+        // Empty base subjects are never merged.
+        let msgs = [m(1, 100, "", Some("a@x"), &[]), m(2, 200, "Re:", Some("b@x"), &[])];
+        assert_eq!(refs(&msgs), "(1)(2)");
+    }
+
+    #[test]
+    fn siblings_by_sent_date_then_sequence_number() {
+        let msgs = [
+            m(1, 500, "r", Some("a@x"), &[]),
+            m(2, 300, "c", Some("b@x"), &["a@x"]),
+            m(3, 100, "c", Some("c@x"), &["a@x"]),
+            m(4, 300, "c", Some("d@x"), &["a@x"]),
+            m(5, 200, "s", Some("e@x"), &[]),
+        ];
+        assert_eq!(refs(&msgs), "(5)(1 (3)(2)(4))");
+    }
+
+    #[test]
+    fn ordered_subject_threads() {
+        let msgs = [
+            m(1, 300, "beta", None, &[]),
+            m(2, 100, "Re: alpha", None, &[]),
+            m(3, 200, "ALPHA", None, &[]),
+            m(4, 50, "Re: beta", None, &[]),
+            m(5, 400, "alpha", None, &[]),
+            m(6, 60, "gamma", None, &[]),
+        ];
+        let mut s = String::new();
+        ordered_subject(&msgs).write(&msgs, false, &mut s);
+        // alpha: 2 (100), 3, 5; beta: 4 (50), 1; gamma: 6 (60). Threads by their first date.
+        assert_eq!(s, "(4 1)(6)(2 (3)(5))");
+        let mut s = String::new();
+        ordered_subject(&[]).write(&[], false, &mut s);
+        assert_eq!(s, "");
+    }
+
+    #[test]
+    fn a_long_chain_does_not_recurse() {
+        let ids: Vec<String> = (0..20_000).map(|i| format!("{i}@x")).collect();
+        let msgs: Vec<Msg> = (0..20_000usize)
+            .map(|i| {
+                let refs: Vec<&str> = ids[i.saturating_sub(3)..i].iter().map(String::as_str).collect();
+                m(i as u32 + 1, i as i64, "Re: chain", Some(&ids[i]), &refs)
+            })
+            .collect();
+        let s = refs(&msgs);
+        assert!(s.starts_with("(1 2 3 ") && s.ends_with(" 20000)"), "{}", &s[..40]);
+    }
+}
