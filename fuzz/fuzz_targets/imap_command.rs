@@ -21,4 +21,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = rampart_imap::subject::base_subject(&String::from_utf8_lossy(data));
     let _ = p.first_address(rampart_imap::mime::AddressField::From);
     let _ = p.sent_time();
+    // THREAD's keys.
+    let _ = p.message_id();
+    let _ = p.references(100);
 });

@@ -15,6 +15,8 @@ const SEEDS: &[&[u8]] = &[
     b"a STORE 1,3:5 +FLAGS.SILENT (\\Seen $Foo)",
     b"a SELECT INBOX (CONDSTORE)",
     b"a UID SORT RETURN (MIN ALL) (REVERSE DATE SUBJECT DISPLAYFROM) UTF-8 UNSEEN FROM bob",
+    b"a UID THREAD REFERENCES UTF-8 OR SUBJECT x (NOT 2:4)",
+    b"Message-ID: <a@b>\r\nReferences: <b@c> (x <y@z>)\r\n <c@d>\r\nIn-Reply-To: <d@e>\r\nSubject: Re: x\r\n\r\nb",
     b"From: \"N\" <a@b>, c@d\r\nTo: g: x@y;\r\nSubject: Re: [l] Fwd: [fwd: =?utf-8?q?caf=C3=A9?= (fwd)]\r\n\r\nb",
     b"a ID (\"name\" \"x\" \"v\" NIL)",
     b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: message/rfc822\r\n\r\nSubject: a\r\n\r\nb\r\n--x--\r\n",
@@ -71,8 +73,53 @@ fn random_mutations_never_panic() {
             let _ = p.first_address(field);
         }
         let _ = p.sent_time();
+        // THREAD's keys.
+        let _ = p.message_id();
+        let _ = p.references(100);
+        let _ = mime::msg_ids(&String::from_utf8_lossy(&input));
         for part in [vec![1], vec![1, 1], vec![2, 1, 3]] {
             let _ = p.section(&parser::Section { part, text: Some(parser::SectionPart::Text) });
+        }
+    }
+}
+
+/// THREAD=REFERENCES over random small mailboxes whose messages refer to each other (loops,
+/// self-references, duplicates, missing parents): every message appears exactly once in the
+/// answer and the parentheses balance.
+#[test]
+fn random_threads_hold_every_message_once() {
+    use rampart_imap::thread::{Msg, id_key, ordered_subject, references};
+    let mut rng = StdRng::seed_from_u64(5256);
+    for _ in 0..2_000 {
+        let n = rng.random_range(0..12u32);
+        let msgs: Vec<Msg> = (1..=n)
+            .map(|seq| Msg {
+                seq,
+                uid: seq,
+                date: rng.random_range(0..4),
+                subject: [b"", b"A".as_slice(), b"B"][rng.random_range(0..3)].to_vec(),
+                reply: rng.random_bool(0.5),
+                id: rng.random_bool(0.9).then(|| id_key(&rng.random_range(0..8).to_string())),
+                refs: (0..rng.random_range(0..4)).map(|_| id_key(&rng.random_range(0..10).to_string())).collect(),
+            })
+            .collect();
+        for threads in [references(&msgs), ordered_subject(&msgs)] {
+            let mut s = String::new();
+            threads.write(&msgs, false, &mut s);
+            let mut depth = 0i32;
+            for ch in s.chars() {
+                depth += match ch {
+                    '(' => 1,
+                    ')' => -1,
+                    _ => 0,
+                };
+                assert!(depth >= 0, "{s}");
+            }
+            assert_eq!(depth, 0, "{s}");
+            assert!(!s.contains("()") && !s.contains("( ") && !s.contains(" )"), "{s}");
+            let mut numbers: Vec<u32> = s.split(|c: char| !c.is_ascii_digit()).filter(|w| !w.is_empty()).map(|w| w.parse().unwrap()).collect();
+            numbers.sort();
+            assert_eq!(numbers, (1..=n).collect::<Vec<_>>(), "{s}");
         }
     }
 }

@@ -18,11 +18,13 @@ mod fetch;
 mod search;
 pub mod sequence;
 mod sort;
+mod thread;
 
 pub use fetch::{FetchAttr, Section, SectionPart, parse_fetch_items};
 pub use search::SearchKey;
 pub use sequence::{SeqNum, SequenceSet};
 pub use sort::{SortCriterion, SortKey};
+pub use thread::ThreadAlgorithm;
 
 use lexer::Cursor;
 
@@ -70,6 +72,8 @@ pub enum Kind {
     Search { uid: bool, charset: Option<String>, key: SearchKey, ret: Option<Vec<String>> },
     /// RFC 5256 SORT, with RFC 5267 §3 RETURN options (ESORT).
     Sort { uid: bool, criteria: Vec<SortCriterion>, charset: String, key: SearchKey, ret: Option<Vec<String>> },
+    /// RFC 5256 THREAD.
+    Thread { uid: bool, algorithm: ThreadAlgorithm, charset: String, key: SearchKey },
     Fetch { uid: bool, set: SequenceSet, attrs: Vec<FetchAttr>, changed_since: Option<u64>, vanished: bool },
     Store { uid: bool, set: SequenceSet, op: StoreOp, silent: bool, flags: Vec<String>, unchanged_since: Option<u64> },
     Copy { uid: bool, set: SequenceSet, mailbox: String, moving: bool },
@@ -109,6 +113,7 @@ impl Kind {
             Kind::Expunge { .. } => "EXPUNGE",
             Kind::Search { .. } => "SEARCH",
             Kind::Sort { .. } => "SORT",
+            Kind::Thread { .. } => "THREAD",
             Kind::Fetch { .. } => "FETCH",
             Kind::Store { .. } => "STORE",
             Kind::Copy { moving: false, .. } => "COPY",
@@ -338,6 +343,7 @@ fn command(c: &mut Cursor<'_>, name: &[u8]) -> Result<Kind, ParseError> {
         }
         b"SEARCH" => search_command(c, false)?,
         b"SORT" => sort_command(c, false)?,
+        b"THREAD" => thread_command(c, false)?,
         b"FETCH" => fetch_command(c, false)?,
         b"STORE" => store_command(c, false)?,
         b"COPY" | b"MOVE" => copy_command(c, false, name == b"MOVE")?,
@@ -347,6 +353,7 @@ fn command(c: &mut Cursor<'_>, name: &[u8]) -> Result<Kind, ParseError> {
             match sub.as_slice() {
                 b"SEARCH" => search_command(c, true)?,
                 b"SORT" => sort_command(c, true)?,
+                b"THREAD" => thread_command(c, true)?,
                 b"FETCH" => fetch_command(c, true)?,
                 b"STORE" => store_command(c, true)?,
                 b"COPY" => copy_command(c, true, false)?,
@@ -557,6 +564,17 @@ fn sort_command(c: &mut Cursor<'_>, uid: bool) -> Result<Kind, ParseError> {
     c.sp()?;
     let key = search::parse_program(c)?;
     Ok(Kind::Sort { uid, criteria, charset, key, ret })
+}
+
+/// ["UID" SP] "THREAD" SP thread-alg SP search-charset 1*(SP search-key) (RFC 5256 §5).
+fn thread_command(c: &mut Cursor<'_>, uid: bool) -> Result<Kind, ParseError> {
+    c.sp()?;
+    let algorithm = thread::parse_algorithm(c)?;
+    c.sp()?;
+    let charset = c.astring_utf8()?;
+    c.sp()?;
+    let key = search::parse_program(c)?;
+    Ok(Kind::Thread { uid, algorithm, charset, key })
 }
 
 fn fetch_command(c: &mut Cursor<'_>, uid: bool) -> Result<Kind, ParseError> {

@@ -134,3 +134,27 @@ fn sort() {
     }
     assert_eq!(kind("a SORT (SIZE) UTF-8 ALL").name(), "SORT");
 }
+
+#[test]
+fn thread() {
+    let k = kind("a THREAD REFERENCES UTF-8 UNSEEN FROM bob");
+    let Kind::Thread { uid: false, algorithm: ThreadAlgorithm::References, charset, key: SearchKey::And(keys) } = k else { panic!() };
+    assert_eq!(charset, "UTF-8");
+    assert_eq!(keys, vec![SearchKey::NoFlag("\\Seen".into()), SearchKey::Header("FROM".into(), "bob".into())]);
+    let k = kind("a uid thread orderedsubject \"us-ascii\" ALL");
+    assert!(matches!(k, Kind::Thread { uid: true, algorithm: ThreadAlgorithm::OrderedSubject, ref charset, key: SearchKey::All } if charset == "us-ascii"));
+    // The charset is mandatory, so is a search key; unknown algorithms are refused.
+    for bad in [
+        "a THREAD REFERENCES ALL",
+        "a THREAD REFERENCES UTF-8",
+        "a THREAD (REFERENCES) UTF-8 ALL",
+        "a THREAD REFS UTF-8 ALL",
+        "a THREAD",
+        "a THREAD REFERENCES UTF-8 ALL extra(",
+        "a UID THREAD",
+        "a THREAD RETURN (ALL) REFERENCES UTF-8 ALL",
+    ] {
+        assert!(parse(bad.as_bytes()).is_err(), "{bad}");
+    }
+    assert_eq!(kind("a THREAD REFERENCES UTF-8 ALL").name(), "THREAD");
+}

@@ -12,6 +12,7 @@ mod search;
 mod select;
 mod sort;
 mod store;
+mod thread;
 pub mod view;
 
 use std::future::Future;
@@ -134,7 +135,7 @@ pub fn allowed(state: &State, kind: &Kind) -> bool {
         | K::GetQuota(_)
         | K::GetQuotaRoot(_)
         | K::SetQuota(_) => authenticated,
-        K::Check | K::Close | K::Unselect | K::Expunge { .. } | K::Search { .. } | K::Sort { .. } | K::Fetch { .. } | K::Store { .. } | K::Copy { .. } => {
+        K::Check | K::Close | K::Unselect | K::Expunge { .. } | K::Search { .. } | K::Sort { .. } | K::Thread { .. } | K::Fetch { .. } | K::Store { .. } | K::Copy { .. } => {
             matches!(state, State::Selected(..))
         }
     }
@@ -269,6 +270,8 @@ impl Session {
             "SORT",
             "SORT=DISPLAY",
             "ESORT",
+            "THREAD=ORDEREDSUBJECT",
+            "THREAD=REFERENCES",
             "QUOTA",
             "QUOTA=RES-STORAGE",
             "STATUS=SIZE",
@@ -370,6 +373,7 @@ impl Session {
             Kind::Expunge { uids } => self.expunge(out.buf(), &tag, uids).await,
             Kind::Search { uid, charset, key, ret } => self.search(out, &tag, uid, charset, key, ret).await,
             Kind::Sort { uid, criteria, charset, key, ret } => self.sort(out, &tag, uid, criteria, charset, key, ret).await,
+            Kind::Thread { uid, algorithm, charset, key } => self.thread(out, &tag, uid, algorithm, charset, key).await,
             Kind::Fetch { uid, set, attrs, changed_since, vanished } => {
                 self.fetch(out, &tag, uid, set, attrs, changed_since, vanished).await
             }
