@@ -571,3 +571,49 @@ async fn sort_uid_sort_and_esort() {
     let r = c.cmd("t", "SORT RETURN (MAX) (SUBJECT) UTF-8 MODSEQ 1").await;
     assert!(r.contains(&format!("* ESEARCH (TAG \"t\") MAX 1 MODSEQ {m1}\r\n")), "{r}");
 }
+
+/// THREAD and UID THREAD (RFC 5256): REFERENCES (References, In-Reply-To, a missing parent,
+/// a "Re:" without references joining its original by subject) and ORDEREDSUBJECT, with
+/// search criteria, an empty result, BADCHARSET and unknown algorithms.
+#[tokio::test]
+async fn thread_and_uid_thread() {
+    let f = fixture().await;
+    let mut c = Client::login(&f).await;
+    let caps = c.cmd("c", "CAPABILITY").await;
+    assert!(caps.contains(" THREAD=ORDEREDSUBJECT ") && caps.contains(" THREAD=REFERENCES "), "{caps}");
+    assert!(c.cmd("n", "THREAD REFERENCES UTF-8 ALL").await.contains("n BAD"), "THREAD needs a selected mailbox");
+    // UID 1 is expunged below, so UIDs are sequence numbers + 1.
+    for m in [
+        "Subject: gone\r\n\r\nx\r\n",
+        "Subject: hello\r\nMessage-ID: <a@x>\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\n\r\n1\r\n",
+        "Subject: Re: hello\r\nMessage-ID: <b@x>\r\nReferences: <a@x>\r\nDate: Fri, 27 Nov 2026 12:00:00 +0000\r\n\r\n2\r\n",
+        "Subject: Re: hello\r\nMessage-ID: <c@x>\r\nIn-Reply-To: <a@x>\r\nDate: Fri, 27 Nov 2026 11:00:00 +0000\r\n\r\n3\r\n",
+        // Its parent is not in the mailbox: the dummy gives way to it.
+        "Subject: other\r\nMessage-ID: <d@x>\r\nReferences: <zz@x>\r\nDate: Fri, 27 Nov 2026 09:00:00 +0000\r\n\r\n4\r\n",
+        // No Date: INTERNALDATE (2026-09-21) is its sent date; no references: joins "other".
+        "Subject: Re: other\r\nMessage-ID: <e@x>\r\n\r\n5\r\n",
+    ] {
+        deliver(&f.store, m).await;
+    }
+    c.cmd("s", "SELECT INBOX").await;
+    c.cmd("d", "STORE 1 +FLAGS (\\Deleted)").await;
+    assert!(c.cmd("e", "EXPUNGE").await.contains("* 1 EXPUNGE"));
+    let r = c.cmd("a", "THREAD REFERENCES UTF-8 ALL").await;
+    assert!(r.contains("* THREAD (4 5)(1 (3)(2))\r\n") && r.contains("a OK THREAD completed"), "{r}");
+    let r = c.cmd("b", "UID THREAD REFERENCES US-ASCII ALL").await;
+    assert!(r.contains("* THREAD (5 6)(2 (4)(3))\r\n"), "{r}");
+    // Without message 1, its two answers hang from a dummy: a thread-list without a number.
+    let r = c.cmd("f", "THREAD REFERENCES UTF-8 NOT 1").await;
+    assert!(r.contains("* THREAD (4 5)((3)(2))\r\n"), "{r}");
+    // ORDEREDSUBJECT: by base subject, then sent date; threads by their first message's date.
+    let r = c.cmd("g", "THREAD ORDEREDSUBJECT UTF-8 ALL").await;
+    assert!(r.contains("* THREAD (5 4)(1 (3)(2))\r\n"), "{r}");
+    let r = c.cmd("h", "UID THREAD orderedsubject UTF-8 SUBJECT hello").await;
+    assert!(r.contains("* THREAD (2 (4)(3))\r\n"), "{r}");
+    let r = c.cmd("i", "THREAD REFERENCES UTF-8 SUBJECT nothing").await;
+    assert!(r.contains("* THREAD\r\n"), "{r}");
+    let r = c.cmd("p", "THREAD REFERENCES KOI8-R ALL").await;
+    assert!(r.contains("p NO [BADCHARSET (UTF-8 US-ASCII)]"), "{r}");
+    let r = c.cmd("q", "THREAD REFS UTF-8 ALL").await;
+    assert!(r.contains("q BAD"), "{r}");
+}
