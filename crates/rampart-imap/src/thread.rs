@@ -109,13 +109,13 @@ impl Threads {
 
     fn sort_children(&mut self, msgs: &[Msg], n: usize) {
         let mut children = std::mem::take(&mut self.nodes[n].children);
-        children.sort_by_key(|&c| self.key(msgs, c));
+        children.sort_by_cached_key(|&c| self.key(msgs, c));
         self.nodes[n].children = children;
     }
 
     fn sort_roots(&mut self, msgs: &[Msg]) {
         let mut roots = std::mem::take(&mut self.roots);
-        roots.sort_by_key(|&c| self.key(msgs, c));
+        roots.sort_by_cached_key(|&c| self.key(msgs, c));
         self.roots = roots;
     }
 
@@ -332,7 +332,7 @@ pub fn references(msgs: &[Msg]) -> Threads {
             continue;
         }
         let Some(s) = subject(&t, r) else { continue };
-        let held = table[s];
+        let Some(&held) = table.get(s) else { continue };
         if held == r {
             continue;
         }
