@@ -400,3 +400,40 @@ def test_thread_matches_dovecot(rampart, dovecot):
     with pytest.raises(imaplib.IMAP4.error):
         ours.thread("REFS", "UTF-8", "ALL")
     assert not differences, "\n".join(differences)
+
+
+def random_thread_messages(seed, n):
+    """Seeded random messages drawn from a small pool of ids and subjects, so that references
+    collide, loop, point at missing or duplicate ids, and dates tie or are missing."""
+    import random
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        subject = rng.choice(["", "Re: ", "Fwd: ", "[l] ", "Re: Re: "]) + rng.choice(["alpha", "beta", "gamma", "delta"])
+        date = None if rng.random() < 0.15 else f"Mon, {rng.randint(1, 3)} Nov 2026 {rng.randint(10, 11)}:00:00 +0000"
+        msgid = None if rng.random() < 0.1 else f"<m{rng.randint(0, n)}@r>"
+        refs = " ".join(f"<m{rng.randint(0, n)}@r>" for _ in range(rng.choice([0, 0, 1, 1, 2, 3])))
+        irt = f"<m{rng.randint(0, n)}@r>" if rng.random() < 0.3 else None
+        internal = f"0{rng.randint(1, 3)}-Nov-2026 0{rng.randint(8, 9)}:00:00 +0000"
+        out.append((internal, thread_msg(subject, date, msgid, refs or None, irt)))
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_threads_match_dovecot(rampart, dovecot, seed):
+    rampart.start(listeners=("imaps",))
+    ours = imaplib.IMAP4_SSL("127.0.0.1", rampart.ports["imaps"], ssl_context=rampart.tls_context(), timeout=20)
+    ours.login("bob@example.test", PASSWORD)
+    for m in (ours, dovecot):
+        for date, raw in random_thread_messages(seed, 60):
+            assert m.append("INBOX", None, f'"{date}"', raw)[0] == "OK"
+        m.select("INBOX")
+    differences = []
+    for alg in ("REFERENCES", "ORDEREDSUBJECT"):
+        for search in ("ALL", "NOT 10:20"):
+            a = ours.thread(alg, "UTF-8", search)
+            b = dovecot.thread(alg, "UTF-8", search)
+            assert a[0] == "OK", a
+            if a != b:
+                differences.append(f"THREAD {alg} {search}\n  rampart: {a!r}\n  dovecot: {b!r}")
+    assert not differences, "\n".join(differences)
