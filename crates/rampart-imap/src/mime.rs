@@ -128,8 +128,20 @@ impl<'a> Parsed<'a> {
 
     /// The Date header as a Unix time (UTC), for SORT DATE; None when missing or invalid.
     pub fn sent_time(&self) -> Option<i64> {
-        let d = self.msg.as_ref()?.date()?;
-        d.is_valid().then(|| d.to_timestamp())
+        let m = self.msg.as_ref()?;
+        let d = m.date()?;
+        if !d.is_valid() {
+            return None;
+        }
+        // mail-parser keeps a numeric zone's hours modulo 24 and its minutes modulo 60, but
+        // RFC 5322 §3.3 allows offsets up to ±99:59: take the zone from the header text.
+        match m.header_raw("Date").and_then(numeric_zone) {
+            Some(Ok(offset)) => Some(d.to_timestamp_local() - offset),
+            // Minutes past 59: a Date that cannot be parsed (RFC 5256 §2.2 falls back).
+            Some(Err(())) => None,
+            // An obsolete zone name (or none), which mail-parser applies itself.
+            None => Some(d.to_timestamp()),
+        }
     }
 
     /// The first address of From, To or Cc as SORT sees it (RFC 5256 §3): its addr-mailbox
@@ -658,6 +670,25 @@ fn language_location(out: &mut Vec<u8>, m: &Message<'_>, part: &MessagePart<'_>)
     }
     out.push(b' ');
     nstring(out, header_raw(m, part, HeaderName::ContentLocation).map(unfold).as_deref());
+}
+
+/// The offset in seconds east of UTC of the last `+hhmm`/`-hhmm` word of a Date header
+/// (RFC 5322 §3.3 zone): None without one, Err when its minutes are out of range.
+fn numeric_zone(date: &str) -> Option<Result<i64, ()>> {
+    let zone = date.split_whitespace().rev().find(|w| {
+        w.len() == 5 && (w.starts_with('+') || w.starts_with('-')) && w[1..].bytes().all(|b| b.is_ascii_digit())
+    })?;
+    let (hours, minutes) = (i64::from(digits(&zone[1..3])), i64::from(digits(&zone[3..])));
+    if minutes > 59 {
+        return Some(Err(()));
+    }
+    let offset = hours * 3600 + minutes * 60;
+    Some(Ok(if zone.starts_with('-') { -offset } else { offset }))
+}
+
+/// Two ASCII digits as a number.
+fn digits(two: &str) -> u8 {
+    two.bytes().fold(0, |n, b| n * 10 + (b - b'0'))
 }
 
 #[cfg(test)]

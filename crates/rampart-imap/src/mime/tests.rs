@@ -130,3 +130,17 @@ fn message_ids_and_references() {
     assert_eq!(p.message_id(), None);
     assert!(Parsed::new(b"Subject: x\r\n\r\n").references(100).is_empty());
 }
+
+#[test]
+fn sent_time_takes_zones_of_a_day_or_more() {
+    let at = |date: &str| Parsed::new(format!("Date: {date}\r\nSubject: x\r\n\r\nbody\r\n").into_bytes().leak()).sent_time();
+    let utc = at("Mon, 2 Mar 2009 10:00:00 +0000");
+    assert_eq!(utc, Some(1_235_988_000));
+    // RFC 5322 §3.3 allows offsets up to ±99:59; a whole day ahead is 24 hours earlier in UTC.
+    assert_eq!(at("Mon, 2 Mar 2009 10:00:00 +2400"), utc.map(|t| t - 86_400));
+    assert_eq!(at("Mon, 2 Mar 2009 10:00:00 -3030"), utc.map(|t| t + 30 * 3600 + 30 * 60));
+    assert_eq!(at("Mon, 2 Mar 2009 10:00:00 +0130 (CET)"), utc.map(|t| t - 5400));
+    // Obsolete zone names still count, and out-of-range minutes leave no sent date.
+    assert_eq!(at("Mon, 2 Mar 2009 10:00:00 EST"), utc.map(|t| t + 5 * 3600));
+    assert_eq!(at("Mon, 2 Mar 2009 10:00:00 +0075"), None);
+}
