@@ -349,6 +349,11 @@ THREAD_MESSAGES = [
     ("02-Nov-2026 09:00:00 +0000", None, thread_msg("Keep A", "Thu, 12 Nov 2026 10:00:00 +0000", "<q1@t>")),
     ("02-Nov-2026 09:00:00 +0000", None, thread_msg("Keep B", "Thu, 12 Nov 2026 11:00:00 +0000", "<d1@t>", "<q1@t> <q2@t>")),
     ("02-Nov-2026 09:00:00 +0000", None, thread_msg("Keep C", "Thu, 12 Nov 2026 12:00:00 +0000", "<q2@t>", "<d1@t>")),
+    # Zones of a day or more (RFC 5322 allows up to +-9959): the replies go by their UTC time.
+    ("02-Nov-2026 09:00:00 +0000", None, thread_msg("Zones", "Thu, 12 Nov 2026 07:00:00 +0000", "<zz0@t>")),
+    ("02-Nov-2026 09:00:00 +0000", None, thread_msg("Re: Zones", "Fri, 13 Nov 2026 09:00:00 +2400", "<zz1@t>", "<zz0@t>")),
+    ("02-Nov-2026 09:00:00 +0000", None, thread_msg("Re: Zones", "Thu, 12 Nov 2026 08:00:00 +0000", "<zz2@t>", "<zz0@t>")),
+    ("02-Nov-2026 09:00:00 +0000", None, thread_msg("Re: Zones", "Wed, 11 Nov 2026 04:30:00 -2800", "<zz3@t>", "<zz0@t>")),
 ]
 
 THREAD_SEARCHES = ["ALL", "SUBJECT plan", "NOT 3:5", "UNSEEN", "OR SUBJECT weekly SUBJECT elsewhere", "SUBJECT nothing-at-all"]
