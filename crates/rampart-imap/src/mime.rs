@@ -129,18 +129,21 @@ impl<'a> Parsed<'a> {
     /// The Date header as a Unix time (UTC), for SORT DATE; None when missing or invalid.
     pub fn sent_time(&self) -> Option<i64> {
         let m = self.msg.as_ref()?;
-        let d = m.date()?;
+        let mut d = *m.date()?;
+        // A leap second (RFC 5322 §3.3 allows :60) is the second after :59.
+        let leap = u8::from(d.second == 60);
+        d.second -= leap;
         if !d.is_valid() {
             return None;
         }
         // mail-parser keeps a numeric zone's hours modulo 24 and its minutes modulo 60, but
         // RFC 5322 §3.3 allows offsets up to ±99:59: take the zone from the header text.
         match m.header_raw("Date").and_then(numeric_zone) {
-            Some(Ok(offset)) => Some(d.to_timestamp_local() - offset),
+            Some(Ok(offset)) => Some(d.to_timestamp_local() - offset + i64::from(leap)),
             // Minutes past 59: a Date that cannot be parsed (RFC 5256 §2.2 falls back).
             Some(Err(())) => None,
             // An obsolete zone name (or none), which mail-parser applies itself.
-            None => Some(d.to_timestamp()),
+            None => Some(d.to_timestamp() + i64::from(leap)),
         }
     }
 
@@ -672,12 +675,14 @@ fn language_location(out: &mut Vec<u8>, m: &Message<'_>, part: &MessagePart<'_>)
     nstring(out, header_raw(m, part, HeaderName::ContentLocation).map(unfold).as_deref());
 }
 
-/// The offset in seconds east of UTC of the last `+hhmm`/`-hhmm` word of a Date header
-/// (RFC 5322 §3.3 zone): None without one, Err when its minutes are out of range.
+/// The offset in seconds east of UTC of a Date header's `+hhmm`/`-hhmm` zone, the word after
+/// the time of day (RFC 5322 §3.3): None without one, Err when its minutes are out of range.
 fn numeric_zone(date: &str) -> Option<Result<i64, ()>> {
-    let zone = date.split_whitespace().rev().find(|w| {
-        w.len() == 5 && (w.starts_with('+') || w.starts_with('-')) && w[1..].bytes().all(|b| b.is_ascii_digit())
-    })?;
+    let mut words = date.split_whitespace().skip_while(|w| !w.contains(':'));
+    let zone = words.nth(1)?;
+    if !(zone.len() == 5 && (zone.starts_with('+') || zone.starts_with('-')) && zone[1..].bytes().all(|b| b.is_ascii_digit())) {
+        return None;
+    }
     let (hours, minutes) = (i64::from(digits(&zone[1..3])), i64::from(digits(&zone[3..])));
     if minutes > 59 {
         return Some(Err(()));

@@ -143,4 +143,10 @@ fn sent_time_takes_zones_of_a_day_or_more() {
     // Obsolete zone names still count, and out-of-range minutes leave no sent date.
     assert_eq!(at("Mon, 2 Mar 2009 10:00:00 EST"), utc.map(|t| t + 5 * 3600));
     assert_eq!(at("Mon, 2 Mar 2009 10:00:00 +0075"), None);
+    // The zone is the word after the time; later words are not zones.
+    assert_eq!(at("Mon, 2 Mar 2009 10:00:00 +0000 +0500"), utc);
+    assert_eq!(at("Mon, 2 Mar 2009 10:00 +2400"), utc.map(|t| t - 86_400));
+    // A leap second is one past :59.
+    assert_eq!(at("Mon, 2 Mar 2009 09:59:60 +0000"), utc);
+    assert_eq!(at("Mon, 2 Mar 2009 10:59:60 +0100"), utc);
 }
