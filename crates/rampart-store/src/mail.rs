@@ -54,6 +54,28 @@ pub enum FlagOp {
     Replace,
 }
 
+impl FlagOp {
+    /// The flag list after this operation; flags compare case-insensitively (RFC 3501
+    /// §2.3.2). The store applies it, and a session predicts with it what a client believes.
+    pub fn apply(self, current: &[String], flags: &[String]) -> Vec<String> {
+        let mut out: Vec<String> = match self {
+            FlagOp::Replace => Vec::new(),
+            _ => current.to_vec(),
+        };
+        match self {
+            FlagOp::Add | FlagOp::Replace => {
+                for f in flags {
+                    if !out.iter().any(|o| o.eq_ignore_ascii_case(f)) {
+                        out.push(f.clone());
+                    }
+                }
+            }
+            FlagOp::Remove => out.retain(|o| !flags.iter().any(|f| f.eq_ignore_ascii_case(o))),
+        }
+        out
+    }
+}
+
 /// The outcome of a flag change (RFC 3501 §6.4.6, RFC 7162 §3.1.3).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FlagsUpdate {

@@ -35,25 +35,6 @@ fn client_flags(flags: Vec<String>) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// A flag list after STORE's operation, as the client computes it.
-fn apply(current: &[String], op: FlagOp, flags: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = match op {
-        FlagOp::Replace => Vec::new(),
-        _ => current.to_vec(),
-    };
-    match op {
-        FlagOp::Add | FlagOp::Replace => {
-            for f in flags {
-                if !out.iter().any(|o| o.eq_ignore_ascii_case(f)) {
-                    out.push(f.clone());
-                }
-            }
-        }
-        FlagOp::Remove => out.retain(|o| !flags.iter().any(|f| f.eq_ignore_ascii_case(o))),
-    }
-    out
-}
-
 /// Equal as sets, ignoring case (RFC 3501 §2.3.2).
 fn same_flags(a: &[String], b: &[String]) -> bool {
     a.len() == b.len() && a.iter().all(|x| b.iter().any(|y| y.eq_ignore_ascii_case(x)))
@@ -99,7 +80,7 @@ impl Session {
         // What the client will believe after a .SILENT store: its own view with the change.
         let expected: Vec<(u32, Vec<String>)> = targets
             .iter()
-            .map(|&i| (view.msgs[i].uid, apply(&view.msgs[i].flags, op, &flags)))
+            .map(|&i| (view.msgs[i].uid, op.apply(&view.msgs[i].flags, &flags)))
             .collect();
         let update = store.store_flags(view.id, uids, op, flags, unchanged_since).await?;
         view.learn_keywords(out, update.messages.iter().map(|(_, f, _)| f.as_str()));

@@ -93,25 +93,6 @@ fn parse_flags(s: &str) -> Vec<String> {
     s.split_ascii_whitespace().map(str::to_string).collect()
 }
 
-/// Applies `op` to a flag list; flags compare case-insensitively (RFC 3501 §2.3.2).
-fn apply_flags(current: &str, op: FlagOp, flags: &[String]) -> String {
-    let mut out = match op {
-        FlagOp::Replace => Vec::new(),
-        _ => parse_flags(current),
-    };
-    match op {
-        FlagOp::Add | FlagOp::Replace => {
-            for f in flags {
-                if !out.iter().any(|o| o.eq_ignore_ascii_case(f)) {
-                    out.push(f.clone());
-                }
-            }
-        }
-        FlagOp::Remove => out.retain(|o| !flags.iter().any(|f| f.eq_ignore_ascii_case(o))),
-    }
-    out.join(" ")
-}
-
 /// Deletes the listed messages, records them as expunged and releases their blobs.
 fn remove_messages(conn: &Connection, effects: &mut Effects, mailbox: MailboxId, uids: &[u32]) -> Result<()> {
     if uids.is_empty() {
@@ -438,7 +419,7 @@ impl MailStore for SqliteStore {
                     update.modified.push(uid);
                     continue;
                 }
-                let new = apply_flags(&current, op, &flags);
+                let new = op.apply(&parse_flags(&current), &flags).join(" ");
                 if new == current {
                     update.messages.push((uid, current, current_modseq as u64));
                     continue;
