@@ -80,15 +80,24 @@ pub(super) struct Hit {
 }
 
 /// SEARCH and SORT take UTF-8 and its subset US-ASCII (RFC 3501 §6.4.4, RFC 5256 §3).
-pub(super) fn charset_supported(charset: &str) -> bool {
+fn charset_supported(charset: &str) -> bool {
     charset.eq_ignore_ascii_case("UTF-8") || charset.eq_ignore_ascii_case("US-ASCII")
 }
 
-pub(super) fn bad_charset(buf: &mut Vec<u8>, tag: &str) {
-    line(buf, &format!("{tag} NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset"));
-}
-
 impl Session {
+    /// What SEARCH, SORT and THREAD check before scanning: the charset (else `NO
+    /// [BADCHARSET]` and false), and a MODSEQ criterion turning CONDSTORE on (RFC 7162 §3.1).
+    pub(super) fn search_prologue(&mut self, buf: &mut Vec<u8>, tag: &str, charset: Option<&str>, key: &SearchKey) -> bool {
+        if charset.is_some_and(|cs| !charset_supported(cs)) {
+            line(buf, &format!("{tag} NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset"));
+            return false;
+        }
+        if key.uses_modseq() {
+            self.enable_condstore(buf);
+        }
+        true
+    }
+
     /// Runs the search over the selected mailbox and calls `f` for every match, in sequence
     /// order, with the parsed message when `content` (or the key) asks for it. One message is
     /// read and parsed at a time, so memory stays at one message whatever the mailbox holds.
@@ -130,14 +139,8 @@ impl Session {
         key: SearchKey,
         ret: Option<Vec<String>>,
     ) -> Result<Next, StoreError> {
-        if let Some(cs) = &charset
-            && !charset_supported(cs)
-        {
-            bad_charset(out.buf(), tag);
+        if !self.search_prologue(out.buf(), tag, charset.as_deref(), &key) {
             return Ok(Next::Continue);
-        }
-        if key.uses_modseq() {
-            self.enable_condstore(out.buf());
         }
         let mut hits: Vec<Hit> = Vec::new();
         self.scan(&key, false, |hit, _, _| hits.push(hit)).await?;

@@ -9,7 +9,7 @@ use std::cmp::Ordering;
 
 use rampart_store::StoreError;
 
-use super::search::{Hit, bad_charset, charset_supported, results};
+use super::search::{Hit, results};
 use super::view::Msg;
 use super::{Next, Output, Session};
 use crate::mime::{AddressField, Parsed};
@@ -82,12 +82,8 @@ impl Session {
         key: SearchKey,
         ret: Option<Vec<String>>,
     ) -> Result<Next, StoreError> {
-        if !charset_supported(&charset) {
-            bad_charset(out.buf(), tag);
+        if !self.search_prologue(out.buf(), tag, Some(&charset), &key) {
             return Ok(Next::Continue);
-        }
-        if key.uses_modseq() {
-            self.enable_condstore(out.buf());
         }
         let content = criteria.iter().any(|c| c.key.needs_content());
         let mut rows: Vec<(Hit, Vec<Value>)> = Vec::new();

@@ -6,7 +6,6 @@
 
 use rampart_store::StoreError;
 
-use super::search::{bad_charset, charset_supported};
 use super::{Next, Output, Session};
 use crate::mime::Parsed;
 use crate::parser::{SearchKey, ThreadAlgorithm};
@@ -29,12 +28,8 @@ impl Session {
         charset: String,
         key: SearchKey,
     ) -> Result<Next, StoreError> {
-        if !charset_supported(&charset) {
-            bad_charset(out.buf(), tag);
+        if !self.search_prologue(out.buf(), tag, Some(&charset), &key) {
             return Ok(Next::Continue);
-        }
-        if key.uses_modseq() {
-            self.enable_condstore(out.buf());
         }
         let with_ids = algorithm == ThreadAlgorithm::References;
         let mut msgs: Vec<Msg> = Vec::new();
