@@ -323,6 +323,23 @@ def bench_imap(args):
     return results
 
 
+def measure_idle(port, n, measure):
+    """Opens n logged-in TLS connections in IDLE, waits until the server has settled and
+    returns measure() taken then, with the connections still open."""
+    holder = subprocess.Popen([BENCH, "--addr", f"127.0.0.1:{port}", "--password", PASSWORD,
+                               "idle", "--connections", str(n)], stdout=subprocess.PIPE, text=True)
+    try:
+        line = holder.stdout.readline()
+        assert '"idle"' in line, f"idle holder failed: {line}"
+        # Idle means settled: argon2 work areas linger 10 s after the last login
+        # (crates/rampart-auth/src/work.rs).
+        time.sleep(15)
+        return measure()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def bench_idle_connections(args):
     values = []
     for _ in range(args.runs):
@@ -330,31 +347,20 @@ def bench_idle_connections(args):
             dns = Dns()
             try:
                 r = RampartServer(pathlib.Path(tmp), dns, imap_users=10)
-                holder = subprocess.Popen([BENCH, "--addr", f"127.0.0.1:{r.imaps}", "--password", PASSWORD,
-                                           "idle", "--connections", str(args.idle)], stdout=subprocess.PIPE, text=True)
                 try:
-                    line = holder.stdout.readline()
-                    assert '"idle"' in line, f"idle holder failed: {line}"
-                    # Idle means settled: argon2 work areas linger 10 s after the last login
-                    # (crates/rampart-auth/src/work.rs).
-                    time.sleep(15)
-                    values.append(r.rss() / 1024)
+                    values.append(measure_idle(r.imaps, args.idle, lambda: r.rss() / 1024))
                 finally:
-                    holder.kill()
-                    holder.wait()
                     r.stop()
             finally:
                 dns.stop()
     return values
 
 
-def hold_idle(port, n):
-    """Opens n logged-in TLS connections in IDLE; returns the holder process."""
-    holder = subprocess.Popen([BENCH, "--addr", f"127.0.0.1:{port}", "--password", PASSWORD,
-                               "idle", "--connections", str(n)], stdout=subprocess.PIPE, text=True)
-    line = holder.stdout.readline()
-    assert '"idle"' in line, f"idle holder failed: {line}"
-    return holder
+def added_per_connection(port, root_pid, n):
+    """KiB of PSS (the server's whole process tree) each of n idle connections adds."""
+    time.sleep(1)
+    before = pss_tree_kib(root_pid)
+    return (measure_idle(port, n, lambda: pss_tree_kib(root_pid)) - before) / n
 
 
 def bench_idle_per_connection(args):
@@ -370,28 +376,12 @@ def bench_idle_per_connection(args):
             try:
                 r = RampartServer(base, dns, imap_users=10)
                 try:
-                    time.sleep(1)
-                    before = pss_tree_kib(r.proc.pid)
-                    holder = hold_idle(r.imaps, n)
-                    try:
-                        time.sleep(15)  # settled: see bench_idle_connections
-                        results["rampart"].append((pss_tree_kib(r.proc.pid) - before) / n)
-                    finally:
-                        holder.kill()
-                        holder.wait()
+                    results["rampart"].append(added_per_connection(r.imaps, r.proc.pid, n))
                 finally:
                     r.stop()
                 d = DovecotServer(base, r.dir, 10)
                 try:
-                    time.sleep(1)
-                    before = pss_tree_kib(d.master_pid())
-                    holder = hold_idle(d.port, n)
-                    try:
-                        time.sleep(15)
-                        results["dovecot"].append((pss_tree_kib(d.master_pid()) - before) / n)
-                    finally:
-                        holder.kill()
-                        holder.wait()
+                    results["dovecot"].append(added_per_connection(d.port, d.master_pid(), n))
                 finally:
                     d.stop()
             finally:

@@ -139,14 +139,27 @@ def fetch_all(m, n):
     return out
 
 
-def test_structure_matches_dovecot(rampart, dovecot):
+def ours_and_dovecot(rampart, dovecot, messages, uids_apart=False):
+    """Logs in to a started Rampart and fills INBOX there and in Dovecot alike with
+    (internal date or None, flags or None, raw) messages; selects INBOX in both."""
     rampart.start(listeners=("imaps",))
     ours = imaplib.IMAP4_SSL("127.0.0.1", rampart.ports["imaps"], ssl_context=rampart.tls_context(), timeout=20)
     ours.login("bob@example.test", PASSWORD)
     for m in (ours, dovecot):
-        for raw in MESSAGES.values():
-            assert m.append("INBOX", None, None, raw)[0] == "OK"
+        if uids_apart:
+            # A first message expunged, so that UIDs (2...) are not the sequence numbers (1...).
+            assert m.append("INBOX", None, None, b"Subject: gone\r\n\r\nx\r\n")[0] == "OK"
+            m.select("INBOX")
+            m.store("1", "+FLAGS", r"(\Deleted)")
+            m.expunge()
+        for date, flags, raw in messages:
+            assert m.append("INBOX", flags, date and f'"{date}"', raw)[0] == "OK"
         m.select("INBOX")
+    return ours
+
+
+def test_structure_matches_dovecot(rampart, dovecot):
+    ours = ours_and_dovecot(rampart, dovecot, [(None, None, raw) for raw in MESSAGES.values()])
     differences = []
     for n, name in enumerate(MESSAGES, start=1):
         a, b = fetch_all(ours, n), fetch_all(dovecot, n)
@@ -251,18 +264,8 @@ def sort(m, uid, *args):
 
 
 def test_sort_matches_dovecot(rampart, dovecot):
-    rampart.start(listeners=("imaps",))
-    ours = imaplib.IMAP4_SSL("127.0.0.1", rampart.ports["imaps"], ssl_context=rampart.tls_context(), timeout=20)
-    ours.login("bob@example.test", PASSWORD)
+    ours = ours_and_dovecot(rampart, dovecot, SORT_MESSAGES, uids_apart=True)
     for m in (ours, dovecot):
-        # A first message expunged, so that UIDs (2...) are not the sequence numbers (1...).
-        assert m.append("INBOX", None, None, b"Subject: gone\r\n\r\nx\r\n")[0] == "OK"
-        m.select("INBOX")
-        m.store("1", "+FLAGS", r"(\Deleted)")
-        m.expunge()
-        for date, flags, raw in SORT_MESSAGES:
-            assert m.append("INBOX", flags, f'"{date}"', raw)[0] == "OK"
-        m.select("INBOX")
         typ, caps = m.capability()
         assert {b"SORT", b"ESORT", b"SORT=DISPLAY"} <= set(caps[0].split()), caps
     assert sort(ours, True, "(ARRIVAL)", "UTF-8", "1") == sort(dovecot, True, "(ARRIVAL)", "UTF-8", "1") == ("OK", [b"2"])
@@ -372,18 +375,8 @@ def thread(m, uid, *args):
 
 
 def test_thread_matches_dovecot(rampart, dovecot):
-    rampart.start(listeners=("imaps",))
-    ours = imaplib.IMAP4_SSL("127.0.0.1", rampart.ports["imaps"], ssl_context=rampart.tls_context(), timeout=20)
-    ours.login("bob@example.test", PASSWORD)
+    ours = ours_and_dovecot(rampart, dovecot, THREAD_MESSAGES, uids_apart=True)
     for m in (ours, dovecot):
-        # A first message expunged, so that UIDs (2...) are not the sequence numbers (1...).
-        assert m.append("INBOX", None, None, b"Subject: gone\r\n\r\nx\r\n")[0] == "OK"
-        m.select("INBOX")
-        m.store("1", "+FLAGS", r"(\Deleted)")
-        m.expunge()
-        for date, flags, raw in THREAD_MESSAGES:
-            assert m.append("INBOX", flags, f'"{date}"', raw)[0] == "OK"
-        m.select("INBOX")
         typ, caps = m.capability()
         assert {b"THREAD=REFERENCES", b"THREAD=ORDEREDSUBJECT"} <= set(caps[0].split()), caps
     differences = []
@@ -426,13 +419,7 @@ def random_thread_messages(seed, n):
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_random_threads_match_dovecot(rampart, dovecot, seed):
-    rampart.start(listeners=("imaps",))
-    ours = imaplib.IMAP4_SSL("127.0.0.1", rampart.ports["imaps"], ssl_context=rampart.tls_context(), timeout=20)
-    ours.login("bob@example.test", PASSWORD)
-    for m in (ours, dovecot):
-        for date, raw in random_thread_messages(seed, 60):
-            assert m.append("INBOX", None, f'"{date}"', raw)[0] == "OK"
-        m.select("INBOX")
+    ours = ours_and_dovecot(rampart, dovecot, [(date, None, raw) for date, raw in random_thread_messages(seed, 60)])
     differences = []
     for alg in ("REFERENCES", "ORDEREDSUBJECT"):
         for search in ("ALL", "NOT 10:20"):

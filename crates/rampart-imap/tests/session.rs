@@ -506,6 +506,18 @@ async fn subscriptions_lsub_and_list_subscribed() {
     assert!(!c.cmd("l", "LSUB \"\" \"*\"").await.contains("Old"));
 }
 
+/// Delivers `messages` after one that is then expunged, and selects INBOX: UIDs are the
+/// sequence numbers + 1, so answers show which of the two a command used.
+async fn select_with_uids_apart(f: &Fixture, c: &mut Client, messages: &[&str]) {
+    deliver(&f.store, "Subject: gone\r\n\r\nx\r\n").await;
+    for m in messages {
+        deliver(&f.store, m).await;
+    }
+    c.cmd("s", "SELECT INBOX").await;
+    c.cmd("d", "STORE 1 +FLAGS (\\Deleted)").await;
+    assert!(c.cmd("e", "EXPUNGE").await.contains("* 1 EXPUNGE"));
+}
+
 /// SORT and UID SORT (RFC 5256): base subjects, Date with INTERNALDATE as fallback, first
 /// address, ties by sequence number, REVERSE on one key only, the search criteria; ESORT
 /// (RFC 5267 §3) with MIN/MAX in sort order; BADCHARSET; MODSEQ (RFC 7162 §3.1.5).
@@ -516,20 +528,14 @@ async fn sort_uid_sort_and_esort() {
     let caps = c.cmd("c", "CAPABILITY").await;
     assert!(caps.contains(" SORT ") && caps.contains(" SORT=DISPLAY ") && caps.contains(" ESORT "), "{caps}");
     assert!(c.cmd("n", "SORT (DATE) UTF-8 ALL").await.contains("n BAD"), "SORT needs a selected mailbox");
-    // UID 1 is expunged below, so UIDs are sequence numbers + 1.
-    for m in [
-        "Subject: gone\r\n\r\nx\r\n",
+    select_with_uids_apart(&f, &mut c, &[
         "From: Zoe <zoe@example.test>\r\nTo: b@example.test\r\nDate: Fri, 27 Nov 2026 12:00:00 +0000\r\nSubject: Re: [list] beta\r\n\r\n1\r\n",
         "From: amy@example.test, zed@example.test\r\nDate: Fri, 27 Nov 2026 10:00:00 -0500\r\nSubject: =?utf-8?q?Fwd=3A_alpha?=\r\n\r\n22\r\n",
         // No Date: sorts by INTERNALDATE (2026-09-21, deliver's), before the others' dates.
         "From: \"Mo\" <mo@example.test>\r\nSubject: [fwd: ALPHA] (fwd)\r\n\r\n333\r\n",
         "To: a@example.test\r\nDate: Fri, 27 Nov 2026 11:00:00 +0000\r\n\r\n4444\r\n",
-    ] {
-        deliver(&f.store, m).await;
-    }
-    c.cmd("s", "SELECT INBOX").await;
-    c.cmd("d", "STORE 1 +FLAGS (\\Deleted)").await;
-    assert!(c.cmd("e", "EXPUNGE").await.contains("* 1 EXPUNGE"));
+    ])
+    .await;
     // Base subjects: beta, alpha, ALPHA, "" → "", alpha, ALPHA (a tie: sequence order), beta.
     let r = c.cmd("a", "SORT (SUBJECT) UTF-8 ALL").await;
     assert!(r.contains("* SORT 4 2 3 1\r\n") && r.contains("a OK SORT completed"), "{r}");
@@ -582,9 +588,7 @@ async fn thread_and_uid_thread() {
     let caps = c.cmd("c", "CAPABILITY").await;
     assert!(caps.contains(" THREAD=ORDEREDSUBJECT ") && caps.contains(" THREAD=REFERENCES "), "{caps}");
     assert!(c.cmd("n", "THREAD REFERENCES UTF-8 ALL").await.contains("n BAD"), "THREAD needs a selected mailbox");
-    // UID 1 is expunged below, so UIDs are sequence numbers + 1.
-    for m in [
-        "Subject: gone\r\n\r\nx\r\n",
+    select_with_uids_apart(&f, &mut c, &[
         "Subject: hello\r\nMessage-ID: <a@x>\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\n\r\n1\r\n",
         "Subject: Re: hello\r\nMessage-ID: <b@x>\r\nReferences: <a@x>\r\nDate: Fri, 27 Nov 2026 12:00:00 +0000\r\n\r\n2\r\n",
         "Subject: Re: hello\r\nMessage-ID: <c@x>\r\nIn-Reply-To: <a@x>\r\nDate: Fri, 27 Nov 2026 11:00:00 +0000\r\n\r\n3\r\n",
@@ -592,12 +596,8 @@ async fn thread_and_uid_thread() {
         "Subject: other\r\nMessage-ID: <d@x>\r\nReferences: <zz@x>\r\nDate: Fri, 27 Nov 2026 09:00:00 +0000\r\n\r\n4\r\n",
         // No Date: INTERNALDATE (2026-09-21) is its sent date; no references: joins "other".
         "Subject: Re: other\r\nMessage-ID: <e@x>\r\n\r\n5\r\n",
-    ] {
-        deliver(&f.store, m).await;
-    }
-    c.cmd("s", "SELECT INBOX").await;
-    c.cmd("d", "STORE 1 +FLAGS (\\Deleted)").await;
-    assert!(c.cmd("e", "EXPUNGE").await.contains("* 1 EXPUNGE"));
+    ])
+    .await;
     let r = c.cmd("a", "THREAD REFERENCES UTF-8 ALL").await;
     assert!(r.contains("* THREAD (4 5)(1 (3)(2))\r\n") && r.contains("a OK THREAD completed"), "{r}");
     let r = c.cmd("b", "UID THREAD REFERENCES US-ASCII ALL").await;
