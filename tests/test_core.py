@@ -411,10 +411,13 @@ def test_durability_under_kill_9(rampart):
     threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
     for t in threads:
         t.start()
+    deadline = time.monotonic() + 60
     while True:
         with lock:
             if len(acked) >= 100:
                 break
+        assert time.monotonic() < deadline, f"only {len(acked)} messages acknowledged in 60 s"
+        assert any(t.is_alive() for t in threads), f"every client stopped after {len(acked)} messages"
         time.sleep(0.005)
     rampart.kill9()
     for t in threads:

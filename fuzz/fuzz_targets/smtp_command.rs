@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rampart_smtp::command::{Command, ForwardPath, ReversePath, parse};
+use rampart_smtp_proto::command::{Command, ForwardPath, ReversePath, parse};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(cmd) = parse(data) else { return };

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rampart_smtp::data::{Fatal, Framing, Receiver, Soft};
+use rampart_smtp_proto::data::{Fatal, Framing, Receiver, Soft};
 
 type Outcome = (Result<(usize, bool), Fatal>, Vec<u8>, Option<Soft>);
 

@@ -14,11 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::conn::Io;
-
-/// Longest reply line accepted (RFC 5321 §4.5.3.1.5 says 512; some servers send more).
-const MAX_REPLY_LINE: usize = 4096;
-/// Most lines in one multi-line reply.
-const MAX_REPLY_LINES: usize = 100;
+pub use rampart_smtp_proto::Response;
+use rampart_smtp_proto::{ResponseError, ResponseReader};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -27,41 +24,11 @@ pub enum ClientError {
     #[error("timed out waiting for the server")]
     Timeout,
     #[error("protocol error: {0}")]
-    Protocol(String),
+    Protocol(#[from] ResponseError),
+    #[error("protocol error: the server closed the connection")]
+    Closed,
     #[error("TLS: {0}")]
     Tls(String),
-}
-
-/// A server reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
-    pub code: u16,
-    pub lines: Vec<String>,
-}
-
-impl Response {
-    pub fn is_positive(&self) -> bool {
-        (200..400).contains(&self.code)
-    }
-
-    pub fn is_transient(&self) -> bool {
-        (400..500).contains(&self.code)
-    }
-
-    /// The reply on one line, for logs and DSNs.
-    pub fn text(&self) -> String {
-        format!("{} {}", self.code, self.lines.join(" "))
-    }
-
-    /// The RFC 3463 status code the reply carries, if any.
-    pub fn enhanced(&self) -> Option<String> {
-        let first = self.lines.first()?.split(' ').next()?;
-        let parts: Vec<&str> = first.split('.').collect();
-        let ok = parts.len() == 3
-            && matches!(parts[0], "2" | "4" | "5")
-            && parts[1..].iter().all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
-        ok.then(|| first.to_string())
-    }
 }
 
 /// How a TLS handshake's certificate check came out.
@@ -176,7 +143,7 @@ impl TlsClient {
 
 pub struct Client {
     io: Box<dyn Io>,
-    buf: Vec<u8>,
+    reader: ResponseReader,
     timeout: Duration,
     /// EHLO keywords (uppercase) and their parameters.
     pub extensions: HashMap<String, String>,
@@ -186,55 +153,31 @@ impl Client {
     pub async fn connect(addr: SocketAddr, connect_timeout: Duration, timeout: Duration) -> Result<Client, ClientError> {
         let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await.map_err(|_| ClientError::Timeout)??;
         let _ = stream.set_nodelay(true);
-        Ok(Client { io: Box::new(stream), buf: Vec::new(), timeout, extensions: HashMap::new() })
+        Ok(Client { io: Box::new(stream), reader: ResponseReader::default(), timeout, extensions: HashMap::new() })
     }
 
     /// Replaces the stream with its TLS upgrade; buffered input from before is dropped, as
     /// anything the server sent before the handshake must not be read as if it were inside TLS.
     pub async fn upgrade(&mut self, tls: &TlsClient, host: &str, require_valid: bool) -> Result<TlsOutcome, ClientError> {
         let plain = std::mem::replace(&mut self.io, Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink())));
-        self.buf.clear();
+        self.reader.clear();
         let (io, outcome) = tls.handshake(plain, host, require_valid, self.timeout).await?;
         self.io = io;
         self.extensions.clear();
         Ok(outcome)
     }
 
-    async fn read_line(&mut self) -> Result<String, ClientError> {
+    pub async fn read_response(&mut self) -> Result<Response, ClientError> {
         loop {
-            if let Some(pos) = memchr::memchr(b'\n', &self.buf) {
-                let line: Vec<u8> = self.buf.drain(..=pos).collect();
-                let line = String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_string();
-                return Ok(line);
-            }
-            if self.buf.len() > MAX_REPLY_LINE {
-                return Err(ClientError::Protocol("reply line too long".into()));
+            if let Some(r) = self.reader.next_reply()? {
+                return Ok(r);
             }
             let mut chunk = [0u8; 4096];
             let n = tokio::time::timeout(self.timeout, self.io.read(&mut chunk)).await.map_err(|_| ClientError::Timeout)??;
             if n == 0 {
-                return Err(ClientError::Protocol("the server closed the connection".into()));
+                return Err(ClientError::Closed);
             }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    pub async fn read_response(&mut self) -> Result<Response, ClientError> {
-        let mut lines = Vec::new();
-        loop {
-            let line = self.read_line().await?;
-            let code = line.get(..3).and_then(|c| c.parse::<u16>().ok()).filter(|c| (200..600).contains(c));
-            let Some(code) = code else {
-                return Err(ClientError::Protocol(format!("not a reply: {}", line.chars().take(80).collect::<String>())));
-            };
-            let sep = line.as_bytes().get(3).copied().unwrap_or(b' ');
-            lines.push(line.get(4..).unwrap_or("").to_string());
-            if sep != b'-' {
-                return Ok(Response { code, lines });
-            }
-            if lines.len() >= MAX_REPLY_LINES {
-                return Err(ClientError::Protocol("reply has too many lines".into()));
-            }
+            self.reader.push(&chunk[..n]);
         }
     }
 
@@ -303,18 +246,10 @@ impl Client {
 mod tests {
     use super::*;
 
-    #[test]
-    fn enhanced_codes() {
-        let r = Response { code: 550, lines: vec!["5.1.1 no such user".into()] };
-        assert_eq!(r.enhanced().as_deref(), Some("5.1.1"));
-        let r = Response { code: 550, lines: vec!["no such user".into()] };
-        assert_eq!(r.enhanced(), None);
-    }
-
     #[tokio::test]
     async fn replies_and_dot_stuffing() {
         let (mut server, client) = tokio::io::duplex(4096);
-        let mut c = Client { io: Box::new(client), buf: Vec::new(), timeout: Duration::from_secs(5), extensions: HashMap::new() };
+        let mut c = Client { io: Box::new(client), reader: ResponseReader::default(), timeout: Duration::from_secs(5), extensions: HashMap::new() };
         server.write_all(b"250-mx.example\r\n250-PIPELINING\r\n250 SIZE 1000\r\n").await.unwrap();
         let r = c.read_response().await.unwrap();
         assert_eq!(r.code, 250);

@@ -363,8 +363,8 @@ async fn starttls_discards_pipelined_plaintext_and_resets() {
     assert!(got.starts_with(b"220 2.0.0"), "{}", String::from_utf8_lossy(&got));
 
     let mut roots = rustls::RootCertStore::empty();
-    use rustls_pki_types::pem::PemObject;
-    roots.add(rustls_pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap()).unwrap();
+    use rustls::pki_types::pem::PemObject;
+    roots.add(rustls::pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap()).unwrap();
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .unwrap()
