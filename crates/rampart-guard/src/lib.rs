@@ -43,6 +43,8 @@ pub enum Refusal {
     ConnectionsPerIp,
     ConnectionsPerNet,
     ConnectionRate,
+    /// The listener's (or the server's) own connection cap is full; counted by the caller.
+    ListenerConnections,
 }
 
 impl Refusal {
@@ -54,6 +56,7 @@ impl Refusal {
             Refusal::ConnectionsPerIp => "connections_per_ip",
             Refusal::ConnectionsPerNet => "connections_per_net",
             Refusal::ConnectionRate => "connection_rate",
+            Refusal::ListenerConnections => "listener_connections",
         }
     }
 
@@ -155,6 +158,25 @@ pub struct Admission {
     guard: Arc<Guard>,
     ip: IpAddr,
     counted: bool,
+    basis: Basis,
+}
+
+/// On what grounds a connection was let in: recorded as the first entry of every message's
+/// verdict trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    /// Checked against the bans and within every cap and rate.
+    Admitted,
+    /// On `guard.allowlist`: no bans, caps or rates apply.
+    Allowlisted,
+    /// On `guard.limit_exceptions`: not banned, and spared the caps and rates.
+    LimitException,
+}
+
+impl Admission {
+    pub fn basis(&self) -> Basis {
+        self.basis
+    }
 }
 
 impl Drop for Admission {
@@ -283,7 +305,7 @@ impl Guard {
         }
         metrics::counter!("rampart_connections_total", "listener" => listener.to_string()).increment(1);
         if matches(&l.allowlist, &ip) {
-            return Ok(Admission { guard: self.clone(), ip, counted: false });
+            return Ok(Admission { guard: self.clone(), ip, counted: false, basis: Basis::Allowlisted });
         }
         let mut s = self.state.lock().expect("guard lock");
         if let Some(ban) = Self::active_ban(&s, ip) {
@@ -292,7 +314,7 @@ impl Guard {
             return Err(self.refused(listener, ip, refusal));
         }
         if matches(&l.limit_exceptions, &ip) {
-            return Ok(Admission { guard: self.clone(), ip, counted: false });
+            return Ok(Admission { guard: self.clone(), ip, counted: false, basis: Basis::LimitException });
         }
         let net = wide_net(ip);
         let refusal = if s.conns_ip.get(&ip).copied().unwrap_or(0) >= l.max_connections_per_ip {
@@ -312,7 +334,7 @@ impl Guard {
         }
         *s.conns_ip.entry(ip).or_default() += 1;
         *s.conns_net.entry(net).or_default() += 1;
-        Ok(Admission { guard: self.clone(), ip, counted: true })
+        Ok(Admission { guard: self.clone(), ip, counted: true, basis: Basis::Admitted })
     }
 
     fn refused(&self, listener: &str, ip: IpAddr, r: Refusal) -> Refusal {

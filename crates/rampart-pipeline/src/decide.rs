@@ -2,6 +2,11 @@
 //! policy in, accept / Junk / defer / reject with the SMTP reply out. Every check has already
 //! run and recorded what it found (including DMARC `pct` sampling, which needs randomness and
 //! is done by the DMARC stage), so the same trail always gives the same decision.
+//!
+//! The session asks at every point where it may refuse: at connect (the guard's finding), at
+//! MAIL and RCPT (rates, recipients, sender ownership) with the connection's trail plus the
+//! new entry, and at the end of data with the message's whole trail. Entries that refuse on
+//! their own ([`refusal`]) speak first, in trail order; then the sender-authentication policy.
 
 use crate::trail::{Disposition, Entry, Outcome, Reason, Stage, Trail};
 
@@ -96,7 +101,40 @@ fn is_trusted_arc(trail: &Trail) -> bool {
     trail.find(Stage::Arc).is_some_and(|e| e.result == Outcome::Pass && e.reason == Reason::ArcValidTrustedSealer)
 }
 
+/// The reply for an entry that refuses by itself, whatever else the trail holds: the guard's
+/// connect refusals, rates, recipients, sender ownership and content limits. None for
+/// passing entries and for findings that only weigh in (SPF, DKIM, DMARC...).
+pub fn refusal(e: &Entry) -> Option<Refusal> {
+    use Reason as R;
+    if !matches!(e.result, Outcome::Fail | Outcome::TempError) {
+        return None;
+    }
+    let limit = e.limit.unwrap_or_default();
+    let (code, status, text): (u16, &'static str, String) = match e.reason {
+        R::Firewall | R::Banned => (554, "5.7.1", "Access denied".into()),
+        R::ConnectionsPerIp | R::ConnectionsPerNet | R::ConnectionRate | R::ListenerConnections => (421, "4.7.0", "Too many connections, try again later".into()),
+        R::Pregreet => (554, "5.5.1", "Protocol error: you talked before the greeting".into()),
+        R::MessagesPerHour | R::RecipientsPerHour => (451, "4.7.0", "Too much mail from your address; try again later".into()),
+        R::RelayDenied => (554, "5.7.1", "Relay access denied".into()),
+        R::UnknownUser => (550, "5.1.1", "Recipient address rejected: user unknown".into()),
+        R::AddressLiteral => (553, "5.1.3", "Address literals are not accepted".into()),
+        R::StoreUnavailable => (451, "4.3.0", "Temporary lookup failure, try again later".into()),
+        R::TooManyRecipients => (452, "4.5.3", "Too many recipients".into()),
+        R::SenderNotOwned => (553, "5.7.1", format!("Sender address <{}> is not yours", e.detail)),
+        R::NoFromAddress => (550, "5.6.0", "The message has no From address (RFC 5322 §3.6)".into()),
+        R::TooBig => (552, "5.3.4", format!("Message size exceeds the limit of {limit} bytes")),
+        R::LineTooLong => (554, "5.6.0", format!("Message has a line longer than {limit} bytes")),
+        R::HeaderSectionTooLarge => (552, "5.3.4", "Header section too large".into()),
+        _ => return None,
+    };
+    Some(Refusal { code, status, text })
+}
+
 pub fn decide(trail: &Trail, policy: &Policy) -> Decision {
+    if let Some((e, r)) = trail.entries().iter().find_map(|e| refusal(e).map(|r| (e, r))) {
+        let action = if r.code >= 500 { Action::Reject } else { Action::Defer };
+        return Decision { action, reason: e.reason, refusal: Some(r) };
+    }
     let dmarc = trail.find(Stage::Dmarc);
     if let Some(d) = dmarc {
         match d.result {
@@ -217,6 +255,45 @@ mod tests {
             assert_eq!((d.action, d.reason), (action, reason), "{name}");
             assert_eq!(d.refusal.is_some(), matches!(action, Action::Reject | Action::Defer), "{name}");
         }
+    }
+
+    #[test]
+    fn stages_before_the_message() {
+        use Outcome as O;
+        use Reason as R;
+        use Stage as S;
+        let admitted = Entry::new(S::Connect, O::Pass, R::Admitted);
+        let cases: Vec<(Vec<Entry>, Action, u16, &str)> = vec![
+            (vec![Entry::new(S::Connect, O::Fail, R::Banned)], Action::Reject, 554, "5.7.1"),
+            (vec![Entry::new(S::Connect, O::TempError, R::ConnectionsPerIp)], Action::Defer, 421, "4.7.0"),
+            (vec![Entry::new(S::Connect, O::Fail, R::Pregreet)], Action::Reject, 554, "5.5.1"),
+            (vec![admitted.clone(), Entry::new(S::Rate, O::TempError, R::MessagesPerHour)], Action::Defer, 451, "4.7.0"),
+            (vec![admitted.clone(), Entry::new(S::Recipients, O::Fail, R::RelayDenied)], Action::Reject, 554, "5.7.1"),
+            (vec![admitted.clone(), Entry::new(S::Recipients, O::Fail, R::UnknownUser)], Action::Reject, 550, "5.1.1"),
+            (vec![admitted.clone(), Entry::new(S::Recipients, O::TempError, R::StoreUnavailable)], Action::Defer, 451, "4.3.0"),
+            (vec![admitted.clone(), Entry::new(S::Recipients, O::TempError, R::TooManyRecipients)], Action::Defer, 452, "4.5.3"),
+            (vec![admitted.clone(), Entry::new(S::Content, O::Fail, R::TooBig).limit(10)], Action::Reject, 552, "5.3.4"),
+            // A refusing entry wins over a DMARC pass later in the trail.
+            (
+                vec![admitted.clone(), Entry::new(S::Sender, O::Fail, R::SenderNotOwned).detail("x@y.test"), entry(S::Dmarc, O::Pass, R::DmarcAligned, None)],
+                Action::Reject,
+                553,
+                "5.7.1",
+            ),
+        ];
+        for (entries, action, code, status) in cases {
+            let d = decide(&Trail(entries.clone()), &Policy::default());
+            let r = d.refusal.expect("refused");
+            assert_eq!((d.action, r.code, r.status), (action, code, status), "{entries:?}");
+            assert_eq!(d.reason, entries.iter().find(|e| e.result != O::Pass).unwrap().reason);
+        }
+        let too_big = decide(&Trail(vec![Entry::new(S::Content, O::Fail, R::TooBig).limit(100)]), &Policy::default());
+        assert_eq!(too_big.refusal.unwrap().text, "Message size exceeds the limit of 100 bytes");
+        let sender = decide(&Trail(vec![Entry::new(S::Sender, O::Fail, R::SenderNotOwned).detail("ceo@example.test")]), &Policy::default());
+        assert_eq!(sender.refusal.unwrap().text, "Sender address <ceo@example.test> is not yours");
+        // Passing entries of the same stages never refuse.
+        let fine = vec![admitted, Entry::new(S::Recipients, O::Pass, R::LocalMailbox), Entry::new(S::Content, O::Pass, R::WithinLimits)];
+        assert_eq!(decide(&Trail(fine), &Policy::default()).action, Action::Accept);
     }
 
     #[test]

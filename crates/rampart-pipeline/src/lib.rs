@@ -19,5 +19,5 @@ pub mod report;
 pub mod trail;
 
 pub use checks::{Checker, Context, Findings, Forward, SpfCheck};
-pub use decide::{Action, Decision, Policy, SpfFailAction, decide};
+pub use decide::{Action, Decision, Policy, Refusal, SpfFailAction, decide, refusal};
 pub use trail::{Disposition, Entry, Outcome, Reason, Stage, Trail};

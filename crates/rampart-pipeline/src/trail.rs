@@ -8,7 +8,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
+    /// The guard at accept: firewall, bans, connection caps and rates, early talkers.
     Connect,
+    /// Messages and recipients per hour from one client.
+    Rate,
     Auth,
     Sender,
     /// SPF of the HELO identity (RFC 7208 §2.3).
@@ -66,8 +69,45 @@ impl Outcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
-    // SMTP stages
+    // connect: the guard's decision on the client
+    /// Within every connection cap and rate.
+    Admitted,
+    /// On `guard.allowlist`: no caps, rates or bans.
+    Allowlisted,
+    /// On `guard.limit_exceptions` (the host's own addresses): no caps or rates, bans apply.
+    LimitException,
+    /// A `deny` rule matched, or an `allow` list did not.
+    Firewall,
+    Banned,
+    ConnectionsPerIp,
+    ConnectionsPerNet,
+    ConnectionRate,
+    /// The listener's or the server's connection cap is full.
+    ListenerConnections,
+    /// The client talked before the greeting (RFC 5321 §4.3.1).
+    Pregreet,
+    /// Stored before the guard's decision was recorded; kept so old trails still parse.
     NoFilterConfigured,
+    // rates
+    MessagesPerHour,
+    RecipientsPerHour,
+    // recipients
+    RelayDenied,
+    UnknownUser,
+    AddressLiteral,
+    /// The recipient could not be looked up (the store failed).
+    StoreUnavailable,
+    TooManyRecipients,
+    // sender and content
+    /// An authenticated user used an address they do not own (`detail` holds it).
+    SenderNotOwned,
+    NoFromAddress,
+    /// The message is larger than the listener's `max_message_size` (`limit`).
+    TooBig,
+    /// A line is longer than the listener's `max_data_line` (`limit`).
+    LineTooLong,
+    HeaderSectionTooLarge,
+    // SMTP stages
     Authenticated,
     OwnedByUser,
     LocalMailbox,
@@ -164,14 +204,18 @@ pub struct Entry {
     /// DMARC only: the policy to apply after `sp`, `t=` and `pct` sampling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<Disposition>,
-    /// Free text for people: a selector, the error the library gave, the sampling.
+    /// Free text for people: a selector, the error the library gave, the sampling, the
+    /// address refused.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
+    /// The configured limit a refusal names (bytes, recipients).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
 }
 
 impl Entry {
     pub fn new(stage: Stage, result: Outcome, reason: Reason) -> Entry {
-        Entry { stage, result, reason, domain: None, policy: None, detail: String::new() }
+        Entry { stage, result, reason, domain: None, policy: None, detail: String::new(), limit: None }
     }
 
     pub fn domain(mut self, domain: impl Into<String>) -> Entry {
@@ -189,6 +233,11 @@ impl Entry {
 
     pub fn policy(mut self, policy: Disposition) -> Entry {
         self.policy = Some(policy);
+        self
+    }
+
+    pub fn limit(mut self, limit: u64) -> Entry {
+        self.limit = Some(limit);
         self
     }
 }
@@ -237,6 +286,9 @@ impl Trail {
             }
             if let Some(p) = e.policy {
                 out.push_str(&format!("  policy={}", p.as_str()));
+            }
+            if let Some(l) = e.limit {
+                out.push_str(&format!("  limit={l}"));
             }
             if !e.detail.is_empty() {
                 out.push_str(&format!("  ({})", e.detail));

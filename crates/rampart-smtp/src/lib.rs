@@ -11,7 +11,7 @@
 //! - outbound: [`queue`] runs the durable queue, [`outbound`] makes one delivery attempt over
 //!   [`client`] after [`dns`] found the MX hosts, and [`dsn`] writes bounces.
 
-mod accept;
+pub mod accept;
 pub mod client;
 pub mod conn;
 pub mod dns;

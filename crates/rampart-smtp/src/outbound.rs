@@ -207,11 +207,10 @@ async fn transaction(c: &mut Client, a: &Attempt<'_>) -> Result<Vec<RcptResult>,
         return Ok(all(n, permanent("the receiving server does not support SMTPUTF8 addresses", "5.6.7")));
     }
     let size = a.message.len();
-    if let Some(limit) = c.extensions.get("SIZE").and_then(|v| v.parse::<usize>().ok()).filter(|l| *l > 0) {
-        if size > limit {
+    if let Some(limit) = c.extensions.get("SIZE").and_then(|v| v.parse::<usize>().ok()).filter(|l| *l > 0)
+        && size > limit {
             return Ok(all(n, permanent(format!("the message ({size} bytes) exceeds the receiver's limit of {limit}"), "5.3.4")));
         }
-    }
     let mut mail = format!("MAIL FROM:<{}>", a.sender);
     if c.has("SIZE") {
         mail.push_str(&format!(" SIZE={size}"));

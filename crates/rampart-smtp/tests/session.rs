@@ -109,7 +109,8 @@ fn complete_reply(buf: &[u8]) -> Option<usize> {
 
 async fn connect(f: &Fixture, settings: Settings) -> Client {
     let (client, server) = tokio::io::duplex(1 << 20);
-    let session = Session::new(f.services.clone(), Arc::new(settings), "192.0.2.7:40000".parse().unwrap());
+    let connect = rampart_smtp::accept::admitted(rampart_guard::Basis::Admitted);
+    let session = Session::new(f.services.clone(), Arc::new(settings), "192.0.2.7:40000".parse().unwrap(), connect);
     let task = tokio::spawn(conn::run(Box::new(server), session, None));
     let mut c = Client { io: client, buf: Vec::new(), task };
     let greeting = c.reply().await.unwrap();
@@ -319,6 +320,35 @@ async fn bdat_chunks() {
 }
 
 #[tokio::test]
+async fn each_phase_allows_its_commands() {
+    let f = fixture().await;
+    let mut s = settings();
+    s.max_errors = 20;
+    let mut c = connect(&f, s).await;
+    // Connected: BDAT without EHLO is refused and its bytes discarded.
+    c.send(b"BDAT 3\r\nabc").await;
+    assert!(c.reply().await.unwrap().starts_with("503 5.5.1 BDAT needs EHLO"));
+    c.cmd("EHLO client.example").await;
+    c.cmd("MAIL FROM:<a@b.test>").await;
+    c.cmd("RCPT TO:<bob@example.test>").await;
+    // Chunking: no more RCPT or DATA, no nested MAIL.
+    c.send(b"BDAT 20\r\nSubject: x\r\n\r\nbody\r\n").await;
+    assert!(c.reply().await.unwrap().starts_with("250 2.0.0 20 octets"));
+    assert!(c.cmd("RCPT TO:<alice@example.test>").await.starts_with("503 5.5.1 RCPT after BDAT"));
+    assert!(c.cmd("DATA").await.starts_with("503 5.5.1 DATA after BDAT"));
+    assert!(c.cmd("MAIL FROM:<a@b.test>").await.starts_with("503 5.5.1 Nested MAIL"));
+    // RSET drops the chunks; the greeting stays, so a new transaction may start at once.
+    assert!(c.cmd("RSET").await.starts_with("250"));
+    assert!(c.cmd("MAIL FROM:<a@b.test>").await.starts_with("250"));
+    assert!(c.cmd("RCPT TO:<bob@example.test>").await.starts_with("250"));
+    // EHLO in the middle of a transaction resets it too (RFC 5321 §4.1.4).
+    c.cmd("EHLO client.example").await;
+    assert!(c.cmd("RCPT TO:<bob@example.test>").await.starts_with("503 5.5.1 Need MAIL"));
+    assert!(c.cmd("AUTH PLAIN").await.starts_with("503 5.5.1 AUTH is not available"));
+    assert_eq!(inbox_count(&f, "bob@example.test").await, 0);
+}
+
+#[tokio::test]
 async fn idle_timeout_says_421() {
     let f = fixture().await;
     let mut s = settings();
@@ -345,7 +375,8 @@ async fn starttls_discards_pipelined_plaintext_and_resets() {
     let acceptor = rampart_tls::TlsAcceptor::from(rampart_tls::server_config(rampart_tls::CertStore::new(certs)).unwrap());
 
     let (mut client, server) = tokio::io::duplex(1 << 16);
-    let session = Session::new(f.services.clone(), Arc::new(settings()), "192.0.2.7:40000".parse().unwrap());
+    let connect = rampart_smtp::accept::admitted(rampart_guard::Basis::Admitted);
+    let session = Session::new(f.services.clone(), Arc::new(settings()), "192.0.2.7:40000".parse().unwrap(), connect);
     let task = tokio::spawn(conn::run(Box::new(server), session, Some(acceptor)));
     let mut buf = vec![0u8; 4096];
     let n = client.read(&mut buf).await.unwrap();

@@ -74,11 +74,10 @@ impl CertSet {
             return exact.clone();
         }
         // A wildcard covers exactly one label (RFC 6125 §6.4.3).
-        if let Some((_, parent)) = name.split_once('.') {
-            if let Some(wild) = self.by_name.get(&format!("*.{parent}")) {
+        if let Some((_, parent)) = name.split_once('.')
+            && let Some(wild) = self.by_name.get(&format!("*.{parent}")) {
                 return wild.clone();
             }
-        }
         self.default.clone()
     }
 }

@@ -257,7 +257,7 @@ async fn accept_loop(b: Bound, shared: Shared, acceptor: rampart_tls::TlsAccepto
             Ok(a) => a,
             Err(refusal) => {
                 let banner = guard.limits().deny_banner;
-                tokio::spawn(refuse(stream, b.proto.clone(), shared.clone(), refusal.is_permanent(), banner));
+                tokio::spawn(refuse(stream, b.proto.clone(), shared.clone(), refusal, banner));
                 continue;
             }
         };
@@ -265,13 +265,13 @@ async fn accept_loop(b: Bound, shared: Shared, acceptor: rampart_tls::TlsAccepto
         let Ok(permits) = permits else {
             info!(event = "rate_limited", ip = %remote.ip(), listener = b.name, limit = "listener_connections");
             ::metrics::counter!("rampart_connections_refused_total", "listener" => b.name, "reason" => "listener_connections").increment(1);
-            tokio::spawn(refuse(stream, b.proto.clone(), shared.clone(), false, true));
+            tokio::spawn(refuse(stream, b.proto.clone(), shared.clone(), rampart_guard::Refusal::ListenerConnections, true));
             continue;
         };
         let (shared, proto, acceptor) = (shared.clone(), b.proto.clone(), acceptor.clone());
         tokio::spawn(async move {
             match proto {
-                Proto::Smtp(settings) => rampart_smtp::handle(stream, remote, shared.smtp, settings, acceptor).await,
+                Proto::Smtp(settings) => rampart_smtp::handle(stream, remote, shared.smtp, settings, acceptor, admission.basis()).await,
                 Proto::Imap(settings) => rampart_imap::handle(stream, remote, shared.imap, settings, acceptor).await,
             }
             drop((permits, admission));
@@ -280,10 +280,10 @@ async fn accept_loop(b: Bound, shared: Shared, acceptor: rampart_tls::TlsAccepto
 }
 
 /// Turns a connection away in its protocol's words.
-async fn refuse(stream: TcpStream, proto: Proto, shared: Shared, permanent: bool, banner: bool) {
+async fn refuse(stream: TcpStream, proto: Proto, shared: Shared, refusal: rampart_guard::Refusal, banner: bool) {
     match proto {
-        Proto::Smtp(settings) => rampart_smtp::refuse(stream, &settings, &shared.smtp.hostname, permanent, banner).await,
-        Proto::Imap(settings) => rampart_imap::refuse(stream, &settings, permanent, banner).await,
+        Proto::Smtp(settings) => rampart_smtp::refuse(stream, &settings, &shared.smtp.hostname, &refusal, banner).await,
+        Proto::Imap(settings) => rampart_imap::refuse(stream, &settings, refusal.is_permanent(), banner).await,
     }
 }
 

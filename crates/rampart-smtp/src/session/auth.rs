@@ -1,38 +1,25 @@
 //! SMTP AUTH (RFC 4954) around a SASL exchange from rampart-auth.
 //!
-//! While an exchange runs, every line the client sends is a SASL response, not a command;
-//! [`Session::command`] routes it here. `*` cancels. Failures are answered after a pause that
-//! grows with each failure in the session, and past `auth.max_failures` the session ends, so a
-//! password guesser gets few tries per connection and slowly.
+//! While an exchange runs (the `Auth` phase), every line the client sends is a SASL response,
+//! not a command; [`Session::command`] routes it here. `*` cancels. Failures are answered after
+//! a pause that grows with each failure in the session, and past `auth.max_failures` the
+//! session ends, so a password guesser gets few tries per connection and slowly.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use rampart_auth::{Failure, Mechanism, Step};
+use rampart_auth::{Exchange, Failure, Mechanism, Step};
 use tracing::{info, warn};
 
-use super::{Next, Role, Session};
+use super::state::Phase;
+use super::{Connection, Next, Session};
 use crate::reply::Reply;
 
 impl Session {
+    /// AUTH, once [`Session::allowed`] has checked role, TLS, EHLO and that nobody is logged in.
     pub(super) async fn auth(&mut self, mechanism: String, initial: Option<String>) -> Next {
-        if self.settings.role != Role::Submission {
-            return self.error(Reply::new(503, "5.5.1", "AUTH is not available on this port"));
-        }
-        if self.tls.is_none() {
-            return self.error(Reply::new(538, "5.7.11", "Encryption required for requested authentication mechanism"));
-        }
-        if !self.helo.as_ref().is_some_and(|h| h.extended) {
-            return self.error(Reply::new(503, "5.5.1", "Send EHLO first"));
-        }
-        if self.user.is_some() {
-            return self.error(Reply::new(503, "5.5.1", "Already authenticated"));
-        }
-        if self.tx.is_some() {
-            return self.error(Reply::new(503, "5.5.1", "AUTH is not allowed during a mail transaction"));
-        }
-        let cb = self.tls.as_ref().and_then(|t| t.channel_binding.clone());
-        let Some(exchange) = Mechanism::from_name(&mechanism).and_then(|m| self.services.auth.start(m, cb).ok()) else {
-            return self.error(Reply::new(504, "5.5.4", "Unrecognized authentication type"));
+        let cb = self.conn.tls.as_ref().and_then(|t| t.channel_binding.clone());
+        let Some(mut exchange) = Mechanism::from_name(&mechanism).and_then(|m| self.conn.services.auth.start(m, cb).ok()) else {
+            return self.conn.error(Reply::new(504, "5.5.4", "Unrecognized authentication type"));
         };
         // RFC 4954 §4: "=" is an empty initial response.
         let initial = match initial.as_deref() {
@@ -40,39 +27,42 @@ impl Session {
             Some("=") => Some(Vec::new()),
             Some(b64) => match B64.decode(b64) {
                 Ok(bytes) => Some(bytes),
-                Err(_) => return self.error(Reply::new(501, "5.5.2", "Invalid base64 in initial response")),
+                Err(_) => return self.conn.error(Reply::new(501, "5.5.2", "Invalid base64 in initial response")),
             },
         };
-        self.sasl = Some(exchange);
-        self.auth_step(initial).await
+        let (next, done) = self.conn.auth_step(&mut exchange, initial).await;
+        if !done {
+            self.phase = match std::mem::replace(&mut self.phase, Phase::Connected) {
+                Phase::Greeted(helo) => Phase::Auth(helo, exchange),
+                other => other,
+            };
+        }
+        next
     }
+}
 
-    /// A line sent while an exchange is running.
-    pub(super) async fn auth_response(&mut self, line: &[u8]) -> Next {
+impl Connection {
+    /// A line sent while an exchange is running; `true` when the exchange is over.
+    pub(super) async fn auth_response(&mut self, exchange: &mut Exchange, line: &[u8]) -> (Next, bool) {
         if line == b"*" {
-            self.sasl = None;
-            return self.error(Reply::new(501, "5.0.0", "Authentication cancelled"));
+            return (self.error(Reply::new(501, "5.0.0", "Authentication cancelled")), true);
         }
         match B64.decode(line) {
-            Ok(bytes) => self.auth_step(Some(bytes)).await,
-            Err(_) => {
-                self.sasl = None;
-                self.error(Reply::new(501, "5.5.2", "Invalid base64 in response"))
-            }
+            Ok(bytes) => self.auth_step(exchange, Some(bytes)).await,
+            Err(_) => (self.error(Reply::new(501, "5.5.2", "Invalid base64 in response")), true),
         }
     }
 
-    async fn auth_step(&mut self, response: Option<Vec<u8>>) -> Next {
-        let exchange = self.sasl.as_mut().expect("auth_step runs inside an exchange");
+    /// One step of the exchange; `true` when it is over (success or failure).
+    async fn auth_step(&mut self, exchange: &mut Exchange, response: Option<Vec<u8>>) -> (Next, bool) {
         let mechanism = exchange.mechanism();
         match exchange.step(response.as_deref()).await {
-            Step::Challenge(c) => Next::Reply(Reply::new(334, "", B64.encode(c))),
+            Step::Challenge(c) => (Next::Reply(Reply::new(334, "", B64.encode(c))), false),
             Step::Success(identity) => {
-                self.sasl = None;
                 let guard = self.services.guard.clone();
                 if !guard.login_allowed(self.remote.ip(), &identity.address).await {
                     // The account is under attack and this address never logged in to it.
-                    return Next::Reply(Reply::new(454, "4.7.0", "Temporary authentication failure"));
+                    return (Next::Reply(Reply::new(454, "4.7.0", "Temporary authentication failure")), true);
                 }
                 guard.auth_success("smtp", self.remote.ip(), &identity.address).await;
                 info!(
@@ -81,12 +71,9 @@ impl Session {
                     app_password = identity.app_password.as_deref().unwrap_or("-")
                 );
                 self.user = Some(identity);
-                Next::Reply(Reply::new(235, "2.7.0", "Authentication successful"))
+                (Next::Reply(Reply::new(235, "2.7.0", "Authentication successful")), true)
             }
-            Step::Failure(failure) => {
-                self.sasl = None;
-                self.auth_failed(mechanism, failure).await
-            }
+            Step::Failure(failure) => (self.auth_failed(mechanism, failure).await, true),
         }
     }
 

@@ -10,7 +10,9 @@ use rampart_pipeline::{Checker, Context, Entry, Forward, Outcome, Policy, Reason
 use rampart_store::{Blob, DkimKey};
 use tracing::{info, warn};
 
-use super::{Role, Session, Transaction};
+use super::content::temp_failure;
+use super::state::{Helo, Transaction};
+use super::{Connection, Role};
 use crate::command::ReversePath;
 use crate::reply::Reply;
 
@@ -53,11 +55,7 @@ pub(super) fn signing_key(k: &DkimKey) -> Option<SigningKey> {
     })
 }
 
-fn temp_failure() -> Reply {
-    Reply::new(451, "4.3.0", "Temporary storage failure, try again later")
-}
-
-impl Session {
+impl Connection {
     fn checker(&self) -> Option<&Arc<Checker>> {
         if self.settings.role != Role::Mx {
             return None;
@@ -66,27 +64,22 @@ impl Session {
     }
 
     /// SPF for HELO and MAIL FROM, and iprev once per connection (MX role only).
-    pub(super) async fn mail_from_checks(&mut self, from: &ReversePath) -> Option<SpfCheck> {
+    pub(super) async fn mail_from_checks(&mut self, helo: &str, from: &ReversePath) -> Option<SpfCheck> {
         let checker = self.checker()?.clone();
         let ip = self.remote.ip();
-        if self.iprev.is_none() && self.services.sender_auth.checker.is_some() && self.iprev_enabled() {
+        if self.iprev.is_none() && self.services.sender_auth.iprev {
             self.iprev = Some(checker.iprev(ip).await);
         }
-        let helo = self.helo.as_ref().map_or("", |h| h.name.as_str()).to_string();
         let sender = match from {
             ReversePath::Null => String::new(),
             ReversePath::Mailbox(m) => m.to_string(),
         };
-        Some(checker.spf(ip, &helo, &sender).await)
-    }
-
-    fn iprev_enabled(&self) -> bool {
-        self.services.sender_auth.iprev
+        Some(checker.spf(ip, helo, &sender).await)
     }
 
     /// DKIM, ARC and DMARC over the finished message; `forward_prefix` is what the copy
     /// queued for remote alias targets starts with (for its ARC seal).
-    pub(super) async fn inbound_checks(&self, tx: &Transaction, blob: Blob, forward_prefix: &[u8]) -> Result<Inbound, Reply> {
+    pub(super) async fn inbound_checks(&self, helo: &Helo, tx: &Transaction, blob: Blob, forward_prefix: &[u8]) -> Result<Inbound, Reply> {
         let Some(checker) = self.checker().cloned() else {
             return Ok(Inbound { blob, raw: None, entries: Vec::new(), header: String::new(), arc_set: None, evaluation: None });
         };
@@ -108,10 +101,9 @@ impl Session {
         }
         let sealing_key = if !tx.remote.is_empty() && self.services.sender_auth.arc_seal { self.arc_key(tx).await } else { None };
         let rcpt_domain = tx.rcpts.first().and_then(|r| r.rsplit_once('@')).map(|(_, d)| d.trim_end_matches('>').to_ascii_lowercase()).unwrap_or_default();
-        let helo = self.helo.as_ref().map_or("", |h| h.name.as_str());
         let ctx = Context {
             ip: self.remote.ip(),
-            helo,
+            helo: &helo.name,
             spf: tx.spf.as_ref(),
             iprev: self.iprev.as_ref().map(|(o, _)| o),
             rcpt_domain: &rcpt_domain,

@@ -2,34 +2,41 @@
 //! driver out. It does no socket I/O; the driver ([`crate::conn`]) reads lines and data,
 //! performs the TLS upgrade and enforces timeouts.
 //!
-//! What a state allows is decided in one place, [`Session::command`]: before EHLO only
-//! EHLO/HELO and the stateless commands; MAIL needs a greeting (and on submission an
-//! authenticated user); RCPT needs MAIL; DATA/BDAT need an accepted recipient. Every refusal has
-//! its RFC 5321 reply and RFC 3463 status code.
+//! A session is two things: the [`Connection`] (who the client is, what it has established —
+//! TLS, a login — and what the guard found) and the [`state::Phase`] of RFC 5321's command
+//! sequence, an enum whose variants carry only what is valid in them. [`Session::allowed`]
+//! decides what each phase accepts; every policy refusal is a typed trail entry turned into a
+//! reply by the one `rampart_pipeline::decide`.
 //!
+//! - [`state`]: phases, the transaction, what each phase allows;
+//! - [`envelope`]: EHLO, STARTTLS, MAIL and RCPT;
 //! - [`auth`]: AUTH and its SASL exchange (submission only, only inside TLS);
-//! - [`content`]: DATA/BDAT content and what happens to a finished message;
+//! - [`content`]: receiving DATA/BDAT content;
+//! - [`finish`]: what happens to a finished message, step by step;
+//! - [`checks`]: the session's side of sender authentication (SPF, DKIM, ARC, DMARC, signing);
 //! - [`policy`]: who may relay and who may use which sender address.
 
 mod auth;
 mod checks;
 mod content;
+mod envelope;
+mod finish;
 mod policy;
+mod state;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rampart_auth::{Authenticator, Exchange, Identity};
+use rampart_auth::{Authenticator, Identity};
 use rampart_config::TlsMode;
-use rampart_store::{AccountId, Store};
-use tracing::{info, warn};
+use rampart_pipeline::{Decision, Entry, Outcome, Reason, Stage, Trail};
+use rampart_store::Store;
+use tracing::warn;
 
-use crate::command::{self, Body, Command, ForwardPath, MailParams, ReversePath};
-use crate::data::Fatal;
+use crate::command::{self, Command};
 use crate::reply::Reply;
-use crate::trace;
-use content::Content;
+use state::Phase;
 
 pub use checks::SenderAuth;
 pub use policy::SenderPolicy;
@@ -143,128 +150,157 @@ pub enum Next {
     BdatDiscard { size: u64, reply: Reply },
 }
 
-#[derive(Debug)]
-struct Helo {
-    name: String,
-    extended: bool,
-}
-
-#[derive(Debug)]
-struct Transaction {
-    id: String,
-    from: ReversePath,
-    params: MailParams,
-    /// Accepted recipients as given (for the Received header and logs).
-    rcpts: Vec<String>,
-    /// Local accounts they resolve to, deduplicated.
-    accounts: Vec<AccountId>,
-    /// Addresses elsewhere, for the outbound queue.
-    remote: Vec<String>,
-    content: Option<Content>,
-    /// The SPF stage's findings at MAIL FROM (MX role with checks on).
-    spf: Option<rampart_pipeline::SpfCheck>,
-}
-
-pub struct Session {
+/// The connection's side of a session: the client, what it established, and what was found
+/// about it before any transaction.
+pub(crate) struct Connection {
     services: Arc<Services>,
     settings: Arc<Settings>,
     remote: SocketAddr,
-    helo: Option<Helo>,
     tls: Option<TlsInfo>,
     user: Option<Identity>,
-    sasl: Option<Exchange>,
     auth_failures: u32,
-    tx: Option<Transaction>,
     errors: u32,
-    /// The BDAT chunk being read is the last one.
-    bdat_last: bool,
-    /// The BDAT chunk being read broke a line rule; reported when the chunk ends.
-    bdat_fatal: Option<Fatal>,
+    /// The guard's finding at accept; first entry of every message's trail.
+    connect: Entry,
     /// iprev of the client, looked up once per connection at the first MAIL.
-    iprev: Option<(mail_auth::IprevOutput, rampart_pipeline::Entry)>,
+    iprev: Option<(mail_auth::IprevOutput, Entry)>,
+}
+
+pub struct Session {
+    conn: Connection,
+    phase: Phase,
 }
 
 impl Session {
-    pub fn new(services: Arc<Services>, settings: Arc<Settings>, remote: SocketAddr) -> Session {
-        Session {
-            services,
-            settings,
-            remote,
-            helo: None,
-            tls: None,
-            user: None,
-            sasl: None,
-            auth_failures: 0,
-            tx: None,
-            errors: 0,
-            bdat_last: false,
-            bdat_fatal: None,
-            iprev: None,
-        }
+    /// A session for a client the guard let in; `connect` records on what grounds.
+    pub fn new(services: Arc<Services>, settings: Arc<Settings>, remote: SocketAddr, connect: Entry) -> Session {
+        let conn = Connection { services, settings, remote, tls: None, user: None, auth_failures: 0, errors: 0, connect, iprev: None };
+        Session { conn, phase: Phase::Connected }
     }
 
     pub fn settings(&self) -> &Settings {
-        &self.settings
+        &self.conn.settings
     }
 
     pub fn greeting(&self) -> Reply {
-        Reply::multi(220, vec![format!("{} ESMTP Rampart", self.services.hostname)])
+        Reply::multi(220, vec![format!("{} ESMTP Rampart", self.conn.services.hostname)])
     }
 
     /// The TLS handshake finished. Per RFC 3207 §4.2 the client starts over with EHLO.
     pub fn tls_started(&mut self, info: TlsInfo) {
-        self.tls = Some(info);
-        self.helo = None;
-        self.tx = None;
+        self.conn.tls = Some(info);
+        self.phase = Phase::Connected;
     }
 
     pub fn is_tls(&self) -> bool {
-        self.tls.is_some()
+        self.conn.tls.is_some()
     }
 
     pub fn remote(&self) -> SocketAddr {
-        self.remote
+        self.conn.remote
     }
 
     pub fn services(&self) -> &Services {
-        &self.services
+        &self.conn.services
     }
 
     /// How long to hold the greeting to catch early talkers, if at all for this client.
     pub fn pregreet_wait(&self) -> Option<Duration> {
-        let wait = self.settings.pregreet_wait;
-        (!wait.is_zero() && self.services.guard.pregreet_needed(self.remote.ip())).then_some(wait)
+        let wait = self.conn.settings.pregreet_wait;
+        (!wait.is_zero() && self.conn.services.guard.pregreet_needed(self.conn.remote.ip())).then_some(wait)
     }
 
     /// The client waited for the greeting (`talked` false) or did not.
     pub async fn pregreet_result(&mut self, talked: bool) -> Option<Next> {
-        let guard = &self.services.guard;
+        let conn = &self.conn;
+        let guard = &conn.services.guard;
         if !talked {
-            guard.pregreet_passed(self.remote.ip());
+            guard.pregreet_passed(conn.remote.ip());
             return None;
         }
-        warn!(event = "pregreet", ip = %self.remote.ip(), listener = self.settings.listener);
-        metrics::counter!("rampart_connections_refused_total", "listener" => self.settings.listener, "reason" => "pregreet").increment(1);
-        guard.pregreet(self.remote.ip()).await;
-        Some(Next::Close(Reply::new(554, "5.5.1", format!("{} Protocol error: you talked before the greeting", self.services.hostname))))
-    }
-
-    /// Reports a refused recipient to the guard; the session ends if the client is now banned.
-    async fn probe(&mut self, reply: Reply) -> Next {
-        match self.services.guard.probe(self.remote.ip()).await {
-            rampart_guard::Verdict::Banned => Next::Close(self.shutdown_reply("Too many refused recipients")),
-            rampart_guard::Verdict::Continue => Next::Reply(reply),
-        }
-    }
-
-    fn rate_limited(&self, limit: &'static str) -> Next {
-        info!(event = "rate_limited", ip = %self.remote.ip(), listener = self.settings.listener, limit);
-        metrics::counter!("rampart_messages_total", "listener" => self.settings.listener, "result" => "refused", "reason" => limit).increment(1);
-        Next::Reply(Reply::new(451, "4.7.0", "Too much mail from your address; try again later"))
+        warn!(event = "pregreet", ip = %conn.remote.ip(), listener = conn.settings.listener);
+        metrics::counter!("rampart_connections_refused_total", "listener" => conn.settings.listener, "reason" => "pregreet").increment(1);
+        guard.pregreet(conn.remote.ip()).await;
+        let decision = rampart_pipeline::decide(&Trail(vec![Entry::new(Stage::Connect, Outcome::Fail, Reason::Pregreet)]), &Default::default());
+        Some(Next::Close(conn.connect_reply(&decision)))
     }
 
     pub fn timeout_reply(&self) -> Reply {
-        Reply::new(421, "4.4.2", format!("{} Timeout, closing connection", self.services.hostname))
+        Reply::new(421, "4.4.2", format!("{} Timeout, closing connection", self.conn.services.hostname))
+    }
+
+    /// A command line longer than the limit; the driver has discarded it.
+    pub fn line_too_long(&mut self) -> Next {
+        if matches!(self.phase, Phase::Auth(..)) {
+            self.phase = std::mem::replace(&mut self.phase, Phase::Connected).reset();
+        }
+        let max = self.conn.settings.max_command_line;
+        self.conn.error(Reply::new(500, "5.5.2", format!("Line too long (limit {max} bytes)")))
+    }
+
+    /// A command line with a bare CR or LF. Where such a client thinks lines end is unknown,
+    /// so nothing after it can be trusted.
+    pub fn bad_line_ending(&mut self) -> Next {
+        let conn = &self.conn;
+        warn!(event = "bare_line_ending", ip = %conn.remote.ip(), listener = conn.settings.listener, phase = "command");
+        Next::Close(Reply::new(500, "5.5.2", "Bare CR or LF in command; lines must end with CRLF"))
+    }
+
+    pub async fn command(&mut self, line: &[u8]) -> Next {
+        if let Phase::Auth(_, exchange) = &mut self.phase {
+            let (next, done) = self.conn.auth_response(exchange, line).await;
+            if done {
+                self.phase = std::mem::replace(&mut self.phase, Phase::Connected).reset();
+            }
+            return next;
+        }
+        let cmd = match command::parse(line) {
+            Ok(cmd) => cmd,
+            Err(e) => return self.conn.error(e.reply()),
+        };
+        if let Err(reply) = self.allowed(&cmd) {
+            return match (cmd, self.conn.error(reply)) {
+                // RFC 3030 §3: a refused chunk's bytes still follow and must be read.
+                (Command::Bdat { size, .. }, Next::Reply(reply)) => Next::BdatDiscard { size, reply },
+                (_, next) => next,
+            };
+        }
+        match cmd {
+            Command::Ehlo(name) => self.ehlo(name, true),
+            Command::Helo(name) => self.ehlo(name, false),
+            Command::Noop => Next::Reply(Reply::new(250, "2.0.0", "Ok")),
+            Command::Rset => {
+                self.phase = std::mem::replace(&mut self.phase, Phase::Connected).reset();
+                Next::Reply(Reply::new(250, "2.0.0", "Ok"))
+            }
+            Command::Quit => Next::Close(Reply::new(221, "2.0.0", format!("{} Bye", self.conn.services.hostname))),
+            Command::Help => Next::Reply(Reply::new(
+                214,
+                "2.0.0",
+                "Commands: EHLO HELO AUTH MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS; see RFC 5321",
+            )),
+            // RFC 5321 §3.5.3: 252 neither confirms nor denies, so VRFY cannot harvest addresses.
+            Command::Vrfy(_) => Next::Reply(Reply::new(252, "2.5.2", "Cannot VRFY user; send mail and it will be delivered or refused")),
+            Command::Expn(_) => self.conn.error(Reply::new(502, "5.5.1", "EXPN is not available")),
+            Command::StartTls => self.starttls(),
+            Command::Auth { mechanism, initial } => self.auth(mechanism, initial).await,
+            Command::Mail { from, params } => self.mail(from, params).await,
+            Command::Rcpt { to, .. } => self.rcpt(to).await,
+            Command::Data => self.data_start(),
+            Command::Bdat { size, last } => self.bdat_start(size, last),
+        }
+    }
+}
+
+impl Connection {
+    /// AUTH is offered on submission once the connection is encrypted: before that a password
+    /// would cross the network in clear (RFC 8314 §3).
+    fn offers_auth(&self) -> bool {
+        self.settings.role == Role::Submission && self.tls.is_some()
+    }
+
+    fn user_name(&self) -> &str {
+        self.user.as_ref().map_or("-", |u| u.address.as_str())
     }
 
     fn shutdown_reply(&self, why: &str) -> Reply {
@@ -281,201 +317,32 @@ impl Session {
         Next::Reply(reply)
     }
 
-    /// A command line longer than the limit; the driver has discarded it.
-    pub fn line_too_long(&mut self) -> Next {
-        self.sasl = None;
-        let max = self.settings.max_command_line;
-        self.error(Reply::new(500, "5.5.2", format!("Line too long (limit {max} bytes)")))
+    /// The connection's trail so far plus `entry`: what the one `decide` makes of a command.
+    fn decide(&self, entry: Entry) -> Decision {
+        let trail = Trail(vec![self.connect.clone(), entry]);
+        rampart_pipeline::decide(&trail, &self.services.sender_auth.policy)
     }
 
-    /// A command line with a bare CR or LF. Where such a client thinks lines end is unknown,
-    /// so nothing after it can be trusted.
-    pub fn bad_line_ending(&mut self) -> Next {
-        warn!(event = "bare_line_ending", ip = %self.remote.ip(), listener = self.settings.listener, phase = "command");
-        Next::Close(Reply::new(500, "5.5.2", "Bare CR or LF in command; lines must end with CRLF"))
-    }
-
-    pub async fn command(&mut self, line: &[u8]) -> Next {
-        if self.sasl.is_some() {
-            return self.auth_response(line).await;
-        }
-        let cmd = match command::parse(line) {
-            Ok(cmd) => cmd,
-            Err(e) => return self.error(e.reply()),
-        };
-        match cmd {
-            Command::Ehlo(name) => self.ehlo(name, true),
-            Command::Helo(name) => self.ehlo(name, false),
-            Command::Noop => Next::Reply(Reply::new(250, "2.0.0", "Ok")),
-            Command::Rset => {
-                self.tx = None;
-                Next::Reply(Reply::new(250, "2.0.0", "Ok"))
-            }
-            Command::Quit => Next::Close(Reply::new(221, "2.0.0", format!("{} Bye", self.services.hostname))),
-            Command::Help => Next::Reply(Reply::new(
-                214,
-                "2.0.0",
-                "Commands: EHLO HELO AUTH MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS; see RFC 5321",
-            )),
-            // RFC 5321 §3.5.3: 252 neither confirms nor denies, so VRFY cannot harvest addresses.
-            Command::Vrfy(_) => Next::Reply(Reply::new(252, "2.5.2", "Cannot VRFY user; send mail and it will be delivered or refused")),
-            Command::Expn(_) => self.error(Reply::new(502, "5.5.1", "EXPN is not available")),
-            Command::StartTls => self.starttls(),
-            Command::Auth { mechanism, initial } => self.auth(mechanism, initial).await,
-            Command::Mail { from, params } => self.mail(from, params).await,
-            Command::Rcpt { to, .. } => self.rcpt(to).await,
-            Command::Data => self.data_start(),
-            Command::Bdat { size, last } => self.bdat_start(size, last).await,
+    /// The reply for a decision; a refusal without one (never, for refusing entries) becomes
+    /// a temporary failure rather than an acceptance.
+    fn reply(decision: &Decision) -> Reply {
+        match &decision.refusal {
+            Some(r) => Reply::new(r.code, r.status, r.text.clone()),
+            None => Reply::new(451, "4.3.0", "Temporary failure, try again later"),
         }
     }
 
-    /// AUTH is offered on submission once the connection is encrypted: before that a password
-    /// would cross the network in clear (RFC 8314 §3).
-    fn offers_auth(&self) -> bool {
-        self.settings.role == Role::Submission && self.tls.is_some()
+    /// A refusal of the whole connection, named by our host as RFC 5321 §4.2 greetings are.
+    fn connect_reply(&self, decision: &Decision) -> Reply {
+        let r = Self::reply(decision);
+        Reply::new(r.code, r.status, format!("{} {}", self.services.hostname, r.lines.concat()))
     }
 
-    fn ehlo(&mut self, name: String, extended: bool) -> Next {
-        self.tx = None;
-        let host = &self.services.hostname;
-        if !extended {
-            self.helo = Some(Helo { name, extended });
-            return Next::Reply(Reply::multi(250, vec![host.clone()]));
-        }
-        let mut lines = vec![format!("{host} Hello {name} [{}]", self.remote.ip())];
-        lines.push("PIPELINING".into());
-        lines.push(format!("SIZE {}", self.settings.max_message_size));
-        lines.push("8BITMIME".into());
-        lines.push("SMTPUTF8".into());
-        lines.push("ENHANCEDSTATUSCODES".into());
-        lines.push("CHUNKING".into());
-        if self.settings.tls == TlsMode::Starttls && self.tls.is_none() {
-            lines.push("STARTTLS".into());
-        }
-        if self.offers_auth() && self.user.is_none() {
-            let cb = self.tls.as_ref().is_some_and(|t| t.channel_binding.is_some());
-            let names: Vec<&str> = self.services.auth.mechanisms(cb).iter().map(|m| m.name()).collect();
-            lines.push(format!("AUTH {}", names.join(" ")));
-        }
-        self.helo = Some(Helo { name, extended });
-        Next::Reply(Reply::multi(250, lines))
-    }
-
-    fn starttls(&mut self) -> Next {
-        if self.tls.is_some() {
-            return self.error(Reply::new(503, "5.5.1", "TLS is already active"));
-        }
-        if self.settings.tls != TlsMode::Starttls {
-            return self.error(Reply::new(502, "5.5.1", "STARTTLS is not offered here"));
-        }
-        Next::StartTls(Reply::new(220, "2.0.0", "Ready to start TLS"))
-    }
-
-    async fn mail(&mut self, from: ReversePath, params: MailParams) -> Next {
-        let Some(helo) = &self.helo else {
-            return self.error(Reply::new(503, "5.5.1", "Send EHLO or HELO first"));
-        };
-        if self.tx.is_some() {
-            return self.error(Reply::new(503, "5.5.1", "Nested MAIL command"));
-        }
-        if self.settings.role == Role::Submission && self.user.is_none() {
-            // RFC 4954 §6: 530 when the server requires authentication.
-            return self.error(Reply::new(530, "5.7.0", "Authentication required"));
-        }
-        let uses_extensions = params.size.is_some() || params.body != Body::SevenBit || params.smtputf8 || params.auth.is_some();
-        if uses_extensions && !helo.extended {
-            return self.error(Reply::new(555, "5.5.4", "Parameters need EHLO"));
-        }
-        if params.body == Body::BinaryMime {
-            return self.error(Reply::new(555, "5.5.4", "BODY=BINARYMIME is not supported"));
-        }
-        // RFC 4954 §5: AUTH= is only meaningful where AUTH is offered; a submission server
-        // records who submitted the message itself, so the value is accepted and ignored.
-        if params.auth.is_some() && !self.offers_auth() {
-            return self.error(Reply::new(555, "5.5.4", "AUTH= parameter is not supported on this port"));
-        }
-        if let Some(size) = params.size {
-            if size > self.settings.max_message_size {
-                return Next::Reply(Reply::new(
-                    552,
-                    "5.3.4",
-                    format!("Message size exceeds the limit of {} bytes", self.settings.max_message_size),
-                ));
-            }
-        }
-        if !from.is_ascii() && !params.smtputf8 {
-            return self.error(Reply::new(553, "5.6.7", "Non-ASCII address needs the SMTPUTF8 parameter"));
-        }
-        if !self.services.guard.smtp_message(self.remote.ip()) {
-            return self.rate_limited("messages_per_hour");
-        }
-        if let (Some(user), ReversePath::Mailbox(m)) = (&self.user, &from) {
-            if let Err(reply) = self.sender_allowed(user, &m.to_string()).await {
-                info!(
-                    event = "sender_refused", ip = %self.remote.ip(), listener = self.settings.listener,
-                    user = %user.address, from = %m, place = "envelope"
-                );
-                return Next::Reply(reply);
-            }
-        }
-        let spf = self.mail_from_checks(&from).await;
-        self.tx = Some(Transaction {
-            id: trace::new_id(),
-            from,
-            params,
-            rcpts: Vec::new(),
-            accounts: Vec::new(),
-            remote: Vec::new(),
-            content: None,
-            spf,
-        });
-        Next::Reply(Reply::new(250, "2.1.0", "Ok"))
-    }
-
-    async fn rcpt(&mut self, to: ForwardPath) -> Next {
-        let Some(tx) = &self.tx else {
-            return self.error(Reply::new(503, "5.5.1", "Need MAIL before RCPT"));
-        };
-        if tx.content.is_some() {
-            return self.error(Reply::new(503, "5.5.1", "RCPT after BDAT"));
-        }
-        if let ForwardPath::Mailbox(m) = &to {
-            if !m.is_ascii() && !tx.params.smtputf8 {
-                return self.error(Reply::new(553, "5.6.7", "Non-ASCII address needs the SMTPUTF8 parameter"));
-            }
-        }
-        if tx.rcpts.len() >= self.settings.max_recipients {
-            return Next::Reply(Reply::new(452, "4.5.3", "Too many recipients"));
-        }
-        let shown = to.to_string();
-        match self.resolve_recipient(&to).await {
-            Ok(_) if !self.services.guard.smtp_recipient(self.remote.ip()) => self.rate_limited("recipients_per_hour"),
-            Ok((accounts, remote)) => {
-                let tx = self.tx.as_mut().expect("checked above");
-                for a in accounts {
-                    if !tx.accounts.contains(&a) {
-                        tx.accounts.push(a);
-                    }
-                }
-                for r in remote {
-                    if !tx.remote.contains(&r) {
-                        tx.remote.push(r);
-                    }
-                }
-                tx.rcpts.push(shown);
-                Next::Reply(Reply::new(250, "2.1.5", "Ok"))
-            }
-            Err((reason, reply)) => {
-                info!(
-                    event = "rcpt_refused", ip = %self.remote.ip(), listener = self.settings.listener,
-                    rcpt = %shown, reason, code = reply.code, user = self.user.as_ref().map_or("-", |u| u.address.as_str())
-                );
-                // Guessing addresses or trying to relay; an authenticated user's typo is neither.
-                if self.user.is_none() && matches!(reason, "unknown_user" | "relay_denied") {
-                    return self.probe(reply).await;
-                }
-                Next::Reply(reply)
-            }
+    /// Reports a refused recipient to the guard; the session ends if the client is now banned.
+    async fn probe(&mut self, reply: Reply) -> Next {
+        match self.services.guard.probe(self.remote.ip()).await {
+            rampart_guard::Verdict::Banned => Next::Close(self.shutdown_reply("Too many refused recipients")),
+            rampart_guard::Verdict::Continue => Next::Reply(reply),
         }
     }
 }

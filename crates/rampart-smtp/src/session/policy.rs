@@ -10,11 +10,11 @@
 use std::collections::BTreeMap;
 
 use rampart_auth::Identity;
+use rampart_pipeline::{Entry, Outcome, Reason, Stage};
 use rampart_store::{AccountId, address};
 
-use super::{Role, Session};
+use super::{Connection, Role};
 use crate::command::{Domain, ForwardPath};
-use crate::reply::Reply;
 
 /// Exceptions to sender ownership, from `[submission.allowed_senders]`.
 #[derive(Debug, Clone, Default)]
@@ -43,14 +43,17 @@ impl SenderPolicy {
     }
 }
 
-type Refusal = (&'static str, Reply);
+/// A refused recipient: its trail entry, which `decide` answers.
+fn refused(result: Outcome, reason: Reason) -> Entry {
+    Entry::new(Stage::Recipients, result, reason)
+}
 
-impl Session {
+impl Connection {
     /// Local accounts and remote addresses a recipient stands for, or why it is refused.
-    pub(super) async fn resolve_recipient(&self, to: &ForwardPath) -> Result<(Vec<AccountId>, Vec<String>), Refusal> {
-        let relay_denied = || ("relay_denied", Reply::new(554, "5.7.1", "Relay access denied"));
-        let unknown = || ("unknown_user", Reply::new(550, "5.1.1", "Recipient address rejected: user unknown"));
-        let tempfail = || ("store_unavailable", Reply::new(451, "4.3.0", "Temporary lookup failure, try again later"));
+    pub(super) async fn resolve_recipient(&self, to: &ForwardPath) -> Result<(Vec<AccountId>, Vec<String>), Entry> {
+        let relay_denied = || refused(Outcome::Fail, Reason::RelayDenied);
+        let unknown = || refused(Outcome::Fail, Reason::UnknownUser);
+        let tempfail = || refused(Outcome::TempError, Reason::StoreUnavailable);
         let store = &self.services.store;
         let may_relay = self.settings.role == Role::Submission && self.user.is_some();
 
@@ -63,7 +66,7 @@ impl Session {
             ForwardPath::Mailbox(m) => {
                 let Domain::Name(domain) = &m.domain else {
                     if may_relay {
-                        return Err(("address_literal", Reply::new(553, "5.1.3", "Address literals are not accepted")));
+                        return Err(refused(Outcome::Fail, Reason::AddressLiteral));
                     }
                     return Err(relay_denied());
                 };
@@ -78,7 +81,7 @@ impl Session {
                 let Ok(canonical) = address::canonical(&format!("{}@{}", m.local, domain)) else {
                     return Err(unknown());
                 };
-                let (local, domain) = canonical.rsplit_once('@').expect("canonical addresses have an @");
+                let Some((local, domain)) = canonical.rsplit_once('@') else { return Err(unknown()) };
                 let base = address::strip_subaddress(local, &self.services.recipient_delimiter);
                 let mut c = vec![canonical.clone()];
                 if base != local {
@@ -96,15 +99,15 @@ impl Session {
         Err(unknown())
     }
 
-    /// Whether `user` may use `sender` as MAIL FROM or in From:.
-    pub(super) async fn sender_allowed(&self, user: &Identity, sender: &str) -> Result<(), Reply> {
-        let refuse = || Reply::new(553, "5.7.1", format!("Sender address <{sender}> is not yours"));
+    /// Whether `user` may use `sender` as MAIL FROM or in From:; the refusing entry if not.
+    pub(super) async fn sender_allowed(&self, user: &Identity, sender: &str) -> Result<(), Entry> {
+        let refuse = || Entry::new(Stage::Sender, Outcome::Fail, Reason::SenderNotOwned).detail(sender);
         let lower = sender.to_lowercase();
         if self.services.senders.permits(&user.address, &lower) {
             return Ok(());
         }
         let Ok(canonical) = address::canonical(sender) else { return Err(refuse()) };
-        let (local, domain) = canonical.rsplit_once('@').expect("canonical addresses have an @");
+        let Some((local, domain)) = canonical.rsplit_once('@') else { return Err(refuse()) };
         let base = format!("{}@{domain}", address::strip_subaddress(local, &self.services.recipient_delimiter));
         if canonical == user.address || base == user.address {
             return Ok(());
@@ -114,7 +117,7 @@ impl Session {
             .store
             .aliases_of(&user.address)
             .await
-            .map_err(|_| Reply::new(451, "4.3.0", "Temporary lookup failure, try again later"))?;
+            .map_err(|_| Entry::new(Stage::Sender, Outcome::TempError, Reason::StoreUnavailable))?;
         if aliases.iter().any(|a| *a == canonical || *a == base) {
             return Ok(());
         }

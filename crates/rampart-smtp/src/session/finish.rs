@@ -1,0 +1,302 @@
+//! The end of data: what happens to a finished message, as named steps in the order they run.
+//!
+//! 1. [`Connection::within_limits`]: the size and line limits the receiver recorded;
+//! 2. [`Connection::submitted_headers`]: on submission, every From: address must be the user's;
+//!    a missing Date or Message-ID is added (RFC 6409 §8);
+//! 3. [`Connection::seal`]: the blob is finished and fsynced;
+//! 4. [`Connection::authenticate`]: on the MX, forged Authentication-Results removed, then DKIM,
+//!    ARC and DMARC over the message (SPF and iprev ran at MAIL FROM);
+//! 5. [`Connection::judge`]: the trail's last entries and the one `decide`; DMARC evaluations
+//!    kept for aggregate reports; a refusal is logged with its trail and answered;
+//! 6. [`Connection::store`]: the DKIM signature of the queued copy, then the local copies and
+//!    the queue entry in one durable store, and only then `250`.
+//!
+//! Each step returns `Err(Next)` with the reply when the message stops there.
+
+use rampart_pipeline::report::Evaluation;
+use rampart_pipeline::{Action, Decision, Disposition, Entry, Outcome, Reason, Stage, Trail};
+use rampart_store::{Blob, BlobWriter, Delivery, Folder, Outbound, Target};
+use tracing::{info, warn};
+
+use super::checks::Inbound;
+use super::content::{Content, MAX_HEAD, temp_failure};
+use super::state::{Helo, Transaction};
+use super::{Connection, Next, Role};
+use crate::data::{Receiver, Soft};
+use crate::reply::Reply;
+use crate::trace;
+
+type Step<T> = Result<T, Next>;
+
+/// What a submitted message's own headers led to.
+#[derive(Default)]
+struct Submitted {
+    /// Header fields added to the message itself (Date, Message-ID).
+    added: String,
+    /// Domains of the From: addresses, for DKIM signing.
+    from_domains: Vec<String>,
+}
+
+impl Connection {
+    /// Stores the finished message or says why not.
+    pub(super) async fn finish(&self, helo: &Helo, tx: Transaction, content: Content) -> Next {
+        match self.finish_steps(helo, tx, content).await {
+            Ok(next) | Err(next) => next,
+        }
+    }
+
+    async fn finish_steps(&self, helo: &Helo, tx: Transaction, content: Content) -> Step<Next> {
+        let mut trail = self.message_trail();
+        self.within_limits(&tx, &content.receiver)?;
+        let submitted = self.submitted_headers(&tx, &content.head, &mut trail).await?;
+        let blob = self.seal(&tx, content.blob).await?;
+        let received = self.received(helo, &tx);
+        let mut inbound = self.authenticate(helo, &tx, blob, &received, &mut trail).await?;
+        let decision = self.judge(&tx, &mut trail, inbound.evaluation.take()).await?;
+        if let (Some(raw), Some(report_address)) = (&inbound.raw, &self.services.sender_auth.report_address) {
+            self.maybe_dmarc_report(&tx, raw, report_address, &mut trail).await;
+        }
+        Ok(self.store(tx, &decision, trail, submitted, inbound, received).await)
+    }
+
+    /// The trail every message of this connection starts with: the guard's finding and, on
+    /// submission, who logged in.
+    fn message_trail(&self) -> Trail {
+        let mut trail = Trail(vec![self.connect.clone()]);
+        if let Some(user) = &self.user {
+            trail.push(Entry::new(Stage::Auth, Outcome::Pass, Reason::Authenticated).detail(user.address.clone()));
+        }
+        trail
+    }
+
+    /// Refuses the message for `entry`, answered by `decide`.
+    fn refuse_message(&self, entry: Entry) -> Next {
+        Next::Reply(Connection::reply(&self.decide(entry)))
+    }
+
+    fn within_limits(&self, tx: &Transaction, receiver: &Receiver) -> Step<()> {
+        let (what, entry) = match receiver.soft_error() {
+            None => return Ok(()),
+            Some(Soft::TooBig) => ("too_big", Entry::new(Stage::Content, Outcome::Fail, Reason::TooBig).limit(self.settings.max_message_size)),
+            Some(Soft::LineTooLong) => {
+                ("line_too_long", Entry::new(Stage::Content, Outcome::Fail, Reason::LineTooLong).limit(self.settings.max_data_line as u64))
+            }
+        };
+        info!(event = "message_refused", ip = %self.remote.ip(), id = %tx.id, reason = what, size = receiver.size());
+        metrics::counter!("rampart_messages_total", "listener" => self.settings.listener, "result" => "refused", "reason" => what).increment(1);
+        Err(self.refuse_message(entry))
+    }
+
+    /// On submission: every From: address must belong to the user; Date and Message-ID are
+    /// added when the client left them out. Nothing to do on the MX.
+    async fn submitted_headers(&self, tx: &Transaction, head: &[u8], trail: &mut Trail) -> Step<Submitted> {
+        let Some(user) = &self.user else { return Ok(Submitted::default()) };
+        let Some(head) = header_section(head) else {
+            return Err(self.refuse_message(Entry::new(Stage::Content, Outcome::Fail, Reason::HeaderSectionTooLarge)));
+        };
+        let parsed = mail_parser::MessageParser::default().parse_headers(head);
+        let from: Vec<String> = parsed
+            .as_ref()
+            .and_then(|m| m.from())
+            .map(|a| a.iter().filter_map(|addr| addr.address().map(str::to_string)).collect())
+            .unwrap_or_default();
+        if from.is_empty() {
+            return Err(self.refuse_message(Entry::new(Stage::Sender, Outcome::Fail, Reason::NoFromAddress)));
+        }
+        for addr in &from {
+            if let Err(entry) = self.sender_allowed(user, addr).await {
+                info!(
+                    event = "sender_refused", ip = %self.remote.ip(), listener = self.settings.listener,
+                    user = %user.address, from = %addr, place = "header", id = %tx.id
+                );
+                return Err(self.refuse_message(entry));
+            }
+        }
+        trail.push(Entry::new(Stage::Sender, Outcome::Pass, Reason::OwnedByUser));
+        let mut added = String::new();
+        if parsed.as_ref().is_none_or(|m| m.date().is_none()) {
+            added.push_str(&format!("Date: {}\r\n", chrono::Utc::now().to_rfc2822()));
+        }
+        if parsed.as_ref().is_none_or(|m| m.message_id().is_none()) {
+            added.push_str(&format!("Message-ID: <{}@{}>\r\n", tx.id, self.services.hostname));
+        }
+        let from_domains = from.iter().filter_map(|a| a.rsplit_once('@').map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())).collect();
+        Ok(Submitted { added, from_domains })
+    }
+
+    /// The blob finished and fsynced. No soft error got us here, so a missing writer means a
+    /// write failed.
+    async fn seal(&self, tx: &Transaction, writer: Option<BlobWriter>) -> Step<Blob> {
+        let Some(writer) = writer else {
+            warn!(event = "store_error", id = %tx.id, error = "writing the message failed");
+            return Err(Next::Reply(temp_failure()));
+        };
+        writer.finish().await.map_err(|e| {
+            warn!(event = "store_error", id = %tx.id, error = %e);
+            Next::Reply(temp_failure())
+        })
+    }
+
+    /// Our Received header (RFC 5321 §4.4).
+    fn received(&self, helo: &Helo, tx: &Transaction) -> String {
+        trace::received(&trace::Stamp {
+            id: &tx.id,
+            helo: &helo.name,
+            extended: helo.extended,
+            remote: self.remote.ip(),
+            hide_client: self.settings.role == Role::Submission && self.services.hide_client,
+            authenticated: self.user.is_some(),
+            hostname: &self.services.hostname,
+            tls: self.tls.as_ref(),
+            smtputf8: tx.params.smtputf8,
+            rcpts: &tx.rcpts,
+        })
+    }
+
+    /// Sender authentication over the whole message (MX role), its findings added to the trail.
+    async fn authenticate(&self, helo: &Helo, tx: &Transaction, blob: Blob, received: &str, trail: &mut Trail) -> Step<Inbound> {
+        trail.extend(self.session_entries(tx));
+        let inbound = self.inbound_checks(helo, tx, blob, received.as_bytes()).await.map_err(Next::Reply)?;
+        trail.extend(inbound.entries.iter().cloned());
+        Ok(inbound)
+    }
+
+    /// The trail's last entries and the one decision. A refusal ends the message here: it is not
+    /// stored, so its trail goes to the log.
+    async fn judge(&self, tx: &Transaction, trail: &mut Trail, evaluation: Option<Evaluation>) -> Step<Decision> {
+        let reason = if tx.remote.is_empty() { Reason::LocalMailbox } else { Reason::LocalAndQueued };
+        let detail = format!("local={} remote={}", tx.accounts.len(), tx.remote.len());
+        trail.push(Entry::new(Stage::Recipients, Outcome::Pass, reason).detail(detail));
+        trail.push(Entry::new(Stage::Content, Outcome::Pass, Reason::WithinLimits));
+        let decision = rampart_pipeline::decide(trail, &self.services.sender_auth.policy);
+        trail.push(decision.entry());
+        if let Some(ev) = evaluation {
+            self.record_dmarc(tx, ev, &decision).await;
+        }
+        let Some(refusal) = &decision.refusal else { return Ok(decision) };
+        info!(
+            event = "message_refused", ip = %self.remote.ip(), listener = self.settings.listener, id = %tx.id,
+            from = %format!("<{}>", tx.from), reason = %decision.reason.name(), code = refusal.code,
+            trail = %trail.summary()
+        );
+        Err(Next::Reply(Reply::new(refusal.code, refusal.status, refusal.text.clone())))
+    }
+
+    /// Keeps a DMARC evaluation for the aggregate report its domain asked for (RFC 7489 §7.2),
+    /// with the disposition we applied.
+    async fn record_dmarc(&self, tx: &Transaction, mut ev: Evaluation, decision: &Decision) {
+        ev.disposition = match decision.action {
+            Action::Reject => Disposition::Reject,
+            Action::Junk => Disposition::Quarantine,
+            _ => Disposition::None,
+        };
+        if matches!(decision.reason, Reason::DmarcRejectOverriddenByArc | Reason::DmarcQuarantineOverriddenByArc) {
+            ev.overrides.push(("trusted_forwarder".into(), "valid ARC chain from a trusted sealer".into()));
+        }
+        if !self.services.sender_auth.record_dmarc || ev.published.rua.is_empty() {
+            return;
+        }
+        if let Ok(json) = serde_json::to_string(&ev)
+            && let Err(e) = self.services.store.add_dmarc_evaluation(&ev.published.domain, &json).await {
+                warn!(event = "store_error", id = %tx.id, error = %e, what = "dmarc evaluation");
+            }
+    }
+
+    /// Mail to `[dmarc] report_address` that holds an aggregate report is parsed and stored.
+    async fn maybe_dmarc_report(&self, tx: &Transaction, raw: &[u8], report_address: &str, trail: &mut Trail) {
+        let to_reports = tx.rcpts.iter().any(|r| r.trim_matches(['<', '>']).eq_ignore_ascii_case(report_address));
+        if !to_reports {
+            return;
+        }
+        let Some(r) = rampart_pipeline::report::parse_received(raw) else { return };
+        let stored = rampart_store::DmarcReport {
+            org_name: r.org_name,
+            report_id: r.report_id,
+            domain: r.domain.clone(),
+            date_begin: r.begin,
+            date_end: r.end,
+            messages: r.messages,
+            passed: r.passed,
+            records: r.records,
+            received: 0,
+        };
+        match self.services.store.add_dmarc_report(stored).await {
+            Ok(_) => {
+                info!(event = "dmarc_report_received", id = %tx.id, domain = %r.domain, messages = r.messages);
+                trail.push(Entry::new(Stage::Content, Outcome::Pass, Reason::DmarcReportReceived).domain(r.domain));
+            }
+            Err(e) => warn!(event = "store_error", id = %tx.id, error = %e, what = "dmarc report"),
+        }
+    }
+
+    /// Local copies (Junk when the decision says so) and the queue entry for remote recipients
+    /// in one durable store; `250` only after it.
+    async fn store(&self, tx: Transaction, decision: &Decision, trail: Trail, submitted: Submitted, inbound: Inbound, received: String) -> Next {
+        let Inbound { blob, header: auth_header, arc_set, .. } = inbound;
+        let (arc_set, added, size) = (arc_set.unwrap_or_default(), submitted.added, blob.size());
+        let mut queued_prefix = format!("{arc_set}{auth_header}{received}{added}").into_bytes();
+        let local_prefix = format!("{}{auth_header}{received}{added}", trace::return_path(&tx.from)).into_bytes();
+        if self.settings.role == Role::Submission && !tx.remote.is_empty() {
+            match self.dkim_signatures(&submitted.from_domains, &queued_prefix, &blob, &tx.id).await {
+                Ok(signatures) => queued_prefix.splice(0..0, signatures.into_bytes()).for_each(drop),
+                Err(reply) => return Next::Reply(reply),
+            }
+        }
+        let outbound = (!tx.remote.is_empty()).then(|| Outbound {
+            sender: tx.sender(),
+            rcpts: tx.remote.clone(),
+            smtputf8: tx.params.smtputf8,
+            is_dsn: false,
+            prefix: queued_prefix,
+        });
+        let folder = if decision.action == Action::Junk { Folder::Junk } else { Folder::Inbox };
+        let delivery = Delivery {
+            blob,
+            prefix: local_prefix,
+            internal_date: chrono::Utc::now().timestamp(),
+            targets: tx.accounts.iter().map(|&account| Target { account, folder: folder.clone() }).collect(),
+            reference: tx.id.clone(),
+            trail: trail.to_json(),
+            outbound,
+        };
+        if let Err(e) = self.services.store.deliver(delivery).await {
+            warn!(event = "store_error", id = %tx.id, error = %e);
+            return Next::Reply(temp_failure());
+        }
+        if !tx.remote.is_empty() {
+            self.services.queue_wakeup.notify_one();
+        }
+        metrics::counter!("rampart_messages_total", "listener" => self.settings.listener, "result" => "accepted", "reason" => "ok").increment(1);
+        info!(
+            event = "accepted", ip = %self.remote.ip(), listener = self.settings.listener, id = %tx.id,
+            from = %format!("<{}>", tx.from), local = tx.accounts.len(), queued = tx.remote.len(), size,
+            user = self.user_name(), verdict = decision.action.as_str(), reason = %decision.reason.name()
+        );
+        Next::Reply(Reply::new(250, "2.0.0", format!("Ok: queued as {}", tx.id)))
+    }
+}
+
+/// The header section (through the empty line), or None when it does not fit in the head.
+fn header_section(head: &[u8]) -> Option<&[u8]> {
+    if head.starts_with(b"\r\n") {
+        return Some(&head[..2]);
+    }
+    match memchr::memmem::find(head, b"\r\n\r\n") {
+        Some(i) => Some(&head[..i + 4]),
+        None if head.len() < MAX_HEAD => Some(head),
+        None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header_section;
+
+    #[test]
+    fn header_sections() {
+        assert_eq!(header_section(b"\r\nbody"), Some(&b"\r\n"[..]));
+        assert_eq!(header_section(b"A: b\r\n\r\nbody"), Some(&b"A: b\r\n\r\n"[..]));
+        assert_eq!(header_section(b"A: b\r\n"), Some(&b"A: b\r\n"[..]));
+        assert_eq!(header_section(&vec![b'a'; super::MAX_HEAD]), None);
+    }
+}
