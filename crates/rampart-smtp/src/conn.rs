@@ -156,35 +156,68 @@ async fn drive(
     acceptor: Option<&rampart_tls::TlsAcceptor>,
     guard: &rampart_guard::Guard,
 ) -> std::io::Result<End> {
-    let max_line = session.settings().max_command_line;
-    let line_timeout = session.settings().line_timeout;
     // After an over-long line, input is dropped up to the next LF.
     let mut skipping = false;
+    loop {
+        let next = match next_command(d, session, &mut skipping).await? {
+            Ok(next) => next,
+            Err(end) => return Ok(end),
+        };
+        let end = match next {
+            Next::StartTls(reply) => starttls(d, session, acceptor, guard, reply).await?,
+            Next::Data(reply) => receive_data(d, session, reply).await?,
+            Next::Bdat { size } => match read_chunk(d, session, size, true).await? {
+                Some(end) => Some(end),
+                None => {
+                    let next = session.bdat_end().await;
+                    act(d, next)
+                }
+            },
+            Next::BdatDiscard { size, reply } => {
+                let end = read_chunk(d, session, size, false).await?;
+                if end.is_none() {
+                    d.queue(&reply);
+                }
+                end
+            }
+            other => act(d, other),
+        };
+        if let Some(end) = end {
+            return Ok(end);
+        }
+    }
+}
+
+/// Reads the next command line and runs it: what the session says to do next, or how the
+/// connection ended while waiting. Lines must end in CRLF with no bare CR or LF inside.
+async fn next_command(d: &mut Driver, session: &mut Session, skipping: &mut bool) -> std::io::Result<Result<Next, End>> {
+    let max_line = session.settings().max_command_line;
+    let line_timeout = session.settings().line_timeout;
     loop {
         let Some(lf) = memchr(b'\n', d.pending()) else {
             if !d.pending().is_empty() && d.line_deadline.is_none() {
                 d.line_deadline = Some(Instant::now() + line_timeout);
             }
-            if skipping {
+            if *skipping {
                 d.start = d.buf.len();
             } else if d.pending().len() >= max_line {
                 d.start = d.buf.len();
-                skipping = true;
+                *skipping = true;
                 if let Some(end) = act(d, session.line_too_long()) {
-                    return Ok(end);
+                    return Ok(Err(end));
                 }
             }
             match d.read_more().await? {
                 Read::Data => continue,
-                Read::Eof => return Ok(End::Closed),
-                Read::Timeout => return Ok(timeout(d, session)),
+                Read::Eof => return Ok(Err(End::Closed)),
+                Read::Timeout => return Ok(Err(timeout(d, session))),
             }
         };
         let line_start = d.start;
         d.start += lf + 1;
         d.line_deadline = None;
-        if skipping {
-            skipping = false;
+        if *skipping {
+            *skipping = false;
             continue;
         }
         let line = &d.buf[line_start..line_start + lf + 1];
@@ -195,72 +228,60 @@ async fn drive(
         } else {
             session.command(&line[..line.len() - 2]).await
         };
-        match next {
-            Next::StartTls(reply) => {
-                d.queue(&reply);
-                d.flush().await?;
-                // CVE-2011-0411: anything the client sent after STARTTLS but before the
-                // handshake was sent in clear text and must not be executed inside TLS.
-                d.buf.clear();
-                d.start = 0;
-                let Some(acceptor) = acceptor else { return Ok(End::TlsFailed) };
-                let plain = std::mem::replace(&mut d.io, Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink())));
-                match tls_accept(acceptor, plain, guard).await {
-                    Ok((tls, info)) => {
-                        d.io = tls;
-                        session.tls_started(info);
-                    }
-                    Err(e) => {
-                        info!(event = "tls_failed", listener = session.settings().listener, error = %e);
-                        return Ok(End::TlsFailed);
-                    }
-                }
-            }
-            Next::Data(reply) => {
-                d.queue(&reply);
-                d.line_deadline = None;
-                let next = loop {
-                    match session.data(d.pending()).await {
-                        Ok(fed) => {
-                            d.start += fed.consumed;
-                            if fed.done {
-                                break session.data_end().await;
-                            }
-                        }
-                        Err(next) => break next,
-                    }
-                    match d.read_more().await? {
-                        Read::Data => {}
-                        Read::Eof => return Ok(End::Closed),
-                        Read::Timeout => return Ok(timeout(d, session)),
-                    }
-                };
-                if let Some(end) = act(d, next) {
-                    return Ok(end);
-                }
-            }
-            Next::Bdat { size } => {
-                if let Some(end) = read_chunk(d, session, size, true).await? {
-                    return Ok(end);
-                }
-                let next = session.bdat_end().await;
-                if let Some(end) = act(d, next) {
-                    return Ok(end);
-                }
-            }
-            Next::BdatDiscard { size, reply } => {
-                if let Some(end) = read_chunk(d, session, size, false).await? {
-                    return Ok(end);
-                }
-                d.queue(&reply);
-            }
-            other => {
-                if let Some(end) = act(d, other) {
-                    return Ok(end);
-                }
-            }
+        return Ok(Ok(next));
+    }
+}
+
+/// STARTTLS accepted: the reply goes out in clear, then the handshake.
+async fn starttls(
+    d: &mut Driver,
+    session: &mut Session,
+    acceptor: Option<&rampart_tls::TlsAcceptor>,
+    guard: &rampart_guard::Guard,
+    reply: Reply,
+) -> std::io::Result<Option<End>> {
+    d.queue(&reply);
+    d.flush().await?;
+    // CVE-2011-0411: anything the client sent after STARTTLS but before the handshake was
+    // sent in clear text and must not be executed inside TLS.
+    d.buf.clear();
+    d.start = 0;
+    let Some(acceptor) = acceptor else { return Ok(Some(End::TlsFailed)) };
+    let plain = std::mem::replace(&mut d.io, Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink())));
+    match tls_accept(acceptor, plain, guard).await {
+        Ok((tls, info)) => {
+            d.io = tls;
+            session.tls_started(info);
+            Ok(None)
+        }
+        Err(e) => {
+            info!(event = "tls_failed", listener = session.settings().listener, error = %e);
+            Ok(Some(End::TlsFailed))
         }
     }
+}
+
+/// After DATA's 354: content until the session sees CRLF.CRLF, then its reply.
+async fn receive_data(d: &mut Driver, session: &mut Session, reply: Reply) -> std::io::Result<Option<End>> {
+    d.queue(&reply);
+    d.line_deadline = None;
+    let next = loop {
+        match session.data(d.pending()).await {
+            Ok(fed) => {
+                d.start += fed.consumed;
+                if fed.done {
+                    break session.data_end().await;
+                }
+            }
+            Err(next) => break next,
+        }
+        match d.read_more().await? {
+            Read::Data => {}
+            Read::Eof => return Ok(Some(End::Closed)),
+            Read::Timeout => return Ok(Some(timeout(d, session))),
+        }
+    };
+    Ok(act(d, next))
 }
 
 /// Queues a reply; returns how the connection ends if it does.

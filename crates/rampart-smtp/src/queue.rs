@@ -23,7 +23,8 @@ const SCAN_LIMIT: usize = 1000;
 /// The scan is one indexed query.
 const SCAN_INTERVAL: Duration = Duration::from_secs(1);
 
-pub struct Settings {
+/// How the runner schedules deliveries (from `[queue]`).
+pub struct RunnerOptions {
     pub concurrency: usize,
     pub per_domain_concurrency: usize,
     pub retry_schedule: Vec<Duration>,
@@ -34,7 +35,7 @@ pub struct Settings {
 pub struct Runner {
     store: Arc<dyn Store>,
     outbound: Arc<Outbound>,
-    settings: Settings,
+    options: RunnerOptions,
     wakeup: Arc<Notify>,
     slots: Arc<Semaphore>,
     in_flight: Mutex<HashSet<i64>>,
@@ -46,12 +47,12 @@ fn now() -> i64 {
 }
 
 impl Runner {
-    pub fn new(store: Arc<dyn Store>, outbound: Arc<Outbound>, settings: Settings, wakeup: Arc<Notify>) -> Arc<Runner> {
-        let slots = Arc::new(Semaphore::new(settings.concurrency));
+    pub fn new(store: Arc<dyn Store>, outbound: Arc<Outbound>, options: RunnerOptions, wakeup: Arc<Notify>) -> Arc<Runner> {
+        let slots = Arc::new(Semaphore::new(options.concurrency));
         Arc::new(Runner {
             store,
             outbound,
-            settings,
+            options,
             wakeup,
             slots,
             in_flight: Mutex::new(HashSet::new()),
@@ -88,7 +89,7 @@ impl Runner {
                 {
                     let mut per = self.per_domain.lock().expect("queue lock");
                     let n = per.entry(domain.clone()).or_default();
-                    if *n >= self.settings.per_domain_concurrency {
+                    if *n >= self.options.per_domain_concurrency {
                         continue;
                     }
                     *n += 1;
@@ -139,7 +140,7 @@ impl Runner {
         )
         .await;
         let t = now();
-        let expired = t - entry.created >= self.settings.expiry.as_secs() as i64;
+        let expired = t - entry.created >= self.options.expiry.as_secs() as i64;
         let mut updates = Vec::new();
         let mut failed: Vec<(String, String, String)> = Vec::new();
         for (r, result) in rcpts.iter().zip(results) {
@@ -152,12 +153,12 @@ impl Runner {
                     updates.push(RcptUpdate { id: r.id, state: RcptState::Failed, next_attempt: 0, error: reason });
                 }
                 RcptResult::Temporary { reason } if expired => {
-                    let why = format!("gave up after {} in the queue; last error: {reason}", humanize(self.settings.expiry));
+                    let why = format!("gave up after {} in the queue; last error: {reason}", humanize(self.options.expiry));
                     failed.push((r.rcpt.clone(), "4.4.7".into(), why.clone()));
                     updates.push(RcptUpdate { id: r.id, state: RcptState::Failed, next_attempt: 0, error: why });
                 }
                 RcptResult::Temporary { reason } => {
-                    let schedule = &self.settings.retry_schedule;
+                    let schedule = &self.options.retry_schedule;
                     let wait = schedule[(r.attempts as usize).min(schedule.len() - 1)];
                     let next = t + wait.as_secs() as i64;
                     info!(event = "delivery_deferred", id = %entry.id, rcpt = %r.rcpt, retry_in = %humanize(wait), reason = %reason);
@@ -202,7 +203,7 @@ impl Runner {
     async fn store_bounce(&self, id: &str, to: &str, report: Vec<u8>) -> Result<(), rampart_store::StoreError> {
         let rcpts = [to.to_string()];
         let generated = Generated { id, sender: "", rcpts: &rcpts, message: &report, reason: "delivery_status_notification", is_dsn: true };
-        let done = inject(self.store.as_ref(), &self.outbound.hostname, &self.settings.recipient_delimiter, &generated).await?;
+        let done = inject(self.store.as_ref(), &self.outbound.hostname, &self.options.recipient_delimiter, &generated).await?;
         if done.local == 0 && !done.queued {
             return Err(rampart_store::StoreError::NotFound(format!("local sender {to}")));
         }

@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use rampart_config::Config;
 use rampart_smtp::outbound::{Outbound, ResolvedRoute};
-use rampart_smtp::queue::{Runner, Settings};
+use rampart_smtp::queue::{Runner, RunnerOptions};
 use rampart_store::{RcptState, SqliteStore, Store};
 
 /// Builds the queue runner; every configuration problem names its key.
@@ -51,14 +51,14 @@ pub fn runner(config: &Config, store: Arc<dyn Store>, wakeup: Arc<tokio::sync::N
         routes,
         tls,
     });
-    let settings = Settings {
+    let options = RunnerOptions {
         concurrency: q.concurrency,
         per_domain_concurrency: q.per_domain_concurrency,
         retry_schedule: q.retry_schedule.clone(),
         expiry: q.expiry,
         recipient_delimiter: config.smtp.recipient_delimiter.clone(),
     };
-    Ok(Runner::new(store, outbound, settings, wakeup))
+    Ok(Runner::new(store, outbound, options, wakeup))
 }
 
 #[derive(Subcommand)]
