@@ -7,6 +7,7 @@
 //! - `idle`: opens N logged-in connections in IDLE and holds them until killed.
 //!
 //! All over implicit TLS (993) with certificate checks off: this measures servers, not PKI.
+#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;

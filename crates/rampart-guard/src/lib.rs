@@ -13,6 +13,7 @@
 //!   in-memory copy is refreshed every few seconds so `rampart ban` works on a running server.
 //!
 //! Every decision is one log line with stable key=value fields and a metrics counter.
+#![forbid(unsafe_code)]
 
 mod window;
 

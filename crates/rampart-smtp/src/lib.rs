@@ -10,6 +10,7 @@
 //! - [`trace`] writes Return-Path and Received headers and makes transaction ids;
 //! - outbound: [`queue`] runs the durable queue, [`outbound`] makes one delivery attempt over
 //!   [`client`] after [`dns`] found the MX hosts, and [`dsn`] writes bounces.
+#![forbid(unsafe_code)]
 
 pub mod accept;
 pub mod client;

@@ -6,6 +6,7 @@
 //!   be reloaded (SIGHUP) without touching connections already established: a handshake reads
 //!   the certificate set once, new handshakes see the new set.
 //! - [`self_signed`] makes the certificate `rampart init` starts with.
+#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

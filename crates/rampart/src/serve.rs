@@ -216,29 +216,16 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
 /// Binds with SO_REUSEADDR (restart while old connections linger in TIME_WAIT) and, for IPv6,
 /// IPV6_V6ONLY so `0.0.0.0:25` and `[::]:25` can both be bound.
 async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv6() { tokio::net::TcpSocket::new_v6()? } else { tokio::net::TcpSocket::new_v4()? };
-    socket.set_reuseaddr(true)?;
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
     if addr.is_ipv6() {
-        set_v6only(&socket)?;
+        socket.set_only_v6(true)?;
     }
-    socket.bind(addr)?;
-    socket.listen(1024)
-}
-
-fn set_v6only(socket: &tokio::net::TcpSocket) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt on a valid socket fd with a pointer to a live c_int of the size given.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IPV6,
-            libc::IPV6_V6ONLY,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
 }
 
 async fn accept_loop(b: Bound, shared: Shared, acceptor: rampart_tls::TlsAcceptor, global: Arc<Semaphore>) {
