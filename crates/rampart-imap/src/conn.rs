@@ -17,8 +17,8 @@ use memchr::memchr;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::{debug, info};
 
-use crate::parser::{self, literal_announcement};
-use crate::session::{Next, Output, Session};
+use crate::parser::{self, is_append, literal_announcement};
+use crate::session::{Next, Output, Session, Settings};
 
 /// Before login a client has this long per command: enough for a person typing, short
 /// enough that idle unauthenticated connections do not pile up.
@@ -207,13 +207,6 @@ impl Driver {
     }
 }
 
-/// Whether the command being framed is an APPEND (its literal may be as large as APPENDLIMIT).
-fn is_append(cmd: &[u8]) -> bool {
-    let mut words = cmd.splitn(3, |&c| c == b' ');
-    words.next();
-    words.next().is_some_and(|w| w.eq_ignore_ascii_case(b"APPEND"))
-}
-
 /// Runs a session on a connected stream until it ends. `acceptor` is needed for STARTTLS.
 pub async fn run(io: Box<dyn Io>, mut session: Session, acceptor: Option<rampart_tls::TlsAcceptor>) -> End {
     let mut d = Driver { io, buf: Vec::with_capacity(READ_CHUNK), start: 0, out: Vec::new() };
@@ -240,6 +233,13 @@ struct Pace {
 }
 
 impl Pace {
+    /// Allowlisted addresses and `limit_exceptions` (this host, monitoring) are not paced.
+    fn for_session(session: &Session) -> Pace {
+        let guard = &session.services().guard;
+        let limit = if guard.is_limit_exempt(session.remote_ip()) { 0 } else { guard.imap_commands_per_second() };
+        Pace { second: tokio::time::Instant::now(), count: 0, limit }
+    }
+
     async fn tick(&mut self) {
         if self.limit == 0 {
             return;
@@ -258,13 +258,12 @@ impl Pace {
     }
 }
 
+/// Frames commands line by line, reads (or refuses) their literals, and runs each complete
+/// command, until the connection ends.
 async fn drive(d: &mut Driver, session: &mut Session, acceptor: Option<&rampart_tls::TlsAcceptor>) -> std::io::Result<End> {
     let settings = session.settings().clone();
     let mut cmd: Vec<u8> = Vec::new();
-    // Allowlisted addresses and `limit_exceptions` (this host, monitoring) are not paced.
-    let guard = &session.services().guard;
-    let limit = if guard.is_limit_exempt(session.remote_ip()) { 0 } else { guard.imap_commands_per_second() };
-    let mut pace = Pace { second: tokio::time::Instant::now(), count: 0, limit };
+    let mut pace = Pace::for_session(session);
     loop {
         let authenticated = session.is_authenticated();
         let wait = if authenticated { settings.idle_timeout } else { PREAUTH_TIMEOUT.min(settings.idle_timeout) };
@@ -290,74 +289,14 @@ async fn drive(d: &mut Driver, session: &mut Session, acceptor: Option<&rampart_
         }
         cmd.extend_from_slice(&line);
         if let Some((size, sync)) = literal_announcement(&line) {
-            let (literal_max, total_max) = if !authenticated {
-                (settings.max_literal_preauth, settings.max_literal_preauth + settings.max_command_line as u64)
-            } else if is_append(&cmd) {
-                (settings.max_append_size, settings.max_append_size + settings.max_command_size)
-            } else {
-                (settings.max_command_size, settings.max_command_size)
-            };
-            let total = (cmd.len() as u64).saturating_add(size);
-            if size > literal_max || total > total_max {
-                let tag = parser::tag_of(&cmd).map(str::to_string);
-                info!(
-                    event = "literal_refused", proto = "imap", ip = %session_ip(session), size,
-                    limit = literal_max, authenticated
-                );
-                cmd = Vec::new();
-                if !sync {
-                    // RFC 7888 §4: the client sends a non-synchronizing literal regardless;
-                    // reading it would be the very cost we refuse, so the connection ends.
-                    d.out.extend_from_slice(b"* BYE [TOOBIG] Literal too large\r\n");
-                    return Ok(End::Refused);
-                }
-                if session.too_big(&mut d.out, tag.as_deref(), "Literal too large") == Next::Close {
-                    return Ok(End::Refused);
-                }
-                continue;
-            }
-            if sync {
-                d.out.extend_from_slice(b"+ Ready for literal data\r\n");
-                d.flush().await?;
-            }
-            if authenticated && is_append(&cmd) && size > STREAM_APPEND_AT && session.staged_append_is_empty() {
-                // The message goes straight to a blob file: an APPEND holds at most the blob
-                // writer's buffer in memory, whatever its size. The parser sees an empty
-                // literal in its place.
-                let staged = d.stream_to_blob(session, size, wait).await?;
-                let Some(staged) = staged else { return Ok(End::Closed) };
-                if let Some(open) = memchr::memrchr(b'{', &cmd) {
-                    cmd.truncate(open);
-                }
-                cmd.extend_from_slice(b"{0}\r\n");
-                session.stage_append(staged);
-                continue;
-            }
-            cmd.extend_from_slice(b"\r\n");
-            if let Some(end) = d.exact(&mut cmd, size, wait).await? {
+            // The command goes on after the literal, on the next line.
+            if let Some(end) = literal(d, session, &mut cmd, size, sync, wait).await? {
                 return Ok(end);
             }
             continue;
         }
         pace.tick().await;
-        let parsed = parser::parse(&cmd);
-        if !matches!(parsed, Ok(parser::Command { kind: parser::Kind::Append { .. }, .. })) {
-            // A staged message belongs to an APPEND only; anything else drops (deletes) it.
-            session.discard_staged_append();
-        }
-        let next = match parsed {
-            Ok(c) => {
-                cmd = Vec::new();
-                // Boxed: the command future holds every handler's state, too much for the
-                // stack of a worker thread in debug builds.
-                Box::pin(session.command(c, d)).await
-            }
-            Err(e) => {
-                let next = session.parse_error(&mut d.out, &cmd, e);
-                cmd = Vec::new();
-                next
-            }
-        };
+        let next = execute(d, session, std::mem::take(&mut cmd)).await;
         if let Some(end) = follow(d, session, next, acceptor).await? {
             return Ok(end);
         }
@@ -367,6 +306,85 @@ async fn drive(d: &mut Driver, session: &mut Session, acceptor: Option<&rampart_
         if d.out.len() >= crate::session::FLUSH_AT {
             d.flush().await?;
         }
+    }
+}
+
+/// The largest literal `cmd` may announce, and the largest the whole command may grow to,
+/// in the session's state: a few KiB before login, APPENDLIMIT for an APPEND, the command
+/// limit otherwise.
+fn literal_limits(settings: &Settings, authenticated: bool, cmd: &[u8]) -> (u64, u64) {
+    if !authenticated {
+        (settings.max_literal_preauth, settings.max_literal_preauth + settings.max_command_line as u64)
+    } else if is_append(cmd) {
+        (settings.max_append_size, settings.max_append_size + settings.max_command_size)
+    } else {
+        (settings.max_command_size, settings.max_command_size)
+    }
+}
+
+/// The literal of `size` octets announced at the end of `cmd`: refused before a byte of it is
+/// read when it is over the limits, streamed to a blob for a large APPEND, else read into
+/// `cmd`. Some when the connection ends.
+async fn literal(d: &mut Driver, session: &mut Session, cmd: &mut Vec<u8>, size: u64, sync: bool, wait: Duration) -> std::io::Result<Option<End>> {
+    let authenticated = session.is_authenticated();
+    let (literal_max, total_max) = literal_limits(session.settings(), authenticated, cmd);
+    let total = (cmd.len() as u64).saturating_add(size);
+    if size > literal_max || total > total_max {
+        let tag = parser::tag_of(cmd).map(str::to_string);
+        info!(
+            event = "literal_refused", proto = "imap", ip = %session_ip(session), size,
+            limit = literal_max, authenticated
+        );
+        *cmd = Vec::new();
+        if !sync {
+            // RFC 7888 §4: the client sends a non-synchronizing literal regardless;
+            // reading it would be the very cost we refuse, so the connection ends.
+            d.out.extend_from_slice(b"* BYE [TOOBIG] Literal too large\r\n");
+            return Ok(Some(End::Refused));
+        }
+        if session.too_big(&mut d.out, tag.as_deref(), "Literal too large") == Next::Close {
+            return Ok(Some(End::Refused));
+        }
+        return Ok(None);
+    }
+    if sync {
+        d.out.extend_from_slice(b"+ Ready for literal data\r\n");
+        d.flush().await?;
+    }
+    if authenticated && is_append(cmd) && size > STREAM_APPEND_AT && session.staged_append_is_empty() {
+        // The message goes straight to a blob file: an APPEND holds at most the blob
+        // writer's buffer in memory, whatever its size. The parser sees an empty
+        // literal in its place.
+        let staged = d.stream_to_blob(session, size, wait).await?;
+        let Some(staged) = staged else { return Ok(Some(End::Closed)) };
+        if let Some(open) = memchr::memrchr(b'{', cmd) {
+            cmd.truncate(open);
+        }
+        cmd.extend_from_slice(b"{0}\r\n");
+        session.stage_append(staged);
+        return Ok(None);
+    }
+    cmd.extend_from_slice(b"\r\n");
+    d.exact(cmd, size, wait).await
+}
+
+/// Parses a complete command and runs it; the session answers a parse error (and counts it).
+async fn execute(d: &mut Driver, session: &mut Session, cmd: Vec<u8>) -> Next {
+    let parsed = parser::parse(&cmd);
+    if !matches!(parsed, Ok(parser::Command { kind: parser::Kind::Append { .. }, .. })) {
+        // A staged message belongs to an APPEND only; anything else drops (deletes) it.
+        session.discard_staged_append();
+    }
+    match parsed {
+        Ok(c) => {
+            // The parsed command holds what it needs: the framed bytes (a literal may be
+            // large) are freed before it runs.
+            drop(cmd);
+            // Boxed: the command future holds every handler's state, too much for the
+            // stack of a worker thread in debug builds.
+            Box::pin(session.command(c, d)).await
+        }
+        Err(e) => session.parse_error(&mut d.out, &cmd, e),
     }
 }
 
@@ -431,7 +449,7 @@ async fn follow(
 }
 
 /// RFC 2177 IDLE: report changes as they happen until the client sends DONE.
-async fn idle(d: &mut Driver, session: &mut Session, settings: &crate::session::Settings) -> std::io::Result<Next> {
+async fn idle(d: &mut Driver, session: &mut Session, settings: &Settings) -> std::io::Result<Next> {
     d.flush().await?;
     let mut watch = session.watch();
     let deadline = tokio::time::Instant::now() + settings.idle_timeout;
@@ -508,13 +526,5 @@ mod tests {
             free.tick().await;
         }
         assert_eq!(before.elapsed(), Duration::ZERO);
-    }
-
-    #[test]
-    fn append_detection() {
-        assert!(is_append(b"a APPEND INBOX {5}"));
-        assert!(is_append(b"a append INBOX {5}"));
-        assert!(!is_append(b"a LOGIN {5}"));
-        assert!(!is_append(b"APPEND"));
     }
 }

@@ -1,7 +1,8 @@
 //! FETCH and UID FETCH (RFC 3501 §6.4.5, §7.4.2; RFC 7162 §3.1.4 CHANGEDSINCE and MODSEQ).
 
-use rampart_store::{FlagOp, StoreError};
+use rampart_store::{FlagOp, MailStore, StoreError};
 
+use super::view::{Msg, View};
 use super::{FLUSH_AT, Next, Output, Session, State};
 use crate::mime::Parsed;
 use crate::parser::{FetchAttr, SequenceSet};
@@ -31,88 +32,21 @@ impl Session {
         if !uid && view.out_of_range(&set) {
             return Ok(self.error(out.buf(), tag, "Invalid message sequence number"));
         }
-        // RFC 3501 §6.4.8: UID FETCH always returns UID; RFC 7162 §3.1.4: CHANGEDSINCE
-        // implies MODSEQ.
-        if uid && !attrs.contains(&FetchAttr::Uid) {
-            attrs.insert(0, FetchAttr::Uid);
-        }
-        if changed_since.is_some() && !attrs.contains(&FetchAttr::ModSeq) {
-            attrs.push(FetchAttr::ModSeq);
-        }
+        implied_attrs(&mut attrs, uid, changed_since);
         if let (true, Some(since)) = (vanished, changed_since) {
-            // RFC 7162 §3.2.6: UIDs in the set expunged since the client's MODSEQ.
-            let changes = store.changes_since(view.id, since).await?;
-            let max = view.uidnext.saturating_sub(1);
-            let gone: Vec<u32> = changes.expunged.into_iter().filter(|u| set.contains(*u, max)).collect();
-            if !gone.is_empty() {
-                line(out.buf(), &format!("* VANISHED (EARLIER) {}", crate::parser::sequence::compact(&gone)));
-            }
+            vanished_earlier(store.as_ref(), view, &set, since, out.buf()).await?;
         }
         let mut targets = view.resolve(&set, uid);
         if let Some(since) = changed_since {
             targets.retain(|&i| view.msgs[i].modseq > since);
         }
-        let needs_content = attrs.iter().any(FetchAttr::needs_content);
-
         // Implicit \Seen (RFC 3501 §6.4.5), set before answering so FLAGS show it.
-        let mut seen_changed = Vec::new();
-        if attrs.iter().any(FetchAttr::sets_seen) && !view.read_only {
-            let unseen: Vec<u32> =
-                targets.iter().filter(|&&i| !view.msgs[i].has_flag("\\Seen")).map(|&i| view.msgs[i].uid).collect();
-            if !unseen.is_empty() {
-                let update = store.store_flags(view.id, unseen, FlagOp::Add, vec!["\\Seen".into()], None).await?;
-                for (u, flags, modseq) in update.messages {
-                    if let Some(i) = view.set_flags(u, &flags, modseq) {
-                        seen_changed.push(i);
-                    }
-                }
-            }
-        }
-
-        let mut missing = false;
-        for &i in &targets {
-            let msg = view.msgs[i].clone();
-            let raw = if needs_content {
-                match store.read_message(view.id, msg.uid).await {
-                    Ok(raw) => Some(raw),
-                    Err(StoreError::NotFound(_)) => {
-                        // Expunged by another session and not announced yet (RFC 2180 §4.1.3).
-                        missing = true;
-                        continue;
-                    }
-                    Err(StoreError::Io { .. }) => {
-                        missing = true;
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                }
-            } else {
-                None
-            };
-            let parsed = raw.as_deref().map(Parsed::new);
-            let buf = out.buf();
-            buf.extend_from_slice(format!("* {} FETCH (", i + 1).as_bytes());
-            let mut first = true;
-            let mut wrote_flags = false;
-            for a in &attrs {
-                if !first {
-                    buf.push(b' ');
-                }
-                first = false;
-                write_attr(buf, a, &msg, parsed.as_ref(), condstore, &mut wrote_flags);
-            }
-            if seen_changed.contains(&i) && !wrote_flags {
-                buf.extend_from_slice(b" FLAGS ");
-                flag_list(buf, &msg.flags_out());
-            }
-            if condstore && !attrs.contains(&FetchAttr::ModSeq) && (wrote_flags || seen_changed.contains(&i)) {
-                buf.extend_from_slice(format!(" MODSEQ ({})", msg.modseq).as_bytes());
-            }
-            buf.extend_from_slice(b")\r\n");
-            if out.buf().len() >= FLUSH_AT {
-                out.flush().await.map_err(|e| StoreError::Invalid(format!("client write failed: {e}")))?;
-            }
-        }
+        let seen_changed = if attrs.iter().any(FetchAttr::sets_seen) && !view.read_only {
+            set_seen(store.as_ref(), view, &targets).await?
+        } else {
+            Vec::new()
+        };
+        let missing = answer(store.as_ref(), view, &targets, &attrs, &seen_changed, condstore, out).await?;
         // RFC 3501 §7.4.1: no EXPUNGE while answering FETCH.
         self.sync(out.buf(), false).await?;
         if missing {
@@ -122,6 +56,109 @@ impl Session {
         }
         Ok(Next::Continue)
     }
+}
+
+/// The attributes a FETCH returns without being asked: RFC 3501 §6.4.8, UID FETCH always
+/// returns UID; RFC 7162 §3.1.4, CHANGEDSINCE implies MODSEQ.
+fn implied_attrs(attrs: &mut Vec<FetchAttr>, uid: bool, changed_since: Option<u64>) {
+    if uid && !attrs.contains(&FetchAttr::Uid) {
+        attrs.insert(0, FetchAttr::Uid);
+    }
+    if changed_since.is_some() && !attrs.contains(&FetchAttr::ModSeq) {
+        attrs.push(FetchAttr::ModSeq);
+    }
+}
+
+/// RFC 7162 §3.2.6: `* VANISHED (EARLIER)` with the UIDs in the set expunged since the
+/// client's MODSEQ.
+async fn vanished_earlier(store: &dyn MailStore, view: &View, set: &SequenceSet, since: u64, out: &mut Vec<u8>) -> Result<(), StoreError> {
+    let changes = store.changes_since(view.id, since).await?;
+    let max = view.uidnext.saturating_sub(1);
+    let gone: Vec<u32> = changes.expunged.into_iter().filter(|u| set.contains(*u, max)).collect();
+    if !gone.is_empty() {
+        line(out, &format!("* VANISHED (EARLIER) {}", crate::parser::sequence::compact(&gone)));
+    }
+    Ok(())
+}
+
+/// Sets \Seen on the targets that lack it; returns the view indexes whose flags changed.
+async fn set_seen(store: &dyn MailStore, view: &mut View, targets: &[usize]) -> Result<Vec<usize>, StoreError> {
+    let mut seen_changed = Vec::new();
+    let unseen: Vec<u32> = targets.iter().filter(|&&i| !view.msgs[i].has_flag("\\Seen")).map(|&i| view.msgs[i].uid).collect();
+    if !unseen.is_empty() {
+        let update = store.store_flags(view.id, unseen, FlagOp::Add, vec!["\\Seen".into()], None).await?;
+        for (u, flags, modseq) in update.messages {
+            if let Some(i) = view.set_flags(u, &flags, modseq) {
+                seen_changed.push(i);
+            }
+        }
+    }
+    Ok(seen_changed)
+}
+
+/// One `* n FETCH (...)` per target, reading each message's text only when an attribute
+/// needs it, and flushing whenever the answer passes [`FLUSH_AT`]. True when a message's
+/// text was gone.
+async fn answer<O: Output>(
+    store: &dyn MailStore,
+    view: &View,
+    targets: &[usize],
+    attrs: &[FetchAttr],
+    seen_changed: &[usize],
+    condstore: bool,
+    out: &mut O,
+) -> Result<bool, StoreError> {
+    let needs_content = attrs.iter().any(FetchAttr::needs_content);
+    let mut missing = false;
+    for &i in targets {
+        let msg = view.msgs[i].clone();
+        let raw = if needs_content {
+            match store.read_message(view.id, msg.uid).await {
+                Ok(raw) => Some(raw),
+                Err(StoreError::NotFound(_)) => {
+                    // Expunged by another session and not announced yet (RFC 2180 §4.1.3).
+                    missing = true;
+                    continue;
+                }
+                Err(StoreError::Io { .. }) => {
+                    missing = true;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            None
+        };
+        let parsed = raw.as_deref().map(Parsed::new);
+        write_message(out.buf(), i, &msg, attrs, parsed.as_ref(), seen_changed.contains(&i), condstore);
+        if out.buf().len() >= FLUSH_AT {
+            out.flush().await.map_err(|e| StoreError::Invalid(format!("client write failed: {e}")))?;
+        }
+    }
+    Ok(missing)
+}
+
+/// `* n FETCH (...)` for the message at view index `i`. FLAGS (and with CONDSTORE, MODSEQ)
+/// go along unasked when this FETCH set \Seen on it.
+fn write_message(buf: &mut Vec<u8>, i: usize, msg: &Msg, attrs: &[FetchAttr], parsed: Option<&Parsed<'_>>, seen_changed: bool, condstore: bool) {
+    buf.extend_from_slice(format!("* {} FETCH (", i + 1).as_bytes());
+    let mut first = true;
+    let mut wrote_flags = false;
+    for a in attrs {
+        if !first {
+            buf.push(b' ');
+        }
+        first = false;
+        write_attr(buf, a, msg, parsed, condstore, &mut wrote_flags);
+    }
+    if seen_changed && !wrote_flags {
+        buf.extend_from_slice(b" FLAGS ");
+        flag_list(buf, &msg.flags_out());
+    }
+    if condstore && !attrs.contains(&FetchAttr::ModSeq) && (wrote_flags || seen_changed) {
+        buf.extend_from_slice(format!(" MODSEQ ({})", msg.modseq).as_bytes());
+    }
+    buf.extend_from_slice(b")\r\n");
 }
 
 fn partial(data: &[u8], range: Option<(u32, u32)>) -> &[u8] {
@@ -135,7 +172,7 @@ fn partial(data: &[u8], range: Option<(u32, u32)>) -> &[u8] {
     }
 }
 
-fn write_attr(buf: &mut Vec<u8>, a: &FetchAttr, msg: &super::view::Msg, parsed: Option<&Parsed<'_>>, condstore: bool, wrote_flags: &mut bool) {
+fn write_attr(buf: &mut Vec<u8>, a: &FetchAttr, msg: &Msg, parsed: Option<&Parsed<'_>>, condstore: bool, wrote_flags: &mut bool) {
     match a {
         FetchAttr::Uid => buf.extend_from_slice(format!("UID {}", msg.uid).as_bytes()),
         FetchAttr::Flags => {

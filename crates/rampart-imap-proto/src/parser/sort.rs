@@ -1,7 +1,8 @@
-//! SORT criteria (RFC 5256 §3, RFC 5957 DISPLAYFROM/DISPLAYTO).
+//! The SORT command and its criteria (RFC 5256 §3, RFC 5957 DISPLAYFROM/DISPLAYTO, RFC 5267
+//! §3 RETURN).
 
-use super::ParseError;
 use super::lexer::Cursor;
+use super::{Kind, ParseError, search};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SortKey {
@@ -37,6 +38,19 @@ impl SortKey {
 pub struct SortCriterion {
     pub reverse: bool,
     pub key: SortKey,
+}
+
+/// ["UID" SP] "SORT" [SP "RETURN" SP "(" opts ")"] SP sort-criteria SP charset
+/// 1*(SP search-key) (RFC 5256 §5, RFC 5267 §3). Unlike SEARCH's, the charset is not optional.
+pub(super) fn command(c: &mut Cursor<'_>, uid: bool) -> Result<Kind, ParseError> {
+    c.sp()?;
+    let ret = search::return_opts(c)?;
+    let criteria = parse_criteria(c)?;
+    c.sp()?;
+    let charset = c.astring_utf8()?;
+    c.sp()?;
+    let key = search::parse_program(c)?;
+    Ok(Kind::Sort { uid, criteria, charset, key, ret })
 }
 
 /// sort-criteria = "(" sort-criterion *(SP sort-criterion) ")"

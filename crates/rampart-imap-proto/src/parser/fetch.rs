@@ -1,7 +1,8 @@
-//! FETCH attributes (RFC 3501 §6.4.5, RFC 7162 MODSEQ).
+//! The FETCH command and its attributes (RFC 3501 §6.4.5; RFC 7162 CHANGEDSINCE, VANISHED
+//! and MODSEQ).
 
-use super::ParseError;
 use super::lexer::Cursor;
+use super::{Kind, ParseError, SequenceSet};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FetchAttr {
@@ -62,6 +63,41 @@ impl Section {
         }
         s.join(".")
     }
+}
+
+/// ["UID" SP] "FETCH" SP sequence-set SP (fetch-att / "(" fetch-att *(SP fetch-att) ")" /
+/// macro) [SP "(" fetch-modifier *(SP fetch-modifier) ")"] (RFC 3501 §6.4.5, RFC 7162 §3.1.4,
+/// §3.2.6)
+pub(super) fn command(c: &mut Cursor<'_>, uid: bool) -> Result<Kind, ParseError> {
+    c.sp()?;
+    let set = SequenceSet::parse(c)?;
+    c.sp()?;
+    let attrs = parse_fetch_items(c)?;
+    let mut changed_since = None;
+    let mut vanished = false;
+    // RFC 7162 §3.1.4: FETCH ... (CHANGEDSINCE n); §3.2.6: UID FETCH ... (... VANISHED)
+    if c.eat(b' ') {
+        c.expect(b'(')?;
+        loop {
+            if c.keyword("CHANGEDSINCE") {
+                c.sp()?;
+                changed_since = Some(c.number()?);
+            } else if c.keyword("VANISHED") && uid {
+                vanished = true;
+            } else {
+                return Err(c.err("unknown FETCH modifier"));
+            }
+            if c.eat(b')') {
+                break;
+            }
+            c.sp()?;
+        }
+    }
+    if vanished && changed_since.is_none() {
+        // RFC 7162 §3.2.6: VANISHED needs CHANGEDSINCE.
+        return Err(c.err("VANISHED needs CHANGEDSINCE"));
+    }
+    Ok(Kind::Fetch { uid, set, attrs, changed_since, vanished })
 }
 
 /// fetch-att / "(" fetch-att *(SP fetch-att) ")" / ALL / FULL / FAST

@@ -8,6 +8,14 @@
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
+use crate::mime::Parsed;
+use crate::subject::{ascii_casemap, base_subject_reply};
+
+/// Base subjects are compared on this many octets at most (as SORT's string keys).
+pub const MAX_SUBJECT: usize = crate::sort::MAX_KEY;
+/// The nearest ancestors a message's References may name; older ones are dropped.
+pub const MAX_REFS: usize = 100;
+
 /// A Message-ID as THREAD keeps it: 128 bits of hash, so a message's references cost 16
 /// octets each whatever their length. Comparison stays case-sensitive (§2.2 step 1.A).
 pub type Id = u128;
@@ -40,6 +48,28 @@ pub struct Msg {
 }
 
 impl Msg {
+    /// What THREAD keeps of a searched message (`parsed`: its text, if it could be read).
+    /// `with_ids`: REFERENCES needs the Message-ID and references, ORDEREDSUBJECT does not.
+    pub fn new(seq: u32, uid: u32, internal_date: i64, parsed: Option<&Parsed<'_>>, with_ids: bool) -> Msg {
+        let (base, reply) = base_subject_reply(parsed.and_then(Parsed::subject).unwrap_or(""));
+        let mut subject = ascii_casemap(&base);
+        subject.truncate(MAX_SUBJECT);
+        let (id, refs) = match parsed {
+            Some(p) if with_ids => (p.message_id().map(|i| id_key(&i)), p.references(MAX_REFS).iter().map(|r| id_key(r)).collect()),
+            _ => (None, Vec::new()),
+        };
+        Msg {
+            seq,
+            uid,
+            // RFC 5256 §2.2: the Date header in UTC; INTERNALDATE without a valid one.
+            date: parsed.and_then(Parsed::sent_time).unwrap_or(internal_date),
+            subject,
+            reply,
+            id,
+            refs,
+        }
+    }
+
     fn key(&self) -> (i64, u32) {
         (self.date, self.seq)
     }
@@ -199,103 +229,10 @@ pub fn ordered_subject(msgs: &[Msg]) -> Threads {
 /// THREAD=REFERENCES (§2.2 steps 1–6). `msgs` are the searched messages in sequence order.
 pub fn references(msgs: &[Msg]) -> Threads {
     let mut t = Threads::default();
-    let mut by_id: HashMap<Id, usize> = HashMap::new();
-    let mut refs: Vec<usize> = Vec::new();
-    for (i, m) in msgs.iter().enumerate() {
-        // (1.A) The message's own container: a dummy its id already has is filled; an id a
-        // lower-numbered message already uses, or no valid id, gets a unique container.
-        let me = match m.id {
-            Some(id) => match by_id.get(&id) {
-                Some(&n) if t.nodes[n].msg.is_none() => {
-                    t.nodes[n].msg = Some(i);
-                    n
-                }
-                Some(_) => t.add(Some(i)),
-                None => {
-                    let n = t.add(Some(i));
-                    by_id.insert(id, n);
-                    n
-                }
-            },
-            None => t.add(Some(i)),
-        };
-        // Each reference's container, a dummy when no message has that id (yet).
-        refs.clear();
-        for r in &m.refs {
-            let n = match by_id.get(r) {
-                Some(&n) => n,
-                None => {
-                    let n = t.add(None);
-                    by_id.insert(*r, n);
-                    n
-                }
-            };
-            refs.push(n);
-        }
-        // Each reference the parent of the next, unless the next has a parent already or the
-        // link would close a loop.
-        for pair in refs.windows(2) {
-            let (parent, child) = (pair[0], pair[1]);
-            if t.nodes[child].parent.is_none() && !t.would_loop(parent, child) {
-                t.link(parent, child);
-            }
-        }
-        // (1.B) The last reference is the parent of the message (an existing parent is
-        // replaced); none when the message has no references, or when it would be a loop.
-        t.unlink(me);
-        if let Some(&last) = refs.last()
-            && !t.would_loop(last, me)
-        {
-            t.link(last, me);
-        }
-    }
+    t.link_references(msgs);
     // (2) The containers without a parent are the root set.
     t.roots = (0..t.nodes.len()).filter(|&n| t.nodes[n].parent.is_none()).collect();
-    // (3) Prune dummies, children before their parents (post-order, iteratively): below the
-    // root a dummy is replaced by its children (none: removed); in the root set only a
-    // dummy with one child is.
-    let mut post = Vec::with_capacity(t.nodes.len());
-    let mut stack: Vec<(usize, bool)> = t.roots.iter().rev().map(|&r| (r, false)).collect();
-    while let Some((n, done)) = stack.pop() {
-        if done {
-            post.push(n);
-        } else {
-            stack.push((n, true));
-            stack.extend(t.nodes[n].children.iter().rev().map(|&c| (c, false)));
-        }
-    }
-    for n in post {
-        let children = std::mem::take(&mut t.nodes[n].children);
-        let mut kept = Vec::with_capacity(children.len());
-        for c in children {
-            if t.is_dummy(c) {
-                let grand = std::mem::take(&mut t.nodes[c].children);
-                for &g in &grand {
-                    t.nodes[g].parent = Some(n);
-                }
-                kept.extend(grand);
-            } else {
-                kept.push(c);
-            }
-        }
-        t.nodes[n].children = kept;
-    }
-    let roots = std::mem::take(&mut t.roots);
-    for r in roots {
-        if !t.is_dummy(r) {
-            t.roots.push(r);
-            continue;
-        }
-        match t.nodes[r].children.len() {
-            0 => {}
-            1 => {
-                let c = t.nodes[r].children[0];
-                t.nodes[c].parent = None;
-                t.roots.push(c);
-            }
-            _ => t.roots.push(r),
-        }
-    }
+    t.prune_dummies();
     // (4) Sort the root set by sent date (a dummy by its first child, its children sorted).
     for i in 0..t.roots.len() {
         let r = t.roots[i];
@@ -304,57 +241,7 @@ pub fn references(msgs: &[Msg]) -> Threads {
         }
     }
     t.sort_roots(msgs);
-    // (5) Gather threads whose subjects have the same base subject.
-    const GONE: usize = usize::MAX;
-    let mut table: HashMap<&[u8], usize> = HashMap::new();
-    let subject = |t: &Threads, n: usize| t.subject_msg(n).map(|m| msgs[m].subject.as_slice()).filter(|s| !s.is_empty());
-    let reply = |t: &Threads, n: usize| t.nodes[n].msg.is_some_and(|m| msgs[m].reply);
-    // (5.B) One container per base subject: a dummy if there is one, else a message that is
-    // not a reply or forward if there is one, else the first.
-    for &r in &t.roots {
-        let Some(s) = subject(&t, r) else { continue };
-        match table.get(s) {
-            None => {
-                table.insert(s, r);
-            }
-            Some(&held) => {
-                if !t.is_dummy(held) && (t.is_dummy(r) || (reply(&t, held) && !reply(&t, r))) {
-                    table.insert(s, r);
-                }
-            }
-        }
-    }
-    // (5.C) Merge every other thread of that subject into the table's.
-    let mut pos: HashMap<usize, usize> = t.roots.iter().enumerate().map(|(i, &r)| (r, i)).collect();
-    for i in 0..t.roots.len() {
-        let r = t.roots[i];
-        if r == GONE {
-            continue;
-        }
-        let Some(s) = subject(&t, r) else { continue };
-        let Some(&held) = table.get(s) else { continue };
-        if held == r {
-            continue;
-        }
-        if t.is_dummy(held) && t.is_dummy(r) {
-            let children = std::mem::take(&mut t.nodes[r].children);
-            for c in children {
-                t.link(held, c);
-            }
-        } else if t.is_dummy(held) || (reply(&t, r) && !reply(&t, held)) {
-            t.link(held, r);
-        } else {
-            let dummy = t.add(None);
-            let at = pos[&held];
-            t.roots[at] = dummy;
-            pos.insert(dummy, at);
-            t.link(dummy, held);
-            t.link(dummy, r);
-            table.insert(s, dummy);
-        }
-        t.roots[i] = GONE;
-    }
-    t.roots.retain(|&r| r != GONE);
+    t.gather_subjects(msgs);
     // (6) Every set of siblings by sent date: below the root first, then the root set.
     for n in 0..t.nodes.len() {
         if t.nodes[n].children.len() > 1 {
@@ -363,6 +250,178 @@ pub fn references(msgs: &[Msg]) -> Threads {
     }
     t.sort_roots(msgs);
     t
+}
+
+/// The steps of THREAD=REFERENCES, in the order [`references`] runs them.
+impl Threads {
+    /// (1) Every message in its container, linked below the containers of its references.
+    fn link_references(&mut self, msgs: &[Msg]) {
+        let mut by_id: HashMap<Id, usize> = HashMap::new();
+        let mut refs: Vec<usize> = Vec::new();
+        for (i, m) in msgs.iter().enumerate() {
+            let me = self.own_container(&mut by_id, m.id, i);
+            // Each reference's container, a dummy when no message has that id (yet).
+            refs.clear();
+            refs.extend(m.refs.iter().map(|&r| *by_id.entry(r).or_insert_with(|| self.add(None))));
+            // Each reference the parent of the next, unless the next has a parent already or
+            // the link would close a loop.
+            for pair in refs.windows(2) {
+                let (parent, child) = (pair[0], pair[1]);
+                if self.nodes[child].parent.is_none() && !self.would_loop(parent, child) {
+                    self.link(parent, child);
+                }
+            }
+            // (1.B) The last reference is the parent of the message (an existing parent is
+            // replaced); none when the message has no references, or when it would be a loop.
+            self.unlink(me);
+            if let Some(&last) = refs.last()
+                && !self.would_loop(last, me)
+            {
+                self.link(last, me);
+            }
+        }
+    }
+
+    /// (1.A) The container of message `i`: a dummy its id already has is filled; an id a
+    /// lower-numbered message already uses, or no valid id, gets a unique container.
+    fn own_container(&mut self, by_id: &mut HashMap<Id, usize>, id: Option<Id>, i: usize) -> usize {
+        let Some(id) = id else { return self.add(Some(i)) };
+        match by_id.get(&id) {
+            Some(&n) if self.nodes[n].msg.is_none() => {
+                self.nodes[n].msg = Some(i);
+                n
+            }
+            Some(_) => self.add(Some(i)),
+            None => {
+                let n = self.add(Some(i));
+                by_id.insert(id, n);
+                n
+            }
+        }
+    }
+
+    /// (3) Prunes dummies, children before their parents (post-order, iteratively): below
+    /// the root a dummy is replaced by its children (none: removed); in the root set only a
+    /// dummy with one child is.
+    fn prune_dummies(&mut self) {
+        for n in self.post_order() {
+            let children = std::mem::take(&mut self.nodes[n].children);
+            let mut kept = Vec::with_capacity(children.len());
+            for c in children {
+                if self.is_dummy(c) {
+                    let grand = std::mem::take(&mut self.nodes[c].children);
+                    for &g in &grand {
+                        self.nodes[g].parent = Some(n);
+                    }
+                    kept.extend(grand);
+                } else {
+                    kept.push(c);
+                }
+            }
+            self.nodes[n].children = kept;
+        }
+        let roots = std::mem::take(&mut self.roots);
+        for r in roots {
+            if !self.is_dummy(r) {
+                self.roots.push(r);
+                continue;
+            }
+            match self.nodes[r].children.len() {
+                0 => {}
+                1 => {
+                    let c = self.nodes[r].children[0];
+                    self.nodes[c].parent = None;
+                    self.roots.push(c);
+                }
+                _ => self.roots.push(r),
+            }
+        }
+    }
+
+    /// Every container below the root set, children before their parents.
+    fn post_order(&self) -> Vec<usize> {
+        let mut post = Vec::with_capacity(self.nodes.len());
+        let mut stack: Vec<(usize, bool)> = self.roots.iter().rev().map(|&r| (r, false)).collect();
+        while let Some((n, done)) = stack.pop() {
+            if done {
+                post.push(n);
+            } else {
+                stack.push((n, true));
+                stack.extend(self.nodes[n].children.iter().rev().map(|&c| (c, false)));
+            }
+        }
+        post
+    }
+
+    /// (5) Gathers the threads whose subjects have the same base subject.
+    fn gather_subjects(&mut self, msgs: &[Msg]) {
+        let table = self.subject_table(msgs);
+        self.merge_subjects(msgs, table);
+    }
+
+    /// The base subject of a top-level container; None when it is empty (never merged).
+    fn base_subject<'m>(&self, msgs: &'m [Msg], n: usize) -> Option<&'m [u8]> {
+        self.subject_msg(n).map(|m| msgs[m].subject.as_slice()).filter(|s| !s.is_empty())
+    }
+
+    fn is_reply(&self, msgs: &[Msg], n: usize) -> bool {
+        self.nodes[n].msg.is_some_and(|m| msgs[m].reply)
+    }
+
+    /// (5.B) One container per base subject: a dummy if there is one, else a message that is
+    /// not a reply or forward if there is one, else the first.
+    fn subject_table<'m>(&self, msgs: &'m [Msg]) -> HashMap<&'m [u8], usize> {
+        let mut table: HashMap<&[u8], usize> = HashMap::new();
+        for &r in &self.roots {
+            let Some(s) = self.base_subject(msgs, r) else { continue };
+            match table.get(s) {
+                None => {
+                    table.insert(s, r);
+                }
+                Some(&held) => {
+                    if !self.is_dummy(held) && (self.is_dummy(r) || (self.is_reply(msgs, held) && !self.is_reply(msgs, r))) {
+                        table.insert(s, r);
+                    }
+                }
+            }
+        }
+        table
+    }
+
+    /// (5.C) Merges every other thread of a base subject into the table's.
+    fn merge_subjects<'m>(&mut self, msgs: &'m [Msg], mut table: HashMap<&'m [u8], usize>) {
+        const GONE: usize = usize::MAX;
+        let mut pos: HashMap<usize, usize> = self.roots.iter().enumerate().map(|(i, &r)| (r, i)).collect();
+        for i in 0..self.roots.len() {
+            let r = self.roots[i];
+            if r == GONE {
+                continue;
+            }
+            let Some(s) = self.base_subject(msgs, r) else { continue };
+            let Some(&held) = table.get(s) else { continue };
+            if held == r {
+                continue;
+            }
+            if self.is_dummy(held) && self.is_dummy(r) {
+                let children = std::mem::take(&mut self.nodes[r].children);
+                for c in children {
+                    self.link(held, c);
+                }
+            } else if self.is_dummy(held) || (self.is_reply(msgs, r) && !self.is_reply(msgs, held)) {
+                self.link(held, r);
+            } else {
+                let dummy = self.add(None);
+                let at = pos[&held];
+                self.roots[at] = dummy;
+                pos.insert(dummy, at);
+                self.link(dummy, held);
+                self.link(dummy, r);
+                table.insert(s, dummy);
+            }
+            self.roots[i] = GONE;
+        }
+        self.roots.retain(|&r| r != GONE);
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
-//! THREAD algorithms (RFC 5256 §3, the THREAD command).
+//! The THREAD command and its algorithms (RFC 5256 §3).
 
-use super::ParseError;
 use super::lexer::Cursor;
+use super::{Kind, ParseError, search};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ThreadAlgorithm {
@@ -16,6 +16,17 @@ impl ThreadAlgorithm {
             ThreadAlgorithm::References => "REFERENCES",
         }
     }
+}
+
+/// ["UID" SP] "THREAD" SP thread-alg SP search-charset 1*(SP search-key) (RFC 5256 §5).
+pub(super) fn command(c: &mut Cursor<'_>, uid: bool) -> Result<Kind, ParseError> {
+    c.sp()?;
+    let algorithm = parse_algorithm(c)?;
+    c.sp()?;
+    let charset = c.astring_utf8()?;
+    c.sp()?;
+    let key = search::parse_program(c)?;
+    Ok(Kind::Thread { uid, algorithm, charset, key })
 }
 
 /// thread-alg = "ORDEREDSUBJECT" / "REFERENCES" / thread-alg-ext; an extension we do not

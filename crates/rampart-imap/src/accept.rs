@@ -1,4 +1,4 @@
-//! Serving an accepted connection: implicit TLS, then the driver.
+//! Accepted connections: served to their end (implicit TLS, then the driver), or turned away.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

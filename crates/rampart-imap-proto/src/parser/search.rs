@@ -1,7 +1,8 @@
-//! SEARCH keys (RFC 3501 §6.4.4, RFC 7162 §3.1.5 MODSEQ).
+//! The SEARCH command and its keys (RFC 3501 §6.4.4, RFC 4731 RETURN, RFC 7162 §3.1.5
+//! MODSEQ); SORT and THREAD take the same keys.
 
 use super::lexer::Cursor;
-use super::{ParseError, SequenceSet};
+use super::{Kind, ParseError, SequenceSet};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SearchKey {
@@ -62,6 +63,46 @@ impl SearchKey {
     }
 }
 
+/// ["UID" SP] "SEARCH" [SP search-return-opts] [SP "CHARSET" SP charset] 1*(SP search-key)
+/// (RFC 3501 §6.4.4, RFC 4731 ESEARCH).
+pub(super) fn command(c: &mut Cursor<'_>, uid: bool) -> Result<Kind, ParseError> {
+    c.sp()?;
+    // RFC 4731 ESEARCH: SEARCH RETURN (MIN MAX COUNT ALL).
+    let ret = return_opts(c)?;
+    let mut charset = None;
+    if c.keyword("CHARSET") {
+        c.sp()?;
+        charset = Some(c.astring_utf8()?);
+        c.sp()?;
+    }
+    let key = parse_program(c)?;
+    Ok(Kind::Search { uid, charset, key, ret })
+}
+
+/// search-return-opts: RETURN "(" [opt *(SP opt)] ")" SP (RFC 4731 §3, RFC 5267 §3); SORT
+/// takes them too.
+pub(super) fn return_opts(c: &mut Cursor<'_>) -> Result<Option<Vec<String>>, ParseError> {
+    if !c.keyword("RETURN") {
+        return Ok(None);
+    }
+    c.sp()?;
+    c.expect(b'(')?;
+    let mut opts = Vec::new();
+    while !c.eat(b')') {
+        c.eat(b' ');
+        let opt = c.atom_str()?.to_ascii_uppercase();
+        // RFC 4466 §2.6.1: an unknown return option (SAVE, PARTIAL: not offered) is an error.
+        if !matches!(opt.as_str(), "MIN" | "MAX" | "ALL" | "COUNT") {
+            return Err(c.err("unknown RETURN option"));
+        }
+        if !opts.contains(&opt) {
+            opts.push(opt);
+        }
+    }
+    c.sp()?;
+    Ok(Some(opts))
+}
+
 /// search-key *(SP search-key)
 pub fn parse_program(c: &mut Cursor<'_>) -> Result<SearchKey, ParseError> {
     let mut keys = vec![key(c)?];
@@ -76,30 +117,50 @@ fn text(c: &mut Cursor<'_>) -> Result<String, ParseError> {
     Ok(String::from_utf8_lossy(&c.astring()?).into_owned())
 }
 
+fn date(c: &mut Cursor<'_>) -> Result<chrono::NaiveDate, ParseError> {
+    c.sp()?;
+    c.date()
+}
+
+/// One search-key: a parenthesized list, a sequence set, or a named key.
 fn key(c: &mut Cursor<'_>) -> Result<SearchKey, ParseError> {
-    use SearchKey as K;
     if c.eat(b'(') {
-        c.enter()?;
-        let mut keys = vec![key(c)?];
-        while c.eat(b' ') {
-            keys.push(key(c)?);
-        }
-        c.expect(b')')?;
-        c.leave();
-        return Ok(K::And(keys));
+        return list(c);
     }
     if matches!(c.peek(), Some(b'0'..=b'9') | Some(b'*')) {
-        return Ok(K::Seq(SequenceSet::parse(c)?));
+        return Ok(SearchKey::Seq(SequenceSet::parse(c)?));
     }
     let word = c.atom()?.to_ascii_uppercase();
-    let flag = |f: &str| Ok(K::Flag(f.into()));
-    let noflag = |f: &str| Ok(K::NoFlag(f.into()));
-    let date = |c: &mut Cursor<'_>| -> Result<chrono::NaiveDate, ParseError> {
-        c.sp()?;
-        c.date()
-    };
+    if let Some(k) = bare(&word) {
+        return Ok(k);
+    }
     match word.as_slice() {
-        b"ALL" => Ok(K::All),
+        b"NOT" => not(c),
+        b"OR" => or(c),
+        b"MODSEQ" => modseq(c),
+        _ => with_argument(c, &word),
+    }
+}
+
+/// "(" search-key *(SP search-key) ")", after its "(": all of them.
+fn list(c: &mut Cursor<'_>) -> Result<SearchKey, ParseError> {
+    c.enter()?;
+    let mut keys = vec![key(c)?];
+    while c.eat(b' ') {
+        keys.push(key(c)?);
+    }
+    c.expect(b')')?;
+    c.leave();
+    Ok(SearchKey::And(keys))
+}
+
+/// The keys without an argument: ALL, the system flag keys, NEW, OLD, RECENT.
+fn bare(word: &[u8]) -> Option<SearchKey> {
+    use SearchKey as K;
+    let flag = |f: &str| Some(K::Flag(f.into()));
+    let noflag = |f: &str| Some(K::NoFlag(f.into()));
+    match word {
+        b"ALL" => Some(K::All),
         b"ANSWERED" => flag("\\Answered"),
         b"DELETED" => flag("\\Deleted"),
         b"DRAFT" => flag("\\Draft"),
@@ -110,9 +171,17 @@ fn key(c: &mut Cursor<'_>) -> Result<SearchKey, ParseError> {
         b"UNDRAFT" => noflag("\\Draft"),
         b"UNFLAGGED" => noflag("\\Flagged"),
         b"UNSEEN" => noflag("\\Seen"),
-        b"NEW" => Ok(K::New),
-        b"OLD" => Ok(K::Old),
-        b"RECENT" => Ok(K::Recent),
+        b"NEW" => Some(K::New),
+        b"OLD" => Some(K::Old),
+        b"RECENT" => Some(K::Recent),
+        _ => None,
+    }
+}
+
+/// The keys with arguments: a keyword, header text, body text, a date, a size or a UID set.
+fn with_argument(c: &mut Cursor<'_>, word: &[u8]) -> Result<SearchKey, ParseError> {
+    use SearchKey as K;
+    match word {
         b"KEYWORD" => {
             c.sp()?;
             Ok(K::Flag(c.atom_str()?))
@@ -122,7 +191,7 @@ fn key(c: &mut Cursor<'_>) -> Result<SearchKey, ParseError> {
             Ok(K::NoFlag(c.atom_str()?))
         }
         b"BCC" | b"CC" | b"FROM" | b"SUBJECT" | b"TO" => {
-            let field = String::from_utf8_lossy(&word).into_owned();
+            let field = String::from_utf8_lossy(word).into_owned();
             Ok(K::Header(field, text(c)?))
         }
         b"HEADER" => {
@@ -149,33 +218,39 @@ fn key(c: &mut Cursor<'_>) -> Result<SearchKey, ParseError> {
             c.sp()?;
             Ok(K::Uid(SequenceSet::parse(c)?))
         }
-        b"NOT" => {
-            c.sp()?;
-            c.enter()?;
-            let k = key(c)?;
-            c.leave();
-            Ok(K::Not(Box::new(k)))
-        }
-        b"OR" => {
-            c.enter()?;
-            c.sp()?;
-            let a = key(c)?;
-            c.sp()?;
-            let b = key(c)?;
-            c.leave();
-            Ok(K::Or(Box::new(a), Box::new(b)))
-        }
-        b"MODSEQ" => {
-            c.sp()?;
-            // RFC 7162 §3.1.5: [entry-name SP entry-type-req SP] mod-sequence-valzer
-            if c.peek() == Some(b'"') {
-                c.quoted()?;
-                c.sp()?;
-                c.atom()?;
-                c.sp()?;
-            }
-            Ok(K::ModSeq(c.number()?))
-        }
         _ => Err(c.err("unknown search key")),
     }
+}
+
+/// "NOT" SP search-key
+fn not(c: &mut Cursor<'_>) -> Result<SearchKey, ParseError> {
+    c.sp()?;
+    c.enter()?;
+    let k = key(c)?;
+    c.leave();
+    Ok(SearchKey::Not(Box::new(k)))
+}
+
+/// "OR" SP search-key SP search-key
+fn or(c: &mut Cursor<'_>) -> Result<SearchKey, ParseError> {
+    c.enter()?;
+    c.sp()?;
+    let a = key(c)?;
+    c.sp()?;
+    let b = key(c)?;
+    c.leave();
+    Ok(SearchKey::Or(Box::new(a), Box::new(b)))
+}
+
+/// "MODSEQ" SP [entry-name SP entry-type-req SP] mod-sequence-valzer (RFC 7162 §3.1.5); the
+/// entry name and type are read and ignored.
+fn modseq(c: &mut Cursor<'_>) -> Result<SearchKey, ParseError> {
+    c.sp()?;
+    if c.peek() == Some(b'"') {
+        c.quoted()?;
+        c.sp()?;
+        c.atom()?;
+        c.sp()?;
+    }
+    Ok(SearchKey::ModSeq(c.number()?))
 }

@@ -4,7 +4,7 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rampart_imap::{mime, parser};
+use rampart_imap_proto::{mime, parser};
 
 const SEEDS: &[&[u8]] = &[
     b"a LOGIN bob \"pa ss\"",
@@ -67,8 +67,8 @@ fn random_mutations_never_panic() {
         p.envelope(&mut out);
         p.body_structure(&mut out, true);
         // SORT's keys: base subject, first addresses, Date.
-        let _ = rampart_imap::subject::base_subject(p.subject().unwrap_or_default());
-        let _ = rampart_imap::subject::base_subject(&String::from_utf8_lossy(&input));
+        let _ = rampart_imap_proto::subject::base_subject(p.subject().unwrap_or_default());
+        let _ = rampart_imap_proto::subject::base_subject(&String::from_utf8_lossy(&input));
         for field in [mime::AddressField::From, mime::AddressField::To, mime::AddressField::Cc] {
             let _ = p.first_address(field);
         }
@@ -88,7 +88,7 @@ fn random_mutations_never_panic() {
 /// answer and the parentheses balance.
 #[test]
 fn random_threads_hold_every_message_once() {
-    use rampart_imap::thread::{Msg, id_key, ordered_subject, references};
+    use rampart_imap_proto::thread::{Msg, id_key, ordered_subject, references};
     let mut rng = StdRng::seed_from_u64(5256);
     for _ in 0..2_000 {
         let n = rng.random_range(0..12u32);

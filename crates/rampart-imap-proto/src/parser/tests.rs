@@ -36,6 +36,14 @@ fn literal_announcements() {
 }
 
 #[test]
+fn append_detection() {
+    assert!(is_append(b"a APPEND INBOX {5}"));
+    assert!(is_append(b"a append INBOX {5}"));
+    assert!(!is_append(b"a LOGIN {5}"));
+    assert!(!is_append(b"APPEND"));
+}
+
+#[test]
 fn fetch_and_store() {
     let k = kind("a UID FETCH 1:* (FLAGS BODY.PEEK[1.2.HEADER.FIELDS (From To)]<0.100> BODY[] RFC822.SIZE) (CHANGEDSINCE 5)");
     let Kind::Fetch { uid, attrs, changed_since, .. } = k else { panic!() };

@@ -1,0 +1,24 @@
+//! IMAP4rev1 (RFC 3501) protocol code for Rampart, without I/O: no sockets, no store, no
+//! async runtime. `rampart-imap` drives it; the fuzz targets (`fuzz/`) and the stable
+//! mutation test (`tests/parser_random.rs`) exercise it on their own.
+//!
+//! - [`parser`]: pure functions from bytes to typed commands, with hard limits, and the
+//!   framing helpers the driver asks before it reads a literal. Written here rather than
+//!   taken from imap-codec (2.0 exists only as alphas, with CONDSTORE and ID unfinished); see
+//!   `parser`'s docs and docs/architecture.md for the reasons;
+//! - [`mime`]: ENVELOPE, BODYSTRUCTURE and body sections from mail-parser's MIME tree;
+//! - [`response`]: how strings, flags and dates go on the wire;
+//! - [`results`]: the untagged answers to SEARCH and SORT (`* SEARCH`, `* SORT`, ESEARCH);
+//! - [`sort`]: SORT's per-message keys and their order;
+//! - [`subject`]: RFC 5256 base subjects and the i;ascii-casemap collation, for SORT;
+//! - [`thread`]: RFC 5256 THREAD=ORDEREDSUBJECT and THREAD=REFERENCES over small keys.
+
+#![forbid(unsafe_code)]
+
+pub mod mime;
+pub mod parser;
+pub mod response;
+pub mod results;
+pub mod sort;
+pub mod subject;
+pub mod thread;

@@ -1,0 +1,67 @@
+//! The untagged answers to SEARCH and SORT: `* SEARCH` / `* SORT` with the numbers of the
+//! matches, or one `* ESEARCH` when the client asked for RETURN options (RFC 4731; RFC 5267
+//! §3 for SORT), with RFC 7162 §3.1.5 MODSEQ when the search used a MODSEQ key.
+
+use crate::parser::sequence::compact;
+use crate::response::line;
+
+/// A message that matched: its sequence number, UID and MODSEQ.
+#[derive(Debug, Clone, Copy)]
+pub struct Hit {
+    pub seq: u32,
+    pub uid: u32,
+    pub modseq: u64,
+}
+
+/// The untagged answer to SEARCH or SORT (`name`): `* SEARCH`/`* SORT` with the numbers in
+/// the order of `hits`, or with RETURN options one ESEARCH (RFC 4731; RFC 5267 §3 for SORT,
+/// where MIN and MAX are the first and last in sort order and ALL keeps that order).
+pub fn results(buf: &mut Vec<u8>, tag: &str, name: &str, uid: bool, hits: &[Hit], ret: Option<Vec<String>>, modseq_key: bool) {
+    let numbers: Vec<u32> = hits.iter().map(|h| if uid { h.uid } else { h.seq }).collect();
+    let max_modseq = hits.iter().map(|h| h.modseq).max();
+    match ret {
+        Some(opts) => {
+            // RFC 4731 §3.1: RETURN () means ALL.
+            let opts: Vec<String> = if opts.is_empty() { vec!["ALL".into()] } else { opts };
+            let mut s = format!("* ESEARCH (TAG \"{tag}\")");
+            if uid {
+                s.push_str(" UID");
+            }
+            for o in &opts {
+                match o.as_str() {
+                    "MIN" if !numbers.is_empty() => s.push_str(&format!(" MIN {}", numbers[0])),
+                    "MAX" if !numbers.is_empty() => s.push_str(&format!(" MAX {}", numbers[numbers.len() - 1])),
+                    "ALL" if !numbers.is_empty() => s.push_str(&format!(" ALL {}", compact(&numbers))),
+                    "COUNT" => s.push_str(&format!(" COUNT {}", numbers.len())),
+                    _ => {}
+                }
+            }
+            // RFC 7162 §3.1.5: with MIN or MAX alone, the MODSEQ of that message; with
+            // both (and neither ALL nor COUNT), the higher of those two; otherwise the
+            // highest of all the results.
+            let has = |o: &str| opts.iter().any(|x| x == o);
+            let modseq = if has("ALL") || has("COUNT") {
+                max_modseq
+            } else {
+                let min = hits.first().map(|h| h.modseq).filter(|_| has("MIN"));
+                let max = hits.last().map(|h| h.modseq).filter(|_| has("MAX"));
+                min.max(max)
+            };
+            if modseq_key && let Some(m) = modseq {
+                s.push_str(&format!(" MODSEQ {m}"));
+            }
+            line(buf, &s);
+        }
+        None => {
+            let mut s = format!("* {name}");
+            for n in &numbers {
+                s.push_str(&format!(" {n}"));
+            }
+            // RFC 7162 §3.1.5 (search-sort-mod-seq): the highest MODSEQ of the results.
+            if modseq_key && let Some(m) = max_modseq {
+                s.push_str(&format!(" (MODSEQ {m})"));
+            }
+            line(buf, &s);
+        }
+    }
+}
