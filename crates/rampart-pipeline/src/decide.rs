@@ -21,8 +21,8 @@ pub enum SpfFailAction {
     Reject,
 }
 
-/// Local policy, from `[auth_checks]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Local policy, from `[auth_checks]` and `[filter.spam]`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     /// A DMARC failure under p=reject is refused at end of data (RFC 7489 §6.6.3).
     pub dmarc_reject: bool,
@@ -31,11 +31,23 @@ pub struct Policy {
     pub spf_fail: SpfFailAction,
     /// A DNS failure while evaluating DMARC defers the message (4xx) instead of accepting it.
     pub defer_on_temperror: bool,
+    /// Spam scores at or above these deliver to Junk, hold in the quarantine, refuse.
+    pub junk_score: f64,
+    pub quarantine_score: f64,
+    pub reject_score: f64,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { dmarc_reject: true, dmarc_quarantine: true, spf_fail: SpfFailAction::Tag, defer_on_temperror: false }
+        Policy {
+            dmarc_reject: true,
+            dmarc_quarantine: true,
+            spf_fail: SpfFailAction::Tag,
+            defer_on_temperror: false,
+            junk_score: 5.0,
+            quarantine_score: 10.0,
+            reject_score: 15.0,
+        }
     }
 }
 
@@ -44,6 +56,8 @@ pub enum Action {
     Accept,
     /// Deliver to the recipients' Junk folder.
     Junk,
+    /// Hold in the quarantine, stored as durably as a delivery, until released or expired.
+    Quarantine,
     /// Temporary refusal: the client tries again later.
     Defer,
     Reject,
@@ -54,8 +68,20 @@ impl Action {
         match self {
             Action::Accept => "accept",
             Action::Junk => "junk",
+            Action::Quarantine => "quarantine",
             Action::Defer => "defer",
             Action::Reject => "reject",
+        }
+    }
+
+    /// How far from plain delivery: of two findings, the more severe one decides.
+    fn severity(self) -> u8 {
+        match self {
+            Action::Accept => 0,
+            Action::Junk => 1,
+            Action::Quarantine => 2,
+            Action::Defer => 3,
+            Action::Reject => 4,
         }
     }
 }
@@ -89,7 +115,7 @@ impl Decision {
     pub fn entry(&self) -> Entry {
         let result = match self.action {
             Action::Accept => Outcome::Pass,
-            Action::Junk => Outcome::Neutral,
+            Action::Junk | Action::Quarantine => Outcome::Neutral,
             Action::Defer => Outcome::TempError,
             Action::Reject => Outcome::Fail,
         };
@@ -125,6 +151,12 @@ pub fn refusal(e: &Entry) -> Option<Refusal> {
         R::TooBig => (552, "5.3.4", format!("Message size exceeds the limit of {limit} bytes")),
         R::LineTooLong => (554, "5.6.0", format!("Message has a line longer than {limit} bytes")),
         R::HeaderSectionTooLarge => (552, "5.3.4", "Header section too large".into()),
+        // Only lists configured with `reject = true` record a listing as a failure.
+        R::DnsblListed => {
+            let zone = e.domain.as_deref().unwrap_or("a DNS blocklist");
+            (554, "5.7.1", format!("Service unavailable; client [{}] blocked using {zone}", e.detail))
+        }
+        R::Greylisted => (451, "4.7.1", "Greylisted, try again later".into()),
         _ => return None,
     };
     Some(Refusal { code, status, text })
@@ -135,6 +167,31 @@ pub fn decide(trail: &Trail, policy: &Policy) -> Decision {
         let action = if r.code >= 500 { Action::Reject } else { Action::Defer };
         return Decision { action, reason: e.reason, refusal: Some(r) };
     }
+    let auth = sender_authentication(trail, policy);
+    match spam_score(trail, policy) {
+        Some(spam) if spam.action.severity() > auth.action.severity() => spam,
+        _ => auth,
+    }
+}
+
+/// What the content filters' summed score calls for, if anything.
+fn spam_score(trail: &Trail, policy: &Policy) -> Option<Decision> {
+    let score = trail.score();
+    if score >= policy.reject_score {
+        return Some(Decision {
+            action: Action::Reject,
+            reason: Reason::SpamScoreReject,
+            refusal: Some(Refusal { code: 550, status: "5.7.1", text: format!("Message rejected as spam (score {score:.1})") }),
+        });
+    }
+    if score >= policy.quarantine_score {
+        return Some(Decision { action: Action::Quarantine, reason: Reason::SpamScoreQuarantine, refusal: None });
+    }
+    (score >= policy.junk_score).then(|| Decision::junk(Reason::SpamScoreJunk))
+}
+
+/// SPF, DKIM, ARC and DMARC weighed under the domain's and our own policy.
+fn sender_authentication(trail: &Trail, policy: &Policy) -> Decision {
     let dmarc = trail.find(Stage::Dmarc);
     if let Some(d) = dmarc {
         match d.result {
@@ -294,6 +351,40 @@ mod tests {
         // Passing entries of the same stages never refuse.
         let fine = vec![admitted, Entry::new(S::Recipients, O::Pass, R::LocalMailbox), Entry::new(S::Content, O::Pass, R::WithinLimits)];
         assert_eq!(decide(&Trail(fine), &Policy::default()).action, Action::Accept);
+    }
+
+    #[test]
+    fn spam_scores_against_thresholds() {
+        use Outcome as O;
+        use Reason as R;
+        use Stage as S;
+        let rule = |score: f64| Entry::new(S::Rules, O::Neutral, R::RuleMatched).score(score);
+        let p = Policy::default();
+        let cases: Vec<(Vec<Entry>, Action, Reason)> = vec![
+            (vec![rule(4.9)], Action::Accept, R::Accepted),
+            (vec![rule(3.0), rule(2.0)], Action::Junk, R::SpamScoreJunk),
+            (vec![rule(6.0), Entry::new(S::Bayes, O::Neutral, R::BayesSpam).score(4.0)], Action::Quarantine, R::SpamScoreQuarantine),
+            (vec![rule(1000.0)], Action::Reject, R::SpamScoreReject),
+            // Negative scores count too.
+            (vec![rule(7.0), Entry::new(S::Bayes, O::Neutral, R::BayesHam).score(-3.0)], Action::Accept, R::Accepted),
+            // The stronger of sender authentication and spam score decides.
+            (vec![entry(S::Dmarc, O::Fail, R::DmarcNotAligned, Some(Disposition::Reject)), rule(12.0)], Action::Reject, R::DmarcPolicyReject),
+            (vec![entry(S::Dmarc, O::Fail, R::DmarcNotAligned, Some(Disposition::Quarantine)), rule(12.0)], Action::Quarantine, R::SpamScoreQuarantine),
+            (vec![entry(S::Dmarc, O::Fail, R::DmarcNotAligned, Some(Disposition::Quarantine)), rule(6.0)], Action::Junk, R::DmarcPolicyQuarantine),
+        ];
+        for (entries, action, reason) in cases {
+            let d = decide(&Trail(entries.clone()), &p);
+            assert_eq!((d.action, d.reason), (action, reason), "{entries:?}");
+        }
+        let r = decide(&Trail(vec![rule(15.5)]), &p).refusal.unwrap();
+        assert_eq!((r.code, r.status, r.text.as_str()), (550, "5.7.1", "Message rejected as spam (score 15.5)"));
+        // A listing on a list with `reject = true` refuses at once, naming the list.
+        let listed = Entry::new(S::Dnsbl, O::Fail, R::DnsblListed).domain("zen.example").detail("192.0.2.7");
+        let r = decide(&Trail(vec![listed]), &p).refusal.unwrap();
+        assert_eq!((r.code, r.text.as_str()), (554, "Service unavailable; client [192.0.2.7] blocked using zen.example"));
+        // On a scoring list it only adds its score.
+        let scored = Entry::new(S::Dnsbl, O::Neutral, R::DnsblListed).domain("zen.example").score(3.0);
+        assert_eq!(decide(&Trail(vec![scored]), &p).action, Action::Accept);
     }
 
     #[test]

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 pub enum Stage {
     /// The guard at accept: firewall, bans, connection caps and rates, early talkers.
     Connect,
+    /// DNS blocklists of client addresses (RFC 5782), once per connection.
+    Dnsbl,
     /// Messages and recipients per hour from one client.
     Rate,
     Auth,
@@ -24,7 +26,15 @@ pub enum Stage {
     Arc,
     Dmarc,
     Recipients,
+    /// Triplet greylisting (client network, sender, recipient).
+    Greylist,
     Content,
+    /// Domain blocklists for the domains a message names: URLs, From, Reply-To, sender.
+    Domainbl,
+    /// The built-in rules: header, body, URL and structure checks with named scores.
+    Rules,
+    /// The statistical classifier, trained per user and globally.
+    Bayes,
     /// The decision itself, appended last.
     Decision,
     Queue,
@@ -107,6 +117,31 @@ pub enum Reason {
     /// A line is longer than the listener's `max_data_line` (`limit`).
     LineTooLong,
     HeaderSectionTooLarge,
+    // content filters (entries carry a `score` when they add to the spam score)
+    /// The address or domain is on the list (`domain` is the list's zone).
+    DnsblListed,
+    DnsblNotListed,
+    /// The list answered 127.255.255.x: it refuses our queries (Spamhaus), so it says nothing.
+    DnsblUnused,
+    DnsblDnsError,
+    DomainblListed,
+    DomainblNotListed,
+    /// More domains than the per-message cap: the rest were not looked up.
+    DomainblLookupCap,
+    /// A rule of the built-in scorer fired (`detail` names it).
+    RuleMatched,
+    /// The GTUBE test string: always above the reject score, to test the path.
+    Gtube,
+    BayesSpam,
+    BayesHam,
+    BayesUncertain,
+    /// Fewer trained messages of either class than the classifier needs to score.
+    BayesUntrained,
+    /// A new triplet: try again after the delay.
+    Greylisted,
+    GreylistPassed,
+    /// The client or sender is exempt: allowlisted, or a domain with a good history.
+    GreylistExempt,
     // SMTP stages
     Authenticated,
     OwnedByUser,
@@ -164,6 +199,12 @@ pub enum Reason {
     SpfFailTagged,
     SpfFailRejected,
     ChecksDisabled,
+    /// The summed score of the content filters reached `junk_score`.
+    SpamScoreJunk,
+    /// ... `quarantine_score`: held in the quarantine.
+    SpamScoreQuarantine,
+    /// ... `reject_score`: refused at the end of data.
+    SpamScoreReject,
 }
 
 impl Reason {
@@ -193,7 +234,7 @@ impl Disposition {
 }
 
 /// One stage's finding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     pub stage: Stage,
     pub result: Outcome,
@@ -211,11 +252,14 @@ pub struct Entry {
     /// The configured limit a refusal names (bytes, recipients).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u64>,
+    /// What this finding adds to the message's spam score (negative for good signs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
 }
 
 impl Entry {
     pub fn new(stage: Stage, result: Outcome, reason: Reason) -> Entry {
-        Entry { stage, result, reason, domain: None, policy: None, detail: String::new(), limit: None }
+        Entry { stage, result, reason, domain: None, policy: None, detail: String::new(), limit: None, score: None }
     }
 
     pub fn domain(mut self, domain: impl Into<String>) -> Entry {
@@ -240,10 +284,15 @@ impl Entry {
         self.limit = Some(limit);
         self
     }
+
+    pub fn score(mut self, score: f64) -> Entry {
+        self.score = Some(score);
+        self
+    }
 }
 
 /// The ordered findings for one message.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Trail(pub Vec<Entry>);
 
@@ -263,6 +312,11 @@ impl Trail {
     /// The first entry of a stage.
     pub fn find(&self, stage: Stage) -> Option<&Entry> {
         self.0.iter().find(|e| e.stage == stage)
+    }
+
+    /// The spam score: the sum of every entry's `score`.
+    pub fn score(&self) -> f64 {
+        self.0.iter().filter_map(|e| e.score).sum()
     }
 
     pub fn to_json(&self) -> String {
@@ -289,6 +343,9 @@ impl Trail {
             }
             if let Some(l) = e.limit {
                 out.push_str(&format!("  limit={l}"));
+            }
+            if let Some(score) = e.score {
+                out.push_str(&format!("  score={score:+.1}"));
             }
             if !e.detail.is_empty() {
                 out.push_str(&format!("  ({})", e.detail));

@@ -55,6 +55,8 @@ pub fn sender_auth(config: &Config) -> anyhow::Result<rampart_smtp::session::Sen
             SpfFail::Reject => rampart_pipeline::SpfFailAction::Reject,
         },
         defer_on_temperror: ac.dns_temperror == TempErrorAction::Defer,
+        // `[filter.spam]` thresholds arrive with the content filters; until then the defaults.
+        ..rampart_pipeline::Policy::default()
     };
     let report_address = Some(config.dmarc.report_address.as_str())
         .filter(|a| !a.is_empty())

@@ -187,7 +187,7 @@ impl Connection {
     async fn record_dmarc(&self, tx: &Transaction, mut ev: Evaluation, decision: &Decision) {
         ev.disposition = match decision.action {
             Action::Reject => Disposition::Reject,
-            Action::Junk => Disposition::Quarantine,
+            Action::Junk | Action::Quarantine => Disposition::Quarantine,
             _ => Disposition::None,
         };
         if matches!(decision.reason, Reason::DmarcRejectOverriddenByArc | Reason::DmarcQuarantineOverriddenByArc) {
@@ -249,7 +249,8 @@ impl Connection {
             is_dsn: false,
             prefix: queued_prefix,
         });
-        let folder = if decision.action == Action::Junk { Folder::Junk } else { Folder::Inbox };
+        // Until the quarantine store exists, held mail goes to Junk rather than the inbox.
+        let folder = if matches!(decision.action, Action::Junk | Action::Quarantine) { Folder::Junk } else { Folder::Inbox };
         let delivery = Delivery {
             blob,
             prefix: local_prefix,
