@@ -10,6 +10,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct Cidr(pub IpNet);
 
 impl Cidr {
+    /// A network written in the source (a default), known to parse.
+    pub(crate) fn literal(s: &str) -> Cidr {
+        s.parse().expect("literal network")
+    }
+
     pub fn contains(&self, ip: &IpAddr) -> bool {
         // An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d.
         let ip = match ip {

@@ -80,10 +80,21 @@ pub enum Verdict {
 struct Rules {
     limits: rampart_config::Guard,
     per_listener: HashMap<String, (Vec<Cidr>, Vec<Cidr>)>,
+    /// `limits.max_tls_handshakes` permits. A reload that changes the cap brings a new
+    /// semaphore: new handshakes wait on it at once, those already running finish on the old
+    /// one (they end within `handshake_timeout`). A reload that keeps the cap keeps this one, so
+    /// a SIGHUP that does not touch the cap changes nothing here.
+    handshakes: Arc<Semaphore>,
 }
 
 impl Rules {
-    fn from_config(config: &Config) -> Rules {
+    /// The rules in `config`, keeping `current`'s handshake permits when the cap is unchanged.
+    fn from_config(config: &Config, current: Option<&Rules>) -> Rules {
+        let cap = config.guard.max_tls_handshakes;
+        let handshakes = match current {
+            Some(rules) if rules.limits.max_tls_handshakes == cap => rules.handshakes.clone(),
+            _ => Arc::new(Semaphore::new(cap)),
+        };
         let mut per_listener = HashMap::new();
         for (name, l) in config.smtp_listeners() {
             per_listener.insert(name.to_string(), (l.allow.clone(), l.deny.clone()));
@@ -91,7 +102,7 @@ impl Rules {
         for (name, l) in config.imap_listeners() {
             per_listener.insert(name.to_string(), (l.allow.clone(), l.deny.clone()));
         }
-        Rules { limits: config.guard.clone(), per_listener }
+        Rules { limits: config.guard.clone(), per_listener, handshakes }
     }
 }
 
@@ -118,7 +129,6 @@ pub struct Guard {
     rules: RwLock<Arc<Rules>>,
     store: Arc<dyn Store>,
     state: Mutex<State>,
-    handshakes: Arc<Semaphore>,
 }
 
 fn now_unix() -> i64 {
@@ -205,10 +215,9 @@ impl Drop for Admission {
 impl Guard {
     pub fn new(config: &Config, store: Arc<dyn Store>) -> Arc<Guard> {
         Arc::new(Guard {
-            rules: RwLock::new(Arc::new(Rules::from_config(config))),
+            rules: RwLock::new(Arc::new(Rules::from_config(config, None))),
             store,
             state: Mutex::new(State::default()),
-            handshakes: Arc::new(Semaphore::new(config.guard.max_tls_handshakes)),
         })
     }
 
@@ -216,9 +225,11 @@ impl Guard {
         self.rules.read().expect("rules lock").clone()
     }
 
-    /// Takes new firewall rules and limits (SIGHUP). Counts and bans are kept.
+    /// Takes new firewall rules and limits, the TLS handshake cap included (SIGHUP). Counts
+    /// and bans are kept.
     pub fn reload(&self, config: &Config) {
-        *self.rules.write().expect("rules lock") = Arc::new(Rules::from_config(config));
+        let mut rules = self.rules.write().expect("rules lock");
+        *rules = Arc::new(Rules::from_config(config, Some(&rules)));
     }
 
     pub fn limits(&self) -> rampart_config::Guard {
@@ -278,7 +289,7 @@ impl Guard {
         let mut tick = 0u64;
         loop {
             self.refresh().await;
-            if tick % 30 == 0 {
+            if tick.is_multiple_of(30) {
                 self.sweep();
             }
             tick += 1;
@@ -353,8 +364,9 @@ impl Guard {
 
     /// A permit to run a TLS handshake, waited for at most the handshake timeout.
     pub async fn handshake_permit(&self) -> Option<OwnedSemaphorePermit> {
-        let timeout = self.rules().limits.handshake_timeout;
-        tokio::time::timeout(timeout, self.handshakes.clone().acquire_owned()).await.ok()?.ok()
+        let rules = self.rules();
+        let permit = rules.handshakes.clone().acquire_owned();
+        tokio::time::timeout(rules.limits.handshake_timeout, permit).await.ok()?.ok()
     }
 
     pub fn handshake_timeout(&self) -> Duration {
@@ -434,10 +446,10 @@ impl Guard {
         let user = user.to_lowercase();
         {
             let mut s = self.state.lock().expect("guard lock");
-            if let Some(known) = s.known.get_mut(&user) {
-                if !known.contains(&net) {
-                    known.push(net);
-                }
+            if let Some(known) = s.known.get_mut(&user)
+                && !known.contains(&net)
+            {
+                known.push(net);
             }
         }
         if let Err(e) = self.store.known_login_put(&user, &net.to_string(), now_unix()).await {

@@ -138,3 +138,39 @@ async fn hourly_message_limits() {
     assert!(!g.smtp_message(c));
     assert!(g.smtp_message(ip("203.0.113.10")));
 }
+
+#[tokio::test]
+async fn reload_applies_a_new_tls_handshake_cap_to_new_handshakes() {
+    let cap = |n: usize| {
+        move |c: &mut Config| {
+            c.guard.max_tls_handshakes = n;
+            c.guard.handshake_timeout = Duration::from_millis(50);
+        }
+    };
+    let (_d, g, _) = guard(cap(1)).await;
+    let first = g.handshake_permit().await.expect("one handshake may run");
+    assert!(g.handshake_permit().await.is_none(), "the cap is 1");
+    // Raised: new handshakes may run at once, without a restart.
+    g.reload(&config(cap(3)));
+    let more: Vec<_> = handshakes(&g, 3).await;
+    assert_eq!(more.iter().filter(|p| p.is_some()).count(), 3);
+    assert!(g.handshake_permit().await.is_none(), "the cap is 3");
+    // A reload that keeps the cap keeps the count of handshakes running.
+    g.reload(&config(cap(3)));
+    assert!(g.handshake_permit().await.is_none(), "still 3 running");
+    // Lowered: new handshakes count against the new cap at once.
+    drop(more);
+    drop(first);
+    g.reload(&config(cap(1)));
+    let _one = g.handshake_permit().await.expect("one handshake may run");
+    assert!(g.handshake_permit().await.is_none(), "the cap is 1 again");
+}
+
+/// `n` handshake permits asked for one after another.
+async fn handshakes(g: &Guard, n: usize) -> Vec<Option<tokio::sync::OwnedSemaphorePermit>> {
+    let mut permits = Vec::new();
+    for _ in 0..n {
+        permits.push(g.handshake_permit().await);
+    }
+    permits
+}

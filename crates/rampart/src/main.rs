@@ -6,13 +6,15 @@
 //!   server (SQLite WAL lets the CLI and the server share it);
 //! - [`records`] prints the DNS records a domain needs;
 //! - [`dkim`] manages the DKIM signing table; [`dmarc`] sends and lists DMARC reports;
+//! - [`bans`] lists, adds and lifts bans and shows the firewall rules (the running server's
+//!   side of both is the `rampart-guard` crate);
 //! - [`logging`] formats log lines as stable key=value fields.
 
 mod admin;
+mod bans;
 mod dkim;
 mod dmarc;
 mod init;
-mod guard;
 mod logging;
 mod metrics;
 mod queue;
@@ -77,12 +79,12 @@ enum Command {
     /// Banned addresses and networks.
     Ban {
         #[command(subcommand)]
-        command: guard::BanCommand,
+        command: bans::BanCommand,
     },
     /// Firewall rules from the configuration.
     Firewall {
         #[command(subcommand)]
-        command: guard::FirewallCommand,
+        command: bans::FirewallCommand,
     },
     /// The outbound queue.
     Queue {
@@ -153,8 +155,8 @@ fn main() -> std::process::ExitCode {
         Command::Dkim { command } => dkim::command(&config, command),
         Command::Dmarc { command } => dmarc::command(&config, command),
         Command::Dns { command: DnsCommand::Records { domain } } => dns_records(&config, &domain),
-        Command::Ban { command } => guard::ban(&config, command),
-        Command::Firewall { command } => guard::firewall(&config, command),
+        Command::Ban { command } => bans::ban(&config, command),
+        Command::Firewall { command } => bans::firewall(&config, command),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -2,8 +2,9 @@
 //!
 //! Start-up fails with one clear line naming the key, file or port at fault. All listeners are
 //! bound before any is served, so a port already in use stops the server before it accepts
-//! anything. SIGHUP reloads certificates; SIGTERM and SIGINT stop the server (acknowledged
-//! mail is already durable, so nothing in flight needs draining).
+//! anything. SIGHUP reloads certificates (`[tls]`), the guard (every `[guard]` key) and the
+//! listeners' `allow`/`deny` lists; every other key needs a restart. SIGTERM and SIGINT stop
+//! the server (acknowledged mail is already durable, so nothing in flight needs draining).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -292,7 +293,8 @@ async fn signals(path: &Path, sets: &[String], certs: Arc<rampart_tls::CertStore
     Ok(())
 }
 
-/// Re-reads the config: certificates and firewall rules. On any error the old ones stay.
+/// Re-reads the config: certificates, and the guard's rules and limits (firewall lists, rates,
+/// ban times, the TLS handshake cap). On any error the old ones stay.
 fn reload(path: &Path, sets: &[String], certs: &rampart_tls::CertStore, guard: &rampart_guard::Guard) {
     let loaded = load_config(path, sets).and_then(|c| Ok((rampart_tls::CertSet::load(&c.tls)?, c)));
     match loaded {

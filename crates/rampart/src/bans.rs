@@ -1,4 +1,5 @@
-//! `rampart ban ...` and `rampart firewall list`.
+//! `rampart ban ...` and `rampart firewall list`: the CLI side of bans and firewall rules (the
+//! running server's side is the `rampart-guard` crate).
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,0 +1,57 @@
+//! `[auth]`: SASL mechanisms, password policy, password hashing cost and failed-login pacing.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::duration;
+use crate::section::Problems;
+
+section! {
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Auth {
+        /// Offer CRAM-MD5. Off: it needs a password-equivalent secret stored on the server (only
+        /// passwords set while it is on get one), and it hides nothing TLS does not already
+        /// protect. DIGEST-MD5 is never offered (RFC 6331 made it historic).
+        pub cram_md5: bool = false,
+        /// Shortest password `user add` and `user passwd` accept, in characters. Passwords
+        /// containing the user's name or domain, or in a list of common passwords, are refused too.
+        pub password_min_length: usize = 12,
+        /// Lowest zxcvbn strength score (0-4) a new password needs.
+        pub password_min_score: u8 = 3,
+        /// argon2id memory cost in KiB (OWASP minimum: 19 MiB). Old hashes keep their own cost.
+        pub argon2_memory_kib: u32 = 19456,
+        /// argon2id passes (OWASP minimum: 2).
+        pub argon2_iterations: u32 = 2,
+        /// argon2id lanes (OWASP minimum: 1).
+        pub argon2_parallelism: u32 = 1,
+        /// PBKDF2 rounds for SCRAM-SHA-256 keys (RFC 7677 asks for at least 4096).
+        pub scram_iterations: u32 = 4096,
+        /// Failed authentications in one session before it is closed.
+        pub max_failures: u32 = 3,
+        /// Pause before each failure reply, multiplied by the number of failures so far.
+        #[serde(with = "duration")]
+        pub failure_delay: Duration = Duration::from_secs(1),
+    }
+}
+
+impl Auth {
+    pub(crate) fn validate(&self, p: &mut Problems) {
+        if self.password_min_length < 8 {
+            p.add("auth.password_min_length", "must be at least 8");
+        }
+        if self.password_min_score > 4 {
+            p.add("auth.password_min_score", "is a zxcvbn score from 0 to 4");
+        }
+        p.at_least_one("auth.argon2_iterations", self.argon2_iterations.into());
+        p.at_least_one("auth.argon2_parallelism", self.argon2_parallelism.into());
+        if self.argon2_memory_kib < 8 * self.argon2_parallelism.max(1) {
+            p.add("auth.argon2_memory_kib", "argon2 needs at least 8 KiB per lane (argon2_parallelism)");
+        }
+        if self.scram_iterations < 4096 {
+            p.add("auth.scram_iterations", "must be at least 4096 (RFC 7677)");
+        }
+        p.at_least_one("auth.max_failures", self.max_failures.into());
+    }
+}

@@ -1,0 +1,23 @@
+//! `[store]`: which storage backend holds mail and metadata.
+
+use serde::{Deserialize, Serialize};
+
+section! {
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Store {
+        /// "sqlite": the embedded store, no external database needed. The only backend so far;
+        /// any other value is refused.
+        pub backend: StoreBackend = StoreBackend::Sqlite,
+    }
+}
+
+/// The storage backends this build has. Deserializing any other name fails with
+/// `store.backend: unknown variant ..., expected `sqlite``, so a config that asks for a backend
+/// that does not exist yet is refused at start instead of silently using SQLite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// SQLite in WAL mode under `server.data_dir`, message bodies as files beside it.
+    Sqlite,
+}

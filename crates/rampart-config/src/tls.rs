@@ -1,0 +1,59 @@
+//! `[tls]`: the certificates served to clients, chosen by SNI.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::is_hostname;
+use crate::section::Problems;
+
+section! {
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Tls {
+        /// Certificate chain (PEM) served to clients that ask for no other name.
+        /// `rampart init` wrote a self-signed certificate; replace it with one from a public CA.
+        pub cert: PathBuf = "tls/cert.pem".into(),
+        /// Private key (PEM: PKCS#8, SEC1 or PKCS#1) of `cert`.
+        pub key: PathBuf = "tls/key.pem".into(),
+        /// More certificates chosen by SNI, one table per host name ("*.example.org" matches one
+        /// label). None by default; to add some, replace `sni = []` with tables like this one:
+        ///   [[tls.sni]]
+        ///   hostname = "mail.example.org"
+        ///   cert = "tls/mail.example.org.pem"
+        ///   key = "tls/mail.example.org.key"
+        pub sni: Vec<SniCert> = Vec::new(),
+    }
+}
+
+/// A certificate served when the client asks for `hostname`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SniCert {
+    pub hostname: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Tls {
+    pub(crate) fn validate(&self, p: &mut Problems) {
+        p.file_exists("tls.cert", &self.cert);
+        p.file_exists("tls.key", &self.key);
+        for (i, sni) in self.sni.iter().enumerate() {
+            if !is_hostname(sni.hostname.trim_start_matches("*.")) {
+                p.add(format!("tls.sni[{i}].hostname"), format!("`{}` is not a host name", sni.hostname));
+            }
+            p.file_exists(format!("tls.sni[{i}].cert"), &sni.cert);
+            p.file_exists(format!("tls.sni[{i}].key"), &sni.key);
+        }
+    }
+
+    pub(crate) fn resolve_paths(&mut self, fix: impl Fn(&mut PathBuf)) {
+        fix(&mut self.cert);
+        fix(&mut self.key);
+        for sni in &mut self.sni {
+            fix(&mut sni.cert);
+            fix(&mut sni.key);
+        }
+    }
+}
