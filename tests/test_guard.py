@@ -5,6 +5,8 @@ loopback source addresses (127.0.0.2, 127.0.0.3, ...) to act as different hosts.
 import base64
 import re
 import smtplib
+import socket
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -171,6 +173,35 @@ def test_firewall_deny_allow_and_reload(rampart):
     assert wait_until(lambda: rampart.log().count("event=firewall_reloaded") == 2)
     c = rampart.connect("smtp", source="127.0.0.12")
     assert c.reply() == ""
+
+
+def tls_handshake_completes(rampart, within=1.5):
+    """Whether an implicit-TLS handshake on `submissions` finishes within `within` seconds."""
+    sock = socket.create_connection(("127.0.0.1", rampart.ports["submissions"]), timeout=within)
+    try:
+        rampart.tls_context().wrap_socket(sock, server_hostname="mx.example.test").close()
+        return True
+    except (TimeoutError, ssl.SSLError, OSError):
+        return False
+    finally:
+        sock.close()
+
+
+def test_reload_applies_a_new_tls_handshake_cap(rampart):
+    # From the file, not --set: SIGHUP re-reads the file (and --set still wins over it).
+    rampart.set_config("guard", "max_tls_handshakes", "1")
+    rampart.set_config("guard", "handshake_timeout", '"15s"')
+    rampart.start(listeners=("smtp", "submissions"))
+    # A client that connects and never says hello holds the one handshake slot.
+    holder = socket.create_connection(("127.0.0.1", rampart.ports["submissions"]), timeout=20)
+    time.sleep(0.3)
+    assert not tls_handshake_completes(rampart), "the cap of 1 should hold a second handshake"
+    rampart.set_config("guard", "max_tls_handshakes", "2")
+    rampart.proc.send_signal(1)
+    rampart.wait_log(r"event=firewall_reloaded")
+    # Without a restart, and while the first slot is still held.
+    assert tls_handshake_completes(rampart)
+    holder.close()
 
 
 def test_rcpt_probing_is_banned(rampart):
