@@ -23,6 +23,7 @@ mod dkim;
 mod dmarc;
 mod dns;
 mod duration;
+mod filter;
 mod guard;
 mod listener;
 mod load;
@@ -45,6 +46,7 @@ pub use cidr::Cidr;
 pub use dkim::Dkim;
 pub use dmarc::Dmarc;
 pub use dns::Dns;
+pub use filter::{AppliesTo, Antivirus, Dnsbl, Filter, Greylist, MILTER_STAGES, Milter, OnError, Quarantine, Spam, VirusAction};
 pub use guard::Guard;
 pub use listener::{ImapListener, Listeners, MetricsListener, SmtpListener, TlsMode};
 pub use load::apply_override;
@@ -127,6 +129,10 @@ section! {
         /// evaluation is kept until the next run; reports to addresses outside the domain are
         /// sent only when that domain authorizes it (RFC 7489 §7.1).
         pub dmarc: Dmarc = Dmarc::default(),
+        /// Content filters: DNS blocklists, the spam scorer and its classifier, greylisting,
+        /// the quarantine, antivirus and milters. Their findings are trail entries with scores;
+        /// the summed score decides Junk, quarantine or refusal.
+        pub filter: Filter = Filter::default(),
         /// Logging.
         pub log: Log = Log::default(),
     }
@@ -156,6 +162,7 @@ impl Config {
         self.queue.validate(&mut problems);
         self.auth_checks.validate(&mut problems);
         self.dmarc.validate(&mut problems);
+        self.filter.validate(&mut problems);
         problems.into_vec()
     }
 }

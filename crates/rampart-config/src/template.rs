@@ -50,6 +50,11 @@ pub(crate) fn keys_of(path: &str) -> Option<(&'static str, &'static [Key])> {
         "dkim" => ("Dkim", crate::Dkim::KEYS),
         "dmarc" => ("Dmarc", crate::Dmarc::KEYS),
         "log" => ("Log", crate::Log::KEYS),
+        "filter" => ("Filter", crate::Filter::KEYS),
+        "filter.spam" => ("Spam", crate::Spam::KEYS),
+        "filter.greylist" => ("Greylist", crate::Greylist::KEYS),
+        "filter.quarantine" => ("Quarantine", crate::Quarantine::KEYS),
+        "filter.antivirus" => ("Antivirus", crate::Antivirus::KEYS),
         _ => return None,
     })
 }
