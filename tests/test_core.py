@@ -2,6 +2,7 @@
 
 import re
 import smtplib
+import socket
 import ssl
 import subprocess
 import threading
@@ -155,6 +156,41 @@ def test_only_tls12_and_tls13(rampart, tls):
     assert "Cipher is (NONE)" in rsa.stdout or rsa.returncode != 0
 
 
+def alpn_handshake(rampart, listener, protocols, starttls=False):
+    """The ALPN protocol the server chose, or the SSL error's reason when it refused."""
+    ctx = rampart.tls_context()
+    ctx.set_alpn_protocols(protocols)
+    raw = socket.create_connection(("127.0.0.1", rampart.ports[listener]), timeout=10)
+    if starttls:
+        assert raw.recv(1024).startswith(b"220")
+        raw.sendall(b"EHLO c.test\r\n")
+        time.sleep(0.2)
+        raw.recv(4096)
+        raw.sendall(b"STARTTLS\r\n")
+        assert raw.recv(1024).startswith(b"220")
+    try:
+        with ctx.wrap_socket(raw, server_hostname="mx.example.test") as tls:
+            return tls.selected_alpn_protocol()
+    except ssl.SSLError:
+        return "refused"
+
+
+def test_alpn_must_name_the_listeners_protocol(rampart):
+    """ALPACA (RFC 9325 §3.4): a client offering ALPN must offer the listener's protocol."""
+    rampart.start(listeners=("smtp", "submissions", "imaps"))
+    assert alpn_handshake(rampart, "submissions", ["http/1.1"]) == "refused"
+    assert alpn_handshake(rampart, "imaps", ["http/1.1"]) == "refused"
+    assert alpn_handshake(rampart, "imaps", ["smtp"]) == "refused"
+    assert alpn_handshake(rampart, "imaps", ["imap"]) == "imap"
+    assert alpn_handshake(rampart, "submissions", ["http/1.1", "smtp"]) == "smtp"
+    assert alpn_handshake(rampart, "smtp", ["http/1.1"], starttls=True) == "refused"
+    # Clients that offer no ALPN, as most mail clients, are unaffected.
+    assert alpn_handshake(rampart, "submissions", []) is None
+    rampart.stop()
+    rampart.start("tls.enforce_alpn=false", listeners=("imaps",))
+    assert alpn_handshake(rampart, "imaps", ["http/1.1"]) is None
+
+
 def test_starttls_discards_pipelined_commands(rampart):
     rampart.start()
     c = rampart.connect()
@@ -169,6 +205,37 @@ def test_starttls_discards_pipelined_commands(rampart):
     assert c.cmd("EHLO client.example").startswith("250")
     assert c.cmd("MAIL FROM:<a@remote.test>").startswith("250")
     assert c.cmd("QUIT").startswith("221")
+
+
+def test_pipelining_abuse_is_refused_and_pipelining_works(rampart):
+    rampart.start()
+    port = str(rampart.ports["smtp"])
+    # swaks --pipeline groups MAIL, RCPT and DATA as RFC 2920 allows, and waits for the 354.
+    piped = subprocess.run(["swaks", "--server", "127.0.0.1", "--port", port, "--from", "a@remote.test",
+                            "--to", "bob@example.test", "--pipeline",
+                            "--helo", "swaks.example"], capture_output=True, text=True, timeout=30)
+    assert piped.returncode == 0, piped.stdout + piped.stderr
+    # A spam engine blasting its script: the message right behind DATA, before the 354.
+    c = rampart.connect()
+    c.reply()
+    c.cmd("EHLO client.example")
+    c.send(b"MAIL FROM:<a@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n"
+           b"Subject: blasted\r\n\r\nbuy\r\n.\r\nQUIT\r\n")
+    assert c.reply().startswith("250 2.1.0")
+    assert c.reply().startswith("250 2.1.5")
+    assert c.reply().startswith("554 5.5.0")
+    assert c.closed()
+    # Commands right behind BDAT LAST.
+    c = rampart.connect()
+    c.reply()
+    c.cmd("EHLO client.example")
+    c.cmd("MAIL FROM:<a@remote.test>")
+    c.cmd("RCPT TO:<bob@example.test>")
+    c.send(b"BDAT 14 LAST\r\nSubject: x\r\n\r\nQUIT\r\n")
+    assert c.reply().startswith("554 5.5.0")
+    assert c.closed()
+    assert len(rampart.messages("bob@example.test")) == 1
+    assert "event=pipelining_violation" in rampart.log() and "after=DATA" in rampart.log()
 
 
 SMUGGLING = [b"\n.\n", b"\n.\r\n", b"\r.\r", b"\r\n.\r", b"\r.\r\n", b"\r\n\x00.\r\n"]

@@ -272,7 +272,13 @@ def test_fail2ban_reads_the_security_log(rampart, tmp_path):
     bot = rampart.connect("smtp", source="127.0.0.5")
     bot.send(b"EHLO bot\r\n")
     bot.reply()
+    blaster = rampart.connect("smtp", source="127.0.0.6")
+    time.sleep(0.4)
+    blaster.reply()
+    blaster.send(b"EHLO blaster.test\r\nMAIL FROM:<a@remote.test>\r\n")
+    blaster.reply()
     rampart.wait_log(r"event=pregreet ip=127\.0\.0\.5")
+    rampart.wait_log(r"event=pipelining_violation ip=127\.0\.0\.6")
     rampart.wait_log(r"event=auth_success .*ip=127\.0\.0\.3")
     filt = str(ROOT / "contrib" / "fail2ban" / "filter.d" / "rampart.conf")
 
@@ -283,9 +289,9 @@ def test_fail2ban_reads_the_security_log(rampart, tmp_path):
 
     out = regex(log)
     matched = int(re.search(r"Lines: \d+ lines, \d+ ignored, (\d+) matched", out).group(1))
-    assert matched == 5, out
+    assert matched == 6, out
     ips = regex(log, "-o", "ip").split()
-    assert sorted(ips) == ["127.0.0.2", "127.0.0.2", "127.0.0.4", "127.0.0.4", "127.0.0.5"], ips
+    assert sorted(ips) == ["127.0.0.2", "127.0.0.2", "127.0.0.4", "127.0.0.4", "127.0.0.5", "127.0.0.6"], ips
     # Successful logins and ordinary traffic never match.
     clean = tmp_path / "clean.log"
     clean.write_text("".join(line + "\n" for line in log.read_text().splitlines()

@@ -23,6 +23,15 @@ section! {
         ///   cert = "tls/mail.example.org.pem"
         ///   key = "tls/mail.example.org.key"
         pub sni: Vec<SniCert> = Vec::new(),
+        /// When a client offers ALPN (RFC 7301), accept only the listener's own protocol
+        /// ("smtp" or "imap") and refuse the handshake otherwise: a web client sent to a mail
+        /// port by an attacker cannot then be served (the ALPACA cross-protocol attack, RFC 9325
+        /// §3.4). Clients that offer no ALPN, as most mail clients, are unaffected.
+        pub enforce_alpn: bool = true,
+        /// Refuse handshakes whose SNI names a host no certificate here is for. Off by default:
+        /// clients that connect by an address or another name of the host would be refused.
+        /// Reloaded by SIGHUP with the certificates.
+        pub refuse_unknown_sni: bool = false,
     }
 }
 

@@ -163,13 +163,18 @@ async fn drive(
             Ok(next) => next,
             Err(end) => return Ok(end),
         };
+        // BDAT's chunk follows at once by design; its sync point is checked after the chunk.
+        let next = if matches!(next, Next::Bdat { .. }) { next } else { in_sync(d, session, next) };
         let end = match next {
             Next::StartTls(reply) => starttls(d, session, acceptor, guard, reply).await?,
             Next::Data(reply) => receive_data(d, session, reply).await?,
             Next::Bdat { size } => match read_chunk(d, session, size, true).await? {
                 Some(end) => Some(end),
                 None => {
-                    let next = session.bdat_end().await;
+                    let next = match session.take_sync_point() {
+                        Some(after) if !d.pending().is_empty() => session.pipelining_violation(after),
+                        _ => session.bdat_end().await,
+                    };
                     act(d, next)
                 }
             },
@@ -185,6 +190,14 @@ async fn drive(
         if let Some(end) = end {
             return Ok(end);
         }
+    }
+}
+
+/// `next`, unless the client sent more input before the reply it had to wait for.
+fn in_sync(d: &Driver, session: &mut Session, next: Next) -> Next {
+    match session.take_sync_point() {
+        Some(after) if !d.pending().is_empty() => session.pipelining_violation(after),
+        _ => next,
     }
 }
 

@@ -177,6 +177,34 @@ async fn pipelined_transactions_get_replies_in_order() {
 }
 
 #[tokio::test]
+async fn talking_before_the_reply_is_refused() {
+    // Message data right behind DATA, before the 354 (RFC 2920 §3.1).
+    let f = fixture().await;
+    let mut c = connect(&f, settings()).await;
+    c.cmd("EHLO client.example").await;
+    c.send(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\n").await;
+    assert!(c.reply().await.unwrap().starts_with("250 2.1.0"));
+    assert!(c.reply().await.unwrap().starts_with("250 2.1.5"));
+    assert!(c.reply().await.unwrap().starts_with("554 5.5.0"));
+    assert!(c.reply().await.is_none());
+    assert_eq!(inbox_count(&f, "bob@example.test").await, 0);
+    // A command right behind EHLO.
+    let mut c = connect(&f, settings()).await;
+    c.send(b"EHLO client.example\r\nMAIL FROM:<a@b.test>\r\n").await;
+    assert!(c.reply().await.unwrap().starts_with("554 5.5.0"));
+    assert!(c.reply().await.is_none());
+    // A command right behind BDAT LAST: the message is not stored either.
+    let mut c = connect(&f, settings()).await;
+    c.cmd("EHLO client.example").await;
+    c.cmd("MAIL FROM:<a@b.test>").await;
+    c.cmd("RCPT TO:<bob@example.test>").await;
+    c.send(b"BDAT 5 LAST\r\nhelloQUIT\r\n").await;
+    assert!(c.reply().await.unwrap().starts_with("554 5.5.0"));
+    assert!(c.reply().await.is_none());
+    assert_eq!(inbox_count(&f, "bob@example.test").await, 0);
+}
+
+#[tokio::test]
 async fn relay_and_sequence_refusals() {
     let f = fixture().await;
     let mut s = settings();
@@ -369,10 +397,10 @@ async fn starttls_discards_pipelined_plaintext_and_resets() {
     let certs = rampart_tls::CertSet::load(&rampart_config::Tls {
         cert: dir.path().join("c.pem"),
         key: dir.path().join("k.pem"),
-        sni: vec![],
+        ..Default::default()
     })
     .unwrap();
-    let acceptor = rampart_tls::TlsAcceptor::from(rampart_tls::server_config(rampart_tls::CertStore::new(certs)).unwrap());
+    let acceptor = rampart_tls::TlsAcceptor::from(rampart_tls::server_config(rampart_tls::CertStore::new(certs), Some("smtp")).unwrap());
 
     let (mut client, server) = tokio::io::duplex(1 << 16);
     let connect = rampart_smtp::accept::admitted(rampart_guard::Basis::Admitted);

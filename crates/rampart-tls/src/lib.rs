@@ -1,7 +1,8 @@
 //! TLS for every Rampart listener.
 //!
-//! - One rustls [`ServerConfig`] (ring provider) serves all listeners: TLS 1.2 and 1.3 only,
-//!   forward-secret ECDHE suites only, the server's suite order wins.
+//! - One rustls [`ServerConfig`] (ring provider) per protocol: TLS 1.2 and 1.3 only,
+//!   forward-secret ECDHE suites only, the server's suite order wins; a client offering ALPN
+//!   must offer the listener's protocol (ALPACA, RFC 9325 §3.4).
 //! - Certificates come from PEM files named in `[tls]`; [`CertStore`] picks one by SNI and can
 //!   be reloaded (SIGHUP) without touching connections already established: a handshake reads
 //!   the certificate set once, new handshakes see the new set.
@@ -53,6 +54,8 @@ fn is_forward_secret(suite: &SupportedCipherSuite) -> bool {
 pub struct CertSet {
     default: Arc<CertifiedKey>,
     by_name: HashMap<String, Arc<CertifiedKey>>,
+    /// `tls.refuse_unknown_sni`: no certificate for a name the client asks for is a refusal.
+    refuse_unknown: bool,
 }
 
 impl CertSet {
@@ -66,21 +69,33 @@ impl CertSet {
             let pair = load_pair(&provider, &key, &sni.cert, &sni.key)?;
             by_name.insert(sni.hostname.to_ascii_lowercase(), pair);
         }
-        Ok(CertSet { default, by_name })
+        Ok(CertSet { default, by_name, refuse_unknown: config.refuse_unknown_sni })
     }
 
-    fn pick(&self, server_name: Option<&str>) -> Arc<CertifiedKey> {
-        let Some(name) = server_name.map(str::to_ascii_lowercase) else { return self.default.clone() };
+    fn pick(&self, server_name: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        let Some(name) = server_name.map(str::to_ascii_lowercase) else { return Some(self.default.clone()) };
         if let Some(exact) = self.by_name.get(&name) {
-            return exact.clone();
+            return Some(exact.clone());
         }
         // A wildcard covers exactly one label (RFC 6125 §6.4.3).
         if let Some((_, parent)) = name.split_once('.')
-            && let Some(wild) = self.by_name.get(&format!("*.{parent}")) {
-                return wild.clone();
-            }
-        self.default.clone()
+            && let Some(wild) = self.by_name.get(&format!("*.{parent}"))
+        {
+            return Some(wild.clone());
+        }
+        if self.refuse_unknown && !covers(&self.default, &name) {
+            return None;
+        }
+        Some(self.default.clone())
     }
+}
+
+/// Whether the certificate is valid for `name` (its SANs, by webpki's rules).
+fn covers(key: &CertifiedKey, name: &str) -> bool {
+    let Some(der) = key.cert.first() else { return false };
+    let Ok(cert) = webpki::EndEntityCert::try_from(der) else { return false };
+    let Ok(name) = rustls_pki_types::ServerName::try_from(name) else { return false };
+    cert.verify_is_valid_for_subject_name(&name).is_ok()
 }
 
 fn load_pair(provider: &CryptoProvider, key: &str, cert: &Path, private: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
@@ -118,17 +133,46 @@ impl CertStore {
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let set = self.current.read().expect("cert lock").clone();
-        Some(set.pick(hello.server_name()))
+        set.pick(hello.server_name())
     }
 }
 
-/// The server configuration every listener shares.
-pub fn server_config(certs: Arc<CertStore>) -> Result<Arc<ServerConfig>, TlsError> {
-    let mut config = ServerConfig::builder_with_provider(Arc::new(provider()))
+/// A listener's certificate resolver: the store's certificates, for clients that either offer
+/// no ALPN or offer the listener's protocol. rustls itself treats "no overlap" as "no ALPN"
+/// (as OpenSSL and Go do), so the refusal RFC 7301 §3.2 asks for happens here: no certificate,
+/// no handshake.
+#[derive(Debug)]
+struct AlpnGate {
+    certs: Arc<CertStore>,
+    protocol: Vec<u8>,
+}
+
+impl ResolvesServerCert for AlpnGate {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if let Some(mut offered) = hello.alpn()
+            && !offered.any(|p| p == self.protocol.as_slice())
+        {
+            return None;
+        }
+        self.certs.resolve(hello)
+    }
+}
+
+/// The server configuration of a listener. `alpn` is its protocol's ALPN id (`smtp`, `imap`):
+/// a client that offers ALPN without it is refused, one that offers none goes on as before,
+/// and the id is confirmed to clients that offer it. None accepts any.
+pub fn server_config(certs: Arc<CertStore>, alpn: Option<&str>) -> Result<Arc<ServerConfig>, TlsError> {
+    let builder = ServerConfig::builder_with_provider(Arc::new(provider()))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_cert_resolver(certs);
+        .with_no_client_auth();
+    let mut config = match alpn {
+        Some(id) => builder.with_cert_resolver(Arc::new(AlpnGate { certs, protocol: id.as_bytes().to_vec() })),
+        None => builder.with_cert_resolver(certs),
+    };
     config.ignore_client_order = true;
+    if let Some(id) = alpn {
+        config.alpn_protocols = vec![id.as_bytes().to_vec()];
+    }
     Ok(Arc::new(config))
 }
 
@@ -211,12 +255,19 @@ mod tests {
                 rampart_config::SniCert { hostname: "Mail.Other.Test".into(), cert: c2, key: k2 },
                 rampart_config::SniCert { hostname: "*.wild.test".into(), cert: c3, key: k3 },
             ],
+            ..Default::default()
         };
-        let set = CertSet::load(&config).unwrap();
-        assert!(Arc::ptr_eq(&set.pick(None), &set.default));
-        assert!(Arc::ptr_eq(&set.pick(Some("mail.other.test")), &set.by_name["mail.other.test"]));
-        assert!(Arc::ptr_eq(&set.pick(Some("a.wild.test")), &set.by_name["*.wild.test"]));
-        assert!(Arc::ptr_eq(&set.pick(Some("a.b.wild.test")), &set.default));
+        let mut set = CertSet::load(&config).unwrap();
+        let pick = |set: &CertSet, name| set.pick(name).expect("a certificate");
+        assert!(Arc::ptr_eq(&pick(&set, None), &set.default));
+        assert!(Arc::ptr_eq(&pick(&set, Some("mail.other.test")), &set.by_name["mail.other.test"]));
+        assert!(Arc::ptr_eq(&pick(&set, Some("a.wild.test")), &set.by_name["*.wild.test"]));
+        assert!(Arc::ptr_eq(&pick(&set, Some("a.b.wild.test")), &set.default));
+        // With refuse_unknown_sni, a name no certificate covers gets none; the default's own do.
+        set.refuse_unknown = true;
+        assert!(set.pick(Some("a.b.wild.test")).is_none());
+        assert!(set.pick(Some("mx.example.test")).is_some());
+        assert!(set.pick(None).is_some());
     }
 
     #[test]
@@ -224,10 +275,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (c, _) = write_pair(dir.path(), "a", "a.test");
         let (_, k2) = write_pair(dir.path(), "b", "b.test");
-        let missing = rampart_config::Tls { cert: dir.path().join("nope.pem"), key: k2.clone(), sni: vec![] };
+        let missing = rampart_config::Tls { cert: dir.path().join("nope.pem"), key: k2.clone(), ..Default::default() };
         let e = CertSet::load(&missing).unwrap_err().to_string();
         assert!(e.starts_with("tls.cert: ") && e.contains("nope.pem"), "{e}");
-        let mismatched = rampart_config::Tls { cert: c, key: k2, sni: vec![] };
+        let mismatched = rampart_config::Tls { cert: c, key: k2, ..Default::default() };
         let e = CertSet::load(&mismatched).unwrap_err().to_string();
         assert!(e.starts_with("tls.key: ") && e.contains("does not fit"), "{e}");
     }

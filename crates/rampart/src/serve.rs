@@ -127,7 +127,10 @@ struct Shared {
 async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<()> {
     let certs = rampart_tls::CertSet::load(&config.tls)?;
     let cert_store = rampart_tls::CertStore::new(certs);
-    let acceptor = rampart_tls::TlsAcceptor::from(rampart_tls::server_config(cert_store.clone())?);
+    // One TLS configuration per protocol, so ALPN can name it (tls.enforce_alpn).
+    let alpn = |id| config.tls.enforce_alpn.then_some(id);
+    let smtp_tls = rampart_tls::TlsAcceptor::from(rampart_tls::server_config(cert_store.clone(), alpn("smtp"))?);
+    let imap_tls = rampart_tls::TlsAcceptor::from(rampart_tls::server_config(cert_store.clone(), alpn("imap"))?);
     let sqlite = Arc::new(
         SqliteStore::open_for_server(&config.server.data_dir)
             .with_context(|| format!("server.data_dir: opening the store in {}", config.server.data_dir.display()))?,
@@ -193,7 +196,10 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
         let addr = b.tcp.local_addr()?;
         info!(event = "listening", listener = b.name, addr = %addr, tls = %b.proto.tls());
         let shared = shared.clone();
-        let acceptor = acceptor.clone();
+        let acceptor = match b.proto {
+            Proto::Smtp(_) => smtp_tls.clone(),
+            Proto::Imap(_) => imap_tls.clone(),
+        };
         let global = global.clone();
         tokio::spawn(accept_loop(b, shared, acceptor, global));
     }

@@ -104,6 +104,10 @@ impl Session {
 
     /// BDAT, once [`Session::allowed`] has checked EHLO and recipients.
     pub(super) fn bdat_start(&mut self, size: u64, last: bool) -> Next {
+        if last && self.conn.user.is_none() {
+            // Checked by the driver once the chunk is read, before the message is stored.
+            self.sync_point = Some("BDAT LAST");
+        }
         match std::mem::replace(&mut self.phase, Phase::Connected) {
             Phase::Mail(helo, tx) => match self.conn.new_content(Framing::Chunked) {
                 Ok(content) => {

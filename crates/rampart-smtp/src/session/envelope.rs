@@ -77,7 +77,7 @@ impl Session {
     }
 
     pub(super) async fn rcpt(&mut self, to: ForwardPath) -> Next {
-        let Session { conn, phase } = self;
+        let Session { conn, phase, .. } = self;
         let Phase::Mail(_, tx) = phase else {
             return conn.error(Reply::new(503, "5.5.1", "Need MAIL before RCPT"));
         };

@@ -169,13 +169,31 @@ pub(crate) struct Connection {
 pub struct Session {
     conn: Connection,
     phase: Phase,
+    /// Set after a command that must end a pipelined group (RFC 2920 §3.1) from a client that
+    /// has not authenticated: the driver then checks that nothing more was sent before our reply.
+    sync_point: Option<&'static str>,
+}
+
+/// Commands after which a client must wait for the reply (RFC 2920 §3.1: "EHLO, DATA, VRFY,
+/// EXPN, TURN, QUIT, and NOOP ... can only appear as the last command in a group").
+fn ends_group(cmd: &Command) -> Option<&'static str> {
+    Some(match cmd {
+        Command::Ehlo(_) => "EHLO",
+        Command::Helo(_) => "HELO",
+        Command::Data => "DATA",
+        Command::Vrfy(_) => "VRFY",
+        Command::Expn(_) => "EXPN",
+        Command::Quit => "QUIT",
+        Command::Noop => "NOOP",
+        _ => return None,
+    })
 }
 
 impl Session {
     /// A session for a client the guard let in; `connect` records on what grounds.
     pub fn new(services: Arc<Services>, settings: Arc<Settings>, remote: SocketAddr, connect: Entry) -> Session {
         let conn = Connection { services, settings, remote, tls: None, user: None, auth_failures: 0, errors: 0, connect, iprev: None };
-        Session { conn, phase: Phase::Connected }
+        Session { conn, phase: Phase::Connected, sync_point: None }
     }
 
     pub fn settings(&self) -> &Settings {
@@ -225,6 +243,21 @@ impl Session {
         Some(Next::Close(conn.connect_reply(&decision)))
     }
 
+    /// The command that must have ended the client's last group, if it must have; cleared.
+    pub fn take_sync_point(&mut self) -> Option<&'static str> {
+        self.sync_point.take()
+    }
+
+    /// The client sent more before the reply it had to wait for (RFC 2920 §3.1): a client that
+    /// does not wait is a spam engine blasting a script, and one that sends data before the 354
+    /// may be smuggling. Refused and disconnected, as Postfix's smtpd_forbid_unauth_pipelining.
+    pub fn pipelining_violation(&self, after: &'static str) -> Next {
+        let conn = &self.conn;
+        warn!(event = "pipelining_violation", ip = %conn.remote.ip(), listener = conn.settings.listener, after);
+        metrics::counter!("rampart_connections_refused_total", "listener" => conn.settings.listener, "reason" => "pipelining").increment(1);
+        Next::Close(Reply::new(554, "5.5.0", "Error: SMTP protocol synchronization"))
+    }
+
     pub fn timeout_reply(&self) -> Reply {
         Reply::new(421, "4.4.2", format!("{} Timeout, closing connection", self.conn.services.hostname))
     }
@@ -258,6 +291,9 @@ impl Session {
             Ok(cmd) => cmd,
             Err(e) => return self.conn.error(e.reply()),
         };
+        if self.conn.user.is_none() {
+            self.sync_point = ends_group(&cmd);
+        }
         if let Err(reply) = self.allowed(&cmd) {
             return match (cmd, self.conn.error(reply)) {
                 // RFC 3030 §3: a refused chunk's bytes still follow and must be read.
