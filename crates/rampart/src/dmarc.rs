@@ -103,7 +103,7 @@ pub async fn run(config: &Config, store: &dyn Store) -> anyhow::Result<usize> {
         let mut rua: Vec<String> = evals.iter().flat_map(|e| e.published.rua.clone()).collect();
         rua.sort();
         rua.dedup();
-        let Some(to) = checker.authorized_rua(&domain, &rua).await else {
+        let Ok(to) = checker.authorized_rua(&domain, &rua).await else {
             warn!(event = "dmarc_report_skipped", domain = %domain, reason = "dns_error");
             continue;
         };
