@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Subcommand;
 use rampart_config::Config;
-use rampart_pipeline::Checker;
+use rampart_pipeline::{Checker, Reason};
 use rampart_pipeline::report::{self, Reporter};
 use rampart_smtp::queue::{Generated, inject};
 use rampart_store::{SqliteStore, Store};
@@ -137,7 +137,7 @@ async fn run_with(config: &Config, store: &dyn Store, checker: &Checker) -> anyh
 
 /// Stores the report for local recipients and queues it for the others, in one transaction.
 async fn queue_report(store: &dyn Store, host: &str, id: &str, from: &str, to: &[String], message: &[u8]) -> anyhow::Result<()> {
-    let generated = Generated { id, sender: from, rcpts: to, message, reason: "dmarc_report_sent", is_dsn: false };
+    let generated = Generated { id, sender: from, rcpts: to, message, reason: Reason::DmarcReportSent, is_dsn: false };
     inject(store, host, "", &generated).await?;
     Ok(())
 }
