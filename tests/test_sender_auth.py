@@ -4,6 +4,9 @@ key); DMARC aggregate reports are validated against the RFC 7489 schema."""
 
 import base64
 import email
+import email.message
+import email.policy
+import email.utils
 import gzip
 import re
 import smtplib
@@ -266,12 +269,69 @@ def test_dmarc_aggregate_report_validates_and_is_received(tmp_path, dns, world):
         assert root.find("policy_published/p").text == "reject"
         assert root.find("record/row/policy_evaluated/disposition").text == "reject"
         assert root.find("record/identifiers/header_from").text == "reject.test"
-        # The same report mailed to our report_address is parsed and listed.
+        # The same report mailed to our report_address is delivered but not kept: its sender
+        # has no DMARC pass and it is about reject.test, not one of our domains.
         assert send(r, "dmarc@mx.example.test", content.replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n"))[0] == 250
-        listing = r.run_cli("dmarc", "reports").stdout
-        assert re.search(r"^reject\.test\tmx\.example\.test\t\w+\t.*messages=1\tpassed=0\tfailed=1$", listing, re.M), listing
+        assert r.run_cli("dmarc", "reports").stdout == ""
+        assert "event=dmarc_report_refused" in r.log() and "reason=sender_not_dmarc_pass" in r.log()
     finally:
         peer.stop()
+        r.stop()
+
+
+def report_mail(sender, domain, report_id):
+    """An aggregate report about `domain` from `sender`, as reporters send them."""
+    xml = f"""<?xml version="1.0" encoding="UTF-8"?>
+<feedback>
+  <version>1.0</version>
+  <report_metadata><org_name>Reports Org</org_name><email>{sender}</email><report_id>{report_id}</report_id>
+    <date_range><begin>1700000000</begin><end>1700086400</end></date_range></report_metadata>
+  <policy_published><domain>{domain}</domain><adkim>r</adkim><aspf>r</aspf><p>none</p><sp>none</sp><pct>100</pct><fo>0</fo></policy_published>
+  <record>
+    <row><source_ip>192.0.2.9</source_ip><count>3</count>
+      <policy_evaluated><disposition>none</disposition><dkim>pass</dkim><spf>fail</spf></policy_evaluated></row>
+    <identifiers><header_from>{domain}</header_from></identifiers>
+    <auth_results><spf><domain>{domain}</domain><scope>mfrom</scope><result>fail</result></spf></auth_results>
+  </record>
+</feedback>
+"""
+    validate_rfc7489(xml.encode())
+    msg = email.message.EmailMessage()
+    msg["From"] = sender
+    msg["To"] = "bob@example.test"
+    msg["Subject"] = f"Report Domain: {domain} Submitter: reports Report-ID: <{report_id}>"
+    msg["Date"] = email.utils.formatdate()
+    msg["Message-ID"] = email.utils.make_msgid(domain="reports")
+    msg.set_content("A DMARC aggregate report.")
+    msg.add_attachment(gzip.compress(xml.encode()), maintype="application", subtype="gzip",
+                       filename=f"reports!{domain}!1700000000!1700086400.xml.gz")
+    return msg.as_bytes(policy=email.policy.SMTP)
+
+
+def test_received_reports_are_kept_only_when_authentic_and_about_our_domain(tmp_path, dns):
+    # RFC 7489 section 7.2: reports.test passes DMARC (SPF aligned); nopass.test fails it
+    # under p=none, so its mail is still delivered.
+    dns.txt("reports.test", "v=spf1 ip4:127.0.0.1 -all")
+    dns.txt("_dmarc.reports.test", "v=DMARC1; p=none")
+    dns.txt("nopass.test", "v=spf1 ip4:192.0.2.1 -all")
+    dns.txt("_dmarc.nopass.test", "v=DMARC1; p=none")
+    r = start_mx(tmp_path, dns, 'dmarc.report_address="bob@example.test"')
+    try:
+        cases = [
+            ("dmarc@nopass.test", "example.test", "r1", "sender_not_dmarc_pass"),
+            ("dmarc@reports.test", "bank.test", "r2", "not_our_domain"),
+        ]
+        for sender, domain, report_id, reason in cases:
+            assert send(r, sender, report_mail(sender, domain, report_id))[0] == 250
+            assert r.run_cli("dmarc", "reports").stdout == "", (sender, domain)
+            assert f"reason={reason}" in r.log(), reason
+        # Authentic and about our domain: parsed and listed.
+        assert send(r, "dmarc@reports.test", report_mail("dmarc@reports.test", "example.test", "r3"))[0] == 250
+        listing = r.run_cli("dmarc", "reports").stdout
+        assert re.fullmatch(r"example\.test\tReports Org\tr3\t.*\tmessages=3\tpassed=3\tfailed=0\n", listing), listing
+        # Every report mail was delivered as mail all the same.
+        assert len(stored(r)) + len(stored(r, "Junk")) == 3
+    finally:
         r.stop()
 
 

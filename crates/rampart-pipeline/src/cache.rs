@@ -1,6 +1,10 @@
 //! Caches for mail-auth's parsed DNS records (SPF, DKIM keys, DMARC policies, addresses,
 //! PTR names), kept for the records' TTLs. hickory already caches raw answers; these save
 //! re-parsing the same SPF or DMARC record for every message from a busy sender.
+//!
+//! mail-auth asks a cache before its resolver, so the caches are also where answers are put
+//! in ahead: [`crate::dns::Dns`] fills them, and offline DNS (tests) gives every question no
+//! entry answers a fixed "no such record" instead of asking a resolver.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -9,18 +13,28 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use mail_auth::{MX, Parameters, RecordSet, ResolverCache, Txt};
+use mail_auth::hickory_resolver::proto::op::ResponseCode;
+use mail_auth::{DnsError, DnssecStatus, Error, MX, Parameters, RecordSet, ResolverCache, Txt};
 
 /// Entries per cache; past it expired entries are dropped, and if that is not enough, all.
 const MAX_ENTRIES: usize = 10_000;
 
 pub struct TtlCache<K, V> {
     map: Mutex<HashMap<K, (V, Instant)>>,
+    /// What a question with no entry gets: `None` sends it to the resolver (live DNS); offline
+    /// DNS answers "no such record" here instead.
+    unanswered: Option<V>,
 }
 
 impl<K, V> Default for TtlCache<K, V> {
     fn default() -> Self {
-        TtlCache { map: Mutex::new(HashMap::new()) }
+        TtlCache { map: Mutex::new(HashMap::new()), unanswered: None }
+    }
+}
+
+impl<K, V> TtlCache<K, V> {
+    fn answering(unanswered: V) -> Self {
+        TtlCache { map: Mutex::new(HashMap::new()), unanswered: Some(unanswered) }
     }
 }
 
@@ -31,7 +45,8 @@ impl<K: Hash + Eq, V: Clone> ResolverCache<K, V> for TtlCache<K, V> {
         Q: Hash + Eq + ?Sized,
     {
         let map = self.map.lock().expect("cache lock");
-        map.get(name).filter(|(_, until)| *until > Instant::now()).map(|(v, _)| v.clone())
+        let hit = map.get(name).filter(|(_, until)| *until > Instant::now()).map(|(v, _)| v.clone());
+        hit.or_else(|| self.unanswered.clone())
     }
 
     fn remove<Q>(&self, name: &Q) -> Option<V>
@@ -58,7 +73,7 @@ impl<K: Hash + Eq, V: Clone> ResolverCache<K, V> for TtlCache<K, V> {
     }
 }
 
-type TxtCache = TtlCache<Box<str>, Txt>;
+pub type TxtCache = TtlCache<Box<str>, Txt>;
 type MxCache = TtlCache<Box<str>, RecordSet<MX>>;
 type V4Cache = TtlCache<Box<str>, RecordSet<Ipv4Addr>>;
 type V6Cache = TtlCache<Box<str>, RecordSet<Ipv6Addr>>;
@@ -69,14 +84,36 @@ pub type Cached<'x, P> = Parameters<'x, P, TxtCache, MxCache, V4Cache, V6Cache, 
 
 #[derive(Default)]
 pub struct Caches {
-    txt: TxtCache,
-    mx: MxCache,
-    v4: V4Cache,
-    v6: V6Cache,
-    ptr: PtrCache,
+    pub txt: TxtCache,
+    pub mx: MxCache,
+    pub v4: V4Cache,
+    pub v6: V6Cache,
+    pub ptr: PtrCache,
+}
+
+/// An answer as mail-auth's resolver returns it.
+pub fn records<T>(items: Vec<T>) -> RecordSet<T> {
+    RecordSet { rrset: items.into(), dnssec_status: DnssecStatus::Indeterminate }
+}
+
+/// The error mail-auth's resolver gives for NXDOMAIN.
+pub fn not_found() -> Error {
+    Error::Dns(DnsError::RecordNotFound(ResponseCode::NXDomain))
 }
 
 impl Caches {
+    /// Caches for offline DNS: a TXT question nobody answered gets NXDOMAIN, a PTR question an
+    /// answer without names (no PTR). Address and MX questions still go to the resolver
+    /// (which has no servers, so they fail): mail-auth's SPF `exists:` counts any cached
+    /// address answer, even an empty one, as "the name exists".
+    pub fn offline() -> Caches {
+        Caches {
+            txt: TtlCache::answering(Txt::Error(not_found())),
+            ptr: TtlCache::answering(records(Vec::new())),
+            ..Caches::default()
+        }
+    }
+
     pub fn params<'x, P>(&'x self, params: P) -> Cached<'x, P> {
         Parameters::new(params)
             .with_txt_cache(&self.txt)

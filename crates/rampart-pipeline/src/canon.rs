@@ -17,8 +17,7 @@ pub fn trimmed_len(message: &[u8], body_offset: usize) -> Option<usize> {
     // content stays: it belongs to that line.
     let mut end = body.len();
     let mut cut = None;
-    loop {
-        let Some(line_end) = end.checked_sub(2).filter(|&i| &body[i..end] == b"\r\n") else { break };
+    while let Some(line_end) = end.checked_sub(2).filter(|&i| &body[i..end] == b"\r\n") {
         let line_start = memchr::memmem::rfind(&body[..line_end], b"\r\n").map_or(0, |i| i + 2);
         let line = &body[line_start..line_end];
         if line.is_empty() || !line.iter().all(|&b| b == b' ' || b == b'\t') {

@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rampart_pipeline::{Entry, Outcome, Reason, Stage, Trail};
 use rampart_store::{Delivery, Folder, Outbound as QueuedOutbound, QueueEntry, QueueRcpt, RcptState, RcptUpdate, Store, Target};
 use tokio::sync::{Notify, Semaphore};
 use tracing::{info, warn};
@@ -202,7 +203,7 @@ impl Runner {
 
     async fn store_bounce(&self, id: &str, to: &str, report: Vec<u8>) -> Result<(), rampart_store::StoreError> {
         let rcpts = [to.to_string()];
-        let generated = Generated { id, sender: "", rcpts: &rcpts, message: &report, reason: "delivery_status_notification", is_dsn: true };
+        let generated = Generated { id, sender: "", rcpts: &rcpts, message: &report, reason: Reason::DeliveryStatusNotification, is_dsn: true };
         let done = inject(self.store.as_ref(), &self.outbound.hostname, &self.options.recipient_delimiter, &generated).await?;
         if done.local == 0 && !done.queued {
             return Err(rampart_store::StoreError::NotFound(format!("local sender {to}")));
@@ -222,7 +223,7 @@ pub struct Generated<'a> {
     pub rcpts: &'a [String],
     pub message: &'a [u8],
     /// The trail's reason for accepting it.
-    pub reason: &'a str,
+    pub reason: Reason,
     /// A delivery status notification, which must never cause another.
     pub is_dsn: bool,
 }
@@ -268,7 +269,7 @@ pub async fn inject(store: &dyn Store, hostname: &str, delimiter: &str, g: &Gene
     writer.write(g.message).await?;
     let blob = writer.finish().await?;
     let received = format!("Received: by {hostname} (Rampart) id {};\r\n\t{}\r\n", g.id, chrono::Utc::now().to_rfc2822());
-    let trail = serde_json::json!([{"stage": "queue", "result": "pass", "reason": g.reason}]).to_string();
+    let trail = generated_trail(g.reason);
     store
         .deliver(Delivery {
             blob,
@@ -287,6 +288,11 @@ pub async fn inject(store: &dyn Store, hostname: &str, delimiter: &str, g: &Gene
         })
         .await?;
     Ok(done)
+}
+
+/// The trail of a generated message: the queue stage accepted it, for `reason`.
+fn generated_trail(reason: Reason) -> String {
+    Trail(vec![Entry::new(Stage::Queue, Outcome::Pass, reason)]).to_json()
 }
 
 fn humanize(d: Duration) -> String {
@@ -315,5 +321,17 @@ mod tests {
         assert_eq!(super::humantime_like(0), "0s");
         assert_eq!(super::humantime_like(90), "1m30s");
         assert_eq!(super::humantime_like(5 * 86400), "5d");
+    }
+
+    /// The typed trail is the JSON the hand-written one was.
+    #[test]
+    fn generated_trail_json() {
+        for (reason, name) in [
+            (super::Reason::DeliveryStatusNotification, "delivery_status_notification"),
+            (super::Reason::DmarcReportSent, "dmarc_report_sent"),
+        ] {
+            let typed: serde_json::Value = serde_json::from_str(&super::generated_trail(reason)).unwrap();
+            assert_eq!(typed, serde_json::json!([{"stage": "queue", "result": "pass", "reason": name}]));
+        }
     }
 }

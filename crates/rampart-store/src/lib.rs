@@ -403,6 +403,9 @@ pub trait Store: Send + Sync + 'static {
     /// Evaluations stored before `until` (unix seconds): (domain, JSON, time).
     async fn dmarc_evaluations(&self, until: i64) -> Result<Vec<(String, String, i64)>>;
     async fn delete_dmarc_evaluations(&self, until: i64) -> Result<()>;
+    /// Forgets the evaluations of one domain stored before `until`: those a report run sent
+    /// (or had nobody to send to); other domains' wait for the next run.
+    async fn delete_dmarc_evaluations_of(&self, domain: &str, until: i64) -> Result<()>;
     /// Stores a received report; one already stored (same organization and id) is ignored.
     async fn add_dmarc_report(&self, report: DmarcReport) -> Result<bool>;
     async fn dmarc_reports(&self) -> Result<Vec<DmarcReport>>;

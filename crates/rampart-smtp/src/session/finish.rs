@@ -209,6 +209,18 @@ impl Connection {
             return;
         }
         let Some(r) = rampart_pipeline::report::parse_received(raw) else { return };
+        let domains = match self.services.store.list_domains().await {
+            Ok(domains) => domains,
+            Err(e) => {
+                warn!(event = "store_error", id = %tx.id, error = %e, what = "dmarc report");
+                return;
+            }
+        };
+        // RFC 7489 §7.2: only an authenticated report about one of our domains is kept.
+        if let Err(refused) = rampart_pipeline::report::accept_received(trail, &r, &domains) {
+            info!(event = "dmarc_report_refused", ip = %self.remote.ip(), id = %tx.id, domain = %r.domain, reason = refused.as_str());
+            return;
+        }
         let stored = rampart_store::DmarcReport {
             org_name: r.org_name,
             report_id: r.report_id,

@@ -744,6 +744,15 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn delete_dmarc_evaluations_of(&self, domain: &str, until: i64) -> Result<()> {
+        let domain = domain.to_ascii_lowercase();
+        self.write(move |conn, _| {
+            conn.execute("DELETE FROM dmarc_evaluations WHERE domain = ?1 AND created < ?2", params![domain, until])?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn add_dmarc_report(&self, report: crate::DmarcReport) -> Result<bool> {
         self.write(move |conn, _| senderauth::add_dmarc_report(conn, &report)).await
     }

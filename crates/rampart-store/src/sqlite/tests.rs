@@ -295,6 +295,15 @@ async fn dmarc_evaluations_reports_and_state() {
     assert_eq!(store.dmarc_evaluations(far).await.unwrap().len(), 1);
     store.delete_dmarc_evaluations(far).await.unwrap();
     assert!(store.dmarc_evaluations(far).await.unwrap().is_empty());
+    // One domain's evaluations go, another's stay.
+    store.add_dmarc_evaluation("a.test", "{}").await.unwrap();
+    store.add_dmarc_evaluation("B.test", "{}").await.unwrap();
+    store.delete_dmarc_evaluations_of("A.TEST", far).await.unwrap();
+    let left = store.dmarc_evaluations(far).await.unwrap();
+    assert_eq!(left.iter().map(|(d, _, _)| d.as_str()).collect::<Vec<_>>(), ["b.test"]);
+    store.delete_dmarc_evaluations_of("b.test", now() - 10).await.unwrap();
+    assert_eq!(store.dmarc_evaluations(far).await.unwrap().len(), 1, "only evaluations stored before `until` go");
+    store.delete_dmarc_evaluations(far).await.unwrap();
     let r = crate::DmarcReport {
         org_name: "Big".into(),
         report_id: "7".into(),
