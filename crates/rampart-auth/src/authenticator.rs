@@ -155,12 +155,11 @@ impl Authenticator {
     /// the exchange looks the same either way until its final step.
     pub(crate) async fn scram_keys(&self, user: &str) -> Result<(Option<Identity>, ScramKeys), Failure> {
         let creds = self.credentials(user).await?;
-        if let Some(c) = creds {
-            if let Some(keys) = c.scram_sha256.as_deref().and_then(ScramKeys::decode) {
+        if let Some(c) = creds
+            && let Some(keys) = c.scram_sha256.as_deref().and_then(ScramKeys::decode) {
                 let id = Identity { account: c.account.id, address: c.account.address, app_password: None };
                 return Ok((Some(id), keys));
             }
-        }
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&self.secret).expect("HMAC accepts any key length");
         mac.update(user.to_lowercase().as_bytes());
         let salt = mac.finalize().into_bytes()[..16].to_vec();

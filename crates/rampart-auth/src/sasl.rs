@@ -184,7 +184,7 @@ impl Exchange {
             (State::ScramWait, Some(r)) => self.scram_first(r).await,
             (State::ScramFinal(pending), Some(r)) => self.scram_final(*pending, r),
             // RFC 5802 §3: after the server-final message the client has nothing more to say.
-            (State::ScramDone(identity), Some(r)) if r.is_empty() => Step::Success(identity),
+            (State::ScramDone(identity), Some([])) => Step::Success(identity),
             (State::ScramDone(_), Some(_)) => Step::Failure(Failure::Malformed("unexpected data after SCRAM")),
             (_, None) => Step::Failure(Failure::Malformed("a response is needed")),
             (State::Finished, Some(_)) => Step::Failure(Failure::Malformed("the exchange is over")),

@@ -113,11 +113,10 @@ fn header(message: &[u8], name: &str) -> String {
             Some(v) if line.starts_with([' ', '\t']) => v.push_str(line.trim_end()),
             Some(_) => break,
             None => {
-                if let Some((k, v)) = line.split_once(':') {
-                    if k.eq_ignore_ascii_case(name) {
+                if let Some((k, v)) = line.split_once(':')
+                    && k.eq_ignore_ascii_case(name) {
                         value = Some(v.trim().to_string());
                     }
-                }
             }
         }
     }

@@ -202,7 +202,8 @@ impl Connection {
             }
     }
 
-    /// Mail to `[dmarc] report_address` that holds an aggregate report is parsed and stored.
+    /// Mail to `[dmarc] report_address` that holds an aggregate report is parsed, and kept when
+    /// it passed DMARC and is about one of our domains (RFC 7489 §7.2).
     async fn maybe_dmarc_report(&self, tx: &Transaction, raw: &[u8], report_address: &str, trail: &mut Trail) {
         let to_reports = tx.rcpts.iter().any(|r| r.trim_matches(['<', '>']).eq_ignore_ascii_case(report_address));
         if !to_reports {
