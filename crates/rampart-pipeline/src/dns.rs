@@ -100,6 +100,18 @@ impl Dns {
         }
     }
 
+    /// The A records of a DNS blocklist name (RFC 5782 §2.1), cached for their TTL: `None` when
+    /// the name does not exist (not listed). Offline, a name nobody put an answer for is not
+    /// listed.
+    pub(crate) async fn list_lookup(&self, name: &str) -> Result<Option<Vec<std::net::Ipv4Addr>>, DnsFailure> {
+        match self.auth.ipv4_lookup(name, Some(&self.caches.v4)).await {
+            Ok(set) => Ok(Some(set.rrset.to_vec())),
+            Err(Error::Dns(DnsError::RecordNotFound(_))) => Ok(None),
+            Err(_) if self.offline => Ok(None),
+            Err(_) => Err(DnsFailure(name.to_string())),
+        }
+    }
+
     /// Answers TXT questions for `name` with `record`, parsed as what mail-auth asks there: a
     /// DMARC policy under `_dmarc.`, a DKIM key under `._domainkey.`, an SPF record elsewhere.
     /// A record that does not parse is kept as the parse error, as a live lookup would be.

@@ -19,6 +19,7 @@ pub mod decide;
 pub mod dkim;
 pub mod dns;
 pub mod headers;
+pub mod lists;
 pub mod report;
 pub mod trail;
 

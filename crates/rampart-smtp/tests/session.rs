@@ -44,6 +44,7 @@ async fn fixture() -> Fixture {
         hide_client: false,
         queue_wakeup: Arc::new(tokio::sync::Notify::new()),
         sender_auth: Default::default(),
+        filters: Default::default(),
         guard: rampart_guard::Guard::new(&rampart_config::Config::default(), store_dyn.clone()),
     });
     Fixture { _dir: dir, store, services }

@@ -36,6 +36,30 @@ pub fn auth_settings(config: &Config) -> rampart_auth::AuthSettings {
 }
 
 /// The checker and policy from `[auth_checks]`, `[dkim]` and `[dmarc]`.
+/// The content layer's settings and tools, from `[filter]`.
+pub fn filters(config: &Config) -> anyhow::Result<rampart_smtp::session::Filters> {
+    let f = &config.filter;
+    let list = |l: &rampart_config::Dnsbl| rampart_pipeline::lists::List {
+        zone: l.zone.clone(),
+        score: l.score,
+        // Validated as IPv4 addresses by `rampart config check`.
+        codes: l.codes.iter().filter_map(|(k, v)| Some((k.parse().ok()?, *v))).collect(),
+        reject: l.reject,
+    };
+    let dns = if f.dnsbl.is_empty() && f.domainbl.is_empty() {
+        None
+    } else {
+        let resolver = rampart_smtp::dns::resolver(&config.dns.nameservers).map_err(|e| anyhow!("dns.nameservers: {e}"))?;
+        Some(Arc::new(rampart_pipeline::Dns::new(resolver)))
+    };
+    Ok(rampart_smtp::session::Filters {
+        dns,
+        dnsbl: f.dnsbl.iter().map(list).collect(),
+        domainbl: f.domainbl.iter().map(list).collect(),
+        max_domain_lookups: f.max_domain_lookups,
+    })
+}
+
 pub fn sender_auth(config: &Config) -> anyhow::Result<rampart_smtp::session::SenderAuth> {
     use rampart_config::{SpfFail, TempErrorAction};
     let ac = &config.auth_checks;
@@ -153,6 +177,7 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
         queue_wakeup: queue_wakeup.clone(),
         sender_auth,
         guard: guard.clone(),
+        filters: filters(&config)?,
     });
     let runner = crate::queue::runner(&config, store.clone(), queue_wakeup)?;
     // IMAP shares the authenticator and the guard (failure counts, bans) with SMTP.

@@ -90,6 +90,10 @@ impl Session {
             return Next::Reply(Connection::reply(&conn.decide(entry)));
         }
         let shown = to.to_string();
+        // A client on a blocklist with `reject` never gets a recipient, so never reaches DATA.
+        if let Some(listed) = conn.listings().await.iter().find(|e| rampart_pipeline::refusal(e).is_some()).cloned() {
+            return conn.rcpt_refused(&shown, listed).await;
+        }
         let resolved = match conn.resolve_recipient(&to).await {
             Ok(_) if !conn.services.guard.smtp_recipient(conn.remote.ip()) => {
                 Err(Entry::new(Stage::Rate, Outcome::TempError, Reason::RecipientsPerHour))

@@ -59,10 +59,11 @@ impl Connection {
         Ok(self.store(tx, &decision, trail, submitted, inbound, received).await)
     }
 
-    /// The trail every message of this connection starts with: the guard's finding and, on
-    /// submission, who logged in.
+    /// The trail every message of this connection starts with: the guard's finding, the client
+    /// blocklists' and, on submission, who logged in.
     fn message_trail(&self) -> Trail {
         let mut trail = Trail(vec![self.connect.clone()]);
+        trail.extend(self.known_listings().iter().cloned());
         if let Some(user) = &self.user {
             trail.push(Entry::new(Stage::Auth, Outcome::Pass, Reason::Authenticated).detail(user.address.clone()));
         }

@@ -20,6 +20,7 @@ mod auth;
 mod checks;
 mod content;
 mod envelope;
+mod filters;
 mod finish;
 mod policy;
 mod state;
@@ -39,6 +40,7 @@ use crate::reply::Reply;
 use state::Phase;
 
 pub use checks::SenderAuth;
+pub use filters::Filters;
 pub use policy::SenderPolicy;
 
 /// What the session does on a listener.
@@ -86,6 +88,8 @@ pub struct Services {
     pub sender_auth: SenderAuth,
     /// Counts failures, probes and rates per client; may ban.
     pub guard: Arc<rampart_guard::Guard>,
+    /// The content layer: blocklists, spam scoring, greylisting, quarantine.
+    pub filters: Filters,
 }
 
 /// One listener's settings, shared by its sessions.
@@ -164,6 +168,8 @@ pub(crate) struct Connection {
     connect: Entry,
     /// iprev of the client, looked up once per connection at the first MAIL.
     iprev: Option<(mail_auth::IprevOutput, Entry)>,
+    /// What the client address blocklists say, asked once per connection.
+    listings: filters::Listings,
 }
 
 pub struct Session {
@@ -192,7 +198,19 @@ fn ends_group(cmd: &Command) -> Option<&'static str> {
 impl Session {
     /// A session for a client the guard let in; `connect` records on what grounds.
     pub fn new(services: Arc<Services>, settings: Arc<Settings>, remote: SocketAddr, connect: Entry) -> Session {
-        let conn = Connection { services, settings, remote, tls: None, user: None, auth_failures: 0, errors: 0, connect, iprev: None };
+        let mut conn = Connection {
+            services,
+            settings,
+            remote,
+            tls: None,
+            user: None,
+            auth_failures: 0,
+            errors: 0,
+            connect,
+            iprev: None,
+            listings: Default::default(),
+        };
+        conn.start_listings();
         Session { conn, phase: Phase::Connected, sync_point: None }
     }
 
