@@ -319,6 +319,7 @@ impl MilterSession {
     /// MAIL FROM: the sender as given (`<a@b>`, `<>`) and its ESMTP parameters. Starts a
     /// message; a message still open with this filter is aborted first.
     pub async fn mail(&mut self, macros: &Macros, from: &str, params: &[&str]) -> Result<Step, Error> {
+        self.usable(Stage::Mail)?;
         if self.msg != Msg::Idle {
             self.abort().await?;
         }
@@ -366,6 +367,7 @@ impl MilterSession {
     /// Body bytes (CRLF line ends, as stored), sent in chunks of at most 64 KiB. Call it as
     /// often as needed; after the filter answers SKIP the rest is not sent.
     pub async fn body(&mut self, bytes: &[u8]) -> Result<Step, Error> {
+        self.usable(Stage::Body)?;
         for chunk in bytes.chunks(BODY_CHUNK) {
             if !self.plan.body || self.skip_body || !self.in_message() {
                 break;
@@ -383,6 +385,7 @@ impl MilterSession {
     /// earlier in the message stands (it is returned, and the filter told the message is over);
     /// without the `eom` stage offered the message is aborted and accepted here.
     pub async fn eom(&mut self, macros: &Macros) -> Result<Eom, Error> {
+        self.usable(Stage::Eom)?;
         let verdict = match &self.msg {
             Msg::Decided(v) => Some(v.clone()),
             Msg::Open if self.conn == Conn::Open && self.plan.eom => None,
@@ -411,6 +414,7 @@ impl MilterSession {
     /// filter, a dropped client): tells the filter (`SMFIC_ABORT`, no answer). Does nothing
     /// when no message is open with this filter.
     pub async fn abort(&mut self) -> Result<(), Error> {
+        self.usable(Stage::Abort)?;
         if self.msg == Msg::Idle || self.conn != Conn::Open {
             self.msg = Msg::Idle;
             return Ok(());
@@ -429,6 +433,11 @@ impl MilterSession {
         Ok(())
     }
 
+    /// After a failure every call fails: the conversation's state is unknown.
+    fn usable(&self, stage: Stage) -> Result<(), Error> {
+        if self.conn == Conn::Broken { Err(self.error(stage, ErrorKind::Broken)) } else { Ok(()) }
+    }
+
     fn in_message(&self) -> bool {
         self.conn == Conn::Open && self.msg == Msg::Open
     }
@@ -437,6 +446,7 @@ impl MilterSession {
     /// the verdict ends: the connection at connect/HELO, only the recipient for reject and
     /// tempfail at RCPT, the message otherwise.
     async fn step(&mut self, stage: Stage, send: bool, macros: &Macros, extra: &[(&str, &str)], cmd: Command<'_>) -> Result<Step, Error> {
+        self.usable(stage)?;
         if !send {
             return Ok(Step::Continue);
         }
