@@ -9,9 +9,9 @@
 //!   as they are; [`Clamd::scan_reader`] reads the caller's stream (a blob file) through one
 //!   [`CHUNK`]-sized buffer. Nothing is written to a temporary file and the message is never
 //!   held twice.
-//! - **StreamMaxLength.** clamd refuses a stream longer than its `StreamMaxLength` (Debian's
-//!   default 25 MiB): it answers `INSTREAM size limit exceeded. ERROR` and closes the
-//!   connection, possibly while we are still sending. We read clamd's reply while sending, so
+//! - **StreamMaxLength.** clamd refuses a stream longer than its `StreamMaxLength` (100 MiB by
+//!   default, 25 MiB in Debian's packaged clamd.conf): it answers `INSTREAM size limit
+//!   exceeded. ERROR` and closes the connection, possibly while we are still sending. We read clamd's reply while sending, so
 //!   that answer is seen even when clamd stops reading, and it becomes the typed
 //!   [`Error::SizeLimitExceeded`] (the message was *not* scanned: the caller applies
 //!   `on_error`). Keep `[filter.antivirus] max_size` at or below StreamMaxLength: messages over
