@@ -334,6 +334,16 @@ mod tests {
         Clamd::new(Address::Tcp("127.0.0.1:1".into()), Duration::from_secs(1), 100)
     }
 
+    /// The SMTP server runs scans on spawned tasks.
+    #[test]
+    fn scans_can_run_on_any_thread() {
+        fn send<T: Send>(_: T) {}
+        let c = clamd();
+        send(c.scan_bytes(b""));
+        send(c.scan_reader(tokio::io::empty(), 0));
+        send(c.ping());
+    }
+
     #[test]
     fn replies_map_to_typed_results() {
         let c = clamd();

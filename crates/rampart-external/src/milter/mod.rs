@@ -5,6 +5,8 @@
 //! - [`session`]: [`MilterSession`], one conversation with one filter over TCP or a Unix
 //!   socket: negotiation, the SMTP events in order, timeouts, and the end-of-message verdict
 //!   with its modifications.
+//! - [`types`]: what a session returns — steps, verdicts, the end-of-message answer, errors;
+//!   [`eom`]: the checks and caps on a filter's modifications.
 //! - [`macros`]: the macro values (`j`, `i`, `{auth_authen}`, ...) sent before commands.
 //! - [`content`]: splitting a stored message into the header fields and body a filter gets.
 //!
@@ -16,9 +18,12 @@
 
 pub mod codec;
 pub mod content;
+pub mod eom;
 pub mod macros;
 pub mod session;
+pub mod types;
 
 pub use codec::{Modification, Peer, SmtpReply};
 pub use macros::Macros;
-pub use session::{Eom, Error, ErrorKind, MilterSession, Stage, Step, Verdict};
+pub use session::MilterSession;
+pub use types::{Eom, Error, ErrorKind, Stage, Step, Verdict};

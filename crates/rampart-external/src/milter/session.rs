@@ -21,136 +21,24 @@
 //! a malformed or unexpected answer) leaves the session unusable; the caller applies
 //! `on_error` and drops it.
 //!
-//! Limits at end of message: at most [`MAX_MODIFICATIONS`] modifications of at most
-//! [`MAX_MODIFICATION_BYTES`] together (besides the body), and a replacement body of at most
-//! the session's `max_body` ([`DEFAULT_MAX_BODY`] unless set): a filter cannot make us hold
-//! more.
+//! Limits at end of message (see [`super::eom`]): at most 1000 modifications of at most 1 MiB
+//! together (besides the body), and a replacement body of at most the session's `max_body`
+//! ([`DEFAULT_MAX_BODY`] unless set): a filter cannot make us hold more.
 
-use std::fmt;
 use std::io;
 use std::time::Duration;
 
 use rampart_config::Milter;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::codec::{Actions, BODY_CHUNK, Command, DecodeError, EncodeError, MIN_VERSION, MacroStage, Modification, OptNeg, Peer, Protocol, Reply, SmtpReply, VERSION, packet_len};
+use super::codec::{Actions, BODY_CHUNK, Command, MIN_VERSION, MacroStage, OptNeg, Peer, Protocol, Reply, VERSION, packet_len};
+use super::eom::Mods;
 use super::macros::{Macros, Wanted};
+use super::types::{Eom, Error, ErrorKind, Stage, Step, Verdict};
 use crate::net::{Address, Stream};
 
-/// Most modifications one end of message may carry (headers, recipients, sender, quarantine).
-pub const MAX_MODIFICATIONS: usize = 1000;
-/// Most bytes those modifications may hold together (the body aside).
-pub const MAX_MODIFICATION_BYTES: usize = 1024 * 1024;
 /// The largest replacement body, unless [`MilterSession::set_max_body`] says otherwise.
 pub const DEFAULT_MAX_BODY: usize = 64 * 1024 * 1024;
-
-/// A step of the conversation, named in errors and logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    Negotiate,
-    Connect,
-    Helo,
-    Mail,
-    Rcpt,
-    Data,
-    Header,
-    Eoh,
-    Body,
-    Eom,
-    Abort,
-    Quit,
-}
-
-impl fmt::Display for Stage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = match self {
-            Stage::Negotiate => "negotiate",
-            Stage::Connect => "connect",
-            Stage::Helo => "helo",
-            Stage::Mail => "mail",
-            Stage::Rcpt => "rcpt",
-            Stage::Data => "data",
-            Stage::Header => "header",
-            Stage::Eoh => "eoh",
-            Stage::Body => "body",
-            Stage::Eom => "eom",
-            Stage::Abort => "abort",
-            Stage::Quit => "quit",
-        };
-        f.write_str(s)
-    }
-}
-
-/// What a command got: go on, or a final answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    /// Go on (also when the step was not sent: not offered, not wanted, or already decided).
-    Continue,
-    Verdict(Verdict),
-}
-
-/// A filter's final answer. Its scope depends on the stage: at connect or HELO the whole
-/// connection (the session then sends nothing more but QUIT); at RCPT, reject and tempfail
-/// refuse only that recipient; elsewhere the message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Accept without further filtering (`a`, or `c` at end of message).
-    Accept,
-    /// Refuse for good (`r`, or a 5xx `y` with the filter's reply).
-    Reject(Option<SmtpReply>),
-    /// Refuse for now (`t`, or a 4xx `y` with the filter's reply).
-    Tempfail(Option<SmtpReply>),
-    /// Accept, then drop the message (record it: it is never silent in the trail).
-    Discard,
-    /// The filter asked to end the SMTP connection (`f`, `4`): answer 421.
-    CloseConnection,
-}
-
-/// The end-of-message answer: the verdict and the modifications in the order sent. Body
-/// replacement chunks arrive merged into one [`Modification::ReplaceBody`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Eom {
-    pub verdict: Verdict,
-    pub modifications: Vec<Modification>,
-}
-
-/// Why a milter could not give an answer; the caller applies its `on_error`.
-#[derive(Debug, thiserror::Error)]
-#[error("milter {milter} at {stage}: {kind}")]
-pub struct Error {
-    pub milter: String,
-    pub stage: Stage,
-    pub kind: ErrorKind,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    #[error("address `{0}` is neither host:port nor a socket path")]
-    BadAddress(String),
-    #[error("not reachable: {0}")]
-    Unreachable(io::Error),
-    #[error("no answer within {0:?}")]
-    Timeout(Duration),
-    #[error("connection failed: {0}")]
-    Io(io::Error),
-    #[error("the filter closed the connection")]
-    Closed,
-    #[error("malformed answer: {0}")]
-    Protocol(DecodeError),
-    #[error("unexpected answer: {0}")]
-    Unexpected(&'static str),
-    #[error("option negotiation failed: {0}")]
-    Negotiation(String),
-    #[error("the filter sent `{0}` without having negotiated it")]
-    NotNegotiated(&'static str),
-    #[error("the filter sent more than we accept: {0}")]
-    TooMuch(&'static str),
-    #[error("cannot send: {0}")]
-    Encode(EncodeError),
-    #[error("the session failed earlier")]
-    Broken,
-}
 
 /// Which commands this session sends (offered by the config and wanted by the filter).
 #[derive(Debug, Clone, Copy, Default)]
@@ -562,82 +450,6 @@ impl MilterSession {
 
     fn error(&self, stage: Stage, kind: ErrorKind) -> Error {
         Error { milter: self.name.clone(), stage, kind }
-    }
-}
-
-/// Modifications gathered at end of message, checked against what was negotiated and capped.
-struct Mods {
-    actions: Actions,
-    max_body: usize,
-    list: Vec<Modification>,
-    bytes: usize,
-    body: Option<usize>,
-}
-
-impl Mods {
-    fn new(actions: Actions, max_body: usize) -> Mods {
-        Mods { actions, max_body, list: Vec::new(), bytes: 0, body: None }
-    }
-
-    fn push(&mut self, m: Modification) -> Result<(), ErrorKind> {
-        let (needed, name) = required_action(&m);
-        if !needed.iter().any(|a| self.actions.contains(*a)) {
-            return Err(ErrorKind::NotNegotiated(name));
-        }
-        if let Modification::ReplaceBody(chunk) = m {
-            return self.push_body(chunk);
-        }
-        self.bytes += modification_size(&m);
-        if self.list.len() >= MAX_MODIFICATIONS || self.bytes > MAX_MODIFICATION_BYTES {
-            return Err(ErrorKind::TooMuch("modifications"));
-        }
-        self.list.push(m);
-        Ok(())
-    }
-
-    /// Body chunks are appended to the first replacement, in order.
-    fn push_body(&mut self, chunk: Vec<u8>) -> Result<(), ErrorKind> {
-        let Some(i) = self.body else {
-            if chunk.len() > self.max_body {
-                return Err(ErrorKind::TooMuch("replacement body"));
-            }
-            self.body = Some(self.list.len());
-            self.list.push(Modification::ReplaceBody(chunk));
-            return Ok(());
-        };
-        let Modification::ReplaceBody(body) = &mut self.list[i] else { unreachable!("index of the body entry") };
-        if body.len() + chunk.len() > self.max_body {
-            return Err(ErrorKind::TooMuch("replacement body"));
-        }
-        body.extend_from_slice(&chunk);
-        Ok(())
-    }
-}
-
-/// The actions (any one suffices) that allow a modification, and its name for errors.
-fn required_action(m: &Modification) -> (&'static [Actions], &'static str) {
-    match m {
-        Modification::AddHeader { .. } => (&[Actions::ADD_HEADERS], "add header"),
-        // libmilter's smfi_insheader asks for ADD_HEADERS, not CHANGE_HEADERS.
-        Modification::InsertHeader { .. } => (&[Actions::ADD_HEADERS], "insert header"),
-        Modification::ChangeHeader { .. } => (&[Actions::CHANGE_HEADERS], "change header"),
-        Modification::ReplaceBody(_) => (&[Actions::CHANGE_BODY], "replace body"),
-        Modification::AddRcpt { args: None, .. } => (&[Actions::ADD_RCPT, Actions::ADD_RCPT_PAR], "add recipient"),
-        Modification::AddRcpt { args: Some(_), .. } => (&[Actions::ADD_RCPT_PAR], "add recipient with parameters"),
-        Modification::DelRcpt(_) => (&[Actions::DEL_RCPT], "delete recipient"),
-        Modification::ChangeFrom { .. } => (&[Actions::CHANGE_FROM], "change sender"),
-        Modification::Quarantine(_) => (&[Actions::QUARANTINE], "quarantine"),
-    }
-}
-
-fn modification_size(m: &Modification) -> usize {
-    match m {
-        Modification::AddHeader { name, value }
-        | Modification::ChangeHeader { name, value, .. }
-        | Modification::InsertHeader { name, value, .. } => name.len() + value.len(),
-        Modification::AddRcpt { rcpt: a, args } | Modification::ChangeFrom { from: a, args } => a.len() + args.as_ref().map_or(0, String::len),
-        Modification::DelRcpt(s) | Modification::Quarantine(s) => s.len(),
-        Modification::ReplaceBody(b) => b.len(),
     }
 }
 
