@@ -2,7 +2,7 @@
 //! socket), negotiates options, then offers it the SMTP events of one connection — connect,
 //! HELO, and per message MAIL, RCPT, DATA, headers, end of headers, body, end of message — and
 //! turns its answers into [`Step`]s and, at end of message, a [`Verdict`] with the
-//! [`Modification`]s it asked for.
+//! [`Modification`](super::Modification)s it asked for.
 //!
 //! Negotiation (OPTNEG): we speak version 6, allow every action of version 6, and offer every
 //! `SMFIP_NO*` and `SMFIP_NR_*` flag and SKIP. A filter may choose a subset; anything else (a
