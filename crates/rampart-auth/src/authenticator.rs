@@ -85,7 +85,7 @@ impl Authenticator {
     }
 
     async fn credentials(&self, user: &str) -> Result<Option<Credentials>, Failure> {
-        self.store.credentials(user).await.map_err(|e| Failure::Temporary(e.to_string()))
+        self.store.credentials(user).await.map_err(|e| Failure::Temporary(e.chain().to_string()))
     }
 
     /// Checks a password (the account's or one of its app passwords). argon2 runs on the

@@ -3,7 +3,8 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, KeyInit, Mac};
-use rampart_store::{SqliteStore, Store};
+use rampart_store::SqliteStore;
+use rampart_store::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::*;

@@ -260,7 +260,7 @@ impl Guard {
                     .collect();
                 self.state.lock().expect("guard lock").bans = active;
             }
-            Err(e) => warn!(event = "guard_refresh_failed", error = %e),
+            Err(e) => warn!(event = "guard_refresh_failed", error = %e.chain()),
         }
         let _ = self.store.bans_prune(now - BAN_MEMORY.as_secs() as i64).await;
     }
@@ -384,7 +384,7 @@ impl Guard {
         let now = now_unix();
         let ban = Ban { net: key.clone(), until: now + duration.as_secs() as i64, reason: reason.to_string(), offenses, updated: now };
         if let Err(e) = self.store.ban_put(&ban).await {
-            warn!(event = "ban_store_failed", net = %key, error = %e);
+            warn!(event = "ban_store_failed", net = %key, error = %e.chain());
         }
         warn!(event = "ban", ip = %key, until = %fmt_time(ban.until), reason, offenses, seconds = duration.as_secs());
         metrics::counter!("rampart_bans_total", "reason" => reason.to_string()).increment(1);
@@ -453,7 +453,7 @@ impl Guard {
             }
         }
         if let Err(e) = self.store.known_login_put(&user, &net.to_string(), now_unix()).await {
-            warn!(event = "guard_store_failed", error = %e);
+            warn!(event = "guard_store_failed", error = %e.chain());
         }
     }
 

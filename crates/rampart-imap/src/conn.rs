@@ -161,7 +161,7 @@ impl Driver {
         n: u64,
         wait: Duration,
     ) -> std::io::Result<Option<Result<rampart_store::BlobWriter, String>>> {
-        let mut staged = session.services().store.blob_writer().map_err(|e| e.to_string());
+        let mut staged = session.services().store.blob_writer().map_err(|e| e.chain().to_string());
         let mut left = n;
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -169,7 +169,7 @@ impl Driver {
             if take > 0 {
                 if let Ok(w) = &mut staged
                     && let Err(e) = w.write(&self.buf[self.start..self.start + take]).await {
-                        staged = Err(e.to_string());
+                        staged = Err(e.chain().to_string());
                     }
                 self.start += take;
                 left -= take as u64;

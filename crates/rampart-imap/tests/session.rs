@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use rampart_config::TlsMode;
 use rampart_imap::conn;
 use rampart_imap::{Services, Session, Settings};
-use rampart_store::{Delivery, Folder, MailStore, SqliteStore, Store, Target};
+use rampart_store::prelude::*;
+use rampart_store::{Delivery, Folder, SqliteStore, Target};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 const PASSWORD: &str = "correct horse";
@@ -173,6 +174,30 @@ async fn authenticate_plain_after_a_failure() {
     let r = c.until("b ").await;
     assert!(r.starts_with("b OK [CAPABILITY"), "{r}");
     assert!(r.contains("UIDPLUS") && r.contains("MOVE") && r.contains("CONDSTORE"), "{r}");
+}
+
+#[tokio::test]
+async fn a_failed_commit_reaches_the_client_as_unavailable_without_its_detail() {
+    let f = fixture().await;
+    let mut c = Client::login(&f).await;
+    // A mailbox command: the store's answer goes through the refusal path first.
+    f.store.fail_commits(1);
+    let r = c.cmd("a", "CREATE Work").await;
+    assert!(r.starts_with("a NO [UNAVAILABLE] "), "{r}");
+    assert!(!r.contains("commit") && !r.contains("injected"), "internal detail leaked: {r}");
+    assert!(c.cmd("b", "CREATE Work").await.contains("b OK"), "the failed CREATE stored nothing");
+    // APPEND: the error goes up to the command loop.
+    f.store.fail_commits(1);
+    c.send(b"c APPEND INBOX {24+}\r\nSubject: one\r\n\r\nbody 1\r\n\r\n").await;
+    let r = c.until("c ").await;
+    assert!(r.starts_with("c NO [UNAVAILABLE] "), "{r}");
+    assert!(!r.contains("commit") && !r.contains("injected"), "internal detail leaked: {r}");
+    assert!(c.cmd("d", "SELECT INBOX").await.contains("* 0 EXISTS"));
+    // Errors the client caused keep their precise codes and the store's own words.
+    assert!(c.cmd("e", "CREATE Work").await.starts_with("e NO [ALREADYEXISTS] mailbox Work already exists"));
+    assert!(c.cmd("f", "DELETE Nowhere").await.starts_with("f NO [NONEXISTENT] mailbox Nowhere does not exist"));
+    assert!(c.cmd("g", "DELETE INBOX").await.starts_with("g NO [CANNOT] INBOX cannot be deleted"));
+    assert!(c.cmd("h", "RENAME Work Work/Sub").await.starts_with("h NO [CANNOT] cannot rename Work to Work/Sub"));
 }
 
 #[tokio::test]

@@ -64,7 +64,7 @@ impl Runner {
     pub async fn run(self: Arc<Self>) {
         loop {
             if let Err(e) = self.clone().dispatch().await {
-                warn!(event = "queue_scan_failed", error = %e);
+                warn!(event = "queue_scan_failed", error = %e.chain());
             }
             tokio::select! {
                 _ = self.wakeup.notified() => {}
@@ -123,7 +123,7 @@ impl Runner {
         let message = match self.store.queue_message(&entry.id).await {
             Ok(m) => m,
             Err(e) => {
-                warn!(event = "queue_read_failed", id = %entry.id, error = %e);
+                warn!(event = "queue_read_failed", id = %entry.id, error = %e.chain());
                 return;
             }
         };
@@ -173,7 +173,7 @@ impl Runner {
             self.bounce(entry, &failed, &message).await;
         }
         if let Err(e) = self.store.queue_update(updates).await {
-            warn!(event = "queue_update_failed", id = %entry.id, error = %e);
+            warn!(event = "queue_update_failed", id = %entry.id, error = %e.chain());
         }
     }
 
@@ -197,7 +197,7 @@ impl Runner {
         let id = crate::trace::new_id();
         match self.store_bounce(&id, &entry.sender, report).await {
             Ok(()) => info!(event = "bounce", id = %entry.id, dsn_id = %id, to = %entry.sender, rcpts = failed.len()),
-            Err(e) => warn!(event = "bounce_failed", id = %entry.id, error = %e),
+            Err(e) => warn!(event = "bounce_failed", id = %entry.id, error = %e.chain()),
         }
     }
 

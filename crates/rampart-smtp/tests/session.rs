@@ -6,7 +6,8 @@ use std::time::Duration;
 use rampart_config::TlsMode;
 use rampart_smtp::conn;
 use rampart_smtp::session::{AuthLimits, Role, SenderPolicy, Services, Session, Settings};
-use rampart_store::{SqliteStore, Store};
+use rampart_store::SqliteStore;
+use rampart_store::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 struct Fixture {

@@ -6,16 +6,17 @@
 //! and therefore never names a local mailbox — which is exactly what keeps relay tricks such
 //! as `"user@remote"@local` or `user%remote@local` from resolving to anything here.
 
-use crate::StoreError;
+use crate::{AddressProblem, StoreError};
 
-/// Returns `address` in canonical form, or why it is not a valid mailbox address.
+/// Returns `address` in canonical form, or why it is not a valid mailbox address
+/// ([`StoreError::InvalidAddress`]).
 pub fn canonical(address: &str) -> Result<String, StoreError> {
-    let bad = |why: &str| StoreError::Invalid(format!("`{address}` is not a valid address: {why}"));
-    let (local, domain) = address.rsplit_once('@').ok_or_else(|| bad("no @"))?;
+    let bad = |problem| StoreError::InvalidAddress { address: address.to_string(), problem };
+    let (local, domain) = address.rsplit_once('@').ok_or_else(|| bad(AddressProblem::NoAt))?;
     if !is_dot_atom(local) {
-        return Err(bad("the part before @ must be letters, digits and !#$&'*+-/=?^_`{|}~ between dots"));
+        return Err(bad(AddressProblem::LocalPart));
     }
-    let domain = canonical_domain(domain).ok_or_else(|| bad("the domain is not a host name"))?;
+    let domain = canonical_domain(domain).ok_or_else(|| bad(AddressProblem::Domain))?;
     Ok(format!("{}@{}", local.to_lowercase(), domain))
 }
 
@@ -95,7 +96,7 @@ mod tests {
             "bob",
             "bob@192.0.2.1",
         ] {
-            assert!(canonical(bad).is_err(), "{bad}");
+            assert!(matches!(canonical(bad), Err(StoreError::InvalidAddress { .. })), "{bad}");
         }
     }
 

@@ -10,7 +10,7 @@
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use crate::{AccountId, Blob, MailboxId, Result, Store};
+use crate::{AccountId, Blob, DeliveryStore, MailboxId, MessageStore, Result};
 
 /// The hierarchy separator of mailbox names.
 pub const DELIMITER: char = '/';
@@ -93,16 +93,20 @@ pub struct Transfer {
     pub uids: Vec<(u32, u32)>,
 }
 
+/// IMAP's role. It also writes blobs (APPEND) and reads messages (FETCH), hence its supertraits.
 #[async_trait]
-pub trait MailStore: Store {
+pub trait MailStore: DeliveryStore + MessageStore {
     async fn mailbox_state(&self, account: AccountId, name: &str) -> Result<Option<MailboxState>>;
     async fn mailbox_states(&self, account: AccountId) -> Result<Vec<MailboxState>>;
-    /// Creates the mailbox and any missing parents. `Exists` when it is already there.
+    /// Creates the mailbox and any missing parents. `Exists` when it is already there,
+    /// `InvalidName` for an empty name or level.
     async fn create_mailbox(&self, account: AccountId, name: &str, special_use: Option<&str>) -> Result<MailboxId>;
-    /// Deletes a mailbox and its messages. INBOX and mailboxes with children are refused.
+    /// Deletes a mailbox and its messages. INBOX (`InboxUndeletable`) and mailboxes with
+    /// children (`HasChildren`) are refused.
     async fn delete_mailbox(&self, account: AccountId, name: &str) -> Result<()>;
     /// Renames a mailbox and its children. Renaming INBOX moves its messages into a new
-    /// mailbox and leaves INBOX empty (RFC 3501 §6.3.5).
+    /// mailbox and leaves INBOX empty (RFC 3501 §6.3.5). Renaming to INBOX or into the
+    /// mailbox's own hierarchy is a `Conflict`.
     async fn rename_mailbox(&self, account: AccountId, from: &str, to: &str) -> Result<()>;
     async fn set_subscribed(&self, account: AccountId, name: &str, subscribed: bool) -> Result<()>;
     /// Every subscribed name, also of mailboxes that no longer exist (RFC 3501 §6.3.6).

@@ -7,7 +7,8 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use rampart_store::{SqliteStore, Store};
+use rampart_store::SqliteStore;
+use rampart_store::prelude::*;
 
 #[derive(Subcommand)]
 pub enum DomainCommand {

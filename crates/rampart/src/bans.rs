@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use rampart_store::{Ban, SqliteStore, Store};
+use rampart_store::prelude::*;
+use rampart_store::{Ban, SqliteStore};
 
 #[derive(Subcommand)]
 pub enum BanCommand {

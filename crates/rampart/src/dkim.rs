@@ -10,7 +10,8 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use rampart_pipeline::dkim::{self, Algorithm};
-use rampart_store::{DkimKey, SqliteStore, Store};
+use rampart_store::prelude::*;
+use rampart_store::{DkimKey, SqliteStore};
 
 #[derive(Subcommand)]
 pub enum DkimCommand {

@@ -10,7 +10,8 @@ use rampart_config::Config;
 use rampart_pipeline::{Checker, Reason};
 use rampart_pipeline::report::{self, Reporter};
 use rampart_smtp::queue::{Generated, inject};
-use rampart_store::{SqliteStore, Store};
+use rampart_store::SqliteStore;
+use rampart_store::prelude::*;
 use tracing::{info, warn};
 
 /// Where the time of the last report run is kept, so a restart neither skips nor repeats one.

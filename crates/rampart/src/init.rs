@@ -6,7 +6,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use rampart_store::{SqliteStore, Store};
+use rampart_store::SqliteStore;
+use rampart_store::prelude::*;
 
 /// Creates `path` with `contents` and `mode`; fails if it exists.
 fn create_file(path: &Path, contents: &str, mode: u32) -> anyhow::Result<()> {

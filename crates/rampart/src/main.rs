@@ -168,7 +168,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn dns_records(config: &std::path::Path, domain: &str) -> anyhow::Result<()> {
-    use rampart_store::Store;
+    use rampart_store::prelude::*;
     let c = serve::load_config(config, &[])?;
     let store = rampart_store::SqliteStore::open(&c.server.data_dir)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

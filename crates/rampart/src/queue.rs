@@ -8,7 +8,8 @@ use clap::Subcommand;
 use rampart_config::Config;
 use rampart_smtp::outbound::{Outbound, ResolvedRoute};
 use rampart_smtp::queue::{Runner, RunnerOptions};
-use rampart_store::{RcptState, SqliteStore, Store};
+use rampart_store::prelude::*;
+use rampart_store::{RcptState, SqliteStore};
 
 /// Builds the queue runner; every configuration problem names its key.
 pub fn runner(config: &Config, store: Arc<dyn Store>, wakeup: Arc<tokio::sync::Notify>) -> anyhow::Result<Arc<Runner>> {

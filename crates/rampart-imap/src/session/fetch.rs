@@ -46,7 +46,14 @@ impl Session {
         } else {
             Vec::new()
         };
-        let missing = answer(store.as_ref(), view, &targets, &attrs, &seen_changed, condstore, out).await?;
+        let missing = match answer(store.as_ref(), view, &targets, &attrs, &seen_changed, condstore, out).await? {
+            Answered::All { missing } => missing,
+            Answered::ClientGone(e) => {
+                // Nothing is wrong with the store: the client went away mid-answer.
+                tracing::debug!(event = "client_write_failed", ip = %self.remote.ip(), error = %e);
+                return Ok(Next::Close);
+            }
+        };
         // RFC 3501 §7.4.1: no EXPUNGE while answering FETCH.
         self.sync(out.buf(), false).await?;
         if missing {
@@ -96,9 +103,16 @@ async fn set_seen(store: &dyn MailStore, view: &mut View, targets: &[usize]) -> 
     Ok(seen_changed)
 }
 
+/// How answering a FETCH ended.
+enum Answered {
+    /// Every target was answered; `missing` when a message's text was gone.
+    All { missing: bool },
+    /// Writing to the client failed.
+    ClientGone(std::io::Error),
+}
+
 /// One `* n FETCH (...)` per target, reading each message's text only when an attribute
-/// needs it, and flushing whenever the answer passes [`FLUSH_AT`]. True when a message's
-/// text was gone.
+/// needs it, and flushing whenever the answer passes [`FLUSH_AT`].
 async fn answer<O: Output>(
     store: &dyn MailStore,
     view: &View,
@@ -107,7 +121,7 @@ async fn answer<O: Output>(
     seen_changed: &[usize],
     condstore: bool,
     out: &mut O,
-) -> Result<bool, StoreError> {
+) -> Result<Answered, StoreError> {
     let needs_content = attrs.iter().any(FetchAttr::needs_content);
     let mut missing = false;
     for &i in targets {
@@ -131,11 +145,13 @@ async fn answer<O: Output>(
         };
         let parsed = raw.as_deref().map(Parsed::new);
         write_message(out.buf(), i, &msg, attrs, parsed.as_ref(), seen_changed.contains(&i), condstore);
-        if out.buf().len() >= FLUSH_AT {
-            out.flush().await.map_err(|e| StoreError::Invalid(format!("client write failed: {e}")))?;
+        if out.buf().len() >= FLUSH_AT
+            && let Err(e) = out.flush().await
+        {
+            return Ok(Answered::ClientGone(e));
         }
     }
-    Ok(missing)
+    Ok(Answered::All { missing })
 }
 
 /// `* n FETCH (...)` for the message at view index `i`. FLAGS (and with CONDSTORE, MODSEQ)

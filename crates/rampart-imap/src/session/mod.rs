@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rampart_config::TlsMode;
-use rampart_store::{AccountId, MailStore, StoreError};
+use rampart_store::{AccountId, ErrorKind, MailStore, StoreError};
 use tracing::{debug, warn};
 
 use crate::parser::{self, Command, Kind, ParseError};
@@ -402,8 +402,7 @@ impl Session {
                 Next::Close
             }
             Err(e) => {
-                warn!(event = "imap_store_error", ip = %self.remote.ip(), error = %e);
-                line(out.buf(), &format!("{tag} NO [SERVERBUG] Internal error, try again later"));
+                self.store_failed(out.buf(), &tag, &e);
                 Next::Continue
             }
         }
@@ -447,7 +446,7 @@ impl Session {
                 false
             }
             Err(e) => {
-                warn!(event = "imap_store_error", ip = %self.remote.ip(), error = %e);
+                warn!(event = "store_error", proto = "imap", ip = %self.remote.ip(), error = %e.chain());
                 true
             }
         }
@@ -470,11 +469,18 @@ impl Session {
         }
         match self.done(out, &tag, "IDLE terminated").await {
             Ok(n) => n,
-            Err(_) => {
-                line(out, &format!("{tag} NO [SERVERBUG] Internal error"));
+            Err(e) => {
+                self.store_failed(out, &tag, &e);
                 Next::Continue
             }
         }
+    }
+
+    /// A store error the client did not cause: its cause goes to the log, the client hears
+    /// only whether trying again may help.
+    fn store_failed(&self, out: &mut Vec<u8>, tag: &str, e: &StoreError) {
+        warn!(event = "store_error", proto = "imap", ip = %self.remote.ip(), error = %e.chain());
+        line(out, &store_failure(tag, e));
     }
 
     fn starttls(&mut self, out: &mut Vec<u8>, tag: &str) -> Next {
@@ -522,12 +528,24 @@ impl Session {
     }
 }
 
-/// The response for a store error that the client caused or can act on (RFC 5530 codes).
+/// The response for a store error that the client caused or can act on (RFC 5530 codes), with
+/// the store's own text: it names only what the client gave.
 pub(crate) fn store_no(tag: &str, e: &StoreError) -> Option<String> {
-    match e {
-        StoreError::NotFound(what) => Some(format!("{tag} NO [NONEXISTENT] {what} does not exist")),
-        StoreError::Exists(what) => Some(format!("{tag} NO [ALREADYEXISTS] {what} already exists")),
-        StoreError::Invalid(why) => Some(format!("{tag} NO [CANNOT] {why}")),
-        _ => None,
+    if e.kind() != ErrorKind::Refused {
+        return None;
+    }
+    Some(match e {
+        StoreError::NotFound(_) => format!("{tag} NO [NONEXISTENT] {e}"),
+        StoreError::Exists(_) => format!("{tag} NO [ALREADYEXISTS] {e}"),
+        _ => format!("{tag} NO [CANNOT] {e}"),
+    })
+}
+
+/// The response for any other store error, without its internal detail (RFC 5530): a
+/// transient failure (busy, disk, a failed commit) is UNAVAILABLE, anything else SERVERBUG.
+pub(crate) fn store_failure(tag: &str, e: &StoreError) -> String {
+    match e.kind() {
+        ErrorKind::Unavailable => format!("{tag} NO [UNAVAILABLE] Temporary storage failure, try again later"),
+        ErrorKind::Refused | ErrorKind::Internal => format!("{tag} NO [SERVERBUG] Internal error, try again later"),
     }
 }

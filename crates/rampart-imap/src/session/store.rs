@@ -182,8 +182,10 @@ impl Session {
         let size = match &staged {
             Some(Ok(w)) => w.size(),
             Some(Err(e)) => {
-                tracing::warn!(event = "imap_append_failed", ip = %self.remote.ip(), error = %e);
-                line(out, &format!("{tag} NO [SERVERBUG] The message could not be stored"));
+                // Writing the streamed literal to its blob file failed: a disk problem, which
+                // may be gone when the client tries again.
+                tracing::warn!(event = "store_error", proto = "imap", ip = %self.remote.ip(), error = %e);
+                line(out, &format!("{tag} NO [UNAVAILABLE] The message could not be stored, try again later"));
                 return Ok(Next::Continue);
             }
             None => message.len() as u64,

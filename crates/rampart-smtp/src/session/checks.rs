@@ -10,7 +10,7 @@ use rampart_pipeline::{Checker, Context, Entry, Forward, Outcome, Policy, Reason
 use rampart_store::{Blob, DkimKey};
 use tracing::{info, warn};
 
-use super::content::temp_failure;
+use super::content::store_failed;
 use super::state::{Helo, Transaction};
 use super::{Connection, Role};
 use crate::command::ReversePath;
@@ -84,17 +84,14 @@ impl Connection {
             return Ok(Inbound { blob, raw: None, entries: Vec::new(), header: String::new(), arc_set: None, evaluation: None });
         };
         let store = &self.services.store;
-        let mut raw = blob.contents().await.map_err(|e| {
-            warn!(event = "store_error", id = %tx.id, error = %e);
-            temp_failure()
-        })?;
+        let mut raw = blob.contents().await.map_err(|e| store_failed(&tx.id, &e))?;
         let mut blob = blob;
         let mut entries = Vec::new();
         if let Some((stripped, n)) = rampart_pipeline::headers::strip_forged(&raw, checker.authserv_id()) {
             // Rare, so rewriting the stored body is acceptable; the original never reaches a mailbox.
-            let mut writer = store.blob_writer().map_err(|_| temp_failure())?;
-            writer.write(&stripped).await.map_err(|_| temp_failure())?;
-            blob = writer.finish().await.map_err(|_| temp_failure())?;
+            let mut writer = store.blob_writer().map_err(|e| store_failed(&tx.id, &e))?;
+            writer.write(&stripped).await.map_err(|e| store_failed(&tx.id, &e))?;
+            blob = writer.finish().await.map_err(|e| store_failed(&tx.id, &e))?;
             raw = stripped;
             info!(event = "forged_auth_results_removed", ip = %self.remote.ip(), id = %tx.id, count = n);
             entries.push(Entry::new(Stage::Content, Outcome::Pass, Reason::ForgedAuthResultsRemoved).detail(format!("{n} removed")));
@@ -149,12 +146,12 @@ impl Connection {
             return Ok(String::new());
         }
         let Some(domain) = from_domains.first() else { return Ok(String::new()) };
-        let keys = self.services.store.dkim_keys(Some(domain)).await.map_err(|_| temp_failure())?;
+        let keys = self.services.store.dkim_keys(Some(domain)).await.map_err(|e| store_failed(id, &e))?;
         let keys: Vec<SigningKey> = keys.iter().filter(|k| k.active).filter_map(signing_key).collect();
         if keys.is_empty() {
             return Ok(String::new());
         }
-        let body = blob.contents().await.map_err(|_| temp_failure())?;
+        let body = blob.contents().await.map_err(|e| store_failed(id, &e))?;
         let mut message = Vec::with_capacity(prefix.len() + body.len());
         message.extend_from_slice(prefix);
         message.extend_from_slice(&body);

@@ -1,7 +1,7 @@
 //! Message content (DATA and BDAT) as it streams in: through the receiver's line and size rules
 //! into a blob, keeping the header section in memory for the end-of-data steps ([`super::finish`]).
 
-use rampart_store::BlobWriter;
+use rampart_store::{BlobWriter, StoreError};
 use tracing::warn;
 
 use super::state::{Chunks, Phase};
@@ -24,16 +24,22 @@ pub(super) struct Content {
     pub head: Vec<u8>,
 }
 
+/// What a client hears when the store fails it (RFC 3463 4.3.0, a temporary mail system
+/// failure): never the cause, which only the log gets.
 pub(super) fn temp_failure() -> Reply {
     Reply::new(451, "4.3.0", "Temporary storage failure, try again later")
 }
 
+/// Logs a store failure of transaction `id` ("-" before there is one) with its causes; the
+/// reply for the client.
+pub(super) fn store_failed(id: &str, e: &StoreError) -> Reply {
+    warn!(event = "store_error", id, error = %e.chain());
+    temp_failure()
+}
+
 impl Connection {
     fn new_content(&self, framing: Framing) -> Result<Content, Reply> {
-        let blob = self.services.store.blob_writer().map_err(|e| {
-            warn!(event = "store_error", error = %e);
-            temp_failure()
-        })?;
+        let blob = self.services.store.blob_writer().map_err(|e| store_failed("-", &e))?;
         Ok(Content {
             receiver: Receiver::new(framing, self.settings.max_message_size, self.settings.max_data_line),
             blob: Some(blob),

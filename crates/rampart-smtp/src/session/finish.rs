@@ -19,7 +19,7 @@ use rampart_store::{Blob, BlobWriter, Delivery, Folder, Outbound, Target};
 use tracing::{info, warn};
 
 use super::checks::Inbound;
-use super::content::{Content, MAX_HEAD, temp_failure};
+use super::content::{Content, MAX_HEAD, store_failed, temp_failure};
 use super::state::{Helo, Transaction};
 use super::{Connection, Next, Role};
 use crate::data::{Receiver, Soft};
@@ -132,10 +132,7 @@ impl Connection {
             warn!(event = "store_error", id = %tx.id, error = "writing the message failed");
             return Err(Next::Reply(temp_failure()));
         };
-        writer.finish().await.map_err(|e| {
-            warn!(event = "store_error", id = %tx.id, error = %e);
-            Next::Reply(temp_failure())
-        })
+        writer.finish().await.map_err(|e| Next::Reply(store_failed(&tx.id, &e)))
     }
 
     /// Our Received header (RFC 5321 §4.4).
@@ -199,7 +196,7 @@ impl Connection {
         }
         if let Ok(json) = serde_json::to_string(&ev)
             && let Err(e) = self.services.store.add_dmarc_evaluation(&ev.published.domain, &json).await {
-                warn!(event = "store_error", id = %tx.id, error = %e, what = "dmarc evaluation");
+                warn!(event = "store_error", id = %tx.id, error = %e.chain(), what = "dmarc evaluation");
             }
     }
 
@@ -239,7 +236,7 @@ impl Connection {
                 info!(event = "dmarc_report_received", id = %tx.id, domain = %r.domain, messages = r.messages);
                 trail.push(Entry::new(Stage::Content, Outcome::Pass, Reason::DmarcReportReceived).domain(r.domain));
             }
-            Err(e) => warn!(event = "store_error", id = %tx.id, error = %e, what = "dmarc report"),
+            Err(e) => warn!(event = "store_error", id = %tx.id, error = %e.chain(), what = "dmarc report"),
         }
     }
 
@@ -275,8 +272,7 @@ impl Connection {
             outbound,
         };
         if let Err(e) = self.services.store.deliver(delivery).await {
-            warn!(event = "store_error", id = %tx.id, error = %e);
-            return Next::Reply(temp_failure());
+            return Next::Reply(store_failed(&tx.id, &e));
         }
         if !tx.remote.is_empty() {
             self.services.queue_wakeup.notify_one();

@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 
 use rampart_auth::Identity;
 use rampart_pipeline::{Entry, Outcome, Reason, Stage};
-use rampart_store::{AccountId, address};
+use rampart_store::{AccountId, StoreError, address};
+use tracing::warn;
 
 use super::{Connection, Role};
 use crate::command::{Domain, ForwardPath};
@@ -53,14 +54,17 @@ impl Connection {
     pub(super) async fn resolve_recipient(&self, to: &ForwardPath) -> Result<(Vec<AccountId>, Vec<String>), Entry> {
         let relay_denied = || refused(Outcome::Fail, Reason::RelayDenied);
         let unknown = || refused(Outcome::Fail, Reason::UnknownUser);
-        let tempfail = || refused(Outcome::TempError, Reason::StoreUnavailable);
+        let tempfail = |e: StoreError| {
+            warn!(event = "store_error", ip = %self.remote.ip(), error = %e.chain());
+            refused(Outcome::TempError, Reason::StoreUnavailable)
+        };
         let store = &self.services.store;
         let may_relay = self.settings.role == Role::Submission && self.user.is_some();
 
         let candidates: Vec<String> = match to {
             ForwardPath::Postmaster => {
                 // The postmaster of the first local domain that has one answers for the server.
-                let domains = store.list_domains().await.map_err(|_| tempfail())?;
+                let domains = store.list_domains().await.map_err(tempfail)?;
                 domains.into_iter().map(|d| format!("postmaster@{d}")).collect()
             }
             ForwardPath::Mailbox(m) => {
@@ -70,7 +74,7 @@ impl Connection {
                     }
                     return Err(relay_denied());
                 };
-                if !store.is_local_domain(domain).await.map_err(|_| tempfail())? {
+                if !store.is_local_domain(domain).await.map_err(tempfail)? {
                     if may_relay {
                         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
                         let local = m.to_string().rsplit_once('@').map(|(l, _)| l.to_string()).unwrap_or_default();
@@ -91,7 +95,7 @@ impl Connection {
             }
         };
         for candidate in candidates {
-            let resolution = store.resolve(&candidate).await.map_err(|_| tempfail())?;
+            let resolution = store.resolve(&candidate).await.map_err(tempfail)?;
             if !resolution.is_empty() {
                 return Ok((resolution.accounts, resolution.remote));
             }
@@ -117,7 +121,10 @@ impl Connection {
             .store
             .aliases_of(&user.address)
             .await
-            .map_err(|_| Entry::new(Stage::Sender, Outcome::TempError, Reason::StoreUnavailable))?;
+            .map_err(|e| {
+                warn!(event = "store_error", ip = %self.remote.ip(), error = %e.chain());
+                Entry::new(Stage::Sender, Outcome::TempError, Reason::StoreUnavailable)
+            })?;
         if aliases.iter().any(|a| *a == canonical || *a == base) {
             return Ok(());
         }

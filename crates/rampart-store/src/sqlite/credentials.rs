@@ -1,4 +1,4 @@
-//! Account secrets and app passwords.
+//! Account secrets and app passwords: the credential half of [`crate::DirectoryStore`].
 
 use rusqlite::{OptionalExtension, params};
 
@@ -8,7 +8,7 @@ use crate::{AppPassword, Credentials, Result, StoreError};
 
 /// Most app passwords one account may have: each failed login checks every one of them with
 /// argon2, so the number bounds the cost of a guess.
-pub const MAX_APP_PASSWORDS: i64 = 20;
+pub const MAX_APP_PASSWORDS: u64 = 20;
 
 fn app_password_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AppPassword> {
     Ok(AppPassword { id: r.get(0)?, name: r.get(1)?, hash: r.get(2)?, created: r.get(3)?, last_used: r.get(4)? })
@@ -44,13 +44,13 @@ impl SqliteStore {
         let address = canonical(address)?;
         let (name, hash) = (name.trim().to_string(), hash.to_string());
         if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
-            return Err(StoreError::Invalid("an app password name is 1 to 64 printable characters".into()));
+            return Err(StoreError::InvalidAppPasswordName);
         }
         self.write(move |conn, _| {
             let id = account_id(conn, &address)?.ok_or_else(|| StoreError::NotFound(format!("account {address}")))?;
-            let count: i64 = conn.query_row("SELECT count(*) FROM app_passwords WHERE account_id = ?1", [id], |r| r.get(0))?;
+            let count: u64 = conn.query_row("SELECT count(*) FROM app_passwords WHERE account_id = ?1", [id], |r| r.get::<_, i64>(0))? as u64;
             if count >= MAX_APP_PASSWORDS {
-                return Err(StoreError::Invalid(format!("{address} already has {count} app passwords; revoke one first")));
+                return Err(StoreError::TooManyAppPasswords { address, count });
             }
             match conn.execute(
                 "INSERT INTO app_passwords (account_id, name, hash, created) VALUES (?1, ?2, ?3, ?4)",

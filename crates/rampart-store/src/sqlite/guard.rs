@@ -1,10 +1,12 @@
-//! Bans and known logins for the guard.
+//! [`GuardStore`] for SQLite: bans, known logins and server state.
 
-use rusqlite::{Connection, params};
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::{Ban, Result};
+use super::SqliteStore;
+use crate::{Ban, GuardStore, Result};
 
-pub fn bans(conn: &Connection) -> Result<Vec<Ban>> {
+fn bans(conn: &Connection) -> Result<Vec<Ban>> {
     let mut stmt = conn.prepare("SELECT net, until, reason, offenses, updated FROM bans ORDER BY until DESC")?;
     let rows = stmt
         .query_map([], |r| Ok(Ban { net: r.get(0)?, until: r.get(1)?, reason: r.get(2)?, offenses: r.get(3)?, updated: r.get(4)? }))?
@@ -12,7 +14,7 @@ pub fn bans(conn: &Connection) -> Result<Vec<Ban>> {
     Ok(rows)
 }
 
-pub fn ban_put(conn: &Connection, ban: &Ban) -> Result<()> {
+fn ban_put(conn: &Connection, ban: &Ban) -> Result<()> {
     conn.execute(
         "INSERT INTO bans (net, until, reason, offenses, updated) VALUES (?1, ?2, ?3, ?4, ?5) \
          ON CONFLICT (net) DO UPDATE SET until = excluded.until, reason = excluded.reason, \
@@ -20,4 +22,66 @@ pub fn ban_put(conn: &Connection, ban: &Ban) -> Result<()> {
         params![ban.net, ban.until, ban.reason, ban.offenses, ban.updated],
     )?;
     Ok(())
+}
+
+#[async_trait]
+impl GuardStore for SqliteStore {
+    async fn bans(&self) -> Result<Vec<Ban>> {
+        self.read(bans).await
+    }
+
+    async fn ban_put(&self, ban: &Ban) -> Result<()> {
+        let ban = ban.clone();
+        self.write(move |conn, _| ban_put(conn, &ban)).await
+    }
+
+    async fn ban_remove(&self, net: &str) -> Result<bool> {
+        let net = net.to_string();
+        self.write(move |conn, _| Ok(conn.execute("DELETE FROM bans WHERE net = ?1", [net])? > 0)).await
+    }
+
+    async fn bans_prune(&self, before: i64) -> Result<()> {
+        self.write(move |conn, _| {
+            conn.execute("DELETE FROM bans WHERE until < ?1 AND updated < ?1", [before])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn known_login_put(&self, account: &str, net: &str, now: i64) -> Result<()> {
+        let (account, net) = (account.to_string(), net.to_string());
+        self.write(move |conn, _| {
+            conn.execute(
+                "INSERT INTO known_logins (account, net, last_seen) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (account, net) DO UPDATE SET last_seen = excluded.last_seen",
+                params![account, net, now],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn known_logins(&self, account: &str, since: i64) -> Result<Vec<String>> {
+        let account = account.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare("SELECT net FROM known_logins WHERE account = ?1 AND last_seen >= ?2")?;
+            let rows = stmt.query_map(params![account, since], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn state(&self, key: &str) -> Result<Option<String>> {
+        let key = key.to_string();
+        self.read(move |conn| Ok(conn.query_row("SELECT value FROM state WHERE key = ?1", [key], |r| r.get(0)).optional()?)).await
+    }
+
+    async fn set_state(&self, key: &str, value: &str) -> Result<()> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.write(move |conn, _| {
+            conn.execute("INSERT INTO state (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2", params![key, value])?;
+            Ok(())
+        })
+        .await
+    }
 }

@@ -167,7 +167,7 @@ impl MailStore for SqliteStore {
         let name = normalize(name);
         let special = special_use.map(str::to_string);
         if name.is_empty() || name.split(DELIMITER).any(str::is_empty) {
-            return Err(StoreError::Invalid(format!("`{name}` is not a valid mailbox name")));
+            return Err(StoreError::InvalidName(name));
         }
         self.write(move |conn, _| {
             if state_by_name(conn, account, &name)?.is_some() {
@@ -198,7 +198,7 @@ impl MailStore for SqliteStore {
     async fn delete_mailbox(&self, account: AccountId, name: &str) -> Result<()> {
         let name = normalize(name);
         if name == "INBOX" {
-            return Err(StoreError::Invalid("INBOX cannot be deleted".into()));
+            return Err(StoreError::InboxUndeletable);
         }
         self.write(move |conn, effects| {
             let state = state_by_name(conn, account, &name)?
@@ -209,7 +209,7 @@ impl MailStore for SqliteStore {
                 |r| r.get(0),
             )?;
             if children > 0 {
-                return Err(StoreError::Invalid(format!("mailbox {name} has children; delete them first")));
+                return Err(StoreError::HasChildren(name));
             }
             let blobs: Vec<(String, i64)> = conn
                 .prepare("SELECT blob_id, count(*) FROM messages WHERE mailbox_id = ?1 GROUP BY blob_id")?
@@ -227,10 +227,10 @@ impl MailStore for SqliteStore {
     async fn rename_mailbox(&self, account: AccountId, from: &str, to: &str) -> Result<()> {
         let (from, to) = (normalize(from), normalize(to));
         if to.is_empty() || to.split(DELIMITER).any(str::is_empty) {
-            return Err(StoreError::Invalid(format!("`{to}` is not a valid mailbox name")));
+            return Err(StoreError::InvalidName(to));
         }
         if to == "INBOX" || to.starts_with(&format!("{from}{DELIMITER}")) {
-            return Err(StoreError::Invalid(format!("cannot rename {from} to {to}")));
+            return Err(StoreError::Conflict { from, to });
         }
         self.write(move |conn, effects| {
             let state = state_by_name(conn, account, &from)?
@@ -492,9 +492,7 @@ impl MailStore for SqliteStore {
                 params![mailbox, uid, blob.id(), blob.size() as i64, internal_date, flags, modseq, reference],
             )?;
             // Last, as in deliver: a failure above leaves the file for the rollback to forget.
-            if let Some(dir) = blob.commit()? {
-                effects.sync_dir(dir);
-            }
+            effects.place_blob(&mut blob)?;
             effects.mailbox_changed(mailbox);
             Ok(Transfer { uidvalidity: state.uidvalidity, uids: vec![(0, uid)] })
         })

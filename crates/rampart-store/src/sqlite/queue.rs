@@ -1,14 +1,15 @@
-//! The outbound queue: one row per message, one per recipient with its own state and schedule.
+//! [`QueueStore`] for SQLite. The outbound queue: one row per message, one per recipient with its own state and schedule.
 //! The queue holds one reference on the message blob; the last final recipient releases it.
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, params};
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{now, release_blobs};
 use super::writer::Effects;
+use super::{SqliteStore, now, read_stored, release_blobs};
 use crate::address::domain_of;
-use crate::{Outbound, QueueEntry, QueueRcpt, RcptState, RcptUpdate, Result, StoreError};
+use crate::{Outbound, QueueEntry, QueueRcpt, QueueStore, RcptState, RcptUpdate, Result, StoreError};
 
 pub fn insert(conn: &Connection, id: &str, blob_id: &str, blob_size: i64, out: &Outbound) -> Result<()> {
     let t = now();
@@ -74,7 +75,7 @@ fn entries(conn: &Connection, rcpts: Vec<(String, QueueRcpt)>) -> Result<Vec<Que
 
 const RCPT_COLUMNS: &str = "queue_id, id, rcpt, domain, state, attempts, next_attempt, last_error";
 
-pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<QueueEntry>> {
+fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<QueueEntry>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {RCPT_COLUMNS} FROM queue_rcpts WHERE state = 'pending' AND next_attempt <= ?1 ORDER BY next_attempt, id LIMIT ?2"
     ))?;
@@ -82,7 +83,7 @@ pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<QueueEntry>>
     entries(conn, rows)
 }
 
-pub fn list(conn: &Connection, id: Option<&str>) -> Result<Vec<QueueEntry>> {
+fn list(conn: &Connection, id: Option<&str>) -> Result<Vec<QueueEntry>> {
     let rows = match id {
         Some(id) => conn
             .prepare_cached(&format!("SELECT {RCPT_COLUMNS} FROM queue_rcpts WHERE queue_id = ?1 ORDER BY id"))?
@@ -96,7 +97,7 @@ pub fn list(conn: &Connection, id: Option<&str>) -> Result<Vec<QueueEntry>> {
     entries(conn, rows)
 }
 
-pub fn update(conn: &Connection, effects: &mut Effects, updates: &[RcptUpdate]) -> Result<()> {
+fn update(conn: &Connection, effects: &mut Effects, updates: &[RcptUpdate]) -> Result<()> {
     let t = now();
     let mut touched: Vec<String> = Vec::new();
     for u in updates {
@@ -120,10 +121,64 @@ pub fn update(conn: &Connection, effects: &mut Effects, updates: &[RcptUpdate]) 
     Ok(())
 }
 
-pub fn delete(conn: &Connection, effects: &mut Effects, id: &str) -> Result<()> {
+fn delete(conn: &Connection, effects: &mut Effects, id: &str) -> Result<()> {
     let blob: String = conn
         .query_row("SELECT blob_id FROM queue WHERE id = ?1", [id], |r| r.get(0))
-        .map_err(|_| StoreError::NotFound(format!("queue entry {id}")))?;
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("queue entry {id}")))?;
     conn.execute("DELETE FROM queue WHERE id = ?1", [id])?;
     release_blobs(conn, effects, &[(blob, 1)])
+}
+
+#[async_trait]
+impl QueueStore for SqliteStore {
+    async fn queue_due(&self, now: i64, limit: usize) -> Result<Vec<QueueEntry>> {
+        self.read(move |conn| due(conn, now, limit)).await
+    }
+
+    async fn queue_list(&self) -> Result<Vec<QueueEntry>> {
+        self.read(|conn| list(conn, None)).await
+    }
+
+    async fn queue_entry(&self, id: &str) -> Result<Option<QueueEntry>> {
+        let id = id.to_string();
+        self.read(move |conn| Ok(list(conn, Some(&id))?.pop())).await
+    }
+
+    async fn queue_message(&self, id: &str) -> Result<Vec<u8>> {
+        let id = id.to_string();
+        let root = self.inner.blob_root.clone();
+        self.read(move |conn| {
+            let (prefix, blob_id): (Vec<u8>, String) = conn
+                .query_row("SELECT prefix, blob_id FROM queue WHERE id = ?1", [&id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(format!("queue entry {id}")))?;
+            read_stored(conn, &root, prefix, &blob_id)
+        })
+        .await
+    }
+
+    async fn queue_update(&self, updates: Vec<RcptUpdate>) -> Result<()> {
+        self.write(move |conn, effects| update(conn, effects, &updates)).await
+    }
+
+    async fn queue_retry(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.write(move |conn, _| {
+            let n = conn.execute(
+                "UPDATE queue_rcpts SET next_attempt = ?2 WHERE queue_id = ?1 AND state = 'pending'",
+                params![id, now()],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("pending recipients in queue entry {id}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn queue_delete(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.write(move |conn, effects| delete(conn, effects, &id)).await
+    }
 }

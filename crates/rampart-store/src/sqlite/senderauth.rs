@@ -1,15 +1,16 @@
-//! The DKIM signing table and DMARC report data.
+//! [`SenderAuthStore`] for SQLite: the DKIM signing table and DMARC report data.
 //!
 //! Private keys are kept in the database (not in files): the signing table and its keys
 //! change in one transaction, a backup of the data directory carries both, and the database
 //! already holds secrets of the same weight (password hashes), under the same file mode.
 
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{is_unique_violation, now};
-use crate::{DkimKey, DmarcReport, Result, StoreError};
+use super::{SqliteStore, is_unique_violation, now};
+use crate::{DkimKey, DmarcReport, Result, SenderAuthStore, StoreError};
 
-pub fn add_dkim_key(conn: &Connection, key: &DkimKey) -> Result<bool> {
+fn add_dkim_key(conn: &Connection, key: &DkimKey) -> Result<bool> {
     let domain = key.domain.trim_end_matches('.').to_ascii_lowercase();
     let has_active: Option<i64> = conn
         .query_row("SELECT id FROM dkim_keys WHERE domain = ?1 AND algorithm = ?2 AND active = 1", params![domain, key.algorithm], |r| r.get(0))
@@ -25,7 +26,7 @@ pub fn add_dkim_key(conn: &Connection, key: &DkimKey) -> Result<bool> {
     }
 }
 
-pub fn dkim_keys(conn: &Connection, domain: Option<&str>) -> Result<Vec<DkimKey>> {
+fn dkim_keys(conn: &Connection, domain: Option<&str>) -> Result<Vec<DkimKey>> {
     let mut stmt = conn.prepare(
         "SELECT domain, selector, algorithm, private_key, public_key, active, created FROM dkim_keys \
          WHERE ?1 IS NULL OR domain = ?1 ORDER BY domain, created, id",
@@ -46,7 +47,7 @@ pub fn dkim_keys(conn: &Connection, domain: Option<&str>) -> Result<Vec<DkimKey>
     Ok(rows)
 }
 
-pub fn activate_dkim_key(conn: &Connection, domain: &str, selector: &str) -> Result<()> {
+fn activate_dkim_key(conn: &Connection, domain: &str, selector: &str) -> Result<()> {
     let algorithm: String = conn
         .query_row("SELECT algorithm FROM dkim_keys WHERE domain = ?1 AND selector = ?2", params![domain, selector], |r| r.get(0))
         .optional()?
@@ -55,7 +56,7 @@ pub fn activate_dkim_key(conn: &Connection, domain: &str, selector: &str) -> Res
     Ok(())
 }
 
-pub fn add_dmarc_report(conn: &Connection, r: &DmarcReport) -> Result<bool> {
+fn add_dmarc_report(conn: &Connection, r: &DmarcReport) -> Result<bool> {
     let n = conn.execute(
         "INSERT OR IGNORE INTO dmarc_reports (org_name, report_id, domain, date_begin, date_end, messages, passed, records, received) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -64,7 +65,7 @@ pub fn add_dmarc_report(conn: &Connection, r: &DmarcReport) -> Result<bool> {
     Ok(n == 1)
 }
 
-pub fn dmarc_reports(conn: &Connection) -> Result<Vec<DmarcReport>> {
+fn dmarc_reports(conn: &Connection) -> Result<Vec<DmarcReport>> {
     let mut stmt = conn.prepare(
         "SELECT org_name, report_id, domain, date_begin, date_end, messages, passed, records, received FROM dmarc_reports ORDER BY date_begin, id",
     )?;
@@ -84,4 +85,79 @@ pub fn dmarc_reports(conn: &Connection) -> Result<Vec<DmarcReport>> {
         })?
         .collect::<rusqlite::Result<_>>()?;
     Ok(rows)
+}
+
+#[async_trait]
+impl SenderAuthStore for SqliteStore {
+    async fn add_dkim_key(&self, key: DkimKey) -> Result<bool> {
+        self.write(move |conn, _| add_dkim_key(conn, &key)).await
+    }
+
+    async fn dkim_keys(&self, domain: Option<&str>) -> Result<Vec<DkimKey>> {
+        let domain = domain.map(|d| d.trim_end_matches('.').to_ascii_lowercase());
+        self.read(move |conn| dkim_keys(conn, domain.as_deref())).await
+    }
+
+    async fn activate_dkim_key(&self, domain: &str, selector: &str) -> Result<()> {
+        let (domain, selector) = (domain.to_ascii_lowercase(), selector.to_string());
+        self.write(move |conn, _| activate_dkim_key(conn, &domain, &selector)).await
+    }
+
+    async fn remove_dkim_key(&self, domain: &str, selector: &str) -> Result<()> {
+        let (domain, selector) = (domain.to_ascii_lowercase(), selector.to_string());
+        self.write(move |conn, _| {
+            let n = conn.execute("DELETE FROM dkim_keys WHERE domain = ?1 AND selector = ?2", params![domain, selector])?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("DKIM key {selector}._domainkey.{domain}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn add_dmarc_evaluation(&self, domain: &str, evaluation: &str) -> Result<()> {
+        let (domain, evaluation) = (domain.to_ascii_lowercase(), evaluation.to_string());
+        self.write(move |conn, _| {
+            conn.execute(
+                "INSERT INTO dmarc_evaluations (domain, evaluation, created) VALUES (?1, ?2, ?3)",
+                params![domain, evaluation, now()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn dmarc_evaluations(&self, until: i64) -> Result<Vec<(String, String, i64)>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare("SELECT domain, evaluation, created FROM dmarc_evaluations WHERE created < ?1 ORDER BY id")?;
+            let rows = stmt.query_map([until], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn delete_dmarc_evaluations(&self, until: i64) -> Result<()> {
+        self.write(move |conn, _| {
+            conn.execute("DELETE FROM dmarc_evaluations WHERE created < ?1", [until])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_dmarc_evaluations_of(&self, domain: &str, until: i64) -> Result<()> {
+        let domain = domain.to_ascii_lowercase();
+        self.write(move |conn, _| {
+            conn.execute("DELETE FROM dmarc_evaluations WHERE domain = ?1 AND created < ?2", params![domain, until])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn add_dmarc_report(&self, report: DmarcReport) -> Result<bool> {
+        self.write(move |conn, _| add_dmarc_report(conn, &report)).await
+    }
+
+    async fn dmarc_reports(&self) -> Result<Vec<DmarcReport>> {
+        self.read(dmarc_reports).await
+    }
 }

@@ -1,5 +1,6 @@
 use super::*;
-use crate::Target;
+use crate::prelude::*;
+use crate::{DEFAULT_MAILBOXES, Delivery, ErrorKind, Folder, Target};
 
 async fn store() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -23,15 +24,15 @@ async fn domains_accounts_aliases() {
 
     let bob = store.add_account("Bob@example.test", "$argon2id$x").await.unwrap();
     assert!(matches!(store.add_account("bob@example.test", "h").await, Err(StoreError::Exists(_))));
-    assert!(store.add_account("carol@elsewhere.test", "h").await.is_err());
+    assert!(matches!(store.add_account("carol@elsewhere.test", "h").await, Err(StoreError::NotLocalDomain(_))));
     assert_eq!(store.account("BOB@example.test").await.unwrap().unwrap().id, bob);
     assert_eq!(store.mailboxes(bob).await.unwrap().len(), DEFAULT_MAILBOXES.len());
 
     store.add_alias("postmaster@example.test", "bob@example.test").await.unwrap();
     store.add_alias("team@example.test", "postmaster@example.test").await.unwrap();
     store.add_alias("team@example.test", "friend@remote.test").await.unwrap();
-    assert!(store.add_alias("bob@example.test", "x@example.test").await.is_err());
-    assert!(store.add_account("postmaster@example.test", "h").await.is_err());
+    assert!(matches!(store.add_alias("bob@example.test", "x@example.test").await, Err(StoreError::Exists(_))));
+    assert!(matches!(store.add_account("postmaster@example.test", "h").await, Err(StoreError::Exists(_))));
 
     let r = store.resolve("team@example.test").await.unwrap();
     assert_eq!(r.accounts, vec![bob]);
@@ -39,7 +40,7 @@ async fn domains_accounts_aliases() {
     assert!(store.resolve("nobody@example.test").await.unwrap().is_empty());
     assert!(store.resolve("user%remote.test@example.test").await.unwrap().is_empty());
 
-    assert!(store.remove_domain("example.test").await.is_err());
+    assert!(matches!(store.remove_domain("example.test").await, Err(StoreError::InUse { accounts: 1, aliases: 3, .. })));
     store.remove_alias("team@example.test", None).await.unwrap();
     store.remove_alias("postmaster@example.test", Some("bob@example.test")).await.unwrap();
     store.remove_account("bob@example.test").await.unwrap();
@@ -182,7 +183,7 @@ async fn reopening_keeps_data_and_clears_unfinished_blobs() {
     let store = SqliteStore::open_for_server(dir.path()).unwrap();
     assert_eq!(store.list_domains().await.unwrap(), vec!["example.test"]);
     assert!(std::fs::read_dir(dir.path().join("blobs/tmp")).unwrap().next().is_none());
-    assert!(SqliteStore::open_for_server(dir.path()).is_err(), "one server per store");
+    assert!(matches!(SqliteStore::open_for_server(dir.path()), Err(StoreError::LockHeld(_))), "one server per store");
 }
 
 #[tokio::test]
@@ -359,4 +360,147 @@ async fn small_bodies_are_inline_large_ones_are_files() {
     assert_eq!(store.read_message(inbox, 2).await.unwrap(), large);
     store.remove_account("bob@example.test").await.unwrap();
     assert_eq!(count_files(), 0);
+}
+
+#[tokio::test]
+async fn refusals_are_typed_and_keep_their_text() {
+    let (_dir, store) = store().await;
+    fn refused<T>(r: Result<T>) -> Option<(ErrorKind, String)> {
+        r.err().map(|e| (e.kind(), e.to_string()))
+    }
+    assert_eq!(
+        refused(store.add_domain("not a domain").await),
+        Some((ErrorKind::Refused, "`not a domain` is not a domain name".into()))
+    );
+    let e = store.add_account("no-at-sign", "h").await.unwrap_err();
+    assert!(matches!(e, StoreError::InvalidAddress { problem: crate::AddressProblem::NoAt, .. }), "{e:?}");
+    assert_eq!(e.to_string(), "`no-at-sign` is not a valid address: no @");
+    assert_eq!(
+        refused(store.add_account("carol@elsewhere.test", "h").await),
+        Some((ErrorKind::Refused, "elsewhere.test is not a local domain; add it first".into()))
+    );
+    store.add_account("bob@example.test", "h").await.unwrap();
+    assert!(matches!(store.add_alias("bob@example.test", "BOB@example.test").await, Err(StoreError::SelfAlias(_))));
+    assert_eq!(
+        refused(store.remove_domain("example.test").await),
+        Some((ErrorKind::Refused, "domain example.test still has 1 accounts and 0 aliases; remove them first".into()))
+    );
+    assert!(matches!(store.add_app_password("bob@example.test", " ", "x").await, Err(StoreError::InvalidAppPasswordName)));
+    for i in 0..credentials::MAX_APP_PASSWORDS {
+        store.add_app_password("bob@example.test", &format!("app{i}"), "x").await.unwrap();
+    }
+    assert!(matches!(
+        store.add_app_password("bob@example.test", "one more", "x").await,
+        Err(StoreError::TooManyAppPasswords { count: credentials::MAX_APP_PASSWORDS, .. })
+    ));
+    assert!(matches!(store.remove_alias("x@example.test", None).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(store.queue_delete("nothing").await, Err(StoreError::NotFound(_))));
+    let empty = Delivery {
+        blob: blob(&store, b"x").await,
+        prefix: vec![],
+        internal_date: 0,
+        targets: vec![],
+        reference: "E".into(),
+        trail: "[]".into(),
+        outbound: None,
+    };
+    let e = store.deliver(empty).await.unwrap_err();
+    assert!(matches!(e, StoreError::NoTargets));
+    assert_eq!(e.kind(), ErrorKind::Internal, "a caller's bug, not the client's");
+}
+
+/// Blob files in the buckets (committed or placed), not in `tmp`.
+fn placed_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir.join("blobs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.ends_with("tmp"))
+        .flat_map(|d| std::fs::read_dir(d).unwrap().map(|e| e.unwrap().path()))
+        .collect()
+}
+
+fn to_inbox(blob: crate::Blob, account: AccountId, reference: &str) -> Delivery {
+    Delivery {
+        blob,
+        prefix: vec![],
+        internal_date: 0,
+        targets: vec![Target { account, folder: Folder::Inbox }],
+        reference: reference.into(),
+        trail: "[]".into(),
+        outbound: None,
+    }
+}
+
+#[tokio::test]
+async fn a_failed_commit_leaves_no_blob_file() {
+    let (dir, store) = store().await;
+    let bob = store.add_account("bob@example.test", "h").await.unwrap();
+    let large = vec![b'x'; crate::blob::INLINE_MAX + 1];
+
+    // A commit that fails as on a full disk: the file was renamed into its bucket already.
+    store.fail_commits(1);
+    let e = store.deliver(to_inbox(blob(&store, &large).await, bob, "F1")).await.unwrap_err();
+    assert!(matches!(e, StoreError::CommitFailed(_)), "{e:?}");
+    assert_eq!(e.kind(), ErrorKind::Unavailable);
+    assert!(e.chain().to_string().contains("injected commit failure"), "{}", e.chain());
+    assert_eq!(placed_files(dir.path()), Vec::<std::path::PathBuf>::new());
+
+    // A COMMIT that SQLite itself refuses: a deferred foreign key the job broke.
+    let d = to_inbox(blob(&store, &large).await, bob, "F2");
+    let e = store
+        .write(move |conn, effects| {
+            let delivered = delivery::deliver(conn, effects, d)?;
+            conn.execute_batch(
+                "PRAGMA defer_foreign_keys = ON; \
+                 INSERT INTO messages (mailbox_id, uid, blob_id, prefix, size, internal_date, modseq, reference, trail) \
+                 VALUES (999999, 1, 'none', x'', 0, 0, 1, 'F2', '[]')",
+            )?;
+            Ok(delivered)
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::CommitFailed(_)), "{e:?}");
+    assert_eq!(e.kind(), ErrorKind::Internal, "a constraint does not go away by trying again");
+    assert_eq!(placed_files(dir.path()), Vec::<std::path::PathBuf>::new());
+    assert!(std::fs::read_dir(dir.path().join("blobs/tmp")).unwrap().next().is_none());
+
+    // The writer goes on as before.
+    let ok = store.deliver(to_inbox(blob(&store, &large).await, bob, "F3")).await.unwrap();
+    assert_eq!(ok[0].uid, 1, "the failed deliveries took no UID");
+    assert_eq!(placed_files(dir.path()).len(), 1);
+}
+
+#[tokio::test]
+async fn the_server_sweeps_orphaned_blob_files_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let large = vec![b'x'; crate::blob::INLINE_MAX + 1];
+    {
+        let store = SqliteStore::open(dir.path()).unwrap();
+        store.add_domain("example.test").await.unwrap();
+        let bob = store.add_account("bob@example.test", "h").await.unwrap();
+        store.deliver(to_inbox(blob(&store, &large).await, bob, "K")).await.unwrap();
+    }
+    let kept = placed_files(dir.path());
+    assert_eq!(kept.len(), 1);
+    // A file a crash left between rename and commit, and one a CLI delivery is committing now.
+    let orphan = |secs: i64, n: u64| {
+        let id = format!("{:012x}{n:016x}", secs * 1000);
+        let path = crate::blob::blob_path(&dir.path().join("blobs"), &id);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"never acknowledged").unwrap();
+        path
+    };
+    let old = orphan(now() - 2 * 3600, 1);
+    let recent = orphan(now(), 2);
+
+    // Only the lock holder sweeps.
+    SqliteStore::open(dir.path()).unwrap();
+    assert!(old.exists());
+    let store = SqliteStore::open_for_server(dir.path()).unwrap();
+    assert!(!old.exists(), "an old file no row names is removed");
+    assert!(recent.exists(), "a recent one may be a delivery about to commit");
+    assert!(kept[0].exists());
+    let bob = store.account("bob@example.test").await.unwrap().unwrap().id;
+    let inbox = store.mailboxes(bob).await.unwrap()[0].id;
+    assert_eq!(store.read_message(inbox, 1).await.unwrap(), large);
 }

@@ -1,18 +1,23 @@
 //! The single writer thread and its group commit.
 //!
 //! Each job runs inside `SAVEPOINT job` so that a failing job (say, a duplicate account) is
-//! rolled back alone. After the batch, directories that jobs touched are fsynced once each,
-//! then one `COMMIT` fsyncs the WAL. Only after that does any caller hear back, so a caller
-//! that got `Ok` knows its write is durable.
+//! rolled back alone, with the side effects it asked for. After the batch, directories that
+//! jobs touched are fsynced once each, then one `COMMIT` fsyncs the WAL. Only after that does
+//! any caller hear back, so a caller that got `Ok` knows its write is durable.
+//!
+//! When the commit fails, every job of the batch gets [`StoreError::CommitFailed`] and the
+//! blob files the batch renamed into place are removed again (unless their row turns out to
+//! be there after all); whatever a crash leaves behind is swept at the next start
+//! ([`super::orphans`]).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::{Arc, mpsc};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
-use crate::blob::sync_dir;
+use crate::blob::{Blob, blob_path, sync_dir};
 use crate::notify::Notifier;
 use crate::{MailboxId, Result, StoreError};
 
@@ -24,13 +29,32 @@ pub struct Effects {
     pub blob_root: PathBuf,
     sync_dirs: BTreeSet<PathBuf>,
     delete_after: Vec<PathBuf>,
+    /// Blob files renamed into place by this batch: (blob id, path).
+    placed: Vec<(String, PathBuf)>,
     changed: Vec<MailboxId>,
 }
 
+/// How far the effects had grown before a job, so a job rolled back loses its own.
+struct Mark {
+    delete_after: usize,
+    placed: usize,
+    changed: usize,
+}
+
 impl Effects {
-    /// The directory holds a new entry that must be durable before the commit.
-    pub fn sync_dir(&mut self, dir: PathBuf) {
-        self.sync_dirs.insert(dir);
+    fn new(blob_root: PathBuf) -> Self {
+        Effects { blob_root, sync_dirs: BTreeSet::new(), delete_after: Vec::new(), placed: Vec::new(), changed: Vec::new() }
+    }
+
+    /// Moves a finished blob to its bucket; the directory is fsynced before the commit. Call it
+    /// after the job's statements, so a statement failing leaves the file in `tmp`, where
+    /// dropping the blob removes it.
+    pub fn place_blob(&mut self, blob: &mut Blob) -> Result<()> {
+        if let Some(dir) = blob.commit()? {
+            self.sync_dirs.insert(dir);
+            self.placed.push((blob.id().to_string(), blob_path(&self.blob_root, blob.id())));
+        }
+        Ok(())
     }
 
     /// The file is garbage once the commit is durable.
@@ -44,13 +68,48 @@ impl Effects {
             self.changed.push(mailbox);
         }
     }
+
+    fn mark(&self) -> Mark {
+        Mark { delete_after: self.delete_after.len(), placed: self.placed.len(), changed: self.changed.len() }
+    }
+
+    /// Forgets what a rolled-back job asked for, and removes the files it placed: no row of
+    /// the rollback refers to them.
+    fn undo_since(&mut self, mark: Mark) {
+        self.delete_after.truncate(mark.delete_after);
+        self.changed.truncate(mark.changed);
+        for (_, path) in self.placed.drain(mark.placed..) {
+            remove(&path);
+        }
+    }
+
+    /// After a failed commit and its rollback: removes the files the batch placed. A file whose
+    /// row exists anyway (or when the database cannot say) is kept; the start-up sweep judges
+    /// it again. Returns how many were removed.
+    fn remove_placed(&mut self, conn: &Connection) -> usize {
+        let mut removed = 0;
+        for (id, path) in self.placed.drain(..) {
+            let row = conn.query_row("SELECT 1 FROM blobs WHERE id = ?1", [&id], |_| Ok(())).optional();
+            if let Ok(None) = row {
+                remove(&path);
+                removed += 1;
+            }
+        }
+        removed
+    }
+}
+
+fn remove(path: &std::path::Path) {
+    if let Err(e) = std::fs::remove_file(path) {
+        tracing::warn!(event = "blob_remove_failed", path = %path.display(), error = %e);
+    }
 }
 
 trait Job: Send {
     /// Runs the job's statements; false when it failed and must be rolled back.
     fn run(&mut self, conn: &Connection, effects: &mut Effects) -> bool;
     /// Tells the caller the outcome; `commit` is the result of the batch's commit.
-    fn complete(self: Box<Self>, commit: std::result::Result<(), String>);
+    fn complete(self: Box<Self>, commit: &std::result::Result<(), Arc<StoreError>>);
 }
 
 struct Pending<F, R> {
@@ -72,12 +131,14 @@ where
         ok
     }
 
-    fn complete(self: Box<Self>, commit: std::result::Result<(), String>) {
+    fn complete(self: Box<Self>, commit: &std::result::Result<(), Arc<StoreError>>) {
         let outcome = match (commit, self.result) {
             (Ok(()), Some(result)) => result,
-            (Err(e), Some(Err(own))) => Err(StoreError::Invalid(format!("{own}; then the commit failed: {e}"))),
-            (Err(e), _) => Err(StoreError::Invalid(format!("commit failed: {e}"))),
-            (Ok(()), None) => Err(StoreError::Invalid("the job did not run".into())),
+            // Its own failure was rolled back alone before the commit: that is its answer.
+            (Err(_), Some(Err(own))) => Err(own),
+            (Err(e), _) => Err(StoreError::CommitFailed(e.clone())),
+            // Cannot happen: a batch commits only after every job in it ran.
+            (Ok(()), None) => Err(StoreError::Closed),
         };
         let _ = self.reply.send(outcome);
     }
@@ -85,16 +146,30 @@ where
 
 pub struct Writer {
     jobs: mpsc::Sender<Box<dyn Job>>,
+    #[cfg(any(test, feature = "fault-injection"))]
+    fail_commits: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl Writer {
     pub fn start(conn: Connection, blob_root: PathBuf, notifier: Arc<Notifier>) -> Result<Writer> {
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
+        let thread = WriterThread {
+            conn,
+            blob_root,
+            notifier,
+            #[cfg(any(test, feature = "fault-injection"))]
+            fail_commits: Arc::default(),
+        };
+        let writer = Writer {
+            jobs: tx,
+            #[cfg(any(test, feature = "fault-injection"))]
+            fail_commits: thread.fail_commits.clone(),
+        };
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(conn, rx, blob_root, notifier))
+            .spawn(move || thread.run(rx))
             .map_err(|e| StoreError::io("store-writer thread", e))?;
-        Ok(Writer { jobs: tx })
+        Ok(writer)
     }
 
     pub async fn run<R, F>(&self, work: F) -> Result<R>
@@ -107,50 +182,80 @@ impl Writer {
         self.jobs.send(job).map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
+
+    /// Makes the next `n` batches fail at their commit, as a full disk would.
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub fn fail_commits(&self, n: u32) {
+        self.fail_commits.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
-fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, blob_root: PathBuf, notifier: Arc<Notifier>) {
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let mut effects = Effects {
-            blob_root: blob_root.clone(),
-            sync_dirs: BTreeSet::new(),
-            delete_after: Vec::new(),
-            changed: Vec::new(),
-        };
-        let outcome = run_batch(&conn, &mut batch, &mut effects);
-        if let Err(e) = &outcome {
-            tracing::error!(event = "store_commit_failed", error = %e, jobs = batch.len());
-            let _ = conn.execute_batch("ROLLBACK");
-        } else {
-            notifier.fire(&effects.changed);
-            for path in &effects.delete_after {
-                if let Err(e) = std::fs::remove_file(path) {
-                    tracing::warn!(event = "blob_remove_failed", path = %path.display(), error = %e);
+struct WriterThread {
+    conn: Connection,
+    blob_root: PathBuf,
+    notifier: Arc<Notifier>,
+    #[cfg(any(test, feature = "fault-injection"))]
+    fail_commits: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl WriterThread {
+    fn run(self, jobs: mpsc::Receiver<Box<dyn Job>>) {
+        while let Ok(first) = jobs.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
                 }
             }
-        }
-        for job in batch {
-            job.complete(outcome.clone());
+            let outcome = self.commit_batch(&mut batch);
+            for job in batch {
+                job.complete(&outcome);
+            }
         }
     }
-}
 
-fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>], effects: &mut Effects) -> std::result::Result<(), String> {
-    conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| e.to_string())?;
-    for job in batch.iter_mut() {
-        conn.execute_batch("SAVEPOINT job").map_err(|e| e.to_string())?;
-        let sql = if job.run(conn, effects) { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
-        conn.execute_batch(sql).map_err(|e| e.to_string())?;
+    /// Runs and commits one batch, then carries out its effects (or undoes them).
+    fn commit_batch(&self, batch: &mut [Box<dyn Job>]) -> std::result::Result<(), Arc<StoreError>> {
+        let mut effects = Effects::new(self.blob_root.clone());
+        match self.run_batch(batch, &mut effects) {
+            Ok(()) => {
+                self.notifier.fire(&effects.changed);
+                for path in &effects.delete_after {
+                    remove(path);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                let removed = effects.remove_placed(&self.conn);
+                tracing::error!(event = "store_commit_failed", error = %e.chain(), jobs = batch.len(), blobs_removed = removed);
+                Err(Arc::new(e))
+            }
+        }
     }
-    for dir in &effects.sync_dirs {
-        sync_dir(dir).map_err(|e| e.to_string())?;
+
+    fn run_batch(&self, batch: &mut [Box<dyn Job>], effects: &mut Effects) -> Result<()> {
+        let conn = &self.conn;
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        for job in batch.iter_mut() {
+            conn.execute_batch("SAVEPOINT job")?;
+            let mark = effects.mark();
+            if job.run(conn, effects) {
+                conn.execute_batch("RELEASE job")?;
+            } else {
+                conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+                effects.undo_since(mark);
+            }
+        }
+        for dir in &effects.sync_dirs {
+            sync_dir(dir)?;
+        }
+        #[cfg(any(test, feature = "fault-injection"))]
+        if self.fail_commits.fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(StoreError::io("COMMIT", std::io::Error::other("injected commit failure")));
+        }
+        conn.execute_batch("COMMIT")?;
+        Ok(())
     }
-    conn.execute_batch("COMMIT").map_err(|e| e.to_string())
 }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::Store;
+use crate::prelude::*;
 
 async fn setup() -> (tempfile::TempDir, SqliteStore, AccountId) {
     let dir = tempfile::tempdir().unwrap();
@@ -32,8 +32,11 @@ async fn mailbox_lifecycle() {
     let names: Vec<String> = store.mailbox_states(bob).await.unwrap().into_iter().map(|m| m.name).collect();
     assert!(names.contains(&"Work".to_string()) && names.contains(&"Work/Projects".to_string()));
     assert!(matches!(store.create_mailbox(bob, "Work", None).await, Err(StoreError::Exists(_))));
-    assert!(store.create_mailbox(bob, "inbox", None).await.is_err());
-    assert!(store.delete_mailbox(bob, "Work").await.is_err(), "has children");
+    assert!(matches!(store.create_mailbox(bob, "inbox", None).await, Err(StoreError::Exists(_))));
+    assert!(matches!(store.create_mailbox(bob, "Work//B", None).await, Err(StoreError::InvalidName(_))));
+    assert!(matches!(store.delete_mailbox(bob, "Work").await, Err(StoreError::HasChildren(_))), "has children");
+    assert!(matches!(store.rename_mailbox(bob, "Work", "Work/Sub").await, Err(StoreError::Conflict { .. })));
+    assert!(matches!(store.rename_mailbox(bob, "Work", "INBOX").await, Err(StoreError::Conflict { .. })));
     let old = store.mailbox_state(bob, "Work/Projects/A").await.unwrap().unwrap();
     store.rename_mailbox(bob, "Work", "Job").await.unwrap();
     let moved = store.mailbox_state(bob, "Job/Projects/A").await.unwrap().unwrap();
@@ -47,7 +50,7 @@ async fn mailbox_lifecycle() {
     assert!(store.mailbox_state(bob, "Job").await.unwrap().unwrap().subscribed);
     store.set_subscribed(bob, "Job", false).await.unwrap();
     assert!(!store.mailbox_state(bob, "Job").await.unwrap().unwrap().subscribed);
-    assert!(store.delete_mailbox(bob, "INBOX").await.is_err());
+    assert!(matches!(store.delete_mailbox(bob, "INBOX").await, Err(StoreError::InboxUndeletable)));
 }
 
 #[tokio::test]

@@ -1,0 +1,39 @@
+//! The guard role: bans and their history, the networks each account logged in from, and
+//! small server state that must survive restarts.
+
+use async_trait::async_trait;
+
+use crate::Result;
+
+/// A ban on an address or network, active while `until` is in the future.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ban {
+    /// CIDR form: `192.0.2.7/32`, `192.0.2.0/24`, `2001:db8::/64`.
+    pub net: String,
+    /// Unix seconds; in the past for a ban kept only to count repeat offences.
+    pub until: i64,
+    pub reason: String,
+    /// How many times this network was banned; each repeat doubles the ban.
+    pub offenses: u32,
+    pub updated: i64,
+}
+
+#[async_trait]
+pub trait GuardStore: Send + Sync + 'static {
+    /// Every ban row, active or expired.
+    async fn bans(&self) -> Result<Vec<Ban>>;
+    /// Inserts or replaces the ban for `ban.net`.
+    async fn ban_put(&self, ban: &Ban) -> Result<()>;
+    /// Forgets a ban and its history; false when there was none.
+    async fn ban_remove(&self, net: &str) -> Result<bool>;
+    /// Removes expired bans last updated before `before` (their offences are forgiven).
+    async fn bans_prune(&self, before: i64) -> Result<()>;
+    /// Records a successful login of `account` from `net`.
+    async fn known_login_put(&self, account: &str, net: &str, now: i64) -> Result<()>;
+    /// Networks `account` logged in from since `since`.
+    async fn known_logins(&self, account: &str, since: i64) -> Result<Vec<String>>;
+
+    /// Small server state that must survive restarts (the last report run).
+    async fn state(&self, key: &str) -> Result<Option<String>>;
+    async fn set_state(&self, key: &str, value: &str) -> Result<()>;
+}

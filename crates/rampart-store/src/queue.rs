@@ -1,0 +1,81 @@
+//! The queue role: messages waiting for delivery elsewhere, one state and schedule per
+//! recipient. Entries are created by [`crate::DeliveryStore::deliver`] (with the local
+//! copies, in one transaction); the queue runner and the CLI read and update them here.
+
+use async_trait::async_trait;
+
+use crate::Result;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RcptState {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+impl RcptState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RcptState::Pending => "pending",
+            RcptState::Delivered => "delivered",
+            RcptState::Failed => "failed",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> RcptState {
+        match s {
+            "delivered" => RcptState::Delivered,
+            "failed" => RcptState::Failed,
+            _ => RcptState::Pending,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueRcpt {
+    pub id: i64,
+    pub rcpt: String,
+    pub domain: String,
+    pub state: RcptState,
+    pub attempts: u32,
+    /// Unix seconds.
+    pub next_attempt: i64,
+    pub last_error: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueEntry {
+    pub id: String,
+    pub sender: String,
+    pub size: u64,
+    pub smtputf8: bool,
+    pub is_dsn: bool,
+    pub created: i64,
+    pub rcpts: Vec<QueueRcpt>,
+}
+
+/// The outcome of a delivery attempt for one queued recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RcptUpdate {
+    pub id: i64,
+    pub state: RcptState,
+    /// When to try again (only for `Pending`).
+    pub next_attempt: i64,
+    pub error: String,
+}
+
+#[async_trait]
+pub trait QueueStore: Send + Sync + 'static {
+    /// Queue entries with recipients due at `now`, each listing only those recipients.
+    async fn queue_due(&self, now: i64, limit: usize) -> Result<Vec<QueueEntry>>;
+    /// Every queue entry with all its recipients.
+    async fn queue_list(&self) -> Result<Vec<QueueEntry>>;
+    async fn queue_entry(&self, id: &str) -> Result<Option<QueueEntry>>;
+    /// The queued message as it will be sent: prefix followed by the blob.
+    async fn queue_message(&self, id: &str) -> Result<Vec<u8>>;
+    /// Records attempt outcomes; an entry whose recipients are all final is removed.
+    async fn queue_update(&self, updates: Vec<RcptUpdate>) -> Result<()>;
+    /// Makes every pending recipient of the entry due now.
+    async fn queue_retry(&self, id: &str) -> Result<()>;
+    async fn queue_delete(&self, id: &str) -> Result<()>;
+}

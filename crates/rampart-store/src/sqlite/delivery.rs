@@ -1,0 +1,79 @@
+//! [`DeliveryStore`] for SQLite: one delivery is one writer job that inserts the blob row,
+//! one message row per target mailbox and the queue entry, then places the blob file.
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::writer::Effects;
+use super::{SqliteStore, queue};
+use crate::blob::BlobWriter;
+use crate::{Delivered, Delivery, DeliveryStore, Folder, MailboxId, Result, StoreError, Target};
+
+#[async_trait]
+impl DeliveryStore for SqliteStore {
+    fn blob_writer(&self) -> Result<BlobWriter> {
+        Ok(BlobWriter::new(&self.inner.blob_root))
+    }
+
+    async fn deliver(&self, delivery: Delivery) -> Result<Vec<Delivered>> {
+        if delivery.targets.is_empty() && delivery.outbound.as_ref().is_none_or(|o| o.rcpts.is_empty()) {
+            return Err(StoreError::NoTargets);
+        }
+        self.write(move |conn, effects| deliver(conn, effects, delivery)).await
+    }
+}
+
+/// The writer job of a delivery.
+pub(super) fn deliver(conn: &Connection, effects: &mut Effects, delivery: Delivery) -> Result<Vec<Delivered>> {
+    let Delivery { mut blob, prefix, internal_date, targets, reference, trail, outbound } = delivery;
+    let size = (blob.size() + prefix.len() as u64) as i64;
+    conn.execute(
+        "INSERT INTO blobs (id, size, refcount, data) VALUES (?1, ?2, 0, ?3)",
+        params![blob.id(), blob.size() as i64, blob.inline.as_deref()],
+    )?;
+    let mut delivered: Vec<Delivered> = Vec::with_capacity(targets.len());
+    for target in targets {
+        let mailbox = target_mailbox(conn, &target)?;
+        if delivered.iter().any(|d| d.mailbox == mailbox) {
+            continue;
+        }
+        let (uid, modseq): (u32, i64) = conn
+            .prepare_cached(
+                "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 \
+                 WHERE id = ?1 RETURNING uidnext - 1, highestmodseq",
+            )?
+            .query_row([mailbox], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        conn.prepare_cached(
+            "INSERT INTO messages (mailbox_id, uid, blob_id, prefix, size, internal_date, modseq, reference, trail) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![mailbox, uid, blob.id(), prefix, size, internal_date, modseq, reference, trail])?;
+        effects.mailbox_changed(mailbox);
+        delivered.push(Delivered { account: target.account, mailbox, uid });
+    }
+    let mut refs = delivered.len() as i64;
+    if let Some(out) = &outbound {
+        queue::insert(conn, &reference, blob.id(), blob.size() as i64, out)?;
+        refs += 1;
+    }
+    conn.execute("UPDATE blobs SET refcount = ?2 WHERE id = ?1", params![blob.id(), refs])?;
+    // Last, so that a failure above leaves the file where the savepoint rollback forgets it;
+    // the directory fsync happens once for the whole batch.
+    effects.place_blob(&mut blob)?;
+    Ok(delivered)
+}
+
+/// The mailbox a target's folder names; INBOX when the account has no such folder.
+fn target_mailbox(conn: &Connection, target: &Target) -> Result<MailboxId> {
+    let wanted = match target.folder {
+        Folder::Inbox => "INBOX",
+        Folder::Junk => "Junk",
+    };
+    let mut find = conn.prepare_cached("SELECT id FROM mailboxes WHERE account_id = ?1 AND name = ?2")?;
+    if let Some(id) = find.query_row(params![target.account, wanted], |r| r.get(0)).optional()? {
+        return Ok(id);
+    }
+    find.query_row(params![target.account, "INBOX"], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("INBOX of account {}", target.account)))
+}
