@@ -5,7 +5,7 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, KeyInit, Mac};
-use rampart_store::{AccountId, Credentials, Secrets, Store};
+use rampart_store::{AccountId, Credentials, DirectoryStore, Secrets};
 
 use crate::sasl::{Exchange, Failure, Mechanism};
 use crate::scram::ScramKeys;
@@ -32,7 +32,7 @@ pub struct AuthSettings {
 }
 
 pub struct Authenticator {
-    store: Arc<dyn Store>,
+    store: Arc<dyn DirectoryStore>,
     settings: AuthSettings,
     /// Keys the made-up SCRAM salts of unknown users, so they stay the same for one name.
     secret: [u8; 32],
@@ -45,7 +45,7 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(store: Arc<dyn Store>, settings: AuthSettings) -> Result<Arc<Authenticator>, AuthError> {
+    pub fn new(store: Arc<dyn DirectoryStore>, settings: AuthSettings) -> Result<Arc<Authenticator>, AuthError> {
         let dummy_hash = hash_password("not a password of anyone", settings.hash)?;
         let lanes = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Arc::new(Authenticator {

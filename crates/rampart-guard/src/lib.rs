@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use rampart_config::{Cidr, Config};
-use rampart_store::{Ban, Store};
+use rampart_store::{Ban, GuardStore};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
 
@@ -127,7 +127,7 @@ struct State {
 
 pub struct Guard {
     rules: RwLock<Arc<Rules>>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn GuardStore>,
     state: Mutex<State>,
 }
 
@@ -213,7 +213,7 @@ impl Drop for Admission {
 }
 
 impl Guard {
-    pub fn new(config: &Config, store: Arc<dyn Store>) -> Arc<Guard> {
+    pub fn new(config: &Config, store: Arc<dyn GuardStore>) -> Arc<Guard> {
         Arc::new(Guard {
             rules: RwLock::new(Arc::new(Rules::from_config(config, None))),
             store,

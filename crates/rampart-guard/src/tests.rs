@@ -1,7 +1,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use rampart_store::SqliteStore;
+use rampart_store::{SqliteStore, Store};
 
 use super::*;
 
