@@ -147,19 +147,31 @@ where
 pub struct Writer {
     jobs: mpsc::Sender<Box<dyn Job>>,
     #[cfg(any(test, feature = "fault-injection"))]
-    fail_commits: Arc<std::sync::atomic::AtomicU32>,
+    fail_commits: FailCommits,
+}
+
+/// Commits to fail on purpose, for tests of callers (`SqliteStore::fail_commits`). Without the
+/// `fault-injection` feature it holds nothing and never fails anything.
+#[derive(Clone, Default)]
+struct FailCommits(#[cfg(any(test, feature = "fault-injection"))] Arc<std::sync::atomic::AtomicU32>);
+
+impl FailCommits {
+    /// Whether this commit is to fail; counts it.
+    fn take(&self) -> bool {
+        #[cfg(any(test, feature = "fault-injection"))]
+        {
+            use std::sync::atomic::Ordering::SeqCst;
+            self.0.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1)).is_ok()
+        }
+        #[cfg(not(any(test, feature = "fault-injection")))]
+        false
+    }
 }
 
 impl Writer {
     pub fn start(conn: Connection, blob_root: PathBuf, notifier: Arc<Notifier>) -> Result<Writer> {
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
-        let thread = WriterThread {
-            conn,
-            blob_root,
-            notifier,
-            #[cfg(any(test, feature = "fault-injection"))]
-            fail_commits: Arc::default(),
-        };
+        let thread = WriterThread { conn, blob_root, notifier, fail_commits: FailCommits::default() };
         let writer = Writer {
             jobs: tx,
             #[cfg(any(test, feature = "fault-injection"))]
@@ -186,7 +198,7 @@ impl Writer {
     /// Makes the next `n` batches fail at their commit, as a full disk would.
     #[cfg(any(test, feature = "fault-injection"))]
     pub fn fail_commits(&self, n: u32) {
-        self.fail_commits.store(n, std::sync::atomic::Ordering::SeqCst);
+        self.fail_commits.0.store(n, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -194,8 +206,7 @@ struct WriterThread {
     conn: Connection,
     blob_root: PathBuf,
     notifier: Arc<Notifier>,
-    #[cfg(any(test, feature = "fault-injection"))]
-    fail_commits: Arc<std::sync::atomic::AtomicU32>,
+    fail_commits: FailCommits,
 }
 
 impl WriterThread {
@@ -251,8 +262,7 @@ impl WriterThread {
         for dir in &effects.sync_dirs {
             sync_dir(dir)?;
         }
-        #[cfg(any(test, feature = "fault-injection"))]
-        if self.fail_commits.fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+        if self.fail_commits.take() {
             return Err(StoreError::io("COMMIT", std::io::Error::other("injected commit failure")));
         }
         conn.execute_batch("COMMIT")?;
