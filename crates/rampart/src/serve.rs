@@ -191,30 +191,7 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
     });
     let shared = Shared { smtp: services, imap: imap_services };
 
-    let mut bound = Vec::new();
-    for (name, listener) in config.smtp_listeners() {
-        let role = if name == "smtp" { Role::Mx } else { Role::Submission };
-        let settings = Arc::new(Settings::from_config(name, role, listener));
-        let slots = Arc::new(Semaphore::new(listener.max_connections));
-        for addr in &listener.bind {
-            let tcp = bind(*addr).await.map_err(|e| anyhow!("listener.{name}.bind: cannot listen on {addr}: {e}"))?;
-            bound.push(Bound { name, tcp, proto: Proto::Smtp(settings.clone()), slots: slots.clone() });
-        }
-    }
-    for (name, listener) in config.imap_listeners() {
-        let settings = Arc::new(rampart_imap::Settings::from_config(name, listener));
-        let slots = Arc::new(Semaphore::new(listener.max_connections));
-        for addr in &listener.bind {
-            let tcp = bind(*addr).await.map_err(|e| anyhow!("listener.{name}.bind: cannot listen on {addr}: {e}"))?;
-            bound.push(Bound { name, tcp, proto: Proto::Imap(settings.clone()), slots: slots.clone() });
-        }
-    }
-
-    let mut metrics_listeners = Vec::new();
-    for addr in &config.listener.metrics.bind {
-        let tcp = bind(*addr).await.map_err(|e| anyhow!("listener.metrics.bind: cannot listen on {addr}: {e}"))?;
-        metrics_listeners.push(tcp);
-    }
+    let (bound, metrics_listeners) = bind_listeners(&config).await?;
 
     let global = Arc::new(Semaphore::new(config.server.max_connections));
     for b in bound {
@@ -245,6 +222,35 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
     info!(event = "started", hostname = %config.server.hostname, pid = std::process::id());
 
     signals(path, sets, cert_store, guard).await
+}
+
+/// Binds every listener's addresses before anything is served, so a port in use stops the start
+/// with one clear line naming the listener.
+async fn bind_listeners(config: &Config) -> anyhow::Result<(Vec<Bound>, Vec<TcpListener>)> {
+    let mut bound = Vec::new();
+    for (name, listener) in config.smtp_listeners() {
+        let role = if name == "smtp" { Role::Mx } else { Role::Submission };
+        let settings = Arc::new(Settings::from_config(name, role, listener));
+        let slots = Arc::new(Semaphore::new(listener.max_connections));
+        for addr in &listener.bind {
+            let tcp = bind(*addr).await.map_err(|e| anyhow!("listener.{name}.bind: cannot listen on {addr}: {e}"))?;
+            bound.push(Bound { name, tcp, proto: Proto::Smtp(settings.clone()), slots: slots.clone() });
+        }
+    }
+    for (name, listener) in config.imap_listeners() {
+        let settings = Arc::new(rampart_imap::Settings::from_config(name, listener));
+        let slots = Arc::new(Semaphore::new(listener.max_connections));
+        for addr in &listener.bind {
+            let tcp = bind(*addr).await.map_err(|e| anyhow!("listener.{name}.bind: cannot listen on {addr}: {e}"))?;
+            bound.push(Bound { name, tcp, proto: Proto::Imap(settings.clone()), slots: slots.clone() });
+        }
+    }
+    let mut metrics_listeners = Vec::new();
+    for addr in &config.listener.metrics.bind {
+        let tcp = bind(*addr).await.map_err(|e| anyhow!("listener.metrics.bind: cannot listen on {addr}: {e}"))?;
+        metrics_listeners.push(tcp);
+    }
+    Ok((bound, metrics_listeners))
 }
 
 /// Binds with SO_REUSEADDR (restart while old connections linger in TIME_WAIT) and, for IPv6,
