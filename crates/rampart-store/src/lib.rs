@@ -8,6 +8,8 @@
 //!   - [`QueueStore`]: the outbound queue;
 //!   - [`GuardStore`]: bans, known logins, small server state;
 //!   - [`SenderAuthStore`]: DKIM keys, DMARC evaluations and reports;
+//!   - [`FilterStore`]: the classifier's token counts and greylisting's memory;
+//!   - [`QuarantineStore`]: messages held instead of delivered;
 //!   - [`MailStore`] ([`mail`]): what IMAP needs on top — mailbox management, flags with
 //!     MODSEQ, expunge, copy/move, append, and change notification ([`notify`]).
 //!
@@ -29,11 +31,13 @@ pub mod blob;
 mod delivery;
 mod directory;
 mod error;
+pub mod filter;
 mod guard;
 pub mod mail;
 mod messages;
 pub mod notify;
 mod queue;
+pub mod quarantine;
 mod senderauth;
 mod sqlite;
 
@@ -41,9 +45,11 @@ pub use blob::{Blob, BlobWriter};
 pub use delivery::{Delivered, Delivery, DeliveryStore, Folder, Outbound, Target};
 pub use directory::{Account, Alias, AppPassword, Credentials, DEFAULT_MAILBOXES, DirectoryStore, Resolution, Secrets};
 pub use error::{AddressProblem, Chain, DbError, ErrorKind, StoreError};
+pub use filter::FilterStore;
 pub use guard::{Ban, GuardStore};
 pub use mail::{Changes, FlagOp, FlagsUpdate, MailStore, MailboxState, MessageRecord, Transfer};
 pub use messages::{Mailbox, MessageInfo, MessageMeta, MessageStore};
+pub use quarantine::QuarantineStore;
 pub use queue::{QueueEntry, QueueRcpt, QueueStore, RcptState, RcptUpdate};
 pub use senderauth::{DkimKey, DmarcReport, SenderAuthStore};
 pub use sqlite::SqliteStore;
@@ -55,18 +61,35 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Every role: what a backend implements, and what the server holds as `Arc<dyn Store>`.
 pub trait Store:
-    DirectoryStore + DeliveryStore + MessageStore + QueueStore + GuardStore + SenderAuthStore + MailStore
+    DirectoryStore
+    + DeliveryStore
+    + MessageStore
+    + QueueStore
+    + GuardStore
+    + SenderAuthStore
+    + MailStore
+    + FilterStore
+    + QuarantineStore
 {
 }
 
 impl<T> Store for T where
-    T: DirectoryStore + DeliveryStore + MessageStore + QueueStore + GuardStore + SenderAuthStore + MailStore
+    T: DirectoryStore
+        + DeliveryStore
+        + MessageStore
+        + QueueStore
+        + GuardStore
+        + SenderAuthStore
+        + MailStore
+        + FilterStore
+        + QuarantineStore
 {
 }
 
 /// The role traits, so that their methods can be called on any store.
 pub mod prelude {
     pub use crate::{
-        DeliveryStore, DirectoryStore, GuardStore, MailStore, MessageStore, QueueStore, SenderAuthStore, Store,
+        DeliveryStore, DirectoryStore, FilterStore, GuardStore, MailStore, MessageStore, QuarantineStore, QueueStore,
+        SenderAuthStore, Store,
     };
 }

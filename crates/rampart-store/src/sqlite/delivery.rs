@@ -64,7 +64,7 @@ pub(super) fn deliver(conn: &Connection, effects: &mut Effects, delivery: Delive
 }
 
 /// The mailbox a target's folder names; INBOX when the account has no such folder.
-fn target_mailbox(conn: &Connection, target: &Target) -> Result<MailboxId> {
+pub(super) fn target_mailbox(conn: &Connection, target: &Target) -> Result<MailboxId> {
     let wanted = match target.folder {
         Folder::Inbox => "INBOX",
         Folder::Junk => "Junk",

@@ -7,15 +7,18 @@
 //! directory instead of N of each.
 //!
 //! Each role trait is implemented in its own file: [`directory`] (with [`credentials`]),
-//! [`delivery`], [`messages`], [`queue`], [`guard`], [`senderauth`] and [`imap`].
+//! [`delivery`], [`messages`], [`queue`], [`guard`], [`senderauth`], [`filter`], [`quarantine`]
+//! and [`imap`].
 
 mod credentials;
 mod delivery;
 mod directory;
+mod filter;
 mod guard;
 mod imap;
 mod messages;
 mod orphans;
+mod quarantine;
 mod queue;
 mod schema;
 mod senderauth;

@@ -188,6 +188,70 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     INSERT INTO subscriptions (account_id, name) SELECT account_id, name FROM mailboxes WHERE subscribed = 1;
     "#,
+    // 8: the content layer. The classifier's token counts per account (scope = account id)
+    // and globally (scope 0), with the messages it learnt (so a message moved twice is not
+    // counted twice); greylisting's triplets, clients and sender domains with a good history;
+    // the quarantine of held messages (one blob reference each) and their recipients.
+    r#"
+    CREATE TABLE bayes_tokens (
+        scope INTEGER NOT NULL,
+        token INTEGER NOT NULL,
+        spam  INTEGER NOT NULL DEFAULT 0,
+        ham   INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (scope, token)
+    ) WITHOUT ROWID;
+    CREATE TABLE bayes_totals (
+        scope INTEGER PRIMARY KEY,
+        spam  INTEGER NOT NULL DEFAULT 0,
+        ham   INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE bayes_seen (
+        scope   INTEGER NOT NULL,
+        message TEXT NOT NULL,
+        spam    INTEGER NOT NULL,
+        PRIMARY KEY (scope, message)
+    ) WITHOUT ROWID;
+    CREATE TRIGGER accounts_forget_bayes AFTER DELETE ON accounts BEGIN
+        DELETE FROM bayes_tokens WHERE scope = OLD.id;
+        DELETE FROM bayes_totals WHERE scope = OLD.id;
+        DELETE FROM bayes_seen WHERE scope = OLD.id;
+    END;
+    CREATE TABLE greylist (
+        triplet    TEXT PRIMARY KEY,
+        first_seen INTEGER NOT NULL,
+        passed     INTEGER NOT NULL DEFAULT 0,
+        last_seen  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE greylist_clients (
+        net       TEXT PRIMARY KEY,
+        last_seen INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE greylist_domains (
+        domain    TEXT PRIMARY KEY,
+        good      INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE quarantine (
+        id            TEXT PRIMARY KEY,
+        blob_id       TEXT NOT NULL REFERENCES blobs(id),
+        prefix        BLOB NOT NULL,
+        size          INTEGER NOT NULL,
+        created       INTEGER NOT NULL,
+        internal_date INTEGER NOT NULL,
+        sender        TEXT NOT NULL,
+        subject       TEXT NOT NULL,
+        reason        TEXT NOT NULL,
+        score         REAL,
+        trail         TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX quarantine_created ON quarantine(created);
+    CREATE TABLE quarantine_rcpts (
+        quarantine_id TEXT NOT NULL REFERENCES quarantine(id) ON DELETE CASCADE,
+        account_id    INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        PRIMARY KEY (quarantine_id, account_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX quarantine_rcpts_account ON quarantine_rcpts(account_id);
+    "#,
 ];
 
 /// The schema version this binary writes.

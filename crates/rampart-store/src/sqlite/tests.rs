@@ -504,3 +504,106 @@ async fn the_server_sweeps_orphaned_blob_files_at_start() {
     let inbox = store.mailboxes(bob).await.unwrap()[0].id;
     assert_eq!(store.read_message(inbox, 1).await.unwrap(), large);
 }
+
+#[tokio::test]
+async fn classifier_counts_learn_once_and_move_between_classes() {
+    use crate::filter::{ClassCounts, Lesson, Scope};
+    let (_dir, store) = store().await;
+    let bob = store.add_account("bob@example.test", "h").await.unwrap();
+    let lesson = |message: &str, tokens: Vec<u64>, spam| Lesson { scopes: vec![Scope::Account(bob), Scope::Global], message: message.into(), tokens, spam };
+    assert_eq!(store.learn(lesson("m1", vec![1, 2, u64::MAX], true)).await.unwrap(), 2);
+    assert_eq!(store.learn(lesson("m1", vec![1, 2, u64::MAX], true)).await.unwrap(), 0, "learnt twice");
+    assert_eq!(store.learn(lesson("m2", vec![2, 3], false)).await.unwrap(), 2);
+    let stats = store.token_stats(Scope::Account(bob), vec![1, 2, 3, 4, u64::MAX]).await.unwrap();
+    assert_eq!(stats.messages, ClassCounts { spam: 1, ham: 1 });
+    assert_eq!(stats.tokens[&2], ClassCounts { spam: 1, ham: 1 });
+    assert_eq!(stats.tokens[&u64::MAX], ClassCounts { spam: 1, ham: 0 });
+    assert!(!stats.tokens.contains_key(&4));
+    // Moved out of Junk: the spam lesson is taken back, the ham one counted.
+    assert_eq!(store.learn(lesson("m1", vec![1, 2, u64::MAX], false)).await.unwrap(), 2);
+    let stats = store.token_stats(Scope::Global, vec![1, 2]).await.unwrap();
+    assert_eq!(stats.messages, ClassCounts { spam: 0, ham: 2 });
+    assert_eq!(stats.tokens[&1], ClassCounts { spam: 0, ham: 1 });
+    // Many tokens in one question (more than one statement's worth).
+    let many: Vec<u64> = (100..1600).collect();
+    store.learn(lesson("m3", many.clone(), true)).await.unwrap();
+    assert_eq!(store.token_stats(Scope::Global, many).await.unwrap().tokens.len(), 1500);
+    // An account's counts go with the account.
+    store.remove_account("bob@example.test").await.unwrap();
+    assert_eq!(store.learnt(Scope::Account(bob)).await.unwrap(), ClassCounts::default());
+    assert_eq!(store.learnt(Scope::Global).await.unwrap(), ClassCounts { spam: 1, ham: 2 });
+}
+
+#[tokio::test]
+async fn greylisting_defers_new_triplets_then_remembers() {
+    use crate::filter::{GreylistQuery, Greylisting};
+    let (_dir, store) = store().await;
+    let q = |net: &str, triplet: &str, now: i64, domain: Option<&str>| GreylistQuery {
+        net: net.into(),
+        triplets: vec![triplet.into()],
+        authenticated_domain: domain.map(str::to_string),
+        now,
+        delay: 300,
+        retry_window: 3600,
+        expire: 86400,
+        good_history: 2,
+    };
+    assert_eq!(store.greylist(q("192.0.2.0/24", "t1", 1000, None)).await.unwrap(), Greylisting::Deferred { retry_after: 1300 });
+    assert_eq!(store.greylist(q("192.0.2.0/24", "t1", 1100, None)).await.unwrap(), Greylisting::Deferred { retry_after: 1300 });
+    assert_eq!(store.greylist(q("192.0.2.0/24", "t1", 1300, None)).await.unwrap(), Greylisting::Passed);
+    // The client retried once: it is known now, whatever it sends.
+    assert_eq!(store.greylist(q("192.0.2.0/24", "t2", 1400, None)).await.unwrap(), Greylisting::KnownClient);
+    // A triplet not retried within the window starts over.
+    assert!(matches!(store.greylist(q("198.51.100.0/24", "t3", 1000, None)).await.unwrap(), Greylisting::Deferred { .. }));
+    assert_eq!(store.greylist(q("198.51.100.0/24", "t3", 9000, None)).await.unwrap(), Greylisting::Deferred { retry_after: 9300 });
+    // A domain with a good history skips it.
+    store.greylist_good("good.test", 1000).await.unwrap();
+    store.greylist_good("good.test", 1001).await.unwrap();
+    assert_eq!(store.greylist(q("203.0.113.0/24", "t4", 1500, Some("good.test"))).await.unwrap(), Greylisting::GoodDomain);
+    assert!(matches!(store.greylist(q("203.0.113.0/24", "t5", 1500, Some("new.test"))).await.unwrap(), Greylisting::Deferred { .. }));
+    store.greylist_prune(200_000, 3600, 86400).await.unwrap();
+    assert!(matches!(store.greylist(q("192.0.2.0/24", "t1", 200_000, None)).await.unwrap(), Greylisting::Deferred { .. }));
+}
+
+#[tokio::test]
+async fn quarantine_holds_releases_and_expires() {
+    use crate::quarantine::{Hold, QuarantineStore};
+    let (_dir, store) = store().await;
+    let bob = store.add_account("bob@example.test", "h").await.unwrap();
+    let alice = store.add_account("alice@example.test", "h").await.unwrap();
+    let hold = |blob, id: &str, accounts| Hold {
+        blob,
+        prefix: b"Received: x\r\n".to_vec(),
+        internal_date: 1_700_000_000,
+        accounts,
+        reference: id.into(),
+        sender: "spam@remote.test".into(),
+        subject: "cheap".into(),
+        reason: "spam_score_quarantine".into(),
+        score: Some(11.5),
+        trail: "[]".into(),
+    };
+    let body = vec![b'x'; 300 * 1024];
+    store.hold(hold(blob(&store, &body).await, "Q1", vec![bob, alice])).await.unwrap();
+    store.hold(hold(blob(&store, b"small\r\n").await, "Q2", vec![bob])).await.unwrap();
+    let all = store.held(None).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(store.held(Some(alice)).await.unwrap().iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), ["Q1"]);
+    let q1 = store.held_one("Q1").await.unwrap().unwrap();
+    assert_eq!((q1.recipients.len(), q1.score, q1.subject.as_str()), (2, Some(11.5), "cheap"));
+    assert!(store.held_message("Q1").await.unwrap().starts_with(b"Received: x\r\nxxx"));
+    // Alice releases her copy; Bob's is still held, sharing the blob.
+    let delivered = store.release("Q1", Some(alice)).await.unwrap();
+    assert_eq!(delivered.len(), 1);
+    let inbox = store.mailboxes(alice).await.unwrap()[0].id;
+    assert_eq!(store.read_message(inbox, delivered[0].uid).await.unwrap().len(), body.len() + 13);
+    assert_eq!(store.held_one("Q1").await.unwrap().unwrap().recipients, ["bob@example.test"]);
+    assert!(matches!(store.release("Q1", Some(alice)).await, Err(StoreError::NotFound(_))));
+    // Bob deletes his; the row goes, the blob stays for Alice's message.
+    assert!(store.delete_held("Q1", Some(bob)).await.unwrap());
+    assert!(store.held_one("Q1").await.unwrap().is_none());
+    assert_eq!(store.read_message(inbox, delivered[0].uid).await.unwrap().len(), body.len() + 13);
+    assert_eq!(store.expire_held(super::now() + 10).await.unwrap(), 1);
+    assert!(store.held(None).await.unwrap().is_empty());
+    assert!(!store.delete_held("Q2", None).await.unwrap());
+}
