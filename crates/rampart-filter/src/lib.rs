@@ -12,6 +12,7 @@
 
 pub mod html;
 pub mod message;
+pub mod rules;
 pub mod urls;
 
 pub use message::MessageView;

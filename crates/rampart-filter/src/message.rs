@@ -91,13 +91,20 @@ pub struct MessageView {
     pub structure: Structure,
     /// The raw bytes could not be parsed as a message at all.
     pub unparsable: bool,
+    /// The GTUBE test string is in the raw message or a decoded text part.
+    pub gtube: bool,
 }
+
+/// The Generic Test for Unsolicited Bulk Email: a message holding it is spam by definition,
+/// so administrators can test the path a spam takes.
+pub const GTUBE: &[u8] = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
 
 impl MessageView {
     /// Parses `raw` once; never fails (an unparsable message gives an empty view marked so).
     pub fn parse(raw: &[u8]) -> MessageView {
+        let gtube = memchr::memmem::find(raw, GTUBE).is_some();
         let Some(msg) = MessageParser::default().parse(raw) else {
-            return MessageView { unparsable: true, content_type: "text/plain".into(), ..MessageView::default() };
+            return MessageView { unparsable: true, gtube, content_type: "text/plain".into(), ..MessageView::default() };
         };
         let mut view = MessageView {
             subject: msg.subject().map(|s| truncate(s, MAX_HEADER_CHARS).to_string()),
@@ -112,6 +119,8 @@ impl MessageView {
         };
         let mut budget = Budget { parts: MAX_PARTS, text: MAX_TEXT_BYTES };
         view.walk(&msg, 0, &mut budget);
+        // Encoded (base64, quoted-printable) test messages too.
+        view.gtube = gtube || view.texts.iter().any(|t| memchr::memmem::find(t.text.as_bytes(), GTUBE).is_some());
         view
     }
 
@@ -312,6 +321,18 @@ TVqQAAMAAAAEAAAA\r\n\
         assert_eq!(v.structure.parts, MAX_PARTS);
         assert!(v.texts.iter().map(|t| t.text.len()).sum::<usize>() <= MAX_TEXT_BYTES);
         assert_eq!(truncate("aé", 2), "a");
+        assert!(!v.gtube);
+    }
+
+    #[test]
+    fn gtube_raw_and_encoded() {
+        let plain = format!("Subject: test\r\n\r\n{}\r\n", std::str::from_utf8(GTUBE).unwrap());
+        assert!(MessageView::parse(plain.as_bytes()).gtube);
+        // The same string in base64: found only after decoding.
+        let b64 = "Subject: test\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+WEpTKkM0SkRCUUFETjEuTlNCTjMqMklETkVOKkdUVUJFLVNUQU5EQVJELUFOVEktVUJFLVRFU1QtRU1BSUwqQy4zNFg=\r\n";
+        assert!(MessageView::parse(b64.as_bytes()).gtube);
+        assert!(!MessageView::parse(b"Subject: XJS*C4JDBQADN1\r\n\r\nno").gtube);
         assert_eq!(truncate("abc", 10), "abc");
     }
 }
