@@ -10,6 +10,7 @@
 //! - [`header`]: the `X-Spam-Status` header written from a trail.
 #![forbid(unsafe_code)]
 
+pub mod bayes;
 pub mod html;
 pub mod message;
 pub mod rules;
