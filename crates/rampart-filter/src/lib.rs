@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bayes;
+pub mod header;
 pub mod html;
 pub mod message;
 pub mod rules;
