@@ -43,20 +43,23 @@ const MAX_CLUES: usize = 150;
 pub const HAM_CUTOFF: f64 = 0.20;
 pub const SPAM_CUTOFF: f64 = 0.90;
 
-/// Where a token came from: the hash seed.
+/// Where a token came from: the hash seed. The numbers are stored meaning (the store keeps
+/// the hashes): never renumber, only add.
 #[derive(Clone, Copy)]
 enum Kind {
     Body = 1,
-    Subject,
-    LongWord,
-    UrlDomain,
-    UrlHost,
-    FromDomain,
-    ReplyTo,
-    Mailer,
-    ContentType,
-    Attachment,
-    Fact,
+    Subject = 2,
+    LongWord = 3,
+    UrlDomain = 4,
+    UrlHost = 5,
+    FromDomain = 6,
+    ReplyTo = 7,
+    Mailer = 8,
+    ContentType = 9,
+    Attachment = 10,
+    Fact = 11,
+    UrlPath = 12,
+    FromName = 13,
 }
 
 /// Spam or ham.
@@ -158,8 +161,8 @@ impl TokenCounts for Model {
 /// The classifier's answer for one message.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Verdict {
-    /// Fewer than [`MIN_TRAINED`] messages of a class: no opinion yet.
-    Untrained(Counts),
+    /// Fewer than `needed` messages of a class learnt: no opinion yet.
+    Untrained { learnt: Counts, needed: u32 },
     /// The spam probability (0 ham … 1 spam) and how many tokens decided it.
     Scored { probability: f64, clues: usize },
 }
@@ -168,8 +171,8 @@ impl Verdict {
     /// The trail entry: stage `bayes`, a reason by band, the score it adds.
     pub fn entry(&self) -> Entry {
         match *self {
-            Verdict::Untrained(c) => Entry::new(Stage::Bayes, Outcome::Skipped, Reason::BayesUntrained)
-                .detail(format!("learnt {} spam and {} ham; scores from {MIN_TRAINED} of each", c.spam, c.ham)),
+            Verdict::Untrained { learnt, needed } => Entry::new(Stage::Bayes, Outcome::Skipped, Reason::BayesUntrained)
+                .detail(format!("learnt {} spam and {} ham; scores from {needed} of each", learnt.spam, learnt.ham)),
             Verdict::Scored { probability: p, clues } => {
                 let (result, reason) = if p >= SPAM_CUTOFF {
                     (Outcome::Neutral, Reason::BayesSpam)
@@ -201,11 +204,17 @@ pub fn score(p: f64) -> f64 {
     5.0
 }
 
-/// Classifies a message by its tokens.
+/// Classifies a message by its tokens, once the model has learnt [`MIN_TRAINED`] messages of
+/// each class.
 pub fn classify(model: &impl TokenCounts, tokens: &[Token]) -> Verdict {
+    classify_with(model, tokens, MIN_TRAINED)
+}
+
+/// [`classify`] with another minimum of learnt messages per class (tests on small corpora).
+pub fn classify_with(model: &impl TokenCounts, tokens: &[Token], min_trained: u32) -> Verdict {
     let m = model.messages();
-    if m.spam < MIN_TRAINED || m.ham < MIN_TRAINED {
-        return Verdict::Untrained(m);
+    if m.spam < min_trained || m.ham < min_trained {
+        return Verdict::Untrained { learnt: m, needed: min_trained };
     }
     let mut clues: Vec<f64> = tokens.iter().filter_map(|t| token_probability(m, model.token(*t))).collect();
     if clues.len() > MAX_CLUES {
@@ -275,6 +284,9 @@ pub fn tokenize(view: &MessageView, urls: &Urls) -> Vec<Token> {
         if let Some(d) = &u.domain {
             t.push(Kind::UrlDomain, d.as_bytes());
         }
+        // Words of the path and query ("login", "verify", "unsubscribe"), as SpamBayes does.
+        let path = u.url.split_once("://").and_then(|(_, rest)| rest.split_once('/')).map_or("", |(_, p)| p);
+        t.words(path, Kind::UrlPath);
         match &u.host {
             UrlHost::Domain(h) => t.push(Kind::UrlHost, h.as_bytes()),
             UrlHost::Ip(_) => t.push(Kind::Fact, b"url-ip"),
@@ -330,6 +342,9 @@ impl Tokens {
     fn headers(&mut self, view: &MessageView) {
         if let Some(d) = view.from.as_ref().and_then(|f| f.domain()) {
             self.push(Kind::FromDomain, d.as_bytes());
+        }
+        if let Some(name) = view.from.as_ref().and_then(|f| f.name.as_deref()) {
+            self.words(name, Kind::FromName);
         }
         for d in view.reply_to.iter().filter_map(|m| m.domain()) {
             self.push(Kind::ReplyTo, d.as_bytes());

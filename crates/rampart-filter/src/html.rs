@@ -47,6 +47,8 @@ pub struct HtmlDoc {
     /// Letters and digits the reader sees.
     pub visible_chars: usize,
     pub images: usize,
+    /// `<input type=password>` fields: a page that asks for a password.
+    pub password_fields: usize,
 }
 
 /// What an open element passes to its children.
@@ -118,6 +120,9 @@ impl Walker {
         }
         if name == b"img" {
             self.doc.images += 1;
+        }
+        if name == b"input" && attr("type").is_some_and(|t| t.trim().eq_ignore_ascii_case("password")) {
+            self.doc.password_fields += 1;
         }
         if is_block(&name) {
             self.push_text(" ");
@@ -303,6 +308,9 @@ mod tests {
         assert_eq!(doc.targets, ["http://x.test/a", "http://img.test/p.gif", "https://form.test/post"]);
         assert_eq!(doc.anchors, [Anchor { href: "http://x.test/a".into(), text: "click here".into() }]);
         assert_eq!(doc.images, 1);
+        assert_eq!(doc.password_fields, 0);
+        let form = analyse("<form><input name=u><INPUT TYPE=\"Password\" name=p></form>", 100);
+        assert_eq!(form.password_fields, 1);
     }
 
     #[test]

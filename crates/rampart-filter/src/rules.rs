@@ -47,6 +47,7 @@ rules! {
     SPOOF_DISPLAY_NAME = "SPOOF_DISPLAY_NAME", 4.0, "The From display name shows an address or domain of another domain than the From address (\"PayPal service@paypal.com\" <x@elsewhere.test>).";
     REPLYTO_DIFFERS = "REPLYTO_DIFFERS", 1.0, "Reply-To names another registrable domain than From, outside a mailing list.";
     FREEMAIL_REPLYTO = "FREEMAIL_REPLYTO", 2.0, "Replies go to a free mailbox provider while From is not one: the advance-fee pattern.";
+    FREEMAIL_ORG_NAME = "FREEMAIL_ORG_NAME", 2.0, "A free mailbox writes as a company or a department (\"Billing Team\" <x@freemail>).";
     SUBJ_ALL_CAPS = "SUBJ_ALL_CAPS", 1.5, "The Subject is written in capitals only (at least 10 letters).";
     MISSING_SUBJECT = "MISSING_SUBJECT", 1.0, "No Subject header, or an empty one.";
     MISSING_MID = "MISSING_MID", 1.0, "No Message-ID header (RFC 5322 §3.6.4 says SHOULD; every mail program writes one).";
@@ -58,6 +59,20 @@ rules! {
     LINK_TEXT_MISMATCH = "LINK_TEXT_MISMATCH", 3.0, "A link's text shows one domain and its target is another domain or an IP address.";
     URI_NUMERIC_HOST = "URI_NUMERIC_HOST", 1.5, "A URL whose host is an IP address.";
     URI_OBFUSCATED = "URI_OBFUSCATED", 2.5, "A URL with a user@ part before the host or a percent-encoded host.";
+    URI_DOMAIN_IN_SUBDOMAIN = "URI_DOMAIN_IN_SUBDOMAIN", 2.0, "A URL host that starts like another domain (bank.com.login.example): the name a reader sees first is not the one it goes to.";
+    URI_PUNYCODE = "URI_PUNYCODE", 1.0, "A URL to an internationalised (punycode) domain, the form look-alike domains take.";
+    HTML_PASSWORD_FORM = "HTML_PASSWORD_FORM", 3.0, "HTML in the message asks for a password: mail never needs a login form.";
+    ATTACH_HTML = "ATTACH_HTML", 1.5, "An HTML page sent as an attachment, the usual wrapper of a phishing form.";
+    PHISH_URGENCY = "PHISH_URGENCY", 2.5, "Two or more phrases of account-threat urgency (\"will be suspended\", \"verify your account\", \"within 24 hours\").";
+    DELIVERY_LURE = "DELIVERY_LURE", 2.0, "Two or more phrases of the parcel lure (customs fee, redelivery, returned to the sender).";
+    DOCUMENT_LURE = "DOCUMENT_LURE", 2.0, "Two or more phrases of the shared-document lure (shared a file with you, sign in to view, link expires).";
+    ADVANCE_FEE = "ADVANCE_FEE", 3.0, "Two or more phrases of advance-fee fraud (next of kin, beneficiary, processing fee, ATM card).";
+    DRUGS = "DRUGS", 2.5, "Two or more names or phrases of pills sold by mail (erectile drugs, no prescription, weight loss).";
+    EXTORTION = "EXTORTION", 3.5, "Three or more phrases of webcam or password extortion (recorded you, your contacts, bitcoin).";
+    GET_RICH = "GET_RICH", 2.0, "Two or more phrases of get-rich-quick offers (passive income, daily returns, no experience).";
+    PROMO_HYPE = "PROMO_HYPE", 1.5, "Three or more phrases of hard-sell advertising (act now, today only, claim your, free trial).";
+    LOTS_OF_MONEY = "LOTS_OF_MONEY", 1.5, "A sum of 100,000 or more in a currency.";
+    BITCOIN_ADDRESS = "BITCOIN_ADDRESS", 2.0, "A Bitcoin address in the text: how extortion and giveaway scams get paid.";
     EXECUTABLE_ATTACHMENT = "EXECUTABLE_ATTACHMENT", 5.0, "An attachment a Windows or Java runtime executes when opened (.exe, .scr, .js, .vbs, .jar ...).";
     DOUBLE_EXT_EXECUTABLE = "DOUBLE_EXT_EXECUTABLE", 3.0, "An executable named to look like a document (invoice.pdf.exe).";
     MIME_DEEP_NESTING = "MIME_DEEP_NESTING", 1.0, "MIME parts nested deeper than mail programs nest them.";
@@ -68,7 +83,7 @@ rules! {
     SPF_SOFTFAIL = "SPF_SOFTFAIL", 0.7, "SPF says the client is probably not allowed to send for the MAIL FROM domain.";
     DKIM_INVALID = "DKIM_INVALID", 1.0, "A DKIM signature failed and none verified.";
     DKIM_NONE = "DKIM_NONE", 0.3, "The message carries no DKIM signature.";
-    DKIM_DMARC_PASS = "DKIM_DMARC_PASS", -1.0, "A DKIM signature verified and DMARC passed: the From domain vouches for the message.";
+    DKIM_DMARC_PASS = "DKIM_DMARC_PASS", -0.5, "A DKIM signature verified and DMARC passed: the From domain vouches for the message.";
     RDNS_NONE = "RDNS_NONE", 1.0, "The client's address has no reverse DNS name.";
     RDNS_MISMATCH = "RDNS_MISMATCH", 0.5, "The client's reverse DNS name does not resolve back to its address.";
 }
@@ -108,7 +123,17 @@ struct Hit {
 type Check = fn(&Input<'_>) -> Vec<Hit>;
 
 /// The checks in the order their entries appear.
-const CHECKS: &[Check] = &[display_name, reply_to, subject, headers, html, links, url_hosts, attachments, structure, dmarc, spf, dkim, iprev];
+const CHECKS: &[Check] =
+    &[display_name, freemail_name, reply_to, subject, headers, html, forms, links, url_hosts, url_names, attachments, structure, body::check, dmarc, spf, dkim, iprev];
+
+/// Words of a display name that speak for an organisation rather than a person.
+const ORG_WORDS: &[&str] = &[
+    "support", "team", "service", "services", "billing", "security", "department", "dept", "account", "accounts", "official", "admin",
+    "administrator", "helpdesk", "customer", "bank", "ceo", "cfo", "payroll", "hr", "notification", "alert", "verification",
+];
+
+/// TLD labels that, seen inside a host name, start a look-alike (`bank.com.evil.test`).
+const TLD_LABELS: &[&str] = &["com", "net", "org", "gov", "edu", "info", "co"];
 
 /// Runs every rule; one entry per rule that fired, GTUBE first when present.
 pub fn evaluate(input: &Input<'_>) -> Vec<Entry> {
@@ -167,6 +192,17 @@ fn looks_like_domain(s: &str) -> bool {
         && labels.last().is_some_and(|tld| tld.len() >= 2 && tld.chars().all(char::is_alphabetic))
 }
 
+/// FREEMAIL_ORG_NAME: a free mailbox writing in a company's or a department's name.
+fn freemail_name(input: &Input<'_>) -> Vec<Hit> {
+    let Some(from) = &input.view.from else { return Vec::new() };
+    let (Some(name), Some(domain)) = (&from.name, from_domain(input.view)) else { return Vec::new() };
+    if !FREEMAIL.contains(&domain.as_str()) {
+        return Vec::new();
+    }
+    let org = name.split(|c: char| !c.is_alphanumeric()).any(|w| ORG_WORDS.contains(&w.to_lowercase().as_str()));
+    if org { vec![Hit { rule: FREEMAIL_ORG_NAME, domain: Some(domain) }] } else { Vec::new() }
+}
+
 /// REPLYTO_DIFFERS and FREEMAIL_REPLYTO.
 fn reply_to(input: &Input<'_>) -> Vec<Hit> {
     let view = input.view;
@@ -219,6 +255,19 @@ fn html(input: &Input<'_>) -> Vec<Hit> {
     hits
 }
 
+/// HTML_PASSWORD_FORM and ATTACH_HTML, over body parts and attached pages alike.
+fn forms(input: &Input<'_>) -> Vec<Hit> {
+    let view = input.view;
+    let password = view.texts.iter().filter_map(|t| t.html.as_ref()).any(|d| d.password_fields > 0);
+    let attached_page = view.attachments.iter().any(|a| {
+        let name = a.name.as_deref().unwrap_or("").trim().to_ascii_lowercase();
+        a.content_type == "text/html" || [".htm", ".html", ".shtml", ".xhtml"].iter().any(|e| name.ends_with(e))
+    });
+    let mut hits = hit_if(password, HTML_PASSWORD_FORM);
+    hits.extend(hit_if(attached_page, ATTACH_HTML));
+    hits
+}
+
 /// LINK_TEXT_MISMATCH: the first anchor whose text shows another domain than it goes to.
 fn links(input: &Input<'_>) -> Vec<Hit> {
     for doc in input.view.texts.iter().filter_map(|t| t.html.as_ref()) {
@@ -264,6 +313,30 @@ fn url_hosts(input: &Input<'_>) -> Vec<Hit> {
     }
     if let Some(u) = urls.iter().find(|u| u.obfuscated) {
         hits.push(Hit { rule: URI_OBFUSCATED, domain: u.domain.clone() });
+    }
+    hits
+}
+
+/// URI_DOMAIN_IN_SUBDOMAIN and URI_PUNYCODE: the first URL of each kind.
+fn url_names(input: &Input<'_>) -> Vec<Hit> {
+    let mut nested = None;
+    let mut puny = None;
+    for u in &input.urls.urls {
+        let (UrlHost::Domain(host), Some(domain)) = (&u.host, &u.domain) else { continue };
+        let sub = host.strip_suffix(domain.as_str()).unwrap_or("");
+        if nested.is_none() && sub.split('.').any(|l| TLD_LABELS.contains(&l)) {
+            nested = Some(domain.clone());
+        }
+        if puny.is_none() && domain.split('.').any(|l| l.starts_with("xn--")) {
+            puny = Some(domain.clone());
+        }
+    }
+    let mut hits = Vec::new();
+    if let Some(d) = nested {
+        hits.push(Hit { rule: URI_DOMAIN_IN_SUBDOMAIN, domain: Some(d) });
+    }
+    if let Some(d) = puny {
+        hits.push(Hit { rule: URI_PUNYCODE, domain: Some(d) });
     }
     hits
 }
@@ -345,6 +418,8 @@ fn iprev(input: &Input<'_>) -> Vec<Hit> {
         _ => Vec::new(),
     }
 }
+
+mod body;
 
 #[cfg(test)]
 mod tests;

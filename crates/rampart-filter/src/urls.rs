@@ -202,9 +202,12 @@ pub fn registrable(host: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// Host, registrable domain, obfuscated.
+    type Want<'a> = Option<(&'a str, Option<&'a str>, bool)>;
+
     #[test]
     fn parse_sees_through_disguises() {
-        let cases: &[(&str, Option<(&str, Option<&str>, bool)>)] = &[
+        let cases: &[(&str, Want)] = &[
             ("http://www.Shop.Example.co.uk/x", Some(("www.shop.example.co.uk", Some("example.co.uk"), false))),
             ("https://paypal.com@evil.test/login", Some(("evil.test", Some("evil.test"), true))),
             ("http://user:pw@evil.test/", Some(("evil.test", Some("evil.test"), true))),

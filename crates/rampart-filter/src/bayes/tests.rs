@@ -13,7 +13,7 @@ fn word(kind: Kind, w: &str) -> Token {
 
 #[test]
 fn tokenizer() {
-    let t = toks("From: A <a@Shop.Example.com>\r\nSubject: Free money\r\nX-Mailer: BulkSender 9\r\n\r\nFREE money, free!! Visit http://www.Offers.example.net/x now. ok \
+    let t = toks("From: Shop Team <a@Shop.Example.com>\r\nSubject: Free money\r\nX-Mailer: BulkSender 9\r\n\r\nFREE money, free!! Visit http://www.Offers.example.net/login/verify?x=1 now. ok \
                   Supercalifragilisticexpialidocious-words ŒUVRE $500\r\n");
     let want = [
         word(Kind::Subject, "free"),
@@ -27,6 +27,10 @@ fn tokenizer() {
         word(Kind::LongWord, "s3"),
         word(Kind::UrlDomain, "example.net"),
         word(Kind::UrlHost, "www.offers.example.net"),
+        word(Kind::UrlPath, "login"),
+        word(Kind::UrlPath, "verify"),
+        word(Kind::FromName, "shop"),
+        word(Kind::FromName, "team"),
         word(Kind::FromDomain, "shop.example.com"),
         word(Kind::Mailer, "bulksender"),
         word(Kind::ContentType, "text/plain"),
@@ -98,10 +102,11 @@ fn trained(n: u32) -> Model {
 fn classify_needs_enough_of_both() {
     let m = trained(MIN_TRAINED - 1);
     let v = classify(&m, &[1000, 1002]);
-    assert_eq!(v, Verdict::Untrained(Counts { spam: 199, ham: 199 }));
+    assert_eq!(v, Verdict::Untrained { learnt: Counts { spam: 199, ham: 199 }, needed: MIN_TRAINED });
     let e = v.entry();
     assert_eq!((e.stage, e.result, e.reason, e.score), (Stage::Bayes, Outcome::Skipped, Reason::BayesUntrained, None));
     assert_eq!(e.detail, "learnt 199 spam and 199 ham; scores from 200 of each");
+    assert!(matches!(classify_with(&m, &[1000], 100), Verdict::Scored { .. }));
 }
 
 #[test]

@@ -138,7 +138,7 @@ fn entries_carry_scores_and_names() {
     assert_eq!(entries[0].reason, Reason::Gtube);
     assert_eq!(entries[0].score, Some(GTUBE_SCORE));
     let pass = &entries[1];
-    assert_eq!((pass.stage, pass.result, pass.reason, pass.detail.as_str(), pass.score), (Stage::Rules, Outcome::Pass, Reason::RuleMatched, "DKIM_DMARC_PASS", Some(-1.0)));
+    assert_eq!((pass.stage, pass.result, pass.reason, pass.detail.as_str(), pass.score), (Stage::Rules, Outcome::Pass, Reason::RuleMatched, "DKIM_DMARC_PASS", Some(-0.5)));
     let mut t = trail.clone();
     t.extend(entries);
     let d = rampart_pipeline::decide(&t, &rampart_pipeline::Policy::default());
