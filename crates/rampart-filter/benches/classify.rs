@@ -5,7 +5,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use rampart_filter::bayes::{self, Class, Counts, Model, Token};
+use rampart_filter::bayes::{self, Class, Counts, Model, Token, TokenCounts};
 use rampart_filter::{MessageView, Urls};
 
 /// Model size the target is stated for.
@@ -37,7 +37,7 @@ fn message(rng: &mut Rng) -> Vec<u8> {
     while text.len() < 1700 {
         let w = WORDS[(rng.next() % WORDS.len() as u64) as usize];
         text.push_str(w);
-        text.push_str(if rng.next() % 12 == 0 { ".\r\n" } else { " " });
+        text.push_str(if rng.next().is_multiple_of(12) { ".\r\n" } else { " " });
     }
     let html: String = text.split("\r\n").map(|l| format!("<p>{l}</p>\r\n")).collect();
     format!(
@@ -57,7 +57,7 @@ fn model(rng: &mut Rng, known: &[Token]) -> Model {
     for i in 0..420 {
         let class = if i % 2 == 0 { Class::Spam } else { Class::Ham };
         let mut tokens: Vec<Token> = (0..MODEL_TOKENS / 400).map(|_| rng.next()).collect();
-        tokens.extend(known.iter().filter(|_| rng.next() % 3 == 0));
+        tokens.extend(known.iter().filter(|_| rng.next().is_multiple_of(3)));
         tokens.sort_unstable();
         tokens.dedup();
         m.learn(&tokens, class);

@@ -172,7 +172,8 @@ fn display_name(input: &Input<'_>) -> Vec<Hit> {
     let (Some(name), Some(actual)) = (&from.name, from_domain(input.view)) else { return Vec::new() };
     for word in name.split(|c: char| c.is_whitespace() || "\"'<>()[],;:".contains(c)) {
         let host = word.rsplit_once('@').map_or(word, |(_, d)| d).trim_end_matches('.');
-        if !looks_like_domain(host) {
+        // "Node.js Weekly" names no domain: only real public suffixes count.
+        if !looks_like_domain(host) || !urls::known_suffix(host) {
             continue;
         }
         if let Some(shown) = urls::registrable(host)
@@ -298,7 +299,8 @@ fn shown_domain(text: &str) -> Option<String> {
     })?;
     // "click.here" is no domain; ask that the text looked like a host by itself.
     let bare = word.split("//").last().unwrap_or(word).split('/').next().unwrap_or("");
-    if !looks_like_domain(bare.rsplit_once('@').map_or(bare, |(_, h)| h)) && !word.contains("://") {
+    let bare = bare.rsplit_once('@').map_or(bare, |(_, h)| h);
+    if !word.contains("://") && !(looks_like_domain(bare) && urls::known_suffix(bare)) {
         return None;
     }
     urls::registrable(&host)

@@ -89,7 +89,6 @@ impl Urls {
                 domains.push(d);
             }
         }
-        urls.truncate(MAX_URLS);
         Urls { urls, domains, ips }
     }
 }
@@ -114,7 +113,13 @@ impl Collector {
             if self.urls.len() >= MAX_URLS {
                 return;
             }
-            self.add(link.as_str());
+            let s = link.as_str();
+            // Without a scheme, "file.txt", "node.js" and "Mr.Smith" look like links too:
+            // take those that start with `www.` or end in a real public suffix, as mail
+            // programs that make them clickable do.
+            if has_scheme(s) || s.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("www.")) || known_suffix(s) {
+                self.add(s);
+            }
         }
     }
 
@@ -184,6 +189,12 @@ fn has_scheme(s: &str) -> bool {
 fn looks_like_host(s: &str) -> bool {
     let host = s.split(['/', '?', '#']).next().unwrap_or("");
     host.contains('.') && !host.starts_with('.') && !s.starts_with('/') && !host.contains(char::is_whitespace)
+}
+
+/// Whether a scheme-less link's host ends in a suffix of the public suffix list.
+pub(crate) fn known_suffix(link: &str) -> bool {
+    let host = link.split(['/', '?', '#', ':']).next().unwrap_or("").trim_end_matches('.').to_ascii_lowercase();
+    host.is_ascii() && psl2::lookup(&host).is_some_and(|d| d.is_known() && d.registrable_domain().is_some())
 }
 
 /// The registrable domain of an ASCII host name (lowercase, punycode), by the public suffix
@@ -281,6 +292,16 @@ ZC5leGFtcGxlLw==\r\n\
         );
         assert_eq!(u.domains, ["example.net", "example.com", "example.co.uk", "third.example", "example.org"]);
         assert_eq!(u.ips, ["192.0.2.7".parse::<IpAddr>().unwrap()]);
+    }
+
+    #[test]
+    fn links_without_scheme() {
+        let view = MessageView::parse(
+            b"Subject: x\r\n\r\nSee file.txt, node.js and report.pdf, ask Mr.Smith; visit example.com today, \
+              www.shop.example/offer, or https://site.example/a. Mail a@b-shop.com.\r\n",
+        );
+        let urls: Vec<String> = Urls::extract(&view).urls.into_iter().map(|u| u.url).collect();
+        assert_eq!(urls, ["http://example.com/", "http://www.shop.example/offer", "https://site.example/a"]);
     }
 
     #[test]
