@@ -289,7 +289,8 @@ fn links(input: &Input<'_>) -> Vec<Hit> {
 }
 
 /// The registrable domain a link text shows, when the text is (or starts with) a URL or a
-/// host name: "https://bank.example/login", "www.bank.example", "bank.example".
+/// host name: "https://bank.example/login", "www.bank.example", "bank.com" (a bare name only
+/// under a real public suffix, as the URL finder takes them).
 fn shown_domain(text: &str) -> Option<String> {
     let word = text.split_whitespace().next()?.trim_end_matches(['.', ',', ')', '>', ':']);
     let word = word.trim_start_matches(['(', '<']);
@@ -297,10 +298,12 @@ fn shown_domain(text: &str) -> Option<String> {
         UrlHost::Domain(d) => Some(d),
         UrlHost::Ip(_) => None,
     })?;
-    // "click.here" is no domain; ask that the text looked like a host by itself.
+    // "click.here" and "Node.js" are no domains; ask that the text looked like a host by itself.
     let bare = word.split("//").last().unwrap_or(word).split('/').next().unwrap_or("");
     let bare = bare.rsplit_once('@').map_or(bare, |(_, h)| h);
-    if !word.contains("://") && !(looks_like_domain(bare) && urls::known_suffix(bare)) {
+    let www = bare.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("www."));
+    let shows_host = word.contains("://") || (looks_like_domain(bare) && (www || urls::known_suffix(bare)));
+    if !shows_host {
         return None;
     }
     urls::registrable(&host)

@@ -68,7 +68,7 @@ impl Urls {
                 _ => out.find_in(&finder, &part.text),
             }
         }
-        let mut urls = out.urls;
+        let urls = out.urls;
         let mut seen: HashSet<String> = HashSet::new();
         let mut domains = Vec::new();
         let mut ips = Vec::new();
