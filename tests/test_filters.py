@@ -3,6 +3,7 @@
 
 import re
 import smtplib
+import time
 
 from conftest import Rampart, message_bytes
 
@@ -65,3 +66,22 @@ def test_client_blocklists(tmp_path, dns):
     why = r.run_cli("message", "why", inbox["clean"][1]).stdout
     assert re.search(r"connect\s+pass\s+admitted", why), why
     assert re.search(r"dnsbl\s+pass\s+dnsbl_not_listed\s+domain=block\.test", why), why
+
+
+def test_greylisting_defers_then_accepts_the_retry(tmp_path, dns):
+    r = start_mx(tmp_path, dns, "filter.greylist.enabled=true", 'filter.greylist.delay="2s"')
+    msg = message_bytes(subject="grey")
+    code, text = send(r, "127.0.0.7", msg)
+    assert code == 451 and "4.7.1" in text and "Greylisted" in text, text
+    assert send(r, "127.0.0.7", msg)[0] == 451, "retried too early"
+    time.sleep(2.2)
+    code, text = send(r, "127.0.0.7", msg)
+    assert code == 250, text
+    # The client retried once: another sender and recipient from its network are not delayed.
+    r.add_user("carol@example.test")
+    assert send(r, "127.0.0.8", message_bytes(subject="later"), sender="b@other.test", rcpt="carol@example.test")[0] == 250
+    assert "event=greylisted" in r.log()
+    rows = r.messages("bob@example.test")
+    assert len(rows) == 1
+    why = r.run_cli("message", "why", rows[0][1]).stdout
+    assert re.search(r"greylist\s+pass\s+greylist_passed", why), why

@@ -136,7 +136,7 @@ fn now_unix() -> i64 {
 }
 
 /// IPv4 clients on dual-stack sockets appear as `::ffff:a.b.c.d`.
-fn canonical_ip(ip: IpAddr) -> IpAddr {
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
@@ -149,7 +149,7 @@ fn host_net(ip: IpAddr) -> IpNet {
 }
 
 /// The network one customer usually has: an IPv4 /24 or an IPv6 /64.
-fn wide_net(ip: IpAddr) -> IpNet {
+pub fn wide_net(ip: IpAddr) -> IpNet {
     let len = if ip.is_ipv4() { 24 } else { 64 };
     IpNet::new(ip, len).expect("24 and 64 are valid prefix lengths").trunc()
 }

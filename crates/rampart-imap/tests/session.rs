@@ -47,6 +47,7 @@ async fn fixture() -> Fixture {
         hostname: "mx.example.test".into(),
         max_auth_failures: 3,
         failure_delay: Duration::from_millis(10),
+        learner: None,
     });
     Fixture { _dir: dir, store, services }
 }

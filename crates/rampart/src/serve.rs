@@ -57,6 +57,8 @@ pub fn filters(config: &Config) -> anyhow::Result<rampart_smtp::session::Filters
         dnsbl: f.dnsbl.iter().map(list).collect(),
         domainbl: f.domainbl.iter().map(list).collect(),
         max_domain_lookups: f.max_domain_lookups,
+        spam: f.spam.clone(),
+        greylist: f.greylist.clone(),
     })
 }
 
@@ -80,8 +82,9 @@ pub fn sender_auth(config: &Config) -> anyhow::Result<rampart_smtp::session::Sen
             SpfFail::Reject => rampart_pipeline::SpfFailAction::Reject,
         },
         defer_on_temperror: ac.dns_temperror == TempErrorAction::Defer,
-        // `[filter.spam]` thresholds arrive with the content filters; until then the defaults.
-        ..rampart_pipeline::Policy::default()
+        junk_score: config.filter.spam.junk_score,
+        quarantine_score: config.filter.spam.quarantine_score,
+        reject_score: config.filter.spam.reject_score,
     };
     let report_address = Some(config.dmarc.report_address.as_str())
         .filter(|a| !a.is_empty())
@@ -188,6 +191,7 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
         hostname: config.server.hostname.clone(),
         max_auth_failures: config.auth.max_failures,
         failure_delay: config.auth.failure_delay,
+        learner: None,
     });
     let shared = Shared { smtp: services, imap: imap_services };
 

@@ -50,6 +50,29 @@ pub struct Services {
     /// Pause before answering a failed login, times the session's failures
     /// (`auth.failure_delay`).
     pub failure_delay: Duration,
+    /// Teaches the spam classifier what users move into and out of Junk
+    /// (`filter.spam.learn_from_imap`); None leaves it alone.
+    pub learner: Option<Arc<dyn Learner>>,
+}
+
+/// Learns from users' moves: messages put into the \Junk mailbox are spam, messages taken out
+/// of it (anywhere but \Trash) are ham. Called after the command's change is stored; the
+/// learning runs in the background so the client does not wait for it.
+pub trait Learner: Send + Sync {
+    /// `messages` are (mailbox, UID) of the copies as they now are.
+    fn learn(&self, account: rampart_store::AccountId, messages: Vec<(rampart_store::MailboxId, u32)>, spam: bool);
+}
+
+/// What a move from a mailbox with special use `from` to one with `to` teaches, if anything:
+/// `Some(true)` spam, `Some(false)` ham.
+pub fn lesson(from: Option<&str>, to: Option<&str>) -> Option<bool> {
+    let junk = |s: Option<&str>| s.is_some_and(|s| s.eq_ignore_ascii_case("\\Junk"));
+    let trash = |s: Option<&str>| s.is_some_and(|s| s.eq_ignore_ascii_case("\\Trash"));
+    match (junk(from), junk(to)) {
+        (false, true) => Some(true),
+        (true, false) if !trash(to) => Some(false),
+        _ => None,
+    }
 }
 
 /// One listener's settings, shared by its sessions.
@@ -547,5 +570,22 @@ pub(crate) fn store_failure(tag: &str, e: &StoreError) -> String {
     match e.kind() {
         ErrorKind::Unavailable => format!("{tag} NO [UNAVAILABLE] Temporary storage failure, try again later"),
         ErrorKind::Refused | ErrorKind::Internal => format!("{tag} NO [SERVERBUG] Internal error, try again later"),
+    }
+}
+
+#[cfg(test)]
+mod lesson_tests {
+    use super::lesson;
+
+    #[test]
+    fn moves_into_and_out_of_junk_teach() {
+        assert_eq!(lesson(None, Some("\\Junk")), Some(true));
+        assert_eq!(lesson(Some("\\Sent"), Some("\\junk")), Some(true));
+        assert_eq!(lesson(Some("\\Junk"), None), Some(false));
+        assert_eq!(lesson(Some("\\Junk"), Some("\\Archive")), Some(false));
+        // Deleting spam is not calling it ham; moving within Junk or elsewhere says nothing.
+        assert_eq!(lesson(Some("\\Junk"), Some("\\Trash")), None);
+        assert_eq!(lesson(Some("\\Junk"), Some("\\Junk")), None);
+        assert_eq!(lesson(None, Some("\\Archive")), None);
     }
 }

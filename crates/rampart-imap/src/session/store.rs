@@ -139,6 +139,12 @@ impl Session {
         } else {
             store.copy_messages(source, uids, dest.id).await?
         };
+        if let Some(learner) = &self.services.learner {
+            let from = store.mailbox_state(user.id, &view.name).await?.and_then(|m| m.special_use);
+            if let Some(spam) = super::lesson(from.as_deref(), dest.special_use.as_deref()) {
+                learner.learn(user.id, transfer.uids.iter().map(|p| (dest.id, p.1)).collect(), spam);
+            }
+        }
         let code = if transfer.uids.is_empty() {
             String::new()
         } else {
@@ -221,6 +227,9 @@ impl Session {
         // Durable (blob and index fsynced) before the OK, like an SMTP 250.
         let transfer = store.append(dest.id, blob, flags.join(" "), date).await?;
         let new_uid = transfer.uids.first().map_or(0, |p| p.1);
+        if let (Some(learner), Some(true)) = (&self.services.learner, super::lesson(None, dest.special_use.as_deref())) {
+            learner.learn(user.id, vec![(dest.id, new_uid)], true);
+        }
         self.sync(out, true).await?;
         line(out, &format!("{tag} OK [APPENDUID {} {new_uid}] APPEND completed", transfer.uidvalidity));
         Ok(Next::Continue)

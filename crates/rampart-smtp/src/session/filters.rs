@@ -4,9 +4,12 @@
 use std::sync::Arc;
 
 use rampart_pipeline::lists::{self, List};
-use rampart_pipeline::{Dns, Entry};
+use rampart_pipeline::{Dns, Entry, Outcome, Reason, Stage, Trail};
+use rampart_store::filter::{GreylistQuery, Greylisting};
 use tokio::task::JoinHandle;
+use tracing::{info, warn};
 
+use super::state::Transaction;
 use super::{Connection, Role};
 
 /// The content layer's settings and tools, from `[filter]`.
@@ -19,6 +22,10 @@ pub struct Filters {
     /// Domain lists (`[[filter.domainbl]]`).
     pub domainbl: Vec<List>,
     pub max_domain_lookups: usize,
+    /// `[filter.spam]`: the scorer and its classifier.
+    pub spam: rampart_config::Spam,
+    /// `[filter.greylist]`.
+    pub greylist: rampart_config::Greylist,
 }
 
 /// What the client lists say about this connection's client.
@@ -61,6 +68,52 @@ impl Connection {
         match &self.listings {
             Listings::Known(entries) => entries,
             _ => &[],
+        }
+    }
+}
+
+/// The domain a message's sender proved it speaks for: the DMARC-aligned From domain, else the
+/// SPF-authorized MAIL FROM domain. Greylisting lets such domains with a good history through.
+pub(super) fn authenticated_domain(trail: &Trail) -> Option<String> {
+    let passed = |stage| trail.entries().iter().find(|e| e.stage == stage && e.result == Outcome::Pass).and_then(|e| e.domain.clone());
+    passed(Stage::Dmarc).or_else(|| passed(Stage::Spf))
+}
+
+impl Connection {
+    /// Greylisting (MX, when on): a new (network, sender, recipient) triplet waits `delay`
+    /// before its retry is accepted. A store failure lets the message through rather than
+    /// deferring every sender; it is logged.
+    pub(super) async fn greylist(&self, tx: &Transaction, trail: &Trail) -> Entry {
+        let g = &self.services.filters.greylist;
+        let ip = rampart_guard::canonical_ip(self.remote.ip());
+        let entry = |result, reason| Entry::new(Stage::Greylist, result, reason);
+        if g.allowlist.iter().any(|c| c.contains(&ip)) {
+            return entry(Outcome::Pass, Reason::GreylistExempt).detail("allowlisted");
+        }
+        let net = rampart_guard::wide_net(ip).to_string();
+        let sender = tx.sender().to_ascii_lowercase();
+        let query = GreylistQuery {
+            triplets: tx.rcpts.iter().map(|r| format!("{net} {sender} {}", r.trim_matches(['<', '>']).to_ascii_lowercase())).collect(),
+            net,
+            authenticated_domain: authenticated_domain(trail),
+            now: chrono::Utc::now().timestamp(),
+            delay: g.delay.as_secs() as i64,
+            retry_window: g.retry_window.as_secs() as i64,
+            expire: g.expire.as_secs() as i64,
+            good_history: g.good_history,
+        };
+        match self.services.store.greylist(query).await {
+            Ok(Greylisting::Passed) => entry(Outcome::Pass, Reason::GreylistPassed),
+            Ok(Greylisting::KnownClient) => entry(Outcome::Pass, Reason::GreylistPassed).detail("known client"),
+            Ok(Greylisting::GoodDomain) => entry(Outcome::Pass, Reason::GreylistExempt).detail("domain with a good history"),
+            Ok(Greylisting::Deferred { retry_after }) => {
+                info!(event = "greylisted", ip = %self.remote.ip(), id = %tx.id, from = %format!("<{}>", tx.from), retry_after);
+                entry(Outcome::TempError, Reason::Greylisted).detail(format!("retry after {}", retry_after))
+            }
+            Err(e) => {
+                warn!(event = "store_error", ip = %self.remote.ip(), id = %tx.id, what = "greylist", error = %e.chain());
+                entry(Outcome::Skipped, Reason::GreylistPassed).detail("store unavailable")
+            }
         }
     }
 }

@@ -52,6 +52,7 @@ impl Connection {
         let blob = self.seal(&tx, content.blob).await?;
         let received = self.received(helo, &tx);
         let mut inbound = self.authenticate(helo, &tx, blob, &received, &mut trail).await?;
+        self.greylisting(&tx, &mut trail).await?;
         let decision = self.judge(&tx, &mut trail, inbound.evaluation.take()).await?;
         if let (Some(raw), Some(report_address)) = (&inbound.raw, &self.services.sender_auth.report_address) {
             self.maybe_dmarc_report(&tx, raw, report_address, &mut trail).await;
@@ -157,6 +158,22 @@ impl Connection {
         let inbound = self.inbound_checks(helo, tx, blob, received.as_bytes()).await.map_err(Next::Reply)?;
         trail.extend(inbound.entries.iter().cloned());
         Ok(inbound)
+    }
+
+    /// Greylisting on the MX when it is on: a deferred triplet ends the message here (451
+    /// 4.7.1 from `decide`), before the content filters spend any work on it.
+    async fn greylisting(&self, tx: &Transaction, trail: &mut Trail) -> Step<()> {
+        if !self.services.filters.greylist.enabled || self.settings.role != Role::Mx {
+            return Ok(());
+        }
+        let entry = self.greylist(tx, trail).await;
+        let deferred = entry.reason == Reason::Greylisted;
+        trail.push(entry.clone());
+        if deferred {
+            metrics::counter!("rampart_messages_total", "listener" => self.settings.listener, "result" => "deferred", "reason" => "greylisted").increment(1);
+            return Err(self.refuse_message(entry));
+        }
+        Ok(())
     }
 
     /// The trail's last entries and the one decision. A refusal ends the message here: it is not
@@ -277,6 +294,7 @@ impl Connection {
         if !tx.remote.is_empty() {
             self.services.queue_wakeup.notify_one();
         }
+        self.remember_good_sender(&trail).await;
         metrics::counter!("rampart_messages_total", "listener" => self.settings.listener, "result" => "accepted", "reason" => "ok").increment(1);
         info!(
             event = "accepted", ip = %self.remote.ip(), listener = self.settings.listener, id = %tx.id,
@@ -284,6 +302,21 @@ impl Connection {
             user = self.user_name(), verdict = decision.action.as_str(), reason = %decision.reason.name()
         );
         Next::Reply(Reply::new(250, "2.0.0", format!("Ok: queued as {}", tx.id)))
+    }
+}
+
+impl Connection {
+    /// An accepted message from an authenticated domain adds to that domain's history, which
+    /// greylisting trusts after `filter.greylist.good_history` of them.
+    async fn remember_good_sender(&self, trail: &Trail) {
+        if !self.services.filters.greylist.enabled || self.settings.role != Role::Mx {
+            return;
+        }
+        if let Some(domain) = super::filters::authenticated_domain(trail) {
+            if let Err(e) = self.services.store.greylist_good(&domain, chrono::Utc::now().timestamp()).await {
+                warn!(event = "store_error", what = "greylist history", error = %e.chain());
+            }
+        }
     }
 }
 
