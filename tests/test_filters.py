@@ -5,7 +5,7 @@ import re
 import smtplib
 import time
 
-from conftest import Rampart, message_bytes
+from conftest import PASSWORD, ROOT, Rampart, message_bytes
 
 SOURCES = {"blocked": "127.0.0.2", "clean": "127.0.0.3", "scored": "127.0.0.4", "refused": "127.0.0.5"}
 
@@ -85,3 +85,158 @@ def test_greylisting_defers_then_accepts_the_retry(tmp_path, dns):
     assert len(rows) == 1
     why = r.run_cli("message", "why", rows[0][1]).stdout
     assert re.search(r"greylist\s+pass\s+greylist_passed", why), why
+
+
+def test_gtube_is_refused(tmp_path, dns):
+    r = start_mx(tmp_path, dns)
+    gtube = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+    code, text = send(r, "127.0.0.3", message_bytes(subject="test", body=f"{gtube}\r\n"))
+    assert code == 550 and "5.7.1" in text and "spam" in text, text
+    assert re.search(r"event=message_refused .*reason=spam_score_reject .*rules:neutral:gtube", r.log())
+    assert r.messages("bob@example.test") == []
+
+
+HTML_LINK = (
+    "From: Offers <deals@remote.test>\r\nTo: bob@example.test\r\nSubject: {subject}\r\n"
+    "Message-ID: <{mid}@remote.test>\r\nDate: Fri, 27 Nov 2026 12:00:00 +0000\r\n"
+    "MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n"
+    "--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{b64}\r\n"
+    "--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+    '<p>Our <a href="https://www.{html_domain}/offer?id=1">offer</a> ends soon.</p>\r\n--b--\r\n'
+)
+
+
+def linked(subject, html_domain, text_domain):
+    import base64
+    text = f"See http://{text_domain}/deal today.\r\n".encode()
+    return HTML_LINK.format(subject=subject, mid=subject.replace(" ", ""), html_domain=html_domain,
+                            b64=base64.b64encode(text).decode()).encode()
+
+
+def test_domain_blocklists_see_urls_in_html_and_base64(tmp_path, dns):
+    dns.a("listed-html.test.dbl.test", "127.0.1.2")
+    dns.a("listed-b64.test.dbl.test", "127.0.1.2")
+    r = start_mx(tmp_path, dns, 'filter.domainbl=[{zone = "dbl.test", score = 6.0}]')
+    for subject, html, text in [("html", "listed-html.test", "clean-a.test"), ("b64", "clean-b.test", "listed-b64.test"),
+                                ("clean", "clean-c.test", "clean-d.test")]:
+        assert send(r, "127.0.0.3", linked(subject, html, text))[0] == 250
+    junk = {m[4]: m for m in r.messages("bob@example.test", "Junk")}
+    inbox = {m[4]: m for m in r.messages("bob@example.test")}
+    assert set(junk) == {"html", "b64"} and set(inbox) == {"clean"}, (junk, inbox)
+    why = r.run_cli("message", "why", junk["html"][1]).stdout
+    assert re.search(r"domainbl\s+neutral\s+domainbl_listed\s+domain=dbl\.test .*listed-html\.test", why), why
+    why = r.run_cli("message", "why", junk["b64"][1]).stdout
+    assert "listed-b64.test" in why, why
+    stored = r.message("bob@example.test", junk["html"][0], "Junk").decode()
+    assert re.search(r"^X-Spam-Status: Yes, score=\d", stored, re.M), stored[:600]
+
+
+def test_quarantine_holds_and_releases(tmp_path, dns):
+    dns.a("held.test.dbl.test", "127.0.1.2")
+    r = start_mx(tmp_path, dns, 'filter.domainbl=[{zone = "dbl.test", score = 12.0}]')
+    code, _ = send(r, "127.0.0.3", linked("held offer", "held.test", "clean.test"))
+    assert code == 250
+    assert r.messages("bob@example.test") == [] and r.messages("bob@example.test", "Junk") == []
+    listed = r.run_cli("quarantine", "list", "--user", "bob@example.test").stdout.strip().splitlines()
+    assert len(listed) == 1, listed
+    held_id, _, score, reason, sender, subject, rcpts = listed[0].split("\t")
+    assert (reason, sender, subject, rcpts) == ("spam_score_quarantine", "<a@remote.test>", "held offer", "bob@example.test")
+    assert 10 <= float(score) < 15
+    shown = r.run_cli("quarantine", "show", held_id).stdout
+    assert "domainbl_listed" in shown and "Subject: held offer" in shown, shown
+    assert "event=quarantined" in r.log()
+    assert "released" in r.run_cli("quarantine", "release", held_id).stdout
+    assert [m[4] for m in r.messages("bob@example.test")] == ["held offer"]
+    assert r.run_cli("quarantine", "list").stdout.strip() == ""
+    assert r.run_cli("quarantine", "release", held_id, check=False).returncode != 0
+    assert "learnt: 0 spam, 1 ham" in r.run_cli("spam", "stats").stdout
+
+
+CORPUS = ROOT / "tests" / "data" / "spam-corpus"
+
+
+def crlf(raw):
+    return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def variants(kind, n, skip):
+    """`n` distinct messages cycled from the corpus' `kind` files (a header makes each unique)."""
+    files = sorted(p for p in (CORPUS / kind).glob("*.eml") if p.name != skip)
+    out = []
+    for i in range(n):
+        raw = crlf(files[i % len(files)].read_bytes())
+        out.append(b"X-Variant: %d\r\n" % i + raw)
+    return out
+
+
+def bayes_line(r, subject):
+    rows = r.messages("bob@example.test") + r.messages("bob@example.test", "Junk")
+    ids = [m[1] for m in rows if m[4] == subject]
+    why = r.run_cli("message", "why", ids[-1]).stdout
+    return next(line for line in why.splitlines() if line.strip().startswith("bayes"))
+
+
+def test_the_classifier_learns_from_imap_moves(tmp_path, dns):
+    import imaplib
+    r = Rampart(tmp_path, name="mx")
+    r.add_user("bob@example.test")
+    dns.start()
+    r.start(f'dns.nameservers=["{dns.address}"]', listeners=("smtp", "imaps"))
+    holdout_spam = crlf((CORPUS / "spam" / "s003b.eml").read_bytes())
+    holdout_ham = crlf((CORPUS / "ham" / "h010.eml").read_bytes())
+
+    def deliver(raw, subject):
+        head, body = raw.split(b"\r\n\r\n", 1)
+        head = re.sub(rb"(?mi)^Subject:[^\r\n]*", b"Subject: " + subject.encode(), head)
+        return send(r, "127.0.0.3", head + b"\r\n\r\n" + body, sender="a@remote.test")[0]
+
+    assert deliver(holdout_spam, "before") == 250
+    assert "bayes_untrained" in bayes_line(r, "before")
+
+    m = imaplib.IMAP4_SSL("127.0.0.1", r.ports["imaps"], ssl_context=r.tls_context(), timeout=60)
+    m.login("bob@example.test", PASSWORD)
+
+    def append(mailbox, raws):
+        uids = []
+        for raw in raws:
+            typ, data = m.append(mailbox, None, None, raw)
+            assert typ == "OK", data
+            uids.append(re.search(rb"APPENDUID \d+ (\d+)", data[0]).group(1).decode())
+        return ",".join(uids)
+
+    # Ham appended to Junk is learnt as spam; moved out of Junk, it is learnt as ham instead.
+    ham = append("Junk", variants("ham", 200, "h010.eml"))
+    m.select("Junk")
+    assert m.uid("MOVE", ham, "INBOX")[0] == "OK"
+    spam = append("INBOX", variants("spam", 200, "s003b.eml"))
+    m.select("INBOX")
+    assert m.uid("MOVE", spam, "Junk")[0] == "OK"
+    m.logout()
+    deadline = time.time() + 120
+    while True:
+        stats = r.run_cli("spam", "stats", "--user", "bob@example.test").stdout
+        if "learnt: 200 spam, 200 ham" in stats:
+            break
+        assert time.time() < deadline, stats
+        time.sleep(1)
+
+    assert deliver(holdout_spam, "after") == 250
+    assert deliver(holdout_ham, "friendly") == 250
+    spam_line, ham_line = bayes_line(r, "after"), bayes_line(r, "friendly")
+    # Untrained before; now the held-out campaign message leans clearly to spam, the ham to ham.
+    score = lambda line: float(re.search(r"score=([-+][\d.]+)", line).group(1))
+    assert "recipient's model" in spam_line and score(spam_line) >= 2.0, spam_line
+    assert "bayes_ham" in ham_line and score(ham_line) < 0, ham_line
+
+
+def test_spam_learn_from_files(tmp_path):
+    r = Rampart(tmp_path)
+    r.add_user("bob@example.test")
+    files = sorted((CORPUS / "spam").glob("*.eml"))[:3]
+    out = r.run_cli("spam", "learn", "--spam", "--user", "bob@example.test", *map(str, files)).stdout
+    assert "learnt 3 message(s) as spam" in out, out
+    out = r.run_cli("spam", "learn", "--ham", *map(str, files[:1])).stdout
+    assert "learnt 1 message(s) as ham" in out, out
+    assert "learnt: 2 spam, 1 ham" in r.run_cli("spam", "stats").stdout
+    assert "learnt: 3 spam, 0 ham" in r.run_cli("spam", "stats", "--user", "bob@example.test").stdout
+    assert r.run_cli("spam", "learn", "--spam", "--ham", str(files[0]), check=False).returncode != 0

@@ -8,6 +8,8 @@
 //! - [`dkim`] manages the DKIM signing table; [`dmarc`] sends and lists DMARC reports;
 //! - [`bans`] lists, adds and lifts bans and shows the firewall rules (the running server's
 //!   side of both is the `rampart-guard` crate);
+//! - [`quarantine`] lists, shows, releases and deletes held messages; [`spam`] teaches the
+//!   classifier (from files, released mail, and users' moves into and out of Junk);
 //! - [`logging`] formats log lines as stable key=value fields.
 
 mod admin;
@@ -17,9 +19,11 @@ mod dmarc;
 mod init;
 mod logging;
 mod metrics;
+mod quarantine;
 mod queue;
 mod records;
 mod serve;
+mod spam;
 
 use std::path::PathBuf;
 
@@ -106,6 +110,16 @@ enum Command {
         #[command(subcommand)]
         command: dmarc::DmarcCommand,
     },
+    /// Messages held instead of delivered (spam above `filter.spam.quarantine_score`).
+    Quarantine {
+        #[command(subcommand)]
+        command: quarantine::QuarantineCommand,
+    },
+    /// The spam classifier: teach it, see what it has learnt.
+    Spam {
+        #[command(subcommand)]
+        command: spam::SpamCommand,
+    },
     /// DNS records to publish.
     Dns {
         #[command(subcommand)]
@@ -154,6 +168,8 @@ fn main() -> std::process::ExitCode {
         Command::Queue { command } => queue::command(&config, command),
         Command::Dkim { command } => dkim::command(&config, command),
         Command::Dmarc { command } => dmarc::command(&config, command),
+        Command::Quarantine { command } => quarantine::command(&config, command),
+        Command::Spam { command } => spam::command(&config, command),
         Command::Dns { command: DnsCommand::Records { domain } } => dns_records(&config, &domain),
         Command::Ban { command } => bans::ban(&config, command),
         Command::Firewall { command } => bans::firewall(&config, command),

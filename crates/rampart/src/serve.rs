@@ -191,7 +191,8 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
         hostname: config.server.hostname.clone(),
         max_auth_failures: config.auth.max_failures,
         failure_delay: config.auth.failure_delay,
-        learner: None,
+        learner: (config.filter.spam.enabled && config.filter.spam.classifier && config.filter.spam.learn_from_imap)
+            .then(|| Arc::new(crate::spam::ImapLearner { store: store.clone() }) as Arc<dyn rampart_imap::Learner>),
     });
     let shared = Shared { smtp: services, imap: imap_services };
 
@@ -219,6 +220,7 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
         }
     }
     tokio::spawn(guard.clone().maintain());
+    tokio::spawn(content_upkeep(config.filter.clone(), store.clone()));
     tokio::spawn(runner.run());
     if config.dmarc.send_reports {
         tokio::spawn(crate::dmarc::report_loop(config.clone(), store.clone(), shared.smtp.queue_wakeup.clone()));
@@ -226,6 +228,26 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
     info!(event = "started", hostname = %config.server.hostname, pid = std::process::id());
 
     signals(path, sets, cert_store, guard).await
+}
+
+/// Hourly: held messages past `filter.quarantine.retention` are deleted, and greylisting
+/// forgets what its windows no longer need.
+async fn content_upkeep(filter: rampart_config::Filter, store: Arc<dyn rampart_store::Store>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let now = chrono::Utc::now().timestamp();
+        match store.expire_held(now - filter.quarantine.retention.as_secs() as i64).await {
+            Ok(0) => {}
+            Ok(n) => info!(event = "quarantine_expired", count = n),
+            Err(e) => warn!(event = "store_error", what = "quarantine expiry", error = %e.chain()),
+        }
+        let g = &filter.greylist;
+        if g.enabled
+            && let Err(e) = store.greylist_prune(now, g.retry_window.as_secs() as i64, g.expire.as_secs() as i64).await {
+                warn!(event = "store_error", what = "greylist pruning", error = %e.chain());
+            }
+    }
 }
 
 /// Binds every listener's addresses before anything is served, so a port in use stops the start

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use rampart_pipeline::lists::{self, List};
 use rampart_pipeline::{Dns, Entry, Outcome, Reason, Stage, Trail};
-use rampart_store::filter::{GreylistQuery, Greylisting};
+use rampart_filter::bayes::{self, Counts, Model};
+use rampart_filter::{MessageView, Urls, rules};
+use rampart_store::filter::{GreylistQuery, Greylisting, Scope};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -115,5 +117,76 @@ impl Connection {
                 entry(Outcome::Skipped, Reason::GreylistPassed).detail("store unavailable")
             }
         }
+    }
+}
+
+/// What the content filters read, computed once from the message: its parsed view, its URLs
+/// and domains, and its classifier tokens.
+struct Parsed {
+    view: MessageView,
+    urls: Urls,
+    tokens: Vec<u64>,
+}
+
+fn parse(raw: &[u8], envelope_domain: Option<String>) -> Parsed {
+    let view = MessageView::parse(raw);
+    let mut urls = Urls::extract(&view);
+    if let Some(d) = envelope_domain.and_then(|d| rampart_filter::urls::registrable(&d))
+        && !urls.domains.contains(&d) {
+            urls.domains.push(d);
+        }
+    let tokens = bayes::tokenize(&view, &urls);
+    Parsed { view, urls, tokens }
+}
+
+impl Connection {
+    /// The content filters, cheapest first: the built-in rules, the domain blocklists (one DNS
+    /// round trip for all of them), the classifier. Each adds its entries (and scores) to the
+    /// trail; `decide` weighs the sum.
+    pub(super) async fn content_filters(&self, tx: &Transaction, raw: &[u8], trail: &mut Trail) {
+        let filters = &self.services.filters;
+        if !filters.spam.enabled {
+            return;
+        }
+        let envelope_domain = tx.sender().rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
+        let parsed = parse(raw, envelope_domain);
+        trail.extend(rules::evaluate(&rules::Input { view: &parsed.view, urls: &parsed.urls, trail }));
+        if let (Some(dns), false) = (&filters.dns, filters.domainbl.is_empty()) {
+            trail.extend(lists::check_domains(dns, &filters.domainbl, &parsed.urls.domains, filters.max_domain_lookups).await);
+        }
+        if filters.spam.classifier {
+            trail.push(self.classify(tx, &parsed.tokens).await);
+        }
+    }
+
+    /// The classifier's entry: the recipient's own model when the message is for one account
+    /// and that model has learnt enough, else everyone's.
+    async fn classify(&self, tx: &Transaction, tokens: &[u64]) -> Entry {
+        let store = &self.services.store;
+        let min = self.services.filters.spam.min_learned;
+        let mut scopes = vec![Scope::Global];
+        if let [account] = tx.accounts.as_slice() {
+            scopes.insert(0, Scope::Account(*account));
+        }
+        let mut last = Entry::new(Stage::Bayes, Outcome::Skipped, Reason::BayesUntrained);
+        for scope in scopes {
+            let stats = match store.token_stats(scope, tokens.to_vec()).await {
+                Ok(stats) => stats,
+                Err(e) => {
+                    warn!(event = "store_error", id = %tx.id, what = "classifier", error = %e.chain());
+                    return Entry::new(Stage::Bayes, Outcome::TempError, Reason::BayesUntrained).detail("store unavailable");
+                }
+            };
+            let counts = |c: rampart_store::filter::ClassCounts| Counts { spam: c.spam, ham: c.ham };
+            let model = Model::from_parts(counts(stats.messages), stats.tokens.into_iter().map(|(t, c)| (t, counts(c))));
+            let verdict = bayes::classify_with(&model, tokens, min);
+            let whose = if scope == Scope::Global { "everyone's" } else { "the recipient's" };
+            last = verdict.entry();
+            last.detail = format!("{}; {whose} model", last.detail);
+            if matches!(verdict, bayes::Verdict::Scored { .. }) {
+                break;
+            }
+        }
+        last
     }
 }

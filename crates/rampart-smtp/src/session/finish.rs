@@ -6,15 +6,19 @@
 //! 3. [`Connection::seal`]: the blob is finished and fsynced;
 //! 4. [`Connection::authenticate`]: on the MX, forged Authentication-Results removed, then DKIM,
 //!    ARC and DMARC over the message (SPF and iprev ran at MAIL FROM);
-//! 5. [`Connection::judge`]: the trail's last entries and the one `decide`; DMARC evaluations
+//! 5. [`Connection::greylisting`] (MX, when on): a new triplet is deferred here;
+//! 6. [`Connection::content`] (MX): the built-in rules, domain blocklists and the classifier;
+//! 7. [`Connection::judge`]: the trail's last entries and the one `decide`; DMARC evaluations
 //!    kept for aggregate reports; a refusal is logged with its trail and answered;
-//! 6. [`Connection::store`]: the DKIM signature of the queued copy, then the local copies and
-//!    the queue entry in one durable store, and only then `250`.
+//! 8. [`Connection::store`]: the DKIM signature of the queued copy, then the local copies and
+//!    the queue entry in one durable store (or, when the decision says so, the quarantine),
+//!    and only then `250`.
 //!
 //! Each step returns `Err(Next)` with the reply when the message stops there.
 
 use rampart_pipeline::report::Evaluation;
 use rampart_pipeline::{Action, Decision, Disposition, Entry, Outcome, Reason, Stage, Trail};
+use rampart_store::quarantine::Hold;
 use rampart_store::{Blob, BlobWriter, Delivery, Folder, Outbound, Target};
 use tracing::{info, warn};
 
@@ -53,6 +57,7 @@ impl Connection {
         let received = self.received(helo, &tx);
         let mut inbound = self.authenticate(helo, &tx, blob, &received, &mut trail).await?;
         self.greylisting(&tx, &mut trail).await?;
+        self.content(&tx, &mut inbound, &mut trail).await?;
         let decision = self.judge(&tx, &mut trail, inbound.evaluation.take()).await?;
         if let (Some(raw), Some(report_address)) = (&inbound.raw, &self.services.sender_auth.report_address) {
             self.maybe_dmarc_report(&tx, raw, report_address, &mut trail).await;
@@ -176,6 +181,21 @@ impl Connection {
         Ok(())
     }
 
+    /// The content filters over the whole message (MX role, `filter.spam.enabled`).
+    async fn content(&self, tx: &Transaction, inbound: &mut Inbound, trail: &mut Trail) -> Step<()> {
+        if !self.services.filters.spam.enabled || self.settings.role != Role::Mx {
+            return Ok(());
+        }
+        if inbound.raw.is_none() {
+            let raw = inbound.blob.contents().await.map_err(|e| Next::Reply(super::content::store_failed(&tx.id, &e)))?;
+            inbound.raw = Some(raw);
+        }
+        if let Some(raw) = &inbound.raw {
+            self.content_filters(tx, raw, trail).await;
+        }
+        Ok(())
+    }
+
     /// The trail's last entries and the one decision. A refusal ends the message here: it is not
     /// stored, so its trail goes to the log.
     async fn judge(&self, tx: &Transaction, trail: &mut Trail, evaluation: Option<Evaluation>) -> Step<Decision> {
@@ -260,8 +280,17 @@ impl Connection {
     /// Local copies (Junk when the decision says so) and the queue entry for remote recipients
     /// in one durable store; `250` only after it.
     async fn store(&self, tx: Transaction, decision: &Decision, trail: Trail, submitted: Submitted, inbound: Inbound, received: String) -> Next {
+        let subject = inbound.raw.as_deref().map(subject_of).unwrap_or_default();
         let Inbound { blob, header: auth_header, arc_set, .. } = inbound;
-        let (arc_set, added, size) = (arc_set.unwrap_or_default(), submitted.added, blob.size());
+        let (arc_set, mut added, size) = (arc_set.unwrap_or_default(), submitted.added, blob.size());
+        let spam = &self.services.filters.spam;
+        if spam.enabled && spam.add_header && self.settings.role == Role::Mx {
+            added.push_str(&rampart_filter::header::field(&trail, spam.junk_score));
+        }
+        if decision.action == Action::Quarantine {
+            let prefix = format!("{}{auth_header}{received}{added}", trace::return_path(&tx.from));
+            return self.hold(tx, decision, trail, blob, prefix, subject).await;
+        }
         let mut queued_prefix = format!("{arc_set}{auth_header}{received}{added}").into_bytes();
         let local_prefix = format!("{}{auth_header}{received}{added}", trace::return_path(&tx.from)).into_bytes();
         if self.settings.role == Role::Submission && !tx.remote.is_empty() {
@@ -277,8 +306,7 @@ impl Connection {
             is_dsn: false,
             prefix: queued_prefix,
         });
-        // Until the quarantine store exists, held mail goes to Junk rather than the inbox.
-        let folder = if matches!(decision.action, Action::Junk | Action::Quarantine) { Folder::Junk } else { Folder::Inbox };
+        let folder = if decision.action == Action::Junk { Folder::Junk } else { Folder::Inbox };
         let delivery = Delivery {
             blob,
             prefix: local_prefix,
@@ -306,18 +334,56 @@ impl Connection {
 }
 
 impl Connection {
+    /// Holds the message in the quarantine for its local recipients instead of delivering it;
+    /// copies for remote recipients (alias forwards) are not sent on. Held as durably as a
+    /// delivery, then `250`: the sender's part is done, the recipients or an admin decide.
+    async fn hold(&self, tx: Transaction, decision: &Decision, trail: Trail, blob: Blob, prefix: String, subject: String) -> Next {
+        if tx.accounts.is_empty() {
+            // Nobody here to release it to: refuse it as spam instead of forwarding it.
+            let r = Reply::new(550, "5.7.1", format!("Message rejected as spam (score {:.1})", trail.score()));
+            info!(event = "message_refused", ip = %self.remote.ip(), id = %tx.id, reason = "quarantine_without_local_recipient", code = 550);
+            return Next::Reply(r);
+        }
+        let hold = Hold {
+            blob,
+            prefix: prefix.into_bytes(),
+            internal_date: chrono::Utc::now().timestamp(),
+            accounts: tx.accounts.clone(),
+            reference: tx.id.clone(),
+            sender: tx.sender(),
+            subject,
+            reason: decision.reason.name(),
+            score: Some(trail.score()),
+            trail: trail.to_json(),
+        };
+        if let Err(e) = self.services.store.hold(hold).await {
+            return Next::Reply(super::content::store_failed(&tx.id, &e));
+        }
+        metrics::counter!("rampart_messages_total", "listener" => self.settings.listener, "result" => "quarantined", "reason" => "spam").increment(1);
+        info!(
+            event = "quarantined", ip = %self.remote.ip(), listener = self.settings.listener, id = %tx.id,
+            from = %format!("<{}>", tx.from), local = tx.accounts.len(), score = trail.score(), reason = %decision.reason.name()
+        );
+        Next::Reply(Reply::new(250, "2.0.0", format!("Ok: queued as {}", tx.id)))
+    }
+
     /// An accepted message from an authenticated domain adds to that domain's history, which
     /// greylisting trusts after `filter.greylist.good_history` of them.
     async fn remember_good_sender(&self, trail: &Trail) {
         if !self.services.filters.greylist.enabled || self.settings.role != Role::Mx {
             return;
         }
-        if let Some(domain) = super::filters::authenticated_domain(trail) {
-            if let Err(e) = self.services.store.greylist_good(&domain, chrono::Utc::now().timestamp()).await {
+        if let Some(domain) = super::filters::authenticated_domain(trail)
+            && let Err(e) = self.services.store.greylist_good(&domain, chrono::Utc::now().timestamp()).await {
                 warn!(event = "store_error", what = "greylist history", error = %e.chain());
             }
-        }
     }
+}
+
+/// The message's Subject, decoded, for listings (the quarantine).
+fn subject_of(raw: &[u8]) -> String {
+    let head = header_section(&raw[..raw.len().min(MAX_HEAD)]).unwrap_or_default();
+    mail_parser::MessageParser::default().parse_headers(head).and_then(|m| m.subject().map(str::to_string)).unwrap_or_default()
 }
 
 /// The header section (through the empty line), or None when it does not fit in the head.

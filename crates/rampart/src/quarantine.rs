@@ -1,0 +1,107 @@
+//! `rampart quarantine`: messages the pipeline held instead of delivering. They wait in the
+//! store (as durably as delivered mail) until released into their recipients' INBOX (and
+//! learnt as ham, so the classifier makes the mistake less often), deleted, or expired after
+//! `filter.quarantine.retention`.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use rampart_store::prelude::*;
+use rampart_store::quarantine::Held;
+use rampart_store::{AccountId, SqliteStore};
+
+#[derive(Subcommand)]
+pub enum QuarantineCommand {
+    /// Held messages, newest first: id, date, score, reason, sender, subject, recipients.
+    List {
+        /// Only those held for this account.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// One held message: why it was held (its verdict trail), then its headers.
+    Show { id: String },
+    /// Deliver a held message to its recipients' INBOX (or only to --user's) and learn it as ham.
+    Release {
+        id: String,
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Delete a held message (for everyone, or only for --user).
+    Delete {
+        id: String,
+        #[arg(long)]
+        user: Option<String>,
+    },
+}
+
+fn date(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0).map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()
+}
+
+fn score(h: &Held) -> String {
+    h.score.map_or_else(|| "-".to_string(), |s| format!("{s:.1}"))
+}
+
+async fn account(store: &SqliteStore, user: Option<String>) -> anyhow::Result<Option<AccountId>> {
+    let Some(user) = user else { return Ok(None) };
+    let Some(a) = store.account(&user).await? else { bail!("no account {user}") };
+    Ok(Some(a.id))
+}
+
+pub fn command(config: &Path, cmd: QuarantineCommand) -> anyhow::Result<()> {
+    let config = crate::serve::load_config(config, &[])?;
+    let store = SqliteStore::open(&config.server.data_dir)
+        .with_context(|| format!("opening the store in {}", config.server.data_dir.display()))?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        match cmd {
+            QuarantineCommand::List { user } => {
+                let account = account(&store, user).await?;
+                for h in store.held(account).await? {
+                    println!(
+                        "{}\t{}\t{}\t{}\t<{}>\t{}\t{}",
+                        h.id,
+                        date(h.created),
+                        score(&h),
+                        h.reason,
+                        h.sender,
+                        h.subject,
+                        h.recipients.join(",")
+                    );
+                }
+            }
+            QuarantineCommand::Show { id } => {
+                let Some(h) = store.held_one(&id).await? else { bail!("no held message {id}") };
+                println!("id: {}\nheld: {}\nsize: {}\nsender: <{}>\nsubject: {}", h.id, date(h.created), h.size, h.sender, h.subject);
+                println!("recipients: {}\nreason: {}\nscore: {}\ntrail:", h.recipients.join(", "), h.reason, score(&h));
+                match rampart_pipeline::Trail::from_json(&h.trail) {
+                    Some(t) => print!("{}", t.render()),
+                    None => println!("  {}", h.trail),
+                }
+                let message = store.held_message(&id).await?;
+                let end = message.windows(4).position(|w| w == b"\r\n\r\n").map_or(message.len(), |i| i + 2);
+                println!();
+                print!("{}", String::from_utf8_lossy(&message[..end]));
+            }
+            QuarantineCommand::Release { id, user } => {
+                let account = account(&store, user).await?;
+                let message = store.held_message(&id).await.ok();
+                let delivered = store.release(&id, account).await?;
+                let accounts: Vec<AccountId> = delivered.iter().map(|d| d.account).collect();
+                if let Some(message) = message {
+                    crate::spam::learn_message(&store, &accounts, &message, false).await?;
+                }
+                println!("{id}: released to {} mailbox(es) and learnt as ham", delivered.len());
+            }
+            QuarantineCommand::Delete { id, user } => {
+                let account = account(&store, user).await?;
+                if !store.delete_held(&id, account).await? {
+                    bail!("no held message {id}");
+                }
+                println!("deleted {id}");
+            }
+        }
+        Ok(())
+    })
+}
