@@ -14,11 +14,11 @@ def reversed_ip(ip):
     return ".".join(reversed(ip.split(".")))
 
 
-def start_mx(tmp_path, dns, *sets):
+def start_mx(tmp_path, dns, *sets, listeners=("smtp",)):
     r = Rampart(tmp_path, name="mx")
     r.add_user("bob@example.test")
     dns.start()
-    r.start(f'dns.nameservers=["{dns.address}"]', *sets)
+    r.start(f'dns.nameservers=["{dns.address}"]', *sets, listeners=listeners)
     return r
 
 
@@ -240,3 +240,45 @@ def test_spam_learn_from_files(tmp_path):
     assert "learnt: 2 spam, 1 ham" in r.run_cli("spam", "stats").stdout
     assert "learnt: 3 spam, 0 ham" in r.run_cli("spam", "stats", "--user", "bob@example.test").stdout
     assert r.run_cli("spam", "learn", "--spam", "--ham", str(files[0]), check=False).returncode != 0
+
+
+def attachment_message(payload, name="readme.txt"):
+    import base64
+    return (
+        "From: a@remote.test\r\nTo: bob@example.test\r\nSubject: attached\r\nMessage-ID: <att@remote.test>\r\n"
+        "Date: Fri, 27 Nov 2026 12:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+        "--b\r\nContent-Type: text/plain\r\n\r\nSee the file.\r\n"
+        f"--b\r\nContent-Type: application/octet-stream; name={name}\r\nContent-Disposition: attachment; filename={name}\r\n"
+        f"Content-Transfer-Encoding: base64\r\n\r\n{base64.b64encode(payload).decode()}\r\n--b--\r\n"
+    ).encode()
+
+
+def test_antivirus(tmp_path, dns):
+    from peers import EICAR, Clamd
+    clamd = Clamd(tmp_path).start()
+    try:
+        r = start_mx(tmp_path, dns, f'filter.antivirus.clamd="{clamd.socket}"', listeners=("smtp", "submission"))
+        assert r.wait_log(r"event=antivirus_ready")
+        code, text = send(r, "127.0.0.3", message_bytes(subject="raw", body=EICAR.decode() + "\r\n"))
+        assert code == 554 and "5.7.1" in text and "Test.EICAR" in text, text
+        code, text = send(r, "127.0.0.3", attachment_message(EICAR))
+        assert code == 554 and "Test.EICAR" in text, text
+        assert send(r, "127.0.0.3", attachment_message(b"just text"))[0] == 250
+        assert [m[4] for m in r.messages("bob@example.test")] == ["attached"]
+        # Submitted mail is scanned too.
+        with smtplib.SMTP("127.0.0.1", r.ports["submission"], timeout=20) as s:
+            s.ehlo("client.test")
+            s.starttls(context=r.tls_context())
+            s.ehlo("client.test")
+            s.login("bob@example.test", PASSWORD)
+            s.mail("bob@example.test")
+            s.rcpt("friend@remote.test")
+            code, text = s.data(attachment_message(EICAR).replace(b"From: a@remote.test", b"From: bob@example.test"))
+        assert code == 554 and b"Test.EICAR" in text, text
+        # clamd stopped: nothing is accepted unscanned.
+        clamd.stop()
+        code, text = send(r, "127.0.0.3", message_bytes(subject="unscanned"))
+        assert code == 451 and "4.7.1" in text, text
+        assert len(r.messages("bob@example.test")) == 1
+    finally:
+        clamd.stop()

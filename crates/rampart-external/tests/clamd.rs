@@ -36,7 +36,7 @@ impl ClamdProcess {
         std::fs::write(dir.path().join("eicar.hdb"), EICAR_HDB).unwrap();
         let conf = format!(
             "Foreground yes\nDatabaseDirectory {d}\nTCPSocket {port}\nTCPAddr 127.0.0.1\nLocalSocket {d}/clamd.sock\n\
-             StreamMaxLength {stream_max_length}\nLogFile {d}/clamd.log\n",
+             StreamMaxLength {stream_max_length}\nLogFile {d}/clamd.log\nTemporaryDirectory {d}\n",
             d = dir.path().display()
         );
         std::fs::write(dir.path().join("clamd.conf"), conf).unwrap();

@@ -157,6 +157,8 @@ pub fn refusal(e: &Entry) -> Option<Refusal> {
             (554, "5.7.1", format!("Service unavailable; client [{}] blocked using {zone}", e.detail))
         }
         R::Greylisted => (451, "4.7.1", "Greylisted, try again later".into()),
+        R::VirusFound => (554, "5.7.1", format!("Message rejected: it contains malware ({})", e.detail)),
+        R::AntivirusUnavailable => (451, "4.7.1", "The message could not be scanned for malware, try again later".into()),
         _ => return None,
     };
     Some(Refusal { code, status, text })
@@ -168,10 +170,14 @@ pub fn decide(trail: &Trail, policy: &Policy) -> Decision {
         return Decision { action, reason: e.reason, refusal: Some(r) };
     }
     let auth = sender_authentication(trail, policy);
-    match spam_score(trail, policy) {
-        Some(spam) if spam.action.severity() > auth.action.severity() => spam,
-        _ => auth,
-    }
+    let held = trail.entries().iter().find(|e| holds(e)).map(|e| Decision { action: Action::Quarantine, reason: e.reason, refusal: None });
+    [held, spam_score(trail, policy)].into_iter().flatten().fold(auth, |best, d| if d.action.severity() > best.action.severity() { d } else { best })
+}
+
+/// Entries that hold the message in the quarantine by themselves: malware found where the
+/// antivirus action is "quarantine" (a neutral result; a failing one refuses instead).
+fn holds(e: &Entry) -> bool {
+    e.result == Outcome::Neutral && e.reason == Reason::VirusFound
 }
 
 /// What the content filters' summed score calls for, if anything.
@@ -385,6 +391,21 @@ mod tests {
         // On a scoring list it only adds its score.
         let scored = Entry::new(S::Dnsbl, O::Neutral, R::DnsblListed).domain("zen.example").score(3.0);
         assert_eq!(decide(&Trail(vec![scored]), &p).action, Action::Accept);
+    }
+
+    #[test]
+    fn malware_refuses_or_holds() {
+        let found = |result| Entry::new(Stage::Antivirus, result, Reason::VirusFound).detail("Test.EICAR");
+        let d = decide(&Trail(vec![found(Outcome::Fail)]), &Policy::default());
+        let r = d.refusal.unwrap();
+        assert_eq!((d.action, r.code, r.status), (Action::Reject, 554, "5.7.1"));
+        assert!(r.text.contains("Test.EICAR"));
+        let d = decide(&Trail(vec![found(Outcome::Neutral)]), &Policy::default());
+        assert_eq!((d.action, d.reason), (Action::Quarantine, Reason::VirusFound));
+        let down = Entry::new(Stage::Antivirus, Outcome::TempError, Reason::AntivirusUnavailable);
+        assert_eq!(decide(&Trail(vec![down]), &Policy::default()).refusal.map(|r| (r.code, r.status)), Some((451, "4.7.1")));
+        let accepted = Entry::new(Stage::Antivirus, Outcome::Skipped, Reason::AntivirusUnavailable);
+        assert_eq!(decide(&Trail(vec![accepted]), &Policy::default()).action, Action::Accept);
     }
 
     #[test]

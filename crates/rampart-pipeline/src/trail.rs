@@ -35,6 +35,10 @@ pub enum Stage {
     Rules,
     /// The statistical classifier, trained per user and globally.
     Bayes,
+    /// clamd (INSTREAM): viruses and other malware.
+    Antivirus,
+    /// Third-party filters over the milter protocol (`detail` names the milter).
+    Milter,
     /// The decision itself, appended last.
     Decision,
     Queue,
@@ -137,6 +141,15 @@ pub enum Reason {
     BayesUncertain,
     /// Fewer trained messages of either class than the classifier needs to score.
     BayesUntrained,
+    /// clamd found malware (`detail` is the signature). A failure refuses; with
+    /// `filter.antivirus.action = "quarantine"` the result is neutral and the message is held.
+    VirusFound,
+    AntivirusClean,
+    /// Larger than `filter.antivirus.max_size`, or past clamd's StreamMaxLength: not scanned.
+    AntivirusSkipped,
+    /// clamd could not be asked; a temporary error defers, a skipped entry means
+    /// `on_error = "accept"` let it through unscanned.
+    AntivirusUnavailable,
     /// A new triplet: try again after the delay.
     Greylisted,
     GreylistPassed,

@@ -167,6 +167,17 @@ impl Blob {
         tokio::fs::read(&path).await.map_err(|e| StoreError::io(&path, e))
     }
 
+    /// The content as received, as a stream: an antivirus scanner reads a large message
+    /// through a small buffer instead of the whole of it in memory.
+    pub async fn reader(&self) -> Result<Box<dyn tokio::io::AsyncRead + Unpin + Send + '_>> {
+        if let Some(data) = &self.inline {
+            return Ok(Box::new(data.as_slice()));
+        }
+        let path = if self.committed { blob_path(&self.root, &self.id) } else { self.tmp_path() };
+        let file = tokio::fs::File::open(&path).await.map_err(|e| StoreError::io(&path, e))?;
+        Ok(Box::new(file))
+    }
+
     /// Moves the file to its bucket. Returns the directory that now needs an fsync, or None
     /// for an inline blob, which has no file.
     pub(crate) fn commit(&mut self) -> Result<Option<PathBuf>> {

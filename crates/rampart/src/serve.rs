@@ -59,6 +59,8 @@ pub fn filters(config: &Config) -> anyhow::Result<rampart_smtp::session::Filters
         max_domain_lookups: f.max_domain_lookups,
         spam: f.spam.clone(),
         greylist: f.greylist.clone(),
+        clamd: rampart_external::Clamd::from_config(&f.antivirus).map_err(|e| anyhow!("filter.antivirus.clamd: {e}"))?.map(Arc::new),
+        antivirus: f.antivirus.clone(),
     })
 }
 
@@ -221,6 +223,16 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
     }
     tokio::spawn(guard.clone().maintain());
     tokio::spawn(content_upkeep(config.filter.clone(), store.clone()));
+    if let Some(clamd) = shared.smtp.filters.clamd.clone() {
+        // A clear line at start when clamd is absent: every message would otherwise wait for
+        // it and be deferred (or pass unscanned with on_error = "accept").
+        tokio::spawn(async move {
+            match clamd.ping().await {
+                Ok(()) => info!(event = "antivirus_ready", clamd = %clamd.address()),
+                Err(e) => warn!(event = "antivirus_unavailable", clamd = %clamd.address(), error = %e),
+            }
+        });
+    }
     tokio::spawn(runner.run());
     if config.dmarc.send_reports {
         tokio::spawn(crate::dmarc::report_loop(config.clone(), store.clone(), shared.smtp.queue_wakeup.clone()));

@@ -8,6 +8,7 @@
 //!    ARC and DMARC over the message (SPF and iprev ran at MAIL FROM);
 //! 5. [`Connection::greylisting`] (MX, when on): a new triplet is deferred here;
 //! 6. [`Connection::content`] (MX): the built-in rules, domain blocklists and the classifier;
+//!    then [`Connection::antivirus`] (clamd, inbound and submitted mail);
 //! 7. [`Connection::judge`]: the trail's last entries and the one `decide`; DMARC evaluations
 //!    kept for aggregate reports; a refusal is logged with its trail and answered;
 //! 8. [`Connection::store`]: the DKIM signature of the queued copy, then the local copies and
@@ -58,6 +59,7 @@ impl Connection {
         let mut inbound = self.authenticate(helo, &tx, blob, &received, &mut trail).await?;
         self.greylisting(&tx, &mut trail).await?;
         self.content(&tx, &mut inbound, &mut trail).await?;
+        trail.extend(self.antivirus(&tx, &inbound.blob, inbound.raw.as_deref()).await);
         let decision = self.judge(&tx, &mut trail, inbound.evaluation.take()).await?;
         if let (Some(raw), Some(report_address)) = (&inbound.raw, &self.services.sender_auth.report_address) {
             self.maybe_dmarc_report(&tx, raw, report_address, &mut trail).await;
