@@ -12,8 +12,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 
 /// A connected byte stream to a filter (TCP, Unix socket, or a test's duplex).
-pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+/// Sync as well as Send: an SMTP session holds its milters and is shared by reference across
+/// awaits, so everything in it must be Sync (tokio's sockets are).
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Stream for T {}
 
 /// A filter's address as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]

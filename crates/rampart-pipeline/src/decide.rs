@@ -58,6 +58,8 @@ pub enum Action {
     Junk,
     /// Hold in the quarantine, stored as durably as a delivery, until released or expired.
     Quarantine,
+    /// Accept and drop (a milter asked for it); logged with its trail, never silent.
+    Discard,
     /// Temporary refusal: the client tries again later.
     Defer,
     Reject,
@@ -69,6 +71,7 @@ impl Action {
             Action::Accept => "accept",
             Action::Junk => "junk",
             Action::Quarantine => "quarantine",
+            Action::Discard => "discard",
             Action::Defer => "defer",
             Action::Reject => "reject",
         }
@@ -80,8 +83,9 @@ impl Action {
             Action::Accept => 0,
             Action::Junk => 1,
             Action::Quarantine => 2,
-            Action::Defer => 3,
-            Action::Reject => 4,
+            Action::Discard => 3,
+            Action::Defer => 4,
+            Action::Reject => 5,
         }
     }
 }
@@ -115,7 +119,7 @@ impl Decision {
     pub fn entry(&self) -> Entry {
         let result = match self.action {
             Action::Accept => Outcome::Pass,
-            Action::Junk | Action::Quarantine => Outcome::Neutral,
+            Action::Junk | Action::Quarantine | Action::Discard => Outcome::Neutral,
             Action::Defer => Outcome::TempError,
             Action::Reject => Outcome::Fail,
         };
@@ -159,6 +163,10 @@ pub fn refusal(e: &Entry) -> Option<Refusal> {
         R::Greylisted => (451, "4.7.1", "Greylisted, try again later".into()),
         R::VirusFound => (554, "5.7.1", format!("Message rejected: it contains malware ({})", e.detail)),
         R::AntivirusUnavailable => (451, "4.7.1", "The message could not be scanned for malware, try again later".into()),
+        R::MilterRejected => (550, "5.7.1", "Message rejected by a content filter".into()),
+        R::MilterTempfailed => (451, "4.7.1", "A content filter asks to try again later".into()),
+        R::MilterUnavailable if e.result == Outcome::Fail => (554, "5.7.1", "Message refused: a content filter is unavailable".into()),
+        R::MilterUnavailable => (451, "4.7.1", "A content filter is unavailable, try again later".into()),
         _ => return None,
     };
     Some(Refusal { code, status, text })
@@ -170,14 +178,19 @@ pub fn decide(trail: &Trail, policy: &Policy) -> Decision {
         return Decision { action, reason: e.reason, refusal: Some(r) };
     }
     let auth = sender_authentication(trail, policy);
-    let held = trail.entries().iter().find(|e| holds(e)).map(|e| Decision { action: Action::Quarantine, reason: e.reason, refusal: None });
+    let held = trail.entries().iter().find_map(|e| holds(e).map(|action| Decision { action, reason: e.reason, refusal: None }));
     [held, spam_score(trail, policy)].into_iter().flatten().fold(auth, |best, d| if d.action.severity() > best.action.severity() { d } else { best })
 }
 
-/// Entries that hold the message in the quarantine by themselves: malware found where the
-/// antivirus action is "quarantine" (a neutral result; a failing one refuses instead).
-fn holds(e: &Entry) -> bool {
-    e.result == Outcome::Neutral && e.reason == Reason::VirusFound
+/// Entries that hold or drop the message by themselves: malware found where the antivirus
+/// action is "quarantine" (a neutral result; a failing one refuses instead), a milter's
+/// quarantine or discard.
+fn holds(e: &Entry) -> Option<Action> {
+    match (e.result, e.reason) {
+        (Outcome::Neutral, Reason::VirusFound | Reason::MilterQuarantined) => Some(Action::Quarantine),
+        (Outcome::Neutral, Reason::MilterDiscarded) => Some(Action::Discard),
+        _ => None,
+    }
 }
 
 /// What the content filters' summed score calls for, if anything.

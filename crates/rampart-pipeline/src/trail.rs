@@ -150,6 +150,19 @@ pub enum Reason {
     /// clamd could not be asked; a temporary error defers, a skipped entry means
     /// `on_error = "accept"` let it through unscanned.
     AntivirusUnavailable,
+    /// A milter let the message through (`detail` names it).
+    MilterAccepted,
+    /// A milter refused (`detail`: its name, the stage and its reply).
+    MilterRejected,
+    MilterTempfailed,
+    /// A milter asked to accept the message and drop it (recorded, never silent).
+    MilterDiscarded,
+    /// A milter asked to hold the message in the quarantine.
+    MilterQuarantined,
+    /// A milter changed the message or its envelope (`detail` says how).
+    MilterModified,
+    /// A milter could not be asked; its `on_error` decides (temperror, fail, or skipped).
+    MilterUnavailable,
     /// A new triplet: try again after the delay.
     Greylisted,
     GreylistPassed,

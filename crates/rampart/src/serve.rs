@@ -61,6 +61,7 @@ pub fn filters(config: &Config) -> anyhow::Result<rampart_smtp::session::Filters
         greylist: f.greylist.clone(),
         clamd: rampart_external::Clamd::from_config(&f.antivirus).map_err(|e| anyhow!("filter.antivirus.clamd: {e}"))?.map(Arc::new),
         antivirus: f.antivirus.clone(),
+        milters: f.milter.iter().cloned().map(Arc::new).collect(),
     })
 }
 

@@ -70,6 +70,7 @@ impl Connection {
                     user = %identity.address, mechanism = mechanism.name(),
                     app_password = identity.app_password.as_deref().unwrap_or("-")
                 );
+                self.milters.set_macro("auth_authen", identity.address.clone());
                 self.user = Some(identity);
                 (Next::Reply(Reply::new(235, "2.7.0", "Authentication successful")), true)
             }

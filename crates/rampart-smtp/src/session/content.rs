@@ -38,6 +38,15 @@ pub(super) fn store_failed(id: &str, e: &StoreError) -> Reply {
 }
 
 impl Connection {
+    /// The milters at DATA (or the first BDAT): a refusal, if one refuses.
+    async fn milters_data(&mut self) -> Option<Next> {
+        if self.milters.is_empty() {
+            return None;
+        }
+        let (answer, _) = self.milters.data().await;
+        answer.and_then(|a| self.milter_refusal(a))
+    }
+
     fn new_content(&self, framing: Framing) -> Result<Content, Reply> {
         let blob = self.services.store.blob_writer().map_err(|e| store_failed("-", &e))?;
         Ok(Content {
@@ -62,7 +71,10 @@ impl Connection {
 }
 
 impl Session {
-    pub(super) fn data_start(&mut self) -> Next {
+    pub(super) async fn data_start(&mut self) -> Next {
+        if let Some(next) = self.conn.milters_data().await {
+            return next;
+        }
         let content = match self.conn.new_content(Framing::Dot) {
             Ok(content) => content,
             Err(reply) => return Next::Reply(reply),
@@ -109,7 +121,14 @@ impl Session {
     }
 
     /// BDAT, once [`Session::allowed`] has checked EHLO and recipients.
-    pub(super) fn bdat_start(&mut self, size: u64, last: bool) -> Next {
+    pub(super) async fn bdat_start(&mut self, size: u64, last: bool) -> Next {
+        if matches!(self.phase, Phase::Mail(..))
+            && let Some(next) = self.conn.milters_data().await {
+                return match next {
+                    Next::Reply(reply) => Next::BdatDiscard { size, reply },
+                    close => close,
+                };
+            }
         if last && self.conn.user.is_none() {
             // Checked by the driver once the chunk is read, before the message is stored.
             self.sync_point = Some("BDAT LAST");

@@ -13,7 +13,13 @@ use crate::reply::Reply;
 use crate::trace;
 
 impl Session {
-    pub(super) fn ehlo(&mut self, name: String, extended: bool) -> Next {
+    pub(super) async fn ehlo(&mut self, name: String, extended: bool) -> Next {
+        if !self.conn.milters.is_empty() {
+            if matches!(self.phase, Phase::Mail(..) | Phase::Chunking { .. }) {
+                self.conn.milters.abort().await;
+            }
+            self.conn.milters.helo(self.conn.remote, &name).await;
+        }
         let conn = &self.conn;
         let host = &conn.services.hostname;
         let reply = if extended {
@@ -62,8 +68,13 @@ impl Session {
         if let Err(next) = self.conn.mail_policy(&from).await {
             return next;
         }
+        let id = trace::new_id();
+        let milter_entries = match self.conn.milters_mail(&from, &id).await {
+            Ok(entries) => entries,
+            Err(next) => return next,
+        };
         let spf = self.conn.mail_from_checks(&helo_name, &from).await;
-        let tx = Transaction { id: trace::new_id(), from, params, rcpts: Vec::new(), accounts: Vec::new(), remote: Vec::new(), spf };
+        let tx = Transaction { id, from, params, rcpts: Vec::new(), accounts: Vec::new(), remote: Vec::new(), spf, milter_entries };
         match std::mem::replace(&mut self.phase, Phase::Connected) {
             Phase::Greeted(helo) => {
                 self.phase = Phase::Mail(helo, tx);
@@ -102,6 +113,13 @@ impl Session {
         };
         match resolved {
             Ok((accounts, remote)) => {
+                if !conn.milters.is_empty() {
+                    let (answer, tagged) = conn.milters.rcpt(&shown).await;
+                    tx.milter_entries.extend(tagged);
+                    if let Some(next) = answer.and_then(|a| conn.milter_refusal(a)) {
+                        return next;
+                    }
+                }
                 tx.add_recipient(shown, accounts, remote);
                 Next::Reply(Reply::new(250, "2.1.5", "Ok"))
             }
@@ -112,6 +130,29 @@ impl Session {
 }
 
 impl Connection {
+    /// The milters at MAIL: a refusal they gave at connect or HELO, or one for this sender.
+    /// Returns the entries of milters that failed with `on_error = "accept"`.
+    async fn milters_mail(&mut self, from: &ReversePath, id: &str) -> Result<Vec<Entry>, Next> {
+        if self.milters.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some((entry, reply)) = self.milters.connection_refusal() {
+            let answer = super::milters::Answer { entry, reply };
+            if let Some(next) = self.milter_refusal(answer) {
+                return Err(next);
+            }
+        }
+        let from = match from {
+            ReversePath::Null => String::new(),
+            ReversePath::Mailbox(m) => m.to_string(),
+        };
+        let (answer, tagged) = self.milters.mail(&from, id).await;
+        match answer.and_then(|a| self.milter_refusal(a)) {
+            Some(next) => Err(next),
+            None => Ok(tagged),
+        }
+    }
+
     /// MAIL's parameters against what the client negotiated and our limits.
     fn mail_params(&mut self, from: &ReversePath, params: &MailParams, extended: bool) -> Result<(), Next> {
         let uses_extensions = params.size.is_some() || params.body != Body::SevenBit || params.smtputf8 || params.auth.is_some();
@@ -192,6 +233,7 @@ mod tests {
             accounts: Vec::new(),
             remote: Vec::new(),
             spf: None,
+            milter_entries: Vec::new(),
         };
         tx.add_recipient("<a@x.test>".into(), vec![1, 2], vec![]);
         tx.add_recipient("<b@x.test>".into(), vec![2], vec!["r@else.test".into()]);

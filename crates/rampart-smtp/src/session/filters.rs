@@ -32,6 +32,8 @@ pub struct Filters {
     pub clamd: Option<Arc<rampart_external::Clamd>>,
     /// `[filter.antivirus]`.
     pub antivirus: rampart_config::Antivirus,
+    /// `[[filter.milter]]`, in configuration order.
+    pub milters: Vec<Arc<rampart_config::Milter>>,
 }
 
 /// What the client lists say about this connection's client.

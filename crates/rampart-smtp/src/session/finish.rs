@@ -44,23 +44,24 @@ struct Submitted {
 
 impl Connection {
     /// Stores the finished message or says why not.
-    pub(super) async fn finish(&self, helo: &Helo, tx: Transaction, content: Content) -> Next {
+    pub(super) async fn finish(&mut self, helo: &Helo, tx: Transaction, content: Content) -> Next {
         match self.finish_steps(helo, tx, content).await {
             Ok(next) | Err(next) => next,
         }
     }
 
-    async fn finish_steps(&self, helo: &Helo, tx: Transaction, content: Content) -> Step<Next> {
+    async fn finish_steps(&mut self, helo: &Helo, mut tx: Transaction, content: Content) -> Step<Next> {
         let mut trail = self.message_trail();
         self.within_limits(&tx, &content.receiver)?;
-        let submitted = self.submitted_headers(&tx, &content.head, &mut trail).await?;
+        let mut submitted = self.submitted_headers(&tx, &content.head, &mut trail).await?;
         let blob = self.seal(&tx, content.blob).await?;
         let received = self.received(helo, &tx);
         let mut inbound = self.authenticate(helo, &tx, blob, &received, &mut trail).await?;
         self.greylisting(&tx, &mut trail).await?;
         self.content(&tx, &mut inbound, &mut trail).await?;
         trail.extend(self.antivirus(&tx, &inbound.blob, inbound.raw.as_deref()).await);
-        let decision = self.judge(&tx, &mut trail, inbound.evaluation.take()).await?;
+        let milter_reply = self.milters_eom(&mut tx, &mut inbound, &mut submitted.added, &mut trail).await?;
+        let decision = self.judge(&tx, &mut trail, inbound.evaluation.take(), milter_reply).await?;
         if let (Some(raw), Some(report_address)) = (&inbound.raw, &self.services.sender_auth.report_address) {
             self.maybe_dmarc_report(&tx, raw, report_address, &mut trail).await;
         }
@@ -198,9 +199,73 @@ impl Connection {
         Ok(())
     }
 
+    /// The milters over the finished message: their verdicts go into the trail, their changes
+    /// into the message (rewritten into a new blob only when headers change or the body is
+    /// replaced), the added header lines and the envelope. Returns the reply a refusing milter
+    /// gave, if it gave one.
+    async fn milters_eom(&mut self, tx: &mut Transaction, inbound: &mut Inbound, added: &mut String, trail: &mut Trail) -> Step<Option<Reply>> {
+        trail.extend(tx.milter_entries.drain(..));
+        if self.milters.is_empty() {
+            return Ok(None);
+        }
+        let failed = |e: rampart_store::StoreError| Next::Reply(super::content::store_failed(&tx.id, &e));
+        let raw = match inbound.raw.take() {
+            Some(raw) => raw,
+            None => inbound.blob.contents().await.map_err(failed)?,
+        };
+        let (entries, changes, reply) = self.milters.end_of_message(&raw, self.settings.max_message_size as usize).await;
+        trail.extend(entries);
+        let applied = super::milters::apply(&raw, changes);
+        trail.extend(applied.entries);
+        added.push_str(&applied.added);
+        match applied.message {
+            Some(message) => {
+                let mut writer = self.services.store.blob_writer().map_err(failed)?;
+                writer.write(&message).await.map_err(failed)?;
+                inbound.blob = writer.finish().await.map_err(failed)?;
+                inbound.raw = Some(message);
+            }
+            None => inbound.raw = Some(raw),
+        }
+        if let Some(from) = applied.from {
+            let path = if from.trim_matches(['<', '>']).is_empty() { "<>".to_string() } else { format!("<{}>", from.trim_matches(['<', '>'])) };
+            if let Ok(crate::command::Command::Mail { from, .. }) = crate::command::parse(format!("MAIL FROM:{path}").as_bytes()) {
+                tx.from = from;
+            }
+        }
+        self.change_recipients(tx, applied.add_rcpts, applied.del_rcpts).await;
+        Ok(reply)
+    }
+
+    /// Recipients a milter added or removed: the envelope is resolved again from the new list.
+    /// An added address outside our domains is queued for delivery elsewhere, as the milter
+    /// (an archive copy, a redirect) intends.
+    async fn change_recipients(&self, tx: &mut Transaction, add: Vec<String>, del: Vec<String>) {
+        if add.is_empty() && del.is_empty() {
+            return;
+        }
+        let norm = |s: &str| s.trim().trim_matches(['<', '>']).to_ascii_lowercase();
+        let del: Vec<String> = del.iter().map(|d| norm(d)).collect();
+        let mut rcpts: Vec<String> = tx.rcpts.iter().filter(|r| !del.contains(&norm(r))).cloned().collect();
+        rcpts.extend(add.iter().map(|a| norm(a)));
+        (tx.rcpts, tx.accounts, tx.remote) = (Vec::new(), Vec::new(), Vec::new());
+        for rcpt in rcpts {
+            let line = format!("RCPT TO:<{}>", norm(&rcpt));
+            let Ok(crate::command::Command::Rcpt { to, .. }) = crate::command::parse(line.as_bytes()) else { continue };
+            match self.resolve_recipient(&to).await {
+                Ok((accounts, remote)) => tx.add_recipient(rcpt, accounts, remote),
+                Err(e) if e.reason == Reason::RelayDenied => {
+                    let address = norm(&rcpt);
+                    tx.add_recipient(rcpt, Vec::new(), vec![address]);
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
     /// The trail's last entries and the one decision. A refusal ends the message here: it is not
     /// stored, so its trail goes to the log.
-    async fn judge(&self, tx: &Transaction, trail: &mut Trail, evaluation: Option<Evaluation>) -> Step<Decision> {
+    async fn judge(&self, tx: &Transaction, trail: &mut Trail, evaluation: Option<Evaluation>, milter_reply: Option<Reply>) -> Step<Decision> {
         let reason = if tx.remote.is_empty() { Reason::LocalMailbox } else { Reason::LocalAndQueued };
         let detail = format!("local={} remote={}", tx.accounts.len(), tx.remote.len());
         trail.push(Entry::new(Stage::Recipients, Outcome::Pass, reason).detail(detail));
@@ -216,7 +281,12 @@ impl Connection {
             from = %format!("<{}>", tx.from), reason = %decision.reason.name(), code = refusal.code,
             trail = %trail.summary()
         );
-        Err(Next::Reply(Reply::new(refusal.code, refusal.status, refusal.text.clone())))
+        // A milter that refused with its own words has them passed on.
+        let reply = match (decision.reason, milter_reply) {
+            (Reason::MilterRejected | Reason::MilterTempfailed, Some(r)) => r,
+            _ => Reply::new(refusal.code, refusal.status, refusal.text.clone()),
+        };
+        Err(Next::Reply(reply))
     }
 
     /// Keeps a DMARC evaluation for the aggregate report its domain asked for (RFC 7489 §7.2),
@@ -288,6 +358,11 @@ impl Connection {
         let spam = &self.services.filters.spam;
         if spam.enabled && spam.add_header && self.settings.role == Role::Mx {
             added.push_str(&rampart_filter::header::field(&trail, spam.junk_score));
+        }
+        if decision.action == Action::Discard {
+            // A milter asked for it: accepted, then dropped, and said so in the log.
+            info!(event = "discarded", ip = %self.remote.ip(), id = %tx.id, from = %format!("<{}>", tx.from), trail = %trail.summary());
+            return Next::Reply(Reply::new(250, "2.0.0", format!("Ok: queued as {}", tx.id)));
         }
         if decision.action == Action::Quarantine {
             let prefix = format!("{}{auth_header}{received}{added}", trace::return_path(&tx.from));

@@ -22,6 +22,7 @@ mod content;
 mod envelope;
 mod filters;
 mod finish;
+mod milters;
 mod policy;
 mod state;
 
@@ -170,6 +171,8 @@ pub(crate) struct Connection {
     iprev: Option<(mail_auth::IprevOutput, Entry)>,
     /// What the client address blocklists say, asked once per connection.
     listings: filters::Listings,
+    /// The milters that follow this connection.
+    milters: milters::Milters,
 }
 
 pub struct Session {
@@ -198,6 +201,10 @@ fn ends_group(cmd: &Command) -> Option<&'static str> {
 impl Session {
     /// A session for a client the guard let in; `connect` records on what grounds.
     pub fn new(services: Arc<Services>, settings: Arc<Settings>, remote: SocketAddr, connect: Entry) -> Session {
+        let mut macros = rampart_external::milter::Macros::new();
+        macros.set("j", services.hostname.clone()).set("daemon_name", settings.listener).set("client_addr", remote.ip().to_string());
+        macros.set("client_name", format!("[{}]", remote.ip()));
+        let milters = milters::Milters::new(&services.filters.milters, settings.role, macros);
         let mut conn = Connection {
             services,
             settings,
@@ -209,6 +216,7 @@ impl Session {
             connect,
             iprev: None,
             listings: Default::default(),
+            milters,
         };
         conn.start_listings();
         Session { conn, phase: Phase::Connected, sync_point: None }
@@ -320,10 +328,13 @@ impl Session {
             };
         }
         match cmd {
-            Command::Ehlo(name) => self.ehlo(name, true),
-            Command::Helo(name) => self.ehlo(name, false),
+            Command::Ehlo(name) => self.ehlo(name, true).await,
+            Command::Helo(name) => self.ehlo(name, false).await,
             Command::Noop => Next::Reply(Reply::new(250, "2.0.0", "Ok")),
             Command::Rset => {
+                if matches!(self.phase, Phase::Mail(..) | Phase::Chunking { .. }) && !self.conn.milters.is_empty() {
+                    self.conn.milters.abort().await;
+                }
                 self.phase = std::mem::replace(&mut self.phase, Phase::Connected).reset();
                 Next::Reply(Reply::new(250, "2.0.0", "Ok"))
             }
@@ -340,8 +351,8 @@ impl Session {
             Command::Auth { mechanism, initial } => self.auth(mechanism, initial).await,
             Command::Mail { from, params } => self.mail(from, params).await,
             Command::Rcpt { to, .. } => self.rcpt(to).await,
-            Command::Data => self.data_start(),
-            Command::Bdat { size, last } => self.bdat_start(size, last),
+            Command::Data => self.data_start().await,
+            Command::Bdat { size, last } => self.bdat_start(size, last).await,
         }
     }
 }

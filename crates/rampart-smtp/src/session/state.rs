@@ -33,6 +33,8 @@ pub(super) struct Transaction {
     pub remote: Vec<String>,
     /// The SPF stage's findings at MAIL FROM (MX role with checks on).
     pub spf: Option<rampart_pipeline::SpfCheck>,
+    /// Entries of milters that failed during the transaction with `on_error = "accept"`.
+    pub milter_entries: Vec<rampart_pipeline::Entry>,
 }
 
 impl Transaction {
