@@ -25,6 +25,7 @@ mod dns;
 mod duration;
 mod filter;
 mod guard;
+mod limits;
 mod listener;
 mod load;
 mod log;
@@ -48,6 +49,7 @@ pub use dmarc::Dmarc;
 pub use dns::Dns;
 pub use filter::{AppliesTo, Antivirus, Dnsbl, Filter, Greylist, MILTER_STAGES, Milter, OnError, Quarantine, Spam, VirusAction};
 pub use guard::Guard;
+pub use limits::{LimitOverride, Limits};
 pub use listener::{ImapListener, Listeners, MetricsListener, SmtpListener, TlsMode};
 pub use load::apply_override;
 pub use log::Log;
@@ -129,6 +131,8 @@ section! {
         /// evaluation is kept until the next run; reports to addresses outside the domain are
         /// sent only when that domain authorizes it (RFC 7489 §7.1).
         pub dmarc: Dmarc = Dmarc::default(),
+        /// Exceptions to the listeners' message limits for particular senders.
+        pub limits: Limits = Limits::default(),
         /// Content filters: DNS blocklists, the spam scorer and its classifier, greylisting,
         /// the quarantine, antivirus and milters. Their findings are trail entries with scores;
         /// the summed score decides Junk, quarantine or refusal.
@@ -163,6 +167,7 @@ impl Config {
         self.auth_checks.validate(&mut problems);
         self.dmarc.validate(&mut problems);
         self.filter.validate(&mut problems);
+        self.limits.validate(&mut problems);
         problems.into_vec()
     }
 }

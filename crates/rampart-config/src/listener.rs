@@ -103,6 +103,22 @@ section! {
         pub max_message_size: u64 = 50 * MIB,
         /// Recipients per message; more get "452 4.5.3" (RFC 5321 §4.5.3.1.8 asks for 100).
         pub max_recipients: usize = 100,
+        /// Largest header section in bytes, counted while it streams; more gets "552 5.3.4".
+        pub max_header_size: u64 = 256 * 1024,
+        /// Most header fields (a folded field counts once); more gets "552 5.3.4".
+        pub max_header_fields: u32 = 1000,
+        /// Most Received fields: more means a mail loop, refused with "554 5.4.6" (RFC 5321 §6.3).
+        pub max_received: u32 = 50,
+        /// Deepest MIME nesting (multipart within multipart, attached messages); more gets
+        /// "554 5.6.0": parsers that recurse are what such messages attack.
+        pub max_mime_depth: u32 = 20,
+        /// Most MIME parts in one message; more gets "554 5.6.0".
+        pub max_mime_parts: u32 = 1000,
+        /// Largest single MIME part in bytes, decoded; 0 means `max_message_size`.
+        pub max_part_size: u64 = 0,
+        /// Largest attachment in bytes, decoded; 0 means `max_message_size`. Refused with
+        /// "552 5.3.4" naming the limit.
+        pub max_attachment_size: u64 = 0,
         /// Protocol errors in one session before the server says "421" and closes.
         pub max_errors: u32 = 10,
         /// Wait this long for the next command or data (RFC 5321 §4.5.3.2 suggests 5 minutes).
@@ -177,6 +193,13 @@ impl SmtpListener {
         if self.max_recipients == 0 {
             p.add(key("max_recipients"), "must be at least 1 (RFC 5321 asks for 100)");
         }
+        if self.max_header_size < 1024 {
+            p.add(key("max_header_size"), "must be at least 1024 bytes");
+        }
+        p.at_least_one(key("max_header_fields"), self.max_header_fields.into());
+        p.at_least_one(key("max_received"), self.max_received.into());
+        p.at_least_one(key("max_mime_depth"), self.max_mime_depth.into());
+        p.at_least_one(key("max_mime_parts"), self.max_mime_parts.into());
         p.at_least_one(key("max_errors"), self.max_errors.into());
         if self.idle_timeout.is_zero() {
             p.add(key("idle_timeout"), "must be longer than 0s");

@@ -17,6 +17,20 @@ pub struct Key {
     pub doc: &'static str,
 }
 
+/// A field's key: its name, without the `r#` of a raw identifier (`r#override` is the key
+/// `override`, a Rust keyword).
+pub const fn key_name(field: &'static str) -> &'static str {
+    let b = field.as_bytes();
+    if b.len() > 2 && b[0] == b'r' && b[1] == b'#' {
+        match std::str::from_utf8(b.split_at(2).1) {
+            Ok(name) => name,
+            Err(_) => field,
+        }
+    } else {
+        field
+    }
+}
+
 /// A config table declared with [`section!`].
 pub trait Section {
     /// The keys in declaration order (the order the template shows them in).
@@ -49,7 +63,7 @@ macro_rules! section {
         impl $crate::section::Section for $name {
             const KEYS: &'static [$crate::section::Key] = &[
                 $( $crate::section::Key {
-                    name: stringify!($field),
+                    name: $crate::section::key_name(stringify!($field)),
                     doc: concat!($( doc_line!($($field_meta)*) ),*),
                 } ),*
             ];

@@ -51,6 +51,7 @@ pub(crate) fn keys_of(path: &str) -> Option<(&'static str, &'static [Key])> {
         "dmarc" => ("Dmarc", crate::Dmarc::KEYS),
         "log" => ("Log", crate::Log::KEYS),
         "filter" => ("Filter", crate::Filter::KEYS),
+        "limits" => ("Limits", crate::Limits::KEYS),
         "filter.spam" => ("Spam", crate::Spam::KEYS),
         "filter.greylist" => ("Greylist", crate::Greylist::KEYS),
         "filter.quarantine" => ("Quarantine", crate::Quarantine::KEYS),

@@ -154,7 +154,13 @@ pub fn refusal(e: &Entry) -> Option<Refusal> {
         R::NoFromAddress => (550, "5.6.0", "The message has no From address (RFC 5322 §3.6)".into()),
         R::TooBig => (552, "5.3.4", format!("Message size exceeds the limit of {limit} bytes")),
         R::LineTooLong => (554, "5.6.0", format!("Message has a line longer than {limit} bytes")),
-        R::HeaderSectionTooLarge => (552, "5.3.4", "Header section too large".into()),
+        R::HeaderSectionTooLarge => (552, "5.3.4", format!("Header section exceeds the limit of {limit} bytes (max_header_size)")),
+        R::TooManyHeaderFields => (552, "5.3.4", format!("More than {limit} header fields (max_header_fields)")),
+        R::MailLoop => (554, "5.4.6", format!("Too many Received headers (more than {limit}): mail loop (max_received)")),
+        R::MimeTooDeep => (554, "5.6.0", format!("MIME structure nested deeper than {limit} levels (max_mime_depth)")),
+        R::TooManyMimeParts => (554, "5.6.0", format!("More than {limit} MIME parts (max_mime_parts)")),
+        R::PartTooBig => (552, "5.3.4", format!("A MIME part exceeds the limit of {limit} bytes (max_part_size)")),
+        R::AttachmentTooBig => (552, "5.3.4", format!("An attachment exceeds the limit of {limit} bytes (max_attachment_size)")),
         // Only lists configured with `reject = true` record a listing as a failure.
         R::DnsblListed => {
             let zone = e.domain.as_deref().unwrap_or("a DNS blocklist");

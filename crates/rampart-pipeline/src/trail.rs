@@ -120,7 +120,20 @@ pub enum Reason {
     TooBig,
     /// A line is longer than the listener's `max_data_line` (`limit`).
     LineTooLong,
+    /// The header section is larger than `max_header_size` (`limit`).
     HeaderSectionTooLarge,
+    /// More header fields than `max_header_fields` (`limit`).
+    TooManyHeaderFields,
+    /// More Received fields than `max_received` (`limit`): a mail loop.
+    MailLoop,
+    /// MIME nesting deeper than `max_mime_depth` (`limit`).
+    MimeTooDeep,
+    /// More MIME parts than `max_mime_parts` (`limit`).
+    TooManyMimeParts,
+    /// A decoded MIME part larger than `max_part_size` (`limit`).
+    PartTooBig,
+    /// A decoded attachment larger than `max_attachment_size` (`limit`).
+    AttachmentTooBig,
     // content filters (entries carry a `score` when they add to the spam score)
     /// The address or domain is on the list (`domain` is the list's zone).
     DnsblListed,

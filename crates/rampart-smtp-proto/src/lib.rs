@@ -4,6 +4,7 @@
 //! - [`command`] parses a command line into a typed [`command::Command`];
 //! - [`data`] scans DATA/BDAT content: dot-unstuffing, the CRLF.CRLF terminator, the bare
 //!   CR/LF/NUL refusal that defeats SMTP smuggling, and size/line limits while streaming;
+//! - [`headers`] counts a header section as it streams: size, fields, Received hops;
 //! - [`reply`] is what a server sends: code, enhanced status, lines;
 //! - [`response`] reads what a server sends, for the client side of outbound delivery, with
 //!   caps on line length and line count.
@@ -11,6 +12,7 @@
 
 pub mod command;
 pub mod data;
+pub mod headers;
 pub mod reply;
 pub mod response;
 

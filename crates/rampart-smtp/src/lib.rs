@@ -22,6 +22,6 @@ pub mod queue;
 pub mod session;
 pub mod trace;
 
-pub use rampart_smtp_proto::{Reply, command, data, reply};
+pub use rampart_smtp_proto::{Reply, command, data, headers, reply};
 pub use accept::{handle, refuse};
 pub use session::{Role, Services, Session, Settings};

@@ -46,6 +46,7 @@ async fn fixture() -> Fixture {
         queue_wakeup: Arc::new(tokio::sync::Notify::new()),
         sender_auth: Default::default(),
         filters: Default::default(),
+        limit_overrides: Vec::new(),
         guard: rampart_guard::Guard::new(&rampart_config::Config::default(), store_dyn.clone()),
     });
     Fixture { _dir: dir, store, services }

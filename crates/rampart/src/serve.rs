@@ -184,6 +184,7 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
         sender_auth,
         guard: guard.clone(),
         filters: filters(&config)?,
+        limit_overrides: config.limits.r#override.clone(),
     });
     let runner = crate::queue::runner(&config, store.clone(), queue_wakeup)?;
     // IMAP shares the authenticator and the guard (failure counts, bans) with SMTP.

@@ -7,6 +7,8 @@ use tracing::warn;
 use super::state::{Chunks, Phase};
 use super::{Connection, Next, Session};
 use crate::data::{Fatal, Fed, Framing, Receiver};
+use crate::headers::HeaderScan;
+use super::Limits;
 use crate::reply::Reply;
 
 /// Bytes of the message start kept in memory to read its header section (From, Date,
@@ -22,6 +24,8 @@ pub(super) struct Content {
     scratch: Vec<u8>,
     /// The first [`MAX_HEAD`] bytes.
     pub head: Vec<u8>,
+    /// The header section's size, fields and Received hops, counted as they stream.
+    pub headers: HeaderScan,
 }
 
 /// What a client hears when the store fails it (RFC 3463 4.3.0, a temporary mail system
@@ -47,10 +51,11 @@ impl Connection {
         answer.and_then(|a| self.milter_refusal(a))
     }
 
-    fn new_content(&self, framing: Framing) -> Result<Content, Reply> {
+    fn new_content(&self, framing: Framing, limits: &Limits) -> Result<Content, Reply> {
         let blob = self.services.store.blob_writer().map_err(|e| store_failed("-", &e))?;
         Ok(Content {
-            receiver: Receiver::new(framing, self.settings.max_message_size, self.settings.max_data_line),
+            receiver: Receiver::new(framing, limits.max_message_size, self.settings.max_data_line),
+            headers: HeaderScan::new(limits.header()),
             blob: Some(blob),
             scratch: Vec::new(),
             head: Vec::new(),
@@ -71,11 +76,20 @@ impl Connection {
 }
 
 impl Session {
+    /// The current transaction's limits (the listener's outside one).
+    fn limits(&self) -> Limits {
+        match &self.phase {
+            Phase::Mail(_, tx) | Phase::Data(_, tx, _) | Phase::Chunking { tx, .. } => tx.limits,
+            _ => self.conn.settings.limits,
+        }
+    }
+
     pub(super) async fn data_start(&mut self) -> Next {
         if let Some(next) = self.conn.milters_data().await {
             return next;
         }
-        let content = match self.conn.new_content(Framing::Dot) {
+        let limits = self.limits();
+        let content = match self.conn.new_content(Framing::Dot, &limits) {
             Ok(content) => content,
             Err(reply) => return Next::Reply(reply),
         };
@@ -134,7 +148,7 @@ impl Session {
             self.sync_point = Some("BDAT LAST");
         }
         match std::mem::replace(&mut self.phase, Phase::Connected) {
-            Phase::Mail(helo, tx) => match self.conn.new_content(Framing::Chunked) {
+            Phase::Mail(helo, tx) => match self.conn.new_content(Framing::Chunked, &tx.limits) {
                 Ok(content) => {
                     self.phase = Phase::Chunking { helo, tx, chunks: Chunks::Receiving(content), last };
                     Next::Bdat { size }
@@ -210,7 +224,10 @@ impl Session {
 async fn feed(content: &mut Content, input: &[u8]) -> Result<Fed, Fatal> {
     content.scratch.clear();
     let fed = content.receiver.feed(input, &mut content.scratch)?;
-    if content.receiver.soft_error().is_some() {
+    if !content.headers.done() {
+        content.headers.feed(&content.scratch);
+    }
+    if content.receiver.soft_error().is_some() || content.headers.violation().is_some() {
         // Past a limit: drop the partial blob now rather than holding it to the end.
         content.blob = None;
         return Ok(fed);

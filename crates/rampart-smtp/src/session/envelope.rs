@@ -25,7 +25,7 @@ impl Session {
         let reply = if extended {
             let mut lines = vec![format!("{host} Hello {name} [{}]", conn.remote.ip())];
             lines.push("PIPELINING".into());
-            lines.push(format!("SIZE {}", conn.settings.max_message_size));
+            lines.push(format!("SIZE {}", conn.settings.limits.max_message_size));
             lines.push("8BITMIME".into());
             lines.push("SMTPUTF8".into());
             lines.push("ENHANCEDSTATUSCODES".into());
@@ -62,7 +62,8 @@ impl Session {
             return self.conn.error(Reply::new(503, "5.5.1", "Send EHLO or HELO first"));
         };
         let (helo_name, extended) = (helo.name.clone(), helo.extended);
-        if let Err(reply) = self.conn.mail_params(&from, &params, extended) {
+        let limits = self.conn.limits_for(&from);
+        if let Err(reply) = self.conn.mail_params(&from, &params, extended, &limits) {
             return reply;
         }
         if let Err(next) = self.conn.mail_policy(&from).await {
@@ -74,7 +75,7 @@ impl Session {
             Err(next) => return next,
         };
         let spf = self.conn.mail_from_checks(&helo_name, &from).await;
-        let tx = Transaction { id, from, params, rcpts: Vec::new(), accounts: Vec::new(), remote: Vec::new(), spf, milter_entries };
+        let tx = Transaction { id, from, params, rcpts: Vec::new(), accounts: Vec::new(), remote: Vec::new(), spf, milter_entries, limits };
         match std::mem::replace(&mut self.phase, Phase::Connected) {
             Phase::Greeted(helo) => {
                 self.phase = Phase::Mail(helo, tx);
@@ -96,8 +97,8 @@ impl Session {
             && !m.is_ascii() && !tx.params.smtputf8 {
                 return conn.error(Reply::new(553, "5.6.7", "Non-ASCII address needs the SMTPUTF8 parameter"));
             }
-        if tx.rcpts.len() >= conn.settings.max_recipients {
-            let entry = Entry::new(Stage::Recipients, Outcome::TempError, Reason::TooManyRecipients).limit(conn.settings.max_recipients as u64);
+        if tx.rcpts.len() >= tx.limits.max_recipients {
+            let entry = Entry::new(Stage::Recipients, Outcome::TempError, Reason::TooManyRecipients).limit(tx.limits.max_recipients as u64);
             return Next::Reply(Connection::reply(&conn.decide(entry)));
         }
         let shown = to.to_string();
@@ -154,7 +155,18 @@ impl Connection {
     }
 
     /// MAIL's parameters against what the client negotiated and our limits.
-    fn mail_params(&mut self, from: &ReversePath, params: &MailParams, extended: bool) -> Result<(), Next> {
+    /// The limits for a transaction: the listener's, or those of an override for the sender
+    /// (the authenticated user on submission, the envelope sender on the MX).
+    fn limits_for(&self, from: &ReversePath) -> super::Limits {
+        let sender = match (&self.user, from) {
+            (Some(user), _) => user.address.clone(),
+            (None, ReversePath::Mailbox(m)) => m.to_string().to_ascii_lowercase(),
+            (None, ReversePath::Null) => return self.settings.limits,
+        };
+        self.settings.limits.for_sender(&self.services.limit_overrides, &sender)
+    }
+
+    fn mail_params(&mut self, from: &ReversePath, params: &MailParams, extended: bool, limits: &super::Limits) -> Result<(), Next> {
         let uses_extensions = params.size.is_some() || params.body != Body::SevenBit || params.smtputf8 || params.auth.is_some();
         if uses_extensions && !extended {
             return Err(self.error(Reply::new(555, "5.5.4", "Parameters need EHLO")));
@@ -168,8 +180,8 @@ impl Connection {
             return Err(self.error(Reply::new(555, "5.5.4", "AUTH= parameter is not supported on this port")));
         }
         if let Some(size) = params.size
-            && size > self.settings.max_message_size {
-                let entry = Entry::new(Stage::Content, Outcome::Fail, Reason::TooBig).limit(self.settings.max_message_size);
+            && size > limits.max_message_size {
+                let entry = Entry::new(Stage::Content, Outcome::Fail, Reason::TooBig).limit(limits.max_message_size);
                 return Err(Next::Reply(Connection::reply(&self.decide(entry))));
             }
         if !from.is_ascii() && !params.smtputf8 {
@@ -234,6 +246,7 @@ mod tests {
             remote: Vec::new(),
             spf: None,
             milter_entries: Vec::new(),
+            limits: crate::session::Limits::from_config(&rampart_config::Config::default().listener.smtp),
         };
         tx.add_recipient("<a@x.test>".into(), vec![1, 2], vec![]);
         tx.add_recipient("<b@x.test>".into(), vec![2], vec!["r@else.test".into()]);

@@ -6,7 +6,8 @@
 //! 3. [`Connection::seal`]: the blob is finished and fsynced;
 //! 4. [`Connection::authenticate`]: on the MX, forged Authentication-Results removed, then DKIM,
 //!    ARC and DMARC over the message (SPF and iprev ran at MAIL FROM);
-//! 5. [`Connection::greylisting`] (MX, when on): a new triplet is deferred here;
+//! 5. [`Connection::structure`]: the MIME structure against the limits; then
+//!    [`Connection::greylisting`] (MX, when on): a new triplet is deferred here;
 //! 6. [`Connection::content`] (MX): the built-in rules, domain blocklists and the classifier;
 //!    then [`Connection::antivirus`] (clamd, inbound and submitted mail);
 //! 7. [`Connection::judge`]: the trail's last entries and the one `decide`; DMARC evaluations
@@ -27,7 +28,7 @@ use super::checks::Inbound;
 use super::content::{Content, MAX_HEAD, store_failed, temp_failure};
 use super::state::{Helo, Transaction};
 use super::{Connection, Next, Role};
-use crate::data::{Receiver, Soft};
+use crate::data::Soft;
 use crate::reply::Reply;
 use crate::trace;
 
@@ -52,11 +53,12 @@ impl Connection {
 
     async fn finish_steps(&mut self, helo: &Helo, mut tx: Transaction, content: Content) -> Step<Next> {
         let mut trail = self.message_trail();
-        self.within_limits(&tx, &content.receiver)?;
+        self.within_limits(&tx, &content)?;
         let mut submitted = self.submitted_headers(&tx, &content.head, &mut trail).await?;
         let blob = self.seal(&tx, content.blob).await?;
         let received = self.received(helo, &tx);
         let mut inbound = self.authenticate(helo, &tx, blob, &received, &mut trail).await?;
+        self.structure(&tx, &mut inbound).await?;
         self.greylisting(&tx, &mut trail).await?;
         self.content(&tx, &mut inbound, &mut trail).await?;
         trail.extend(self.antivirus(&tx, &inbound.blob, inbound.raw.as_deref()).await);
@@ -84,11 +86,16 @@ impl Connection {
         Next::Reply(Connection::reply(&self.decide(entry)))
     }
 
-    fn within_limits(&self, tx: &Transaction, receiver: &Receiver) -> Step<()> {
-        let (what, entry) = match receiver.soft_error() {
-            None => return Ok(()),
-            Some(Soft::TooBig) => ("too_big", Entry::new(Stage::Content, Outcome::Fail, Reason::TooBig).limit(self.settings.max_message_size)),
-            Some(Soft::LineTooLong) => {
+    fn within_limits(&self, tx: &Transaction, content: &Content) -> Step<()> {
+        let receiver = &content.receiver;
+        let (what, entry) = match (receiver.soft_error(), content.headers.violation()) {
+            (None, None) => return Ok(()),
+            (None, Some(v)) => {
+                let entry = super::limits::header_refusal(v, &tx.limits);
+                (if entry.reason == Reason::MailLoop { "mail_loop" } else { "header_limit" }, entry)
+            }
+            (Some(Soft::TooBig), _) => ("too_big", Entry::new(Stage::Content, Outcome::Fail, Reason::TooBig).limit(tx.limits.max_message_size)),
+            (Some(Soft::LineTooLong), _) => {
                 ("line_too_long", Entry::new(Stage::Content, Outcome::Fail, Reason::LineTooLong).limit(self.settings.max_data_line as u64))
             }
         };
@@ -102,7 +109,7 @@ impl Connection {
     async fn submitted_headers(&self, tx: &Transaction, head: &[u8], trail: &mut Trail) -> Step<Submitted> {
         let Some(user) = &self.user else { return Ok(Submitted::default()) };
         let Some(head) = header_section(head) else {
-            return Err(self.refuse_message(Entry::new(Stage::Content, Outcome::Fail, Reason::HeaderSectionTooLarge)));
+            return Err(self.refuse_message(Entry::new(Stage::Content, Outcome::Fail, Reason::HeaderSectionTooLarge).limit(MAX_HEAD as u64)));
         };
         let parsed = mail_parser::MessageParser::default().parse_headers(head);
         let from: Vec<String> = parsed
@@ -168,6 +175,19 @@ impl Connection {
         Ok(inbound)
     }
 
+    /// The MIME structure against the transaction's limits (nesting, parts, part and
+    /// attachment sizes), on the message as parsed once it is complete.
+    async fn structure(&self, tx: &Transaction, inbound: &mut Inbound) -> Step<()> {
+        if inbound.raw.is_none() {
+            let raw = inbound.blob.contents().await.map_err(|e| Next::Reply(super::content::store_failed(&tx.id, &e)))?;
+            inbound.raw = Some(raw);
+        }
+        let Some(entry) = inbound.raw.as_deref().and_then(|raw| super::limits::structure_refusal(raw, &tx.limits)) else { return Ok(()) };
+        info!(event = "message_refused", ip = %self.remote.ip(), id = %tx.id, reason = %entry.reason.name(), limit = entry.limit.unwrap_or_default());
+        metrics::counter!("rampart_messages_total", "listener" => self.settings.listener, "result" => "refused", "reason" => "mime_limit").increment(1);
+        Err(self.refuse_message(entry))
+    }
+
     /// Greylisting on the MX when it is on: a deferred triplet ends the message here (451
     /// 4.7.1 from `decide`), before the content filters spend any work on it.
     async fn greylisting(&self, tx: &Transaction, trail: &mut Trail) -> Step<()> {
@@ -213,7 +233,7 @@ impl Connection {
             Some(raw) => raw,
             None => inbound.blob.contents().await.map_err(failed)?,
         };
-        let (entries, changes, reply) = self.milters.end_of_message(&raw, self.settings.max_message_size as usize).await;
+        let (entries, changes, reply) = self.milters.end_of_message(&raw, tx.limits.max_message_size as usize).await;
         trail.extend(entries);
         let applied = super::milters::apply(&raw, changes);
         trail.extend(applied.entries);

@@ -22,6 +22,7 @@ mod content;
 mod envelope;
 mod filters;
 mod finish;
+mod limits;
 mod milters;
 mod policy;
 mod state;
@@ -42,6 +43,7 @@ use state::Phase;
 
 pub use checks::SenderAuth;
 pub use filters::Filters;
+pub use limits::Limits;
 pub use policy::SenderPolicy;
 
 /// What the session does on a listener.
@@ -91,6 +93,8 @@ pub struct Services {
     pub guard: Arc<rampart_guard::Guard>,
     /// The content layer: blocklists, spam scoring, greylisting, quarantine.
     pub filters: Filters,
+    /// `[[limits.override]]`: other limits for particular senders.
+    pub limit_overrides: Vec<rampart_config::LimitOverride>,
 }
 
 /// One listener's settings, shared by its sessions.
@@ -101,8 +105,9 @@ pub struct Settings {
     pub tls: TlsMode,
     pub max_command_line: usize,
     pub max_data_line: usize,
-    pub max_message_size: u64,
-    pub max_recipients: usize,
+    /// Message limits (size, recipients, headers, MIME structure) unless a sender's
+    /// `[[limits.override]]` changes them.
+    pub limits: Limits,
     pub max_errors: u32,
     pub idle_timeout: Duration,
     pub session_timeout: Duration,
@@ -118,8 +123,7 @@ impl Settings {
             tls: c.tls,
             max_command_line: c.max_command_line,
             max_data_line: c.max_data_line,
-            max_message_size: c.max_message_size,
-            max_recipients: c.max_recipients,
+            limits: Limits::from_config(c),
             max_errors: c.max_errors,
             idle_timeout: c.idle_timeout,
             session_timeout: c.session_timeout,

@@ -35,6 +35,8 @@ pub(super) struct Transaction {
     pub spf: Option<rampart_pipeline::SpfCheck>,
     /// Entries of milters that failed during the transaction with `on_error = "accept"`.
     pub milter_entries: Vec<rampart_pipeline::Entry>,
+    /// The limits in force for this sender.
+    pub limits: super::Limits,
 }
 
 impl Transaction {
@@ -62,8 +64,10 @@ impl Transaction {
     }
 }
 
-/// BDAT content so far.
+/// BDAT content so far. One per session at most, so the size difference between the
+/// variants costs nothing worth an allocation per transaction.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Chunks {
     Receiving(Content),
     /// A chunk broke a line rule; the rest of it is read and thrown away, and the refusal
