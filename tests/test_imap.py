@@ -421,3 +421,31 @@ def test_mbsync_syncs_several_mailboxes_both_ways(server, tmp_path):
     assert local_subjects(maildir / "INBOX") == ["local inbox", "server inbox 1"]
     assert ok(m.status("INBOX", "(MESSAGES)")) == [b"INBOX (MESSAGES 2)"]
     m.logout()
+
+
+def test_credential_cache_is_invalidated_by_the_cli_at_once(server):
+    """A login caches the verified password; `rampart user passwd`, app-password revocation
+    and account removal, made by the CLI while the server runs, take effect at the next login."""
+    new = "tangerine vortex quietly hums"
+    for _ in range(2):
+        imaps(server).logout()
+    server.run_cli("user", "passwd", BOB, "--password-stdin", input=new + "\n")
+    m = imaps(server, user=None)
+    with pytest.raises(imaplib.IMAP4.error):
+        m.login(BOB, PASSWORD)
+    m = imaps(server, user=None)
+    m.login(BOB, new)
+    m.logout()
+    app = server.run_cli("user", "app-password", "add", BOB, "--name", "phone").stdout.strip().splitlines()[-1]
+    for _ in range(2):
+        m = imaps(server, user=None)
+        m.login(BOB, app)
+        m.logout()
+    server.run_cli("user", "app-password", "revoke", BOB, "--name", "phone")
+    m = imaps(server, user=None)
+    with pytest.raises(imaplib.IMAP4.error):
+        m.login(BOB, app)
+    server.run_cli("user", "remove", BOB)
+    m = imaps(server, user=None)
+    with pytest.raises(imaplib.IMAP4.error):
+        m.login(BOB, new)
