@@ -3,7 +3,7 @@
 use rampart_store::{FlagOp, MailStore, StoreError};
 
 use super::view::{Msg, View};
-use super::{FLUSH_AT, Next, Output, Session, State};
+use super::{FLUSH_AT, Next, Output, Session, State, stream};
 use crate::mime::Parsed;
 use crate::parser::{FetchAttr, SequenceSet};
 use crate::response::{flag_list, internal_date, line, literal};
@@ -112,7 +112,9 @@ enum Answered {
 }
 
 /// One `* n FETCH (...)` per target, reading each message's text only when an attribute
-/// needs it, and flushing whenever the answer passes [`FLUSH_AT`].
+/// needs it, and flushing whenever the answer passes [`FLUSH_AT`]. When the only text asked
+/// for is the whole message (or a range of it), it is streamed from the store instead of
+/// read and parsed ([`super::stream`]).
 async fn answer<O: Output>(
     store: &dyn MailStore,
     view: &View,
@@ -123,18 +125,30 @@ async fn answer<O: Output>(
     out: &mut O,
 ) -> Result<Answered, StoreError> {
     let needs_content = attrs.iter().any(FetchAttr::needs_content);
+    let streamed = needs_content && stream::streamable(attrs);
     let mut missing = false;
     for &i in targets {
         let msg = view.msgs[i].clone();
-        let raw = if needs_content {
-            match store.read_message(view.id, msg.uid).await {
-                Ok(raw) => Some(raw),
-                Err(StoreError::NotFound(_)) => {
-                    // Expunged by another session and not announced yet (RFC 2180 §4.1.3).
+        let seen = seen_changed.contains(&i);
+        if streamed {
+            let mut reader = match store.open_message(view.id, msg.uid).await {
+                Ok(r) => r,
+                Err(StoreError::NotFound(_) | StoreError::Io { .. }) => {
                     missing = true;
                     continue;
                 }
-                Err(StoreError::Io { .. }) => {
+                Err(e) => return Err(e),
+            };
+            if let Err(e) = stream::write_message(out, &mut reader, i, &msg, attrs, seen, condstore).await {
+                return Ok(Answered::ClientGone(e));
+            }
+            continue;
+        }
+        let raw = if needs_content {
+            match store.read_message(view.id, msg.uid).await {
+                Ok(raw) => Some(raw),
+                // Expunged by another session and not announced yet (RFC 2180 §4.1.3).
+                Err(StoreError::NotFound(_) | StoreError::Io { .. }) => {
                     missing = true;
                     continue;
                 }
@@ -144,7 +158,7 @@ async fn answer<O: Output>(
             None
         };
         let parsed = raw.as_deref().map(Parsed::new);
-        write_message(out.buf(), i, &msg, attrs, parsed.as_ref(), seen_changed.contains(&i), condstore);
+        write_message(out.buf(), i, &msg, attrs, parsed.as_ref(), seen, condstore);
         if out.buf().len() >= FLUSH_AT
             && let Err(e) = out.flush().await
         {
@@ -167,6 +181,11 @@ fn write_message(buf: &mut Vec<u8>, i: usize, msg: &Msg, attrs: &[FetchAttr], pa
         first = false;
         write_attr(buf, a, msg, parsed, condstore, &mut wrote_flags);
     }
+    finish_message(buf, msg, attrs, seen_changed, condstore, wrote_flags);
+}
+
+/// The end of `* n FETCH (...)`: FLAGS and MODSEQ that go along unasked, and the parenthesis.
+pub(super) fn finish_message(buf: &mut Vec<u8>, msg: &Msg, attrs: &[FetchAttr], seen_changed: bool, condstore: bool, wrote_flags: bool) {
     if seen_changed && !wrote_flags {
         buf.extend_from_slice(b" FLAGS ");
         flag_list(buf, &msg.flags_out());
@@ -188,7 +207,7 @@ fn partial(data: &[u8], range: Option<(u32, u32)>) -> &[u8] {
     }
 }
 
-fn write_attr(buf: &mut Vec<u8>, a: &FetchAttr, msg: &Msg, parsed: Option<&Parsed<'_>>, condstore: bool, wrote_flags: &mut bool) {
+pub(super) fn write_attr(buf: &mut Vec<u8>, a: &FetchAttr, msg: &Msg, parsed: Option<&Parsed<'_>>, condstore: bool, wrote_flags: &mut bool) {
     match a {
         FetchAttr::Uid => buf.extend_from_slice(format!("UID {}", msg.uid).as_bytes()),
         FetchAttr::Flags => {

@@ -12,6 +12,7 @@ mod search;
 mod select;
 mod sort;
 mod store;
+mod stream;
 mod thread;
 pub mod view;
 
