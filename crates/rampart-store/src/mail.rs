@@ -114,6 +114,9 @@ pub trait MailStore: DeliveryStore + MessageStore {
 
     /// Every message of the mailbox, in UID order, and its state at that moment.
     async fn snapshot(&self, mailbox: MailboxId) -> Result<(MailboxState, Vec<MessageRecord>)>;
+    /// The records of the messages with UIDs from `first` to `last`, in UID order: what a
+    /// mailbox view does not keep (sizes, dates, MODSEQs) for the commands that ask for them.
+    async fn records(&self, mailbox: MailboxId, first: u32, last: u32) -> Result<Vec<MessageRecord>>;
     /// Changes after `modseq`.
     async fn changes_since(&self, mailbox: MailboxId, modseq: u64) -> Result<Changes>;
     /// Takes the \Recent messages below `up_to`: returns the first UID no session had claimed

@@ -339,6 +339,20 @@ impl MailStore for SqliteStore {
         .await
     }
 
+    async fn records(&self, mailbox: MailboxId, first: u32, last: u32) -> Result<Vec<MessageRecord>> {
+        self.read(move |conn| {
+            let rows = conn
+                .prepare_cached(
+                    "SELECT uid, flags, modseq, size, internal_date FROM messages \
+                     WHERE mailbox_id = ?1 AND uid BETWEEN ?2 AND ?3 ORDER BY uid",
+                )?
+                .query_map(params![mailbox, first, last], record_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
     async fn changes_since(&self, mailbox: MailboxId, modseq: u64) -> Result<Changes> {
         self.read(move |conn| {
             conn.execute_batch("BEGIN")?;
