@@ -42,10 +42,10 @@ impl Session {
             return Ok(Next::Continue);
         };
         let watch = store.watch_mailbox(state.id);
-        let (state, records) = store.snapshot(state.id).await?;
+        let (state, rows) = store.view_rows(state.id).await?;
         // Claim exactly the messages of the snapshot, so no message is recent in two sessions.
         let recent_from = if read_only { u32::MAX } else { store.claim_recent(state.id, state.uidnext).await? };
-        let mut view = View::open(state, records, recent_from, read_only, watch);
+        let mut view = View::open(state, rows, recent_from, read_only, watch);
         view.vanished = self.qresync;
         view.write_flags(out);
         line(out, &format!("* {} EXISTS", view.exists()));

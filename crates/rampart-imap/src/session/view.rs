@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use rampart_store::{MailStore, MailboxId, MailboxState, MessageRecord, StoreError};
+use rampart_store::{MailStore, MailboxId, MailboxState, MessageRecord, StoreError, ViewRows};
 use tokio::sync::watch;
 
 use crate::parser::SequenceSet;
@@ -153,19 +153,16 @@ pub struct View {
 
 impl View {
     /// Opens a view on a snapshot. `recent_from`: UIDs from there on are \Recent here.
-    pub fn open(
-        state: MailboxState,
-        records: Vec<MessageRecord>,
-        recent_from: u32,
-        read_only: bool,
-        watch: watch::Receiver<u64>,
-    ) -> View {
+    pub fn open(state: MailboxState, rows: ViewRows, recent_from: u32, read_only: bool, watch: watch::Receiver<u64>) -> View {
+        let ViewRows { mut uids, flags, lists } = rows;
+        uids.shrink_to_fit();
         let mut flag_sets = FlagSets::default();
-        let mut uids = Vec::with_capacity(records.len());
-        let mut flag_ids = FlagIds::Narrow(Vec::with_capacity(records.len()));
-        for r in records {
-            uids.push(r.uid);
-            flag_ids.push(flag_sets.intern(&r.flags));
+        for l in lists {
+            flag_sets.intern(&l);
+        }
+        let mut flag_ids = FlagIds::Narrow(Vec::with_capacity(uids.len()));
+        for id in flags {
+            flag_ids.push(id);
         }
         let keywords =
             flag_sets.lists.iter().flatten().filter(|f| !f.starts_with('\\')).cloned().collect::<BTreeSet<String>>();
@@ -470,7 +467,8 @@ mod tests {
         let records = (1..=n)
             .map(|uid| MessageRecord { uid, flags: flags[uid as usize % 4].into(), modseq: 1, size: 5000, internal_date: 0 })
             .collect();
-        View::open(state, records, recent_from, false, watch::channel(0).1)
+        let records: Vec<MessageRecord> = records;
+        View::open(state, ViewRows::from_records(&records), recent_from, false, watch::channel(0).1)
     }
 
     #[test]

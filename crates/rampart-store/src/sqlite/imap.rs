@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::watch;
 
 use super::{Effects, SqliteStore, now, release_blobs};
-use crate::mail::{Changes, DELIMITER, FlagOp, FlagsUpdate, MailStore, MailboxState, MessageRecord, Transfer};
+use crate::mail::{Changes, DELIMITER, FlagOp, FlagsUpdate, MailStore, MailboxState, MessageRecord, Transfer, ViewRows};
 use crate::{AccountId, Blob, MailboxId, Result, StoreError};
 
 const STATE_COLUMNS: &str = "id, name, uidvalidity, uidnext, highestmodseq, special_use, \
@@ -315,6 +315,29 @@ impl MailStore for SqliteStore {
             let mut stmt = conn.prepare("SELECT name FROM subscriptions WHERE account_id = ?1 ORDER BY name")?;
             let rows = stmt.query_map([account], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
             Ok(rows)
+        })
+        .await
+    }
+
+    async fn view_rows(&self, mailbox: MailboxId) -> Result<(MailboxState, ViewRows)> {
+        self.read(move |conn| {
+            // One read transaction, so the state and the list agree.
+            conn.execute_batch("BEGIN")?;
+            let result = (|| {
+                let state = state_by_id(conn, mailbox)?;
+                let mut rows = ViewRows::default();
+                let mut index = std::collections::HashMap::new();
+                let mut stmt = conn.prepare_cached("SELECT uid, flags FROM messages WHERE mailbox_id = ?1 ORDER BY uid")?;
+                let mut q = stmt.query([mailbox])?;
+                while let Some(r) = q.next()? {
+                    // Borrowed: no string is made for a flag list seen before.
+                    let flags = r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+                    rows.push(r.get(0)?, flags, &mut index);
+                }
+                Ok((state, rows))
+            })();
+            conn.execute_batch("COMMIT")?;
+            result
         })
         .await
     }
