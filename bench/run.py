@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Rampart side by side with Postfix and Dovecot, on loopback, in one command.
 
-    bench/run.py [--runs 3] [--messages 5000] [--sessions 10] [--only smtp,idle,imap,bigfetch]
+    bench/run.py [--runs 3] [--messages 5000] [--sessions 10] [--only smtp,idle,imap,bigbox,bigfetch]
 
 Prints a markdown table of medians over the runs with the ratios and appends it to
 bench/results.md. Needs the Debian packages postfix (smtp-source), dovecot-imapd and
@@ -23,6 +23,12 @@ What is measured:
   FETCH 5 bodies, STORE, APPEND, STORE \\Deleted, EXPUNGE, LOGOUT. Operations per second and
   latency percentiles. Both servers remember verified passwords: Rampart's credential cache
   (on by default) and Dovecot's auth_cache (auth_cache_size = 10M, one hour).
+- bigbox: a mailbox of --big-box messages (100,000 by default; generated, varied senders,
+  subjects, dates and sizes from 1 to 60 KiB, one rare word in one message) in each server,
+  both warm (every operation run once before it is timed): SELECT, FETCH 1:* (FLAGS), UID
+  FETCH of the last 50 envelopes, SEARCH FROM, SEARCH BODY for the rare word, SORT (DATE).
+  Milliseconds, one client. Also bytes on disk per byte of mail (Rampart: data_dir; Dovecot:
+  the maildir and its indexes).
 - bigfetch: one 40 MiB message in each server; 10 clients FETCH BODY.PEEK[] of it at once.
   The largest growth of the server's memory while they do (Rampart: RSS; Dovecot: PSS of its
   whole process tree, since each connection gets its own imap process).
@@ -407,6 +413,134 @@ def bench_big_fetch(args):
     return results
 
 
+RARE_WORD = "quixotically"
+WORDS = ("meeting budget report invoice schedule project update review travel lunch draft contract "
+         "server backup holiday photos family weekend offer discount account security notice").split()
+
+
+_LINES = []
+
+
+def box_lines():
+    """A pool of body lines (about 84 bytes each), made once."""
+    if not _LINES:
+        import random
+        rnd = random.Random(0)
+        _LINES.extend(" ".join(rnd.choice(WORDS) for _ in range(12)) + "\r\n" for _ in range(2000))
+    return _LINES
+
+
+def box_message(i):
+    """A varied message: its size, sender, subject and date depend on i."""
+    import random
+    rnd = random.Random(i)
+    size = int(1024 * (1 + rnd.expovariate(1 / 6))) if i % 97 else 60 * 1024
+    sender = f"{rnd.choice(['Alice', 'Bob', 'Carol', 'Dave', 'Eve', 'Mallory'])} {i % 1000} <s{i % 5000}@example{i % 50}.test>"
+    day = 1 + i % 28
+    head = (f"From: {sender}\r\nTo: user1@bench.test\r\nSubject: {' '.join(rnd.sample(WORDS, 3))} {i}\r\n"
+            f"Message-ID: <{i}@bench.test>\r\nDate: {day:02d} Nov 2026 {i % 24:02d}:{i % 60:02d}:00 +0000\r\n"
+            "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n")
+    body = rnd.choices(box_lines(), k=max(0, size - len(head)) // 84)
+    if i == 4242:
+        body.insert(len(body) // 2, f"a {RARE_WORD} rare word\r\n")
+    return (head + "".join(body)).encode()
+
+
+def populate_rampart_box(port, n):
+    """APPENDs n messages over one connection, LITERAL+ pipelined in batches."""
+    m = imaps_login(port)
+    sock = m.sock
+    for start in range(0, n, 200):
+        tags = []
+        out = bytearray()
+        for i in range(start, min(n, start + 200)):
+            raw = box_message(i)
+            tag = f"p{i}"
+            tags.append(tag)
+            out += f"{tag} APPEND INBOX {{{len(raw)}+}}\r\n".encode() + raw + b"\r\n"
+        sock.sendall(out)
+        pending = set(tags)
+        while pending:
+            line = m.readline().decode()
+            tag = line.split(" ", 1)[0]
+            if tag in pending:
+                assert line.split(" ")[1] == "OK", line
+                pending.discard(tag)
+    m.logout()
+
+
+def populate_dovecot_box(maildir, n):
+    """Writes n messages straight into the maildir, as delivery would."""
+    cur = maildir / "cur"
+    for d in ("cur", "new", "tmp"):
+        (maildir / d).mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        raw = box_message(i).replace(b"\r\n", b"\n")
+        (cur / f"{1700000000 + i}.M{i}P1.bench,S={len(raw)}:2,").write_bytes(raw)
+    subprocess.run(["chown", "-R", "nobody:nogroup", maildir.parent.parent], check=True)
+
+
+BOX_OPS = [
+    ("SELECT", lambda m: m.select("INBOX")),
+    ("FETCH 1:* (FLAGS)", lambda m: m.fetch("1:*", "(FLAGS)")),
+    ("UID FETCH last 50 (ENVELOPE)", lambda m: m.uid("FETCH", "%d:*" % max(1, int(m.uid("SEARCH", "ALL")[1][0].split()[-1]) - 49), "(ENVELOPE)")),
+    ("SEARCH FROM", lambda m: m.search(None, "FROM", '"s1234@"')),
+    ("SEARCH BODY (rare word)", lambda m: m.search(None, "BODY", RARE_WORD)),
+    ("SORT (DATE)", lambda m: m.sort("(DATE)", "UTF-8", "ALL")),
+]
+
+
+def time_box_ops(port):
+    """Milliseconds of each operation, the second of two runs (warm)."""
+    m = imaps_login(port)
+    m.select("INBOX")
+    times = {}
+    for name, op in BOX_OPS:
+        for k in range(2):
+            t = time.time()
+            typ, data = op(m)
+            assert typ == "OK", (name, data)
+            times[name] = (time.time() - t) * 1000
+        if name.startswith("SEARCH BODY"):
+            assert data[0].split() == [b"4243"], data
+    m.logout()
+    return times
+
+
+def du_bytes(path):
+    return int(subprocess.run(["du", "-sb", path], capture_output=True, text=True, check=True).stdout.split()[0])
+
+
+def bench_big_box(args):
+    n = args.big_box
+    mail_bytes = sum(len(box_message(i)) for i in range(n))
+    results = {"rampart": [], "dovecot": [], "rampart_disk": [], "dovecot_disk": []}
+    for _ in range(args.runs):
+        with tempfile.TemporaryDirectory(prefix="rampart-bench-") as tmp:
+            base = pathlib.Path(tmp)
+            base.chmod(0o755)
+            dns = Dns()
+            try:
+                r = RampartServer(base, dns, imap_users=1)
+                try:
+                    populate_rampart_box(r.imaps, n)
+                    results["rampart"].append(time_box_ops(r.imaps))
+                    results["rampart_disk"].append(du_bytes(r.dir / "data") / mail_bytes)
+                finally:
+                    r.stop()
+                d = DovecotServer(base, r.dir, 1)
+                try:
+                    populate_dovecot_box(d.dir / "mail" / "bench.test" / "user1" / "Maildir", n)
+                    results["dovecot"].append(time_box_ops(d.port))
+                    results["dovecot_disk"].append(du_bytes(d.dir / "mail") / mail_bytes)
+                finally:
+                    d.stop()
+            finally:
+                dns.stop()
+        print(f"big box: rampart {results['rampart'][-1]}, dovecot {results['dovecot'][-1]}", file=sys.stderr)
+    return results
+
+
 def measure_idle(port, n, measure):
     """Opens n logged-in TLS connections in IDLE, waits until the server has settled and
     returns measure() taken then, with the connections still open."""
@@ -547,9 +681,10 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--messages", type=int, default=5000)
     ap.add_argument("--sessions", type=int, default=10)
-    ap.add_argument("--only", default="smtp,idle,imap,idle-imap,idle-compare,bigfetch")
+    ap.add_argument("--only", default="smtp,idle,imap,idle-imap,idle-compare,bigbox,bigfetch")
     ap.add_argument("--imap-seconds", type=int, default=20)
     ap.add_argument("--idle", type=int, default=10000)
+    ap.add_argument("--big-box", type=int, default=100000)
     # Dovecot runs an imap process per connection: 10,000 of them would not fit in memory.
     ap.add_argument("--idle-reference", type=int, default=1000)
     ap.add_argument("--no-build", action="store_true")
@@ -583,6 +718,14 @@ def main():
         rows.append(("IMAP session mix, 10 clients, both with credential caches (ops/s)", rm, dm, rm / dm, "≥ 2.5"))
         rp, dp = statistics.median(r["rampart_p99"]), statistics.median(r["dovecot_p99"])
         rows.append(("IMAP p99 latency (ms)", rp, dp, rp / dp, "lower is better"))
+    if "bigbox" in only:
+        r = bench_big_box(args)
+        for name, _ in BOX_OPS:
+            rm = statistics.median(x[name] for x in r["rampart"])
+            dm = statistics.median(x[name] for x in r["dovecot"])
+            rows.append((f"{args.big_box} messages: {name} (ms)", rm, dm, rm / dm, "lower is better"))
+        rm, dm = statistics.median(r["rampart_disk"]), statistics.median(r["dovecot_disk"])
+        rows.append((f"{args.big_box} messages: bytes on disk per byte of mail", rm, dm, rm / dm, "≤ 0.7"))
     if "bigfetch" in only:
         r = bench_big_fetch(args)
         rm, dm = statistics.median(r["rampart"]), statistics.median(r["dovecot"])
