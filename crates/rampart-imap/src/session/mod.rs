@@ -7,6 +7,7 @@
 
 mod auth;
 mod fetch;
+mod flagsets;
 mod mailboxes;
 mod search;
 mod select;
