@@ -331,6 +331,50 @@ def test_a_large_append_does_not_grow_rss(server):
     m.logout()
 
 
+
+def test_large_fetches_stream_without_growing_rss(server):
+    """Ten clients fetch one 20 MiB message at once: the server streams it from the store in
+    chunks, so its RSS grows by far less than one copy per client (issue 19: under 64 MiB)."""
+    import hashlib
+    import threading
+
+    pid = server.proc.pid
+
+    def rss_kib():
+        return int(re.search(r"VmRSS:\s+(\d+) kB", open(f"/proc/{pid}/status").read()).group(1))
+
+    raw = message_bytes(subject="big") + (("z" * 998 + "\r\n") * (20 * 1024)).encode()
+    m = imaps(server)
+    ok(m.append("INBOX", None, None, raw))
+    ok(m.select("INBOX"))
+    # A range reads only its own bytes, and one past the end is empty.
+    data = ok(m.fetch("1", "(BODY.PEEK[]<1000.100>)"))
+    assert data[0][1] == raw[1000:1100]
+    data = ok(m.fetch("1", f"(RFC822.SIZE BODY.PEEK[]<{len(raw) - 10}.100>)"))
+    assert data[0][1] == raw[-10:] and f"RFC822.SIZE {len(raw)}".encode() in data[0][0]
+    m.logout()
+    want = hashlib.sha256(raw).hexdigest()
+    before, peak, results = rss_kib(), [0], []
+
+    def client():
+        c = imaps(server)
+        c.select("INBOX", readonly=True)
+        typ, data = c.fetch("1", "(UID BODY.PEEK[])")
+        results.append(typ == "OK" and hashlib.sha256(data[0][1]).hexdigest() == want)
+        c.logout()
+
+    threads = [threading.Thread(target=client) for _ in range(10)]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        peak[0] = max(peak[0], rss_kib())
+        time.sleep(0.02)
+    for t in threads:
+        t.join()
+    print(f"RSS before {before} KiB, peak during 10 x {len(raw) >> 20} MiB FETCH {peak[0]} KiB (+{peak[0] - before} KiB)")
+    assert results == [True] * 10
+    assert peak[0] - before < 64 * 1024
+
 MBSYNC_CONFIG = """
 IMAPAccount rampart
 Host localhost
@@ -421,3 +465,31 @@ def test_mbsync_syncs_several_mailboxes_both_ways(server, tmp_path):
     assert local_subjects(maildir / "INBOX") == ["local inbox", "server inbox 1"]
     assert ok(m.status("INBOX", "(MESSAGES)")) == [b"INBOX (MESSAGES 2)"]
     m.logout()
+
+
+def test_credential_cache_is_invalidated_by_the_cli_at_once(server):
+    """A login caches the verified password; `rampart user passwd`, app-password revocation
+    and account removal, made by the CLI while the server runs, take effect at the next login."""
+    new = "tangerine vortex quietly hums"
+    for _ in range(2):
+        imaps(server).logout()
+    server.run_cli("user", "passwd", BOB, "--password-stdin", input=new + "\n")
+    m = imaps(server, user=None)
+    with pytest.raises(imaplib.IMAP4.error):
+        m.login(BOB, PASSWORD)
+    m = imaps(server, user=None)
+    m.login(BOB, new)
+    m.logout()
+    app = server.run_cli("user", "app-password", "add", BOB, "--name", "phone").stdout.strip().splitlines()[-1]
+    for _ in range(2):
+        m = imaps(server, user=None)
+        m.login(BOB, app)
+        m.logout()
+    server.run_cli("user", "app-password", "revoke", BOB, "--name", "phone")
+    m = imaps(server, user=None)
+    with pytest.raises(imaplib.IMAP4.error):
+        m.login(BOB, app)
+    server.run_cli("user", "remove", BOB)
+    m = imaps(server, user=None)
+    with pytest.raises(imaplib.IMAP4.error):
+        m.login(BOB, new)

@@ -7,6 +7,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, KeyInit, Mac};
 use rampart_store::{AccountId, Credentials, DirectoryStore, Secrets};
 
+use crate::cache::{CredentialCache, Matched};
 use crate::sasl::{Exchange, Failure, Mechanism};
 use crate::scram::ScramKeys;
 use crate::work::WorkAreas;
@@ -29,6 +30,9 @@ pub struct AuthSettings {
     pub scram_iterations: u32,
     /// Our host name, for CRAM-MD5 challenges.
     pub hostname: String,
+    /// How long a verified password is remembered ([`crate::cache`]); None: never, every
+    /// login pays argon2 (`auth.credential_cache`, `auth.credential_cache_ttl`).
+    pub credential_cache: Option<std::time::Duration>,
 }
 
 pub struct Authenticator {
@@ -42,15 +46,18 @@ pub struct Authenticator {
     /// tens of milliseconds, so a login flood queues instead of exhausting both.
     hashing: tokio::sync::Semaphore,
     work: Arc<WorkAreas>,
+    cache: Option<CredentialCache>,
 }
 
 impl Authenticator {
     pub fn new(store: Arc<dyn DirectoryStore>, settings: AuthSettings) -> Result<Arc<Authenticator>, AuthError> {
         let dummy_hash = hash_password("not a password of anyone", settings.hash)?;
         let lanes = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let cache = settings.credential_cache.map(CredentialCache::new);
         Ok(Arc::new(Authenticator {
             store,
             settings,
+            cache,
             secret: rand::random(),
             dummy_hash,
             hashing: tokio::sync::Semaphore::new(lanes),
@@ -89,46 +96,62 @@ impl Authenticator {
     }
 
     /// Checks a password (the account's or one of its app passwords). argon2 runs on the
-    /// blocking pool: it is meant to be slow.
+    /// blocking pool: it is meant to be slow. A password verified a moment ago against the
+    /// same stored hash is taken from the cache instead ([`crate::cache`]).
     pub async fn verify_password(&self, user: &str, password: &str) -> Result<Identity, Failure> {
         let fail = || Failure::Credentials { user: Some(user.to_string()) };
         let creds = self.credentials(user).await?;
-        let password = password.to_string();
+        let matched = match &creds {
+            Some(c) => match self.cached(c, password) {
+                Some(m) => Some(m),
+                None => self.argon2(Some(c), password).await?,
+            },
+            None => self.argon2(None, password).await?,
+        };
+        let (Some(creds), Some(matched)) = (creds, matched) else { return Err(fail()) };
+        let app = match matched {
+            Matched::Account => None,
+            Matched::App(id) => {
+                let _ = self.store.touch_app_password(id).await;
+                creds.app_passwords.iter().find(|a| a.id == id).map(|a| a.name.clone())
+            }
+        };
+        Ok(Identity { account: creds.account.id, address: creds.account.address, app_password: app })
+    }
+
+    /// The secret a cached verification of this password matched, if still stored as it was.
+    fn cached(&self, creds: &Credentials, password: &str) -> Option<Matched> {
+        let cache = self.cache.as_ref()?;
+        cache.lookup(&creds.account.address, password, |m| match m {
+            Matched::Account => Some(creds.account.password_hash.as_str()),
+            Matched::App(id) => creds.app_passwords.iter().find(|a| a.id == id).map(|a| a.hash.as_str()),
+        })
+    }
+
+    /// Runs argon2 against the account's hash, then each app password's; without credentials
+    /// against a dummy hash, so an unknown user takes as long. Successes go into the cache.
+    async fn argon2(&self, creds: Option<&Credentials>, password: &str) -> Result<Option<Matched>, Failure> {
         let _lane = self.hashing.acquire().await.map_err(|e| Failure::Temporary(e.to_string()))?;
         let mut area = self.work.take();
-        let Some(creds) = creds else {
-            let dummy = self.dummy_hash.clone();
-            if let Ok(area) = tokio::task::spawn_blocking(move || {
-                verify_password_in(&password, &dummy, &mut area);
-                area
-            })
-            .await
-            {
-                self.work.give_back(area);
-            }
-            return Err(fail());
+        let mut candidates: Vec<(Matched, String)> = match creds {
+            None => vec![(Matched::Account, self.dummy_hash.clone())],
+            Some(c) => std::iter::once((Matched::Account, c.account.password_hash.clone()))
+                .chain(c.app_passwords.iter().map(|a| (Matched::App(a.id), a.hash.clone())))
+                .collect(),
         };
-        let (account, app_passwords) = (creds.account, creds.app_passwords);
-        let hash = account.password_hash.clone();
-        let (matched, area) = tokio::task::spawn_blocking(move || {
-            if verify_password_in(&password, &hash, &mut area) {
-                return (Some(None), area);
-            }
-            let app = app_passwords.into_iter().find(|a| verify_password_in(&password, &a.hash, &mut area));
-            (app.map(|a| Some((a.id, a.name))), area)
+        let pw = password.to_string();
+        let (found, area) = tokio::task::spawn_blocking(move || {
+            let i = candidates.iter().position(|(_, h)| verify_password_in(&pw, h, &mut area));
+            (i.map(|i| candidates.swap_remove(i)), area)
         })
         .await
         .map_err(|e| Failure::Temporary(e.to_string()))?;
         self.work.give_back(area);
-        match matched {
-            None => Err(fail()),
-            Some(app) => {
-                if let Some((id, _)) = &app {
-                    let _ = self.store.touch_app_password(*id).await;
-                }
-                Ok(Identity { account: account.id, address: account.address, app_password: app.map(|(_, n)| n) })
-            }
+        let (Some(creds), Some((matched, hash))) = (creds, found) else { return Ok(None) };
+        if let Some(cache) = &self.cache {
+            cache.insert(&creds.account.address, password, matched, &hash);
         }
+        Ok(Some(matched))
     }
 
     pub(crate) fn cram_challenge(&self) -> String {

@@ -7,8 +7,10 @@
 //! - [`sasl`] runs the mechanisms (PLAIN, LOGIN, SCRAM-SHA-256, SCRAM-SHA-256-PLUS, opt-in
 //!   CRAM-MD5) for SMTP and IMAP; [`Authenticator`] checks them against the store.
 //! - App passwords are random, stored hashed, and accepted wherever the password is.
+//! - [`cache`] remembers verified passwords for a while, so reconnecting clients skip argon2.
 
 mod authenticator;
+pub mod cache;
 pub mod policy;
 mod work;
 pub mod sasl;

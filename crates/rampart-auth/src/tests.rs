@@ -77,7 +77,7 @@ async fn setup(cram: bool) -> (tempfile::TempDir, Arc<Authenticator>, Arc<dyn St
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
     store.add_domain("example.test").await.unwrap();
-    let settings = AuthSettings { cram_md5: cram, hash: HashParams::default(), scram_iterations: 4096, hostname: "mx.example.test".into() };
+    let settings = AuthSettings { cram_md5: cram, hash: HashParams::default(), scram_iterations: 4096, hostname: "mx.example.test".into(), credential_cache: Some(std::time::Duration::from_secs(60)) };
     let auth = Authenticator::new(store.clone(), settings.clone()).unwrap();
     store.add_account_with("bob@example.test", &secrets_for(PASSWORD, &settings).unwrap()).await.unwrap();
     (dir, auth, store)
@@ -201,4 +201,29 @@ async fn scram_sha256_and_plus() {
     let y_without_tls = scram(&auth, Mechanism::ScramSha256, None, "y,,", b"", "bob@example.test", PASSWORD).await;
     assert!(matches!(y_without_tls, Step::Success(_)), "{y_without_tls:?}");
     assert!(auth.start(Mechanism::ScramSha256Plus, None).is_err());
+}
+
+#[tokio::test]
+async fn the_credential_cache_follows_the_store() {
+    let (_d, auth, store) = setup(false).await;
+    let settings = auth.settings().clone();
+    let bob = "bob@example.test";
+    // Cached after the first success; a wrong password is never a hit.
+    assert!(auth.verify_password(bob, PASSWORD).await.is_ok());
+    assert!(auth.verify_password("BOB@example.test", PASSWORD).await.is_ok());
+    assert!(auth.verify_password(bob, "correct horse battery stapler").await.is_err());
+    // A password change (here by another handle on the store, as the CLI would) wins at once.
+    store.set_secrets(bob, &secrets_for("tangerine vortex quietly hums", &settings).unwrap()).await.unwrap();
+    assert!(auth.verify_password(bob, PASSWORD).await.is_err());
+    assert!(auth.verify_password(bob, "tangerine vortex quietly hums").await.is_ok());
+    // An app password, used (and cached), then revoked.
+    store.add_app_password(bob, "phone", &hash_password("abcd-efgh-ijkl-mnop", settings.hash).unwrap()).await.unwrap();
+    let id = auth.verify_password(bob, "abcd-efgh-ijkl-mnop").await.unwrap();
+    assert_eq!(id.app_password.as_deref(), Some("phone"));
+    assert_eq!(auth.verify_password(bob, "abcd-efgh-ijkl-mnop").await.unwrap().app_password.as_deref(), Some("phone"));
+    store.revoke_app_password(bob, "phone").await.unwrap();
+    assert!(auth.verify_password(bob, "abcd-efgh-ijkl-mnop").await.is_err());
+    // The account removed.
+    store.remove_account(bob).await.unwrap();
+    assert!(auth.verify_password(bob, "tangerine vortex quietly hums").await.is_err());
 }

@@ -1,4 +1,5 @@
-//! `[auth]`: SASL mechanisms, password policy, password hashing cost and failed-login pacing.
+//! `[auth]`: SASL mechanisms, password policy, password hashing cost, failed-login pacing and
+//! the verified-credential cache.
 
 use std::time::Duration;
 
@@ -33,6 +34,16 @@ section! {
         /// Pause before each failure reply, multiplied by the number of failures so far.
         #[serde(with = "duration")]
         pub failure_delay: Duration = Duration::from_secs(1),
+        /// Remember a password for `credential_cache_ttl` after argon2 accepted it (in memory,
+        /// as a keyed hash), so a client that reconnects often costs a hash, not an argon2 run.
+        /// A password change, a revoked app password or a removed account takes effect at the
+        /// next login all the same. Trade-off: someone who can read the server's memory could
+        /// test guesses against a cached entry at hash speed instead of argon2 speed. Off:
+        /// every login pays argon2.
+        pub credential_cache: bool = true,
+        /// How long a verified password stays in the credential cache.
+        #[serde(with = "duration")]
+        pub credential_cache_ttl: Duration = Duration::from_secs(3600),
     }
 }
 

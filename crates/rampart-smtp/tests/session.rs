@@ -32,6 +32,7 @@ async fn fixture() -> Fixture {
             hash: rampart_auth::HashParams::default(),
             scram_iterations: 4096,
             hostname: "mx.example.test".into(),
+            credential_cache: None,
         },
     )
     .unwrap();

@@ -47,8 +47,8 @@ pub use directory::{Account, Alias, AppPassword, Credentials, DEFAULT_MAILBOXES,
 pub use error::{AddressProblem, Chain, DbError, ErrorKind, StoreError};
 pub use filter::FilterStore;
 pub use guard::{Ban, GuardStore};
-pub use mail::{Changes, FlagOp, FlagsUpdate, MailStore, MailboxState, MessageRecord, Transfer};
-pub use messages::{Mailbox, MessageInfo, MessageMeta, MessageStore};
+pub use mail::{Changes, FlagOp, FlagsUpdate, MailStore, MailboxState, MessageRecord, Transfer, ViewRows};
+pub use messages::{Mailbox, MessageInfo, MessageMeta, MessageReader, MessageStore};
 pub use quarantine::QuarantineStore;
 pub use queue::{QueueEntry, QueueRcpt, QueueStore, RcptState, RcptUpdate};
 pub use senderauth::{DkimKey, DmarcReport, SenderAuthStore};

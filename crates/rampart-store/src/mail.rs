@@ -36,6 +36,45 @@ pub struct MessageRecord {
     pub internal_date: i64,
 }
 
+/// A mailbox's messages as a view opens on them, compactly: the UIDs in order, and for each
+/// message the number of its flag list among the mailbox's distinct lists (a mailbox has few
+/// distinct combinations, so no string is kept per message).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ViewRows {
+    pub uids: Vec<u32>,
+    /// Per message, an index into `lists`.
+    pub flags: Vec<u32>,
+    /// The distinct flag strings.
+    pub lists: Vec<String>,
+}
+
+impl ViewRows {
+    /// Adds a message (UIDs must come in ascending order); `index` maps a flag string to
+    /// its number in `lists`.
+    pub fn push(&mut self, uid: u32, flags: &str, index: &mut std::collections::HashMap<String, u32>) {
+        let n = match index.get(flags) {
+            Some(&n) => n,
+            None => {
+                let n = self.lists.len() as u32;
+                self.lists.push(flags.to_string());
+                index.insert(flags.to_string(), n);
+                n
+            }
+        };
+        self.uids.push(uid);
+        self.flags.push(n);
+    }
+
+    pub fn from_records(records: &[MessageRecord]) -> ViewRows {
+        let mut rows = ViewRows::default();
+        let mut index = std::collections::HashMap::new();
+        for r in records {
+            rows.push(r.uid, &r.flags, &mut index);
+        }
+        rows
+    }
+}
+
 /// What changed in a mailbox after a MODSEQ.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Changes {
@@ -112,8 +151,14 @@ pub trait MailStore: DeliveryStore + MessageStore {
     /// Every subscribed name, also of mailboxes that no longer exist (RFC 3501 §6.3.6).
     async fn subscriptions(&self, account: AccountId) -> Result<Vec<String>>;
 
+    /// The UIDs and flags of every message, compactly, and the mailbox's state at that moment:
+    /// what SELECT needs.
+    async fn view_rows(&self, mailbox: MailboxId) -> Result<(MailboxState, ViewRows)>;
     /// Every message of the mailbox, in UID order, and its state at that moment.
     async fn snapshot(&self, mailbox: MailboxId) -> Result<(MailboxState, Vec<MessageRecord>)>;
+    /// The records of the messages with UIDs from `first` to `last`, in UID order: what a
+    /// mailbox view does not keep (sizes, dates, MODSEQs) for the commands that ask for them.
+    async fn records(&self, mailbox: MailboxId, first: u32, last: u32) -> Result<Vec<MessageRecord>>;
     /// Changes after `modseq`.
     async fn changes_since(&self, mailbox: MailboxId, modseq: u64) -> Result<Changes>;
     /// Takes the \Recent messages below `up_to`: returns the first UID no session had claimed

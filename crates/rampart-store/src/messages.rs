@@ -1,9 +1,12 @@
 //! The message-reading role: an account's mailboxes and messages as the CLI and IMAP FETCH
 //! read them, and finding a message by its transaction reference.
 
-use async_trait::async_trait;
+use std::path::PathBuf;
 
-use crate::{AccountId, MailboxId, Result};
+use async_trait::async_trait;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use crate::{AccountId, MailboxId, Result, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mailbox {
@@ -36,6 +39,79 @@ pub struct MessageMeta {
     pub reference: String,
 }
 
+/// A stored message opened for reading in pieces (IMAP FETCH of a whole message or a range of
+/// it), so that a large message is never held in memory at once. The file stays readable
+/// while it is open, even if the message is expunged meanwhile.
+#[derive(Debug)]
+pub struct MessageReader {
+    prefix: Vec<u8>,
+    body: Body,
+    size: u64,
+}
+
+#[derive(Debug)]
+enum Body {
+    /// A small body kept in the database row.
+    Inline(Vec<u8>),
+    File { path: PathBuf, file: tokio::fs::File },
+}
+
+impl MessageReader {
+    pub(crate) fn inline(prefix: Vec<u8>, data: Vec<u8>) -> MessageReader {
+        let size = (prefix.len() + data.len()) as u64;
+        MessageReader { prefix, body: Body::Inline(data), size }
+    }
+
+    pub(crate) fn file(prefix: Vec<u8>, path: PathBuf, file: tokio::fs::File, body_size: u64) -> MessageReader {
+        let size = prefix.len() as u64 + body_size;
+        MessageReader { prefix, body: Body::File { path, file }, size }
+    }
+
+    /// The whole message's size (prefix and body), as RFC822.SIZE counts it.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends up to `max` bytes of the message from offset `pos` to `out`; returns how many
+    /// (0 at the end).
+    pub async fn read_at(&mut self, pos: u64, max: usize, out: &mut Vec<u8>) -> Result<usize> {
+        if pos >= self.size || max == 0 {
+            return Ok(0);
+        }
+        let want = (max as u64).min(self.size - pos) as usize;
+        let plen = self.prefix.len() as u64;
+        if pos < plen {
+            let end = (pos as usize + want).min(self.prefix.len());
+            out.extend_from_slice(&self.prefix[pos as usize..end]);
+            return Ok(end - pos as usize);
+        }
+        let at = pos - plen;
+        match &mut self.body {
+            Body::Inline(d) => {
+                let start = (at as usize).min(d.len());
+                let end = (start + want).min(d.len());
+                out.extend_from_slice(&d[start..end]);
+                Ok(end - start)
+            }
+            Body::File { path, file } => {
+                let io = |e| StoreError::io(&*path, e);
+                file.seek(std::io::SeekFrom::Start(at)).await.map_err(io)?;
+                let old = out.len();
+                out.resize(old + want, 0);
+                let mut got = 0;
+                while got < want {
+                    match file.read(&mut out[old + got..]).await.map_err(io)? {
+                        0 => break,
+                        n => got += n,
+                    }
+                }
+                out.truncate(old + got);
+                Ok(got)
+            }
+        }
+    }
+}
+
 #[async_trait]
 pub trait MessageStore: Send + Sync + 'static {
     async fn mailboxes(&self, account: AccountId) -> Result<Vec<Mailbox>>;
@@ -43,6 +119,8 @@ pub trait MessageStore: Send + Sync + 'static {
     async fn list_messages(&self, mailbox: MailboxId) -> Result<Vec<MessageMeta>>;
     /// The full message as stored: prefix followed by the blob. `NotFound` once expunged.
     async fn read_message(&self, mailbox: MailboxId, uid: u32) -> Result<Vec<u8>>;
+    /// The same message opened for reading in pieces. `NotFound` once expunged.
+    async fn open_message(&self, mailbox: MailboxId, uid: u32) -> Result<MessageReader>;
     /// Messages stored under a transaction reference, in every account.
     async fn messages_by_reference(&self, reference: &str) -> Result<Vec<MessageInfo>>;
 }

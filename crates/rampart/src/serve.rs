@@ -32,6 +32,7 @@ pub fn auth_settings(config: &Config) -> rampart_auth::AuthSettings {
         },
         scram_iterations: a.scram_iterations,
         hostname: config.server.hostname.clone(),
+        credential_cache: a.credential_cache.then_some(a.credential_cache_ttl),
     }
 }
 

@@ -1,9 +1,11 @@
 //! FETCH and UID FETCH (RFC 3501 §6.4.5, §7.4.2; RFC 7162 §3.1.4 CHANGEDSINCE and MODSEQ).
 
-use rampart_store::{FlagOp, MailStore, StoreError};
+use std::collections::HashMap;
+
+use rampart_store::{FlagOp, MailStore, MessageRecord, StoreError};
 
 use super::view::{Msg, View};
-use super::{FLUSH_AT, Next, Output, Session, State};
+use super::{FLUSH_AT, Next, Output, Session, State, stream};
 use crate::mime::Parsed;
 use crate::parser::{FetchAttr, SequenceSet};
 use crate::response::{flag_list, internal_date, line, literal};
@@ -37,8 +39,13 @@ impl Session {
             vanished_earlier(store.as_ref(), view, &set, since, out.buf()).await?;
         }
         let mut targets = view.resolve(&set, uid);
+        let mut records = if changed_since.is_some() || condstore || attrs.iter().any(needs_record) {
+            load_records(store.as_ref(), view, &targets).await?
+        } else {
+            HashMap::new()
+        };
         if let Some(since) = changed_since {
-            targets.retain(|&i| view.msgs[i].modseq > since);
+            targets.retain(|&i| records.get(&view.uid(i)).is_some_and(|r| r.modseq > since));
         }
         // Implicit \Seen (RFC 3501 §6.4.5), set before answering so FLAGS show it.
         let seen_changed = if attrs.iter().any(FetchAttr::sets_seen) && !view.read_only {
@@ -46,7 +53,15 @@ impl Session {
         } else {
             Vec::new()
         };
-        let missing = match answer(store.as_ref(), view, &targets, &attrs, &seen_changed, condstore, out).await? {
+        // Setting \Seen gave those messages a new MODSEQ.
+        for &i in &seen_changed {
+            let u = view.uid(i);
+            if let (Some(r), Some(m)) = (records.get_mut(&u), view.own_modseq(u)) {
+                r.modseq = m;
+            }
+        }
+        let answering = Answering { view, records: &records, attrs: &attrs, seen_changed: &seen_changed, condstore };
+        let missing = match answer(store.as_ref(), &answering, &targets, out).await? {
             Answered::All { missing } => missing,
             Answered::ClientGone(e) => {
                 // Nothing is wrong with the store: the client went away mid-answer.
@@ -91,7 +106,7 @@ async fn vanished_earlier(store: &dyn MailStore, view: &View, set: &SequenceSet,
 /// Sets \Seen on the targets that lack it; returns the view indexes whose flags changed.
 async fn set_seen(store: &dyn MailStore, view: &mut View, targets: &[usize]) -> Result<Vec<usize>, StoreError> {
     let mut seen_changed = Vec::new();
-    let unseen: Vec<u32> = targets.iter().filter(|&&i| !view.msgs[i].has_flag("\\Seen")).map(|&i| view.msgs[i].uid).collect();
+    let unseen: Vec<u32> = targets.iter().filter(|&&i| !view.has_flag(i, "\\Seen")).map(|&i| view.uid(i)).collect();
     if !unseen.is_empty() {
         let update = store.store_flags(view.id, unseen, FlagOp::Add, vec!["\\Seen".into()], None).await?;
         for (u, flags, modseq) in update.messages {
@@ -111,30 +126,69 @@ enum Answered {
     ClientGone(std::io::Error),
 }
 
-/// One `* n FETCH (...)` per target, reading each message's text only when an attribute
-/// needs it, and flushing whenever the answer passes [`FLUSH_AT`].
-async fn answer<O: Output>(
-    store: &dyn MailStore,
-    view: &View,
-    targets: &[usize],
-    attrs: &[FetchAttr],
-    seen_changed: &[usize],
+/// What every message of one FETCH is answered from.
+struct Answering<'a> {
+    view: &'a View,
+    /// Sizes, dates and MODSEQs by UID, when an attribute needs them.
+    records: &'a HashMap<u32, MessageRecord>,
+    attrs: &'a [FetchAttr],
+    seen_changed: &'a [usize],
     condstore: bool,
-    out: &mut O,
-) -> Result<Answered, StoreError> {
+}
+
+/// Attributes read from the store's record of a message rather than the view.
+fn needs_record(a: &FetchAttr) -> bool {
+    matches!(a, FetchAttr::Rfc822Size | FetchAttr::InternalDate | FetchAttr::ModSeq)
+}
+
+/// The records of the targets (ascending view indexes), by UID.
+async fn load_records(store: &dyn MailStore, view: &View, targets: &[usize]) -> Result<HashMap<u32, MessageRecord>, StoreError> {
+    let (Some(&first), Some(&last)) = (targets.first(), targets.last()) else { return Ok(HashMap::new()) };
+    let rows = store.records(view.id, view.uid(first), view.uid(last)).await?;
+    Ok(rows.into_iter().map(|r| (r.uid, r)).collect())
+}
+
+/// One `* n FETCH (...)` per target, reading each message's text only when an attribute
+/// needs it, and flushing whenever the answer passes [`FLUSH_AT`]. When the only text asked
+/// for is the whole message (or a range of it), it is streamed from the store instead of
+/// read and parsed ([`super::stream`]).
+async fn answer<O: Output>(store: &dyn MailStore, a: &Answering<'_>, targets: &[usize], out: &mut O) -> Result<Answered, StoreError> {
+    let (view, attrs, condstore) = (a.view, a.attrs, a.condstore);
     let needs_content = attrs.iter().any(FetchAttr::needs_content);
+    let streamed = needs_content && stream::streamable(attrs);
     let mut missing = false;
     for &i in targets {
-        let msg = view.msgs[i].clone();
-        let raw = if needs_content {
-            match store.read_message(view.id, msg.uid).await {
-                Ok(raw) => Some(raw),
-                Err(StoreError::NotFound(_)) => {
-                    // Expunged by another session and not announced yet (RFC 2180 §4.1.3).
+        let record = a.records.get(&view.uid(i));
+        if record.is_none() && attrs.iter().any(needs_record) {
+            // Expunged by another session and not announced yet (RFC 2180 §4.1.3).
+            missing = true;
+            continue;
+        }
+        let mut msg = view.msg(i, record);
+        if record.is_none() {
+            // Gone meanwhile: its last MODSEQ is at most the view's.
+            msg.modseq = view.highestmodseq;
+        }
+        let seen = a.seen_changed.contains(&i);
+        if streamed {
+            let mut reader = match store.open_message(view.id, msg.uid).await {
+                Ok(r) => r,
+                Err(StoreError::NotFound(_) | StoreError::Io { .. }) => {
                     missing = true;
                     continue;
                 }
-                Err(StoreError::Io { .. }) => {
+                Err(e) => return Err(e),
+            };
+            if let Err(e) = stream::write_message(out, &mut reader, i, &msg, attrs, seen, condstore).await {
+                return Ok(Answered::ClientGone(e));
+            }
+            continue;
+        }
+        let raw = if needs_content {
+            match store.read_message(view.id, msg.uid).await {
+                Ok(raw) => Some(raw),
+                // Expunged by another session and not announced yet (RFC 2180 §4.1.3).
+                Err(StoreError::NotFound(_) | StoreError::Io { .. }) => {
                     missing = true;
                     continue;
                 }
@@ -144,7 +198,7 @@ async fn answer<O: Output>(
             None
         };
         let parsed = raw.as_deref().map(Parsed::new);
-        write_message(out.buf(), i, &msg, attrs, parsed.as_ref(), seen_changed.contains(&i), condstore);
+        write_message(out.buf(), i, &msg, attrs, parsed.as_ref(), seen, condstore);
         if out.buf().len() >= FLUSH_AT
             && let Err(e) = out.flush().await
         {
@@ -167,6 +221,11 @@ fn write_message(buf: &mut Vec<u8>, i: usize, msg: &Msg, attrs: &[FetchAttr], pa
         first = false;
         write_attr(buf, a, msg, parsed, condstore, &mut wrote_flags);
     }
+    finish_message(buf, msg, attrs, seen_changed, condstore, wrote_flags);
+}
+
+/// The end of `* n FETCH (...)`: FLAGS and MODSEQ that go along unasked, and the parenthesis.
+pub(super) fn finish_message(buf: &mut Vec<u8>, msg: &Msg, attrs: &[FetchAttr], seen_changed: bool, condstore: bool, wrote_flags: bool) {
     if seen_changed && !wrote_flags {
         buf.extend_from_slice(b" FLAGS ");
         flag_list(buf, &msg.flags_out());
@@ -188,7 +247,7 @@ fn partial(data: &[u8], range: Option<(u32, u32)>) -> &[u8] {
     }
 }
 
-fn write_attr(buf: &mut Vec<u8>, a: &FetchAttr, msg: &Msg, parsed: Option<&Parsed<'_>>, condstore: bool, wrote_flags: &mut bool) {
+pub(super) fn write_attr(buf: &mut Vec<u8>, a: &FetchAttr, msg: &Msg, parsed: Option<&Parsed<'_>>, condstore: bool, wrote_flags: &mut bool) {
     match a {
         FetchAttr::Uid => buf.extend_from_slice(format!("UID {}", msg.uid).as_bytes()),
         FetchAttr::Flags => {

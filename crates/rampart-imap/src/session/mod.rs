@@ -7,11 +7,13 @@
 
 mod auth;
 mod fetch;
+mod flagsets;
 mod mailboxes;
 mod search;
 mod select;
 mod sort;
 mod store;
+mod stream;
 mod thread;
 pub mod view;
 

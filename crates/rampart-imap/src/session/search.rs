@@ -71,6 +71,18 @@ fn eval(k: &SearchKey, c: &Ctx<'_>) -> bool {
     }
 }
 
+/// Whether the key reads a message's size, dates or MODSEQ, which the view does not keep.
+fn reads_record(k: &SearchKey) -> bool {
+    use SearchKey as K;
+    match k {
+        K::Larger(_) | K::Smaller(_) | K::ModSeq(_) | K::Before(_) | K::On(_) | K::Since(_) => true,
+        K::And(keys) => keys.iter().any(reads_record),
+        K::Or(a, b) => reads_record(a) || reads_record(b),
+        K::Not(a) => reads_record(a),
+        _ => false,
+    }
+}
+
 /// SEARCH and SORT take UTF-8 and its subset US-ASCII (RFC 3501 §6.4.4, RFC 5256 §3).
 fn charset_supported(charset: &str) -> bool {
     charset.eq_ignore_ascii_case("UTF-8") || charset.eq_ignore_ascii_case("US-ASCII")
@@ -91,20 +103,33 @@ impl Session {
     }
 
     /// Runs the search over the selected mailbox and calls `f` for every match, in sequence
-    /// order, with the parsed message when `content` (or the key) asks for it. One message is
-    /// read and parsed at a time, so memory stays at one message whatever the mailbox holds.
-    pub(super) async fn scan<F>(&self, key: &SearchKey, content: bool, mut f: F) -> Result<(), StoreError>
+    /// order, with the parsed message when `content` (or the key) asks for it and the store's
+    /// record (size, dates, MODSEQ) when `records` (or the key) does. One message is read and
+    /// parsed at a time, so memory stays at one message whatever the mailbox holds.
+    pub(super) async fn scan<F>(&self, key: &SearchKey, content: bool, records: bool, mut f: F) -> Result<(), StoreError>
     where
         F: FnMut(Hit, &Msg, Option<&Parsed<'_>>) + Send,
     {
         let store = self.services.store.clone();
         let State::Selected(_, view) = &self.state else { return Ok(()) };
         let needs_content = content || key.needs_content();
-        let max_seq = view.msgs.len() as u32;
-        let max_uid = view.msgs.last().map_or(0, |m| m.uid);
-        for (i, msg) in view.msgs.iter().enumerate() {
+        let max_seq = view.exists() as u32;
+        let max_uid = view.uids().last().copied().unwrap_or(0);
+        let rows = if (records || needs_content || reads_record(key)) && max_seq > 0 {
+            store.records(view.id, view.uid(0), max_uid).await?
+        } else {
+            Vec::new()
+        };
+        let mut rows = rows.iter().peekable();
+        for i in 0..view.exists() {
+            let uid = view.uid(i);
+            while rows.next_if(|r| r.uid < uid).is_some() {}
+            let mut msg = view.msg(i, rows.peek().filter(|r| r.uid == uid).copied());
+            if let Some(m) = view.own_modseq(uid) {
+                msg.modseq = msg.modseq.max(m);
+            }
             let raw = if needs_content {
-                match store.read_message(view.id, msg.uid).await {
+                match store.read_message(view.id, uid).await {
                     Ok(r) => Some(r),
                     Err(StoreError::NotFound(_)) | Err(StoreError::Io { .. }) => None,
                     Err(e) => return Err(e),
@@ -114,9 +139,9 @@ impl Session {
             };
             let parsed = raw.as_deref().map(Parsed::new);
             let seq = i as u32 + 1;
-            let ctx = Ctx { msg, seq, max_seq, max_uid, parsed: parsed.as_ref() };
+            let ctx = Ctx { msg: &msg, seq, max_seq, max_uid, parsed: parsed.as_ref() };
             if eval(key, &ctx) {
-                f(Hit { seq, uid: msg.uid, modseq: msg.modseq }, msg, parsed.as_ref());
+                f(Hit { seq, uid, modseq: msg.modseq }, &msg, parsed.as_ref());
             }
         }
         Ok(())
@@ -135,7 +160,7 @@ impl Session {
             return Ok(Next::Continue);
         }
         let mut hits: Vec<Hit> = Vec::new();
-        self.scan(&key, false, |hit, _, _| hits.push(hit)).await?;
+        self.scan(&key, false, key.uses_modseq(), |hit, _, _| hits.push(hit)).await?;
         results(out.buf(), tag, "SEARCH", uid, &hits, ret, key.uses_modseq());
         self.sync(out.buf(), false).await?;
         line(out.buf(), &format!("{tag} OK SEARCH completed"));

@@ -42,15 +42,15 @@ impl Session {
             return Ok(Next::Continue);
         };
         let watch = store.watch_mailbox(state.id);
-        let (state, records) = store.snapshot(state.id).await?;
+        let (state, rows) = store.view_rows(state.id).await?;
         // Claim exactly the messages of the snapshot, so no message is recent in two sessions.
         let recent_from = if read_only { u32::MAX } else { store.claim_recent(state.id, state.uidnext).await? };
-        let mut view = View::open(state, records, recent_from, read_only, watch);
+        let mut view = View::open(state, rows, recent_from, read_only, watch);
         view.vanished = self.qresync;
         view.write_flags(out);
         line(out, &format!("* {} EXISTS", view.exists()));
         line(out, &format!("* {} RECENT", view.recent()));
-        if let Some(i) = view.msgs.iter().position(|m| !m.has_flag("\\Seen")) {
+        if let Some(i) = (0..view.exists()).find(|&i| !view.has_flag(i, "\\Seen")) {
             line(out, &format!("* OK [UNSEEN {}] First unseen", i + 1));
         }
         line(out, &format!("* OK [UIDVALIDITY {}] UIDs valid", view.uidvalidity));
@@ -71,7 +71,7 @@ impl Session {
             }
             for r in &changes.changed {
                 if let Some(i) = view.index_of_uid(r.uid) {
-                    view.write_fetch_flags(out, i, true, true);
+                    view.write_fetch_flags(out, i, true, Some(r.modseq));
                 }
             }
         }
@@ -103,8 +103,7 @@ impl Session {
             return Ok(Next::Continue);
         }
         let only = uids.map(|set| {
-            let all: Vec<u32> = view.msgs.iter().map(|m| m.uid).collect();
-            set.filter(&all, view.uidnext.saturating_sub(1))
+            set.filter(view.uids(), view.uidnext.saturating_sub(1))
         });
         // Bring the view up to date first, so the numbers in the EXPUNGE responses are the
         // client's (other sessions may have added or removed messages).

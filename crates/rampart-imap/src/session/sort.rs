@@ -31,7 +31,7 @@ impl Session {
         }
         let content = criteria.iter().any(|c| c.key.needs_content());
         let mut rows: Vec<(Hit, Vec<Value>)> = Vec::new();
-        self.scan(&key, content, |hit, msg, parsed| {
+        self.scan(&key, content, true, |hit, msg, parsed| {
             rows.push((hit, criteria.iter().map(|c| value(c.key, msg.internal_date, msg.size, parsed)).collect()));
         })
         .await?;

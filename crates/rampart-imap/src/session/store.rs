@@ -71,7 +71,7 @@ impl Session {
             return Ok(Next::Continue);
         }
         let targets = view.resolve(&set, uid);
-        let uids: Vec<u32> = targets.iter().filter(|&&i| !view.msgs[i].gone).map(|&i| view.msgs[i].uid).collect();
+        let uids: Vec<u32> = targets.iter().filter(|&&i| !view.is_gone(i)).map(|&i| view.uid(i)).collect();
         let op = match op {
             StoreOp::Add => FlagOp::Add,
             StoreOp::Remove => FlagOp::Remove,
@@ -80,7 +80,7 @@ impl Session {
         // What the client will believe after a .SILENT store: its own view with the change.
         let expected: Vec<(u32, Vec<String>)> = targets
             .iter()
-            .map(|&i| (view.msgs[i].uid, op.apply(&view.msgs[i].flags, &flags)))
+            .map(|&i| (view.uid(i), op.apply(view.flags(i), &flags)))
             .collect();
         let update = store.store_flags(view.id, uids, op, flags, unchanged_since).await?;
         view.learn_keywords(out, update.messages.iter().map(|(_, f, _)| f.as_str()));
@@ -88,9 +88,9 @@ impl Session {
             let Some(i) = view.set_flags(*u, f, *modseq) else { continue };
             // .SILENT still reports a message whose flags another session changed meanwhile
             // (RFC 3501 §6.4.6 only spares the client the echo of its own change).
-            let as_expected = expected.iter().any(|(eu, ef)| eu == u && same_flags(ef, &view.msgs[i].flags));
+            let as_expected = expected.iter().any(|(eu, ef)| eu == u && same_flags(ef, view.flags(i)));
             if !silent || !as_expected {
-                view.write_fetch_flags(out, i, uid, condstore);
+                view.write_fetch_flags(out, i, uid, condstore.then_some(*modseq));
             }
         }
         let modified: Vec<u32> = if uid {
@@ -132,7 +132,7 @@ impl Session {
             line(out, &format!("{tag} NO [TRYCREATE] No such mailbox"));
             return Ok(Next::Continue);
         };
-        let uids: Vec<u32> = view.resolve(&set, uid).into_iter().map(|i| view.msgs[i].uid).collect();
+        let uids: Vec<u32> = view.resolve(&set, uid).into_iter().map(|i| view.uid(i)).collect();
         let (source, name) = (view.id, if moving { "MOVE" } else { "COPY" });
         let transfer = if moving {
             store.move_messages(source, uids, dest.id).await?

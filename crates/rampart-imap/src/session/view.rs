@@ -6,17 +6,20 @@
 //! Messages another session expunged therefore stay in the view (flagged as gone) until a
 //! command that may announce them; new messages and flag changes are told at every sync.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
-use rampart_store::{MailStore, MailboxId, MailboxState, MessageRecord, StoreError};
+use rampart_store::{MailStore, MailboxId, MailboxState, MessageRecord, StoreError, ViewRows};
 use tokio::sync::watch;
 
+use super::flagsets::{FlagIds, FlagSets};
 use crate::parser::SequenceSet;
 use crate::response::{flag_list, line};
 
 /// The system flags a client may set (RFC 3501 §2.3.2); \Recent is the server's.
 pub const SYSTEM_FLAGS: [&str; 5] = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"];
 
+/// One message with everything FETCH and SEARCH may ask about it, put together from the
+/// view (UID, flags, \Recent) and, where needed, the store's record (size, dates, MODSEQ).
 #[derive(Debug, Clone)]
 pub struct Msg {
     pub uid: u32,
@@ -25,23 +28,9 @@ pub struct Msg {
     pub size: u64,
     pub internal_date: i64,
     pub recent: bool,
-    /// Expunged by another session; announced at the next point that allows it.
-    pub gone: bool,
 }
 
 impl Msg {
-    fn from_record(r: MessageRecord, recent: bool) -> Msg {
-        Msg {
-            uid: r.uid,
-            flags: split_flags(&r.flags),
-            modseq: r.modseq,
-            size: r.size,
-            internal_date: r.internal_date,
-            recent,
-            gone: false,
-        }
-    }
-
     pub fn has_flag(&self, flag: &str) -> bool {
         if flag.eq_ignore_ascii_case("\\Recent") {
             return self.recent;
@@ -63,12 +52,25 @@ pub fn split_flags(s: &str) -> Vec<String> {
     s.split_ascii_whitespace().map(str::to_string).collect()
 }
 
+/// A selected mailbox. Per message it holds only the UID and a flag-list number (six bytes;
+/// 100,000 messages take about 600 KB); \Recent is a UID threshold, and sizes, dates and
+/// MODSEQs are read from the store by the commands that need them.
 pub struct View {
     pub id: MailboxId,
     pub name: String,
     pub uidvalidity: u32,
     pub read_only: bool,
-    pub msgs: Vec<Msg>,
+    uids: Vec<u32>,
+    flag_ids: FlagIds,
+    flag_sets: FlagSets,
+    /// UID ranges `[from, to)` that are \Recent in this session: what it claimed at SELECT and
+    /// at each sync that saw new mail (another session may claim UIDs in between).
+    recent: Vec<(u32, u32)>,
+    /// Expunged by another session; announced at the next point that allows it (UIDs).
+    gone: BTreeSet<u32>,
+    /// MODSEQs this session's own changes took and already told the client, so the next
+    /// sync does not report them again (cleared by every sync).
+    own_modseqs: HashMap<u32, u64>,
     pub uidnext: u32,
     pub highestmodseq: u64,
     /// The MODSEQ up to which this view has seen the store's changes.
@@ -84,40 +86,40 @@ pub struct View {
 
 impl View {
     /// Opens a view on a snapshot. `recent_from`: UIDs from there on are \Recent here.
-    pub fn open(
-        state: MailboxState,
-        records: Vec<MessageRecord>,
-        recent_from: u32,
-        read_only: bool,
-        watch: watch::Receiver<u64>,
-    ) -> View {
-        let msgs: Vec<Msg> = records.into_iter().map(|r| {
-            let recent = r.uid >= recent_from;
-            Msg::from_record(r, recent)
-        }).collect();
-        let mut keywords = BTreeSet::new();
-        for m in &msgs {
-            for f in &m.flags {
-                if !f.starts_with('\\') {
-                    keywords.insert(f.clone());
-                }
-            }
+    pub fn open(state: MailboxState, rows: ViewRows, recent_from: u32, read_only: bool, watch: watch::Receiver<u64>) -> View {
+        let ViewRows { mut uids, flags, lists } = rows;
+        uids.shrink_to_fit();
+        let mut flag_sets = FlagSets::default();
+        for l in lists {
+            flag_sets.intern(&l);
         }
-        let view = View {
+        let mut flag_ids = FlagIds::Narrow(Vec::with_capacity(uids.len()));
+        for id in flags {
+            flag_ids.push(id);
+        }
+        let keywords =
+            flag_sets.lists.iter().flatten().filter(|f| !f.starts_with('\\')).cloned().collect::<BTreeSet<String>>();
+        let told = uids.len();
+        let recent = vec![(recent_from, state.uidnext)];
+        View {
             id: state.id,
             name: state.name,
             uidvalidity: state.uidvalidity,
             read_only,
-            msgs,
+            uids,
+            flag_ids,
+            flag_sets,
+            recent,
+            gone: BTreeSet::new(),
+            own_modseqs: HashMap::new(),
             uidnext: state.uidnext,
             highestmodseq: state.highestmodseq,
             known_modseq: state.highestmodseq,
             keywords,
-            told: 0,
+            told,
             vanished: false,
             watch,
-        };
-        View { told: view.msgs.len(), ..view }
+        }
     }
 
     pub fn watch(&self) -> watch::Receiver<u64> {
@@ -125,11 +127,53 @@ impl View {
     }
 
     pub fn exists(&self) -> usize {
-        self.msgs.len()
+        self.uids.len()
+    }
+
+    pub fn uid(&self, i: usize) -> u32 {
+        self.uids[i]
+    }
+
+    pub fn uids(&self) -> &[u32] {
+        &self.uids
+    }
+
+    pub fn flags(&self, i: usize) -> &[String] {
+        &self.flag_sets.lists[self.flag_ids.get(i) as usize]
+    }
+
+    pub fn is_recent(&self, i: usize) -> bool {
+        let u = self.uids[i];
+        self.recent.iter().any(|&(from, to)| u >= from && u < to)
+    }
+
+    pub fn is_gone(&self, i: usize) -> bool {
+        !self.gone.is_empty() && self.gone.contains(&self.uids[i])
+    }
+
+    pub fn has_flag(&self, i: usize, flag: &str) -> bool {
+        if flag.eq_ignore_ascii_case("\\Recent") {
+            return self.is_recent(i);
+        }
+        self.flags(i).iter().any(|f| f.eq_ignore_ascii_case(flag))
+    }
+
+    /// The message at `i` with the store's record of it (size, dates, MODSEQ), or zeros for
+    /// those when the caller needs none of them.
+    pub fn msg(&self, i: usize, record: Option<&MessageRecord>) -> Msg {
+        Msg {
+            uid: self.uids[i],
+            flags: self.flags(i).to_vec(),
+            modseq: record.map_or(0, |r| r.modseq),
+            size: record.map_or(0, |r| r.size),
+            internal_date: record.map_or(0, |r| r.internal_date),
+            recent: self.is_recent(i),
+        }
     }
 
     pub fn recent(&self) -> usize {
-        self.msgs.iter().filter(|m| m.recent).count()
+        let below = |x: u32| self.uids.partition_point(|&u| u < x);
+        self.recent.iter().map(|&(from, to)| below(to).saturating_sub(below(from))).sum()
     }
 
     /// `* FLAGS` and `* OK [PERMANENTFLAGS]` (RFC 3501 §6.3.1).
@@ -151,21 +195,21 @@ impl View {
 
     /// Index of a UID in the view.
     pub fn index_of_uid(&self, uid: u32) -> Option<usize> {
-        self.msgs.binary_search_by_key(&uid, |m| m.uid).ok()
+        self.uids.binary_search(&uid).ok()
     }
 
     /// The view's indices a sequence set names, ascending. With `uid`, the set holds UIDs and
     /// `*` is the largest UID (RFC 3501 §6.4.8); otherwise message numbers.
     pub fn resolve(&self, set: &SequenceSet, uid: bool) -> Vec<usize> {
-        if self.msgs.is_empty() {
+        if self.uids.is_empty() {
             return Vec::new();
         }
         if uid {
-            let star = self.msgs.last().map_or(0, |m| m.uid);
-            return (0..self.msgs.len()).filter(|&i| set.contains(self.msgs[i].uid, star)).collect();
+            let star = self.uids.last().copied().unwrap_or(0);
+            return (0..self.uids.len()).filter(|&i| set.contains(self.uids[i], star)).collect();
         }
-        let star = self.msgs.len() as u32;
-        (0..self.msgs.len()).filter(|&i| set.contains(i as u32 + 1, star)).collect()
+        let star = self.uids.len() as u32;
+        (0..self.uids.len()).filter(|&i| set.contains(i as u32 + 1, star)).collect()
     }
 
     /// Whether a message-number set names numbers beyond the mailbox (RFC 3501 §9
@@ -173,7 +217,7 @@ impl View {
     /// `3:5`, and `1:*` in an empty mailbox names nothing, which clients rely on.
     pub fn out_of_range(&self, set: &SequenceSet) -> bool {
         use crate::parser::SeqNum::Value;
-        let max = self.msgs.len() as u32;
+        let max = self.uids.len() as u32;
         set.0.iter().any(|&(a, b)| matches!((a, b), (Value(x), Value(y)) if x > max || y > max))
     }
 
@@ -194,28 +238,38 @@ impl View {
         }
     }
 
-    /// Records flags this session changed so a later sync does not report them again.
+    /// Records flags this session changed (and the MODSEQ it told the client), so a later
+    /// sync does not report them again.
     pub fn set_flags(&mut self, uid: u32, flags: &str, modseq: u64) -> Option<usize> {
         let i = self.index_of_uid(uid)?;
-        self.msgs[i].flags = split_flags(flags);
-        self.msgs[i].modseq = modseq;
-        if flags.split_ascii_whitespace().any(|f| f.eq_ignore_ascii_case("\\Recent")) {
-            self.msgs[i].flags.retain(|f| !f.eq_ignore_ascii_case("\\Recent"));
-        }
+        // \Recent is never stored as a flag.
+        let kept: Vec<&str> = flags.split_ascii_whitespace().filter(|f| !f.eq_ignore_ascii_case("\\Recent")).collect();
+        let id = self.flag_sets.intern(&kept.join(" "));
+        self.flag_ids.set(i, id);
+        self.own_modseqs.insert(uid, modseq);
         Some(i)
     }
 
-    /// Writes `* n FETCH (FLAGS ...)` for the message at `i`.
-    pub fn write_fetch_flags(&self, out: &mut Vec<u8>, i: usize, with_uid: bool, condstore: bool) {
-        let m = &self.msgs[i];
+    /// The MODSEQ this session's own change gave a message since the last sync.
+    pub fn own_modseq(&self, uid: u32) -> Option<u64> {
+        self.own_modseqs.get(&uid).copied()
+    }
+
+    /// Writes `* n FETCH (FLAGS ...)` for the message at `i`, with its MODSEQ when given
+    /// (CONDSTORE).
+    pub fn write_fetch_flags(&self, out: &mut Vec<u8>, i: usize, with_uid: bool, modseq: Option<u64>) {
         out.extend_from_slice(format!("* {} FETCH (", i + 1).as_bytes());
         if with_uid {
-            out.extend_from_slice(format!("UID {} ", m.uid).as_bytes());
+            out.extend_from_slice(format!("UID {} ", self.uids[i]).as_bytes());
         }
         out.extend_from_slice(b"FLAGS ");
-        flag_list(out, &m.flags_out());
-        if condstore {
-            out.extend_from_slice(format!(" MODSEQ ({})", m.modseq).as_bytes());
+        let mut flags: Vec<&str> = self.flags(i).iter().map(String::as_str).collect();
+        if self.is_recent(i) {
+            flags.push("\\Recent");
+        }
+        flag_list(out, &flags);
+        if let Some(m) = modseq {
+            out.extend_from_slice(format!(" MODSEQ ({m})").as_bytes());
         }
         out.extend_from_slice(b")\r\n");
     }
@@ -223,39 +277,42 @@ impl View {
     /// Expunges that this session did itself: removed and announced now.
     pub fn remove_expunged(&mut self, out: &mut Vec<u8>, uids: &[u32]) {
         for &uid in uids {
-            if let Some(i) = self.index_of_uid(uid) {
-                self.msgs[i].gone = true;
+            if self.index_of_uid(uid).is_some() {
+                self.gone.insert(uid);
             }
         }
         self.announce_gone(out);
     }
 
     fn announce_gone(&mut self, out: &mut Vec<u8>) {
-        if self.vanished {
-            let uids: Vec<u32> = self.msgs.iter().filter(|m| m.gone).map(|m| m.uid).collect();
-            if !uids.is_empty() {
-                line(out, &format!("* VANISHED {}", crate::parser::sequence::compact(&uids)));
-                self.told = self.told.saturating_sub(uids.len());
-            }
-            self.msgs.retain(|m| !m.gone);
+        if self.gone.is_empty() {
             return;
         }
-        // Highest first, so each number is still right when the client reads it.
-        for i in (0..self.msgs.len()).rev() {
-            if self.msgs[i].gone {
-                line(out, &format!("* {} EXPUNGE", i + 1));
-                self.told = self.told.saturating_sub(1);
+        if self.vanished {
+            let uids: Vec<u32> = self.gone.iter().copied().collect();
+            line(out, &format!("* VANISHED {}", crate::parser::sequence::compact(&uids)));
+            self.told = self.told.saturating_sub(uids.len());
+        } else {
+            // Highest first, so each number is still right when the client reads it.
+            for i in (0..self.uids.len()).rev() {
+                if self.gone.contains(&self.uids[i]) {
+                    line(out, &format!("* {} EXPUNGE", i + 1));
+                    self.told = self.told.saturating_sub(1);
+                }
             }
         }
-        self.msgs.retain(|m| !m.gone);
+        let keep: Vec<bool> = self.uids.iter().map(|u| !self.gone.contains(u)).collect();
+        self.flag_ids.retain_by(&keep);
+        let gone = std::mem::take(&mut self.gone);
+        self.uids.retain(|u| !gone.contains(u));
     }
 
     /// EXISTS and RECENT when the count differs from what the client was told.
     fn announce_count(&mut self, out: &mut Vec<u8>) {
-        if self.msgs.len() != self.told {
-            line(out, &format!("* {} EXISTS", self.msgs.len()));
+        if self.uids.len() != self.told {
+            line(out, &format!("* {} EXISTS", self.uids.len()));
             line(out, &format!("* {} RECENT", self.recent()));
-            self.told = self.msgs.len();
+            self.told = self.uids.len();
         }
     }
 
@@ -273,35 +330,41 @@ impl View {
         let changes = store.changes_since(self.id, self.known_modseq).await?;
         if changes.highestmodseq > self.known_modseq {
             for uid in &changes.expunged {
-                if let Some(i) = self.index_of_uid(*uid) {
-                    self.msgs[i].gone = true;
+                if self.index_of_uid(*uid).is_some() {
+                    self.gone.insert(*uid);
                 }
             }
-            let last = self.msgs.last().map_or(0, |m| m.uid);
+            let last = self.uids.last().copied().unwrap_or(0);
             let mut new = Vec::new();
             // New keywords are announced in FLAGS before any FETCH shows them.
             self.learn_keywords(out, changes.changed.iter().map(|r| r.flags.as_str()));
+            let own = std::mem::take(&mut self.own_modseqs);
             for r in changes.changed {
                 if r.uid > last {
                     new.push(r);
                     continue;
                 }
                 let Some(i) = self.index_of_uid(r.uid) else { continue };
-                let flags = split_flags(&r.flags);
-                let changed = flags != self.msgs[i].flags || (condstore && r.modseq != self.msgs[i].modseq);
-                self.msgs[i].modseq = r.modseq;
-                if changed && !self.msgs[i].gone {
-                    self.msgs[i].flags = flags;
-                    self.write_fetch_flags(out, i, true, condstore);
+                let id = self.flag_sets.intern(&r.flags);
+                // With CONDSTORE a new MODSEQ is news too, unless this session's own change
+                // took it and already said so.
+                let told_modseq = own.get(&r.uid) == Some(&r.modseq);
+                let changed = id != self.flag_ids.get(i) || (condstore && !told_modseq);
+                if changed && !self.is_gone(i) {
+                    self.flag_ids.set(i, id);
+                    self.write_fetch_flags(out, i, true, condstore.then_some(r.modseq));
                 }
             }
-            if !new.is_empty() {
+            if let Some(up_to) = new.last().map(|r| r.uid.saturating_add(1)) {
                 // \Recent goes to the first session that sees a message (RFC 3501 §2.3.2).
-                let up_to = new.last().map_or(0, |r| r.uid.saturating_add(1));
-                let recent_from = if self.read_only { u32::MAX } else { store.claim_recent(self.id, up_to).await? };
+                if !self.read_only {
+                    let from = store.claim_recent(self.id, up_to).await?;
+                    self.recent.push((from, up_to));
+                }
                 for r in new {
-                    let recent = r.uid >= recent_from;
-                    self.msgs.push(Msg::from_record(r, recent));
+                    self.uids.push(r.uid);
+                    let id = self.flag_sets.intern(&r.flags);
+                    self.flag_ids.push(id);
                 }
             }
             self.known_modseq = changes.highestmodseq;
@@ -312,9 +375,65 @@ impl View {
             }
             // After the expunges, so the count matches what the client holds.
             self.announce_count(out);
-        } else if expunge_ok && self.msgs.iter().any(|m| m.gone) {
+        } else if expunge_ok && !self.gone.is_empty() {
             self.announce_gone(out);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(n: u32, recent_from: u32) -> View {
+        let state = MailboxState {
+            id: 1,
+            name: "INBOX".into(),
+            uidvalidity: 1,
+            uidnext: n + 1,
+            highestmodseq: 7,
+            special_use: None,
+            subscribed: true,
+        };
+        let flags = ["", "\\Seen", "\\Seen \\Flagged", "$Label1 \\Seen"];
+        let records = (1..=n)
+            .map(|uid| MessageRecord { uid, flags: flags[uid as usize % 4].into(), modseq: 1, size: 5000, internal_date: 0 })
+            .collect();
+        let records: Vec<MessageRecord> = records;
+        View::open(state, ViewRows::from_records(&records), recent_from, false, watch::channel(0).1)
+    }
+
+    #[test]
+    fn a_large_mailbox_costs_six_bytes_a_message() {
+        let started = std::time::Instant::now();
+        let v = view(100_000, 99_990);
+        let took = started.elapsed();
+        let bytes = match &v.flag_ids {
+            FlagIds::Narrow(f) => f.capacity() * 2,
+            FlagIds::Wide(f) => f.capacity() * 4,
+        } + v.uids.capacity() * 4;
+        println!("100,000 messages: {bytes} bytes of view, opened in {took:?}");
+        assert!(bytes <= 600_000, "{bytes}");
+        assert_eq!(v.flag_sets.lists.len(), 4);
+        assert_eq!(v.keywords.iter().collect::<Vec<_>>(), ["$Label1"]);
+        assert_eq!(v.recent(), 11);
+        assert!(v.is_recent(99_999) && !v.is_recent(99_988));
+        // Index 3 is UID 4, without flags.
+        assert!(v.has_flag(1, "\\seen") && !v.has_flag(3, "\\Seen") && v.has_flag(99_999, "\\Recent"));
+    }
+
+    #[test]
+    fn flag_numbers_widen_past_65536_lists() {
+        let mut v = view(3, u32::MAX);
+        for k in 0..70_000u32 {
+            v.set_flags(2, &format!("k{k}"), 9);
+        }
+        assert!(matches!(v.flag_ids, FlagIds::Wide(_)));
+        // UID 2 is index 1.
+        assert_eq!(v.flags(1), ["k69999"]);
+        assert_eq!(v.flags(2), ["$Label1", "\\Seen"]);
+        assert_eq!(v.own_modseq(2), Some(9));
+        assert_eq!(v.recent(), 0);
     }
 }

@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::watch;
 
 use super::{Effects, SqliteStore, now, release_blobs};
-use crate::mail::{Changes, DELIMITER, FlagOp, FlagsUpdate, MailStore, MailboxState, MessageRecord, Transfer};
+use crate::mail::{Changes, DELIMITER, FlagOp, FlagsUpdate, MailStore, MailboxState, MessageRecord, Transfer, ViewRows};
 use crate::{AccountId, Blob, MailboxId, Result, StoreError};
 
 const STATE_COLUMNS: &str = "id, name, uidvalidity, uidnext, highestmodseq, special_use, \
@@ -319,6 +319,29 @@ impl MailStore for SqliteStore {
         .await
     }
 
+    async fn view_rows(&self, mailbox: MailboxId) -> Result<(MailboxState, ViewRows)> {
+        self.read(move |conn| {
+            // One read transaction, so the state and the list agree.
+            conn.execute_batch("BEGIN")?;
+            let result = (|| {
+                let state = state_by_id(conn, mailbox)?;
+                let mut rows = ViewRows::default();
+                let mut index = std::collections::HashMap::new();
+                let mut stmt = conn.prepare_cached("SELECT uid, flags FROM messages WHERE mailbox_id = ?1 ORDER BY uid")?;
+                let mut q = stmt.query([mailbox])?;
+                while let Some(r) = q.next()? {
+                    // Borrowed: no string is made for a flag list seen before.
+                    let flags = r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+                    rows.push(r.get(0)?, flags, &mut index);
+                }
+                Ok((state, rows))
+            })();
+            conn.execute_batch("COMMIT")?;
+            result
+        })
+        .await
+    }
+
     async fn snapshot(&self, mailbox: MailboxId) -> Result<(MailboxState, Vec<MessageRecord>)> {
         self.read(move |conn| {
             // One read transaction, so the state and the list agree.
@@ -335,6 +358,20 @@ impl MailStore for SqliteStore {
             })();
             conn.execute_batch("COMMIT")?;
             result
+        })
+        .await
+    }
+
+    async fn records(&self, mailbox: MailboxId, first: u32, last: u32) -> Result<Vec<MessageRecord>> {
+        self.read(move |conn| {
+            let rows = conn
+                .prepare_cached(
+                    "SELECT uid, flags, modseq, size, internal_date FROM messages \
+                     WHERE mailbox_id = ?1 AND uid BETWEEN ?2 AND ?3 ORDER BY uid",
+                )?
+                .query_map(params![mailbox, first, last], record_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
         })
         .await
     }

@@ -4,7 +4,8 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
 use super::{SqliteStore, read_stored};
-use crate::{AccountId, Mailbox, MailboxId, MessageInfo, MessageMeta, MessageStore, Result, StoreError};
+use crate::blob::blob_path;
+use crate::{AccountId, Mailbox, MailboxId, MessageInfo, MessageMeta, MessageReader, MessageStore, Result, StoreError};
 
 #[async_trait]
 impl MessageStore for SqliteStore {
@@ -67,6 +68,28 @@ impl MessageStore for SqliteStore {
             read_stored(conn, &root, prefix, &blob_id)
         })
         .await
+    }
+
+    async fn open_message(&self, mailbox: MailboxId, uid: u32) -> Result<MessageReader> {
+        let root = self.inner.blob_root.clone();
+        let (prefix, blob_id, size, data) = self
+            .read(move |conn| {
+                conn.query_row(
+                    "SELECT m.prefix, m.blob_id, b.size, b.data FROM messages m JOIN blobs b ON b.id = m.blob_id \
+                     WHERE m.mailbox_id = ?1 AND m.uid = ?2",
+                    params![mailbox, uid],
+                    |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, Option<Vec<u8>>>(3)?)),
+                )
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(format!("message {uid} in mailbox {mailbox}")))
+            })
+            .await?;
+        if let Some(data) = data {
+            return Ok(MessageReader::inline(prefix, data));
+        }
+        let path = blob_path(&root, &blob_id);
+        let file = tokio::fs::File::open(&path).await.map_err(|e| StoreError::io(&path, e))?;
+        Ok(MessageReader::file(prefix, path, file, size as u64))
     }
 
     async fn messages_by_reference(&self, reference: &str) -> Result<Vec<MessageInfo>> {
