@@ -282,3 +282,31 @@ def test_antivirus(tmp_path, dns):
         assert len(r.messages("bob@example.test")) == 1
     finally:
         clamd.stop()
+
+
+def submit(r, body, rcpt="friend@remote.test"):
+    with smtplib.SMTP("127.0.0.1", r.ports["submission"], timeout=20) as s:
+        s.ehlo("client.test")
+        s.starttls(context=r.tls_context())
+        s.ehlo("client.test")
+        s.login("bob@example.test", PASSWORD)
+        s.mail("bob@example.test")
+        s.rcpt(rcpt)
+        code, text = s.data(body)
+        return code, text.decode()
+
+
+def test_outbound_scanning(tmp_path, dns):
+    dns.a("phish.test.dbl.test", "127.0.1.2")
+    r = start_mx(tmp_path, dns, 'filter.domainbl=[{zone = "dbl.test", score = 11.0}]', listeners=("smtp", "submission"))
+    mine = message_bytes(subject="hello", sender="bob@example.test", to="friend@remote.test")
+    assert submit(r, mine)[0] == 250
+    gtube = message_bytes(subject="x", sender="bob@example.test", to="friend@remote.test",
+                          body="XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n")
+    code, text = submit(r, gtube)
+    assert code == 554 and "5.7.1" in text, text
+    phish = message_bytes(subject="verify", sender="bob@example.test", to="friend@remote.test",
+                          body="Log in at https://login.phish.test/verify now\r\n")
+    code, text = submit(r, phish)
+    assert code == 554 and "spam" in text, text
+    assert re.search(r"event=message_refused .*listener=submission .*reason=spam_score_reject", r.log())

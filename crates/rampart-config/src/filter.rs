@@ -110,6 +110,13 @@ section! {
         pub min_learned: u32 = 200,
         /// Train the classifier when users move mail into Junk (spam) or out of it (ham) over IMAP.
         pub learn_from_imap: bool = true,
+        /// Score mail that authenticated users submit too (rules and domain blocklists; a
+        /// stolen password is the commonest source of spam from a server), and refuse it at
+        /// `outbound_reject_score` with 554 5.7.1.
+        pub scan_outbound: bool = true,
+        /// The outbound threshold: lower than the inbound one, since our own users have no
+        /// reason to send anything that looks like spam.
+        pub outbound_reject_score: f64 = 10.0,
     }
 }
 

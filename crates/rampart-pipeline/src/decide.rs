@@ -35,6 +35,9 @@ pub struct Policy {
     pub junk_score: f64,
     pub quarantine_score: f64,
     pub reject_score: f64,
+    /// Mail our users submit: it cannot go to anyone's Junk or our quarantine, so the spam
+    /// score only refuses (at `reject_score`, with 554 5.7.1: the client must not retry).
+    pub outbound: bool,
 }
 
 impl Default for Policy {
@@ -47,6 +50,7 @@ impl Default for Policy {
             junk_score: 5.0,
             quarantine_score: 10.0,
             reject_score: 15.0,
+            outbound: false,
         }
     }
 }
@@ -202,6 +206,13 @@ fn holds(e: &Entry) -> Option<Action> {
 /// What the content filters' summed score calls for, if anything.
 fn spam_score(trail: &Trail, policy: &Policy) -> Option<Decision> {
     let score = trail.score();
+    if policy.outbound {
+        return (score >= policy.reject_score).then(|| Decision {
+            action: Action::Reject,
+            reason: Reason::SpamScoreReject,
+            refusal: Some(Refusal { code: 554, status: "5.7.1", text: format!("Message refused: it looks like spam (score {score:.1})") }),
+        });
+    }
     if score >= policy.reject_score {
         return Some(Decision {
             action: Action::Reject,
@@ -403,6 +414,11 @@ mod tests {
         }
         let r = decide(&Trail(vec![rule(15.5)]), &p).refusal.unwrap();
         assert_eq!((r.code, r.status, r.text.as_str()), (550, "5.7.1", "Message rejected as spam (score 15.5)"));
+        // Outbound: no Junk or quarantine for submitted mail, only a refusal at its threshold.
+        let out = Policy { outbound: true, reject_score: 10.0, ..Policy::default() };
+        assert_eq!(decide(&Trail(vec![rule(9.0)]), &out).action, Action::Accept);
+        let r = decide(&Trail(vec![rule(11.0)]), &out).refusal.unwrap();
+        assert_eq!((r.code, r.status), (554, "5.7.1"));
         // A listing on a list with `reject = true` refuses at once, naming the list.
         let listed = Entry::new(S::Dnsbl, O::Fail, R::DnsblListed).domain("zen.example").detail("192.0.2.7");
         let r = decide(&Trail(vec![listed]), &p).refusal.unwrap();

@@ -89,15 +89,18 @@ pub fn sender_auth(config: &Config) -> anyhow::Result<rampart_smtp::session::Sen
         junk_score: config.filter.spam.junk_score,
         quarantine_score: config.filter.spam.quarantine_score,
         reject_score: config.filter.spam.reject_score,
+        outbound: false,
     };
     let report_address = Some(config.dmarc.report_address.as_str())
         .filter(|a| !a.is_empty())
         .map(rampart_store::address::canonical)
         .transpose()
         .map_err(|e| anyhow!("dmarc.report_address: {e}"))?;
+    let outbound_policy = rampart_pipeline::Policy { outbound: true, reject_score: config.filter.spam.outbound_reject_score, ..policy.clone() };
     Ok(rampart_smtp::session::SenderAuth {
         checker,
         policy,
+        outbound_policy,
         iprev: ac.iprev,
         sign: config.dkim.sign,
         arc_seal: config.dkim.arc_seal,

@@ -22,6 +22,8 @@ pub struct SenderAuth {
     /// None turns the inbound checks off.
     pub checker: Option<Arc<Checker>>,
     pub policy: Policy,
+    /// The policy for submitted mail (`outbound`, its own reject score).
+    pub outbound_policy: Policy,
     /// DKIM-sign submitted mail whose From domain has keys.
     pub sign: bool,
     /// ARC-seal mail that aliases forward elsewhere.

@@ -160,7 +160,8 @@ impl Connection {
         if let (Some(dns), false) = (&filters.dns, filters.domainbl.is_empty()) {
             trail.extend(lists::check_domains(dns, &filters.domainbl, &parsed.urls.domains, filters.max_domain_lookups).await);
         }
-        if filters.spam.classifier {
+        // The classifier learns what users receive; it says nothing about what they send.
+        if filters.spam.classifier && self.settings.role == Role::Mx {
             trail.push(self.classify(tx, &parsed.tokens).await);
         }
     }

@@ -206,7 +206,8 @@ impl Connection {
 
     /// The content filters over the whole message (MX role, `filter.spam.enabled`).
     async fn content(&self, tx: &Transaction, inbound: &mut Inbound, trail: &mut Trail) -> Step<()> {
-        if !self.services.filters.spam.enabled || self.settings.role != Role::Mx {
+        let spam = &self.services.filters.spam;
+        if !spam.enabled || (self.settings.role == Role::Submission && !spam.scan_outbound) {
             return Ok(());
         }
         if inbound.raw.is_none() {
@@ -290,7 +291,7 @@ impl Connection {
         let detail = format!("local={} remote={}", tx.accounts.len(), tx.remote.len());
         trail.push(Entry::new(Stage::Recipients, Outcome::Pass, reason).detail(detail));
         trail.push(Entry::new(Stage::Content, Outcome::Pass, Reason::WithinLimits));
-        let decision = rampart_pipeline::decide(trail, &self.services.sender_auth.policy);
+        let decision = rampart_pipeline::decide(trail, self.policy());
         trail.push(decision.entry());
         if let Some(ev) = evaluation {
             self.record_dmarc(tx, ev, &decision).await;

@@ -386,10 +386,19 @@ impl Connection {
         Next::Reply(reply)
     }
 
+    /// The local policy `decide` applies: the inbound one on the MX, the outbound one (spam only
+    /// refuses) for submitted mail.
+    fn policy(&self) -> &rampart_pipeline::Policy {
+        match self.settings.role {
+            Role::Mx => &self.services.sender_auth.policy,
+            Role::Submission => &self.services.sender_auth.outbound_policy,
+        }
+    }
+
     /// The connection's trail so far plus `entry`: what the one `decide` makes of a command.
     fn decide(&self, entry: Entry) -> Decision {
         let trail = Trail(vec![self.connect.clone(), entry]);
-        rampart_pipeline::decide(&trail, &self.services.sender_auth.policy)
+        rampart_pipeline::decide(&trail, self.policy())
     }
 
     /// The reply for a decision; a refusal without one (never, for refusing entries) becomes
