@@ -145,8 +145,13 @@ def test_quarantine_holds_and_releases(tmp_path, dns):
     shown = r.run_cli("quarantine", "show", held_id).stdout
     assert "domainbl_listed" in shown and "Subject: held offer" in shown, shown
     assert "event=quarantined" in r.log()
+    assert "sent 1 digest(s)" in r.run_cli("quarantine", "digest").stdout
+    digest = r.messages("bob@example.test")
+    assert [m[4] for m in digest] == ["1 message(s) held in quarantine"], digest
+    assert held_id in r.message("bob@example.test", digest[0][0]).decode()
+    assert "sent 0 digest(s)" in r.run_cli("quarantine", "digest").stdout
     assert "released" in r.run_cli("quarantine", "release", held_id).stdout
-    assert [m[4] for m in r.messages("bob@example.test")] == ["held offer"]
+    assert [m[4] for m in r.messages("bob@example.test")][1:] == ["held offer"]
     assert r.run_cli("quarantine", "list").stdout.strip() == ""
     assert r.run_cli("quarantine", "release", held_id, check=False).returncode != 0
     assert "learnt: 0 spam, 1 ham" in r.run_cli("spam", "stats").stdout

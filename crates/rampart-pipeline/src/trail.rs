@@ -192,6 +192,8 @@ pub enum Reason {
     DmarcReportReceived,
     DmarcReportSent,
     DeliveryStatusNotification,
+    /// The daily list of a user's held messages (`filter.quarantine.digest`).
+    QuarantineDigest,
     // SPF
     SpfAuthorized,
     SpfNotAuthorized,

@@ -9,7 +9,8 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use rampart_store::prelude::*;
 use rampart_store::quarantine::Held;
-use rampart_store::{AccountId, SqliteStore};
+use rampart_smtp::queue::Generated;
+use rampart_store::{AccountId, SqliteStore, Store};
 
 #[derive(Subcommand)]
 pub enum QuarantineCommand {
@@ -33,6 +34,59 @@ pub enum QuarantineCommand {
         #[arg(long)]
         user: Option<String>,
     },
+    /// Send each user with mail held since the last digest a list of it now (the server does
+    /// it daily when `filter.quarantine.digest` is on).
+    Digest,
+}
+
+/// When the last digest went out (server state, unix seconds).
+const LAST_DIGEST: &str = "quarantine_last_digest";
+
+/// Sends each user with mail held since the last digest (or the last day) a list of it, into
+/// their INBOX; returns how many digests went out.
+pub async fn send_digests(store: &dyn Store, hostname: &str) -> anyhow::Result<usize> {
+    let now = chrono::Utc::now().timestamp();
+    let since = store.state(LAST_DIGEST).await?.and_then(|v| v.parse::<i64>().ok()).unwrap_or(now - 24 * 3600 - 1);
+    let mut sent = 0;
+    for account in store.list_accounts().await? {
+        let held: Vec<Held> = store.held(Some(account.id)).await?.into_iter().filter(|h| h.created > since).collect();
+        if held.is_empty() {
+            continue;
+        }
+        let id = format!("digest{now}{}", account.id);
+        let message = digest_message(hostname, &account.address, &held);
+        let generated = Generated {
+            id: &id,
+            sender: "",
+            rcpts: std::slice::from_ref(&account.address),
+            message: message.as_bytes(),
+            reason: rampart_pipeline::Reason::QuarantineDigest,
+            is_dsn: false,
+        };
+        rampart_smtp::queue::inject(store, hostname, "", &generated).await?;
+        sent += 1;
+    }
+    store.set_state(LAST_DIGEST, &now.to_string()).await?;
+    Ok(sent)
+}
+
+fn digest_message(hostname: &str, to: &str, held: &[Held]) -> String {
+    let mut body = format!(
+        "{} message(s) addressed to you are held in quarantine on {hostname}. They are deleted\r\n\
+         when their retention ends; ask your mail administrator to release one you want\r\n\
+         (rampart quarantine release ID).\r\n\r\n",
+        held.len()
+    );
+    for h in held {
+        body.push_str(&format!("{}  {}  score {}  <{}>  {}\r\n", h.id, date(h.created), score(h), h.sender, h.subject));
+    }
+    format!(
+        "From: Mail quarantine <postmaster@{hostname}>\r\nTo: <{to}>\r\nSubject: {} message(s) held in quarantine\r\n\
+         Date: {}\r\nMessage-ID: <digest.{}@{hostname}>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}",
+        held.len(),
+        chrono::Utc::now().to_rfc2822(),
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    )
 }
 
 fn date(t: i64) -> String {
@@ -93,6 +147,10 @@ pub fn command(config: &Path, cmd: QuarantineCommand) -> anyhow::Result<()> {
                     crate::spam::learn_message(&store, &accounts, &message, false).await?;
                 }
                 println!("{id}: released to {} mailbox(es) and learnt as ham", delivered.len());
+            }
+            QuarantineCommand::Digest => {
+                let sent = send_digests(&store, &config.server.hostname).await?;
+                println!("sent {sent} digest(s)");
             }
             QuarantineCommand::Delete { id, user } => {
                 let account = account(&store, user).await?;

@@ -228,7 +228,7 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
         }
     }
     tokio::spawn(guard.clone().maintain());
-    tokio::spawn(content_upkeep(config.filter.clone(), store.clone()));
+    tokio::spawn(content_upkeep(config.filter.clone(), store.clone(), config.server.hostname.clone()));
     if let Some(clamd) = shared.smtp.filters.clamd.clone() {
         // A clear line at start when clamd is absent: every message would otherwise wait for
         // it and be deferred (or pass unscanned with on_error = "accept").
@@ -249,11 +249,20 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
 }
 
 /// Hourly: held messages past `filter.quarantine.retention` are deleted, and greylisting
-/// forgets what its windows no longer need.
-async fn content_upkeep(filter: rampart_config::Filter, store: Arc<dyn rampart_store::Store>) {
+/// forgets what its windows no longer need; daily, when `filter.quarantine.digest` is on,
+/// users with newly held mail get a list of it.
+async fn content_upkeep(filter: rampart_config::Filter, store: Arc<dyn rampart_store::Store>, hostname: String) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    let mut last_digest = std::time::Instant::now();
     loop {
         tick.tick().await;
+        if filter.quarantine.digest && last_digest.elapsed() >= Duration::from_secs(24 * 3600) {
+            last_digest = std::time::Instant::now();
+            match crate::quarantine::send_digests(store.as_ref(), &hostname).await {
+                Ok(n) => info!(event = "quarantine_digests", count = n),
+                Err(e) => warn!(event = "quarantine_digest_failed", error = %format!("{e:#}")),
+            }
+        }
         let now = chrono::Utc::now().timestamp();
         match store.expire_held(now - filter.quarantine.retention.as_secs() as i64).await {
             Ok(0) => {}
