@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Rampart side by side with Postfix and Dovecot, on loopback, in one command.
 
-    bench/run.py [--runs 3] [--messages 5000] [--sessions 10] [--only smtp,idle,imap,bigbox,bigfetch]
+    bench/run.py [--runs 3] [--messages 5000] [--sessions 10] [--only smtp,filter,idle,imap,bigbox,bigfetch]
 
 Prints a markdown table of medians over the runs with the ratios and appends it to
 bench/results.md. Needs the Debian packages postfix (smtp-source), dovecot-imapd and
@@ -13,6 +13,9 @@ What is measured:
   before 250; sender checks on against a local DNS server once they exist) and to a Postfix
   instance configured here, delivering to a maildir for the same recipient (Postfix fsyncs its
   queue files too). Messages per second.
+- filter: the same load with the content layer on both sides: Rampart with a client DNSBL, a
+  domain list and its built-in scorer (rules and classifier); Postfix with Debian's Rspamd
+  proxy as a milter (rbl and fuzzy_check off, its DNS the bench dnsmasq). Messages per second.
 - idle, idle-imap: Rampart's RSS right after start, and with 10,000 logged-in IMAP
   connections over TLS sitting in IDLE.
 - idle-compare: the memory (PSS, all processes) each of 1,000 idle TLS IMAP connections adds
@@ -125,7 +128,7 @@ class Dns:
 
 
 class RampartServer:
-    def __init__(self, base, dns, imap_users=0):
+    def __init__(self, base, dns, imap_users=0, extra_sets=()):
         self.dir = base / "rampart"
         subprocess.run([BIN, "init", "--dir", self.dir, "--hostname", "mx.bench.test", "--domain", "bench.test"],
                        check=True, capture_output=True)
@@ -147,6 +150,7 @@ class RampartServer:
             # from the per-address limits, as an administrator would a trusted relay.
             'guard.allowlist=["127.0.0.0/8"]',
             'log.level="warn"',
+            *extra_sets,
             *os.environ.get("RAMPART_BENCH_SETS", "").split("|"),
         ]
         sets = [x for x in sets if x]
@@ -165,9 +169,10 @@ class RampartServer:
 
 
 class PostfixServer:
-    """A private Postfix instance (see ../shared/testing.md): virtual delivery to a maildir."""
+    """A private Postfix instance (see ../shared/testing.md): virtual delivery to a maildir,
+    optionally with a milter (Rspamd) in front of it."""
 
-    def __init__(self, base):
+    def __init__(self, base, milter=None):
         self.dir = base / "postfix"
         etc, queue, data, mail = (self.dir / d for d in ("etc", "queue", "data", "mail"))
         for d in (etc, queue, data, mail):
@@ -200,7 +205,7 @@ maillog_file = {self.dir}/postfix.log
 maillog_file_prefixes = {self.dir}
 default_process_limit = 100
 smtpd_client_connection_rate_limit = 0
-""")
+""" + (f"smtpd_milters = inet:{milter}\nmilter_default_action = tempfail\nmilter_protocol = 6\n" if milter else ""))
         r = subprocess.run(["postfix", "-c", etc, "start"], capture_output=True, text=True)
         if r.returncode != 0:
             log = (self.dir / "postfix.log").read_text() if (self.dir / "postfix.log").exists() else ""
@@ -661,6 +666,50 @@ def bench_smtp(args):
     return results
 
 
+def bench_filter(args):
+    """SMTP inbound with the content layer on both sides: Rampart with a client DNSBL, a domain
+    list and its built-in scorer; Postfix with Debian's Rspamd as a milter (rbl and fuzzy off,
+    DNS pointed at the bench dnsmasq, patterns cached between runs)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from peers import Rspamd
+    filters = ['filter.dnsbl=[{zone = "zen.bl.test", score = 3.0}]', 'filter.domainbl=[{zone = "dbl.bl.test", score = 5.0}]']
+    results = {"rampart": [], "postfix": []}
+    for run in range(args.runs):
+        with tempfile.TemporaryDirectory(prefix="rampart-bench-") as tmp:
+            base = pathlib.Path(tmp)
+            base.chmod(0o755)
+            dns = Dns()
+            try:
+                r = RampartServer(base, dns, extra_sets=filters)
+                try:
+                    start = smtp_source(r.port, args.messages, args.sessions)
+                    elapsed = time.time() - start
+                    got = rampart_inbox_count(r)
+                    assert got == args.messages, f"rampart stored {got} of {args.messages}"
+                    results["rampart"].append(args.messages / elapsed)
+                finally:
+                    r.stop()
+                rspamd = Rspamd(base, dns=f"127.0.0.1:{dns.port}").start()
+                try:
+                    p = PostfixServer(base, milter=rspamd.address)
+                    try:
+                        start = smtp_source(p.port, args.messages, args.sessions)
+                        deadline = time.time() + 600
+                        while p.delivered() < args.messages and time.time() < deadline:
+                            time.sleep(0.02)
+                        assert p.delivered() == args.messages, f"postfix delivered {p.delivered()} of {args.messages}"
+                        results["postfix"].append(args.messages / (time.time() - start))
+                    finally:
+                        p.stop()
+                finally:
+                    rspamd.stop()
+            finally:
+                dns.stop()
+        print(f"filter run {run + 1}: rampart {results['rampart'][-1]:.0f}/s, postfix+rspamd {results['postfix'][-1]:.0f}/s",
+              file=sys.stderr)
+    return results
+
+
 def bench_idle(args):
     values = []
     for _ in range(args.runs):
@@ -681,7 +730,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--messages", type=int, default=5000)
     ap.add_argument("--sessions", type=int, default=10)
-    ap.add_argument("--only", default="smtp,idle,imap,idle-imap,idle-compare,bigbox,bigfetch")
+    ap.add_argument("--only", default="smtp,filter,idle,imap,idle-imap,idle-compare,bigbox,bigfetch")
     ap.add_argument("--imap-seconds", type=int, default=20)
     ap.add_argument("--idle", type=int, default=10000)
     ap.add_argument("--big-box", type=int, default=100000)
@@ -692,7 +741,8 @@ def main():
     if os.geteuid() != 0:
         sys.exit("run as root: the private Postfix instance needs it")
     only = set(args.only.split(","))
-    tools = ["dnsmasq", "dovecot"] + (["smtp-source", "postfix"] if "smtp" in only else [])
+    tools = ["dnsmasq", "dovecot"] + (["smtp-source", "postfix"] if only & {"smtp", "filter"} else [])
+    tools += ["rspamd"] if "filter" in only else []
     for tool in tools:
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: run scripts/setup --bench")
@@ -710,6 +760,11 @@ def main():
         r = bench_smtp(args)
         rm, pm = statistics.median(r["rampart"]), statistics.median(r["postfix"])
         rows.append((f"SMTP inbound, {args.messages} × 4 KiB, {args.sessions} sessions (msg/s)", rm, pm, rm / pm, "≥ 2.0"))
+    if "filter" in only:
+        r = bench_filter(args)
+        rm, pm = statistics.median(r["rampart"]), statistics.median(r["postfix"])
+        rows.append((f"SMTP inbound with content filters (DNSBL, domain list, scorer / Rspamd milter), {args.messages} × 4 KiB (msg/s)",
+                     rm, pm, rm / pm, "≥ 3.0"))
     if "idle" in only:
         rows.append(("RSS right after start (MiB)", statistics.median(bench_idle(args)), None, None, "≤ 30"))
     if "imap" in only:

@@ -304,7 +304,7 @@ class Rspamd:
     and fuzzy_check off, DNS pointed nowhere. Its compiled patterns are cached in
     target/tmp/rspamd-db-e2e, so only the first start on a machine takes long (~15-25 s)."""
 
-    def __init__(self, base):
+    def __init__(self, base, dns="127.0.0.1:9"):
         import pathlib
         self.dir = pathlib.Path(base) / "rspamd"
         self.port = free_port()
@@ -317,7 +317,8 @@ class Rspamd:
             "override.d/worker-normal.inc": 'count = -1;\nbind_socket = "127.0.0.1:1";\n',
             "override.d/worker-controller.inc": 'count = -1;\nbind_socket = "127.0.0.1:1";\n',
             "override.d/logging.inc": 'type = "console";\nlevel = "warning";\n',
-            "local.d/options.inc": 'dns { nameserver = ["127.0.0.1:9"]; timeout = 0.1s; retransmits = 0; }\n',
+            "local.d/options.inc": f'dns {{ nameserver = ["{dns}"]; timeout = 0.1s; retransmits = 0; }}\n',
+
             "local.d/rbl.conf": "enabled = false;\n",
             "local.d/fuzzy_check.conf": "enabled = false;\n",
             "local.d/milter_headers.conf": "extended_spam_headers = true;\n",
