@@ -24,6 +24,7 @@ mod dmarc;
 mod dns;
 mod duration;
 mod filter;
+mod gateway;
 mod guard;
 mod limits;
 mod listener;
@@ -48,6 +49,7 @@ pub use dkim::Dkim;
 pub use dmarc::Dmarc;
 pub use dns::Dns;
 pub use filter::{AppliesTo, Antivirus, Dnsbl, Filter, Greylist, MILTER_STAGES, Milter, OnError, Quarantine, Spam, VirusAction};
+pub use gateway::{DownstreamTls, Gateway, GatewayRoute, split_host_port};
 pub use guard::Guard;
 pub use limits::{LimitOverride, Limits};
 pub use listener::{ImapListener, Listeners, MetricsListener, SmtpListener, TlsMode};
@@ -137,6 +139,9 @@ section! {
         /// the quarantine, antivirus and milters. Their findings are trail entries with scores;
         /// the summed score decides Junk, quarantine or refusal.
         pub filter: Filter = Filter::default(),
+        /// Gateway mode: filter mail for domains whose mailboxes are on another server, relay
+        /// it there, and relay that server's mail out.
+        pub gateway: Gateway = Gateway::default(),
         /// Logging.
         pub log: Log = Log::default(),
     }
@@ -168,6 +173,7 @@ impl Config {
         self.dmarc.validate(&mut problems);
         self.filter.validate(&mut problems);
         self.limits.validate(&mut problems);
+        self.gateway.validate(&mut problems);
         problems.into_vec()
     }
 }

@@ -119,5 +119,6 @@ impl Config {
         fix(&mut self.server.data_dir);
         self.tls.resolve_paths(fix);
         self.queue.resolve_paths(fix);
+        self.gateway.resolve_paths(fix);
     }
 }

@@ -56,6 +56,7 @@ pub(crate) fn keys_of(path: &str) -> Option<(&'static str, &'static [Key])> {
         "filter.greylist" => ("Greylist", crate::Greylist::KEYS),
         "filter.quarantine" => ("Quarantine", crate::Quarantine::KEYS),
         "filter.antivirus" => ("Antivirus", crate::Antivirus::KEYS),
+        "gateway" => ("Gateway", crate::Gateway::KEYS),
         _ => return None,
     })
 }

@@ -154,6 +154,8 @@ pub fn refusal(e: &Entry) -> Option<Refusal> {
         R::AddressLiteral => (553, "5.1.3", "Address literals are not accepted".into()),
         R::StoreUnavailable => (451, "4.3.0", "Temporary lookup failure, try again later".into()),
         R::TooManyRecipients => (452, "4.5.3", "Too many recipients".into()),
+        // RFC 3463 §3.5: X.4.3 "directory server failure", the callout's downstream.
+        R::RecipientVerificationFailed => (451, "4.4.3", "Recipient verification is unavailable, try again later".into()),
         R::SenderNotOwned => (553, "5.7.1", format!("Sender address <{}> is not yours", e.detail)),
         R::NoFromAddress => (550, "5.6.0", "The message has no From address (RFC 5322 §3.6)".into()),
         R::TooBig => (552, "5.3.4", format!("Message size exceeds the limit of {limit} bytes")),
@@ -365,6 +367,7 @@ mod tests {
             (vec![admitted.clone(), Entry::new(S::Recipients, O::Fail, R::UnknownUser)], Action::Reject, 550, "5.1.1"),
             (vec![admitted.clone(), Entry::new(S::Recipients, O::TempError, R::StoreUnavailable)], Action::Defer, 451, "4.3.0"),
             (vec![admitted.clone(), Entry::new(S::Recipients, O::TempError, R::TooManyRecipients)], Action::Defer, 452, "4.5.3"),
+            (vec![admitted.clone(), Entry::new(S::Recipients, O::TempError, R::RecipientVerificationFailed)], Action::Defer, 451, "4.4.3"),
             (vec![admitted.clone(), Entry::new(S::Content, O::Fail, R::TooBig).limit(10)], Action::Reject, 552, "5.3.4"),
             // A refusing entry wins over a DMARC pass later in the trail.
             (

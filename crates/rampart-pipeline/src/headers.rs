@@ -37,6 +37,18 @@ fn authserv_id(value: &[u8]) -> String {
 /// when there are none: rewriting is rare, so the common case copies nothing.
 pub fn strip_forged(message: &[u8], ours: &str) -> Option<(Vec<u8>, usize)> {
     let ours = ours.to_ascii_lowercase();
+    strip(message, |name, value| name.eq_ignore_ascii_case(b"Authentication-Results") && authserv_id(value) == ours)
+}
+
+/// `message` without the header fields named one of `names` (without case), or None when it
+/// has none: a gateway removes the senders' copies of the headers it writes itself, which its
+/// downstream trusts (`X-Rampart-Trail`, `X-Spam-Status`).
+pub fn strip_named(message: &[u8], names: &[&str]) -> Option<(Vec<u8>, usize)> {
+    strip(message, |name, _| names.iter().any(|n| name.eq_ignore_ascii_case(n.as_bytes())))
+}
+
+/// `message` without the header fields `remove(name, value)` picks; None when it picks none.
+fn strip(message: &[u8], remove: impl Fn(&[u8], &[u8]) -> bool) -> Option<(Vec<u8>, usize)> {
     let end = header_end(message);
     let head = &message[..end];
     // Split into fields: a field starts at a line that does not begin with WSP.
@@ -55,11 +67,8 @@ pub fn strip_forged(message: &[u8], ours: &str) -> Option<(Vec<u8>, usize)> {
     let mut out = Vec::with_capacity(message.len());
     for (start, stop) in fields {
         let field = &head[start..stop];
-        let forged = field.iter().position(|&b| b == b':').is_some_and(|colon| {
-            field[..colon].trim_ascii().eq_ignore_ascii_case(b"Authentication-Results")
-                && authserv_id(&field[colon + 1..]) == ours
-        });
-        if forged {
+        let picked = field.iter().position(|&b| b == b':').is_some_and(|colon| remove(field[..colon].trim_ascii(), &field[colon + 1..]));
+        if picked {
             removed += 1;
         } else {
             out.extend_from_slice(field);
@@ -90,6 +99,15 @@ Subject: x\r\n\r\nAuthentication-Results: mx.example.test; body line\r\n";
         );
         assert!(strip_forged(b"Subject: x\r\n\r\nbody\r\n", "mx.example.test").is_none());
         assert!(strip_forged(b"Authentication-Results: mx.example.test.evil; x\r\n\r\n", "mx.example.test").is_none());
+    }
+
+    #[test]
+    fn removes_named_fields_folded_or_not() {
+        let m = b"X-Spam-Status: No,\r\n\tscore=-5\r\nSubject: x\r\nx-rampart-trail: accept\r\n\r\nX-Spam-Status: body\r\n";
+        let (out, n) = strip_named(m, &["X-Rampart-Trail", "X-Spam-Status"]).unwrap();
+        assert_eq!((out.as_slice(), n), (&b"Subject: x\r\n\r\nX-Spam-Status: body\r\n"[..], 2));
+        assert!(strip_named(b"Subject: x\r\n\r\n", &["X-Spam-Status"]).is_none());
+        assert!(strip_named(b"X-Spam-Statusx: y\r\n\r\n", &["X-Spam-Status"]).is_none());
     }
 
     #[test]

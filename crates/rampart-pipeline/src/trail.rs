@@ -112,6 +112,9 @@ pub enum Reason {
     /// The recipient could not be looked up (the store failed).
     StoreUnavailable,
     TooManyRecipients,
+    /// A gateway recipient could not be verified: the downstream did not answer the callout
+    /// (or answered 4xx), or the recipients file cannot be read.
+    RecipientVerificationFailed,
     // sender and content
     /// An authenticated user used an address they do not own (`detail` holds it).
     SenderNotOwned,
@@ -186,6 +189,11 @@ pub enum Reason {
     OwnedByUser,
     LocalMailbox,
     LocalAndQueued,
+    /// Some recipients are in a gateway domain: the message is queued to its downstream.
+    QueuedToDownstream,
+    /// The client is a gateway route's downstream (`relay_from`) relaying its own domains'
+    /// mail out (`detail` names the route's first domain).
+    DownstreamRelay,
     WithinLimits,
     /// Authentication-Results headers claiming our authserv-id were removed (RFC 8601 §5).
     ForgedAuthResultsRemoved,

@@ -8,6 +8,7 @@
 //!   timeouts;
 //! - [`handle`] serves an accepted connection and [`refuse`] turns one away;
 //! - [`trace`] writes Return-Path and Received headers and makes transaction ids;
+//! - [`gateway`] knows the recipients of gateway domains and the downstreams that may relay;
 //! - outbound: [`queue`] runs the durable queue, [`outbound`] makes one delivery attempt over
 //!   [`client`] after [`dns`] found the MX hosts, and [`dsn`] writes bounces.
 #![forbid(unsafe_code)]
@@ -17,6 +18,7 @@ pub mod client;
 pub mod conn;
 pub mod dns;
 pub mod dsn;
+pub mod gateway;
 pub mod outbound;
 pub mod queue;
 pub mod session;

@@ -71,7 +71,7 @@ fn permanent(reason: impl Into<String>, status: &str) -> RcptResult {
 }
 
 /// Why a host was given up on, to try the next one.
-struct HostFailure(String);
+pub(crate) struct HostFailure(pub String);
 
 /// Delivers to the first host that takes the transaction; results are in `rcpts` order.
 pub async fn deliver(out: &Outbound, a: &Attempt<'_>) -> Vec<RcptResult> {
@@ -122,36 +122,9 @@ async fn session(
     addr: SocketAddr,
     a: &Attempt<'_>,
 ) -> Result<Vec<RcptResult>, HostFailure> {
-    let mut c = Client::connect(addr, out.connect_timeout, out.command_timeout).await.map_err(describe)?;
     let tls_client = route.and_then(|r| r.tls.as_ref()).unwrap_or(&out.tls);
-    let mut tls: Option<TlsOutcome> = None;
-    if policy == OutboundTls::Implicit {
-        tls = Some(c.upgrade(tls_client, host, true).await.map_err(describe)?);
-    }
-    let greeting = c.read_response().await.map_err(describe)?;
-    if greeting.code != 220 {
-        return Err(HostFailure(format!("greeting {}", greeting.text())));
-    }
-    let ehlo = c.ehlo(&out.hostname).await.map_err(describe)?;
-    if ehlo.code != 250 {
-        return Err(HostFailure(format!("HELO refused: {}", ehlo.text())));
-    }
-    if tls.is_none() {
-        if c.has("STARTTLS") {
-            let r = c.command("STARTTLS").await.map_err(describe)?;
-            if r.code != 220 {
-                return Err(HostFailure(format!("STARTTLS refused: {}", r.text())));
-            }
-            let outcome = c.upgrade(tls_client, host, policy == OutboundTls::Verify).await.map_err(describe)?;
-            tls = Some(outcome);
-            let r = c.ehlo(&out.hostname).await.map_err(describe)?;
-            if r.code != 250 {
-                return Err(HostFailure(format!("EHLO after STARTTLS refused: {}", r.text())));
-            }
-        } else if matches!(policy, OutboundTls::Require | OutboundTls::Verify) {
-            return Err(HostFailure("TLS is required for this destination but the server offers no STARTTLS".into()));
-        }
-    }
+    let peer = Peer { hostname: &out.hostname, tls: tls_client, policy, host, addr };
+    let (mut c, tls) = open(&peer, out.connect_timeout, out.command_timeout).await?;
     match &tls {
         Some(t) => info!(
             event = "delivery_tls", id = a.id, host = %host, addr = %addr, tls = %t.version, cipher = %t.cipher,
@@ -173,6 +146,52 @@ async fn session(
     }
     c.quit().await;
     Ok(results)
+}
+
+/// The server a client session is opened to, and how.
+pub(crate) struct Peer<'a> {
+    /// Our name, for EHLO.
+    pub hostname: &'a str,
+    pub tls: &'a TlsClient,
+    pub policy: OutboundTls,
+    /// The host's name, for SNI and certificate checks.
+    pub host: &'a str,
+    pub addr: SocketAddr,
+}
+
+/// Connects, reads the greeting, says EHLO and upgrades to TLS as `policy` asks (EHLO again
+/// inside TLS): a session ready for AUTH or MAIL. Queue deliveries and gateway callouts share it.
+pub(crate) async fn open(p: &Peer<'_>, connect_timeout: Duration, command_timeout: Duration) -> Result<(Client, Option<TlsOutcome>), HostFailure> {
+    let mut c = Client::connect(p.addr, connect_timeout, command_timeout).await.map_err(describe)?;
+    let mut tls: Option<TlsOutcome> = None;
+    if p.policy == OutboundTls::Implicit {
+        tls = Some(c.upgrade(p.tls, p.host, true).await.map_err(describe)?);
+    }
+    let greeting = c.read_response().await.map_err(describe)?;
+    if greeting.code != 220 {
+        return Err(HostFailure(format!("greeting {}", greeting.text())));
+    }
+    let ehlo = c.ehlo(p.hostname).await.map_err(describe)?;
+    if ehlo.code != 250 {
+        return Err(HostFailure(format!("HELO refused: {}", ehlo.text())));
+    }
+    if tls.is_some() {
+        return Ok((c, tls));
+    }
+    if c.has("STARTTLS") {
+        let r = c.command("STARTTLS").await.map_err(describe)?;
+        if r.code != 220 {
+            return Err(HostFailure(format!("STARTTLS refused: {}", r.text())));
+        }
+        tls = Some(c.upgrade(p.tls, p.host, p.policy == OutboundTls::Verify).await.map_err(describe)?);
+        let r = c.ehlo(p.hostname).await.map_err(describe)?;
+        if r.code != 250 {
+            return Err(HostFailure(format!("EHLO after STARTTLS refused: {}", r.text())));
+        }
+    } else if matches!(p.policy, OutboundTls::Require | OutboundTls::Verify) {
+        return Err(HostFailure("TLS is required for this destination but the server offers no STARTTLS".into()));
+    }
+    Ok((c, tls))
 }
 
 /// AUTH PLAIN to a smart host; only ever inside TLS.

@@ -1,4 +1,4 @@
-//! Trace headers (RFC 5321 §4.4) and transaction ids.
+//! Trace headers (RFC 5321 §4.4), the verdict header of gateway copies, and transaction ids.
 
 use std::net::IpAddr;
 
@@ -70,6 +70,33 @@ pub fn received(s: &Stamp<'_>) -> String {
     out
 }
 
+/// The header's name a gateway writes into the copy it relays to its downstream.
+pub const TRAIL_HEADER: &str = "X-Rampart-Trail";
+/// Folded lines stay within RFC 5322 §2.1.1's recommended 78 characters.
+const LINE: usize = 78;
+
+/// Our verdict on a message relayed to a gateway's downstream, so the downstream can file it
+/// (a rule on the first word: `junk` into Junk) and an administrator can see why:
+/// `X-Rampart-Trail: junk; reason=spam_score_junk; score=7.2; id=ID;` then
+/// `trail=stage:result:reason,...` folded after commas.
+pub fn trail_header(id: &str, action: &str, reason: &str, score: f64, summary: &str) -> String {
+    // Adding +0.0 turns a negative zero into "0.0".
+    let score = (score * 10.0).round() / 10.0 + 0.0;
+    let mut out = format!("{TRAIL_HEADER}: {action}; reason={reason}; score={score:.1}; id={id};\r\n\ttrail=");
+    let mut len = "\ttrail=".len();
+    let pieces: Vec<&str> = summary.split_inclusive(',').collect();
+    for (i, piece) in pieces.iter().enumerate() {
+        if i > 0 && len + piece.len() > LINE {
+            out.push_str("\r\n\t");
+            len = 1;
+        }
+        out.push_str(piece);
+        len += piece.len();
+    }
+    out.push_str("\r\n");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,5 +137,20 @@ mod tests {
         let hidden = received(&stamp);
         assert!(hidden.starts_with("Received: by mx.example.test (Rampart) with ESMTPSA id ID1;"), "{hidden}");
         assert!(!hidden.contains("192.0.2.1") && !hidden.contains("client.example"));
+    }
+
+    #[test]
+    fn trail_header_folds_after_commas() {
+        let summary = (0..12).map(|i| format!("stage{i}:pass:some_reason_{i}")).collect::<Vec<_>>().join(",");
+        let h = trail_header("ID1", "junk", "spam_score_junk", 7.25, &summary);
+        assert!(h.starts_with("X-Rampart-Trail: junk; reason=spam_score_junk; score=7.3; id=ID1;\r\n\ttrail=stage0:pass:some_reason_0,"), "{h}");
+        assert!(h.ends_with("stage11:pass:some_reason_11\r\n"), "{h}");
+        for line in h.split("\r\n") {
+            assert!(line.len() <= LINE, "{line}");
+        }
+        // Unfolding gives the summary back.
+        let value = h.split_once("trail=").unwrap().1.replace("\r\n\t", "");
+        assert_eq!(value.trim_end(), summary);
+        assert!(trail_header("I", "accept", "accepted", -0.0, "").contains("score=0.0;"));
     }
 }

@@ -17,6 +17,10 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(Default::default()).await
+}
+
+async fn fixture_with(gateway: rampart_smtp::gateway::Gateway) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).unwrap();
     store.add_domain("example.test").await.unwrap();
@@ -48,6 +52,7 @@ async fn fixture() -> Fixture {
         sender_auth: Default::default(),
         filters: Default::default(),
         limit_overrides: Vec::new(),
+        gateway,
         guard: rampart_guard::Guard::new(&rampart_config::Config::default(), store_dyn.clone()),
     });
     Fixture { _dir: dir, store, services }
@@ -112,9 +117,13 @@ fn complete_reply(buf: &[u8]) -> Option<usize> {
 }
 
 async fn connect(f: &Fixture, settings: Settings) -> Client {
+    connect_from(f, settings, "192.0.2.7:40000").await
+}
+
+async fn connect_from(f: &Fixture, settings: Settings, remote: &str) -> Client {
     let (client, server) = tokio::io::duplex(1 << 20);
     let connect = rampart_smtp::accept::admitted(rampart_guard::Basis::Admitted);
-    let session = Session::new(f.services.clone(), Arc::new(settings), "192.0.2.7:40000".parse().unwrap(), connect);
+    let session = Session::new(f.services.clone(), Arc::new(settings), remote.parse().unwrap(), connect);
     let task = tokio::spawn(conn::run(Box::new(server), session, None));
     let mut c = Client { io: client, buf: Vec::new(), task };
     let greeting = c.reply().await.unwrap();
@@ -478,4 +487,69 @@ async fn implicit_listener_has_no_starttls() {
     let mut c = connect(&f, s).await;
     assert!(!c.cmd("EHLO c").await.contains("STARTTLS"));
     assert!(c.cmd("STARTTLS").await.starts_with("502"));
+}
+
+/// A gateway route for corp.test with a static list; 192.0.2.7 is its downstream.
+fn corp_gateway() -> rampart_smtp::gateway::Gateway {
+    let text = "[[gateway.route]]\ndomains = [\"corp.test\", \"sales.corp.test\"]\ndownstream = \"127.0.0.1:25\"\n\
+        valid_recipients = [\"carol@corp.test\", \"*@sales.corp.test\"]\nrelay_from = [\"192.0.2.7\"]\n";
+    let config = rampart_config::Config::from_toml(text, &[], std::path::Path::new("/")).unwrap();
+    let route = rampart_smtp::gateway::Route::new(&config.gateway.route[0], None);
+    rampart_smtp::gateway::Gateway::new(vec![route])
+}
+
+#[tokio::test]
+async fn gateway_recipients_are_checked_and_queued_with_our_verdict() {
+    let f = fixture_with(corp_gateway()).await;
+    let mut s = settings();
+    s.limits.max_recipients = 10;
+    let mut c = connect_from(&f, s, "198.51.100.9:40000").await;
+    c.cmd("EHLO client.example").await;
+    assert!(c.cmd("MAIL FROM:<someone@remote.test>").await.starts_with("250"));
+    assert!(c.cmd("RCPT TO:<Carol@corp.test>").await.starts_with("250 2.1.5"));
+    assert!(c.cmd("RCPT TO:<dave@corp.test>").await.starts_with("550 5.1.1"));
+    assert!(c.cmd("RCPT TO:<\"carol\"@corp.test>").await.starts_with("550 5.1.1"));
+    assert!(c.cmd("RCPT TO:<anyone@sales.corp.test>").await.starts_with("250 2.1.5"));
+    assert!(c.cmd("RCPT TO:<bob@example.test>").await.starts_with("250 2.1.5"));
+    // Not the downstream: no relaying anywhere else.
+    assert!(c.cmd("RCPT TO:<x@far.test>").await.starts_with("554 5.7.1"));
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    c.send(b"Subject: for corp\r\nX-Rampart-Trail: accept; forged\r\n\r\nhello\r\n.\r\n").await;
+    assert!(c.reply().await.unwrap().starts_with("250 2.0.0"));
+    assert_eq!(inbox_count(&f, "bob@example.test").await, 1);
+    let queued = f.store.queue_list().await.unwrap();
+    assert_eq!(queued.len(), 1);
+    let mut rcpts: Vec<&str> = queued[0].rcpts.iter().map(|r| r.rcpt.as_str()).collect();
+    rcpts.sort();
+    assert_eq!(rcpts, ["Carol@corp.test", "anyone@sales.corp.test"]);
+    let text = String::from_utf8(f.store.queue_message(&queued[0].id).await.unwrap()).unwrap();
+    assert!(text.contains("Received: from client.example ([198.51.100.9])"), "{text}");
+    assert!(text.contains("X-Rampart-Trail: accept; reason=accepted; score="), "{text}");
+    assert!(text.contains("recipients:pass:queued_to_downstream"), "{text}");
+    // The sender's own copy of our header is gone.
+    assert!(!text.contains("forged"), "{text}");
+}
+
+#[tokio::test]
+async fn a_downstream_relays_only_its_own_domains_mail() {
+    let f = fixture_with(corp_gateway()).await;
+    let mut c = connect(&f, settings()).await;
+    c.cmd("EHLO downstream.corp.test").await;
+    assert!(c.cmd("MAIL FROM:<carol@corp.test>").await.starts_with("250"));
+    assert!(c.cmd("RCPT TO:<friend@far.test>").await.starts_with("250 2.1.5"));
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    c.send(b"From: carol@corp.test\r\nSubject: out\r\n\r\nhello\r\n.\r\n").await;
+    assert!(c.reply().await.unwrap().starts_with("250 2.0.0"));
+    // Its bounces (the null sender) go out too.
+    assert!(c.cmd("MAIL FROM:<>").await.starts_with("250"));
+    assert!(c.cmd("RCPT TO:<friend@far.test>").await.starts_with("250 2.1.5"));
+    assert!(c.cmd("RSET").await.starts_with("250"));
+    // Another domain's sender from the same client is ordinary inbound mail.
+    assert!(c.cmd("MAIL FROM:<ceo@bank.test>").await.starts_with("250"));
+    assert!(c.cmd("RCPT TO:<friend@far.test>").await.starts_with("554 5.7.1"));
+    let queued = f.store.queue_list().await.unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].rcpts[0].rcpt, "friend@far.test");
+    let trail = f.store.queue_message(&queued[0].id).await.unwrap();
+    assert!(!String::from_utf8(trail).unwrap().contains("X-Rampart-Trail"));
 }

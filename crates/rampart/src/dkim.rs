@@ -38,12 +38,13 @@ fn valid_selector(s: &str) -> bool {
     !s.is_empty() && s.len() <= 63 && s.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
 }
 
-/// Generates and stores a key; returns it and whether it signs now.
-pub async fn keygen(store: &dyn Store, domain: &str, selector: Option<String>, algorithm: &str) -> anyhow::Result<(DkimKey, bool)> {
+/// Generates and stores a key; returns it and whether it signs now. The domain must be local,
+/// or a gateway domain (`gateway`: its downstream's mail is signed here on the way out).
+pub async fn keygen(store: &dyn Store, domain: &str, selector: Option<String>, algorithm: &str, gateway: &dyn Fn(&str) -> bool) -> anyhow::Result<(DkimKey, bool)> {
     let Some(alg) = Algorithm::parse(algorithm) else { bail!("--algorithm: `{algorithm}` is neither rsa nor ed25519") };
     let domain = rampart_store::address::canonical_domain(domain).with_context(|| format!("`{domain}` is not a domain name"))?;
-    if !store.is_local_domain(&domain).await? {
-        bail!("{domain} is not a local domain; add it first (rampart domain add {domain})");
+    if !gateway(&domain) && !store.is_local_domain(&domain).await? {
+        bail!("{domain} is neither a local nor a gateway domain; add it first (rampart domain add {domain})");
     }
     let selector = selector.unwrap_or_else(|| format!("{}-{}", alg.as_str(), chrono::Utc::now().format("%Y%m%d")));
     if !valid_selector(&selector) {
@@ -76,7 +77,8 @@ pub fn command(config: &Path, cmd: DkimCommand) -> anyhow::Result<()> {
     rt.block_on(async {
         match cmd {
             DkimCommand::Keygen { domain, selector, algorithm } => {
-                let (key, active) = keygen(&store, &domain, selector, &algorithm).await?;
+                let gateway = |d: &str| crate::gateway::is_gateway_domain(&config, d);
+                let (key, active) = keygen(&store, &domain, selector, &algorithm, &gateway).await?;
                 println!("; {} key {} for {}: publish this record", key.algorithm, key.selector, key.domain);
                 println!("{}", record_line(&key));
                 if active {

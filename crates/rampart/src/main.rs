@@ -10,12 +10,15 @@
 //!   side of both is the `rampart-guard` crate);
 //! - [`quarantine`] lists, shows, releases and deletes held messages; [`spam`] teaches the
 //!   classifier (from files, released mail, and users' moves into and out of Junk);
+//! - [`gateway`] builds the gateway routes and their callouts (delivery to a downstream is a
+//!   queue route, built by [`queue`]);
 //! - [`logging`] formats log lines as stable key=value fields.
 
 mod admin;
 mod bans;
 mod dkim;
 mod dmarc;
+mod gateway;
 mod init;
 mod logging;
 mod metrics;

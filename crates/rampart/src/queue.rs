@@ -1,47 +1,86 @@
-//! The outbound queue: wiring its runner from the config, and `rampart queue ...`.
+//! The outbound queue: wiring its runner from the config (queue routes, and gateway routes to
+//! their downstreams), and `rampart queue ...`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use rampart_config::Config;
+use rampart_config::{Config, DownstreamTls, GatewayRoute, OutboundTls, Route};
+use rampart_smtp::client::TlsClient;
 use rampart_smtp::outbound::{Outbound, ResolvedRoute};
 use rampart_smtp::queue::{Runner, RunnerOptions};
 use rampart_store::prelude::*;
 use rampart_store::{RcptState, SqliteStore};
 
-/// Builds the queue runner; every configuration problem names its key.
-pub fn runner(config: &Config, store: Arc<dyn Store>, wakeup: Arc<tokio::sync::Notify>) -> anyhow::Result<Arc<Runner>> {
+/// The TLS client for outbound connections (queue deliveries, gateway callouts): the
+/// system's trust anchors plus `queue.extra_ca_file`.
+pub fn tls_client(config: &Config) -> anyhow::Result<TlsClient> {
+    let roots = rampart_smtp::outbound::root_store(config.queue.extra_ca_file.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
+    TlsClient::new(roots).map_err(|e| anyhow::anyhow!("queue TLS: {e}"))
+}
+
+/// `tls` with the client certificate of the route at `at`, when it has one.
+pub fn with_client_cert(at: &str, tls: &TlsClient, cert: Option<&PathBuf>, key: Option<&PathBuf>) -> anyhow::Result<Option<TlsClient>> {
     use rustls::pki_types::pem::PemObject;
+    let (Some(cert), Some(key)) = (cert, key) else { return Ok(None) };
+    let chain = rustls::pki_types::CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("{at}.client_cert: {}", cert.display()))?;
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).with_context(|| format!("{at}.client_key: {}", key.display()))?;
+    Ok(Some(tls.clone().with_client_cert(chain, key)))
+}
+
+/// A route with its password read and its client certificate loaded.
+fn resolve(at: &str, route: Route, tls: &TlsClient) -> anyhow::Result<ResolvedRoute> {
+    let password = match (&route.auth_password, &route.auth_password_file) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(file)) => Some(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("{at}.auth_password_file: {}", file.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
+    let route_tls = with_client_cert(at, tls, route.client_cert.as_ref(), route.client_key.as_ref())?;
+    Ok(ResolvedRoute { route, password, tls: route_tls })
+}
+
+/// A gateway route as a queue route: its domains go to the downstream as a smart host.
+fn downstream_route(g: &GatewayRoute) -> anyhow::Result<Route> {
+    let (host, port) = rampart_config::split_host_port(&g.downstream).ok_or_else(|| anyhow::anyhow!("`{}` is not host:port", g.downstream))?;
+    Ok(Route {
+        domains: g.domains.clone(),
+        host: Some(host),
+        port: Some(port),
+        tls: match g.tls {
+            DownstreamTls::Require => OutboundTls::Require,
+            DownstreamTls::Opportunistic => OutboundTls::Opportunistic,
+        },
+        auth_username: g.auth_username.clone(),
+        auth_password: None,
+        auth_password_file: g.auth_password_file.clone(),
+        client_cert: g.client_cert.clone(),
+        client_key: g.client_key.clone(),
+    })
+}
+
+/// Builds the queue runner; every configuration problem names its key. Gateway routes come
+/// first: mail for a gateway domain must go to its downstream, never to the domain's MX
+/// (which is this server).
+pub fn runner(config: &Config, store: Arc<dyn Store>, wakeup: Arc<tokio::sync::Notify>) -> anyhow::Result<Arc<Runner>> {
     let q = &config.queue;
     let resolver = rampart_smtp::dns::resolver(&config.dns.nameservers).map_err(|e| anyhow::anyhow!("dns.nameservers: {e}"))?;
-    let roots = rampart_smtp::outbound::root_store(q.extra_ca_file.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
-    let tls = rampart_smtp::client::TlsClient::new(roots).map_err(|e| anyhow::anyhow!("queue TLS: {e}"))?;
+    let tls = tls_client(config)?;
     let mut routes = Vec::new();
+    for (i, g) in config.gateway.route.iter().enumerate() {
+        let at = format!("gateway.route[{i}]");
+        let route = downstream_route(g).with_context(|| format!("{at}.downstream"))?;
+        routes.push(resolve(&at, route, &tls)?);
+    }
     for (i, route) in q.route.iter().enumerate() {
-        let password = match (&route.auth_password, &route.auth_password_file) {
-            (Some(p), _) => Some(p.clone()),
-            (None, Some(file)) => Some(
-                std::fs::read_to_string(file)
-                    .with_context(|| format!("queue.route[{i}].auth_password_file: {}", file.display()))?
-                    .trim_end_matches(['\r', '\n'])
-                    .to_string(),
-            ),
-            (None, None) => None,
-        };
-        let route_tls = match (&route.client_cert, &route.client_key) {
-            (Some(cert), Some(key)) => {
-                let chain = rustls::pki_types::CertificateDer::pem_file_iter(cert)
-                    .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                    .with_context(|| format!("queue.route[{i}].client_cert: {}", cert.display()))?;
-                let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key)
-                    .with_context(|| format!("queue.route[{i}].client_key: {}", key.display()))?;
-                Some(tls.clone().with_client_cert(chain, key))
-            }
-            _ => None,
-        };
-        routes.push(ResolvedRoute { route: route.clone(), password, tls: route_tls });
+        routes.push(resolve(&format!("queue.route[{i}]"), route.clone(), &tls)?);
     }
     let outbound = Arc::new(Outbound {
         resolver,

@@ -189,7 +189,9 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
         guard: guard.clone(),
         filters: filters(&config)?,
         limit_overrides: config.limits.r#override.clone(),
+        gateway: crate::gateway::gateway(&config)?,
     });
+    crate::gateway::warn_local_domains(&config, store.as_ref()).await;
     let runner = crate::queue::runner(&config, store.clone(), queue_wakeup)?;
     // IMAP shares the authenticator and the guard (failure counts, bans) with SMTP.
     let imap_services = Arc::new(rampart_imap::Services {

@@ -82,7 +82,8 @@ impl Connection {
     /// DKIM, ARC and DMARC over the finished message; `forward_prefix` is what the copy
     /// queued for remote alias targets starts with (for its ARC seal).
     pub(super) async fn inbound_checks(&self, helo: &Helo, tx: &Transaction, blob: Blob, forward_prefix: &[u8]) -> Result<Inbound, Reply> {
-        let Some(checker) = self.checker().cloned() else {
+        // A downstream relaying out is ours, not a sender from the internet.
+        let Some(checker) = self.checker().filter(|_| !tx.relay).cloned() else {
             return Ok(Inbound { blob, raw: None, entries: Vec::new(), header: String::new(), arc_set: None, evaluation: None });
         };
         let store = &self.services.store;

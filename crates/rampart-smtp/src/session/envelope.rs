@@ -74,8 +74,10 @@ impl Session {
             Ok(entries) => entries,
             Err(next) => return next,
         };
-        let spf = self.conn.mail_from_checks(&helo_name, &from).await;
-        let tx = Transaction { id, from, params, rcpts: Vec::new(), accounts: Vec::new(), remote: Vec::new(), spf, milter_entries, limits };
+        // A downstream relaying out is not checked as a sender from the internet.
+        let relay = self.conn.downstream_relay(&from);
+        let spf = if relay { None } else { self.conn.mail_from_checks(&helo_name, &from).await };
+        let tx = Transaction { id, from, params, rcpts: Vec::new(), accounts: Vec::new(), remote: Vec::new(), spf, milter_entries, limits, relay };
         match std::mem::replace(&mut self.phase, Phase::Connected) {
             Phase::Greeted(helo) => {
                 self.phase = Phase::Mail(helo, tx);
@@ -106,7 +108,7 @@ impl Session {
         if let Some(listed) = conn.listings().await.iter().find(|e| rampart_pipeline::refusal(e).is_some()).cloned() {
             return conn.rcpt_refused(&shown, listed).await;
         }
-        let resolved = match conn.resolve_recipient(&to).await {
+        let resolved = match conn.resolve_recipient(&to, tx.relay).await {
             Ok(_) if !conn.services.guard.smtp_recipient(conn.remote.ip()) => {
                 Err(Entry::new(Stage::Rate, Outcome::TempError, Reason::RecipientsPerHour))
             }
@@ -247,6 +249,7 @@ mod tests {
             spf: None,
             milter_entries: Vec::new(),
             limits: crate::session::Limits::from_config(&rampart_config::Config::default().listener.smtp),
+            relay: false,
         };
         tx.add_recipient("<a@x.test>".into(), vec![1, 2], vec![]);
         tx.add_recipient("<b@x.test>".into(), vec![2], vec!["r@else.test".into()]);

@@ -161,7 +161,7 @@ impl Connection {
             trail.extend(lists::check_domains(dns, &filters.domainbl, &parsed.urls.domains, filters.max_domain_lookups).await);
         }
         // The classifier learns what users receive; it says nothing about what they send.
-        if filters.spam.classifier && self.settings.role == Role::Mx {
+        if filters.spam.classifier && self.settings.role == Role::Mx && !tx.relay {
             trail.push(self.classify(tx, &parsed.tokens).await);
         }
     }
@@ -208,7 +208,8 @@ impl Connection {
         use rampart_external::Scan;
         let clamd = self.services.filters.clamd.as_ref()?;
         let cfg = &self.services.filters.antivirus;
-        if self.settings.role == Role::Submission && !cfg.scan_outbound {
+        let outbound = self.settings.role == Role::Submission || tx.relay;
+        if outbound && !cfg.scan_outbound {
             return None;
         }
         let entry = |result, reason| Entry::new(Stage::Antivirus, result, reason);

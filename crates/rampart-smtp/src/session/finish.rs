@@ -12,9 +12,11 @@
 //!    then [`Connection::antivirus`] (clamd, inbound and submitted mail);
 //! 7. [`Connection::judge`]: the trail's last entries and the one `decide`; DMARC evaluations
 //!    kept for aggregate reports; a refusal is logged with its trail and answered;
-//! 8. [`Connection::store`]: the DKIM signature of the queued copy, then the local copies and
-//!    the queue entry in one durable store (or, when the decision says so, the quarantine),
-//!    and only then `250`.
+//! 8. [`Connection::store`]: the DKIM signature of the queued copy (submission, or a gateway's
+//!    downstream relaying out), then the local copies and the queue entry in one durable store
+//!    (or, when the decision says so, the quarantine), and only then `250`. A copy for a
+//!    gateway's downstream first loses the senders' verdict headers and gets ours
+//!    (`session::gateway`).
 //!
 //! Each step returns `Err(Next)` with the reply when the message stops there.
 
@@ -53,6 +55,7 @@ impl Connection {
 
     async fn finish_steps(&mut self, helo: &Helo, mut tx: Transaction, content: Content) -> Step<Next> {
         let mut trail = self.message_trail();
+        trail.extend(self.relay_entry(&tx));
         self.within_limits(&tx, &content)?;
         let mut submitted = self.submitted_headers(&tx, &content.head, &mut trail).await?;
         let blob = self.seal(&tx, content.blob).await?;
@@ -64,6 +67,7 @@ impl Connection {
         trail.extend(self.antivirus(&tx, &inbound.blob, inbound.raw.as_deref()).await);
         let milter_reply = self.milters_eom(&mut tx, &mut inbound, &mut submitted.added, &mut trail).await?;
         let decision = self.judge(&tx, &mut trail, inbound.evaluation.take(), milter_reply).await?;
+        self.strip_own_headers(&tx, &mut inbound).await?;
         if let (Some(raw), Some(report_address)) = (&inbound.raw, &self.services.sender_auth.report_address) {
             self.maybe_dmarc_report(&tx, raw, report_address, &mut trail).await;
         }
@@ -105,9 +109,13 @@ impl Connection {
     }
 
     /// On submission: every From: address must belong to the user; Date and Message-ID are
-    /// added when the client left them out. Nothing to do on the MX.
+    /// added when the client left them out. On the MX only a downstream relaying out has
+    /// From: domains to sign for.
     async fn submitted_headers(&self, tx: &Transaction, head: &[u8], trail: &mut Trail) -> Step<Submitted> {
-        let Some(user) = &self.user else { return Ok(Submitted::default()) };
+        let Some(user) = &self.user else {
+            let from_domains = if tx.relay { self.relayed_from_domains(tx, header_section(head).unwrap_or(head)) } else { Vec::new() };
+            return Ok(Submitted { added: String::new(), from_domains });
+        };
         let Some(head) = header_section(head) else {
             return Err(self.refuse_message(Entry::new(Stage::Content, Outcome::Fail, Reason::HeaderSectionTooLarge).limit(MAX_HEAD as u64)));
         };
@@ -191,7 +199,7 @@ impl Connection {
     /// Greylisting on the MX when it is on: a deferred triplet ends the message here (451
     /// 4.7.1 from `decide`), before the content filters spend any work on it.
     async fn greylisting(&self, tx: &Transaction, trail: &mut Trail) -> Step<()> {
-        if !self.services.filters.greylist.enabled || self.settings.role != Role::Mx {
+        if !self.services.filters.greylist.enabled || self.settings.role != Role::Mx || tx.relay {
             return Ok(());
         }
         let entry = self.greylist(tx, trail).await;
@@ -204,10 +212,13 @@ impl Connection {
         Ok(())
     }
 
-    /// The content filters over the whole message (MX role, `filter.spam.enabled`).
+    /// The content filters over the whole message (`filter.spam.enabled`; submitted mail and a
+    /// gateway's downstream relaying out only with `scan_outbound`).
     async fn content(&self, tx: &Transaction, inbound: &mut Inbound, trail: &mut Trail) -> Step<()> {
         let spam = &self.services.filters.spam;
-        if !spam.enabled || (self.settings.role == Role::Submission && !spam.scan_outbound) {
+        // A downstream relaying out gets what submitted mail gets.
+        let outbound = self.settings.role == Role::Submission || tx.relay;
+        if !spam.enabled || (outbound && !spam.scan_outbound) {
             return Ok(());
         }
         if inbound.raw.is_none() {
@@ -273,7 +284,7 @@ impl Connection {
         for rcpt in rcpts {
             let line = format!("RCPT TO:<{}>", norm(&rcpt));
             let Ok(crate::command::Command::Rcpt { to, .. }) = crate::command::parse(line.as_bytes()) else { continue };
-            match self.resolve_recipient(&to).await {
+            match self.resolve_recipient(&to, tx.relay).await {
                 Ok((accounts, remote)) => tx.add_recipient(rcpt, accounts, remote),
                 Err(e) if e.reason == Reason::RelayDenied => {
                     let address = norm(&rcpt);
@@ -287,11 +298,17 @@ impl Connection {
     /// The trail's last entries and the one decision. A refusal ends the message here: it is not
     /// stored, so its trail goes to the log.
     async fn judge(&self, tx: &Transaction, trail: &mut Trail, evaluation: Option<Evaluation>, milter_reply: Option<Reply>) -> Step<Decision> {
-        let reason = if tx.remote.is_empty() { Reason::LocalMailbox } else { Reason::LocalAndQueued };
-        let detail = format!("local={} remote={}", tx.accounts.len(), tx.remote.len());
+        let downstream = self.gateway_recipients(tx);
+        let reason = match (tx.remote.is_empty(), downstream) {
+            (true, _) => Reason::LocalMailbox,
+            (false, 0) => Reason::LocalAndQueued,
+            _ => Reason::QueuedToDownstream,
+        };
+        let detail = format!("local={} remote={} downstream={downstream}", tx.accounts.len(), tx.remote.len() - downstream);
         trail.push(Entry::new(Stage::Recipients, Outcome::Pass, reason).detail(detail));
         trail.push(Entry::new(Stage::Content, Outcome::Pass, Reason::WithinLimits));
-        let decision = rampart_pipeline::decide(trail, self.policy());
+        let policy = if tx.relay { &self.services.sender_auth.outbound_policy } else { self.policy() };
+        let decision = rampart_pipeline::decide(trail, policy);
         trail.push(decision.entry());
         if let Some(ev) = evaluation {
             self.record_dmarc(tx, ev, &decision).await;
@@ -373,25 +390,32 @@ impl Connection {
     /// Local copies (Junk when the decision says so) and the queue entry for remote recipients
     /// in one durable store; `250` only after it.
     async fn store(&self, tx: Transaction, decision: &Decision, trail: Trail, submitted: Submitted, inbound: Inbound, received: String) -> Next {
+        let action = match self.gateway_action(&tx, decision, &trail) {
+            Ok(action) => action,
+            Err(refused) => return refused,
+        };
         let subject = inbound.raw.as_deref().map(subject_of).unwrap_or_default();
         let Inbound { blob, header: auth_header, arc_set, .. } = inbound;
         let (arc_set, mut added, size) = (arc_set.unwrap_or_default(), submitted.added, blob.size());
         let spam = &self.services.filters.spam;
-        if spam.enabled && spam.add_header && self.settings.role == Role::Mx {
+        if spam.enabled && spam.add_header && self.settings.role == Role::Mx && !tx.relay {
             added.push_str(&rampart_filter::header::field(&trail, spam.junk_score));
         }
-        if decision.action == Action::Discard {
+        if action == Action::Discard {
             // A milter asked for it: accepted, then dropped, and said so in the log.
             info!(event = "discarded", ip = %self.remote.ip(), id = %tx.id, from = %format!("<{}>", tx.from), trail = %trail.summary());
             return Next::Reply(Reply::new(250, "2.0.0", format!("Ok: queued as {}", tx.id)));
         }
-        if decision.action == Action::Quarantine {
+        if action == Action::Quarantine {
             let prefix = format!("{}{auth_header}{received}{added}", trace::return_path(&tx.from));
             return self.hold(tx, decision, trail, blob, prefix, subject).await;
         }
         let mut queued_prefix = format!("{arc_set}{auth_header}{received}{added}").into_bytes();
+        if self.gateway_recipients(&tx) > 0 {
+            queued_prefix.extend_from_slice(super::gateway::trail_header(&tx, action, decision, &trail).as_bytes());
+        }
         let local_prefix = format!("{}{auth_header}{received}{added}", trace::return_path(&tx.from)).into_bytes();
-        if self.settings.role == Role::Submission && !tx.remote.is_empty() {
+        if (self.settings.role == Role::Submission || tx.relay) && !tx.remote.is_empty() {
             match self.dkim_signatures(&submitted.from_domains, &queued_prefix, &blob, &tx.id).await {
                 Ok(signatures) => queued_prefix.splice(0..0, signatures.into_bytes()).for_each(drop),
                 Err(reply) => return Next::Reply(reply),
@@ -404,7 +428,7 @@ impl Connection {
             is_dsn: false,
             prefix: queued_prefix,
         });
-        let folder = if decision.action == Action::Junk { Folder::Junk } else { Folder::Inbox };
+        let folder = if action == Action::Junk { Folder::Junk } else { Folder::Inbox };
         let delivery = Delivery {
             blob,
             prefix: local_prefix,
@@ -425,7 +449,7 @@ impl Connection {
         info!(
             event = "accepted", ip = %self.remote.ip(), listener = self.settings.listener, id = %tx.id,
             from = %format!("<{}>", tx.from), local = tx.accounts.len(), queued = tx.remote.len(), size,
-            user = self.user_name(), verdict = decision.action.as_str(), reason = %decision.reason.name()
+            user = self.user_name(), verdict = action.as_str(), reason = %decision.reason.name()
         );
         Next::Reply(Reply::new(250, "2.0.0", format!("Ok: queued as {}", tx.id)))
     }

@@ -14,7 +14,8 @@
 //! - [`content`]: receiving DATA/BDAT content;
 //! - [`finish`]: what happens to a finished message, step by step;
 //! - [`checks`]: the session's side of sender authentication (SPF, DKIM, ARC, DMARC, signing);
-//! - [`policy`]: who may relay and who may use which sender address.
+//! - [`policy`]: who may relay and who may use which sender address;
+//! - [`gateway`]: recipients of gateway domains, downstreams relaying out, the relayed copy.
 
 mod auth;
 mod checks;
@@ -23,6 +24,7 @@ mod envelope;
 mod filters;
 mod finish;
 mod limits;
+mod gateway;
 mod milters;
 mod policy;
 mod state;
@@ -95,6 +97,8 @@ pub struct Services {
     pub filters: Filters,
     /// `[[limits.override]]`: other limits for particular senders.
     pub limit_overrides: Vec<rampart_config::LimitOverride>,
+    /// `[[gateway.route]]`: domains relayed to a downstream, and downstreams that relay out.
+    pub gateway: crate::gateway::Gateway,
 }
 
 /// One listener's settings, shared by its sessions.
@@ -177,6 +181,8 @@ pub(crate) struct Connection {
     listings: filters::Listings,
     /// The milters that follow this connection.
     milters: milters::Milters,
+    /// The gateway route whose downstream this client is (its `relay_from`), on the MX.
+    downstream: Option<usize>,
 }
 
 pub struct Session {
@@ -209,6 +215,7 @@ impl Session {
         macros.set("j", services.hostname.clone()).set("daemon_name", settings.listener).set("client_addr", remote.ip().to_string());
         macros.set("client_name", format!("[{}]", remote.ip()));
         let milters = milters::Milters::new(&services.filters.milters, settings.role, macros);
+        let downstream = if settings.role == Role::Mx { services.gateway.downstream(remote.ip()) } else { None };
         let mut conn = Connection {
             services,
             settings,
@@ -221,6 +228,7 @@ impl Session {
             iprev: None,
             listings: Default::default(),
             milters,
+            downstream,
         };
         conn.start_listings();
         Session { conn, phase: Phase::Connected, sync_point: None }

@@ -1,7 +1,9 @@
 //! Relay policy and sender ownership.
 //!
 //! - Without authentication, only names in our local domains that resolve to an account
-//!   (directly, by sub-address, or through aliases) are accepted: the MX role can never relay.
+//!   (directly, by sub-address, or through aliases) are accepted, and known recipients of
+//!   gateway domains (`[[gateway.route]]`): the MX role never relays elsewhere, except for a
+//!   gateway's downstream sending its own domains' mail out (`relay`).
 //!   Anything that is not a canonical local address (quoted local parts, `%` and `!` routing,
 //!   address literals, lookalike domains) resolves to nothing and is refused.
 //! - An authenticated user may send anywhere, but only as an address they own: their own, a
@@ -51,7 +53,8 @@ fn refused(result: Outcome, reason: Reason) -> Entry {
 
 impl Connection {
     /// Local accounts and remote addresses a recipient stands for, or why it is refused.
-    pub(super) async fn resolve_recipient(&self, to: &ForwardPath) -> Result<(Vec<AccountId>, Vec<String>), Entry> {
+    /// `relay`: the transaction is a downstream relaying out, so any domain is allowed.
+    pub(super) async fn resolve_recipient(&self, to: &ForwardPath, relay: bool) -> Result<(Vec<AccountId>, Vec<String>), Entry> {
         let relay_denied = || refused(Outcome::Fail, Reason::RelayDenied);
         let unknown = || refused(Outcome::Fail, Reason::UnknownUser);
         let tempfail = |e: StoreError| {
@@ -59,7 +62,7 @@ impl Connection {
             refused(Outcome::TempError, Reason::StoreUnavailable)
         };
         let store = &self.services.store;
-        let may_relay = self.settings.role == Role::Submission && self.user.is_some();
+        let may_relay = (self.settings.role == Role::Submission && self.user.is_some()) || relay;
 
         let candidates: Vec<String> = match to {
             ForwardPath::Postmaster => {
@@ -75,6 +78,9 @@ impl Connection {
                     return Err(relay_denied());
                 };
                 if !store.is_local_domain(domain).await.map_err(tempfail)? {
+                    if let Some(route) = self.services.gateway.route_for(domain) {
+                        return self.gateway_recipient(route, m, domain).await;
+                    }
                     if may_relay {
                         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
                         let local = m.to_string().rsplit_once('@').map(|(l, _)| l.to_string()).unwrap_or_default();

@@ -37,6 +37,9 @@ pub(super) struct Transaction {
     pub milter_entries: Vec<rampart_pipeline::Entry>,
     /// The limits in force for this sender.
     pub limits: super::Limits,
+    /// A gateway's downstream relaying its own domains' mail out: the outbound treatment
+    /// (no inbound checks; DKIM signing, outbound scanning) and any recipient domain.
+    pub relay: bool,
 }
 
 impl Transaction {
