@@ -17,10 +17,10 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    fixture_with(Default::default()).await
+    fixture_with(Default::default(), Default::default()).await
 }
 
-async fn fixture_with(gateway: rampart_smtp::gateway::Gateway) -> Fixture {
+async fn fixture_with(gateway: rampart_smtp::gateway::Gateway, policy: rampart_pipeline::Policy) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).unwrap();
     store.add_domain("example.test").await.unwrap();
@@ -49,7 +49,7 @@ async fn fixture_with(gateway: rampart_smtp::gateway::Gateway) -> Fixture {
         senders: SenderPolicy::default(),
         hide_client: false,
         queue_wakeup: Arc::new(tokio::sync::Notify::new()),
-        sender_auth: Default::default(),
+        sender_auth: rampart_smtp::session::SenderAuth { policy, ..Default::default() },
         filters: Default::default(),
         limit_overrides: Vec::new(),
         gateway,
@@ -500,7 +500,7 @@ fn corp_gateway() -> rampart_smtp::gateway::Gateway {
 
 #[tokio::test]
 async fn gateway_recipients_are_checked_and_queued_with_our_verdict() {
-    let f = fixture_with(corp_gateway()).await;
+    let f = fixture_with(corp_gateway(), Default::default()).await;
     let mut s = settings();
     s.limits.max_recipients = 10;
     let mut c = connect_from(&f, s, "198.51.100.9:40000").await;
@@ -532,7 +532,7 @@ async fn gateway_recipients_are_checked_and_queued_with_our_verdict() {
 
 #[tokio::test]
 async fn a_downstream_relays_only_its_own_domains_mail() {
-    let f = fixture_with(corp_gateway()).await;
+    let f = fixture_with(corp_gateway(), Default::default()).await;
     let mut c = connect(&f, settings()).await;
     c.cmd("EHLO downstream.corp.test").await;
     assert!(c.cmd("MAIL FROM:<carol@corp.test>").await.starts_with("250"));
@@ -552,4 +552,25 @@ async fn a_downstream_relays_only_its_own_domains_mail() {
     assert_eq!(queued[0].rcpts[0].rcpt, "friend@far.test");
     let trail = f.store.queue_message(&queued[0].id).await.unwrap();
     assert!(!String::from_utf8(trail).unwrap().contains("X-Rampart-Trail"));
+}
+
+#[tokio::test]
+async fn a_quarantine_verdict_is_relayed_to_the_downstream_as_junk() {
+    // Two points (no Date, no Message-ID) are past these thresholds.
+    let policy = rampart_pipeline::Policy { junk_score: 0.5, quarantine_score: 1.0, reject_score: 50.0, ..Default::default() };
+    let f = fixture_with(corp_gateway(), policy).await;
+    let mut c = connect_from(&f, settings(), "198.51.100.9:40000").await;
+    c.cmd("EHLO client.example").await;
+    c.cmd("MAIL FROM:<someone@remote.test>").await;
+    assert!(c.cmd("RCPT TO:<carol@corp.test>").await.starts_with("250"));
+    assert!(c.cmd("RCPT TO:<bob@example.test>").await.starts_with("250"));
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    c.send(b"Subject: dubious\r\n\r\nhello\r\n.\r\n").await;
+    assert!(c.reply().await.unwrap().starts_with("250 2.0.0"));
+    // Nothing held: the downstream's copy is tagged, the local one goes to Junk with it.
+    let queued = f.store.queue_list().await.unwrap();
+    let text = String::from_utf8(f.store.queue_message(&queued[0].id).await.unwrap()).unwrap();
+    assert!(text.contains("X-Rampart-Trail: junk; reason=spam_score_quarantine;"), "{text}");
+    assert_eq!(inbox_count(&f, "bob@example.test").await, 0);
+    assert!(f.store.held(None).await.unwrap().is_empty());
 }
