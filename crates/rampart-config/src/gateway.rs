@@ -25,8 +25,9 @@ section! {
         /// cached; a downstream that does not answer means 451 4.4.3, never "accept"). Clients
         /// in `relay_from` (the downstream's addresses) may relay mail out through the MX
         /// listener when MAIL FROM is in the route's domains (or `<>`): it is DKIM-signed when
-        /// the From domain has keys (`rampart dkim keygen DOMAIN`), scanned when
-        /// filter.antivirus.scan_outbound, and queued for MX delivery. For example:
+        /// the From domain has keys (`rampart dkim keygen DOMAIN`), scanned as submitted mail
+        /// is (`scan_outbound` of filter.spam and filter.antivirus), and queued for MX
+        /// delivery. For example:
         ///   [[gateway.route]]
         ///   domains = ["corp.example"]
         ///   downstream = "10.0.0.5:25"

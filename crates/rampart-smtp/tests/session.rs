@@ -49,7 +49,11 @@ async fn fixture_with(gateway: rampart_smtp::gateway::Gateway, policy: rampart_p
         senders: SenderPolicy::default(),
         hide_client: false,
         queue_wakeup: Arc::new(tokio::sync::Notify::new()),
-        sender_auth: rampart_smtp::session::SenderAuth { policy, ..Default::default() },
+        sender_auth: rampart_smtp::session::SenderAuth {
+            policy,
+            outbound_policy: rampart_pipeline::Policy { outbound: true, reject_score: 10.0, ..Default::default() },
+            ..Default::default()
+        },
         filters: Default::default(),
         limit_overrides: Vec::new(),
         gateway,
@@ -540,6 +544,13 @@ async fn a_downstream_relays_only_its_own_domains_mail() {
     assert!(c.cmd("DATA").await.starts_with("354"));
     c.send(b"From: carol@corp.test\r\nSubject: out\r\n\r\nhello\r\n.\r\n").await;
     assert!(c.reply().await.unwrap().starts_with("250 2.0.0"));
+    // Its mail is scanned as submitted mail is: spam is refused, never held or sent on.
+    c.cmd("MAIL FROM:<carol@corp.test>").await;
+    c.cmd("RCPT TO:<friend@far.test>").await;
+    c.cmd("DATA").await;
+    c.send(b"From: carol@corp.test\r\nSubject: out\r\n\r\nXJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n.\r\n").await;
+    let refused = c.reply().await.unwrap();
+    assert!(refused.starts_with("554 5.7.1 Message refused: it looks like spam"), "{refused}");
     // Its bounces (the null sender) go out too.
     assert!(c.cmd("MAIL FROM:<>").await.starts_with("250"));
     assert!(c.cmd("RCPT TO:<friend@far.test>").await.starts_with("250 2.1.5"));
