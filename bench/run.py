@@ -689,7 +689,8 @@ def bench_filter(args):
                     results["rampart"].append(args.messages / elapsed)
                 finally:
                     r.stop()
-                rspamd = Rspamd(base, dns=f"127.0.0.1:{dns.port}").start()
+                # One scanning process per core, as Rampart uses every core.
+                rspamd = Rspamd(base, dns=f"127.0.0.1:{dns.port}", workers=os.cpu_count()).start()
                 try:
                     p = PostfixServer(base, milter=rspamd.address)
                     try:

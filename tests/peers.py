@@ -304,7 +304,7 @@ class Rspamd:
     and fuzzy_check off, DNS pointed nowhere. Its compiled patterns are cached in
     target/tmp/rspamd-db-e2e, so only the first start on a machine takes long (~15-25 s)."""
 
-    def __init__(self, base, dns="127.0.0.1:9"):
+    def __init__(self, base, dns="127.0.0.1:9", workers=1):
         import pathlib
         self.dir = pathlib.Path(base) / "rspamd"
         self.port = free_port()
@@ -312,7 +312,7 @@ class Rspamd:
         (local / "local.d").mkdir(parents=True)
         (local / "override.d").mkdir()
         files = {
-            "override.d/worker-proxy.inc": f'bind_socket = "127.0.0.1:{self.port}";\nmilter = yes;\ntimeout = 120s;\n'
+            "override.d/worker-proxy.inc": f'bind_socket = "127.0.0.1:{self.port}";\nmilter = yes;\ntimeout = 120s;\ncount = {workers};\n'
                                            'upstream "local" { default = yes; self_scan = yes; }\n',
             "override.d/worker-normal.inc": 'count = -1;\nbind_socket = "127.0.0.1:1";\n',
             "override.d/worker-controller.inc": 'count = -1;\nbind_socket = "127.0.0.1:1";\n',
