@@ -53,6 +53,8 @@ pub use quarantine::QuarantineStore;
 pub use queue::{QueueEntry, QueueRcpt, QueueStore, RcptState, RcptUpdate};
 pub use senderauth::{DkimKey, DmarcReport, SenderAuthStore};
 pub use sqlite::SqliteStore;
+/// Online backup of the embedded store (`rampart backup`).
+pub use sqlite::backup;
 
 pub type AccountId = i64;
 pub type MailboxId = i64;

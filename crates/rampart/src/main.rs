@@ -12,9 +12,11 @@
 //!   classifier (from files, released mail, and users' moves into and out of Junk);
 //! - [`gateway`] builds the gateway routes and their callouts (delivery to a downstream is a
 //!   queue route, built by [`queue`]);
+//! - [`backup`] copies the data directory while the server runs, verifies and restores copies;
 //! - [`logging`] formats log lines as stable key=value fields.
 
 mod admin;
+mod backup;
 mod bans;
 mod dkim;
 mod dmarc;
@@ -123,6 +125,14 @@ enum Command {
         #[command(subcommand)]
         command: spam::SpamCommand,
     },
+    /// A consistent copy of the data directory, taken while the server runs; `backup verify
+    /// DIR` checks one.
+    Backup(backup::BackupArgs),
+    /// Restore a backup into the configured data directory, which must be empty.
+    Restore {
+        /// The backup's directory, as `rampart backup` wrote it.
+        dir: PathBuf,
+    },
     /// DNS records to publish.
     Dns {
         #[command(subcommand)]
@@ -173,6 +183,8 @@ fn main() -> std::process::ExitCode {
         Command::Dmarc { command } => dmarc::command(&config, command),
         Command::Quarantine { command } => quarantine::command(&config, command),
         Command::Spam { command } => spam::command(&config, command),
+        Command::Backup(args) => backup::command(&config, args),
+        Command::Restore { dir } => backup::restore(&config, &dir),
         Command::Dns { command: DnsCommand::Records { domain } } => dns_records(&config, &domain),
         Command::Ban { command } => bans::ban(&config, command),
         Command::Firewall { command } => bans::firewall(&config, command),

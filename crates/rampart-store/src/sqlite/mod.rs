@@ -10,6 +10,7 @@
 //! [`delivery`], [`messages`], [`queue`], [`guard`], [`senderauth`], [`filter`], [`quarantine`]
 //! and [`imap`].
 
+pub mod backup;
 mod credentials;
 mod delivery;
 mod directory;
