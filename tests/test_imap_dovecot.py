@@ -113,6 +113,7 @@ def dovecot():
                 if time.time() > deadline:
                     raise AssertionError("dovecot did not start: " + (d / "dovecot.log").read_text(errors="replace"))
                 time.sleep(0.2)
+        m.home = d  # its files: mail/bob is the user's Maildir
         yield m
     finally:
         proc.terminate()

@@ -183,6 +183,11 @@ pub trait MailStore: DeliveryStore + MessageStore {
     async fn move_messages(&self, from: MailboxId, uids: Vec<u32>, to: MailboxId) -> Result<Transfer>;
     /// Stores a message durably with the given flags and internal date; returns once fsynced.
     async fn append(&self, mailbox: MailboxId, blob: Blob, flags: String, internal_date: i64) -> Result<Transfer>;
+    /// For an import that keeps its source's UIDs (`rampart import maildir` with a
+    /// dovecot-uidlist): the next APPEND to `mailbox` gets `next_uid`, unless the mailbox's
+    /// UIDNEXT is already past it (UIDs only grow); a mailbox without messages adopts
+    /// `uidvalidity`, so clients that knew the source do not fetch everything again.
+    async fn set_next_uid(&self, mailbox: MailboxId, uidvalidity: Option<u32>, next_uid: u32) -> Result<()>;
     /// Bytes and messages stored for the account.
     async fn usage(&self, account: AccountId) -> Result<(u64, u64)>;
     /// Changes after every commit that touches the mailbox.

@@ -124,7 +124,7 @@ fn header(message: &[u8], name: &str) -> String {
     value.unwrap_or_default()
 }
 
-fn open(config: &Path) -> anyhow::Result<(SqliteStore, tokio::runtime::Runtime)> {
+pub(crate) fn open(config: &Path) -> anyhow::Result<(SqliteStore, tokio::runtime::Runtime)> {
     let (store, rt, _) = open_with_config(config)?;
     Ok((store, rt))
 }

@@ -12,6 +12,7 @@
 //!   classifier (from files, released mail, and users' moves into and out of Junk);
 //! - [`gateway`] builds the gateway routes and their callouts (delivery to a downstream is a
 //!   queue route, built by [`queue`]);
+//! - [`import`] brings mailboxes in from Maildir++ and mbox, and exports Maildir++;
 //! - [`backup`] copies the data directory while the server runs, verifies and restores copies;
 //! - [`logging`] formats log lines as stable key=value fields.
 
@@ -21,6 +22,7 @@ mod bans;
 mod dkim;
 mod dmarc;
 mod gateway;
+mod import;
 mod init;
 mod logging;
 mod metrics;
@@ -125,6 +127,16 @@ enum Command {
         #[command(subcommand)]
         command: spam::SpamCommand,
     },
+    /// Bring mailboxes in from a Maildir++ tree (Dovecot, Courier) or an mbox file.
+    Import {
+        #[command(subcommand)]
+        command: import::ImportCommand,
+    },
+    /// Write an account's mailboxes out as a Maildir++ tree.
+    Export {
+        #[command(subcommand)]
+        command: import::ExportCommand,
+    },
     /// A consistent copy of the data directory, taken while the server runs; `backup verify
     /// DIR` checks one.
     Backup(backup::BackupArgs),
@@ -183,6 +195,8 @@ fn main() -> std::process::ExitCode {
         Command::Dmarc { command } => dmarc::command(&config, command),
         Command::Quarantine { command } => quarantine::command(&config, command),
         Command::Spam { command } => spam::command(&config, command),
+        Command::Import { command } => import::import(&config, command),
+        Command::Export { command } => import::export::export(&config, command),
         Command::Backup(args) => backup::command(&config, args),
         Command::Restore { dir } => backup::restore(&config, &dir),
         Command::Dns { command: DnsCommand::Records { domain } } => dns_records(&config, &domain),

@@ -536,6 +536,31 @@ impl MailStore for SqliteStore {
         .await
     }
 
+    async fn set_next_uid(&self, mailbox: MailboxId, uidvalidity: Option<u32>, next_uid: u32) -> Result<()> {
+        self.write(move |conn, effects| {
+            if let Some(v) = uidvalidity {
+                let adopted = conn.execute(
+                    "UPDATE mailboxes SET uidvalidity = ?2 \
+                     WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM messages WHERE mailbox_id = ?1)",
+                    params![mailbox, v],
+                )?;
+                if adopted > 0 {
+                    // A name deleted and created again must still get a higher one.
+                    conn.execute(
+                        "INSERT INTO uidvalidity_seq (account_id, last) \
+                         SELECT account_id, ?2 FROM mailboxes WHERE id = ?1 \
+                         ON CONFLICT (account_id) DO UPDATE SET last = max(last, excluded.last)",
+                        params![mailbox, v],
+                    )?;
+                }
+            }
+            conn.execute("UPDATE mailboxes SET uidnext = ?2 WHERE id = ?1 AND uidnext < ?2", params![mailbox, next_uid])?;
+            effects.mailbox_changed(mailbox);
+            Ok(())
+        })
+        .await
+    }
+
     async fn usage(&self, account: AccountId) -> Result<(u64, u64)> {
         self.read(move |conn| {
             Ok(conn.query_row(
