@@ -13,6 +13,16 @@ pub type Resolver = TokioResolver;
 
 /// A resolver for the configured name servers (`IP:PORT`), or the system's when none are set.
 pub fn resolver(nameservers: &[SocketAddr]) -> Result<Resolver, String> {
+    build(nameservers, true)
+}
+
+/// As [`resolver`], but never answering from /etc/hosts: what the rest of the internet sees
+/// (`rampart audit` checks the published records, not this machine's local names).
+pub fn public_resolver(nameservers: &[SocketAddr]) -> Result<Resolver, String> {
+    build(nameservers, false)
+}
+
+fn build(nameservers: &[SocketAddr], hosts_file: bool) -> Result<Resolver, String> {
     let mut builder = if nameservers.is_empty() {
         TokioResolver::builder_tokio().map_err(|e| format!("reading the system resolver configuration: {e}"))?
     } else {
@@ -31,6 +41,9 @@ pub fn resolver(nameservers: &[SocketAddr]) -> Result<Resolver, String> {
     let opts = builder.options_mut();
     opts.timeout = Duration::from_secs(5);
     opts.attempts = 2;
+    if !hosts_file {
+        opts.use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
+    }
     builder.build().map_err(|e| format!("building the resolver: {e}"))
 }
 

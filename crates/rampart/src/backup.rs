@@ -70,6 +70,9 @@ fn create(config: &Path, dir: &Path) -> anyhow::Result<()> {
     }
     drop(snapshot);
     write_manifest(dir, &entries)?;
+    // For `rampart audit`, which reports a missing or old backup.
+    let stamp = format!("{} {}\n", chrono::Utc::now().timestamp(), dir.display());
+    fs::write(data_dir.join(crate::audit::checks::BACKUP_STAMP), stamp).context("recording the backup's time")?;
     let bytes: u64 = entries.iter().map(|e| e.size).sum();
     println!("{}: {} files, {} bytes", dir.display(), entries.len(), bytes);
     Ok(())

@@ -13,10 +13,12 @@
 //! - [`gateway`] builds the gateway routes and their callouts (delivery to a downstream is a
 //!   queue route, built by [`queue`]);
 //! - [`import`] brings mailboxes in from Maildir++ and mbox, and exports Maildir++;
+//! - [`audit`] checks the live setup and says what to fix;
 //! - [`backup`] copies the data directory while the server runs, verifies and restores copies;
 //! - [`logging`] formats log lines as stable key=value fields.
 
 mod admin;
+mod audit;
 mod backup;
 mod bans;
 mod dkim;
@@ -137,6 +139,9 @@ enum Command {
         #[command(subcommand)]
         command: import::ExportCommand,
     },
+    /// Check the live setup (DNS, certificates, relay, configuration, passwords, backups) and
+    /// print each finding with its fix; exits non-zero when one is high.
+    Audit(audit::AuditArgs),
     /// A consistent copy of the data directory, taken while the server runs; `backup verify
     /// DIR` checks one.
     Backup(backup::BackupArgs),
@@ -197,6 +202,7 @@ fn main() -> std::process::ExitCode {
         Command::Spam { command } => spam::command(&config, command),
         Command::Import { command } => import::import(&config, command),
         Command::Export { command } => import::export::export(&config, command),
+        Command::Audit(args) => audit::command(&config, args),
         Command::Backup(args) => backup::command(&config, args),
         Command::Restore { dir } => backup::restore(&config, &dir),
         Command::Dns { command: DnsCommand::Records { domain } } => dns_records(&config, &domain),

@@ -1,0 +1,65 @@
+"""`rampart audit` against the test DNS: a deliberately weak zone (SPF +all, no DMARC, the DKIM
+key unpublished) gives each finding and a non-zero exit; the zone `rampart dns records`
+prints gives no high finding. The open-relay attempt runs against the live MX listener."""
+
+import json
+import re
+
+from conftest import Dns
+
+
+def audit(rampart, dns):
+    rampart.set_config("dns", "nameservers", f'["{dns.address}"]')
+    r = rampart.run_cli("audit", "--domain", "example.test", "--json", "--smtp", f"127.0.0.1:{rampart.ports['smtp']}",
+                        check=False)
+    findings = json.loads(r.stdout)["findings"]
+    return r.returncode, {(f["severity"], f["area"], f["problem"]) for f in findings}
+
+
+def problems(found, severity=None):
+    return [p for s, _, p in found if severity is None or s == severity]
+
+
+def test_a_weak_zone_is_reported(rampart, tmp_path):
+    dns = Dns(tmp_path)
+    dns.mx("example.test", "mx.example.test")
+    dns.a("mx.example.test")
+    dns.txt("example.test", "v=spf1 +all")
+    dns.start()
+    try:
+        rampart.start()
+        code, found = audit(rampart, dns)
+    finally:
+        dns.stop()
+    assert code != 0
+    high = problems(found, "high")
+    assert any("SPF ends in +all" in p for p in high), found
+    assert any("no DMARC policy" in p for p in high), found
+    assert any("DKIM key is not published" in p for p in high), found
+    assert any("self-signed" in p for p in problems(found, "medium")), found
+    assert any("no backup" in p for p in problems(found, "medium")), found
+    assert not [f for f in found if f[1] == "relay"], "the MX refuses to relay"
+
+
+def test_the_recommended_zone_has_no_high_finding(rampart, tmp_path):
+    records = rampart.run_cli("dns", "records", "example.test").stdout
+    dns = Dns(tmp_path)
+    dns.mx("example.test", "mx.example.test")
+    # Not a loopback address: the resolver answers "localhost" for those itself.
+    dns.a("mx.example.test", "192.0.2.10")  # and its PTR
+    for line in records.splitlines():
+        if line.startswith(";") or "\tTXT\t" not in line:
+            continue
+        name = line.split("\t")[0].rstrip(".")
+        dns.txt(name, *re.findall(r'"([^"]*)"', line))
+    dns.txt("_mta-sts.example.test", "v=STSv1; id=1")
+    dns.start()
+    try:
+        rampart.run_cli("backup", str(tmp_path / "backup"))
+        rampart.start()
+        code, found = audit(rampart, dns)
+    finally:
+        dns.stop()
+    assert not problems(found, "high"), found
+    assert code == 0
+    assert not [f for f in found if f[1] in ("dns", "backup")], found
