@@ -33,6 +33,7 @@ mod queue;
 mod records;
 mod serve;
 mod spam;
+mod systemd;
 
 use std::path::PathBuf;
 

@@ -246,6 +246,7 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
         tokio::spawn(crate::dmarc::report_loop(config.clone(), store.clone(), shared.smtp.queue_wakeup.clone()));
     }
     info!(event = "started", hostname = %config.server.hostname, pid = std::process::id());
+    crate::systemd::notify("READY=1\nSTATUS=accepting mail");
 
     signals(path, sets, cert_store, guard).await
 }
@@ -376,12 +377,17 @@ async fn signals(path: &Path, sets: &[String], certs: Arc<rampart_tls::CertStore
     let mut int = signal(SignalKind::interrupt())?;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(path, sets, &certs, &guard),
+            _ = hup.recv() => {
+                crate::systemd::notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", crate::systemd::monotonic_usec()));
+                reload(path, sets, &certs, &guard);
+                crate::systemd::notify("READY=1");
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
     info!(event = "stopping");
+    crate::systemd::notify("STOPPING=1");
     Ok(())
 }
 
