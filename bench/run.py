@@ -150,6 +150,8 @@ class RampartServer:
             # from the per-address limits, as an administrator would a trusted relay.
             'guard.allowlist=["127.0.0.0/8"]',
             'log.level="warn"',
+            # The bench runs as root in a temporary directory, as the reference servers' masters do.
+            "server.allow_root=true",
             *extra_sets,
             *os.environ.get("RAMPART_BENCH_SETS", "").split("|"),
         ]

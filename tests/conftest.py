@@ -18,8 +18,10 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = os.environ.get("RAMPART_BIN", str(ROOT / "target" / "debug" / "rampart"))
 LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "metrics")
-# Defaults for every test server: no greeting delay (a test about it turns it back on).
-DEFAULT_SETS = ('listener.smtp.pregreet_wait="0s"',)
+# Defaults for every test server: no greeting delay (a test about it turns it back on); the
+# suite runs as root in pytest's private directories, so servers keep root (test_privileges.py
+# tests the drop to an unprivileged user).
+DEFAULT_SETS = ('listener.smtp.pregreet_wait="0s"', "server.allow_root=true")
 PASSWORD = "correct horse battery staple"
 # Every server process a test starts, so none outlives its test (see `_stop_servers`).
 RUNNING = []

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import BIN, Rampart, message_bytes
+from conftest import BIN, DEFAULT_SETS, Rampart, message_bytes
 
 
 def test_init_writes_config_cert_store_and_prints_records(tmp_path):
@@ -26,7 +26,16 @@ def test_init_writes_config_cert_store_and_prints_records(tmp_path):
     assert "ecdsa-with-SHA256" in cert
     for san in ["DNS:mx.example.test", "DNS:localhost", "IP Address:127.0.0.1", "IP Address:0:0:0:0:0:0:0:1"]:
         assert san in cert, san
-    assert (r.dir / "tls" / "key.pem").stat().st_mode & 0o077 == 0
+    key = (r.dir / "tls" / "key.pem").stat()
+    assert key.st_mode & 0o007 == 0, "nobody else reads the key"
+    # Run as root, init lets the service user's group read it (serve rereads it on SIGHUP
+    # after dropping to that user); otherwise it is the owner's alone.
+    import grp
+    try:
+        service_gid = grp.getgrnam("rampart").gr_gid
+    except KeyError:
+        service_gid = None
+    assert key.st_mode & 0o070 == 0 or (key.st_gid == service_gid and key.st_mode & 0o020 == 0)
     assert r.run_cli("domain", "list").stdout.split() == ["example.test"]
     again = r.run_cli("init", "--dir", str(r.dir), "--hostname", "x.test", "--domain", "x.test", config=False, check=False)
     assert again.returncode != 0 and "refusing to overwrite" in again.stderr
@@ -46,7 +55,7 @@ def test_config_check_names_the_key(tmp_path):
 
 def start_fails(r, *sets):
     args = [BIN, "serve", "--config", str(r.config)]
-    for s in sets:
+    for s in (*DEFAULT_SETS, *sets):
         args += ["--set", s]
     p = subprocess.run(args, capture_output=True, text=True, timeout=30)
     assert p.returncode != 0

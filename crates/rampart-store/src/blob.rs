@@ -87,7 +87,10 @@ impl BlobWriter {
             let mut file = match file {
                 Some(f) => f,
                 None => match File::options().write(true).create_new(true).open(&path) {
-                    Ok(f) => f,
+                    Ok(f) => {
+                        same_owner_as_root(&f, &path);
+                        f
+                    }
                     Err(e) => return (None, buf, Err(StoreError::io(&path, e))),
                 },
             };
@@ -189,6 +192,9 @@ impl Blob {
         let dir = target.parent().expect("blob paths have a bucket").to_path_buf();
         if !dir.exists() {
             fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+            if let Ok(d) = File::open(&dir) {
+                same_owner_as_root(&d, &dir);
+            }
             // The new bucket's own entry lives in the root directory.
             sync_dir(&self.root)?;
         }
@@ -212,6 +218,20 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 /// Creates `root` and `root/tmp`.
+/// A file or bucket created by a command run as root in a data directory that belongs to the
+/// server's user (see `[server] user`) is given to that user, so the server can read and
+/// remove it; SQLite does the same for its journal files. For anyone but root the owners
+/// already match, or changing them is not allowed and nothing happens.
+fn same_owner_as_root(file: &File, path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let root = path.ancestors().find(|a| a.file_name().is_some_and(|n| n == "blobs"));
+    let (Some(root), Ok(mine)) = (root, file.metadata()) else { return };
+    let Ok(owner) = fs::metadata(root) else { return };
+    if (owner.uid(), owner.gid()) != (mine.uid(), mine.gid()) {
+        let _ = std::os::unix::fs::fchown(file, Some(owner.uid()), Some(owner.gid()));
+    }
+}
+
 pub(crate) fn prepare_root(root: &Path) -> Result<()> {
     let tmp = root.join(TMP_DIR);
     fs::create_dir_all(&tmp).map_err(|e| StoreError::io(&tmp, e))

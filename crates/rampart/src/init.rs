@@ -66,6 +66,8 @@ pub fn run(dir: &Path, hostname: &str, domain: &str) -> anyhow::Result<()> {
         Ok(store.dkim_keys(Some(&domain)).await?)
     })?;
 
+    let service_user = open_to_service_group(dir, &[&tls_dir, &key_path, &cert_path, &config_path], &config.server)?;
+
     println!("wrote {}", config_path.display());
     println!("wrote a self-signed certificate for {hostname} in {}", tls_dir.display());
     println!("created the store in {} with domain {domain}", config.server.data_dir.display());
@@ -74,5 +76,32 @@ pub fn run(dir: &Path, hostname: &str, domain: &str) -> anyhow::Result<()> {
     println!();
     println!("next: rampart user add postmaster@{domain} --password-stdin --config {}", config_path.display());
     println!("      rampart serve --config {}", config_path.display());
+    if let Some(note) = service_user {
+        println!("{note}");
+    }
     Ok(())
+}
+
+/// Run as root, `serve` becomes `[server] user` after start: it must still reach its
+/// directory, reread its config and certificates on SIGHUP. When that user exists, the
+/// directory and those files go to its group (read only; the data directory itself is handed
+/// over by `serve`). Returns a note to print when the user does not exist yet.
+fn open_to_service_group(dir: &Path, files: &[&Path], server: &rampart_config::Server) -> anyhow::Result<Option<String>> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    let Some(gid) = crate::privileges::primary_group(&server.user)? else {
+        return Ok(Some(format!(
+            "note: run as root, rampart serve switches to the user `{0}`; create it first \
+             (adduser --system --group {0}) or set server.allow_root = true",
+            server.user
+        )));
+    };
+    for path in std::iter::once(dir).chain(files.iter().copied()) {
+        std::os::unix::fs::chown(path, None, Some(gid)).with_context(|| format!("chgrp {}", path.display()))?;
+        let mode = if path.is_dir() { 0o750 } else { 0o640 };
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+    }
+    Ok(None)
 }

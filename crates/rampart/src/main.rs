@@ -29,6 +29,7 @@ mod init;
 mod logging;
 mod metrics;
 mod quarantine;
+mod privileges;
 mod queue;
 mod records;
 mod serve;

@@ -123,8 +123,10 @@ pub fn load_config(path: &Path, sets: &[String]) -> anyhow::Result<Config> {
 pub fn run(path: &Path, sets: &[String]) -> anyhow::Result<()> {
     let config = load_config(path, sets)?;
     crate::logging::init(&config.log.level, &config.log.file).with_context(|| format!("log.file: {}", config.log.file))?;
+    // Before the runtime's threads exist: they inherit no-new-privileges.
+    let target = crate::privileges::prepare(&config.server)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    rt.block_on(serve(path, sets, config))
+    rt.block_on(serve(path, sets, config, target))
 }
 
 /// What a listener speaks, with its settings.
@@ -158,7 +160,7 @@ struct Shared {
     imap: Arc<rampart_imap::Services>,
 }
 
-async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<()> {
+async fn serve(path: &Path, sets: &[String], config: Config, target: Option<crate::privileges::Target>) -> anyhow::Result<()> {
     let certs = rampart_tls::CertSet::load(&config.tls)?;
     let cert_store = rampart_tls::CertStore::new(certs);
     // One TLS configuration per protocol, so ALPN can name it (tls.enforce_alpn).
@@ -169,6 +171,13 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
         SqliteStore::open_for_server(&config.server.data_dir)
             .with_context(|| format!("server.data_dir: opening the store in {}", config.server.data_dir.display()))?,
     );
+    if let Some(t) = &target {
+        let mut tls_files = vec![config.tls.cert.as_path(), config.tls.key.as_path()];
+        for sni in &config.tls.sni {
+            tls_files.extend([sni.cert.as_path(), sni.key.as_path()]);
+        }
+        crate::privileges::hand_over(t, &config.server.data_dir, &tls_files)?;
+    }
     let mail_store: Arc<dyn rampart_store::MailStore> = sqlite.clone();
     let store: Arc<dyn rampart_store::Store> = sqlite;
     let auth = rampart_auth::Authenticator::new(store.clone(), auth_settings(&config))?;
@@ -207,6 +216,10 @@ async fn serve(path: &Path, sets: &[String], config: Config) -> anyhow::Result<(
     let shared = Shared { smtp: services, imap: imap_services };
 
     let (bound, metrics_listeners) = bind_listeners(&config).await?;
+    // Every port is bound and every file open: root is no longer needed.
+    if let Some(t) = &target {
+        crate::privileges::become_target(t, &config.server.data_dir)?;
+    }
 
     let global = Arc::new(Semaphore::new(config.server.max_connections));
     for b in bound {
