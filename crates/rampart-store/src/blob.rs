@@ -7,6 +7,9 @@
 //! index rows. Anything left in `blobs/tmp` when the server starts was never acknowledged and
 //! is removed.
 //!
+//! Bodies are compressed as they are written ([`crate::codec`]: zstd frames of 256 KiB); the
+//! sizes everywhere else (`size`, RFC822.SIZE, quotas) are those of the message as received.
+//!
 //! IDs start with the creation time in milliseconds (hex), so a bucket (the first six hex
 //! digits, about 4.7 hours) collects the messages of a burst and one directory fsync covers them.
 
@@ -14,10 +17,11 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::codec::{self, CHUNK, Codec};
 use crate::{Result, StoreError};
 
-/// Bytes a writer keeps in memory before it writes them out.
-pub const FLUSH_AT: usize = 256 * 1024;
+/// Bytes a writer keeps in memory before it compresses and writes them out: one chunk.
+pub const FLUSH_AT: usize = CHUNK;
 /// Messages up to this size never touch the file system: they are stored in the database row,
 /// committed by the same WAL fsync as their index entries.
 pub const INLINE_MAX: usize = 128 * 1024;
@@ -78,12 +82,13 @@ impl BlobWriter {
         Ok(())
     }
 
-    /// Writes the buffer out (and fsyncs when `sync`) on the blocking pool.
-    async fn flush(&mut self, sync: bool) -> Result<()> {
+    /// Compresses and writes out the buffer's whole chunks, or with `last` all of it and
+    /// fsyncs, on the blocking pool. What is left (less than a chunk) stays buffered.
+    async fn flush(&mut self, last: bool) -> Result<()> {
         let path = self.tmp_path();
         let file = self.file.take();
         let buf = std::mem::take(&mut self.buf);
-        let (file, mut buf, result) = tokio::task::spawn_blocking(move || {
+        let (file, buf, result) = tokio::task::spawn_blocking(move || {
             let mut file = match file {
                 Some(f) => f,
                 None => match File::options().write(true).create_new(true).open(&path) {
@@ -94,15 +99,17 @@ impl BlobWriter {
                     Err(e) => return (None, buf, Err(StoreError::io(&path, e))),
                 },
             };
-            let mut result = file.write_all(&buf);
-            if sync && result.is_ok() {
+            let whole = if last { buf.len() } else { buf.len() / CHUNK * CHUNK };
+            let mut frames = Vec::new();
+            let mut result = codec::compress_into(&buf[..whole], &mut frames).and_then(|()| file.write_all(&frames));
+            if last && result.is_ok() {
                 result = file.sync_data();
             }
-            (Some(file), buf, result.map_err(|e| StoreError::io(&path, e)))
+            let rest = buf[whole..].to_vec();
+            (Some(file), rest, result.map_err(|e| StoreError::io(&path, e)))
         })
         .await
         .map_err(|_| StoreError::Closed)?;
-        buf.clear();
         self.buf = buf;
         self.file = file;
         result
@@ -112,7 +119,9 @@ impl BlobWriter {
     /// written with its index rows) but not yet part of any mailbox.
     pub async fn finish(mut self) -> Result<Blob> {
         let inline = if self.file.is_none() && self.buf.len() <= INLINE_MAX {
-            Some(std::mem::take(&mut self.buf))
+            let mut stored = Vec::new();
+            codec::compress_into(&self.buf, &mut stored).map_err(|e| StoreError::io(self.tmp_path(), e))?;
+            Some(stored)
         } else {
             self.flush(true).await?;
             None
@@ -123,6 +132,7 @@ impl BlobWriter {
             size: self.size,
             committed: false,
             inline,
+            codec: Codec::Zstd,
         };
         Ok(blob)
     }
@@ -144,8 +154,10 @@ pub struct Blob {
     pub(crate) root: PathBuf,
     pub(crate) size: u64,
     pub(crate) committed: bool,
-    /// The content of a small blob, stored in the database instead of a file.
+    /// The content of a small blob as stored (compressed), kept in the database instead of a
+    /// file.
     pub(crate) inline: Option<Vec<u8>>,
+    pub(crate) codec: Codec,
 }
 
 impl Blob {
@@ -161,24 +173,37 @@ impl Blob {
         self.root.join(TMP_DIR).join(&self.id)
     }
 
-    /// The content as received.
+    fn path(&self) -> PathBuf {
+        if self.committed { blob_path(&self.root, &self.id) } else { self.tmp_path() }
+    }
+
+    /// The content as received (decompressed).
     pub async fn contents(&self) -> Result<Vec<u8>> {
-        if let Some(data) = &self.inline {
-            return Ok(data.clone());
-        }
-        let path = if self.committed { blob_path(&self.root, &self.id) } else { self.tmp_path() };
-        tokio::fs::read(&path).await.map_err(|e| StoreError::io(&path, e))
+        let path = self.path();
+        let stored = match &self.inline {
+            Some(data) => data.clone(),
+            None => tokio::fs::read(&path).await.map_err(|e| StoreError::io(&path, e))?,
+        };
+        let (codec, size) = (self.codec, self.size);
+        let decode = move || codec::decode(codec, stored, size);
+        // A large body decompresses on the blocking pool, as it was compressed.
+        let data = if self.inline.is_some() { decode() } else { tokio::task::spawn_blocking(decode).await.map_err(|_| StoreError::Closed)? };
+        data.map_err(|e| StoreError::io(&path, e))
     }
 
     /// The content as received, as a stream: an antivirus scanner reads a large message
-    /// through a small buffer instead of the whole of it in memory.
+    /// through a small buffer (a chunk at a time) instead of the whole of it in memory.
     pub async fn reader(&self) -> Result<Box<dyn tokio::io::AsyncRead + Unpin + Send + '_>> {
+        let path = self.path();
         if let Some(data) = &self.inline {
-            return Ok(Box::new(data.as_slice()));
+            let data = codec::decode(self.codec, data.clone(), self.size).map_err(|e| StoreError::io(&path, e))?;
+            return Ok(Box::new(std::io::Cursor::new(data)));
         }
-        let path = if self.committed { blob_path(&self.root, &self.id) } else { self.tmp_path() };
         let file = tokio::fs::File::open(&path).await.map_err(|e| StoreError::io(&path, e))?;
-        Ok(Box::new(file))
+        match self.codec {
+            Codec::Raw => Ok(Box::new(file)),
+            Codec::Zstd => Ok(Box::new(codec::Stream::new(file, self.size).map_err(|e| StoreError::io(&path, e))?)),
+        }
     }
 
     /// Moves the file to its bucket. Returns the directory that now needs an fsync, or None

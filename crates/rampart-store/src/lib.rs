@@ -28,6 +28,7 @@
 
 pub mod address;
 pub mod blob;
+mod codec;
 mod delivery;
 mod directory;
 mod error;

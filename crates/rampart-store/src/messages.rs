@@ -1,11 +1,12 @@
 //! The message-reading role: an account's mailboxes and messages as the CLI and IMAP FETCH
 //! read them, and finding a message by its transaction reference.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+use crate::codec::{CHUNK, ChunkReader, Codec};
 use crate::{AccountId, MailboxId, Result, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,9 +52,12 @@ pub struct MessageReader {
 
 #[derive(Debug)]
 enum Body {
-    /// A small body kept in the database row.
+    /// A small body kept in the database, decompressed.
     Inline(Vec<u8>),
+    /// A file as received (blobs stored before compression).
     File { path: PathBuf, file: tokio::fs::File },
+    /// A compressed file, read a chunk at a time.
+    Chunks { path: PathBuf, file: tokio::fs::File, chunks: Box<ChunkReader> },
 }
 
 impl MessageReader {
@@ -62,9 +66,16 @@ impl MessageReader {
         MessageReader { prefix, body: Body::Inline(data), size }
     }
 
-    pub(crate) fn file(prefix: Vec<u8>, path: PathBuf, file: tokio::fs::File, body_size: u64) -> MessageReader {
+    pub(crate) fn file(prefix: Vec<u8>, path: PathBuf, file: tokio::fs::File, body_size: u64, codec: Codec) -> Result<MessageReader> {
         let size = prefix.len() as u64 + body_size;
-        MessageReader { prefix, body: Body::File { path, file }, size }
+        let body = match codec {
+            Codec::Raw => Body::File { path, file },
+            Codec::Zstd => {
+                let chunks = Box::new(ChunkReader::new().map_err(|e| StoreError::io(&path, e))?);
+                Body::Chunks { path, file, chunks }
+            }
+        };
+        Ok(MessageReader { prefix, body, size })
     }
 
     /// The whole message's size (prefix and body), as RFC822.SIZE counts it.
@@ -93,23 +104,33 @@ impl MessageReader {
                 out.extend_from_slice(&d[start..end]);
                 Ok(end - start)
             }
-            Body::File { path, file } => {
-                let io = |e| StoreError::io(&*path, e);
-                file.seek(std::io::SeekFrom::Start(at)).await.map_err(io)?;
-                let old = out.len();
-                out.resize(old + want, 0);
-                let mut got = 0;
-                while got < want {
-                    match file.read(&mut out[old + got..]).await.map_err(io)? {
-                        0 => break,
-                        n => got += n,
-                    }
-                }
-                out.truncate(old + got);
-                Ok(got)
+            Body::File { path, file } => read_raw(path, file, at, want, out).await,
+            Body::Chunks { path, file, chunks } => {
+                let data = chunks.chunk(file, at as usize / CHUNK).await.map_err(|e| StoreError::io(&*path, e))?;
+                let start = (at as usize % CHUNK).min(data.len());
+                let end = (start + want).min(data.len());
+                out.extend_from_slice(&data[start..end]);
+                Ok(end - start)
             }
         }
     }
+}
+
+/// Reads up to `want` bytes at `at` of a file stored as received.
+async fn read_raw(path: &Path, file: &mut tokio::fs::File, at: u64, want: usize, out: &mut Vec<u8>) -> Result<usize> {
+    let io = |e| StoreError::io(path, e);
+    file.seek(std::io::SeekFrom::Start(at)).await.map_err(io)?;
+    let old = out.len();
+    out.resize(old + want, 0);
+    let mut got = 0;
+    while got < want {
+        match file.read(&mut out[old + got..]).await.map_err(io)? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    out.truncate(old + got);
+    Ok(got)
 }
 
 #[async_trait]

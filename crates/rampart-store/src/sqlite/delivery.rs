@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::writer::Effects;
-use super::{SqliteStore, queue};
+use super::{SqliteStore, insert_blob, queue};
 use crate::blob::BlobWriter;
 use crate::{Delivered, Delivery, DeliveryStore, Folder, MailboxId, Result, StoreError, Target};
 
@@ -27,10 +27,7 @@ impl DeliveryStore for SqliteStore {
 pub(super) fn deliver(conn: &Connection, effects: &mut Effects, delivery: Delivery) -> Result<Vec<Delivered>> {
     let Delivery { mut blob, prefix, internal_date, targets, reference, trail, outbound } = delivery;
     let size = (blob.size() + prefix.len() as u64) as i64;
-    conn.execute(
-        "INSERT INTO blobs (id, size, refcount, data) VALUES (?1, ?2, 0, ?3)",
-        params![blob.id(), blob.size() as i64, blob.inline.as_deref()],
-    )?;
+    insert_blob(conn, &blob, 0)?;
     let mut delivered: Vec<Delivered> = Vec::with_capacity(targets.len());
     for target in targets {
         let mailbox = target_mailbox(conn, &target)?;

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::watch;
 
-use super::{Effects, SqliteStore, now, release_blobs};
+use super::{Effects, SqliteStore, insert_blob, now, release_blobs};
 use crate::mail::{Changes, DELIMITER, FlagOp, FlagsUpdate, MailStore, MailboxState, MessageRecord, Transfer, ViewRows};
 use crate::{AccountId, Blob, MailboxId, Result, StoreError};
 
@@ -512,10 +512,7 @@ impl MailStore for SqliteStore {
         self.write(move |conn, effects| {
             let state = state_by_id(conn, mailbox)?;
             // Small messages go inline in the row, as deliveries do (migration 5).
-            conn.execute(
-                "INSERT INTO blobs (id, size, refcount, data) VALUES (?1, ?2, 1, ?3)",
-                params![blob.id(), blob.size() as i64, blob.inline.as_deref()],
-            )?;
+            insert_blob(conn, &blob, 1)?;
             let (uid, modseq): (u32, i64) = conn
                 .prepare_cached(
                     "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 \

@@ -3,8 +3,9 @@
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
-use super::{SqliteStore, read_stored};
+use super::{SqliteStore, read_stored, stored_body};
 use crate::blob::blob_path;
+use crate::codec;
 use crate::{AccountId, Mailbox, MailboxId, MessageInfo, MessageMeta, MessageReader, MessageStore, Result, StoreError};
 
 #[async_trait]
@@ -72,24 +73,27 @@ impl MessageStore for SqliteStore {
 
     async fn open_message(&self, mailbox: MailboxId, uid: u32) -> Result<MessageReader> {
         let root = self.inner.blob_root.clone();
-        let (prefix, blob_id, size, data) = self
+        let (prefix, blob_id, body) = self
             .read(move |conn| {
-                conn.query_row(
-                    "SELECT m.prefix, m.blob_id, b.size, b.data FROM messages m JOIN blobs b ON b.id = m.blob_id \
-                     WHERE m.mailbox_id = ?1 AND m.uid = ?2",
-                    params![mailbox, uid],
-                    |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, Option<Vec<u8>>>(3)?)),
-                )
-                .optional()?
-                .ok_or_else(|| StoreError::NotFound(format!("message {uid} in mailbox {mailbox}")))
+                let (prefix, blob_id): (Vec<u8>, String) = conn
+                    .query_row(
+                        "SELECT prefix, blob_id FROM messages WHERE mailbox_id = ?1 AND uid = ?2",
+                        params![mailbox, uid],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?
+                    .ok_or_else(|| StoreError::NotFound(format!("message {uid} in mailbox {mailbox}")))?;
+                let body = stored_body(conn, &blob_id)?;
+                Ok((prefix, blob_id, body))
             })
             .await?;
-        if let Some(data) = data {
+        let path = blob_path(&root, &blob_id);
+        if let Some(stored) = body.inline {
+            let data = codec::decode(body.codec, stored, body.size).map_err(|e| StoreError::io(&path, e))?;
             return Ok(MessageReader::inline(prefix, data));
         }
-        let path = blob_path(&root, &blob_id);
         let file = tokio::fs::File::open(&path).await.map_err(|e| StoreError::io(&path, e))?;
-        Ok(MessageReader::file(prefix, path, file, size as u64))
+        MessageReader::file(prefix, path, file, body.size, body.codec)
     }
 
     async fn messages_by_reference(&self, reference: &str) -> Result<Vec<MessageInfo>> {

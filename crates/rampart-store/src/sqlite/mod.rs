@@ -30,7 +30,8 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::blob::{self, blob_path};
+use crate::blob::{self, Blob, blob_path};
+use crate::codec::{self, Codec};
 use crate::notify::Notifier;
 use crate::{Account, AccountId, Result, StoreError};
 use writer::{Effects, Writer};
@@ -178,18 +179,36 @@ pub(crate) fn account_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Accoun
     Ok(Account { id: r.get(0)?, address: r.get(1)?, password_hash: r.get(2)?, created: r.get(3)? })
 }
 
+/// Inserts the row of a finished blob with `refcount` references; a small (inline) body goes
+/// into `blob_bodies`, compressed as the blob holds it.
+pub(crate) fn insert_blob(conn: &Connection, blob: &Blob, refcount: i64) -> Result<()> {
+    let body = match &blob.inline {
+        Some(data) => {
+            conn.prepare_cached("INSERT INTO blob_bodies (data) VALUES (?1)")?.execute([data])?;
+            Some(conn.last_insert_rowid())
+        }
+        None => None,
+    };
+    conn.prepare_cached("INSERT INTO blobs (id, size, refcount, codec, body) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(
+        params![blob.id(), blob.size() as i64, refcount, blob.codec.code(), body],
+    )?;
+    Ok(())
+}
+
 /// Drops one reference from each blob; blobs nobody references are deleted (their files
 /// after the commit).
 pub(crate) fn release_blobs(conn: &Connection, effects: &mut Effects, blob_ids: &[(String, i64)]) -> Result<()> {
     for (id, count) in blob_ids {
-        let (left, inline): (i64, bool) = conn.query_row(
-            "UPDATE blobs SET refcount = refcount - ?2 WHERE id = ?1 RETURNING refcount, data IS NOT NULL",
+        let (left, inline, body): (i64, bool, Option<i64>) = conn.query_row(
+            "UPDATE blobs SET refcount = refcount - ?2 WHERE id = ?1 RETURNING refcount, data IS NOT NULL, body",
             params![id, count],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
         if left <= 0 {
             conn.execute("DELETE FROM blobs WHERE id = ?1", [id])?;
-            if !inline {
+            if let Some(body) = body {
+                conn.execute("DELETE FROM blob_bodies WHERE id = ?1", [body])?;
+            } else if !inline {
                 effects.delete_after_commit(blob_path(&effects.blob_root, id));
             }
         }
@@ -197,21 +216,42 @@ pub(crate) fn release_blobs(conn: &Connection, effects: &mut Effects, blob_ids: 
     Ok(())
 }
 
-/// A stored message: its prefix followed by its body (from the blob row when inline, else
-/// from the file).
+/// Where a blob's body is: in the database (old rows in `blobs.data`, newer ones in
+/// `blob_bodies`) or in its file, and how it is encoded.
+pub(crate) struct StoredBody {
+    pub size: u64,
+    pub codec: Codec,
+    /// The stored bytes of a small body; None when it is a file.
+    pub inline: Option<Vec<u8>>,
+}
+
+pub(crate) fn stored_body(conn: &Connection, blob_id: &str) -> Result<StoredBody> {
+    let (size, codec, inline): (i64, i64, Option<Vec<u8>>) = conn
+        .prepare_cached(
+            "SELECT b.size, b.codec, coalesce(b.data, d.data) FROM blobs b LEFT JOIN blob_bodies d ON d.id = b.body \
+             WHERE b.id = ?1",
+        )?
+        .query_row([blob_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let codec = Codec::from_code(codec).map_err(|e| StoreError::io(blob_id, e))?;
+    Ok(StoredBody { size: size as u64, codec, inline })
+}
+
+/// A stored message: its prefix followed by its body (from the database when small, else
+/// from the file), decompressed.
 pub(crate) fn read_stored(conn: &Connection, root: &Path, prefix: Vec<u8>, blob_id: &str) -> Result<Vec<u8>> {
-    let data: Option<Vec<u8>> = conn.query_row("SELECT data FROM blobs WHERE id = ?1", [blob_id], |r| r.get(0))?;
-    let body = match data {
+    let StoredBody { size, codec, inline } = stored_body(conn, blob_id)?;
+    let path = blob_path(root, blob_id);
+    let stored = match inline {
         Some(d) => d,
-        None => {
-            let path = blob_path(root, blob_id);
-            std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?
-        }
+        None => std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?,
     };
+    let body = codec::decode(codec, stored, size).map_err(|e| StoreError::io(&path, e))?;
     let mut message = prefix;
     message.extend_from_slice(&body);
     Ok(message)
 }
 
+#[cfg(test)]
+mod codec_tests;
 #[cfg(test)]
 mod tests;

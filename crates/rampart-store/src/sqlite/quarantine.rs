@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::delivery::target_mailbox;
 use super::writer::Effects;
-use super::{SqliteStore, read_stored, release_blobs};
+use super::{SqliteStore, insert_blob, read_stored, release_blobs};
 use crate::quarantine::{Held, Hold, QuarantineStore};
 use crate::{AccountId, Delivered, Folder, Result, StoreError, Target};
 
@@ -61,10 +61,7 @@ fn hold(conn: &Connection, effects: &mut Effects, hold: Hold) -> Result<()> {
         return Err(StoreError::NoTargets);
     }
     let size = (blob.size() + prefix.len() as u64) as i64;
-    conn.execute(
-        "INSERT INTO blobs (id, size, refcount, data) VALUES (?1, ?2, 1, ?3)",
-        params![blob.id(), blob.size() as i64, blob.inline.as_deref()],
-    )?;
+    insert_blob(conn, &blob, 1)?;
     conn.execute(
         "INSERT INTO quarantine (id, blob_id, prefix, size, created, internal_date, sender, subject, reason, score, trail) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",

@@ -252,6 +252,18 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX quarantine_rcpts_account ON quarantine_rcpts(account_id);
     "#,
+    // 9: message bodies compressed at rest (codec 1: zstd frames, crate::codec; 0: as received,
+    // what every older blob is). Small compressed bodies move to a rowid table: in `blobs`
+    // (WITHOUT ROWID) anything over ~1 KB spills onto overflow pages of its own, where a rowid
+    // table keeps rows up to ~4 KB on shared leaf pages.
+    r#"
+    ALTER TABLE blobs ADD COLUMN codec INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE blobs ADD COLUMN body INTEGER;
+    CREATE TABLE blob_bodies (
+        id   INTEGER PRIMARY KEY,
+        data BLOB NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -410,7 +410,7 @@ async fn refusals_are_typed_and_keep_their_text() {
 }
 
 /// Blob files in the buckets (committed or placed), not in `tmp`.
-fn placed_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+pub(super) fn placed_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     std::fs::read_dir(dir.join("blobs"))
         .unwrap()
         .map(|e| e.unwrap().path())
