@@ -9,16 +9,24 @@
 //! - [`mime`]: ENVELOPE, BODYSTRUCTURE and body sections from mail-parser's MIME tree;
 //! - [`response`]: how strings, flags and dates go on the wire;
 //! - [`results`]: the untagged answers to SEARCH and SORT (`* SEARCH`, `* SORT`, ESEARCH);
+//! - [`facts`]: what SEARCH's date keys, SORT and THREAD read of a message, from its parse or
+//!   from the compact record kept since it was stored;
+//! - [`summary`]: everything kept of a message when it is stored (that record, the header
+//!   fields SEARCH asks most, ENVELOPE and BODYSTRUCTURE, the words of its text);
+//! - [`words`]: the words the full-text index holds, and what a SEARCH string asks of them;
 //! - [`sort`]: SORT's per-message keys and their order;
 //! - [`subject`]: RFC 5256 base subjects and the i;ascii-casemap collation, for SORT;
 //! - [`thread`]: RFC 5256 THREAD=ORDEREDSUBJECT and THREAD=REFERENCES over small keys.
 
 #![forbid(unsafe_code)]
 
+pub mod facts;
 pub mod mime;
 pub mod parser;
 pub mod response;
 pub mod results;
 pub mod sort;
 pub mod subject;
+pub mod summary;
 pub mod thread;
+pub mod words;

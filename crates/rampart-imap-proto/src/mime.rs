@@ -211,6 +211,26 @@ impl<'a> Parsed<'a> {
     }
 }
 
+impl Parsed<'_> {
+    /// Whether the raw message is text throughout: every part text, HTML, multipart or an
+    /// attached message, none base64-encoded. Only then are the words of its raw bytes worth
+    /// indexing (for SEARCH TEXT); base64 would fill the index with random words.
+    pub fn raw_is_text(&self) -> bool {
+        self.msg.as_ref().is_none_or(|m| text_throughout(m, 0))
+    }
+}
+
+fn text_throughout(m: &Message<'_>, depth: usize) -> bool {
+    m.parts.iter().all(|part| {
+        part.encoding != mail_parser::Encoding::Base64
+            && match &part.body {
+                PartType::Text(_) | PartType::Html(_) | PartType::Multipart(_) => true,
+                PartType::Message(nested) => depth < MAX_NESTING && text_throughout(nested, depth + 1),
+                PartType::Binary(_) | PartType::InlineBinary(_) => false,
+            }
+    })
+}
+
 /// The valid msg-ids (`<left@right>`, RFC 5322 §3.6.4) in a field value, in order, without
 /// their brackets and with any white space inside removed; comments and what is not in
 /// brackets are skipped, and so is a bracketed id without an "@" between non-empty parts.

@@ -3,14 +3,11 @@
 
 use std::cmp::Ordering;
 
-use crate::mime::{AddressField, Parsed};
+use crate::facts::{Facts, TextKey};
 use crate::parser::{SortCriterion, SortKey};
 use crate::results::Hit;
-use crate::subject::{ascii_casemap, base_subject};
 
-/// String keys are compared on this many octets at most, so a message with a huge Subject
-/// or From cannot make a SORT hold its size once per match.
-pub const MAX_KEY: usize = 1024;
+pub use crate::facts::MAX_KEY;
 
 /// One sort key's value for one message.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -20,30 +17,21 @@ pub enum Value {
     Text(Vec<u8>),
 }
 
-fn text(s: &str) -> Value {
-    let mut v = ascii_casemap(s);
-    v.truncate(MAX_KEY);
-    Value::Text(v)
-}
-
 /// The value of `key` for a message of `size` octets that arrived at `internal_date`
 /// (RFC 5256 §3; missing headers are empty strings).
-pub fn value(key: SortKey, internal_date: i64, size: u64, parsed: Option<&Parsed<'_>>) -> Value {
-    let address = |field, display: bool| {
-        let a = parsed.and_then(|p| p.first_address(field));
-        text(&a.map(|a| if display { a.display } else { a.mailbox }).unwrap_or_default())
-    };
+pub fn value(key: SortKey, internal_date: i64, size: u64, facts: &Facts<'_>) -> Value {
+    let text = |k| Value::Text(facts.text(k).into_owned());
     match key {
         SortKey::Arrival => Value::Num(internal_date),
         SortKey::Size => Value::Num(size.min(i64::MAX as u64) as i64),
         // §2.2: the Date header in UTC; INTERNALDATE when it is missing or cannot be parsed.
-        SortKey::Date => Value::Num(parsed.and_then(Parsed::sent_time).unwrap_or(internal_date)),
-        SortKey::Subject => text(&base_subject(parsed.and_then(Parsed::subject).unwrap_or(""))),
-        SortKey::From => address(AddressField::From, false),
-        SortKey::To => address(AddressField::To, false),
-        SortKey::Cc => address(AddressField::Cc, false),
-        SortKey::DisplayFrom => address(AddressField::From, true),
-        SortKey::DisplayTo => address(AddressField::To, true),
+        SortKey::Date => Value::Num(facts.sent_time().unwrap_or(internal_date)),
+        SortKey::Subject => text(TextKey::Subject),
+        SortKey::From => text(TextKey::From),
+        SortKey::To => text(TextKey::To),
+        SortKey::Cc => text(TextKey::Cc),
+        SortKey::DisplayFrom => text(TextKey::DisplayFrom),
+        SortKey::DisplayTo => text(TextKey::DisplayTo),
     }
 }
 

@@ -6,10 +6,8 @@
 //! over them is iterative, so a reply chain of any length cannot exhaust the stack.
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 
-use crate::mime::Parsed;
-use crate::subject::{ascii_casemap, base_subject_reply};
+use crate::facts::{Facts, TextKey};
 
 /// Base subjects are compared on this many octets at most (as SORT's string keys).
 pub const MAX_SUBJECT: usize = crate::sort::MAX_KEY;
@@ -20,14 +18,10 @@ pub const MAX_REFS: usize = 100;
 /// octets each whatever their length. Comparison stays case-sensitive (§2.2 step 1.A).
 pub type Id = u128;
 
+/// XXH3-128, whose output is specified: the hashes are stored with a message ([`Facts`]), so
+/// they must not change with the compiler (as std's `DefaultHasher` may).
 pub fn id_key(id: &str) -> Id {
-    let half = |seed: u8| {
-        let mut h = DefaultHasher::new();
-        seed.hash(&mut h);
-        id.hash(&mut h);
-        h.finish()
-    };
-    (u128::from(half(1)) << 64) | u128::from(half(2))
+    xxhash_rust::xxh3::xxh3_128(id.as_bytes())
 }
 
 /// What THREAD keeps of one searched message.
@@ -48,23 +42,18 @@ pub struct Msg {
 }
 
 impl Msg {
-    /// What THREAD keeps of a searched message (`parsed`: its text, if it could be read).
+    /// What THREAD keeps of a searched message, from its facts (parsed or stored).
     /// `with_ids`: REFERENCES needs the Message-ID and references, ORDEREDSUBJECT does not.
-    pub fn new(seq: u32, uid: u32, internal_date: i64, parsed: Option<&Parsed<'_>>, with_ids: bool) -> Msg {
-        let (base, reply) = base_subject_reply(parsed.and_then(Parsed::subject).unwrap_or(""));
-        let mut subject = ascii_casemap(&base);
-        subject.truncate(MAX_SUBJECT);
-        let (id, refs) = match parsed {
-            Some(p) if with_ids => (p.message_id().map(|i| id_key(&i)), p.references(MAX_REFS).iter().map(|r| id_key(r)).collect()),
-            _ => (None, Vec::new()),
-        };
+    pub fn new(seq: u32, uid: u32, internal_date: i64, facts: &Facts<'_>, with_ids: bool) -> Msg {
+        let (id, refs) = if with_ids { facts.thread_ids() } else { (None, Vec::new()) };
         Msg {
             seq,
             uid,
             // RFC 5256 §2.2: the Date header in UTC; INTERNALDATE without a valid one.
-            date: parsed.and_then(Parsed::sent_time).unwrap_or(internal_date),
-            subject,
-            reply,
+            date: facts.sent_time().unwrap_or(internal_date),
+            // The base subject, mapped and capped as SORT's (MAX_SUBJECT).
+            subject: facts.text(TextKey::Subject).into_owned(),
+            reply: facts.reply(),
             id,
             refs,
         }

@@ -17,4 +17,4 @@ pub mod session;
 
 pub use accept::{handle, refuse};
 pub use rampart_imap_proto::{mime, parser, response, results, sort, subject, thread};
-pub use session::{Learner, Services, Session, Settings};
+pub use session::{Learner, MessageSummarizer, Services, Session, Settings};

@@ -19,8 +19,17 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(true).await
+}
+
+/// `summaries`: the store summarizes messages as they are stored, as the server's does;
+/// without, IMAP makes the summaries when it first reads the messages.
+async fn fixture_with(summaries: bool) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).unwrap();
+    if summaries {
+        store.set_summarizer(Arc::new(rampart_imap::MessageSummarizer));
+    }
     store.add_domain("example.test").await.unwrap();
     let hash = rampart_auth::hash_password(PASSWORD, rampart_auth::HashParams::default()).unwrap();
     store.add_account("bob@example.test", &hash).await.unwrap();
@@ -643,4 +652,84 @@ async fn thread_and_uid_thread() {
     assert!(r.contains("p NO [BADCHARSET (UTF-8 US-ASCII)]"), "{r}");
     let r = c.cmd("q", "THREAD REFS UTF-8 ALL").await;
     assert!(r.contains("q BAD"), "{r}");
+}
+
+/// Messages of every shape for [`summaries_answer_as_the_messages_do`].
+const SHAPES: &[&str] = &[
+    "From: \"Zoë Ünder\" <zoe@example.test>\r\nTo: Bob <bob@example.test>, c@example.test\r\nCc: list:;\r\n\
+     Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?= and Re: news\r\nDate: Fri, 27 Nov 2026 23:30:00 -0700\r\n\
+     Message-ID: <a1@example.test>\r\nX-Other: findme-header\r\nContent-Type: text/plain; charset=utf-8\r\n\
+     Content-Transfer-Encoding: quoted-printable\r\n\r\nGr=C3=BC=C3=9Fe aus K=C3=B6ln, quixotically yours=\r\n!\r\n",
+    "From: amy@example.test\r\nTo: bob@example.test\r\nSubject: Re: Grüße and Re: news\r\n\
+     In-Reply-To: <a1@example.test>\r\nReferences: <a1@example.test>\r\nDate: 26 Nov 2026 10:00:00 +0000\r\n\
+     Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/html\r\n\r\n\
+     <p>Hello <b>world</b>-wide web, ΟΔΟΣ</p>\r\n--b1\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+     U2VjcmV0UGRmV29yZA==\r\n--b1\r\nContent-Type: message/rfc822\r\n\r\nFrom: inner@example.test\r\nSubject: inner\r\n\r\n\
+     nested-token body\r\n--b1--\r\n",
+    "From: d\r\nSubject: no date, a word longer than the index takes: \
+     aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n\
+     bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb and world\r\n",
+    "no header at all, just text: world quixotic\r\n",
+    "From: =?iso-8859-1?q?J=F6rg?= <jorg@example.test>\r\nTo: amy@example.test\r\nSubject: [list] Fwd: plan (fwd)\r\n\
+     Date: Thu, 26 Nov 2026 09:00:00 +0100\r\nMessage-ID: <b2@example.test>\r\nReferences: <a1@example.test> <gone@example.test>\r\n\r\n\
+     C'est l'été, WORLDWIDE news.\r\n",
+];
+
+/// The commands [`summaries_answer_as_the_messages_do`] compares.
+const ASKED: &[&str] = &[
+    "SEARCH FROM zoe", "SEARCH FROM \"zoë\"", "SEARCH FROM \"jörg\"", "SEARCH TO bob", "SEARCH CC list", "SEARCH BCC x",
+    "SEARCH SUBJECT \"grüße\"", "SEARCH SUBJECT \"\"", "SEARCH HEADER Message-ID <a1@", "SEARCH HEADER X-Other findme",
+    "SEARCH BODY quixotic", "SEARCH BODY xotic", "SEARCH BODY quixotically", "SEARCH BODY \"world\"", "SEARCH BODY \"wide web\"",
+    "SEARCH BODY \"ld-wi\"", "SEARCH BODY orld", "SEARCH BODY \"grüße\"", "SEARCH BODY \"köln\"", "SEARCH BODY \"ΟΔΟΣ\"",
+    "SEARCH BODY nested-token", "SEARCH BODY SecretPdfWord", "SEARCH BODY \"été\"", "SEARCH BODY bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+    "SEARCH BODY \"\"", "SEARCH BODY \"--\"", "SEARCH TEXT findme-header", "SEARCH TEXT U2VjcmV0", "SEARCH TEXT inner@example",
+    "SEARCH TEXT \"c3=9fe\"", "SEARCH TEXT world", "SEARCH TEXT absentword", "SEARCH OR BODY world TEXT findme",
+    "SEARCH NOT BODY world", "SEARCH BODY world NOT FROM amy", "SEARCH SENTBEFORE 27-Nov-2026", "SEARCH SENTON 26-Nov-2026",
+    "SEARCH SENTSINCE 28-Nov-2026", "SEARCH NOT SENTON 1-Jan-1970 LARGER 100", "SORT (DATE) UTF-8 ALL", "SORT (SUBJECT) UTF-8 ALL",
+    "SORT (FROM REVERSE SIZE) UTF-8 ALL", "SORT (DISPLAYFROM) UTF-8 ALL", "SORT (TO CC) UTF-8 BODY world", "SORT (DISPLAYTO ARRIVAL) UTF-8 ALL",
+    "THREAD REFERENCES UTF-8 ALL", "THREAD ORDEREDSUBJECT UTF-8 ALL", "FETCH 1:* (ENVELOPE BODY BODYSTRUCTURE)",
+    "UID FETCH 2:4 (BODYSTRUCTURE FLAGS)", "FETCH 2 (ENVELOPE BODY[HEADER.FIELDS (SUBJECT)])",
+];
+
+async fn answers(f: &Fixture) -> Vec<String> {
+    for m in SHAPES {
+        deliver(&f.store, m).await;
+    }
+    let mut c = Client::login(f).await;
+    c.cmd("s", "EXAMINE INBOX").await;
+    let mut out = Vec::new();
+    for (i, cmd) in ASKED.iter().enumerate() {
+        let r = c.cmd(&format!("t{i}"), cmd).await;
+        assert!(r.contains(&format!("t{i} OK")), "{cmd}: {r}");
+        out.push(format!("{cmd}: {r}"));
+    }
+    out
+}
+
+/// Every SEARCH, SORT, THREAD and FETCH answered from the summaries and the full-text index
+/// is the answer read from the messages: a store that summarized them at delivery, and one
+/// that did not (asked twice: the first reads the messages and keeps their summaries, the
+/// second reads those).
+#[tokio::test]
+async fn summaries_answer_as_the_messages_do() {
+    let summarized = answers(&fixture_with(true).await).await;
+    let f = fixture_with(false).await;
+    let read = answers(&f).await;
+    let mut c = Client::login(&f).await;
+    c.cmd("s", "EXAMINE INBOX").await;
+    for ((cmd, a), b) in ASKED.iter().zip(&summarized).zip(&read) {
+        assert_eq!(a, b, "{cmd}");
+    }
+    for (i, (cmd, b)) in ASKED.iter().zip(&read).enumerate() {
+        let again = format!("{cmd}: {}", c.cmd(&format!("t{i}"), cmd).await);
+        assert_eq!(&again, b, "{cmd}, from the kept summaries");
+    }
+    // A few answers, so that "the same" is not "the same nothing".
+    let find = |cmd: &str| summarized.iter().find(|a| a.starts_with(&format!("{cmd}: "))).unwrap().clone();
+    assert!(find("SEARCH BODY xotic").contains("* SEARCH 1\r\n"), "{}", find("SEARCH BODY xotic"));
+    assert!(find("SEARCH TEXT findme-header").contains("* SEARCH 1\r\n"));
+    assert!(find("SEARCH BODY orld").contains("* SEARCH 2 3 5\r\n"));
+    assert!(find("SEARCH BODY \"wide web\"").contains("* SEARCH 2\r\n"));
+    assert!(find("SEARCH TEXT \"c3=9fe\"").contains("* SEARCH 1\r\n"));
+    assert!(find("SEARCH FROM \"jörg\"").contains("* SEARCH 5\r\n"));
 }

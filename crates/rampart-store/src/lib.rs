@@ -22,6 +22,11 @@
 //! - All writes go through one writer thread that commits whatever is queued in one
 //!   transaction (group commit), so concurrent deliveries share fsyncs.
 //! - Errors are typed ([`StoreError`]); [`ErrorKind`] says which of them a client may hear.
+//! - Bodies are compressed at rest (zstd, `codec`); what callers read is the message as
+//!   received.
+//! - A [`Summary`] of each message (sort keys, searched headers, ENVELOPE/BODYSTRUCTURE,
+//!   the words of a full-text index) is kept per blob, made by the [`Summarizer`] the server
+//!   provides ([`summary`]).
 //! - [`address`] holds the canonical form of mail addresses that every layer agrees on.
 
 #![forbid(unsafe_code)]
@@ -41,6 +46,7 @@ mod queue;
 pub mod quarantine;
 mod senderauth;
 mod sqlite;
+pub mod summary;
 
 pub use blob::{Blob, BlobWriter};
 pub use delivery::{Delivered, Delivery, DeliveryStore, Folder, Outbound, Target};
@@ -56,6 +62,7 @@ pub use senderauth::{DkimKey, DmarcReport, SenderAuthStore};
 pub use sqlite::SqliteStore;
 /// Online backup of the embedded store (`rampart backup`).
 pub use sqlite::backup;
+pub use summary::{Stored, Summarizer, Summary, Want, WordMatch};
 
 pub type AccountId = i64;
 pub type MailboxId = i64;

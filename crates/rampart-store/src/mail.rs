@@ -10,6 +10,7 @@
 use async_trait::async_trait;
 use tokio::sync::watch;
 
+use crate::summary::{Stored, Summary, Want, WordMatch};
 use crate::{AccountId, Blob, DeliveryStore, MailboxId, MessageStore, Result};
 
 /// The hierarchy separator of mailbox names.
@@ -159,6 +160,18 @@ pub trait MailStore: DeliveryStore + MessageStore {
     /// The records of the messages with UIDs from `first` to `last`, in UID order: what a
     /// mailbox view does not keep (sizes, dates, MODSEQs) for the commands that ask for them.
     async fn records(&self, mailbox: MailboxId, first: u32, last: u32) -> Result<Vec<MessageRecord>>;
+    /// The messages with UIDs from `first` to `last`, in UID order, each with its record and
+    /// the records of its summary that `want` names: what SEARCH, SORT, THREAD and FETCH read
+    /// instead of the messages.
+    async fn stored(&self, mailbox: MailboxId, first: u32, last: u32, want: Want) -> Result<Vec<Stored>>;
+    /// Keeps the summaries of messages that had none (by UID; messages gone or summarized
+    /// meanwhile are skipped). Not a change of the mailbox: no MODSEQ, no notification.
+    async fn save_summaries(&self, mailbox: MailboxId, summaries: Vec<(u32, Summary)>) -> Result<()>;
+    /// Indexed words containing `fragment`, at most `limit` of them; None when there are more.
+    async fn words_containing(&self, fragment: &str, limit: usize) -> Result<Option<Vec<String>>>;
+    /// The summaries (numbers, as [`Stored::summary`]) of `account`'s messages whose words
+    /// meet every condition. Messages whose words were not indexed are never among them.
+    async fn word_candidates(&self, account: AccountId, conditions: Vec<WordMatch>) -> Result<std::collections::HashSet<i64>>;
     /// Changes after `modseq`.
     async fn changes_since(&self, mailbox: MailboxId, modseq: u64) -> Result<Changes>;
     /// Takes the \Recent messages below `up_to`: returns the first UID no session had claimed

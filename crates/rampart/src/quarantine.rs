@@ -107,6 +107,8 @@ pub fn command(config: &Path, cmd: QuarantineCommand) -> anyhow::Result<()> {
     let config = crate::serve::load_config(config, &[])?;
     let store = SqliteStore::open(&config.server.data_dir)
         .with_context(|| format!("opening the store in {}", config.server.data_dir.display()))?;
+    // The digest is delivered into INBOXes: summarized as the server's deliveries are.
+    store.set_summarizer(std::sync::Arc::new(rampart_imap::MessageSummarizer));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         match cmd {

@@ -178,6 +178,9 @@ async fn serve(path: &Path, sets: &[String], config: Config, target: Option<crat
         }
         crate::privileges::hand_over(t, &config.server.data_dir, &tls_files)?;
     }
+    // Every message stored from now on gets IMAP's summary (sort keys, searched headers,
+    // ENVELOPE/BODYSTRUCTURE, words for the full-text index).
+    sqlite.set_summarizer(Arc::new(rampart_imap::MessageSummarizer));
     let mail_store: Arc<dyn rampart_store::MailStore> = sqlite.clone();
     let store: Arc<dyn rampart_store::Store> = sqlite;
     let auth = rampart_auth::Authenticator::new(store.clone(), auth_settings(&config))?;

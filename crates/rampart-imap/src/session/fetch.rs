@@ -2,13 +2,14 @@
 
 use std::collections::HashMap;
 
-use rampart_store::{FlagOp, MailStore, MessageRecord, StoreError};
+use rampart_store::{FlagOp, MailStore, MessageRecord, StoreError, Want};
 
 use super::view::{Msg, View};
 use super::{FLUSH_AT, Next, Output, Session, State, stream};
 use crate::mime::Parsed;
 use crate::parser::{FetchAttr, SequenceSet};
 use crate::response::{flag_list, internal_date, line, literal};
+use rampart_imap_proto::summary::Fetched;
 
 impl Session {
     #[allow(clippy::too_many_arguments)]
@@ -148,16 +149,38 @@ async fn load_records(store: &dyn MailStore, view: &View, targets: &[usize]) -> 
     Ok(rows.into_iter().map(|r| (r.uid, r)).collect())
 }
 
+/// Attributes answered from the summary kept with a message, when it has one.
+fn from_summary(a: &FetchAttr) -> bool {
+    matches!(a, FetchAttr::Envelope | FetchAttr::Body | FetchAttr::BodyStructure)
+}
+
+/// Summaries' FETCH records are read for this many targets at a time, so a FETCH 1:* holds
+/// the records of one batch, not of the mailbox.
+const SUMMARY_BATCH: usize = 512;
+
+/// The FETCH records of the summaries of `targets` (ascending view indexes), by UID.
+async fn load_fetched(store: &dyn MailStore, view: &View, targets: &[usize]) -> Result<HashMap<u32, Vec<u8>>, StoreError> {
+    let (Some(&first), Some(&last)) = (targets.first(), targets.last()) else { return Ok(HashMap::new()) };
+    let rows = store.stored(view.id, view.uid(first), view.uid(last), Want { fetch: true, ..Want::default() }).await?;
+    Ok(rows.into_iter().filter_map(|r| Some((r.uid, r.fetch?))).collect())
+}
+
 /// One `* n FETCH (...)` per target, reading each message's text only when an attribute
-/// needs it, and flushing whenever the answer passes [`FLUSH_AT`]. When the only text asked
-/// for is the whole message (or a range of it), it is streamed from the store instead of
-/// read and parsed ([`super::stream`]).
+/// needs it, and flushing whenever the answer passes [`FLUSH_AT`]. ENVELOPE, BODY and
+/// BODYSTRUCTURE come from the message's summary when nothing else needs its text. When the
+/// only text asked for is the whole message (or a range of it), it is streamed from the
+/// store instead of read and parsed ([`super::stream`]).
 async fn answer<O: Output>(store: &dyn MailStore, a: &Answering<'_>, targets: &[usize], out: &mut O) -> Result<Answered, StoreError> {
     let (view, attrs, condstore) = (a.view, a.attrs, a.condstore);
     let needs_content = attrs.iter().any(FetchAttr::needs_content);
     let streamed = needs_content && stream::streamable(attrs);
+    let summarized = needs_content && attrs.iter().all(|a| !a.needs_content() || from_summary(a));
+    let mut fetched = HashMap::new();
     let mut missing = false;
-    for &i in targets {
+    for (k, &i) in targets.iter().enumerate() {
+        if summarized && k % SUMMARY_BATCH == 0 {
+            fetched = load_fetched(store, view, &targets[k..(k + SUMMARY_BATCH).min(targets.len())]).await?;
+        }
         let record = a.records.get(&view.uid(i));
         if record.is_none() && attrs.iter().any(needs_record) {
             // Expunged by another session and not announced yet (RFC 2180 §4.1.3).
@@ -184,7 +207,8 @@ async fn answer<O: Output>(store: &dyn MailStore, a: &Answering<'_>, targets: &[
             }
             continue;
         }
-        let raw = if needs_content {
+        let stored = fetched.get(&msg.uid).and_then(|d| Fetched::parse(d));
+        let raw = if needs_content && stored.is_none() {
             match store.read_message(view.id, msg.uid).await {
                 Ok(raw) => Some(raw),
                 // Expunged by another session and not announced yet (RFC 2180 §4.1.3).
@@ -198,7 +222,7 @@ async fn answer<O: Output>(store: &dyn MailStore, a: &Answering<'_>, targets: &[
             None
         };
         let parsed = raw.as_deref().map(Parsed::new);
-        write_message(out.buf(), i, &msg, attrs, parsed.as_ref(), seen, condstore);
+        write_message(out.buf(), i, &msg, attrs, (parsed.as_ref(), stored.as_ref()), seen, condstore);
         if out.buf().len() >= FLUSH_AT
             && let Err(e) = out.flush().await
         {
@@ -209,8 +233,9 @@ async fn answer<O: Output>(store: &dyn MailStore, a: &Answering<'_>, targets: &[
 }
 
 /// `* n FETCH (...)` for the message at view index `i`. FLAGS (and with CONDSTORE, MODSEQ)
-/// go along unasked when this FETCH set \Seen on it.
-fn write_message(buf: &mut Vec<u8>, i: usize, msg: &Msg, attrs: &[FetchAttr], parsed: Option<&Parsed<'_>>, seen_changed: bool, condstore: bool) {
+/// go along unasked when this FETCH set \Seen on it. The text is the parsed message, or the
+/// summary's FETCH records when only they are asked for.
+fn write_message(buf: &mut Vec<u8>, i: usize, msg: &Msg, attrs: &[FetchAttr], text: Text<'_>, seen_changed: bool, condstore: bool) {
     buf.extend_from_slice(format!("* {} FETCH (", i + 1).as_bytes());
     let mut first = true;
     let mut wrote_flags = false;
@@ -219,7 +244,7 @@ fn write_message(buf: &mut Vec<u8>, i: usize, msg: &Msg, attrs: &[FetchAttr], pa
             buf.push(b' ');
         }
         first = false;
-        write_attr(buf, a, msg, parsed, condstore, &mut wrote_flags);
+        write_attr(buf, a, msg, text, condstore, &mut wrote_flags);
     }
     finish_message(buf, msg, attrs, seen_changed, condstore, wrote_flags);
 }
@@ -247,7 +272,10 @@ fn partial(data: &[u8], range: Option<(u32, u32)>) -> &[u8] {
     }
 }
 
-pub(super) fn write_attr(buf: &mut Vec<u8>, a: &FetchAttr, msg: &Msg, parsed: Option<&Parsed<'_>>, condstore: bool, wrote_flags: &mut bool) {
+/// What a message's text attributes are answered from: its parse, or its summary's records.
+pub(super) type Text<'a> = (Option<&'a Parsed<'a>>, Option<&'a Fetched<'a>>);
+
+pub(super) fn write_attr(buf: &mut Vec<u8>, a: &FetchAttr, msg: &Msg, (parsed, stored): Text<'_>, condstore: bool, wrote_flags: &mut bool) {
     match a {
         FetchAttr::Uid => buf.extend_from_slice(format!("UID {}", msg.uid).as_bytes()),
         FetchAttr::Flags => {
@@ -263,15 +291,19 @@ pub(super) fn write_attr(buf: &mut Vec<u8>, a: &FetchAttr, msg: &Msg, parsed: Op
         FetchAttr::ModSeq => buf.extend_from_slice(format!("MODSEQ ({})", msg.modseq).as_bytes()),
         FetchAttr::Envelope => {
             buf.extend_from_slice(b"ENVELOPE ");
-            if let Some(p) = parsed {
-                p.envelope(buf);
+            match (parsed, stored) {
+                (Some(p), _) => p.envelope(buf),
+                (None, Some(s)) => buf.extend_from_slice(s.envelope),
+                (None, None) => {}
             }
         }
         FetchAttr::Body | FetchAttr::BodyStructure => {
             let ext = *a == FetchAttr::BodyStructure;
             buf.extend_from_slice(if ext { b"BODYSTRUCTURE " } else { b"BODY " });
-            if let Some(p) = parsed {
-                p.body_structure(buf, ext);
+            match (parsed, stored) {
+                (Some(p), _) => p.body_structure(buf, ext),
+                (None, Some(s)) => buf.extend_from_slice(if ext { s.body_structure } else { s.body }),
+                (None, None) => {}
             }
         }
         FetchAttr::Rfc822 => {

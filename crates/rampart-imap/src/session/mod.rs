@@ -8,6 +8,7 @@
 mod auth;
 mod fetch;
 mod flagsets;
+mod index;
 mod mailboxes;
 mod search;
 mod select;
@@ -29,6 +30,8 @@ use tracing::{debug, warn};
 use crate::parser::{self, Command, Kind, ParseError};
 use crate::response::line;
 use view::View;
+
+pub use index::MessageSummarizer;
 
 /// Where responses go. The driver implements it over the socket; `flush` lets a long FETCH
 /// send what it has instead of holding the whole answer in memory.

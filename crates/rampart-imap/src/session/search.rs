@@ -1,22 +1,50 @@
 //! SEARCH and UID SEARCH (RFC 3501 §6.4.4), with RFC 4731 ESEARCH results and RFC 7162
 //! MODSEQ. Charsets: UTF-8 and US-ASCII (its subset); others get [BADCHARSET].
 
-use chrono::TimeZone;
-use rampart_store::StoreError;
+use std::collections::{HashMap, HashSet};
 
+use chrono::TimeZone;
+use rampart_store::{MessageRecord, StoreError, Want};
+
+use super::index::{Backfill, word_candidates};
 use super::view::Msg;
 use super::{Next, Output, Session, State};
 use crate::mime::Parsed;
 use crate::parser::SearchKey;
 use crate::response::line;
 use crate::results::{Hit, results};
+use rampart_imap_proto::facts::{Facts, Keys, WORDS_BODY, WORDS_RAW};
+use rampart_imap_proto::summary::{Headers, SEARCHED};
+
+/// What a message's text is known from while it is searched.
+enum Text<'a> {
+    /// The message, read and parsed: every key is answered.
+    Parsed(&'a Parsed<'a>),
+    /// Its summary, where it has one (records that fail to read count as absent): keys it
+    /// cannot answer are unknown, and the message is then read.
+    Summary { id: Option<i64>, keys: Option<Keys<'a>>, headers: Option<Headers<'a>> },
+    /// The message could not be read: no header, no text (as a message without them).
+    Unreadable,
+}
+
+impl Text<'_> {
+    fn facts(&self) -> Option<Facts<'_>> {
+        match self {
+            Text::Parsed(p) => Some(Facts::Parsed(p)),
+            Text::Summary { keys, .. } => keys.map(Facts::Stored),
+            Text::Unreadable => Some(Facts::Missing),
+        }
+    }
+}
 
 struct Ctx<'a> {
     msg: &'a Msg,
     seq: u32,
     max_seq: u32,
     max_uid: u32,
-    parsed: Option<&'a Parsed<'a>>,
+    text: Text<'a>,
+    /// What the full-text index allows for each BODY/TEXT string ([`word_candidates`]).
+    words: &'a HashMap<String, Option<HashSet<i64>>>,
 }
 
 fn contains_ci(hay: &str, needle: &str) -> bool {
@@ -28,18 +56,45 @@ fn internal_day(unix: i64) -> chrono::NaiveDate {
 }
 
 /// The Date header's day; without a valid one, 1 January 1970, as Dovecot does (RFC 3501
-/// leaves the case open): such a message is SENTBEFORE any date and SENTON none.
-fn sent_day(c: &Ctx<'_>) -> chrono::NaiveDate {
-    c.parsed.and_then(Parsed::sent_day).unwrap_or_default()
+/// leaves the case open): such a message is SENTBEFORE any date and SENTON none. None when
+/// unknown (not read yet).
+fn sent_day(c: &Ctx<'_>) -> Option<chrono::NaiveDate> {
+    c.text.facts().map(|f| f.sent_day().unwrap_or_default())
 }
 
-fn eval(k: &SearchKey, c: &Ctx<'_>) -> bool {
+/// Whether the index rules out that `needle` occurs in the message (`coverage`: what its
+/// words must cover for that, [`WORDS_BODY`] or both).
+fn ruled_out(c: &Ctx<'_>, needle: &str, coverage: u8) -> bool {
+    let Text::Summary { id: Some(id), keys: Some(keys), .. } = &c.text else { return false };
+    keys.words() & coverage == coverage
+        && c.words.get(&needle.to_lowercase()).is_some_and(|set| set.as_ref().is_some_and(|set| !set.contains(id)))
+}
+
+/// Whether the message matches; None when that depends on text not known yet (the message
+/// is then read, and asked again with [`Text::Parsed`]).
+fn eval(k: &SearchKey, c: &Ctx<'_>) -> Option<bool> {
     use SearchKey as K;
-    match k {
+    Some(match k {
         K::All => true,
-        K::And(keys) => keys.iter().all(|k| eval(k, c)),
-        K::Or(a, b) => eval(a, c) || eval(b, c),
-        K::Not(a) => !eval(a, c),
+        K::And(keys) => {
+            let mut known = Some(true);
+            for k in keys {
+                match eval(k, c) {
+                    Some(false) => return Some(false),
+                    Some(true) => {}
+                    None => known = None,
+                }
+            }
+            return known;
+        }
+        K::Or(a, b) => {
+            return match (eval(a, c), eval(b, c)) {
+                (Some(true), _) | (_, Some(true)) => Some(true),
+                (Some(false), Some(false)) => Some(false),
+                _ => None,
+            };
+        }
+        K::Not(a) => return eval(a, c).map(|m| !m),
         K::Flag(f) => c.msg.has_flag(f),
         K::NoFlag(f) => !c.msg.has_flag(f),
         K::New => c.msg.recent && !c.msg.has_flag("\\Seen"),
@@ -53,22 +108,58 @@ fn eval(k: &SearchKey, c: &Ctx<'_>) -> bool {
         K::Before(d) => internal_day(c.msg.internal_date) < *d,
         K::On(d) => internal_day(c.msg.internal_date) == *d,
         K::Since(d) => internal_day(c.msg.internal_date) >= *d,
-        K::SentBefore(d) => sent_day(c) < *d,
-        K::SentOn(d) => sent_day(c) == *d,
-        K::SentSince(d) => sent_day(c) >= *d,
-        K::Header(field, text) => c.parsed.is_some_and(|p| {
-            let values = p.header_values(field);
-            !values.is_empty() && values.iter().any(|v| contains_ci(v, text))
-        }),
-        K::Body(text) => c.parsed.is_some_and(|p| contains_ci(&p.body_text(), text)),
+        K::SentBefore(d) => sent_day(c)? < *d,
+        K::SentOn(d) => sent_day(c)? == *d,
+        K::SentSince(d) => sent_day(c)? >= *d,
+        K::Header(field, text) => match &c.text {
+            Text::Parsed(p) => {
+                let values = p.header_values(field);
+                !values.is_empty() && values.iter().any(|v| contains_ci(v, text))
+            }
+            Text::Summary { headers: Some(h), .. } => h.matches(field, &text.to_lowercase())?,
+            Text::Summary { .. } => return None,
+            Text::Unreadable => false,
+        },
+        K::Body(text) => match &c.text {
+            Text::Parsed(p) => contains_ci(&p.body_text(), text),
+            Text::Summary { .. } if ruled_out(c, text, WORDS_BODY) => false,
+            Text::Summary { .. } => return None,
+            Text::Unreadable => false,
+        },
         // TEXT is the whole message: headers, decoded text parts, and what neither covers
         // (headers of attached messages, MIME headers), from the raw bytes.
-        K::Text(text) => c.parsed.is_some_and(|p| {
-            contains_ci(&String::from_utf8_lossy(p.header()), text)
-                || contains_ci(&p.body_text(), text)
-                || contains_ci(&String::from_utf8_lossy(p.raw()), text)
-        }),
+        K::Text(text) => match &c.text {
+            Text::Parsed(p) => {
+                contains_ci(&String::from_utf8_lossy(p.header()), text)
+                    || contains_ci(&p.body_text(), text)
+                    || contains_ci(&String::from_utf8_lossy(p.raw()), text)
+            }
+            Text::Summary { .. } if ruled_out(c, text, WORDS_BODY | WORDS_RAW) => false,
+            Text::Summary { .. } => return None,
+            Text::Unreadable => false,
+        },
+    })
+}
+
+/// Which records of the summaries the key (and `facts`: SORT or THREAD keys) reads.
+fn wanted(k: &SearchKey, facts: bool) -> Want {
+    fn walk(k: &SearchKey, w: &mut Want) {
+        use SearchKey as K;
+        match k {
+            K::SentBefore(_) | K::SentOn(_) | K::SentSince(_) | K::Body(_) | K::Text(_) => w.keys = true,
+            K::Header(field, _) if SEARCHED.iter().any(|f| f.eq_ignore_ascii_case(field)) => w.headers = true,
+            K::And(keys) => keys.iter().for_each(|k| walk(k, w)),
+            K::Or(a, b) => {
+                walk(a, w);
+                walk(b, w);
+            }
+            K::Not(a) => walk(a, w),
+            _ => {}
+        }
     }
+    let mut w = Want { keys: facts, ..Want::default() };
+    walk(k, &mut w);
+    w
 }
 
 /// Whether the key reads a message's size, dates or MODSEQ, which the view does not keep.
@@ -103,47 +194,79 @@ impl Session {
     }
 
     /// Runs the search over the selected mailbox and calls `f` for every match, in sequence
-    /// order, with the parsed message when `content` (or the key) asks for it and the store's
-    /// record (size, dates, MODSEQ) when `records` (or the key) does. One message is read and
-    /// parsed at a time, so memory stays at one message whatever the mailbox holds.
-    pub(super) async fn scan<F>(&self, key: &SearchKey, content: bool, records: bool, mut f: F) -> Result<(), StoreError>
+    /// order, with its facts (SORT's and THREAD's keys) when `facts` asks for them and the
+    /// store's record (size, dates, MODSEQ) when `records` (or the key) does.
+    ///
+    /// Each message is answered from its summary and the full-text index where they can
+    /// answer; otherwise it is read and parsed, one at a time, so memory stays at one message
+    /// whatever the mailbox holds. A message read that had no summary gets one ([`Backfill`]).
+    pub(super) async fn scan<F>(&self, key: &SearchKey, facts: bool, records: bool, mut f: F) -> Result<(), StoreError>
     where
-        F: FnMut(Hit, &Msg, Option<&Parsed<'_>>) + Send,
+        F: FnMut(Hit, &Msg, &Facts<'_>) + Send,
     {
         let store = self.services.store.clone();
-        let State::Selected(_, view) = &self.state else { return Ok(()) };
-        let needs_content = content || key.needs_content();
+        let State::Selected(user, view) = &self.state else { return Ok(()) };
         let max_seq = view.exists() as u32;
         let max_uid = view.uids().last().copied().unwrap_or(0);
-        let rows = if (records || needs_content || reads_record(key)) && max_seq > 0 {
-            store.records(view.id, view.uid(0), max_uid).await?
+        if max_seq == 0 {
+            return Ok(());
+        }
+        let want = wanted(key, facts);
+        let rows = if records || facts || key.needs_content() || reads_record(key) {
+            store.stored(view.id, view.uid(0), max_uid, want).await?
         } else {
             Vec::new()
         };
+        let words = word_candidates(store.as_ref(), user.id, key).await?;
+        let mut backfill = Backfill::new(view.id);
         let mut rows = rows.iter().peekable();
         for i in 0..view.exists() {
             let uid = view.uid(i);
             while rows.next_if(|r| r.uid < uid).is_some() {}
-            let mut msg = view.msg(i, rows.peek().filter(|r| r.uid == uid).copied());
+            let row = rows.peek().filter(|r| r.uid == uid).copied();
+            let record = row.map(|r| MessageRecord { uid, flags: String::new(), modseq: r.modseq, size: r.size, internal_date: r.internal_date });
+            let mut msg = view.msg(i, record.as_ref());
             if let Some(m) = view.own_modseq(uid) {
                 msg.modseq = msg.modseq.max(m);
             }
-            let raw = if needs_content {
-                match store.read_message(view.id, uid).await {
-                    Ok(r) => Some(r),
-                    Err(StoreError::NotFound(_)) | Err(StoreError::Io { .. }) => None,
-                    Err(e) => return Err(e),
+            let seq = i as u32 + 1;
+            let hit = Hit { seq, uid, modseq: msg.modseq };
+            let text = Text::Summary {
+                id: row.and_then(|r| r.summary),
+                keys: row.and_then(|r| r.keys.as_deref()).and_then(Keys::parse),
+                headers: row.and_then(|r| r.headers.as_deref()).and_then(Headers::parse),
+            };
+            let ctx = Ctx { msg: &msg, seq, max_seq, max_uid, text, words: &words };
+            match (eval(key, &ctx), ctx.text.facts()) {
+                (Some(false), _) => continue,
+                (Some(true), _) if !facts => {
+                    f(hit, &msg, &Facts::Missing);
+                    continue;
                 }
-            } else {
-                None
+                (Some(true), Some(known)) => {
+                    f(hit, &msg, &known);
+                    continue;
+                }
+                _ => {}
+            }
+            let raw = match store.read_message(view.id, uid).await {
+                Ok(r) => Some(r),
+                Err(StoreError::NotFound(_)) | Err(StoreError::Io { .. }) => None,
+                Err(e) => return Err(e),
             };
             let parsed = raw.as_deref().map(Parsed::new);
-            let seq = i as u32 + 1;
-            let ctx = Ctx { msg: &msg, seq, max_seq, max_uid, parsed: parsed.as_ref() };
-            if eval(key, &ctx) {
-                f(Hit { seq, uid, modseq: msg.modseq }, &msg, parsed.as_ref());
+            if let Some(p) = &parsed
+                && row.is_some_and(|r| r.summary.is_none())
+            {
+                backfill.add(store.as_ref(), uid, p).await;
+            }
+            let text = parsed.as_ref().map_or(Text::Unreadable, Text::Parsed);
+            let ctx = Ctx { msg: &msg, seq, max_seq, max_uid, text, words: &words };
+            if eval(key, &ctx) == Some(true) {
+                f(hit, &msg, &ctx.text.facts().unwrap_or(Facts::Missing));
             }
         }
+        backfill.flush(store.as_ref()).await;
         Ok(())
     }
 

@@ -2,9 +2,9 @@
 //! RFC 5267 §3 ESORT (SORT RETURN (...) answered with ESEARCH).
 //!
 //! The search is SEARCH's own ([`Session::scan`]); for every match the sort keys are taken
-//! from the message while it is parsed (one message in memory at a time, as SEARCH), kept as
-//! small values ([`crate::sort`]), and the matches are sorted by them, ties by sequence
-//! number (§3).
+//! from the facts stored with the message (or from the message, parsed, when it has none),
+//! kept as small values ([`crate::sort`]), and the matches are sorted by them, ties by
+//! sequence number (§3).
 
 use rampart_store::StoreError;
 
@@ -31,8 +31,8 @@ impl Session {
         }
         let content = criteria.iter().any(|c| c.key.needs_content());
         let mut rows: Vec<(Hit, Vec<Value>)> = Vec::new();
-        self.scan(&key, content, true, |hit, msg, parsed| {
-            rows.push((hit, criteria.iter().map(|c| value(c.key, msg.internal_date, msg.size, parsed)).collect()));
+        self.scan(&key, content, true, |hit, msg, facts| {
+            rows.push((hit, criteria.iter().map(|c| value(c.key, msg.internal_date, msg.size, facts)).collect()));
         })
         .await?;
         order(&criteria, &mut rows);

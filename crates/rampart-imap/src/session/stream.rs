@@ -61,7 +61,7 @@ pub(super) async fn write_message<O: Output>(
                 *partial
             }
             other => {
-                write_attr(out.buf(), other, msg, None, condstore, &mut wrote_flags);
+                write_attr(out.buf(), other, msg, (None, None), condstore, &mut wrote_flags);
                 continue;
             }
         };

@@ -27,7 +27,7 @@ impl Session {
         }
         let with_ids = algorithm == ThreadAlgorithm::References;
         let mut msgs: Vec<Msg> = Vec::new();
-        self.scan(&key, true, true, |hit, msg, parsed| msgs.push(Msg::new(hit.seq, hit.uid, msg.internal_date, parsed, with_ids))).await?;
+        self.scan(&key, true, true, |hit, msg, facts| msgs.push(Msg::new(hit.seq, hit.uid, msg.internal_date, facts, with_ids))).await?;
         let threads = match algorithm {
             ThreadAlgorithm::OrderedSubject => ordered_subject(&msgs),
             ThreadAlgorithm::References => references(&msgs),

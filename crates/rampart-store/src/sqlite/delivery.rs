@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::writer::Effects;
-use super::{SqliteStore, insert_blob, queue};
+use super::{SqliteStore, insert_blob, queue, summaries};
+use crate::summary::Summary;
 use crate::blob::BlobWriter;
 use crate::{Delivered, Delivery, DeliveryStore, Folder, MailboxId, Result, StoreError, Target};
 
@@ -19,15 +20,21 @@ impl DeliveryStore for SqliteStore {
         if delivery.targets.is_empty() && delivery.outbound.as_ref().is_none_or(|o| o.rcpts.is_empty()) {
             return Err(StoreError::NoTargets);
         }
-        self.write(move |conn, effects| deliver(conn, effects, delivery)).await
+        let summary = if delivery.targets.is_empty() { None } else { self.summarize(&delivery.prefix, &delivery.blob).await };
+        self.write(move |conn, effects| deliver(conn, effects, delivery, summary)).await
     }
 }
 
-/// The writer job of a delivery.
-pub(super) fn deliver(conn: &Connection, effects: &mut Effects, delivery: Delivery) -> Result<Vec<Delivered>> {
+/// The writer job of a delivery; the message's summary is kept and each target account's
+/// words indexed with its rows.
+pub(super) fn deliver(conn: &Connection, effects: &mut Effects, delivery: Delivery, summary: Option<Summary>) -> Result<Vec<Delivered>> {
     let Delivery { mut blob, prefix, internal_date, targets, reference, trail, outbound } = delivery;
     let size = (blob.size() + prefix.len() as u64) as i64;
     insert_blob(conn, &blob, 0)?;
+    let summary_id = match &summary {
+        Some(s) if !targets.is_empty() => Some(summaries::insert(conn, blob.id(), s)?),
+        _ => None,
+    };
     let mut delivered: Vec<Delivered> = Vec::with_capacity(targets.len());
     for target in targets {
         let mailbox = target_mailbox(conn, &target)?;
@@ -41,10 +48,16 @@ pub(super) fn deliver(conn: &Connection, effects: &mut Effects, delivery: Delive
             )?
             .query_row([mailbox], |r| Ok((r.get(0)?, r.get(1)?)))?;
         conn.prepare_cached(
-            "INSERT INTO messages (mailbox_id, uid, blob_id, prefix, size, internal_date, modseq, reference, trail) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO messages (mailbox_id, uid, blob_id, prefix, size, internal_date, modseq, reference, trail, summary) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?
-        .execute(params![mailbox, uid, blob.id(), prefix, size, internal_date, modseq, reference, trail])?;
+        .execute(params![mailbox, uid, blob.id(), prefix, size, internal_date, modseq, reference, trail, summary_id])?;
+        let words = summary.as_ref().and_then(|s| s.words.as_deref());
+        if let (Some(id), Some(words)) = (summary_id, words)
+            && !delivered.iter().any(|d| d.account == target.account)
+        {
+            summaries::insert_words(conn, target.account, id, words)?;
+        }
         effects.mailbox_changed(mailbox);
         delivered.push(Delivered { account: target.account, mailbox, uid });
     }

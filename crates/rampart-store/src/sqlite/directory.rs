@@ -111,6 +111,8 @@ impl DirectoryStore for SqliteStore {
                 "DELETE FROM messages WHERE mailbox_id IN (SELECT id FROM mailboxes WHERE account_id = ?1)",
                 [id],
             )?;
+            // The account's words documents go too: its id may be given to a new account.
+            super::summaries::forget_words(conn, id, blobs.iter().map(|(b, _)| b.as_str()))?;
             release_blobs(conn, effects, &blobs)?;
             conn.execute("DELETE FROM accounts WHERE id = ?1", [id])?;
             Ok(())

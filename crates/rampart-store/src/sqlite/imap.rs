@@ -5,7 +5,10 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::watch;
 
-use super::{Effects, SqliteStore, insert_blob, now, release_blobs};
+use std::collections::HashSet;
+
+use super::{Effects, SqliteStore, insert_blob, now, release_blobs, summaries};
+use crate::summary::{Stored, Summary, Want, WordMatch};
 use crate::mail::{Changes, DELIMITER, FlagOp, FlagsUpdate, MailStore, MailboxState, MessageRecord, Transfer, ViewRows};
 use crate::{AccountId, Blob, MailboxId, Result, StoreError};
 
@@ -112,6 +115,7 @@ fn remove_messages(conn: &Connection, effects: &mut Effects, mailbox: MailboxId,
             None => blobs.push((blob, 1)),
         }
     }
+    summaries::forget_words(conn, summaries::account_of(conn, mailbox)?, blobs.iter().map(|(b, _)| b.as_str()))?;
     release_blobs(conn, effects, &blobs)?;
     effects.mailbox_changed(mailbox);
     Ok(())
@@ -129,8 +133,8 @@ fn copy_rows(conn: &Connection, effects: &mut Effects, from: MailboxId, uids: &[
     let mut take_uid =
         conn.prepare_cached("UPDATE mailboxes SET uidnext = uidnext + 1 WHERE id = ?1 RETURNING uidnext - 1")?;
     let mut insert = conn.prepare_cached(
-        "INSERT INTO messages (mailbox_id, uid, blob_id, prefix, size, internal_date, flags, modseq, reference, trail) \
-         SELECT ?3, ?4, blob_id, prefix, size, internal_date, flags, ?5, reference, trail FROM messages \
+        "INSERT INTO messages (mailbox_id, uid, blob_id, prefix, size, internal_date, flags, modseq, reference, trail, summary) \
+         SELECT ?3, ?4, blob_id, prefix, size, internal_date, flags, ?5, reference, trail, summary FROM messages \
          WHERE mailbox_id = ?1 AND uid = ?2",
     )?;
     let mut refs = conn.prepare_cached("UPDATE blobs SET refcount = refcount + 1 WHERE id = ?1")?;
@@ -216,6 +220,7 @@ impl MailStore for SqliteStore {
                 .query_map([state.id], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<rusqlite::Result<_>>()?;
             conn.execute("DELETE FROM messages WHERE mailbox_id = ?1", [state.id])?;
+            summaries::forget_words(conn, account, blobs.iter().map(|(b, _)| b.as_str()))?;
             release_blobs(conn, effects, &blobs)?;
             conn.execute("DELETE FROM mailboxes WHERE id = ?1", [state.id])?;
             effects.mailbox_changed(state.id);
@@ -376,6 +381,26 @@ impl MailStore for SqliteStore {
         .await
     }
 
+    async fn stored(&self, mailbox: MailboxId, first: u32, last: u32, want: Want) -> Result<Vec<Stored>> {
+        self.read(move |conn| summaries::stored(conn, mailbox, first, last, want)).await
+    }
+
+    async fn save_summaries(&self, mailbox: MailboxId, list: Vec<(u32, Summary)>) -> Result<()> {
+        if list.is_empty() {
+            return Ok(());
+        }
+        self.write(move |conn, _| summaries::save(conn, mailbox, list)).await
+    }
+
+    async fn words_containing(&self, fragment: &str, limit: usize) -> Result<Option<Vec<String>>> {
+        let fragment = fragment.to_string();
+        self.read(move |conn| summaries::words_containing(conn, &fragment, limit)).await
+    }
+
+    async fn word_candidates(&self, account: AccountId, conditions: Vec<WordMatch>) -> Result<HashSet<i64>> {
+        self.read(move |conn| summaries::word_candidates(conn, account, &conditions)).await
+    }
+
     async fn changes_since(&self, mailbox: MailboxId, modseq: u64) -> Result<Changes> {
         self.read(move |conn| {
             conn.execute_batch("BEGIN")?;
@@ -509,9 +534,10 @@ impl MailStore for SqliteStore {
     }
 
     async fn append(&self, mailbox: MailboxId, mut blob: Blob, flags: String, internal_date: i64) -> Result<Transfer> {
+        let summary = self.summarize(&[], &blob).await;
         self.write(move |conn, effects| {
             let state = state_by_id(conn, mailbox)?;
-            // Small messages go inline in the row, as deliveries do (migration 5).
+            // Small messages go inline, as deliveries do (migrations 5 and 9).
             insert_blob(conn, &blob, 1)?;
             let (uid, modseq): (u32, i64) = conn
                 .prepare_cached(
@@ -519,12 +545,22 @@ impl MailStore for SqliteStore {
                      WHERE id = ?1 RETURNING uidnext - 1, highestmodseq",
                 )?
                 .query_row([mailbox], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let summary_id = match &summary {
+                Some(s) => {
+                    let id = summaries::insert(conn, blob.id(), s)?;
+                    if let Some(words) = &s.words {
+                        summaries::insert_words(conn, summaries::account_of(conn, mailbox)?, id, words)?;
+                    }
+                    Some(id)
+                }
+                None => None,
+            };
             let reference = format!("append-{}", blob.id());
-            conn.execute(
-                "INSERT INTO messages (mailbox_id, uid, blob_id, prefix, size, internal_date, flags, modseq, reference, trail) \
-                 VALUES (?1, ?2, ?3, x'', ?4, ?5, ?6, ?7, ?8, '[]')",
-                params![mailbox, uid, blob.id(), blob.size() as i64, internal_date, flags, modseq, reference],
-            )?;
+            conn.prepare_cached(
+                "INSERT INTO messages (mailbox_id, uid, blob_id, prefix, size, internal_date, flags, modseq, reference, trail, summary) \
+                 VALUES (?1, ?2, ?3, x'', ?4, ?5, ?6, ?7, ?8, '[]', ?9)",
+            )?
+            .execute(params![mailbox, uid, blob.id(), blob.size() as i64, internal_date, flags, modseq, reference, summary_id])?;
             // Last, as in deliver: a failure above leaves the file for the rollback to forget.
             effects.place_blob(&mut blob)?;
             effects.mailbox_changed(mailbox);

@@ -23,6 +23,7 @@ mod quarantine;
 mod queue;
 mod schema;
 mod senderauth;
+mod summaries;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::blob::{self, Blob, blob_path};
 use crate::codec::{self, Codec};
 use crate::notify::Notifier;
+use crate::summary::{Summarizer, Summary};
 use crate::{Account, AccountId, Result, StoreError};
 use writer::{Effects, Writer};
 
@@ -52,6 +54,9 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     writer: Writer,
     notifier: Arc<Notifier>,
+    /// Makes the summary of each message stored (`set_summarizer`); without one, messages are
+    /// stored without and IMAP makes theirs when it first reads them.
+    summarizer: std::sync::OnceLock<Arc<dyn Summarizer>>,
     /// Held by the server for its lifetime: one server per store.
     _lock: Option<std::fs::File>,
 }
@@ -119,9 +124,35 @@ impl SqliteStore {
                 readers: Mutex::new(Vec::new()),
                 writer,
                 notifier,
+                summarizer: std::sync::OnceLock::new(),
                 _lock: lock,
             }),
         })
+    }
+
+    /// Gives the store the summarizer of the messages it stores from now on (the server sets
+    /// IMAP's at start); a second call is ignored.
+    pub fn set_summarizer(&self, summarizer: Arc<dyn Summarizer>) {
+        let _ = self.inner.summarizer.set(summarizer);
+    }
+
+    /// The summary of a message about to be stored: its prefix and body, made on the blocking
+    /// pool. None without a summarizer, or when the body cannot be read back (the message is
+    /// then stored without one, and summarized when IMAP first reads it).
+    async fn summarize(&self, prefix: &[u8], blob: &Blob) -> Option<Summary> {
+        let summarizer = self.inner.summarizer.get()?.clone();
+        let body = match blob.contents().await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(event = "summary_failed", blob = %blob.id(), error = %e.chain());
+                return None;
+            }
+        };
+        let mut message = Vec::with_capacity(prefix.len() + body.len());
+        message.extend_from_slice(prefix);
+        message.extend_from_slice(&body);
+        drop(body);
+        tokio::task::spawn_blocking(move || summarizer.summarize(&message)).await.ok()
     }
 
     /// Makes the next `n` write batches fail at their commit, as a full disk would, so callers
@@ -206,6 +237,7 @@ pub(crate) fn release_blobs(conn: &Connection, effects: &mut Effects, blob_ids: 
         )?;
         if left <= 0 {
             conn.execute("DELETE FROM blobs WHERE id = ?1", [id])?;
+            summaries::delete(conn, id)?;
             if let Some(body) = body {
                 conn.execute("DELETE FROM blob_bodies WHERE id = ?1", [body])?;
             } else if !inline {
@@ -253,5 +285,7 @@ pub(crate) fn read_stored(conn: &Connection, root: &Path, prefix: Vec<u8>, blob_
 
 #[cfg(test)]
 mod codec_tests;
+#[cfg(test)]
+mod summary_tests;
 #[cfg(test)]
 mod tests;

@@ -264,6 +264,32 @@ const MIGRATIONS: &[&str] = &[
         data BLOB NOT NULL
     );
     "#,
+    // 10: summaries of messages (crate::summary), one per blob: sort and thread keys, searched
+    // header fields, ENVELOPE/BODYSTRUCTURE, each in its own table so that a SORT reads only the
+    // small keys. `messages.summary` points to it (NULL: not made yet). The words of each
+    // account's messages in a contentless FTS5 index (rowid: account << 40 | summary id), whose
+    // rows commit with the message rows; `indexed` says whether a summary's words were indexed.
+    // The covering index lets SEARCH and SORT read a mailbox without the message rows.
+    r#"
+    CREATE TABLE summaries (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        blob_id TEXT NOT NULL UNIQUE,
+        indexed INTEGER NOT NULL,
+        keys    BLOB NOT NULL
+    );
+    CREATE TABLE summary_headers (
+        id   INTEGER PRIMARY KEY,
+        data BLOB NOT NULL
+    );
+    CREATE TABLE summary_fetch (
+        id   INTEGER PRIMARY KEY,
+        data BLOB NOT NULL
+    );
+    CREATE VIRTUAL TABLE words USING fts5(terms, content='', contentless_delete=1, detail=none, tokenize='ascii');
+    CREATE VIRTUAL TABLE words_vocab USING fts5vocab(words, 'row');
+    ALTER TABLE messages ADD COLUMN summary INTEGER;
+    CREATE INDEX messages_scan ON messages(mailbox_id, uid, summary, modseq, size, internal_date);
+    "#,
 ];
 
 /// The schema version this binary writes.

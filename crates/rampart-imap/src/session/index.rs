@@ -1,0 +1,117 @@
+//! What SEARCH, SORT and THREAD read instead of messages: the summaries the store keeps
+//! (made by [`MessageSummarizer`] when a message is stored, or here by the first command that
+//! had to read an older one, [`Backfill`]) and the full-text index of their words
+//! ([`word_candidates`]).
+
+use std::collections::{HashMap, HashSet};
+
+use rampart_store::{AccountId, MailStore, MailboxId, StoreError, WordMatch};
+
+use crate::mime::Parsed;
+use crate::parser::SearchKey;
+use rampart_imap_proto::summary;
+use rampart_imap_proto::words::{Term, terms};
+
+/// The summarizer the server gives the store: IMAP's own summary of each message stored.
+pub struct MessageSummarizer;
+
+impl rampart_store::Summarizer for MessageSummarizer {
+    fn summarize(&self, message: &[u8]) -> rampart_store::Summary {
+        to_store(summary::summarize(message))
+    }
+}
+
+fn to_store(s: summary::Summary) -> rampart_store::Summary {
+    rampart_store::Summary { keys: s.keys, headers: s.headers, fetch: s.fetch, words: s.words }
+}
+
+/// A word fragment found inside more indexed words than this is not looked up: the condition
+/// is dropped (the messages are then checked by reading them).
+const MAX_EXPANSION: usize = 500;
+
+/// For each BODY or TEXT string of the key (lowercased as the scan compares), the summaries
+/// of the account's messages whose indexed words allow a match; None for a string the index
+/// cannot narrow. A message whose summary is indexed and not among these does not match.
+pub(super) async fn word_candidates(
+    store: &dyn MailStore,
+    account: AccountId,
+    key: &SearchKey,
+) -> Result<HashMap<String, Option<HashSet<i64>>>, StoreError> {
+    let mut needles = Vec::new();
+    text_needles(key, &mut needles);
+    let mut out = HashMap::new();
+    for needle in needles {
+        if out.contains_key(&needle) {
+            continue;
+        }
+        let mut conditions = Vec::new();
+        for term in terms(&needle) {
+            let condition = match term {
+                Term::Exact(w) => WordMatch::Is(w),
+                Term::Prefix(w) => WordMatch::StartsWith(w),
+                Term::Suffix(w) => match store.words_containing(&w, MAX_EXPANSION).await? {
+                    Some(found) => WordMatch::OneOf(found.into_iter().filter(|f| f.ends_with(&w)).collect()),
+                    None => continue,
+                },
+                Term::Infix(w) => match store.words_containing(&w, MAX_EXPANSION).await? {
+                    Some(found) => WordMatch::OneOf(found),
+                    None => continue,
+                },
+            };
+            conditions.push(condition);
+        }
+        let set = if conditions.is_empty() { None } else { Some(store.word_candidates(account, conditions).await?) };
+        out.insert(needle, set);
+    }
+    Ok(out)
+}
+
+/// The strings of the key's BODY and TEXT criteria, lowercased.
+fn text_needles(key: &SearchKey, out: &mut Vec<String>) {
+    match key {
+        SearchKey::Body(s) | SearchKey::Text(s) => out.push(s.to_lowercase()),
+        SearchKey::And(keys) => keys.iter().for_each(|k| text_needles(k, out)),
+        SearchKey::Or(a, b) => {
+            text_needles(a, out);
+            text_needles(b, out);
+        }
+        SearchKey::Not(a) => text_needles(a, out),
+        _ => {}
+    }
+}
+
+/// Summaries made by a command that read messages stored without one; kept in batches, so
+/// the next command reads the summaries instead.
+pub(super) struct Backfill {
+    mailbox: MailboxId,
+    pending: Vec<(u32, rampart_store::Summary)>,
+}
+
+/// Summaries kept per write.
+const BATCH: usize = 256;
+
+impl Backfill {
+    pub(super) fn new(mailbox: MailboxId) -> Backfill {
+        Backfill { mailbox, pending: Vec::new() }
+    }
+
+    /// Adds the summary of message `uid`, read and parsed by the command.
+    pub(super) async fn add(&mut self, store: &dyn MailStore, uid: u32, parsed: &Parsed<'_>) {
+        self.pending.push((uid, to_store(summary::of(parsed))));
+        if self.pending.len() >= BATCH {
+            self.flush(store).await;
+        }
+    }
+
+    /// Keeps what is pending. A failure costs only the saving: the messages are read again
+    /// next time, so it is logged and the command goes on.
+    pub(super) async fn flush(&mut self, store: &dyn MailStore) {
+        let batch = std::mem::take(&mut self.pending);
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(e) = store.save_summaries(self.mailbox, batch).await {
+            tracing::warn!(event = "summary_save_failed", mailbox = self.mailbox, error = %e);
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Summaries through the store's API: kept once per blob, pointed to by every copy, the
+//! words indexed per account and forgotten with the account's last message.
+
+use super::*;
+use crate::prelude::*;
+use crate::summary::{Summarizer, Summary, Want, WordMatch};
+use crate::{Delivery, FlagOp, Folder, Target};
+
+/// A summarizer for tests: the words are the message's lowercased whitespace-separated words.
+struct Words;
+
+impl Summarizer for Words {
+    fn summarize(&self, message: &[u8]) -> Summary {
+        let text = String::from_utf8_lossy(message).to_lowercase();
+        let words: Vec<&str> = text.split_whitespace().collect();
+        Summary { keys: b"keys".to_vec(), headers: b"headers".to_vec(), fetch: message.len().to_string().into_bytes(), words: Some(words.join(" ")) }
+    }
+}
+
+async fn deliver(store: &SqliteStore, accounts: &[AccountId], body: &[u8]) {
+    let mut w = store.blob_writer().unwrap();
+    w.write(body).await.unwrap();
+    let targets = accounts.iter().map(|&account| Target { account, folder: Folder::Inbox }).collect();
+    let blob = w.finish().await.unwrap();
+    store
+        .deliver(Delivery { blob, prefix: vec![], internal_date: 0, targets, reference: "R".into(), trail: "[]".into(), outbound: None })
+        .await
+        .unwrap();
+}
+
+fn is(w: &str) -> Vec<WordMatch> {
+    vec![WordMatch::Is(w.into())]
+}
+
+const ALL: Want = Want { keys: true, headers: true, fetch: true };
+
+#[tokio::test]
+async fn summaries_are_shared_and_words_follow_each_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.set_summarizer(std::sync::Arc::new(Words));
+    store.add_domain("example.test").await.unwrap();
+    let bob = store.add_account("bob@example.test", "h").await.unwrap();
+    let alice = store.add_account("alice@example.test", "h").await.unwrap();
+    let st = &store;
+    let inbox = |a| async move { st.mailboxes(a).await.unwrap()[0].id };
+    let (bob_inbox, alice_inbox) = (inbox(bob).await, inbox(alice).await);
+    let archive = store.create_mailbox(bob, "Kept", None).await.unwrap();
+    deliver(&store, &[bob, alice], b"Hello shared World").await;
+    let s = store.stored(bob_inbox, 1, 1, ALL).await.unwrap();
+    let id = s[0].summary.expect("summarized at delivery");
+    assert_eq!((s[0].keys.as_deref(), s[0].headers.as_deref(), s[0].fetch.as_deref()), (Some(&b"keys"[..]), Some(&b"headers"[..]), Some(&b"18"[..])));
+    assert_eq!(store.stored(alice_inbox, 1, 1, Want::default()).await.unwrap()[0].summary, Some(id));
+    assert_eq!(store.stored(bob_inbox, 1, 1, Want::default()).await.unwrap()[0].keys, None, "only the records asked for");
+    for a in [bob, alice] {
+        assert_eq!(store.word_candidates(a, is("shared")).await.unwrap(), [id].into());
+    }
+    assert!(store.word_candidates(bob, is("absent")).await.unwrap().is_empty());
+    assert_eq!(store.word_candidates(bob, vec![WordMatch::StartsWith("wor".into()), WordMatch::OneOf(vec!["x".into(), "hello".into()])]).await.unwrap(), [id].into());
+    assert!(store.word_candidates(bob, vec![WordMatch::OneOf(vec![])]).await.unwrap().is_empty());
+    assert_eq!(store.words_containing("ell", 10).await.unwrap(), Some(vec!["hello".to_string()]));
+    assert_eq!(store.words_containing("l", 1).await.unwrap(), None, "more than the limit");
+
+    // A copy points to the same summary; the words stay while any of bob's copies does.
+    store.copy_messages(bob_inbox, vec![1], archive).await.unwrap();
+    assert_eq!(store.stored(archive, 1, 1, Want::default()).await.unwrap()[0].summary, Some(id));
+    let expunge = |mailbox| async move {
+        st.store_flags(mailbox, vec![1], FlagOp::Add, vec!["\\Deleted".into()], None).await.unwrap();
+        st.expunge(mailbox, None).await.unwrap();
+    };
+    expunge(bob_inbox).await;
+    assert_eq!(store.word_candidates(bob, is("shared")).await.unwrap(), [id].into());
+    expunge(archive).await;
+    assert!(store.word_candidates(bob, is("shared")).await.unwrap().is_empty());
+    assert_eq!(store.word_candidates(alice, is("shared")).await.unwrap(), [id].into());
+    store.remove_account("alice@example.test").await.unwrap();
+    assert!(store.word_candidates(alice, is("shared")).await.unwrap().is_empty());
+    let left: i64 = store.read(|c| Ok(c.query_row("SELECT count(*) FROM summaries", [], |r| r.get(0))?)).await.unwrap();
+    assert_eq!(left, 0, "the summary goes with its blob");
+}
+
+#[tokio::test]
+async fn messages_stored_without_a_summarizer_are_summarized_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.add_domain("example.test").await.unwrap();
+    let bob = store.add_account("bob@example.test", "h").await.unwrap();
+    let inbox = store.mailboxes(bob).await.unwrap()[0].id;
+    let archive = store.create_mailbox(bob, "Kept", None).await.unwrap();
+    deliver(&store, &[bob], b"late words").await;
+    store.copy_messages(inbox, vec![1], archive).await.unwrap();
+    assert_eq!(store.stored(inbox, 1, 1, ALL).await.unwrap()[0].summary, None);
+    assert!(store.word_candidates(bob, is("late")).await.unwrap().is_empty());
+    store.save_summaries(inbox, vec![(1, Words.summarize(b"late words")), (9, Words.summarize(b"gone"))]).await.unwrap();
+    let id = store.stored(inbox, 1, 1, ALL).await.unwrap()[0].summary.unwrap();
+    // The copy shares the blob: it points to the same summary, and one document serves both.
+    assert_eq!(store.stored(archive, 1, 1, Want::default()).await.unwrap()[0].summary, Some(id));
+    assert_eq!(store.word_candidates(bob, is("words")).await.unwrap(), [id].into());
+    store.save_summaries(archive, vec![(1, Words.summarize(b"late words"))]).await.unwrap();
+    // APPEND with a summarizer summarizes at once.
+    store.set_summarizer(std::sync::Arc::new(Words));
+    let mut w = store.blob_writer().unwrap();
+    w.write(b"appended text").await.unwrap();
+    store.append(inbox, w.finish().await.unwrap(), String::new(), 0).await.unwrap();
+    let s = store.stored(inbox, 2, 2, ALL).await.unwrap();
+    assert_eq!(store.word_candidates(bob, is("appended")).await.unwrap(), [s[0].summary.unwrap()].into());
+}
