@@ -43,6 +43,9 @@ pub enum ImportCommand {
 
 pub fn import(config: &Path, cmd: ImportCommand) -> anyhow::Result<()> {
     let (store, rt) = crate::admin::open(config)?;
+    // Imported mail gets its IMAP summary and word index as delivered mail does, so the first
+    // SEARCH or SORT of a large imported mailbox need not read it all.
+    store.set_summarizer(std::sync::Arc::new(rampart_imap::MessageSummarizer));
     rt.block_on(async {
         let totals = match cmd {
             ImportCommand::Maildir { path, user } => import_maildir(&store, &path, &user).await?,
