@@ -87,10 +87,18 @@ pub fn snapshot(data_dir: &Path, dest_db: &Path) -> Result<Snapshot> {
     Err(StoreError::io(&live, std::io::Error::other("blob files kept vanishing during the snapshot; try again")))
 }
 
-/// The IDs of the blobs stored as files (not inline in their row) in the database at `db`.
+/// The IDs of the blobs stored as files in the database at `db`: not inline in their row
+/// (`data`) nor in `blob_bodies` (`body`, since migration 9; a backup taken before has no such
+/// column).
 pub fn file_blob_ids(db: &Path) -> Result<Vec<String>> {
     let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let mut stmt = conn.prepare("SELECT id FROM blobs WHERE data IS NULL ORDER BY id")?;
+    let bodies: bool = conn.query_row("SELECT count(*) > 0 FROM pragma_table_info('blobs') WHERE name = 'body'", [], |r| r.get(0))?;
+    let sql = if bodies {
+        "SELECT id FROM blobs WHERE data IS NULL AND body IS NULL ORDER BY id"
+    } else {
+        "SELECT id FROM blobs WHERE data IS NULL ORDER BY id"
+    };
+    let mut stmt = conn.prepare(sql)?;
     let ids = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
     Ok(ids)
 }
