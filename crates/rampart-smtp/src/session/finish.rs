@@ -314,6 +314,7 @@ impl Connection {
             self.record_dmarc(tx, ev, &decision).await;
         }
         let Some(refusal) = &decision.refusal else { return Ok(decision) };
+        self.sending_refused(&decision).await;
         info!(
             event = "message_refused", ip = %self.remote.ip(), listener = self.settings.listener, id = %tx.id,
             from = %format!("<{}>", tx.from), reason = %decision.reason.name(), code = refusal.code,
@@ -438,7 +439,12 @@ impl Connection {
             trail: trail.to_json(),
             outbound,
         };
-        if let Err(e) = self.services.store.deliver(delivery).await {
+        // Submitted mail is counted against its sender's quotas in the same transaction.
+        let stored = match self.submitted(&tx) {
+            Some(submitted) => self.services.store.deliver_submitted(delivery, submitted).await,
+            None => self.services.store.deliver(delivery).await,
+        };
+        if let Err(e) = stored {
             return Next::Reply(store_failed(&tx.id, &e));
         }
         if !tx.remote.is_empty() {

@@ -5,8 +5,9 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::writer::Effects;
-use super::{SqliteStore, queue};
+use super::{SqliteStore, now, queue};
 use crate::blob::BlobWriter;
+use crate::quota::Submitted;
 use crate::{Delivered, Delivery, DeliveryStore, Folder, MailboxId, Result, StoreError, Target};
 
 #[async_trait]
@@ -19,12 +20,24 @@ impl DeliveryStore for SqliteStore {
         if delivery.targets.is_empty() && delivery.outbound.as_ref().is_none_or(|o| o.rcpts.is_empty()) {
             return Err(StoreError::NoTargets);
         }
-        self.write(move |conn, effects| deliver(conn, effects, delivery)).await
+        self.write(move |conn, effects| deliver(conn, effects, delivery, "")).await
+    }
+
+    async fn deliver_submitted(&self, delivery: Delivery, submitted: Submitted) -> Result<Vec<Delivered>> {
+        if delivery.targets.is_empty() && delivery.outbound.as_ref().is_none_or(|o| o.rcpts.is_empty()) {
+            return Err(StoreError::NoTargets);
+        }
+        self.write(move |conn, effects| {
+            let delivered = deliver(conn, effects, delivery, &submitted.account)?;
+            super::quota::record(conn, &submitted, now())?;
+            Ok(delivered)
+        })
+        .await
     }
 }
 
-/// The writer job of a delivery.
-pub(super) fn deliver(conn: &Connection, effects: &mut Effects, delivery: Delivery) -> Result<Vec<Delivered>> {
+/// The writer job of a delivery; `account` is the submitting user for the queue entry.
+pub(super) fn deliver(conn: &Connection, effects: &mut Effects, delivery: Delivery, account: &str) -> Result<Vec<Delivered>> {
     let Delivery { mut blob, prefix, internal_date, targets, reference, trail, outbound } = delivery;
     let size = (blob.size() + prefix.len() as u64) as i64;
     conn.execute(
@@ -53,7 +66,7 @@ pub(super) fn deliver(conn: &Connection, effects: &mut Effects, delivery: Delive
     }
     let mut refs = delivered.len() as i64;
     if let Some(out) = &outbound {
-        queue::insert(conn, &reference, blob.id(), blob.size() as i64, out)?;
+        queue::insert(conn, &reference, blob.id(), blob.size() as i64, out, account)?;
         refs += 1;
     }
     conn.execute("UPDATE blobs SET refcount = ?2 WHERE id = ?1", params![blob.id(), refs])?;
