@@ -4,9 +4,10 @@
 //! is done by the DMARC stage), so the same trail always gives the same decision.
 //!
 //! The session asks at every point where it may refuse: at connect (the guard's finding), at
-//! MAIL and RCPT (rates, recipients, sender ownership) with the connection's trail plus the
-//! new entry, and at the end of data with the message's whole trail. Entries that refuse on
-//! their own ([`refusal`]) speak first, in trail order; then the sender-authentication policy.
+//! MAIL and RCPT (rates, recipients, sender ownership, sending quotas, a suspended account's
+//! sending) with the connection's trail plus the new entry, and at the end of data with the
+//! message's whole trail. Entries that refuse on their own ([`refusal`]) speak first, in trail
+//! order; then the sender-authentication policy.
 
 use crate::trail::{Disposition, Entry, Outcome, Reason, Stage, Trail};
 

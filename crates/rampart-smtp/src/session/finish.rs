@@ -11,12 +11,13 @@
 //! 6. [`Connection::content`] (MX): the built-in rules, domain blocklists and the classifier;
 //!    then [`Connection::antivirus`] (clamd, inbound and submitted mail);
 //! 7. [`Connection::judge`]: the trail's last entries and the one `decide`; DMARC evaluations
-//!    kept for aggregate reports; a refusal is logged with its trail and answered;
+//!    kept for aggregate reports; a refusal is logged with its trail and answered (a submitted
+//!    message refused for its content is also a containment signal);
 //! 8. [`Connection::store`]: the DKIM signature of the queued copy (submission, or a gateway's
 //!    downstream relaying out), then the local copies and the queue entry in one durable store
-//!    (or, when the decision says so, the quarantine), and only then `250`. A copy for a
-//!    gateway's downstream first loses the senders' verdict headers and gets ours
-//!    (`session::gateway`).
+//!    (or, when the decision says so, the quarantine), submitted mail counted against its
+//!    sender's quotas in the same transaction, and only then `250`. A copy for a gateway's
+//!    downstream first loses the senders' verdict headers and gets ours (`session::gateway`).
 //!
 //! Each step returns `Err(Next)` with the reply when the message stops there.
 
