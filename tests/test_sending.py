@@ -117,6 +117,14 @@ def test_the_next_message_past_a_quota_is_deferred_also_after_a_restart(sender):
         assert list(refused) == ["postmaster@example.test"]
         assert refused["postmaster@example.test"][0] == 451
     assert user_state(sender) == "active", "three quota refusals are no compromise"
+    # One message past the recipient quota is one signal, however many recipients it had.
+    sender.run_cli("quota", "set", BOB, "messages_per_hour", "10")
+    sender.run_cli("quota", "set", BOB, "recipients_per_hour", "7")
+    with login(sender) as s:
+        refused = send(s, ["alice@example.test"] * 12)
+    assert len(refused) == 1 and sender.log().count("quota=recipients_per_hour limit=7") == 10
+    assert user_state(sender) == "active"
+    sender.run_cli("quota", "set", BOB, "recipients_per_hour", "5")
     assert "bob@example.test\trecipients_per_hour = 5" in sender.run_cli("quota", "list").stdout
 
 

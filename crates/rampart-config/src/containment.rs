@@ -25,7 +25,8 @@ section! {
         pub window: Duration = Duration::from_secs(3600),
         /// The score at which sending is suspended.
         pub threshold: f64 = 10.0,
-        /// Points for each refusal of a sending quota ("451 4.7.1" at MAIL or RCPT).
+        /// Points for each transaction refused for a sending quota ("451 4.7.1" at MAIL, or at
+        /// RCPT however many recipients it refused).
         pub quota_hit: f64 = 1.0,
         /// Points for each submitted message refused for its content: spam score, malware, a
         /// milter's refusal.

@@ -46,6 +46,12 @@ fn store_unavailable(e: &rampart_store::StoreError) -> Entry {
     Entry::new(Stage::Quota, Outcome::TempError, Reason::StoreUnavailable)
 }
 
+/// Why a recipient cannot be counted.
+enum Refused {
+    Over(Exceeded),
+    Store(Entry),
+}
+
 pub struct Sending {
     store: Arc<dyn Store>,
     quota: Quota,
@@ -91,7 +97,7 @@ impl Sending {
         }
         let state = QuotaState::new(&self.quota, account, &status);
         if let Some(ex) = state.check_message() {
-            return Err(self.quota_hit(account, ex, ip).await);
+            return Err(self.quota_hit(account, ex, ip, true).await);
         }
         Ok(Some(state))
     }
@@ -101,8 +107,21 @@ impl Sending {
     /// distinct-recipient quota is close; within one transaction every external recipient not
     /// looked up counts as new.
     pub async fn at_rcpt(&self, state: &mut QuotaState, so_far: usize, remote: &[String], ip: IpAddr) -> Result<(), Entry> {
+        match self.rcpt_quotas(state, so_far, remote).await {
+            Ok(()) => Ok(()),
+            Err(Refused::Store(entry)) => Err(entry),
+            Err(Refused::Over(ex)) => {
+                let first = !state.hit;
+                state.hit = true;
+                Err(self.quota_hit(&state.account, ex, ip, first).await)
+            }
+        }
+    }
+
+    /// The quota one more recipient would exceed, if any.
+    async fn rcpt_quotas(&self, state: &mut QuotaState, so_far: usize, remote: &[String]) -> Result<(), Refused> {
         if let Some(ex) = state.check_recipient(so_far) {
-            return Err(self.quota_hit(&state.account, ex, ip).await);
+            return Err(Refused::Over(ex));
         }
         for rcpt in remote {
             let rcpt = rcpt.to_lowercase();
@@ -113,8 +132,8 @@ impl Sending {
                 let scope = if domain { domain_of(&state.account).to_string() } else { state.account.clone() };
                 match self.store.quota_seen(&scope, &rcpt, now() - DAY).await {
                     Ok(true) => continue,
-                    Ok(false) => return Err(self.quota_hit(&state.account, ex, ip).await),
-                    Err(e) => return Err(store_unavailable(&e)),
+                    Ok(false) => return Err(Refused::Over(ex)),
+                    Err(e) => return Err(Refused::Store(store_unavailable(&e))),
                 }
             }
             state.new_external.push(rcpt);
@@ -122,12 +141,12 @@ impl Sending {
         Ok(())
     }
 
-    /// A quota refusal: logged, counted, and a containment signal; the entry that answers it
-    /// (the suspension's, when this refusal was one too many).
-    async fn quota_hit(&self, account: &str, ex: Exceeded, ip: IpAddr) -> Entry {
+    /// A quota refusal: logged, counted, and (`signal`: the transaction's first) a containment
+    /// signal; the entry that answers it (the suspension's, when this refusal was one too many).
+    async fn quota_hit(&self, account: &str, ex: Exceeded, ip: IpAddr, signal: bool) -> Entry {
         info!(event = "quota_exceeded", ip = %ip, user = %account, quota = %ex.name, limit = ex.limit);
         metrics::counter!("rampart_quota_exceeded_total", "quota" => ex.name.clone()).increment(1);
-        if let Some(s) = self.signal(account, QUOTA_HIT, 1, &ex.name, Some(ip)).await {
+        if signal && let Some(s) = self.signal(account, QUOTA_HIT, 1, &ex.name, Some(ip)).await {
             return suspended_entry(&s);
         }
         Entry::new(Stage::Quota, Outcome::TempError, Reason::QuotaExceeded).detail(ex.name).limit(ex.limit)

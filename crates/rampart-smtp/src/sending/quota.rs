@@ -62,6 +62,9 @@ pub struct QuotaState {
     pub domain: Usage,
     /// External recipients of this transaction that count as new for the day.
     pub new_external: Vec<String>,
+    /// A quota refused a recipient of this transaction already: one transaction is one
+    /// containment signal, however many recipients it had.
+    pub hit: bool,
 }
 
 /// Whether adding `adding` to `used` goes past `limit` (0: no limit).
@@ -77,6 +80,7 @@ impl QuotaState {
             user: status.user,
             domain: status.domain,
             new_external: Vec::new(),
+            hit: false,
         }
     }
 
