@@ -1,8 +1,8 @@
 """Outbound protection of submitted mail: sending quotas (the N+1th message, durable across a
 restart, overrides and exceptions set while the server runs) and compromised-account
-containment (a burst of refused recipients at a fake remote MX, quota hammering, malware
-through submission), with held queued mail released or deleted, and the users it must leave
-alone: an exempt mass sender, and someone who sends a hundred ordinary messages."""
+containment (a burst of refused recipients at a fake remote MX, quota hammering, a spam burst
+and malware through submission), with held queued mail released or deleted, and the users it
+must leave alone: an exempt mass sender, and someone who sends a hundred ordinary messages."""
 
 import imaplib
 import re
@@ -262,6 +262,31 @@ def test_malware_through_submission_suspends(tmp_path, sender):
         assert alice_has_nothing(sender)
     finally:
         clamd.stop()
+
+
+def test_a_spam_burst_through_submission_suspends(sender):
+    # Outbound scanning is on by default: GTUBE scores past filter.spam.outbound_reject_score.
+    start(sender)
+    gtube = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n"
+    codes = []
+    with login(sender) as s:
+        for i in range(4):
+            try:
+                send(s, ["alice@example.test"], subject=f"offer {i}", body=gtube)
+                codes.append(250)
+            except smtplib.SMTPDataError as e:
+                codes.append((e.smtp_code, e.smtp_error.decode()[:5]))
+            except smtplib.SMTPSenderRefused as e:
+                codes.append((e.smtp_code, e.smtp_error.decode()))
+                s.rset()
+    # Three spam refusals (4 points each) reach the threshold; the fourth MAIL is refused.
+    assert codes[:3] == [(554, "5.7.1")] * 3, codes
+    assert codes[3] == (554, "5.7.1 Sending from this account is suspended (suspected compromise); contact your administrator")
+    sender.wait_log(r"event=account_suspended .*user=bob@example\.test scope=sending automatic=true .*signals=outbound_refused:12\.0")
+    assert len(re.findall(r"event=message_refused .*listener=submission .*reason=spam_score_reject", sender.log())) == 3
+    assert [m[4] for m in sender.messages("postmaster@example.test")] == ["Sending suspended for bob@example.test"]
+    assert alice_has_nothing(sender)
+    assert imap_works(sender)
 
 
 def alice_has_nothing(r):
