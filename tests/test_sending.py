@@ -1,12 +1,14 @@
 """Outbound protection of submitted mail: sending quotas (the N+1th message, durable across a
 restart, overrides and exceptions set while the server runs) and compromised-account
 containment (a burst of refused recipients at a fake remote MX, quota hammering, a spam burst
-and malware through submission), with held queued mail released or deleted, and the users it
+and malware through submission, a burst after a login from a new network, logins from many
+networks), with held queued mail released or deleted, and the users it
 must leave alone: an exempt mass sender, and someone who sends a hundred ordinary messages."""
 
 import imaplib
 import re
 import smtplib
+import time
 import urllib.request
 
 import pytest
@@ -18,8 +20,8 @@ SUBMISSION = ("smtp", "submission", "imaps", "metrics")
 BOB = "bob@example.test"
 
 
-def login(r, user=BOB):
-    s = smtplib.SMTP("127.0.0.1", r.ports["submission"], timeout=20)
+def login(r, user=BOB, source="127.0.0.1"):
+    s = smtplib.SMTP("127.0.0.1", r.ports["submission"], timeout=20, source_address=(source, 0))
     s.ehlo("client.test")
     s.starttls(context=r.tls_context())
     s.ehlo("client.test")
@@ -311,6 +313,42 @@ def test_a_hundred_ordinary_messages_do_not_suspend(sender, dns):
         assert re.search(r"external_recipients_per_day\s+40 / 500\n", shown), shown
     finally:
         peer.stop()
+
+
+def test_a_burst_after_a_login_from_a_new_network_suspends(sender):
+    # Lowered from 30 messages and a threshold of 10, so that the burst alone is enough.
+    start(sender, "containment.new_network_burst_min=5", "containment.threshold=8")
+    alice = "alice@example.test"
+    for user in (BOB, alice):
+        login(sender, user).quit()
+    time.sleep(1.1)  # first sightings are kept to the second
+    # Another address of the same /24 is the same network: bob's six messages are no burst.
+    with login(sender, source="127.0.0.9") as s:
+        for i in range(6):
+            assert send(s, [alice], subject=f"usual {i}") == {}
+    assert user_state(sender) == "active"
+    # Counted in 5-minute steps, so alice (nothing sent yet in this one) shows the burst.
+    with login(sender, alice, source="127.0.9.1") as s:
+        for i in range(5):
+            assert send(s, [BOB], subject=f"burst {i}", sender=alice) == {}
+        code, text = refused_mail(s, [BOB], sender=alice)
+    assert code == 554 and "suspected compromise" in text, text
+    sender.wait_log(r"event=account_suspended ip=127\.0\.9\.1 user=alice@example\.test scope=sending automatic=true "
+                    r"score=8\.0 signals=new_network_burst:8\.0")
+    assert user_state(sender) == "active"
+
+
+def test_logins_from_many_networks_count(sender):
+    start(sender, "containment.threshold=5")
+    for net in range(1, 4):
+        login(sender, source=f"127.0.{net}.1").quit()
+    with login(sender, source="127.0.1.2") as s:
+        assert send(s, ["alice@example.test"]) == {}, "three networks are not yet many"
+    with login(sender, source="127.0.4.1") as s:
+        code, text = refused_mail(s, ["alice@example.test"])
+    assert code == 554 and "suspected compromise" in text, text
+    sender.wait_log(r"event=account_suspended .*user=bob@example\.test .*signals=login_networks:5\.0")
+    assert user_state(sender).startswith("suspended (sending)")
 
 
 def test_the_administrator_suspends_and_resumes(sender):

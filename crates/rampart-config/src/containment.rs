@@ -48,8 +48,9 @@ section! {
         pub login_networks: f64 = 5.0,
         /// See `login_networks`.
         pub login_networks_min: u64 = 4,
-        /// Points when, after a login from a network never seen for the account (it had logged
-        /// in from others before), it sent at least `new_network_burst_min` messages in the window.
+        /// Points when, after a login from a network (IPv4 /24, IPv6 /64) never seen for the
+        /// account (it had logged in from others before), it sent at least
+        /// `new_network_burst_min` messages in the window (counted in 5-minute steps).
         pub new_network_burst: f64 = 8.0,
         /// See `new_network_burst`.
         pub new_network_burst_min: u64 = 30,

@@ -50,9 +50,25 @@ pub struct Suspension {
     pub since: i64,
 }
 
-/// A login network first seen within the window, after the account had logged in from others.
+/// The network a login counts as for containment: an IPv4 /24 or an IPv6 /64. The guard
+/// records IPv4 logins by address (`192.0.2.7/32`) and IPv6 ones by /64; another address in
+/// the same /24 is the same customer network, not a new one.
+pub fn login_network(net: &str) -> String {
+    let ip = net.split('/').next().unwrap_or(net);
+    match ip.parse::<std::net::Ipv4Addr>() {
+        Ok(v4) => {
+            let [a, b, c, _] = v4.octets();
+            format!("{a}.{b}.{c}.0/24")
+        }
+        Err(_) => net.to_string(),
+    }
+}
+
+/// A login network ([`login_network`]) first seen within the window, after the account had
+/// logged in from others.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewNetwork {
+    /// The network as [`login_network`] names it.
     pub net: String,
     pub first_seen: i64,
     /// Messages the account submitted since then.

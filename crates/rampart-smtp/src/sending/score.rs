@@ -3,10 +3,9 @@
 //! reason and the mail that tells the user.
 
 use std::collections::BTreeSet;
-use std::net::IpAddr;
 
 use rampart_config::Containment;
-use rampart_store::containment::Evidence;
+use rampart_store::containment::{Evidence, login_network};
 
 /// Signal kinds as the store keeps them.
 pub const QUOTA_HIT: &str = "quota_hit";
@@ -52,19 +51,6 @@ impl Score {
     }
 }
 
-/// The network a login counts as: an IPv4 /24 or an IPv6 /64 (the guard records IPv4
-/// addresses whole and IPv6 ones as /64).
-fn wide_net(net: &str) -> String {
-    let ip = net.split('/').next().unwrap_or(net);
-    match ip.parse::<IpAddr>() {
-        Ok(IpAddr::V4(v4)) => {
-            let [a, b, c, _] = v4.octets();
-            format!("{a}.{b}.{c}.0/24")
-        }
-        _ => net.to_string(),
-    }
-}
-
 pub fn score(e: &Evidence, c: &Containment) -> Score {
     let mut s = Score::default();
     let hits = e.signal(QUOTA_HIT);
@@ -80,7 +66,7 @@ pub fn score(e: &Evidence, c: &Containment) -> Score {
     if c.many_recipients_min > 0 && e.distinct_external >= c.many_recipients_min {
         s.add("many_recipients", c.many_recipients, format!("mail to {} different outside recipients", e.distinct_external));
     }
-    let nets: BTreeSet<String> = e.login_networks.iter().map(|n| wide_net(n)).collect();
+    let nets: BTreeSet<String> = e.login_networks.iter().map(|n| login_network(n)).collect();
     if c.login_networks_min > 0 && nets.len() as u64 >= c.login_networks_min {
         s.add("login_networks", c.login_networks, format!("logins from {} different networks", nets.len()));
     }

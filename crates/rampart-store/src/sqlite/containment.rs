@@ -1,12 +1,14 @@
 //! [`ContainmentStore`] for SQLite: signals, the evidence the score reads, suspensions and
 //! the held part of the queue.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::writer::Effects;
 use super::{SqliteStore, queue, quota};
-use crate::containment::{Evidence, NewNetwork, Signal, Suspended, Suspension, SuspensionScope};
+use crate::containment::{Evidence, NewNetwork, Signal, Suspended, Suspension, SuspensionScope, login_network};
 use crate::quota::BUCKET;
 use crate::{ContainmentStore, Result};
 
@@ -21,17 +23,25 @@ fn state(conn: &Connection, account: &str) -> Result<(Option<Suspension>, i64)> 
     Ok((suspension, resumed))
 }
 
-/// The first network the account logged in from within the window, when it had logged in
-/// from another one before, and what it sent since.
+/// The first network ([`login_network`]: an IPv4 /24, an IPv6 /64) the account logged in from
+/// within the window, when it had logged in from another one before, and what it sent since.
+/// Grouped here rather than in SQL: an account has a handful of known logins.
 fn new_network(conn: &Connection, account: &str, since: i64) -> Result<Option<NewNetwork>> {
-    let found: Option<(String, i64)> = conn
-        .prepare_cached(
-            "SELECT k.net, k.first_seen FROM known_logins k WHERE k.account = ?1 AND k.first_seen >= ?2 \
-             AND EXISTS (SELECT 1 FROM known_logins o WHERE o.account = ?1 AND o.first_seen < k.first_seen) \
-             ORDER BY k.first_seen LIMIT 1",
-        )?
-        .query_row(params![account, since], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
+    let rows = conn
+        .prepare_cached("SELECT net, first_seen FROM known_logins WHERE account = ?1")?
+        .query_map([account], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    // Each network's first sighting: the earliest of its addresses.
+    let mut first: BTreeMap<String, i64> = BTreeMap::new();
+    for (net, seen) in rows {
+        let e = first.entry(login_network(&net)).or_insert(seen);
+        *e = (*e).min(seen);
+    }
+    let oldest = first.values().copied().min();
+    let found = first
+        .into_iter()
+        .filter(|&(_, seen)| seen >= since && oldest.is_some_and(|o| o < seen))
+        .min_by_key(|&(_, seen)| seen);
     let Some((net, first_seen)) = found else { return Ok(None) };
     let messages_since: i64 = conn
         .prepare_cached("SELECT coalesce(sum(messages), 0) FROM quota_counts WHERE scope = ?1 AND bucket >= ?2")?
