@@ -2,8 +2,8 @@
 restart, overrides and exceptions set while the server runs) and compromised-account
 containment (a burst of refused recipients at a fake remote MX, quota hammering, a spam burst
 and malware through submission, a burst after a login from a new network, logins from many
-networks), with held queued mail released or deleted, and the users it
-must leave alone: an exempt mass sender, and someone who sends a hundred ordinary messages."""
+networks, many outside recipients), with held queued mail released or deleted, and the users
+it must leave alone: an exempt mass sender, and someone who sends a hundred ordinary messages."""
 
 import imaplib
 import re
@@ -349,6 +349,21 @@ def test_logins_from_many_networks_count(sender):
     assert code == 554 and "suspected compromise" in text, text
     sender.wait_log(r"event=account_suspended .*user=bob@example\.test .*signals=login_networks:5\.0")
     assert user_state(sender).startswith("suspended (sending)")
+
+
+def test_many_outside_recipients_count(sender, dns):
+    peer = peer_domain(dns, sender)
+    try:
+        start(sender, "containment.many_recipients_min=5", "containment.threshold=5", dns=dns, peer=peer)
+        with login(sender) as s:
+            assert send(s, [f"x{i}@peer.test" for i in range(4)] + ["alice@example.test"]) == {}
+            assert send(s, ["x0@peer.test", "x1@peer.test"]) == {}, "known recipients are not new ones"
+            assert send(s, ["x4@peer.test"]) == {}
+            code, text = refused_mail(s, ["alice@example.test"])
+        assert code == 554 and "suspected compromise" in text, text
+        sender.wait_log(r"event=account_suspended .*user=bob@example\.test .*signals=many_recipients:5\.0")
+    finally:
+        peer.stop()
 
 
 def test_the_administrator_suspends_and_resumes(sender):
