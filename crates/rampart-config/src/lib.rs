@@ -19,6 +19,7 @@ mod section;
 mod auth;
 mod auth_checks;
 mod cidr;
+mod containment;
 mod dkim;
 mod dmarc;
 mod dns;
@@ -31,6 +32,7 @@ mod listener;
 mod load;
 mod log;
 mod queue;
+mod quota;
 mod server;
 mod smtp;
 mod store;
@@ -45,6 +47,7 @@ use serde::{Deserialize, Serialize};
 pub use auth::Auth;
 pub use auth_checks::{AuthChecks, SpfFail, TempErrorAction};
 pub use cidr::Cidr;
+pub use containment::Containment;
 pub use dkim::Dkim;
 pub use dmarc::Dmarc;
 pub use dns::Dns;
@@ -56,6 +59,7 @@ pub use listener::{ImapListener, Listeners, MetricsListener, SmtpListener, TlsMo
 pub use load::apply_override;
 pub use log::Log;
 pub use queue::{OutboundTls, Queue, Route};
+pub use quota::{QUOTA_KEYS, Quota};
 pub use server::Server;
 pub use smtp::Smtp;
 pub use store::{Store, StoreBackend};
@@ -109,6 +113,11 @@ section! {
         pub auth: Auth = Auth::default(),
         /// Mail submitted by authenticated users (listeners `submission` and `submissions`).
         pub submission: Submission = Submission::default(),
+        /// Sending quotas of authenticated users and their domains (fair use), with exceptions.
+        pub quota: Quota = Quota::default(),
+        /// Compromised-account containment: suspend an account's sending when what it does
+        /// looks like a stolen password.
+        pub containment: Containment = Containment::default(),
         /// The outbound queue: delivery to remote servers, retries and routes.
         pub queue: Queue = Queue::default(),
         /// Where mail and metadata are stored.
@@ -168,6 +177,8 @@ impl Config {
         self.smtp.validate(&mut problems);
         self.auth.validate(&mut problems);
         self.submission.validate(&mut problems);
+        self.quota.validate(&mut problems);
+        self.containment.validate(&mut problems);
         self.queue.validate(&mut problems);
         self.auth_checks.validate(&mut problems);
         self.dmarc.validate(&mut problems);
@@ -190,6 +201,11 @@ pub fn is_hostname(name: &str) -> bool {
                 && !label.ends_with('-')
                 && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
+}
+
+/// A duration as the config writes it (`1h`, `90days`), for messages that name a setting.
+pub fn duration_text(d: std::time::Duration) -> String {
+    duration::format(d)
 }
 
 /// A key as TOML writes it: bare when it can be, quoted otherwise (`"bob@example.org"`).

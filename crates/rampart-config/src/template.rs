@@ -43,6 +43,8 @@ pub(crate) fn keys_of(path: &str) -> Option<(&'static str, &'static [Key])> {
         "smtp" => ("Smtp", crate::Smtp::KEYS),
         "auth" => ("Auth", crate::Auth::KEYS),
         "submission" => ("Submission", crate::Submission::KEYS),
+        "quota" => ("Quota", crate::Quota::KEYS),
+        "containment" => ("Containment", crate::Containment::KEYS),
         "queue" => ("Queue", crate::Queue::KEYS),
         "store" => ("Store", crate::Store::KEYS),
         "dns" => ("Dns", crate::Dns::KEYS),

@@ -497,6 +497,19 @@ impl Guard {
         allowed
     }
 
+    /// Whether an administrator suspended every login of `user` (`rampart user suspend`
+    /// without `--sending`). Read from the store at each login, so the CLI's change applies at
+    /// once; a store error lets the login through, as `login_allowed` does.
+    pub async fn login_suspended(&self, user: &str) -> bool {
+        match self.store.login_suspended(&user.to_lowercase()).await {
+            Ok(suspended) => suspended,
+            Err(e) => {
+                warn!(event = "guard_store_failed", error = %e.chain());
+                false
+            }
+        }
+    }
+
     /// A recipient refused as unknown or as a relay attempt.
     pub async fn probe(&self, ip: IpAddr) -> Verdict {
         let threshold = self.rules().limits.probes_per_ip;

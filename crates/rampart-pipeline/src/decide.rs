@@ -4,9 +4,10 @@
 //! is done by the DMARC stage), so the same trail always gives the same decision.
 //!
 //! The session asks at every point where it may refuse: at connect (the guard's finding), at
-//! MAIL and RCPT (rates, recipients, sender ownership) with the connection's trail plus the
-//! new entry, and at the end of data with the message's whole trail. Entries that refuse on
-//! their own ([`refusal`]) speak first, in trail order; then the sender-authentication policy.
+//! MAIL and RCPT (rates, recipients, sender ownership, sending quotas, a suspended account's
+//! sending) with the connection's trail plus the new entry, and at the end of data with the
+//! message's whole trail. Entries that refuse on their own ([`refusal`]) speak first, in trail
+//! order; then the sender-authentication policy.
 
 use crate::trail::{Disposition, Entry, Outcome, Reason, Stage, Trail};
 
@@ -149,6 +150,8 @@ pub fn refusal(e: &Entry) -> Option<Refusal> {
         R::ConnectionsPerIp | R::ConnectionsPerNet | R::ConnectionRate | R::ListenerConnections => (421, "4.7.0", "Too many connections, try again later".into()),
         R::Pregreet => (554, "5.5.1", "Protocol error: you talked before the greeting".into()),
         R::MessagesPerHour | R::RecipientsPerHour => (451, "4.7.0", "Too much mail from your address; try again later".into()),
+        R::QuotaExceeded => (451, "4.7.1", format!("Sending quota {} ({limit}) reached; try again later", e.detail)),
+        R::SendingSuspended => (554, "5.7.1", format!("Sending from this account is suspended ({}); contact your administrator", e.detail)),
         R::RelayDenied => (554, "5.7.1", "Relay access denied".into()),
         R::UnknownUser => (550, "5.1.1", "Recipient address rejected: user unknown".into()),
         R::AddressLiteral => (553, "5.1.3", "Address literals are not accepted".into()),
@@ -364,6 +367,8 @@ mod tests {
             (vec![Entry::new(S::Connect, O::Fail, R::Pregreet)], Action::Reject, 554, "5.5.1"),
             (vec![admitted.clone(), Entry::new(S::Rate, O::TempError, R::MessagesPerHour)], Action::Defer, 451, "4.7.0"),
             (vec![admitted.clone(), Entry::new(S::Recipients, O::Fail, R::RelayDenied)], Action::Reject, 554, "5.7.1"),
+            (vec![admitted.clone(), Entry::new(S::Quota, O::TempError, R::QuotaExceeded).detail("messages_per_hour").limit(200)], Action::Defer, 451, "4.7.1"),
+            (vec![admitted.clone(), Entry::new(S::Containment, O::Fail, R::SendingSuspended).detail("by the administrator")], Action::Reject, 554, "5.7.1"),
             (vec![admitted.clone(), Entry::new(S::Recipients, O::Fail, R::UnknownUser)], Action::Reject, 550, "5.1.1"),
             (vec![admitted.clone(), Entry::new(S::Recipients, O::TempError, R::StoreUnavailable)], Action::Defer, 451, "4.3.0"),
             (vec![admitted.clone(), Entry::new(S::Recipients, O::TempError, R::TooManyRecipients)], Action::Defer, 452, "4.5.3"),
@@ -385,6 +390,10 @@ mod tests {
         }
         let too_big = decide(&Trail(vec![Entry::new(S::Content, O::Fail, R::TooBig).limit(100)]), &Policy::default());
         assert_eq!(too_big.refusal.unwrap().text, "Message size exceeds the limit of 100 bytes");
+        let quota = decide(&Trail(vec![Entry::new(S::Quota, O::TempError, R::QuotaExceeded).detail("messages_per_hour").limit(200)]), &Policy::default());
+        assert_eq!(quota.refusal.unwrap().text, "Sending quota messages_per_hour (200) reached; try again later");
+        let suspended = decide(&Trail(vec![Entry::new(S::Containment, O::Fail, R::SendingSuspended).detail("suspected compromise")]), &Policy::default());
+        assert_eq!(suspended.refusal.unwrap().text, "Sending from this account is suspended (suspected compromise); contact your administrator");
         let sender = decide(&Trail(vec![Entry::new(S::Sender, O::Fail, R::SenderNotOwned).detail("ceo@example.test")]), &Policy::default());
         assert_eq!(sender.refusal.unwrap().text, "Sender address <ceo@example.test> is not yours");
         // Passing entries of the same stages never refuse.

@@ -39,6 +39,10 @@ pub enum Stage {
     Antivirus,
     /// Third-party filters over the milter protocol (`detail` names the milter).
     Milter,
+    /// Sending quotas of an authenticated user and its domain.
+    Quota,
+    /// Compromised-account containment: a suspended account's sending.
+    Containment,
     /// The decision itself, appended last.
     Decision,
     Queue,
@@ -105,6 +109,13 @@ pub enum Reason {
     // rates
     MessagesPerHour,
     RecipientsPerHour,
+    /// A sending quota is used up (`detail` names it, `limit` is its value).
+    QuotaExceeded,
+    /// The account's sending is suspended (`detail` says by whom: the administrator, or the
+    /// containment score).
+    SendingSuspended,
+    /// The mail that tells a user and the administrator about a suspension.
+    SuspensionNotice,
     // recipients
     RelayDenied,
     UnknownUser,

@@ -9,6 +9,8 @@
 //! - [`handle`] serves an accepted connection and [`refuse`] turns one away;
 //! - [`trace`] writes Return-Path and Received headers and makes transaction ids;
 //! - [`gateway`] knows the recipients of gateway domains and the downstreams that may relay;
+//! - [`sending`] holds authenticated users to their sending quotas and suspends the sending
+//!   of an account that looks taken over;
 //! - outbound: [`queue`] runs the durable queue, [`outbound`] makes one delivery attempt over
 //!   [`client`] after [`dns`] found the MX hosts, and [`dsn`] writes bounces.
 #![forbid(unsafe_code)]
@@ -21,6 +23,7 @@ pub mod dsn;
 pub mod gateway;
 pub mod outbound;
 pub mod queue;
+pub mod sending;
 pub mod session;
 pub mod trace;
 

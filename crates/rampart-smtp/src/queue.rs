@@ -31,6 +31,8 @@ pub struct RunnerOptions {
     pub retry_schedule: Vec<Duration>,
     pub expiry: Duration,
     pub recipient_delimiter: String,
+    /// Told about recipients remote servers refused for good (containment signals).
+    pub sending: Option<Arc<crate::sending::Sending>>,
 }
 
 pub struct Runner {
@@ -144,12 +146,14 @@ impl Runner {
         let expired = t - entry.created >= self.options.expiry.as_secs() as i64;
         let mut updates = Vec::new();
         let mut failed: Vec<(String, String, String)> = Vec::new();
+        let mut refused = 0;
         for (r, result) in rcpts.iter().zip(results) {
             match result {
                 RcptResult::Delivered { reply } => {
                     updates.push(RcptUpdate { id: r.id, state: RcptState::Delivered, next_attempt: 0, error: reply });
                 }
                 RcptResult::Permanent { reason, status } => {
+                    refused += 1;
                     failed.push((r.rcpt.clone(), status, reason.clone()));
                     updates.push(RcptUpdate { id: r.id, state: RcptState::Failed, next_attempt: 0, error: reason });
                 }
@@ -174,6 +178,9 @@ impl Runner {
         }
         if let Err(e) = self.store.queue_update(updates).await {
             warn!(event = "queue_update_failed", id = %entry.id, error = %e.chain());
+        }
+        if let Some(sending) = &self.options.sending {
+            sending.remote_refused(&entry.account, refused).await;
         }
     }
 

@@ -58,6 +58,14 @@ async fn fixture_with(gateway: rampart_smtp::gateway::Gateway, policy: rampart_p
         limit_overrides: Vec::new(),
         gateway,
         guard: rampart_guard::Guard::new(&rampart_config::Config::default(), store_dyn.clone()),
+        sending: rampart_smtp::sending::Sending::new(
+            store_dyn.clone(),
+            Default::default(),
+            Default::default(),
+            "mx.example.test".into(),
+            "+".into(),
+            Arc::new(tokio::sync::Notify::new()),
+        ),
     });
     Fixture { _dir: dir, store, services }
 }

@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 
+use crate::quota::Submitted;
 use crate::{AccountId, Blob, BlobWriter, MailboxId, Result};
 
 /// Which mailbox of an account a delivery lands in.
@@ -66,4 +67,8 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// fsynced; only then may the caller acknowledge the message. A failed commit
     /// (`CommitFailed`) stored nothing and leaves no file behind.
     async fn deliver(&self, delivery: Delivery) -> Result<Vec<Delivered>>;
+    /// [`DeliveryStore::deliver`] for a message an authenticated user submitted: in the same
+    /// transaction it is counted against the user's and the domain's sending quotas, and its
+    /// queue entry names the user (held at once while the user's sending is suspended).
+    async fn deliver_submitted(&self, delivery: Delivery, submitted: Submitted) -> Result<Vec<Delivered>>;
 }

@@ -32,6 +32,9 @@ pub trait GuardStore: Send + Sync + 'static {
     async fn known_login_put(&self, account: &str, net: &str, now: i64) -> Result<()>;
     /// Networks `account` logged in from since `since`.
     async fn known_logins(&self, account: &str, since: i64) -> Result<Vec<String>>;
+    /// Whether every login of `account` is suspended (`rampart user suspend` without
+    /// `--sending`).
+    async fn login_suspended(&self, account: &str) -> Result<bool>;
 
     /// Small server state that must survive restarts (the last report run).
     async fn state(&self, key: &str) -> Result<Option<String>>;

@@ -10,6 +10,8 @@
 //!   - [`SenderAuthStore`]: DKIM keys, DMARC evaluations and reports;
 //!   - [`FilterStore`]: the classifier's token counts and greylisting's memory;
 //!   - [`QuarantineStore`]: messages held instead of delivered;
+//!   - [`QuotaStore`]: what users and domains sent (sending quotas), overrides, exceptions;
+//!   - [`ContainmentStore`]: signals of a taken-over account, suspensions, held queued mail;
 //!   - [`MailStore`] ([`mail`]): what IMAP needs on top — mailbox management, flags with
 //!     MODSEQ, expunge, copy/move, append, and change notification ([`notify`]).
 //!
@@ -34,6 +36,7 @@
 pub mod address;
 pub mod blob;
 mod codec;
+pub mod containment;
 mod delivery;
 mod directory;
 mod error;
@@ -44,11 +47,13 @@ mod messages;
 pub mod notify;
 mod queue;
 pub mod quarantine;
+pub mod quota;
 mod senderauth;
 mod sqlite;
 pub mod summary;
 
 pub use blob::{Blob, BlobWriter};
+pub use containment::ContainmentStore;
 pub use delivery::{Delivered, Delivery, DeliveryStore, Folder, Outbound, Target};
 pub use directory::{Account, Alias, AppPassword, Credentials, DEFAULT_MAILBOXES, DirectoryStore, Resolution, Secrets};
 pub use error::{AddressProblem, Chain, DbError, ErrorKind, StoreError};
@@ -57,6 +62,7 @@ pub use guard::{Ban, GuardStore};
 pub use mail::{Changes, FlagOp, FlagsUpdate, MailStore, MailboxState, MessageRecord, Transfer, ViewRows};
 pub use messages::{Mailbox, MessageInfo, MessageMeta, MessageReader, MessageStore};
 pub use quarantine::QuarantineStore;
+pub use quota::QuotaStore;
 pub use queue::{QueueEntry, QueueRcpt, QueueStore, RcptState, RcptUpdate};
 pub use senderauth::{DkimKey, DmarcReport, SenderAuthStore};
 pub use sqlite::SqliteStore;
@@ -80,6 +86,8 @@ pub trait Store:
     + MailStore
     + FilterStore
     + QuarantineStore
+    + QuotaStore
+    + ContainmentStore
 {
 }
 
@@ -93,13 +101,15 @@ impl<T> Store for T where
         + MailStore
         + FilterStore
         + QuarantineStore
+        + QuotaStore
+        + ContainmentStore
 {
 }
 
 /// The role traits, so that their methods can be called on any store.
 pub mod prelude {
     pub use crate::{
-        DeliveryStore, DirectoryStore, FilterStore, GuardStore, MailStore, MessageStore, QuarantineStore, QueueStore,
-        SenderAuthStore, Store,
+        ContainmentStore, DeliveryStore, DirectoryStore, FilterStore, GuardStore, MailStore, MessageStore, QuarantineStore,
+        QueueStore, QuotaStore, SenderAuthStore, Store,
     };
 }

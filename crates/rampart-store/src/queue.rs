@@ -51,6 +51,12 @@ pub struct QueueEntry {
     pub smtputf8: bool,
     pub is_dsn: bool,
     pub created: i64,
+    /// The user who submitted it (canonical address); empty for mail the server generated or
+    /// forwarded.
+    pub account: String,
+    /// Held while that user's sending is suspended: never tried, never bounced, until
+    /// released or deleted.
+    pub held: bool,
     pub rcpts: Vec<QueueRcpt>,
 }
 
@@ -66,7 +72,8 @@ pub struct RcptUpdate {
 
 #[async_trait]
 pub trait QueueStore: Send + Sync + 'static {
-    /// Queue entries with recipients due at `now`, each listing only those recipients.
+    /// Queue entries with recipients due at `now`, each listing only those recipients. Held
+    /// entries are never due.
     async fn queue_due(&self, now: i64, limit: usize) -> Result<Vec<QueueEntry>>;
     /// Every queue entry with all its recipients.
     async fn queue_list(&self) -> Result<Vec<QueueEntry>>;

@@ -29,8 +29,17 @@ pub enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
-    /// List accounts.
+    /// List accounts with their state: active, or suspended (since when and why).
     List,
+    /// Suspend an account: every login and its sending, or with --sending only its sending
+    /// (IMAP keeps working). Its queued mail is held until released or deleted.
+    Suspend {
+        address: String,
+        #[arg(long)]
+        sending: bool,
+    },
+    /// End a suspension; held mail stays held (`rampart queue release|delete`).
+    Resume { address: String },
     /// Delete an account with all its mail.
     Remove { address: String },
     /// Set a new password.
@@ -196,11 +205,9 @@ pub fn user(config: &Path, cmd: UserCommand) -> anyhow::Result<()> {
                 store.add_account_with(&address, &secrets).await?;
                 println!("added user {}", rampart_store::address::canonical(&address)?);
             }
-            UserCommand::List => {
-                for a in store.list_accounts().await? {
-                    println!("{}", a.address);
-                }
-            }
+            UserCommand::List => crate::sending::list_users(&store).await?,
+            UserCommand::Suspend { address, sending } => crate::sending::suspend(&store, &address, sending).await?,
+            UserCommand::Resume { address } => crate::sending::resume(&store, &address).await?,
             UserCommand::Remove { address } => {
                 store.remove_account(&address).await?;
                 println!("removed user {address}");

@@ -15,6 +15,8 @@
 //! - [`import`] brings mailboxes in from Maildir++ and mbox, and exports Maildir++;
 //! - [`audit`] checks the live setup and says what to fix;
 //! - [`backup`] copies the data directory while the server runs, verifies and restores copies;
+//! - [`sending`] shows and overrides sending quotas, their exceptions, and suspends and
+//!   resumes accounts (the running server's side is `rampart_smtp::sending`);
 //! - [`logging`] formats log lines as stable key=value fields.
 
 mod admin;
@@ -32,6 +34,7 @@ mod quarantine;
 mod privileges;
 mod queue;
 mod records;
+mod sending;
 mod serve;
 mod spam;
 mod systemd;
@@ -100,6 +103,11 @@ enum Command {
     Firewall {
         #[command(subcommand)]
         command: bans::FirewallCommand,
+    },
+    /// Sending quotas of users and domains: usage, overrides, exceptions.
+    Quota {
+        #[command(subcommand)]
+        command: sending::QuotaCommand,
     },
     /// The outbound queue.
     Queue {
@@ -198,6 +206,7 @@ fn main() -> std::process::ExitCode {
         Command::Alias { command } => admin::alias(&config, command),
         Command::Message { command } => admin::message(&config, command),
         Command::Queue { command } => queue::command(&config, command),
+        Command::Quota { command } => quota(&config, command),
         Command::Dkim { command } => dkim::command(&config, command),
         Command::Dmarc { command } => dmarc::command(&config, command),
         Command::Quarantine { command } => quarantine::command(&config, command),
@@ -229,6 +238,13 @@ fn dns_records(config: &std::path::Path, domain: &str) -> anyhow::Result<()> {
     let rua = Some(c.dmarc.report_address.as_str()).filter(|a| !a.is_empty());
     print!("{}", records::zone(domain, &records::Inputs { hostname: &c.server.hostname, keys: &keys, rua }));
     Ok(())
+}
+
+fn quota(config: &std::path::Path, cmd: sending::QuotaCommand) -> anyhow::Result<()> {
+    let c = serve::load_config(config, &[])?;
+    let store = rampart_store::SqliteStore::open(&c.server.data_dir)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(sending::quota(&store, &c, cmd))
 }
 
 fn config_check(path: &std::path::Path, sets: &[String]) -> anyhow::Result<()> {

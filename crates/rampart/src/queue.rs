@@ -69,7 +69,12 @@ fn downstream_route(g: &GatewayRoute) -> anyhow::Result<Route> {
 /// Builds the queue runner; every configuration problem names its key. Gateway routes come
 /// first: mail for a gateway domain must go to its downstream, never to the domain's MX
 /// (which is this server).
-pub fn runner(config: &Config, store: Arc<dyn Store>, wakeup: Arc<tokio::sync::Notify>) -> anyhow::Result<Arc<Runner>> {
+pub fn runner(
+    config: &Config,
+    store: Arc<dyn Store>,
+    wakeup: Arc<tokio::sync::Notify>,
+    sending: Arc<rampart_smtp::sending::Sending>,
+) -> anyhow::Result<Arc<Runner>> {
     let q = &config.queue;
     let resolver = rampart_smtp::dns::resolver(&config.dns.nameservers).map_err(|e| anyhow::anyhow!("dns.nameservers: {e}"))?;
     let tls = tls_client(config)?;
@@ -97,6 +102,7 @@ pub fn runner(config: &Config, store: Arc<dyn Store>, wakeup: Arc<tokio::sync::N
         retry_schedule: q.retry_schedule.clone(),
         expiry: q.expiry,
         recipient_delimiter: config.smtp.recipient_delimiter.clone(),
+        sending: Some(sending),
     };
     Ok(Runner::new(store, outbound, options, wakeup))
 }
@@ -109,8 +115,22 @@ pub enum QueueCommand {
     Show { id: String },
     /// Try the pending recipients of a message now.
     Retry { id: String },
-    /// Remove a message from the queue without delivering or bouncing it.
-    Delete { id: String },
+    /// Remove a message from the queue without delivering or bouncing it; with --user, every
+    /// held message of that user.
+    Delete {
+        #[arg(required_unless_present = "user", conflicts_with = "user")]
+        id: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Let held messages (of a suspended account) go: one by ID, or every one of --user. Their
+    /// pending recipients are tried at the next queue run.
+    Release {
+        #[arg(required_unless_present = "user", conflicts_with = "user")]
+        id: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+    },
 }
 
 fn date(t: i64) -> String {
@@ -127,7 +147,8 @@ pub fn command(config: &Path, cmd: QueueCommand) -> anyhow::Result<()> {
             QueueCommand::List => {
                 for e in store.queue_list().await? {
                     let sender = if e.sender.is_empty() { "<>".to_string() } else { format!("<{}>", e.sender) };
-                    println!("{}\t{}\t{} bytes\tfrom {sender}", e.id, date(e.created), e.size);
+                    let held = if e.held { "\theld" } else { "" };
+                    println!("{}\t{}\t{} bytes\tfrom {sender}{held}", e.id, date(e.created), e.size);
                     for r in &e.rcpts {
                         println!("\t{}\t{}\tattempts {}\tnext {}\t{}", r.rcpt, r.state.as_str(), r.attempts, date(r.next_attempt), r.last_error);
                     }
@@ -137,6 +158,9 @@ pub fn command(config: &Path, cmd: QueueCommand) -> anyhow::Result<()> {
                 let Some(e) = store.queue_entry(&id).await? else { bail!("no queued message {id}") };
                 let sender = if e.sender.is_empty() { "<>".to_string() } else { format!("<{}>", e.sender) };
                 println!("id: {}\nqueued: {}\nsize: {}\nsender: {sender}\ndsn: {}", e.id, date(e.created), e.size, e.is_dsn);
+                if !e.account.is_empty() {
+                    println!("user: {}\nheld: {}", e.account, e.held);
+                }
                 for r in &e.rcpts {
                     let next = if r.state == RcptState::Pending { date(r.next_attempt) } else { "-".into() };
                     println!("recipient: {} state={} attempts={} next={next} last_error={:?}", r.rcpt, r.state.as_str(), r.attempts, r.last_error);
@@ -150,9 +174,24 @@ pub fn command(config: &Path, cmd: QueueCommand) -> anyhow::Result<()> {
                 store.queue_retry(&id).await?;
                 println!("{id}: pending recipients will be tried at the next queue run (within seconds if the server runs)");
             }
-            QueueCommand::Delete { id } => {
+            QueueCommand::Delete { id: Some(id), .. } => {
                 store.queue_delete(&id).await?;
                 println!("deleted {id} from the queue");
+            }
+            QueueCommand::Delete { id: None, user } => {
+                let user = rampart_store::address::canonical(user.as_deref().unwrap_or_default())?;
+                let n = store.queue_delete_held(&user).await?;
+                println!("deleted {n} held message(s) of {user} from the queue");
+            }
+            QueueCommand::Release { id, user } => {
+                let user = user.as_deref().map(rampart_store::address::canonical).transpose()?;
+                let now = chrono::Utc::now().timestamp();
+                let n = store.queue_release_held(id.as_deref(), user.as_deref(), now).await?;
+                match (n, &id, &user) {
+                    (0, Some(id), _) => bail!("{id} is not a held message"),
+                    (0, None, Some(user)) => bail!("{user} has no held messages"),
+                    _ => println!("released {n} message(s): tried at the next queue run (within seconds if the server runs)"),
+                }
             }
         }
         Ok(())

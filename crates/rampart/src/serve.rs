@@ -188,6 +188,14 @@ async fn serve(path: &Path, sets: &[String], config: Config, target: Option<crat
     guard.refresh().await;
     let queue_wakeup = Arc::new(tokio::sync::Notify::new());
     let sender_auth = sender_auth(&config)?;
+    let sending = rampart_smtp::sending::Sending::new(
+        store.clone(),
+        config.quota.clone(),
+        config.containment.clone(),
+        config.server.hostname.clone(),
+        config.smtp.recipient_delimiter.clone(),
+        queue_wakeup.clone(),
+    );
     let services = Arc::new(Services {
         store: store.clone(),
         hostname: config.server.hostname.clone(),
@@ -202,9 +210,10 @@ async fn serve(path: &Path, sets: &[String], config: Config, target: Option<crat
         filters: filters(&config)?,
         limit_overrides: config.limits.r#override.clone(),
         gateway: crate::gateway::gateway(&config)?,
+        sending: sending.clone(),
     });
     crate::gateway::warn_local_domains(&config, store.as_ref()).await;
-    let runner = crate::queue::runner(&config, store.clone(), queue_wakeup)?;
+    let runner = crate::queue::runner(&config, store.clone(), queue_wakeup, sending.clone())?;
     // IMAP shares the authenticator and the guard (failure counts, bans) with SMTP.
     let imap_services = Arc::new(rampart_imap::Services {
         store: mail_store.clone(),
@@ -247,6 +256,7 @@ async fn serve(path: &Path, sets: &[String], config: Config, target: Option<crat
     }
     tokio::spawn(guard.clone().maintain());
     tokio::spawn(content_upkeep(config.filter.clone(), store.clone(), config.server.hostname.clone()));
+    tokio::spawn(sending.upkeep());
     if let Some(clamd) = shared.smtp.filters.clamd.clone() {
         // A clear line at start when clamd is absent: every message would otherwise wait for
         // it and be deferred (or pass unscanned with on_error = "accept").

@@ -122,6 +122,12 @@ impl Session {
                     line(out, &format!("{tag} NO [UNAVAILABLE] Authentication is unavailable, try again later"));
                     return Next::Continue;
                 }
+                if guard.login_suspended(&identity.address).await {
+                    info!(event = "auth_refused", proto = "imap", ip = %ip, listener, user = %identity.address, reason = "account_suspended");
+                    // RFC 5530 §3: CONTACTADMIN.
+                    line(out, &format!("{tag} NO [CONTACTADMIN] Account suspended, contact your administrator"));
+                    return Next::Continue;
+                }
                 guard.auth_success("imap", ip, &identity.address).await;
                 info!(
                     event = "auth_success", proto = "imap", ip = %ip, listener, user = %identity.address, mechanism,

@@ -64,6 +64,11 @@ impl Connection {
                     // The account is under attack and this address never logged in to it.
                     return (Next::Reply(Reply::new(454, "4.7.0", "Temporary authentication failure")), true);
                 }
+                if guard.login_suspended(&identity.address).await {
+                    // RFC 5248: X.7.13, "user account disabled", after a successful authentication.
+                    info!(event = "auth_refused", proto = "smtp", ip = %self.remote.ip(), user = %identity.address, reason = "account_suspended");
+                    return (Next::Reply(Reply::new(525, "5.7.13", "Account suspended, contact your administrator")), true);
+                }
                 guard.auth_success("smtp", self.remote.ip(), &identity.address).await;
                 info!(
                     event = "auth_success", proto = "smtp", ip = %self.remote.ip(), listener = self.settings.listener,

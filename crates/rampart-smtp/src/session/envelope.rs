@@ -69,6 +69,10 @@ impl Session {
         if let Err(next) = self.conn.mail_policy(&from).await {
             return next;
         }
+        let quota = match self.conn.sending_at_mail().await {
+            Ok(quota) => quota,
+            Err(next) => return next,
+        };
         let id = trace::new_id();
         let milter_entries = match self.conn.milters_mail(&from, &id).await {
             Ok(entries) => entries,
@@ -77,7 +81,7 @@ impl Session {
         // A downstream relaying out is not checked as a sender from the internet.
         let relay = self.conn.downstream_relay(&from);
         let spf = if relay { None } else { self.conn.mail_from_checks(&helo_name, &from).await };
-        let tx = Transaction { id, from, params, rcpts: Vec::new(), accounts: Vec::new(), remote: Vec::new(), spf, milter_entries, limits, relay };
+        let tx = Transaction { id, from, params, rcpts: Vec::new(), accounts: Vec::new(), remote: Vec::new(), spf, milter_entries, limits, relay, quota };
         match std::mem::replace(&mut self.phase, Phase::Connected) {
             Phase::Greeted(helo) => {
                 self.phase = Phase::Mail(helo, tx);
@@ -116,6 +120,9 @@ impl Session {
         };
         match resolved {
             Ok((accounts, remote)) => {
+                if let Err(entry) = conn.sending_at_rcpt(tx, &remote).await {
+                    return conn.rcpt_refused(&shown, entry).await;
+                }
                 if !conn.milters.is_empty() {
                     let (answer, tagged) = conn.milters.rcpt(&shown).await;
                     tx.milter_entries.extend(tagged);
@@ -250,6 +257,7 @@ mod tests {
             milter_entries: Vec::new(),
             limits: crate::session::Limits::from_config(&rampart_config::Config::default().listener.smtp),
             relay: false,
+            quota: None,
         };
         tx.add_recipient("<a@x.test>".into(), vec![1, 2], vec![]);
         tx.add_recipient("<b@x.test>".into(), vec![2], vec!["r@else.test".into()]);

@@ -11,12 +11,13 @@
 //! 6. [`Connection::content`] (MX): the built-in rules, domain blocklists and the classifier;
 //!    then [`Connection::antivirus`] (clamd, inbound and submitted mail);
 //! 7. [`Connection::judge`]: the trail's last entries and the one `decide`; DMARC evaluations
-//!    kept for aggregate reports; a refusal is logged with its trail and answered;
+//!    kept for aggregate reports; a refusal is logged with its trail and answered (a submitted
+//!    message refused for its content is also a containment signal);
 //! 8. [`Connection::store`]: the DKIM signature of the queued copy (submission, or a gateway's
 //!    downstream relaying out), then the local copies and the queue entry in one durable store
-//!    (or, when the decision says so, the quarantine), and only then `250`. A copy for a
-//!    gateway's downstream first loses the senders' verdict headers and gets ours
-//!    (`session::gateway`).
+//!    (or, when the decision says so, the quarantine), submitted mail counted against its
+//!    sender's quotas in the same transaction, and only then `250`. A copy for a gateway's
+//!    downstream first loses the senders' verdict headers and gets ours (`session::gateway`).
 //!
 //! Each step returns `Err(Next)` with the reply when the message stops there.
 
@@ -314,6 +315,7 @@ impl Connection {
             self.record_dmarc(tx, ev, &decision).await;
         }
         let Some(refusal) = &decision.refusal else { return Ok(decision) };
+        self.sending_refused(&decision).await;
         info!(
             event = "message_refused", ip = %self.remote.ip(), listener = self.settings.listener, id = %tx.id,
             from = %format!("<{}>", tx.from), reason = %decision.reason.name(), code = refusal.code,
@@ -438,7 +440,12 @@ impl Connection {
             trail: trail.to_json(),
             outbound,
         };
-        if let Err(e) = self.services.store.deliver(delivery).await {
+        // Submitted mail is counted against its sender's quotas in the same transaction.
+        let stored = match self.submitted(&tx) {
+            Some(submitted) => self.services.store.deliver_submitted(delivery, submitted).await,
+            None => self.services.store.deliver(delivery).await,
+        };
+        if let Err(e) = stored {
             return Next::Reply(store_failed(&tx.id, &e));
         }
         if !tx.remote.is_empty() {

@@ -16,6 +16,7 @@
 //! - [`checks`]: the session's side of sender authentication (SPF, DKIM, ARC, DMARC, signing);
 //! - [`policy`]: who may relay and who may use which sender address;
 //! - [`gateway`]: recipients of gateway domains, downstreams relaying out, the relayed copy.
+//! - [`sending`]: sending quotas and containment of submitted mail (see [`crate::sending`]).
 
 mod auth;
 mod checks;
@@ -27,6 +28,7 @@ mod limits;
 mod gateway;
 mod milters;
 mod policy;
+mod sending;
 mod state;
 
 use std::net::SocketAddr;
@@ -99,6 +101,8 @@ pub struct Services {
     pub limit_overrides: Vec<rampart_config::LimitOverride>,
     /// `[[gateway.route]]`: domains relayed to a downstream, and downstreams that relay out.
     pub gateway: crate::gateway::Gateway,
+    /// Sending quotas and containment of submitted mail.
+    pub sending: Arc<crate::sending::Sending>,
 }
 
 /// One listener's settings, shared by its sessions.

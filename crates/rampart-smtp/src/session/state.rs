@@ -40,6 +40,8 @@ pub(super) struct Transaction {
     /// A gateway's downstream relaying its own domains' mail out: the outbound treatment
     /// (no inbound checks; DKIM signing, outbound scanning) and any recipient domain.
     pub relay: bool,
+    /// What the submitting user's quotas allow (submission, unless exempt or quotas are off).
+    pub quota: Option<crate::sending::QuotaState>,
 }
 
 impl Transaction {

@@ -5,9 +5,10 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::writer::Effects;
-use super::{SqliteStore, insert_blob, queue, summaries};
+use super::{SqliteStore, insert_blob, now, queue, summaries};
 use crate::summary::Summary;
 use crate::blob::BlobWriter;
+use crate::quota::Submitted;
 use crate::{Delivered, Delivery, DeliveryStore, Folder, MailboxId, Result, StoreError, Target};
 
 #[async_trait]
@@ -21,13 +22,32 @@ impl DeliveryStore for SqliteStore {
             return Err(StoreError::NoTargets);
         }
         let summary = if delivery.targets.is_empty() { None } else { self.summarize(&delivery.prefix, &delivery.blob).await };
-        self.write(move |conn, effects| deliver(conn, effects, delivery, summary)).await
+        self.write(move |conn, effects| deliver(conn, effects, delivery, summary, "")).await
+    }
+
+    async fn deliver_submitted(&self, delivery: Delivery, submitted: Submitted) -> Result<Vec<Delivered>> {
+        if delivery.targets.is_empty() && delivery.outbound.as_ref().is_none_or(|o| o.rcpts.is_empty()) {
+            return Err(StoreError::NoTargets);
+        }
+        let summary = if delivery.targets.is_empty() { None } else { self.summarize(&delivery.prefix, &delivery.blob).await };
+        self.write(move |conn, effects| {
+            let delivered = deliver(conn, effects, delivery, summary, &submitted.account)?;
+            super::quota::record(conn, &submitted, now())?;
+            Ok(delivered)
+        })
+        .await
     }
 }
 
 /// The writer job of a delivery; the message's summary is kept and each target account's
-/// words indexed with its rows.
-pub(super) fn deliver(conn: &Connection, effects: &mut Effects, delivery: Delivery, summary: Option<Summary>) -> Result<Vec<Delivered>> {
+/// words indexed with its rows; `account` is the submitting user for the queue entry.
+pub(super) fn deliver(
+    conn: &Connection,
+    effects: &mut Effects,
+    delivery: Delivery,
+    summary: Option<Summary>,
+    account: &str,
+) -> Result<Vec<Delivered>> {
     let Delivery { mut blob, prefix, internal_date, targets, reference, trail, outbound } = delivery;
     let size = (blob.size() + prefix.len() as u64) as i64;
     insert_blob(conn, &blob, 0)?;
@@ -63,7 +83,7 @@ pub(super) fn deliver(conn: &Connection, effects: &mut Effects, delivery: Delive
     }
     let mut refs = delivered.len() as i64;
     if let Some(out) = &outbound {
-        queue::insert(conn, &reference, blob.id(), blob.size() as i64, out)?;
+        queue::insert(conn, &reference, blob.id(), blob.size() as i64, out, account)?;
         refs += 1;
     }
     conn.execute("UPDATE blobs SET refcount = ?2 WHERE id = ?1", params![blob.id(), refs])?;

@@ -52,7 +52,7 @@ impl GuardStore for SqliteStore {
         let (account, net) = (account.to_string(), net.to_string());
         self.write(move |conn, _| {
             conn.execute(
-                "INSERT INTO known_logins (account, net, last_seen) VALUES (?1, ?2, ?3) \
+                "INSERT INTO known_logins (account, net, last_seen, first_seen) VALUES (?1, ?2, ?3, ?3) \
                  ON CONFLICT (account, net) DO UPDATE SET last_seen = excluded.last_seen",
                 params![account, net, now],
             )?;
@@ -67,6 +67,17 @@ impl GuardStore for SqliteStore {
             let mut stmt = conn.prepare("SELECT net FROM known_logins WHERE account = ?1 AND last_seen >= ?2")?;
             let rows = stmt.query_map(params![account, since], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
             Ok(rows)
+        })
+        .await
+    }
+
+    async fn login_suspended(&self, account: &str) -> Result<bool> {
+        let account = account.to_lowercase();
+        self.read(move |conn| {
+            Ok(conn
+                .query_row("SELECT 1 FROM sending_state WHERE account = ?1 AND scope = 'all'", [account], |_| Ok(()))
+                .optional()?
+                .is_some())
         })
         .await
     }

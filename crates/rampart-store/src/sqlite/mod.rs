@@ -7,10 +7,11 @@
 //! directory instead of N of each.
 //!
 //! Each role trait is implemented in its own file: [`directory`] (with [`credentials`]),
-//! [`delivery`], [`messages`], [`queue`], [`guard`], [`senderauth`], [`filter`], [`quarantine`]
-//! and [`imap`].
+//! [`delivery`], [`messages`], [`queue`], [`guard`], [`senderauth`], [`filter`], [`quarantine`],
+//! [`quota`], [`containment`] and [`imap`].
 
 pub mod backup;
+mod containment;
 mod credentials;
 mod delivery;
 mod directory;
@@ -21,6 +22,7 @@ mod messages;
 mod orphans;
 mod quarantine;
 mod queue;
+mod quota;
 mod schema;
 mod senderauth;
 mod summaries;
@@ -287,5 +289,7 @@ pub(crate) fn read_stored(conn: &Connection, root: &Path, prefix: Vec<u8>, blob_
 mod codec_tests;
 #[cfg(test)]
 mod summary_tests;
+#[cfg(test)]
+mod sending_tests;
 #[cfg(test)]
 mod tests;

@@ -11,12 +11,16 @@ use super::{SqliteStore, now, read_stored, release_blobs};
 use crate::address::domain_of;
 use crate::{Outbound, QueueEntry, QueueRcpt, QueueStore, RcptState, RcptUpdate, Result, StoreError};
 
-pub fn insert(conn: &Connection, id: &str, blob_id: &str, blob_size: i64, out: &Outbound) -> Result<()> {
+/// Queues a message; `account` is the user who submitted it (empty for none). It is held at
+/// once when that user's sending is suspended: the suspension may have come after its MAIL.
+pub fn insert(conn: &Connection, id: &str, blob_id: &str, blob_size: i64, out: &Outbound, account: &str) -> Result<()> {
     let t = now();
     let size = blob_size + out.prefix.len() as i64;
     conn.execute(
-        "INSERT INTO queue (id, blob_id, prefix, sender, size, smtputf8, is_dsn, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![id, blob_id, out.prefix, out.sender, size, out.smtputf8, out.is_dsn, t],
+        "INSERT INTO queue (id, blob_id, prefix, sender, size, smtputf8, is_dsn, created, account, held) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
+         ?9 != '' AND EXISTS (SELECT 1 FROM sending_state WHERE account = ?9 AND scope IS NOT NULL))",
+        params![id, blob_id, out.prefix, out.sender, size, out.smtputf8, out.is_dsn, t, account],
     )?;
     let mut stmt = conn.prepare_cached(
         "INSERT INTO queue_rcpts (queue_id, rcpt, domain, state, next_attempt, updated) VALUES (?1, ?2, ?3, 'pending', ?4, ?4)",
@@ -52,7 +56,7 @@ fn entries(conn: &Connection, rcpts: Vec<(String, QueueRcpt)>) -> Result<Vec<Que
         }
         by_id.entry(qid).or_default().push(r);
     }
-    let mut stmt = conn.prepare_cached("SELECT sender, size, smtputf8, is_dsn, created FROM queue WHERE id = ?1")?;
+    let mut stmt = conn.prepare_cached("SELECT sender, size, smtputf8, is_dsn, created, account, held FROM queue WHERE id = ?1")?;
     let mut out = Vec::with_capacity(order.len());
     for id in order {
         let rcpts = by_id.remove(&id).unwrap_or_default();
@@ -64,6 +68,8 @@ fn entries(conn: &Connection, rcpts: Vec<(String, QueueRcpt)>) -> Result<Vec<Que
                 smtputf8: r.get(2)?,
                 is_dsn: r.get(3)?,
                 created: r.get(4)?,
+                account: r.get(5)?,
+                held: r.get(6)?,
                 rcpts,
             })
         })?;
@@ -77,7 +83,9 @@ const RCPT_COLUMNS: &str = "queue_id, id, rcpt, domain, state, attempts, next_at
 
 fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<QueueEntry>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {RCPT_COLUMNS} FROM queue_rcpts WHERE state = 'pending' AND next_attempt <= ?1 ORDER BY next_attempt, id LIMIT ?2"
+        "SELECT {RCPT_COLUMNS} FROM queue_rcpts WHERE state = 'pending' AND next_attempt <= ?1 \
+         AND NOT EXISTS (SELECT 1 FROM queue WHERE queue.id = queue_rcpts.queue_id AND queue.held) \
+         ORDER BY next_attempt, id LIMIT ?2"
     ))?;
     let rows = stmt.query_map(params![now, limit as i64], rcpt_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
     entries(conn, rows)
@@ -121,7 +129,7 @@ fn update(conn: &Connection, effects: &mut Effects, updates: &[RcptUpdate]) -> R
     Ok(())
 }
 
-fn delete(conn: &Connection, effects: &mut Effects, id: &str) -> Result<()> {
+pub(super) fn delete(conn: &Connection, effects: &mut Effects, id: &str) -> Result<()> {
     let blob: String = conn
         .query_row("SELECT blob_id FROM queue WHERE id = ?1", [id], |r| r.get(0))
         .optional()?

@@ -290,6 +290,66 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE messages ADD COLUMN summary INTEGER;
     CREATE INDEX messages_scan ON messages(mailbox_id, uid, summary, modseq, size, internal_date);
     "#,
+    // 11: outbound protection. Sending quotas: messages, recipients and external recipients per
+    // scope (an address or a domain) in 5-minute buckets, the distinct external recipients of
+    // the last day, overrides and exceptions. Containment: signals per account, its sending
+    // state (suspended, and when it was last resumed so older evidence stops counting), queue
+    // entries that name the submitting user and are held while it is suspended, and when each
+    // known login network was first seen (rows from before count as long known).
+    r#"
+    CREATE TABLE quota_counts (
+        scope      TEXT NOT NULL,
+        bucket     INTEGER NOT NULL,
+        messages   INTEGER NOT NULL DEFAULT 0,
+        recipients INTEGER NOT NULL DEFAULT 0,
+        external   INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (scope, bucket)
+    ) WITHOUT ROWID;
+    CREATE TABLE quota_rcpts (
+        scope     TEXT NOT NULL,
+        rcpt      TEXT NOT NULL,
+        last_seen INTEGER NOT NULL,
+        PRIMARY KEY (scope, rcpt)
+    ) WITHOUT ROWID;
+    CREATE INDEX quota_rcpts_seen ON quota_rcpts(scope, last_seen);
+    CREATE TABLE quota_overrides (
+        target TEXT NOT NULL,
+        key    TEXT NOT NULL,
+        value  INTEGER NOT NULL,
+        PRIMARY KEY (target, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE quota_exempt (
+        target  TEXT PRIMARY KEY,
+        created INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE account_signals (
+        id      INTEGER PRIMARY KEY,
+        account TEXT NOT NULL,
+        kind    TEXT NOT NULL,
+        count   INTEGER NOT NULL,
+        detail  TEXT NOT NULL,
+        at      INTEGER NOT NULL
+    );
+    CREATE INDEX account_signals_account ON account_signals(account, at);
+    CREATE TABLE sending_state (
+        account   TEXT PRIMARY KEY,
+        scope     TEXT,
+        reason    TEXT NOT NULL DEFAULT '',
+        automatic INTEGER NOT NULL DEFAULT 0,
+        since     INTEGER NOT NULL DEFAULT 0,
+        resumed   INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE TRIGGER accounts_forget_sending AFTER DELETE ON accounts BEGIN
+        DELETE FROM sending_state WHERE account = OLD.address;
+        DELETE FROM account_signals WHERE account = OLD.address;
+        DELETE FROM quota_overrides WHERE target = OLD.address;
+        DELETE FROM quota_exempt WHERE target = OLD.address;
+    END;
+    ALTER TABLE queue ADD COLUMN account TEXT NOT NULL DEFAULT '';
+    ALTER TABLE queue ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX queue_account ON queue(account) WHERE account != '';
+    ALTER TABLE known_logins ADD COLUMN first_seen INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The schema version this binary writes.

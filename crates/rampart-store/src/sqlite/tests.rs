@@ -449,7 +449,7 @@ async fn a_failed_commit_leaves_no_blob_file() {
     let d = to_inbox(blob(&store, &large).await, bob, "F2");
     let e = store
         .write(move |conn, effects| {
-            let delivered = delivery::deliver(conn, effects, d, None)?;
+            let delivered = delivery::deliver(conn, effects, d, None, "")?;
             conn.execute_batch(
                 "PRAGMA defer_foreign_keys = ON; \
                  INSERT INTO messages (mailbox_id, uid, blob_id, prefix, size, internal_date, modseq, reference, trail) \

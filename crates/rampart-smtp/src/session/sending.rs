@@ -1,0 +1,63 @@
+//! The session's side of sending quotas and containment (submission only): MAIL asks whether
+//! the user may send at all and keeps the quota state in the transaction, RCPT counts each
+//! recipient against it, a message refused for its content is reported as a signal, and the
+//! stored message is counted with its delivery. The decisions are in [`crate::sending`].
+
+use rampart_pipeline::{Decision, Entry, Reason};
+use rampart_store::quota::Submitted;
+use tracing::info;
+
+use super::state::Transaction;
+use super::{Connection, Next, Role};
+use crate::sending::QuotaState;
+
+/// Content refusals that count toward containment: what an account taken over by a spammer
+/// sends gets refused for these.
+const CONTENT_REFUSALS: [Reason; 3] = [Reason::SpamScoreReject, Reason::VirusFound, Reason::MilterRejected];
+
+impl Connection {
+    /// The authenticated user's address on submission, the only place quotas apply.
+    fn submitting_user(&self) -> Option<&str> {
+        (self.settings.role == Role::Submission).then_some(self.user.as_ref()?.address.as_str())
+    }
+
+    /// MAIL: suspended accounts and used-up message quotas are refused here; otherwise the
+    /// quota state the transaction counts against.
+    pub(super) async fn sending_at_mail(&self) -> Result<Option<QuotaState>, Next> {
+        let Some(user) = self.submitting_user() else { return Ok(None) };
+        match self.services.sending.at_mail(user, self.remote.ip()).await {
+            Ok(state) => Ok(state),
+            Err(entry) => {
+                let decision = self.decide(entry);
+                info!(
+                    event = "submission_refused", ip = %self.remote.ip(), listener = self.settings.listener,
+                    user = %user, reason = %decision.reason.name(), stage = "mail"
+                );
+                Err(Next::Reply(Connection::reply(&decision)))
+            }
+        }
+    }
+
+    /// RCPT: one more recipient against the recipient quotas; `remote` are the addresses
+    /// outside our domains it stands for.
+    pub(super) async fn sending_at_rcpt(&self, tx: &mut Transaction, remote: &[String]) -> Result<(), Entry> {
+        let so_far = tx.rcpts.len();
+        let Some(state) = tx.quota.as_mut() else { return Ok(()) };
+        self.services.sending.at_rcpt(state, so_far, remote, self.remote.ip()).await
+    }
+
+    /// A submitted message `decide` refused: a containment signal when it was for its content.
+    pub(super) async fn sending_refused(&self, decision: &Decision) {
+        if let Some(user) = self.submitting_user()
+            && CONTENT_REFUSALS.contains(&decision.reason)
+        {
+            self.services.sending.content_refused(user, decision.reason, self.remote.ip()).await;
+        }
+    }
+
+    /// What a submitted message counts against its sender's quotas when it is stored.
+    pub(super) fn submitted(&self, tx: &Transaction) -> Option<Submitted> {
+        let user = self.submitting_user()?;
+        Some(Submitted { account: user.to_string(), recipients: tx.rcpts.len() as u64, external: tx.remote.clone() })
+    }
+}
