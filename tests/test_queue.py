@@ -68,6 +68,41 @@ def test_delivery_to_another_rampart_over_starttls(tmp_path, dns, sender):
         remote.stop()
 
 
+def test_a_backlog_to_one_domain_shares_connections(tmp_path, dns, sender):
+    """Messages for one domain go over a connection kept open for the domain (RSET between
+    them), not one connection each, and every one of them still goes over verified TLS."""
+    remote = Rampart(tmp_path, hostname="mx.remote.test", domain="remote.test", name="remote")
+    remote.add_user("carol@remote.test")
+    remote.start()
+    try:
+        dns.mx("remote.test", "mx.remote.test")
+        dns.a("mx.remote.test")
+        dns.start()
+        start_sender(sender, dns, port=remote.ports["smtp"], ca=remote.ca)
+        count = 8
+        with smtplib.SMTP("127.0.0.1", sender.ports["submission"], timeout=10) as s:
+            s.ehlo("client.test")
+            s.starttls(context=sender.tls_context())
+            s.ehlo("client.test")
+            s.login("bob@example.test", PASSWORD)
+            for n in range(count):
+                s.sendmail("bob@example.test", ["carol@remote.test"],
+                           message_bytes(subject=f"backlog {n}", sender="bob@example.test", to="carol@remote.test"))
+        rows = wait_for(lambda: len(remote.messages("carol@remote.test")) == count and remote.messages("carol@remote.test"),
+                        what="all delivered")
+        assert sorted(r[4] for r in rows) == sorted(f"backlog {n}" for n in range(count))
+        for uid in range(1, count + 1):
+            assert "with ESMTPS" in remote.message("carol@remote.test", uid).decode()
+        wait_for(lambda: sender.run_cli("queue", "list").stdout.strip() == "", what="empty queue")
+        log = sender.log()
+        # One delivery_tls line per connection opened.
+        connections = len(re.findall(r"event=delivery_tls .*host=mx\.remote\.test .*verified=true", log))
+        assert 1 <= connections < count, log
+        assert len(re.findall(r"event=delivery .*rcpt=carol@remote\.test .*result=delivered", log)) == count
+    finally:
+        remote.stop()
+
+
 def test_temporary_failure_then_success(tmp_path, dns, sender):
     peer = Peer(sender.ca, None, rcpt_replies={"dave@peer.test": ["451 4.3.0 try later", None]})
     try:

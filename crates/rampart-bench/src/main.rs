@@ -7,6 +7,7 @@
 //! - `idle`: opens N logged-in connections in IDLE and holds them until killed.
 //!
 //! All over implicit TLS (993) with certificate checks off: this measures servers, not PKI.
+//! `submit` (SMTP submission over STARTTLS, for the outbound benchmark) is in [`submit`].
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
@@ -19,6 +20,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
+
+mod submit;
 
 #[derive(Parser)]
 struct Cli {
@@ -53,6 +56,18 @@ enum Command {
     Idle {
         #[arg(long)]
         connections: usize,
+    },
+    /// SMTP submission: `--addr` is a STARTTLS submission port; the sender is user 1.
+    Submit {
+        #[arg(long, default_value_t = 2000)]
+        messages: usize,
+        #[arg(long, default_value_t = 10)]
+        sessions: usize,
+        #[arg(long, default_value = "remote.test")]
+        rcpt_domain: String,
+        /// Send without AUTH (a server that relays for the client's address).
+        #[arg(long)]
+        no_login: bool,
     },
 }
 
@@ -253,6 +268,18 @@ async fn main() -> anyhow::Result<()> {
     let cli = Arc::new(Cli::parse());
     let tls = connector();
     match cli.command {
+        Command::Submit { messages, sessions, ref rcpt_domain, no_login } => {
+            let options = submit::Options {
+                addr: cli.addr,
+                user: user(&cli, 1),
+                password: cli.password.clone(),
+                login: !no_login,
+                messages,
+                sessions,
+                rcpt_domain: rcpt_domain.clone(),
+            };
+            submit::run(options, tls).await?;
+        }
         Command::Populate { messages } => {
             let mut tasks = Vec::new();
             for n in 1..=cli.users {

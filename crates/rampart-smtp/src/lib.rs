@@ -11,8 +11,9 @@
 //! - [`gateway`] knows the recipients of gateway domains and the downstreams that may relay;
 //! - [`sending`] holds authenticated users to their sending quotas and suspends the sending
 //!   of an account that looks taken over;
-//! - outbound: [`queue`] runs the durable queue, [`outbound`] makes one delivery attempt over
-//!   [`client`] after [`dns`] found the MX hosts, and [`dsn`] writes bounces.
+//! - outbound: [`queue`] runs the durable queue, [`outbound`] opens sessions to remote hosts
+//!   over [`client`] (after [`dns`] found the MX hosts) and delivers messages over them, one
+//!   session carrying many, and [`dsn`] writes bounces.
 #![forbid(unsafe_code)]
 
 pub mod accept;
@@ -20,6 +21,8 @@ pub mod client;
 pub mod conn;
 pub mod dns;
 pub mod dsn;
+#[cfg(test)]
+mod fake_mx;
 pub mod gateway;
 pub mod outbound;
 pub mod queue;

@@ -1,9 +1,11 @@
-//! One delivery attempt: the recipients of one queued message in one domain, to the domain's
-//! MX hosts (RFC 5321 §5) or the route's smart host, with the route's TLS policy.
+//! Sessions to remote hosts for the queue: [`connect`] opens one for a domain (its MX hosts by
+//! preference, RFC 5321 §5, or its route's smart host, with the route's TLS policy and AUTH),
+//! and [`Session::send`] delivers one message's recipients in that domain over it, as many
+//! times as the queue reuses the connection.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -52,17 +54,16 @@ impl Outbound {
 pub struct Attempt<'a> {
     pub id: &'a str,
     pub sender: &'a str,
-    pub domain: &'a str,
     pub rcpts: &'a [String],
     pub message: &'a [u8],
     pub smtputf8: bool,
 }
 
-fn all(n: usize, r: RcptResult) -> Vec<RcptResult> {
+pub(crate) fn all(n: usize, r: RcptResult) -> Vec<RcptResult> {
     vec![r; n]
 }
 
-fn temporary(reason: impl Into<String>) -> RcptResult {
+pub(crate) fn temporary(reason: impl Into<String>) -> RcptResult {
     RcptResult::Temporary { reason: reason.into() }
 }
 
@@ -73,21 +74,54 @@ fn permanent(reason: impl Into<String>, status: &str) -> RcptResult {
 /// Why a host was given up on, to try the next one.
 pub(crate) struct HostFailure(pub String);
 
-/// Delivers to the first host that takes the transaction; results are in `rcpts` order.
-pub async fn deliver(out: &Outbound, a: &Attempt<'_>) -> Vec<RcptResult> {
-    let route = out.route_for(a.domain);
+/// An open SMTP session to one destination (a domain's MX host or its route's smart host),
+/// with TLS and AUTH as the destination's route asks, ready for the next transaction. The
+/// queue keeps it for the domain's next messages; it is never used for another domain, so
+/// every message goes out under its own domain's route and TLS policy.
+pub struct Session {
+    client: Client,
+    pub host: String,
+    pub addr: SocketAddr,
+    /// Transactions tried on this connection.
+    pub transactions: u32,
+    pub opened: Instant,
+    /// The connection broke or the server said 421: it must not be used again.
+    closed: bool,
+}
+
+/// Why a session broke off in the middle of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lost {
+    /// Before the end of the message was sent (or a reused connection refused the
+    /// transaction with 421): the server accepted nothing, so the message can go over
+    /// another connection at once.
+    Early(String),
+    /// After the end of the message was sent, before its reply: the server may have it.
+    /// Retried later like any temporary failure (a rare duplicate, RFC 5321 §6.1).
+    Late(String),
+}
+
+/// Opens a session for `domain`: its route's smart host, or its MX hosts by preference and
+/// their addresses in turn, skipping `avoid` (an address whose session just broke, with the
+/// reason, reported if no other host is left). An error applies to every recipient in the
+/// domain: permanent for a null MX or a domain that does not exist, else temporary.
+pub async fn connect(out: &Outbound, domain: &str, id: &str, avoid: Option<(SocketAddr, String)>) -> Result<Session, RcptResult> {
+    let route = out.route_for(domain);
     let policy = route.map_or(OutboundTls::Opportunistic, |r| r.route.tls);
     let port = route.and_then(|r| r.route.port).unwrap_or(out.remote_port);
     let hosts = match route.and_then(|r| r.route.host.clone()) {
         Some(host) => vec![host],
-        None => match dns::mx(&out.resolver, a.domain).await {
+        None => match dns::mx(&out.resolver, domain).await {
             Mx::Hosts(h) => h,
-            Mx::Null => return all(a.rcpts.len(), permanent(format!("{} accepts no mail (null MX, RFC 7505)", a.domain), "5.1.10")),
-            Mx::NoDomain => return all(a.rcpts.len(), permanent(format!("domain {} does not exist", a.domain), "5.1.2")),
-            Mx::TempFail(e) => return all(a.rcpts.len(), temporary(format!("DNS lookup of {} failed: {e}", a.domain))),
+            Mx::Null => return Err(permanent(format!("{domain} accepts no mail (null MX, RFC 7505)"), "5.1.10")),
+            Mx::NoDomain => return Err(permanent(format!("domain {domain} does not exist"), "5.1.2")),
+            Mx::TempFail(e) => return Err(temporary(format!("DNS lookup of {domain} failed: {e}"))),
         },
     };
-    let mut last = String::from("no MX host");
+    let (avoid, mut last) = match avoid {
+        Some((addr, why)) => (Some(addr), why),
+        None => (None, String::from("no MX host")),
+    };
     for host in &hosts {
         let ips = match dns::addresses(&out.resolver, host).await {
             Ok(ips) => ips,
@@ -96,56 +130,88 @@ pub async fn deliver(out: &Outbound, a: &Attempt<'_>) -> Vec<RcptResult> {
                 continue;
             }
         };
-        for ip in ips {
-            let addr = SocketAddr::new(ip, port);
-            match session(out, route, policy, host, addr, a).await {
-                Ok(results) => return results,
+        for addr in ips.into_iter().map(|ip| SocketAddr::new(ip, port)).filter(|a| Some(*a) != avoid) {
+            match start(out, route, policy, host, addr, id).await {
+                Ok(client) => {
+                    return Ok(Session { client, host: host.clone(), addr, transactions: 0, opened: Instant::now(), closed: false });
+                }
                 Err(HostFailure(why)) => {
-                    info!(event = "delivery_host_failed", id = a.id, host = %host, addr = %addr, reason = %why);
+                    info!(event = "delivery_host_failed", id, host = %host, addr = %addr, reason = %why);
                     last = format!("{host} [{addr}]: {why}");
                 }
             }
         }
     }
-    all(a.rcpts.len(), temporary(last))
+    Err(temporary(last))
 }
 
 fn describe(e: ClientError) -> HostFailure {
     HostFailure(e.to_string())
 }
 
-async fn session(
+/// Connects to one host and gets the session ready for MAIL ([`open`]: greeting, EHLO,
+/// STARTTLS or implicit TLS as `policy` demands), then AUTH when the route has credentials.
+async fn start(
     out: &Outbound,
     route: Option<&ResolvedRoute>,
     policy: OutboundTls,
     host: &str,
     addr: SocketAddr,
-    a: &Attempt<'_>,
-) -> Result<Vec<RcptResult>, HostFailure> {
+    id: &str,
+) -> Result<Client, HostFailure> {
     let tls_client = route.and_then(|r| r.tls.as_ref()).unwrap_or(&out.tls);
     let peer = Peer { hostname: &out.hostname, tls: tls_client, policy, host, addr };
     let (mut c, tls) = open(&peer, out.connect_timeout, out.command_timeout).await?;
+    // Once per connection, with the message that opened it.
     match &tls {
         Some(t) => info!(
-            event = "delivery_tls", id = a.id, host = %host, addr = %addr, tls = %t.version, cipher = %t.cipher,
+            event = "delivery_tls", id, host = %host, addr = %addr, tls = %t.version, cipher = %t.cipher,
             verified = t.unverified.is_none(), reason = t.unverified.as_deref().unwrap_or("-")
         ),
-        None => info!(event = "delivery_tls", id = a.id, host = %host, addr = %addr, tls = "none"),
+        None => info!(event = "delivery_tls", id, host = %host, addr = %addr, tls = "none"),
     }
     if let Some(r) = route.filter(|r| r.route.auth_username.is_some()) {
         authenticate(&mut c, r).await?;
     }
-    let results = transaction(&mut c, a).await.map_err(describe)?;
-    for (rcpt, result) in a.rcpts.iter().zip(&results) {
-        let (outcome, detail) = match result {
-            RcptResult::Delivered { reply } => ("delivered", reply.as_str()),
-            RcptResult::Temporary { reason } => ("deferred", reason.as_str()),
-            RcptResult::Permanent { reason, .. } => ("failed", reason.as_str()),
-        };
-        info!(event = "delivery", id = a.id, rcpt = %rcpt, host = %host, addr = %addr, result = outcome, reply = %detail);
+    Ok(c)
+}
+
+impl Session {
+    /// Sends one message; results are in `a.rcpts` order. After an error the session is
+    /// spent (drop it) and the recipients' fate is the error's.
+    pub async fn send(&mut self, a: &Attempt<'_>) -> Result<Vec<RcptResult>, Lost> {
+        let outcome = transaction(self, a).await;
+        self.transactions += 1;
+        match &outcome {
+            Ok(results) => {
+                for (rcpt, result) in a.rcpts.iter().zip(results) {
+                    let (outcome, detail) = match result {
+                        RcptResult::Delivered { reply } => ("delivered", reply.as_str()),
+                        RcptResult::Temporary { reason } => ("deferred", reason.as_str()),
+                        RcptResult::Permanent { reason, .. } => ("failed", reason.as_str()),
+                    };
+                    info!(event = "delivery", id = a.id, rcpt = %rcpt, host = %self.host, addr = %self.addr, result = outcome, reply = %detail);
+                }
+            }
+            Err(Lost::Early(why) | Lost::Late(why)) => {
+                self.closed = true;
+                info!(event = "delivery_host_failed", id = a.id, host = %self.host, addr = %self.addr, reason = %why);
+            }
+        }
+        outcome
     }
-    c.quit().await;
-    Ok(results)
+
+    /// Whether the connection can carry another transaction: intact, fewer than
+    /// `max_transactions` so far and younger than `max_age`.
+    pub fn reusable(&self, max_transactions: u32, max_age: Duration) -> bool {
+        !self.closed && self.transactions < max_transactions && self.opened.elapsed() < max_age
+    }
+
+    pub async fn quit(self) {
+        if !self.closed {
+            self.client.quit().await;
+        }
+    }
 }
 
 /// The server a client session is opened to, and how.
@@ -219,9 +285,12 @@ fn classify(r: &Response, default_status: &str) -> RcptResult {
     }
 }
 
-/// MAIL, RCPT..., DATA: pipelined when the server allows it (RFC 2920).
-async fn transaction(c: &mut Client, a: &Attempt<'_>) -> Result<Vec<RcptResult>, ClientError> {
+/// MAIL, RCPT..., DATA: pipelined when the server allows it (RFC 2920). On a reused
+/// connection an RSET goes first, as Postfix does: it finds a connection the server has
+/// dropped before anything of the message is sent.
+async fn transaction(s: &mut Session, a: &Attempt<'_>) -> Result<Vec<RcptResult>, Lost> {
     let n = a.rcpts.len();
+    let c = &s.client;
     if a.smtputf8 && !c.has("SMTPUTF8") {
         return Ok(all(n, permanent("the receiving server does not support SMTPUTF8 addresses", "5.6.7")));
     }
@@ -230,9 +299,57 @@ async fn transaction(c: &mut Client, a: &Attempt<'_>) -> Result<Vec<RcptResult>,
         && size > limit {
             return Ok(all(n, permanent(format!("the message ({size} bytes) exceeds the receiver's limit of {limit}"), "5.3.4")));
         }
+    let (mail_reply, mut rcpt_results) = envelope(s, a).await?;
+    if !mail_reply.is_positive() {
+        reset(s).await;
+        return Ok(all(n, classify(&mail_reply, "5.1.7")));
+    }
+    let accepted: Vec<usize> = (0..n).filter(|&i| matches!(rcpt_results[i], RcptResult::Delivered { .. })).collect();
+    if accepted.is_empty() {
+        reset(s).await;
+        return Ok(rcpt_results);
+    }
+    let data = s.client.command("DATA").await.map_err(early)?;
+    s.closed |= data.code == 421;
+    let final_result = if data.code != 354 {
+        reset(s).await;
+        classify(&data, "5.0.0")
+    } else {
+        // From here on the server may have the message: a broken connection is `Late`.
+        s.client.send_data(a.message).await.map_err(late)?;
+        let done = s.client.read_response().await.map_err(late)?;
+        s.closed |= done.code == 421;
+        if done.is_positive() { RcptResult::Delivered { reply: done.text() } } else { classify(&done, "5.0.0") }
+    };
+    for i in accepted {
+        rcpt_results[i] = final_result.clone();
+    }
+    Ok(rcpt_results)
+}
+
+fn early(e: ClientError) -> Lost {
+    Lost::Early(e.to_string())
+}
+
+fn late(e: ClientError) -> Lost {
+    Lost::Late(e.to_string())
+}
+
+/// Ends a transaction the server refused, so the connection can carry the next one.
+async fn reset(s: &mut Session) {
+    if s.closed {
+        return;
+    }
+    match s.client.command("RSET").await {
+        Ok(r) if r.is_positive() => {}
+        _ => s.closed = true,
+    }
+}
+
+fn mail_command(c: &Client, a: &Attempt<'_>) -> String {
     let mut mail = format!("MAIL FROM:<{}>", a.sender);
     if c.has("SIZE") {
-        mail.push_str(&format!(" SIZE={size}"));
+        mail.push_str(&format!(" SIZE={}", a.message.len()));
     }
     if c.has("8BITMIME") && !a.message.is_ascii() {
         mail.push_str(" BODY=8BITMIME");
@@ -240,52 +357,53 @@ async fn transaction(c: &mut Client, a: &Attempt<'_>) -> Result<Vec<RcptResult>,
     if a.smtputf8 {
         mail.push_str(" SMTPUTF8");
     }
-    let mut rcpt_results: Vec<Option<RcptResult>> = vec![None; n];
-    let mail_reply = if c.has("PIPELINING") {
-        let mut batch = format!("{mail}\r\n");
+    mail
+}
+
+fn rcpt_result(r: &Response) -> RcptResult {
+    if r.is_positive() { RcptResult::Delivered { reply: String::new() } } else { classify(r, "5.1.1") }
+}
+
+/// The RSET probe (reused connections), MAIL and the RCPTs: MAIL's reply and each
+/// recipient's (`Delivered` meaning accepted so far).
+async fn envelope(s: &mut Session, a: &Attempt<'_>) -> Result<(Response, Vec<RcptResult>), Lost> {
+    let reused = s.transactions > 0;
+    let mail = mail_command(&s.client, a);
+    let c = &mut s.client;
+    let mut results = Vec::with_capacity(a.rcpts.len());
+    let (probe, mail_reply) = if c.has("PIPELINING") {
+        let mut batch = if reused { String::from("RSET\r\n") } else { String::new() };
+        batch.push_str(&format!("{mail}\r\n"));
         for r in a.rcpts {
             batch.push_str(&format!("RCPT TO:<{r}>\r\n"));
         }
-        c.send(batch.as_bytes()).await?;
-        let mail_reply = c.read_response().await?;
-        for slot in rcpt_results.iter_mut() {
-            let r = c.read_response().await?;
-            *slot = Some(if r.is_positive() { RcptResult::Delivered { reply: String::new() } } else { classify(&r, "5.1.1") });
+        c.send(batch.as_bytes()).await.map_err(early)?;
+        let probe = if reused { Some(c.read_response().await.map_err(early)?) } else { None };
+        let mail_reply = c.read_response().await.map_err(early)?;
+        for _ in a.rcpts {
+            results.push(rcpt_result(&c.read_response().await.map_err(early)?));
         }
-        mail_reply
+        (probe, mail_reply)
     } else {
-        let mail_reply = c.command(&mail).await?;
-        if mail_reply.is_positive() {
-            for (i, r) in a.rcpts.iter().enumerate() {
-                let reply = c.command(&format!("RCPT TO:<{r}>")).await?;
-                rcpt_results[i] =
-                    Some(if reply.is_positive() { RcptResult::Delivered { reply: String::new() } } else { classify(&reply, "5.1.1") });
+        let probe = if reused { Some(c.command("RSET").await.map_err(early)?) } else { None };
+        let mail_reply = c.command(&mail).await.map_err(early)?;
+        for r in a.rcpts {
+            if mail_reply.is_positive() {
+                results.push(rcpt_result(&c.command(&format!("RCPT TO:<{r}>")).await.map_err(early)?));
             }
         }
-        mail_reply
+        (probe, mail_reply)
     };
-    if !mail_reply.is_positive() {
-        let _ = c.command("RSET").await;
-        return Ok(all(n, classify(&mail_reply, "5.1.7")));
+    s.closed |= mail_reply.code == 421;
+    // A reused connection the server no longer wants (an idle timeout, a per-connection
+    // limit) has accepted nothing: the message goes over a fresh one at once.
+    if let Some(p) = probe.filter(|p| !p.is_positive()) {
+        return Err(Lost::Early(format!("RSET on a reused connection: {}", p.text())));
     }
-    let accepted: Vec<usize> =
-        (0..n).filter(|&i| matches!(rcpt_results[i], Some(RcptResult::Delivered { .. }))).collect();
-    if accepted.is_empty() {
-        let _ = c.command("RSET").await;
-        return Ok(rcpt_results.into_iter().map(|r| r.expect("every recipient got a reply")).collect());
+    if reused && mail_reply.code == 421 {
+        return Err(Lost::Early(format!("MAIL on a reused connection: {}", mail_reply.text())));
     }
-    let data = c.command("DATA").await?;
-    let final_result = if data.code != 354 {
-        classify(&data, "5.0.0")
-    } else {
-        c.send_data(a.message).await?;
-        let done = c.read_response().await?;
-        if done.is_positive() { RcptResult::Delivered { reply: done.text() } } else { classify(&done, "5.0.0") }
-    };
-    for i in accepted {
-        rcpt_results[i] = Some(final_result.clone());
-    }
-    Ok(rcpt_results.into_iter().map(|r| r.expect("every recipient got a reply")).collect())
+    Ok((mail_reply, results))
 }
 
 /// Trust anchors for outbound TLS: the system's (Debian's ca-certificates) plus
@@ -307,3 +425,6 @@ pub fn root_store(extra_ca_file: Option<&std::path::Path>) -> Result<Arc<rustls:
     }
     Ok(Arc::new(roots))
 }
+
+#[cfg(test)]
+mod tests;

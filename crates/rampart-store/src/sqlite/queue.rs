@@ -82,6 +82,9 @@ fn entries(conn: &Connection, rcpts: Vec<(String, QueueRcpt)>) -> Result<Vec<Que
 const RCPT_COLUMNS: &str = "queue_id, id, rcpt, domain, state, attempts, next_attempt, last_error";
 
 fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<QueueEntry>> {
+    // One read transaction: a message delivered and removed between reading its recipients
+    // and its row would otherwise fail the whole scan.
+    let _snapshot = conn.unchecked_transaction()?;
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {RCPT_COLUMNS} FROM queue_rcpts WHERE state = 'pending' AND next_attempt <= ?1 \
          AND NOT EXISTS (SELECT 1 FROM queue WHERE queue.id = queue_rcpts.queue_id AND queue.held) \
@@ -92,6 +95,7 @@ fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<QueueEntry>> {
 }
 
 fn list(conn: &Connection, id: Option<&str>) -> Result<Vec<QueueEntry>> {
+    let _snapshot = conn.unchecked_transaction()?;
     let rows = match id {
         Some(id) => conn
             .prepare_cached(&format!("SELECT {RCPT_COLUMNS} FROM queue_rcpts WHERE queue_id = ?1 ORDER BY id"))?
@@ -108,20 +112,21 @@ fn list(conn: &Connection, id: Option<&str>) -> Result<Vec<QueueEntry>> {
 fn update(conn: &Connection, effects: &mut Effects, updates: &[RcptUpdate]) -> Result<()> {
     let t = now();
     let mut touched: Vec<String> = Vec::new();
+    // Cached statements: the queue runner records every delivery, and parsing the SQL each
+    // time was a visible share of the writer thread's work under an outbound backlog.
+    let mut set = conn.prepare_cached(
+        "UPDATE queue_rcpts SET state = ?2, next_attempt = ?3, last_error = ?4, attempts = attempts + 1, updated = ?5 \
+         WHERE id = ?1 RETURNING queue_id",
+    )?;
     for u in updates {
-        let qid: String = conn.query_row(
-            "UPDATE queue_rcpts SET state = ?2, next_attempt = ?3, last_error = ?4, attempts = attempts + 1, updated = ?5 \
-             WHERE id = ?1 RETURNING queue_id",
-            params![u.id, u.state.as_str(), u.next_attempt, u.error, t],
-            |r| r.get(0),
-        )?;
+        let qid: String = set.query_row(params![u.id, u.state.as_str(), u.next_attempt, u.error, t], |r| r.get(0))?;
         if !touched.contains(&qid) {
             touched.push(qid);
         }
     }
+    let mut count = conn.prepare_cached("SELECT count(*) FROM queue_rcpts WHERE queue_id = ?1 AND state = 'pending'")?;
     for qid in touched {
-        let pending: i64 =
-            conn.query_row("SELECT count(*) FROM queue_rcpts WHERE queue_id = ?1 AND state = 'pending'", [&qid], |r| r.get(0))?;
+        let pending: i64 = count.query_row([&qid], |r| r.get(0))?;
         if pending == 0 {
             delete(conn, effects, &qid)?;
         }
@@ -131,10 +136,11 @@ fn update(conn: &Connection, effects: &mut Effects, updates: &[RcptUpdate]) -> R
 
 pub(super) fn delete(conn: &Connection, effects: &mut Effects, id: &str) -> Result<()> {
     let blob: String = conn
-        .query_row("SELECT blob_id FROM queue WHERE id = ?1", [id], |r| r.get(0))
+        .prepare_cached("SELECT blob_id FROM queue WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
         .optional()?
         .ok_or_else(|| StoreError::NotFound(format!("queue entry {id}")))?;
-    conn.execute("DELETE FROM queue WHERE id = ?1", [id])?;
+    conn.prepare_cached("DELETE FROM queue WHERE id = ?1")?.execute([id])?;
     release_blobs(conn, effects, &[(blob, 1)])
 }
 
