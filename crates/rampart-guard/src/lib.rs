@@ -96,11 +96,8 @@ impl Rules {
             _ => Arc::new(Semaphore::new(cap)),
         };
         let mut per_listener = HashMap::new();
-        for (name, l) in config.smtp_listeners() {
-            per_listener.insert(name.to_string(), (l.allow.clone(), l.deny.clone()));
-        }
-        for (name, l) in config.imap_listeners() {
-            per_listener.insert(name.to_string(), (l.allow.clone(), l.deny.clone()));
+        for (name, allow, deny) in config.listener.firewall_lists() {
+            per_listener.insert(name.to_string(), (allow.to_vec(), deny.to_vec()));
         }
         Rules { limits: config.guard.clone(), per_listener, handshakes }
     }

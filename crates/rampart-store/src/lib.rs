@@ -10,6 +10,7 @@
 //!   - [`SenderAuthStore`]: DKIM keys, DMARC evaluations and reports;
 //!   - [`FilterStore`]: the classifier's token counts and greylisting's memory;
 //!   - [`QuarantineStore`]: messages held instead of delivered;
+//!   - [`WebStore`]: account roles, TOTP and recovery codes, web sessions, API tokens;
 //!   - [`MailStore`] ([`mail`]): what IMAP needs on top — mailbox management, flags with
 //!     MODSEQ, expunge, copy/move, append, and change notification ([`notify`]).
 //!
@@ -40,6 +41,7 @@ mod queue;
 pub mod quarantine;
 mod senderauth;
 mod sqlite;
+pub mod web;
 
 pub use blob::{Blob, BlobWriter};
 pub use delivery::{Delivered, Delivery, DeliveryStore, Folder, Outbound, Target};
@@ -55,6 +57,7 @@ pub use senderauth::{DkimKey, DmarcReport, SenderAuthStore};
 pub use sqlite::SqliteStore;
 /// Online backup of the embedded store (`rampart backup`).
 pub use sqlite::backup;
+pub use web::{ApiToken, Role, Totp, WebAccount, WebSession, WebStore};
 
 pub type AccountId = i64;
 pub type MailboxId = i64;
@@ -72,6 +75,7 @@ pub trait Store:
     + MailStore
     + FilterStore
     + QuarantineStore
+    + WebStore
 {
 }
 
@@ -85,6 +89,7 @@ impl<T> Store for T where
         + MailStore
         + FilterStore
         + QuarantineStore
+    + WebStore
 {
 }
 
@@ -92,6 +97,6 @@ impl<T> Store for T where
 pub mod prelude {
     pub use crate::{
         DeliveryStore, DirectoryStore, FilterStore, GuardStore, MailStore, MessageStore, QuarantineStore, QueueStore,
-        SenderAuthStore, Store,
+        SenderAuthStore, Store, WebStore,
     };
 }

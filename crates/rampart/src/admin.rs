@@ -45,6 +45,29 @@ pub enum UserCommand {
         #[command(subcommand)]
         command: AppPasswordCommand,
     },
+    /// Set what the account may do on the web: `admin` manages everything, `user` only its
+    /// own account.
+    Role {
+        address: String,
+        #[arg(value_parser = ["admin", "user"])]
+        role: String,
+    },
+    /// The second factor of web logins (TOTP, RFC 6238).
+    Totp {
+        #[command(subcommand)]
+        command: TotpCommand,
+    },
+    /// End every web session of the account (log out everywhere).
+    Logout { address: String },
+}
+
+#[derive(Subcommand)]
+pub enum TotpCommand {
+    /// Set up TOTP now: prints the otpauth:// URI (for an authenticator app) and 10 one-time
+    /// recovery codes, each shown once.
+    Enroll { address: String },
+    /// Turn TOTP off (the recovery codes go too).
+    Disable { address: String },
 }
 
 #[derive(Subcommand)]
@@ -64,6 +87,54 @@ pub enum AppPasswordCommand {
         #[arg(long)]
         name: String,
     },
+}
+
+#[derive(Subcommand)]
+pub enum ApiTokenCommand {
+    /// Create a token for automation (`Authorization: Bearer TOKEN` on /api/v1/); it acts as an
+    /// admin within its scopes. Printed once; only its hash is kept.
+    Add {
+        #[arg(long)]
+        name: String,
+        /// Limit it to these areas (repeatable): domains, users, aliases, quarantine, spam,
+        /// bans. Without any: all of them.
+        #[arg(long = "scope", value_parser = rampart_web::SCOPES)]
+        scopes: Vec<String>,
+    },
+    /// List tokens: name, scopes, created, last used (never the token).
+    List,
+    /// Revoke a token by name.
+    Revoke {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+pub fn api_token(config: &Path, cmd: ApiTokenCommand) -> anyhow::Result<()> {
+    let (store, rt) = open(config)?;
+    let date = |t: i64| chrono::DateTime::from_timestamp(t, 0).map(|d| d.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default();
+    rt.block_on(async {
+        match cmd {
+            ApiTokenCommand::Add { name, scopes } => {
+                let token = rampart_auth::totp::random_token(32);
+                store.api_token_add(&name, &rampart_auth::totp::token_hash(&token), &scopes).await?;
+                println!("API token {name} (shown once; send it as Authorization: Bearer):");
+                println!("{token}");
+            }
+            ApiTokenCommand::List => {
+                for t in store.api_tokens().await? {
+                    let scopes = if t.scopes.is_empty() { "all".to_string() } else { t.scopes.join(",") };
+                    let used = t.last_used.map_or_else(|| "never".to_string(), date);
+                    println!("{}\t{scopes}\tcreated {}\tlast used {used}", t.name, date(t.created));
+                }
+            }
+            ApiTokenCommand::Revoke { name } => {
+                store.api_token_revoke(&name).await?;
+                println!("revoked API token {name}");
+            }
+        }
+        Ok(())
+    })
 }
 
 #[derive(Subcommand)]
@@ -229,9 +300,45 @@ pub fn user(config: &Path, cmd: UserCommand) -> anyhow::Result<()> {
                 store.revoke_app_password(&address, &name).await?;
                 println!("revoked app password {name} of {address}");
             }
+            UserCommand::Role { address, role } => {
+                let role = rampart_store::Role::parse(&role).context("the role is admin or user")?;
+                store.set_role(&address, role).await?;
+                println!("{address} is now {}", role.name());
+            }
+            UserCommand::Totp { command } => totp(&store, &config, command).await?,
+            UserCommand::Logout { address } => {
+                let account = store.account(&address).await?.with_context(|| format!("no account {address}"))?;
+                let n = store.sessions_remove(account.id, None).await?;
+                println!("ended {n} web session(s) of {address}");
+            }
         }
         Ok(())
     })
+}
+
+async fn totp(store: &SqliteStore, config: &rampart_config::Config, cmd: TotpCommand) -> anyhow::Result<()> {
+    match cmd {
+        TotpCommand::Enroll { address } => {
+            let account = store.account(&address).await?.with_context(|| format!("no account {address}"))?;
+            let (secret, codes) = rampart_auth::totp::enroll_now(store, account.id).await?;
+            let issuer = if config.web.totp_issuer.is_empty() { &config.server.hostname } else { &config.web.totp_issuer };
+            let uri = rampart_auth::totp::uri(&secret, &account.address, issuer).context("building the otpauth URI")?;
+            println!("TOTP for {} (shown once; add it to an authenticator app):", account.address);
+            println!("{uri}");
+            println!("recovery codes (each works once instead of a TOTP code):");
+            for c in codes {
+                println!("{c}");
+            }
+        }
+        TotpCommand::Disable { address } => {
+            let account = store.account(&address).await?.with_context(|| format!("no account {address}"))?;
+            if !store.totp_remove(account.id).await? {
+                bail!("{address} has no TOTP");
+            }
+            println!("TOTP of {address} is off");
+        }
+    }
+    Ok(())
 }
 
 pub fn alias(config: &Path, cmd: AliasCommand) -> anyhow::Result<()> {

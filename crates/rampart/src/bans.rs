@@ -94,13 +94,9 @@ pub fn firewall(config: &Path, cmd: FirewallCommand) -> anyhow::Result<()> {
             show("global", "allow", &g.allow);
             show("global", "allowlist", &g.allowlist);
             show("global", "limit_exceptions", &g.limit_exceptions);
-            for (name, l) in config.smtp_listeners() {
-                show(name, "deny", &l.deny);
-                show(name, "allow", &l.allow);
-            }
-            for (name, l) in config.imap_listeners() {
-                show(name, "deny", &l.deny);
-                show(name, "allow", &l.allow);
+            for (name, allow, deny) in config.listener.firewall_lists() {
+                show(name, "deny", deny);
+                show(name, "allow", allow);
             }
         }
     }

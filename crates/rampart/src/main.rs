@@ -152,6 +152,11 @@ enum Command {
         /// The backup's directory, as `rampart backup` wrote it.
         dir: PathBuf,
     },
+    /// Tokens for the JSON API (/api/v1/), for automation.
+    ApiToken {
+        #[command(subcommand)]
+        command: admin::ApiTokenCommand,
+    },
     /// DNS records to publish.
     Dns {
         #[command(subcommand)]
@@ -209,6 +214,7 @@ fn main() -> std::process::ExitCode {
         Command::Restore { dir } => backup::restore(&config, &dir),
         Command::Dns { command: DnsCommand::Records { domain } } => dns_records(&config, &domain),
         Command::Ban { command } => bans::ban(&config, command),
+        Command::ApiToken { command } => admin::api_token(&config, command),
         Command::Firewall { command } => bans::firewall(&config, command),
     };
     match result {

@@ -23,6 +23,7 @@ mod quarantine;
 mod queue;
 mod schema;
 mod senderauth;
+mod web;
 mod writer;
 
 use std::path::{Path, PathBuf};

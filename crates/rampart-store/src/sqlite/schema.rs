@@ -252,6 +252,38 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX quarantine_rcpts_account ON quarantine_rcpts(account_id);
     "#,
+    // 9: the web layer: roles, TOTP, recovery codes, sessions, API tokens.
+    r#"
+    ALTER TABLE accounts ADD COLUMN role TEXT NOT NULL DEFAULT 'user';
+    CREATE TABLE totp (
+        account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+        secret     TEXT NOT NULL,
+        confirmed  INTEGER NOT NULL,
+        last_step  INTEGER NOT NULL,
+        created    INTEGER NOT NULL
+    );
+    CREATE TABLE recovery_codes (
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        hash       TEXT NOT NULL,
+        PRIMARY KEY (account_id, hash)
+    ) WITHOUT ROWID;
+    CREATE TABLE web_sessions (
+        id_hash    TEXT PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        csrf       TEXT NOT NULL,
+        created    INTEGER NOT NULL,
+        last_seen  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX web_sessions_account ON web_sessions(account_id);
+    CREATE TABLE api_tokens (
+        id        INTEGER PRIMARY KEY,
+        name      TEXT NOT NULL UNIQUE,
+        hash      TEXT NOT NULL UNIQUE,
+        scopes    TEXT NOT NULL,
+        created   INTEGER NOT NULL,
+        last_used INTEGER
+    );
+    "#,
 ];
 
 /// The schema version this binary writes.

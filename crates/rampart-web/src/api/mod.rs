@@ -1,0 +1,74 @@
+//! The JSON API under `/api/v1/`: what the pages use, and what automation uses with an API
+//! token. [`account`] is a user's own account (self-service), [`admin`] the whole server.
+//! Every route is listed in the OpenAPI document (`/api/v1/openapi.json`, [`crate::openapi`]).
+
+mod account;
+mod admin;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{delete, get, post, put};
+
+use crate::{Services, login, openapi};
+
+pub fn routes() -> Router<Arc<Services>> {
+    Router::new()
+        .route("/api/v1/openapi.json", get(openapi::document))
+        .route("/api/v1/login", post(login::login))
+        .route("/api/v1/logout", post(login::logout))
+        .route("/api/v1/logout-all", post(login::logout_all))
+        .route("/api/v1/me", get(login::me))
+        .route("/api/v1/me/password", post(account::change_password))
+        .route("/api/v1/me/totp", post(account::totp_begin).delete(account::totp_disable))
+        .route("/api/v1/me/totp/confirm", post(account::totp_confirm))
+        .route("/api/v1/me/app-passwords", get(account::app_passwords).post(account::app_password_add))
+        .route("/api/v1/me/app-passwords/{name}", delete(account::app_password_revoke))
+        .route("/api/v1/me/quarantine", get(account::quarantine))
+        .route("/api/v1/me/quarantine/{id}/release", post(account::quarantine_release))
+        .route("/api/v1/me/mobileconfig", get(crate::autoconfig::mobileconfig))
+        .route("/api/v1/domains", get(admin::domains).post(admin::domain_add))
+        .route("/api/v1/domains/{name}", delete(admin::domain_remove))
+        .route("/api/v1/users", get(admin::users).post(admin::user_add))
+        .route("/api/v1/users/{address}", get(admin::user).delete(admin::user_remove))
+        .route("/api/v1/users/{address}/role", put(admin::user_role))
+        .route("/api/v1/users/{address}/password", put(admin::user_password))
+        .route("/api/v1/users/{address}/totp", delete(admin::user_totp_disable))
+        .route("/api/v1/users/{address}/sessions", delete(admin::user_logout))
+        .route("/api/v1/users/{address}/app-passwords", get(admin::user_app_passwords).post(admin::user_app_password_add))
+        .route("/api/v1/users/{address}/app-passwords/{name}", delete(admin::user_app_password_revoke))
+        .route("/api/v1/aliases", get(admin::aliases).post(admin::alias_add))
+        .route("/api/v1/aliases/{alias}", delete(admin::alias_remove))
+        .route("/api/v1/quarantine", get(admin::quarantine))
+        .route("/api/v1/quarantine/{id}", delete(admin::quarantine_delete))
+        .route("/api/v1/quarantine/{id}/release", post(admin::quarantine_release))
+        .route("/api/v1/spam/stats", get(admin::spam_stats))
+        .route("/api/v1/bans", get(admin::bans))
+}
+
+/// A held message as the API shows it.
+fn held_json(h: &rampart_store::quarantine::Held) -> serde_json::Value {
+    serde_json::json!({
+        "id": h.id, "size": h.size, "created": h.created, "sender": h.sender, "subject": h.subject,
+        "reason": h.reason, "score": h.score, "recipients": h.recipients,
+    })
+}
+
+fn app_password_json(a: &rampart_store::AppPassword) -> serde_json::Value {
+    serde_json::json!({ "name": a.name, "created": a.created, "last_used": a.last_used })
+}
+
+/// A new password after the policy accepted it: its secrets, or the policy's sentence.
+fn checked_secrets(s: &Services, address: &str, password: &str) -> Result<rampart_store::Secrets, crate::error::ApiError> {
+    use crate::error::ApiError;
+    s.policy.check(password, address).map_err(|why| ApiError::BadRequest(format!("password refused: {why}")))?;
+    s.auth.secrets(password).map_err(|_| ApiError::Internal)
+}
+
+/// A new app password: created, stored hashed, returned once.
+async fn new_app_password(s: &Services, address: &str, name: &str) -> Result<String, crate::error::ApiError> {
+    let password = rampart_auth::new_app_password();
+    let hash = rampart_auth::hash_password(&password, s.auth.settings().hash).map_err(|_| crate::error::ApiError::Internal)?;
+    s.store.add_app_password(address, name, &hash).await?;
+    Ok(password)
+}
