@@ -1,1 +1,235 @@
-// placeholder
+// Rampart's pages: every view is drawn from the JSON API (/api/v1/), so nothing here is
+// possible only through the pages. Elements are built with the DOM (textContent, never
+// innerHTML), and no script is inline: the Content-Security-Policy allows only this file.
+"use strict";
+
+const state = { me: null, csrf: null };
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "on") for (const [ev, f] of Object.entries(v)) e.addEventListener(ev, f);
+    else if (v !== undefined && v !== null && v !== false) e.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return e;
+}
+
+async function api(method, path, body) {
+  const headers = {};
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET" && state.csrf) headers["X-CSRF-Token"] = state.csrf;
+  const r = await fetch("/api/v1" + path, {
+    method, headers, credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const type = r.headers.get("Content-Type") || "";
+  const data = type.includes("json") ? await r.json() : await r.text();
+  if (r.status === 401 && path !== "/login") { state.me = null; go("login"); }
+  if (!r.ok) throw Object.assign(new Error((data && data.message) || r.statusText), { code: data && data.error, status: r.status });
+  return data;
+}
+
+function main() { return document.getElementById("main"); }
+
+function show(title, ...content) {
+  const m = main();
+  m.replaceChildren(el("h2", {}, title), ...content);
+  document.title = title + " · Rampart";
+}
+
+function notice(text, kind) {
+  const n = el("p", { class: "notice " + (kind || "error"), role: "status" }, text);
+  main().prepend(n);
+  setTimeout(() => n.remove(), 8000);
+}
+
+function form(fields, submit, onSubmit) {
+  const f = el("form", {},
+    fields.map(([name, label, type, extra]) =>
+      el("label", {}, label, el("input", Object.assign({ name, type: type || "text", autocomplete: "off" }, extra || {})))),
+    el("button", { type: "submit" }, submit));
+  f.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const values = Object.fromEntries(new FormData(f).entries());
+    try { await onSubmit(values, f); } catch (e) { notice(e.message); }
+  });
+  return f;
+}
+
+function table(headers, rows) {
+  return el("div", { class: "scroll" }, el("table", {},
+    el("thead", {}, el("tr", {}, headers.map((h) => el("th", {}, h)))),
+    el("tbody", {}, rows.map((r) => el("tr", {}, r.map((c) => el("td", {}, c)))))));
+}
+
+function button(label, onClick, kind) {
+  return el("button", { type: "button", class: kind || "", on: { click: async () => {
+    try { await onClick(); } catch (e) { notice(e.message); }
+  } } }, label);
+}
+
+function date(t) { return t ? new Date(t * 1000).toISOString().slice(0, 16).replace("T", " ") : "never"; }
+
+function nav() {
+  const n = document.getElementById("nav");
+  const links = [];
+  if (state.me && !state.me.enroll_2fa_first) {
+    links.push(["home", "Dashboard"]);
+    if (state.me.role === "admin") links.push(["users", "Users"], ["domains", "Domains"], ["aliases", "Aliases"]);
+    links.push(["quarantine", "Quarantine"], ["account", "My account"]);
+  }
+  if (state.me) links.push(["logout", "Log out"]);
+  n.replaceChildren(...links.map(([h, t]) => el("a", { href: "#" + h }, t)));
+}
+
+function go(view) { if (location.hash !== "#" + view) location.hash = view; else route(); }
+
+const views = {
+  async login() {
+    const f = form([["username", "Address", "email", { autocomplete: "username", required: true }],
+      ["password", "Password", "password", { autocomplete: "current-password", required: true }],
+      ["totp", "Two-factor code (or a recovery code)", "text", { inputmode: "numeric", autocomplete: "one-time-code" }]],
+      "Log in", async (v) => {
+        try {
+          const me = await api("POST", "/login", v);
+          state.me = me; state.csrf = me.csrf;
+          go(me.enroll_2fa_first ? "totp" : "home");
+        } catch (e) {
+          if (e.code === "totp_required") { f.querySelector("[name=totp]").focus(); notice("Enter the code from your authenticator app.", "info"); }
+          else throw e;
+        }
+      });
+    show("Log in", f);
+  },
+
+  async logout() {
+    try { await api("POST", "/logout"); } catch (e) { /* already out */ }
+    state.me = null; state.csrf = null; go("login");
+  },
+
+  async home() {
+    const parts = [el("p", {}, "Logged in as ", el("strong", {}, state.me.address), " (" + state.me.role + ")")];
+    if (state.me.role === "admin") {
+      const [users, domains, aliases, held, bans, learnt] = await Promise.all([
+        api("GET", "/users"), api("GET", "/domains"), api("GET", "/aliases"), api("GET", "/quarantine"),
+        api("GET", "/bans"), api("GET", "/spam/stats")]);
+      parts.push(el("ul", { class: "cards" },
+        [["Users", users.length], ["Domains", domains.length], ["Aliases", aliases.length], ["Held messages", held.length],
+          ["Active bans", bans.length], ["Classifier", learnt.spam + " spam / " + learnt.ham + " ham"]]
+          .map(([k, v]) => el("li", {}, el("span", {}, k), el("strong", {}, v)))));
+      if (bans.length) parts.push(el("h3", {}, "Bans"), table(["Network", "Until", "Reason"], bans.map((b) => [b.net, date(b.until), b.reason])));
+    } else {
+      const held = await api("GET", "/me/quarantine");
+      parts.push(el("p", {}, held.length + " message(s) held for you in quarantine."));
+    }
+    show("Dashboard", ...parts);
+  },
+
+  async users() {
+    const list = await api("GET", "/users");
+    const rows = list.map((u) => [u.address, u.role, u.totp ? "on" : "off", date(u.created),
+      el("span", { class: "actions" },
+        button(u.role === "admin" ? "Make user" : "Make admin", async () => {
+          await api("PUT", "/users/" + encodeURIComponent(u.address) + "/role", { role: u.role === "admin" ? "user" : "admin" });
+          await route();
+        }),
+        u.totp ? button("Turn 2FA off", async () => { await api("DELETE", "/users/" + encodeURIComponent(u.address) + "/totp"); await route(); }) : "",
+        button("Delete", async () => {
+          if (!confirm("Delete " + u.address + " with all its mail?")) return;
+          await api("DELETE", "/users/" + encodeURIComponent(u.address)); await route();
+        }, "danger"))]);
+    show("Users", table(["Address", "Role", "2FA", "Created", ""], rows), el("h3", {}, "Add a user"),
+      form([["address", "Address", "email", { required: true }], ["password", "Password", "password", { autocomplete: "new-password", required: true }],
+        ["role", "Role (user or admin)", "text", { value: "user" }]], "Add user", async (v) => {
+        await api("POST", "/users", v); await route(); notice("Added " + v.address, "ok");
+      }));
+  },
+
+  async domains() {
+    const list = await api("GET", "/domains");
+    show("Domains", table(["Domain", ""], list.map((d) => [d, button("Remove", async () => { await api("DELETE", "/domains/" + encodeURIComponent(d)); await route(); }, "danger")])),
+      el("h3", {}, "Add a domain"),
+      form([["name", "Domain", "text", { required: true }]], "Add domain", async (v) => { await api("POST", "/domains", v); await route(); }));
+  },
+
+  async aliases() {
+    const list = await api("GET", "/aliases");
+    show("Aliases", table(["Alias", "Delivers to", ""], list.map((a) => [a.alias, a.target,
+      button("Remove", async () => { await api("DELETE", "/aliases/" + encodeURIComponent(a.alias) + "?target=" + encodeURIComponent(a.target)); await route(); }, "danger")])),
+      el("h3", {}, "Add an alias"),
+      form([["alias", "Alias", "email", { required: true }], ["target", "Delivers to", "email", { required: true }]], "Add alias", async (v) => {
+        await api("POST", "/aliases", v); await route(); notice("Added " + v.alias, "ok");
+      }));
+  },
+
+  async quarantine() {
+    const admin = state.me.role === "admin";
+    const list = await api("GET", admin ? "/quarantine" : "/me/quarantine");
+    const release = (id) => api("POST", (admin ? "/quarantine/" : "/me/quarantine/") + encodeURIComponent(id) + "/release");
+    show("Quarantine", list.length ? table(["Held", "From", "Subject", "Score", "Reason", ""], list.map((h) => [date(h.created), h.sender, h.subject,
+      h.score === null ? "-" : h.score.toFixed(1), h.reason, button("Release", async () => { await release(h.id); await route(); })]))
+      : el("p", {}, "Nothing is held."));
+  },
+
+  async account() {
+    const apps = await api("GET", "/me/app-passwords");
+    const out = el("div", { id: "shown-once" });
+    show("My account",
+      el("h3", {}, "Password"),
+      form([["current", "Current password", "password", { autocomplete: "current-password", required: true }],
+        ["new", "New password", "password", { autocomplete: "new-password", required: true }]], "Change password", async (v, f) => {
+        await api("POST", "/me/password", v); f.reset(); notice("Password changed; your other sessions were logged out.", "ok");
+      }),
+      el("h3", {}, "Two-factor authentication"),
+      state.me.totp
+        ? form([["password", "Password (to turn it off)", "password", { required: true }]], "Turn two-factor off", async (v) => {
+          await api("DELETE", "/me/totp", v); state.me = await api("GET", "/me"); await route();
+        })
+        : el("p", {}, el("a", { href: "#totp" }, "Set up two-factor authentication")),
+      el("h3", {}, "App passwords (for mail apps: IMAP and SMTP)"),
+      table(["Name", "Created", "Last used", ""], apps.map((a) => [a.name, date(a.created), date(a.last_used),
+        button("Revoke", async () => { await api("DELETE", "/me/app-passwords/" + encodeURIComponent(a.name)); await route(); }, "danger")])),
+      form([["name", "Name (e.g. phone)", "text", { required: true }]], "Create app password", async (v) => {
+        const r = await api("POST", "/me/app-passwords", v);
+        await views.account();
+        document.getElementById("shown-once").replaceChildren(el("p", { class: "notice ok" }, "App password " + r.name + " (shown once): ", el("code", {}, r.password)));
+      }),
+      out,
+      el("h3", {}, "Mail apps"),
+      el("p", {}, el("a", { href: "/api/v1/me/mobileconfig", download: "mail.mobileconfig" }, "Configuration profile for iPhone, iPad and Mac")),
+      el("h3", {}, "Sessions"),
+      button("Log out everywhere", async () => { await api("POST", "/logout-all"); state.me = null; go("login"); }, "danger"));
+  },
+
+  async totp() {
+    if (state.me.totp) { go("account"); return; }
+    const r = await api("POST", "/me/totp");
+    const img = el("img", { src: "data:image/svg+xml;base64," + btoa(r.qr_svg), alt: "QR code of the TOTP secret", width: 200, height: 200 });
+    show("Set up two-factor authentication",
+      state.me.enroll_2fa_first ? el("p", { class: "notice info" }, "Administrators need two-factor authentication before anything else.") : "",
+      el("p", {}, "Scan this code with an authenticator app, or type the secret:"), img, el("p", {}, el("code", { id: "totp-secret" }, r.secret)),
+      form([["code", "The 6-digit code the app shows", "text", { inputmode: "numeric", required: true }]], "Confirm", async (v) => {
+        const done = await api("POST", "/me/totp/confirm", v);
+        state.me = await api("GET", "/me");
+        nav();
+        show("Recovery codes", el("p", {}, "Keep these somewhere safe. Each works once instead of a code, if you lose your phone."),
+          el("ul", { id: "recovery-codes", class: "codes" }, done.recovery_codes.map((c) => el("li", {}, el("code", {}, c)))),
+          el("p", {}, el("a", { href: "#home" }, "Continue")));
+      }));
+  },
+};
+
+async function route() {
+  let view = location.hash.slice(1) || "home";
+  if (!state.me && view !== "login") {
+    try { state.me = await api("GET", "/me"); state.csrf = state.me.csrf; } catch (e) { view = "login"; }
+  }
+  if (state.me && state.me.enroll_2fa_first && !["totp", "logout"].includes(view)) view = "totp";
+  if (!views[view]) view = "home";
+  nav();
+  try { await views[view](); } catch (e) { if (e.status !== 401) notice(e.message); }
+}
+
+window.addEventListener("hashchange", route);
+document.addEventListener("DOMContentLoaded", route);
