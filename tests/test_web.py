@@ -233,6 +233,11 @@ def test_wrong_password_unknown_user_and_app_password_are_refused(rampart):
         assert imap.login("alice@example.test", app)[0] == "OK"
     assert api.call("DELETE", "/api/v1/me/app-passwords/phone").status_code == 200
     assert api.get("/api/v1/me/app-passwords").json() == []
+    # The login history shows both protocols, by network; the CLI shows the same.
+    history = {(l["net"], l["proto"]): l["logins"] for l in api.get("/api/v1/me/logins").json()}
+    assert history == {("127.0.0.1/32", "web"): 1, ("127.0.0.1/32", "imap"): 1}, history
+    out = rampart.run_cli("user", "logins", "alice@example.test").stdout
+    assert "127.0.0.1/32\tweb\t" in out and "127.0.0.1/32\timap\t" in out, out
 
 
 def _no_hostname(ctx):
@@ -497,3 +502,29 @@ def test_outlook_autodiscover_and_apple_profile(rampart):
     assert mail["IncomingMailServerPortNumber"] == rampart.ports["imaps"] and mail["IncomingMailServerUseSSL"] is True
     assert mail["OutgoingMailServerPortNumber"] == rampart.ports["submissions"]
     assert "IncomingPassword" not in mail and "OutgoingPassword" not in mail
+
+
+def test_bans_queue_dkim_and_message_trail_like_the_cli(rampart):
+    start(rampart, listeners=(*WEB, "smtp"))
+    api = admin_session(rampart)
+    r = api.post("/api/v1/bans", {"net": "192.0.2.0/24", "seconds": 3600, "reason": "manual"})
+    assert r.status_code == 200 and r.json()["offenses"] == 1, r.text
+    assert "192.0.2.0/24\tactive" in rampart.run_cli("ban", "list").stdout
+    assert [b["net"] for b in api.get("/api/v1/bans").json()] == ["192.0.2.0/24"]
+    assert api.post("/api/v1/bans", {"net": "not-a-net"}).status_code == 400
+    assert api.call("DELETE", "/api/v1/bans", params={"net": "192.0.2.0/24"}).status_code == 200
+    assert api.call("DELETE", "/api/v1/bans", params={"net": "192.0.2.0/24"}).status_code == 404
+    assert rampart.run_cli("ban", "list").stdout.strip() == ""
+    assert api.get("/api/v1/queue").json() == []
+    rampart.run_cli("dkim", "keygen", "example.test", "--selector", "w1", "--algorithm", "ed25519")
+    keys = api.get("/api/v1/dkim", params={"domain": "example.test"}).json()
+    assert ("w1", "ed25519", "w1._domainkey.example.test") in [(k["selector"], k["algorithm"], k["record"]) for k in keys]
+    assert "private" not in str(keys)
+    with smtplib.SMTP("127.0.0.1", rampart.ports["smtp"], timeout=20) as s:
+        s.sendmail("a@remote.test", ["alice@example.test"], message_bytes(to="alice@example.test"))
+    ref = rampart.messages("alice@example.test")[0][1]
+    why = api.get(f"/api/v1/messages/{ref}/why").json()
+    assert why[0]["mailbox"] == "alice@example.test/INBOX" and "decision" in why[0]["trail"], why
+    assert api.get("/api/v1/messages/NOSUCHID/why").status_code == 404
+    shown = rampart.run_cli("user", "show", "bob@example.test").stdout
+    assert "role: admin" in shown and "totp: on (10 recovery codes left)" in shown, shown

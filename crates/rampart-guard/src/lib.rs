@@ -449,7 +449,7 @@ impl Guard {
                 known.push(net);
             }
         }
-        if let Err(e) = self.store.known_login_put(&user, &net.to_string(), now_unix()).await {
+        if let Err(e) = self.store.known_login_put(&user, &net.to_string(), proto, now_unix()).await {
             warn!(event = "guard_store_failed", error = %e.chain());
         }
     }
@@ -557,6 +557,17 @@ pub fn fmt_time(t: i64) -> String {
 /// Parses an address or network for `rampart ban`: a bare address bans that host.
 pub fn parse_net(s: &str) -> Result<IpNet, String> {
     s.parse::<Cidr>().map(|c| c.0)
+}
+
+/// An administrator's ban (`rampart ban add`, `POST /api/v1/bans`): stored as one more offence
+/// of `net`; a running server applies it at its next refresh (within 2 s).
+pub async fn ban_manually(store: &dyn GuardStore, net: IpNet, duration: Duration, reason: &str) -> Result<Ban, rampart_store::StoreError> {
+    let key = net.to_string();
+    let now = now_unix();
+    let previous = store.bans().await?.into_iter().find(|b| b.net == key).map_or(0, |b| b.offenses);
+    let ban = Ban { net: key, until: now + duration.as_secs() as i64, reason: reason.to_string(), offenses: previous + 1, updated: now };
+    store.ban_put(&ban).await?;
+    Ok(ban)
 }
 
 #[cfg(test)]

@@ -48,7 +48,7 @@ pub use delivery::{Delivered, Delivery, DeliveryStore, Folder, Outbound, Target}
 pub use directory::{Account, Alias, AppPassword, Credentials, DEFAULT_MAILBOXES, DirectoryStore, Resolution, Secrets};
 pub use error::{AddressProblem, Chain, DbError, ErrorKind, StoreError};
 pub use filter::FilterStore;
-pub use guard::{Ban, GuardStore};
+pub use guard::{Ban, GuardStore, LoginRecord};
 pub use mail::{Changes, FlagOp, FlagsUpdate, MailStore, MailboxState, MessageRecord, Transfer, ViewRows};
 pub use messages::{Mailbox, MessageInfo, MessageMeta, MessageReader, MessageStore};
 pub use quarantine::QuarantineStore;

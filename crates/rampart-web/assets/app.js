@@ -173,7 +173,7 @@ const views = {
   },
 
   async account() {
-    const apps = await api("GET", "/me/app-passwords");
+    const [apps, logins] = await Promise.all([api("GET", "/me/app-passwords"), api("GET", "/me/logins")]);
     const out = el("div", { id: "shown-once" });
     show("My account",
       el("h3", {}, "Password"),
@@ -198,6 +198,8 @@ const views = {
       out,
       el("h3", {}, "Mail apps"),
       el("p", {}, el("a", { href: "/api/v1/me/mobileconfig", download: "mail.mobileconfig" }, "Configuration profile for iPhone, iPad and Mac")),
+      el("h3", {}, "Login history"),
+      table(["Network", "Protocol", "Last", "First", "Logins"], logins.map((l) => [l.net, l.proto, date(l.last), date(l.first), l.logins])),
       el("h3", {}, "Sessions"),
       button("Log out everywhere", async () => { await api("POST", "/logout-all"); state.me = null; go("login"); }, "danger"));
   },

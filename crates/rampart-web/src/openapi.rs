@@ -21,6 +21,7 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("get", "/api/v1/me/quarantine", "session", "Messages held for me"),
     ("post", "/api/v1/me/quarantine/{id}/release", "session", "Release a held message into my INBOX"),
     ("get", "/api/v1/me/mobileconfig", "session", "Apple configuration profile for my account"),
+    ("get", "/api/v1/me/logins", "session", "My login history: network, protocol (smtp, imap, web), first and last time"),
     ("get", "/api/v1/domains", "admin", "Local domains"),
     ("post", "/api/v1/domains", "admin", "Add a domain: {name}"),
     ("delete", "/api/v1/domains/{name}", "admin", "Remove a domain (no accounts or aliases left)"),
@@ -32,6 +33,7 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("put", "/api/v1/users/{address}/password", "admin", "Set the password: {password}"),
     ("delete", "/api/v1/users/{address}/totp", "admin", "Turn the account's TOTP off"),
     ("delete", "/api/v1/users/{address}/sessions", "admin", "End the account's web sessions"),
+    ("get", "/api/v1/users/{address}/logins", "admin", "The account's login history"),
     ("get", "/api/v1/users/{address}/app-passwords", "admin", "The account's app passwords"),
     ("post", "/api/v1/users/{address}/app-passwords", "admin", "Create an app password: {name}; shown once"),
     ("delete", "/api/v1/users/{address}/app-passwords/{name}", "admin", "Revoke an app password"),
@@ -43,6 +45,11 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("delete", "/api/v1/quarantine/{id}", "admin", "Delete a held message (?user=)"),
     ("get", "/api/v1/spam/stats", "admin", "What the classifier learnt (?user=)"),
     ("get", "/api/v1/bans", "admin", "Active bans"),
+    ("post", "/api/v1/bans", "admin", "Ban an address or network: {net, seconds?, reason?}"),
+    ("delete", "/api/v1/bans", "admin", "Lift a ban (?net=)"),
+    ("get", "/api/v1/queue", "admin", "The outbound queue"),
+    ("get", "/api/v1/dkim", "admin", "DKIM keys and their record names (?domain=)"),
+    ("get", "/api/v1/messages/{id}/why", "admin", "Why a stored message was accepted: its verdict trail"),
 ];
 
 pub async fn document() -> Json<Value> {

@@ -31,6 +31,8 @@ pub enum UserCommand {
     },
     /// List accounts.
     List,
+    /// One account: its role, two-factor state and number of app passwords.
+    Show { address: String },
     /// Delete an account with all its mail.
     Remove { address: String },
     /// Set a new password.
@@ -59,6 +61,8 @@ pub enum UserCommand {
     },
     /// End every web session of the account (log out everywhere).
     Logout { address: String },
+    /// Where the account logged in from: network, protocol, first and last time, count.
+    Logins { address: String },
 }
 
 #[derive(Subcommand)]
@@ -96,8 +100,8 @@ pub enum ApiTokenCommand {
     Add {
         #[arg(long)]
         name: String,
-        /// Limit it to these areas (repeatable): domains, users, aliases, quarantine, spam,
-        /// bans. Without any: all of them.
+        /// Limit it to these areas (repeatable): domains (and DKIM keys), users (and message
+        /// trails), aliases, quarantine, spam, bans, queue. Without any: all of them.
         #[arg(long = "scope", value_parser = rampart_web::SCOPES)]
         scopes: Vec<String>,
     },
@@ -272,6 +276,21 @@ pub fn user(config: &Path, cmd: UserCommand) -> anyhow::Result<()> {
                     println!("{}", a.address);
                 }
             }
+            UserCommand::Show { address } => {
+                let a = store.web_account(&address).await?.with_context(|| format!("no account {address}"))?;
+                let created = chrono::DateTime::from_timestamp(a.account.created, 0).map(|d| d.to_rfc3339()).unwrap_or_default();
+                let totp = if a.totp {
+                    format!("on ({} recovery codes left)", store.recovery_codes_left(a.account.id).await?)
+                } else {
+                    "off".to_string()
+                };
+                let apps = store.list_app_passwords(&a.account.address).await?;
+                println!("address: {}
+role: {}
+totp: {totp}
+app passwords: {}
+created: {created}", a.account.address, a.role.name(), apps.len());
+            }
             UserCommand::Remove { address } => {
                 store.remove_account(&address).await?;
                 println!("removed user {address}");
@@ -306,6 +325,13 @@ pub fn user(config: &Path, cmd: UserCommand) -> anyhow::Result<()> {
                 println!("{address} is now {}", role.name());
             }
             UserCommand::Totp { command } => totp(&store, &config, command).await?,
+            UserCommand::Logins { address } => {
+                let date = |t: i64| chrono::DateTime::from_timestamp(t, 0).map(|d| d.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default();
+                let address = rampart_store::address::canonical(&address)?;
+                for l in store.login_history(&address).await? {
+                    println!("{}\t{}\tfirst {}\tlast {}\t{} login(s)", l.net, l.proto, date(l.first_seen), date(l.last_seen), l.logins);
+                }
+            }
             UserCommand::Logout { address } => {
                 let account = store.account(&address).await?.with_context(|| format!("no account {address}"))?;
                 let n = store.sessions_remove(account.id, None).await?;

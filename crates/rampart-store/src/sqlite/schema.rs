@@ -252,7 +252,8 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX quarantine_rcpts_account ON quarantine_rcpts(account_id);
     "#,
-    // 9: the web layer: roles, TOTP, recovery codes, sessions, API tokens.
+    // 9: the web layer: roles, TOTP, recovery codes, sessions, API tokens, and each account's
+    // logins by network and protocol (shown to the user).
     r#"
     ALTER TABLE accounts ADD COLUMN role TEXT NOT NULL DEFAULT 'user';
     CREATE TABLE totp (
@@ -275,6 +276,15 @@ const MIGRATIONS: &[&str] = &[
         last_seen  INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX web_sessions_account ON web_sessions(account_id);
+    CREATE TABLE login_history (
+        account    TEXT NOT NULL,
+        net        TEXT NOT NULL,
+        proto      TEXT NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen  INTEGER NOT NULL,
+        logins     INTEGER NOT NULL,
+        PRIMARY KEY (account, net, proto)
+    ) WITHOUT ROWID;
     CREATE TABLE api_tokens (
         id        INTEGER PRIMARY KEY,
         name      TEXT NOT NULL UNIQUE,

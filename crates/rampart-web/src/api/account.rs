@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::info;
 
-use super::{app_password_json, checked_secrets, held_json, new_app_password};
+use super::{app_password_json, checked_secrets, held_json, logins_json, new_app_password};
 use crate::Services;
 use crate::error::{ApiError, ApiResult};
 use crate::session::{Authed, Caller, Enrolling};
@@ -141,4 +141,10 @@ pub async fn quarantine_release(
     let n = s.quarantine.release(&id, Some(account)).await?;
     info!(event = "quarantine_released", proto = "web", id = %id, by = %address, mailboxes = n);
     Ok(Json(json!({ "released": n })))
+}
+
+/// Where and how this account logged in: network, protocol, first and last time, count.
+pub async fn logins(State(s): State<Arc<Services>>, Authed(caller): Authed) -> ApiResult<Json<Value>> {
+    let (_, address) = caller.account()?;
+    Ok(Json(logins_json(&s, address).await?))
 }

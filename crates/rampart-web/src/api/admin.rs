@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::info;
 
-use super::{app_password_json, checked_secrets, held_json, new_app_password};
+use super::{app_password_json, checked_secrets, held_json, logins_json, new_app_password};
 use crate::Services;
 use crate::error::{ApiError, ApiResult};
 use crate::session::Admin;
@@ -149,6 +149,12 @@ pub async fn user_logout(State(s): State<Arc<Services>>, Admin(c): Admin, Path(a
     c.scope("users")?;
     let n = s.store.sessions_remove(account_id(&s, &address).await?, None).await?;
     Ok(Json(json!({ "sessions": n })))
+}
+
+pub async fn user_logins(State(s): State<Arc<Services>>, Admin(c): Admin, Path(address): Path<String>) -> ApiResult<Json<Value>> {
+    c.scope("users")?;
+    let address = rampart_store::address::canonical(&address)?;
+    Ok(Json(logins_json(&s, &address).await?))
 }
 
 pub async fn user_app_passwords(

@@ -4,6 +4,7 @@
 
 mod account;
 mod admin;
+mod server;
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ pub fn routes() -> Router<Arc<Services>> {
         .route("/api/v1/me/quarantine", get(account::quarantine))
         .route("/api/v1/me/quarantine/{id}/release", post(account::quarantine_release))
         .route("/api/v1/me/mobileconfig", get(crate::autoconfig::mobileconfig))
+        .route("/api/v1/me/logins", get(account::logins))
         .route("/api/v1/domains", get(admin::domains).post(admin::domain_add))
         .route("/api/v1/domains/{name}", delete(admin::domain_remove))
         .route("/api/v1/users", get(admin::users).post(admin::user_add))
@@ -35,6 +37,7 @@ pub fn routes() -> Router<Arc<Services>> {
         .route("/api/v1/users/{address}/password", put(admin::user_password))
         .route("/api/v1/users/{address}/totp", delete(admin::user_totp_disable))
         .route("/api/v1/users/{address}/sessions", delete(admin::user_logout))
+        .route("/api/v1/users/{address}/logins", get(admin::user_logins))
         .route("/api/v1/users/{address}/app-passwords", get(admin::user_app_passwords).post(admin::user_app_password_add))
         .route("/api/v1/users/{address}/app-passwords/{name}", delete(admin::user_app_password_revoke))
         .route("/api/v1/aliases", get(admin::aliases).post(admin::alias_add))
@@ -43,7 +46,10 @@ pub fn routes() -> Router<Arc<Services>> {
         .route("/api/v1/quarantine/{id}", delete(admin::quarantine_delete))
         .route("/api/v1/quarantine/{id}/release", post(admin::quarantine_release))
         .route("/api/v1/spam/stats", get(admin::spam_stats))
-        .route("/api/v1/bans", get(admin::bans))
+        .route("/api/v1/bans", get(admin::bans).post(server::ban_add).delete(server::ban_remove))
+        .route("/api/v1/queue", get(server::queue))
+        .route("/api/v1/dkim", get(server::dkim))
+        .route("/api/v1/messages/{id}/why", get(server::message_why))
 }
 
 /// A held message as the API shows it.
@@ -52,6 +58,18 @@ fn held_json(h: &rampart_store::quarantine::Held) -> serde_json::Value {
         "id": h.id, "size": h.size, "created": h.created, "sender": h.sender, "subject": h.subject,
         "reason": h.reason, "score": h.score, "recipients": h.recipients,
     })
+}
+
+/// An account's login history, most recent first.
+async fn logins_json(s: &Services, address: &str) -> Result<serde_json::Value, crate::error::ApiError> {
+    let list: Vec<serde_json::Value> = s
+        .store
+        .login_history(address)
+        .await?
+        .iter()
+        .map(|l| serde_json::json!({ "net": l.net, "proto": l.proto, "first": l.first_seen, "last": l.last_seen, "logins": l.logins }))
+        .collect();
+    Ok(serde_json::json!(list))
 }
 
 fn app_password_json(a: &rampart_store::AppPassword) -> serde_json::Value {

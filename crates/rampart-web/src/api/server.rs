@@ -1,0 +1,116 @@
+//! Admin endpoints about the server rather than accounts: bans, the outbound queue, DKIM keys
+//! and why a message was accepted. Each is a CLI command too (`rampart ban`, `queue list`,
+//! `dkim list`, `message why`) over the same store and guard code.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tracing::info;
+
+use crate::Services;
+use crate::error::{ApiError, ApiResult};
+use crate::session::Admin;
+
+/// Longest ban an administrator sets here: a year (the guard's own bans stop at max_ban_time).
+const MAX_MANUAL_BAN: u64 = 365 * 24 * 3600;
+
+#[derive(Deserialize)]
+pub struct NewBan {
+    net: String,
+    /// Default: one day, as `rampart ban add`.
+    seconds: Option<u64>,
+    reason: Option<String>,
+}
+
+pub async fn ban_add(State(s): State<Arc<Services>>, Admin(c): Admin, Json(req): Json<NewBan>) -> ApiResult<Json<Value>> {
+    c.scope("bans")?;
+    let net = rampart_guard::parse_net(&req.net).map_err(ApiError::BadRequest)?;
+    let seconds = req.seconds.unwrap_or(24 * 3600).clamp(1, MAX_MANUAL_BAN);
+    let reason = req.reason.as_deref().unwrap_or("manual");
+    if reason.is_empty() || reason.len() > 64 || !reason.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        return Err(ApiError::BadRequest("a reason is 1 to 64 letters, digits, _ and -".into()));
+    }
+    let ban = rampart_guard::ban_manually(s.store.as_ref(), net, Duration::from_secs(seconds), reason).await?;
+    info!(event = "ban_added", proto = "web", net = %ban.net, until = %rampart_guard::fmt_time(ban.until), by = %c.who());
+    Ok(Json(json!({ "net": ban.net, "until": ban.until, "offenses": ban.offenses })))
+}
+
+#[derive(Deserialize)]
+pub struct Net {
+    net: String,
+}
+
+/// `DELETE /api/v1/bans?net=NET`: lifts a ban and forgets its history.
+pub async fn ban_remove(State(s): State<Arc<Services>>, Admin(c): Admin, Query(q): Query<Net>) -> ApiResult<Json<Value>> {
+    c.scope("bans")?;
+    let key = rampart_guard::parse_net(&q.net).map_err(ApiError::BadRequest)?.to_string();
+    if !s.store.ban_remove(&key).await? {
+        return Err(ApiError::NotFound);
+    }
+    info!(event = "ban_lifted", proto = "web", net = %key, by = %c.who());
+    Ok(Json(json!({ "ok": true })))
+}
+
+pub async fn queue(State(s): State<Arc<Services>>, Admin(c): Admin) -> ApiResult<Json<Value>> {
+    c.scope("queue")?;
+    let list: Vec<Value> = s
+        .store
+        .queue_list()
+        .await?
+        .iter()
+        .map(|e| {
+            let rcpts: Vec<Value> = e
+                .rcpts
+                .iter()
+                .map(|r| json!({ "rcpt": r.rcpt, "state": r.state.as_str(), "attempts": r.attempts,
+                                 "next_attempt": r.next_attempt, "last_error": r.last_error }))
+                .collect();
+            json!({ "id": e.id, "sender": e.sender, "size": e.size, "created": e.created, "dsn": e.is_dsn, "rcpts": rcpts })
+        })
+        .collect();
+    Ok(Json(json!(list)))
+}
+
+#[derive(Deserialize)]
+pub struct Domain {
+    domain: Option<String>,
+}
+
+/// DKIM keys (public halves only) with their DNS record names.
+pub async fn dkim(State(s): State<Arc<Services>>, Admin(c): Admin, Query(q): Query<Domain>) -> ApiResult<Json<Value>> {
+    c.scope("domains")?;
+    let domain = q.domain.map(|d| d.trim_end_matches('.').to_ascii_lowercase());
+    let list: Vec<Value> = s
+        .store
+        .dkim_keys(domain.as_deref())
+        .await?
+        .iter()
+        .map(|k| json!({ "domain": k.domain, "selector": k.selector, "algorithm": k.algorithm, "active": k.active,
+                         "record": format!("{}._domainkey.{}", k.selector, k.domain), "created": k.created }))
+        .collect();
+    Ok(Json(json!(list)))
+}
+
+/// Why a stored message was accepted: its verdict trail (`rampart message why ID`).
+pub async fn message_why(State(s): State<Arc<Services>>, Admin(c): Admin, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    c.scope("users")?;
+    let found = s.store.messages_by_reference(&id).await?;
+    if found.is_empty() {
+        return Err(ApiError::NotFound);
+    }
+    let list: Vec<Value> = found
+        .iter()
+        .map(|m| {
+            let trail = rampart_pipeline::Trail::from_json(&m.trail);
+            let verdict = trail.as_ref().and_then(|t| t.find(rampart_pipeline::Stage::Decision)).map(|d| d.detail.clone());
+            let text = trail.map_or_else(|| m.trail.clone(), |t| t.render());
+            json!({ "mailbox": m.mailbox, "uid": m.uid, "size": m.size, "received": m.internal_date,
+                    "verdict": verdict, "trail": text })
+        })
+        .collect();
+    Ok(Json(json!(list)))
+}
