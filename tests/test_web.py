@@ -408,7 +408,18 @@ def test_self_service_password_change(rampart):
     # TOTP off needs the password.
     api.post("/api/v1/me/totp")
     totp = pyotp.TOTP(api.post("/api/v1/me/totp").json()["secret"])
-    assert api.post("/api/v1/me/totp/confirm", {"code": totp.now()}).status_code == 200
+    old_codes = api.post("/api/v1/me/totp/confirm", {"code": totp.now()}).json()["recovery_codes"]
+    assert api.get("/api/v1/me/totp/recovery-codes").json() == {"left": 10}
+    assert api.post("/api/v1/me/totp/recovery-codes", {"password": "wrong"}).status_code == 400
+    new_codes = api.post("/api/v1/me/totp/recovery-codes", {"password": NEW_PASSWORD}).json()["recovery_codes"]
+    assert len(new_codes) == 10 and not set(new_codes) & set(old_codes)
+    assert Api(rampart).login("alice@example.test", NEW_PASSWORD, totp=old_codes[0]).status_code == 401
+    assert Api(rampart).login("alice@example.test", NEW_PASSWORD, totp=new_codes[0]).status_code == 200
+    assert api.get("/api/v1/me/totp/recovery-codes").json() == {"left": 9}
+    assert "9 recovery codes left" in rampart.run_cli("user", "show", "alice@example.test").stdout
+    cli_codes = rampart.run_cli("user", "totp", "recovery-codes", "alice@example.test").stdout.split()[-10:]
+    assert Api(rampart).login("alice@example.test", NEW_PASSWORD, totp=new_codes[1]).status_code == 401
+    assert Api(rampart).login("alice@example.test", NEW_PASSWORD, totp=cli_codes[0]).status_code == 200
     assert api.call("DELETE", "/api/v1/me/totp", {"password": "wrong"}).status_code == 400
     assert api.call("DELETE", "/api/v1/me/totp", {"password": NEW_PASSWORD}).json()["ok"] is True
 

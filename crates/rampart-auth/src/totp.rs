@@ -80,6 +80,8 @@ pub enum TotpError {
     AlreadyEnrolled,
     #[error("no TOTP enrollment is waiting for confirmation")]
     NotPending,
+    #[error("TOTP is not set up")]
+    NotEnrolled,
     #[error("the code is wrong or was used already")]
     WrongCode,
     #[error(transparent)]
@@ -124,6 +126,16 @@ pub async fn enroll_now(store: &dyn WebStore, account: AccountId) -> Result<(Str
         return Err(TotpError::NotPending);
     }
     Ok((secret, codes))
+}
+
+/// New recovery codes in place of the old ones (all of them stop working); shown once.
+pub async fn renew_recovery_codes(store: &dyn WebStore, account: AccountId) -> Result<Vec<String>, TotpError> {
+    let codes = new_recovery_codes();
+    let hashes: Vec<String> = codes.iter().map(|c| recovery_hash(c)).collect();
+    if !store.recovery_codes_replace(account, &hashes).await? {
+        return Err(TotpError::NotEnrolled);
+    }
+    Ok(codes)
 }
 
 /// Checks a second factor at login: a 6-digit TOTP code (each step once) or a recovery code

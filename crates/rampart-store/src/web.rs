@@ -97,6 +97,8 @@ pub trait WebStore: Send + Sync + 'static {
     /// Uses up a recovery code by its hash; false when it is not one (any more).
     async fn recovery_code_use(&self, account: AccountId, hash: &str) -> Result<bool>;
     async fn recovery_codes_left(&self, account: AccountId) -> Result<u64>;
+    /// Replaces the recovery codes of a confirmed TOTP; false when there is none.
+    async fn recovery_codes_replace(&self, account: AccountId, recovery: &[String]) -> Result<bool>;
 
     async fn session_put(&self, id_hash: &str, account: AccountId, csrf: &str, now: i64) -> Result<()>;
     async fn session(&self, id_hash: &str) -> Result<Option<WebSession>>;

@@ -183,9 +183,17 @@ const views = {
       }),
       el("h3", {}, "Two-factor authentication"),
       state.me.totp
-        ? form([["password", "Password (to turn it off)", "password", { required: true }]], "Turn two-factor off", async (v) => {
-          await api("DELETE", "/me/totp", v); state.me = await api("GET", "/me"); await route();
-        })
+        ? el("div", {},
+          el("p", {}, "Two-factor authentication is on."),
+          form([["password", "Password", "password", { required: true }]], "New recovery codes", async (v, f) => {
+            const r = await api("POST", "/me/totp/recovery-codes", v);
+            f.reset();
+            document.getElementById("shown-once").replaceChildren(el("p", { class: "notice ok" }, "New recovery codes (shown once):"),
+              el("ul", { id: "recovery-codes", class: "codes" }, r.recovery_codes.map((c) => el("li", {}, el("code", {}, c)))));
+          }),
+          form([["password", "Password (to turn it off)", "password", { required: true }]], "Turn two-factor off", async (v) => {
+            await api("DELETE", "/me/totp", v); state.me = await api("GET", "/me"); await route();
+          }))
         : el("p", {}, el("a", { href: "#totp" }, "Set up two-factor authentication")),
       el("h3", {}, "App passwords (for mail apps: IMAP and SMTP)"),
       table(["Name", "Created", "Last used", ""], apps.map((a) => [a.name, date(a.created), date(a.last_used),

@@ -15,6 +15,8 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("post", "/api/v1/me/totp", "session", "Start TOTP enrollment (allowed before enrolling): secret, otpauth URI, QR code"),
     ("delete", "/api/v1/me/totp", "session", "Turn TOTP off: {password}"),
     ("post", "/api/v1/me/totp/confirm", "session", "Confirm TOTP with a code: {code}; returns 10 recovery codes once"),
+    ("get", "/api/v1/me/totp/recovery-codes", "session", "How many recovery codes are left"),
+    ("post", "/api/v1/me/totp/recovery-codes", "session", "New recovery codes in place of the old: {password}; shown once"),
     ("get", "/api/v1/me/app-passwords", "session", "App passwords (names and dates)"),
     ("post", "/api/v1/me/app-passwords", "session", "Create an app password for a mail client: {name}; shown once"),
     ("delete", "/api/v1/me/app-passwords/{name}", "session", "Revoke an app password"),

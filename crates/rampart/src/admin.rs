@@ -72,6 +72,8 @@ pub enum TotpCommand {
     Enroll { address: String },
     /// Turn TOTP off (the recovery codes go too).
     Disable { address: String },
+    /// New recovery codes in place of the old ones, printed once.
+    RecoveryCodes { address: String },
 }
 
 #[derive(Subcommand)]
@@ -352,6 +354,14 @@ async fn totp(store: &SqliteStore, config: &rampart_config::Config, cmd: TotpCom
             println!("TOTP for {} (shown once; add it to an authenticator app):", account.address);
             println!("{uri}");
             println!("recovery codes (each works once instead of a TOTP code):");
+            for c in codes {
+                println!("{c}");
+            }
+        }
+        TotpCommand::RecoveryCodes { address } => {
+            let account = store.account(&address).await?.with_context(|| format!("no account {address}"))?;
+            let codes = rampart_auth::totp::renew_recovery_codes(store, account.id).await?;
+            println!("new recovery codes for {} (the old ones no longer work):", account.address);
             for c in codes {
                 println!("{c}");
             }

@@ -50,6 +50,14 @@ fn session(conn: &Connection, id_hash: &str) -> Result<Option<WebSession>> {
         .optional()?)
 }
 
+fn replace_recovery(conn: &Connection, account: AccountId, hashes: &[String]) -> Result<()> {
+    conn.execute("DELETE FROM recovery_codes WHERE account_id = ?1", [account])?;
+    for hash in hashes {
+        conn.execute("INSERT OR IGNORE INTO recovery_codes (account_id, hash) VALUES (?1, ?2)", params![account, hash])?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl WebStore for SqliteStore {
     async fn web_accounts(&self) -> Result<Vec<WebAccount>> {
@@ -118,10 +126,7 @@ impl WebStore for SqliteStore {
             if n == 0 {
                 return Ok(false);
             }
-            conn.execute("DELETE FROM recovery_codes WHERE account_id = ?1", [account])?;
-            for hash in &recovery {
-                conn.execute("INSERT OR IGNORE INTO recovery_codes (account_id, hash) VALUES (?1, ?2)", params![account, hash])?;
-            }
+            replace_recovery(conn, account, &recovery)?;
             Ok(true)
         })
         .await
@@ -157,6 +162,20 @@ impl WebStore for SqliteStore {
         self.read(move |conn| {
             Ok(conn.query_row("SELECT count(*) FROM recovery_codes WHERE account_id = ?1", [account], |r| r.get::<_, i64>(0))?
                 as u64)
+        })
+        .await
+    }
+
+    async fn recovery_codes_replace(&self, account: AccountId, recovery: &[String]) -> Result<bool> {
+        let recovery = recovery.to_vec();
+        self.write(move |conn, _| {
+            let confirmed: Option<bool> =
+                conn.query_row("SELECT confirmed FROM totp WHERE account_id = ?1", [account], |r| r.get(0)).optional()?;
+            if confirmed != Some(true) {
+                return Ok(false);
+            }
+            replace_recovery(conn, account, &recovery)?;
+            Ok(true)
         })
         .await
     }

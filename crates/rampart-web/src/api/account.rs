@@ -148,3 +148,25 @@ pub async fn logins(State(s): State<Arc<Services>>, Authed(caller): Authed) -> A
     let (_, address) = caller.account()?;
     Ok(Json(logins_json(&s, address).await?))
 }
+
+/// New recovery codes (the old ones stop working); needs the password. Shown once.
+pub async fn recovery_codes(
+    State(s): State<Arc<Services>>,
+    Authed(caller): Authed,
+    Json(req): Json<Password>,
+) -> ApiResult<Json<Value>> {
+    let (account, address) = caller.account()?;
+    match s.auth.verify_password(address, &req.password).await {
+        Ok(id) if id.app_password.is_none() => {}
+        _ => return Err(ApiError::BadRequest("the password is wrong".into())),
+    }
+    let codes = rampart_auth::totp::renew_recovery_codes(s.store.as_ref(), account).await?;
+    info!(event = "recovery_codes_renewed", proto = "web", user = %address);
+    Ok(Json(json!({ "recovery_codes": codes })))
+}
+
+/// How many recovery codes are left.
+pub async fn recovery_codes_left(State(s): State<Arc<Services>>, Authed(caller): Authed) -> ApiResult<Json<Value>> {
+    let (account, _) = caller.account()?;
+    Ok(Json(json!({ "left": s.store.recovery_codes_left(account).await? })))
+}

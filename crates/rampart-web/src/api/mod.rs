@@ -23,6 +23,7 @@ pub fn routes() -> Router<Arc<Services>> {
         .route("/api/v1/me/password", post(account::change_password))
         .route("/api/v1/me/totp", post(account::totp_begin).delete(account::totp_disable))
         .route("/api/v1/me/totp/confirm", post(account::totp_confirm))
+        .route("/api/v1/me/totp/recovery-codes", get(account::recovery_codes_left).post(account::recovery_codes))
         .route("/api/v1/me/app-passwords", get(account::app_passwords).post(account::app_password_add))
         .route("/api/v1/me/app-passwords/{name}", delete(account::app_password_revoke))
         .route("/api/v1/me/quarantine", get(account::quarantine))
