@@ -539,3 +539,27 @@ def test_bans_queue_dkim_and_message_trail_like_the_cli(rampart):
     assert api.get("/api/v1/messages/NOSUCHID/why").status_code == 404
     shown = rampart.run_cli("user", "show", "bob@example.test").stdout
     assert "role: admin" in shown and "totp: on (10 recovery codes left)" in shown, shown
+
+
+def test_suspended_accounts_cannot_log_in_anywhere(rampart):
+    start(rampart, listeners=(*WEB, "imaps", "submissions"))
+    api = admin_session(rampart)
+    alice = Api(rampart)
+    assert alice.login("alice@example.test").status_code == 200
+    assert api.call("PUT", "/api/v1/users/alice@example.test/suspended", {"suspended": True}).status_code == 200
+    assert api.get("/api/v1/users/alice@example.test").json()["suspended"] is True
+    # Her web session is over, and no protocol lets her in.
+    assert alice.get("/api/v1/me").status_code == 401
+    assert Api(rampart).login("alice@example.test").status_code == 401
+    ctx = _no_hostname(rampart.tls_context())
+    with imaplib.IMAP4_SSL("127.0.0.1", rampart.ports["imaps"], ssl_context=ctx) as imap:
+        with pytest.raises(imaplib.IMAP4.error):
+            imap.login("alice@example.test", PASSWORD)
+    with smtplib.SMTP_SSL("127.0.0.1", rampart.ports["submissions"], context=_no_hostname(rampart.tls_context()), timeout=20) as s:
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            s.login("alice@example.test", PASSWORD)
+    assert "suspended: yes" in rampart.run_cli("user", "show", "alice@example.test").stdout
+    rampart.run_cli("user", "unsuspend", "alice@example.test")
+    assert Api(rampart).login("alice@example.test").status_code == 200
+    rampart.run_cli("user", "suspend", "alice@example.test")
+    assert api.get("/api/v1/users/alice@example.test").json()["suspended"] is True

@@ -48,6 +48,8 @@ pub struct WebAccount {
     pub role: Role,
     /// A confirmed TOTP secret exists.
     pub totp: bool,
+    /// No login of any kind (IMAP, SMTP, web); mail is still accepted.
+    pub suspended: bool,
 }
 
 /// A logged-in web session, looked up by the hash of its cookie.
@@ -81,6 +83,8 @@ pub trait WebStore: Send + Sync + 'static {
     async fn web_account(&self, address: &str) -> Result<Option<WebAccount>>;
     /// `NotFound` for an unknown account.
     async fn set_role(&self, address: &str, role: Role) -> Result<()>;
+    /// Suspends (no logins, no web sessions) or restores an account; `NotFound` for an unknown one.
+    async fn set_suspended(&self, address: &str, suspended: bool) -> Result<()>;
 
     async fn totp(&self, account: AccountId) -> Result<Option<Totp>>;
     /// Starts an enrollment (unconfirmed), replacing an unconfirmed one; `Exists` when a

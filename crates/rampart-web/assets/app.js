@@ -128,8 +128,12 @@ const views = {
 
   async users() {
     const list = await api("GET", "/users");
-    const rows = list.map((u) => [u.address, u.role, u.totp ? "on" : "off", date(u.created),
+    const rows = list.map((u) => [u.address, u.role, u.totp ? "on" : "off", u.suspended ? "suspended" : "active", date(u.created),
       el("span", { class: "actions" },
+        button(u.suspended ? "Restore" : "Suspend", async () => {
+          await api("PUT", "/users/" + encodeURIComponent(u.address) + "/suspended", { suspended: !u.suspended });
+          await route();
+        }),
         button(u.role === "admin" ? "Make user" : "Make admin", async () => {
           await api("PUT", "/users/" + encodeURIComponent(u.address) + "/role", { role: u.role === "admin" ? "user" : "admin" });
           await route();
@@ -139,7 +143,7 @@ const views = {
           if (!confirm("Delete " + u.address + " with all its mail?")) return;
           await api("DELETE", "/users/" + encodeURIComponent(u.address)); await route();
         }, "danger"))]);
-    show("Users", table(["Address", "Role", "2FA", "Created", ""], rows), el("h3", {}, "Add a user"),
+    show("Users", table(["Address", "Role", "2FA", "State", "Created", ""], rows), el("h3", {}, "Add a user"),
       form([["address", "Address", "email", { required: true }], ["password", "Password", "password", { autocomplete: "new-password", required: true }],
         ["role", "Role (user or admin)", "text", { value: "user" }]], "Add user", async (v) => {
         await api("POST", "/users", v); await route(); notice("Added " + v.address, "ok");

@@ -32,6 +32,7 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("get", "/api/v1/users/{address}", "admin", "One account"),
     ("delete", "/api/v1/users/{address}", "admin", "Delete an account with its mail"),
     ("put", "/api/v1/users/{address}/role", "admin", "Set the role: {role: admin|user}"),
+    ("put", "/api/v1/users/{address}/suspended", "admin", "Suspend or restore: {suspended: bool}; suspended accounts cannot log in"),
     ("put", "/api/v1/users/{address}/password", "admin", "Set the password: {password}"),
     ("delete", "/api/v1/users/{address}/totp", "admin", "Turn the account's TOTP off"),
     ("delete", "/api/v1/users/{address}/sessions", "admin", "End the account's web sessions"),

@@ -31,7 +31,7 @@ pub enum UserCommand {
     },
     /// List accounts.
     List,
-    /// One account: its role, two-factor state and number of app passwords.
+    /// One account: its role, suspension, two-factor state and number of app passwords.
     Show { address: String },
     /// Delete an account with all its mail.
     Remove { address: String },
@@ -61,6 +61,11 @@ pub enum UserCommand {
     },
     /// End every web session of the account (log out everywhere).
     Logout { address: String },
+    /// Refuse every login of the account (IMAP, SMTP, web) and end its web sessions; mail to
+    /// it is still accepted.
+    Suspend { address: String },
+    /// Allow logins again.
+    Unsuspend { address: String },
     /// Where the account logged in from: network, protocol, first and last time, count.
     Logins { address: String },
 }
@@ -287,11 +292,13 @@ pub fn user(config: &Path, cmd: UserCommand) -> anyhow::Result<()> {
                     "off".to_string()
                 };
                 let apps = store.list_app_passwords(&a.account.address).await?;
-                println!("address: {}
-role: {}
-totp: {totp}
-app passwords: {}
-created: {created}", a.account.address, a.role.name(), apps.len());
+                println!(
+                    "address: {}\nrole: {}\nsuspended: {}\ntotp: {totp}\napp passwords: {}\ncreated: {created}",
+                    a.account.address,
+                    a.role.name(),
+                    if a.suspended { "yes" } else { "no" },
+                    apps.len()
+                );
             }
             UserCommand::Remove { address } => {
                 store.remove_account(&address).await?;
@@ -333,6 +340,14 @@ created: {created}", a.account.address, a.role.name(), apps.len());
                 for l in store.login_history(&address).await? {
                     println!("{}\t{}\tfirst {}\tlast {}\t{} login(s)", l.net, l.proto, date(l.first_seen), date(l.last_seen), l.logins);
                 }
+            }
+            UserCommand::Suspend { address } => {
+                store.set_suspended(&address, true).await?;
+                println!("suspended {address}: no logins until rampart user unsuspend");
+            }
+            UserCommand::Unsuspend { address } => {
+                store.set_suspended(&address, false).await?;
+                println!("{address} may log in again");
             }
             UserCommand::Logout { address } => {
                 let account = store.account(&address).await?.with_context(|| format!("no account {address}"))?;

@@ -252,10 +252,11 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX quarantine_rcpts_account ON quarantine_rcpts(account_id);
     "#,
-    // 9: the web layer: roles, TOTP, recovery codes, sessions, API tokens, and each account's
+    // 9: the web layer: roles, suspension, TOTP, recovery codes, sessions, API tokens, and each account's
     // logins by network and protocol (shown to the user).
     r#"
     ALTER TABLE accounts ADD COLUMN role TEXT NOT NULL DEFAULT 'user';
+    ALTER TABLE accounts ADD COLUMN suspended INTEGER NOT NULL DEFAULT 0;
     CREATE TABLE totp (
         account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
         secret     TEXT NOT NULL,

@@ -617,6 +617,16 @@ async fn web_roles_totp_sessions_tokens() {
     store.set_role("Bob@example.test", Role::Admin).await.unwrap();
     assert!(matches!(store.set_role("nobody@example.test", Role::Admin).await, Err(StoreError::NotFound(_))));
 
+    // Suspension: no credentials, no sessions, until restored.
+    store.session_put("s0", bob, "csrf", 1).await.unwrap();
+    store.set_suspended("bob@example.test", true).await.unwrap();
+    assert!(store.credentials("bob@example.test").await.unwrap().is_none());
+    assert!(store.session("s0").await.unwrap().is_none());
+    assert!(store.web_account("bob@example.test").await.unwrap().unwrap().suspended);
+    store.set_suspended("bob@example.test", false).await.unwrap();
+    assert!(store.credentials("bob@example.test").await.unwrap().is_some());
+    store.session_remove("s0").await.unwrap();
+
     // TOTP: pending until confirmed; each step once and never an older one.
     store.totp_begin(bob, "SECRET").await.unwrap();
     assert!(!store.web_accounts().await.unwrap()[0].totp);

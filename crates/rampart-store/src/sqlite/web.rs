@@ -9,11 +9,16 @@ use crate::web::{ApiToken, Role, Totp, WebAccount, WebSession, WebStore};
 use crate::{AccountId, Result, StoreError};
 
 const WEB_ACCOUNT: &str = "SELECT a.id, a.address, a.password_hash, a.created, a.role, \
-     EXISTS (SELECT 1 FROM totp t WHERE t.account_id = a.id AND t.confirmed) FROM accounts a";
+     EXISTS (SELECT 1 FROM totp t WHERE t.account_id = a.id AND t.confirmed), a.suspended FROM accounts a";
 
 fn web_account_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WebAccount> {
     let role: String = r.get(4)?;
-    Ok(WebAccount { account: account_from_row(r)?, role: Role::parse(&role).unwrap_or_default(), totp: r.get(5)? })
+    Ok(WebAccount {
+        account: account_from_row(r)?,
+        role: Role::parse(&role).unwrap_or_default(),
+        totp: r.get(5)?,
+        suspended: r.get(6)?,
+    })
 }
 
 fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiToken> {
@@ -32,7 +37,7 @@ fn session(conn: &Connection, id_hash: &str) -> Result<Option<WebSession>> {
         .query_row(
             "SELECT s.account_id, a.address, a.role, s.csrf, s.created, s.last_seen, \
              EXISTS (SELECT 1 FROM totp t WHERE t.account_id = a.id AND t.confirmed) \
-             FROM web_sessions s JOIN accounts a ON a.id = s.account_id WHERE s.id_hash = ?1",
+             FROM web_sessions s JOIN accounts a ON a.id = s.account_id WHERE s.id_hash = ?1 AND NOT a.suspended",
             [id_hash],
             |r| {
                 let role: String = r.get(2)?;
@@ -81,6 +86,17 @@ impl WebStore for SqliteStore {
         let address = canonical(address)?;
         self.write(move |conn, _| {
             match conn.execute("UPDATE accounts SET role = ?2 WHERE address = ?1", params![address, role.name()])? {
+                0 => Err(StoreError::NotFound(format!("account {address}"))),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
+    async fn set_suspended(&self, address: &str, suspended: bool) -> Result<()> {
+        let address = canonical(address)?;
+        self.write(move |conn, _| {
+            match conn.execute("UPDATE accounts SET suspended = ?2 WHERE address = ?1", params![address, suspended])? {
                 0 => Err(StoreError::NotFound(format!("account {address}"))),
                 _ => Ok(()),
             }

@@ -46,7 +46,7 @@ pub async fn domain_remove(State(s): State<Arc<Services>>, Admin(c): Admin, Path
 }
 
 fn account_json(a: &rampart_store::WebAccount) -> Value {
-    json!({ "address": a.account.address, "role": a.role.name(), "totp": a.totp, "created": a.account.created })
+    json!({ "address": a.account.address, "role": a.role.name(), "totp": a.totp, "suspended": a.suspended, "created": a.account.created })
 }
 
 pub async fn users(State(s): State<Arc<Services>>, Admin(c): Admin) -> ApiResult<Json<Value>> {
@@ -108,6 +108,24 @@ pub async fn user_role(
     let role = parse_role(&req.role)?;
     s.store.set_role(&address, role).await?;
     info!(event = "role_changed", proto = "web", user = %address, role = role.name(), by = %c.who());
+    Ok(ok())
+}
+
+#[derive(Deserialize)]
+pub struct Suspend {
+    suspended: bool,
+}
+
+/// Suspends (no IMAP, SMTP or web login; its web sessions end) or restores an account.
+pub async fn user_suspended(
+    State(s): State<Arc<Services>>,
+    Admin(c): Admin,
+    Path(address): Path<String>,
+    Json(req): Json<Suspend>,
+) -> ApiResult<Json<Value>> {
+    c.scope("users")?;
+    s.store.set_suspended(&address, req.suspended).await?;
+    info!(event = "account_suspended", proto = "web", user = %address, suspended = req.suspended, by = %c.who());
     Ok(ok())
 }
 

@@ -35,6 +35,7 @@ pub fn routes() -> Router<Arc<Services>> {
         .route("/api/v1/users", get(admin::users).post(admin::user_add))
         .route("/api/v1/users/{address}", get(admin::user).delete(admin::user_remove))
         .route("/api/v1/users/{address}/role", put(admin::user_role))
+        .route("/api/v1/users/{address}/suspended", put(admin::user_suspended))
         .route("/api/v1/users/{address}/password", put(admin::user_password))
         .route("/api/v1/users/{address}/totp", delete(admin::user_totp_disable))
         .route("/api/v1/users/{address}/sessions", delete(admin::user_logout))
