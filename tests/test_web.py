@@ -563,3 +563,23 @@ def test_suspended_accounts_cannot_log_in_anywhere(rampart):
     assert Api(rampart).login("alice@example.test").status_code == 200
     rampart.run_cli("user", "suspend", "alice@example.test")
     assert api.get("/api/v1/users/alice@example.test").json()["suspended"] is True
+
+
+def test_dashboard_counts_the_servers_own_events(rampart):
+    start(rampart, listeners=(*WEB, "smtp"))
+    assert Api(rampart).login("alice@example.test", "wrong password here").status_code == 401
+    with smtplib.SMTP("127.0.0.1", rampart.ports["smtp"], timeout=20) as s:
+        s.sendmail("a@remote.test", ["alice@example.test"], message_bytes(to="alice@example.test"))
+        s.mail("a@remote.test")
+        assert s.rcpt("someone@elsewhere.test")[0] == 554
+    api = admin_session(rampart)
+
+    def counted():
+        series = api.get("/api/v1/stats", params={"hours": 3}).json()["series"]
+        wanted = ("received", "refused:relay_denied", "login_failed:web", "login:web")
+        return series if all(sum(series.get(k, [])) >= 1 for k in wanted) else None
+
+    from conftest import wait_for
+    series = wait_for(counted, timeout=20, what="the dashboard counts")
+    assert all(len(v) == 3 for v in series.values())
+    assert sum(series["refused"]) == sum(v for k, vs in series.items() if k.startswith("refused:") for v in vs)

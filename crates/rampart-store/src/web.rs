@@ -113,6 +113,13 @@ pub trait WebStore: Send + Sync + 'static {
     /// Deletes sessions idle since `idle_before` or created before `created_before`.
     async fn sessions_prune(&self, idle_before: i64, created_before: i64) -> Result<u64>;
 
+    /// Adds to the hourly counts of the dashboard: (hour since the epoch, series, count).
+    async fn stats_add(&self, counts: &[(i64, String, u64)]) -> Result<()>;
+    /// Hourly counts from `hour` on, by hour.
+    async fn stats_since(&self, hour: i64) -> Result<Vec<(i64, String, u64)>>;
+    /// Forgets counts of hours before `hour`.
+    async fn stats_prune(&self, hour: i64) -> Result<()>;
+
     /// `Exists` for a name in use.
     async fn api_token_add(&self, name: &str, hash: &str, scopes: &[String]) -> Result<()>;
     async fn api_tokens(&self) -> Result<Vec<ApiToken>>;

@@ -71,6 +71,31 @@ function button(label, onClick, kind) {
 
 function date(t) { return t ? new Date(t * 1000).toISOString().slice(0, 16).replace("T", " ") : "never"; }
 
+const SVG = "http://www.w3.org/2000/svg";
+function svg(tag, attrs, ...children) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  e.append(...children);
+  return e;
+}
+
+// A line chart of hourly counts: one line per [series name, label, CSS class].
+function chart(title, stats, lines) {
+  const n = stats.hours.length, w = 600, h = 160, pad = 24;
+  const values = lines.map(([name]) => stats.series[name] || new Array(n).fill(0));
+  const max = Math.max(1, ...values.flat());
+  const x = (i) => pad + (i * (w - 2 * pad)) / Math.max(1, n - 1);
+  const y = (v) => h - pad - (v * (h - 2 * pad)) / max;
+  const plot = svg("svg", { viewBox: `0 0 ${w} ${h}`, class: "chart", role: "img", "aria-label": title },
+    svg("line", { x1: pad, y1: h - pad, x2: w - pad, y2: h - pad, class: "axis" }),
+    svg("text", { x: 2, y: pad - 8, class: "tick" }, String(max)),
+    svg("text", { x: pad, y: h - 6, class: "tick" }, date(stats.hours[0])),
+    svg("text", { x: w - pad, y: h - 6, class: "tick", "text-anchor": "end" }, "now"),
+    ...values.map((vals, i) => svg("polyline", { class: "line " + lines[i][2], points: vals.map((v, j) => `${x(j)},${y(v)}`).join(" ") })));
+  const totals = lines.map(([name, label, cls], i) => el("span", { class: "legend " + cls }, label + ": " + values[i].reduce((a, b) => a + b, 0)));
+  return el("figure", {}, el("figcaption", {}, title, " ", totals), plot);
+}
+
 function nav() {
   const n = document.getElementById("nav");
   const links = [];
@@ -118,6 +143,15 @@ const views = {
         [["Users", users.length], ["Domains", domains.length], ["Aliases", aliases.length], ["Held messages", held.length],
           ["Active bans", bans.length], ["Classifier", learnt.spam + " spam / " + learnt.ham + " ham"]]
           .map(([k, v]) => el("li", {}, el("span", {}, k), el("strong", {}, v)))));
+      const stats = await api("GET", "/stats?hours=48");
+      parts.push(el("h3", {}, "The last 48 hours"),
+        chart("Messages per hour", stats, [["received", "received", "c1"], ["submitted", "sent by users", "c2"],
+          ["delivered", "delivered out", "c3"], ["refused", "refused", "c4"]]),
+        chart("Logins per hour", stats, [["login:imap", "IMAP", "c1"], ["login:smtp", "SMTP", "c2"], ["login:web", "web", "c3"],
+          ["login_failed:imap", "IMAP failed", "c4"], ["login_failed:smtp", "SMTP failed", "c5"], ["login_failed:web", "web failed", "c6"]]));
+      const reasons = Object.entries(stats.series).filter(([k]) => k.startsWith("refused:"))
+        .map(([k, v]) => [k.slice(8), v.reduce((a, b) => a + b, 0)]).sort((a, b) => b[1] - a[1]);
+      parts.push(el("h3", {}, "Refusals by reason"), reasons.length ? table(["Reason", "Count"], reasons) : el("p", {}, "None."));
       if (bans.length) parts.push(el("h3", {}, "Bans"), table(["Network", "Until", "Reason"], bans.map((b) => [b.net, date(b.until), b.reason])));
     } else {
       const held = await api("GET", "/me/quarantine");

@@ -108,7 +108,7 @@ pub enum ApiTokenCommand {
         #[arg(long)]
         name: String,
         /// Limit it to these areas (repeatable): domains (and DKIM keys), users (and message
-        /// trails), aliases, quarantine, spam, bans, queue. Without any: all of them.
+        /// trails), aliases, quarantine, spam, bans, queue, stats. Without any: all of them.
         #[arg(long = "scope", value_parser = rampart_web::SCOPES)]
         scopes: Vec<String>,
     },

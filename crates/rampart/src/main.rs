@@ -15,7 +15,8 @@
 //! - [`import`] brings mailboxes in from Maildir++ and mbox, and exports Maildir++;
 //! - [`audit`] checks the live setup and says what to fix;
 //! - [`backup`] copies the data directory while the server runs, verifies and restores copies;
-//! - [`logging`] formats log lines as stable key=value fields;
+//! - [`logging`] formats log lines as stable key=value fields; [`stats`] counts some of them
+//!   per hour for the web dashboard;
 //! - the web listeners (`https`, `http`) are the `rampart-web` crate, wired in [`serve`];
 //!   `rampart user role|totp|logins|logout` and `rampart api-token` are its CLI side.
 
@@ -36,6 +37,7 @@ mod queue;
 mod records;
 mod serve;
 mod spam;
+mod stats;
 mod systemd;
 
 use std::path::PathBuf;

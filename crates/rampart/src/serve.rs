@@ -259,6 +259,7 @@ async fn serve(path: &Path, sets: &[String], config: Config, target: Option<crat
         }
     }
     tokio::spawn(guard.clone().maintain());
+    tokio::spawn(crate::stats::flush(store.clone()));
     tokio::spawn(content_upkeep(config.filter.clone(), store.clone(), config.server.hostname.clone()));
     if let Some(clamd) = shared.smtp.filters.clamd.clone() {
         // A clear line at start when clamd is absent: every message would otherwise wait for

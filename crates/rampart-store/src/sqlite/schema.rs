@@ -253,7 +253,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX quarantine_rcpts_account ON quarantine_rcpts(account_id);
     "#,
     // 9: the web layer: roles, suspension, TOTP, recovery codes, sessions, API tokens, and each account's
-    // logins by network and protocol (shown to the user).
+    // logins by network and protocol (shown to the user), and the dashboard's hourly counts.
     r#"
     ALTER TABLE accounts ADD COLUMN role TEXT NOT NULL DEFAULT 'user';
     ALTER TABLE accounts ADD COLUMN suspended INTEGER NOT NULL DEFAULT 0;
@@ -285,6 +285,12 @@ const MIGRATIONS: &[&str] = &[
         last_seen  INTEGER NOT NULL,
         logins     INTEGER NOT NULL,
         PRIMARY KEY (account, net, proto)
+    ) WITHOUT ROWID;
+    CREATE TABLE stats_hourly (
+        hour  INTEGER NOT NULL,
+        name  TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (hour, name)
     ) WITHOUT ROWID;
     CREATE TABLE api_tokens (
         id        INTEGER PRIMARY KEY,

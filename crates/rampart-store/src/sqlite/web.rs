@@ -249,6 +249,40 @@ impl WebStore for SqliteStore {
         .await
     }
 
+    async fn stats_add(&self, counts: &[(i64, String, u64)]) -> Result<()> {
+        let counts = counts.to_vec();
+        self.write(move |conn, _| {
+            let mut stmt = conn.prepare_cached(
+                "INSERT INTO stats_hourly (hour, name, count) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (hour, name) DO UPDATE SET count = count + excluded.count",
+            )?;
+            for (hour, name, count) in &counts {
+                stmt.execute(params![hour, name, *count as i64])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn stats_since(&self, hour: i64) -> Result<Vec<(i64, String, u64)>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare("SELECT hour, name, count FROM stats_hourly WHERE hour >= ?1 ORDER BY hour, name")?;
+            let rows = stmt
+                .query_map([hour], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn stats_prune(&self, hour: i64) -> Result<()> {
+        self.write(move |conn, _| {
+            conn.execute("DELETE FROM stats_hourly WHERE hour < ?1", [hour])?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn api_token_add(&self, name: &str, hash: &str, scopes: &[String]) -> Result<()> {
         let (name, hash, scopes) = (name.trim().to_string(), hash.to_string(), scopes.join(" "));
         if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {

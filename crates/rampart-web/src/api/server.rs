@@ -114,3 +114,25 @@ pub async fn message_why(State(s): State<Arc<Services>>, Admin(c): Admin, Path(i
         .collect();
     Ok(Json(json!(list)))
 }
+
+#[derive(Deserialize)]
+pub struct Hours {
+    hours: Option<i64>,
+}
+
+/// The dashboard's hourly counts for the last `hours` (default 48, at most a week): one array
+/// per series, oldest hour first, and the hours themselves (unix seconds).
+pub async fn stats(State(s): State<Arc<Services>>, Admin(c): Admin, Query(q): Query<Hours>) -> ApiResult<Json<Value>> {
+    c.scope("stats")?;
+    let hours = q.hours.unwrap_or(48).clamp(1, 7 * 24);
+    let now = crate::now() / 3600;
+    let first = now - hours + 1;
+    let mut series: std::collections::BTreeMap<String, Vec<u64>> = std::collections::BTreeMap::new();
+    for (hour, name, count) in s.store.stats_since(first).await? {
+        if let Some(slot) = usize::try_from(hour - first).ok().filter(|i| *i < hours as usize) {
+            series.entry(name).or_insert_with(|| vec![0; hours as usize])[slot] += count;
+        }
+    }
+    let times: Vec<i64> = (first..=now).map(|h| h * 3600).collect();
+    Ok(Json(json!({ "hours": times, "series": series })))
+}
