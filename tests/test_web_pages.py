@@ -122,6 +122,14 @@ def test_admin_and_user_pages_in_chromium(rampart, browser):
     assert "info@example.test -> carol@example.test" in rampart.run_cli("alias", "list").stdout
     page.snap("aliases")
 
+    page.open("server")
+    page.until_title("Server")
+    page.fill({"net": "198.51.100.0/24", "hours": "2"}, "Ban")
+    page.until_text("Banned 198.51.100.0/24")
+    assert "198.51.100.0/24\tactive" in rampart.run_cli("ban", "list").stdout
+    assert "rsa-1._domainkey.example.test" in page.text()
+    page.snap("server")
+
     for view, title in (("domains", "Domains"), ("quarantine", "Quarantine"), ("account", "My account")):
         page.open(view)
         page.until_title(title)

@@ -101,7 +101,7 @@ function nav() {
   const links = [];
   if (state.me && !state.me.enroll_2fa_first) {
     links.push(["home", "Dashboard"]);
-    if (state.me.role === "admin") links.push(["users", "Users"], ["domains", "Domains"], ["aliases", "Aliases"]);
+    if (state.me.role === "admin") links.push(["users", "Users"], ["domains", "Domains"], ["aliases", "Aliases"], ["server", "Server"]);
     links.push(["quarantine", "Quarantine"], ["account", "My account"]);
   }
   if (state.me) links.push(["logout", "Log out"]);
@@ -199,6 +199,27 @@ const views = {
       form([["alias", "Alias", "email", { required: true }], ["target", "Delivers to", "email", { required: true }]], "Add alias", async (v) => {
         await api("POST", "/aliases", v); await route(); notice("Added " + v.alias, "ok");
       }));
+  },
+
+  async server() {
+    const [bans, queue, dkim, dmarc] = await Promise.all([api("GET", "/bans"), api("GET", "/queue"), api("GET", "/dkim"), api("GET", "/dmarc/reports")]);
+    show("Server",
+      el("h3", {}, "Bans"),
+      table(["Network", "Until", "Reason", "Offences", ""], bans.map((b) => [b.net, date(b.until), b.reason, b.offenses,
+        button("Lift", async () => { await api("DELETE", "/bans?net=" + encodeURIComponent(b.net)); await route(); }, "danger")])),
+      form([["net", "Address or network", "text", { required: true }], ["hours", "Hours", "number", { value: "24", min: "1" }]], "Ban", async (v) => {
+        await api("POST", "/bans", { net: v.net, seconds: Number(v.hours || 24) * 3600 }); await route(); notice("Banned " + v.net, "ok");
+      }),
+      el("h3", {}, "Outbound queue"),
+      queue.length ? table(["Queued", "From", "Recipient", "State", "Attempts", "Next try", "Last error"],
+        queue.flatMap((e) => e.rcpts.map((r) => [date(e.created), e.sender || "<>", r.rcpt, r.state, r.attempts, date(r.next_attempt), r.last_error])))
+        : el("p", {}, "The queue is empty."),
+      el("h3", {}, "DKIM keys"),
+      table(["Domain", "Selector", "Algorithm", "State", "DNS name"], dkim.map((k) => [k.domain, k.selector, k.algorithm, k.active ? "signing" : "waiting or retired", k.record])),
+      el("p", {}, "The records to publish: ", el("code", {}, "rampart dns records DOMAIN")),
+      el("h3", {}, "DMARC reports received"),
+      dmarc.length ? table(["Domain", "From", "Period", "Messages", "Passed"], dmarc.map((r) => [r.domain, r.org_name, date(r.begin) + " – " + date(r.end), r.messages, r.passed]))
+        : el("p", {}, "None yet."));
   },
 
   async quarantine() {

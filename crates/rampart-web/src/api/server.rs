@@ -136,3 +136,17 @@ pub async fn stats(State(s): State<Arc<Services>>, Admin(c): Admin, Query(q): Qu
     let times: Vec<i64> = (first..=now).map(|h| h * 3600).collect();
     Ok(Json(json!({ "hours": times, "series": series })))
 }
+
+/// DMARC aggregate reports received about our domains (`rampart dmarc reports`).
+pub async fn dmarc_reports(State(s): State<Arc<Services>>, Admin(c): Admin) -> ApiResult<Json<Value>> {
+    c.scope("domains")?;
+    let list: Vec<Value> = s
+        .store
+        .dmarc_reports()
+        .await?
+        .iter()
+        .map(|r| json!({ "domain": r.domain, "org_name": r.org_name, "report_id": r.report_id, "begin": r.date_begin,
+                         "end": r.date_end, "messages": r.messages, "passed": r.passed, "received": r.received }))
+        .collect();
+    Ok(Json(json!(list)))
+}
