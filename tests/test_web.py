@@ -583,3 +583,26 @@ def test_dashboard_counts_the_servers_own_events(rampart):
     series = wait_for(counted, timeout=20, what="the dashboard counts")
     assert all(len(v) == 3 for v in series.values())
     assert sum(series["refused"]) == sum(v for k, vs in series.items() if k.startswith("refused:") for v in vs)
+
+
+def test_dns_records_checked_live(rampart, dns):
+    dns.mx("example.test", "mx.example.test")
+    dns.txt("example.test", "v=spf1 a -all")
+    dns.start()
+    # In the file, so `rampart dns check` asks the same server.
+    rampart.set_config("dns", "nameservers", f'["{dns.address}"]')
+    start(rampart, f'dns.nameservers=["{dns.address}"]')
+    api = admin_session(rampart)
+    records = api.get("/api/v1/domains/example.test/dns").json()
+    status = {(r["rtype"], r["name"]): r["status"] for r in records}
+    assert status[("MX", "example.test.")] == "ok", records
+    assert status[("TXT", "example.test.")] == "wrong"
+    assert status[("TXT", "_dmarc.example.test.")] == "missing"
+    assert status[("CNAME", "autoconfig.example.test.")] == "missing"
+    spf = next(r for r in records if r["name"] == "example.test." and r["rtype"] == "TXT")
+    assert spf["found"] == ["v=spf1 a -all"] and spf["expected"] == "v=spf1 mx -all"
+    assert any(r["rtype"] == "TXT" and "_domainkey" in r["name"] for r in records)
+    assert api.get("/api/v1/domains/elsewhere.test/dns").status_code == 404
+    r = rampart.run_cli("dns", "check", "example.test", check=False)
+    assert r.returncode != 0 and "ok\tMX\texample.test.\t10 mx.example.test." in r.stdout, r.stdout
+    assert "wrong\tTXT\texample.test.\tv=spf1 mx -all\n\tfound: v=spf1 a -all" in r.stdout

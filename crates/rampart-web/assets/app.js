@@ -186,7 +186,19 @@ const views = {
 
   async domains() {
     const list = await api("GET", "/domains");
-    show("Domains", table(["Domain", ""], list.map((d) => [d, button("Remove", async () => { await api("DELETE", "/domains/" + encodeURIComponent(d)); await route(); }, "danger")])),
+    const records = el("div", { id: "dns-records" });
+    const check = async (d) => {
+      records.replaceChildren(el("p", {}, "Looking up the records of " + d + "…"));
+      const rows = await api("GET", "/domains/" + encodeURIComponent(d) + "/dns");
+      records.replaceChildren(el("h3", {}, "DNS records of " + d),
+        table(["", "Name", "Type", "Should be", "Found"], rows.map((r) => [
+          el("span", { class: "mark " + r.status }, r.status === "ok" ? "✓ ok" : "✗ " + r.status), r.name, r.rtype,
+          el("code", {}, r.expected), r.found.join(" | ")])));
+    };
+    show("Domains", table(["Domain", ""], list.map((d) => [d, el("span", { class: "actions" },
+      button("Check DNS", () => check(d)),
+      button("Remove", async () => { await api("DELETE", "/domains/" + encodeURIComponent(d)); await route(); }, "danger"))])),
+      records,
       el("h3", {}, "Add a domain"),
       form([["name", "Domain", "text", { required: true }]], "Add domain", async (v) => { await api("POST", "/domains", v); await route(); }));
   },

@@ -51,6 +51,23 @@ pub trait Quarantine: Send + Sync {
     async fn release(&self, id: &str, account: Option<AccountId>) -> Result<usize, StoreError>;
 }
 
+/// One DNS record a domain needs, as found live.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RecordCheck {
+    pub name: String,
+    pub rtype: String,
+    pub expected: String,
+    pub found: Vec<String>,
+    /// `ok`, `missing`, `wrong` or `error` (DNS did not answer).
+    pub status: &'static str,
+}
+
+/// Checking a domain's records against DNS is `rampart dns check` too; the binary supplies it.
+#[async_trait::async_trait]
+pub trait DnsCheck: Send + Sync {
+    async fn check(&self, domain: &str) -> Result<Vec<RecordCheck>, StoreError>;
+}
+
 /// What the web handlers share.
 pub struct Services {
     pub store: Arc<dyn Store>,
@@ -61,6 +78,7 @@ pub struct Services {
     pub policy: rampart_auth::PasswordPolicy,
     pub ports: MailPorts,
     pub quarantine: Arc<dyn Quarantine>,
+    pub dns: Arc<dyn DnsCheck>,
 }
 
 impl Services {

@@ -27,6 +27,7 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("get", "/api/v1/domains", "admin", "Local domains"),
     ("post", "/api/v1/domains", "admin", "Add a domain: {name}"),
     ("delete", "/api/v1/domains/{name}", "admin", "Remove a domain (no accounts or aliases left)"),
+    ("get", "/api/v1/domains/{name}/dns", "admin", "The DNS records the domain needs, each checked live: ok, missing, wrong"),
     ("get", "/api/v1/users", "admin", "Accounts with role and 2FA state"),
     ("post", "/api/v1/users", "admin", "Add an account: {address, password, role?}"),
     ("get", "/api/v1/users/{address}", "admin", "One account"),

@@ -26,6 +26,7 @@ mod backup;
 mod bans;
 mod dkim;
 mod dmarc;
+mod dnscheck;
 mod gateway;
 mod import;
 mod init;
@@ -181,6 +182,8 @@ enum ConfigCommand {
 enum DnsCommand {
     /// Print the records DOMAIN needs as a zone-file snippet.
     Records { domain: String },
+    /// Look each of those records up and say whether it is published: ok, missing or wrong.
+    Check { domain: String },
 }
 
 fn main() -> std::process::ExitCode {
@@ -217,6 +220,7 @@ fn main() -> std::process::ExitCode {
         Command::Backup(args) => backup::command(&config, args),
         Command::Restore { dir } => backup::restore(&config, &dir),
         Command::Dns { command: DnsCommand::Records { domain } } => dns_records(&config, &domain),
+        Command::Dns { command: DnsCommand::Check { domain } } => dns_check(&config, &domain),
         Command::Ban { command } => bans::ban(&config, command),
         Command::ApiToken { command } => admin::api_token(&config, command),
         Command::Firewall { command } => bans::firewall(&config, command),
@@ -238,6 +242,28 @@ fn dns_records(config: &std::path::Path, domain: &str) -> anyhow::Result<()> {
     let keys = rt.block_on(store.dkim_keys(Some(&domain.trim_end_matches('.').to_ascii_lowercase())))?;
     let rua = Some(c.dmarc.report_address.as_str()).filter(|a| !a.is_empty());
     print!("{}", records::zone(domain, &records::Inputs { hostname: &c.server.hostname, keys: &keys, rua }));
+    Ok(())
+}
+
+fn dns_check(config: &std::path::Path, domain: &str) -> anyhow::Result<()> {
+    let c = serve::load_config(config, &[])?;
+    let store = rampart_store::SqliteStore::open(&c.server.data_dir)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let resolver = rampart_smtp::dns::resolver(&c.dns.nameservers).map_err(|e| anyhow::anyhow!("dns.nameservers: {e}"))?;
+    let checks = rt.block_on(dnscheck::check(&store, &c, &resolver, domain))?;
+    let mut bad = 0;
+    for r in &checks {
+        println!("{}\t{}\t{}\t{}", r.status, r.rtype, r.name, r.expected);
+        if r.status != "ok" {
+            bad += 1;
+            for f in &r.found {
+                println!("\tfound: {f}");
+            }
+        }
+    }
+    if bad > 0 {
+        anyhow::bail!("{bad} of {} records are not published as they should be", checks.len());
+    }
     Ok(())
 }
 

@@ -309,6 +309,11 @@ fn web_apps(config: &Config, bound: &[Bound], smtp: &Arc<Services>) -> anyhow::R
         },
         ports,
         quarantine: Arc::new(crate::quarantine::Releaser { store: smtp.store.clone() }),
+        dns: Arc::new(crate::dnscheck::Checker {
+            store: smtp.store.clone(),
+            config: config.clone(),
+            resolver: rampart_smtp::dns::resolver(&config.dns.nameservers).map_err(|e| anyhow!("dns.nameservers: {e}"))?,
+        }),
     });
     let web = settings("https").map(|s| rampart_web::router(services.clone(), &s)).unwrap_or_default();
     let redirect = settings("http").map(|s| rampart_web::redirect_router(&s)).unwrap_or_default();

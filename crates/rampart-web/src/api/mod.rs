@@ -32,6 +32,7 @@ pub fn routes() -> Router<Arc<Services>> {
         .route("/api/v1/me/logins", get(account::logins))
         .route("/api/v1/domains", get(admin::domains).post(admin::domain_add))
         .route("/api/v1/domains/{name}", delete(admin::domain_remove))
+        .route("/api/v1/domains/{name}/dns", get(server::domain_dns))
         .route("/api/v1/users", get(admin::users).post(admin::user_add))
         .route("/api/v1/users/{address}", get(admin::user).delete(admin::user_remove))
         .route("/api/v1/users/{address}/role", put(admin::user_role))

@@ -150,3 +150,13 @@ pub async fn dmarc_reports(State(s): State<Arc<Services>>, Admin(c): Admin) -> A
         .collect();
     Ok(Json(json!(list)))
 }
+
+/// The records a local domain needs, each looked up live: ok, missing, wrong (`rampart dns check`).
+pub async fn domain_dns(State(s): State<Arc<Services>>, Admin(c): Admin, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    c.scope("domains")?;
+    if !s.store.is_local_domain(&name).await? {
+        return Err(ApiError::NotFound);
+    }
+    let records = s.dns.check(&name).await?;
+    Ok(Json(json!(records)))
+}
