@@ -107,7 +107,7 @@ def test_https_serves_with_security_headers_and_http_redirects(rampart):
 
 
 def test_the_guard_applies_to_web_listeners(rampart):
-    start(rampart, 'listener.https.deny=["127.0.0.2/32"]', "listener.http.max_connections=1")
+    start(rampart, 'listener.https.deny=["127.0.0.2/32"]', "listener.http.max_connections=1", 'guard.allowlist=["192.0.2.1/32"]')
     with pytest.raises(requests.exceptions.ConnectionError):
         s = requests.Session()
         s.mount("https://", SourceAdapter("127.0.0.2"))
@@ -123,6 +123,10 @@ def test_the_guard_applies_to_web_listeners(rampart):
     assert other.recv(100) == b""
     held.close()
     rampart.wait_log(r"event=rate_limited ip=127\.0\.0\.1 listener=http limit=listener_connections")
+    # The rules in force, as the API shows them.
+    rules = admin_session(rampart).get("/api/v1/firewall").json()
+    assert {"scope": "https", "kind": "deny", "net": "127.0.0.2/32"} in rules
+    assert {"scope": "global", "kind": "allowlist", "net": "192.0.2.1/32"} in rules
 
 
 class SourceAdapter(requests.adapters.HTTPAdapter):

@@ -222,6 +222,26 @@ impl Guard {
         self.rules.read().expect("rules lock").clone()
     }
 
+    /// The firewall rules in force (as last loaded or reloaded by SIGHUP): (scope, kind,
+    /// network), the global lists first (`deny`, `allow`, `allowlist`, `limit_exceptions`), then
+    /// each listener's `deny` and `allow` by name.
+    pub fn firewall_rules(&self) -> Vec<(String, &'static str, String)> {
+        let rules = self.rules();
+        let l = &rules.limits;
+        let mut out = Vec::new();
+        for (kind, list) in [("deny", &l.deny), ("allow", &l.allow), ("allowlist", &l.allowlist), ("limit_exceptions", &l.limit_exceptions)] {
+            out.extend(list.iter().map(|c| ("global".to_string(), kind, c.to_string())));
+        }
+        let mut names: Vec<&String> = rules.per_listener.keys().collect();
+        names.sort();
+        for name in names {
+            let (allow, deny) = &rules.per_listener[name];
+            out.extend(deny.iter().map(|c| (name.clone(), "deny", c.to_string())));
+            out.extend(allow.iter().map(|c| (name.clone(), "allow", c.to_string())));
+        }
+        out
+    }
+
     /// Takes new firewall rules and limits, the TLS handshake cap included (SIGHUP). Counts
     /// and bans are kept.
     pub fn reload(&self, config: &Config) {

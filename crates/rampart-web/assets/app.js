@@ -136,12 +136,12 @@ const views = {
   async home() {
     const parts = [el("p", {}, "Logged in as ", el("strong", {}, state.me.address), " (" + state.me.role + ")")];
     if (state.me.role === "admin") {
-      const [users, domains, aliases, held, bans, learnt] = await Promise.all([
+      const [users, domains, aliases, held, bans, learnt, queue] = await Promise.all([
         api("GET", "/users"), api("GET", "/domains"), api("GET", "/aliases"), api("GET", "/quarantine"),
-        api("GET", "/bans"), api("GET", "/spam/stats")]);
+        api("GET", "/bans"), api("GET", "/spam/stats"), api("GET", "/queue")]);
       parts.push(el("ul", { class: "cards" },
         [["Users", users.length], ["Domains", domains.length], ["Aliases", aliases.length], ["Held messages", held.length],
-          ["Active bans", bans.length], ["Classifier", learnt.spam + " spam / " + learnt.ham + " ham"]]
+          ["Queued messages", queue.length], ["Active bans", bans.length], ["Classifier", learnt.spam + " spam / " + learnt.ham + " ham"]]
           .map(([k, v]) => el("li", {}, el("span", {}, k), el("strong", {}, v)))));
       const stats = await api("GET", "/stats?hours=48");
       parts.push(el("h3", {}, "The last 48 hours"),
@@ -214,7 +214,8 @@ const views = {
   },
 
   async server() {
-    const [bans, queue, dkim, dmarc] = await Promise.all([api("GET", "/bans"), api("GET", "/queue"), api("GET", "/dkim"), api("GET", "/dmarc/reports")]);
+    const [bans, queue, dkim, dmarc, firewall] = await Promise.all([api("GET", "/bans"), api("GET", "/queue"), api("GET", "/dkim"),
+      api("GET", "/dmarc/reports"), api("GET", "/firewall")]);
     show("Server",
       el("h3", {}, "Bans"),
       table(["Network", "Until", "Reason", "Offences", ""], bans.map((b) => [b.net, date(b.until), b.reason, b.offenses,
@@ -222,6 +223,10 @@ const views = {
       form([["net", "Address or network", "text", { required: true }], ["hours", "Hours", "number", { value: "24", min: "1" }]], "Ban", async (v) => {
         await api("POST", "/bans", { net: v.net, seconds: Number(v.hours || 24) * 3600 }); await route(); notice("Banned " + v.net, "ok");
       }),
+      el("h3", {}, "Firewall rules"),
+      firewall.length ? table(["Scope", "Kind", "Network"], firewall.map((r) => [r.scope, r.kind, r.net]))
+        : el("p", {}, "No rules: every address may connect (the guard's limits and bans still apply)."),
+      el("p", {}, "Rules are in the configuration file ([guard] and each listener's allow and deny); SIGHUP reloads them."),
       el("h3", {}, "Outbound queue"),
       queue.length ? table(["Queued", "From", "Recipient", "State", "Attempts", "Next try", "Last error"],
         queue.flatMap((e) => e.rcpts.map((r) => [date(e.created), e.sender || "<>", r.rcpt, r.state, r.attempts, date(r.next_attempt), r.last_error])))

@@ -52,6 +52,7 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("post", "/api/v1/bans", "admin", "Ban an address or network: {net, seconds?, reason?}"),
     ("delete", "/api/v1/bans", "admin", "Lift a ban (?net=)"),
     ("get", "/api/v1/queue", "admin", "The outbound queue"),
+    ("get", "/api/v1/firewall", "admin", "The firewall rules in force: global and per listener"),
     ("get", "/api/v1/stats", "admin", "Hourly counts for the dashboard (?hours=, default 48): messages, refusals by reason, logins, bans"),
     ("get", "/api/v1/dkim", "admin", "DKIM keys and their record names (?domain=)"),
     ("get", "/api/v1/dmarc/reports", "admin", "DMARC aggregate reports received"),

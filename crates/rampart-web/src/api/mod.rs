@@ -51,6 +51,7 @@ pub fn routes() -> Router<Arc<Services>> {
         .route("/api/v1/spam/stats", get(admin::spam_stats))
         .route("/api/v1/bans", get(admin::bans).post(server::ban_add).delete(server::ban_remove))
         .route("/api/v1/queue", get(server::queue))
+        .route("/api/v1/firewall", get(server::firewall))
         .route("/api/v1/stats", get(server::stats))
         .route("/api/v1/dkim", get(server::dkim))
         .route("/api/v1/dmarc/reports", get(server::dmarc_reports))

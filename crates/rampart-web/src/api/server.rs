@@ -160,3 +160,11 @@ pub async fn domain_dns(State(s): State<Arc<Services>>, Admin(c): Admin, Path(na
     let records = s.dns.check(&name).await?;
     Ok(Json(json!(records)))
 }
+
+/// The firewall rules the running server applies (`rampart firewall list` shows the file's).
+pub async fn firewall(State(s): State<Arc<Services>>, Admin(c): Admin) -> ApiResult<Json<Value>> {
+    c.scope("bans")?;
+    let list: Vec<Value> =
+        s.guard.firewall_rules().into_iter().map(|(scope, kind, net)| json!({ "scope": scope, "kind": kind, "net": net })).collect();
+    Ok(Json(json!(list)))
+}
