@@ -541,6 +541,13 @@ def test_bans_queue_dkim_and_message_trail_like_the_cli(rampart):
     why = api.get(f"/api/v1/messages/{ref}/why").json()
     assert why[0]["mailbox"] == "alice@example.test/INBOX" and "decision" in why[0]["trail"], why
     assert api.get("/api/v1/messages/NOSUCHID/why").status_code == 404
+    found = api.get("/api/v1/messages", params={"address": "alice@example.test"}).json()
+    assert [(m["id"], m["verdict"]) for m in found] == [(ref, "accept")], found
+    assert api.get("/api/v1/messages", params={"address": "bob@example.test"}).json() == []
+    assert api.get("/api/v1/messages", params={"since": int(time.time()) + 3600}).json() == []
+    out = rampart.run_cli("message", "search", "--address", "alice@example.test", "--since", "2020-01-01").stdout
+    assert out.startswith(f"{ref}\t") and out.rstrip().endswith("\taccept"), out
+    assert rampart.run_cli("message", "search", "--until", "2020-01-01").stdout == ""
     shown = rampart.run_cli("user", "show", "bob@example.test").stdout
     assert "role: admin" in shown and "totp: on (10 recovery codes left)" in shown, shown
 

@@ -128,6 +128,8 @@ def test_admin_and_user_pages_in_chromium(rampart, browser):
     page.until_text("Banned 198.51.100.0/24")
     assert "198.51.100.0/24\tactive" in rampart.run_cli("ban", "list").stdout
     assert "rsa-1._domainkey.example.test" in page.text()
+    page.fill({"address": "carol@example.test"}, "Search")
+    page.until_text("No messages.")
     page.snap("server")
 
     for view, title in (("domains", "Domains"), ("quarantine", "Quarantine"), ("account", "My account")):

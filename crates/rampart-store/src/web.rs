@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use crate::{Account, AccountId, Result};
+use crate::{Account, AccountId, MessageInfo, Result};
 
 /// What an account may do on the web: admins manage everything, users their own account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -112,6 +112,10 @@ pub trait WebStore: Send + Sync + 'static {
     async fn sessions_remove(&self, account: AccountId, keep: Option<&str>) -> Result<u64>;
     /// Deletes sessions idle since `idle_before` or created before `created_before`.
     async fn sessions_prune(&self, idle_before: i64, created_before: i64) -> Result<u64>;
+
+    /// Stored messages, newest first: only `address`'s (an account) when given, received in
+    /// `since..until` (unix seconds), at most `limit`.
+    async fn messages_search(&self, address: Option<&str>, since: i64, until: i64, limit: u32) -> Result<Vec<MessageInfo>>;
 
     /// Adds to the hourly counts of the dashboard: (hour since the epoch, series, count).
     async fn stats_add(&self, counts: &[(i64, String, u64)]) -> Result<()>;

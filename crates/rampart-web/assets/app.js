@@ -223,6 +223,23 @@ const views = {
       form([["net", "Address or network", "text", { required: true }], ["hours", "Hours", "number", { value: "24", min: "1" }]], "Ban", async (v) => {
         await api("POST", "/bans", { net: v.net, seconds: Number(v.hours || 24) * 3600 }); await route(); notice("Banned " + v.net, "ok");
       }),
+      el("h3", {}, "Message search"),
+      form([["address", "Recipient account (empty: all)", "email", {}], ["since", "Received since", "date", {}], ["until", "Received before", "date", {}]],
+        "Search", async (v) => {
+          const q = new URLSearchParams();
+          if (v.address) q.set("address", v.address);
+          if (v.since) q.set("since", String(Date.parse(v.since) / 1000));
+          if (v.until) q.set("until", String(Date.parse(v.until) / 1000));
+          const found = await api("GET", "/messages?" + q.toString());
+          const out = document.getElementById("search-results");
+          const trail = el("pre", { id: "trail" });
+          out.replaceChildren(found.length ? table(["Received", "Mailbox", "Size", "Verdict", ""], found.map((m) => [date(m.received), m.mailbox, m.size,
+            m.verdict || "-", button("Why", async () => {
+              const why = await api("GET", "/messages/" + encodeURIComponent(m.id) + "/why");
+              trail.textContent = why.map((w) => w.mailbox + "\n" + w.trail).join("\n");
+            })])) : el("p", {}, "No messages."), trail);
+        }),
+      el("div", { id: "search-results" }),
       el("h3", {}, "Firewall rules"),
       firewall.length ? table(["Scope", "Kind", "Network"], firewall.map((r) => [r.scope, r.kind, r.net]))
         : el("p", {}, "No rules: every address may connect (the guard's limits and bans still apply)."),

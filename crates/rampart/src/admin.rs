@@ -163,6 +163,20 @@ pub enum MessageCommand {
     /// Show why a message was accepted: its verdict trail. ID is the id in the Received header
     /// and in the server's log lines.
     Why { id: String },
+    /// Stored messages, newest first: id, received, mailbox, size, verdict (tab-separated).
+    Search {
+        /// Only this account's.
+        #[arg(long)]
+        address: Option<String>,
+        /// Received at or after: 2026-11-30 or 2026-11-30T08:00:00Z.
+        #[arg(long)]
+        since: Option<String>,
+        /// Received before.
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
     /// List a mailbox: uid, id, size, Message-ID and Subject, tab-separated.
     List {
         address: String,
@@ -204,6 +218,15 @@ fn header(message: &[u8], name: &str) -> String {
         }
     }
     value.unwrap_or_default()
+}
+
+/// A date (`2026-11-30`, midnight UTC) or an RFC 3339 time, as unix seconds.
+fn parse_time(s: &str) -> anyhow::Result<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp());
+    }
+    let day = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").with_context(|| format!("`{s}` is not a date (2026-11-30) or an RFC 3339 time"))?;
+    Ok(day.and_hms_opt(0, 0, 0).context("midnight")?.and_utc().timestamp())
 }
 
 pub(crate) fn open(config: &Path) -> anyhow::Result<(SqliteStore, tokio::runtime::Runtime)> {
@@ -436,6 +459,17 @@ pub fn message(config: &Path, cmd: MessageCommand) -> anyhow::Result<()> {
                         // Messages stored before the typed trail: shown as stored.
                         None => println!("{}", m.trail),
                     }
+                }
+            }
+            MessageCommand::Search { address, since, until, limit } => {
+                let since = since.as_deref().map(parse_time).transpose()?.unwrap_or(0);
+                let until = until.as_deref().map(parse_time).transpose()?.unwrap_or(i64::MAX);
+                for m in store.messages_search(address.as_deref(), since, until, limit).await? {
+                    let when = chrono::DateTime::from_timestamp(m.internal_date, 0).map(|d| d.to_rfc3339()).unwrap_or_default();
+                    let verdict = rampart_pipeline::Trail::from_json(&m.trail)
+                        .and_then(|t| t.find(rampart_pipeline::Stage::Decision).map(|d| d.detail.clone()))
+                        .unwrap_or_else(|| "-".into());
+                    println!("{}\t{when}\t{}\t{}\t{verdict}", m.reference, m.mailbox, m.size);
                 }
             }
             MessageCommand::List { address, mailbox } => {

@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::{SqliteStore, account_from_row, is_unique_violation, now};
 use crate::address::canonical;
 use crate::web::{ApiToken, Role, Totp, WebAccount, WebSession, WebStore};
-use crate::{AccountId, Result, StoreError};
+use crate::{AccountId, MessageInfo, Result, StoreError};
 
 const WEB_ACCOUNT: &str = "SELECT a.id, a.address, a.password_hash, a.created, a.role, \
      EXISTS (SELECT 1 FROM totp t WHERE t.account_id = a.id AND t.confirmed), a.suspended FROM accounts a";
@@ -245,6 +245,35 @@ impl WebStore for SqliteStore {
                 "DELETE FROM web_sessions WHERE last_seen < ?1 OR created < ?2",
                 params![idle_before, created_before],
             )? as u64)
+        })
+        .await
+    }
+
+    async fn messages_search(&self, address: Option<&str>, since: i64, until: i64, limit: u32) -> Result<Vec<MessageInfo>> {
+        let address = match address {
+            Some(a) => Some(canonical(a)?),
+            None => None,
+        };
+        self.read(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT a.address || '/' || b.name, m.uid, m.size, m.internal_date, m.reference, m.trail \
+                 FROM messages m JOIN mailboxes b ON m.mailbox_id = b.id JOIN accounts a ON b.account_id = a.id \
+                 WHERE (?1 IS NULL OR a.address = ?1) AND m.internal_date >= ?2 AND m.internal_date < ?3 \
+                 ORDER BY m.internal_date DESC, m.id DESC LIMIT ?4",
+            )?;
+            let rows = stmt
+                .query_map(params![address, since, until, limit], |r| {
+                    Ok(MessageInfo {
+                        mailbox: r.get(0)?,
+                        uid: r.get(1)?,
+                        size: r.get::<_, i64>(2)? as u64,
+                        internal_date: r.get(3)?,
+                        reference: r.get(4)?,
+                        trail: r.get(5)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
         })
         .await
     }

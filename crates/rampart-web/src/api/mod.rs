@@ -55,6 +55,7 @@ pub fn routes() -> Router<Arc<Services>> {
         .route("/api/v1/stats", get(server::stats))
         .route("/api/v1/dkim", get(server::dkim))
         .route("/api/v1/dmarc/reports", get(server::dmarc_reports))
+        .route("/api/v1/messages", get(server::message_search))
         .route("/api/v1/messages/{id}/why", get(server::message_why))
 }
 

@@ -95,6 +95,36 @@ pub async fn dkim(State(s): State<Arc<Services>>, Admin(c): Admin, Query(q): Que
     Ok(Json(json!(list)))
 }
 
+/// Most messages one search returns.
+const MAX_SEARCH: u32 = 500;
+
+#[derive(Deserialize)]
+pub struct Search {
+    address: Option<String>,
+    since: Option<i64>,
+    until: Option<i64>,
+    limit: Option<u32>,
+}
+
+/// The decision of a stored trail, if it has one.
+fn verdict(trail: &str) -> Option<String> {
+    rampart_pipeline::Trail::from_json(trail)?.find(rampart_pipeline::Stage::Decision).map(|d| d.detail.clone())
+}
+
+/// Stored messages by recipient account and time, newest first (`rampart message search`).
+pub async fn message_search(State(s): State<Arc<Services>>, Admin(c): Admin, Query(q): Query<Search>) -> ApiResult<Json<Value>> {
+    c.scope("users")?;
+    let address = q.address.as_deref().map(str::trim).filter(|a| !a.is_empty());
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_SEARCH);
+    let found = s.store.messages_search(address, q.since.unwrap_or(0), q.until.unwrap_or(i64::MAX), limit).await?;
+    let list: Vec<Value> = found
+        .iter()
+        .map(|m| json!({ "id": m.reference, "mailbox": m.mailbox, "uid": m.uid, "size": m.size, "received": m.internal_date,
+                         "verdict": verdict(&m.trail) }))
+        .collect();
+    Ok(Json(json!(list)))
+}
+
 /// Why a stored message was accepted: its verdict trail (`rampart message why ID`).
 pub async fn message_why(State(s): State<Arc<Services>>, Admin(c): Admin, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     c.scope("users")?;
@@ -105,11 +135,9 @@ pub async fn message_why(State(s): State<Arc<Services>>, Admin(c): Admin, Path(i
     let list: Vec<Value> = found
         .iter()
         .map(|m| {
-            let trail = rampart_pipeline::Trail::from_json(&m.trail);
-            let verdict = trail.as_ref().and_then(|t| t.find(rampart_pipeline::Stage::Decision)).map(|d| d.detail.clone());
-            let text = trail.map_or_else(|| m.trail.clone(), |t| t.render());
+            let text = rampart_pipeline::Trail::from_json(&m.trail).map_or_else(|| m.trail.clone(), |t| t.render());
             json!({ "mailbox": m.mailbox, "uid": m.uid, "size": m.size, "received": m.internal_date,
-                    "verdict": verdict, "trail": text })
+                    "verdict": verdict(&m.trail), "trail": text })
         })
         .collect();
     Ok(Json(json!(list)))
