@@ -386,6 +386,9 @@ def test_quarantine_list_and_release_by_user_and_admin(rampart):
     assert [m[4] for m in rampart.messages("alice@example.test")] == ["held for alice@example.test"]
     admin = admin_session(rampart)
     assert [h["id"] for h in admin.get("/api/v1/quarantine").json()] == bobs
+    shown = admin.get(f"/api/v1/quarantine/{bobs[0]}").json()
+    assert "Subject: held for bob@example.test" in shown["headers"] and "gtube" in shown["trail"], shown
+    assert admin.get("/api/v1/quarantine/NOSUCH").status_code == 404
     assert admin.post(f"/api/v1/quarantine/{bobs[0]}/release").json()["released"] == 1
     assert admin.get("/api/v1/spam/stats").json()["ham"] == 2
 
@@ -520,7 +523,11 @@ def test_outlook_autodiscover_and_apple_profile(rampart):
 
 
 def test_bans_queue_dkim_and_message_trail_like_the_cli(rampart):
-    start(rampart, listeners=(*WEB, "smtp"))
+    from conftest import free_port
+    # Remote mail goes to a smart host that is not there: it waits in the queue (deferred).
+    closed = free_port()
+    start(rampart, f'queue.route=[{{domains = ["remote.test"], host = "127.0.0.1", port = {closed}}}]',
+          listeners=(*WEB, "smtp", "submissions"))
     api = admin_session(rampart)
     r = api.post("/api/v1/bans", {"net": "192.0.2.0/24", "seconds": 3600, "reason": "manual"})
     assert r.status_code == 200 and r.json()["offenses"] == 1, r.text
@@ -531,6 +538,21 @@ def test_bans_queue_dkim_and_message_trail_like_the_cli(rampart):
     assert api.call("DELETE", "/api/v1/bans", params={"net": "192.0.2.0/24"}).status_code == 404
     assert rampart.run_cli("ban", "list").stdout.strip() == ""
     assert api.get("/api/v1/queue").json() == []
+    assert api.post("/api/v1/queue/NOSUCH/retry").status_code == 404
+    assert api.call("DELETE", "/api/v1/queue/NOSUCH").status_code == 404
+    # A message for a remote domain waits in the queue (no DNS here): retry it, then drop it.
+    with smtplib.SMTP_SSL("127.0.0.1", rampart.ports["submissions"], context=_no_hostname(rampart.tls_context()), timeout=20) as s:
+        s.login("alice@example.test", PASSWORD)
+        s.sendmail("alice@example.test", ["friend@remote.test"], message_bytes(sender="alice@example.test", to="friend@remote.test"))
+    queued = api.get("/api/v1/queue").json()
+    assert [r["rcpt"] for e in queued for r in e["rcpts"]] == ["friend@remote.test"], queued
+    qid = queued[0]["id"]
+    rampart.wait_log(r"event=delivery_deferred id=" + qid)
+    assert api.post(f"/api/v1/queue/{qid}/retry").status_code == 200
+    rampart.wait_log(r"(?s)event=delivery_deferred id=" + qid + r".*event=delivery_deferred id=" + qid)
+    assert api.call("DELETE", f"/api/v1/queue/{qid}").status_code == 200
+    assert api.get("/api/v1/queue").json() == []
+    assert rampart.run_cli("queue", "list").stdout.strip() == ""
     rampart.run_cli("dkim", "keygen", "example.test", "--selector", "w1", "--algorithm", "ed25519")
     keys = api.get("/api/v1/dkim", params={"domain": "example.test"}).json()
     assert ("w1", "ed25519", "w1._domainkey.example.test") in [(k["selector"], k["algorithm"], k["record"]) for k in keys]

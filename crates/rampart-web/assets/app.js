@@ -245,8 +245,11 @@ const views = {
         : el("p", {}, "No rules: every address may connect (the guard's limits and bans still apply)."),
       el("p", {}, "Rules are in the configuration file ([guard] and each listener's allow and deny); SIGHUP reloads them."),
       el("h3", {}, "Outbound queue"),
-      queue.length ? table(["Queued", "From", "Recipient", "State", "Attempts", "Next try", "Last error"],
-        queue.flatMap((e) => e.rcpts.map((r) => [date(e.created), e.sender || "<>", r.rcpt, r.state, r.attempts, date(r.next_attempt), r.last_error])))
+      queue.length ? table(["Queued", "From", "Recipient", "State", "Attempts", "Next try", "Last error", ""],
+        queue.flatMap((e) => e.rcpts.map((r, i) => [date(e.created), e.sender || "<>", r.rcpt, r.state, r.attempts, date(r.next_attempt), r.last_error,
+          i ? "" : el("span", { class: "actions" },
+            button("Retry", async () => { await api("POST", "/queue/" + encodeURIComponent(e.id) + "/retry"); await route(); }),
+            button("Delete", async () => { await api("DELETE", "/queue/" + encodeURIComponent(e.id)); await route(); }, "danger"))])))
         : el("p", {}, "The queue is empty."),
       el("h3", {}, "DKIM keys"),
       table(["Domain", "Selector", "Algorithm", "State", "DNS name"], dkim.map((k) => [k.domain, k.selector, k.algorithm, k.active ? "signing" : "waiting or retired", k.record])),

@@ -265,6 +265,19 @@ pub async fn quarantine(State(s): State<Arc<Services>>, Admin(c): Admin, Query(q
     Ok(Json(json!(list)))
 }
 
+/// One held message: why it was held (its trail) and its header section (`rampart quarantine show`).
+pub async fn quarantine_show(State(s): State<Arc<Services>>, Admin(c): Admin, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    c.scope("quarantine")?;
+    let h = s.store.held_one(&id).await?.ok_or(ApiError::NotFound)?;
+    let message = s.store.held_message(&id).await?;
+    let end = message.windows(4).position(|w| w == b"\r\n\r\n").map_or(message.len(), |i| i + 2);
+    let trail = rampart_pipeline::Trail::from_json(&h.trail).map_or_else(|| h.trail.clone(), |t| t.render());
+    let mut body = held_json(&h);
+    body["trail"] = json!(trail);
+    body["headers"] = json!(String::from_utf8_lossy(&message[..end]));
+    Ok(Json(body))
+}
+
 pub async fn quarantine_release(
     State(s): State<Arc<Services>>,
     Admin(c): Admin,

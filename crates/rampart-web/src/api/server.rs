@@ -196,3 +196,19 @@ pub async fn firewall(State(s): State<Arc<Services>>, Admin(c): Admin) -> ApiRes
         s.guard.firewall_rules().into_iter().map(|(scope, kind, net)| json!({ "scope": scope, "kind": kind, "net": net })).collect();
     Ok(Json(json!(list)))
 }
+
+/// Tries a queued message's pending recipients at the next queue run (`rampart queue retry`).
+pub async fn queue_retry(State(s): State<Arc<Services>>, Admin(c): Admin, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    c.scope("queue")?;
+    s.store.queue_retry(&id).await?;
+    info!(event = "queue_retry", proto = "web", id = %id, by = %c.who());
+    Ok(Json(json!({ "ok": true })))
+}
+
+/// Drops a queued message without delivering or bouncing it (`rampart queue delete`).
+pub async fn queue_delete(State(s): State<Arc<Services>>, Admin(c): Admin, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    c.scope("queue")?;
+    s.store.queue_delete(&id).await?;
+    info!(event = "queue_deleted", proto = "web", id = %id, by = %c.who());
+    Ok(Json(json!({ "ok": true })))
+}
