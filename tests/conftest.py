@@ -17,7 +17,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = os.environ.get("RAMPART_BIN", str(ROOT / "target" / "debug" / "rampart"))
-LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "metrics")
+LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "https", "http", "metrics")
 # Defaults for every test server: no greeting delay (a test about it turns it back on); the
 # suite runs as root in pytest's private directories, so servers keep root (test_privileges.py
 # tests the drop to an unprivileged user).

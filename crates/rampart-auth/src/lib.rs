@@ -8,6 +8,7 @@
 //!   CRAM-MD5) for SMTP and IMAP; [`Authenticator`] checks them against the store.
 //! - App passwords are random, stored hashed, and accepted wherever the password is.
 //! - [`cache`] remembers verified passwords for a while, so reconnecting clients skip argon2.
+//! - [`totp`] is the web login's second factor (TOTP and recovery codes) and its tokens.
 
 mod authenticator;
 pub mod cache;
@@ -16,6 +17,7 @@ mod work;
 pub mod sasl;
 pub mod scram;
 mod sodium;
+pub mod totp;
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::PasswordHasher;

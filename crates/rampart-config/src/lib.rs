@@ -39,6 +39,7 @@ mod store;
 mod submission;
 mod template;
 mod tls;
+mod web;
 
 use std::path::PathBuf;
 
@@ -55,7 +56,7 @@ pub use filter::{AppliesTo, Antivirus, Dnsbl, Filter, Greylist, MILTER_STAGES, M
 pub use gateway::{DownstreamTls, Gateway, GatewayRoute, split_host_port};
 pub use guard::Guard;
 pub use limits::{LimitOverride, Limits};
-pub use listener::{ImapListener, Listeners, MetricsListener, SmtpListener, TlsMode};
+pub use listener::{ImapListener, Listeners, MetricsListener, SmtpListener, TlsMode, WebListener};
 pub use load::apply_override;
 pub use log::Log;
 pub use queue::{OutboundTls, Queue, Route};
@@ -66,6 +67,7 @@ pub use store::{Store, StoreBackend};
 pub use submission::Submission;
 pub use template::template;
 pub use tls::{SniCert, Tls};
+pub use web::Web;
 
 use section::Problems;
 
@@ -151,6 +153,8 @@ section! {
         /// Gateway mode: filter mail for domains whose mailboxes are on another server, relay
         /// it there, and relay that server's mail out.
         pub gateway: Gateway = Gateway::default(),
+        /// The web admin, user self-service and JSON API (`/api/v1/`) on `[listener.https]`.
+        pub web: Web = Web::default(),
         /// Logging.
         pub log: Log = Log::default(),
     }
@@ -167,6 +171,11 @@ impl Config {
         self.listener.imap_listeners()
     }
 
+    /// The web listeners by their fixed names.
+    pub fn web_listeners(&self) -> [(&'static str, &WebListener); 2] {
+        self.listener.web_listeners()
+    }
+
     /// Every problem in the configuration, each naming its key. Empty means valid.
     pub fn validate(&self) -> Vec<ConfigError> {
         let mut problems = Problems::default();
@@ -176,6 +185,7 @@ impl Config {
         self.guard.validate(&mut problems);
         self.smtp.validate(&mut problems);
         self.auth.validate(&mut problems);
+        self.web.validate(&mut problems);
         self.submission.validate(&mut problems);
         self.quota.validate(&mut problems);
         self.containment.validate(&mut problems);

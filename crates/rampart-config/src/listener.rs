@@ -1,5 +1,6 @@
-//! `[listener.NAME]`: the five mail listeners (fixed names) and the metrics listener, each with
-//! its addresses, TLS mode, firewall lists and protocol limits.
+//! `[listener.NAME]`: the five mail listeners (fixed names), the two web listeners (`https`,
+//! `http`) and the metrics listener, each with its addresses, TLS mode, firewall lists and
+//! protocol limits.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -49,6 +50,12 @@ section! {
         pub imap: ImapListener = ImapListener::role(&["0.0.0.0:143", "[::]:143"], TlsMode::Starttls),
         /// Port 993: IMAP over implicit TLS. The keys are those of [listener.imap].
         pub imaps: ImapListener = ImapListener::role(&["0.0.0.0:993", "[::]:993"], TlsMode::Implicit),
+        /// Port 443: the web admin, user self-service, the JSON API (/api/v1/) and mail client
+        /// autoconfiguration, over implicit TLS with the certificates of [tls] (HTTP/1.1).
+        pub https: WebListener = WebListener::role(&["0.0.0.0:443", "[::]:443"]),
+        /// Port 80: plain HTTP that only redirects to the https listener. The keys are those of
+        /// [listener.https].
+        pub http: WebListener = WebListener::role(&["0.0.0.0:80", "[::]:80"]),
         /// Prometheus metrics (GET /metrics). Keep it on loopback or behind a firewall.
         pub metrics: MetricsListener = MetricsListener::default(),
     }
@@ -64,6 +71,29 @@ section! {
     pub struct MetricsListener {
         /// Addresses to listen on; an empty list turns metrics off.
         pub bind: Vec<SocketAddr> = addresses(&["127.0.0.1:9125"]),
+    }
+}
+
+section! {
+    /// A web listener (`https`, `http`).
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct WebListener {
+        /// Addresses to listen on, as a list; an empty list turns the listener off.
+        pub bind: Vec<SocketAddr> = Vec::new(),
+        /// When not empty, only clients in these networks may connect to this listener.
+        /// Reloaded by SIGHUP.
+        pub allow: Vec<Cidr> = Vec::new(),
+        /// Clients in these networks are turned away at connect. Reloaded by SIGHUP.
+        pub deny: Vec<Cidr> = Vec::new(),
+        /// Concurrent connections on this listener; past it new clients are refused.
+        pub max_connections: usize = 1000,
+        /// A request's header section must arrive within this time (slow loris), and an idle
+        /// keep-alive connection is closed after it.
+        #[serde(with = "duration")]
+        pub idle_timeout: Duration = Duration::from_secs(30),
+        /// Largest request body in bytes; the API's requests are small JSON documents.
+        pub max_body_size: usize = 64 * 1024,
     }
 }
 
@@ -172,6 +202,24 @@ fn addresses(list: &[&str]) -> Vec<SocketAddr> {
     list.iter().map(|a| a.parse().expect("literal address")).collect()
 }
 
+impl WebListener {
+    /// The shared defaults with a role's addresses.
+    fn role(bind: &[&str]) -> Self {
+        WebListener { bind: addresses(bind), ..WebListener::default() }
+    }
+
+    fn validate(&self, name: &str, p: &mut Problems) {
+        let key = |k: &str| format!("listener.{name}.{k}");
+        p.at_least_one(key("max_connections"), self.max_connections as u64);
+        if self.idle_timeout < Duration::from_secs(1) {
+            p.add(key("idle_timeout"), "must be at least 1s");
+        }
+        if self.max_body_size < 1024 {
+            p.add(key("max_body_size"), "must be at least 1024 bytes");
+        }
+    }
+}
+
 impl SmtpListener {
     /// The shared defaults with a role's addresses and TLS mode.
     fn role(bind: &[&str], tls: TlsMode) -> Self {
@@ -255,6 +303,26 @@ impl Listeners {
         [("imap", &self.imap), ("imaps", &self.imaps)]
     }
 
+    /// The web listeners by their fixed names.
+    pub fn web_listeners(&self) -> [(&'static str, &WebListener); 2] {
+        [("https", &self.https), ("http", &self.http)]
+    }
+
+    /// Every listener's own `allow` and `deny` lists, by name (the guard's per-listener rules).
+    pub fn firewall_lists(&self) -> Vec<(&'static str, &[Cidr], &[Cidr])> {
+        let mut lists: Vec<(&'static str, &[Cidr], &[Cidr])> = Vec::new();
+        for (name, l) in self.smtp_listeners() {
+            lists.push((name, &l.allow, &l.deny));
+        }
+        for (name, l) in self.imap_listeners() {
+            lists.push((name, &l.allow, &l.deny));
+        }
+        for (name, l) in self.web_listeners() {
+            lists.push((name, &l.allow, &l.deny));
+        }
+        lists
+    }
+
     pub(crate) fn validate(&self, p: &mut Problems) {
         let mut binds = Binds::default();
         for (name, l) in self.smtp_listeners() {
@@ -263,6 +331,10 @@ impl Listeners {
         }
         binds.check("metrics", &self.metrics.bind, p);
         for (name, l) in self.imap_listeners() {
+            binds.check(name, &l.bind, p);
+            l.validate(name, p);
+        }
+        for (name, l) in self.web_listeners() {
             binds.check(name, &l.bind, p);
             l.validate(name, p);
         }

@@ -96,11 +96,8 @@ impl Rules {
             _ => Arc::new(Semaphore::new(cap)),
         };
         let mut per_listener = HashMap::new();
-        for (name, l) in config.smtp_listeners() {
-            per_listener.insert(name.to_string(), (l.allow.clone(), l.deny.clone()));
-        }
-        for (name, l) in config.imap_listeners() {
-            per_listener.insert(name.to_string(), (l.allow.clone(), l.deny.clone()));
+        for (name, allow, deny) in config.listener.firewall_lists() {
+            per_listener.insert(name.to_string(), (allow.to_vec(), deny.to_vec()));
         }
         Rules { limits: config.guard.clone(), per_listener, handshakes }
     }
@@ -223,6 +220,26 @@ impl Guard {
 
     fn rules(&self) -> Arc<Rules> {
         self.rules.read().expect("rules lock").clone()
+    }
+
+    /// The firewall rules in force (as last loaded or reloaded by SIGHUP): (scope, kind,
+    /// network), the global lists first (`deny`, `allow`, `allowlist`, `limit_exceptions`), then
+    /// each listener's `deny` and `allow` by name.
+    pub fn firewall_rules(&self) -> Vec<(String, &'static str, String)> {
+        let rules = self.rules();
+        let l = &rules.limits;
+        let mut out = Vec::new();
+        for (kind, list) in [("deny", &l.deny), ("allow", &l.allow), ("allowlist", &l.allowlist), ("limit_exceptions", &l.limit_exceptions)] {
+            out.extend(list.iter().map(|c| ("global".to_string(), kind, c.to_string())));
+        }
+        let mut names: Vec<&String> = rules.per_listener.keys().collect();
+        names.sort();
+        for name in names {
+            let (allow, deny) = &rules.per_listener[name];
+            out.extend(deny.iter().map(|c| (name.clone(), "deny", c.to_string())));
+            out.extend(allow.iter().map(|c| (name.clone(), "allow", c.to_string())));
+        }
+        out
     }
 
     /// Takes new firewall rules and limits, the TLS handshake cap included (SIGHUP). Counts
@@ -452,7 +469,7 @@ impl Guard {
                 known.push(net);
             }
         }
-        if let Err(e) = self.store.known_login_put(&user, &net.to_string(), now_unix()).await {
+        if let Err(e) = self.store.known_login_put(&user, &net.to_string(), proto, now_unix()).await {
             warn!(event = "guard_store_failed", error = %e.chain());
         }
     }
@@ -573,6 +590,17 @@ pub fn fmt_time(t: i64) -> String {
 /// Parses an address or network for `rampart ban`: a bare address bans that host.
 pub fn parse_net(s: &str) -> Result<IpNet, String> {
     s.parse::<Cidr>().map(|c| c.0)
+}
+
+/// An administrator's ban (`rampart ban add`, `POST /api/v1/bans`): stored as one more offence
+/// of `net`; a running server applies it at its next refresh (within 2 s).
+pub async fn ban_manually(store: &dyn GuardStore, net: IpNet, duration: Duration, reason: &str) -> Result<Ban, rampart_store::StoreError> {
+    let key = net.to_string();
+    let now = now_unix();
+    let previous = store.bans().await?.into_iter().find(|b| b.net == key).map_or(0, |b| b.offenses);
+    let ban = Ban { net: key, until: now + duration.as_secs() as i64, reason: reason.to_string(), offenses: previous + 1, updated: now };
+    store.ban_put(&ban).await?;
+    Ok(ban)
 }
 
 #[cfg(test)]

@@ -106,7 +106,7 @@ pub trait DirectoryStore: Send + Sync + 'static {
     async fn set_password(&self, address: &str, password_hash: &str) -> Result<()> {
         self.set_secrets(address, &Secrets { password_hash: password_hash.into(), ..Secrets::default() }).await
     }
-    /// None for an unknown or invalid address.
+    /// None for an unknown or invalid address, and for a suspended account.
     async fn credentials(&self, address: &str) -> Result<Option<Credentials>>;
     /// `InvalidAppPasswordName`, `TooManyAppPasswords`, or `Exists` for a name in use.
     async fn add_app_password(&self, address: &str, name: &str, hash: &str) -> Result<()>;

@@ -18,6 +18,17 @@ pub struct Ban {
     pub updated: i64,
 }
 
+/// Logins of one account from one network over one protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginRecord {
+    pub net: String,
+    pub proto: String,
+    /// Unix seconds.
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub logins: u64,
+}
+
 #[async_trait]
 pub trait GuardStore: Send + Sync + 'static {
     /// Every ban row, active or expired.
@@ -28,8 +39,11 @@ pub trait GuardStore: Send + Sync + 'static {
     async fn ban_remove(&self, net: &str) -> Result<bool>;
     /// Removes expired bans last updated before `before` (their offences are forgiven).
     async fn bans_prune(&self, before: i64) -> Result<()>;
-    /// Records a successful login of `account` from `net`.
-    async fn known_login_put(&self, account: &str, net: &str, now: i64) -> Result<()>;
+    /// Records a successful login of `account` from `net` over `proto` (`smtp`, `imap`,
+    /// `web`): a known network for account protection, and a line of its login history.
+    async fn known_login_put(&self, account: &str, net: &str, proto: &str, now: i64) -> Result<()>;
+    /// The account's login history, most recent first: one row per network and protocol.
+    async fn login_history(&self, account: &str) -> Result<Vec<LoginRecord>>;
     /// Networks `account` logged in from since `since`.
     async fn known_logins(&self, account: &str, since: i64) -> Result<Vec<String>>;
     /// Whether every login of `account` is suspended (`rampart user suspend` without

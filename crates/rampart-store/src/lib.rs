@@ -12,6 +12,7 @@
 //!   - [`QuarantineStore`]: messages held instead of delivered;
 //!   - [`QuotaStore`]: what users and domains sent (sending quotas), overrides, exceptions;
 //!   - [`ContainmentStore`]: signals of a taken-over account, suspensions, held queued mail;
+//!   - [`WebStore`]: account roles, TOTP and recovery codes, web sessions, API tokens;
 //!   - [`MailStore`] ([`mail`]): what IMAP needs on top — mailbox management, flags with
 //!     MODSEQ, expunge, copy/move, append, and change notification ([`notify`]).
 //!
@@ -51,6 +52,7 @@ pub mod quota;
 mod senderauth;
 mod sqlite;
 pub mod summary;
+pub mod web;
 
 pub use blob::{Blob, BlobWriter};
 pub use containment::ContainmentStore;
@@ -58,7 +60,7 @@ pub use delivery::{Delivered, Delivery, DeliveryStore, Folder, Outbound, Target}
 pub use directory::{Account, Alias, AppPassword, Credentials, DEFAULT_MAILBOXES, DirectoryStore, Resolution, Secrets};
 pub use error::{AddressProblem, Chain, DbError, ErrorKind, StoreError};
 pub use filter::FilterStore;
-pub use guard::{Ban, GuardStore};
+pub use guard::{Ban, GuardStore, LoginRecord};
 pub use mail::{Changes, FlagOp, FlagsUpdate, MailStore, MailboxState, MessageRecord, Transfer, ViewRows};
 pub use messages::{Mailbox, MessageInfo, MessageMeta, MessageReader, MessageStore};
 pub use quarantine::QuarantineStore;
@@ -69,6 +71,7 @@ pub use sqlite::SqliteStore;
 /// Online backup of the embedded store (`rampart backup`).
 pub use sqlite::backup;
 pub use summary::{Stored, Summarizer, Summary, Want, WordMatch};
+pub use web::{ApiToken, Role, Totp, WebAccount, WebSession, WebStore};
 
 pub type AccountId = i64;
 pub type MailboxId = i64;
@@ -88,6 +91,7 @@ pub trait Store:
     + QuarantineStore
     + QuotaStore
     + ContainmentStore
+    + WebStore
 {
 }
 
@@ -103,6 +107,7 @@ impl<T> Store for T where
         + QuarantineStore
         + QuotaStore
         + ContainmentStore
+        + WebStore
 {
 }
 
@@ -110,6 +115,6 @@ impl<T> Store for T where
 pub mod prelude {
     pub use crate::{
         ContainmentStore, DeliveryStore, DirectoryStore, FilterStore, GuardStore, MailStore, MessageStore, QuarantineStore,
-        QueueStore, QuotaStore, SenderAuthStore, Store,
+        QueueStore, QuotaStore, SenderAuthStore, Store, WebStore,
     };
 }

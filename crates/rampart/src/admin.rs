@@ -39,7 +39,10 @@ pub enum UserCommand {
         sending: bool,
     },
     /// End a suspension; held mail stays held (`rampart queue release|delete`).
+    #[command(visible_alias = "unsuspend")]
     Resume { address: String },
+    /// One account: its role, suspension, two-factor state and number of app passwords.
+    Show { address: String },
     /// Delete an account with all its mail.
     Remove { address: String },
     /// Set a new password.
@@ -54,6 +57,33 @@ pub enum UserCommand {
         #[command(subcommand)]
         command: AppPasswordCommand,
     },
+    /// Set what the account may do on the web: `admin` manages everything, `user` only its
+    /// own account.
+    Role {
+        address: String,
+        #[arg(value_parser = ["admin", "user"])]
+        role: String,
+    },
+    /// The second factor of web logins (TOTP, RFC 6238).
+    Totp {
+        #[command(subcommand)]
+        command: TotpCommand,
+    },
+    /// End every web session of the account (log out everywhere).
+    Logout { address: String },
+    /// Where the account logged in from: network, protocol, first and last time, count.
+    Logins { address: String },
+}
+
+#[derive(Subcommand)]
+pub enum TotpCommand {
+    /// Set up TOTP now: prints the otpauth:// URI (for an authenticator app) and 10 one-time
+    /// recovery codes, each shown once.
+    Enroll { address: String },
+    /// Turn TOTP off (the recovery codes go too).
+    Disable { address: String },
+    /// New recovery codes in place of the old ones, printed once.
+    RecoveryCodes { address: String },
 }
 
 #[derive(Subcommand)]
@@ -76,6 +106,54 @@ pub enum AppPasswordCommand {
 }
 
 #[derive(Subcommand)]
+pub enum ApiTokenCommand {
+    /// Create a token for automation (`Authorization: Bearer TOKEN` on /api/v1/); it acts as an
+    /// admin within its scopes. Printed once; only its hash is kept.
+    Add {
+        #[arg(long)]
+        name: String,
+        /// Limit it to these areas (repeatable): domains (and DKIM keys), users (and message
+        /// trails), aliases, quarantine, spam, bans, queue, stats. Without any: all of them.
+        #[arg(long = "scope", value_parser = rampart_web::SCOPES)]
+        scopes: Vec<String>,
+    },
+    /// List tokens: name, scopes, created, last used (never the token).
+    List,
+    /// Revoke a token by name.
+    Revoke {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+pub fn api_token(config: &Path, cmd: ApiTokenCommand) -> anyhow::Result<()> {
+    let (store, rt) = open(config)?;
+    let date = |t: i64| chrono::DateTime::from_timestamp(t, 0).map(|d| d.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default();
+    rt.block_on(async {
+        match cmd {
+            ApiTokenCommand::Add { name, scopes } => {
+                let token = rampart_auth::totp::random_token(32);
+                store.api_token_add(&name, &rampart_auth::totp::token_hash(&token), &scopes).await?;
+                println!("API token {name} (shown once; send it as Authorization: Bearer):");
+                println!("{token}");
+            }
+            ApiTokenCommand::List => {
+                for t in store.api_tokens().await? {
+                    let scopes = if t.scopes.is_empty() { "all".to_string() } else { t.scopes.join(",") };
+                    let used = t.last_used.map_or_else(|| "never".to_string(), date);
+                    println!("{}\t{scopes}\tcreated {}\tlast used {used}", t.name, date(t.created));
+                }
+            }
+            ApiTokenCommand::Revoke { name } => {
+                store.api_token_revoke(&name).await?;
+                println!("revoked API token {name}");
+            }
+        }
+        Ok(())
+    })
+}
+
+#[derive(Subcommand)]
 pub enum AliasCommand {
     /// Deliver mail for ALIAS to TARGET (repeat to add more targets).
     Add { alias: String, target: String },
@@ -90,6 +168,20 @@ pub enum MessageCommand {
     /// Show why a message was accepted: its verdict trail. ID is the id in the Received header
     /// and in the server's log lines.
     Why { id: String },
+    /// Stored messages, newest first: id, received, mailbox, size, verdict (tab-separated).
+    Search {
+        /// Only this account's.
+        #[arg(long)]
+        address: Option<String>,
+        /// Received at or after: 2026-11-30 or 2026-11-30T08:00:00Z.
+        #[arg(long)]
+        since: Option<String>,
+        /// Received before.
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
     /// List a mailbox: uid, id, size, Message-ID and Subject, tab-separated.
     List {
         address: String,
@@ -131,6 +223,15 @@ fn header(message: &[u8], name: &str) -> String {
         }
     }
     value.unwrap_or_default()
+}
+
+/// A date (`2026-11-30`, midnight UTC) or an RFC 3339 time, as unix seconds.
+fn parse_time(s: &str) -> anyhow::Result<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp());
+    }
+    let day = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").with_context(|| format!("`{s}` is not a date (2026-11-30) or an RFC 3339 time"))?;
+    Ok(day.and_hms_opt(0, 0, 0).context("midnight")?.and_utc().timestamp())
 }
 
 pub(crate) fn open(config: &Path) -> anyhow::Result<(SqliteStore, tokio::runtime::Runtime)> {
@@ -206,8 +307,41 @@ pub fn user(config: &Path, cmd: UserCommand) -> anyhow::Result<()> {
                 println!("added user {}", rampart_store::address::canonical(&address)?);
             }
             UserCommand::List => crate::sending::list_users(&store).await?,
-            UserCommand::Suspend { address, sending } => crate::sending::suspend(&store, &address, sending).await?,
-            UserCommand::Resume { address } => crate::sending::resume(&store, &address).await?,
+            // A whole-account suspension also ends every login (credentials and web sessions,
+            // as the web's suspension does); --sending stops only the sending.
+            UserCommand::Suspend { address, sending } => {
+                if !sending {
+                    store.set_suspended(&address, true).await?;
+                }
+                crate::sending::suspend(&store, &address, sending).await?
+            }
+            UserCommand::Resume { address } => {
+                let web_suspended = store.web_account(&address).await?.is_some_and(|a| a.suspended);
+                store.set_suspended(&address, false).await?;
+                match crate::sending::resume(&store, &address).await {
+                    Ok(()) => {}
+                    // Suspended from the web only: lifting that was the whole job.
+                    Err(_) if web_suspended => println!("resumed {address}"),
+                    Err(e) => return Err(e),
+                }
+            }
+            UserCommand::Show { address } => {
+                let a = store.web_account(&address).await?.with_context(|| format!("no account {address}"))?;
+                let created = chrono::DateTime::from_timestamp(a.account.created, 0).map(|d| d.to_rfc3339()).unwrap_or_default();
+                let totp = if a.totp {
+                    format!("on ({} recovery codes left)", store.recovery_codes_left(a.account.id).await?)
+                } else {
+                    "off".to_string()
+                };
+                let apps = store.list_app_passwords(&a.account.address).await?;
+                println!(
+                    "address: {}\nrole: {}\nsuspended: {}\ntotp: {totp}\napp passwords: {}\ncreated: {created}",
+                    a.account.address,
+                    a.role.name(),
+                    if a.suspended { "yes" } else { "no" },
+                    apps.len()
+                );
+            }
             UserCommand::Remove { address } => {
                 store.remove_account(&address).await?;
                 println!("removed user {address}");
@@ -236,9 +370,60 @@ pub fn user(config: &Path, cmd: UserCommand) -> anyhow::Result<()> {
                 store.revoke_app_password(&address, &name).await?;
                 println!("revoked app password {name} of {address}");
             }
+            UserCommand::Role { address, role } => {
+                let role = rampart_store::Role::parse(&role).context("the role is admin or user")?;
+                store.set_role(&address, role).await?;
+                println!("{address} is now {}", role.name());
+            }
+            UserCommand::Totp { command } => totp(&store, &config, command).await?,
+            UserCommand::Logins { address } => {
+                let date = |t: i64| chrono::DateTime::from_timestamp(t, 0).map(|d| d.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default();
+                let address = rampart_store::address::canonical(&address)?;
+                for l in store.login_history(&address).await? {
+                    println!("{}\t{}\tfirst {}\tlast {}\t{} login(s)", l.net, l.proto, date(l.first_seen), date(l.last_seen), l.logins);
+                }
+            }
+            UserCommand::Logout { address } => {
+                let account = store.account(&address).await?.with_context(|| format!("no account {address}"))?;
+                let n = store.sessions_remove(account.id, None).await?;
+                println!("ended {n} web session(s) of {address}");
+            }
         }
         Ok(())
     })
+}
+
+async fn totp(store: &SqliteStore, config: &rampart_config::Config, cmd: TotpCommand) -> anyhow::Result<()> {
+    match cmd {
+        TotpCommand::Enroll { address } => {
+            let account = store.account(&address).await?.with_context(|| format!("no account {address}"))?;
+            let (secret, codes) = rampart_auth::totp::enroll_now(store, account.id).await?;
+            let issuer = if config.web.totp_issuer.is_empty() { &config.server.hostname } else { &config.web.totp_issuer };
+            let uri = rampart_auth::totp::uri(&secret, &account.address, issuer).context("building the otpauth URI")?;
+            println!("TOTP for {} (shown once; add it to an authenticator app):", account.address);
+            println!("{uri}");
+            println!("recovery codes (each works once instead of a TOTP code):");
+            for c in codes {
+                println!("{c}");
+            }
+        }
+        TotpCommand::RecoveryCodes { address } => {
+            let account = store.account(&address).await?.with_context(|| format!("no account {address}"))?;
+            let codes = rampart_auth::totp::renew_recovery_codes(store, account.id).await?;
+            println!("new recovery codes for {} (the old ones no longer work):", account.address);
+            for c in codes {
+                println!("{c}");
+            }
+        }
+        TotpCommand::Disable { address } => {
+            let account = store.account(&address).await?.with_context(|| format!("no account {address}"))?;
+            if !store.totp_remove(account.id).await? {
+                bail!("{address} has no TOTP");
+            }
+            println!("TOTP of {address} is off");
+        }
+    }
+    Ok(())
 }
 
 pub fn alias(config: &Path, cmd: AliasCommand) -> anyhow::Result<()> {
@@ -285,6 +470,17 @@ pub fn message(config: &Path, cmd: MessageCommand) -> anyhow::Result<()> {
                         // Messages stored before the typed trail: shown as stored.
                         None => println!("{}", m.trail),
                     }
+                }
+            }
+            MessageCommand::Search { address, since, until, limit } => {
+                let since = since.as_deref().map(parse_time).transpose()?.unwrap_or(0);
+                let until = until.as_deref().map(parse_time).transpose()?.unwrap_or(i64::MAX);
+                for m in store.messages_search(address.as_deref(), since, until, limit).await? {
+                    let when = chrono::DateTime::from_timestamp(m.internal_date, 0).map(|d| d.to_rfc3339()).unwrap_or_default();
+                    let verdict = rampart_pipeline::Trail::from_json(&m.trail)
+                        .and_then(|t| t.find(rampart_pipeline::Stage::Decision).map(|d| d.detail.clone()))
+                        .unwrap_or_else(|| "-".into());
+                    println!("{}\t{when}\t{}\t{}\t{verdict}", m.reference, m.mailbox, m.size);
                 }
             }
             MessageCommand::List { address, mailbox } => {

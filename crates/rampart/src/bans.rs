@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use rampart_store::prelude::*;
-use rampart_store::{Ban, SqliteStore};
+use rampart_store::SqliteStore;
 
 #[derive(Subcommand)]
 pub enum BanCommand {
@@ -55,11 +55,8 @@ pub fn ban(config: &Path, cmd: BanCommand) -> anyhow::Result<()> {
             BanCommand::Add { net, duration, reason } => {
                 let net = rampart_guard::parse_net(&net).map_err(anyhow::Error::msg)?;
                 let d: Duration = humantime_duration(&duration)?;
-                let key = net.to_string();
-                let previous = store.bans().await?.into_iter().find(|b| b.net == key).map_or(0, |b| b.offenses);
-                let until = now + d.as_secs() as i64;
-                store.ban_put(&Ban { net: key.clone(), until, reason, offenses: previous + 1, updated: now }).await?;
-                println!("banned {key} until {}", rampart_guard::fmt_time(until));
+                let ban = rampart_guard::ban_manually(&store, net, d, &reason).await?;
+                println!("banned {} until {}", ban.net, rampart_guard::fmt_time(ban.until));
             }
             BanCommand::Remove { net } => {
                 let key = rampart_guard::parse_net(&net).map_err(anyhow::Error::msg)?.to_string();
@@ -94,13 +91,9 @@ pub fn firewall(config: &Path, cmd: FirewallCommand) -> anyhow::Result<()> {
             show("global", "allow", &g.allow);
             show("global", "allowlist", &g.allowlist);
             show("global", "limit_exceptions", &g.limit_exceptions);
-            for (name, l) in config.smtp_listeners() {
-                show(name, "deny", &l.deny);
-                show(name, "allow", &l.allow);
-            }
-            for (name, l) in config.imap_listeners() {
-                show(name, "deny", &l.deny);
-                show(name, "allow", &l.allow);
+            for (name, allow, deny) in config.listener.firewall_lists() {
+                show(name, "deny", deny);
+                show(name, "allow", allow);
             }
         }
     }

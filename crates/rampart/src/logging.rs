@@ -55,15 +55,19 @@ where
 
 /// Logs to stderr, and to `file` too when it is not empty, at `level` (a tracing filter);
 /// RUST_LOG wins when set.
+/// The dashboard's counters ([`crate::stats`]) see every event the filter lets through.
 pub fn init(level: &str, file: &str) -> std::io::Result<()> {
     use tracing_subscriber::fmt::writer::MakeWriterExt;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).event_format(KeyValue);
+    let registry = tracing_subscriber::registry().with(filter).with(crate::stats::StatsLayer);
+    let format = tracing_subscriber::fmt::layer().event_format(KeyValue);
     if file.is_empty() {
-        let _ = builder.with_writer(std::io::stderr).try_init();
+        let _ = registry.with(format.with_writer(std::io::stderr)).try_init();
     } else {
         let f = std::fs::OpenOptions::new().create(true).append(true).open(file)?;
-        let _ = builder.with_writer(std::io::stderr.and(std::sync::Mutex::new(f))).try_init();
+        let _ = registry.with(format.with_writer(std::io::stderr.and(std::sync::Mutex::new(f)))).try_init();
     }
     Ok(())
 }

@@ -17,7 +17,10 @@
 //! - [`backup`] copies the data directory while the server runs, verifies and restores copies;
 //! - [`sending`] shows and overrides sending quotas, their exceptions, and suspends and
 //!   resumes accounts (the running server's side is `rampart_smtp::sending`);
-//! - [`logging`] formats log lines as stable key=value fields.
+//! - [`logging`] formats log lines as stable key=value fields; [`stats`] counts some of them
+//!   per hour for the web dashboard;
+//! - the web listeners (`https`, `http`) are the `rampart-web` crate, wired in [`serve`];
+//!   `rampart user role|totp|logins|logout` and `rampart api-token` are its CLI side.
 
 mod admin;
 mod audit;
@@ -25,6 +28,7 @@ mod backup;
 mod bans;
 mod dkim;
 mod dmarc;
+mod dnscheck;
 mod gateway;
 mod import;
 mod init;
@@ -37,6 +41,7 @@ mod records;
 mod sending;
 mod serve;
 mod spam;
+mod stats;
 mod systemd;
 
 use std::path::PathBuf;
@@ -160,6 +165,11 @@ enum Command {
         /// The backup's directory, as `rampart backup` wrote it.
         dir: PathBuf,
     },
+    /// Tokens for the JSON API (/api/v1/), for automation.
+    ApiToken {
+        #[command(subcommand)]
+        command: admin::ApiTokenCommand,
+    },
     /// DNS records to publish.
     Dns {
         #[command(subcommand)]
@@ -180,6 +190,8 @@ enum ConfigCommand {
 enum DnsCommand {
     /// Print the records DOMAIN needs as a zone-file snippet.
     Records { domain: String },
+    /// Look each of those records up and say whether it is published: ok, missing or wrong.
+    Check { domain: String },
 }
 
 fn main() -> std::process::ExitCode {
@@ -217,7 +229,9 @@ fn main() -> std::process::ExitCode {
         Command::Backup(args) => backup::command(&config, args),
         Command::Restore { dir } => backup::restore(&config, &dir),
         Command::Dns { command: DnsCommand::Records { domain } } => dns_records(&config, &domain),
+        Command::Dns { command: DnsCommand::Check { domain } } => dns_check(&config, &domain),
         Command::Ban { command } => bans::ban(&config, command),
+        Command::ApiToken { command } => admin::api_token(&config, command),
         Command::Firewall { command } => bans::firewall(&config, command),
     };
     match result {
@@ -245,6 +259,28 @@ fn quota(config: &std::path::Path, cmd: sending::QuotaCommand) -> anyhow::Result
     let store = rampart_store::SqliteStore::open(&c.server.data_dir)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(sending::quota(&store, &c, cmd))
+}
+
+fn dns_check(config: &std::path::Path, domain: &str) -> anyhow::Result<()> {
+    let c = serve::load_config(config, &[])?;
+    let store = rampart_store::SqliteStore::open(&c.server.data_dir)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let resolver = rampart_smtp::dns::resolver(&c.dns.nameservers).map_err(|e| anyhow::anyhow!("dns.nameservers: {e}"))?;
+    let checks = rt.block_on(dnscheck::check(&store, &c, &resolver, domain))?;
+    let mut bad = 0;
+    for r in &checks {
+        println!("{}\t{}\t{}\t{}", r.status, r.rtype, r.name, r.expected);
+        if r.status != "ok" {
+            bad += 1;
+            for f in &r.found {
+                println!("\tfound: {f}");
+            }
+        }
+    }
+    if bad > 0 {
+        anyhow::bail!("{bad} of {} records are not published as they should be", checks.len());
+    }
+    Ok(())
 }
 
 fn config_check(path: &std::path::Path, sets: &[String]) -> anyhow::Result<()> {

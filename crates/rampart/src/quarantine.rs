@@ -39,6 +39,35 @@ pub enum QuarantineCommand {
     Digest,
 }
 
+/// Releases a held message into its recipients' INBOX (or only `account`'s) and learns it as
+/// ham; returns how many mailboxes got it. The one implementation behind
+/// `rampart quarantine release` and the web's release. A learning failure is logged: the
+/// message is delivered by then.
+pub async fn release(store: &dyn Store, id: &str, account: Option<AccountId>) -> Result<usize, rampart_store::StoreError> {
+    let message = store.held_message(id).await.ok();
+    let delivered = store.release(id, account).await?;
+    let accounts: Vec<AccountId> = delivered.iter().map(|d| d.account).collect();
+    if let Some(message) = message
+        && let Err(e) = crate::spam::learn_message(store, &accounts, &message, false).await
+    {
+        tracing::warn!(event = "learn_failed", id, error = %format!("{e:#}"));
+        eprintln!("warning: {id} was released but not learnt: {e:#}");
+    }
+    Ok(delivered.len())
+}
+
+/// [`release`] for the web listener.
+pub struct Releaser {
+    pub store: std::sync::Arc<dyn Store>,
+}
+
+#[async_trait::async_trait]
+impl rampart_web::Quarantine for Releaser {
+    async fn release(&self, id: &str, account: Option<AccountId>) -> Result<usize, rampart_store::StoreError> {
+        release(self.store.as_ref(), id, account).await
+    }
+}
+
 /// When the last digest went out (server state, unix seconds).
 const LAST_DIGEST: &str = "quarantine_last_digest";
 
@@ -142,13 +171,8 @@ pub fn command(config: &Path, cmd: QuarantineCommand) -> anyhow::Result<()> {
             }
             QuarantineCommand::Release { id, user } => {
                 let account = account(&store, user).await?;
-                let message = store.held_message(&id).await.ok();
-                let delivered = store.release(&id, account).await?;
-                let accounts: Vec<AccountId> = delivered.iter().map(|d| d.account).collect();
-                if let Some(message) = message {
-                    crate::spam::learn_message(&store, &accounts, &message, false).await?;
-                }
-                println!("{id}: released to {} mailbox(es) and learnt as ham", delivered.len());
+                let n = release(&store, &id, account).await?;
+                println!("{id}: released to {n} mailbox(es) and learnt as ham");
             }
             QuarantineCommand::Digest => {
                 let sent = send_digests(&store, &config.server.hostname).await?;

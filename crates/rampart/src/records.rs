@@ -42,6 +42,10 @@ pub fn zone(domain: &str, i: &Inputs<'_>) -> String {
     for (service, port) in [("submissions", 465), ("submission", 587), ("imaps", 993), ("imap", 143)] {
         let _ = writeln!(z, "_{service}._tcp.{domain}.\tIN\tSRV\t0 1 {port} {host}.");
     }
+    let _ = writeln!(z, "; Thunderbird's autoconfig and Outlook's autodiscover ask these names (served on [listener.https]).");
+    let _ = writeln!(z, "autoconfig.{domain}.\tIN\tCNAME\t{host}.");
+    let _ = writeln!(z, "autodiscover.{domain}.\tIN\tCNAME\t{host}.");
+    let _ = writeln!(z, "_autodiscover._tcp.{domain}.\tIN\tSRV\t0 1 443 {host}.");
     let _ = writeln!(z, "; {host} needs address records, and its addresses a PTR record naming {host}:");
     let _ = writeln!(z, "; {host}.\tIN\tA\t<this server's IPv4 address>");
     let _ = writeln!(z, "; {host}.\tIN\tAAAA\t<this server's IPv6 address>");
@@ -71,5 +75,7 @@ mod tests {
         assert!(z.contains("_smtp._tls.example.test.\tIN\tTXT\t\"v=TLSRPTv1;"));
         assert!(z.contains("_submissions._tcp.example.test.\tIN\tSRV\t0 1 465 mx.example.test."));
         assert!(z.contains("_imaps._tcp.example.test.\tIN\tSRV\t0 1 993 mx.example.test."));
+        assert!(z.contains("autoconfig.example.test.\tIN\tCNAME\tmx.example.test."));
+        assert!(z.contains("autodiscover.example.test.\tIN\tCNAME\tmx.example.test."));
     }
 }

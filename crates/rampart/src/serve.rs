@@ -134,14 +134,25 @@ pub fn run(path: &Path, sets: &[String]) -> anyhow::Result<()> {
 enum Proto {
     Smtp(Arc<Settings>),
     Imap(Arc<rampart_imap::Settings>),
+    /// `https` (implicit TLS) or `http` (the redirect), told apart by the listener's name.
+    Web(Arc<rampart_web::Settings>),
 }
 
 impl Proto {
-    fn tls(&self) -> rampart_config::TlsMode {
+    fn tls(&self) -> &'static str {
         match self {
-            Proto::Smtp(s) => s.tls,
-            Proto::Imap(s) => s.tls,
+            Proto::Smtp(s) => tls_name(s.tls),
+            Proto::Imap(s) => tls_name(s.tls),
+            Proto::Web(s) if s.listener == "https" => "implicit",
+            Proto::Web(_) => "none",
         }
+    }
+}
+
+fn tls_name(mode: rampart_config::TlsMode) -> &'static str {
+    match mode {
+        rampart_config::TlsMode::Implicit => "implicit",
+        rampart_config::TlsMode::Starttls => "starttls",
     }
 }
 
@@ -158,6 +169,9 @@ struct Bound {
 struct Shared {
     smtp: Arc<Services>,
     imap: Arc<rampart_imap::Services>,
+    /// The https application and the http redirect.
+    web: axum::Router,
+    redirect: axum::Router,
 }
 
 async fn serve(path: &Path, sets: &[String], config: Config, target: Option<crate::privileges::Target>) -> anyhow::Result<()> {
@@ -225,9 +239,10 @@ async fn serve(path: &Path, sets: &[String], config: Config, target: Option<crat
         learner: (config.filter.spam.enabled && config.filter.spam.classifier && config.filter.spam.learn_from_imap)
             .then(|| Arc::new(crate::spam::ImapLearner { store: store.clone() }) as Arc<dyn rampart_imap::Learner>),
     });
-    let shared = Shared { smtp: services, imap: imap_services };
-
     let (bound, metrics_listeners) = bind_listeners(&config).await?;
+    let (web, redirect) = web_apps(&config, &bound, &services)?;
+    let shared = Shared { smtp: services, imap: imap_services, web, redirect };
+    let web_tls = rampart_tls::TlsAcceptor::from(rampart_tls::server_config(cert_store.clone(), alpn("http/1.1"))?);
     // Every port is bound and every file open: root is no longer needed.
     if let Some(t) = &target {
         crate::privileges::become_target(t, &config.server.data_dir)?;
@@ -241,6 +256,7 @@ async fn serve(path: &Path, sets: &[String], config: Config, target: Option<crat
         let acceptor = match b.proto {
             Proto::Smtp(_) => smtp_tls.clone(),
             Proto::Imap(_) => imap_tls.clone(),
+            Proto::Web(_) => web_tls.clone(),
         };
         let global = global.clone();
         tokio::spawn(accept_loop(b, shared, acceptor, global));
@@ -255,6 +271,7 @@ async fn serve(path: &Path, sets: &[String], config: Config, target: Option<crat
         }
     }
     tokio::spawn(guard.clone().maintain());
+    tokio::spawn(crate::stats::flush(store.clone()));
     tokio::spawn(content_upkeep(config.filter.clone(), store.clone(), config.server.hostname.clone()));
     tokio::spawn(sending.upkeep());
     if let Some(clamd) = shared.smtp.filters.clamd.clone() {
@@ -275,6 +292,62 @@ async fn serve(path: &Path, sets: &[String], config: Config, target: Option<crat
     crate::systemd::notify("READY=1\nSTATUS=accepting mail");
 
     signals(path, sets, cert_store, guard).await
+}
+
+/// The web applications: the https one (API, autoconfiguration naming the mail ports as
+/// bound, pages) and the http redirect (to the https listener's port).
+fn web_apps(config: &Config, bound: &[Bound], smtp: &Arc<Services>) -> anyhow::Result<(axum::Router, axum::Router)> {
+    let port = |name: &str| bound.iter().find(|b| b.name == name).and_then(|b| b.tcp.local_addr().ok()).map(|a| a.port());
+    let ports = rampart_web::MailPorts {
+        imaps: port("imaps"),
+        imap: port("imap"),
+        submissions: port("submissions"),
+        submission: port("submission"),
+    };
+    let settings = |name: &str| {
+        bound.iter().find_map(|b| match &b.proto {
+            Proto::Web(s) if s.listener == name => Some(s.clone()),
+            _ => None,
+        })
+    };
+    let services = Arc::new(rampart_web::Services {
+        store: smtp.store.clone(),
+        auth: smtp.auth.clone(),
+        guard: smtp.guard.clone(),
+        web: config.web.clone(),
+        hostname: config.server.hostname.clone(),
+        policy: rampart_auth::PasswordPolicy {
+            min_length: config.auth.password_min_length,
+            min_score: config.auth.password_min_score,
+        },
+        ports,
+        quarantine: Arc::new(crate::quarantine::Releaser { store: smtp.store.clone() }),
+        dns: Arc::new(crate::dnscheck::Checker {
+            store: smtp.store.clone(),
+            config: config.clone(),
+            resolver: rampart_smtp::dns::resolver(&config.dns.nameservers).map_err(|e| anyhow!("dns.nameservers: {e}"))?,
+        }),
+    });
+    let web = settings("https").map(|s| rampart_web::router(services.clone(), &s)).unwrap_or_default();
+    let redirect = settings("http").map(|s| rampart_web::redirect_router(&s)).unwrap_or_default();
+    if settings("https").is_some() {
+        tokio::spawn(session_upkeep(services));
+    }
+    Ok((web, redirect))
+}
+
+/// Every ten minutes: web sessions past their idle or absolute timeout are deleted.
+async fn session_upkeep(web: Arc<rampart_web::Services>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        let now = chrono::Utc::now().timestamp();
+        let idle = now - web.web.session_idle_timeout.as_secs() as i64;
+        let old = now - web.web.session_max_age.as_secs() as i64;
+        if let Err(e) = web.store.sessions_prune(idle, old).await {
+            warn!(event = "store_error", what = "web session expiry", error = %e.chain());
+        }
+    }
 }
 
 /// Hourly: held messages past `filter.quarantine.retention` are deleted, and greylisting
@@ -325,6 +398,24 @@ async fn bind_listeners(config: &Config) -> anyhow::Result<(Vec<Bound>, Vec<TcpL
         for addr in &listener.bind {
             let tcp = bind(*addr).await.map_err(|e| anyhow!("listener.{name}.bind: cannot listen on {addr}: {e}"))?;
             bound.push(Bound { name, tcp, proto: Proto::Imap(settings.clone()), slots: slots.clone() });
+        }
+    }
+    // https first: the http redirect names its port.
+    let mut https_port = None;
+    for (name, listener) in config.web_listeners() {
+        let settings = Arc::new(rampart_web::Settings {
+            listener: name,
+            idle_timeout: listener.idle_timeout,
+            max_body_size: listener.max_body_size,
+            https_port,
+        });
+        let slots = Arc::new(Semaphore::new(listener.max_connections));
+        for addr in &listener.bind {
+            let tcp = bind(*addr).await.map_err(|e| anyhow!("listener.{name}.bind: cannot listen on {addr}: {e}"))?;
+            if name == "https" && https_port.is_none() {
+                https_port = Some(tcp.local_addr()?.port());
+            }
+            bound.push(Bound { name, tcp, proto: Proto::Web(settings.clone()), slots: slots.clone() });
         }
     }
     let mut metrics_listeners = Vec::new();
@@ -382,6 +473,10 @@ async fn accept_loop(b: Bound, shared: Shared, acceptor: rampart_tls::TlsAccepto
             match proto {
                 Proto::Smtp(settings) => rampart_smtp::handle(stream, remote, shared.smtp, settings, acceptor, admission.basis()).await,
                 Proto::Imap(settings) => rampart_imap::handle(stream, remote, shared.imap, settings, acceptor).await,
+                Proto::Web(settings) if settings.listener == "https" => {
+                    rampart_web::handle_https(stream, remote, shared.web, settings, acceptor, shared.smtp.guard.clone()).await
+                }
+                Proto::Web(settings) => rampart_web::handle_http(stream, remote, shared.redirect, settings).await,
             }
             drop((permits, admission));
         });
@@ -393,6 +488,7 @@ async fn refuse(stream: TcpStream, proto: Proto, shared: Shared, refusal: rampar
     match proto {
         Proto::Smtp(settings) => rampart_smtp::refuse(stream, &settings, &shared.smtp.hostname, &refusal, banner).await,
         Proto::Imap(settings) => rampart_imap::refuse(stream, &settings, refusal.is_permanent(), banner).await,
+        Proto::Web(_) => rampart_web::refuse(stream).await,
     }
 }
 

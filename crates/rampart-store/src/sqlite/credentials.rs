@@ -28,7 +28,10 @@ impl SqliteStore {
         self.read(move |conn| {
             let row = conn
                 .query_row(
-                    "SELECT id, address, password_hash, created, scram_sha256, cram_secret FROM accounts WHERE address = ?1",
+                    // A suspended account has no credentials: every mechanism fails as for an unknown
+                    // user (same timing), and the credential cache cannot match.
+                    "SELECT id, address, password_hash, created, scram_sha256, cram_secret FROM accounts \
+                     WHERE address = ?1 AND NOT suspended",
                     [&address],
                     |r| Ok((account_from_row(r)?, r.get::<_, Option<String>>(4)?, r.get::<_, Option<String>>(5)?)),
                 )

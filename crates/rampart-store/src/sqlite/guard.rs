@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
-use crate::{Ban, GuardStore, Result};
+use crate::{Ban, GuardStore, LoginRecord, Result};
 
 fn bans(conn: &Connection) -> Result<Vec<Ban>> {
     let mut stmt = conn.prepare("SELECT net, until, reason, offenses, updated FROM bans ORDER BY until DESC")?;
@@ -48,15 +48,37 @@ impl GuardStore for SqliteStore {
         .await
     }
 
-    async fn known_login_put(&self, account: &str, net: &str, now: i64) -> Result<()> {
-        let (account, net) = (account.to_string(), net.to_string());
+    async fn known_login_put(&self, account: &str, net: &str, proto: &str, now: i64) -> Result<()> {
+        let (account, net, proto) = (account.to_string(), net.to_string(), proto.to_string());
         self.write(move |conn, _| {
             conn.execute(
                 "INSERT INTO known_logins (account, net, last_seen, first_seen) VALUES (?1, ?2, ?3, ?3) \
                  ON CONFLICT (account, net) DO UPDATE SET last_seen = excluded.last_seen",
                 params![account, net, now],
             )?;
+            conn.execute(
+                "INSERT INTO login_history (account, net, proto, first_seen, last_seen, logins) VALUES (?1, ?2, ?3, ?4, ?4, 1) \
+                 ON CONFLICT (account, net, proto) DO UPDATE SET last_seen = excluded.last_seen, logins = logins + 1",
+                params![account, net, proto, now],
+            )?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn login_history(&self, account: &str) -> Result<Vec<LoginRecord>> {
+        let account = account.to_lowercase();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT net, proto, first_seen, last_seen, logins FROM login_history WHERE account = ?1 \
+                 ORDER BY last_seen DESC LIMIT 100",
+            )?;
+            let rows = stmt
+                .query_map([account], |r| {
+                    Ok(LoginRecord { net: r.get(0)?, proto: r.get(1)?, first_seen: r.get(2)?, last_seen: r.get(3)?, logins: r.get::<_, i64>(4)? as u64 })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
         })
         .await
     }

@@ -26,6 +26,7 @@ mod quota;
 mod schema;
 mod senderauth;
 mod summaries;
+mod web;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -350,6 +350,55 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX queue_account ON queue(account) WHERE account != '';
     ALTER TABLE known_logins ADD COLUMN first_seen INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 12: the web layer: roles, suspension, TOTP, recovery codes, sessions, API tokens, and each account's
+    // logins by network and protocol (shown to the user), and the dashboard's hourly counts.
+    r#"
+    ALTER TABLE accounts ADD COLUMN role TEXT NOT NULL DEFAULT 'user';
+    ALTER TABLE accounts ADD COLUMN suspended INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE totp (
+        account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+        secret     TEXT NOT NULL,
+        confirmed  INTEGER NOT NULL,
+        last_step  INTEGER NOT NULL,
+        created    INTEGER NOT NULL
+    );
+    CREATE TABLE recovery_codes (
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        hash       TEXT NOT NULL,
+        PRIMARY KEY (account_id, hash)
+    ) WITHOUT ROWID;
+    CREATE TABLE web_sessions (
+        id_hash    TEXT PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        csrf       TEXT NOT NULL,
+        created    INTEGER NOT NULL,
+        last_seen  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX web_sessions_account ON web_sessions(account_id);
+    CREATE TABLE login_history (
+        account    TEXT NOT NULL,
+        net        TEXT NOT NULL,
+        proto      TEXT NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen  INTEGER NOT NULL,
+        logins     INTEGER NOT NULL,
+        PRIMARY KEY (account, net, proto)
+    ) WITHOUT ROWID;
+    CREATE TABLE stats_hourly (
+        hour  INTEGER NOT NULL,
+        name  TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (hour, name)
+    ) WITHOUT ROWID;
+    CREATE TABLE api_tokens (
+        id        INTEGER PRIMARY KEY,
+        name      TEXT NOT NULL UNIQUE,
+        hash      TEXT NOT NULL UNIQUE,
+        scopes    TEXT NOT NULL,
+        created   INTEGER NOT NULL,
+        last_used INTEGER
+    );
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -607,3 +607,61 @@ async fn quarantine_holds_releases_and_expires() {
     assert!(store.held(None).await.unwrap().is_empty());
     assert!(!store.delete_held("Q2", None).await.unwrap());
 }
+
+#[tokio::test]
+async fn web_roles_totp_sessions_tokens() {
+    use crate::web::Role;
+    let (_dir, store) = store().await;
+    let bob = store.add_account("bob@example.test", "$argon2id$x").await.unwrap();
+    assert_eq!(store.web_account("bob@example.test").await.unwrap().unwrap().role, Role::User);
+    store.set_role("Bob@example.test", Role::Admin).await.unwrap();
+    assert!(matches!(store.set_role("nobody@example.test", Role::Admin).await, Err(StoreError::NotFound(_))));
+
+    // Suspension: no credentials, no sessions, until restored.
+    store.session_put("s0", bob, "csrf", 1).await.unwrap();
+    store.set_suspended("bob@example.test", true).await.unwrap();
+    assert!(store.credentials("bob@example.test").await.unwrap().is_none());
+    assert!(store.session("s0").await.unwrap().is_none());
+    assert!(store.web_account("bob@example.test").await.unwrap().unwrap().suspended);
+    store.set_suspended("bob@example.test", false).await.unwrap();
+    assert!(store.credentials("bob@example.test").await.unwrap().is_some());
+    store.session_remove("s0").await.unwrap();
+
+    // TOTP: pending until confirmed; each step once and never an older one.
+    store.totp_begin(bob, "SECRET").await.unwrap();
+    assert!(!store.web_accounts().await.unwrap()[0].totp);
+    assert!(!store.totp_use_step(bob, 5).await.unwrap(), "unconfirmed");
+    assert!(store.totp_confirm(bob, 10, &["h1".into(), "h2".into()]).await.unwrap());
+    assert!(matches!(store.totp_begin(bob, "OTHER").await, Err(StoreError::Exists(_))));
+    assert!(store.web_account("bob@example.test").await.unwrap().unwrap().totp);
+    assert!(!store.totp_use_step(bob, 10).await.unwrap());
+    assert!(store.totp_use_step(bob, 11).await.unwrap());
+    assert!(!store.totp_use_step(bob, 9).await.unwrap());
+    assert!(store.recovery_code_use(bob, "h1").await.unwrap());
+    assert!(!store.recovery_code_use(bob, "h1").await.unwrap());
+    assert_eq!(store.recovery_codes_left(bob).await.unwrap(), 1);
+    assert!(store.totp_remove(bob).await.unwrap());
+    assert_eq!(store.recovery_codes_left(bob).await.unwrap(), 0);
+
+    // Sessions: removal of all but one, pruning by idle and absolute age.
+    for (id, t) in [("a", 100), ("b", 200), ("c", 300)] {
+        store.session_put(id, bob, "csrf", t).await.unwrap();
+    }
+    let s = store.session("b").await.unwrap().unwrap();
+    assert_eq!((s.address.as_str(), s.role, s.created), ("bob@example.test", Role::Admin, 200));
+    assert_eq!(store.sessions_prune(150, 0).await.unwrap(), 1);
+    store.session_touch("b", 1000).await.unwrap();
+    assert_eq!(store.sessions_remove(bob, Some("c")).await.unwrap(), 1);
+    assert!(store.session("c").await.unwrap().is_some());
+    store.remove_account("bob@example.test").await.unwrap();
+    assert!(store.session("c").await.unwrap().is_none(), "sessions go with the account");
+
+    // API tokens by hash.
+    store.api_token_add("ci", "hash1", &["domains".into()]).await.unwrap();
+    assert!(matches!(store.api_token_add("ci", "hash2", &[]).await, Err(StoreError::Exists(_))));
+    let t = store.api_token_use("hash1", 42).await.unwrap().unwrap();
+    assert_eq!((t.name.as_str(), t.scopes.clone(), t.last_used), ("ci", vec!["domains".to_string()], Some(42)));
+    assert!(store.api_token_use("nope", 42).await.unwrap().is_none());
+    store.api_token_revoke("ci").await.unwrap();
+    assert!(store.api_tokens().await.unwrap().is_empty());
+}

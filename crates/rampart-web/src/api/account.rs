@@ -1,0 +1,172 @@
+//! Self-service: a user's own password, TOTP, app passwords and quarantine.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tracing::info;
+
+use super::{app_password_json, checked_secrets, held_json, logins_json, new_app_password};
+use crate::Services;
+use crate::error::{ApiError, ApiResult};
+use crate::session::{Authed, Caller, Enrolling};
+
+#[derive(Deserialize)]
+pub struct PasswordChange {
+    current: String,
+    new: String,
+}
+
+/// The current password is required, and the new one must pass the policy. Other sessions
+/// of the account end; this one goes on.
+pub async fn change_password(
+    State(s): State<Arc<Services>>,
+    Authed(caller): Authed,
+    Json(req): Json<PasswordChange>,
+) -> ApiResult<Json<Value>> {
+    let (account, address) = caller.account()?;
+    match s.auth.verify_password(address, &req.current).await {
+        Ok(id) if id.app_password.is_none() => {}
+        _ => return Err(ApiError::BadRequest("the current password is wrong".into())),
+    }
+    let secrets = checked_secrets(&s, address, &req.new)?;
+    s.store.set_secrets(address, &secrets).await?;
+    let keep = match &caller {
+        Caller::Session { id_hash, .. } => Some(id_hash.as_str()),
+        Caller::Token { .. } => None,
+    };
+    s.store.sessions_remove(account, keep).await?;
+    info!(event = "password_changed", proto = "web", user = %address);
+    Ok(Json(json!({ "ok": true })))
+}
+
+/// Starts TOTP enrollment: the secret, its `otpauth://` URI and a QR code of it (SVG).
+pub async fn totp_begin(State(s): State<Arc<Services>>, Enrolling(caller): Enrolling) -> ApiResult<Json<Value>> {
+    let (account, address) = caller.account()?;
+    let secret = rampart_auth::totp::begin(s.store.as_ref(), account).await?;
+    let uri = rampart_auth::totp::uri(&secret, address, s.issuer()).ok_or(ApiError::Internal)?;
+    let qr = qrcode::QrCode::new(uri.as_bytes()).map_err(|_| ApiError::Internal)?;
+    let svg = qr.render::<qrcode::render::svg::Color>().min_dimensions(200, 200).build();
+    Ok(Json(json!({ "secret": secret, "uri": uri, "qr_svg": svg })))
+}
+
+#[derive(Deserialize)]
+pub struct Code {
+    code: String,
+}
+
+/// Confirms enrollment with a current code; answers the recovery codes, shown once.
+pub async fn totp_confirm(
+    State(s): State<Arc<Services>>,
+    Enrolling(caller): Enrolling,
+    Json(req): Json<Code>,
+) -> ApiResult<Json<Value>> {
+    let (account, address) = caller.account()?;
+    let now = crate::now().max(0) as u64;
+    let codes = rampart_auth::totp::confirm(s.store.as_ref(), account, &req.code, now).await?;
+    info!(event = "totp_enrolled", proto = "web", user = %address);
+    Ok(Json(json!({ "recovery_codes": codes })))
+}
+
+#[derive(Deserialize)]
+pub struct Password {
+    password: String,
+}
+
+/// Turns TOTP off; needs the password. An admin under `web.require_2fa_for_admins` is then
+/// limited to enrolling again.
+pub async fn totp_disable(
+    State(s): State<Arc<Services>>,
+    Authed(caller): Authed,
+    Json(req): Json<Password>,
+) -> ApiResult<Json<Value>> {
+    let (account, address) = caller.account()?;
+    match s.auth.verify_password(address, &req.password).await {
+        Ok(id) if id.app_password.is_none() => {}
+        _ => return Err(ApiError::BadRequest("the password is wrong".into())),
+    }
+    let removed = s.store.totp_remove(account).await?;
+    info!(event = "totp_disabled", proto = "web", user = %address, by = %address);
+    Ok(Json(json!({ "ok": removed })))
+}
+
+pub async fn app_passwords(State(s): State<Arc<Services>>, Authed(caller): Authed) -> ApiResult<Json<Value>> {
+    let (_, address) = caller.account()?;
+    let list: Vec<Value> = s.store.list_app_passwords(address).await?.iter().map(app_password_json).collect();
+    Ok(Json(json!(list)))
+}
+
+#[derive(Deserialize)]
+pub struct Name {
+    name: String,
+}
+
+/// Creates an app password for IMAP and SMTP clients; the answer is the only time it is shown.
+pub async fn app_password_add(
+    State(s): State<Arc<Services>>,
+    Authed(caller): Authed,
+    Json(req): Json<Name>,
+) -> ApiResult<Json<Value>> {
+    let (_, address) = caller.account()?;
+    let password = new_app_password(&s, address, &req.name).await?;
+    Ok(Json(json!({ "name": req.name.trim(), "password": password })))
+}
+
+pub async fn app_password_revoke(
+    State(s): State<Arc<Services>>,
+    Authed(caller): Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (_, address) = caller.account()?;
+    s.store.revoke_app_password(address, &name).await?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+/// Messages held for this user.
+pub async fn quarantine(State(s): State<Arc<Services>>, Authed(caller): Authed) -> ApiResult<Json<Value>> {
+    let (account, _) = caller.account()?;
+    let list: Vec<Value> = s.store.held(Some(account)).await?.iter().map(held_json).collect();
+    Ok(Json(json!(list)))
+}
+
+/// Releases a held message into this user's INBOX only.
+pub async fn quarantine_release(
+    State(s): State<Arc<Services>>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (account, address) = caller.account()?;
+    let n = s.quarantine.release(&id, Some(account)).await?;
+    info!(event = "quarantine_released", proto = "web", id = %id, by = %address, mailboxes = n);
+    Ok(Json(json!({ "released": n })))
+}
+
+/// Where and how this account logged in: network, protocol, first and last time, count.
+pub async fn logins(State(s): State<Arc<Services>>, Authed(caller): Authed) -> ApiResult<Json<Value>> {
+    let (_, address) = caller.account()?;
+    Ok(Json(logins_json(&s, address).await?))
+}
+
+/// New recovery codes (the old ones stop working); needs the password. Shown once.
+pub async fn recovery_codes(
+    State(s): State<Arc<Services>>,
+    Authed(caller): Authed,
+    Json(req): Json<Password>,
+) -> ApiResult<Json<Value>> {
+    let (account, address) = caller.account()?;
+    match s.auth.verify_password(address, &req.password).await {
+        Ok(id) if id.app_password.is_none() => {}
+        _ => return Err(ApiError::BadRequest("the password is wrong".into())),
+    }
+    let codes = rampart_auth::totp::renew_recovery_codes(s.store.as_ref(), account).await?;
+    info!(event = "recovery_codes_renewed", proto = "web", user = %address);
+    Ok(Json(json!({ "recovery_codes": codes })))
+}
+
+/// How many recovery codes are left.
+pub async fn recovery_codes_left(State(s): State<Arc<Services>>, Authed(caller): Authed) -> ApiResult<Json<Value>> {
+    let (account, _) = caller.account()?;
+    Ok(Json(json!({ "left": s.store.recovery_codes_left(account).await? })))
+}

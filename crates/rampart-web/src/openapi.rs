@@ -1,0 +1,98 @@
+//! `GET /api/v1/openapi.json`: the API described as OpenAPI 3.1, from one table of routes.
+
+use axum::Json;
+use serde_json::{Map, Value, json};
+
+/// (method, path, who may call it, summary). `public`: no login; `session`: any logged-in
+/// user (an admin without required TOTP only where noted); `admin`: an admin or an API token.
+pub const ROUTES: &[(&str, &str, &str, &str)] = &[
+    ("get", "/api/v1/openapi.json", "public", "This document"),
+    ("post", "/api/v1/login", "public", "Log in: {username, password, totp?}; sets the session cookie, returns the CSRF token"),
+    ("post", "/api/v1/logout", "session", "End this session"),
+    ("post", "/api/v1/logout-all", "session", "End every session of this account"),
+    ("get", "/api/v1/me", "session", "The logged-in account, its role, 2FA state and CSRF token"),
+    ("post", "/api/v1/me/password", "session", "Change the password: {current, new}"),
+    ("post", "/api/v1/me/totp", "session", "Start TOTP enrollment (allowed before enrolling): secret, otpauth URI, QR code"),
+    ("delete", "/api/v1/me/totp", "session", "Turn TOTP off: {password}"),
+    ("post", "/api/v1/me/totp/confirm", "session", "Confirm TOTP with a code: {code}; returns 10 recovery codes once"),
+    ("get", "/api/v1/me/totp/recovery-codes", "session", "How many recovery codes are left"),
+    ("post", "/api/v1/me/totp/recovery-codes", "session", "New recovery codes in place of the old: {password}; shown once"),
+    ("get", "/api/v1/me/app-passwords", "session", "App passwords (names and dates)"),
+    ("post", "/api/v1/me/app-passwords", "session", "Create an app password for a mail client: {name}; shown once"),
+    ("delete", "/api/v1/me/app-passwords/{name}", "session", "Revoke an app password"),
+    ("get", "/api/v1/me/quarantine", "session", "Messages held for me"),
+    ("post", "/api/v1/me/quarantine/{id}/release", "session", "Release a held message into my INBOX"),
+    ("get", "/api/v1/me/mobileconfig", "session", "Apple configuration profile for my account"),
+    ("get", "/api/v1/me/logins", "session", "My login history: network, protocol (smtp, imap, web), first and last time"),
+    ("get", "/api/v1/domains", "admin", "Local domains"),
+    ("post", "/api/v1/domains", "admin", "Add a domain: {name}"),
+    ("delete", "/api/v1/domains/{name}", "admin", "Remove a domain (no accounts or aliases left)"),
+    ("get", "/api/v1/domains/{name}/dns", "admin", "The DNS records the domain needs, each checked live: ok, missing, wrong"),
+    ("get", "/api/v1/users", "admin", "Accounts with role and 2FA state"),
+    ("post", "/api/v1/users", "admin", "Add an account: {address, password, role?}"),
+    ("get", "/api/v1/users/{address}", "admin", "One account"),
+    ("delete", "/api/v1/users/{address}", "admin", "Delete an account with its mail"),
+    ("put", "/api/v1/users/{address}/role", "admin", "Set the role: {role: admin|user}"),
+    ("put", "/api/v1/users/{address}/suspended", "admin", "Suspend or restore: {suspended: bool}; suspended accounts cannot log in"),
+    ("put", "/api/v1/users/{address}/password", "admin", "Set the password: {password}"),
+    ("delete", "/api/v1/users/{address}/totp", "admin", "Turn the account's TOTP off"),
+    ("delete", "/api/v1/users/{address}/sessions", "admin", "End the account's web sessions"),
+    ("get", "/api/v1/users/{address}/logins", "admin", "The account's login history"),
+    ("get", "/api/v1/users/{address}/app-passwords", "admin", "The account's app passwords"),
+    ("post", "/api/v1/users/{address}/app-passwords", "admin", "Create an app password: {name}; shown once"),
+    ("delete", "/api/v1/users/{address}/app-passwords/{name}", "admin", "Revoke an app password"),
+    ("get", "/api/v1/aliases", "admin", "Aliases"),
+    ("post", "/api/v1/aliases", "admin", "Add an alias: {alias, target}"),
+    ("delete", "/api/v1/aliases/{alias}", "admin", "Remove an alias (or one ?target=)"),
+    ("get", "/api/v1/quarantine", "admin", "Held messages (?user=)"),
+    ("get", "/api/v1/quarantine/{id}", "admin", "One held message: its trail and header section"),
+    ("post", "/api/v1/quarantine/{id}/release", "admin", "Release a held message (?user=)"),
+    ("delete", "/api/v1/quarantine/{id}", "admin", "Delete a held message (?user=)"),
+    ("get", "/api/v1/spam/stats", "admin", "What the classifier learnt (?user=)"),
+    ("get", "/api/v1/bans", "admin", "Active bans"),
+    ("post", "/api/v1/bans", "admin", "Ban an address or network: {net, seconds?, reason?}"),
+    ("delete", "/api/v1/bans", "admin", "Lift a ban (?net=)"),
+    ("get", "/api/v1/queue", "admin", "The outbound queue"),
+    ("post", "/api/v1/queue/{id}/retry", "admin", "Try a queued message's pending recipients at the next run"),
+    ("delete", "/api/v1/queue/{id}", "admin", "Drop a queued message without delivering or bouncing it"),
+    ("get", "/api/v1/firewall", "admin", "The firewall rules in force: global and per listener"),
+    ("get", "/api/v1/stats", "admin", "Hourly counts for the dashboard (?hours=, default 48): messages, refusals by reason, logins, bans"),
+    ("get", "/api/v1/dkim", "admin", "DKIM keys and their record names (?domain=)"),
+    ("get", "/api/v1/dmarc/reports", "admin", "DMARC aggregate reports received"),
+    ("get", "/api/v1/messages", "admin", "Stored messages, newest first (?address=, since=, until= unix seconds, limit=)"),
+    ("get", "/api/v1/messages/{id}/why", "admin", "Why a stored message was accepted: its verdict trail"),
+];
+
+pub async fn document() -> Json<Value> {
+    let mut paths = Map::new();
+    for (method, path, who, summary) in ROUTES {
+        let security = match *who {
+            "public" => json!([]),
+            "session" => json!([{ "session": [] }]),
+            _ => json!([{ "session": [] }, { "token": [] }]),
+        };
+        let params: Vec<Value> = path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .collect();
+        let op = json!({
+            "summary": summary,
+            "security": security,
+            "parameters": params,
+            "responses": { "200": { "description": "OK (JSON)" }, "default": { "description": "{error, message}" } },
+        });
+        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
+        entry[*method] = op;
+    }
+    Json(json!({
+        "openapi": "3.1.0",
+        "info": { "title": "Rampart API", "version": "1" },
+        "paths": paths,
+        "components": { "securitySchemes": {
+            "session": { "type": "apiKey", "in": "cookie", "name": crate::session::COOKIE,
+                         "description": "State-changing requests also need the X-CSRF-Token header" },
+            "token": { "type": "http", "scheme": "bearer", "description": "rampart api-token add --name NAME" },
+        }},
+    }))
+}
