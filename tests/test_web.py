@@ -400,6 +400,8 @@ def test_self_service_password_change(rampart):
     other.login("alice@example.test")
     r = api.post("/api/v1/me/password", {"current": "wrong", "new": NEW_PASSWORD})
     assert r.status_code == 400
+    # A wrong re-entered password is a failed login for fail2ban and the guard, like any other.
+    rampart.wait_log(r"event=auth_failure proto=web .*user=alice@example.test .*reason=recheck")
     r = api.post("/api/v1/me/password", {"current": PASSWORD, "new": "alice12345678"})
     assert r.status_code == 400 and "password refused" in r.json()["message"]
     assert api.post("/api/v1/me/password", {"current": PASSWORD, "new": NEW_PASSWORD}).status_code == 200
@@ -448,6 +450,18 @@ def test_api_tokens_with_scopes(rampart):
     assert requests.get(base + "/api/v1/me/app-passwords", headers=auth, verify=False, timeout=10).status_code == 403
     listed = rampart.run_cli("api-token", "list").stdout
     assert listed.startswith("ci\tdomains\t") and "last used never" not in listed
+    # A token scoped to users cannot make or take over an administrator (that would reach
+    # every scope); an unscoped one can.
+    users = rampart.run_cli("api-token", "add", "--name", "hr", "--scope", "users").stdout.strip().splitlines()[-1]
+    hr = {"Authorization": f"Bearer {users}"}
+    r = requests.post(base + "/api/v1/users", json={"address": "mallory@example.test", "password": NEW_PASSWORD, "role": "admin"},
+                      headers=hr, verify=False, timeout=10)
+    assert r.status_code == 403 and r.json()["error"] == "scope"
+    r = requests.put(base + "/api/v1/users/alice@example.test/role", json={"role": "admin"}, headers=hr, verify=False, timeout=10)
+    assert r.status_code == 403
+    r = requests.post(base + "/api/v1/users", json={"address": "carol@example.test", "password": NEW_PASSWORD},
+                      headers=hr, verify=False, timeout=10)
+    assert r.status_code == 200, r.text
     rampart.run_cli("api-token", "revoke", "--name", "ci")
     assert requests.get(base + "/api/v1/domains", headers=auth, verify=False, timeout=10).status_code == 401
     r = requests.get(base + "/api/v1/domains", headers={"Authorization": "Bearer nonsense"}, verify=False, timeout=10)

@@ -129,7 +129,7 @@ pub async fn mobileconfig(State(s): State<Arc<Services>>, Authed(caller): Authed
         (None, None) => (465, true),
     };
     let b = |v: bool| if v { "<true/>" } else { "<false/>" };
-    let id = format!("{}.mail.{}", reverse(&s.hostname), address.replace(['@', '.'], "-"));
+    let id = esc(&format!("{}.mail.{}", reverse(&s.hostname), address.replace(['@', '.'], "-")));
     let (addr, host) = (esc(address), esc(&s.hostname));
     let uuid = uuid_like(&id);
     let plist = format!(

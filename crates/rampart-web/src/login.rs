@@ -39,11 +39,17 @@ fn log_user(user: &str) -> String {
 }
 
 async fn failed(s: &Services, ip: IpAddr, user: &str, reason: &str) -> ApiError {
+    count_failure(s, ip, user, reason).await;
+    ApiError::Unauthorized("login_failed")
+}
+
+/// A wrong password, at login or when a session re-enters it (password change, TOTP off, new
+/// recovery codes): logged for fail2ban, counted by the guard (bans), and answered late.
+pub(crate) async fn count_failure(s: &Services, ip: IpAddr, user: &str, reason: &str) {
     warn!(event = "auth_failure", proto = "web", ip = %ip, listener = "https", user = %log_user(user), mechanism = "password", reason);
     s.guard.auth_failure("web", ip, Some(user)).await;
     // Each answer to a guesser waits.
     tokio::time::sleep(s.web.failure_delay).await;
-    ApiError::Unauthorized("login_failed")
 }
 
 pub async fn login(
@@ -64,6 +70,12 @@ pub async fn login(
     };
     if !s.guard.login_allowed(ip, &identity.address).await {
         return Err(ApiError::TooMany("account_protected"));
+    }
+    // Suspended by the administrator or by containment (logins and sending): refused as IMAP
+    // and SMTP refuse it, not counted as a guess.
+    if s.guard.login_suspended(&identity.address).await {
+        info!(event = "auth_refused", proto = "web", ip = %ip, listener = "https", user = %identity.address, reason = "account_suspended");
+        return Err(ApiError::Forbidden("account_suspended"));
     }
     let account = s.store.web_account(&identity.address).await?.ok_or(ApiError::Unauthorized("login_failed"))?;
     if account.totp {

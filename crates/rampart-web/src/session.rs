@@ -53,6 +53,16 @@ impl Caller {
         }
     }
 
+    /// For what makes or acts on administrators (creating one, changing roles, resetting an
+    /// admin's password or second factor): an admin's session or a token without scopes. A
+    /// scoped token could otherwise make itself an admin and reach every scope.
+    pub fn full_admin(&self) -> Result<(), ApiError> {
+        match self {
+            Caller::Token { scopes, .. } if !scopes.is_empty() => Err(ApiError::Forbidden("scope")),
+            _ => Ok(()),
+        }
+    }
+
     /// For admin endpoints: an API token must have `scope`.
     pub fn scope(&self, scope: &str) -> Result<(), ApiError> {
         match self {

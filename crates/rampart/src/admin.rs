@@ -307,13 +307,15 @@ pub fn user(config: &Path, cmd: UserCommand) -> anyhow::Result<()> {
                 println!("added user {}", rampart_store::address::canonical(&address)?);
             }
             UserCommand::List => crate::sending::list_users(&store).await?,
-            // A whole-account suspension also ends every login (credentials and web sessions,
-            // as the web's suspension does); --sending stops only the sending.
+            // A whole-account suspension refuses every login (IMAP and SMTP with CONTACTADMIN /
+            // 525, the web with account_suspended) and ends its web sessions; --sending stops
+            // only the sending. The web API's suspension (no credentials at all) is lifted by
+            // `resume` too.
             UserCommand::Suspend { address, sending } => {
-                if !sending {
-                    store.set_suspended(&address, true).await?;
+                crate::sending::suspend(&store, &address, sending).await?;
+                if !sending && let Some(a) = store.account(&address).await? {
+                    store.sessions_remove(a.id, None).await?;
                 }
-                crate::sending::suspend(&store, &address, sending).await?
             }
             UserCommand::Resume { address } => {
                 let web_suspended = store.web_account(&address).await?.is_some_and(|a| a.suspended);
@@ -350,6 +352,10 @@ pub fn user(config: &Path, cmd: UserCommand) -> anyhow::Result<()> {
                 let password = read_password(password_stdin)?;
                 let secrets = checked_secrets(&config, &address, &password)?;
                 store.set_secrets(&address, &secrets).await?;
+                // A reset is what follows a compromise: whoever held a web session loses it.
+                if let Some(a) = store.account(&address).await? {
+                    store.sessions_remove(a.id, None).await?;
+                }
                 println!("changed the password of {address}");
             }
             UserCommand::AppPassword { command: AppPasswordCommand::Add { address, name } } => {
@@ -420,6 +426,7 @@ async fn totp(store: &SqliteStore, config: &rampart_config::Config, cmd: TotpCom
             if !store.totp_remove(account.id).await? {
                 bail!("{address} has no TOTP");
             }
+            store.sessions_remove(account.id, None).await?;
             println!("TOTP of {address} is off");
         }
     }

@@ -2,16 +2,28 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{Path, State};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::info;
 
 use super::{app_password_json, checked_secrets, held_json, logins_json, new_app_password};
-use crate::Services;
+use crate::{Client, Services};
 use crate::error::{ApiError, ApiResult};
 use crate::session::{Authed, Caller, Enrolling};
+
+/// The account's own password again (not an app password). A wrong one counts as a failed
+/// login: someone holding a stolen session must not get unlimited guesses at it.
+async fn recheck(s: &Services, client: &Client, address: &str, password: &str, what: &str) -> ApiResult<()> {
+    match s.auth.verify_password(address, password).await {
+        Ok(id) if id.app_password.is_none() => Ok(()),
+        _ => {
+            crate::login::count_failure(s, client.0.ip(), address, "recheck").await;
+            Err(ApiError::BadRequest(format!("the {what} is wrong")))
+        }
+    }
+}
 
 #[derive(Deserialize)]
 pub struct PasswordChange {
@@ -24,13 +36,11 @@ pub struct PasswordChange {
 pub async fn change_password(
     State(s): State<Arc<Services>>,
     Authed(caller): Authed,
+    Extension(client): Extension<Client>,
     Json(req): Json<PasswordChange>,
 ) -> ApiResult<Json<Value>> {
     let (account, address) = caller.account()?;
-    match s.auth.verify_password(address, &req.current).await {
-        Ok(id) if id.app_password.is_none() => {}
-        _ => return Err(ApiError::BadRequest("the current password is wrong".into())),
-    }
+    recheck(&s, &client, address, &req.current, "current password").await?;
     let secrets = checked_secrets(&s, address, &req.new)?;
     s.store.set_secrets(address, &secrets).await?;
     let keep = match &caller {
@@ -80,13 +90,11 @@ pub struct Password {
 pub async fn totp_disable(
     State(s): State<Arc<Services>>,
     Authed(caller): Authed,
+    Extension(client): Extension<Client>,
     Json(req): Json<Password>,
 ) -> ApiResult<Json<Value>> {
     let (account, address) = caller.account()?;
-    match s.auth.verify_password(address, &req.password).await {
-        Ok(id) if id.app_password.is_none() => {}
-        _ => return Err(ApiError::BadRequest("the password is wrong".into())),
-    }
+    recheck(&s, &client, address, &req.password, "password").await?;
     let removed = s.store.totp_remove(account).await?;
     info!(event = "totp_disabled", proto = "web", user = %address, by = %address);
     Ok(Json(json!({ "ok": removed })))
@@ -153,13 +161,11 @@ pub async fn logins(State(s): State<Arc<Services>>, Authed(caller): Authed) -> A
 pub async fn recovery_codes(
     State(s): State<Arc<Services>>,
     Authed(caller): Authed,
+    Extension(client): Extension<Client>,
     Json(req): Json<Password>,
 ) -> ApiResult<Json<Value>> {
     let (account, address) = caller.account()?;
-    match s.auth.verify_password(address, &req.password).await {
-        Ok(id) if id.app_password.is_none() => {}
-        _ => return Err(ApiError::BadRequest("the password is wrong".into())),
-    }
+    recheck(&s, &client, address, &req.password, "password").await?;
     let codes = rampart_auth::totp::renew_recovery_codes(s.store.as_ref(), account).await?;
     info!(event = "recovery_codes_renewed", proto = "web", user = %address);
     Ok(Json(json!({ "recovery_codes": codes })))

@@ -45,20 +45,26 @@ pub async fn domain_remove(State(s): State<Arc<Services>>, Admin(c): Admin, Path
     Ok(ok())
 }
 
-fn account_json(a: &rampart_store::WebAccount) -> Value {
-    json!({ "address": a.account.address, "role": a.role.name(), "totp": a.totp, "suspended": a.suspended, "created": a.account.created })
+/// `suspended`: by the web's suspension (no credentials) or by `rampart user suspend` /
+/// containment (logins and sending refused).
+async fn account_json(s: &Services, a: &rampart_store::WebAccount) -> Value {
+    let suspended = a.suspended || s.guard.login_suspended(&a.account.address).await;
+    json!({ "address": a.account.address, "role": a.role.name(), "totp": a.totp, "suspended": suspended, "created": a.account.created })
 }
 
 pub async fn users(State(s): State<Arc<Services>>, Admin(c): Admin) -> ApiResult<Json<Value>> {
     c.scope("users")?;
-    let list: Vec<Value> = s.store.web_accounts().await?.iter().map(account_json).collect();
+    let mut list = Vec::new();
+    for a in s.store.web_accounts().await? {
+        list.push(account_json(&s, &a).await);
+    }
     Ok(Json(json!(list)))
 }
 
 pub async fn user(State(s): State<Arc<Services>>, Admin(c): Admin, Path(address): Path<String>) -> ApiResult<Json<Value>> {
     c.scope("users")?;
     let a = s.store.web_account(&address).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(account_json(&a)))
+    Ok(Json(account_json(&s, &a).await))
 }
 
 #[derive(Deserialize)]
@@ -76,6 +82,9 @@ fn parse_role(role: &str) -> Result<Role, ApiError> {
 pub async fn user_add(State(s): State<Arc<Services>>, Admin(c): Admin, Json(req): Json<NewUser>) -> ApiResult<Json<Value>> {
     c.scope("users")?;
     let role = req.role.as_deref().map(parse_role).transpose()?;
+    if role == Some(Role::Admin) {
+        c.full_admin()?;
+    }
     let address = rampart_store::address::canonical(&req.address)?;
     let secrets = checked_secrets(&s, &address, &req.password)?;
     s.store.add_account_with(&address, &secrets).await?;
@@ -105,6 +114,7 @@ pub async fn user_role(
     Json(req): Json<SetRole>,
 ) -> ApiResult<Json<Value>> {
     c.scope("users")?;
+    c.full_admin()?;
     let role = parse_role(&req.role)?;
     s.store.set_role(&address, role).await?;
     info!(event = "role_changed", proto = "web", user = %address, role = role.name(), by = %c.who());
@@ -125,6 +135,10 @@ pub async fn user_suspended(
 ) -> ApiResult<Json<Value>> {
     c.scope("users")?;
     s.store.set_suspended(&address, req.suspended).await?;
+    if req.suspended {
+        // Ended, not just hidden: lifting the suspension must not revive them.
+        s.store.sessions_remove(account_id(&s, &address).await?, None).await?;
+    }
     info!(event = "account_suspended", proto = "web", user = %address, suspended = req.suspended, by = %c.who());
     Ok(ok())
 }
@@ -142,10 +156,21 @@ pub async fn user_password(
 ) -> ApiResult<Json<Value>> {
     c.scope("users")?;
     let address = rampart_store::address::canonical(&address)?;
+    admin_target_needs_full_admin(&s, &c, &address).await?;
     let secrets = checked_secrets(&s, &address, &req.password)?;
     s.store.set_secrets(&address, &secrets).await?;
+    // A reset is what follows a compromise: whoever held a session loses it.
+    s.store.sessions_remove(account_id(&s, &address).await?, None).await?;
     info!(event = "password_changed", proto = "web", user = %address, by = %c.who());
     Ok(ok())
+}
+
+/// Acting on an administrator's credentials takes full admin rights (see `Caller::full_admin`).
+async fn admin_target_needs_full_admin(s: &Services, c: &crate::session::Caller, address: &str) -> Result<(), ApiError> {
+    if s.store.web_account(address).await?.is_some_and(|a| a.role == Role::Admin) {
+        c.full_admin()?;
+    }
+    Ok(())
 }
 
 async fn account_id(s: &Services, address: &str) -> Result<rampart_store::AccountId, ApiError> {
@@ -158,7 +183,10 @@ pub async fn user_totp_disable(
     Path(address): Path<String>,
 ) -> ApiResult<Json<Value>> {
     c.scope("users")?;
-    let removed = s.store.totp_remove(account_id(&s, &address).await?).await?;
+    admin_target_needs_full_admin(&s, &c, &address).await?;
+    let id = account_id(&s, &address).await?;
+    let removed = s.store.totp_remove(id).await?;
+    s.store.sessions_remove(id, None).await?;
     info!(event = "totp_disabled", proto = "web", user = %address, by = %c.who());
     Ok(Json(json!({ "ok": removed })))
 }
