@@ -182,13 +182,13 @@ async fn evidence_of_logins_and_what_was_sent() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path()).await;
     let t = now();
-    store.known_login_put("bob@example.test", "192.0.2.1/32", t - 10 * DAY).await.unwrap();
+    store.known_login_put("bob@example.test", "192.0.2.1/32", "imap", t - 10 * DAY).await.unwrap();
     // The first login ever is not "new": there was nothing before it.
     assert_eq!(store.evidence("bob@example.test", t - HOUR).await.unwrap().new_network, None);
     // Another address in the same /24 (a new DHCP lease, another desk) is not a new network.
-    store.known_login_put("bob@example.test", "192.0.2.77/32", t - 120).await.unwrap();
+    store.known_login_put("bob@example.test", "192.0.2.77/32", "imap", t - 120).await.unwrap();
     assert_eq!(store.evidence("bob@example.test", t - HOUR).await.unwrap().new_network, None);
-    store.known_login_put("bob@example.test", "198.51.100.7/32", t - 60).await.unwrap();
+    store.known_login_put("bob@example.test", "198.51.100.7/32", "imap", t - 60).await.unwrap();
     submit(&store, "Q1", &["a@remote.test", "b@remote.test"]).await;
     submit(&store, "Q2", &["a@remote.test"]).await;
     let e = store.evidence("bob@example.test", t - HOUR).await.unwrap();
@@ -197,7 +197,7 @@ async fn evidence_of_logins_and_what_was_sent() {
     assert_eq!((new.net.as_str(), new.messages_since), ("198.51.100.0/24", 2));
     assert_eq!((e.external_recipients, e.distinct_external), (3, 2));
     // A later login from the old network keeps its first sighting.
-    store.known_login_put("bob@example.test", "192.0.2.1/32", t).await.unwrap();
+    store.known_login_put("bob@example.test", "192.0.2.1/32", "imap", t).await.unwrap();
     let e = store.evidence("bob@example.test", t - HOUR).await.unwrap();
     assert_eq!(e.login_networks.len(), 3);
     assert_eq!(e.new_network.unwrap().net, "198.51.100.0/24");
