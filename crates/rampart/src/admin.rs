@@ -327,23 +327,7 @@ pub fn user(config: &Path, cmd: UserCommand) -> anyhow::Result<()> {
                     Err(e) => return Err(e),
                 }
             }
-            UserCommand::Show { address } => {
-                let a = store.web_account(&address).await?.with_context(|| format!("no account {address}"))?;
-                let created = chrono::DateTime::from_timestamp(a.account.created, 0).map(|d| d.to_rfc3339()).unwrap_or_default();
-                let totp = if a.totp {
-                    format!("on ({} recovery codes left)", store.recovery_codes_left(a.account.id).await?)
-                } else {
-                    "off".to_string()
-                };
-                let apps = store.list_app_passwords(&a.account.address).await?;
-                println!(
-                    "address: {}\nrole: {}\nsuspended: {}\ntotp: {totp}\napp passwords: {}\ncreated: {created}",
-                    a.account.address,
-                    a.role.name(),
-                    if a.suspended { "yes" } else { "no" },
-                    apps.len()
-                );
-            }
+            UserCommand::Show { address } => show_user(&store, &address).await?,
             UserCommand::Remove { address } => {
                 store.remove_account(&address).await?;
                 println!("removed user {address}");
@@ -430,6 +414,26 @@ async fn totp(store: &SqliteStore, config: &rampart_config::Config, cmd: TotpCom
             println!("TOTP of {address} is off");
         }
     }
+    Ok(())
+}
+
+/// `rampart user show ADDRESS`: role, suspension, second factor and app passwords.
+async fn show_user(store: &SqliteStore, address: &str) -> anyhow::Result<()> {
+    let a = store.web_account(address).await?.with_context(|| format!("no account {address}"))?;
+    let created = chrono::DateTime::from_timestamp(a.account.created, 0).map(|d| d.to_rfc3339()).unwrap_or_default();
+    let totp = if a.totp {
+        format!("on ({} recovery codes left)", store.recovery_codes_left(a.account.id).await?)
+    } else {
+        "off".to_string()
+    };
+    let apps = store.list_app_passwords(&a.account.address).await?;
+    println!(
+        "address: {}\nrole: {}\nsuspended: {}\ntotp: {totp}\napp passwords: {}\ncreated: {created}",
+        a.account.address,
+        a.role.name(),
+        if a.suspended { "yes" } else { "no" },
+        apps.len()
+    );
     Ok(())
 }
 

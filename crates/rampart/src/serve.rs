@@ -181,20 +181,7 @@ async fn serve(path: &Path, sets: &[String], config: Config, target: Option<crat
     let alpn = |id| config.tls.enforce_alpn.then_some(id);
     let smtp_tls = rampart_tls::TlsAcceptor::from(rampart_tls::server_config(cert_store.clone(), alpn("smtp"))?);
     let imap_tls = rampart_tls::TlsAcceptor::from(rampart_tls::server_config(cert_store.clone(), alpn("imap"))?);
-    let sqlite = Arc::new(
-        SqliteStore::open_for_server(&config.server.data_dir)
-            .with_context(|| format!("server.data_dir: opening the store in {}", config.server.data_dir.display()))?,
-    );
-    if let Some(t) = &target {
-        let mut tls_files = vec![config.tls.cert.as_path(), config.tls.key.as_path()];
-        for sni in &config.tls.sni {
-            tls_files.extend([sni.cert.as_path(), sni.key.as_path()]);
-        }
-        crate::privileges::hand_over(t, &config.server.data_dir, &tls_files)?;
-    }
-    // Every message stored from now on gets IMAP's summary (sort keys, searched headers,
-    // ENVELOPE/BODYSTRUCTURE, words for the full-text index).
-    sqlite.set_summarizer(Arc::new(rampart_imap::MessageSummarizer));
+    let sqlite = open_store(&config, target.as_ref())?;
     let mail_store: Arc<dyn rampart_store::MailStore> = sqlite.clone();
     let store: Arc<dyn rampart_store::Store> = sqlite;
     let auth = rampart_auth::Authenticator::new(store.clone(), auth_settings(&config))?;
@@ -271,9 +258,39 @@ async fn serve(path: &Path, sets: &[String], config: Config, target: Option<crat
         }
     }
     tokio::spawn(guard.clone().maintain());
+    tokio::spawn(sending.upkeep());
+    tokio::spawn(runner.run());
+    spawn_upkeep(&config, &store, &shared);
+    info!(event = "started", hostname = %config.server.hostname, pid = std::process::id());
+    crate::systemd::notify("READY=1\nSTATUS=accepting mail");
+
+    signals(path, sets, cert_store, guard).await
+}
+
+/// The store, given to the service user when the server will drop root, with IMAP's
+/// summarizer: every message stored from now on gets its summary (sort keys, searched
+/// headers, ENVELOPE/BODYSTRUCTURE, words for the full-text index).
+fn open_store(config: &Config, target: Option<&crate::privileges::Target>) -> anyhow::Result<Arc<SqliteStore>> {
+    let sqlite = Arc::new(
+        SqliteStore::open_for_server(&config.server.data_dir)
+            .with_context(|| format!("server.data_dir: opening the store in {}", config.server.data_dir.display()))?,
+    );
+    if let Some(t) = target {
+        let mut tls_files = vec![config.tls.cert.as_path(), config.tls.key.as_path()];
+        for sni in &config.tls.sni {
+            tls_files.extend([sni.cert.as_path(), sni.key.as_path()]);
+        }
+        crate::privileges::hand_over(t, &config.server.data_dir, &tls_files)?;
+    }
+    sqlite.set_summarizer(Arc::new(rampart_imap::MessageSummarizer));
+    Ok(sqlite)
+}
+
+/// The periodic work beside the listeners: dashboard counts, quarantine and greylist upkeep,
+/// DMARC reports, and the one-time clamd check.
+fn spawn_upkeep(config: &Config, store: &Arc<dyn rampart_store::Store>, shared: &Shared) {
     tokio::spawn(crate::stats::flush(store.clone()));
     tokio::spawn(content_upkeep(config.filter.clone(), store.clone(), config.server.hostname.clone()));
-    tokio::spawn(sending.upkeep());
     if let Some(clamd) = shared.smtp.filters.clamd.clone() {
         // A clear line at start when clamd is absent: every message would otherwise wait for
         // it and be deferred (or pass unscanned with on_error = "accept").
@@ -284,14 +301,9 @@ async fn serve(path: &Path, sets: &[String], config: Config, target: Option<crat
             }
         });
     }
-    tokio::spawn(runner.run());
     if config.dmarc.send_reports {
         tokio::spawn(crate::dmarc::report_loop(config.clone(), store.clone(), shared.smtp.queue_wakeup.clone()));
     }
-    info!(event = "started", hostname = %config.server.hostname, pid = std::process::id());
-    crate::systemd::notify("READY=1\nSTATUS=accepting mail");
-
-    signals(path, sets, cert_store, guard).await
 }
 
 /// The web applications: the https one (API, autoconfiguration naming the mail ports as
