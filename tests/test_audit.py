@@ -26,12 +26,14 @@ def test_a_weak_zone_is_reported(rampart, tmp_path):
     dns.a("mx.example.test")
     dns.txt("example.test", "v=spf1 +all")
     dns.start()
+    rampart.run_cli("user", "role", "bob@example.test", "admin")
     try:
         rampart.start()
         code, found = audit(rampart, dns)
     finally:
         dns.stop()
     assert code != 0
+    assert ("high", "web", "an administrator without two-factor login") in found, found
     high = problems(found, "high")
     assert any("SPF ends in +all" in p for p in high), found
     assert any("no DMARC policy" in p for p in high), found

@@ -5,7 +5,8 @@
 //! record of every active key, DMARC policy and rua, MTA-STS and TLS-RPT), the PTR of the
 //! server's addresses, those addresses on the configured DNS blocklists, every certificate the
 //! listeners use (expiry, self-signed), an open-relay attempt on the running MX listener,
-//! configuration choices (CRAM-MD5, ALPN enforcement), password hashes weaker than the policy,
+//! configuration choices (CRAM-MD5, ALPN enforcement), web admins without two-factor login,
+//! password hashes weaker than the policy,
 //! encryption at rest, and the age of the last `rampart backup`. The exit status is non-zero
 //! when a finding is high.
 
@@ -81,6 +82,8 @@ pub struct Setup {
     pub keys: Vec<DkimKey>,
     pub domains: Vec<String>,
     pub hashes: Vec<(String, String)>,
+    /// Administrators of the web layer without a confirmed second factor.
+    pub admins_without_2fa: Vec<String>,
 }
 
 pub fn command(config_path: &Path, args: AuditArgs) -> anyhow::Result<()> {
@@ -98,7 +101,14 @@ pub fn command(config_path: &Path, args: AuditArgs) -> anyhow::Result<()> {
         for a in store.list_accounts().await? {
             hashes.push((a.address, a.password_hash));
         }
-        let setup = Setup { config, resolver, keys, domains, hashes };
+        let admins_without_2fa = store
+            .web_accounts()
+            .await?
+            .into_iter()
+            .filter(|a| a.role == rampart_store::Role::Admin && !a.totp)
+            .map(|a| a.account.address)
+            .collect();
+        let setup = Setup { config, resolver, keys, domains, hashes, admins_without_2fa };
         let smtp = args.smtp.or_else(|| setup.config.listener.smtp.bind.first().map(|a| loopback(*a)));
         anyhow::Ok(run(&setup, smtp, args.backup_max_age).await)
     })?;
@@ -125,6 +135,7 @@ pub async fn run(setup: &Setup, smtp: Option<SocketAddr>, backup_max_age: u64) -
     }
     out.extend(checks::configuration(&setup.config));
     out.extend(checks::password_hashes(setup));
+    out.extend(checks::admins_without_2fa(setup));
     out.extend(checks::backup_age(&setup.config.server.data_dir, backup_max_age));
     out.sort_by_key(|f| f.severity);
     out

@@ -272,6 +272,18 @@ pub fn password_hashes(setup: &Setup) -> Vec<Finding> {
     out
 }
 
+/// Web administrators who log in with a password alone: one phished password is the whole
+/// server.
+pub fn admins_without_2fa(setup: &Setup) -> Vec<Finding> {
+    setup
+        .admins_without_2fa
+        .iter()
+        .map(|a| {
+            Finding::new(Severity::High, "web", a, "an administrator without two-factor login", format!("enroll TOTP at the next login (web.require_2fa_for_admins), or rampart user totp enroll {a}"))
+        })
+        .collect()
+}
+
 /// The file `rampart backup` leaves in the data directory.
 pub const BACKUP_STAMP: &str = "last-backup";
 
