@@ -59,6 +59,17 @@ pub fn hash_password(password: &str, params: HashParams) -> Result<String, AuthE
     Ok(hash.to_string())
 }
 
+/// The cost a stored PHC string was hashed with, when it is a well-formed argon2id hash
+/// (`rampart audit` compares it with the configured cost); `None` for anything else.
+pub fn argon2id_cost(stored: &str) -> Option<HashParams> {
+    let parsed = PasswordHash::new(stored).ok()?;
+    if Algorithm::try_from(parsed.algorithm.as_str()).ok()? != Algorithm::Argon2id {
+        return None;
+    }
+    let params = Params::try_from(&parsed).ok()?;
+    Some(HashParams { memory_kib: params.m_cost(), iterations: params.t_cost(), parallelism: params.p_cost() })
+}
+
 /// True when `password` matches the stored PHC string. A malformed stored string never matches.
 pub fn verify_password(password: &str, stored: &str) -> bool {
     verify_password_in(password, stored, &mut Vec::new())

@@ -227,3 +227,13 @@ async fn the_credential_cache_follows_the_store() {
     store.remove_account(bob).await.unwrap();
     assert!(auth.verify_password(bob, "tangerine vortex quietly hums").await.is_err());
 }
+
+#[test]
+fn the_cost_of_a_stored_hash_is_read_from_it() {
+    let params = HashParams { memory_kib: 8192, iterations: 3, parallelism: 1 };
+    let stored = hash_password("correct horse battery staple", params).unwrap();
+    let cost = argon2id_cost(&stored).unwrap();
+    assert_eq!((cost.memory_kib, cost.iterations, cost.parallelism), (8192, 3, 1));
+    assert!(argon2id_cost("$argon2i$v=19$m=8192,t=3,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA").is_none());
+    assert!(argon2id_cost("{PLAIN}secret").is_none());
+}

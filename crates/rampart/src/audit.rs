@@ -183,7 +183,7 @@ pub async fn txt(resolver: &TokioResolver, name: &str) -> Vec<String> {
         .answers()
         .iter()
         .filter_map(|r| match &r.data {
-            RData::TXT(t) => Some(t.txt_data.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect()),
+            RData::TXT(t) => Some(crate::dnscheck::txt_text(t)),
             _ => None,
         })
         .collect()

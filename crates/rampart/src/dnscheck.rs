@@ -37,10 +37,15 @@ fn normal(s: &str) -> String {
     s.trim().trim_end_matches('.').to_ascii_lowercase()
 }
 
+/// A TXT record's character-strings joined into one value, as published records are compared.
+pub fn txt_text(t: &hickory_resolver::proto::rr::rdata::TXT) -> String {
+    t.txt_data.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect()
+}
+
 /// A found value in the form [`expected`] gives.
 fn found_value(data: &RData) -> Option<String> {
     match data {
-        RData::TXT(t) => Some(t.txt_data.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect()),
+        RData::TXT(t) => Some(txt_text(t)),
         RData::MX(_) | RData::CNAME(_) | RData::SRV(_) => Some(data.to_string()),
         _ => None,
     }

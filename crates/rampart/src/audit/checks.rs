@@ -247,15 +247,16 @@ pub fn password_hashes(setup: &Setup) -> Vec<Finding> {
     let mut not_argon2id = Vec::new();
     let mut weaker = Vec::new();
     for (address, hash) in &setup.hashes {
-        if !hash.starts_with("$argon2id$") {
-            not_argon2id.push(address.as_str());
-            continue;
-        }
-        let param = |name: &str| -> u32 {
-            hash.split('$').nth(3).and_then(|p| p.split(',').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok())).unwrap_or(0)
-        };
-        if param("m") < a.argon2_memory_kib || param("t") < a.argon2_iterations || param("p") < a.argon2_parallelism {
-            weaker.push(address.as_str());
+        match rampart_auth::argon2id_cost(hash) {
+            None => not_argon2id.push(address.as_str()),
+            Some(c)
+                if c.memory_kib < a.argon2_memory_kib
+                    || c.iterations < a.argon2_iterations
+                    || c.parallelism < a.argon2_parallelism =>
+            {
+                weaker.push(address.as_str())
+            }
+            Some(_) => {}
         }
     }
     let list = |v: &[&str]| {
