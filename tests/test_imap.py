@@ -256,6 +256,26 @@ def test_two_sessions_on_one_mailbox(server):
     b.logout()
 
 
+def test_examine_reports_recent_without_taking_it(server):
+    """RFC 3501 §6.3.2: EXAMINE answers the RECENT count SELECT would and leaves \\Recent to
+    the next SELECT; once a SELECT has taken it, nobody sees those messages as recent."""
+    a, b = imaps(server), imaps(server)
+    for i in range(2):
+        ok(a.append("INBOX", None, None, message_bytes(subject=f"r{i}")))
+    a.untagged_responses.clear()
+    ok(a.select("INBOX", readonly=True))
+    assert a.untagged_responses.get("RECENT") == [b"2"]
+    assert all(b"\\Recent" in x for x in ok(a.fetch("1:2", "(FLAGS)")))
+    b.untagged_responses.clear()
+    ok(b.select("INBOX"))
+    assert b.untagged_responses.get("RECENT") == [b"2"]
+    a.untagged_responses.clear()
+    ok(a.select("INBOX", readonly=True))
+    assert a.untagged_responses.get("RECENT") == [b"0"]
+    a.logout()
+    b.logout()
+
+
 def test_preauth_memory_bomb_does_not_grow_rss(rampart):
     # The guard would cut the bomber off at its connection caps; this test is about the
     # parser and driver, so let all connections in.

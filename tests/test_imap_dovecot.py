@@ -35,6 +35,8 @@ MESSAGES = {
     b"zz\r\n--z--\r\n\r\n--outer--\r\nepilogue\r\n",
     "bare_lf": b"From: a@b.c\nSubject: lf\n\nline1\nline2\n",
     "empty_body": b"From: a@b.c\r\nSubject: e\r\n\r\n",
+    # Addresses without a domain: Dovecot answers MISSING_DOMAIN for each (RFC 3501 §7.4.2).
+    "no_domain": b"From: d\r\nTo: a b, <e>\r\nCc: \"N\" <d2>\r\nSubject: nd\r\n\r\nx\r\n",
     "digest": b"From: a@b.c\r\nContent-Type: multipart/digest; boundary=d\r\n\r\n--d\r\n\r\nSubject: d1\r\n\r\nbody1\r\n--d--\r\n",
 }
 
@@ -220,6 +222,8 @@ SORT_MESSAGES = [
      b"From: x@x.test\r\nSubject: [a][b] Re: Re [2] : [fwd: Re: [list] Apple] (fwd)\r\n\r\nnested\r\n"),
     ("09-Nov-2026 12:00:00 +0000", None, b"From: y@x.test\r\nSubject: Re:\r\n\r\nempty base\r\n"),
     ("09-Nov-2026 12:00:00 +0000", None, b"From: y@x.test\r\nSubject: Fwd: [only a blob]\r\n\r\nblob\r\n"),
+    # A bare word has no domain: SORT (FROM) orders it by its local part.
+    ("10-Nov-2026 12:00:00 +0000", None, b"From: d\r\nTo: e\r\nSubject: bare\r\n\r\nbare words\r\n"),
 ]
 
 SORTS = [
@@ -235,8 +239,8 @@ SORTS = [
 # i;unicode-casemap (\u00c9lodie sorts as ELODIE); RFC 5256 §3 and RFC 5957 compare with
 # i;ascii-casemap, where the octets of a non-ASCII letter sort after every ASCII character.
 SORT_RFC_ANSWERS = {
-    "(DISPLAYFROM) ALL": b"5 2 7 8 3 9 6 12 13 14 1 11 10 4",
-    "(REVERSE DISPLAYFROM) ALL": b"4 10 1 11 13 14 12 6 9 3 7 8 2 5",
+    "(DISPLAYFROM) ALL": b"5 2 7 8 3 15 9 6 12 13 14 1 11 10 4",
+    "(REVERSE DISPLAYFROM) ALL": b"4 10 1 11 13 14 12 6 9 15 3 7 8 2 5",
 }
 
 

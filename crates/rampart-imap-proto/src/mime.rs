@@ -158,10 +158,16 @@ impl<'a> Parsed<'a> {
             AddressField::Cc => m.cc(),
         }?;
         let from_addr = |a: &mail_parser::Addr<'_>| {
-            let address = a.address.as_deref()?;
+            // A bare word is the mailbox, as in ENVELOPE (see `one_address`); a phrase of
+            // several words is a name without a mailbox.
+            let (name, address) = match (a.name.as_deref(), a.address.as_deref()) {
+                (Some(n), None) if n.contains(char::is_whitespace) => (Some(n), ""),
+                (Some(n), None) => (None, n),
+                (n, a) => (n, a?),
+            };
             let (local, _) = mailbox_host(address);
             // A display name of spaces is not empty (RFC 5322 §3.2.4 keeps them), as Dovecot.
-            let name = a.name.as_deref().filter(|n| !n.is_empty());
+            let name = name.filter(|n| !n.is_empty());
             Some(FirstAddress { mailbox: local.to_string(), display: name.unwrap_or(address).to_string() })
         };
         match addr {
@@ -511,6 +517,14 @@ fn address_list(out: &mut Vec<u8>, addr: Option<&Address<'_>>) {
 }
 
 fn one_address(out: &mut Vec<u8>, name: Option<&str>, address: Option<&str>) {
+    // mail-parser reads a bare word (`From: d`) as a display name without an address; RFC 3501
+    // and Dovecot see the mailbox `d` with its domain missing, and in a phrase of several words
+    // (`To: a b`) a name whose mailbox and domain are both missing.
+    let (name, address) = match (name, address) {
+        (Some(n), None) if n.contains(char::is_whitespace) => (Some(n), Some("MISSING_MAILBOX")),
+        (Some(n), None) => (None, Some(n)),
+        other => other,
+    };
     let Some(address) = address else { return };
     let (local, host) = match address.rsplit_once('@') {
         Some((l, h)) => (l, h),

@@ -177,6 +177,12 @@ pub trait MailStore: DeliveryStore + MessageStore {
     /// Takes the \Recent messages below `up_to`: returns the first UID no session had claimed
     /// before this call; the caller sees UIDs from there up to `up_to` as recent.
     async fn claim_recent(&self, mailbox: MailboxId, up_to: u32) -> Result<u32>;
+    /// The first UID no session has claimed as \Recent, claiming nothing (EXAMINE reports the
+    /// count SELECT would, RFC 3501 §6.3.2, without taking the flag from the next SELECT).
+    async fn peek_recent(&self, mailbox: MailboxId) -> Result<u32>;
+    /// Forgets the expunged UIDs recorded before `before` (Unix seconds); a client that knew
+    /// an older MODSEQ then hears every missing UID as vanished. Returns how many were forgotten.
+    async fn prune_expunged(&self, before: i64) -> Result<usize>;
     /// Per-mailbox counts for STATUS: (messages, unseen, recent, total size).
     async fn mailbox_counts(&self, mailbox: MailboxId) -> Result<(u32, u32, u32, u64)>;
 

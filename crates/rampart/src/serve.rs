@@ -383,6 +383,12 @@ async fn content_upkeep(filter: rampart_config::Filter, store: Arc<dyn rampart_s
             Ok(n) => info!(event = "quarantine_expired", count = n),
             Err(e) => warn!(event = "store_error", what = "quarantine expiry", error = %e.chain()),
         }
+        // Expunged UIDs are remembered for QRESYNC/CONDSTORE clients for 30 days; a client
+        // that has not synchronised for longer hears every missing UID as vanished (a superset,
+        // RFC 7162 §3.2.10), so the table does not grow with every message ever deleted.
+        if let Err(e) = store.prune_expunged(now - 30 * 24 * 3600).await {
+            warn!(event = "store_error", what = "expunged pruning", error = %e.chain());
+        }
         let g = &filter.greylist;
         if g.enabled
             && let Err(e) = store.greylist_prune(now, g.retry_window.as_secs() as i64, g.expire.as_secs() as i64).await {

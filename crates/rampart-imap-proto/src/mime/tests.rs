@@ -150,3 +150,15 @@ fn sent_time_takes_zones_of_a_day_or_more() {
     assert_eq!(at("Mon, 2 Mar 2009 09:59:60 +0000"), utc);
     assert_eq!(at("Mon, 2 Mar 2009 10:59:60 +0100"), utc);
 }
+
+
+#[test]
+fn bare_word_is_a_mailbox_without_domain() {
+    let p = Parsed::new(b"From: d\r\nTo: \"N\" <e>\r\nCc: a b\r\n\r\nx");
+    let mut out = Vec::new();
+    p.envelope(&mut out);
+    let env = String::from_utf8(out).unwrap();
+    assert!(env.contains(r#"((NIL NIL "d" "MISSING_DOMAIN"))"#), "{env}");
+    assert!(env.contains(r#"(("N" NIL "e" "MISSING_DOMAIN"))"#), "{env}");
+    assert!(env.contains(r#"(("a b" NIL "MISSING_MAILBOX" "MISSING_DOMAIN"))"#), "{env}");
+}

@@ -43,8 +43,9 @@ impl Session {
         };
         let watch = store.watch_mailbox(state.id);
         let (state, rows) = store.view_rows(state.id).await?;
-        // Claim exactly the messages of the snapshot, so no message is recent in two sessions.
-        let recent_from = if read_only { u32::MAX } else { store.claim_recent(state.id, state.uidnext).await? };
+        // Claim exactly the messages of the snapshot, so no message is recent in two sessions;
+        // EXAMINE shows what is recent without claiming it.
+        let recent_from = if read_only { store.peek_recent(state.id).await? } else { store.claim_recent(state.id, state.uidnext).await? };
         let mut view = View::open(state, rows, recent_from, read_only, watch);
         view.vanished = self.qresync;
         view.write_flags(out);

@@ -105,11 +105,12 @@ fn remove_messages(conn: &Connection, effects: &mut Effects, mailbox: MailboxId,
     let mut blobs: Vec<(String, i64)> = Vec::new();
     let mut del = conn.prepare_cached("DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2 RETURNING blob_id")?;
     let mut record =
-        conn.prepare_cached("INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?1, ?2, ?3)")?;
+        conn.prepare_cached("INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq, at) VALUES (?1, ?2, ?3, ?4)")?;
+    let now = super::now();
     for &uid in uids {
         let blob: Option<String> = del.query_row(params![mailbox, uid], |r| r.get(0)).optional()?;
         let Some(blob) = blob else { continue };
-        record.execute(params![mailbox, uid, modseq as i64])?;
+        record.execute(params![mailbox, uid, modseq as i64, now])?;
         match blobs.iter_mut().find(|(b, _)| *b == blob) {
             Some((_, n)) => *n += 1,
             None => blobs.push((blob, 1)),
@@ -119,6 +120,33 @@ fn remove_messages(conn: &Connection, effects: &mut Effects, mailbox: MailboxId,
     release_blobs(conn, effects, &blobs)?;
     effects.mailbox_changed(mailbox);
     Ok(())
+}
+
+/// Every UID below `uidnext` that no message has: what may have vanished since a MODSEQ whose
+/// expunges were pruned (a superset, which RFC 7162 §3.2.10 allows).
+fn missing_uids(conn: &Connection, mailbox: MailboxId, uidnext: u32) -> Result<Vec<u32>> {
+    let mut present = conn.prepare_cached("SELECT uid FROM messages WHERE mailbox_id = ?1 ORDER BY uid")?;
+    let mut missing = Vec::new();
+    let mut next = 1u32;
+    for uid in present.query_map([mailbox], |r| r.get::<_, u32>(0))? {
+        let uid = uid?;
+        missing.extend(next..uid);
+        next = uid + 1;
+    }
+    missing.extend(next..uidnext);
+    Ok(missing)
+}
+
+/// Forgets expunged UIDs recorded before `before` (Unix seconds), raising each mailbox's floor
+/// to the highest MODSEQ forgotten. Returns how many were forgotten.
+fn prune_expunged(conn: &Connection, before: i64) -> Result<usize> {
+    conn.execute(
+        "UPDATE mailboxes SET expunged_floor = max(expunged_floor, \
+             (SELECT max(modseq) FROM expunged e WHERE e.mailbox_id = mailboxes.id AND e.at < ?1)) \
+         WHERE id IN (SELECT mailbox_id FROM expunged WHERE at < ?1)",
+        [before],
+    )?;
+    Ok(conn.execute("DELETE FROM expunged WHERE at < ?1", [before])?)
 }
 
 /// Copies messages to `to` with new UIDs; blobs are shared, their reference counts go up.
@@ -418,10 +446,15 @@ impl MailStore for SqliteStore {
                     )?
                     .query_map(params![mailbox, modseq as i64], record_from_row)?
                     .collect::<rusqlite::Result<_>>()?;
-                changes.expunged = conn
-                    .prepare_cached("SELECT uid FROM expunged WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid")?
-                    .query_map(params![mailbox, modseq as i64], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?;
+                let floor: i64 =
+                    conn.query_row("SELECT expunged_floor FROM mailboxes WHERE id = ?1", [mailbox], |r| r.get(0))?;
+                changes.expunged = if (modseq as i64) < floor {
+                    missing_uids(conn, mailbox, state.uidnext)?
+                } else {
+                    conn.prepare_cached("SELECT uid FROM expunged WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid")?
+                        .query_map(params![mailbox, modseq as i64], |r| r.get(0))?
+                        .collect::<rusqlite::Result<_>>()?
+                };
                 Ok(changes)
             })();
             conn.execute_batch("COMMIT")?;
@@ -440,6 +473,19 @@ impl MailStore for SqliteStore {
                 conn.execute("UPDATE mailboxes SET recent_uid = ?2 WHERE id = ?1", params![mailbox, up_to])?;
             }
             Ok(old)
+        })
+        .await
+    }
+
+    async fn prune_expunged(&self, before: i64) -> Result<usize> {
+        self.write(move |conn, _| prune_expunged(conn, before)).await
+    }
+
+    async fn peek_recent(&self, mailbox: MailboxId) -> Result<u32> {
+        self.read(move |conn| {
+            conn.query_row("SELECT recent_uid FROM mailboxes WHERE id = ?1", [mailbox], |r| r.get(0))
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))
         })
         .await
     }

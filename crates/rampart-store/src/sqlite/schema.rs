@@ -399,6 +399,14 @@ const MIGRATIONS: &[&str] = &[
         last_used INTEGER
     );
     "#,
+    // IMAP: expunged UIDs are kept for a while, not forever. `at` says when a UID was
+    // expunged (rows from before this migration count as old); `expunged_floor` is the highest
+    // MODSEQ whose expunges were pruned, so a client that knows an older MODSEQ is answered
+    // with every missing UID (a superset, RFC 7162 §3.2.10) instead of an incomplete list.
+    r#"
+    ALTER TABLE expunged ADD COLUMN at INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE mailboxes ADD COLUMN expunged_floor INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The schema version this binary writes.

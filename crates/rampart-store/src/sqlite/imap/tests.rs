@@ -137,3 +137,23 @@ async fn move_rename_inbox_and_recent() {
     assert_eq!(store.mailbox_counts(inbox.id).await.unwrap().0, 0);
     assert_eq!(store.read_message(old.id, 1).await.unwrap(), b"Subject: 0\r\n\r\n");
 }
+
+#[tokio::test]
+async fn pruned_expunges_answer_with_every_missing_uid() {
+    let (_dir, store, bob) = setup().await;
+    let inbox = store.mailbox_state(bob, "INBOX").await.unwrap().unwrap();
+    for n in 0..5u8 {
+        append(&store, inbox.id, format!("Subject: {n}\r\n\r\nx").as_bytes(), "\\Deleted").await;
+    }
+    let base = store.mailbox_state(bob, "INBOX").await.unwrap().unwrap().highestmodseq;
+    store.expunge(inbox.id, Some(vec![2])).await.unwrap();
+    let middle = store.mailbox_state(bob, "INBOX").await.unwrap().unwrap().highestmodseq;
+    assert_eq!(store.prune_expunged(0).await.unwrap(), 0, "nothing is older than the epoch");
+    assert_eq!(store.prune_expunged(super::super::now() + 1).await.unwrap(), 1);
+    store.expunge(inbox.id, Some(vec![4])).await.unwrap();
+    // A MODSEQ after the pruned expunge: the exact list, from the rows kept.
+    assert_eq!(store.changes_since(inbox.id, middle).await.unwrap().expunged, vec![4]);
+    // A MODSEQ before it: every UID the mailbox no longer has, below UIDNEXT.
+    assert_eq!(store.changes_since(inbox.id, base).await.unwrap().expunged, vec![2, 4]);
+    assert_eq!(store.changes_since(inbox.id, 0).await.unwrap().expunged, vec![2, 4]);
+}
