@@ -10,6 +10,7 @@ import socket
 import ssl
 import subprocess
 import time
+import zlib
 from email.message import EmailMessage
 
 import pytest
@@ -274,6 +275,86 @@ def test_examine_reports_recent_without_taking_it(server):
     assert a.untagged_responses.get("RECENT") == [b"0"]
     a.logout()
     b.logout()
+
+
+class Wire:
+    """A raw IMAP client over TLS that can switch to COMPRESS=DEFLATE (RFC 4978): raw DEFLATE
+    both ways, each command ended with a sync flush, replies inflated as they arrive."""
+
+    def __init__(self, r):
+        raw = socket.create_connection(("127.0.0.1", r.ports["imaps"]), timeout=20)
+        self.sock = r.tls_context().wrap_socket(raw, server_hostname="localhost")
+        self.deflate = self.inflate = None
+        self.buf = b""
+        self.wire_in = 0
+        self.until(b"* OK")
+
+    def compress(self):
+        self.deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+        self.inflate = zlib.decompressobj(-15)
+
+    def send(self, data):
+        if self.deflate:
+            data = self.deflate.compress(data) + self.deflate.flush(zlib.Z_SYNC_FLUSH)
+        self.sock.sendall(data)
+
+    def until(self, marker):
+        """Reads until a line starts with `marker`; returns everything up to that line's end."""
+        while True:
+            at = self.buf.find(marker) if self.buf.startswith(marker) else self.buf.find(b"\r\n" + marker)
+            if at >= 0:
+                end = self.buf.find(b"\r\n", at + 2)
+                if end >= 0:
+                    out, self.buf = self.buf[: end + 2], self.buf[end + 2 :]
+                    return out
+            chunk = self.sock.recv(65536)
+            assert chunk, f"connection closed before {marker!r}: {self.buf[-200:]!r}"
+            self.wire_in += len(chunk)
+            self.buf += self.inflate.decompress(chunk) if self.inflate else chunk
+
+    def command(self, tag, text):
+        self.send(f"{tag} {text}\r\n".encode())
+        return self.until(tag.encode() + b" ")
+
+
+def test_compress_deflate_carries_commands_literals_and_idle(server):
+    w = Wire(server)
+    assert b"BAD" in w.command("a0", "COMPRESS DEFLATE"), "COMPRESS needs a login first"
+    assert b"a1 OK" in w.command("a1", f"LOGIN {BOB} \"{PASSWORD}\"")
+    caps = w.command("a2", "CAPABILITY")
+    assert b"COMPRESS=DEFLATE" in caps
+    assert b"BAD" in w.command("a3", "COMPRESS LZ4")
+    assert b"a4 OK" in w.command("a4", "COMPRESS DEFLATE")
+    w.compress()
+    assert b"[COMPRESSIONACTIVE]" in w.command("a5", "COMPRESS DEFLATE")
+    # A non-synchronizing literal (LITERAL+) inside the compressed stream.
+    body = ("All work and no play makes a dull message.\r\n" * 4000).encode()
+    msg = message_bytes(subject="deflated", body=body.decode())
+    w.send(b"a6 APPEND INBOX {%d+}\r\n" % len(msg) + msg + b"\r\n")
+    assert b"a6 OK" in w.until(b"a6 ")
+    assert b"a7 OK" in w.command("a7", "SELECT INBOX")
+    before = w.wire_in
+    fetched = w.command("a8", "FETCH 1 BODY.PEEK[]")
+    assert b"a8 OK" in fetched and msg in fetched
+    assert w.wire_in - before < len(msg) // 10, "the FETCH went over the wire compressed"
+    # IDLE: an untagged EXISTS arrives while the client waits, so the server flushed it.
+    w.send(b"a9 IDLE\r\n")
+    w.until(b"+ ")
+    other = imaps(server)
+    ok(other.append("INBOX", None, None, message_bytes(subject="while idle")))
+    assert b"* 2 EXISTS" in w.until(b"* 2 EXISTS")
+    w.send(b"DONE\r\n")
+    assert b"a9 OK" in w.until(b"a9 ")
+    assert b"BYE" in w.command("b1", "LOGOUT")
+    other.logout()
+
+
+def test_compress_can_be_turned_off(rampart):
+    rampart.start("listener.imaps.compress=false", listeners=("smtp", "imaps"))
+    w = Wire(rampart)
+    assert b"a1 OK" in w.command("a1", f"LOGIN {BOB} \"{PASSWORD}\"")
+    assert b"COMPRESS" not in w.command("a2", "CAPABILITY")
+    assert b"a3 BAD" in w.command("a3", "COMPRESS DEFLATE")
 
 
 def test_preauth_memory_bomb_does_not_grow_rss(rampart):

@@ -195,6 +195,13 @@ section! {
         /// Storage quota per account in bytes, reported by GETQUOTAROOT (RFC 9208) and enforced
         /// on APPEND; 0 means no limit.
         pub quota_storage: u64 = 0,
+        /// Offer COMPRESS=DEFLATE (RFC 4978) after login: a third to a tenth of the bytes for
+        /// phones on slow links, for about 300 KiB of compressor state per connection that uses
+        /// it. Compression under TLS can leak through reply sizes when an attacker both injects
+        /// text into the stream (by mailing the user) and watches it (CRIME-style); the secret
+        /// would have to share a 32 KiB window with that text, and credentials are sent before
+        /// compression starts. Set false to refuse it.
+        pub compress: bool = true,
     }
 }
 

@@ -1,5 +1,5 @@
-//! The connection driver: bytes in and out, literals and their limits, STARTTLS, IDLE,
-//! SASL continuations and timeouts around a [`Session`].
+//! The connection driver: bytes in and out, literals and their limits, STARTTLS, COMPRESS,
+//! IDLE, SASL continuations and timeouts around a [`Session`].
 //!
 //! Commands are framed here, line by line: a line that ends in a literal announcement
 //! (`{N}` or `{N+}`, RFC 3501 §4.3, RFC 7888) is checked against the limits of the session's
@@ -98,6 +98,20 @@ enum Line {
 }
 
 impl Driver {
+    /// RFC 4978: from here on both directions are raw DEFLATE (RFC 1951). Input already read
+    /// past the COMPRESS command is compressed too, so it goes into the decoder first. Each
+    /// flush of the encoder ends in a sync flush, so every reply reaches the client whole.
+    fn compress(&mut self) {
+        use async_compression::tokio::{bufread::DeflateDecoder, write::DeflateEncoder};
+        let early = std::io::Cursor::new(self.pending().to_vec());
+        self.buf.clear();
+        self.start = 0;
+        let plain = std::mem::replace(&mut self.io, Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink())));
+        let (rx, tx) = tokio::io::split(plain);
+        let rx = DeflateDecoder::new(tokio::io::BufReader::new(early.chain(rx)));
+        self.io = Box::new(tokio::io::join(rx, DeflateEncoder::new(tx)));
+    }
+
     fn pending(&self) -> &[u8] {
         &self.buf[self.start..]
     }
@@ -425,6 +439,11 @@ async fn follow(
                         return Ok(Some(End::TlsFailed));
                     }
                 }
+            }
+            Next::Compress => {
+                d.flush().await?;
+                d.compress();
+                return Ok(None);
             }
             Next::AuthContinue => {
                 let line = match d.line(settings.max_command_line, PREAUTH_TIMEOUT).await? {

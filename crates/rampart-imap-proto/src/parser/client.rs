@@ -1,5 +1,5 @@
 //! Commands about the client and its connection rather than a mailbox: AUTHENTICATE and
-//! LOGIN (RFC 3501 §6.2), ID (RFC 2971), ENABLE (RFC 5161).
+//! LOGIN (RFC 3501 §6.2), ID (RFC 2971), ENABLE (RFC 5161), COMPRESS (RFC 4978).
 
 use super::lexer::Cursor;
 use super::{Kind, ParseError};
@@ -71,4 +71,10 @@ pub(super) fn enable(c: &mut Cursor<'_>) -> Result<Kind, ParseError> {
         return Err(c.err("ENABLE needs a capability"));
     }
     Ok(Kind::Enable(caps))
+}
+
+/// "COMPRESS" SP algorithm (RFC 4978 §3); the algorithm is an atom, upper-cased.
+pub(super) fn compress(c: &mut Cursor<'_>) -> Result<Kind, ParseError> {
+    c.sp()?;
+    Ok(Kind::Compress(c.atom_str()?.to_ascii_uppercase()))
 }

@@ -93,6 +93,8 @@ pub enum Kind {
     GetQuota(String),
     GetQuotaRoot(String),
     SetQuota(String),
+    /// RFC 4978: the algorithm asked for.
+    Compress(String),
 }
 
 impl Kind {
@@ -134,6 +136,7 @@ impl Kind {
             Kind::GetQuota(_) => "GETQUOTA",
             Kind::GetQuotaRoot(_) => "GETQUOTAROOT",
             Kind::SetQuota(_) => "SETQUOTA",
+            Kind::Compress(_) => "COMPRESS",
         }
     }
 }
@@ -205,6 +208,7 @@ fn command(c: &mut Cursor<'_>, name: &[u8]) -> Result<Kind, ParseError> {
         b"LOGIN" => client::login(c)?,
         b"ID" => client::id(c)?,
         b"ENABLE" => client::enable(c)?,
+        b"COMPRESS" => client::compress(c)?,
         b"SELECT" => mailbox::select(c, false)?,
         b"EXAMINE" => mailbox::select(c, true)?,
         b"CREATE" => mailbox::create(c)?,

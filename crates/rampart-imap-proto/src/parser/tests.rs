@@ -11,6 +11,8 @@ fn simple_commands() {
     assert!(matches!(parse(b"a1 NOOP extra"), Err(ParseError::Syntax(_))));
     assert!(matches!(parse(b"a1 FOO"), Err(ParseError::UnknownCommand)));
     assert!(parse(b"+ NOOP").is_err());
+    assert_eq!(kind("c compress deflate"), Kind::Compress("DEFLATE".into()));
+    assert!(parse(b"c COMPRESS").is_err());
     assert!(parse(b"").is_err());
 }
 

@@ -92,6 +92,7 @@ pub struct Settings {
     pub max_errors: u32,
     pub idle_timeout: Duration,
     pub quota_storage: u64,
+    pub compress: bool,
 }
 
 impl Settings {
@@ -106,6 +107,7 @@ impl Settings {
             max_errors: c.max_errors,
             idle_timeout: c.idle_timeout,
             quota_storage: c.quota_storage,
+            compress: c.compress,
         }
     }
 }
@@ -138,6 +140,8 @@ pub enum Next {
     /// A SASL challenge (`+ ...`) is queued; pass the client's next line to
     /// [`Session::auth_line`].
     AuthContinue,
+    /// Flush, then compress both directions with DEFLATE from here on (RFC 4978).
+    Compress,
 }
 
 /// The one place that decides which commands each state allows (RFC 3501 §6).
@@ -162,7 +166,8 @@ pub fn allowed(state: &State, kind: &Kind) -> bool {
         | K::Enable(_)
         | K::GetQuota(_)
         | K::GetQuotaRoot(_)
-        | K::SetQuota(_) => authenticated,
+        | K::SetQuota(_)
+        | K::Compress(_) => authenticated,
         K::Check | K::Close | K::Unselect | K::Expunge { .. } | K::Search { .. } | K::Sort { .. } | K::Thread { .. } | K::Fetch { .. } | K::Store { .. } | K::Copy { .. } => {
             matches!(state, State::Selected(..))
         }
@@ -182,6 +187,8 @@ pub struct Session {
     pub(crate) tls: bool,
     /// The `tls-exporter` value of the TLS connection (RFC 9266), for SCRAM-SHA-256-PLUS.
     pub(crate) channel_binding: Option<Vec<u8>>,
+    /// COMPRESS=DEFLATE is on (RFC 4978: once per connection).
+    compressing: bool,
     pub(crate) state: State,
     /// RFC 7162 §3.1: CONDSTORE was enabled (ENABLE, SELECT (CONDSTORE) or a MODSEQ use).
     pub(crate) condstore: bool,
@@ -205,6 +212,7 @@ impl Session {
             remote,
             tls,
             channel_binding: None,
+            compressing: false,
             state: State::NotAuthenticated,
             condstore: false,
             qresync: false,
@@ -304,6 +312,9 @@ impl Session {
             "QUOTA=RES-STORAGE",
             "STATUS=SIZE",
         ]);
+        if self.settings.compress {
+            caps.push("COMPRESS=DEFLATE");
+        }
         let mut s = caps.join(" ");
         s.push_str(&format!(" APPENDLIMIT={}", self.settings.max_append_size));
         s
@@ -371,6 +382,7 @@ impl Session {
                 Ok(Next::Close)
             }
             Kind::StartTls => Ok(self.starttls(out.buf(), &tag)),
+            Kind::Compress(algorithm) => Ok(self.compress(out.buf(), &tag, &algorithm)),
             Kind::Login { user, password } => Ok(self.login(out.buf(), &tag, user, password).await),
             Kind::Authenticate { mechanism, initial } => Ok(self.authenticate(out.buf(), &tag, mechanism, initial).await),
             Kind::Id(_) => {
@@ -517,6 +529,23 @@ impl Session {
         }
         line(out, &format!("{tag} OK Begin TLS negotiation now"));
         Next::StartTls
+    }
+
+    /// RFC 4978 §3: DEFLATE once per connection; the tagged OK is the last uncompressed line.
+    fn compress(&mut self, out: &mut Vec<u8>, tag: &str, algorithm: &str) -> Next {
+        if self.compressing {
+            line(out, &format!("{tag} NO [COMPRESSIONACTIVE] DEFLATE is already active"));
+            return Next::Continue;
+        }
+        if !self.settings.compress {
+            return self.error(out, tag, "COMPRESS is off on this server");
+        }
+        if algorithm != "DEFLATE" {
+            return self.error(out, tag, "Unknown compression algorithm");
+        }
+        self.compressing = true;
+        line(out, &format!("{tag} OK DEFLATE active"));
+        Next::Compress
     }
 
     async fn enable(&mut self, out: &mut Vec<u8>, tag: &str, caps: Vec<String>) -> Result<Next, StoreError> {
