@@ -349,6 +349,26 @@ def test_compress_deflate_carries_commands_literals_and_idle(server):
     other.logout()
 
 
+def test_unauthenticate_returns_to_the_not_authenticated_state(server):
+    """RFC 8437: after UNAUTHENTICATE the connection (TLS, COMPRESS) stays, the login, the
+    selected mailbox and ENABLEd extensions do not; another user can log in on it."""
+    w = Wire(server)
+    assert b"a1 OK" in w.command("a1", f"LOGIN {BOB} \"{PASSWORD}\"")
+    assert b"UNAUTHENTICATE" in w.command("a2", "CAPABILITY")
+    assert b"a3 OK" in w.command("a3", "COMPRESS DEFLATE")
+    w.compress()
+    assert b"a4 OK" in w.command("a4", "ENABLE CONDSTORE")
+    assert b"a5 OK" in w.command("a5", "SELECT INBOX")
+    assert b"a6 OK" in w.command("a6", "UNAUTHENTICATE")
+    assert b"a7 BAD" in w.command("a7", "FETCH 1 FLAGS")
+    assert b"a8 BAD" in w.command("a8", "SELECT INBOX")
+    caps = w.command("a9", "CAPABILITY")
+    assert b"AUTH=PLAIN" in caps and b"UNAUTHENTICATE" not in caps
+    assert b"b1 OK" in w.command("b1", f"LOGIN alice@example.test \"{PASSWORD}\"")
+    assert b"* ENABLED CONDSTORE" in w.command("b2", "ENABLE CONDSTORE"), "CONDSTORE was reset"
+    assert b"BYE" in w.command("b3", "LOGOUT")
+
+
 def test_compress_can_be_turned_off(rampart):
     rampart.start("listener.imaps.compress=false", listeners=("smtp", "imaps"))
     w = Wire(rampart)

@@ -95,6 +95,8 @@ pub enum Kind {
     SetQuota(String),
     /// RFC 4978: the algorithm asked for.
     Compress(String),
+    /// RFC 8437: back to the not-authenticated state.
+    Unauthenticate,
 }
 
 impl Kind {
@@ -137,6 +139,7 @@ impl Kind {
             Kind::GetQuotaRoot(_) => "GETQUOTAROOT",
             Kind::SetQuota(_) => "SETQUOTA",
             Kind::Compress(_) => "COMPRESS",
+            Kind::Unauthenticate => "UNAUTHENTICATE",
         }
     }
 }
@@ -203,6 +206,7 @@ fn command(c: &mut Cursor<'_>, name: &[u8]) -> Result<Kind, ParseError> {
         b"UNSELECT" => Kind::Unselect,
         b"IDLE" => Kind::Idle,
         b"NAMESPACE" => Kind::Namespace,
+        b"UNAUTHENTICATE" => Kind::Unauthenticate,
         b"EXPUNGE" => Kind::Expunge { uids: None },
         b"AUTHENTICATE" => client::authenticate(c)?,
         b"LOGIN" => client::login(c)?,

@@ -13,6 +13,7 @@ fn simple_commands() {
     assert!(parse(b"+ NOOP").is_err());
     assert_eq!(kind("c compress deflate"), Kind::Compress("DEFLATE".into()));
     assert!(parse(b"c COMPRESS").is_err());
+    assert_eq!(kind("u unauthenticate"), Kind::Unauthenticate);
     assert!(parse(b"").is_err());
 }
 

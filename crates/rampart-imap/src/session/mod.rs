@@ -167,7 +167,8 @@ pub fn allowed(state: &State, kind: &Kind) -> bool {
         | K::GetQuota(_)
         | K::GetQuotaRoot(_)
         | K::SetQuota(_)
-        | K::Compress(_) => authenticated,
+        | K::Compress(_)
+        | K::Unauthenticate => authenticated,
         K::Check | K::Close | K::Unselect | K::Expunge { .. } | K::Search { .. } | K::Sort { .. } | K::Thread { .. } | K::Fetch { .. } | K::Store { .. } | K::Copy { .. } => {
             matches!(state, State::Selected(..))
         }
@@ -311,6 +312,7 @@ impl Session {
             "QUOTA",
             "QUOTA=RES-STORAGE",
             "STATUS=SIZE",
+            "UNAUTHENTICATE",
         ]);
         if self.settings.compress {
             caps.push("COMPRESS=DEFLATE");
@@ -383,6 +385,7 @@ impl Session {
             }
             Kind::StartTls => Ok(self.starttls(out.buf(), &tag)),
             Kind::Compress(algorithm) => Ok(self.compress(out.buf(), &tag, &algorithm)),
+            Kind::Unauthenticate => Ok(self.unauthenticate(out.buf(), &tag)),
             Kind::Login { user, password } => Ok(self.login(out.buf(), &tag, user, password).await),
             Kind::Authenticate { mechanism, initial } => Ok(self.authenticate(out.buf(), &tag, mechanism, initial).await),
             Kind::Id(_) => {
@@ -529,6 +532,19 @@ impl Session {
         }
         line(out, &format!("{tag} OK Begin TLS negotiation now"));
         Next::StartTls
+    }
+
+    /// RFC 8437: the session forgets its user, its mailbox and what ENABLE turned on; TLS and
+    /// COMPRESS stay, as they belong to the connection.
+    fn unauthenticate(&mut self, out: &mut Vec<u8>, tag: &str) -> Next {
+        if let Some(user) = self.user() {
+            tracing::info!(event = "unauthenticate", proto = "imap", ip = %self.remote.ip(), listener = self.settings.listener, user = %user.address);
+        }
+        self.state = State::NotAuthenticated;
+        self.condstore = false;
+        self.qresync = false;
+        line(out, &format!("{tag} OK Not authenticated any more"));
+        Next::Continue
     }
 
     /// RFC 4978 §3: DEFLATE once per connection; the tagged OK is the last uncompressed line.
