@@ -369,6 +369,41 @@ def test_unauthenticate_returns_to_the_not_authenticated_state(server):
     assert b"BYE" in w.command("b3", "LOGOUT")
 
 
+def test_multiappend_stores_all_or_nothing(rampart):
+    """RFC 3502: several messages in one APPEND, each with its own flags and date, get
+    consecutive UIDs in one APPENDUID; one bad message stores none. Large ones stream to
+    blobs (the second is over the 64 KiB inline limit), small ones after them too."""
+    rampart.start("listener.imaps.max_append_size=300000", listeners=("smtp", "imaps"))
+    w = Wire(rampart)
+    assert b"a1 OK" in w.command("a1", f"LOGIN {BOB} \"{PASSWORD}\"")
+    assert b"MULTIAPPEND" in w.command("a2", "CAPABILITY")
+    one = message_bytes(subject="one")
+    two = message_bytes(subject="two", body="x" * 200_000 + "\r\n")
+    three = message_bytes(subject="three")
+    # The first literal is synchronizing: the server answers "+" before it is sent.
+    w.send(b"a3 APPEND INBOX (\\Seen) {%d}\r\n" % len(one))
+    w.until(b"+ ")
+    w.send(one + b' "05-Nov-2026 10:00:00 +0000" {%d+}\r\n' % len(two) + two + b" (\\Flagged $Work) {%d+}\r\n" % len(three) + three + b"\r\n")
+    done = w.until(b"a3 ")
+    assert b"a3 OK [APPENDUID" in done and b" 1:3]" in done, done
+    assert b"a4 OK" in w.command("a4", "SELECT INBOX")
+    fetched = w.command("a5", "FETCH 1:3 (FLAGS INTERNALDATE RFC822.SIZE)")
+    assert re.search(rb"\* 1 FETCH \(FLAGS \(\\Seen( \\Recent)?\)", fetched), fetched
+    assert b'05-Nov-2026 10:00:00 +0000' in fetched
+    assert b"RFC822.SIZE %d" % len(two) in fetched
+    assert b"$Work" in fetched
+    assert two in w.command("a6", "FETCH 2 BODY.PEEK[]")
+    # A bad flag on the second message: nothing of the command is stored.
+    w.send(b"a7 APPEND INBOX {%d+}\r\n" % len(one) + one + b" (\\Recent) {%d+}\r\n" % len(three) + three + b"\r\n")
+    assert b"a7 BAD" in w.until(b"a7 ")
+    # Over APPENDLIMIT on the third: NO [TOOBIG], nothing stored either.
+    big = message_bytes(subject="big", body="y" * 310_000)
+    w.send(b"a8 APPEND INBOX {%d+}\r\n" % len(one) + one + b" {%d+}\r\n" % len(two) + two + b" {%d}\r\n" % len(big))
+    assert b"a8 BAD" in w.until(b"a8 "), "the synchronizing literal over the limit is refused unread"
+    assert b"(MESSAGES 3)" in w.command("a9", "STATUS INBOX (MESSAGES)")
+    assert b"BYE" in w.command("b1", "LOGOUT")
+
+
 def test_compress_can_be_turned_off(rampart):
     rampart.start("listener.imaps.compress=false", listeners=("smtp", "imaps"))
     w = Wire(rampart)

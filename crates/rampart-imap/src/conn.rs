@@ -28,8 +28,13 @@ pub const PREAUTH_TIMEOUT: Duration = Duration::from_secs(60);
 /// because every server-side change already wakes IDLE at once and 10,000 idle clients
 /// polling often would keep the store busy for nothing.
 pub const IDLE_POLL: Duration = Duration::from_secs(120);
-/// APPEND literals larger than this stream to a blob file instead of memory.
+/// APPEND literals larger than this stream to a blob file instead of memory; so do smaller
+/// ones once an APPEND's command holds this much, so MULTIAPPEND's memory stays bounded too.
 const STREAM_APPEND_AT: u64 = 64 * 1024;
+/// One MULTIAPPEND (RFC 3502) takes at most this many messages and this many times
+/// APPENDLIMIT in all: the messages wait in blob files until the last one has arrived.
+const MULTIAPPEND_MAX_MESSAGES: usize = 1000;
+const MULTIAPPEND_MAX_FACTOR: u64 = 10;
 /// Bytes of a dropped over-long line kept to find its tag for the BAD reply.
 const TAG_PEEK: usize = 64;
 /// Bytes asked of the socket per read.
@@ -343,7 +348,11 @@ async fn literal(d: &mut Driver, session: &mut Session, cmd: &mut Vec<u8>, size:
     let authenticated = session.is_authenticated();
     let (literal_max, total_max) = literal_limits(session.settings(), authenticated, cmd);
     let total = (cmd.len() as u64).saturating_add(size);
-    if size > literal_max || total > total_max {
+    let (staged, staged_bytes) = session.staged_append();
+    let append_max = session.settings().max_append_size.saturating_mul(MULTIAPPEND_MAX_FACTOR);
+    let too_many = staged >= MULTIAPPEND_MAX_MESSAGES || staged_bytes.saturating_add(size) > append_max;
+    if size > literal_max || total > total_max || too_many {
+        session.discard_staged_append();
         let tag = parser::tag_of(cmd).map(str::to_string);
         info!(
             event = "literal_refused", proto = "imap", ip = %session_ip(session), size,
@@ -365,17 +374,16 @@ async fn literal(d: &mut Driver, session: &mut Session, cmd: &mut Vec<u8>, size:
         d.out.extend_from_slice(b"+ Ready for literal data\r\n");
         d.flush().await?;
     }
-    if authenticated && is_append(cmd) && size > STREAM_APPEND_AT && session.staged_append_is_empty() {
+    if authenticated && is_append(cmd) && total > STREAM_APPEND_AT {
         // The message goes straight to a blob file: an APPEND holds at most the blob
         // writer's buffer in memory, whatever its size. The parser sees an empty
-        // literal in its place.
+        // literal in its place, and the session finds the blob by where it is.
         let staged = d.stream_to_blob(session, size, wait).await?;
         let Some(staged) = staged else { return Ok(Some(End::Closed)) };
-        if let Some(open) = memchr::memrchr(b'{', cmd) {
-            cmd.truncate(open);
-        }
+        let open = memchr::memrchr(b'{', cmd).unwrap_or(cmd.len());
+        cmd.truncate(open);
         cmd.extend_from_slice(b"{0}\r\n");
-        session.stage_append(staged);
+        session.stage_append(open, staged);
         return Ok(None);
     }
     cmd.extend_from_slice(b"\r\n");

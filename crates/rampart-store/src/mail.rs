@@ -202,6 +202,9 @@ pub trait MailStore: DeliveryStore + MessageStore {
     async fn move_messages(&self, from: MailboxId, uids: Vec<u32>, to: MailboxId) -> Result<Transfer>;
     /// Stores a message durably with the given flags and internal date; returns once fsynced.
     async fn append(&self, mailbox: MailboxId, blob: Blob, flags: String, internal_date: i64) -> Result<Transfer>;
+    /// Stores several messages (blob, flags, internal date) in one transaction, all or none
+    /// (MULTIAPPEND, RFC 3502); their UIDs are consecutive, in order.
+    async fn append_all(&self, mailbox: MailboxId, messages: Vec<(Blob, String, i64)>) -> Result<Transfer>;
     /// For an import that keeps its source's UIDs (`rampart import maildir` with a
     /// dovecot-uidlist): the next APPEND to `mailbox` gets `next_uid`, unless the mailbox's
     /// UIDNEXT is already past it (UIDs only grow); a mailbox without messages adopts

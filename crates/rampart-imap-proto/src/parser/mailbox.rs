@@ -1,10 +1,10 @@
 //! Commands on mailboxes: SELECT and EXAMINE (RFC 3501 §6.3.1–2, RFC 7162 CONDSTORE and
 //! QRESYNC), CREATE (RFC 6154 USE), RENAME, LIST (RFC 5258 LIST-EXTENDED, RFC 5819
-//! LIST-STATUS), LSUB, STATUS, APPEND, and the quota commands (RFC 9208). DELETE, SUBSCRIBE
+//! LIST-STATUS), LSUB, STATUS, APPEND (RFC 3502 MULTIAPPEND), and the quota commands (RFC 9208). DELETE, SUBSCRIBE
 //! and UNSUBSCRIBE take only a mailbox name ([`argument`]).
 
 use super::lexer::Cursor;
-use super::{Kind, ParseError, SequenceSet};
+use super::{AppendMessage, Kind, ParseError, SequenceSet};
 
 /// SELECT (QRESYNC (uidvalidity modseq [known-uids [seq-match]])) (RFC 7162 §3.2.5).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,7 +175,19 @@ fn status_items(c: &mut Cursor<'_>) -> Result<Vec<StatusItem>, ParseError> {
 pub(super) fn append(c: &mut Cursor<'_>) -> Result<Kind, ParseError> {
     c.sp()?;
     let mailbox = name(c)?;
-    c.sp()?;
+    let mut messages = Vec::new();
+    // RFC 3502 MULTIAPPEND: more messages follow, each with its own flags and date.
+    while c.eat(b' ') {
+        messages.push(append_message(c)?);
+    }
+    if messages.is_empty() {
+        return Err(c.err("APPEND needs a message"));
+    }
+    Ok(Kind::Append { mailbox, messages })
+}
+
+/// [flag-list SP] [date-time SP] literal
+fn append_message(c: &mut Cursor<'_>) -> Result<AppendMessage, ParseError> {
     let mut flags = Vec::new();
     if c.peek() == Some(b'(') {
         flags = c.flag_list(false)?;
@@ -186,8 +198,9 @@ pub(super) fn append(c: &mut Cursor<'_>) -> Result<Kind, ParseError> {
         date = Some(c.date_time()?);
         c.sp()?;
     }
+    let literal_at = c.pos;
     let message = c.literal()?.to_vec();
-    Ok(Kind::Append { mailbox, flags, date, message })
+    Ok(AppendMessage { flags, date, message, literal_at })
 }
 
 /// "GETQUOTA" SP quota-root

@@ -49,6 +49,17 @@ pub enum ParseError {
     TooBig,
 }
 
+/// One message of an APPEND.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendMessage {
+    pub flags: Vec<String>,
+    pub date: Option<i64>,
+    pub message: Vec<u8>,
+    /// Where its literal's `{` is in the command: the driver streams a large literal to a blob
+    /// and leaves `{0}` there, and names the blob by this offset.
+    pub literal_at: usize,
+}
+
 /// A parsed command: its tag (for the reply) and what it asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Command {
@@ -73,7 +84,8 @@ pub enum Kind {
     List(ListArgs),
     Lsub { reference: String, pattern: String },
     Status { mailbox: String, items: Vec<StatusItem> },
-    Append { mailbox: String, flags: Vec<String>, date: Option<i64>, message: Vec<u8> },
+    /// One message, or several for MULTIAPPEND (RFC 3502), stored all or none.
+    Append { mailbox: String, messages: Vec<AppendMessage> },
     Check,
     Close,
     Unselect,

@@ -92,10 +92,17 @@ fn list_extended() {
 #[test]
 fn append_and_mailboxes() {
     let k = kind("a APPEND inbox (\\Seen) \"01-Jan-2020 10:00:00 +0000\" {5}\r\nhello");
-    assert_eq!(
-        k,
-        Kind::Append { mailbox: "INBOX".into(), flags: vec!["\\Seen".into()], date: Some(1577872800), message: b"hello".to_vec() }
-    );
+    let hello = AppendMessage { flags: vec!["\\Seen".into()], date: Some(1577872800), message: b"hello".to_vec(), literal_at: 52 };
+    assert_eq!(k, Kind::Append { mailbox: "INBOX".into(), messages: vec![hello.clone()] });
+    // RFC 3502 MULTIAPPEND: each message with its own optional flags and date.
+    let k = kind("a APPEND inbox (\\Seen) \"01-Jan-2020 10:00:00 +0000\" {5}\r\nhello {2+}\r\nhi (\\Flagged) {0}\r\n");
+    let Kind::Append { messages, .. } = k else { panic!() };
+    assert_eq!(messages.len(), 3);
+    assert_eq!(messages[0], hello);
+    assert_eq!((messages[1].message.as_slice(), messages[1].literal_at), (&b"hi"[..], 63));
+    assert_eq!((messages[2].flags.as_slice(), messages[2].message.len()), (&["\\Flagged".to_string()][..], 0));
+    assert!(parse(b"a APPEND inbox").is_err());
+    assert!(parse(b"a APPEND inbox {2}\r\nhi ").is_err());
     assert!(matches!(kind("a CREATE Foo (USE (\\Archive))"), Kind::Create { ref special_use, .. } if special_use == &["\\Archive"]));
     assert!(matches!(kind("a ID (\"name\" \"x\" \"v\" NIL)"), Kind::Id(ref p) if p.len() == 2));
     assert!(matches!(kind("a SELECT INBOX (CONDSTORE)"), Kind::Select { condstore: true, .. }));

@@ -202,7 +202,9 @@ pub struct Session {
     idle_tag: Option<String>,
     /// The message of the APPEND being read, already streamed to a blob by the driver (or
     /// why that failed).
-    pub(crate) staged_append: Option<Result<rampart_store::BlobWriter, String>>,
+    /// The messages of the APPEND being read that the driver streamed to blobs (or why that
+    /// failed), each by where its literal is in the command.
+    pub(crate) staged_append: Vec<(usize, Result<rampart_store::BlobWriter, String>)>,
 }
 
 impl Session {
@@ -221,7 +223,7 @@ impl Session {
             errors: 0,
             pending_auth: None,
             idle_tag: None,
-            staged_append: None,
+            staged_append: Vec::new(),
         }
     }
 
@@ -233,17 +235,19 @@ impl Session {
         &self.services
     }
 
-    /// The driver streamed the next APPEND's message to a blob.
-    pub fn stage_append(&mut self, staged: Result<rampart_store::BlobWriter, String>) {
-        self.staged_append = Some(staged);
+    /// The driver streamed the message whose literal starts at `literal_at` to a blob.
+    pub fn stage_append(&mut self, literal_at: usize, staged: Result<rampart_store::BlobWriter, String>) {
+        self.staged_append.push((literal_at, staged));
     }
 
-    pub fn staged_append_is_empty(&self) -> bool {
-        self.staged_append.is_none()
+    /// How many messages of the APPEND being read are staged, and their bytes.
+    pub fn staged_append(&self) -> (usize, u64) {
+        let bytes = self.staged_append.iter().map(|(_, s)| s.as_ref().map_or(0, |w| w.size())).sum();
+        (self.staged_append.len(), bytes)
     }
 
     pub fn discard_staged_append(&mut self) {
-        self.staged_append = None;
+        self.staged_append.clear();
     }
 
     pub fn remote_ip(&self) -> std::net::IpAddr {
@@ -313,6 +317,7 @@ impl Session {
             "QUOTA=RES-STORAGE",
             "STATUS=SIZE",
             "UNAUTHENTICATE",
+            "MULTIAPPEND",
         ]);
         if self.settings.compress {
             caps.push("COMPRESS=DEFLATE");
@@ -410,7 +415,7 @@ impl Session {
             Kind::List(args) => self.list(out.buf(), &tag, args).await,
             Kind::Lsub { reference, pattern } => self.lsub(out.buf(), &tag, &reference, &pattern).await,
             Kind::Status { mailbox, items } => self.status(out.buf(), &tag, &mailbox, &items).await,
-            Kind::Append { mailbox, flags, date, message } => self.append(out.buf(), &tag, &mailbox, flags, date, message).await,
+            Kind::Append { mailbox, messages } => self.append(out.buf(), &tag, &mailbox, messages).await,
             Kind::Close => self.close(out.buf(), &tag, true).await,
             Kind::Unselect => self.close(out.buf(), &tag, false).await,
             Kind::Expunge { uids } => self.expunge(out.buf(), &tag, uids).await,

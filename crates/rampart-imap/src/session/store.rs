@@ -6,7 +6,7 @@ use rampart_store::{FlagOp, StoreError};
 use super::view::SYSTEM_FLAGS;
 use super::{Next, Session, State};
 use crate::parser::sequence::compact;
-use crate::parser::{SequenceSet, StoreOp};
+use crate::parser::{AppendMessage, SequenceSet, StoreOp};
 use crate::response::line;
 
 /// Keywords a message may carry; more are refused, so one message cannot bloat the index.
@@ -171,34 +171,35 @@ impl Session {
         Ok(Next::Continue)
     }
 
-    pub(super) async fn append(
-        &mut self,
-        out: &mut Vec<u8>,
-        tag: &str,
-        target: &str,
-        flags: Vec<String>,
-        date: Option<i64>,
-        message: Vec<u8>,
-    ) -> Result<Next, StoreError> {
-        let staged = self.staged_append.take();
-        let flags = match client_flags(flags) {
-            Ok(f) => f,
-            Err(why) => return Ok(self.error(out, tag, &why)),
-        };
-        let size = match &staged {
-            Some(Ok(w)) => w.size(),
-            Some(Err(e)) => {
-                // Writing the streamed literal to its blob file failed: a disk problem, which
-                // may be gone when the client tries again.
-                tracing::warn!(event = "store_error", proto = "imap", ip = %self.remote.ip(), error = %e);
-                line(out, &format!("{tag} NO [UNAVAILABLE] The message could not be stored, try again later"));
+    /// APPEND of one message, or several (MULTIAPPEND, RFC 3502): all are stored in one
+    /// transaction or none is.
+    pub(super) async fn append(&mut self, out: &mut Vec<u8>, tag: &str, target: &str, messages: Vec<AppendMessage>) -> Result<Next, StoreError> {
+        let mut staged = std::mem::take(&mut self.staged_append);
+        let mut parts = Vec::with_capacity(messages.len());
+        for m in messages {
+            let flags = match client_flags(m.flags) {
+                Ok(f) => f,
+                Err(why) => return Ok(self.error(out, tag, &why)),
+            };
+            let source = match staged.iter().position(|(at, _)| *at == m.literal_at) {
+                Some(i) => match staged.swap_remove(i).1 {
+                    Ok(w) => Ok(w),
+                    Err(e) => {
+                        // Writing the streamed literal to its blob file failed: a disk
+                        // problem, which may be gone when the client tries again.
+                        tracing::warn!(event = "store_error", proto = "imap", ip = %self.remote.ip(), error = %e);
+                        line(out, &format!("{tag} NO [UNAVAILABLE] The message could not be stored, try again later"));
+                        return Ok(Next::Continue);
+                    }
+                },
+                None => Err(m.message),
+            };
+            let size = source.as_ref().map_or_else(|inline| inline.len() as u64, |w| w.size());
+            if size > self.settings.max_append_size {
+                line(out, &format!("{tag} NO [TOOBIG] Message larger than APPENDLIMIT"));
                 return Ok(Next::Continue);
             }
-            None => message.len() as u64,
-        };
-        if size > self.settings.max_append_size {
-            line(out, &format!("{tag} NO [TOOBIG] Message larger than APPENDLIMIT"));
-            return Ok(Next::Continue);
+            parts.push((source, size, flags.join(" "), m.date));
         }
         let store = self.services.store.clone();
         let Some(user) = self.user().cloned() else { return Ok(Next::Continue) };
@@ -208,30 +209,32 @@ impl Session {
         };
         if self.settings.quota_storage > 0 {
             let (used, _) = store.usage(user.id).await?;
-            if used + size > self.settings.quota_storage {
+            if used + parts.iter().map(|p| p.1).sum::<u64>() > self.settings.quota_storage {
                 line(out, &format!("{tag} NO [OVERQUOTA] Mailbox storage quota exceeded"));
                 return Ok(Next::Continue);
             }
         }
-        let date = date.unwrap_or_else(|| chrono::Utc::now().timestamp());
-        let writer = match staged {
-            Some(Ok(w)) => w,
-            _ => {
-                let mut w = store.blob_writer()?;
-                w.write(&message).await?;
-                w
-            }
-        };
-        drop(message);
-        let blob = writer.finish().await?;
-        // Durable (blob and index fsynced) before the OK, like an SMTP 250.
-        let transfer = store.append(dest.id, blob, flags.join(" "), date).await?;
-        let new_uid = transfer.uids.first().map_or(0, |p| p.1);
+        let now = chrono::Utc::now().timestamp();
+        let mut blobs = Vec::with_capacity(parts.len());
+        for (source, _, flags, date) in parts {
+            let writer = match source {
+                Ok(w) => w,
+                Err(inline) => {
+                    let mut w = store.blob_writer()?;
+                    w.write(&inline).await?;
+                    w
+                }
+            };
+            blobs.push((writer.finish().await?, flags, date.unwrap_or(now)));
+        }
+        // Durable (blobs and index fsynced) before the OK, like an SMTP 250.
+        let transfer = store.append_all(dest.id, blobs).await?;
+        let new_uids: Vec<u32> = transfer.uids.iter().map(|p| p.1).collect();
         if let (Some(learner), Some(true)) = (&self.services.learner, super::lesson(None, dest.special_use.as_deref())) {
-            learner.learn(user.id, vec![(dest.id, new_uid)], true);
+            learner.learn(user.id, new_uids.iter().map(|&uid| (dest.id, uid)).collect(), true);
         }
         self.sync(out, true).await?;
-        line(out, &format!("{tag} OK [APPENDUID {} {new_uid}] APPEND completed", transfer.uidvalidity));
+        line(out, &format!("{tag} OK [APPENDUID {} {}] APPEND completed", transfer.uidvalidity, compact(&new_uids)));
         Ok(Next::Continue)
     }
 }

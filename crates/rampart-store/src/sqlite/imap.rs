@@ -149,6 +149,45 @@ fn prune_expunged(conn: &Connection, before: i64) -> Result<usize> {
     Ok(conn.execute("DELETE FROM expunged WHERE at < ?1", [before])?)
 }
 
+/// One appended message: its blob (small ones inline, as deliveries do: migrations 5 and 9),
+/// the next UID and MODSEQ, its summary and words, its row. Returns the UID.
+fn append_row(
+    conn: &Connection,
+    effects: &mut Effects,
+    mailbox: MailboxId,
+    blob: &mut Blob,
+    flags: &str,
+    internal_date: i64,
+    summary: Option<&Summary>,
+) -> Result<u32> {
+    insert_blob(conn, blob, 1)?;
+    let (uid, modseq): (u32, i64) = conn
+        .prepare_cached(
+            "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 \
+             WHERE id = ?1 RETURNING uidnext - 1, highestmodseq",
+        )?
+        .query_row([mailbox], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let summary_id = match summary {
+        Some(s) => {
+            let id = summaries::insert(conn, blob.id(), s)?;
+            if let Some(words) = &s.words {
+                summaries::insert_words(conn, summaries::account_of(conn, mailbox)?, id, words)?;
+            }
+            Some(id)
+        }
+        None => None,
+    };
+    let reference = format!("append-{}", blob.id());
+    conn.prepare_cached(
+        "INSERT INTO messages (mailbox_id, uid, blob_id, prefix, size, internal_date, flags, modseq, reference, trail, summary) \
+         VALUES (?1, ?2, ?3, x'', ?4, ?5, ?6, ?7, ?8, '[]', ?9)",
+    )?
+    .execute(params![mailbox, uid, blob.id(), blob.size() as i64, internal_date, flags, modseq, reference, summary_id])?;
+    // Last, as in deliver: a failure above leaves the file for the rollback to forget.
+    effects.place_blob(blob)?;
+    Ok(uid)
+}
+
 /// Copies messages to `to` with new UIDs; blobs are shared, their reference counts go up.
 fn copy_rows(conn: &Connection, effects: &mut Effects, from: MailboxId, uids: &[u32], to: MailboxId) -> Result<Transfer> {
     let target = state_by_id(conn, to)?;
@@ -579,38 +618,24 @@ impl MailStore for SqliteStore {
         .await
     }
 
-    async fn append(&self, mailbox: MailboxId, mut blob: Blob, flags: String, internal_date: i64) -> Result<Transfer> {
-        let summary = self.summarize(&[], &blob).await;
+    async fn append(&self, mailbox: MailboxId, blob: Blob, flags: String, internal_date: i64) -> Result<Transfer> {
+        self.append_all(mailbox, vec![(blob, flags, internal_date)]).await
+    }
+
+    async fn append_all(&self, mailbox: MailboxId, messages: Vec<(Blob, String, i64)>) -> Result<Transfer> {
+        let mut items = Vec::with_capacity(messages.len());
+        for (blob, flags, internal_date) in messages {
+            let summary = self.summarize(&[], &blob).await;
+            items.push((blob, flags, internal_date, summary));
+        }
         self.write(move |conn, effects| {
             let state = state_by_id(conn, mailbox)?;
-            // Small messages go inline, as deliveries do (migrations 5 and 9).
-            insert_blob(conn, &blob, 1)?;
-            let (uid, modseq): (u32, i64) = conn
-                .prepare_cached(
-                    "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 \
-                     WHERE id = ?1 RETURNING uidnext - 1, highestmodseq",
-                )?
-                .query_row([mailbox], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            let summary_id = match &summary {
-                Some(s) => {
-                    let id = summaries::insert(conn, blob.id(), s)?;
-                    if let Some(words) = &s.words {
-                        summaries::insert_words(conn, summaries::account_of(conn, mailbox)?, id, words)?;
-                    }
-                    Some(id)
-                }
-                None => None,
-            };
-            let reference = format!("append-{}", blob.id());
-            conn.prepare_cached(
-                "INSERT INTO messages (mailbox_id, uid, blob_id, prefix, size, internal_date, flags, modseq, reference, trail, summary) \
-                 VALUES (?1, ?2, ?3, x'', ?4, ?5, ?6, ?7, ?8, '[]', ?9)",
-            )?
-            .execute(params![mailbox, uid, blob.id(), blob.size() as i64, internal_date, flags, modseq, reference, summary_id])?;
-            // Last, as in deliver: a failure above leaves the file for the rollback to forget.
-            effects.place_blob(&mut blob)?;
+            let mut uids = Vec::with_capacity(items.len());
+            for (blob, flags, internal_date, summary) in &mut items {
+                uids.push((0, append_row(conn, effects, mailbox, blob, flags, *internal_date, summary.as_ref())?));
+            }
             effects.mailbox_changed(mailbox);
-            Ok(Transfer { uidvalidity: state.uidvalidity, uids: vec![(0, uid)] })
+            Ok(Transfer { uidvalidity: state.uidvalidity, uids })
         })
         .await
     }
