@@ -404,6 +404,42 @@ def test_multiappend_stores_all_or_nothing(rampart):
     assert b"BYE" in w.command("b1", "LOGOUT")
 
 
+def test_searchres_saves_a_result_for_dollar(server):
+    """RFC 5182: SEARCH RETURN (SAVE) keeps its result for `$` in later commands, as UIDs (so
+    an expunge does not shift it); SAVE alone answers no ESEARCH; MIN/MAX save only those; a
+    failed SEARCH or a new SELECT empties it."""
+    w = Wire(server)
+    assert b"a1 OK" in w.command("a1", f"LOGIN {BOB} \"{PASSWORD}\"")
+    assert b"SEARCHRES" in w.command("a2", "CAPABILITY")
+    for i in range(6):
+        subject = "keep" if i % 2 else "drop"
+        msg = message_bytes(subject=f"{subject} {i}")
+        w.send(b"a3 APPEND INBOX {%d+}\r\n" % len(msg) + msg + b"\r\n")
+        assert b"a3 OK" in w.until(b"a3 ")
+    assert b"a4 OK" in w.command("a4", "SELECT INBOX")
+    saved = w.command("a5", "UID SEARCH RETURN (SAVE) SUBJECT keep")
+    assert b"ESEARCH" not in saved and b"a5 OK" in saved, saved
+    assert re.findall(rb"\* (\d+) FETCH \(UID (\d+)\)", w.command("a6", "FETCH $ (UID)")) == [(b"2", b"2"), (b"4", b"4"), (b"6", b"6")]
+    assert b"a7 OK" in w.command("a7", "STORE 1 +FLAGS (\\Deleted)")
+    assert b"* 1 EXPUNGE" in w.command("a8", "EXPUNGE")
+    # The saved UIDs stay; their message numbers moved down by one.
+    assert re.findall(rb"\* (\d+) FETCH \(UID (\d+)\)", w.command("a9", "FETCH $ (UID)")) == [(b"1", b"2"), (b"3", b"4"), (b"5", b"6")]
+    both = w.command("b1", "SEARCH RETURN (SAVE MIN COUNT) UID $ NOT UID 4")
+    assert b"MIN 1" in both and b"COUNT 2" in both, both
+    # With COUNT, SAVE keeps all the matches: UIDs 2 and 6.
+    assert re.findall(rb"UID (\d+)", w.command("b2", "UID FETCH $ (UID)")) == [b"2", b"6"]
+    w.command("b3", "SEARCH RETURN (SAVE MAX) ALL")
+    assert re.findall(rb"UID (\d+)", w.command("b4", "UID FETCH $ (UID)")) == [b"6"]
+    assert b"b5 OK" in w.command("b5", "UID STORE $ +FLAGS.SILENT (\\Flagged)")
+    assert b"ALL 6" in w.command("b7", "UID SEARCH RETURN (ALL) FLAGGED")
+    assert b"NO [BADCHARSET" in w.command("b8", "SEARCH RETURN (SAVE) CHARSET KOI8-R ALL")
+    assert not re.search(rb"\* \d+ FETCH", w.command("b9", "FETCH $ (UID)"))
+    w.command("c1", "SEARCH RETURN (SAVE) ALL")
+    assert b"c2 OK" in w.command("c2", "SELECT INBOX")
+    assert not re.search(rb"\* \d+ FETCH", w.command("c3", "FETCH $ (UID)"))
+    assert b"BYE" in w.command("c4", "LOGOUT")
+
+
 def test_compress_can_be_turned_off(rampart):
     rampart.start("listener.imaps.compress=false", listeners=("smtp", "imaps"))
     w = Wire(rampart)

@@ -20,6 +20,8 @@ pub fn results(buf: &mut Vec<u8>, tag: &str, name: &str, uid: bool, hits: &[Hit]
     let numbers: Vec<u32> = hits.iter().map(|h| if uid { h.uid } else { h.seq }).collect();
     let max_modseq = hits.iter().map(|h| h.modseq).max();
     match ret {
+        // RFC 5182 §2.4: SAVE alone asks for no ESEARCH response, only the saving.
+        Some(opts) if opts.iter().all(|o| o == "SAVE") && !opts.is_empty() => {}
         Some(opts) => {
             // RFC 4731 §3.1: RETURN () means ALL.
             let opts: Vec<String> = if opts.is_empty() { vec!["ALL".into()] } else { opts };

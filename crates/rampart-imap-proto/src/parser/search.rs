@@ -52,6 +52,21 @@ impl SearchKey {
         }
     }
 
+    /// Calls `f` with every sequence set in the key and whether it holds UIDs.
+    pub fn for_each_set(&mut self, f: &mut impl FnMut(&mut SequenceSet, bool)) {
+        match self {
+            SearchKey::Uid(set) => f(set, true),
+            SearchKey::Seq(set) => f(set, false),
+            SearchKey::And(keys) => keys.iter_mut().for_each(|k| k.for_each_set(f)),
+            SearchKey::Or(a, b) => {
+                a.for_each_set(f);
+                b.for_each_set(f);
+            }
+            SearchKey::Not(a) => a.for_each_set(f),
+            _ => {}
+        }
+    }
+
     pub fn uses_modseq(&self) -> bool {
         match self {
             SearchKey::ModSeq(_) => true,
@@ -91,8 +106,8 @@ pub(super) fn return_opts(c: &mut Cursor<'_>) -> Result<Option<Vec<String>>, Par
     while !c.eat(b')') {
         c.eat(b' ');
         let opt = c.atom_str()?.to_ascii_uppercase();
-        // RFC 4466 §2.6.1: an unknown return option (SAVE, PARTIAL: not offered) is an error.
-        if !matches!(opt.as_str(), "MIN" | "MAX" | "ALL" | "COUNT") {
+        // RFC 4466 §2.6.1: an unknown return option (PARTIAL: not offered) is an error.
+        if !matches!(opt.as_str(), "MIN" | "MAX" | "ALL" | "COUNT" | "SAVE") {
             return Err(c.err("unknown RETURN option"));
         }
         if !opts.contains(&opt) {

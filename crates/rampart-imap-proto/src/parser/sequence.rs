@@ -1,5 +1,5 @@
 //! Sequence sets (RFC 3501 §9 sequence-set): ranges of message numbers or UIDs, `*` for the
-//! largest in use.
+//! largest in use, `$` for the result the last SEARCH saved (RFC 5182).
 
 use super::ParseError;
 use super::lexer::Cursor;
@@ -13,6 +13,9 @@ pub enum SeqNum {
     Value(u32),
     /// `*`: the largest number in use.
     Star,
+    /// `$`: the saved search result (RFC 5182); the session replaces it with numbers before the
+    /// set is used ([`SequenceSet::substitute_saved`]), and left in place it names nothing.
+    Saved,
 }
 
 impl SeqNum {
@@ -20,6 +23,7 @@ impl SeqNum {
         match self {
             SeqNum::Value(v) => v,
             SeqNum::Star => star,
+            SeqNum::Saved => 0,
         }
     }
 }
@@ -31,8 +35,12 @@ impl SequenceSet {
     pub fn parse(c: &mut Cursor<'_>) -> Result<SequenceSet, ParseError> {
         let mut ranges = Vec::new();
         loop {
-            let a = seq_num(c)?;
-            let b = if c.eat(b':') { seq_num(c)? } else { a };
+            let (a, b) = if c.eat(b'$') {
+                (SeqNum::Saved, SeqNum::Saved)
+            } else {
+                let a = seq_num(c)?;
+                (a, if c.eat(b':') { seq_num(c)? } else { a })
+            };
             if ranges.len() >= MAX_RANGES {
                 return Err(ParseError::TooBig);
             }
@@ -58,6 +66,30 @@ impl SequenceSet {
     pub fn filter(&self, sorted: &[u32], star: u32) -> Vec<u32> {
         let star = sorted.last().copied().unwrap_or(star);
         sorted.iter().copied().filter(|&n| self.contains(n, star)).collect()
+    }
+
+    /// Whether the set refers to the saved search result (`$`).
+    pub fn uses_saved(&self) -> bool {
+        self.0.iter().any(|&(a, _)| a == SeqNum::Saved)
+    }
+
+    /// Replaces `$` with `values` (ascending), as ranges of consecutive numbers.
+    pub fn substitute_saved(&mut self, values: &[u32]) {
+        if !self.uses_saved() {
+            return;
+        }
+        self.0.retain(|&(a, _)| a != SeqNum::Saved);
+        let mut i = 0;
+        while i < values.len() {
+            let start = values[i];
+            let mut end = start;
+            while i + 1 < values.len() && values[i + 1] == end.wrapping_add(1) {
+                i += 1;
+                end = values[i];
+            }
+            self.0.push((SeqNum::Value(start), SeqNum::Value(end)));
+            i += 1;
+        }
     }
 
     /// Whether the set names only values, without `*`.
@@ -106,5 +138,17 @@ mod tests {
         assert!(s.contains(5, 9) && !s.contains(3, 9));
         assert!(SequenceSet::parse(&mut Cursor::new(b"0")).is_err());
         assert_eq!(compact(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
+    }
+
+    #[test]
+    fn saved_result_is_substituted() {
+        let mut s = SequenceSet::parse(&mut Cursor::new(b"$")).unwrap();
+        assert!(s.uses_saved() && !s.contains(1, 9), "an unsubstituted $ names nothing");
+        s.substitute_saved(&[2, 3, 4, 9]);
+        assert_eq!(s.filter(&[1, 2, 3, 4, 5, 9], 0), vec![2, 3, 4, 9]);
+        assert_eq!(s.0.len(), 2, "consecutive numbers become one range");
+        let mut s = SequenceSet::parse(&mut Cursor::new(b"1,$")).unwrap();
+        s.substitute_saved(&[]);
+        assert_eq!(s.filter(&[1, 2], 0), vec![1]);
     }
 }

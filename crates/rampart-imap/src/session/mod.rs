@@ -175,6 +175,29 @@ pub fn allowed(state: &State, kind: &Kind) -> bool {
     }
 }
 
+/// Puts the saved search result where a command says `$` (RFC 5182 §2.1): its UIDs in a UID
+/// set, their present message numbers in a message-number set.
+fn substitute_saved(kind: &mut Kind, saved: &[u32], view: &view::View) {
+    let mut fix = |set: &mut crate::parser::SequenceSet, uid: bool| {
+        if !set.uses_saved() {
+            return;
+        }
+        if uid {
+            set.substitute_saved(saved);
+        } else {
+            let mut numbers: Vec<u32> = saved.iter().filter_map(|&u| view.index_of_uid(u).map(|i| i as u32 + 1)).collect();
+            numbers.sort_unstable();
+            set.substitute_saved(&numbers);
+        }
+    };
+    match kind {
+        Kind::Fetch { uid, set, .. } | Kind::Store { uid, set, .. } | Kind::Copy { uid, set, .. } => fix(set, *uid),
+        Kind::Expunge { uids: Some(set) } => fix(set, true),
+        Kind::Search { key, .. } | Kind::Sort { key, .. } | Kind::Thread { key, .. } => key.for_each_set(&mut fix),
+        _ => {}
+    }
+}
+
 /// A SASL exchange in progress.
 pub(crate) struct PendingAuth {
     tag: String,
@@ -190,6 +213,9 @@ pub struct Session {
     pub(crate) channel_binding: Option<Vec<u8>>,
     /// COMPRESS=DEFLATE is on (RFC 4978: once per connection).
     compressing: bool,
+    /// The UIDs the last SEARCH or SORT with RETURN (SAVE) kept, for `$` (RFC 5182); emptied
+    /// when a mailbox is selected or closed.
+    pub(crate) saved: Vec<u32>,
     pub(crate) state: State,
     /// RFC 7162 §3.1: CONDSTORE was enabled (ENABLE, SELECT (CONDSTORE) or a MODSEQ use).
     pub(crate) condstore: bool,
@@ -216,6 +242,7 @@ impl Session {
             tls,
             channel_binding: None,
             compressing: false,
+            saved: Vec::new(),
             state: State::NotAuthenticated,
             condstore: false,
             qresync: false,
@@ -318,6 +345,7 @@ impl Session {
             "STATUS=SIZE",
             "UNAUTHENTICATE",
             "MULTIAPPEND",
+            "SEARCHRES",
         ]);
         if self.settings.compress {
             caps.push("COMPRESS=DEFLATE");
@@ -362,7 +390,7 @@ impl Session {
 
     /// Runs one parsed command.
     pub async fn command<O: Output>(&mut self, cmd: Command, out: &mut O) -> Next {
-        let Command { tag, kind } = cmd;
+        let Command { tag, mut kind } = cmd;
         if !allowed(&self.state, &kind) {
             let why = match self.state {
                 State::NotAuthenticated => "Log in first",
@@ -373,6 +401,9 @@ impl Session {
                 _ => "No mailbox selected",
             };
             return self.error(out.buf(), &tag, &format!("{} not allowed now: {why}", kind.name()));
+        }
+        if let State::Selected(_, view) = &self.state {
+            substitute_saved(&mut kind, &self.saved, view);
         }
         let result = match kind {
             Kind::Capability => {

@@ -280,13 +280,35 @@ impl Session {
         ret: Option<Vec<String>>,
     ) -> Result<Next, StoreError> {
         if !self.search_prologue(out.buf(), tag, charset.as_deref(), &key) {
+            // RFC 5182 §2.1: a failed SEARCH ... RETURN (SAVE) leaves the saved result empty.
+            self.save_result(ret.as_deref(), &[]);
             return Ok(Next::Continue);
         }
         let mut hits: Vec<Hit> = Vec::new();
         self.scan(&key, false, key.uses_modseq(), |hit, _, _| hits.push(hit)).await?;
+        self.save_result(ret.as_deref(), &hits);
         results(out.buf(), tag, "SEARCH", uid, &hits, ret, key.uses_modseq());
         self.sync(out.buf(), false).await?;
         line(out.buf(), &format!("{tag} OK SEARCH completed"));
         Ok(Next::Continue)
+    }
+}
+
+impl Session {
+    /// RETURN (SAVE) (RFC 5182 §2.4): keeps the UIDs of the hits — only the first and/or last
+    /// when MIN/MAX come without ALL or COUNT — for `$`. Without SAVE the saved result stays.
+    pub(super) fn save_result(&mut self, ret: Option<&[String]>, hits: &[Hit]) {
+        let Some(opts) = ret.filter(|o| o.iter().any(|x| x == "SAVE")) else { return };
+        let has = |o: &str| opts.iter().any(|x| x == o);
+        let mut uids: Vec<u32> = if !has("ALL") && !has("COUNT") && (has("MIN") || has("MAX")) {
+            let first = hits.first().filter(|_| has("MIN"));
+            let last = hits.last().filter(|_| has("MAX"));
+            first.into_iter().chain(last).map(|h| h.uid).collect()
+        } else {
+            hits.iter().map(|h| h.uid).collect()
+        };
+        uids.sort_unstable();
+        uids.dedup();
+        self.saved = uids;
     }
 }

@@ -35,6 +35,8 @@ impl Session {
         if condstore {
             self.condstore = true;
         }
+        // RFC 5182 §2.1: the saved result belongs to the mailbox it came from.
+        self.saved.clear();
         let store = self.services.store.clone();
         let Some(user) = self.user().cloned() else { return Ok(Next::Continue) };
         let Some(state) = store.mailbox_state(user.id, name).await? else {
@@ -91,6 +93,7 @@ impl Session {
                 self.services.store.expunge(view.id, None).await?;
             }
         self.deselect();
+        self.saved.clear();
         line(out, &format!("{tag} OK {} completed", if expunge { "CLOSE" } else { "UNSELECT" }));
         Ok(Next::Continue)
     }

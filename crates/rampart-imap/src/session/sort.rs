@@ -27,6 +27,7 @@ impl Session {
         ret: Option<Vec<String>>,
     ) -> Result<Next, StoreError> {
         if !self.search_prologue(out.buf(), tag, Some(&charset), &key) {
+            self.save_result(ret.as_deref(), &[]);
             return Ok(Next::Continue);
         }
         let content = criteria.iter().any(|c| c.key.needs_content());
@@ -37,6 +38,7 @@ impl Session {
         .await?;
         order(&criteria, &mut rows);
         let hits: Vec<Hit> = rows.into_iter().map(|(h, _)| h).collect();
+        self.save_result(ret.as_deref(), &hits);
         results(out.buf(), tag, "SORT", uid, &hits, ret, key.uses_modseq());
         self.sync(out.buf(), false).await?;
         line(out.buf(), &format!("{tag} OK SORT completed"));
