@@ -1,5 +1,6 @@
 """IMAP end to end: the real binary against Python's imaplib, raw sockets and mbsync."""
 
+import base64
 import email
 import email.policy
 import imaplib
@@ -438,6 +439,31 @@ def test_searchres_saves_a_result_for_dollar(server):
     assert b"c2 OK" in w.command("c2", "SELECT INBOX")
     assert not re.search(rb"\* \d+ FETCH", w.command("c3", "FETCH $ (UID)"))
     assert b"BYE" in w.command("c4", "LOGOUT")
+
+
+def test_binary_append_and_fetch(server):
+    """RFC 3516: APPEND takes a literal8 with NUL octets; BINARY[] undoes base64 and answers
+    in a literal8; BINARY.SIZE agrees; an unknown transfer encoding is NO [UNKNOWN-CTE]."""
+    w = Wire(server)
+    assert b"a1 OK" in w.command("a1", f"LOGIN {BOB} \"{PASSWORD}\"")
+    assert b"BINARY" in w.command("a2", "CAPABILITY")
+    payload = bytes(range(256)) * 4
+    msg = (b"From: a@example.test\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+           b"--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n" + payload +
+           b"\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+           base64.encodebytes(payload).replace(b"\n", b"\r\n") +
+           b"--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 x\r\n--b--\r\n")
+    w.send(b"a3 APPEND INBOX ~{%d+}\r\n" % len(msg) + msg + b"\r\n")
+    assert b"a3 OK" in w.until(b"a3 ")
+    assert b"a4 OK" in w.command("a4", "SELECT INBOX")
+    for part in (1, 2):
+        got = w.command("a5", f"FETCH 1 (BINARY.PEEK[{part}] BINARY.SIZE[{part}])")
+        assert b"BINARY[%d] ~{%d}\r\n" % (part, len(payload)) + payload in got, got[:200]
+        assert b"BINARY.SIZE[%d] %d" % (part, len(payload)) in got
+    ranged = w.command("a6", "FETCH 1 BINARY.PEEK[2]<10.5>")
+    assert b"BINARY[2]<10> {5}\r\n" + payload[10:15] in ranged, ranged
+    assert b"a7 NO [UNKNOWN-CTE]" in w.command("a7", "FETCH 1 BINARY.PEEK[3]")
+    assert b"BYE" in w.command("b1", "LOGOUT")
 
 
 def test_compress_can_be_turned_off(rampart):

@@ -40,10 +40,18 @@ MESSAGES = {
     "digest": b"From: a@b.c\r\nContent-Type: multipart/digest; boundary=d\r\n\r\n--d\r\n\r\nSubject: d1\r\n\r\nbody1\r\n--d--\r\n",
 }
 
+# Where Dovecot contradicts itself, our answer. Dovecot's BINARY.SIZE of a multipart part is 4
+# less than the length of the BINARY[] it returns for that part; RFC 3516 §4.2 makes the size
+# that of the BINARY answer.
+STRUCTURE_RFC_ANSWERS = {("nested", "BINARY.SIZE[1]"): b"BINARY.SIZE[1] 101)"}
+
 ATTRS = ["ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822.SIZE", "BODY.PEEK[1]", "BODY.PEEK[1.MIME]", "BODY.PEEK[2]",
          "BODY.PEEK[TEXT]", "BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)]", "BODY.PEEK[HEADER.FIELDS.NOT (FROM)]",
          "BODY.PEEK[3]", "BODY.PEEK[3.HEADER]", "BODY.PEEK[3.TEXT]", "BODY.PEEK[3.1]", "BODY.PEEK[2.MIME]",
-         "BODY.PEEK[1.2]", "BODY.PEEK[]<5.10>"]
+         "BODY.PEEK[1.2]", "BODY.PEEK[]<5.10>",
+         # RFC 3516 BINARY: transfer encodings undone (base64 and quoted-printable parts above).
+         "BINARY.PEEK[1]", "BINARY.PEEK[2]", "BINARY.PEEK[1.1]", "BINARY.PEEK[2]<1.4>", "BINARY.SIZE[1]",
+         "BINARY.SIZE[2]", "BINARY.PEEK[3]", "BODY.PEEK[1.1]"]
 
 DOVECOT_CONF = """
 base_dir = {dir}/run
@@ -167,6 +175,9 @@ def test_structure_matches_dovecot(rampart, dovecot):
     for n, name in enumerate(MESSAGES, start=1):
         a, b = fetch_all(ours, n), fetch_all(dovecot, n)
         for attr in ATTRS:
+            if (name, attr) in STRUCTURE_RFC_ANSWERS:
+                assert b[attr] != STRUCTURE_RFC_ANSWERS[name, attr], f"Dovecot now agrees on {name} {attr}"
+                b[attr] = STRUCTURE_RFC_ANSWERS[name, attr]
             if a[attr] != b[attr]:
                 differences.append(f"{name} {attr}\n  rampart: {a[attr]!r}\n  dovecot: {b[attr]!r}")
     def search(m, criteria):

@@ -91,6 +91,35 @@ impl<'a> Parsed<'a> {
         }
     }
 
+    /// BINARY[part] (RFC 3516): a leaf part's body with its Content-Transfer-Encoding undone
+    /// (a composite part, or the whole message for an empty `part`, as it is). None when the
+    /// part does not exist; Err when its encoding is one this server cannot undo.
+    pub fn binary(&self, part: &[u32]) -> Result<Option<Vec<u8>>, UnknownCte> {
+        let Some(msg) = &self.msg else {
+            return Ok(match part {
+                [] => Some(self.raw.to_vec()),
+                [1] => Some(self.text().to_vec()),
+                _ => None,
+            });
+        };
+        if part.is_empty() {
+            return Ok(Some(self.raw.to_vec()));
+        }
+        let Some((owner, idx)) = resolve(msg, part) else { return Ok(None) };
+        let Some(p) = owner.parts.get(idx) else { return Ok(None) };
+        let body = slice(owner.raw_message.as_ref(), p.offset_body, p.offset_end);
+        if matches!(p.body, PartType::Multipart(_) | PartType::Message(_)) {
+            return Ok(Some(body.to_vec()));
+        }
+        let encoding = mail_parser::MimeHeaders::content_transfer_encoding(p).map(|e| e.trim().to_ascii_lowercase());
+        Ok(Some(match encoding.as_deref() {
+            None | Some("7bit" | "8bit" | "binary") => body.to_vec(),
+            Some("base64") => mail_parser::decoders::base64::base64_decode(body).unwrap_or_default(),
+            Some("quoted-printable") => mail_parser::decoders::quoted_printable::quoted_printable_decode(body).unwrap_or_default(),
+            Some(_) => return Err(UnknownCte),
+        }))
+    }
+
     /// Each header field with this name, for SEARCH: the decoded value (encoded words,
     /// address display names) and the raw value after it, so a search matches either form
     /// (`HEADER Message-ID <x@y>` needs the brackets mail-parser drops).
@@ -283,6 +312,10 @@ pub enum AddressField {
     Cc,
 }
 
+/// A Content-Transfer-Encoding BINARY cannot undo (RFC 3516 §4.3: `NO [UNKNOWN-CTE]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownCte;
+
 /// What SORT needs of the first address of a field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FirstAddress {
@@ -415,9 +448,10 @@ fn resolve<'m, 'x>(msg: &'m Message<'x>, path: &[u32]) -> Option<(&'m Message<'x
         let container = node.unwrap_or(0);
         node = match &owner.parts.get(container)?.body {
             PartType::Multipart(ids) => Some(*ids.get(n.checked_sub(1)?)? as usize),
-            // RFC 3501 §6.4.5: a non-multipart message has one part, 1, the body itself;
-            // a non-multipart part inside has none.
-            _ if n == 1 && at_root => Some(container),
+            // RFC 3501 §6.4.5: a non-multipart message has one part, 1, the body itself (and
+            // that body has none); a non-multipart part inside a multipart is its own part 1,
+            // as Dovecot answers (`1.1` of a text part is the part).
+            _ if n == 1 && (at_root || container != 0) => Some(container),
             _ => return None,
         };
     }

@@ -1,5 +1,5 @@
 //! The FETCH command and its attributes (RFC 3501 §6.4.5; RFC 7162 CHANGEDSINCE, VANISHED
-//! and MODSEQ).
+//! and MODSEQ; RFC 3516 BINARY).
 
 use super::lexer::Cursor;
 use super::{Kind, ParseError, SequenceSet};
@@ -19,6 +19,10 @@ pub enum FetchAttr {
     Uid,
     ModSeq,
     Section { peek: bool, section: Section, partial: Option<(u32, u32)> },
+    /// BINARY[part]<partial> (RFC 3516): the part with its transfer encoding undone.
+    Binary { peek: bool, part: Vec<u32>, partial: Option<(u32, u32)> },
+    /// BINARY.SIZE[part]: the size of that.
+    BinarySize(Vec<u32>),
 }
 
 impl FetchAttr {
@@ -29,7 +33,7 @@ impl FetchAttr {
 
     /// Whether fetching it sets \Seen (RFC 3501 §6.4.5: BODY[...] and RFC822, RFC822.TEXT).
     pub fn sets_seen(&self) -> bool {
-        matches!(self, FetchAttr::Rfc822 | FetchAttr::Rfc822Text | FetchAttr::Section { peek: false, .. })
+        matches!(self, FetchAttr::Rfc822 | FetchAttr::Rfc822Text | FetchAttr::Section { peek: false, .. } | FetchAttr::Binary { peek: false, .. })
     }
 }
 
@@ -145,6 +149,20 @@ fn attr(c: &mut Cursor<'_>) -> Result<FetchAttr, ParseError> {
             return Ok(a);
         }
     }
+    if c.keyword("BINARY.SIZE") {
+        return Ok(F::BinarySize(binary_section(c)?));
+    }
+    let binary_peek = if c.keyword("BINARY.PEEK") {
+        Some(true)
+    } else if c.keyword("BINARY") {
+        Some(false)
+    } else {
+        None
+    };
+    if let Some(peek) = binary_peek {
+        let part = binary_section(c)?;
+        return Ok(F::Binary { peek, part, partial: partial(c)? });
+    }
     let peek = if c.keyword("BODY.PEEK") {
         true
     } else if c.keyword("BODY") {
@@ -161,15 +179,35 @@ fn attr(c: &mut Cursor<'_>) -> Result<FetchAttr, ParseError> {
     c.expect(b'[')?;
     let section = section(c)?;
     c.expect(b']')?;
-    let mut partial = None;
-    if c.eat(b'<') {
-        let start = c.number32()?;
-        c.expect(b'.')?;
-        let len = c.nz_number()?;
-        c.expect(b'>')?;
-        partial = Some((start, len));
+    Ok(F::Section { peek, section, partial: partial(c)? })
+}
+
+/// `<start.len>` after a section, if there is one.
+fn partial(c: &mut Cursor<'_>) -> Result<Option<(u32, u32)>, ParseError> {
+    if !c.eat(b'<') {
+        return Ok(None);
     }
-    Ok(F::Section { peek, section, partial })
+    let start = c.number32()?;
+    c.expect(b'.')?;
+    let len = c.nz_number()?;
+    c.expect(b'>')?;
+    Ok(Some((start, len)))
+}
+
+/// section-binary = "[" [section-part] "]" (RFC 3516 §4.2): part numbers only.
+fn binary_section(c: &mut Cursor<'_>) -> Result<Vec<u32>, ParseError> {
+    c.expect(b'[')?;
+    let mut part = Vec::new();
+    while !c.eat(b']') {
+        if !part.is_empty() {
+            c.expect(b'.')?;
+        }
+        part.push(c.nz_number()?);
+        if part.len() > super::lexer::MAX_DEPTH * 4 {
+            return Err(ParseError::TooDeep);
+        }
+    }
+    Ok(part)
 }
 
 fn section(c: &mut Cursor<'_>) -> Result<Section, ParseError> {

@@ -198,6 +198,8 @@ fn append_message(c: &mut Cursor<'_>) -> Result<AppendMessage, ParseError> {
         date = Some(c.date_time()?);
         c.sp()?;
     }
+    // RFC 3516 §4.4: a literal8 (`~{N}`) may carry any octet, NUL included.
+    c.eat(b'~');
     let literal_at = c.pos;
     let message = c.literal()?.to_vec();
     Ok(AppendMessage { flags, date, message, literal_at })

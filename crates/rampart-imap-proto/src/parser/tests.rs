@@ -14,6 +14,18 @@ fn simple_commands() {
     assert_eq!(kind("c compress deflate"), Kind::Compress("DEFLATE".into()));
     assert!(parse(b"c COMPRESS").is_err());
     assert_eq!(kind("u unauthenticate"), Kind::Unauthenticate);
+    // RFC 3516 BINARY: part numbers only, with a range; APPEND takes a literal8.
+    let Kind::Fetch { attrs, .. } = kind("f FETCH 1 (BINARY.PEEK[1.2]<0.10> BINARY[] BINARY.SIZE[3])") else { panic!() };
+    assert_eq!(
+        attrs,
+        vec![
+            FetchAttr::Binary { peek: true, part: vec![1, 2], partial: Some((0, 10)) },
+            FetchAttr::Binary { peek: false, part: vec![], partial: None },
+            FetchAttr::BinarySize(vec![3]),
+        ]
+    );
+    assert!(parse(b"f FETCH 1 BINARY[1.TEXT]").is_err());
+    assert!(matches!(kind("a APPEND INBOX ~{2}\r\n\0x"), Kind::Append { ref messages, .. } if messages[0].message == b"\0x"));
     assert!(parse(b"").is_err());
 }
 

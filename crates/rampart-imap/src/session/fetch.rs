@@ -62,8 +62,8 @@ impl Session {
             }
         }
         let answering = Answering { view, records: &records, attrs: &attrs, seen_changed: &seen_changed, condstore };
-        let missing = match answer(store.as_ref(), &answering, &targets, out).await? {
-            Answered::All { missing } => missing,
+        let (missing, unknown_cte) = match answer(store.as_ref(), &answering, &targets, out).await? {
+            Answered::All { missing, unknown_cte } => (missing, unknown_cte),
             Answered::ClientGone(e) => {
                 // Nothing is wrong with the store: the client went away mid-answer.
                 tracing::debug!(event = "client_write_failed", ip = %self.remote.ip(), error = %e);
@@ -72,7 +72,10 @@ impl Session {
         };
         // RFC 3501 §7.4.1: no EXPUNGE while answering FETCH.
         self.sync(out.buf(), false).await?;
-        if missing {
+        if unknown_cte {
+            // RFC 3516 §4.3.
+            line(out.buf(), &format!("{tag} NO [UNKNOWN-CTE] Cannot decode a part's Content-Transfer-Encoding"));
+        } else if missing {
             line(out.buf(), &format!("{tag} NO [EXPUNGEISSUED] Some messages were expunged meanwhile"));
         } else {
             line(out.buf(), &format!("{tag} OK FETCH completed"));
@@ -121,8 +124,9 @@ async fn set_seen(store: &dyn MailStore, view: &mut View, targets: &[usize]) -> 
 
 /// How answering a FETCH ended.
 enum Answered {
-    /// Every target was answered; `missing` when a message's text was gone.
-    All { missing: bool },
+    /// Every target was answered; `missing` when a message's text was gone, `unknown_cte` when
+    /// a BINARY part had a transfer encoding that cannot be undone.
+    All { missing: bool, unknown_cte: bool },
     /// Writing to the client failed.
     ClientGone(std::io::Error),
 }
@@ -177,6 +181,7 @@ async fn answer<O: Output>(store: &dyn MailStore, a: &Answering<'_>, targets: &[
     let summarized = needs_content && attrs.iter().all(|a| !a.needs_content() || from_summary(a));
     let mut fetched = HashMap::new();
     let mut missing = false;
+    let mut unknown_cte = false;
     for (k, &i) in targets.iter().enumerate() {
         if summarized && k % SUMMARY_BATCH == 0 {
             fetched = load_fetched(store, view, &targets[k..(k + SUMMARY_BATCH).min(targets.len())]).await?;
@@ -222,6 +227,9 @@ async fn answer<O: Output>(store: &dyn MailStore, a: &Answering<'_>, targets: &[
             None
         };
         let parsed = raw.as_deref().map(Parsed::new);
+        if let Some(p) = &parsed {
+            unknown_cte |= attrs.iter().any(|a| matches!(a, FetchAttr::Binary { part, .. } | FetchAttr::BinarySize(part) if p.binary(part).is_err()));
+        }
         write_message(out.buf(), i, &msg, attrs, (parsed.as_ref(), stored.as_ref()), seen, condstore);
         if out.buf().len() >= FLUSH_AT
             && let Err(e) = out.flush().await
@@ -229,7 +237,7 @@ async fn answer<O: Output>(store: &dyn MailStore, a: &Answering<'_>, targets: &[
             return Ok(Answered::ClientGone(e));
         }
     }
-    Ok(Answered::All { missing })
+    Ok(Answered::All { missing, unknown_cte })
 }
 
 /// `* n FETCH (...)` for the message at view index `i`. FLAGS (and with CONDSTORE, MODSEQ)
@@ -259,6 +267,20 @@ pub(super) fn finish_message(buf: &mut Vec<u8>, msg: &Msg, attrs: &[FetchAttr], 
         buf.extend_from_slice(format!(" MODSEQ ({})", msg.modseq).as_bytes());
     }
     buf.extend_from_slice(b")\r\n");
+}
+
+/// Part numbers as a section names them, `1.2`.
+fn dotted(part: &[u32]) -> String {
+    part.iter().map(u32::to_string).collect::<Vec<_>>().join(".")
+}
+
+/// A literal, or a literal8 (`~{n}`, RFC 3516 §4.2) when the octets include NUL or, as
+/// Dovecot does, any 8-bit octet.
+fn literal8(buf: &mut Vec<u8>, data: &[u8]) {
+    if data.iter().any(|&b| b == 0 || b >= 0x80) {
+        buf.push(b'~');
+    }
+    literal(buf, data);
 }
 
 fn partial(data: &[u8], range: Option<(u32, u32)>) -> &[u8] {
@@ -328,6 +350,25 @@ pub(super) fn write_attr(buf: &mut Vec<u8>, a: &FetchAttr, msg: &Msg, (parsed, s
             // A part that does not exist is empty, as Dovecot answers (RFC 3501 leaves it open).
             let data = data.unwrap_or_default();
             literal(buf, partial(&data, *range));
+        }
+        FetchAttr::Binary { part, partial: range, .. } => {
+            buf.extend_from_slice(format!("BINARY[{}]", dotted(part)).as_bytes());
+            if let Some((start, _)) = range {
+                buf.extend_from_slice(format!("<{start}>").as_bytes());
+            }
+            buf.push(b' ');
+            match parsed.map(|p| p.binary(part)) {
+                // An encoding that cannot be undone: NIL here, and the fetch answers
+                // NO [UNKNOWN-CTE] (see `unknown_cte`).
+                Some(Err(_)) => buf.extend_from_slice(b"NIL"),
+                // RFC 3516 §4.2: literal8 when the octets include NUL.
+                Some(Ok(data)) => literal8(buf, partial(&data.unwrap_or_default(), *range)),
+                None => literal(buf, b""),
+            }
+        }
+        FetchAttr::BinarySize(part) => {
+            let size = parsed.and_then(|p| p.binary(part).ok().flatten()).map_or(0, |d| d.len());
+            buf.extend_from_slice(format!("BINARY.SIZE[{}] {size}", dotted(part)).as_bytes());
         }
     }
     let _ = condstore;

@@ -346,6 +346,7 @@ impl Session {
             "UNAUTHENTICATE",
             "MULTIAPPEND",
             "SEARCHRES",
+            "BINARY",
         ]);
         if self.settings.compress {
             caps.push("COMPRESS=DEFLATE");
