@@ -466,6 +466,19 @@ def test_binary_append_and_fetch(server):
     assert b"BYE" in w.command("b1", "LOGOUT")
 
 
+def test_internaldate_keeps_the_zone_given_at_append(server):
+    """RFC 3501 §6.3.11: INTERNALDATE is the date APPEND gave, in its zone; COPY keeps it."""
+    m = imaps(server)
+    ok(m.append("INBOX", None, '"07-Nov-2026 10:00:00 -0530"', message_bytes(subject="zoned")))
+    ok(m.create("Zoned"))
+    ok(m.select("INBOX"))
+    assert b'INTERNALDATE "07-Nov-2026 10:00:00 -0530"' in ok(m.fetch("1", "(INTERNALDATE)"))[0]
+    ok(m.copy("1", "Zoned"))
+    ok(m.select("Zoned"))
+    assert b'INTERNALDATE "07-Nov-2026 10:00:00 -0530"' in ok(m.fetch("1", "(INTERNALDATE)"))[0]
+    m.logout()
+
+
 def test_compress_can_be_turned_off(rampart):
     rampart.start("listener.imaps.compress=false", listeners=("smtp", "imaps"))
     w = Wire(rampart)

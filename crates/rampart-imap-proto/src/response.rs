@@ -60,9 +60,10 @@ pub fn flag_list<S: AsRef<str>>(out: &mut Vec<u8>, flags: &[S]) {
 }
 
 /// date-time = DQUOTE date-day-fixed "-" date-month "-" date-year SP time SP zone DQUOTE
-pub fn internal_date(unix: i64) -> String {
-    let t = chrono::Utc.timestamp_opt(unix, 0).single().unwrap_or_default();
-    t.format("\"%d-%b-%Y %H:%M:%S +0000\"").to_string()
+pub fn internal_date(unix: i64, zone_minutes: i32) -> String {
+    let zone = chrono::FixedOffset::east_opt(zone_minutes * 60).unwrap_or(chrono::FixedOffset::east_opt(0).expect("UTC"));
+    let t = zone.timestamp_opt(unix, 0).single().unwrap_or_default();
+    t.format("\"%d-%b-%Y %H:%M:%S %z\"").to_string()
 }
 
 /// A tagged or untagged status line.
@@ -105,6 +106,7 @@ mod tests {
         }
         assert!(base64_decode(b"a=bc").is_none());
         assert!(base64_decode(b"abc").is_none());
-        assert_eq!(internal_date(0), "\"01-Jan-1970 00:00:00 +0000\"");
+        assert_eq!(internal_date(0, 0), "\"01-Jan-1970 00:00:00 +0000\"");
+        assert_eq!(internal_date(1794042000, -330), "\"07-Nov-2026 03:30:00 -0530\"");
     }
 }

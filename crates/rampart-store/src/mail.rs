@@ -35,6 +35,8 @@ pub struct MessageRecord {
     pub modseq: u64,
     pub size: u64,
     pub internal_date: i64,
+    /// The zone INTERNALDATE is shown in, minutes east of UTC.
+    pub internal_zone: i32,
 }
 
 /// A mailbox's messages as a view opens on them, compactly: the UIDs in order, and for each
@@ -202,9 +204,10 @@ pub trait MailStore: DeliveryStore + MessageStore {
     async fn move_messages(&self, from: MailboxId, uids: Vec<u32>, to: MailboxId) -> Result<Transfer>;
     /// Stores a message durably with the given flags and internal date; returns once fsynced.
     async fn append(&self, mailbox: MailboxId, blob: Blob, flags: String, internal_date: i64) -> Result<Transfer>;
-    /// Stores several messages (blob, flags, internal date) in one transaction, all or none
-    /// (MULTIAPPEND, RFC 3502); their UIDs are consecutive, in order.
-    async fn append_all(&self, mailbox: MailboxId, messages: Vec<(Blob, String, i64)>) -> Result<Transfer>;
+    /// Stores several messages (blob, flags, internal date and its zone in minutes east of
+    /// UTC) in one transaction, all or none (MULTIAPPEND, RFC 3502); their UIDs are
+    /// consecutive, in order.
+    async fn append_all(&self, mailbox: MailboxId, messages: Vec<(Blob, String, i64, i32)>) -> Result<Transfer>;
     /// For an import that keeps its source's UIDs (`rampart import maildir` with a
     /// dovecot-uidlist): the next APPEND to `mailbox` gets `next_uid`, unless the mailbox's
     /// UIDNEXT is already past it (UIDs only grow); a mailbox without messages adopts

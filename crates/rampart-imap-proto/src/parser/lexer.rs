@@ -270,11 +270,12 @@ impl<'a> Cursor<'a> {
     }
 
     /// date-time = DQUOTE date-day-fixed "-" date-month "-" date-year SP time SP zone DQUOTE
-    pub fn date_time(&mut self) -> R<i64> {
+    /// date-time (RFC 3501 §9): the instant and its zone in minutes east of UTC.
+    pub fn date_time(&mut self) -> R<(i64, i32)> {
         let text = self.quoted()?;
         let text = std::str::from_utf8(&text).map_err(|_| self.err("bad date-time"))?;
         chrono::DateTime::parse_from_str(text.trim_start(), "%d-%b-%Y %H:%M:%S %z")
-            .map(|d| d.timestamp())
+            .map(|d| (d.timestamp(), d.offset().local_minus_utc() / 60))
             .map_err(|_| self.err("bad date-time"))
     }
 }
@@ -314,7 +315,7 @@ mod tests {
         assert_eq!(Cursor::new(b"1-Feb-2020").date().unwrap(), chrono::NaiveDate::from_ymd_opt(2020, 2, 1).unwrap());
         assert!(Cursor::new(b"31-Feb-2020").date().is_err());
         let t = Cursor::new(b"\" 7-Nov-2026 10:00:00 +0100\"").date_time().unwrap();
-        assert_eq!(t, 1794042000);
+        assert_eq!(t, (1794042000, 60));
     }
 
     #[test]

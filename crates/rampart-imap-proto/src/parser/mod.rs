@@ -53,7 +53,8 @@ pub enum ParseError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppendMessage {
     pub flags: Vec<String>,
-    pub date: Option<i64>,
+    /// INTERNALDATE: the instant and its zone in minutes east of UTC.
+    pub date: Option<(i64, i32)>,
     pub message: Vec<u8>,
     /// Where its literal's `{` is in the command: the driver streams a large literal to a blob
     /// and leaves `{0}` there, and names the blob by this offset.

@@ -104,7 +104,7 @@ fn list_extended() {
 #[test]
 fn append_and_mailboxes() {
     let k = kind("a APPEND inbox (\\Seen) \"01-Jan-2020 10:00:00 +0000\" {5}\r\nhello");
-    let hello = AppendMessage { flags: vec!["\\Seen".into()], date: Some(1577872800), message: b"hello".to_vec(), literal_at: 52 };
+    let hello = AppendMessage { flags: vec!["\\Seen".into()], date: Some((1577872800, 0)), message: b"hello".to_vec(), literal_at: 52 };
     assert_eq!(k, Kind::Append { mailbox: "INBOX".into(), messages: vec![hello.clone()] });
     // RFC 3502 MULTIAPPEND: each message with its own optional flags and date.
     let k = kind("a APPEND inbox (\\Seen) \"01-Jan-2020 10:00:00 +0000\" {5}\r\nhello {2+}\r\nhi (\\Flagged) {0}\r\n");

@@ -307,7 +307,7 @@ pub(super) fn write_attr(buf: &mut Vec<u8>, a: &FetchAttr, msg: &Msg, (parsed, s
         }
         FetchAttr::InternalDate => {
             buf.extend_from_slice(b"INTERNALDATE ");
-            buf.extend_from_slice(internal_date(msg.internal_date).as_bytes());
+            buf.extend_from_slice(internal_date(msg.internal_date, msg.internal_zone).as_bytes());
         }
         FetchAttr::Rfc822Size => buf.extend_from_slice(format!("RFC822.SIZE {}", msg.size).as_bytes()),
         FetchAttr::ModSeq => buf.extend_from_slice(format!("MODSEQ ({})", msg.modseq).as_bytes()),

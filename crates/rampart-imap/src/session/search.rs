@@ -224,7 +224,7 @@ impl Session {
             let uid = view.uid(i);
             while rows.next_if(|r| r.uid < uid).is_some() {}
             let row = rows.peek().filter(|r| r.uid == uid).copied();
-            let record = row.map(|r| MessageRecord { uid, flags: String::new(), modseq: r.modseq, size: r.size, internal_date: r.internal_date });
+            let record = row.map(|r| MessageRecord { uid, flags: String::new(), modseq: r.modseq, size: r.size, internal_date: r.internal_date, internal_zone: 0 });
             let mut msg = view.msg(i, record.as_ref());
             if let Some(m) = view.own_modseq(uid) {
                 msg.modseq = msg.modseq.max(m);

@@ -214,7 +214,7 @@ impl Session {
                 return Ok(Next::Continue);
             }
         }
-        let now = chrono::Utc::now().timestamp();
+        let now = (chrono::Utc::now().timestamp(), 0);
         let mut blobs = Vec::with_capacity(parts.len());
         for (source, _, flags, date) in parts {
             let writer = match source {
@@ -225,7 +225,8 @@ impl Session {
                     w
                 }
             };
-            blobs.push((writer.finish().await?, flags, date.unwrap_or(now)));
+            let (date, zone) = date.unwrap_or(now);
+            blobs.push((writer.finish().await?, flags, date, zone));
         }
         // Durable (blobs and index fsynced) before the OK, like an SMTP 250.
         let transfer = store.append_all(dest.id, blobs).await?;

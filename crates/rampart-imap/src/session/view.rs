@@ -27,6 +27,8 @@ pub struct Msg {
     pub modseq: u64,
     pub size: u64,
     pub internal_date: i64,
+    /// The zone INTERNALDATE is shown in, minutes east of UTC.
+    pub internal_zone: i32,
     pub recent: bool,
 }
 
@@ -167,6 +169,7 @@ impl View {
             modseq: record.map_or(0, |r| r.modseq),
             size: record.map_or(0, |r| r.size),
             internal_date: record.map_or(0, |r| r.internal_date),
+            internal_zone: record.map_or(0, |r| r.internal_zone),
             recent: self.is_recent(i),
         }
     }
@@ -398,7 +401,7 @@ mod tests {
         };
         let flags = ["", "\\Seen", "\\Seen \\Flagged", "$Label1 \\Seen"];
         let records = (1..=n)
-            .map(|uid| MessageRecord { uid, flags: flags[uid as usize % 4].into(), modseq: 1, size: 5000, internal_date: 0 })
+            .map(|uid| MessageRecord { uid, flags: flags[uid as usize % 4].into(), modseq: 1, size: 5000, internal_date: 0, internal_zone: 0 })
             .collect();
         let records: Vec<MessageRecord> = records;
         View::open(state, ViewRows::from_records(&records), recent_from, false, watch::channel(0).1)

@@ -34,6 +34,7 @@ fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRecord> {
         modseq: r.get::<_, i64>(2)? as u64,
         size: r.get::<_, i64>(3)? as u64,
         internal_date: r.get(4)?,
+        internal_zone: r.get(5)?,
     })
 }
 
@@ -157,7 +158,7 @@ fn append_row(
     mailbox: MailboxId,
     blob: &mut Blob,
     flags: &str,
-    internal_date: i64,
+    (internal_date, zone): (i64, i32),
     summary: Option<&Summary>,
 ) -> Result<u32> {
     insert_blob(conn, blob, 1)?;
@@ -179,10 +180,10 @@ fn append_row(
     };
     let reference = format!("append-{}", blob.id());
     conn.prepare_cached(
-        "INSERT INTO messages (mailbox_id, uid, blob_id, prefix, size, internal_date, flags, modseq, reference, trail, summary) \
-         VALUES (?1, ?2, ?3, x'', ?4, ?5, ?6, ?7, ?8, '[]', ?9)",
+        "INSERT INTO messages (mailbox_id, uid, blob_id, prefix, size, internal_date, internal_zone, flags, modseq, reference, trail, summary) \
+         VALUES (?1, ?2, ?3, x'', ?4, ?5, ?6, ?7, ?8, ?9, '[]', ?10)",
     )?
-    .execute(params![mailbox, uid, blob.id(), blob.size() as i64, internal_date, flags, modseq, reference, summary_id])?;
+    .execute(params![mailbox, uid, blob.id(), blob.size() as i64, internal_date, zone, flags, modseq, reference, summary_id])?;
     // Last, as in deliver: a failure above leaves the file for the rollback to forget.
     effects.place_blob(blob)?;
     Ok(uid)
@@ -200,8 +201,8 @@ fn copy_rows(conn: &Connection, effects: &mut Effects, from: MailboxId, uids: &[
     let mut take_uid =
         conn.prepare_cached("UPDATE mailboxes SET uidnext = uidnext + 1 WHERE id = ?1 RETURNING uidnext - 1")?;
     let mut insert = conn.prepare_cached(
-        "INSERT INTO messages (mailbox_id, uid, blob_id, prefix, size, internal_date, flags, modseq, reference, trail, summary) \
-         SELECT ?3, ?4, blob_id, prefix, size, internal_date, flags, ?5, reference, trail, summary FROM messages \
+        "INSERT INTO messages (mailbox_id, uid, blob_id, prefix, size, internal_date, internal_zone, flags, modseq, reference, trail, summary) \
+         SELECT ?3, ?4, blob_id, prefix, size, internal_date, internal_zone, flags, ?5, reference, trail, summary FROM messages \
          WHERE mailbox_id = ?1 AND uid = ?2",
     )?;
     let mut refs = conn.prepare_cached("UPDATE blobs SET refcount = refcount + 1 WHERE id = ?1")?;
@@ -422,7 +423,7 @@ impl MailStore for SqliteStore {
                 let state = state_by_id(conn, mailbox)?;
                 let rows = conn
                     .prepare_cached(
-                        "SELECT uid, flags, modseq, size, internal_date FROM messages WHERE mailbox_id = ?1 ORDER BY uid",
+                        "SELECT uid, flags, modseq, size, internal_date, internal_zone FROM messages WHERE mailbox_id = ?1 ORDER BY uid",
                     )?
                     .query_map([mailbox], record_from_row)?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -438,7 +439,7 @@ impl MailStore for SqliteStore {
         self.read(move |conn| {
             let rows = conn
                 .prepare_cached(
-                    "SELECT uid, flags, modseq, size, internal_date FROM messages \
+                    "SELECT uid, flags, modseq, size, internal_date, internal_zone FROM messages \
                      WHERE mailbox_id = ?1 AND uid BETWEEN ?2 AND ?3 ORDER BY uid",
                 )?
                 .query_map(params![mailbox, first, last], record_from_row)?
@@ -480,7 +481,7 @@ impl MailStore for SqliteStore {
                 }
                 changes.changed = conn
                     .prepare_cached(
-                        "SELECT uid, flags, modseq, size, internal_date FROM messages \
+                        "SELECT uid, flags, modseq, size, internal_date, internal_zone FROM messages \
                          WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid",
                     )?
                     .query_map(params![mailbox, modseq as i64], record_from_row)?
@@ -619,20 +620,20 @@ impl MailStore for SqliteStore {
     }
 
     async fn append(&self, mailbox: MailboxId, blob: Blob, flags: String, internal_date: i64) -> Result<Transfer> {
-        self.append_all(mailbox, vec![(blob, flags, internal_date)]).await
+        self.append_all(mailbox, vec![(blob, flags, internal_date, 0)]).await
     }
 
-    async fn append_all(&self, mailbox: MailboxId, messages: Vec<(Blob, String, i64)>) -> Result<Transfer> {
+    async fn append_all(&self, mailbox: MailboxId, messages: Vec<(Blob, String, i64, i32)>) -> Result<Transfer> {
         let mut items = Vec::with_capacity(messages.len());
-        for (blob, flags, internal_date) in messages {
+        for (blob, flags, internal_date, zone) in messages {
             let summary = self.summarize(&[], &blob).await;
-            items.push((blob, flags, internal_date, summary));
+            items.push((blob, flags, (internal_date, zone), summary));
         }
         self.write(move |conn, effects| {
             let state = state_by_id(conn, mailbox)?;
             let mut uids = Vec::with_capacity(items.len());
-            for (blob, flags, internal_date, summary) in &mut items {
-                uids.push((0, append_row(conn, effects, mailbox, blob, flags, *internal_date, summary.as_ref())?));
+            for (blob, flags, date, summary) in &mut items {
+                uids.push((0, append_row(conn, effects, mailbox, blob, flags, *date, summary.as_ref())?));
             }
             effects.mailbox_changed(mailbox);
             Ok(Transfer { uidvalidity: state.uidvalidity, uids })

@@ -407,6 +407,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE expunged ADD COLUMN at INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE mailboxes ADD COLUMN expunged_floor INTEGER NOT NULL DEFAULT 0;
     "#,
+    // IMAP: INTERNALDATE keeps the zone APPEND gave it (minutes east of UTC; RFC 3501 §6.3.11
+    // returns the date as the client set it). Delivered and older messages are +0000.
+    r#"
+    ALTER TABLE messages ADD COLUMN internal_zone INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The schema version this binary writes.
