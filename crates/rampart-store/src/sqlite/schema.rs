@@ -407,6 +407,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE expunged ADD COLUMN at INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE mailboxes ADD COLUMN expunged_floor INTEGER NOT NULL DEFAULT 0;
     "#,
+    // When each account's password was last set (unix seconds), for the audit's maximum
+    // password age. Accounts from before this migration get NULL: unknown.
+    r#"
+    ALTER TABLE accounts ADD COLUMN password_changed INTEGER;
+    "#,
 ];
 
 /// The schema version this binary writes.
