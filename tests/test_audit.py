@@ -1,9 +1,13 @@
 """`rampart audit` against the test DNS: a deliberately weak zone (SPF +all, no DMARC, the DKIM
 key unpublished) gives each finding and a non-zero exit; the zone `rampart dns records`
-prints gives no high finding. The open-relay attempt runs against the live MX listener."""
+prints gives no high finding. The open-relay attempt runs against the live MX listener. Passwords older than
+`auth.password_max_age_days` (by the date the store records at every password change) are a
+finding."""
 
 import json
 import re
+import sqlite3
+import time
 
 from conftest import Dns
 
@@ -65,3 +69,31 @@ def test_the_recommended_zone_has_no_high_finding(rampart, tmp_path):
     assert not problems(found, "high"), found
     assert code == 0
     assert not [f for f in found if f[1] in ("dns", "backup")], found
+
+
+def test_old_passwords_by_policy_date(rampart, tmp_path):
+    dns = Dns(tmp_path)
+    dns.start()
+    rampart.set_config("dns", "nameservers", f'["{dns.address}"]')
+
+    def password_findings():
+        r = rampart.run_cli("audit", "--domain", "example.test", "--json", check=False)
+        return [f for f in json.loads(r.stdout)["findings"] if f["area"] == "passwords"]
+
+    try:
+        assert not password_findings(), "auth.password_max_age_days is off by default"
+        rampart.set_config("auth", "password_max_age_days", "30")
+        # bob's password was set 40 days ago; alice's before Rampart recorded the date.
+        with sqlite3.connect(rampart.dir / "data" / "rampart.db") as db:
+            db.execute("UPDATE accounts SET password_changed = ? WHERE address = 'bob@example.test'", (int(time.time()) - 40 * 86400,))
+            db.execute("UPDATE accounts SET password_changed = NULL WHERE address = 'alice@example.test'")
+        rampart.add_user("carol@example.test")
+        findings = password_findings()
+        assert [(f["severity"], f["subject"]) for f in findings] == [("medium", "bob@example.test"), ("low", "alice@example.test")], findings
+        assert "older than 30 days" in findings[0]["problem"]
+        # A new password dates both again.
+        for user in ("bob@example.test", "alice@example.test"):
+            rampart.run_cli("user", "passwd", user, "--password-stdin", input="a fresh tangerine vortex 42\n")
+        assert not password_findings()
+    finally:
+        dns.stop()

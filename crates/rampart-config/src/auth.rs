@@ -21,6 +21,11 @@ section! {
         pub password_min_length: usize = 12,
         /// Lowest zxcvbn strength score (0-4) a new password needs.
         pub password_min_score: u8 = 3,
+        /// `rampart audit` reports passwords not changed for this many days (and, while this is
+        /// on, passwords set before Rampart recorded the date). 0: off, the default — NIST SP
+        /// 800-63B advises against forced periodic changes, which push users to predictable
+        /// variations; set it where your own policy requires a maximum age.
+        pub password_max_age_days: u32 = 0,
         /// argon2id memory cost in KiB (OWASP minimum: 19 MiB). Old hashes keep their own cost.
         pub argon2_memory_kib: u32 = 19456,
         /// argon2id passes (OWASP minimum: 2).

@@ -106,6 +106,11 @@ pub trait DirectoryStore: Send + Sync + 'static {
     async fn set_password(&self, address: &str, password_hash: &str) -> Result<()> {
         self.set_secrets(address, &Secrets { password_hash: password_hash.into(), ..Secrets::default() }).await
     }
+    /// Every account with the time its password was last set (unix seconds; `None` when it was
+    /// set before the store recorded it), for the audit's maximum password age. Set by
+    /// [`DirectoryStore::add_account_with`] and [`DirectoryStore::set_secrets`], the one path
+    /// of every password change (CLI, web admin, self-service).
+    async fn password_changes(&self) -> Result<Vec<(String, Option<i64>)>>;
     /// None for an unknown or invalid address, and for a suspended account.
     async fn credentials(&self, address: &str) -> Result<Option<Credentials>>;
     /// `InvalidAppPasswordName`, `TooManyAppPasswords`, or `Exists` for a name in use.

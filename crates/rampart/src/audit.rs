@@ -82,6 +82,8 @@ pub struct Setup {
     pub keys: Vec<DkimKey>,
     pub domains: Vec<String>,
     pub hashes: Vec<(String, String)>,
+    /// Each account's last password change (unix seconds; `None`: before the store recorded it).
+    pub password_changes: Vec<(String, Option<i64>)>,
     /// Administrators of the web layer without a confirmed second factor.
     pub admins_without_2fa: Vec<String>,
 }
@@ -108,7 +110,8 @@ pub fn command(config_path: &Path, args: AuditArgs) -> anyhow::Result<()> {
             .filter(|a| a.role == rampart_store::Role::Admin && !a.totp)
             .map(|a| a.account.address)
             .collect();
-        let setup = Setup { config, resolver, keys, domains, hashes, admins_without_2fa };
+        let password_changes = store.password_changes().await?;
+        let setup = Setup { config, resolver, keys, domains, hashes, password_changes, admins_without_2fa };
         let smtp = args.smtp.or_else(|| setup.config.listener.smtp.bind.first().map(|a| loopback(*a)));
         anyhow::Ok(run(&setup, smtp, args.backup_max_age).await)
     })?;
@@ -135,6 +138,7 @@ pub async fn run(setup: &Setup, smtp: Option<SocketAddr>, backup_max_age: u64) -
     }
     out.extend(checks::configuration(&setup.config));
     out.extend(checks::password_hashes(setup));
+    out.extend(checks::password_age(&setup.config.auth, &setup.password_changes, chrono::Utc::now().timestamp()));
     out.extend(checks::admins_without_2fa(setup));
     out.extend(checks::backup_age(&setup.config.server.data_dir, backup_max_age));
     out.sort_by_key(|f| f.severity);

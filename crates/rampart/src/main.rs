@@ -14,6 +14,7 @@
 //!   queue route, built by [`queue`]);
 //! - [`import`] brings mailboxes in from Maildir++ and mbox, and exports Maildir++;
 //! - [`audit`] checks the live setup and says what to fix;
+//! - [`manpages`] writes the man pages from these clap definitions (hidden `rampart man DIR`);
 //! - [`backup`] copies the data directory while the server runs, verifies and restores copies;
 //! - [`sending`] shows and overrides sending quotas, their exceptions, and suspends and
 //!   resumes accounts (the running server's side is `rampart_smtp::sending`);
@@ -33,6 +34,7 @@ mod gateway;
 mod import;
 mod init;
 mod logging;
+mod manpages;
 mod metrics;
 mod quarantine;
 mod privileges;
@@ -175,6 +177,11 @@ enum Command {
         #[command(subcommand)]
         command: DnsCommand,
     },
+    /// Write the manual pages (rampart.1 and one per subcommand) into DIR, for packaging.
+    #[command(hide = true)]
+    Man {
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -183,6 +190,12 @@ enum ConfigCommand {
     Check {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
+    },
+    /// Print the documented default configuration that `init` writes (for scripts/package).
+    #[command(hide = true)]
+    Template {
+        #[arg(long, default_value = "localhost")]
+        hostname: String,
     },
 }
 
@@ -213,6 +226,10 @@ fn main() -> std::process::ExitCode {
         Command::Init { dir, hostname, domain } => init::run(&dir, &hostname, &domain),
         Command::Serve { sets } => serve::run(&config, &sets),
         Command::Config { command: ConfigCommand::Check { sets } } => config_check(&config, &sets),
+        Command::Config { command: ConfigCommand::Template { hostname } } => {
+            print!("{}", rampart_config::template(&hostname));
+            Ok(())
+        }
         Command::Domain { command } => admin::domain(&config, command),
         Command::User { command } => admin::user(&config, command),
         Command::Alias { command } => admin::alias(&config, command),
@@ -233,6 +250,7 @@ fn main() -> std::process::ExitCode {
         Command::Ban { command } => bans::ban(&config, command),
         Command::ApiToken { command } => admin::api_token(&config, command),
         Command::Firewall { command } => bans::firewall(&config, command),
+        Command::Man { dir } => manpages::write(&dir),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -72,8 +72,8 @@ impl DirectoryStore for SqliteStore {
             }
             let created = now();
             match conn.execute(
-                "INSERT INTO accounts (address, domain_id, password_hash, scram_sha256, cram_secret, created) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO accounts (address, domain_id, password_hash, scram_sha256, cram_secret, created, password_changed) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
                 params![address, domain_id, secrets.password_hash, secrets.scram_sha256, secrets.cram_secret, created],
             ) {
                 Ok(_) => {}
@@ -149,13 +149,23 @@ impl DirectoryStore for SqliteStore {
         let secrets = secrets.clone();
         self.write(move |conn, _| {
             let n = conn.execute(
-                "UPDATE accounts SET password_hash = ?2, scram_sha256 = ?3, cram_secret = ?4 WHERE address = ?1",
-                params![address, secrets.password_hash, secrets.scram_sha256, secrets.cram_secret],
+                "UPDATE accounts SET password_hash = ?2, scram_sha256 = ?3, cram_secret = ?4, password_changed = ?5 \
+                 WHERE address = ?1",
+                params![address, secrets.password_hash, secrets.scram_sha256, secrets.cram_secret, now()],
             )?;
             if n == 0 {
                 return Err(StoreError::NotFound(format!("account {address}")));
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn password_changes(&self) -> Result<Vec<(String, Option<i64>)>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare("SELECT address, password_changed FROM accounts ORDER BY address")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
         })
         .await
     }

@@ -412,6 +412,11 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE messages ADD COLUMN internal_zone INTEGER NOT NULL DEFAULT 0;
     "#,
+    // When each account's password was last set (unix seconds), for the audit's maximum
+    // password age. Accounts from before this migration get NULL: unknown.
+    r#"
+    ALTER TABLE accounts ADD COLUMN password_changed INTEGER;
+    "#,
 ];
 
 /// The schema version this binary writes.

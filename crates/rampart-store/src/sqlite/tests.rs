@@ -665,3 +665,20 @@ async fn web_roles_totp_sessions_tokens() {
     store.api_token_revoke("ci").await.unwrap();
     assert!(store.api_tokens().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn password_changes_are_dated() {
+    let (dir, store) = store().await;
+    let before = super::now();
+    store.add_account("bob@example.test", "h1").await.unwrap();
+    store.add_account("alice@example.test", "h1").await.unwrap();
+    let changes = store.password_changes().await.unwrap();
+    assert_eq!(changes.len(), 2);
+    assert!(changes.iter().all(|(_, at)| at.is_some_and(|t| t >= before)), "{changes:?}");
+    // A row from before the column existed: unknown, until the next password change dates it.
+    let conn = rusqlite::Connection::open(dir.path().join("rampart.db")).unwrap();
+    conn.execute("UPDATE accounts SET password_changed = NULL WHERE address = 'bob@example.test'", []).unwrap();
+    assert_eq!(store.password_changes().await.unwrap()[1], ("bob@example.test".to_string(), None));
+    store.set_password("bob@example.test", "h2").await.unwrap();
+    assert!(store.password_changes().await.unwrap()[1].1.is_some_and(|t| t >= before));
+}

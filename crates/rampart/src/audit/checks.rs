@@ -259,16 +259,38 @@ pub fn password_hashes(setup: &Setup) -> Vec<Finding> {
             Some(_) => {}
         }
     }
-    let list = |v: &[&str]| {
-        let shown: Vec<&str> = v.iter().take(5).copied().collect();
-        format!("{}{}", shown.join(", "), if v.len() > 5 { format!(" and {} more", v.len() - 5) } else { String::new() })
-    };
     let mut out = Vec::new();
     if !not_argon2id.is_empty() {
         out.push(Finding::new(Severity::Medium, "passwords", list(&not_argon2id), "password hashes that are not argon2id", "have these users set a new password (rampart user passwd)"));
     }
     if !weaker.is_empty() {
         out.push(Finding::new(Severity::Low, "passwords", list(&weaker), "argon2id hashes cheaper than the [auth] cost now configured", "they take the new cost when the users next change their passwords"));
+    }
+    out
+}
+
+/// Up to five addresses, and how many more.
+fn list(v: &[&str]) -> String {
+    let shown: Vec<&str> = v.iter().take(5).copied().collect();
+    format!("{}{}", shown.join(", "), if v.len() > 5 { format!(" and {} more", v.len() - 5) } else { String::new() })
+}
+
+/// Passwords older than `[auth] password_max_age_days` (off at 0), and those whose age is
+/// unknown (set before the store recorded it), at `now` (unix seconds).
+pub fn password_age(auth: &rampart_config::Auth, changes: &[(String, Option<i64>)], now: i64) -> Vec<Finding> {
+    let max_days = i64::from(auth.password_max_age_days);
+    if max_days == 0 {
+        return Vec::new();
+    }
+    let old: Vec<&str> = changes.iter().filter(|(_, at)| at.is_some_and(|t| (now - t) / 86_400 > max_days)).map(|(a, _)| a.as_str()).collect();
+    let unknown: Vec<&str> = changes.iter().filter(|(_, at)| at.is_none()).map(|(a, _)| a.as_str()).collect();
+    let fix = "have these users set a new password (rampart user passwd, or the web self-service)";
+    let mut out = Vec::new();
+    if !old.is_empty() {
+        out.push(Finding::new(Severity::Medium, "passwords", list(&old), format!("passwords older than {max_days} days (auth.password_max_age_days)"), fix));
+    }
+    if !unknown.is_empty() {
+        out.push(Finding::new(Severity::Low, "passwords", list(&unknown), "passwords of unknown age (set before Rampart recorded the date)", fix));
     }
     out
 }
@@ -333,6 +355,20 @@ mod tests {
         let none = problems(dmarc("d.test", &["v=DMARC1; p=none".into()]));
         assert_eq!(none.iter().map(|p| p.0).collect::<Vec<_>>(), [Severity::Medium, Severity::Low]);
         assert!(problems(dmarc("d.test", &["v=DMARC1; p=reject; rua=mailto:a@d.test".into()])).is_empty());
+    }
+
+    #[test]
+    fn password_ages() {
+        let day = 86_400;
+        let now = 100 * day;
+        let changes = vec![("old@d.test".to_string(), Some(now - 91 * day)), ("new@d.test".to_string(), Some(now - 5 * day)), ("unknown@d.test".to_string(), None)];
+        let mut auth = rampart_config::Auth::default();
+        assert!(password_age(&auth, &changes, now).is_empty(), "off by default");
+        auth.password_max_age_days = 90;
+        let found = password_age(&auth, &changes, now);
+        assert_eq!(found.len(), 2);
+        assert_eq!((found[0].severity, found[0].subject.as_str()), (Severity::Medium, "old@d.test"));
+        assert_eq!((found[1].severity, found[1].subject.as_str()), (Severity::Low, "unknown@d.test"));
     }
 
     #[test]
