@@ -617,6 +617,16 @@ async fn web_roles_totp_sessions_tokens() {
     store.set_role("Bob@example.test", Role::Admin).await.unwrap();
     assert!(matches!(store.set_role("nobody@example.test", Role::Admin).await, Err(StoreError::NotFound(_))));
 
+    // The last administrator who can log in stays one: not demoted, suspended or removed.
+    assert!(matches!(store.set_role("bob@example.test", Role::User).await, Err(StoreError::LastAdmin(_))));
+    assert!(matches!(store.set_suspended("bob@example.test", true).await, Err(StoreError::LastAdmin(_))));
+    assert!(matches!(store.remove_account("bob@example.test").await, Err(StoreError::LastAdmin(_))));
+    store.add_account("carol@example.test", "$argon2id$x").await.unwrap();
+    store.set_role("carol@example.test", Role::Admin).await.unwrap();
+    store.set_suspended("carol@example.test", true).await.unwrap();
+    assert!(matches!(store.set_role("bob@example.test", Role::User).await, Err(StoreError::LastAdmin(_))), "carol cannot log in");
+    store.set_suspended("carol@example.test", false).await.unwrap();
+
     // Suspension: no credentials, no sessions, until restored.
     store.session_put("s0", bob, "csrf", 1).await.unwrap();
     store.set_suspended("bob@example.test", true).await.unwrap();
