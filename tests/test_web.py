@@ -338,7 +338,7 @@ def test_admin_manages_domains_users_aliases_like_the_cli(rampart):
     assert "info@other.test -> carol@other.test" in rampart.run_cli("alias", "list").stdout
     # A refusal from the store comes with its reason.
     r = api.call("DELETE", "/api/v1/domains/other.test")
-    assert r.status_code == 400 and "remove them first" in r.json()["message"]
+    assert r.status_code == 409 and "remove them first" in r.json()["message"]
     assert api.call("DELETE", "/api/v1/aliases/info@other.test").status_code == 200
     assert api.call("DELETE", "/api/v1/users/carol@other.test").status_code == 200
     assert api.call("DELETE", "/api/v1/domains/other.test").status_code == 200
@@ -350,6 +350,63 @@ def test_admin_manages_domains_users_aliases_like_the_cli(rampart):
     assert api.call("DELETE", "/api/v1/users/alice@example.test/totp").json()["ok"] is True
     assert api.call("PUT", "/api/v1/users/alice@example.test/password", {"password": NEW_PASSWORD}).status_code == 200
     assert Api(rampart).login("alice@example.test", NEW_PASSWORD).status_code == 200
+
+
+def test_the_last_admin_is_never_demoted_suspended_or_removed(rampart):
+    start(rampart)
+    api = admin_session(rampart)
+    bob = "/api/v1/users/bob@example.test"
+    for method, path, body in (("PUT", bob + "/role", {"role": "user"}), ("PUT", bob + "/suspended", {"suspended": True}),
+                               ("DELETE", bob, None)):
+        r = api.call(method, path, body)
+        assert r.status_code == 409, (path, r.text)
+        assert r.json()["error"] == "last_admin" and "last administrator" in r.json()["message"], r.text
+    # The CLI refuses the same, with the same sentence.
+    for args in (("user", "role", "bob@example.test", "user"), ("user", "remove", "bob@example.test")):
+        r = rampart.run_cli(*args, check=False)
+        assert r.returncode != 0 and "last administrator" in r.stderr, r.stderr
+    assert api.get(bob).json()["role"] == "admin"
+    # With a second admin who can log in, either may go; then the other is the last one.
+    assert api.call("PUT", "/api/v1/users/alice@example.test/role", {"role": "admin"}).status_code == 200
+    assert api.call("PUT", "/api/v1/users/alice@example.test/suspended", {"suspended": True}).status_code == 200
+    assert api.call("PUT", bob + "/role", {"role": "user"}).status_code == 409, "a suspended admin does not count"
+    assert api.call("PUT", "/api/v1/users/alice@example.test/suspended", {"suspended": False}).status_code == 200
+    assert api.call("PUT", bob + "/role", {"role": "user"}).status_code == 200
+    r = rampart.run_cli("user", "role", "alice@example.test", "user", check=False)
+    assert r.returncode != 0 and "last administrator" in r.stderr, r.stderr
+    rampart.run_cli("user", "role", "bob@example.test", "admin")
+    rampart.run_cli("user", "role", "alice@example.test", "user")
+
+
+def test_conflicts_are_409_and_malformed_input_400(rampart):
+    start(rampart)
+    api = admin_session(rampart)
+    # Already there: 409 with the store's sentence.
+    r = api.post("/api/v1/domains", {"name": "example.test"})
+    assert r.status_code == 409 and r.json()["error"] == "exists" and "already exists" in r.json()["message"], r.text
+    r = api.post("/api/v1/users", {"address": "alice@example.test", "password": NEW_PASSWORD})
+    assert r.status_code == 409 and r.json()["error"] == "exists", r.text
+    assert api.post("/api/v1/me/app-passwords", {"name": "phone"}).status_code == 200
+    assert api.post("/api/v1/me/app-passwords", {"name": "phone"}).status_code == 409
+    # Malformed: 400 in the API's shape, never axum's plain 415/422.
+    for body in ({"nom": "x.test"}, {"name": 42}):
+        r = api.post("/api/v1/domains", body)
+        assert r.status_code == 400 and r.json()["error"] == "bad_request", (body, r.status_code, r.text)
+    r = api.call("POST", "/api/v1/domains", data="{not json", headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"] == "bad_request", r.text
+    r = api.call("POST", "/api/v1/domains", data="name=x.test", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 400 and r.json()["error"] == "bad_request", r.text
+    assert api.post("/api/v1/domains", {"name": "not a domain"}).status_code == 400
+    assert api.post("/api/v1/users", {"address": "no-at-sign", "password": NEW_PASSWORD}).status_code == 400
+    r = Api(rampart).post("/api/v1/login", {"username": "alice@example.test"})
+    assert r.status_code == 400 and r.json()["error"] == "bad_request", r.text
+    # The OpenAPI document says so.
+    doc = api.get("/api/v1/openapi.json").json()
+    add_domain = doc["paths"]["/api/v1/domains"]["post"]["responses"]
+    assert "409" in add_domain and "400" in add_domain and "already exists" in add_domain["409"]["description"]
+    assert "409" in doc["paths"]["/api/v1/users/{address}/role"]["put"]["responses"]
+    assert "404" in doc["paths"]["/api/v1/users/{address}"]["delete"]["responses"]
+    assert "409" not in doc["paths"]["/api/v1/users"]["get"]["responses"]
 
 
 def test_users_see_only_their_own_account(rampart):

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Body};
 use crate::session::{self, Caller, Enrolling};
 use crate::{Client, Services};
 
@@ -55,7 +55,7 @@ pub(crate) async fn count_failure(s: &Services, ip: IpAddr, user: &str, reason: 
 pub async fn login(
     State(s): State<Arc<Services>>,
     Extension(Client(remote)): Extension<Client>,
-    Json(req): Json<LoginRequest>,
+    Body(req): Body<LoginRequest>,
 ) -> ApiResult<Response> {
     let ip = remote.ip();
     let user = req.username.trim();

@@ -63,6 +63,26 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("get", "/api/v1/messages/{id}/why", "admin", "Why a stored message was accepted: its verdict trail"),
 ];
 
+/// The statuses an operation answers besides 200 (see `crate::error`), each body `{error, message}`.
+fn responses(method: &str, who: &str, has_params: bool) -> Value {
+    let error = |text: &str| json!({ "description": format!("{text}: {{error, message}}") });
+    let mut r = Map::new();
+    r.insert("200".into(), json!({ "description": "OK (JSON)" }));
+    r.insert("400".into(), error("Malformed input: a body that is not the JSON asked for, a bad name, address or value"));
+    if who != "public" {
+        r.insert("401".into(), error("Not logged in, or the session expired"));
+        r.insert("403".into(), error("Not allowed: role, token scope, missing CSRF token, or 2FA enrollment required first"));
+    }
+    if has_params {
+        r.insert("404".into(), error("No such thing"));
+    }
+    if method != "get" && who != "public" {
+        r.insert("409".into(), error("Conflicts with what is there: already exists, still in use, the last administrator"));
+    }
+    r.insert("default".into(), error("Any other error"));
+    Value::Object(r)
+}
+
 pub async fn document() -> Json<Value> {
     let mut paths = Map::new();
     for (method, path, who, summary) in ROUTES {
@@ -80,7 +100,7 @@ pub async fn document() -> Json<Value> {
             "summary": summary,
             "security": security,
             "parameters": params,
-            "responses": { "200": { "description": "OK (JSON)" }, "default": { "description": "{error, message}" } },
+            "responses": responses(method, who, !params.is_empty()),
         });
         let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
         entry[*method] = op;

@@ -10,7 +10,7 @@ use tracing::info;
 
 use super::{app_password_json, checked_secrets, held_json, logins_json, new_app_password};
 use crate::{Client, Services};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Body};
 use crate::session::{Authed, Caller, Enrolling};
 
 /// The account's own password again (not an app password). A wrong one counts as a failed
@@ -37,7 +37,7 @@ pub async fn change_password(
     State(s): State<Arc<Services>>,
     Authed(caller): Authed,
     Extension(client): Extension<Client>,
-    Json(req): Json<PasswordChange>,
+    Body(req): Body<PasswordChange>,
 ) -> ApiResult<Json<Value>> {
     let (account, address) = caller.account()?;
     recheck(&s, &client, address, &req.current, "current password").await?;
@@ -71,7 +71,7 @@ pub struct Code {
 pub async fn totp_confirm(
     State(s): State<Arc<Services>>,
     Enrolling(caller): Enrolling,
-    Json(req): Json<Code>,
+    Body(req): Body<Code>,
 ) -> ApiResult<Json<Value>> {
     let (account, address) = caller.account()?;
     let now = crate::now().max(0) as u64;
@@ -91,7 +91,7 @@ pub async fn totp_disable(
     State(s): State<Arc<Services>>,
     Authed(caller): Authed,
     Extension(client): Extension<Client>,
-    Json(req): Json<Password>,
+    Body(req): Body<Password>,
 ) -> ApiResult<Json<Value>> {
     let (account, address) = caller.account()?;
     recheck(&s, &client, address, &req.password, "password").await?;
@@ -115,7 +115,7 @@ pub struct Name {
 pub async fn app_password_add(
     State(s): State<Arc<Services>>,
     Authed(caller): Authed,
-    Json(req): Json<Name>,
+    Body(req): Body<Name>,
 ) -> ApiResult<Json<Value>> {
     let (_, address) = caller.account()?;
     let password = new_app_password(&s, address, &req.name).await?;
@@ -162,7 +162,7 @@ pub async fn recovery_codes(
     State(s): State<Arc<Services>>,
     Authed(caller): Authed,
     Extension(client): Extension<Client>,
-    Json(req): Json<Password>,
+    Body(req): Body<Password>,
 ) -> ApiResult<Json<Value>> {
     let (account, address) = caller.account()?;
     recheck(&s, &client, address, &req.password, "password").await?;

@@ -14,7 +14,7 @@ use tracing::info;
 
 use super::{app_password_json, checked_secrets, held_json, logins_json, new_app_password};
 use crate::Services;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Body};
 use crate::session::Admin;
 
 fn ok() -> Json<Value> {
@@ -31,7 +31,7 @@ pub struct NewDomain {
     name: String,
 }
 
-pub async fn domain_add(State(s): State<Arc<Services>>, Admin(c): Admin, Json(req): Json<NewDomain>) -> ApiResult<Json<Value>> {
+pub async fn domain_add(State(s): State<Arc<Services>>, Admin(c): Admin, Body(req): Body<NewDomain>) -> ApiResult<Json<Value>> {
     c.scope("domains")?;
     s.store.add_domain(&req.name).await?;
     info!(event = "domain_added", proto = "web", domain = %req.name.to_ascii_lowercase(), by = %c.who());
@@ -79,7 +79,7 @@ fn parse_role(role: &str) -> Result<Role, ApiError> {
     Role::parse(role).ok_or_else(|| ApiError::BadRequest(format!("`{role}` is not a role: admin or user")))
 }
 
-pub async fn user_add(State(s): State<Arc<Services>>, Admin(c): Admin, Json(req): Json<NewUser>) -> ApiResult<Json<Value>> {
+pub async fn user_add(State(s): State<Arc<Services>>, Admin(c): Admin, Body(req): Body<NewUser>) -> ApiResult<Json<Value>> {
     c.scope("users")?;
     let role = req.role.as_deref().map(parse_role).transpose()?;
     if role == Some(Role::Admin) {
@@ -111,7 +111,7 @@ pub async fn user_role(
     State(s): State<Arc<Services>>,
     Admin(c): Admin,
     Path(address): Path<String>,
-    Json(req): Json<SetRole>,
+    Body(req): Body<SetRole>,
 ) -> ApiResult<Json<Value>> {
     c.scope("users")?;
     c.full_admin()?;
@@ -131,7 +131,7 @@ pub async fn user_suspended(
     State(s): State<Arc<Services>>,
     Admin(c): Admin,
     Path(address): Path<String>,
-    Json(req): Json<Suspend>,
+    Body(req): Body<Suspend>,
 ) -> ApiResult<Json<Value>> {
     c.scope("users")?;
     s.store.set_suspended(&address, req.suspended).await?;
@@ -152,7 +152,7 @@ pub async fn user_password(
     State(s): State<Arc<Services>>,
     Admin(c): Admin,
     Path(address): Path<String>,
-    Json(req): Json<SetPassword>,
+    Body(req): Body<SetPassword>,
 ) -> ApiResult<Json<Value>> {
     c.scope("users")?;
     let address = rampart_store::address::canonical(&address)?;
@@ -222,7 +222,7 @@ pub async fn user_app_password_add(
     State(s): State<Arc<Services>>,
     Admin(c): Admin,
     Path(address): Path<String>,
-    Json(req): Json<Name>,
+    Body(req): Body<Name>,
 ) -> ApiResult<Json<Value>> {
     c.scope("users")?;
     let password = new_app_password(&s, &address, &req.name).await?;
@@ -251,7 +251,7 @@ pub struct NewAlias {
     target: String,
 }
 
-pub async fn alias_add(State(s): State<Arc<Services>>, Admin(c): Admin, Json(req): Json<NewAlias>) -> ApiResult<Json<Value>> {
+pub async fn alias_add(State(s): State<Arc<Services>>, Admin(c): Admin, Body(req): Body<NewAlias>) -> ApiResult<Json<Value>> {
     c.scope("aliases")?;
     s.store.add_alias(&req.alias, &req.target).await?;
     info!(event = "alias_added", proto = "web", alias = %req.alias, target = %req.target, by = %c.who());

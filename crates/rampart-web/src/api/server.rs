@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tracing::info;
 
 use crate::Services;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Body};
 use crate::session::Admin;
 
 /// Longest ban an administrator sets here: a year (the guard's own bans stop at max_ban_time).
@@ -26,7 +26,7 @@ pub struct NewBan {
     reason: Option<String>,
 }
 
-pub async fn ban_add(State(s): State<Arc<Services>>, Admin(c): Admin, Json(req): Json<NewBan>) -> ApiResult<Json<Value>> {
+pub async fn ban_add(State(s): State<Arc<Services>>, Admin(c): Admin, Body(req): Body<NewBan>) -> ApiResult<Json<Value>> {
     c.scope("bans")?;
     let net = rampart_guard::parse_net(&req.net).map_err(ApiError::BadRequest)?;
     let seconds = req.seconds.unwrap_or(24 * 3600).clamp(1, MAX_MANUAL_BAN);
