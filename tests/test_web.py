@@ -217,6 +217,35 @@ def test_cli_totp_enroll_and_disable(rampart):
     assert r.status_code == 200 and r.json()["enroll_2fa_first"] is True
 
 
+def age_sessions(rampart, seconds):
+    """Makes every web session `seconds` older (login time and last use)."""
+    db = sqlite3.connect(str(rampart.dir / "data" / "rampart.db"))
+    db.execute("UPDATE web_sessions SET created = created - ?, last_seen = last_seen - ?", (seconds, seconds))
+    db.commit()
+    db.close()
+
+
+def test_totp_enrollment_needs_the_password_again_only_on_an_old_session(rampart):
+    start(rampart)
+    api = Api(rampart)
+    assert api.login("alice@example.test").status_code == 200
+    # Just logged in: the password was just given, enrollment starts as is.
+    r = api.post("/api/v1/me/totp")
+    assert r.status_code == 200 and r.json()["uri"].startswith("otpauth://"), r.text
+    # Ten minutes later (still within the idle timeout) the session must prove it is still its owner.
+    age_sessions(rampart, 600)
+    r = api.post("/api/v1/me/totp")
+    assert r.status_code == 403 and r.json()["error"] == "reauth_required" and "password again" in r.json()["message"], r.text
+    r = api.post("/api/v1/me/totp", {"password": "not the password"})
+    assert r.status_code == 400
+    assert re.search(r"event=auth_failure proto=web .*user=alice@example\.test .*reason=recheck", rampart.log())
+    r = api.post("/api/v1/me/totp", {"password": PASSWORD})
+    assert r.status_code == 200, r.text
+    totp = pyotp.TOTP(r.json()["secret"])
+    assert api.post("/api/v1/me/totp/confirm", {"code": totp.now()}).status_code == 200
+    assert api.get("/api/v1/me").json()["totp"] is True
+
+
 def test_wrong_password_unknown_user_and_app_password_are_refused(rampart):
     start(rampart, listeners=(*WEB, "imaps"))
     api = Api(rampart)

@@ -308,9 +308,19 @@ const views = {
       button("Log out everywhere", async () => { await api("POST", "/logout-all"); state.me = null; go("login"); }, "danger"));
   },
 
-  async totp() {
+  async totp(password) {
     if (state.me.totp) { go("account"); return; }
-    const r = await api("POST", "/me/totp");
+    let r;
+    try {
+      r = await api("POST", "/me/totp", password === undefined ? undefined : { password });
+    } catch (e) {
+      // A session that logged in a while ago confirms the password first.
+      if (e.code !== "reauth_required") throw e;
+      show("Set up two-factor authentication", el("p", { class: "notice info" }, e.message),
+        form([["password", "Password", "password", { autocomplete: "current-password", required: true }]], "Continue",
+          async (v) => views.totp(v.password)));
+      return;
+    }
     const img = el("img", { src: "data:image/svg+xml;base64," + btoa(r.qr_svg), alt: "QR code of the TOTP secret", width: 200, height: 200 });
     show("Set up two-factor authentication",
       state.me.enroll_2fa_first ? el("p", { class: "notice info" }, "Administrators need two-factor authentication before anything else.") : "",

@@ -16,7 +16,8 @@ use tracing::warn;
 pub enum ApiError {
     /// Not logged in, or the session is over (`login_failed`, `totp_required`, `unauthenticated`).
     Unauthorized(&'static str),
-    /// Logged in but not allowed (`forbidden`, `csrf`, `enroll_2fa_first`, `scope`).
+    /// Logged in but not allowed (`forbidden`, `csrf`, `enroll_2fa_first`, `scope`,
+    /// `reauth_required`).
     Forbidden(&'static str),
     NotFound,
     /// The request is wrong; the text says how.
@@ -34,6 +35,11 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &str, String) {
         match self {
             ApiError::Unauthorized(code) => (StatusCode::UNAUTHORIZED, code, "log in first".into()),
+            ApiError::Forbidden("reauth_required") => (
+                StatusCode::FORBIDDEN,
+                "reauth_required",
+                format!("enter your password again: this session logged in more than {} minutes ago", crate::session::FRESH_LOGIN / 60),
+            ),
             ApiError::Forbidden(code) => (StatusCode::FORBIDDEN, code, "not allowed".into()),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "no such thing".into()),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m.clone()),

@@ -12,7 +12,7 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("post", "/api/v1/logout-all", "session", "End every session of this account"),
     ("get", "/api/v1/me", "session", "The logged-in account, its role, 2FA state and CSRF token"),
     ("post", "/api/v1/me/password", "session", "Change the password: {current, new}"),
-    ("post", "/api/v1/me/totp", "session", "Start TOTP enrollment (allowed before enrolling): secret, otpauth URI, QR code"),
+    ("post", "/api/v1/me/totp", "session", "Start TOTP enrollment (allowed before enrolling): secret, otpauth URI, QR code; {password} when the login is over 5 minutes old (else 403 reauth_required)"),
     ("delete", "/api/v1/me/totp", "session", "Turn TOTP off: {password}"),
     ("post", "/api/v1/me/totp/confirm", "session", "Confirm TOTP with a code: {code}; returns 10 recovery codes once"),
     ("get", "/api/v1/me/totp/recovery-codes", "session", "How many recovery codes are left"),

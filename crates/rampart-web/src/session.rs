@@ -22,11 +22,16 @@ use crate::error::ApiError;
 pub const COOKIE: &str = "__Host-rampart";
 /// A session's last use is written at most this often (seconds): not a write per request.
 const TOUCH_EVERY: i64 = 60;
+/// A session that logged in this recently (seconds) may enroll TOTP without typing the
+/// password again: the password was just given. An older one may be a cookie left on a shared
+/// or stolen device, which must not bind its own authenticator to the account.
+pub const FRESH_LOGIN: i64 = 300;
 
 /// What the caller is.
 #[derive(Debug, Clone)]
 pub enum Caller {
-    Session { account: AccountId, address: String, role: Role, totp: bool, id_hash: String },
+    /// `created`: when the session logged in (unix seconds).
+    Session { account: AccountId, address: String, role: Role, totp: bool, id_hash: String, created: i64 },
     /// An API token: admin rights within its scopes.
     Token { name: String, scopes: Vec<String> },
 }
@@ -71,6 +76,11 @@ impl Caller {
             }
             _ => Ok(()),
         }
+    }
+
+    /// A session that logged in within [`FRESH_LOGIN`]; never an API token.
+    pub fn logged_in_recently(&self, now: i64) -> bool {
+        matches!(self, Caller::Session { created, .. } if now - created <= FRESH_LOGIN)
     }
 
     pub fn who(&self) -> String {
@@ -132,7 +142,8 @@ async fn caller(parts: &Parts, s: &Arc<Services>) -> Result<(Caller, bool), ApiE
         s.store.session_touch(&id_hash, now).await?;
     }
     let enroll_only = session.role == Role::Admin && s.web.require_2fa_for_admins && !session.totp;
-    let caller = Caller::Session { account: session.account, address: session.address, role: session.role, totp: session.totp, id_hash };
+    let caller = Caller::Session { account: session.account, address: session.address, role: session.role, totp: session.totp, id_hash,
+                                  created: session.created };
     Ok((caller, enroll_only))
 }
 

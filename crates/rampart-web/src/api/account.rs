@@ -52,9 +52,22 @@ pub async fn change_password(
     Ok(Json(json!({ "ok": true })))
 }
 
-/// Starts TOTP enrollment: the secret, its `otpauth://` URI and a QR code of it (SVG).
-pub async fn totp_begin(State(s): State<Arc<Services>>, Enrolling(caller): Enrolling) -> ApiResult<Json<Value>> {
+/// Starts TOTP enrollment: the secret, its `otpauth://` URI and a QR code of it (SVG). A
+/// session that logged in within `FRESH_LOGIN` enrolls as it is (an admin made to enroll does
+/// it right after logging in); an older one sends `{password}` again (`reauth_required`).
+pub async fn totp_begin(
+    State(s): State<Arc<Services>>,
+    Enrolling(caller): Enrolling,
+    Extension(client): Extension<Client>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
     let (account, address) = caller.account()?;
+    if !caller.logged_in_recently(crate::now()) {
+        // The body is optional: a fresh session sends none.
+        let given = serde_json::from_slice::<Password>(&body).ok().map(|p| p.password).filter(|p| !p.is_empty());
+        let password = given.ok_or(ApiError::Forbidden("reauth_required"))?;
+        recheck(&s, &client, address, &password, "password").await?;
+    }
     let secret = rampart_auth::totp::begin(s.store.as_ref(), account).await?;
     let uri = rampart_auth::totp::uri(&secret, address, s.issuer()).ok_or(ApiError::Internal)?;
     let qr = qrcode::QrCode::new(uri.as_bytes()).map_err(|_| ApiError::Internal)?;
