@@ -1,7 +1,9 @@
 //! `POST /api/v1/login` and the session's own endpoints (`logout`, `logout-all`, `me`).
 //!
-//! A login needs the account password (never an app password: those are for mail clients)
-//! and, when the account has TOTP, a current code or an unused recovery code. Failures are
+//! A login needs the account password (never an app password: those are for mail clients,
+//! and are not even tried, so a login costs one argon2 verification whether the account
+//! exists or has app passwords) and, when the account has TOTP, a current code or an unused
+//! recovery code. Failures are
 //! logged as `event=auth_failure proto=web ip=...` (the line the fail2ban filter matches) and
 //! counted by the guard with IMAP's and SMTP's, so the same per-address, per-network and
 //! per-account limits and bans apply.
@@ -59,9 +61,10 @@ pub async fn login(
 ) -> ApiResult<Response> {
     let ip = remote.ip();
     let user = req.username.trim();
-    let identity = match s.auth.verify_password(user, &req.password).await {
-        Ok(id) if id.app_password.is_none() => id,
-        Ok(_) => return Err(failed(&s, ip, user, "app_password").await),
+    // One argon2 verification, whoever `user` is (see `verify_account_password`): an unknown
+    // user, a wrong password and an app password cost the same and read `bad_credentials`.
+    let identity = match s.auth.verify_account_password(user, &req.password).await {
+        Ok(id) => id,
         Err(Failure::Temporary(e)) => {
             warn!(event = "auth_error", proto = "web", ip = %ip, error = %e);
             return Err(ApiError::Unavailable);

@@ -16,8 +16,8 @@ use crate::session::{Authed, Caller, Enrolling};
 /// The account's own password again (not an app password). A wrong one counts as a failed
 /// login: someone holding a stolen session must not get unlimited guesses at it.
 async fn recheck(s: &Services, client: &Client, address: &str, password: &str, what: &str) -> ApiResult<()> {
-    match s.auth.verify_password(address, password).await {
-        Ok(id) if id.app_password.is_none() => Ok(()),
+    match s.auth.verify_account_password(address, password).await {
+        Ok(_) => Ok(()),
         _ => {
             crate::login::count_failure(s, client.0.ip(), address, "recheck").await;
             Err(ApiError::BadRequest(format!("the {what} is wrong")))
