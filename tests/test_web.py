@@ -439,6 +439,23 @@ def test_conflicts_are_409_and_malformed_input_400(rampart):
     assert "409" not in doc["paths"]["/api/v1/users"]["get"]["responses"]
 
 
+def test_login_history_by_address_for_the_user_and_the_admin(rampart):
+    start(rampart)
+    admin = admin_session(rampart)
+    alice = Api(rampart)
+    assert alice.login("alice@example.test").status_code == 200
+    mine = alice.get("/api/v1/me/logins").json()
+    assert [(l["net"], l["proto"], l["logins"]) for l in mine] == [("127.0.0.1/32", "web", 1)], mine
+    # The admin sees the same history, by address (any case).
+    assert admin.get("/api/v1/users/Alice@Example.test/logins").json() == mine
+    # A deleted account's history goes with it: whoever gets the address next starts afresh.
+    assert admin.call("DELETE", "/api/v1/users/alice@example.test").status_code == 200
+    assert admin.post("/api/v1/users", {"address": "alice@example.test", "password": NEW_PASSWORD}).status_code == 200
+    assert admin.get("/api/v1/users/alice@example.test/logins").json() == []
+    assert rampart.run_cli("user", "logins", "alice@example.test").stdout == ""
+    assert alice.get("/api/v1/me/logins").status_code == 401, "the old account's session ended with it"
+
+
 def test_users_see_only_their_own_account(rampart):
     start(rampart, "filter.spam.reject_score=5000")
     rampart.start  # noqa: B018 (the server is running)

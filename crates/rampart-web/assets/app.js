@@ -110,6 +110,17 @@ function nav() {
 
 function go(view) { if (location.hash !== "#" + view) location.hash = view; else route(); }
 
+// One account as an admin sees it, below the users table: where it logged in.
+async function userDetail(box, address) {
+  const path = "/users/" + encodeURIComponent(address);
+  const logins = await api("GET", path + "/logins");
+  box.replaceChildren(el("h3", {}, "Account " + address),
+    el("h4", {}, "Login history"),
+    logins.length ? table(["Network", "Protocol", "Last", "First", "Logins"], logins.map((l) => [l.net, l.proto, date(l.last), date(l.first), l.logins]))
+      : el("p", {}, "No logins yet."));
+  box.scrollIntoView();
+}
+
 const views = {
   async login() {
     const f = form([["username", "Address", "email", { autocomplete: "username", required: true }],
@@ -162,8 +173,10 @@ const views = {
 
   async users() {
     const list = await api("GET", "/users");
+    const detail = el("div", { id: "user-detail" });
     const rows = list.map((u) => [u.address, u.role, u.totp ? "on" : "off", u.suspended ? "suspended" : "active", date(u.created),
       el("span", { class: "actions" },
+        button("Details", () => userDetail(detail, u.address)),
         button(u.suspended ? "Restore" : "Suspend", async () => {
           await api("PUT", "/users/" + encodeURIComponent(u.address) + "/suspended", { suspended: !u.suspended });
           await route();
@@ -177,7 +190,7 @@ const views = {
           if (!confirm("Delete " + u.address + " with all its mail?")) return;
           await api("DELETE", "/users/" + encodeURIComponent(u.address)); await route();
         }, "danger"))]);
-    show("Users", table(["Address", "Role", "2FA", "State", "Created", ""], rows), el("h3", {}, "Add a user"),
+    show("Users", table(["Address", "Role", "2FA", "State", "Created", ""], rows), detail, el("h3", {}, "Add a user"),
       form([["address", "Address", "email", { required: true }], ["password", "Password", "password", { autocomplete: "new-password", required: true }],
         ["role", "Role (user or admin)", "text", { value: "user" }]], "Add user", async (v) => {
         await api("POST", "/users", v); await route(); notice("Added " + v.address, "ok");
