@@ -736,6 +736,30 @@ def test_dashboard_counts_the_servers_own_events(rampart):
     assert sum(series["refused"]) == sum(v for k, vs in series.items() if k.startswith("refused:") for v in vs)
 
 
+def test_dashboard_shows_certificate_expiry_and_users_sending_quotas(rampart):
+    start(rampart, listeners=(*WEB, "submissions"))
+    rampart.run_cli("quota", "set", "alice@example.test", "messages_per_day", "7")
+    with smtplib.SMTP_SSL("127.0.0.1", rampart.ports["submissions"], context=_no_hostname(rampart.tls_context()), timeout=20) as s:
+        s.login("alice@example.test", PASSWORD)
+        s.sendmail("alice@example.test", ["bob@example.test"], message_bytes(sender="alice@example.test", to="bob@example.test"))
+    api = admin_session(rampart)
+    # The certificate the listeners present, read as the audit reads it (rampart init's: self-signed).
+    certs = api.get("/api/v1/dashboard/certificates").json()
+    assert len(certs) == 1, certs
+    cert = certs[0]
+    assert cert["file"].endswith(".pem") and cert["self_signed"] is True and cert["problem"] is None, cert
+    assert cert["days_left"] > 0 and cert["status"] in ("ok", "expiring") and cert["not_after"] > time.time()
+    # Each user's sending quotas: use and limit, as `rampart quota show` reports them.
+    users = {u["address"]: u for u in api.get("/api/v1/users").json()}
+    quotas = {q["key"]: q for q in users["alice@example.test"]["quota"]["quotas"]}
+    assert quotas["messages_per_day"] == {"key": "messages_per_day", "used": 1, "limit": 7}, quotas
+    assert users["alice@example.test"]["quota"]["exempt"] is False
+    shown = rampart.run_cli("quota", "show", "alice@example.test").stdout
+    assert re.search(r"messages_per_day\s+1 / 7", shown), shown
+    assert {q["key"]: q["used"] for q in users["bob@example.test"]["quota"]["quotas"]}["messages_per_day"] == 0
+    assert api.get("/api/v1/users/alice@example.test").json()["quota"]["quotas"] == users["alice@example.test"]["quota"]["quotas"]
+
+
 def test_dns_records_checked_live(rampart, dns):
     dns.mx("example.test", "mx.example.test")
     dns.txt("example.test", "v=spf1 a -all")

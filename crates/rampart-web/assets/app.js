@@ -110,6 +110,13 @@ function nav() {
 
 function go(view) { if (location.hash !== "#" + view) location.hash = view; else route(); }
 
+// Messages sent today against the daily quota: "3 / 200", "3 (exempt)", "3 / none".
+function quotaText(q) {
+  const day = q.quotas.find((x) => x.key === "messages_per_day");
+  if (q.exempt) return day.used + " (exempt)";
+  return day.used + " / " + (day.limit && q.enabled ? day.limit : "none");
+}
+
 // One account as an admin sees it, below the users table: where it logged in.
 async function userDetail(box, address) {
   const path = "/users/" + encodeURIComponent(address);
@@ -164,6 +171,10 @@ const views = {
         .map(([k, v]) => [k.slice(8), v.reduce((a, b) => a + b, 0)]).sort((a, b) => b[1] - a[1]);
       parts.push(el("h3", {}, "Refusals by reason"), reasons.length ? table(["Reason", "Count"], reasons) : el("p", {}, "None."));
       if (bans.length) parts.push(el("h3", {}, "Bans"), table(["Network", "Until", "Reason"], bans.map((b) => [b.net, date(b.until), b.reason])));
+      const certs = await api("GET", "/dashboard/certificates");
+      parts.push(el("h3", {}, "Certificates"), el("div", { id: "certificates" }, table(["", "File", "Expires", "Days left", "Issuer"], certs.map((c) => [
+        el("span", { class: "mark " + c.status }, c.status === "ok" ? "✓ ok" : "✗ " + c.status), c.file,
+        c.not_after ? date(c.not_after) : c.problem, c.days_left === null ? "" : c.days_left, c.self_signed ? "self-signed" : "CA"]))));
     } else {
       const held = await api("GET", "/me/quarantine");
       parts.push(el("p", {}, held.length + " message(s) held for you in quarantine."));
@@ -174,7 +185,7 @@ const views = {
   async users() {
     const list = await api("GET", "/users");
     const detail = el("div", { id: "user-detail" });
-    const rows = list.map((u) => [u.address, u.role, u.totp ? "on" : "off", u.suspended ? "suspended" : "active", date(u.created),
+    const rows = list.map((u) => [u.address, u.role, u.totp ? "on" : "off", u.suspended ? "suspended" : "active", quotaText(u.quota), date(u.created),
       el("span", { class: "actions" },
         button("Details", () => userDetail(detail, u.address)),
         button(u.suspended ? "Restore" : "Suspend", async () => {
@@ -190,7 +201,7 @@ const views = {
           if (!confirm("Delete " + u.address + " with all its mail?")) return;
           await api("DELETE", "/users/" + encodeURIComponent(u.address)); await route();
         }, "danger"))]);
-    show("Users", table(["Address", "Role", "2FA", "State", "Created", ""], rows), detail, el("h3", {}, "Add a user"),
+    show("Users", table(["Address", "Role", "2FA", "State", "Sent today (quota)", "Created", ""], rows), detail, el("h3", {}, "Add a user"),
       form([["address", "Address", "email", { required: true }], ["password", "Password", "password", { autocomplete: "new-password", required: true }],
         ["role", "Role (user or admin)", "text", { value: "user" }]], "Add user", async (v) => {
         await api("POST", "/users", v); await route(); notice("Added " + v.address, "ok");

@@ -17,6 +17,7 @@
 pub mod accept;
 mod api;
 mod autoconfig;
+mod dashboard;
 mod error;
 mod headers;
 mod login;
@@ -31,6 +32,7 @@ use axum::Router;
 use rampart_store::{AccountId, Store, StoreError};
 
 pub use accept::{handle_http, handle_https, refuse};
+pub use dashboard::{AccountQuota, CertExpiry, Dashboard, QuotaUse};
 pub use session::SCOPES;
 
 /// The ports mail clients are told to use, as bound (None: that listener is off).
@@ -79,6 +81,7 @@ pub struct Services {
     pub ports: MailPorts,
     pub quarantine: Arc<dyn Quarantine>,
     pub dns: Arc<dyn DnsCheck>,
+    pub dashboard: Arc<dyn Dashboard>,
 }
 
 impl Services {

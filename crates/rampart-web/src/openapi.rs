@@ -28,7 +28,7 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("post", "/api/v1/domains", "admin", "Add a domain: {name}"),
     ("delete", "/api/v1/domains/{name}", "admin", "Remove a domain (no accounts or aliases left)"),
     ("get", "/api/v1/domains/{name}/dns", "admin", "The DNS records the domain needs, each checked live: ok, missing, wrong"),
-    ("get", "/api/v1/users", "admin", "Accounts with role and 2FA state"),
+    ("get", "/api/v1/users", "admin", "Accounts with role, 2FA state, suspension and sending quotas (use and limit of each)"),
     ("post", "/api/v1/users", "admin", "Add an account: {address, password, role?}"),
     ("get", "/api/v1/users/{address}", "admin", "One account"),
     ("delete", "/api/v1/users/{address}", "admin", "Delete an account with its mail"),
@@ -61,6 +61,7 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("get", "/api/v1/dmarc/reports", "admin", "DMARC aggregate reports received"),
     ("get", "/api/v1/messages", "admin", "Stored messages, newest first (?address=, since=, until= unix seconds, limit=)"),
     ("get", "/api/v1/messages/{id}/why", "admin", "Why a stored message was accepted: its verdict trail"),
+    ("get", "/api/v1/dashboard/certificates", "admin", "The listeners' certificates: expiry, days left, status (ok, expiring, expired, error)"),
 ];
 
 /// The statuses an operation answers besides 200 (see `crate::error`), each body `{error, message}`.

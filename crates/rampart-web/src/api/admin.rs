@@ -46,17 +46,19 @@ pub async fn domain_remove(State(s): State<Arc<Services>>, Admin(c): Admin, Path
 }
 
 /// `suspended`: by the web's suspension (no credentials) or by `rampart user suspend` /
-/// containment (logins and sending refused).
-async fn account_json(s: &Services, a: &rampart_store::WebAccount) -> Value {
+/// containment (logins and sending refused). `quota`: the sending quotas' use and limits.
+async fn account_json(s: &Services, a: &rampart_store::WebAccount) -> ApiResult<Value> {
     let suspended = a.suspended || s.guard.login_suspended(&a.account.address).await;
-    json!({ "address": a.account.address, "role": a.role.name(), "totp": a.totp, "suspended": suspended, "created": a.account.created })
+    let quota = s.dashboard.quota(&a.account.address).await?;
+    Ok(json!({ "address": a.account.address, "role": a.role.name(), "totp": a.totp, "suspended": suspended,
+               "created": a.account.created, "quota": quota }))
 }
 
 pub async fn users(State(s): State<Arc<Services>>, Admin(c): Admin) -> ApiResult<Json<Value>> {
     c.scope("users")?;
     let mut list = Vec::new();
     for a in s.store.web_accounts().await? {
-        list.push(account_json(&s, &a).await);
+        list.push(account_json(&s, &a).await?);
     }
     Ok(Json(json!(list)))
 }
@@ -64,7 +66,7 @@ pub async fn users(State(s): State<Arc<Services>>, Admin(c): Admin) -> ApiResult
 pub async fn user(State(s): State<Arc<Services>>, Admin(c): Admin, Path(address): Path<String>) -> ApiResult<Json<Value>> {
     c.scope("users")?;
     let a = s.store.web_account(&address).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(account_json(&s, &a).await))
+    Ok(Json(account_json(&s, &a).await?))
 }
 
 #[derive(Deserialize)]
