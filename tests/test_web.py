@@ -692,6 +692,44 @@ def test_bans_queue_dkim_and_message_trail_like_the_cli(rampart):
     assert "role: admin" in shown and "totp: on (10 recovery codes left)" in shown, shown
 
 
+def test_admin_finds_messages_by_message_id(rampart):
+    start(rampart, listeners=(*WEB, "smtp"))
+    with smtplib.SMTP("127.0.0.1", rampart.ports["smtp"], timeout=20) as s:
+        for n, to in enumerate(("alice@example.test", "alice@example.test", "bob@example.test")):
+            s.sendmail("a@remote.test", [to], message_bytes(to=to, subject=f"m{n}", mid=f"<m{n}.x@remote.test>"))
+    api = admin_session(rampart)
+    found = api.get("/api/v1/messages", params={"message_id": "<m1.x@remote.test>"}).json()
+    refs = {m[4]: m[1] for m in rampart.messages("alice@example.test")}
+    assert [(m["id"], m["mailbox"]) for m in found] == [(refs["m1"], "alice@example.test/INBOX")], found
+    # Without the angle brackets, and combined with the other criteria.
+    assert [m["id"] for m in api.get("/api/v1/messages", params={"message_id": "m1.x@remote.test"}).json()] == [refs["m1"]]
+    assert api.get("/api/v1/messages", params={"message_id": "m1.x@remote.test", "address": "bob@example.test"}).json() == []
+    assert [m["mailbox"] for m in api.get("/api/v1/messages", params={"message_id": "m2.x@remote.test"}).json()] == ["bob@example.test/INBOX"]
+    assert api.get("/api/v1/messages", params={"message_id": "nothing@remote.test"}).json() == []
+
+
+def test_admin_manages_a_users_app_passwords(rampart):
+    start(rampart, listeners=(*WEB, "imaps"))
+    api = admin_session(rampart)
+    path = "/api/v1/users/alice@example.test/app-passwords"
+    r = api.post(path, {"name": "laptop"})
+    assert r.status_code == 200, r.text
+    password = r.json()["password"]
+    assert api.post(path, {"name": "laptop"}).status_code == 409
+    assert [a["name"] for a in api.get(path).json()] == ["laptop"]
+    assert "laptop" in rampart.run_cli("user", "app-password", "list", "alice@example.test").stdout
+    ctx = _no_hostname(rampart.tls_context())
+    with imaplib.IMAP4_SSL("127.0.0.1", rampart.ports["imaps"], ssl_context=ctx) as imap:
+        assert imap.login("alice@example.test", password)[0] == "OK"
+    assert api.get(path).json()[0]["last_used"] is not None
+    assert api.call("DELETE", path + "/laptop").status_code == 200
+    assert api.call("DELETE", path + "/laptop").status_code == 404
+    assert api.get(path).json() == []
+    with imaplib.IMAP4_SSL("127.0.0.1", rampart.ports["imaps"], ssl_context=ctx) as imap:
+        with pytest.raises(imaplib.IMAP4.error):
+            imap.login("alice@example.test", password)
+
+
 def test_suspended_accounts_cannot_log_in_anywhere(rampart):
     start(rampart, listeners=(*WEB, "imaps", "submissions"))
     api = admin_session(rampart)

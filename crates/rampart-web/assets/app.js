@@ -117,14 +117,24 @@ function quotaText(q) {
   return day.used + " / " + (day.limit && q.enabled ? day.limit : "none");
 }
 
-// One account as an admin sees it, below the users table: where it logged in.
-async function userDetail(box, address) {
+// One account as an admin sees it, below the users table: where it logged in, its app
+// passwords (revoke, create: the new one is shown once).
+async function userDetail(box, address, created) {
   const path = "/users/" + encodeURIComponent(address);
-  const logins = await api("GET", path + "/logins");
+  const [logins, apps] = await Promise.all([api("GET", path + "/logins"), api("GET", path + "/app-passwords")]);
   box.replaceChildren(el("h3", {}, "Account " + address),
     el("h4", {}, "Login history"),
     logins.length ? table(["Network", "Protocol", "Last", "First", "Logins"], logins.map((l) => [l.net, l.proto, date(l.last), date(l.first), l.logins]))
-      : el("p", {}, "No logins yet."));
+      : el("p", {}, "No logins yet."),
+    el("h4", {}, "App passwords"),
+    apps.length ? el("div", { id: "user-app-passwords" }, table(["Name", "Created", "Last used", ""], apps.map((a) => [a.name, date(a.created), date(a.last_used),
+      button("Revoke", async () => {
+        await api("DELETE", path + "/app-passwords/" + encodeURIComponent(a.name)); await userDetail(box, address);
+      }, "danger")]))) : el("p", {}, "No app passwords."),
+    created ? el("p", { class: "notice ok" }, "App password " + created.name + " for " + address + " (shown once): ", el("code", {}, created.password)) : "",
+    form([["name", "New app password name (e.g. phone)", "text", { required: true }]], "Create app password", async (v) => {
+      await userDetail(box, address, await api("POST", path + "/app-passwords", v));
+    }));
   box.scrollIntoView();
 }
 
@@ -248,10 +258,12 @@ const views = {
         await api("POST", "/bans", { net: v.net, seconds: Number(v.hours || 24) * 3600 }); await route(); notice("Banned " + v.net, "ok");
       }),
       el("h3", {}, "Message search"),
-      form([["address", "Recipient account (empty: all)", "email", {}], ["since", "Received since", "date", {}], ["until", "Received before", "date", {}]],
+      form([["address", "Recipient account (empty: all)", "email", {}], ["message_id", "Message-ID (empty: any)", "text", {}],
+        ["since", "Received since", "date", {}], ["until", "Received before", "date", {}]],
         "Search", async (v) => {
           const q = new URLSearchParams();
           if (v.address) q.set("address", v.address);
+          if (v.message_id) q.set("message_id", v.message_id);
           if (v.since) q.set("since", String(Date.parse(v.since) / 1000));
           if (v.until) q.set("until", String(Date.parse(v.until) / 1000));
           const found = await api("GET", "/messages?" + q.toString());

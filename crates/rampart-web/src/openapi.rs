@@ -59,7 +59,7 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("get", "/api/v1/stats", "admin", "Hourly counts for the dashboard (?hours=, default 48): messages, refusals by reason, logins, bans"),
     ("get", "/api/v1/dkim", "admin", "DKIM keys and their record names (?domain=)"),
     ("get", "/api/v1/dmarc/reports", "admin", "DMARC aggregate reports received"),
-    ("get", "/api/v1/messages", "admin", "Stored messages, newest first (?address=, since=, until= unix seconds, limit=)"),
+    ("get", "/api/v1/messages", "admin", "Stored messages, newest first (?address=, since=, until= unix seconds, message_id=, limit=)"),
     ("get", "/api/v1/messages/{id}/why", "admin", "Why a stored message was accepted: its verdict trail"),
     ("get", "/api/v1/dashboard/certificates", "admin", "The listeners' certificates: expiry, days left, status (ok, expiring, expired, error)"),
 ];

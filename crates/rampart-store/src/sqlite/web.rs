@@ -283,7 +283,7 @@ impl WebStore for SqliteStore {
         };
         self.read(move |conn| {
             let mut stmt = conn.prepare(
-                "SELECT a.address || '/' || b.name, m.uid, m.size, m.internal_date, m.reference, m.trail \
+                "SELECT a.address || '/' || b.name, m.uid, m.size, m.internal_date, m.reference, m.trail, b.id \
                  FROM messages m JOIN mailboxes b ON m.mailbox_id = b.id JOIN accounts a ON b.account_id = a.id \
                  WHERE (?1 IS NULL OR a.address = ?1) AND m.internal_date >= ?2 AND m.internal_date < ?3 \
                  ORDER BY m.internal_date DESC, m.id DESC LIMIT ?4",
@@ -297,6 +297,7 @@ impl WebStore for SqliteStore {
                         internal_date: r.get(3)?,
                         reference: r.get(4)?,
                         trail: r.get(5)?,
+                        mailbox_id: r.get(6)?,
                     })
                 })?
                 .collect::<rusqlite::Result<_>>()?;
