@@ -246,6 +246,29 @@ def test_totp_enrollment_needs_the_password_again_only_on_an_old_session(rampart
     assert api.get("/api/v1/me").json()["totp"] is True
 
 
+def test_web_settings_are_reloaded_on_sighup(rampart):
+    # In the file (start()'s --set keys would win over it).
+    rampart.set_config("web", "require_2fa_for_admins", "false")
+    rampart.run_cli("user", "role", "bob@example.test", "admin")
+    start(rampart)
+    api = Api(rampart)
+    r = api.login("bob@example.test")
+    assert r.status_code == 200 and r.json()["enroll_2fa_first"] is False, r.text
+    assert api.get("/api/v1/users").status_code == 200
+    rampart.set_config("web", "require_2fa_for_admins", "true")
+    rampart.set_config("web", "session_idle_timeout", '"5m"')
+    rampart.proc.send_signal(1)
+    rampart.wait_log(r"event=web_reloaded require_2fa_for_admins=true")
+    # The same session, at its next request: an admin without TOTP may only enroll now ...
+    r = api.get("/api/v1/users")
+    assert r.status_code == 403 and r.json()["error"] == "enroll_2fa_first", r.text
+    assert api.get("/api/v1/me").json()["enroll_2fa_first"] is True
+    # ... and ten idle minutes are past the new idle timeout.
+    age_sessions(rampart, 600)
+    r = api.get("/api/v1/me")
+    assert r.status_code == 401 and r.json()["error"] == "session_expired", r.text
+
+
 def test_wrong_password_unknown_user_and_app_password_are_refused(rampart):
     start(rampart, listeners=(*WEB, "imaps"))
     api = Api(rampart)

@@ -75,7 +75,8 @@ pub struct Services {
     pub store: Arc<dyn Store>,
     pub auth: Arc<rampart_auth::Authenticator>,
     pub guard: Arc<rampart_guard::Guard>,
-    pub web: rampart_config::Web,
+    /// `[web]`: replaced on SIGHUP.
+    pub web: Arc<WebSettings>,
     pub hostname: String,
     pub policy: rampart_auth::PasswordPolicy,
     pub ports: MailPorts,
@@ -85,8 +86,28 @@ pub struct Services {
 }
 
 impl Services {
-    fn issuer(&self) -> &str {
-        if self.web.totp_issuer.is_empty() { &self.hostname } else { &self.web.totp_issuer }
+    fn issuer(&self) -> String {
+        let web = self.web.get();
+        if web.totp_issuer.is_empty() { self.hostname.clone() } else { web.totp_issuer.clone() }
+    }
+}
+
+/// `[web]` as in force now: SIGHUP replaces it ([`WebSettings::replace`]); a request reads it
+/// once where it needs it, so it sees either the old or the new settings.
+#[derive(Debug)]
+pub struct WebSettings(std::sync::RwLock<Arc<rampart_config::Web>>);
+
+impl WebSettings {
+    pub fn new(web: rampart_config::Web) -> WebSettings {
+        WebSettings(std::sync::RwLock::new(Arc::new(web)))
+    }
+
+    pub fn get(&self) -> Arc<rampart_config::Web> {
+        self.0.read().expect("web settings lock").clone()
+    }
+
+    pub fn replace(&self, web: rampart_config::Web) {
+        *self.0.write().expect("web settings lock") = Arc::new(web);
     }
 }
 

@@ -51,7 +51,7 @@ pub(crate) async fn count_failure(s: &Services, ip: IpAddr, user: &str, reason: 
     warn!(event = "auth_failure", proto = "web", ip = %ip, listener = "https", user = %log_user(user), mechanism = "password", reason);
     s.guard.auth_failure("web", ip, Some(user)).await;
     // Each answer to a guesser waits.
-    tokio::time::sleep(s.web.failure_delay).await;
+    tokio::time::sleep(s.web.get().failure_delay).await;
 }
 
 pub async fn login(
@@ -97,7 +97,7 @@ pub async fn login(
     let id = random_token(32);
     let csrf = random_token(24);
     s.store.session_put(&token_hash(&id), identity.account, &csrf, crate::now()).await?;
-    let enroll_only = account.role == Role::Admin && s.web.require_2fa_for_admins && !account.totp;
+    let enroll_only = account.role == Role::Admin && s.web.get().require_2fa_for_admins && !account.totp;
     let body = json!({
         "address": identity.address,
         "role": account.role.name(),
@@ -132,7 +132,7 @@ pub async fn me(State(s): State<Arc<Services>>, headers: HeaderMap, Enrolling(ca
                 Some(id) => s.store.session(&token_hash(&id)).await?.map(|x| x.csrf),
                 None => None,
             };
-            let enroll_only = *role == Role::Admin && s.web.require_2fa_for_admins && !totp;
+            let enroll_only = *role == Role::Admin && s.web.get().require_2fa_for_admins && !totp;
             Ok(Json(json!({
                 "address": address, "role": role.name(), "totp": totp, "csrf": csrf, "enroll_2fa_first": enroll_only,
             })))

@@ -126,8 +126,9 @@ async fn caller(parts: &Parts, s: &Arc<Services>) -> Result<(Caller, bool), ApiE
     let id_hash = token_hash(&id);
     let session = s.store.session(&id_hash).await?.ok_or(ApiError::Unauthorized("unauthenticated"))?;
     let now = crate::now();
-    let idle = s.web.session_idle_timeout.as_secs() as i64;
-    let max_age = s.web.session_max_age.as_secs() as i64;
+    let web = s.web.get();
+    let idle = web.session_idle_timeout.as_secs() as i64;
+    let max_age = web.session_max_age.as_secs() as i64;
     if now - session.last_seen > idle || now - session.created > max_age {
         s.store.session_remove(&id_hash).await?;
         return Err(ApiError::Unauthorized("session_expired"));
@@ -141,7 +142,7 @@ async fn caller(parts: &Parts, s: &Arc<Services>) -> Result<(Caller, bool), ApiE
     if now - session.last_seen >= TOUCH_EVERY {
         s.store.session_touch(&id_hash, now).await?;
     }
-    let enroll_only = session.role == Role::Admin && s.web.require_2fa_for_admins && !session.totp;
+    let enroll_only = session.role == Role::Admin && web.require_2fa_for_admins && !session.totp;
     let caller = Caller::Session { account: session.account, address: session.address, role: session.role, totp: session.totp, id_hash,
                                   created: session.created };
     Ok((caller, enroll_only))

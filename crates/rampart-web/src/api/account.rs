@@ -69,7 +69,7 @@ pub async fn totp_begin(
         recheck(&s, &client, address, &password, "password").await?;
     }
     let secret = rampart_auth::totp::begin(s.store.as_ref(), account).await?;
-    let uri = rampart_auth::totp::uri(&secret, address, s.issuer()).ok_or(ApiError::Internal)?;
+    let uri = rampart_auth::totp::uri(&secret, address, &s.issuer()).ok_or(ApiError::Internal)?;
     let qr = qrcode::QrCode::new(uri.as_bytes()).map_err(|_| ApiError::Internal)?;
     let svg = qr.render::<qrcode::render::svg::Color>().min_dimensions(200, 200).build();
     Ok(Json(json!({ "secret": secret, "uri": uri, "qr_svg": svg })))
