@@ -753,6 +753,28 @@ def test_admin_manages_a_users_app_passwords(rampart):
             imap.login("alice@example.test", password)
 
 
+def test_admin_ends_a_users_sessions_and_reads_dmarc_reports(rampart):
+    start(rampart)
+    api = admin_session(rampart)
+    alice = Api(rampart)
+    assert alice.login("alice@example.test").status_code == 200
+    r = api.call("DELETE", "/api/v1/users/alice@example.test/sessions")
+    assert r.status_code == 200 and r.json()["sessions"] == 1, r.text
+    assert alice.get("/api/v1/me").status_code == 401
+    assert api.call("DELETE", "/api/v1/users/nobody@example.test/sessions").status_code == 404
+    # A report as the DMARC report intake stores it (test_sender_auth sends real ones): listed
+    # here as `rampart dmarc reports` lists it.
+    db = sqlite3.connect(str(rampart.dir / "data" / "rampart.db"))
+    db.execute("INSERT INTO dmarc_reports (org_name, report_id, domain, date_begin, date_end, messages, passed, records, received) "
+               "VALUES ('Reports Org', 'r9', 'example.test', 1700000000, 1700086400, 3, 2, '[]', 1700090000)")
+    db.commit()
+    db.close()
+    reports = api.get("/api/v1/dmarc/reports").json()
+    assert reports == [{"domain": "example.test", "org_name": "Reports Org", "report_id": "r9", "begin": 1700000000,
+                        "end": 1700086400, "messages": 3, "passed": 2, "received": 1700090000}], reports
+    assert "Reports Org\tr9" in rampart.run_cli("dmarc", "reports").stdout
+
+
 def test_suspended_accounts_cannot_log_in_anywhere(rampart):
     start(rampart, listeners=(*WEB, "imaps", "submissions"))
     api = admin_session(rampart)
