@@ -106,13 +106,24 @@ def test_admin_and_user_pages_in_chromium(rampart, browser):
     page.login("bob@example.test", PASSWORD, totp.now())
     text = page.until_text("Logged in as")
     assert "bob@example.test" in text and "Users" in text and "Held messages" in text
+    # The certificate the listeners present, with its expiry (rampart init's is self-signed).
+    page.until(lambda d: "self-signed" in d.find_element("id", "certificates").text, "the certificate table")
     page.snap("dashboard")
 
     page.open("users")
     page.until_title("Users")
     page.fill({"address": "carol@example.test", "password": CAROL_PASSWORD, "role": "user"}, "Add user")
     assert "carol@example.test" in page.until_text("Added carol@example.test")
+    assert "Sent today (quota)" in page.text()
     page.snap("users")
+    # An account's details: its login history and app passwords, created here and shown once.
+    page.d.find_elements("xpath", "//button[normalize-space()='Details']")[1].click()
+    page.until(lambda d: "Account bob@example.test" in d.find_element("id", "user-detail").text, "bob's details")
+    assert "Login history" in page.text() and "web" in page.d.find_element("id", "user-detail").text
+    page.fill({"name": "tablet"}, "Create app password")
+    page.until_text("App password tablet for bob@example.test (shown once)")
+    page.until(lambda d: "tablet" in d.find_element("id", "user-app-passwords").text, "the app password row")
+    page.snap("user-detail")
 
     page.open("aliases")
     page.until_title("Aliases")

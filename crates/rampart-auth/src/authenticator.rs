@@ -104,9 +104,9 @@ impl Authenticator {
         let matched = match &creds {
             Some(c) => match self.cached(c, password) {
                 Some(m) => Some(m),
-                None => self.argon2(Some(c), password).await?,
+                None => self.argon2(Some(c), password, true).await?,
             },
-            None => self.argon2(None, password).await?,
+            None => self.argon2(None, password, true).await?,
         };
         let (Some(creds), Some(matched)) = (creds, matched) else { return Err(fail()) };
         let app = match matched {
@@ -119,6 +119,21 @@ impl Authenticator {
         Ok(Identity { account: creds.account.id, address: creds.account.address, app_password: app })
     }
 
+    /// The account's own password only, for web logins and for a web session re-entering it:
+    /// app passwords are never tried and the cache never answers, so every call costs exactly
+    /// one argon2 verification, against the account's hash or, for an unknown user, a dummy
+    /// hash of the same cost. How long the answer takes then tells nothing about whether the
+    /// account exists or how many app passwords it has. (Not measured in a test: on a shared
+    /// machine the noise is larger than one verification; the single call is the guarantee.)
+    pub async fn verify_account_password(&self, user: &str, password: &str) -> Result<Identity, Failure> {
+        let creds = self.credentials(user).await?;
+        let matched = self.argon2(creds.as_ref(), password, false).await?;
+        match (creds, matched) {
+            (Some(c), Some(Matched::Account)) => Ok(Identity { account: c.account.id, address: c.account.address, app_password: None }),
+            _ => Err(Failure::Credentials { user: Some(user.to_string()) }),
+        }
+    }
+
     /// The secret a cached verification of this password matched, if still stored as it was.
     fn cached(&self, creds: &Credentials, password: &str) -> Option<Matched> {
         let cache = self.cache.as_ref()?;
@@ -128,15 +143,16 @@ impl Authenticator {
         })
     }
 
-    /// Runs argon2 against the account's hash, then each app password's; without credentials
-    /// against a dummy hash, so an unknown user takes as long. Successes go into the cache.
-    async fn argon2(&self, creds: Option<&Credentials>, password: &str) -> Result<Option<Matched>, Failure> {
+    /// Runs argon2 against the account's hash, then (with `apps`) each app password's; without
+    /// credentials against a dummy hash, so an unknown user takes as long. Successes go into
+    /// the cache.
+    async fn argon2(&self, creds: Option<&Credentials>, password: &str, apps: bool) -> Result<Option<Matched>, Failure> {
         let _lane = self.hashing.acquire().await.map_err(|e| Failure::Temporary(e.to_string()))?;
         let mut area = self.work.take();
         let mut candidates: Vec<(Matched, String)> = match creds {
             None => vec![(Matched::Account, self.dummy_hash.clone())],
             Some(c) => std::iter::once((Matched::Account, c.account.password_hash.clone()))
-                .chain(c.app_passwords.iter().map(|a| (Matched::App(a.id), a.hash.clone())))
+                .chain(c.app_passwords.iter().filter(|_| apps).map(|a| (Matched::App(a.id), a.hash.clone())))
                 .collect(),
         };
         let pw = password.to_string();

@@ -126,6 +126,21 @@ async fn app_passwords_work_and_are_named() {
 }
 
 #[tokio::test]
+async fn the_account_password_alone_never_takes_an_app_password() {
+    let (_d, auth, store) = setup(false).await;
+    let app = new_app_password();
+    store.add_app_password("bob@example.test", "phone", &hash_password(&app, HashParams::default()).unwrap()).await.unwrap();
+    // Verified (and cached) for IMAP a moment ago: still not the account password.
+    assert!(auth.verify_password("bob@example.test", &app).await.is_ok());
+    let refused = auth.verify_account_password("bob@example.test", &app).await;
+    assert_eq!(refused, Err(Failure::Credentials { user: Some("bob@example.test".into()) }));
+    let id = auth.verify_account_password("Bob@example.test", PASSWORD).await.unwrap();
+    assert_eq!((id.address.as_str(), id.app_password), ("bob@example.test", None));
+    assert!(auth.verify_account_password("nobody@example.test", PASSWORD).await.is_err());
+    assert!(auth.verify_account_password("bob@example.test", "wrong").await.is_err());
+}
+
+#[tokio::test]
 async fn cram_md5_only_when_enabled() {
     let (_d, auth, _) = setup(false).await;
     assert!(auth.start(Mechanism::CramMd5, None).is_err());

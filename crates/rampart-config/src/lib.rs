@@ -154,6 +154,7 @@ section! {
         /// it there, and relay that server's mail out.
         pub gateway: Gateway = Gateway::default(),
         /// The web admin, user self-service and JSON API (`/api/v1/`) on `[listener.https]`.
+        /// SIGHUP reloads every key of this section; sessions are kept.
         pub web: Web = Web::default(),
         /// Logging.
         pub log: Log = Log::default(),

@@ -14,8 +14,8 @@ const HEADER: &str = "\
 # Relative paths are relative to the directory of this file.
 # Check a change with:  rampart config check --config rampart.toml
 # Override a key at start with:  rampart serve --set 'listener.smtp.bind=[\"127.0.0.1:2525\"]'
-# SIGHUP to `rampart serve` re-reads this file for the [tls] certificates, every [guard] key
-# and the listeners' allow and deny lists, without dropping connections; a file with an error
+# SIGHUP to `rampart serve` re-reads this file for the [tls] certificates, every [guard] key,
+# the listeners' allow and deny lists and every [web] key, without dropping connections; a file with an error
 # is refused whole and the running settings stay. Every other key takes effect at the next start.
 ";
 

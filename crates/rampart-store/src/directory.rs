@@ -96,7 +96,8 @@ pub trait DirectoryStore: Send + Sync + 'static {
     async fn add_account(&self, address: &str, password_hash: &str) -> Result<AccountId> {
         self.add_account_with(address, &Secrets { password_hash: password_hash.into(), ..Secrets::default() }).await
     }
-    /// Removes the account, its mailboxes and messages.
+    /// Removes the account, its mailboxes and messages; `LastAdmin` when it is the only
+    /// administrator who can log in.
     async fn remove_account(&self, address: &str) -> Result<()>;
     async fn account(&self, address: &str) -> Result<Option<Account>>;
     async fn list_accounts(&self) -> Result<Vec<Account>>;

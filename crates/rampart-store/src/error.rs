@@ -68,6 +68,10 @@ pub enum StoreError {
     Conflict { from: String, to: String },
     #[error("{address} already has {count} app passwords; revoke one first")]
     TooManyAppPasswords { address: String, count: u64 },
+    /// Demoting, suspending or removing the only administrator who can log in would leave
+    /// nobody to manage the server from the web.
+    #[error("{0} is the last administrator who can log in; make another account an admin first")]
+    LastAdmin(String),
     /// A delivery with neither local targets nor remote recipients (a caller's bug).
     #[error("a delivery needs at least one target")]
     NoTargets,
@@ -109,7 +113,7 @@ impl StoreError {
         match self {
             Exists(_) | NotFound(_) | InvalidAddress { .. } | InvalidDomain(_) | InvalidName(_)
             | InvalidAppPasswordName | NotLocalDomain(_) | SelfAlias(_) | InUse { .. } | HasChildren(_)
-            | InboxUndeletable | Conflict { .. } | TooManyAppPasswords { .. } => ErrorKind::Refused,
+            | InboxUndeletable | Conflict { .. } | TooManyAppPasswords { .. } | LastAdmin(_) => ErrorKind::Refused,
             Db(e) if e.transient => ErrorKind::Unavailable,
             // A commit that failed for a transient reason (disk full, I/O) may succeed later;
             // one refused by a constraint will not.

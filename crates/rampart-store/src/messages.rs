@@ -22,7 +22,9 @@ pub struct Mailbox {
 /// Summary of one stored message, as the index knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageInfo {
+    /// `address/name` of the mailbox, and its id (to open the message).
     pub mailbox: String,
+    pub mailbox_id: MailboxId,
     pub uid: u32,
     pub size: u64,
     pub internal_date: i64,

@@ -81,9 +81,11 @@ pub trait WebStore: Send + Sync + 'static {
     /// Every account with its role and 2FA state, by address.
     async fn web_accounts(&self) -> Result<Vec<WebAccount>>;
     async fn web_account(&self, address: &str) -> Result<Option<WebAccount>>;
-    /// `NotFound` for an unknown account.
+    /// `NotFound` for an unknown account; `LastAdmin` when demoting the only administrator who
+    /// can log in.
     async fn set_role(&self, address: &str, role: Role) -> Result<()>;
-    /// Suspends (no logins, no web sessions) or restores an account; `NotFound` for an unknown one.
+    /// Suspends (no logins, no web sessions) or restores an account; `NotFound` for an unknown one,
+    /// `LastAdmin` when suspending the only administrator who can log in.
     async fn set_suspended(&self, address: &str, suspended: bool) -> Result<()>;
 
     async fn totp(&self, account: AccountId) -> Result<Option<Totp>>;

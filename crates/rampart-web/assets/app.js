@@ -110,6 +110,34 @@ function nav() {
 
 function go(view) { if (location.hash !== "#" + view) location.hash = view; else route(); }
 
+// Messages sent today against the daily quota: "3 / 200", "3 (exempt)", "3 / none".
+function quotaText(q) {
+  const day = q.quotas.find((x) => x.key === "messages_per_day");
+  if (q.exempt) return day.used + " (exempt)";
+  return day.used + " / " + (day.limit && q.enabled ? day.limit : "none");
+}
+
+// One account as an admin sees it, below the users table: where it logged in, its app
+// passwords (revoke, create: the new one is shown once).
+async function userDetail(box, address, created) {
+  const path = "/users/" + encodeURIComponent(address);
+  const [logins, apps] = await Promise.all([api("GET", path + "/logins"), api("GET", path + "/app-passwords")]);
+  box.replaceChildren(el("h3", {}, "Account " + address),
+    el("h4", {}, "Login history"),
+    logins.length ? table(["Network", "Protocol", "Last", "First", "Logins"], logins.map((l) => [l.net, l.proto, date(l.last), date(l.first), l.logins]))
+      : el("p", {}, "No logins yet."),
+    el("h4", {}, "App passwords"),
+    apps.length ? el("div", { id: "user-app-passwords" }, table(["Name", "Created", "Last used", ""], apps.map((a) => [a.name, date(a.created), date(a.last_used),
+      button("Revoke", async () => {
+        await api("DELETE", path + "/app-passwords/" + encodeURIComponent(a.name)); await userDetail(box, address);
+      }, "danger")]))) : el("p", {}, "No app passwords."),
+    created ? el("p", { class: "notice ok" }, "App password " + created.name + " for " + address + " (shown once): ", el("code", {}, created.password)) : "",
+    form([["name", "New app password name (e.g. phone)", "text", { required: true }]], "Create app password", async (v) => {
+      await userDetail(box, address, await api("POST", path + "/app-passwords", v));
+    }));
+  box.scrollIntoView();
+}
+
 const views = {
   async login() {
     const f = form([["username", "Address", "email", { autocomplete: "username", required: true }],
@@ -153,6 +181,10 @@ const views = {
         .map(([k, v]) => [k.slice(8), v.reduce((a, b) => a + b, 0)]).sort((a, b) => b[1] - a[1]);
       parts.push(el("h3", {}, "Refusals by reason"), reasons.length ? table(["Reason", "Count"], reasons) : el("p", {}, "None."));
       if (bans.length) parts.push(el("h3", {}, "Bans"), table(["Network", "Until", "Reason"], bans.map((b) => [b.net, date(b.until), b.reason])));
+      const certs = await api("GET", "/dashboard/certificates");
+      parts.push(el("h3", {}, "Certificates"), el("div", { id: "certificates" }, table(["", "File", "Expires", "Days left", "Issuer"], certs.map((c) => [
+        el("span", { class: "mark " + c.status }, c.status === "ok" ? "✓ ok" : "✗ " + c.status), c.file,
+        c.not_after ? date(c.not_after) : c.problem, c.days_left === null ? "" : c.days_left, c.self_signed ? "self-signed" : "CA"]))));
     } else {
       const held = await api("GET", "/me/quarantine");
       parts.push(el("p", {}, held.length + " message(s) held for you in quarantine."));
@@ -162,8 +194,10 @@ const views = {
 
   async users() {
     const list = await api("GET", "/users");
-    const rows = list.map((u) => [u.address, u.role, u.totp ? "on" : "off", u.suspended ? "suspended" : "active", date(u.created),
+    const detail = el("div", { id: "user-detail" });
+    const rows = list.map((u) => [u.address, u.role, u.totp ? "on" : "off", u.suspended ? "suspended" : "active", quotaText(u.quota), date(u.created),
       el("span", { class: "actions" },
+        button("Details", () => userDetail(detail, u.address)),
         button(u.suspended ? "Restore" : "Suspend", async () => {
           await api("PUT", "/users/" + encodeURIComponent(u.address) + "/suspended", { suspended: !u.suspended });
           await route();
@@ -177,7 +211,7 @@ const views = {
           if (!confirm("Delete " + u.address + " with all its mail?")) return;
           await api("DELETE", "/users/" + encodeURIComponent(u.address)); await route();
         }, "danger"))]);
-    show("Users", table(["Address", "Role", "2FA", "State", "Created", ""], rows), el("h3", {}, "Add a user"),
+    show("Users", table(["Address", "Role", "2FA", "State", "Sent today (quota)", "Created", ""], rows), detail, el("h3", {}, "Add a user"),
       form([["address", "Address", "email", { required: true }], ["password", "Password", "password", { autocomplete: "new-password", required: true }],
         ["role", "Role (user or admin)", "text", { value: "user" }]], "Add user", async (v) => {
         await api("POST", "/users", v); await route(); notice("Added " + v.address, "ok");
@@ -224,10 +258,12 @@ const views = {
         await api("POST", "/bans", { net: v.net, seconds: Number(v.hours || 24) * 3600 }); await route(); notice("Banned " + v.net, "ok");
       }),
       el("h3", {}, "Message search"),
-      form([["address", "Recipient account (empty: all)", "email", {}], ["since", "Received since", "date", {}], ["until", "Received before", "date", {}]],
+      form([["address", "Recipient account (empty: all)", "email", {}], ["message_id", "Message-ID (empty: any)", "text", {}],
+        ["since", "Received since", "date", {}], ["until", "Received before", "date", {}]],
         "Search", async (v) => {
           const q = new URLSearchParams();
           if (v.address) q.set("address", v.address);
+          if (v.message_id) q.set("message_id", v.message_id);
           if (v.since) q.set("since", String(Date.parse(v.since) / 1000));
           if (v.until) q.set("until", String(Date.parse(v.until) / 1000));
           const found = await api("GET", "/messages?" + q.toString());
@@ -308,9 +344,19 @@ const views = {
       button("Log out everywhere", async () => { await api("POST", "/logout-all"); state.me = null; go("login"); }, "danger"));
   },
 
-  async totp() {
+  async totp(password) {
     if (state.me.totp) { go("account"); return; }
-    const r = await api("POST", "/me/totp");
+    let r;
+    try {
+      r = await api("POST", "/me/totp", password === undefined ? undefined : { password });
+    } catch (e) {
+      // A session that logged in a while ago confirms the password first.
+      if (e.code !== "reauth_required") throw e;
+      show("Set up two-factor authentication", el("p", { class: "notice info" }, e.message),
+        form([["password", "Password", "password", { autocomplete: "current-password", required: true }]], "Continue",
+          async (v) => views.totp(v.password)));
+      return;
+    }
     const img = el("img", { src: "data:image/svg+xml;base64," + btoa(r.qr_svg), alt: "QR code of the TOTP secret", width: 200, height: 200 });
     show("Set up two-factor authentication",
       state.me.enroll_2fa_first ? el("p", { class: "notice info" }, "Administrators need two-factor authentication before anything else.") : "",

@@ -17,6 +17,7 @@
 pub mod accept;
 mod api;
 mod autoconfig;
+mod dashboard;
 mod error;
 mod headers;
 mod login;
@@ -31,6 +32,7 @@ use axum::Router;
 use rampart_store::{AccountId, Store, StoreError};
 
 pub use accept::{handle_http, handle_https, refuse};
+pub use dashboard::{AccountQuota, CertExpiry, Dashboard, QuotaUse};
 pub use session::SCOPES;
 
 /// The ports mail clients are told to use, as bound (None: that listener is off).
@@ -73,17 +75,39 @@ pub struct Services {
     pub store: Arc<dyn Store>,
     pub auth: Arc<rampart_auth::Authenticator>,
     pub guard: Arc<rampart_guard::Guard>,
-    pub web: rampart_config::Web,
+    /// `[web]`: replaced on SIGHUP.
+    pub web: Arc<WebSettings>,
     pub hostname: String,
     pub policy: rampart_auth::PasswordPolicy,
     pub ports: MailPorts,
     pub quarantine: Arc<dyn Quarantine>,
     pub dns: Arc<dyn DnsCheck>,
+    pub dashboard: Arc<dyn Dashboard>,
 }
 
 impl Services {
-    fn issuer(&self) -> &str {
-        if self.web.totp_issuer.is_empty() { &self.hostname } else { &self.web.totp_issuer }
+    fn issuer(&self) -> String {
+        let web = self.web.get();
+        if web.totp_issuer.is_empty() { self.hostname.clone() } else { web.totp_issuer.clone() }
+    }
+}
+
+/// `[web]` as in force now: SIGHUP replaces it ([`WebSettings::replace`]); a request reads it
+/// once where it needs it, so it sees either the old or the new settings.
+#[derive(Debug)]
+pub struct WebSettings(std::sync::RwLock<Arc<rampart_config::Web>>);
+
+impl WebSettings {
+    pub fn new(web: rampart_config::Web) -> WebSettings {
+        WebSettings(std::sync::RwLock::new(Arc::new(web)))
+    }
+
+    pub fn get(&self) -> Arc<rampart_config::Web> {
+        self.0.read().expect("web settings lock").clone()
+    }
+
+    pub fn replace(&self, web: rampart_config::Web) {
+        *self.0.write().expect("web settings lock") = Arc::new(web);
     }
 }
 

@@ -1,7 +1,9 @@
 //! `POST /api/v1/login` and the session's own endpoints (`logout`, `logout-all`, `me`).
 //!
-//! A login needs the account password (never an app password: those are for mail clients)
-//! and, when the account has TOTP, a current code or an unused recovery code. Failures are
+//! A login needs the account password (never an app password: those are for mail clients,
+//! and are not even tried, so a login costs one argon2 verification whether the account
+//! exists or has app passwords) and, when the account has TOTP, a current code or an unused
+//! recovery code. Failures are
 //! logged as `event=auth_failure proto=web ip=...` (the line the fail2ban filter matches) and
 //! counted by the guard with IMAP's and SMTP's, so the same per-address, per-network and
 //! per-account limits and bans apply.
@@ -20,7 +22,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Body};
 use crate::session::{self, Caller, Enrolling};
 use crate::{Client, Services};
 
@@ -49,19 +51,20 @@ pub(crate) async fn count_failure(s: &Services, ip: IpAddr, user: &str, reason: 
     warn!(event = "auth_failure", proto = "web", ip = %ip, listener = "https", user = %log_user(user), mechanism = "password", reason);
     s.guard.auth_failure("web", ip, Some(user)).await;
     // Each answer to a guesser waits.
-    tokio::time::sleep(s.web.failure_delay).await;
+    tokio::time::sleep(s.web.get().failure_delay).await;
 }
 
 pub async fn login(
     State(s): State<Arc<Services>>,
     Extension(Client(remote)): Extension<Client>,
-    Json(req): Json<LoginRequest>,
+    Body(req): Body<LoginRequest>,
 ) -> ApiResult<Response> {
     let ip = remote.ip();
     let user = req.username.trim();
-    let identity = match s.auth.verify_password(user, &req.password).await {
-        Ok(id) if id.app_password.is_none() => id,
-        Ok(_) => return Err(failed(&s, ip, user, "app_password").await),
+    // One argon2 verification, whoever `user` is (see `verify_account_password`): an unknown
+    // user, a wrong password and an app password cost the same and read `bad_credentials`.
+    let identity = match s.auth.verify_account_password(user, &req.password).await {
+        Ok(id) => id,
         Err(Failure::Temporary(e)) => {
             warn!(event = "auth_error", proto = "web", ip = %ip, error = %e);
             return Err(ApiError::Unavailable);
@@ -94,7 +97,7 @@ pub async fn login(
     let id = random_token(32);
     let csrf = random_token(24);
     s.store.session_put(&token_hash(&id), identity.account, &csrf, crate::now()).await?;
-    let enroll_only = account.role == Role::Admin && s.web.require_2fa_for_admins && !account.totp;
+    let enroll_only = account.role == Role::Admin && s.web.get().require_2fa_for_admins && !account.totp;
     let body = json!({
         "address": identity.address,
         "role": account.role.name(),
@@ -129,7 +132,7 @@ pub async fn me(State(s): State<Arc<Services>>, headers: HeaderMap, Enrolling(ca
                 Some(id) => s.store.session(&token_hash(&id)).await?.map(|x| x.csrf),
                 None => None,
             };
-            let enroll_only = *role == Role::Admin && s.web.require_2fa_for_admins && !totp;
+            let enroll_only = *role == Role::Admin && s.web.get().require_2fa_for_admins && !totp;
             Ok(Json(json!({
                 "address": address, "role": role.name(), "totp": totp, "csrf": csrf, "enroll_2fa_first": enroll_only,
             })))

@@ -12,7 +12,7 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("post", "/api/v1/logout-all", "session", "End every session of this account"),
     ("get", "/api/v1/me", "session", "The logged-in account, its role, 2FA state and CSRF token"),
     ("post", "/api/v1/me/password", "session", "Change the password: {current, new}"),
-    ("post", "/api/v1/me/totp", "session", "Start TOTP enrollment (allowed before enrolling): secret, otpauth URI, QR code"),
+    ("post", "/api/v1/me/totp", "session", "Start TOTP enrollment (allowed before enrolling): secret, otpauth URI, QR code; {password} when the login is over 5 minutes old (else 403 reauth_required)"),
     ("delete", "/api/v1/me/totp", "session", "Turn TOTP off: {password}"),
     ("post", "/api/v1/me/totp/confirm", "session", "Confirm TOTP with a code: {code}; returns 10 recovery codes once"),
     ("get", "/api/v1/me/totp/recovery-codes", "session", "How many recovery codes are left"),
@@ -28,7 +28,7 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("post", "/api/v1/domains", "admin", "Add a domain: {name}"),
     ("delete", "/api/v1/domains/{name}", "admin", "Remove a domain (no accounts or aliases left)"),
     ("get", "/api/v1/domains/{name}/dns", "admin", "The DNS records the domain needs, each checked live: ok, missing, wrong"),
-    ("get", "/api/v1/users", "admin", "Accounts with role and 2FA state"),
+    ("get", "/api/v1/users", "admin", "Accounts with role, 2FA state, suspension and sending quotas (use and limit of each)"),
     ("post", "/api/v1/users", "admin", "Add an account: {address, password, role?}"),
     ("get", "/api/v1/users/{address}", "admin", "One account"),
     ("delete", "/api/v1/users/{address}", "admin", "Delete an account with its mail"),
@@ -59,9 +59,30 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("get", "/api/v1/stats", "admin", "Hourly counts for the dashboard (?hours=, default 48): messages, refusals by reason, logins, bans"),
     ("get", "/api/v1/dkim", "admin", "DKIM keys and their record names (?domain=)"),
     ("get", "/api/v1/dmarc/reports", "admin", "DMARC aggregate reports received"),
-    ("get", "/api/v1/messages", "admin", "Stored messages, newest first (?address=, since=, until= unix seconds, limit=)"),
+    ("get", "/api/v1/messages", "admin", "Stored messages, newest first (?address=, since=, until= unix seconds, message_id=, limit=)"),
     ("get", "/api/v1/messages/{id}/why", "admin", "Why a stored message was accepted: its verdict trail"),
+    ("get", "/api/v1/dashboard/certificates", "admin", "The listeners' certificates: expiry, days left, status (ok, expiring, expired, error)"),
 ];
+
+/// The statuses an operation answers besides 200 (see `crate::error`), each body `{error, message}`.
+fn responses(method: &str, who: &str, has_params: bool) -> Value {
+    let error = |text: &str| json!({ "description": format!("{text}: {{error, message}}") });
+    let mut r = Map::new();
+    r.insert("200".into(), json!({ "description": "OK (JSON)" }));
+    r.insert("400".into(), error("Malformed input: a body that is not the JSON asked for, a bad name, address or value"));
+    if who != "public" {
+        r.insert("401".into(), error("Not logged in, or the session expired"));
+        r.insert("403".into(), error("Not allowed: role, token scope, missing CSRF token, or 2FA enrollment required first"));
+    }
+    if has_params {
+        r.insert("404".into(), error("No such thing"));
+    }
+    if method != "get" && who != "public" {
+        r.insert("409".into(), error("Conflicts with what is there: already exists, still in use, the last administrator"));
+    }
+    r.insert("default".into(), error("Any other error"));
+    Value::Object(r)
+}
 
 pub async fn document() -> Json<Value> {
     let mut paths = Map::new();
@@ -80,7 +101,7 @@ pub async fn document() -> Json<Value> {
             "summary": summary,
             "security": security,
             "parameters": params,
-            "responses": { "200": { "description": "OK (JSON)" }, "default": { "description": "{error, message}" } },
+            "responses": responses(method, who, !params.is_empty()),
         });
         let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
         entry[*method] = op;

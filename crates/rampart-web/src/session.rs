@@ -22,11 +22,16 @@ use crate::error::ApiError;
 pub const COOKIE: &str = "__Host-rampart";
 /// A session's last use is written at most this often (seconds): not a write per request.
 const TOUCH_EVERY: i64 = 60;
+/// A session that logged in this recently (seconds) may enroll TOTP without typing the
+/// password again: the password was just given. An older one may be a cookie left on a shared
+/// or stolen device, which must not bind its own authenticator to the account.
+pub const FRESH_LOGIN: i64 = 300;
 
 /// What the caller is.
 #[derive(Debug, Clone)]
 pub enum Caller {
-    Session { account: AccountId, address: String, role: Role, totp: bool, id_hash: String },
+    /// `created`: when the session logged in (unix seconds).
+    Session { account: AccountId, address: String, role: Role, totp: bool, id_hash: String, created: i64 },
     /// An API token: admin rights within its scopes.
     Token { name: String, scopes: Vec<String> },
 }
@@ -73,6 +78,11 @@ impl Caller {
         }
     }
 
+    /// A session that logged in within [`FRESH_LOGIN`]; never an API token.
+    pub fn logged_in_recently(&self, now: i64) -> bool {
+        matches!(self, Caller::Session { created, .. } if now - created <= FRESH_LOGIN)
+    }
+
     pub fn who(&self) -> String {
         match self {
             Caller::Session { address, .. } => address.clone(),
@@ -116,8 +126,9 @@ async fn caller(parts: &Parts, s: &Arc<Services>) -> Result<(Caller, bool), ApiE
     let id_hash = token_hash(&id);
     let session = s.store.session(&id_hash).await?.ok_or(ApiError::Unauthorized("unauthenticated"))?;
     let now = crate::now();
-    let idle = s.web.session_idle_timeout.as_secs() as i64;
-    let max_age = s.web.session_max_age.as_secs() as i64;
+    let web = s.web.get();
+    let idle = web.session_idle_timeout.as_secs() as i64;
+    let max_age = web.session_max_age.as_secs() as i64;
     if now - session.last_seen > idle || now - session.created > max_age {
         s.store.session_remove(&id_hash).await?;
         return Err(ApiError::Unauthorized("session_expired"));
@@ -131,8 +142,9 @@ async fn caller(parts: &Parts, s: &Arc<Services>) -> Result<(Caller, bool), ApiE
     if now - session.last_seen >= TOUCH_EVERY {
         s.store.session_touch(&id_hash, now).await?;
     }
-    let enroll_only = session.role == Role::Admin && s.web.require_2fa_for_admins && !session.totp;
-    let caller = Caller::Session { account: session.account, address: session.address, role: session.role, totp: session.totp, id_hash };
+    let enroll_only = session.role == Role::Admin && web.require_2fa_for_admins && !session.totp;
+    let caller = Caller::Session { account: session.account, address: session.address, role: session.role, totp: session.totp, id_hash,
+                                  created: session.created };
     Ok((caller, enroll_only))
 }
 

@@ -45,6 +45,7 @@ mod serve;
 mod spam;
 mod stats;
 mod systemd;
+mod webdash;
 
 use std::path::PathBuf;
 

@@ -52,7 +52,7 @@ async fn target(store: &SqliteStore, target: &str) -> anyhow::Result<String> {
     Ok(domain)
 }
 
-fn used(u: &Usage) -> [u64; 5] {
+pub(crate) fn used(u: &Usage) -> [u64; 5] {
     [u.messages_hour, u.messages_day, u.recipients_hour, u.recipients_day, u.external_day]
 }
 

@@ -2,8 +2,8 @@
 //!
 //! Start-up fails with one clear line naming the key, file or port at fault. All listeners are
 //! bound before any is served, so a port already in use stops the server before it accepts
-//! anything. SIGHUP reloads certificates (`[tls]`), the guard (every `[guard]` key) and the
-//! listeners' `allow`/`deny` lists; every other key needs a restart. SIGTERM and SIGINT stop
+//! anything. SIGHUP reloads certificates (`[tls]`), the guard (every `[guard]` key), the
+//! listeners' `allow`/`deny` lists and `[web]`; every other key needs a restart. SIGTERM and SIGINT stop
 //! the server (acknowledged mail is already durable, so nothing in flight needs draining).
 
 use std::net::SocketAddr;
@@ -227,7 +227,8 @@ async fn serve(path: &Path, sets: &[String], config: Config, target: Option<crat
             .then(|| Arc::new(crate::spam::ImapLearner { store: store.clone() }) as Arc<dyn rampart_imap::Learner>),
     });
     let (bound, metrics_listeners) = bind_listeners(&config).await?;
-    let (web, redirect) = web_apps(&config, &bound, &services)?;
+    let web_settings = Arc::new(rampart_web::WebSettings::new(config.web.clone()));
+    let (web, redirect) = web_apps(&config, &bound, &services, &web_settings)?;
     let shared = Shared { smtp: services, imap: imap_services, web, redirect };
     let web_tls = rampart_tls::TlsAcceptor::from(rampart_tls::server_config(cert_store.clone(), alpn("http/1.1"))?);
     // Every port is bound and every file open: root is no longer needed.
@@ -264,7 +265,7 @@ async fn serve(path: &Path, sets: &[String], config: Config, target: Option<crat
     info!(event = "started", hostname = %config.server.hostname, pid = std::process::id());
     crate::systemd::notify("READY=1\nSTATUS=accepting mail");
 
-    signals(path, sets, cert_store, guard).await
+    signals(path, sets, cert_store, guard, web_settings).await
 }
 
 /// The store, given to the service user when the server will drop root, with IMAP's
@@ -308,7 +309,12 @@ fn spawn_upkeep(config: &Config, store: &Arc<dyn rampart_store::Store>, shared: 
 
 /// The web applications: the https one (API, autoconfiguration naming the mail ports as
 /// bound, pages) and the http redirect (to the https listener's port).
-fn web_apps(config: &Config, bound: &[Bound], smtp: &Arc<Services>) -> anyhow::Result<(axum::Router, axum::Router)> {
+fn web_apps(
+    config: &Config,
+    bound: &[Bound],
+    smtp: &Arc<Services>,
+    web_settings: &Arc<rampart_web::WebSettings>,
+) -> anyhow::Result<(axum::Router, axum::Router)> {
     let port = |name: &str| bound.iter().find(|b| b.name == name).and_then(|b| b.tcp.local_addr().ok()).map(|a| a.port());
     let ports = rampart_web::MailPorts {
         imaps: port("imaps"),
@@ -326,7 +332,7 @@ fn web_apps(config: &Config, bound: &[Bound], smtp: &Arc<Services>) -> anyhow::R
         store: smtp.store.clone(),
         auth: smtp.auth.clone(),
         guard: smtp.guard.clone(),
-        web: config.web.clone(),
+        web: web_settings.clone(),
         hostname: config.server.hostname.clone(),
         policy: rampart_auth::PasswordPolicy {
             min_length: config.auth.password_min_length,
@@ -339,6 +345,7 @@ fn web_apps(config: &Config, bound: &[Bound], smtp: &Arc<Services>) -> anyhow::R
             config: config.clone(),
             resolver: rampart_smtp::dns::resolver(&config.dns.nameservers).map_err(|e| anyhow!("dns.nameservers: {e}"))?,
         }),
+        dashboard: Arc::new(crate::webdash::Dashboard { store: smtp.store.clone(), config: config.clone() }),
     });
     let web = settings("https").map(|s| rampart_web::router(services.clone(), &s)).unwrap_or_default();
     let redirect = settings("http").map(|s| rampart_web::redirect_router(&s)).unwrap_or_default();
@@ -354,8 +361,9 @@ async fn session_upkeep(web: Arc<rampart_web::Services>) {
     loop {
         tick.tick().await;
         let now = chrono::Utc::now().timestamp();
-        let idle = now - web.web.session_idle_timeout.as_secs() as i64;
-        let old = now - web.web.session_max_age.as_secs() as i64;
+        let settings = web.web.get();
+        let idle = now - settings.session_idle_timeout.as_secs() as i64;
+        let old = now - settings.session_max_age.as_secs() as i64;
         if let Err(e) = web.store.sessions_prune(idle, old).await {
             warn!(event = "store_error", what = "web session expiry", error = %e.chain());
         }
@@ -510,7 +518,13 @@ async fn refuse(stream: TcpStream, proto: Proto, shared: Shared, refusal: rampar
     }
 }
 
-async fn signals(path: &Path, sets: &[String], certs: Arc<rampart_tls::CertStore>, guard: Arc<rampart_guard::Guard>) -> anyhow::Result<()> {
+async fn signals(
+    path: &Path,
+    sets: &[String],
+    certs: Arc<rampart_tls::CertStore>,
+    guard: Arc<rampart_guard::Guard>,
+    web: Arc<rampart_web::WebSettings>,
+) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
@@ -519,7 +533,7 @@ async fn signals(path: &Path, sets: &[String], certs: Arc<rampart_tls::CertStore
         tokio::select! {
             _ = hup.recv() => {
                 crate::systemd::notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", crate::systemd::monotonic_usec()));
-                reload(path, sets, &certs, &guard);
+                reload(path, sets, &certs, &guard, &web);
                 crate::systemd::notify("READY=1");
             }
             _ = term.recv() => break,
@@ -531,16 +545,19 @@ async fn signals(path: &Path, sets: &[String], certs: Arc<rampart_tls::CertStore
     Ok(())
 }
 
-/// Re-reads the config: certificates, and the guard's rules and limits (firewall lists, rates,
-/// ban times, the TLS handshake cap). On any error the old ones stay.
-fn reload(path: &Path, sets: &[String], certs: &rampart_tls::CertStore, guard: &rampart_guard::Guard) {
+/// Re-reads the config: certificates, the guard's rules and limits (firewall lists, rates,
+/// ban times, the TLS handshake cap) and `[web]` (sessions' timeouts, 2FA for admins, failure
+/// delay, TOTP issuer). On any error the old ones stay.
+fn reload(path: &Path, sets: &[String], certs: &rampart_tls::CertStore, guard: &rampart_guard::Guard, web: &rampart_web::WebSettings) {
     let loaded = load_config(path, sets).and_then(|c| Ok((rampart_tls::CertSet::load(&c.tls)?, c)));
     match loaded {
         Ok((set, config)) => {
             certs.replace(set);
             guard.reload(&config);
+            web.replace(config.web.clone());
             info!(event = "certificates_reloaded");
             info!(event = "firewall_reloaded", deny = config.guard.deny.len(), allow = config.guard.allow.len());
+            info!(event = "web_reloaded", require_2fa_for_admins = config.web.require_2fa_for_admins);
         }
         Err(e) => error!(event = "reload_failed", error = %format!("{e:#}").replace('\n', "; ")),
     }

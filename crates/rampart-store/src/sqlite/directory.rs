@@ -100,6 +100,7 @@ impl DirectoryStore for SqliteStore {
         let address = canonical(address)?;
         self.write(move |conn, effects| {
             let id = account_id(conn, &address)?.ok_or_else(|| StoreError::NotFound(format!("account {address}")))?;
+            super::web::keep_an_admin(conn, &address)?;
             let blobs: Vec<(String, i64)> = conn
                 .prepare(
                     "SELECT m.blob_id, count(*) FROM messages m JOIN mailboxes b ON m.mailbox_id = b.id \

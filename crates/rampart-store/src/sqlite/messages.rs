@@ -100,7 +100,7 @@ impl MessageStore for SqliteStore {
         let reference = reference.to_string();
         self.read(move |conn| {
             let mut stmt = conn.prepare(
-                "SELECT a.address || '/' || b.name, m.uid, m.size, m.internal_date, m.reference, m.trail \
+                "SELECT a.address || '/' || b.name, m.uid, m.size, m.internal_date, m.reference, m.trail, b.id \
                  FROM messages m JOIN mailboxes b ON m.mailbox_id = b.id JOIN accounts a ON b.account_id = a.id \
                  WHERE m.reference = ?1 ORDER BY m.id",
             )?;
@@ -113,6 +113,7 @@ impl MessageStore for SqliteStore {
                         internal_date: r.get(3)?,
                         reference: r.get(4)?,
                         trail: r.get(5)?,
+                        mailbox_id: r.get(6)?,
                     })
                 })?
                 .collect::<rusqlite::Result<_>>()?;

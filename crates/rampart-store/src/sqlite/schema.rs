@@ -417,6 +417,15 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE accounts ADD COLUMN password_changed INTEGER;
     "#,
+    // Login history and known networks are keyed by address (an account id may be given
+    // again); they go with the account, so a new account given the same address does not see
+    // where the old one logged in, nor inherit its networks as known.
+    r#"
+    CREATE TRIGGER accounts_forget_logins AFTER DELETE ON accounts BEGIN
+        DELETE FROM login_history WHERE account = OLD.address;
+        DELETE FROM known_logins WHERE account = OLD.address;
+    END;
+    "#,
 ];
 
 /// The schema version this binary writes.

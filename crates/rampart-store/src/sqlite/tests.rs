@@ -609,6 +609,20 @@ async fn quarantine_holds_releases_and_expires() {
 }
 
 #[tokio::test]
+async fn login_history_is_by_address_and_goes_with_the_account() {
+    let (_dir, store) = store().await;
+    store.add_account("bob@example.test", "$argon2id$x").await.unwrap();
+    store.known_login_put("bob@example.test", "192.0.2.1/32", "web", 100).await.unwrap();
+    store.known_login_put("bob@example.test", "192.0.2.1/32", "imap", 200).await.unwrap();
+    let history = store.login_history("Bob@example.test").await.unwrap();
+    assert_eq!(history.iter().map(|l| (l.proto.as_str(), l.logins)).collect::<Vec<_>>(), [("imap", 1), ("web", 1)]);
+    store.remove_account("bob@example.test").await.unwrap();
+    store.add_account("bob@example.test", "$argon2id$x").await.unwrap();
+    assert!(store.login_history("bob@example.test").await.unwrap().is_empty(), "not the old account's");
+    assert!(store.known_logins("bob@example.test", 0).await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn web_roles_totp_sessions_tokens() {
     use crate::web::Role;
     let (_dir, store) = store().await;
@@ -616,6 +630,16 @@ async fn web_roles_totp_sessions_tokens() {
     assert_eq!(store.web_account("bob@example.test").await.unwrap().unwrap().role, Role::User);
     store.set_role("Bob@example.test", Role::Admin).await.unwrap();
     assert!(matches!(store.set_role("nobody@example.test", Role::Admin).await, Err(StoreError::NotFound(_))));
+
+    // The last administrator who can log in stays one: not demoted, suspended or removed.
+    assert!(matches!(store.set_role("bob@example.test", Role::User).await, Err(StoreError::LastAdmin(_))));
+    assert!(matches!(store.set_suspended("bob@example.test", true).await, Err(StoreError::LastAdmin(_))));
+    assert!(matches!(store.remove_account("bob@example.test").await, Err(StoreError::LastAdmin(_))));
+    store.add_account("carol@example.test", "$argon2id$x").await.unwrap();
+    store.set_role("carol@example.test", Role::Admin).await.unwrap();
+    store.set_suspended("carol@example.test", true).await.unwrap();
+    assert!(matches!(store.set_role("bob@example.test", Role::User).await, Err(StoreError::LastAdmin(_))), "carol cannot log in");
+    store.set_suspended("carol@example.test", false).await.unwrap();
 
     // Suspension: no credentials, no sessions, until restored.
     store.session_put("s0", bob, "csrf", 1).await.unwrap();

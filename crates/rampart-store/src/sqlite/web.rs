@@ -55,6 +55,27 @@ fn session(conn: &Connection, id_hash: &str) -> Result<Option<WebSession>> {
         .optional()?)
 }
 
+/// An administrator who can log in: not suspended, from the web or by containment.
+const ACTIVE_ADMIN: &str = "role = 'admin' AND NOT suspended \
+     AND address NOT IN (SELECT account FROM sending_state WHERE scope = 'all')";
+
+/// `LastAdmin` when `address` is the only administrator who can log in: demoting, suspending
+/// or removing it would lock every administrator out of the web. Checked inside the write, so
+/// two administrators demoting each other at once cannot both succeed.
+pub(super) fn keep_an_admin(conn: &Connection, address: &str) -> Result<()> {
+    let active: bool =
+        conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM accounts WHERE address = ?1 AND {ACTIVE_ADMIN})"), [address], |r| r.get(0))?;
+    if !active {
+        return Ok(());
+    }
+    let others: i64 =
+        conn.query_row(&format!("SELECT count(*) FROM accounts WHERE address != ?1 AND {ACTIVE_ADMIN}"), [address], |r| r.get(0))?;
+    if others == 0 {
+        return Err(StoreError::LastAdmin(address.to_string()));
+    }
+    Ok(())
+}
+
 fn replace_recovery(conn: &Connection, account: AccountId, hashes: &[String]) -> Result<()> {
     conn.execute("DELETE FROM recovery_codes WHERE account_id = ?1", [account])?;
     for hash in hashes {
@@ -85,6 +106,9 @@ impl WebStore for SqliteStore {
     async fn set_role(&self, address: &str, role: Role) -> Result<()> {
         let address = canonical(address)?;
         self.write(move |conn, _| {
+            if role != Role::Admin {
+                keep_an_admin(conn, &address)?;
+            }
             match conn.execute("UPDATE accounts SET role = ?2 WHERE address = ?1", params![address, role.name()])? {
                 0 => Err(StoreError::NotFound(format!("account {address}"))),
                 _ => Ok(()),
@@ -96,6 +120,9 @@ impl WebStore for SqliteStore {
     async fn set_suspended(&self, address: &str, suspended: bool) -> Result<()> {
         let address = canonical(address)?;
         self.write(move |conn, _| {
+            if suspended {
+                keep_an_admin(conn, &address)?;
+            }
             match conn.execute("UPDATE accounts SET suspended = ?2 WHERE address = ?1", params![address, suspended])? {
                 0 => Err(StoreError::NotFound(format!("account {address}"))),
                 _ => Ok(()),
@@ -256,7 +283,7 @@ impl WebStore for SqliteStore {
         };
         self.read(move |conn| {
             let mut stmt = conn.prepare(
-                "SELECT a.address || '/' || b.name, m.uid, m.size, m.internal_date, m.reference, m.trail \
+                "SELECT a.address || '/' || b.name, m.uid, m.size, m.internal_date, m.reference, m.trail, b.id \
                  FROM messages m JOIN mailboxes b ON m.mailbox_id = b.id JOIN accounts a ON b.account_id = a.id \
                  WHERE (?1 IS NULL OR a.address = ?1) AND m.internal_date >= ?2 AND m.internal_date < ?3 \
                  ORDER BY m.internal_date DESC, m.id DESC LIMIT ?4",
@@ -270,6 +297,7 @@ impl WebStore for SqliteStore {
                         internal_date: r.get(3)?,
                         reference: r.get(4)?,
                         trail: r.get(5)?,
+                        mailbox_id: r.get(6)?,
                     })
                 })?
                 .collect::<rusqlite::Result<_>>()?;

@@ -10,14 +10,14 @@ use tracing::info;
 
 use super::{app_password_json, checked_secrets, held_json, logins_json, new_app_password};
 use crate::{Client, Services};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Body};
 use crate::session::{Authed, Caller, Enrolling};
 
 /// The account's own password again (not an app password). A wrong one counts as a failed
 /// login: someone holding a stolen session must not get unlimited guesses at it.
 async fn recheck(s: &Services, client: &Client, address: &str, password: &str, what: &str) -> ApiResult<()> {
-    match s.auth.verify_password(address, password).await {
-        Ok(id) if id.app_password.is_none() => Ok(()),
+    match s.auth.verify_account_password(address, password).await {
+        Ok(_) => Ok(()),
         _ => {
             crate::login::count_failure(s, client.0.ip(), address, "recheck").await;
             Err(ApiError::BadRequest(format!("the {what} is wrong")))
@@ -37,7 +37,7 @@ pub async fn change_password(
     State(s): State<Arc<Services>>,
     Authed(caller): Authed,
     Extension(client): Extension<Client>,
-    Json(req): Json<PasswordChange>,
+    Body(req): Body<PasswordChange>,
 ) -> ApiResult<Json<Value>> {
     let (account, address) = caller.account()?;
     recheck(&s, &client, address, &req.current, "current password").await?;
@@ -52,11 +52,24 @@ pub async fn change_password(
     Ok(Json(json!({ "ok": true })))
 }
 
-/// Starts TOTP enrollment: the secret, its `otpauth://` URI and a QR code of it (SVG).
-pub async fn totp_begin(State(s): State<Arc<Services>>, Enrolling(caller): Enrolling) -> ApiResult<Json<Value>> {
+/// Starts TOTP enrollment: the secret, its `otpauth://` URI and a QR code of it (SVG). A
+/// session that logged in within `FRESH_LOGIN` enrolls as it is (an admin made to enroll does
+/// it right after logging in); an older one sends `{password}` again (`reauth_required`).
+pub async fn totp_begin(
+    State(s): State<Arc<Services>>,
+    Enrolling(caller): Enrolling,
+    Extension(client): Extension<Client>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
     let (account, address) = caller.account()?;
+    if !caller.logged_in_recently(crate::now()) {
+        // The body is optional: a fresh session sends none.
+        let given = serde_json::from_slice::<Password>(&body).ok().map(|p| p.password).filter(|p| !p.is_empty());
+        let password = given.ok_or(ApiError::Forbidden("reauth_required"))?;
+        recheck(&s, &client, address, &password, "password").await?;
+    }
     let secret = rampart_auth::totp::begin(s.store.as_ref(), account).await?;
-    let uri = rampart_auth::totp::uri(&secret, address, s.issuer()).ok_or(ApiError::Internal)?;
+    let uri = rampart_auth::totp::uri(&secret, address, &s.issuer()).ok_or(ApiError::Internal)?;
     let qr = qrcode::QrCode::new(uri.as_bytes()).map_err(|_| ApiError::Internal)?;
     let svg = qr.render::<qrcode::render::svg::Color>().min_dimensions(200, 200).build();
     Ok(Json(json!({ "secret": secret, "uri": uri, "qr_svg": svg })))
@@ -71,7 +84,7 @@ pub struct Code {
 pub async fn totp_confirm(
     State(s): State<Arc<Services>>,
     Enrolling(caller): Enrolling,
-    Json(req): Json<Code>,
+    Body(req): Body<Code>,
 ) -> ApiResult<Json<Value>> {
     let (account, address) = caller.account()?;
     let now = crate::now().max(0) as u64;
@@ -91,7 +104,7 @@ pub async fn totp_disable(
     State(s): State<Arc<Services>>,
     Authed(caller): Authed,
     Extension(client): Extension<Client>,
-    Json(req): Json<Password>,
+    Body(req): Body<Password>,
 ) -> ApiResult<Json<Value>> {
     let (account, address) = caller.account()?;
     recheck(&s, &client, address, &req.password, "password").await?;
@@ -115,7 +128,7 @@ pub struct Name {
 pub async fn app_password_add(
     State(s): State<Arc<Services>>,
     Authed(caller): Authed,
-    Json(req): Json<Name>,
+    Body(req): Body<Name>,
 ) -> ApiResult<Json<Value>> {
     let (_, address) = caller.account()?;
     let password = new_app_password(&s, address, &req.name).await?;
@@ -162,7 +175,7 @@ pub async fn recovery_codes(
     State(s): State<Arc<Services>>,
     Authed(caller): Authed,
     Extension(client): Extension<Client>,
-    Json(req): Json<Password>,
+    Body(req): Body<Password>,
 ) -> ApiResult<Json<Value>> {
     let (account, address) = caller.account()?;
     recheck(&s, &client, address, &req.password, "password").await?;

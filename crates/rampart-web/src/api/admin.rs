@@ -14,7 +14,7 @@ use tracing::info;
 
 use super::{app_password_json, checked_secrets, held_json, logins_json, new_app_password};
 use crate::Services;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Body};
 use crate::session::Admin;
 
 fn ok() -> Json<Value> {
@@ -31,7 +31,7 @@ pub struct NewDomain {
     name: String,
 }
 
-pub async fn domain_add(State(s): State<Arc<Services>>, Admin(c): Admin, Json(req): Json<NewDomain>) -> ApiResult<Json<Value>> {
+pub async fn domain_add(State(s): State<Arc<Services>>, Admin(c): Admin, Body(req): Body<NewDomain>) -> ApiResult<Json<Value>> {
     c.scope("domains")?;
     s.store.add_domain(&req.name).await?;
     info!(event = "domain_added", proto = "web", domain = %req.name.to_ascii_lowercase(), by = %c.who());
@@ -46,17 +46,19 @@ pub async fn domain_remove(State(s): State<Arc<Services>>, Admin(c): Admin, Path
 }
 
 /// `suspended`: by the web's suspension (no credentials) or by `rampart user suspend` /
-/// containment (logins and sending refused).
-async fn account_json(s: &Services, a: &rampart_store::WebAccount) -> Value {
+/// containment (logins and sending refused). `quota`: the sending quotas' use and limits.
+async fn account_json(s: &Services, a: &rampart_store::WebAccount) -> ApiResult<Value> {
     let suspended = a.suspended || s.guard.login_suspended(&a.account.address).await;
-    json!({ "address": a.account.address, "role": a.role.name(), "totp": a.totp, "suspended": suspended, "created": a.account.created })
+    let quota = s.dashboard.quota(&a.account.address).await?;
+    Ok(json!({ "address": a.account.address, "role": a.role.name(), "totp": a.totp, "suspended": suspended,
+               "created": a.account.created, "quota": quota }))
 }
 
 pub async fn users(State(s): State<Arc<Services>>, Admin(c): Admin) -> ApiResult<Json<Value>> {
     c.scope("users")?;
     let mut list = Vec::new();
     for a in s.store.web_accounts().await? {
-        list.push(account_json(&s, &a).await);
+        list.push(account_json(&s, &a).await?);
     }
     Ok(Json(json!(list)))
 }
@@ -64,7 +66,7 @@ pub async fn users(State(s): State<Arc<Services>>, Admin(c): Admin) -> ApiResult
 pub async fn user(State(s): State<Arc<Services>>, Admin(c): Admin, Path(address): Path<String>) -> ApiResult<Json<Value>> {
     c.scope("users")?;
     let a = s.store.web_account(&address).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(account_json(&s, &a).await))
+    Ok(Json(account_json(&s, &a).await?))
 }
 
 #[derive(Deserialize)]
@@ -79,7 +81,7 @@ fn parse_role(role: &str) -> Result<Role, ApiError> {
     Role::parse(role).ok_or_else(|| ApiError::BadRequest(format!("`{role}` is not a role: admin or user")))
 }
 
-pub async fn user_add(State(s): State<Arc<Services>>, Admin(c): Admin, Json(req): Json<NewUser>) -> ApiResult<Json<Value>> {
+pub async fn user_add(State(s): State<Arc<Services>>, Admin(c): Admin, Body(req): Body<NewUser>) -> ApiResult<Json<Value>> {
     c.scope("users")?;
     let role = req.role.as_deref().map(parse_role).transpose()?;
     if role == Some(Role::Admin) {
@@ -111,7 +113,7 @@ pub async fn user_role(
     State(s): State<Arc<Services>>,
     Admin(c): Admin,
     Path(address): Path<String>,
-    Json(req): Json<SetRole>,
+    Body(req): Body<SetRole>,
 ) -> ApiResult<Json<Value>> {
     c.scope("users")?;
     c.full_admin()?;
@@ -131,7 +133,7 @@ pub async fn user_suspended(
     State(s): State<Arc<Services>>,
     Admin(c): Admin,
     Path(address): Path<String>,
-    Json(req): Json<Suspend>,
+    Body(req): Body<Suspend>,
 ) -> ApiResult<Json<Value>> {
     c.scope("users")?;
     s.store.set_suspended(&address, req.suspended).await?;
@@ -152,7 +154,7 @@ pub async fn user_password(
     State(s): State<Arc<Services>>,
     Admin(c): Admin,
     Path(address): Path<String>,
-    Json(req): Json<SetPassword>,
+    Body(req): Body<SetPassword>,
 ) -> ApiResult<Json<Value>> {
     c.scope("users")?;
     let address = rampart_store::address::canonical(&address)?;
@@ -222,7 +224,7 @@ pub async fn user_app_password_add(
     State(s): State<Arc<Services>>,
     Admin(c): Admin,
     Path(address): Path<String>,
-    Json(req): Json<Name>,
+    Body(req): Body<Name>,
 ) -> ApiResult<Json<Value>> {
     c.scope("users")?;
     let password = new_app_password(&s, &address, &req.name).await?;
@@ -251,7 +253,7 @@ pub struct NewAlias {
     target: String,
 }
 
-pub async fn alias_add(State(s): State<Arc<Services>>, Admin(c): Admin, Json(req): Json<NewAlias>) -> ApiResult<Json<Value>> {
+pub async fn alias_add(State(s): State<Arc<Services>>, Admin(c): Admin, Body(req): Body<NewAlias>) -> ApiResult<Json<Value>> {
     c.scope("aliases")?;
     s.store.add_alias(&req.alias, &req.target).await?;
     info!(event = "alias_added", proto = "web", alias = %req.alias, target = %req.target, by = %c.who());

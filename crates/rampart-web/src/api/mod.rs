@@ -59,6 +59,7 @@ pub fn routes() -> Router<Arc<Services>> {
         .route("/api/v1/dmarc/reports", get(server::dmarc_reports))
         .route("/api/v1/messages", get(server::message_search))
         .route("/api/v1/messages/{id}/why", get(server::message_why))
+        .route("/api/v1/dashboard/certificates", get(crate::dashboard::certificates))
 }
 
 /// A held message as the API shows it.
