@@ -1,0 +1,1 @@
+//! ACME placeholder (filled in by the next step).
