@@ -107,4 +107,13 @@ pub trait CertificateStore: Send + Sync + 'static {
     /// The ACME account credentials (JSON) kept for a directory URL.
     async fn acme_account(&self, directory: &str) -> Result<Option<String>>;
     async fn set_acme_account(&self, directory: &str, credentials: &str) -> Result<()>;
+    /// Asks the running server to order a certificate for `names` now (`rampart cert acme`:
+    /// only the server's listeners can answer the CA's challenges). Returns the request's id.
+    async fn request_acme(&self, names: &[String]) -> Result<i64>;
+    /// Requests not yet finished: (id, names).
+    async fn acme_requests_pending(&self) -> Result<Vec<(i64, Vec<String>)>>;
+    /// Records the outcome: the new certificate's id, or the error.
+    async fn finish_acme_request(&self, id: i64, outcome: std::result::Result<i64, String>) -> Result<()>;
+    /// A request's outcome: None while it waits.
+    async fn acme_request(&self, id: i64) -> Result<Option<std::result::Result<i64, String>>>;
 }

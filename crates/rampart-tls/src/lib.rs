@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod acme;
+pub use instant_acme::Account as AcmeAccount;
 pub mod certs;
 mod sni;
 
@@ -87,7 +88,7 @@ impl CertSet {
         let provider = provider();
         let default = load_pair(&provider, "tls", &config.cert, &config.key)?;
         let mut by_name = HashMap::new();
-        for (i, sni) in config.sni.iter().enumerate() {
+        for (i, sni) in config.sni.iter().enumerate().filter(|(_, s)| s.has_files()) {
             let key = format!("tls.sni[{i}]");
             let pair = load_pair(&provider, &key, &sni.cert, &sni.key)?;
             by_name.entry(sni.hostname.to_ascii_lowercase()).or_insert_with(Vec::new).push(pair);
@@ -314,8 +315,8 @@ mod tests {
             cert: c,
             key: k,
             sni: vec![
-                rampart_config::SniCert { hostname: "Mail.Other.Test".into(), cert: c2, key: k2 },
-                rampart_config::SniCert { hostname: "*.wild.test".into(), cert: c3, key: k3 },
+                rampart_config::SniCert { hostname: "Mail.Other.Test".into(), cert: c2, key: k2, acme: false },
+                rampart_config::SniCert { hostname: "*.wild.test".into(), cert: c3, key: k3, acme: false },
             ],
             ..Default::default()
         };

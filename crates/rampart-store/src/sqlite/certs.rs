@@ -50,7 +50,7 @@ fn certificate(conn: &Connection, id: i64) -> Result<StoredCert> {
 fn assign(conn: &Connection, id: i64, usage: Usage, target: &str) -> Result<()> {
     let cert = certificate(conn, id)?;
     if cert.chain_pem.is_none() {
-        return Err(StoreError::InvalidName(format!("certificate {id} is a request still waiting for its certificate")));
+        return Err(StoreError::CertificatePending(id));
     }
     // A host may have one certificate per key type; a listener or smart host has one.
     let key_type = if usage == Usage::Host { cert.key_type.as_str() } else { "" };
@@ -199,6 +199,53 @@ impl CertificateStore for SqliteStore {
         })
         .await
     }
+
+    async fn request_acme(&self, names: &[String]) -> Result<i64> {
+        let names = names.join(" ");
+        self.write(move |conn, _| {
+            conn.execute("INSERT INTO acme_requests (names, requested) VALUES (?1, ?2)", params![names, now()])?;
+            Ok(conn.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn acme_requests_pending(&self) -> Result<Vec<(i64, Vec<String>)>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare("SELECT id, names FROM acme_requests WHERE finished IS NULL ORDER BY id")?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows.into_iter().map(|(id, n)| (id, n.split_whitespace().map(str::to_string).collect())).collect())
+        })
+        .await
+    }
+
+    async fn finish_acme_request(&self, id: i64, outcome: std::result::Result<i64, String>) -> Result<()> {
+        let (cert, error) = match outcome {
+            Ok(c) => (Some(c), None),
+            Err(e) => (None, Some(e)),
+        };
+        self.write(move |conn, _| {
+            conn.execute("UPDATE acme_requests SET finished = ?2, cert_id = ?3, error = ?4 WHERE id = ?1", params![id, now(), cert, error])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn acme_request(&self, id: i64) -> Result<Option<std::result::Result<i64, String>>> {
+        self.read(move |conn| {
+            let row: Option<(Option<i64>, Option<i64>, Option<String>)> = conn
+                .query_row("SELECT finished, cert_id, error FROM acme_requests WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?;
+            match row {
+                None => Err(StoreError::NotFound(format!("ACME request {id}"))),
+                Some((None, _, _)) => Ok(None),
+                Some((Some(_), Some(cert), _)) => Ok(Some(Ok(cert))),
+                Some((Some(_), None, error)) => Ok(Some(Err(error.unwrap_or_default()))),
+            }
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -256,5 +303,11 @@ mod tests {
         assert!(matches!(store.certificate(ec).await, Err(StoreError::NotFound(_))));
         store.set_acme_account("https://ca/dir", "{}").await.unwrap();
         assert_eq!(store.acme_account("https://ca/dir").await.unwrap().as_deref(), Some("{}"));
+        let req = store.request_acme(&["a.test".into(), "b.test".into()]).await.unwrap();
+        assert_eq!(store.acme_requests_pending().await.unwrap(), [(req, vec!["a.test".to_string(), "b.test".to_string()])]);
+        assert_eq!(store.acme_request(req).await.unwrap(), None);
+        store.finish_acme_request(req, Err("down".into())).await.unwrap();
+        assert_eq!(store.acme_request(req).await.unwrap(), Some(Err("down".to_string())));
+        assert!(store.acme_requests_pending().await.unwrap().is_empty());
     }
 }

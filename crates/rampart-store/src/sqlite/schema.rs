@@ -449,6 +449,14 @@ const MIGRATIONS: &[&str] = &[
         credentials TEXT NOT NULL,
         created     INTEGER NOT NULL
     ) WITHOUT ROWID;
+    CREATE TABLE acme_requests (
+        id        INTEGER PRIMARY KEY,
+        names     TEXT NOT NULL,
+        requested INTEGER NOT NULL,
+        finished  INTEGER,
+        cert_id   INTEGER,
+        error     TEXT
+    );
     "#,
 ];
 

@@ -157,7 +157,7 @@ fn reversed(ip: IpAddr) -> String {
 /// Expiry and issuer of every certificate the listeners present.
 pub fn certificates(config: &Config) -> Vec<Finding> {
     let mut files = vec![config.tls.cert.clone()];
-    files.extend(config.tls.sni.iter().map(|s| s.cert.clone()));
+    files.extend(config.tls.sni.iter().filter(|s| s.has_files()).map(|s| s.cert.clone()));
     let now = chrono::Utc::now().timestamp();
     let mut out = Vec::new();
     for path in files {
