@@ -22,6 +22,7 @@ section! {
         /// External account binding, for CAs that want one: the key id and the HMAC key
         /// (base64url) they gave you. Empty: none.
         pub eab_kid: String = String::new(),
+        /// The HMAC key of `eab_kid`, base64url as the CA gives it.
         pub eab_hmac_key: String = String::new(),
         /// A PEM file with the root certificate of the CA's own HTTPS server, for a private or
         /// test CA. Empty: the system's roots.
