@@ -178,5 +178,9 @@ fn alpn_certificate(name: &str, digest: &[u8]) -> Result<rustls::sign::Certified
     params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let cert = params.self_signed(&key)?;
-    certs::certified_key(&cert.pem(), &key.serialize_pem())
+    // Not through `certs::certified_key`: its key check parses the certificate with webpki,
+    // which refuses the critical extension this certificate exists to carry.
+    let der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let signer = crate::provider().key_provider.load_private_key(der).map_err(|e| TlsError::Parse(e.to_string()))?;
+    Ok(rustls::sign::CertifiedKey::new(vec![cert.der().clone()], signer))
 }
