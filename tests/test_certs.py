@@ -92,7 +92,7 @@ def test_cli_refusals(rampart):
     assert r.returncode != 0 and "waiting for its certificate" in r.stderr
     ok = cli_id(rampart, "self-signed", "b.example.test")
     r = rampart.run_cli("cert", "assign", ok, "--listener", "nope", check=False)
-    assert r.returncode != 0 and "--listener" in r.stderr
+    assert r.returncode != 0 and "listener `nope`" in r.stderr
     r = rampart.run_cli("cert", "assign", ok, "--listener", "smtp", "--host", "x.example.test", check=False)
     assert r.returncode != 0
     r = rampart.run_cli("cert", "delete", "99", check=False)
@@ -157,3 +157,48 @@ def test_expiry_metric_log_and_postmaster_mail(rampart):
     time.sleep(5)
     assert "certificate_expiring" not in rampart.log()
     assert len(rampart.messages("postmaster@example.test")) == 2
+
+
+def test_web_api_same_operations_never_keys(rampart, tmp_path):
+    import requests
+    import urllib3
+    urllib3.disable_warnings()
+    # An ACME order asked for below must go nowhere: no CA listens on port 9.
+    rampart.start('acme.directory="https://127.0.0.1:9/dir"', listeners=("smtp", "submissions", "https"))
+    token = rampart.run_cli("api-token", "add", "--name", "certs", "--scope", "certificates").stdout.strip().splitlines()[-1]
+    other = rampart.run_cli("api-token", "add", "--name", "dom", "--scope", "domains").stdout.strip().splitlines()[-1]
+    base = f"https://127.0.0.1:{rampart.ports['https']}/api/v1/certificates"
+
+    def call(method, path="", token=token, **kw):
+        return requests.request(method, base + path, headers={"Authorization": f"Bearer {token}"}, verify=False,
+                                timeout=30, **kw)
+
+    assert call("GET", token=other).status_code == 403
+    r = call("POST", "/self-signed", json={"names": ["web.example.test"], "key_type": "rsa-2048", "days": 30})
+    assert r.status_code == 200, r.text
+    sid = r.json()["id"]
+    r = call("POST", "/csr", json={"names": ["webcsr.example.test"]})
+    assert r.status_code == 200 and r.json()["csr"].startswith("-----BEGIN CERTIFICATE REQUEST-----")
+    assert call("POST", "/self-signed", json={"names": ["bad name"]}).status_code == 400
+    r = call("POST", f"/{sid}/uses", json={"usage": "listener", "target": "submissions"})
+    assert r.status_code == 200, r.text
+    assert call("POST", f"/{sid}/uses", json={"usage": "listener", "target": "nope"}).status_code == 400
+    listed = call("GET").json()
+    mine = next(c for c in listed if c["id"] == sid)
+    assert mine["used_by"] == ["listener submissions"] and mine["key_type"] == "rsa-2048" and not mine["pending"]
+    assert "PRIVATE KEY" not in call("GET").text and "PRIVATE KEY" not in call("GET", f"/{sid}").text
+    # The CLI sees what the API did, and the server serves it without a restart.
+    assert "listener submissions" in rampart.run_cli("cert", "list").stdout
+    wait_for(lambda: "web.example.test" in served(rampart.ports["submissions"])[0], timeout=10, what="served")
+    # Import with a key, then delete.
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", "k.pem", "-out", "c.pem", "-days", "3", "-subj", "/CN=imp.example.test"],
+                   cwd=tmp_path, check=True, capture_output=True)
+    r = call("POST", json={"cert": (tmp_path / "c.pem").read_text(), "key": (tmp_path / "k.pem").read_text()})
+    assert r.status_code == 200, r.text
+    imported = r.json()["id"]
+    assert call("GET", f"/{imported}").json()["names"] == ["imp.example.test"]
+    assert call("DELETE", f"/{imported}").status_code == 200
+    assert call("GET", f"/{imported}").status_code == 404
+    assert call("POST", "/acme", json={"names": ["acme.example.test"]}).json()["request"] >= 1
+    rampart.wait_log(r"event=acme_failed names=acme.example.test", timeout=30)

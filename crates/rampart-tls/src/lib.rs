@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod acme;
+pub mod admin;
 pub use instant_acme::Account as AcmeAccount;
 pub mod certs;
 mod sni;

@@ -11,15 +11,15 @@ pub mod live;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Subcommand;
 use rampart_store::certs::{Assignment, StoredCert, Usage};
 use rampart_store::prelude::*;
 use rampart_store::SqliteStore;
-use rampart_tls::certs::{self, KeyType};
+use rampart_tls::admin::{self, names};
+use rampart_tls::certs::KeyType;
 
-/// The listeners a certificate can be assigned to (`rampart_config::Listeners`' names).
-pub const LISTENERS: [&str; 7] = ["smtp", "submission", "submissions", "imap", "imaps", "https", "http"];
+pub use rampart_tls::admin::{ClientCerts, LISTENERS, client_certs};
 
 #[derive(Subcommand)]
 pub enum CertCommand {
@@ -106,116 +106,13 @@ fn key_type(s: &str) -> anyhow::Result<KeyType> {
     KeyType::parse(s).with_context(|| format!("--key-type: `{s}` is neither ecdsa-p256 nor rsa-2048"))
 }
 
-fn names(list: &[String]) -> anyhow::Result<Vec<String>> {
-    list.iter()
-        .map(|n| {
-            let n = n.trim_end_matches('.').to_ascii_lowercase();
-            let ok = rampart_config::is_hostname(n.trim_start_matches("*.")) || n.parse::<std::net::IpAddr>().is_ok();
-            if ok { Ok(n) } else { bail!("`{n}` is neither a host name nor an address") }
-        })
-        .collect()
-}
-
-/// Stores a certificate with its key; both are checked to fit. Returns its id.
-pub async fn import(store: &dyn Store, chain_pem: &str, key_pem: &str) -> anyhow::Result<i64> {
-    import_as(store, chain_pem, key_pem, "imported").await
-}
-
-async fn import_as(store: &dyn Store, chain_pem: &str, key_pem: &str, source: &str) -> anyhow::Result<i64> {
-    certs::certified_key(chain_pem, key_pem)?;
-    let info = certs::inspect(chain_pem)?;
-    let key_pem = certs::normalize_key(key_pem)?;
-    let entry = StoredCert {
-        id: 0,
-        names: info.names,
-        issuer: info.issuer,
-        not_before: info.not_before,
-        not_after: info.not_after,
-        key_type: certs::key_type(&key_pem)?,
-        source: source.into(),
-        chain_pem: Some(chain_pem.to_string()),
-        key_pem,
-        csr_pem: None,
-        created: 0,
-        warned: Vec::new(),
-    };
-    Ok(store.add_certificate(entry).await?)
-}
-
-/// Completes the pending CSR whose key the certificate matches. Returns its id.
-pub async fn complete(store: &dyn Store, chain_pem: &str) -> anyhow::Result<i64> {
-    let info = certs::inspect(chain_pem)?;
-    for pending in store.certificates().await?.into_iter().filter(|c| c.chain_pem.is_none()) {
-        if certs::certified_key(chain_pem, &pending.key_pem).is_ok() {
-            store.complete_certificate(pending.id, chain_pem, &info.issuer, info.not_before, info.not_after).await?;
-            return Ok(pending.id);
-        }
-    }
-    bail!("no pending CSR has the key of this certificate; give its --key")
-}
-
-/// Makes and stores a self-signed certificate. Returns its id.
-pub async fn self_signed(store: &dyn Store, names: &[String], kind: KeyType, days: i64) -> anyhow::Result<i64> {
-    let (chain, key) = certs::self_signed_for(names, kind, days)?;
-    import_as(store, &chain, &key, "self-signed").await
-}
-
-/// Makes a key and a request; the key waits in the store. Returns (id, request PEM).
-pub async fn csr(store: &dyn Store, names: &[String], kind: KeyType) -> anyhow::Result<(i64, String)> {
-    let (request, key) = certs::csr(names, kind)?;
-    let entry = StoredCert {
-        id: 0,
-        names: names.to_vec(),
-        issuer: String::new(),
-        not_before: 0,
-        not_after: 0,
-        key_type: kind.as_str().into(),
-        source: "csr".into(),
-        chain_pem: None,
-        key_pem: key,
-        csr_pem: Some(request.clone()),
-        created: 0,
-        warned: Vec::new(),
-    };
-    Ok((store.add_certificate(entry).await?, request))
-}
-
-/// Checks the target's name, then assigns.
-pub async fn assign(store: &dyn Store, id: i64, usage: Usage, target: &str) -> anyhow::Result<()> {
-    match usage {
-        Usage::Listener if !LISTENERS.contains(&target) => bail!("--listener: `{target}` is not one of {}", LISTENERS.join(", ")),
-        Usage::Host | Usage::SmartHost if !rampart_config::is_hostname(target.trim_start_matches("*.")) => {
-            bail!("`{target}` is not a host name")
-        }
-        _ => {}
-    }
-    Ok(store.assign_certificate(id, usage, target).await?)
-}
-
-/// Client certificates for smart hosts by host name: (chain, key).
-pub type ClientCerts = std::collections::HashMap<String, (Vec<rustls::pki_types::CertificateDer<'static>>, rustls::pki_types::PrivateKeyDer<'static>)>;
-
-/// The store's smart-host assignments, loaded (read at start, as the queue's routes are).
-pub async fn client_certs(store: &dyn Store) -> anyhow::Result<ClientCerts> {
-    use rustls::pki_types::pem::PemObject;
-    let mut out = ClientCerts::new();
-    for a in store.assignments().await?.into_iter().filter(|a| a.usage == Usage::SmartHost) {
-        let c = store.certificate(a.cert_id).await?;
-        let Some(chain) = c.chain_pem else { continue };
-        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(c.key_pem.as_bytes())
-            .with_context(|| format!("certificate {}: its key", c.id))?;
-        out.insert(a.target, (certs::parse_chain(&chain)?, key));
-    }
-    Ok(out)
-}
-
 fn date(t: i64) -> String {
     chrono::DateTime::from_timestamp(t, 0).map_or_else(|| t.to_string(), |d| d.format("%Y-%m-%d %H:%M:%SZ").to_string())
 }
 
 /// `listener smtp, host mail.example.org`: where a certificate is used.
-pub fn uses(id: i64, all: &[Assignment]) -> String {
-    let list: Vec<String> = all.iter().filter(|a| a.cert_id == id).map(|a| format!("{} {}", a.usage.as_str(), a.target)).collect();
+fn uses(id: i64, all: &[Assignment]) -> String {
+    let list = admin::uses(id, all);
     if list.is_empty() { "-".into() } else { list.join(", ") }
 }
 
@@ -263,21 +160,21 @@ async fn run(store: &SqliteStore, cmd: CertCommand) -> anyhow::Result<()> {
         CertCommand::Import { cert, key } => {
             let chain = read(&cert, "cert")?;
             let id = match key {
-                Some(k) => import(store, &chain, &read(&k, "key")?).await?,
-                None => complete(store, &chain).await?,
+                Some(k) => admin::import(store, &chain, &read(&k, "key")?).await?,
+                None => admin::complete(store, &chain).await?,
             };
             println!("{id}");
         }
-        CertCommand::SelfSigned { names: n, key_type: k, days } => println!("{}", self_signed(store, &names(&n)?, key_type(&k)?, days).await?),
+        CertCommand::SelfSigned { names: n, key_type: k, days } => println!("{}", admin::self_signed(store, &names(&n)?, key_type(&k)?, days).await?),
         CertCommand::Csr { names: n, key_type: k } => {
-            let (id, request) = csr(store, &names(&n)?, key_type(&k)?).await?;
+            let (id, request) = admin::csr(store, &names(&n)?, key_type(&k)?).await?;
             eprintln!("certificate {id}: the key is kept; import the CA's answer with rampart cert import --cert FILE");
             print!("{request}");
         }
         CertCommand::Delete { id } => store.delete_certificate(id).await?,
         CertCommand::Assign { id, target } => {
             let (usage, name) = target.parts();
-            assign(store, id, usage, &name.trim_end_matches('.').to_ascii_lowercase()).await?;
+            admin::assign(store, id, usage, name).await?;
         }
         CertCommand::Unassign { id, target } => {
             let (usage, name) = target.parts();
