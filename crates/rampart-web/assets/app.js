@@ -102,6 +102,7 @@ function nav() {
   if (state.me && !state.me.enroll_2fa_first) {
     links.push(["home", "Dashboard"]);
     if (state.me.role === "admin") links.push(["users", "Users"], ["domains", "Domains"], ["aliases", "Aliases"], ["server", "Server"]);
+    if (state.me.role === "admin") links.push(["certificates", "Certificates"]);
     links.push(["quarantine", "Quarantine"], ["account", "My account"]);
   }
   if (state.me) links.push(["logout", "Log out"]);
@@ -153,6 +154,7 @@ const views = {
         .map(([k, v]) => [k.slice(8), v.reduce((a, b) => a + b, 0)]).sort((a, b) => b[1] - a[1]);
       parts.push(el("h3", {}, "Refusals by reason"), reasons.length ? table(["Reason", "Count"], reasons) : el("p", {}, "None."));
       if (bans.length) parts.push(el("h3", {}, "Bans"), table(["Network", "Until", "Reason"], bans.map((b) => [b.net, date(b.until), b.reason])));
+      parts.push(...await certificateExpiry());
     } else {
       const held = await api("GET", "/me/quarantine");
       parts.push(el("p", {}, held.length + " message(s) held for you in quarantine."));
