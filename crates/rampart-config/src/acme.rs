@@ -17,7 +17,8 @@ section! {
         pub contact: Vec<String> = Vec::new(),
         /// How the CA checks that a name is ours: "tls-alpn-01" (RFC 8737, answered on the
         /// https listener, which the CA reaches on port 443) or "http-01" (answered on the
-        /// http listener at /.well-known/acme-challenge/, reached on port 80).
+        /// http listener at /.well-known/acme-challenge/, reached on port 80). tls-alpn-01
+        /// needs tls.enforce_alpn = true (the default).
         pub challenge: String = "tls-alpn-01".into(),
         /// External account binding, for CAs that want one: the key id and the HMAC key
         /// (base64url) they gave you. Empty: none.

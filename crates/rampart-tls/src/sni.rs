@@ -83,8 +83,8 @@ impl CertSet {
 }
 
 /// The server configuration of one listener: its own default certificate (from the store)
-/// when it has one, else the server's. `alpn` as for [`crate::server_config`]; `acme-tls/1`
-/// is always accepted (and negotiated) for TLS-ALPN-01 validation.
+/// when it has one, else the server's. `alpn` as for [`crate::server_config`]; with it,
+/// `acme-tls/1` is accepted (and negotiated) too, for TLS-ALPN-01 validation.
 pub fn listener_config(certs: Arc<CertStore>, listener: Option<&str>, alpn: Option<&str>) -> Result<Arc<ServerConfig>, TlsError> {
     let builder = ServerConfig::builder_with_provider(Arc::new(provider()))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
@@ -94,9 +94,11 @@ pub fn listener_config(certs: Arc<CertStore>, listener: Option<&str>, alpn: Opti
     config.ignore_client_order = true;
     if let Some(id) = alpn {
         config.alpn_protocols.push(id.as_bytes().to_vec());
+        // Last, so an ordinary client offering both never gets it. Only beside the listener's
+        // own id: rustls refuses a client whose ALPN list shares nothing with a non-empty
+        // server list, so without enforce_alpn (no list) it would refuse every ALPN client.
+        config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
     }
-    // Last, so an ordinary client offering both never gets it.
-    config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
     Ok(Arc::new(config))
 }
 

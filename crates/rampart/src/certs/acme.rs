@@ -85,6 +85,10 @@ fn renew_at(c: &StoredCert) -> i64 {
 
 impl Manager {
     pub fn new(config: &Config, store: Arc<dyn Store>, live: Arc<LiveCerts>, http: Arc<Http01Tokens>) -> anyhow::Result<Arc<Manager>> {
+        if config.acme.challenge == "tls-alpn-01" && !config.tls.enforce_alpn {
+            // The listeners then offer no ALPN list, so `acme-tls/1` cannot be negotiated.
+            warn!(event = "acme_config", problem = "tls-alpn-01 needs tls.enforce_alpn = true; use acme.challenge = \"http-01\"");
+        }
         Ok(Arc::new(Manager {
             settings: settings(config)?,
             kind: KeyType::parse(&config.acme.key_type).unwrap_or(KeyType::EcdsaP256),
