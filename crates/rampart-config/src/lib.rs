@@ -16,6 +16,7 @@
 #[macro_use]
 mod section;
 
+mod acme;
 mod auth;
 mod auth_checks;
 mod cidr;
@@ -45,6 +46,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use acme::Acme;
 pub use auth::Auth;
 pub use auth_checks::{AuthChecks, SpfFail, TempErrorAction};
 pub use cidr::Cidr;
@@ -100,6 +102,9 @@ section! {
         /// Certificates. SIGHUP to `rampart serve` reloads them without dropping connections.
         /// Only TLS 1.2 and 1.3 with forward-secret (ECDHE) suites are offered, server order first.
         pub tls: Tls = Tls::default(),
+        /// Certificates ordered from an ACME CA (Let's Encrypt by default) and renewed by
+        /// themselves; `rampart cert acme NAME...` orders one now.
+        pub acme: Acme = Acme::default(),
         /// Listeners. The names are fixed. Each has `bind` (a list of addresses; an empty list
         /// turns the listener off), `tls` ("starttls" or "implicit"), `allow` and `deny` (lists
         /// of networks, reloaded by SIGHUP), and its protocol's limits.
@@ -182,6 +187,7 @@ impl Config {
         let mut problems = Problems::default();
         self.server.validate(&mut problems);
         self.tls.validate(&mut problems);
+        self.acme.validate(&mut problems);
         self.listener.validate(&mut problems);
         self.guard.validate(&mut problems);
         self.smtp.validate(&mut problems);

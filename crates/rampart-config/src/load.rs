@@ -118,6 +118,7 @@ impl Config {
         };
         fix(&mut self.server.data_dir);
         self.tls.resolve_paths(fix);
+        self.acme.resolve_paths(fix);
         self.queue.resolve_paths(fix);
         self.gateway.resolve_paths(fix);
     }

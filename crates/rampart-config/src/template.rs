@@ -35,6 +35,7 @@ pub(crate) fn keys_of(path: &str) -> Option<(&'static str, &'static [Key])> {
         "" => ("Config", Config::KEYS),
         "server" => ("Server", crate::Server::KEYS),
         "tls" => ("Tls", crate::Tls::KEYS),
+        "acme" => ("Acme", crate::Acme::KEYS),
         "listener" => ("Listeners", Listeners::KEYS),
         "listener.smtp" | "listener.submission" | "listener.submissions" => ("SmtpListener", SmtpListener::KEYS),
         "listener.imap" | "listener.imaps" => ("ImapListener", ImapListener::KEYS),

@@ -32,6 +32,9 @@ section! {
         /// clients that connect by an address or another name of the host would be refused.
         /// Reloaded by SIGHUP with the certificates.
         pub refuse_unknown_sni: bool = false,
+        /// Order the certificate for server.hostname from the `[acme]` CA and keep it renewed;
+        /// it replaces `cert` once issued (cert stays the fallback).
+        pub acme: bool = false,
     }
 }
 
@@ -40,8 +43,21 @@ section! {
 #[serde(deny_unknown_fields)]
 pub struct SniCert {
     pub hostname: String,
+    /// Files of the certificate; left out with `acme = true`.
+    #[serde(default)]
     pub cert: PathBuf,
+    #[serde(default)]
     pub key: PathBuf,
+    /// Order this host's certificate from the `[acme]` CA and keep it renewed.
+    #[serde(default)]
+    pub acme: bool,
+}
+
+impl SniCert {
+    /// Whether the entry names files (an ACME-only entry does not).
+    pub fn has_files(&self) -> bool {
+        !self.cert.as_os_str().is_empty() || !self.key.as_os_str().is_empty()
+    }
 }
 
 impl Tls {
@@ -52,6 +68,9 @@ impl Tls {
             if !is_hostname(sni.hostname.trim_start_matches("*.")) {
                 p.add(format!("tls.sni[{i}].hostname"), format!("`{}` is not a host name", sni.hostname));
             }
+            if sni.acme && !sni.has_files() {
+                continue;
+            }
             p.file_exists(format!("tls.sni[{i}].cert"), &sni.cert);
             p.file_exists(format!("tls.sni[{i}].key"), &sni.key);
         }
@@ -60,7 +79,7 @@ impl Tls {
     pub(crate) fn resolve_paths(&mut self, fix: impl Fn(&mut PathBuf)) {
         fix(&mut self.cert);
         fix(&mut self.key);
-        for sni in &mut self.sni {
+        for sni in self.sni.iter_mut().filter(|s| s.has_files()) {
             fix(&mut sni.cert);
             fix(&mut sni.key);
         }

@@ -213,6 +213,8 @@ pub enum Reason {
     DeliveryStatusNotification,
     /// The daily list of a user's held messages (`filter.quarantine.digest`).
     QuarantineDigest,
+    /// The warning to postmaster that a certificate expires in 21 or 7 days.
+    CertificateExpiry,
     // SPF
     SpfAuthorized,
     SpfNotAuthorized,

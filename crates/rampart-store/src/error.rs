@@ -63,6 +63,9 @@ pub enum StoreError {
     HasChildren(String),
     #[error("INBOX cannot be deleted")]
     InboxUndeletable,
+    /// A CSR's entry cannot be used before its certificate is imported.
+    #[error("certificate {0} is a request still waiting for its certificate")]
+    CertificatePending(i64),
     /// Renaming to INBOX or into the mailbox's own hierarchy (RFC 3501 §6.3.5).
     #[error("cannot rename {from} to {to}")]
     Conflict { from: String, to: String },
@@ -112,7 +115,7 @@ impl StoreError {
         use StoreError::*;
         match self {
             Exists(_) | NotFound(_) | InvalidAddress { .. } | InvalidDomain(_) | InvalidName(_)
-            | InvalidAppPasswordName | NotLocalDomain(_) | SelfAlias(_) | InUse { .. } | HasChildren(_)
+            | InvalidAppPasswordName | NotLocalDomain(_) | SelfAlias(_) | InUse { .. } | HasChildren(_) | CertificatePending(_)
             | InboxUndeletable | Conflict { .. } | TooManyAppPasswords { .. } | LastAdmin(_) => ErrorKind::Refused,
             Db(e) if e.transient => ErrorKind::Unavailable,
             // A commit that failed for a transient reason (disk full, I/O) may succeed later;

@@ -12,6 +12,7 @@
 //!   - [`QuarantineStore`]: messages held instead of delivered;
 //!   - [`QuotaStore`]: what users and domains sent (sending quotas), overrides, exceptions;
 //!   - [`ContainmentStore`]: signals of a taken-over account, suspensions, held queued mail;
+//!   - [`CertificateStore`]: certificates and their keys, where each is used, ACME accounts;
 //!   - [`WebStore`]: account roles, TOTP and recovery codes, web sessions, API tokens;
 //!   - [`MailStore`] ([`mail`]): what IMAP needs on top — mailbox management, flags with
 //!     MODSEQ, expunge, copy/move, append, and change notification ([`notify`]).
@@ -36,6 +37,7 @@
 
 pub mod address;
 pub mod blob;
+pub mod certs;
 mod codec;
 pub mod containment;
 mod delivery;
@@ -55,6 +57,7 @@ pub mod summary;
 pub mod web;
 
 pub use blob::{Blob, BlobWriter};
+pub use certs::CertificateStore;
 pub use containment::ContainmentStore;
 pub use delivery::{Delivered, Delivery, DeliveryStore, Folder, Outbound, Target};
 pub use directory::{Account, Alias, AppPassword, Credentials, DEFAULT_MAILBOXES, DirectoryStore, Resolution, Secrets};
@@ -92,6 +95,7 @@ pub trait Store:
     + QuotaStore
     + ContainmentStore
     + WebStore
+    + CertificateStore
 {
 }
 
@@ -108,6 +112,7 @@ impl<T> Store for T where
         + QuotaStore
         + ContainmentStore
         + WebStore
+        + CertificateStore
 {
 }
 
@@ -115,6 +120,6 @@ impl<T> Store for T where
 pub mod prelude {
     pub use crate::{
         ContainmentStore, DeliveryStore, DirectoryStore, FilterStore, GuardStore, MailStore, MessageStore, QuarantineStore,
-        QueueStore, QuotaStore, SenderAuthStore, Store, WebStore,
+        QueueStore, QuotaStore, SenderAuthStore, Store, WebStore, CertificateStore,
     };
 }

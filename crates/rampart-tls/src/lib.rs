@@ -6,8 +6,23 @@
 //! - Certificates come from PEM files named in `[tls]`; [`CertStore`] picks one by SNI and can
 //!   be reloaded (SIGHUP) without touching connections already established: a handshake reads
 //!   the certificate set once, new handshakes see the new set.
-//! - [`self_signed`] makes the certificate `rampart init` starts with.
+//! - Certificates from the store ([`StoredPair`]) join them: assigned to a host (served for its
+//!   SNI, ECDSA and RSA side by side, chosen by the client's signature schemes), to a listener
+//!   (that listener's default), or merely covering a name (served for it when nothing else
+//!   is). The binary rebuilds the set when the store changes and on SIGHUP.
+//! - ACME TLS-ALPN-01 (RFC 8737): a client offering `acme-tls/1` gets the challenge
+//!   certificate of its SNI name, if an order is waiting for one ([`CertStore::set_challenge`]).
+//! - [`self_signed`] makes the certificate `rampart init` starts with; [`certs`] makes keys,
+//!   self-signed certificates and CSRs and reads certificates; [`acme`] orders them.
 #![forbid(unsafe_code)]
+
+pub mod acme;
+pub mod admin;
+pub use instant_acme::Account as AcmeAccount;
+pub mod certs;
+mod sni;
+
+pub use sni::{ACME_TLS_ALPN, StoredPair, listener_config};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +46,10 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error("certificate generation: {0}")]
     Generate(#[from] rcgen::Error),
+    #[error("key generation: {0}")]
+    Key(String),
+    #[error("{0}")]
+    Parse(String),
 }
 
 /// The ring provider restricted to forward-secret suites. rustls offers no static-RSA or
@@ -53,7 +72,13 @@ fn is_forward_secret(suite: &SupportedCipherSuite) -> bool {
 #[derive(Debug)]
 pub struct CertSet {
     default: Arc<CertifiedKey>,
-    by_name: HashMap<String, Arc<CertifiedKey>>,
+    /// SNI names → certificates for them (ECDSA and RSA side by side, the store's first).
+    by_name: HashMap<String, Vec<Arc<CertifiedKey>>>,
+    /// Listener name → its own default (assigned in the store).
+    listeners: HashMap<String, Vec<Arc<CertifiedKey>>>,
+    /// Stored certificates not assigned to a host, by the names they cover: served for those
+    /// names when no assignment or `[[tls.sni]]` entry names them.
+    covering: HashMap<String, Vec<Arc<CertifiedKey>>>,
     /// `tls.refuse_unknown_sni`: no certificate for a name the client asks for is a refusal.
     refuse_unknown: bool,
 }
@@ -64,30 +89,54 @@ impl CertSet {
         let provider = provider();
         let default = load_pair(&provider, "tls", &config.cert, &config.key)?;
         let mut by_name = HashMap::new();
-        for (i, sni) in config.sni.iter().enumerate() {
+        for (i, sni) in config.sni.iter().enumerate().filter(|(_, s)| s.has_files()) {
             let key = format!("tls.sni[{i}]");
             let pair = load_pair(&provider, &key, &sni.cert, &sni.key)?;
-            by_name.insert(sni.hostname.to_ascii_lowercase(), pair);
+            by_name.entry(sni.hostname.to_ascii_lowercase()).or_insert_with(Vec::new).push(pair);
         }
-        Ok(CertSet { default, by_name, refuse_unknown: config.refuse_unknown_sni })
+        Ok(CertSet {
+            default,
+            by_name,
+            listeners: HashMap::new(),
+            covering: HashMap::new(),
+            refuse_unknown: config.refuse_unknown_sni,
+        })
     }
 
-    fn pick(&self, server_name: Option<&str>) -> Option<Arc<CertifiedKey>> {
-        let Some(name) = server_name.map(str::to_ascii_lowercase) else { return Some(self.default.clone()) };
-        if let Some(exact) = self.by_name.get(&name) {
-            return Some(exact.clone());
+    /// The certificate for a handshake: by SNI (exact, then a one-label wildcard, RFC 6125
+    /// §6.4.3), then the listener's own default, then the server's. Among certificates for
+    /// the same name, the first whose key can sign with a scheme the client offers.
+    fn pick_for(&self, server_name: Option<&str>, listener: Option<&str>, schemes: &[rustls::SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        let fallback = || listener.and_then(|l| self.listeners.get(l)).map_or_else(|| self.default.clone(), |c| choose(c, schemes));
+        let Some(name) = server_name.map(str::to_ascii_lowercase) else { return Some(fallback()) };
+        let wildcard = name.split_once('.').map(|(_, parent)| format!("*.{parent}"));
+        for table in [&self.by_name, &self.covering] {
+            if let Some(found) = table.get(&name).or_else(|| wildcard.as_ref().and_then(|w| table.get(w))) {
+                return Some(choose(found, schemes));
+            }
         }
-        // A wildcard covers exactly one label (RFC 6125 §6.4.3).
-        if let Some((_, parent)) = name.split_once('.')
-            && let Some(wild) = self.by_name.get(&format!("*.{parent}"))
-        {
-            return Some(wild.clone());
-        }
-        if self.refuse_unknown && !covers(&self.default, &name) {
+        let chosen = fallback();
+        if self.refuse_unknown && !covers(&chosen, &name) && !covers(&self.default, &name) {
             return None;
         }
-        Some(self.default.clone())
+        Some(chosen)
     }
+
+    #[cfg(test)]
+    fn pick(&self, server_name: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        self.pick_for(server_name, None, &[])
+    }
+}
+
+/// The first certificate whose key signs with a scheme the client offers (ECDSA comes first
+/// in every list, so clients that can take it get the smaller, faster one); the first when
+/// none does or the client said nothing.
+fn choose(candidates: &[Arc<CertifiedKey>], schemes: &[rustls::SignatureScheme]) -> Arc<CertifiedKey> {
+    candidates
+        .iter()
+        .find(|c| schemes.is_empty() || c.key.choose_scheme(schemes).is_some())
+        .unwrap_or(&candidates[0])
+        .clone()
 }
 
 /// Whether the certificate is valid for `name` (its SANs, by webpki's rules).
@@ -117,23 +166,47 @@ fn load_pair(provider: &CryptoProvider, key: &str, cert: &Path, private: &Path) 
 #[derive(Debug)]
 pub struct CertStore {
     current: RwLock<Arc<CertSet>>,
+    /// TLS-ALPN-01 challenge certificates by the name being validated.
+    challenges: RwLock<HashMap<String, Arc<CertifiedKey>>>,
 }
 
 impl CertStore {
     pub fn new(set: CertSet) -> Arc<CertStore> {
-        Arc::new(CertStore { current: RwLock::new(Arc::new(set)) })
+        Arc::new(CertStore { current: RwLock::new(Arc::new(set)), challenges: RwLock::new(HashMap::new()) })
     }
 
     /// Replaces the certificates for new handshakes.
     pub fn replace(&self, set: CertSet) {
         *self.current.write().expect("cert lock") = Arc::new(set);
     }
+
+    /// Serves `key` to `acme-tls/1` handshakes for `name` (None: stops).
+    pub fn set_challenge(&self, name: &str, key: Option<Arc<CertifiedKey>>) {
+        let mut map = self.challenges.write().expect("challenge lock");
+        match key {
+            Some(k) => map.insert(name.to_ascii_lowercase(), k),
+            None => map.remove(&name.to_ascii_lowercase()),
+        };
+    }
+
+    fn challenge(&self, hello: &ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let name = hello.server_name()?.to_ascii_lowercase();
+        self.challenges.read().expect("challenge lock").get(&name).cloned()
+    }
+
+    pub(crate) fn resolve_for(&self, hello: &ClientHello<'_>, listener: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        if sni::offers_acme(hello) {
+            // RFC 8737 §3: only the challenge certificate answers this protocol.
+            return self.challenge(hello);
+        }
+        let set = self.current.read().expect("cert lock").clone();
+        set.pick_for(hello.server_name(), listener, hello.signature_schemes())
+    }
 }
 
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let set = self.current.read().expect("cert lock").clone();
-        set.pick(hello.server_name())
+        self.resolve_for(&hello, None)
     }
 }
 
@@ -144,17 +217,19 @@ impl ResolvesServerCert for CertStore {
 #[derive(Debug)]
 struct AlpnGate {
     certs: Arc<CertStore>,
-    protocol: Vec<u8>,
+    protocol: Option<Vec<u8>>,
+    listener: Option<String>,
 }
 
 impl ResolvesServerCert for AlpnGate {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        if let Some(mut offered) = hello.alpn()
-            && !offered.any(|p| p == self.protocol.as_slice())
+        if let Some(protocol) = &self.protocol
+            && let Some(mut offered) = hello.alpn()
+            && !offered.any(|p| p == protocol.as_slice() || p == ACME_TLS_ALPN)
         {
             return None;
         }
-        self.certs.resolve(hello)
+        self.certs.resolve_for(&hello, self.listener.as_deref())
     }
 }
 
@@ -162,18 +237,7 @@ impl ResolvesServerCert for AlpnGate {
 /// a client that offers ALPN without it is refused, one that offers none goes on as before,
 /// and the id is confirmed to clients that offer it. None accepts any.
 pub fn server_config(certs: Arc<CertStore>, alpn: Option<&str>) -> Result<Arc<ServerConfig>, TlsError> {
-    let builder = ServerConfig::builder_with_provider(Arc::new(provider()))
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth();
-    let mut config = match alpn {
-        Some(id) => builder.with_cert_resolver(Arc::new(AlpnGate { certs, protocol: id.as_bytes().to_vec() })),
-        None => builder.with_cert_resolver(certs),
-    };
-    config.ignore_client_order = true;
-    if let Some(id) = alpn {
-        config.alpn_protocols = vec![id.as_bytes().to_vec()];
-    }
-    Ok(Arc::new(config))
+    listener_config(certs, None, alpn)
 }
 
 /// Protocol version and cipher suite of an established connection, for Received headers
@@ -252,16 +316,16 @@ mod tests {
             cert: c,
             key: k,
             sni: vec![
-                rampart_config::SniCert { hostname: "Mail.Other.Test".into(), cert: c2, key: k2 },
-                rampart_config::SniCert { hostname: "*.wild.test".into(), cert: c3, key: k3 },
+                rampart_config::SniCert { hostname: "Mail.Other.Test".into(), cert: c2, key: k2, acme: false },
+                rampart_config::SniCert { hostname: "*.wild.test".into(), cert: c3, key: k3, acme: false },
             ],
             ..Default::default()
         };
         let mut set = CertSet::load(&config).unwrap();
         let pick = |set: &CertSet, name| set.pick(name).expect("a certificate");
         assert!(Arc::ptr_eq(&pick(&set, None), &set.default));
-        assert!(Arc::ptr_eq(&pick(&set, Some("mail.other.test")), &set.by_name["mail.other.test"]));
-        assert!(Arc::ptr_eq(&pick(&set, Some("a.wild.test")), &set.by_name["*.wild.test"]));
+        assert!(Arc::ptr_eq(&pick(&set, Some("mail.other.test")), &set.by_name["mail.other.test"][0]));
+        assert!(Arc::ptr_eq(&pick(&set, Some("a.wild.test")), &set.by_name["*.wild.test"][0]));
         assert!(Arc::ptr_eq(&pick(&set, Some("a.b.wild.test")), &set.default));
         // With refuse_unknown_sni, a name no certificate covers gets none; the default's own do.
         set.refuse_unknown = true;

@@ -102,6 +102,7 @@ function nav() {
   if (state.me && !state.me.enroll_2fa_first) {
     links.push(["home", "Dashboard"]);
     if (state.me.role === "admin") links.push(["users", "Users"], ["domains", "Domains"], ["aliases", "Aliases"], ["server", "Server"]);
+    if (state.me.role === "admin") links.push(["certificates", "Certificates"]);
     links.push(["quarantine", "Quarantine"], ["account", "My account"]);
   }
   if (state.me) links.push(["logout", "Log out"]);
@@ -185,6 +186,7 @@ const views = {
       parts.push(el("h3", {}, "Certificates"), el("div", { id: "certificates" }, table(["", "File", "Expires", "Days left", "Issuer"], certs.map((c) => [
         el("span", { class: "mark " + c.status }, c.status === "ok" ? "✓ ok" : "✗ " + c.status), c.file,
         c.not_after ? date(c.not_after) : c.problem, c.days_left === null ? "" : c.days_left, c.self_signed ? "self-signed" : "CA"]))));
+      parts.push(...await certificateExpiry());
     } else {
       const held = await api("GET", "/me/quarantine");
       parts.push(el("p", {}, held.length + " message(s) held for you in quarantine."));

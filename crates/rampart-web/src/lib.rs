@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accept;
+pub mod acme;
 mod api;
 mod autoconfig;
 mod dashboard;

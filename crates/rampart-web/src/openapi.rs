@@ -62,6 +62,15 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("get", "/api/v1/messages", "admin", "Stored messages, newest first (?address=, since=, until= unix seconds, message_id=, limit=)"),
     ("get", "/api/v1/messages/{id}/why", "admin", "Why a stored message was accepted: its verdict trail"),
     ("get", "/api/v1/dashboard/certificates", "admin", "The listeners' certificates: expiry, days left, status (ok, expiring, expired, error)"),
+    ("get", "/api/v1/certificates", "admin", "Certificates: names, issuer, validity, key type, source, where used (never keys)"),
+    ("post", "/api/v1/certificates", "admin", "Import a certificate: {cert, key?} as PEM; without key it completes the matching CSR"),
+    ("post", "/api/v1/certificates/self-signed", "admin", "Make a self-signed certificate: {names, key_type?, days?}"),
+    ("post", "/api/v1/certificates/csr", "admin", "Make a key and a PKCS#10 request: {names, key_type?}; returns the request"),
+    ("post", "/api/v1/certificates/acme", "admin", "Ask the server to order a certificate by ACME now: {names}"),
+    ("get", "/api/v1/certificates/{id}", "admin", "One certificate (a pending CSR with its request)"),
+    ("delete", "/api/v1/certificates/{id}", "admin", "Delete a certificate and its uses"),
+    ("post", "/api/v1/certificates/{id}/uses", "admin", "Use a certificate: {usage: listener|host|smart-host, target}"),
+    ("delete", "/api/v1/certificates/{id}/uses", "admin", "Stop using a certificate somewhere: {usage, target}"),
 ];
 
 /// The statuses an operation answers besides 200 (see `crate::error`), each body `{error, message}`.

@@ -47,7 +47,7 @@ pub struct Authed(pub Caller);
 pub struct Admin(pub Caller);
 
 /// API token scopes; a token without scopes has them all.
-pub const SCOPES: [&str; 8] = ["domains", "users", "aliases", "quarantine", "spam", "bans", "queue", "stats"];
+pub const SCOPES: [&str; 9] = ["domains", "users", "aliases", "quarantine", "spam", "bans", "queue", "stats", "certificates"];
 
 impl Caller {
     /// The account behind a session; `Forbidden` for an API token (self-service needs a person).

@@ -27,6 +27,7 @@ mod admin;
 mod audit;
 mod backup;
 mod bans;
+mod certs;
 mod dkim;
 mod dmarc;
 mod dnscheck;
@@ -126,6 +127,11 @@ enum Command {
     Message {
         #[command(subcommand)]
         command: admin::MessageCommand,
+    },
+    /// Certificates: the store's certificates and keys, CSRs, where each is used, ACME.
+    Cert {
+        #[command(subcommand)]
+        command: certs::CertCommand,
     },
     /// DKIM keys: the signing table.
     Dkim {
@@ -237,6 +243,7 @@ fn main() -> std::process::ExitCode {
         Command::Message { command } => admin::message(&config, command),
         Command::Queue { command } => queue::command(&config, command),
         Command::Quota { command } => quota(&config, command),
+        Command::Cert { command } => certs::command(&config, command),
         Command::Dkim { command } => dkim::command(&config, command),
         Command::Dmarc { command } => dmarc::command(&config, command),
         Command::Quarantine { command } => quarantine::command(&config, command),

@@ -31,8 +31,9 @@ pub fn with_client_cert(at: &str, tls: &TlsClient, cert: Option<&PathBuf>, key: 
     Ok(Some(tls.clone().with_client_cert(chain, key)))
 }
 
-/// A route with its password read and its client certificate loaded.
-fn resolve(at: &str, route: Route, tls: &TlsClient) -> anyhow::Result<ResolvedRoute> {
+/// A route with its password read and its client certificate loaded: the route's files, else
+/// the certificate the store assigns to its smart host (`rampart cert assign --smart-host`).
+fn resolve(at: &str, route: Route, tls: &TlsClient, stored: &crate::certs::ClientCerts) -> anyhow::Result<ResolvedRoute> {
     let password = match (&route.auth_password, &route.auth_password_file) {
         (Some(p), _) => Some(p.clone()),
         (None, Some(file)) => Some(
@@ -43,7 +44,12 @@ fn resolve(at: &str, route: Route, tls: &TlsClient) -> anyhow::Result<ResolvedRo
         ),
         (None, None) => None,
     };
-    let route_tls = with_client_cert(at, tls, route.client_cert.as_ref(), route.client_key.as_ref())?;
+    let mut route_tls = with_client_cert(at, tls, route.client_cert.as_ref(), route.client_key.as_ref())?;
+    if route_tls.is_none()
+        && let Some((chain, key)) = route.host.as_ref().and_then(|h| stored.get(&h.to_ascii_lowercase()))
+    {
+        route_tls = Some(tls.clone().with_client_cert(chain.clone(), key.clone_key()));
+    }
     Ok(ResolvedRoute { route, password, tls: route_tls })
 }
 
@@ -74,6 +80,7 @@ pub fn runner(
     store: Arc<dyn Store>,
     wakeup: Arc<tokio::sync::Notify>,
     sending: Arc<rampart_smtp::sending::Sending>,
+    client_certs: &crate::certs::ClientCerts,
 ) -> anyhow::Result<Arc<Runner>> {
     let q = &config.queue;
     let resolver = rampart_smtp::dns::resolver(&config.dns.nameservers).map_err(|e| anyhow::anyhow!("dns.nameservers: {e}"))?;
@@ -82,10 +89,10 @@ pub fn runner(
     for (i, g) in config.gateway.route.iter().enumerate() {
         let at = format!("gateway.route[{i}]");
         let route = downstream_route(g).with_context(|| format!("{at}.downstream"))?;
-        routes.push(resolve(&at, route, &tls)?);
+        routes.push(resolve(&at, route, &tls, client_certs)?);
     }
     for (i, route) in q.route.iter().enumerate() {
-        routes.push(resolve(&format!("queue.route[{i}]"), route.clone(), &tls)?);
+        routes.push(resolve(&format!("queue.route[{i}]"), route.clone(), &tls, client_certs)?);
     }
     let outbound = Arc::new(Outbound {
         resolver,

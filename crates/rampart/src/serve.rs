@@ -175,15 +175,13 @@ struct Shared {
 }
 
 async fn serve(path: &Path, sets: &[String], config: Config, target: Option<crate::privileges::Target>) -> anyhow::Result<()> {
-    let certs = rampart_tls::CertSet::load(&config.tls)?;
-    let cert_store = rampart_tls::CertStore::new(certs);
-    // One TLS configuration per protocol, so ALPN can name it (tls.enforce_alpn).
-    let alpn = |id| config.tls.enforce_alpn.then_some(id);
-    let smtp_tls = rampart_tls::TlsAcceptor::from(rampart_tls::server_config(cert_store.clone(), alpn("smtp"))?);
-    let imap_tls = rampart_tls::TlsAcceptor::from(rampart_tls::server_config(cert_store.clone(), alpn("imap"))?);
     let sqlite = open_store(&config, target.as_ref())?;
     let mail_store: Arc<dyn rampart_store::MailStore> = sqlite.clone();
     let store: Arc<dyn rampart_store::Store> = sqlite;
+    // `[tls]` files and the store's certificates, rebuilt when either changes.
+    let live = crate::certs::live::LiveCerts::start(&config.tls, store.clone()).await?;
+    let cert_store = live.certs.clone();
+    let http01 = Arc::new(rampart_tls::acme::Http01Tokens::default());
     let auth = rampart_auth::Authenticator::new(store.clone(), auth_settings(&config))?;
     let guard = rampart_guard::Guard::new(&config, store.clone());
     guard.refresh().await;
@@ -214,7 +212,8 @@ async fn serve(path: &Path, sets: &[String], config: Config, target: Option<crat
         sending: sending.clone(),
     });
     crate::gateway::warn_local_domains(&config, store.as_ref()).await;
-    let runner = crate::queue::runner(&config, store.clone(), queue_wakeup, sending.clone())?;
+    let client_certs = crate::certs::client_certs(store.as_ref()).await?;
+    let runner = crate::queue::runner(&config, store.clone(), queue_wakeup, sending.clone(), &client_certs)?;
     // IMAP shares the authenticator and the guard (failure counts, bans) with SMTP.
     let imap_services = Arc::new(rampart_imap::Services {
         store: mail_store.clone(),
@@ -229,8 +228,8 @@ async fn serve(path: &Path, sets: &[String], config: Config, target: Option<crat
     let (bound, metrics_listeners) = bind_listeners(&config).await?;
     let web_settings = Arc::new(rampart_web::WebSettings::new(config.web.clone()));
     let (web, redirect) = web_apps(&config, &bound, &services, &web_settings)?;
+    let redirect = rampart_web::acme::http01(http01.clone()).merge(redirect);
     let shared = Shared { smtp: services, imap: imap_services, web, redirect };
-    let web_tls = rampart_tls::TlsAcceptor::from(rampart_tls::server_config(cert_store.clone(), alpn("http/1.1"))?);
     // Every port is bound and every file open: root is no longer needed.
     if let Some(t) = &target {
         crate::privileges::become_target(t, &config.server.data_dir)?;
@@ -241,11 +240,15 @@ async fn serve(path: &Path, sets: &[String], config: Config, target: Option<crat
         let addr = b.tcp.local_addr()?;
         info!(event = "listening", listener = b.name, addr = %addr, tls = %b.proto.tls());
         let shared = shared.clone();
-        let acceptor = match b.proto {
-            Proto::Smtp(_) => smtp_tls.clone(),
-            Proto::Imap(_) => imap_tls.clone(),
-            Proto::Web(_) => web_tls.clone(),
+        // One TLS configuration per listener: its own default certificate, and its
+        // protocol's ALPN id (tls.enforce_alpn).
+        let alpn = match b.proto {
+            Proto::Smtp(_) => "smtp",
+            Proto::Imap(_) => "imap",
+            Proto::Web(_) => "http/1.1",
         };
+        let alpn = config.tls.enforce_alpn.then_some(alpn);
+        let acceptor = rampart_tls::TlsAcceptor::from(rampart_tls::listener_config(cert_store.clone(), Some(b.name), alpn)?);
         let global = global.clone();
         tokio::spawn(accept_loop(b, shared, acceptor, global));
     }
@@ -262,10 +265,33 @@ async fn serve(path: &Path, sets: &[String], config: Config, target: Option<crat
     tokio::spawn(sending.upkeep());
     tokio::spawn(runner.run());
     spawn_upkeep(&config, &store, &shared);
+    spawn_certificates(&config, &store, &live, http01, &shared)?;
     info!(event = "started", hostname = %config.server.hostname, pid = std::process::id());
     crate::systemd::notify("READY=1\nSTATUS=accepting mail");
 
-    signals(path, sets, cert_store, guard, web_settings).await
+    signals(path, sets, live, guard, web_settings).await
+}
+
+/// Certificates beside the listeners: the store watch, ACME orders and renewals, expiry.
+fn spawn_certificates(
+    config: &Config,
+    store: &Arc<dyn rampart_store::Store>,
+    live: &Arc<crate::certs::live::LiveCerts>,
+    http01: Arc<rampart_tls::acme::Http01Tokens>,
+    shared: &Shared,
+) -> anyhow::Result<()> {
+    tokio::spawn(live.clone().watch());
+    let acme = crate::certs::acme::Manager::new(config, store.clone(), live.clone(), http01)?;
+    tokio::spawn(acme.run());
+    let expiry = crate::certs::expiry::Expiry {
+        store: store.clone(),
+        hostname: config.server.hostname.clone(),
+        recipient_delimiter: config.smtp.recipient_delimiter.clone(),
+        admin: config.containment.admin_address.clone(),
+        queue_wakeup: shared.smtp.queue_wakeup.clone(),
+    };
+    tokio::spawn(expiry.run());
+    Ok(())
 }
 
 /// The store, given to the service user when the server will drop root, with IMAP's
@@ -278,7 +304,7 @@ fn open_store(config: &Config, target: Option<&crate::privileges::Target>) -> an
     );
     if let Some(t) = target {
         let mut tls_files = vec![config.tls.cert.as_path(), config.tls.key.as_path()];
-        for sni in &config.tls.sni {
+        for sni in config.tls.sni.iter().filter(|s| s.has_files()) {
             tls_files.extend([sni.cert.as_path(), sni.key.as_path()]);
         }
         crate::privileges::hand_over(t, &config.server.data_dir, &tls_files)?;
@@ -521,7 +547,7 @@ async fn refuse(stream: TcpStream, proto: Proto, shared: Shared, refusal: rampar
 async fn signals(
     path: &Path,
     sets: &[String],
-    certs: Arc<rampart_tls::CertStore>,
+    certs: Arc<crate::certs::live::LiveCerts>,
     guard: Arc<rampart_guard::Guard>,
     web: Arc<rampart_web::WebSettings>,
 ) -> anyhow::Result<()> {
@@ -533,7 +559,7 @@ async fn signals(
         tokio::select! {
             _ = hup.recv() => {
                 crate::systemd::notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", crate::systemd::monotonic_usec()));
-                reload(path, sets, &certs, &guard, &web);
+                reload(path, sets, &certs, &guard, &web).await;
                 crate::systemd::notify("READY=1");
             }
             _ = term.recv() => break,
@@ -548,11 +574,13 @@ async fn signals(
 /// Re-reads the config: certificates, the guard's rules and limits (firewall lists, rates,
 /// ban times, the TLS handshake cap) and `[web]` (sessions' timeouts, 2FA for admins, failure
 /// delay, TOTP issuer). On any error the old ones stay.
-fn reload(path: &Path, sets: &[String], certs: &rampart_tls::CertStore, guard: &rampart_guard::Guard, web: &rampart_web::WebSettings) {
-    let loaded = load_config(path, sets).and_then(|c| Ok((rampart_tls::CertSet::load(&c.tls)?, c)));
+async fn reload(path: &Path, sets: &[String], certs: &crate::certs::live::LiveCerts, guard: &rampart_guard::Guard, web: &rampart_web::WebSettings) {
+    let loaded = match load_config(path, sets) {
+        Ok(c) => certs.reload(c.tls.clone()).await.map(|()| c),
+        Err(e) => Err(e),
+    };
     match loaded {
-        Ok((set, config)) => {
-            certs.replace(set);
+        Ok(config) => {
             guard.reload(&config);
             web.replace(config.web.clone());
             info!(event = "certificates_reloaded");

@@ -11,6 +11,7 @@
 //! [`quota`], [`containment`] and [`imap`].
 
 pub mod backup;
+mod certs;
 mod containment;
 mod credentials;
 mod delivery;

@@ -426,6 +426,47 @@ const MIGRATIONS: &[&str] = &[
         DELETE FROM known_logins WHERE account = OLD.address;
     END;
     "#,
+    // Certificates and their keys (a chain of NULL is a CSR waiting for its certificate),
+    // where each is used, and ACME accounts. `cert_version` counts changes so a running server
+    // picks up what a CLI command did.
+    r#"
+    CREATE TABLE certificates (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        names      TEXT NOT NULL,
+        issuer     TEXT NOT NULL,
+        not_before INTEGER NOT NULL,
+        not_after  INTEGER NOT NULL,
+        key_type   TEXT NOT NULL,
+        source     TEXT NOT NULL,
+        chain_pem  TEXT,
+        key_pem    TEXT NOT NULL,
+        csr_pem    TEXT,
+        created    INTEGER NOT NULL,
+        warned     TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE cert_assignments (
+        cert_id  INTEGER NOT NULL REFERENCES certificates(id) ON DELETE CASCADE,
+        usage    TEXT NOT NULL,
+        target   TEXT NOT NULL,
+        key_type TEXT NOT NULL,
+        PRIMARY KEY (usage, target, key_type)
+    ) WITHOUT ROWID;
+    CREATE TABLE cert_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+    INSERT INTO cert_version VALUES (1, 0);
+    CREATE TABLE acme_accounts (
+        directory   TEXT PRIMARY KEY,
+        credentials TEXT NOT NULL,
+        created     INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE acme_requests (
+        id        INTEGER PRIMARY KEY,
+        names     TEXT NOT NULL,
+        requested INTEGER NOT NULL,
+        finished  INTEGER,
+        cert_id   INTEGER,
+        error     TEXT
+    );
+    "#,
 ];
 
 /// The schema version this binary writes.

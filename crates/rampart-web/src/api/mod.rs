@@ -4,6 +4,7 @@
 
 mod account;
 mod admin;
+mod certs;
 mod server;
 
 use std::sync::Arc;
@@ -60,6 +61,12 @@ pub fn routes() -> Router<Arc<Services>> {
         .route("/api/v1/messages", get(server::message_search))
         .route("/api/v1/messages/{id}/why", get(server::message_why))
         .route("/api/v1/dashboard/certificates", get(crate::dashboard::certificates))
+        .route("/api/v1/certificates", get(certs::list).post(certs::import))
+        .route("/api/v1/certificates/self-signed", post(certs::self_signed))
+        .route("/api/v1/certificates/csr", post(certs::csr))
+        .route("/api/v1/certificates/acme", post(certs::acme))
+        .route("/api/v1/certificates/{id}", get(certs::show).delete(certs::delete))
+        .route("/api/v1/certificates/{id}/uses", post(certs::assign).delete(certs::unassign))
 }
 
 /// A held message as the API shows it.

@@ -171,7 +171,7 @@ pub struct CertDates {
 /// `tls.cert` and every `tls.sni` certificate, read.
 pub fn certificate_files(config: &Config) -> Vec<CertFile> {
     let mut files = vec![config.tls.cert.clone()];
-    files.extend(config.tls.sni.iter().map(|s| s.cert.clone()));
+    files.extend(config.tls.sni.iter().filter(|s| s.has_files()).map(|s| s.cert.clone()));
     files.into_iter().map(|path| CertFile { cert: read_cert(&path), path }).collect()
 }
 
