@@ -14,8 +14,9 @@
 //!    kept for aggregate reports; a refusal is logged with its trail and answered (a submitted
 //!    message refused for its content is also a containment signal);
 //! 8. [`Connection::store`]: the DKIM signature of the queued copy (submission, or a gateway's
-//!    downstream relaying out), then the local copies and the queue entry in one durable store
-//!    (or, when the decision says so, the quarantine), submitted mail counted against its
+//!    downstream relaying out; on tokio's blocking pool), then the local copies and the queue
+//!    entry in one durable store (or, when the decision says so, the quarantine), submitted
+//!    mail counted against its
 //!    sender's quotas in the same transaction, and only then `250`. A copy for a gateway's
 //!    downstream first loses the senders' verdict headers and gets ours (`session::gateway`).
 //!
@@ -418,7 +419,7 @@ impl Connection {
         }
         let local_prefix = format!("{}{auth_header}{received}{added}", trace::return_path(&tx.from)).into_bytes();
         if (self.settings.role == Role::Submission || tx.relay) && !tx.remote.is_empty() {
-            match self.dkim_signatures(&submitted.from_domains, &queued_prefix, &blob, &tx.id).await {
+            match self.dkim_signatures(&submitted.from_domains, &queued_prefix, inbound.raw.as_deref(), &blob, &tx.id).await {
                 Ok(signatures) => queued_prefix.splice(0..0, signatures.into_bytes()).for_each(drop),
                 Err(reply) => return Next::Reply(reply),
             }
