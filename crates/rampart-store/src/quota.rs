@@ -55,6 +55,10 @@ pub struct Submitted {
     pub recipients: u64,
     /// Recipients outside our domains, lowercase.
     pub external: Vec<String>,
+    /// The message's Message-ID without angle brackets (empty: none), remembered with each
+    /// external recipient so a later bounce can be matched to it
+    /// ([`crate::ContainmentStore::sent_bounced`]).
+    pub message_id: String,
 }
 
 /// An override or exception as listed.

@@ -1,7 +1,8 @@
-//! The session's side of sending quotas and containment (submission only): MAIL asks whether
+//! The session's side of sending quotas and containment: on submission MAIL asks whether
 //! the user may send at all and keeps the quota state in the transaction, RCPT counts each
 //! recipient against it, a message refused for its content is reported as a signal, and the
-//! stored message is counted with its delivery. The decisions are in [`crate::sending`].
+//! stored message is counted with its delivery. On the MX, a stored bounce for local
+//! accounts is matched against what they sent. The decisions are in [`crate::sending`].
 
 use rampart_pipeline::{Decision, Entry, Reason};
 use rampart_store::quota::Submitted;
@@ -9,7 +10,9 @@ use tracing::info;
 
 use super::state::Transaction;
 use super::{Connection, Next, Role};
+use crate::command::ReversePath;
 use crate::sending::QuotaState;
+use crate::sending::bounce::{self, Bounce};
 
 /// Content refusals that count toward containment: what an account taken over by a spammer
 /// sends gets refused for these.
@@ -55,9 +58,27 @@ impl Connection {
         }
     }
 
-    /// What a submitted message counts against its sender's quotas when it is stored.
-    pub(super) fn submitted(&self, tx: &Transaction) -> Option<Submitted> {
+    /// What a submitted message counts against its sender's quotas when it is stored;
+    /// `message_id` is remembered with its external recipients.
+    pub(super) fn submitted(&self, tx: &Transaction, message_id: &str) -> Option<Submitted> {
         let user = self.submitting_user()?;
-        Some(Submitted { account: user.to_string(), recipients: tx.rcpts.len() as u64, external: tx.remote.clone() })
+        let (recipients, external) = (tx.rcpts.len() as u64, tx.remote.clone());
+        Some(Submitted { account: user.to_string(), recipients, external, message_id: message_id.to_string() })
+    }
+
+    /// On the MX, a message with the null sender for local accounts: the bounce it is, if it
+    /// is one, to be matched against what they sent once it is stored.
+    pub(super) fn later_bounce(&self, tx: &Transaction, raw: Option<&[u8]>) -> Option<Bounce> {
+        if self.settings.role != Role::Mx || tx.relay || !matches!(tx.from, ReversePath::Null) || tx.accounts.is_empty() {
+            return None;
+        }
+        bounce::parse(raw?)
+    }
+
+    /// A stored bounce counts toward its recipients' containment, off the session's path.
+    pub(super) fn report_bounce(&self, tx: &Transaction, bounce: Option<Bounce>) {
+        let Some(bounce) = bounce else { return };
+        let (sending, id, accounts) = (self.services.sending.clone(), tx.id.clone(), tx.accounts.clone());
+        tokio::spawn(async move { sending.bounce_received(&id, &bounce, accounts).await });
     }
 }
