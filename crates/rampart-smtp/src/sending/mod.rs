@@ -105,6 +105,24 @@ impl Sending {
         Ok(Some(state))
     }
 
+    /// MAIL from a gateway downstream relaying out (`relay_from`): the quotas of its envelope
+    /// `sender` and the sender's domain, as for a user but without containment (there is no
+    /// account to suspend). None for an exempt sender or domain, or quotas off.
+    pub async fn at_relay(&self, sender: &str, ip: IpAddr) -> Result<Option<QuotaState>, Entry> {
+        if !self.quota.enabled {
+            return Ok(None);
+        }
+        let status = self.store.quota_status(sender, now()).await.map_err(|e| store_unavailable(&e))?;
+        if status.exempt {
+            return Ok(None);
+        }
+        let state = QuotaState { relay: true, ..QuotaState::new(&self.quota, sender, &status) };
+        if let Some(ex) = state.check_message() {
+            return Err(self.quota_hit(sender, ex, ip, false).await);
+        }
+        Ok(Some(state))
+    }
+
     /// RCPT: one more recipient (`remote` are the addresses outside our domains it stands for)
     /// after `so_far` accepted ones. A new external recipient is looked up only when a
     /// distinct-recipient quota is close; within one transaction every external recipient not
@@ -114,7 +132,7 @@ impl Sending {
             Ok(()) => Ok(()),
             Err(Refused::Store(entry)) => Err(entry),
             Err(Refused::Over(ex)) => {
-                let first = !state.hit;
+                let first = !state.hit && !state.relay;
                 state.hit = true;
                 Err(self.quota_hit(&state.account, ex, ip, first).await)
             }

@@ -41,6 +41,7 @@ async fn submit(store: &SqliteStore, id: &str, remote: &[&str]) {
         recipients: remote.len() as u64,
         external: remote.iter().map(|r| r.to_string()).collect(),
         message_id: format!("{id}@example.test"),
+        relayed: false,
     };
     store.deliver_submitted(delivery, submitted).await.unwrap();
 }
@@ -77,7 +78,7 @@ async fn quota_windows_slide() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path()).await;
     let t = 1_000 * DAY;
-    let sent = |n| Submitted { account: "bob@example.test".into(), recipients: n, external: vec![format!("r{n}@remote.test")], message_id: String::new() };
+    let sent = |n| Submitted { account: "bob@example.test".into(), recipients: n, external: vec![format!("r{n}@remote.test")], message_id: String::new(), relayed: false };
     for (at, n) in [(t - 2 * DAY, 100), (t - 2 * HOUR, 10), (t - 30 * 60, 1)] {
         let s = sent(n);
         store.write(move |conn, _| quota::record(conn, &s, at)).await.unwrap();
