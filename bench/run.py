@@ -65,6 +65,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = pathlib.Path(os.environ.get("RAMPART_BENCH_BIN") or ROOT / "target" / "release" / "rampart")
 BENCH = ROOT / "target" / "release" / "rampart-bench"
 PASSWORD = "correct horse battery staple"
+# The names of [quota]'s limits (rampart-config's QUOTA_KEYS).
+QUOTA_KEYS = ("messages_per_hour", "messages_per_day", "recipients_per_hour", "recipients_per_day",
+              "external_recipients_per_day")
 
 
 def free_port():
@@ -167,7 +170,8 @@ class RampartServer:
             *os.environ.get("RAMPART_BENCH_SETS", "").split("|"),
         ]
         sets = [x for x in sets if x]
-        args = [BIN, "serve", "--config", self.dir / "rampart.toml"]
+        # RAMPART_BENCH_WRAP runs the server under a profiler, e.g. "perf record -g -o /tmp/p.data --".
+        args = [*os.environ.get("RAMPART_BENCH_WRAP", "").split(), BIN, "serve", "--config", self.dir / "rampart.toml"]
         for s in sets:
             args += ["--set", s]
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
@@ -175,6 +179,15 @@ class RampartServer:
 
     def rss(self):
         return rss_kib(self.proc.pid)
+
+    def cpu_seconds(self):
+        """User and system CPU the server (or its wrapper's child) has used so far."""
+        pids = [self.proc.pid] + [int(p) for p in open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read().split()]
+        total = 0
+        for pid in pids:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def stop(self):
         self.proc.terminate()
@@ -815,20 +828,27 @@ def outbound_run(kind, base, dns, args):
     try:
         if kind == "rampart":
             sub = free_port()
+            # Quotas stay on (every message is counted) with limits the benchmark's one user
+            # does not reach; spam scanning of submitted mail is on by default.
+            quotas = [f"quota.{k}=10000000" for k in QUOTA_KEYS] + [f"quota.domain_{k}=10000000" for k in QUOTA_KEYS]
             server = RampartServer(base, dns, imap_users=1, extra_sets=[f'listener.submission.bind=["127.0.0.1:{sub}"]',
-                                                          f"queue.remote_port={sink.port}"])
+                                                          f"queue.remote_port={sink.port}", *quotas])
             wait_port(sub)
         else:
             server = PostfixServer(base)
             postfix_outbound_config(server, sink.port, base / "rampart" / "tls")
             sub = server.port
+        cpu = None
         try:
+            start_cpu = server.cpu_seconds() if kind == "rampart" else 0
             first, last = submit_outbound(sub, args.outbound_messages, args.sessions, login=kind == "rampart")
             done = sink.wait()
+            if kind == "rampart":
+                cpu = (server.cpu_seconds() - start_cpu) / args.outbound_messages * 1000
         finally:
             server.stop()
         # smtp-sink counted wait_port's probe as a session too.
-        return args.outbound_messages / (done - first), last - first, sink.sessions - 1
+        return args.outbound_messages / (done - first), last - first, sink.sessions - 1, cpu
     finally:
         sink.stop()
 
@@ -842,12 +862,13 @@ def bench_outbound(args):
             dns = Dns(extra=[f"--mx-host={REMOTE_DOMAIN},mx.{REMOTE_DOMAIN},10", f"--host-record=mx.{REMOTE_DOMAIN},127.0.0.1"])
             try:
                 for kind in ("rampart", "postfix"):
-                    rate, accepting, conns = outbound_run(kind, base, dns, args)
+                    rate, accepting, conns, cpu = outbound_run(kind, base, dns, args)
                     results[kind].append(rate)
                     results[f"{kind}_conns"].append(conns)
                     results[f"{kind}_accept"].append(args.outbound_messages / accepting)
+                    cpu_note = f", server CPU {cpu:.2f} ms/message" if cpu is not None else ""
                     print(f"outbound run {run + 1}: {kind} {rate:.0f} msg/s delivered (accepted in {accepting:.1f} s), "
-                          f"{conns} connections to the sink", file=sys.stderr)
+                          f"{conns} connections to the sink{cpu_note}", file=sys.stderr)
             finally:
                 dns.stop()
     return results

@@ -186,3 +186,37 @@ def test_the_downstreams_mail_leaves_signed_and_others_cannot_relay(world):
     code, text = send(gw, "friend@peer.test", sender="carol@corp.test")
     assert code == 554 and "5.7.1" in text, text
     assert re.search(r"event=rcpt_refused ip=127\.0\.0\.3 .*reason=relay_denied", gw.log())
+
+
+def relay(gw, sender, rcpt="friend@peer.test"):
+    """(code, text) of MAIL, or of the end of data, for the downstream (127.0.0.1) relaying out."""
+    with smtplib.SMTP("127.0.0.1", gw.ports["smtp"], timeout=30) as s:
+        s.ehlo("mail.corp.test")
+        code, text = s.mail(sender)
+        if code != 250:
+            return code, text.decode()
+        assert s.rcpt(rcpt)[0] == 250
+        code, text = s.data(message_bytes(sender=sender or "mailer-daemon@corp.test", to=rcpt))
+        return code, text.decode()
+
+
+def test_the_downstreams_relayed_mail_is_held_to_sending_quotas(world):
+    gw, down, peer = world
+    # Per sender address, as for a user, and per sender domain for all of them together.
+    gw.run_cli("quota", "set", "carol@corp.test", "messages_per_hour", "2")
+    gw.run_cli("quota", "set", "corp.test", "messages_per_hour", "3")
+    assert relay(gw, "carol@corp.test")[0] == 250
+    assert relay(gw, "carol@corp.test")[0] == 250
+    assert relay(gw, "carol@corp.test") == (451, "4.7.1 Sending quota messages_per_hour (2) reached; try again later")
+    gw.wait_log(r"event=quota_exceeded ip=127\.0\.0\.1 user=carol@corp\.test quota=messages_per_hour limit=2")
+    assert re.search(r"event=relay_refused ip=127\.0\.0\.1 listener=smtp sender=carol@corp\.test reason=quota_exceeded", gw.log())
+    # The domain's total counts every sender, bounces (<>) too.
+    assert relay(gw, "")[0] == 250
+    assert relay(gw, "dave@corp.test") == (451, "4.7.1 Sending quota domain_messages_per_hour (3) reached; try again later")
+    assert re.search(r"domain_messages_per_hour\s+3 / 3\s+\(set\)", gw.run_cli("quota", "show", "corp.test").stdout)
+    # No account, so no containment: nothing suspended, the queue entries name no user.
+    assert "event=account_suspended" not in gw.log()
+    # An exception for the domain lets its mail through.
+    gw.run_cli("quota", "exempt", "corp.test")
+    assert relay(gw, "carol@corp.test")[0] == 250
+    wait_for(lambda: len(peer.messages) == 4, timeout=30, what="the accepted ones delivered")

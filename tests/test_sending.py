@@ -387,3 +387,52 @@ def test_the_administrator_suspends_and_resumes(sender):
     with login(sender) as s:
         assert send(s, ["alice@example.test"]) == {}
     assert sender.run_cli("user", "resume", BOB, check=False).returncode != 0
+
+
+def dsn(mid, failed, to=BOB):
+    """A remote server's later bounce (RFC 3464) about the message `mid`, for `failed`."""
+    blocks = "".join(f"Final-Recipient: rfc822; {r}\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n" for r in failed)
+    return (
+        f"From: MAILER-DAEMON@mx.peer.test\r\nTo: {to}\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+        f"Message-ID: <{time.time_ns()}@mx.peer.test>\r\nDate: Mon, 30 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n"
+        "--B\r\nContent-Type: text/plain\r\n\r\nThe mail could not be delivered.\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.peer.test\r\n\r\n"
+        f"{blocks}--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"From: {BOB}\r\nSubject: a burst\r\nMessage-ID: {mid}\r\n\r\n--B--\r\n"
+    ).encode()
+
+
+def bounce_to(r, data, to=BOB):
+    """Delivers a bounce (null sender) to `to` through the MX."""
+    with smtplib.SMTP("127.0.0.1", r.ports["smtp"], timeout=20) as s:
+        s.ehlo("mx.peer.test")
+        s.sendmail("", [to], data)
+
+
+def test_bounces_that_come_back_later_count_only_for_mail_we_sent(sender, dns):
+    peer = peer_domain(dns, sender)
+    rcpts = [f"r{i}@peer.test" for i in range(12)]
+    try:
+        start(sender, dns=dns, peer=peer)
+        mid = f"<{time.time_ns()}@example.test>"
+        with login(sender) as s:
+            assert s.sendmail(BOB, rcpts, message_bytes(subject="a burst", sender=BOB, to="many", mid=mid)) == {}
+        wait_for(lambda: peer.messages, what="delivered to the remote MX")
+        # Forged: about a message we never sent, or sent to someone who did not send it.
+        bounce_to(sender, dsn("<forged@example.test>", rcpts))
+        bounce_to(sender, dsn(mid, rcpts, to="alice@example.test"), to="alice@example.test")
+        wait_for(lambda: sender.log().count("event=bounce_unmatched") == 2, what="both unmatched")
+        assert "event=bounce_matched" not in sender.log() and user_state(sender) == "active"
+        # The remote server's later bounce of what bob sent: 12 of 12 refused.
+        bounce_to(sender, dsn(mid, rcpts))
+        sender.wait_log(r"event=bounce_matched id=\S+ user=bob@example\.test message_id=\S+ rcpts=12")
+        sender.wait_log(r"event=account_suspended ip=- user=bob@example\.test scope=sending automatic=true score=10\.0 "
+                        r"signals=bounces:10\.0")
+        # The same report again counts nothing more.
+        sender.run_cli("user", "resume", BOB)
+        bounce_to(sender, dsn(mid, rcpts))
+        wait_for(lambda: sender.log().count("event=bounce_unmatched") == 3, what="the repeat unmatched")
+        assert user_state(sender) == "active"
+    finally:
+        peer.stop()

@@ -13,7 +13,7 @@
 
 use async_trait::async_trait;
 
-use crate::Result;
+use crate::{AccountId, Result};
 
 /// What a suspension stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +142,10 @@ pub trait ContainmentStore: Send + Sync + 'static {
     async fn queue_release_held(&self, id: Option<&str>, account: Option<&str>, now: i64) -> Result<u64>;
     /// Deletes every held queue entry of `account` without delivering or bouncing it.
     async fn queue_delete_held(&self, account: &str) -> Result<u64>;
-    /// Forgets signals recorded before `before`.
+    /// A bounce that came back after the session about `message_id`: the failed `rcpts` that
+    /// one of `accounts` (the bounce's local recipients) sent it to, by account. The matched
+    /// rows are taken, so the same report delivered twice counts once.
+    async fn sent_bounced(&self, message_id: &str, rcpts: Vec<String>, accounts: Vec<AccountId>) -> Result<Vec<(String, u64)>>;
+    /// Forgets signals, and the recipients of sent mail, recorded before `before`.
     async fn signals_prune(&self, before: i64) -> Result<()>;
 }

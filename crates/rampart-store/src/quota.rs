@@ -55,6 +55,13 @@ pub struct Submitted {
     pub recipients: u64,
     /// Recipients outside our domains, lowercase.
     pub external: Vec<String>,
+    /// The message's Message-ID without angle brackets (empty: none), remembered with each
+    /// external recipient so a later bounce can be matched to it
+    /// ([`crate::ContainmentStore::sent_bounced`]).
+    pub message_id: String,
+    /// A gateway downstream's relayed mail, counted under its envelope sender (`account`) and
+    /// the sender's domain: no account of ours, so its queue entry names none.
+    pub relayed: bool,
 }
 
 /// An override or exception as listed.

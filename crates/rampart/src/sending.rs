@@ -38,15 +38,26 @@ fn date(t: i64) -> String {
     chrono::DateTime::from_timestamp(t, 0).map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()
 }
 
-/// An address of an existing account or a local domain, in canonical form.
-async fn target(store: &SqliteStore, target: &str) -> anyhow::Result<String> {
+/// The domains of gateway routes whose downstream relays out (`relay_from`): their senders
+/// are held to quotas without an account here.
+fn relay_domains(config: &Config) -> Vec<String> {
+    let routes = config.gateway.route.iter().filter(|r| !r.relay_from.is_empty());
+    routes.flat_map(|r| r.domains.iter().map(|d| d.trim_end_matches('.').to_ascii_lowercase())).collect()
+}
+
+/// An address of an existing account or a local domain, in canonical form; or an address
+/// in, or one of, the `relay` domains.
+async fn target(store: &SqliteStore, relay: &[String], target: &str) -> anyhow::Result<String> {
     if target.contains('@') {
         let address = address::canonical(target)?;
+        if relay.iter().any(|d| d == address::domain_of(&address)) {
+            return Ok(address);
+        }
         store.account(&address).await?.with_context(|| format!("no account {address}"))?;
         return Ok(address);
     }
     let domain = address::canonical_domain(target).with_context(|| format!("`{target}` is neither an address nor a domain"))?;
-    if !store.is_local_domain(&domain).await? {
+    if !relay.contains(&domain) && !store.is_local_domain(&domain).await? {
         bail!("{domain} is not a local domain");
     }
     Ok(domain)
@@ -66,7 +77,7 @@ fn print_usage(prefix: &str, usage: &Usage, limits: &[u64; 5], overridden: &[(St
 }
 
 async fn show(store: &SqliteStore, config: &Config, target_name: &str) -> anyhow::Result<()> {
-    let t = target(store, target_name).await?;
+    let t = target(store, &relay_domains(config), target_name).await?;
     if !config.quota.enabled {
         println!("(quotas are off: [quota] enabled = false; counts are kept)");
     }
@@ -93,7 +104,7 @@ pub async fn quota(store: &SqliteStore, config: &Config, cmd: QuotaCommand) -> a
     match cmd {
         QuotaCommand::Show { target: t } => show(store, config, &t).await?,
         QuotaCommand::Set { target: t, key, value } => {
-            let t = target(store, &t).await?;
+            let t = target(store, &relay_domains(config), &t).await?;
             if !QUOTA_KEYS.contains(&key.as_str()) {
                 bail!("unknown quota {key}; one of: {}", QUOTA_KEYS.join(", "));
             }
@@ -108,12 +119,12 @@ pub async fn quota(store: &SqliteStore, config: &Config, cmd: QuotaCommand) -> a
             }
         }
         QuotaCommand::Exempt { target: t } => {
-            let t = target(store, &t).await?;
+            let t = target(store, &relay_domains(config), &t).await?;
             let changed = store.quota_exempt(&t, true).await?;
             println!("{t}: {}", if changed { "exempt from sending quotas and containment" } else { "already exempt" });
         }
         QuotaCommand::Unexempt { target: t } => {
-            let t = target(store, &t).await?;
+            let t = target(store, &relay_domains(config), &t).await?;
             if !store.quota_exempt(&t, false).await? {
                 bail!("{t} is not exempt");
             }
@@ -148,7 +159,7 @@ pub async fn list_users(store: &SqliteStore) -> anyhow::Result<()> {
 
 /// `rampart user suspend ADDRESS [--sending]`.
 pub async fn suspend(store: &SqliteStore, address: &str, sending_only: bool) -> anyhow::Result<()> {
-    let address = target(store, address).await.and_then(|t| if t.contains('@') { Ok(t) } else { bail!("give an address") })?;
+    let address = target(store, &[], address).await.and_then(|t| if t.contains('@') { Ok(t) } else { bail!("give an address") })?;
     let scope = if sending_only { SuspensionScope::Sending } else { SuspensionScope::All };
     let s = Suspension { account: address.clone(), scope, reason: "by the administrator".into(), automatic: false, since: now() };
     let done = store.suspend(s).await?;

@@ -106,6 +106,7 @@ pub fn sender_auth(config: &Config) -> anyhow::Result<rampart_smtp::session::Sen
         arc_seal: config.dkim.arc_seal,
         record_dmarc: config.dmarc.send_reports,
         report_address,
+        signing_keys: Default::default(),
     })
 }
 

@@ -4,12 +4,15 @@
 //!   goes past one (pure);
 //! - [`score`]: the containment score of what an account did in the window (pure);
 //! - [`notice`]: the mail that tells the user and the administrator about a suspension;
+//! - [`bounce`]: a bounce that comes back after the session, parsed to what it says failed;
 //! - [`Sending`]: the service the session (MAIL, RCPT, a refused message) and the queue runner
-//!   (recipients refused by remote servers) report to. It keeps nothing in memory: counts,
+//!   (recipients refused by remote servers) report to, and the MX for a bounce of a message
+//!   we sent that comes back later. It keeps nothing in memory: counts,
 //!   signals, suspensions, overrides and exceptions are in the store, so they survive a restart
 //!   and the CLI changes them while the server runs. Every refusal it decides is a typed trail
 //!   entry (`quota_exceeded`, `sending_suspended`) that `decide` answers.
 
+pub mod bounce;
 pub mod notice;
 pub mod quota;
 pub mod score;
@@ -19,7 +22,7 @@ use std::sync::Arc;
 
 use rampart_config::{Containment, Quota};
 use rampart_pipeline::{Entry, Outcome, Reason, Stage};
-use rampart_store::Store;
+use rampart_store::{AccountId, Store};
 use rampart_store::address::domain_of;
 use rampart_store::containment::{Evidence, Signal, Suspension, SuspensionScope};
 use rampart_store::quota::DAY;
@@ -102,6 +105,24 @@ impl Sending {
         Ok(Some(state))
     }
 
+    /// MAIL from a gateway downstream relaying out (`relay_from`): the quotas of its envelope
+    /// `sender` and the sender's domain, as for a user but without containment (there is no
+    /// account to suspend). None for an exempt sender or domain, or quotas off.
+    pub async fn at_relay(&self, sender: &str, ip: IpAddr) -> Result<Option<QuotaState>, Entry> {
+        if !self.quota.enabled {
+            return Ok(None);
+        }
+        let status = self.store.quota_status(sender, now()).await.map_err(|e| store_unavailable(&e))?;
+        if status.exempt {
+            return Ok(None);
+        }
+        let state = QuotaState { relay: true, ..QuotaState::new(&self.quota, sender, &status) };
+        if let Some(ex) = state.check_message() {
+            return Err(self.quota_hit(sender, ex, ip, false).await);
+        }
+        Ok(Some(state))
+    }
+
     /// RCPT: one more recipient (`remote` are the addresses outside our domains it stands for)
     /// after `so_far` accepted ones. A new external recipient is looked up only when a
     /// distinct-recipient quota is close; within one transaction every external recipient not
@@ -111,7 +132,7 @@ impl Sending {
             Ok(()) => Ok(()),
             Err(Refused::Store(entry)) => Err(entry),
             Err(Refused::Over(ex)) => {
-                let first = !state.hit;
+                let first = !state.hit && !state.relay;
                 state.hit = true;
                 Err(self.quota_hit(&state.account, ex, ip, first).await)
             }
@@ -161,6 +182,23 @@ impl Sending {
     pub async fn remote_refused(&self, account: &str, count: u64) {
         if !account.is_empty() && count > 0 {
             self.signal(account, REMOTE_REFUSED, count, "", None).await;
+        }
+    }
+
+    /// A bounce of a message we sent that came back after the session, delivered to the local
+    /// `accounts`: the failed recipients that match what one of them sent with that Message-ID
+    /// count as recipients refused by remote servers. A forged bounce matches nothing.
+    pub async fn bounce_received(&self, id: &str, bounce: &bounce::Bounce, accounts: Vec<AccountId>) {
+        let found = match self.store.sent_bounced(&bounce.message_id, bounce.failed.clone(), accounts).await {
+            Ok(found) => found,
+            Err(e) => return warn!(event = "store_error", what = "bounce matching", error = %e.chain()),
+        };
+        if found.is_empty() {
+            info!(event = "bounce_unmatched", id, message_id = %bounce.message_id, rcpts = bounce.failed.len());
+        }
+        for (account, count) in found {
+            info!(event = "bounce_matched", id, user = %account, message_id = %bounce.message_id, rcpts = count);
+            self.signal(&account, REMOTE_REFUSED, count, "bounce", None).await;
         }
     }
 

@@ -65,6 +65,9 @@ pub struct QuotaState {
     /// A quota refused a recipient of this transaction already: one transaction is one
     /// containment signal, however many recipients it had.
     pub hit: bool,
+    /// A gateway downstream's relayed mail: `account` is its envelope sender, no account of
+    /// ours, so a refusal is no containment signal.
+    pub relay: bool,
 }
 
 /// Whether adding `adding` to `used` goes past `limit` (0: no limit).
@@ -81,6 +84,7 @@ impl QuotaState {
             domain: status.domain,
             new_external: Vec::new(),
             hit: false,
+            relay: false,
         }
     }
 

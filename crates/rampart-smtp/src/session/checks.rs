@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use rampart_pipeline::dkim::{Algorithm, SigningKey};
+use rampart_pipeline::dkim::{Algorithm, KeyCache, SigningKey};
 use rampart_pipeline::report::Evaluation;
 use rampart_pipeline::{Checker, Context, Entry, Forward, Outcome, Policy, Reason, SpfCheck, Stage};
 use rampart_store::{Blob, DkimKey};
@@ -34,6 +34,8 @@ pub struct SenderAuth {
     pub record_dmarc: bool,
     /// Canonical local address whose mail is parsed as DMARC reports.
     pub report_address: Option<String>,
+    /// Signing keys parsed once, for every session.
+    pub signing_keys: Arc<KeyCache>,
 }
 
 /// What the end-of-data checks produced.
@@ -144,7 +146,7 @@ impl Connection {
 
     /// `DKIM-Signature` headers for a submitted message (prefix + body as it will leave) when
     /// the From domain has active keys; empty otherwise. Other domains are never signed.
-    pub(super) async fn dkim_signatures(&self, from_domains: &[String], prefix: &[u8], blob: &Blob, id: &str) -> Result<String, Reply> {
+    pub(super) async fn dkim_signatures(&self, from_domains: &[String], prefix: &[u8], raw: Option<&[u8]>, blob: &Blob, id: &str) -> Result<String, Reply> {
         if !self.services.sender_auth.sign {
             return Ok(String::new());
         }
@@ -154,13 +156,28 @@ impl Connection {
         if keys.is_empty() {
             return Ok(String::new());
         }
-        let body = blob.contents().await.map_err(|e| store_failed(id, &e))?;
+        // The checks read the message already (`raw`, the blob's bytes); read it again only
+        // when they were off.
+        let read;
+        let body = match raw {
+            Some(raw) => raw,
+            None => {
+                read = blob.contents().await.map_err(|e| store_failed(id, &e))?;
+                &read
+            }
+        };
         let mut message = Vec::with_capacity(prefix.len() + body.len());
         message.extend_from_slice(prefix);
-        message.extend_from_slice(&body);
-        match rampart_pipeline::dkim::sign(&message, &keys) {
+        message.extend_from_slice(body);
+        // Off the runtime's threads: an RSA signature is half a millisecond of CPU, which would
+        // hold up every other session scheduled on the same worker.
+        let (cache, n) = (self.services.sender_auth.signing_keys.clone(), keys.len());
+        let signed = tokio::task::spawn_blocking(move || cache.sign(&message, &keys))
+            .await
+            .unwrap_or_else(|e| Err(rampart_pipeline::dkim::DkimKeyError::Sign { domain: domain.clone(), reason: e.to_string() }));
+        match signed {
             Ok(headers) => {
-                info!(event = "dkim_signed", id, domain = %domain, keys = keys.len());
+                info!(event = "dkim_signed", id, domain = %domain, keys = n);
                 Ok(headers)
             }
             Err(e) => {

@@ -69,7 +69,8 @@ impl Session {
         if let Err(next) = self.conn.mail_policy(&from).await {
             return next;
         }
-        let quota = match self.conn.sending_at_mail().await {
+        let relay = self.conn.downstream_relay(&from);
+        let quota = match self.conn.sending_at_mail(&from, relay).await {
             Ok(quota) => quota,
             Err(next) => return next,
         };
@@ -79,7 +80,6 @@ impl Session {
             Err(next) => return next,
         };
         // A downstream relaying out is not checked as a sender from the internet.
-        let relay = self.conn.downstream_relay(&from);
         let spf = if relay { None } else { self.conn.mail_from_checks(&helo_name, &from).await };
         let tx = Transaction { id, from, params, rcpts: Vec::new(), accounts: Vec::new(), remote: Vec::new(), spf, milter_entries, limits, relay, quota };
         match std::mem::replace(&mut self.phase, Phase::Connected) {

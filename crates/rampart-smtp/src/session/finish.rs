@@ -14,10 +14,13 @@
 //!    kept for aggregate reports; a refusal is logged with its trail and answered (a submitted
 //!    message refused for its content is also a containment signal);
 //! 8. [`Connection::store`]: the DKIM signature of the queued copy (submission, or a gateway's
-//!    downstream relaying out), then the local copies and the queue entry in one durable store
-//!    (or, when the decision says so, the quarantine), submitted mail counted against its
+//!    downstream relaying out; on tokio's blocking pool), then the local copies and the queue
+//!    entry in one durable store (or, when the decision says so, the quarantine), submitted
+//!    mail counted against its
 //!    sender's quotas in the same transaction, and only then `250`. A copy for a gateway's
 //!    downstream first loses the senders' verdict headers and gets ours (`session::gateway`).
+//!    A stored bounce (null sender, local recipients) is matched against what they sent, for
+//!    containment (`session::sending`).
 //!
 //! Each step returns `Err(Next)` with the reply when the message stops there.
 
@@ -44,6 +47,9 @@ struct Submitted {
     added: String,
     /// Domains of the From: addresses, for DKIM signing.
     from_domains: Vec<String>,
+    /// The Message-ID (the client's or the one added), without angle brackets: a bounce that
+    /// comes back later is matched by it.
+    message_id: String,
 }
 
 impl Connection {
@@ -115,7 +121,7 @@ impl Connection {
     async fn submitted_headers(&self, tx: &Transaction, head: &[u8], trail: &mut Trail) -> Step<Submitted> {
         let Some(user) = &self.user else {
             let from_domains = if tx.relay { self.relayed_from_domains(tx, header_section(head).unwrap_or(head)) } else { Vec::new() };
-            return Ok(Submitted { added: String::new(), from_domains });
+            return Ok(Submitted { added: String::new(), from_domains, message_id: String::new() });
         };
         let Some(head) = header_section(head) else {
             return Err(self.refuse_message(Entry::new(Stage::Content, Outcome::Fail, Reason::HeaderSectionTooLarge).limit(MAX_HEAD as u64)));
@@ -143,11 +149,16 @@ impl Connection {
         if parsed.as_ref().is_none_or(|m| m.date().is_none()) {
             added.push_str(&format!("Date: {}\r\n", chrono::Utc::now().to_rfc2822()));
         }
-        if parsed.as_ref().is_none_or(|m| m.message_id().is_none()) {
-            added.push_str(&format!("Message-ID: <{}@{}>\r\n", tx.id, self.services.hostname));
-        }
+        let message_id = match parsed.as_ref().and_then(|m| m.message_id()) {
+            Some(id) => id.to_string(),
+            None => {
+                let id = format!("{}@{}", tx.id, self.services.hostname);
+                added.push_str(&format!("Message-ID: <{id}>\r\n"));
+                id
+            }
+        };
         let from_domains = from.iter().filter_map(|a| a.rsplit_once('@').map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())).collect();
-        Ok(Submitted { added, from_domains })
+        Ok(Submitted { added, from_domains, message_id })
     }
 
     /// The blob finished and fsynced. No soft error got us here, so a missing writer means a
@@ -397,6 +408,7 @@ impl Connection {
             Err(refused) => return refused,
         };
         let subject = inbound.raw.as_deref().map(subject_of).unwrap_or_default();
+        let bounce = self.later_bounce(&tx, inbound.raw.as_deref());
         let Inbound { blob, header: auth_header, arc_set, .. } = inbound;
         let (arc_set, mut added, size) = (arc_set.unwrap_or_default(), submitted.added, blob.size());
         let spam = &self.services.filters.spam;
@@ -418,7 +430,7 @@ impl Connection {
         }
         let local_prefix = format!("{}{auth_header}{received}{added}", trace::return_path(&tx.from)).into_bytes();
         if (self.settings.role == Role::Submission || tx.relay) && !tx.remote.is_empty() {
-            match self.dkim_signatures(&submitted.from_domains, &queued_prefix, &blob, &tx.id).await {
+            match self.dkim_signatures(&submitted.from_domains, &queued_prefix, inbound.raw.as_deref(), &blob, &tx.id).await {
                 Ok(signatures) => queued_prefix.splice(0..0, signatures.into_bytes()).for_each(drop),
                 Err(reply) => return Next::Reply(reply),
             }
@@ -441,7 +453,7 @@ impl Connection {
             outbound,
         };
         // Submitted mail is counted against its sender's quotas in the same transaction.
-        let stored = match self.submitted(&tx) {
+        let stored = match self.submitted(&tx, &submitted.message_id) {
             Some(submitted) => self.services.store.deliver_submitted(delivery, submitted).await,
             None => self.services.store.deliver(delivery).await,
         };
@@ -451,6 +463,7 @@ impl Connection {
         if !tx.remote.is_empty() {
             self.services.queue_wakeup.notify_one();
         }
+        self.report_bounce(&tx, bounce);
         self.remember_good_sender(&trail).await;
         metrics::counter!("rampart_messages_total", "listener" => self.settings.listener, "result" => "accepted", "reason" => "ok").increment(1);
         info!(

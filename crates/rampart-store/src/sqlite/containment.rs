@@ -10,7 +10,7 @@ use super::writer::Effects;
 use super::{SqliteStore, queue, quota};
 use crate::containment::{Evidence, NewNetwork, Signal, Suspended, Suspension, SuspensionScope, login_network};
 use crate::quota::BUCKET;
-use crate::{ContainmentStore, Result};
+use crate::{AccountId, ContainmentStore, Result};
 
 /// The account's suspension, if any, and when it was last resumed.
 fn state(conn: &Connection, account: &str) -> Result<(Option<Suspension>, i64)> {
@@ -196,9 +196,37 @@ impl ContainmentStore for SqliteStore {
         self.write(move |conn, effects| delete_held(conn, effects, &account)).await
     }
 
+    async fn sent_bounced(&self, message_id: &str, rcpts: Vec<String>, accounts: Vec<AccountId>) -> Result<Vec<(String, u64)>> {
+        let message_id = message_id.to_string();
+        self.write(move |conn, _| {
+            let mut found = Vec::new();
+            for id in accounts {
+                let Some(account) = conn
+                    .prepare_cached("SELECT address FROM accounts WHERE id = ?1")?
+                    .query_row([id], |r| r.get::<_, String>(0))
+                    .optional()?
+                else {
+                    continue;
+                };
+                let mut taken = 0;
+                for rcpt in &rcpts {
+                    taken += conn
+                        .prepare_cached("DELETE FROM sent_rcpts WHERE message_id = ?1 AND rcpt = ?2 AND account = ?3")?
+                        .execute(params![message_id, rcpt.to_lowercase(), account])? as u64;
+                }
+                if taken > 0 {
+                    found.push((account, taken));
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
     async fn signals_prune(&self, before: i64) -> Result<()> {
         self.write(move |conn, _| {
             conn.execute("DELETE FROM account_signals WHERE at < ?1", [before])?;
+            conn.execute("DELETE FROM sent_rcpts WHERE at < ?1", [before])?;
             Ok(())
         })
         .await

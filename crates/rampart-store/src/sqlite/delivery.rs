@@ -31,7 +31,8 @@ impl DeliveryStore for SqliteStore {
         }
         let summary = if delivery.targets.is_empty() { None } else { self.summarize(&delivery.prefix, &delivery.blob).await };
         self.write(move |conn, effects| {
-            let delivered = deliver(conn, effects, delivery, summary, &submitted.account)?;
+            let account = if submitted.relayed { "" } else { submitted.account.as_str() };
+            let delivered = deliver(conn, effects, delivery, summary, account)?;
             super::quota::record(conn, &submitted, now())?;
             Ok(delivered)
         })

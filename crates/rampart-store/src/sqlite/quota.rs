@@ -30,6 +30,15 @@ pub(super) fn record(conn: &Connection, s: &Submitted, now: i64) -> Result<()> {
             seen.execute(params![scope, rcpt.to_lowercase(), now])?;
         }
     }
+    if !s.message_id.is_empty() {
+        let mut sent = conn.prepare_cached(
+            "INSERT INTO sent_rcpts (message_id, rcpt, account, at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (message_id, rcpt) DO UPDATE SET account = excluded.account, at = excluded.at",
+        )?;
+        for rcpt in &s.external {
+            sent.execute(params![s.message_id, rcpt.to_lowercase(), account, now])?;
+        }
+    }
     Ok(())
 }
 

@@ -467,6 +467,20 @@ const MIGRATIONS: &[&str] = &[
         error     TEXT
     );
     "#,
+    // Containment: external recipients of submitted mail by Message-ID, kept for the
+    // containment window, so a bounce that comes back after the session counts only when it is
+    // about a message this server sent for the account it is addressed to (a forged one matches
+    // nothing).
+    r#"
+    CREATE TABLE sent_rcpts (
+        message_id TEXT NOT NULL,
+        rcpt       TEXT NOT NULL,
+        account    TEXT NOT NULL,
+        at         INTEGER NOT NULL,
+        PRIMARY KEY (message_id, rcpt)
+    ) WITHOUT ROWID;
+    CREATE INDEX sent_rcpts_at ON sent_rcpts(at);
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -40,6 +40,8 @@ async fn submit(store: &SqliteStore, id: &str, remote: &[&str]) {
         account: "bob@example.test".into(),
         recipients: remote.len() as u64,
         external: remote.iter().map(|r| r.to_string()).collect(),
+        message_id: format!("{id}@example.test"),
+        relayed: false,
     };
     store.deliver_submitted(delivery, submitted).await.unwrap();
 }
@@ -76,7 +78,7 @@ async fn quota_windows_slide() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path()).await;
     let t = 1_000 * DAY;
-    let sent = |n| Submitted { account: "bob@example.test".into(), recipients: n, external: vec![format!("r{n}@remote.test")] };
+    let sent = |n| Submitted { account: "bob@example.test".into(), recipients: n, external: vec![format!("r{n}@remote.test")], message_id: String::new(), relayed: false };
     for (at, n) in [(t - 2 * DAY, 100), (t - 2 * HOUR, 10), (t - 30 * 60, 1)] {
         let s = sent(n);
         store.write(move |conn, _| quota::record(conn, &s, at)).await.unwrap();
@@ -201,4 +203,25 @@ async fn evidence_of_logins_and_what_was_sent() {
     let e = store.evidence("bob@example.test", t - HOUR).await.unwrap();
     assert_eq!(e.login_networks.len(), 3);
     assert_eq!(e.new_network.unwrap().net, "198.51.100.0/24");
+}
+
+#[tokio::test]
+async fn a_later_bounce_matches_only_what_the_account_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path()).await;
+    submit(&store, "Q1", &["a@remote.test", "B@remote.test"]).await;
+    let bob = store.account("bob@example.test").await.unwrap().unwrap().id;
+    let alice = store.account("alice@example.test").await.unwrap().unwrap().id;
+    let rcpts = |list: &[&str]| list.iter().map(|r| r.to_string()).collect::<Vec<_>>();
+    // About another message, or addressed to someone else than its sender: nothing.
+    assert!(store.sent_bounced("Q9@example.test", rcpts(&["a@remote.test"]), vec![bob]).await.unwrap().is_empty());
+    assert!(store.sent_bounced("Q1@example.test", rcpts(&["a@remote.test"]), vec![alice]).await.unwrap().is_empty());
+    let found = store.sent_bounced("Q1@example.test", rcpts(&["a@remote.test", "b@remote.test", "c@remote.test"]), vec![alice, bob]);
+    assert_eq!(found.await.unwrap(), vec![("bob@example.test".to_string(), 2)]);
+    // The same report again counts nothing.
+    assert!(store.sent_bounced("Q1@example.test", rcpts(&["a@remote.test"]), vec![bob]).await.unwrap().is_empty());
+    // Pruned with the signals.
+    submit(&store, "Q2", &["a@remote.test"]).await;
+    store.signals_prune(now() + 1).await.unwrap();
+    assert!(store.sent_bounced("Q2@example.test", rcpts(&["a@remote.test"]), vec![bob]).await.unwrap().is_empty());
 }
