@@ -120,5 +120,6 @@ impl Config {
         self.tls.resolve_paths(fix);
         self.queue.resolve_paths(fix);
         self.gateway.resolve_paths(fix);
+        self.mta_sts.resolve_paths(fix);
     }
 }

@@ -13,6 +13,7 @@
 //!   - [`QuotaStore`]: what users and domains sent (sending quotas), overrides, exceptions;
 //!   - [`ContainmentStore`]: signals of a taken-over account, suspensions, held queued mail;
 //!   - [`WebStore`]: account roles, TOTP and recovery codes, web sessions, API tokens;
+//!   - [`TlsPolicyStore`]: cached MTA-STS policies, outbound TLS outcomes, TLS reports;
 //!   - [`MailStore`] ([`mail`]): what IMAP needs on top — mailbox management, flags with
 //!     MODSEQ, expunge, copy/move, append, and change notification ([`notify`]).
 //!
@@ -52,6 +53,7 @@ pub mod quota;
 mod senderauth;
 mod sqlite;
 pub mod summary;
+mod tlspolicy;
 pub mod web;
 
 pub use blob::{Blob, BlobWriter};
@@ -71,6 +73,7 @@ pub use sqlite::SqliteStore;
 /// Online backup of the embedded store (`rampart backup`).
 pub use sqlite::backup;
 pub use summary::{Stored, Summarizer, Summary, Want, WordMatch};
+pub use tlspolicy::{CachedStsPolicy, TlsOutcome, TlsPolicyStore, TlsReportRecord};
 pub use web::{ApiToken, Role, Totp, WebAccount, WebSession, WebStore};
 
 pub type AccountId = i64;
@@ -92,6 +95,7 @@ pub trait Store:
     + QuotaStore
     + ContainmentStore
     + WebStore
+    + TlsPolicyStore
 {
 }
 
@@ -108,6 +112,7 @@ impl<T> Store for T where
         + QuotaStore
         + ContainmentStore
         + WebStore
+        + TlsPolicyStore
 {
 }
 
@@ -116,5 +121,6 @@ pub mod prelude {
     pub use crate::{
         ContainmentStore, DeliveryStore, DirectoryStore, FilterStore, GuardStore, MailStore, MessageStore, QuarantineStore,
         QueueStore, QuotaStore, SenderAuthStore, Store, WebStore,
+        TlsPolicyStore,
     };
 }
