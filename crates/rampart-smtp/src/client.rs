@@ -120,6 +120,12 @@ impl TlsClient {
         Ok((Arc::new(config), verifier))
     }
 
+    /// A client configuration that refuses any certificate not valid for the name (HTTPS
+    /// policy fetches).
+    pub fn verifying_config(&self) -> Result<Arc<ClientConfig>, ClientError> {
+        Ok(self.config(true)?.0)
+    }
+
     /// Runs a handshake on `io` for `host`.
     pub async fn handshake(&self, io: Box<dyn Io>, host: &str, require_valid: bool, timeout: Duration) -> Result<(Box<dyn Io>, TlsOutcome), ClientError> {
         let (config, verifier) = self.config(require_valid)?;

@@ -1,0 +1,123 @@
+"""MTA-STS (RFC 8461) for outbound delivery: the sender looks up `_mta-sts.DOMAIN`, fetches the
+policy over HTTPS from `mta-sts.DOMAIN` (a test CA's certificate, trusted through
+queue.extra_ca_file), and under `enforce` uses only listed MX hosts with a certificate valid for
+their name, keeping the message queued (4xx) otherwise; under `testing` it delivers and reports.
+The test DNS (dnsmasq) points every name at 127.0.0.1."""
+
+import re
+
+import pytest
+
+from conftest import Rampart, wait_for
+from peers import Peer
+from test_queue import SUBMISSION, submit
+from tlstest import PolicyHost, PrivateCa
+
+
+@pytest.fixture
+def sender(tmp_path):
+    r = Rampart(tmp_path, name="sender")
+    r.add_user("bob@example.test")
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def ca(tmp_path):
+    return PrivateCa(tmp_path)
+
+
+def policy(mode, *mx, max_age=86400):
+    return "version: STSv1\r\nmode: %s\r\n%smax_age: %d\r\n" % (mode, "".join(f"mx: {m}\r\n" for m in mx), max_age)
+
+
+def publish(dns, domain="sts.test", mx="mx.sts.test", sts_id="20261130T1"):
+    dns.mx(domain, mx)
+    dns.a(mx)
+    dns.a(f"mta-sts.{domain}")
+    dns.txt(f"_mta-sts.{domain}", f"v=STSv1; id={sts_id}")
+    dns.start()
+
+
+def start(sender, dns, ca, peer, host, *sets):
+    sender.start(f'dns.nameservers=["{dns.address}"]', 'queue.retry_schedule=["1s"]', f"queue.remote_port={peer.port}",
+                 f'queue.extra_ca_file="{ca.path}"', f"mta_sts.policy_port={host.port}", *sets, listeners=SUBMISSION)
+
+
+def test_enforce_refuses_an_mx_with_a_wrong_certificate(dns, sender, ca):
+    wrong = ca.issue("mx.elsewhere.test")
+    peer = Peer(*wrong, tls="starttls")
+    host = PolicyHost(*ca.issue("mta-sts.sts.test"), policy("enforce", "mx.sts.test"))
+    try:
+        publish(dns)
+        start(sender, dns, ca, peer, host)
+        submit(sender, ["x@sts.test"])
+        sender.wait_log(r"event=mta_sts_policy domain=sts\.test id=20261130T1 mode=enforce max_age=86400")
+        sender.wait_log(r"event=mta_sts_refused domain=sts\.test host=mx\.sts\.test .*reason=certificate-host-mismatch")
+        sender.wait_log(r"event=delivery_deferred .*rcpt=x@sts\.test")
+        assert peer.messages == []
+        assert "x@sts.test\tpending" in sender.run_cli("queue", "list").stdout
+        assert host.requests[0] == ("/.well-known/mta-sts.txt", "mta-sts.sts.test")
+        # The next attempt uses the cached policy: the record's id has not changed.
+        wait_for(lambda: len(re.findall(r"event=mta_sts_refused", sender.log())) >= 2, what="a retry")
+        assert len(host.requests) == 1
+        assert peer.messages == []
+    finally:
+        peer.stop()
+        host.stop()
+
+
+def test_enforce_uses_an_mx_with_a_valid_certificate(dns, sender, ca):
+    peer = Peer(*ca.issue("mx.sts.test"), tls="starttls")
+    host = PolicyHost(*ca.issue("mta-sts.sts.test"), policy("enforce", "*.sts.test"))
+    try:
+        publish(dns)
+        start(sender, dns, ca, peer, host)
+        submit(sender, ["y@sts.test"], subject="under enforce")
+        wait_for(lambda: peer.messages, what="delivery under an enforce policy")
+        assert "Subject: under enforce" in peer.messages[0][2].decode()
+        sender.wait_log(r"event=delivery_tls .*host=mx\.sts\.test .*verified=true")
+    finally:
+        peer.stop()
+        host.stop()
+
+
+def test_enforce_skips_an_mx_the_policy_does_not_list(dns, sender, ca):
+    peer = Peer(*ca.issue("mx.sts.test"), tls="starttls")
+    host = PolicyHost(*ca.issue("mta-sts.sts.test"), policy("enforce", "mx.other.test"))
+    try:
+        publish(dns)
+        start(sender, dns, ca, peer, host)
+        submit(sender, ["z@sts.test"])
+        sender.wait_log(r"event=mta_sts_refused domain=sts\.test host=mx\.sts\.test reason=mx_not_in_policy")
+        sender.wait_log(r"event=delivery_deferred .*rcpt=z@sts\.test .*not an MX host of sts\.test's MTA-STS policy")
+        assert peer.messages == []
+    finally:
+        peer.stop()
+        host.stop()
+
+
+def test_testing_mode_delivers_and_a_bad_policy_host_is_no_policy(dns, sender, ca):
+    """Under `testing` a wrong certificate does not stop delivery. A policy host whose own
+    certificate is not trusted gives no policy at all (RFC 8461 §3.3), so delivery goes on."""
+    peer = Peer(*ca.issue("mx.elsewhere.test"), tls="starttls")
+    host = PolicyHost(*ca.issue("mta-sts.sts.test"), policy("testing", "mx.sts.test"))
+    untrusted = PolicyHost(sender.ca, str(sender.dir / "tls" / "key.pem"), policy("enforce", "mx.sts.test"))
+    try:
+        dns.mx("bad.test", "mx.sts.test")
+        dns.a("mta-sts.bad.test")
+        dns.txt("_mta-sts.bad.test", "v=STSv1; id=1")
+        publish(dns)
+        start(sender, dns, ca, peer, host)
+        submit(sender, ["t@sts.test"], subject="testing mode")
+        wait_for(lambda: peer.messages, what="delivery under a testing policy")
+        sender.wait_log(r"event=delivery_tls .*host=mx\.sts\.test .*verified=false")
+        sender.stop()
+        start(sender, dns, ca, peer, untrusted)
+        submit(sender, ["u@bad.test"], subject="no policy")
+        wait_for(lambda: len(peer.messages) == 2, what="delivery without a policy")
+        sender.wait_log(r"event=mta_sts_fetch_failed domain=bad\.test reason=.*policy host certificate")
+    finally:
+        peer.stop()
+        host.stop()
+        untrusted.stop()
