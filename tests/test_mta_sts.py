@@ -2,11 +2,18 @@
 policy over HTTPS from `mta-sts.DOMAIN` (a test CA's certificate, trusted through
 queue.extra_ca_file), and under `enforce` uses only listed MX hosts with a certificate valid for
 their name, keeping the message queued (4xx) otherwise; under `testing` it delivers and reports.
-The test DNS (dnsmasq) points every name at 127.0.0.1."""
+The test DNS (dnsmasq) points every name at 127.0.0.1. Inbound: the policy each local domain
+serves and the records `rampart dns records` prints, read with postfix-mta-sts-resolver's
+parsers."""
 
+import http.client
 import re
+import socket
+import ssl
 
 import pytest
+from postfix_mta_sts_resolver.constants import HARD_RESP_LIMIT as MAX_POLICY
+from postfix_mta_sts_resolver.utils import parse_mta_sts_policy, parse_mta_sts_record
 
 from conftest import Rampart, wait_for
 from peers import Peer
@@ -121,3 +128,54 @@ def test_testing_mode_delivers_and_a_bad_policy_host_is_no_policy(dns, sender, c
         peer.stop()
         host.stop()
         untrusted.stop()
+
+
+def fetch_policy(rampart, host):
+    """GET the policy file as a sender would, with `host` in Host: the certificate is the test
+    server's own (for its hostname), and the request names the policy host."""
+    ctx = ssl.create_default_context(cafile=rampart.ca)
+    conn = http.client.HTTPSConnection("127.0.0.1", rampart.ports["https"], context=ctx, timeout=10)
+    # SNI and certificate check for the name the certificate has; Host for the policy domain.
+    conn.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", rampart.ports["https"]), timeout=10),
+                                server_hostname=rampart.hostname)
+    conn.request("GET", "/.well-known/mta-sts.txt", headers={"Host": host})
+    r = conn.getresponse()
+    return r.status, r.getheader("Content-Type"), r.read(MAX_POLICY + 1).decode()
+
+
+def record(zone, name):
+    line = next(l for l in zone.splitlines() if l.startswith(name + "\tIN\tTXT\t"))
+    return line.split("\t", 3)[3].strip('"')
+
+
+def valid(pol):
+    """The checks postfix-mta-sts-resolver's resolver makes of a fetched policy."""
+    return (pol.get("version") == "STSv1" and 0 <= int(pol["max_age"]) <= 31557600
+            and pol.get("mode") in ("none", "testing", "enforce") and (pol["mode"] == "none" or pol["mx"]))
+
+
+def test_inbound_policy_served_and_announced(rampart):
+    rampart.start(listeners=("smtp", "https"))
+    zone = rampart.run_cli("dns", "records", "example.test").stdout
+    txt = parse_mta_sts_record(record(zone, "_mta-sts.example.test."))
+    assert txt["v"] == "STSv1" and re.fullmatch(r"[0-9a-f]{32}", txt["id"]), zone
+    assert record(zone, "_smtp._tls.example.test.") == "v=TLSRPTv1; rua=mailto:postmaster@example.test"
+    assert "mta-sts.example.test.\tIN\tCNAME\tmx.example.test." in zone
+
+    status, ctype, text = fetch_policy(rampart, "mta-sts.example.test")
+    assert (status, ctype) == (200, "text/plain")
+    pol = parse_mta_sts_policy(text)
+    assert valid(pol), text
+    assert (pol["mode"], pol["mx"], pol["max_age"]) == ("testing", ["mx.example.test"], "604800")
+    assert fetch_policy(rampart, "mta-sts.elsewhere.test")[0] == 404, "only local domains have a policy"
+    assert fetch_policy(rampart, "mx.example.test")[0] == 404
+
+    # A changed policy gets a new id in the record, and is what the server serves.
+    rampart.stop()
+    rampart.set_config("mta_sts", "mode", '"enforce"')
+    rampart.set_config("mta_sts", "mx", '["mx.example.test", "*.backup.example.test"]')
+    zone2 = rampart.run_cli("dns", "records", "example.test").stdout
+    assert parse_mta_sts_record(record(zone2, "_mta-sts.example.test."))["id"] != txt["id"]
+    rampart.start(listeners=("smtp", "https"))
+    pol = parse_mta_sts_policy(fetch_policy(rampart, "mta-sts.example.test:443")[2])
+    assert valid(pol) and pol["mode"] == "enforce" and pol["mx"] == ["mx.example.test", "*.backup.example.test"]

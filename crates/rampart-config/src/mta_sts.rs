@@ -17,7 +17,7 @@ const MAX_AGE_LIMIT: Duration = Duration::from_secs(31_557_600);
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StsMode {
-    /// Publish no policy (and no `_mta-sts` record).
+    /// Senders drop any policy they cached (RFC 8461 §8.3: how a policy is withdrawn).
     None,
     /// Senders deliver as before and report failures (TLS-RPT).
     #[default]
@@ -32,8 +32,9 @@ section! {
     pub struct MtaSts {
         /// The policy served for every local domain at
         /// https://mta-sts.DOMAIN/.well-known/mta-sts.txt on `[listener.https]` (it needs a
-        /// certificate for mta-sts.DOMAIN): "testing", "enforce" or "none". `rampart dns records`
-        /// prints the `_mta-sts` TXT record, whose id changes when the policy does.
+        /// certificate for mta-sts.DOMAIN): "testing", "enforce" or "none" (withdraws a policy
+        /// senders cached). `rampart dns records` prints the `_mta-sts` TXT record, whose id
+        /// changes when the policy does.
         pub mode: StsMode = StsMode::Testing,
         /// How long senders may cache the policy (RFC 8461 §3.2; at most one year).
         #[serde(with = "duration")]
@@ -82,6 +83,31 @@ section! {
 }
 
 impl MtaSts {
+    /// The policy file served for every local domain (RFC 8461 §3.2), CRLF line ends.
+    pub fn policy_text(&self, hostname: &str) -> String {
+        let mode = match self.mode {
+            StsMode::None => "none",
+            StsMode::Testing => "testing",
+            StsMode::Enforce => "enforce",
+        };
+        let mut text = format!("version: STSv1\r\nmode: {mode}\r\n");
+        let host = [hostname.to_string()];
+        let mx = if self.mx.is_empty() { &host[..] } else { &self.mx[..] };
+        for m in mx {
+            text.push_str(&format!("mx: {}\r\n", m.trim_end_matches('.').to_ascii_lowercase()));
+        }
+        text.push_str(&format!("max_age: {}\r\n", self.max_age.as_secs()));
+        text
+    }
+
+    /// The `id` of the `_mta-sts` TXT record (§3.1: 1 to 32 letters and digits): a digest of
+    /// the policy, so it changes exactly when the policy does and senders fetch it again.
+    pub fn policy_id(&self, hostname: &str) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.policy_text(hostname).as_bytes());
+        digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    }
+
     pub(crate) fn validate(&self, p: &mut Problems) {
         if self.max_age > MAX_AGE_LIMIT || self.max_age.is_zero() {
             p.add("mta_sts.max_age", "must be between 1s and one year (RFC 8461 §3.2)");
@@ -119,5 +145,24 @@ impl TlsRpt {
                 p.add(key, format!("`{addr}` is not an address"));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_and_its_id() {
+        let mut c = MtaSts::default();
+        assert_eq!(c.policy_text("MX.example.test"), "version: STSv1\r\nmode: testing\r\nmx: mx.example.test\r\nmax_age: 604800\r\n");
+        let id = c.policy_id("mx.example.test");
+        assert_eq!(id.len(), 32);
+        assert!(id.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_eq!(id, c.policy_id("mx.example.test"), "the same policy keeps its id");
+        c.mode = StsMode::Enforce;
+        c.mx = vec!["mx1.example.test".into(), "*.mail.example.test".into()];
+        assert!(c.policy_text("mx.example.test").contains("mode: enforce\r\nmx: mx1.example.test\r\nmx: *.mail.example.test\r\n"));
+        assert_ne!(id, c.policy_id("mx.example.test"), "a changed policy gets a new id");
     }
 }

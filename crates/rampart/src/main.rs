@@ -267,8 +267,7 @@ fn dns_records(config: &std::path::Path, domain: &str) -> anyhow::Result<()> {
     let store = rampart_store::SqliteStore::open(&c.server.data_dir)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let keys = rt.block_on(store.dkim_keys(Some(&domain.trim_end_matches('.').to_ascii_lowercase())))?;
-    let rua = Some(c.dmarc.report_address.as_str()).filter(|a| !a.is_empty());
-    print!("{}", records::zone(domain, &records::Inputs { hostname: &c.server.hostname, keys: &keys, rua }));
+    print!("{}", records::zone(domain, &records::Inputs::from_config(&c, &keys)));
     Ok(())
 }
 

@@ -339,6 +339,7 @@ fn web_apps(config: &Config, bound: &[Bound], smtp: &Arc<Services>) -> anyhow::R
             config: config.clone(),
             resolver: rampart_smtp::dns::resolver(&config.dns.nameservers).map_err(|e| anyhow!("dns.nameservers: {e}"))?,
         }),
+        mta_sts: config.mta_sts.clone(),
     });
     let web = settings("https").map(|s| rampart_web::router(services.clone(), &s)).unwrap_or_default();
     let redirect = settings("http").map(|s| rampart_web::redirect_router(&s)).unwrap_or_default();
