@@ -6,6 +6,7 @@
 //!   server (SQLite WAL lets the CLI and the server share it);
 //! - [`records`] prints the DNS records a domain needs;
 //! - [`dkim`] manages the DKIM signing table; [`dmarc`] sends and lists DMARC reports;
+//!   [`tlsrpt`] sends and lists TLS reports;
 //! - [`bans`] lists, adds and lifts bans and shows the firewall rules (the running server's
 //!   side of both is the `rampart-guard` crate);
 //! - [`quarantine`] lists, shows, releases and deletes held messages; [`spam`] teaches the
@@ -29,6 +30,7 @@ mod backup;
 mod bans;
 mod dkim;
 mod dmarc;
+mod tlsrpt;
 mod dnscheck;
 mod gateway;
 mod import;
@@ -136,6 +138,11 @@ enum Command {
         #[command(subcommand)]
         command: dmarc::DmarcCommand,
     },
+    /// TLS reports (RFC 8460): those received, and sending ours now.
+    Tlsrpt {
+        #[command(subcommand)]
+        command: tlsrpt::TlsRptCommand,
+    },
     /// Messages held instead of delivered (spam above `filter.spam.quarantine_score`).
     Quarantine {
         #[command(subcommand)]
@@ -238,6 +245,7 @@ fn main() -> std::process::ExitCode {
         Command::Quota { command } => quota(&config, command),
         Command::Dkim { command } => dkim::command(&config, command),
         Command::Dmarc { command } => dmarc::command(&config, command),
+        Command::Tlsrpt { command } => tlsrpt::command(&config, command),
         Command::Quarantine { command } => quarantine::command(&config, command),
         Command::Spam { command } => spam::command(&config, command),
         Command::Import { command } => import::import(&config, command),

@@ -96,6 +96,11 @@ pub fn sender_auth(config: &Config) -> anyhow::Result<rampart_smtp::session::Sen
         .map(rampart_store::address::canonical)
         .transpose()
         .map_err(|e| anyhow!("dmarc.report_address: {e}"))?;
+    let tlsrpt_address = Some(config.tlsrpt.report_address.as_str())
+        .filter(|a| !a.is_empty())
+        .map(rampart_store::address::canonical)
+        .transpose()
+        .map_err(|e| anyhow!("tlsrpt.report_address: {e}"))?;
     let outbound_policy = rampart_pipeline::Policy { outbound: true, reject_score: config.filter.spam.outbound_reject_score, ..policy.clone() };
     Ok(rampart_smtp::session::SenderAuth {
         checker,
@@ -106,6 +111,7 @@ pub fn sender_auth(config: &Config) -> anyhow::Result<rampart_smtp::session::Sen
         arc_seal: config.dkim.arc_seal,
         record_dmarc: config.dmarc.send_reports,
         report_address,
+        tlsrpt_address,
     })
 }
 
@@ -303,6 +309,9 @@ fn spawn_upkeep(config: &Config, store: &Arc<dyn rampart_store::Store>, shared: 
     }
     if config.dmarc.send_reports {
         tokio::spawn(crate::dmarc::report_loop(config.clone(), store.clone(), shared.smtp.queue_wakeup.clone()));
+    }
+    if config.tlsrpt.send_reports {
+        tokio::spawn(crate::tlsrpt::report_loop(config.clone(), store.clone(), shared.smtp.queue_wakeup.clone()));
     }
 }
 

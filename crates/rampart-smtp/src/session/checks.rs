@@ -34,6 +34,8 @@ pub struct SenderAuth {
     pub record_dmarc: bool,
     /// Canonical local address whose mail is parsed as DMARC reports.
     pub report_address: Option<String>,
+    /// Canonical local address whose mail is parsed as TLS reports (`[tlsrpt] report_address`).
+    pub tlsrpt_address: Option<String>,
 }
 
 /// What the end-of-data checks produced.

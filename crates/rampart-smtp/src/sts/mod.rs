@@ -8,7 +8,8 @@
 //!   DNS or the fetch fails a cached policy still applies until it expires;
 //! - [`TlsPolicies::refresh_loop`] fetches again, in the background, policies about to expire,
 //!   so a delivery rarely waits for a fetch;
-//! - [`TlsPolicies::record`] keeps each outbound session's outcome for the daily TLS report.
+//! - [`TlsPolicies::record`] keeps each outbound session's outcome for the daily TLS report;
+//!   [`received`] keeps the reports other servers send us.
 //!
 //! `outbound::connect` applies the policy: under `enforce` only matching MX hosts are used,
 //! each with a certificate that must validate for its name; under `testing` delivery goes on
@@ -16,6 +17,7 @@
 
 pub mod fetch;
 pub mod policy;
+pub mod received;
 
 use std::sync::Arc;
 use std::time::Duration;
