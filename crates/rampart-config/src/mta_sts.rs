@@ -51,9 +51,16 @@ section! {
         /// Longest wait for a remote policy fetch (connect, TLS and the whole body).
         #[serde(with = "duration")]
         pub fetch_timeout: Duration = Duration::from_secs(20),
-        /// DNSSEC trust anchor for DANE TLSA lookups: a file of DS or DNSKEY records in zone-file
-        /// form. Empty means the root zone's (IANA) built into the resolver; tests point it at
-        /// a test zone's key; for example:
+        /// Outbound DANE (RFC 7672): look up each MX host's TLSA records with DNSSEC validation
+        /// (in this process, from `dane_trust_anchor` or the root's keys down); a secure record
+        /// set decides the certificate check instead of MTA-STS and the trust anchors, and a
+        /// host whose certificate does not match, or whose answer fails validation, is not used.
+        /// Off by default: the name servers in `[dns]` must pass DNSSEC records (DS, DNSKEY,
+        /// RRSIG, NSEC) through, or every answer fails validation and mail waits.
+        pub dane: bool = false,
+        /// DNSSEC trust anchor for DANE TLSA lookups: a file of DNSKEY records in zone-file form.
+        /// None means the root zone's (IANA) built into the resolver; tests point it at a test
+        /// zone's key; for example:
         ///   dane_trust_anchor = "tls/test-zone.ds"
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub dane_trust_anchor: Option<PathBuf> = None,

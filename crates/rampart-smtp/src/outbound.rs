@@ -129,16 +129,20 @@ pub async fn connect(out: &Outbound, domain: &str, id: &str, avoid: Option<(Sock
         },
     };
     let plan = secure::Plan::new(out, domain, smart_host.is_some()).await;
-    let policy = plan.tls(route.map_or(OutboundTls::Opportunistic, |r| r.route.tls));
+    let route_tls = route.map_or(OutboundTls::Opportunistic, |r| r.route.tls);
     let (avoid, mut last) = match avoid {
         Some((addr, why)) => (Some(addr), why),
         None => (None, String::from("no MX host")),
     };
     for host in &hosts {
-        if let Err(why) = plan.admits(host).await {
-            last = why;
-            continue;
-        }
+        let hp = match plan.for_host(host, port, route_tls).await {
+            Ok(hp) => hp,
+            Err(why) => {
+                last = why;
+                continue;
+            }
+        };
+        let tls_client = hp.client.as_ref().or_else(|| route.and_then(|r| r.tls.as_ref())).unwrap_or(&out.tls);
         let ips = match dns::addresses(&out.resolver, host).await {
             Ok(ips) => ips,
             Err(e) => {
@@ -147,13 +151,13 @@ pub async fn connect(out: &Outbound, domain: &str, id: &str, avoid: Option<(Sock
             }
         };
         for addr in ips.into_iter().map(|ip| SocketAddr::new(ip, port)).filter(|a| Some(*a) != avoid) {
-            match start(out, route, policy, host, addr, id).await {
+            match start(out, route, tls_client, hp.tls, host, addr, id).await {
                 Ok((client, tls)) => {
-                    plan.opened(host, addr, tls.as_ref()).await;
+                    plan.opened(&hp, host, addr, tls.as_ref()).await;
                     return Ok(Session { client, host: host.clone(), addr, transactions: 0, opened: Instant::now(), closed: false });
                 }
                 Err(failure) => {
-                    plan.failed(host, addr, &failure).await;
+                    plan.failed(&hp, host, addr, &failure).await;
                     info!(event = "delivery_host_failed", id, host = %host, addr = %addr, reason = %failure.0);
                     last = format!("{host} [{addr}]: {}", failure.0);
                 }
@@ -183,12 +187,12 @@ fn describe_tls(e: ClientError) -> HostFailure {
 async fn start(
     out: &Outbound,
     route: Option<&ResolvedRoute>,
+    tls_client: &TlsClient,
     policy: OutboundTls,
     host: &str,
     addr: SocketAddr,
     id: &str,
 ) -> Result<(Client, Option<TlsOutcome>), HostFailure> {
-    let tls_client = route.and_then(|r| r.tls.as_ref()).unwrap_or(&out.tls);
     let peer = Peer { hostname: &out.hostname, tls: tls_client, policy, host, addr };
     let (mut c, tls) = open(&peer, out.connect_timeout, out.command_timeout).await?;
     // Once per connection, with the message that opened it.

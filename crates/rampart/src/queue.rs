@@ -87,7 +87,7 @@ pub fn runner(
     for (i, route) in q.route.iter().enumerate() {
         routes.push(resolve(&format!("queue.route[{i}]"), route.clone(), &tls)?);
     }
-    let policies = tls_policies(config, store.clone(), &resolver, &tls);
+    let policies = tls_policies(config, store.clone(), &resolver, &tls)?;
     let outbound = Arc::new(Outbound {
         policies,
         resolver,
@@ -116,11 +116,17 @@ fn tls_policies(
     store: Arc<dyn Store>,
     resolver: &rampart_smtp::dns::Resolver,
     tls: &rampart_smtp::client::TlsClient,
-) -> Option<Arc<rampart_smtp::sts::TlsPolicies>> {
+) -> anyhow::Result<Option<Arc<rampart_smtp::sts::TlsPolicies>>> {
     let (apply, record) = (config.mta_sts.outbound, config.tlsrpt.send_reports);
     if !apply && !record {
-        return None;
+        return Ok(None);
     }
+    let dane = if apply && config.mta_sts.dane {
+        let anchor = config.mta_sts.dane_trust_anchor.as_deref();
+        Some(rampart_smtp::dns::validating_resolver(&config.dns.nameservers, anchor).map_err(|e| anyhow::anyhow!("mta_sts.dane: {e}"))?)
+    } else {
+        None
+    };
     let policies = Arc::new(rampart_smtp::sts::TlsPolicies {
         store,
         resolver: resolver.clone(),
@@ -129,11 +135,12 @@ fn tls_policies(
         fetch_timeout: config.mta_sts.fetch_timeout,
         apply,
         record,
+        dane,
     });
     if apply {
         tokio::spawn(policies.clone().refresh_loop());
     }
-    Some(policies)
+    Ok(Some(policies))
 }
 
 #[derive(Subcommand)]

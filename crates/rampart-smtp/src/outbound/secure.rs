@@ -1,6 +1,8 @@
-//! How a destination's published TLS policy shapes one delivery (RFC 8461 §4, §5): which MX
-//! hosts may be used, what TLS each must have, and the outcome of each session recorded for the
-//! TLS report (RFC 8460). Routes with a smart host go by their own TLS setting and skip this.
+//! How a destination's published TLS policy shapes one delivery: which MX hosts may be used,
+//! what TLS each must have, and the outcome of each session recorded for the TLS report
+//! (RFC 8460). A host with DNSSEC-secure TLSA records goes by DANE (RFC 7672), which takes
+//! precedence over MTA-STS (RFC 8461 §2); the others by the domain's MTA-STS policy (§4, §5).
+//! Routes with a smart host go by their own TLS setting and skip this.
 
 use std::net::SocketAddr;
 
@@ -8,8 +10,18 @@ use rampart_config::OutboundTls;
 use tracing::info;
 
 use super::{HostFailure, Outbound};
-use crate::client::TlsOutcome;
+use crate::client::{TlsClient, TlsOutcome};
+use crate::sts::dane::{self, TlsaLookup};
 use crate::sts::{Mode, Policy, PolicyKind, TlsPolicies, certificate_result};
+
+/// How one MX host is to be used.
+pub(crate) struct HostPlan {
+    pub tls: OutboundTls,
+    /// A client checking the host's TLSA records (DANE), instead of the usual trust anchors.
+    pub client: Option<TlsClient>,
+    /// The TLSA records in force, as reports show them; None when DANE does not apply.
+    tlsa: Option<Vec<String>>,
+}
 
 /// The policy in force for one connection attempt to a domain.
 pub(crate) struct Plan<'a> {
@@ -41,12 +53,45 @@ impl<'a> Plan<'a> {
         self.sts.as_ref().map_or(PolicyKind::None, PolicyKind::Sts)
     }
 
+    /// How `host` is to be used, or why it must not be: DANE when it has secure TLSA records
+    /// (a bogus answer rules the host out), else the MTA-STS policy ([`Plan::admits`]).
+    pub(crate) async fn for_host(&self, host: &str, port: u16, route: OutboundTls) -> Result<HostPlan, String> {
+        let resolver = self.policies.and_then(|p| p.dane.as_ref());
+        let found = match resolver {
+            Some(r) => dane::lookup(r, host, port).await,
+            None => TlsaLookup::Absent,
+        };
+        match found {
+            TlsaLookup::Absent => {
+                self.admits(host).await?;
+                Ok(HostPlan { tls: self.tls(route), client: None, tlsa: None })
+            }
+            TlsaLookup::Bogus(why) => {
+                info!(event = "dane_refused", domain = %self.domain, host = %host, reason = "dnssec-invalid");
+                self.record_kind(PolicyKind::None, host, None, "dnssec-invalid", &why).await;
+                Err(format!("{host}: {why}"))
+            }
+            TlsaLookup::Secure(records) => {
+                let texts: Vec<String> = records.iter().map(dane::Tlsa::text).collect();
+                let usable: Vec<dane::Tlsa> = records.into_iter().filter(dane::Tlsa::usable).collect();
+                info!(event = "dane_tlsa", domain = %self.domain, host = %host, usable = usable.len());
+                let base = self.policies.map(|p| &p.tls);
+                // RFC 7672 §2.2: records but none usable still make TLS mandatory, unauthenticated.
+                let (tls, client) = match base.filter(|_| !usable.is_empty()) {
+                    Some(b) => (OutboundTls::Verify, Some(b.with_dane(usable))),
+                    None => (OutboundTls::Require, None),
+                };
+                Ok(HostPlan { tls, client, tlsa: Some(texts) })
+            }
+        }
+    }
+
     /// Whether `host` may be used (§4.1: an MX the policy lists). A host outside an `enforce`
     /// policy is skipped; under `testing` it is used and reported.
-    pub(crate) async fn admits(&self, host: &str) -> Result<(), String> {
+    async fn admits(&self, host: &str) -> Result<(), String> {
         let Some(p) = self.sts.as_ref().filter(|p| !p.allows(host)) else { return Ok(()) };
         let why = format!("{host} is not an MX host of {}'s MTA-STS policy", self.domain);
-        self.record(host, None, "validation-failure", &why).await;
+        self.record_kind(self.kind(), host, None, "validation-failure", &why).await;
         if p.mode == Mode::Enforce {
             info!(event = "mta_sts_refused", domain = %self.domain, host = %host, reason = "mx_not_in_policy");
             return Err(why);
@@ -56,37 +101,44 @@ impl<'a> Plan<'a> {
 
     /// The TLS a host must have: under an `enforce` policy, STARTTLS with a certificate valid
     /// for the MX name (§4.2), whatever the route says.
-    pub(crate) fn tls(&self, route: OutboundTls) -> OutboundTls {
+    fn tls(&self, route: OutboundTls) -> OutboundTls {
         if self.enforced().is_some() && route != OutboundTls::Implicit { OutboundTls::Verify } else { route }
     }
 
     /// Records a session that opened: TLS verified, TLS with a certificate that did not
     /// verify (reported under a policy, fine without one), or no TLS at all.
-    pub(crate) async fn opened(&self, host: &str, addr: SocketAddr, tls: Option<&TlsOutcome>) {
+    pub(crate) async fn opened(&self, hp: &HostPlan, host: &str, addr: SocketAddr, tls: Option<&TlsOutcome>) {
         let (result, detail) = match tls {
             None => ("starttls-not-supported", "the server offers no STARTTLS"),
             Some(t) => match (&t.unverified, &self.sts) {
-                (Some(why), Some(_)) => (certificate_result(why), why.as_str()),
+                (Some(why), Some(_)) if hp.tlsa.is_none() => (certificate_result(why), why.as_str()),
                 _ => ("success", ""),
             },
         };
-        self.record(host, Some(addr), result, detail).await;
+        self.record_kind(self.kind_for(hp), host, Some(addr), result, detail).await;
+    }
+
+    fn kind_for<'b>(&'b self, hp: &'b HostPlan) -> PolicyKind<'b> {
+        hp.tlsa.as_deref().map_or_else(|| self.kind(), PolicyKind::Tlsa)
     }
 
     /// Records a session that failed on TLS (not one that failed to connect).
-    pub(crate) async fn failed(&self, host: &str, addr: SocketAddr, f: &HostFailure) {
-        if let Some(result) = f.1 {
-            if self.enforced().is_some() {
-                info!(event = "mta_sts_refused", domain = %self.domain, host = %host, addr = %addr, reason = result);
-            }
-            self.record(host, Some(addr), result, &f.0).await;
+    pub(crate) async fn failed(&self, hp: &HostPlan, host: &str, addr: SocketAddr, f: &HostFailure) {
+        let Some(result) = f.1 else { return };
+        // A certificate DANE refused is a TLSA mismatch (RFC 8460 §4.3.2.1), not a PKIX failure.
+        let result = if hp.client.is_some() && result != "starttls-not-supported" { "tlsa-invalid" } else { result };
+        if hp.tlsa.is_some() {
+            info!(event = "dane_refused", domain = %self.domain, host = %host, addr = %addr, reason = result);
+        } else if self.enforced().is_some() {
+            info!(event = "mta_sts_refused", domain = %self.domain, host = %host, addr = %addr, reason = result);
         }
+        self.record_kind(self.kind_for(hp), host, Some(addr), result, &f.0).await;
     }
 
-    async fn record(&self, host: &str, addr: Option<SocketAddr>, result: &str, detail: &str) {
+    async fn record_kind(&self, kind: PolicyKind<'_>, host: &str, addr: Option<SocketAddr>, result: &str, detail: &str) {
         if let Some(p) = self.policies {
             let ip = addr.map(|a| a.ip().to_string()).unwrap_or_default();
-            p.record(self.domain, self.kind(), host, &ip, result, detail).await;
+            p.record(self.domain, kind, host, &ip, result, detail).await;
         }
     }
 }

@@ -15,6 +15,7 @@
 //! each with a certificate that must validate for its name; under `testing` delivery goes on
 //! as before and the failures are reported.
 
+pub mod dane;
 pub mod fetch;
 pub mod policy;
 pub mod received;
@@ -51,6 +52,8 @@ pub struct TlsPolicies {
     pub apply: bool,
     /// `[tlsrpt] send_reports`: record outcomes.
     pub record: bool,
+    /// A DNSSEC-validating resolver for DANE's TLSA lookups (`[mta_sts] dane`); None: no DANE.
+    pub dane: Option<Resolver>,
 }
 
 /// A domain's policy as it applies to one delivery, and a fetch failure to report.
