@@ -21,6 +21,8 @@ pub(crate) struct HostPlan {
     pub client: Option<TlsClient>,
     /// The TLSA records in force, as reports show them; None when DANE does not apply.
     tlsa: Option<Vec<String>>,
+    /// Under a `testing` policy: why the host is used though the policy does not list it.
+    unlisted: Option<String>,
 }
 
 /// The policy in force for one connection attempt to a domain.
@@ -63,8 +65,8 @@ impl<'a> Plan<'a> {
         };
         match found {
             TlsaLookup::Absent => {
-                self.admits(host).await?;
-                Ok(HostPlan { tls: self.tls(route), client: None, tlsa: None })
+                let unlisted = self.admits(host).await?;
+                Ok(HostPlan { tls: self.tls(route), client: None, tlsa: None, unlisted })
             }
             TlsaLookup::Bogus(why) => {
                 info!(event = "dane_refused", domain = %self.domain, host = %host, reason = "dnssec-invalid");
@@ -81,22 +83,23 @@ impl<'a> Plan<'a> {
                     Some(b) => (OutboundTls::Verify, Some(b.with_dane(usable))),
                     None => (OutboundTls::Require, None),
                 };
-                Ok(HostPlan { tls, client, tlsa: Some(texts) })
+                Ok(HostPlan { tls, client, tlsa: Some(texts), unlisted: None })
             }
         }
     }
 
     /// Whether `host` may be used (§4.1: an MX the policy lists). A host outside an `enforce`
-    /// policy is skipped; under `testing` it is used and reported.
-    async fn admits(&self, host: &str) -> Result<(), String> {
-        let Some(p) = self.sts.as_ref().filter(|p| !p.allows(host)) else { return Ok(()) };
+    /// policy is skipped (and reported); under `testing` it is used, and Ok carries why its
+    /// session is reported as a failure.
+    async fn admits(&self, host: &str) -> Result<Option<String>, String> {
+        let Some(p) = self.sts.as_ref().filter(|p| !p.allows(host)) else { return Ok(None) };
         let why = format!("{host} is not an MX host of {}'s MTA-STS policy", self.domain);
-        self.record_kind(self.kind(), host, None, "validation-failure", &why).await;
-        if p.mode == Mode::Enforce {
-            info!(event = "mta_sts_refused", domain = %self.domain, host = %host, reason = "mx_not_in_policy");
-            return Err(why);
+        if p.mode != Mode::Enforce {
+            return Ok(Some(why));
         }
-        Ok(())
+        info!(event = "mta_sts_refused", domain = %self.domain, host = %host, reason = "mx_not_in_policy");
+        self.record_kind(self.kind(), host, None, "validation-failure", &why).await;
+        Err(why)
     }
 
     /// The TLS a host must have: under an `enforce` policy, STARTTLS with a certificate valid
@@ -108,9 +111,10 @@ impl<'a> Plan<'a> {
     /// Records a session that opened: TLS verified, TLS with a certificate that did not
     /// verify (reported under a policy, fine without one), or no TLS at all.
     pub(crate) async fn opened(&self, hp: &HostPlan, host: &str, addr: SocketAddr, tls: Option<&TlsOutcome>) {
-        let (result, detail) = match tls {
-            None => ("starttls-not-supported", "the server offers no STARTTLS"),
-            Some(t) => match (&t.unverified, &self.sts) {
+        let (result, detail) = match (tls, &hp.unlisted) {
+            (None, _) => ("starttls-not-supported", "the server offers no STARTTLS"),
+            (Some(_), Some(why)) => ("validation-failure", why.as_str()),
+            (Some(t), None) => match (&t.unverified, &self.sts) {
                 (Some(why), Some(_)) if hp.tlsa.is_none() => (certificate_result(why), why.as_str()),
                 _ => ("success", ""),
             },
