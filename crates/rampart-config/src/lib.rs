@@ -32,6 +32,7 @@ mod limits;
 mod listener;
 mod load;
 mod log;
+mod mta_sts;
 mod queue;
 mod quota;
 mod server;
@@ -61,6 +62,7 @@ pub use limits::{LimitOverride, Limits};
 pub use listener::{ImapListener, Listeners, MetricsListener, SmtpListener, TlsMode, WebListener};
 pub use load::apply_override;
 pub use log::Log;
+pub use mta_sts::{MtaSts, StsMode, TlsRpt};
 pub use queue::{OutboundTls, Queue, Route};
 pub use quota::{QUOTA_KEYS, Quota};
 pub use server::Server;
@@ -163,6 +165,11 @@ section! {
         pub web: Web = Web::default(),
         /// Logging.
         pub log: Log = Log::default(),
+        /// MTA-STS (RFC 8461): the policy published for our domains, and outbound delivery under
+        /// other domains' policies and DANE (RFC 7672).
+        pub mta_sts: MtaSts = MtaSts::default(),
+        /// TLS reporting (RFC 8460): reports about our outbound TLS sessions, and reports received.
+        pub tlsrpt: TlsRpt = TlsRpt::default(),
     }
 }
 
@@ -202,6 +209,8 @@ impl Config {
         self.filter.validate(&mut problems);
         self.limits.validate(&mut problems);
         self.gateway.validate(&mut problems);
+        self.mta_sts.validate(&mut problems);
+        self.tlsrpt.validate(&mut problems);
         problems.into_vec()
     }
 }

@@ -121,5 +121,6 @@ impl Config {
         self.acme.resolve_paths(fix);
         self.queue.resolve_paths(fix);
         self.gateway.resolve_paths(fix);
+        self.mta_sts.resolve_paths(fix);
     }
 }

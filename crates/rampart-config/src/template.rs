@@ -62,6 +62,8 @@ pub(crate) fn keys_of(path: &str) -> Option<(&'static str, &'static [Key])> {
         "filter.quarantine" => ("Quarantine", crate::Quarantine::KEYS),
         "filter.antivirus" => ("Antivirus", crate::Antivirus::KEYS),
         "gateway" => ("Gateway", crate::Gateway::KEYS),
+        "mta_sts" => ("MtaSts", crate::MtaSts::KEYS),
+        "tlsrpt" => ("TlsRpt", crate::TlsRpt::KEYS),
         _ => return None,
     })
 }

@@ -210,6 +210,8 @@ pub enum Reason {
     ForgedAuthResultsRemoved,
     DmarcReportReceived,
     DmarcReportSent,
+    /// A TLS report (RFC 8460) generated for a domain's rua.
+    TlsReportSent,
     DeliveryStatusNotification,
     /// The daily list of a user's held messages (`filter.quarantine.digest`).
     QuarantineDigest,

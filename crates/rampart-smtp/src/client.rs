@@ -45,7 +45,7 @@ pub struct TlsOutcome {
 /// listeners is still better than clear text, and the result is logged.
 #[derive(Debug)]
 pub struct RecordingVerifier {
-    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    inner: Arc<dyn ServerCertVerifier>,
     require_valid: bool,
     failure: Mutex<Option<String>>,
 }
@@ -87,6 +87,8 @@ impl ServerCertVerifier for RecordingVerifier {
 #[derive(Clone)]
 pub struct TlsClient {
     webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    /// DANE (RFC 7672): the host's TLSA records decide instead of the trust anchors.
+    dane: Option<Arc<crate::sts::dane::DaneVerifier>>,
     client_cert: Option<(Vec<CertificateDer<'static>>, Arc<rustls::pki_types::PrivateKeyDer<'static>>)>,
 }
 
@@ -96,7 +98,7 @@ impl TlsClient {
         let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
             .build()
             .map_err(|e| e.to_string())?;
-        Ok(TlsClient { webpki, client_cert: None })
+        Ok(TlsClient { webpki, dane: None, client_cert: None })
     }
 
     pub fn with_client_cert(mut self, chain: Vec<CertificateDer<'static>>, key: rustls::pki_types::PrivateKeyDer<'static>) -> TlsClient {
@@ -104,8 +106,17 @@ impl TlsClient {
         self
     }
 
+    /// This client, checking certificates against a host's TLSA records (DANE) instead.
+    pub fn with_dane(&self, records: Vec<crate::sts::dane::Tlsa>) -> TlsClient {
+        TlsClient { dane: Some(Arc::new(crate::sts::dane::DaneVerifier::new(records))), ..self.clone() }
+    }
+
     fn config(&self, require_valid: bool) -> Result<(Arc<ClientConfig>, Arc<RecordingVerifier>), ClientError> {
-        let verifier = Arc::new(RecordingVerifier { inner: self.webpki.clone(), require_valid, failure: Mutex::new(None) });
+        let inner: Arc<dyn ServerCertVerifier> = match &self.dane {
+            Some(d) => d.clone(),
+            None => self.webpki.clone(),
+        };
+        let verifier = Arc::new(RecordingVerifier { inner, require_valid, failure: Mutex::new(None) });
         let builder = ClientConfig::builder_with_provider(Arc::new(rampart_tls::provider()))
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| ClientError::Tls(e.to_string()))?
@@ -118,6 +129,12 @@ impl TlsClient {
             None => builder.with_no_client_auth(),
         };
         Ok((Arc::new(config), verifier))
+    }
+
+    /// A client configuration that refuses any certificate not valid for the name (HTTPS
+    /// policy fetches).
+    pub fn verifying_config(&self) -> Result<Arc<ClientConfig>, ClientError> {
+        Ok(self.config(true)?.0)
     }
 
     /// Runs a handshake on `io` for `host`.

@@ -22,7 +22,24 @@ pub fn public_resolver(nameservers: &[SocketAddr]) -> Result<Resolver, String> {
     build(nameservers, false)
 }
 
+/// As [`resolver`], validating DNSSEC (for DANE's TLSA lookups): each answer carries its proof.
+/// `trust_anchor` is a file of DNSKEY records; None means the root zone's built-in keys.
+pub fn validating_resolver(nameservers: &[SocketAddr], trust_anchor: Option<&std::path::Path>) -> Result<Resolver, String> {
+    configure(nameservers, true, |opts| {
+        opts.validate = true;
+        opts.trust_anchor = trust_anchor.map(std::path::Path::to_path_buf);
+    })
+}
+
 fn build(nameservers: &[SocketAddr], hosts_file: bool) -> Result<Resolver, String> {
+    configure(nameservers, hosts_file, |_| {})
+}
+
+fn configure(
+    nameservers: &[SocketAddr],
+    hosts_file: bool,
+    extra: impl FnOnce(&mut hickory_resolver::config::ResolverOpts),
+) -> Result<Resolver, String> {
     let mut builder = if nameservers.is_empty() {
         TokioResolver::builder_tokio().map_err(|e| format!("reading the system resolver configuration: {e}"))?
     } else {
@@ -44,6 +61,7 @@ fn build(nameservers: &[SocketAddr], hosts_file: bool) -> Result<Resolver, Strin
     if !hosts_file {
         opts.use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
     }
+    extra(opts);
     builder.build().map_err(|e| format!("building the resolver: {e}"))
 }
 

@@ -91,6 +91,7 @@ pub fn outbound_to(mx: &FakeMx) -> Outbound {
         command_timeout: Duration::from_secs(5),
         routes: vec![crate::outbound::ResolvedRoute { route, password: None, tls: None }],
         tls: crate::client::TlsClient::new(crate::outbound::root_store(None).unwrap()).unwrap(),
+        policies: None,
     }
 }
 

@@ -13,7 +13,8 @@
 //!   of an account that looks taken over;
 //! - outbound: [`queue`] runs the durable queue, [`outbound`] opens sessions to remote hosts
 //!   over [`client`] (after [`dns`] found the MX hosts) and delivers messages over them, one
-//!   session carrying many, and [`dsn`] writes bounces.
+//!   session carrying many, and [`dsn`] writes bounces; [`sts`] applies MTA-STS policies
+//!   and records each session's TLS outcome for TLS reports.
 #![forbid(unsafe_code)]
 
 pub mod accept;
@@ -28,6 +29,7 @@ pub mod outbound;
 pub mod queue;
 pub mod sending;
 pub mod session;
+pub mod sts;
 pub mod trace;
 
 pub use rampart_smtp_proto::{Reply, command, data, headers, reply};

@@ -35,6 +35,8 @@ pub struct Outbound {
     pub routes: Vec<ResolvedRoute>,
     /// Trust anchors for MX hosts.
     pub tls: TlsClient,
+    /// MTA-STS and TLS reporting; None applies no published policy and records nothing.
+    pub policies: Option<Arc<crate::sts::TlsPolicies>>,
 }
 
 /// A `[[queue.route]]` with its secrets read and its client certificate loaded.
@@ -71,8 +73,15 @@ fn permanent(reason: impl Into<String>, status: &str) -> RcptResult {
     RcptResult::Permanent { reason: reason.into(), status: status.into() }
 }
 
-/// Why a host was given up on, to try the next one.
-pub(crate) struct HostFailure(pub String);
+/// Why a host was given up on, to try the next one, and the RFC 8460 result type when it was
+/// TLS that failed.
+pub(crate) struct HostFailure(pub String, pub Option<&'static str>);
+
+impl HostFailure {
+    fn new(why: impl Into<String>) -> HostFailure {
+        HostFailure(why.into(), None)
+    }
+}
 
 /// An open SMTP session to one destination (a domain's MX host or its route's smart host),
 /// with TLS and AUTH as the destination's route asks, ready for the next transaction. The
@@ -103,14 +112,15 @@ pub enum Lost {
 
 /// Opens a session for `domain`: its route's smart host, or its MX hosts by preference and
 /// their addresses in turn, skipping `avoid` (an address whose session just broke, with the
-/// reason, reported if no other host is left). An error applies to every recipient in the
-/// domain: permanent for a null MX or a domain that does not exist, else temporary.
+/// reason, reported if no other host is left). An MX delivery follows the domain's MTA-STS
+/// policy ([`secure`]). An error applies to every recipient in the domain: permanent for a
+/// null MX or a domain that does not exist, else temporary.
 pub async fn connect(out: &Outbound, domain: &str, id: &str, avoid: Option<(SocketAddr, String)>) -> Result<Session, RcptResult> {
     let route = out.route_for(domain);
-    let policy = route.map_or(OutboundTls::Opportunistic, |r| r.route.tls);
     let port = route.and_then(|r| r.route.port).unwrap_or(out.remote_port);
-    let hosts = match route.and_then(|r| r.route.host.clone()) {
-        Some(host) => vec![host],
+    let smart_host = route.and_then(|r| r.route.host.clone());
+    let hosts = match &smart_host {
+        Some(host) => vec![host.clone()],
         None => match dns::mx(&out.resolver, domain).await {
             Mx::Hosts(h) => h,
             Mx::Null => return Err(permanent(format!("{domain} accepts no mail (null MX, RFC 7505)"), "5.1.10")),
@@ -118,11 +128,21 @@ pub async fn connect(out: &Outbound, domain: &str, id: &str, avoid: Option<(Sock
             Mx::TempFail(e) => return Err(temporary(format!("DNS lookup of {domain} failed: {e}"))),
         },
     };
+    let plan = secure::Plan::new(out, domain, smart_host.is_some()).await;
+    let route_tls = route.map_or(OutboundTls::Opportunistic, |r| r.route.tls);
     let (avoid, mut last) = match avoid {
         Some((addr, why)) => (Some(addr), why),
         None => (None, String::from("no MX host")),
     };
     for host in &hosts {
+        let hp = match plan.for_host(host, port, route_tls).await {
+            Ok(hp) => hp,
+            Err(why) => {
+                last = why;
+                continue;
+            }
+        };
+        let tls_client = hp.client.as_ref().or_else(|| route.and_then(|r| r.tls.as_ref())).unwrap_or(&out.tls);
         let ips = match dns::addresses(&out.resolver, host).await {
             Ok(ips) => ips,
             Err(e) => {
@@ -131,13 +151,15 @@ pub async fn connect(out: &Outbound, domain: &str, id: &str, avoid: Option<(Sock
             }
         };
         for addr in ips.into_iter().map(|ip| SocketAddr::new(ip, port)).filter(|a| Some(*a) != avoid) {
-            match start(out, route, policy, host, addr, id).await {
-                Ok(client) => {
+            match start(out, route, tls_client, hp.tls, host, addr, id).await {
+                Ok((client, tls)) => {
+                    plan.opened(&hp, host, addr, tls.as_ref()).await;
                     return Ok(Session { client, host: host.clone(), addr, transactions: 0, opened: Instant::now(), closed: false });
                 }
-                Err(HostFailure(why)) => {
-                    info!(event = "delivery_host_failed", id, host = %host, addr = %addr, reason = %why);
-                    last = format!("{host} [{addr}]: {why}");
+                Err(failure) => {
+                    plan.failed(&hp, host, addr, &failure).await;
+                    info!(event = "delivery_host_failed", id, host = %host, addr = %addr, reason = %failure.0);
+                    last = format!("{host} [{addr}]: {}", failure.0);
                 }
             }
         }
@@ -146,7 +168,18 @@ pub async fn connect(out: &Outbound, domain: &str, id: &str, avoid: Option<(Sock
 }
 
 fn describe(e: ClientError) -> HostFailure {
-    HostFailure(e.to_string())
+    HostFailure::new(e.to_string())
+}
+
+/// As [`describe`], for the TLS handshake: a failure there is a TLS outcome to report.
+fn describe_tls(e: ClientError) -> HostFailure {
+    match e {
+        ClientError::Tls(why) => {
+            let result = crate::sts::certificate_result(&why);
+            HostFailure(format!("TLS: {why}"), Some(result))
+        }
+        other => describe(other),
+    }
 }
 
 /// Connects to one host and gets the session ready for MAIL ([`open`]: greeting, EHLO,
@@ -154,12 +187,12 @@ fn describe(e: ClientError) -> HostFailure {
 async fn start(
     out: &Outbound,
     route: Option<&ResolvedRoute>,
+    tls_client: &TlsClient,
     policy: OutboundTls,
     host: &str,
     addr: SocketAddr,
     id: &str,
-) -> Result<Client, HostFailure> {
-    let tls_client = route.and_then(|r| r.tls.as_ref()).unwrap_or(&out.tls);
+) -> Result<(Client, Option<TlsOutcome>), HostFailure> {
     let peer = Peer { hostname: &out.hostname, tls: tls_client, policy, host, addr };
     let (mut c, tls) = open(&peer, out.connect_timeout, out.command_timeout).await?;
     // Once per connection, with the message that opened it.
@@ -173,7 +206,7 @@ async fn start(
     if let Some(r) = route.filter(|r| r.route.auth_username.is_some()) {
         authenticate(&mut c, r).await?;
     }
-    Ok(c)
+    Ok((c, tls))
 }
 
 impl Session {
@@ -231,15 +264,15 @@ pub(crate) async fn open(p: &Peer<'_>, connect_timeout: Duration, command_timeou
     let mut c = Client::connect(p.addr, connect_timeout, command_timeout).await.map_err(describe)?;
     let mut tls: Option<TlsOutcome> = None;
     if p.policy == OutboundTls::Implicit {
-        tls = Some(c.upgrade(p.tls, p.host, true).await.map_err(describe)?);
+        tls = Some(c.upgrade(p.tls, p.host, true).await.map_err(describe_tls)?);
     }
     let greeting = c.read_response().await.map_err(describe)?;
     if greeting.code != 220 {
-        return Err(HostFailure(format!("greeting {}", greeting.text())));
+        return Err(HostFailure::new(format!("greeting {}", greeting.text())));
     }
     let ehlo = c.ehlo(p.hostname).await.map_err(describe)?;
     if ehlo.code != 250 {
-        return Err(HostFailure(format!("HELO refused: {}", ehlo.text())));
+        return Err(HostFailure::new(format!("HELO refused: {}", ehlo.text())));
     }
     if tls.is_some() {
         return Ok((c, tls));
@@ -247,15 +280,16 @@ pub(crate) async fn open(p: &Peer<'_>, connect_timeout: Duration, command_timeou
     if c.has("STARTTLS") {
         let r = c.command("STARTTLS").await.map_err(describe)?;
         if r.code != 220 {
-            return Err(HostFailure(format!("STARTTLS refused: {}", r.text())));
+            return Err(HostFailure::new(format!("STARTTLS refused: {}", r.text())));
         }
-        tls = Some(c.upgrade(p.tls, p.host, p.policy == OutboundTls::Verify).await.map_err(describe)?);
+        tls = Some(c.upgrade(p.tls, p.host, p.policy == OutboundTls::Verify).await.map_err(describe_tls)?);
         let r = c.ehlo(p.hostname).await.map_err(describe)?;
         if r.code != 250 {
-            return Err(HostFailure(format!("EHLO after STARTTLS refused: {}", r.text())));
+            return Err(HostFailure::new(format!("EHLO after STARTTLS refused: {}", r.text())));
         }
     } else if matches!(p.policy, OutboundTls::Require | OutboundTls::Verify) {
-        return Err(HostFailure("TLS is required for this destination but the server offers no STARTTLS".into()));
+        let why = "TLS is required for this destination but the server offers no STARTTLS";
+        return Err(HostFailure(why.into(), Some("starttls-not-supported")));
     }
     Ok((c, tls))
 }
@@ -266,13 +300,13 @@ async fn authenticate(c: &mut Client, r: &ResolvedRoute) -> Result<(), HostFailu
     let password = r.password.as_deref().unwrap_or_default();
     let offered = c.extensions.get("AUTH").map(|m| m.to_ascii_uppercase()).unwrap_or_default();
     if !offered.split(' ').any(|m| m == "PLAIN") {
-        return Err(HostFailure(format!("the smart host offers no AUTH PLAIN (offers: {offered})")));
+        return Err(HostFailure::new(format!("the smart host offers no AUTH PLAIN (offers: {offered})")));
     }
     let token = B64.encode(format!("\0{user}\0{password}"));
     let reply = c.command(&format!("AUTH PLAIN {token}")).await.map_err(describe)?;
     if reply.code != 235 {
         warn!(event = "smarthost_auth_failed", user = %user, reply = %reply.text());
-        return Err(HostFailure(format!("authentication as {user} failed: {}", reply.text())));
+        return Err(HostFailure::new(format!("authentication as {user} failed: {}", reply.text())));
     }
     Ok(())
 }
@@ -425,6 +459,8 @@ pub fn root_store(extra_ca_file: Option<&std::path::Path>) -> Result<Arc<rustls:
     }
     Ok(Arc::new(roots))
 }
+
+mod secure;
 
 #[cfg(test)]
 mod tests;

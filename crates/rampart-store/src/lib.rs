@@ -14,6 +14,7 @@
 //!   - [`ContainmentStore`]: signals of a taken-over account, suspensions, held queued mail;
 //!   - [`CertificateStore`]: certificates and their keys, where each is used, ACME accounts;
 //!   - [`WebStore`]: account roles, TOTP and recovery codes, web sessions, API tokens;
+//!   - [`TlsPolicyStore`]: cached MTA-STS policies, outbound TLS outcomes, TLS reports;
 //!   - [`MailStore`] ([`mail`]): what IMAP needs on top — mailbox management, flags with
 //!     MODSEQ, expunge, copy/move, append, and change notification ([`notify`]).
 //!
@@ -54,6 +55,7 @@ pub mod quota;
 mod senderauth;
 mod sqlite;
 pub mod summary;
+mod tlspolicy;
 pub mod web;
 
 pub use blob::{Blob, BlobWriter};
@@ -74,6 +76,7 @@ pub use sqlite::SqliteStore;
 /// Online backup of the embedded store (`rampart backup`).
 pub use sqlite::backup;
 pub use summary::{Stored, Summarizer, Summary, Want, WordMatch};
+pub use tlspolicy::{CachedStsPolicy, TlsOutcome, TlsPolicyStore, TlsReportRecord};
 pub use web::{ApiToken, Role, Totp, WebAccount, WebSession, WebStore};
 
 pub type AccountId = i64;
@@ -96,6 +99,7 @@ pub trait Store:
     + ContainmentStore
     + WebStore
     + CertificateStore
+    + TlsPolicyStore
 {
 }
 
@@ -113,6 +117,7 @@ impl<T> Store for T where
         + ContainmentStore
         + WebStore
         + CertificateStore
+        + TlsPolicyStore
 {
 }
 
@@ -121,5 +126,6 @@ pub mod prelude {
     pub use crate::{
         ContainmentStore, DeliveryStore, DirectoryStore, FilterStore, GuardStore, MailStore, MessageStore, QuarantineStore,
         QueueStore, QuotaStore, SenderAuthStore, Store, WebStore, CertificateStore,
+        TlsPolicyStore,
     };
 }

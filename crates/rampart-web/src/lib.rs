@@ -5,8 +5,8 @@
 //!   and timeout, as for the mail listeners), then HTTP/1.1 through hyper with a header
 //!   timeout and a connection lifetime; the guard has already admitted the client.
 //! - [`router`] is the axum application: the JSON API under `/api/v1/` ([`api`]), mail client
-//!   autoconfiguration ([`autoconfig`]), the pages ([`pages`]), every response with the
-//!   security headers of [`headers`].
+//!   autoconfiguration ([`autoconfig`]), the MTA-STS policy ([`mta_sts`]), the pages ([`pages`]),
+//!   every response with the security headers of [`headers`].
 //! - [`session`] holds logins: random session IDs stored hashed, `__Host-` cookies, idle and
 //!   absolute timeouts, CSRF tokens, API tokens; [`login`] checks password and TOTP, counting
 //!   failures in the guard like IMAP and SMTP logins.
@@ -22,6 +22,7 @@ mod dashboard;
 mod error;
 mod headers;
 mod login;
+mod mta_sts;
 mod openapi;
 mod pages;
 mod session;
@@ -84,6 +85,8 @@ pub struct Services {
     pub quarantine: Arc<dyn Quarantine>,
     pub dns: Arc<dyn DnsCheck>,
     pub dashboard: Arc<dyn Dashboard>,
+    /// The MTA-STS policy served for every local domain ([`mta_sts`]).
+    pub mta_sts: rampart_config::MtaSts,
 }
 
 impl Services {
@@ -132,6 +135,7 @@ pub fn router(services: Arc<Services>, settings: &Settings) -> Router {
     Router::new()
         .merge(api::routes())
         .merge(autoconfig::routes())
+        .merge(mta_sts::routes())
         .merge(pages::routes())
         .layer(axum::extract::DefaultBodyLimit::max(settings.max_body_size))
         .layer(axum::middleware::from_fn_with_state(body_limits(settings), headers::whole_body))

@@ -103,8 +103,7 @@ pub async fn check(
 ) -> Result<Vec<RecordCheck>, rampart_store::StoreError> {
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
     let keys = store.dkim_keys(Some(&domain)).await?;
-    let rua = Some(config.dmarc.report_address.as_str()).filter(|a| !a.is_empty());
-    let zone = crate::records::zone(&domain, &crate::records::Inputs { hostname: &config.server.hostname, keys: &keys, rua });
+    let zone = crate::records::zone(&domain, &crate::records::Inputs::from_config(config, &keys));
     let mut out = Vec::new();
     for e in expected(&zone) {
         out.push(check_one(resolver, &e).await);

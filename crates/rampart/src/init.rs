@@ -72,7 +72,7 @@ pub fn run(dir: &Path, hostname: &str, domain: &str) -> anyhow::Result<()> {
     println!("wrote a self-signed certificate for {hostname} in {}", tls_dir.display());
     println!("created the store in {} with domain {domain}", config.server.data_dir.display());
     println!();
-    print!("{}", crate::records::zone(&domain, &crate::records::Inputs { hostname, keys: &keys, rua: None }));
+    print!("{}", crate::records::zone(&domain, &crate::records::Inputs::from_config(&config, &keys)));
     println!();
     println!("next: rampart user add postmaster@{domain} --password-stdin --config {}", config_path.display());
     println!("      rampart serve --config {}", config_path.display());

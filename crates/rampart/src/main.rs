@@ -6,6 +6,7 @@
 //!   server (SQLite WAL lets the CLI and the server share it);
 //! - [`records`] prints the DNS records a domain needs;
 //! - [`dkim`] manages the DKIM signing table; [`dmarc`] sends and lists DMARC reports;
+//!   [`tlsrpt`] sends and lists TLS reports;
 //! - [`bans`] lists, adds and lifts bans and shows the firewall rules (the running server's
 //!   side of both is the `rampart-guard` crate);
 //! - [`quarantine`] lists, shows, releases and deletes held messages; [`spam`] teaches the
@@ -30,6 +31,7 @@ mod bans;
 mod certs;
 mod dkim;
 mod dmarc;
+mod tlsrpt;
 mod dnscheck;
 mod gateway;
 mod import;
@@ -143,6 +145,11 @@ enum Command {
         #[command(subcommand)]
         command: dmarc::DmarcCommand,
     },
+    /// TLS reports (RFC 8460): those received, and sending ours now.
+    Tlsrpt {
+        #[command(subcommand)]
+        command: tlsrpt::TlsRptCommand,
+    },
     /// Messages held instead of delivered (spam above `filter.spam.quarantine_score`).
     Quarantine {
         #[command(subcommand)]
@@ -246,6 +253,7 @@ fn main() -> std::process::ExitCode {
         Command::Cert { command } => certs::command(&config, command),
         Command::Dkim { command } => dkim::command(&config, command),
         Command::Dmarc { command } => dmarc::command(&config, command),
+        Command::Tlsrpt { command } => tlsrpt::command(&config, command),
         Command::Quarantine { command } => quarantine::command(&config, command),
         Command::Spam { command } => spam::command(&config, command),
         Command::Import { command } => import::import(&config, command),
@@ -275,8 +283,7 @@ fn dns_records(config: &std::path::Path, domain: &str) -> anyhow::Result<()> {
     let store = rampart_store::SqliteStore::open(&c.server.data_dir)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let keys = rt.block_on(store.dkim_keys(Some(&domain.trim_end_matches('.').to_ascii_lowercase())))?;
-    let rua = Some(c.dmarc.report_address.as_str()).filter(|a| !a.is_empty());
-    print!("{}", records::zone(domain, &records::Inputs { hostname: &c.server.hostname, keys: &keys, rua }));
+    print!("{}", records::zone(domain, &records::Inputs::from_config(&c, &keys)));
     Ok(())
 }
 

@@ -94,7 +94,9 @@ pub fn runner(
     for (i, route) in q.route.iter().enumerate() {
         routes.push(resolve(&format!("queue.route[{i}]"), route.clone(), &tls, client_certs)?);
     }
+    let policies = tls_policies(config, store.clone(), &resolver, &tls)?;
     let outbound = Arc::new(Outbound {
+        policies,
         resolver,
         hostname: config.server.hostname.clone(),
         remote_port: q.remote_port,
@@ -112,6 +114,40 @@ pub fn runner(
         sending: Some(sending),
     };
     Ok(Runner::new(store, outbound, options, wakeup))
+}
+
+/// MTA-STS and TLS-RPT for outbound delivery (`[mta_sts] outbound`, `[tlsrpt] send_reports`),
+/// with the background refresh of cached policies.
+fn tls_policies(
+    config: &Config,
+    store: Arc<dyn Store>,
+    resolver: &rampart_smtp::dns::Resolver,
+    tls: &rampart_smtp::client::TlsClient,
+) -> anyhow::Result<Option<Arc<rampart_smtp::sts::TlsPolicies>>> {
+    let (apply, record) = (config.mta_sts.outbound, config.tlsrpt.send_reports);
+    if !apply && !record {
+        return Ok(None);
+    }
+    let dane = if apply && config.mta_sts.dane {
+        let anchor = config.mta_sts.dane_trust_anchor.as_deref();
+        Some(rampart_smtp::dns::validating_resolver(&config.dns.nameservers, anchor).map_err(|e| anyhow::anyhow!("mta_sts.dane: {e}"))?)
+    } else {
+        None
+    };
+    let policies = Arc::new(rampart_smtp::sts::TlsPolicies {
+        store,
+        resolver: resolver.clone(),
+        tls: tls.clone(),
+        policy_port: config.mta_sts.policy_port,
+        fetch_timeout: config.mta_sts.fetch_timeout,
+        apply,
+        record,
+        dane,
+    });
+    if apply {
+        tokio::spawn(policies.clone().refresh_loop());
+    }
+    Ok(Some(policies))
 }
 
 #[derive(Subcommand)]

@@ -96,6 +96,11 @@ pub fn sender_auth(config: &Config) -> anyhow::Result<rampart_smtp::session::Sen
         .map(rampart_store::address::canonical)
         .transpose()
         .map_err(|e| anyhow!("dmarc.report_address: {e}"))?;
+    let tlsrpt_address = Some(config.tlsrpt.report_address.as_str())
+        .filter(|a| !a.is_empty())
+        .map(rampart_store::address::canonical)
+        .transpose()
+        .map_err(|e| anyhow!("tlsrpt.report_address: {e}"))?;
     let outbound_policy = rampart_pipeline::Policy { outbound: true, reject_score: config.filter.spam.outbound_reject_score, ..policy.clone() };
     Ok(rampart_smtp::session::SenderAuth {
         checker,
@@ -107,6 +112,7 @@ pub fn sender_auth(config: &Config) -> anyhow::Result<rampart_smtp::session::Sen
         record_dmarc: config.dmarc.send_reports,
         report_address,
         signing_keys: Default::default(),
+        tlsrpt_address,
     })
 }
 
@@ -332,6 +338,9 @@ fn spawn_upkeep(config: &Config, store: &Arc<dyn rampart_store::Store>, shared: 
     if config.dmarc.send_reports {
         tokio::spawn(crate::dmarc::report_loop(config.clone(), store.clone(), shared.smtp.queue_wakeup.clone()));
     }
+    if config.tlsrpt.send_reports {
+        tokio::spawn(crate::tlsrpt::report_loop(config.clone(), store.clone(), shared.smtp.queue_wakeup.clone()));
+    }
 }
 
 /// The web applications: the https one (API, autoconfiguration naming the mail ports as
@@ -373,6 +382,7 @@ fn web_apps(
             resolver: rampart_smtp::dns::resolver(&config.dns.nameservers).map_err(|e| anyhow!("dns.nameservers: {e}"))?,
         }),
         dashboard: Arc::new(crate::webdash::Dashboard { store: smtp.store.clone(), config: config.clone() }),
+        mta_sts: config.mta_sts.clone(),
     });
     let web = settings("https").map(|s| rampart_web::router(services.clone(), &s)).unwrap_or_default();
     let redirect = settings("http").map(|s| rampart_web::redirect_router(&s)).unwrap_or_default();

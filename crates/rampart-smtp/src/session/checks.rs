@@ -36,6 +36,8 @@ pub struct SenderAuth {
     pub report_address: Option<String>,
     /// Signing keys parsed once, for every session.
     pub signing_keys: Arc<KeyCache>,
+    /// Canonical local address whose mail is parsed as TLS reports (`[tlsrpt] report_address`).
+    pub tlsrpt_address: Option<String>,
 }
 
 /// What the end-of-data checks produced.

@@ -78,6 +78,11 @@ impl Connection {
         if let (Some(raw), Some(report_address)) = (&inbound.raw, &self.services.sender_auth.report_address) {
             self.maybe_dmarc_report(&tx, raw, report_address, &mut trail).await;
         }
+        if let (Some(raw), Some(a)) = (&inbound.raw, &self.services.sender_auth.tlsrpt_address)
+            && crate::sts::received::for_reports(&tx.rcpts, a)
+        {
+            crate::sts::received::take(self.services.store.as_ref(), &tx.id, raw).await;
+        }
         Ok(self.store(tx, &decision, trail, submitted, inbound, received).await)
     }
 

@@ -8,7 +8,7 @@
 //!
 //! Each role trait is implemented in its own file: [`directory`] (with [`credentials`]),
 //! [`delivery`], [`messages`], [`queue`], [`guard`], [`senderauth`], [`filter`], [`quarantine`],
-//! [`quota`], [`containment`] and [`imap`].
+//! [`quota`], [`containment`], [`tlspolicy`] and [`imap`].
 
 pub mod backup;
 mod certs;
@@ -27,6 +27,7 @@ mod quota;
 mod schema;
 mod senderauth;
 mod summaries;
+mod tlspolicy;
 mod web;
 mod writer;
 

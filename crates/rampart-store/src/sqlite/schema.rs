@@ -481,6 +481,41 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX sent_rcpts_at ON sent_rcpts(at);
     "#,
+    // MTA-STS policy cache, outbound TLS outcomes for TLS reports, received TLS reports.
+    r#"
+    CREATE TABLE mta_sts_policies (
+        domain  TEXT PRIMARY KEY,
+        id      TEXT NOT NULL,
+        policy  TEXT NOT NULL,
+        fetched INTEGER NOT NULL,
+        expires INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE tls_outcomes (
+        id            INTEGER PRIMARY KEY,
+        policy_domain TEXT NOT NULL,
+        policy_type   TEXT NOT NULL,
+        policy_string TEXT NOT NULL,
+        mx_host       TEXT NOT NULL,
+        receiving_ip  TEXT NOT NULL,
+        result        TEXT NOT NULL,
+        detail        TEXT NOT NULL,
+        created       INTEGER NOT NULL
+    );
+    CREATE INDEX tls_outcomes_created ON tls_outcomes(created);
+    CREATE TABLE tls_reports (
+        id         INTEGER PRIMARY KEY,
+        org_name   TEXT NOT NULL,
+        report_id  TEXT NOT NULL,
+        domains    TEXT NOT NULL,
+        date_begin INTEGER NOT NULL,
+        date_end   INTEGER NOT NULL,
+        successes  INTEGER NOT NULL,
+        failures   INTEGER NOT NULL,
+        json       TEXT NOT NULL,
+        received   INTEGER NOT NULL,
+        UNIQUE (org_name, report_id)
+    );
+    "#,
 ];
 
 /// The schema version this binary writes.
