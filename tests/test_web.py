@@ -922,3 +922,6 @@ def test_dashboard_audit_has_the_clis_findings_and_reruns_when_asked(rampart, dn
         auth = {"Authorization": f"Bearer {token}"}
         assert requests.get(base + "/api/v1/audit", headers=auth, verify=False, timeout=10).status_code == status
         assert requests.post(base + "/api/v1/audit", headers=auth, verify=False, timeout=10).status_code == status
+    # A run every minute would be a loop against the name servers.
+    r = rampart.run_cli("config", "check", "--set", 'web.audit_interval="1m"', check=False)
+    assert r.returncode != 0 and "web.audit_interval" in r.stderr

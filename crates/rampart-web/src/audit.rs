@@ -148,3 +148,41 @@ pub async fn rerun(State(s): State<Arc<Services>>, Admin(c): Admin) -> ApiResult
     info!(event = "audit_requested", proto = "web", run, by = %c.who());
     Ok(Json(json!({ "run": run })))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fake;
+
+    #[async_trait::async_trait]
+    impl crate::Dashboard for Fake {
+        fn certificates(&self) -> Vec<crate::CertExpiry> {
+            Vec::new()
+        }
+        async fn quota(&self, _: &str) -> Result<crate::AccountQuota, rampart_store::StoreError> {
+            unreachable!("not asked")
+        }
+        async fn audit(&self) -> Option<Vec<AuditFinding>> {
+            Some(vec![AuditFinding { severity: "high", area: "web", subject: "a@d.test".into(), problem: "p".into(), fix: "f".into() }])
+        }
+    }
+
+    #[tokio::test]
+    async fn runs_are_numbered_and_cover_earlier_requests() {
+        let audits = Audits::default();
+        assert!(!audits.asked());
+        // The run at start covers no request.
+        audits.run(&Fake).await;
+        assert_eq!(audits.state().report.as_ref().map(|r| r.run), Some(0));
+        // Two requests before the next run: that one run covers both.
+        assert_eq!((audits.request(), audits.request()), (1, 2));
+        assert!(audits.asked());
+        audits.run(&Fake).await;
+        assert!(!audits.asked());
+        let st = audits.state();
+        let report = st.report.as_ref().expect("a report");
+        assert_eq!(report.run, 2);
+        assert!(!st.running && report.findings.as_ref().is_some_and(|f| f.len() == 1));
+    }
+}
