@@ -91,6 +91,8 @@ class Rampart:
         # machine's resolver. Without a test DNS they are off.
         if not any(s.startswith("dns.nameservers") for s in (*DEFAULT_SETS, *sets)):
             args += ["--set", "auth_checks.enabled=false"]
+            # So is the dashboard's background audit (it still runs when an admin asks).
+            args += ["--set", 'web.audit_interval="0s"']
         for s in (*DEFAULT_SETS, *sets):
             args += ["--set", s]
         self.log_file = open(self.log_path, "ab")

@@ -3,6 +3,7 @@ the guard on them, login with TOTP (codes computed by pyotp), sessions, CSRF, ro
 and self-service API, API tokens, and mail client autoconfiguration."""
 
 import imaplib
+import json
 import plistlib
 import re
 import smtplib
@@ -864,3 +865,63 @@ def test_dns_records_checked_live(rampart, dns):
     r = rampart.run_cli("dns", "check", "example.test", check=False)
     assert r.returncode != 0 and "ok\tMX\texample.test.\t10 mx.example.test." in r.stdout, r.stdout
     assert "wrong\tTXT\texample.test.\tv=spf1 mx -all\n\tfound: v=spf1 a -all" in r.stdout
+
+
+def audit_report(api, after=0):
+    """The dashboard's audit report once its run is at least `after` (the first run: 1 once asked)."""
+    from conftest import wait_for
+
+    def done():
+        r = api.get("/api/v1/audit").json()
+        return r if r["computed"] and r["run"] >= after else None
+    return wait_for(done, timeout=90, what=f"the audit run {after}")
+
+
+def test_dashboard_audit_has_the_clis_findings_and_reruns_when_asked(rampart, dns):
+    dns.mx("example.test", "mx.example.test")
+    dns.txt("example.test", "v=spf1 +all")
+    dns.start()
+    # In the file, so the CLI audits the same setup as the server.
+    rampart.set_config("dns", "nameservers", f'["{dns.address}"]')
+    rampart.set_config("auth", "cram_md5", "true")
+    totp, _ = admin_with_totp(rampart)
+    rampart.run_cli("user", "role", "alice@example.test", "admin")  # an admin without 2FA
+    start(rampart, f'dns.nameservers=["{dns.address}"]')
+    api = Api(rampart)
+    assert api.login("bob@example.test", totp=totp.now()).status_code == 200
+    # The run at start (web.audit_interval is on with a test DNS).
+    report = audit_report(api)
+    assert report["failed"] is False and report["interval"] == 6 * 3600 and report["computed"] >= report["started"]
+    web = {(f["severity"], f["area"], f["subject"], f["problem"], f["fix"]) for f in report["findings"]}
+    order = [{"high": 0, "medium": 1, "low": 2}[f["severity"]] for f in report["findings"]]
+    assert order == sorted(order), "most severe first"
+    assert ("high", "web", "alice@example.test") in {f[:3] for f in web}, web
+    assert ("medium", "config", "auth.cram_md5") in {f[:3] for f in web}, web
+    assert any(f[0] == "high" and "SPF ends in +all" in f[3] for f in web), web
+    # The same findings as `rampart audit --json`, but for the open-relay test (CLI only).
+    cli = rampart.run_cli("audit", "--json", "--smtp", "127.0.0.1:9", check=False)
+    assert cli.returncode != 0
+    cli_found = {(f["severity"], f["area"], f["subject"], f["problem"], f["fix"]) for f in json.loads(cli.stdout)["findings"]}
+    assert {f for f in cli_found if f[1] != "relay"} == web
+    assert not [f for f in web if f[1] == "relay"]
+    # Fixed, then audited again on request: the finding is gone.
+    rampart.run_cli("user", "totp", "enroll", "alice@example.test")
+    asked = api.post("/api/v1/audit")
+    assert asked.status_code == 200, asked.text
+    run = asked.json()["run"]
+    assert run > report["run"]
+    again = audit_report(api, run)
+    assert ("high", "web", "alice@example.test") not in {(f["severity"], f["area"], f["subject"]) for f in again["findings"]}
+    assert ("medium", "config", "auth.cram_md5") in {(f["severity"], f["area"], f["subject"]) for f in again["findings"]}
+    rampart.wait_log(r"event=audit_requested proto=web run=\d+ by=bob@example\.test")
+    rampart.wait_log(r"event=audit_finished run=\d+ high=\d+")
+    # API tokens: the stats scope reads and reruns it, others may not.
+    base = f"https://127.0.0.1:{rampart.ports['https']}"
+    for scope, status in (("stats", 200), ("queue", 403)):
+        token = rampart.run_cli("api-token", "add", "--name", scope, "--scope", scope).stdout.strip().splitlines()[-1]
+        auth = {"Authorization": f"Bearer {token}"}
+        assert requests.get(base + "/api/v1/audit", headers=auth, verify=False, timeout=10).status_code == status
+        assert requests.post(base + "/api/v1/audit", headers=auth, verify=False, timeout=10).status_code == status
+    # A run every minute would be a loop against the name servers.
+    r = rampart.run_cli("config", "check", "--set", 'web.audit_interval="1m"', check=False)
+    assert r.returncode != 0 and "web.audit_interval" in r.stderr

@@ -98,9 +98,11 @@ class Page:
         self.d.set_window_size(*SIZES["desktop"])
 
 
-def test_admin_and_user_pages_in_chromium(rampart, browser):
+def test_admin_and_user_pages_in_chromium(rampart, browser, dns):
     totp, _ = admin_with_totp(rampart)
-    rampart.start('web.failure_delay="0s"', listeners=("https",))
+    # The dashboard's audit asks the test DNS (an empty zone: no SPF, no DMARC).
+    dns.start()
+    rampart.start('web.failure_delay="0s"', f'dns.nameservers=["{dns.address}"]', listeners=("https",))
     page = Page(browser, f"https://127.0.0.1:{rampart.ports['https']}")
 
     page.login("bob@example.test", PASSWORD, totp.now())
@@ -108,6 +110,14 @@ def test_admin_and_user_pages_in_chromium(rampart, browser):
     assert "bob@example.test" in text and "Users" in text and "Held messages" in text
     # The certificate the listeners present, with its expiry (rampart init's is self-signed).
     page.until(lambda d: "self-signed" in d.find_element("id", "certificates").text, "the certificate table")
+    # The audit's findings, high first, after a run asked for from the page.
+    page.d.find_element("xpath", "//button[normalize-space()='Run the audit now']").click()
+    page.until(lambda d: "Running" in d.find_element("id", "audit").text, "the audit running")
+    page.until(lambda d: "Run the audit now" in d.find_element("id", "audit").text, "the audit's run done")
+    assert "no DMARC policy" in page.d.find_element("id", "audit").text
+    severities = [e.text for e in page.d.find_elements("css selector", "#audit td:first-child")]
+    assert severities[0] == "high" and "low" in severities, severities
+    assert "rampart audit" in page.d.find_element("id", "audit").text
     page.snap("dashboard")
 
     page.open("users")

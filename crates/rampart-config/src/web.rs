@@ -1,5 +1,5 @@
 //! `[web]`: the web admin and self-service behind `[listener.https]`: sessions, two-factor
-//! login and the name mail clients are told to use.
+//! login, the name mail clients are told to use, and how often the dashboard's audit runs.
 
 use std::time::Duration;
 
@@ -27,6 +27,10 @@ section! {
         pub failure_delay: Duration = Duration::from_secs(1),
         /// The issuer name authenticator apps show beside the account; empty: server.hostname.
         pub totp_issuer: String = String::new(),
+        /// How often the server runs `rampart audit`'s checks for the dashboard (also at
+        /// start; an admin can ask for a run at any time). 0s: only when asked.
+        #[serde(with = "duration")]
+        pub audit_interval: Duration = Duration::from_secs(6 * 3600),
     }
 }
 
@@ -40,6 +44,10 @@ impl Web {
         }
         if self.failure_delay > Duration::from_secs(10) {
             p.add("web.failure_delay", "must be at most 10s");
+        }
+        // Each run makes dozens of DNS lookups: not a loop against the name servers.
+        if !self.audit_interval.is_zero() && self.audit_interval < Duration::from_secs(600) {
+            p.add("web.audit_interval", "must be 0s (only when asked) or at least 10m");
         }
     }
 }

@@ -139,6 +139,33 @@ async function userDetail(box, address, created) {
   box.scrollIntoView();
 }
 
+// The findings `rampart audit` prints, from the server's last background run, high first; a
+// button asks for a run now and the box redraws when that run is done.
+const SEVERITY = { high: 0, medium: 1, low: 2 };
+function auditReport(box, report, waitingFor) {
+  const findings = report.findings.slice().sort((a, b) => SEVERITY[a.severity] - SEVERITY[b.severity]);
+  const every = report.interval ? "every " + Math.round(report.interval / 3600 * 10) / 10 + " h and at start" : "only when asked";
+  const when = report.computed ? "Last run " + date(report.computed) + " UTC (runs " + every + ")." : "Not run yet (runs " + every + ").";
+  const rerun = button(waitingFor ? "Running…" : "Run the audit now", async () => {
+    const { run } = await api("POST", "/audit");
+    auditReport(box, report, run);
+    for (let i = 0; i < 90; i++) {
+      await new Promise((r) => setTimeout(r, 2000));
+      const next = await api("GET", "/audit");
+      // A report exists only once its run has finished.
+      if (next.run >= run) { auditReport(box, next); return; }
+    }
+    notice("The audit is still running; reload the page later.", "info");
+  });
+  if (waitingFor) rerun.disabled = true;
+  box.replaceChildren(el("p", {}, when, " The open-relay test runs only from the command line: ", el("code", {}, "rampart audit"), "."),
+    report.failed ? el("p", { class: "notice" }, "The last run could not finish; the server log says why (event=audit_failed).") : "",
+    report.computed && !report.failed && !findings.length ? el("p", { class: "notice ok" }, "No findings.") : "",
+    findings.length ? table(["Severity", "Area", "Concerns", "Problem", "Fix"], findings.map((f) => [
+      el("span", { class: "mark " + f.severity }, f.severity), f.area, f.subject, f.problem, f.fix])) : "",
+    rerun);
+}
+
 const views = {
   async login() {
     const f = form([["username", "Address", "email", { autocomplete: "username", required: true }],
@@ -187,6 +214,9 @@ const views = {
         el("span", { class: "mark " + c.status }, c.status === "ok" ? "✓ ok" : "✗ " + c.status), c.file,
         c.not_after ? date(c.not_after) : c.problem, c.days_left === null ? "" : c.days_left, c.self_signed ? "self-signed" : "CA"]))));
       parts.push(...await certificateExpiry());
+      const box = el("div", { id: "audit" });
+      parts.push(el("h3", {}, "Security audit"), box);
+      auditReport(box, await api("GET", "/audit"));
     } else {
       const held = await api("GET", "/me/quarantine");
       parts.push(el("p", {}, held.length + " message(s) held for you in quarantine."));

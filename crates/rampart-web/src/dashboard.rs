@@ -1,6 +1,7 @@
 //! What the dashboard shows that only the binary can compute: the certificates the listeners
-//! present (read as `rampart audit` reads them) and an account's sending quotas (as `rampart
-//! quota show` computes them). The binary supplies [`Dashboard`]; the handlers here serve it.
+//! present (read as `rampart audit` reads them), an account's sending quotas (as `rampart
+//! quota show` computes them) and the audit's findings (served by [`crate::audit`]). The binary
+//! supplies [`Dashboard`]; the handlers here serve it.
 
 use std::sync::Arc;
 
@@ -46,6 +47,9 @@ pub struct AccountQuota {
 pub trait Dashboard: Send + Sync {
     fn certificates(&self) -> Vec<CertExpiry>;
     async fn quota(&self, address: &str) -> Result<AccountQuota, StoreError>;
+    /// `rampart audit`'s checks, most severe findings first; None when the audit could not run
+    /// (the binary logs why). Slow (DNS lookups): only the background loop calls it.
+    async fn audit(&self) -> Option<Vec<crate::AuditFinding>>;
 }
 
 /// Below this many days left a certificate is marked: the audit's medium finding starts there.

@@ -10,6 +10,7 @@
 //! - [`session`] holds logins: random session IDs stored hashed, `__Host-` cookies, idle and
 //!   absolute timeouts, CSRF tokens, API tokens; [`login`] checks password and TOTP, counting
 //!   failures in the guard like IMAP and SMTP logins.
+//! - [`audit`] keeps the dashboard's copy of `rampart audit`'s findings, run in the background.
 //! - Each admin action calls the same store and auth code as the CLI command of the same job.
 
 #![forbid(unsafe_code)]
@@ -17,6 +18,7 @@
 pub mod accept;
 pub mod acme;
 mod api;
+mod audit;
 mod autoconfig;
 mod dashboard;
 mod error;
@@ -34,6 +36,7 @@ use axum::Router;
 use rampart_store::{AccountId, Store, StoreError};
 
 pub use accept::{handle_http, handle_https, refuse};
+pub use audit::{AuditFinding, Audits, keep_running as run_audits};
 pub use dashboard::{AccountQuota, CertExpiry, Dashboard, QuotaUse};
 pub use session::SCOPES;
 
@@ -87,6 +90,8 @@ pub struct Services {
     pub dashboard: Arc<dyn Dashboard>,
     /// The MTA-STS policy served for every local domain ([`mta_sts`]).
     pub mta_sts: rampart_config::MtaSts,
+    /// The audit's last report and the requests for the next run ([`run_audits`]).
+    pub audits: Audits,
 }
 
 impl Services {

@@ -71,6 +71,8 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("delete", "/api/v1/certificates/{id}", "admin", "Delete a certificate and its uses"),
     ("post", "/api/v1/certificates/{id}/uses", "admin", "Use a certificate: {usage: listener|host|smart-host, target}"),
     ("delete", "/api/v1/certificates/{id}/uses", "admin", "Stop using a certificate somewhere: {usage, target}"),
+    ("get", "/api/v1/audit", "admin", "The last run of `rampart audit`'s checks (scope stats), made in the background at start and every web.audit_interval: {run, running, started, computed (unix seconds, null before the first run), failed, interval, findings: [{severity (high, medium, low), area, subject, problem, fix}], most severe first}; the open-relay test runs only from the CLI"),
+    ("post", "/api/v1/audit", "admin", "Run the audit again now, in the background (scope stats): returns {run}; GET /api/v1/audit shows it done once its run is at least that"),
 ];
 
 /// The statuses an operation answers besides 200 (see `crate::error`), each body `{error, message}`.

@@ -8,7 +8,8 @@
 //! configuration choices (CRAM-MD5, ALPN enforcement), web admins without two-factor login,
 //! password hashes weaker than the policy,
 //! encryption at rest, and the age of the last `rampart backup`. The exit status is non-zero
-//! when a finding is high.
+//! when a finding is high. The server runs the same checks for the web dashboard (`webdash`),
+//! all but the open-relay attempt.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -18,8 +19,7 @@ use anyhow::bail;
 use hickory_resolver::TokioResolver;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use rampart_config::Config;
-use rampart_store::prelude::*;
-use rampart_store::{DkimKey, SqliteStore};
+use rampart_store::{DkimKey, SqliteStore, Store};
 use serde_json::json;
 
 pub mod checks;
@@ -36,9 +36,12 @@ pub struct AuditArgs {
     #[arg(long, value_name = "HOST:PORT")]
     smtp: Option<SocketAddr>,
     /// A backup older than this many days is a finding.
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value_t = BACKUP_MAX_AGE_DAYS)]
     backup_max_age: u64,
 }
+
+/// `--backup-max-age`'s default, and the age the server's background runs use.
+pub const BACKUP_MAX_AGE_DAYS: u64 = 7;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -93,25 +96,7 @@ pub fn command(config_path: &Path, args: AuditArgs) -> anyhow::Result<()> {
     let store = SqliteStore::open(&config.server.data_dir)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let findings = rt.block_on(async {
-        let resolver = rampart_smtp::dns::public_resolver(&config.dns.nameservers).map_err(|e| anyhow::anyhow!("dns.nameservers: {e}"))?;
-        let domains = match &args.domain {
-            Some(d) => vec![d.trim_end_matches('.').to_ascii_lowercase()],
-            None => store.list_domains().await?,
-        };
-        let keys = store.dkim_keys(None).await?;
-        let mut hashes = Vec::new();
-        for a in store.list_accounts().await? {
-            hashes.push((a.address, a.password_hash));
-        }
-        let admins_without_2fa = store
-            .web_accounts()
-            .await?
-            .into_iter()
-            .filter(|a| a.role == rampart_store::Role::Admin && !a.totp)
-            .map(|a| a.account.address)
-            .collect();
-        let password_changes = store.password_changes().await?;
-        let setup = Setup { config, resolver, keys, domains, hashes, password_changes, admins_without_2fa };
+        let setup = setup(&store, config, args.domain.as_deref()).await?;
         let smtp = args.smtp.or_else(|| setup.config.listener.smtp.bind.first().map(|a| loopback(*a)));
         anyhow::Ok(run(&setup, smtp, args.backup_max_age).await)
     })?;
@@ -121,6 +106,28 @@ pub fn command(config_path: &Path, args: AuditArgs) -> anyhow::Result<()> {
         bail!("{high} high finding(s)");
     }
     Ok(())
+}
+
+/// What the checks read, gathered from the store and a fresh resolver (no answers cached from
+/// an earlier run: a record just fixed is seen fixed). `domain`: that one instead of every
+/// local domain. The CLI and the server's background runs (`webdash`) both start here.
+pub async fn setup(store: &dyn Store, config: Config, domain: Option<&str>) -> anyhow::Result<Setup> {
+    let resolver = rampart_smtp::dns::public_resolver(&config.dns.nameservers).map_err(|e| anyhow::anyhow!("dns.nameservers: {e}"))?;
+    let domains = match domain {
+        Some(d) => vec![d.trim_end_matches('.').to_ascii_lowercase()],
+        None => store.list_domains().await?,
+    };
+    let keys = store.dkim_keys(None).await?;
+    let hashes = store.list_accounts().await?.into_iter().map(|a| (a.address, a.password_hash)).collect();
+    let admins_without_2fa = store
+        .web_accounts()
+        .await?
+        .into_iter()
+        .filter(|a| a.role == rampart_store::Role::Admin && !a.totp)
+        .map(|a| a.account.address)
+        .collect();
+    let password_changes = store.password_changes().await?;
+    Ok(Setup { config, resolver, keys, domains, hashes, password_changes, admins_without_2fa })
 }
 
 /// Every check, most severe findings first.
@@ -145,12 +152,22 @@ pub async fn run(setup: &Setup, smtp: Option<SocketAddr>, backup_max_age: u64) -
     out
 }
 
+impl Finding {
+    /// The finding as `--json` prints it and the web API serves it: one shape for both.
+    pub fn to_web(&self) -> rampart_web::AuditFinding {
+        rampart_web::AuditFinding {
+            severity: self.severity.name(),
+            area: self.area,
+            subject: self.subject.clone(),
+            problem: self.problem.clone(),
+            fix: self.fix.clone(),
+        }
+    }
+}
+
 fn print(findings: &[Finding], as_json: bool) {
     if as_json {
-        let list: Vec<_> = findings
-            .iter()
-            .map(|f| json!({"severity": f.severity.name(), "area": f.area, "subject": f.subject, "problem": f.problem, "fix": f.fix}))
-            .collect();
+        let list: Vec<_> = findings.iter().map(Finding::to_web).collect();
         println!("{}", serde_json::to_string_pretty(&json!({ "findings": list })).unwrap_or_default());
         return;
     }

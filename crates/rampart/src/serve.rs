@@ -383,10 +383,13 @@ fn web_apps(
         }),
         dashboard: Arc::new(crate::webdash::Dashboard { store: smtp.store.clone(), config: config.clone() }),
         mta_sts: config.mta_sts.clone(),
+        audits: Default::default(),
     });
     let web = settings("https").map(|s| rampart_web::router(services.clone(), &s)).unwrap_or_default();
     let redirect = settings("http").map(|s| rampart_web::redirect_router(&s)).unwrap_or_default();
     if settings("https").is_some() {
+        // The dashboard's audit: at start, every web.audit_interval, and when an admin asks.
+        tokio::spawn(rampart_web::run_audits(services.clone()));
         tokio::spawn(session_upkeep(services));
     }
     Ok((web, redirect))

@@ -67,6 +67,7 @@ pub fn routes() -> Router<Arc<Services>> {
         .route("/api/v1/certificates/acme", post(certs::acme))
         .route("/api/v1/certificates/{id}", get(certs::show).delete(certs::delete))
         .route("/api/v1/certificates/{id}/uses", post(certs::assign).delete(certs::unassign))
+        .route("/api/v1/audit", get(crate::audit::report).post(crate::audit::rerun))
 }
 
 /// A held message as the API shows it.
