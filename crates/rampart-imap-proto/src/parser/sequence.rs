@@ -79,17 +79,7 @@ impl SequenceSet {
             return;
         }
         self.0.retain(|&(a, _)| a != SeqNum::Saved);
-        let mut i = 0;
-        while i < values.len() {
-            let start = values[i];
-            let mut end = start;
-            while i + 1 < values.len() && values[i + 1] == end.wrapping_add(1) {
-                i += 1;
-                end = values[i];
-            }
-            self.0.push((SeqNum::Value(start), SeqNum::Value(end)));
-            i += 1;
-        }
+        self.0.extend(runs(values).map(|(start, end)| (SeqNum::Value(start), SeqNum::Value(end))));
     }
 
     /// Whether the set names only values, without `*`.
@@ -102,28 +92,27 @@ fn seq_num(c: &mut Cursor<'_>) -> Result<SeqNum, ParseError> {
     if c.eat(b'*') { Ok(SeqNum::Star) } else { Ok(SeqNum::Value(c.nz_number()?)) }
 }
 
-/// Writes a sorted list of numbers as a compact set, e.g. `1:3,7` (RFC 4315 uid-set).
-pub fn compact(values: &[u32]) -> String {
-    let mut out = String::new();
+/// The runs of consecutive numbers in a sorted list, as (first, last).
+fn runs(values: &[u32]) -> impl Iterator<Item = (u32, u32)> + '_ {
     let mut i = 0;
-    while i < values.len() {
-        let start = values[i];
+    std::iter::from_fn(move || {
+        let start = *values.get(i)?;
         let mut end = start;
         while i + 1 < values.len() && values[i + 1] == end.wrapping_add(1) {
             i += 1;
             end = values[i];
         }
-        if !out.is_empty() {
-            out.push(',');
-        }
-        if start == end {
-            out.push_str(&start.to_string());
-        } else {
-            out.push_str(&format!("{start}:{end}"));
-        }
         i += 1;
-    }
-    out
+        Some((start, end))
+    })
+}
+
+/// Writes a sorted list of numbers as a compact set, e.g. `1:3,7` (RFC 4315 uid-set).
+pub fn compact(values: &[u32]) -> String {
+    runs(values)
+        .map(|(start, end)| if start == end { start.to_string() } else { format!("{start}:{end}") })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]
