@@ -2,7 +2,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Subcommand;
@@ -16,8 +15,6 @@ use tracing::{info, warn};
 
 /// Where the time of the last report run is kept, so a restart neither skips nor repeats one.
 const LAST_RUN: &str = "dmarc_last_report";
-/// How often the task wakes to see whether a run is due.
-const CHECK_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Subcommand)]
 pub enum DmarcCommand {
@@ -66,26 +63,15 @@ pub fn command(config_path: &Path, cmd: DmarcCommand) -> anyhow::Result<()> {
 
 /// Runs [`run`] every `[dmarc] report_interval`.
 pub async fn report_loop(config: Config, store: Arc<dyn Store>, wakeup: Arc<tokio::sync::Notify>) {
-    let interval = config.dmarc.report_interval.as_secs() as i64;
-    loop {
-        let last = store.state(LAST_RUN).await.ok().flatten().and_then(|v| v.parse::<i64>().ok());
-        let due = match last {
-            Some(t) => now() - t >= interval,
-            None => {
-                // First start: count the interval from now.
-                let _ = store.set_state(LAST_RUN, &now().to_string()).await;
-                false
-            }
-        };
-        if due {
-            match run(&config, store.as_ref()).await {
-                Ok(n) if n > 0 => wakeup.notify_one(),
-                Ok(_) => {}
-                Err(e) => warn!(event = "dmarc_reports_failed", error = %format!("{e:#}")),
-            }
+    let interval = config.dmarc.report_interval;
+    let job = {
+        let store = store.clone();
+        move || {
+            let (config, store) = (config.clone(), store.clone());
+            async move { run(&config, store.as_ref()).await }
         }
-        tokio::time::sleep(CHECK_EVERY).await;
-    }
+    };
+    crate::reportloop::every(store, LAST_RUN, interval, "dmarc_reports_failed", wakeup, job).await
 }
 
 /// Builds one report per domain from the stored evaluations, queues it to the authorized

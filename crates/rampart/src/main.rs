@@ -43,6 +43,7 @@ mod quarantine;
 mod privileges;
 mod queue;
 mod records;
+mod reportloop;
 mod sending;
 mod serve;
 mod spam;

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Subcommand;
@@ -21,8 +20,6 @@ use tracing::{info, warn};
 
 /// Where the time of the last report run is kept, so a restart neither skips nor repeats one.
 const LAST_RUN: &str = "tlsrpt_last_report";
-/// How often the task wakes to see whether a run is due.
-const CHECK_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Subcommand)]
 pub enum TlsRptCommand {
@@ -70,26 +67,15 @@ pub fn command(config_path: &Path, cmd: TlsRptCommand) -> anyhow::Result<()> {
 
 /// Runs [`run`] every `[tlsrpt] report_interval`.
 pub async fn report_loop(config: Config, store: Arc<dyn Store>, wakeup: Arc<tokio::sync::Notify>) {
-    let interval = config.tlsrpt.report_interval.as_secs() as i64;
-    loop {
-        let last = store.state(LAST_RUN).await.ok().flatten().and_then(|v| v.parse::<i64>().ok());
-        let due = match last {
-            Some(t) => now() - t >= interval,
-            None => {
-                // First start: count the interval from now.
-                let _ = store.set_state(LAST_RUN, &now().to_string()).await;
-                false
-            }
-        };
-        if due {
-            match run(&config, store.as_ref()).await {
-                Ok(n) if n > 0 => wakeup.notify_one(),
-                Ok(_) => {}
-                Err(e) => warn!(event = "tlsrpt_reports_failed", error = %format!("{e:#}")),
-            }
+    let interval = config.tlsrpt.report_interval;
+    let job = {
+        let store = store.clone();
+        move || {
+            let (config, store) = (config.clone(), store.clone());
+            async move { run(&config, store.as_ref()).await }
         }
-        tokio::time::sleep(CHECK_EVERY).await;
-    }
+    };
+    crate::reportloop::every(store, LAST_RUN, interval, "tlsrpt_reports_failed", wakeup, job).await
 }
 
 /// What `_smtp._tls.DOMAIN` says: where reports go (mailto only), or a DNS failure.
