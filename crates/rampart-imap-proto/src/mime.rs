@@ -95,29 +95,41 @@ impl<'a> Parsed<'a> {
     /// (a composite part, or the whole message for an empty `part`, as it is). None when the
     /// part does not exist; Err when its encoding is one this server cannot undo.
     pub fn binary(&self, part: &[u32]) -> Result<Option<Vec<u8>>, UnknownCte> {
-        let Some(msg) = &self.msg else {
-            return Ok(match part {
-                [] => Some(self.raw.to_vec()),
-                [1] => Some(self.text().to_vec()),
-                _ => None,
-            });
-        };
-        if part.is_empty() {
-            return Ok(Some(self.raw.to_vec()));
-        }
-        let Some((owner, idx)) = resolve(msg, part) else { return Ok(None) };
-        let Some(p) = owner.parts.get(idx) else { return Ok(None) };
-        let body = slice(owner.raw_message.as_ref(), p.offset_body, p.offset_end);
-        if matches!(p.body, PartType::Multipart(_) | PartType::Message(_)) {
-            return Ok(Some(body.to_vec()));
-        }
-        let encoding = mail_parser::MimeHeaders::content_transfer_encoding(p).map(|e| e.trim().to_ascii_lowercase());
+        let Some((body, encoding)) = self.binary_source(part) else { return Ok(None) };
         Ok(Some(match encoding.as_deref() {
             None | Some("7bit" | "8bit" | "binary") => body.to_vec(),
             Some("base64") => mail_parser::decoders::base64::base64_decode(body).unwrap_or_default(),
             Some("quoted-printable") => mail_parser::decoders::quoted_printable::quoted_printable_decode(body).unwrap_or_default(),
             Some(_) => return Err(UnknownCte),
         }))
+    }
+
+    /// Whether [`Parsed::binary`] would refuse the part for its encoding, without decoding it.
+    pub fn binary_refused(&self, part: &[u32]) -> bool {
+        let encoding = self.binary_source(part).and_then(|(_, e)| e);
+        !matches!(encoding.as_deref(), None | Some("7bit" | "8bit" | "binary" | "base64" | "quoted-printable"))
+    }
+
+    /// What BINARY reads of a part: its body, and the transfer encoding to undo (lower case;
+    /// None for a composite part or the whole message, which go as they are).
+    fn binary_source(&self, part: &[u32]) -> Option<(&[u8], Option<String>)> {
+        let Some(msg) = &self.msg else {
+            return match part {
+                [] => Some((self.raw, None)),
+                [1] => Some((self.text(), None)),
+                _ => None,
+            };
+        };
+        if part.is_empty() {
+            return Some((self.raw, None));
+        }
+        let (owner, idx) = resolve(msg, part)?;
+        let p = owner.parts.get(idx)?;
+        let body = slice(owner.raw_message.as_ref(), p.offset_body, p.offset_end);
+        if matches!(p.body, PartType::Multipart(_) | PartType::Message(_)) {
+            return Some((body, None));
+        }
+        Some((body, mail_parser::MimeHeaders::content_transfer_encoding(p).map(|e| e.trim().to_ascii_lowercase())))
     }
 
     /// Each header field with this name, for SEARCH: the decoded value (encoded words,

@@ -228,7 +228,7 @@ async fn answer<O: Output>(store: &dyn MailStore, a: &Answering<'_>, targets: &[
         };
         let parsed = raw.as_deref().map(Parsed::new);
         if let Some(p) = &parsed {
-            unknown_cte |= attrs.iter().any(|a| matches!(a, FetchAttr::Binary { part, .. } | FetchAttr::BinarySize(part) if p.binary(part).is_err()));
+            unknown_cte |= attrs.iter().any(|a| matches!(a, FetchAttr::Binary { part, .. } | FetchAttr::BinarySize(part) if p.binary_refused(part)));
         }
         write_message(out.buf(), i, &msg, attrs, (parsed.as_ref(), stored.as_ref()), seen, condstore);
         if out.buf().len() >= FLUSH_AT
