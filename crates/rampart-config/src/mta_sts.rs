@@ -54,10 +54,16 @@ section! {
         /// Outbound DANE (RFC 7672): look up each MX host's TLSA records with DNSSEC validation
         /// (in this process, from `dane_trust_anchor` or the root's keys down); a secure record
         /// set decides the certificate check instead of MTA-STS and the trust anchors, and a
-        /// host whose certificate does not match, or whose answer fails validation, is not used.
-        /// Off by default: the name servers in `[dns]` must pass DNSSEC records (DS, DNSKEY,
-        /// RRSIG, NSEC) through, or every answer fails validation and mail waits.
-        pub dane: bool = false,
+        /// host whose certificate does not match, or whose TLSA answer is bogus or fails
+        /// (SERVFAIL), is not used: the message waits. DANE applies only to hosts named by a
+        /// secure MX RRset and with secure address records (§2.2.1, §2.2.2); unsigned domains
+        /// go on as without it.
+        /// On by default: before using DANE the server checks that the name servers in `[dns]`
+        /// pass DNSSEC records (the trust anchor's DNSKEY set must validate). Behind a resolver
+        /// that strips them DANE stays off, with one `dane_unavailable` warning, and mail goes
+        /// on as without it; once the check has passed DANE stays on until restart, so DNSSEC
+        /// records blocked later make mail wait rather than lose its protection.
+        pub dane: bool = true,
         /// DNSSEC trust anchor for DANE TLSA lookups: a file of DNSKEY records in zone-file form.
         /// None means the root zone's (IANA) built into the resolver; tests point it at a test
         /// zone's key; for example:

@@ -4,7 +4,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use hickory_resolver::TokioResolver;
+use hickory_resolver::proto::dnssec::TrustAnchors;
+use hickory_resolver::{ResolverBuilder, TokioResolver};
 use hickory_resolver::config::{NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
@@ -22,24 +23,25 @@ pub fn public_resolver(nameservers: &[SocketAddr]) -> Result<Resolver, String> {
     build(nameservers, false)
 }
 
-/// As [`resolver`], validating DNSSEC (for DANE's TLSA lookups): each answer carries its proof.
+/// As [`resolver`], validating DNSSEC (for DANE's lookups): each answer carries its proof.
 /// `trust_anchor` is a file of DNSKEY records; None means the root zone's built-in keys.
+/// (hickory's `ResolverOpts::trust_anchor` path is not read by its builder: the keys are loaded
+/// here and handed over with `with_trust_anchor`.)
 pub fn validating_resolver(nameservers: &[SocketAddr], trust_anchor: Option<&std::path::Path>) -> Result<Resolver, String> {
-    configure(nameservers, true, |opts| {
-        opts.validate = true;
-        opts.trust_anchor = trust_anchor.map(std::path::Path::to_path_buf);
-    })
+    let mut builder = builder(nameservers, true)?;
+    builder.options_mut().validate = true;
+    if let Some(path) = trust_anchor {
+        let anchors = TrustAnchors::from_file(path).map_err(|e| format!("reading the trust anchor {}: {e}", path.display()))?;
+        builder = builder.with_trust_anchor(std::sync::Arc::new(anchors));
+    }
+    builder.build().map_err(|e| format!("building the resolver: {e}"))
 }
 
 fn build(nameservers: &[SocketAddr], hosts_file: bool) -> Result<Resolver, String> {
-    configure(nameservers, hosts_file, |_| {})
+    builder(nameservers, hosts_file)?.build().map_err(|e| format!("building the resolver: {e}"))
 }
 
-fn configure(
-    nameservers: &[SocketAddr],
-    hosts_file: bool,
-    extra: impl FnOnce(&mut hickory_resolver::config::ResolverOpts),
-) -> Result<Resolver, String> {
+fn builder(nameservers: &[SocketAddr], hosts_file: bool) -> Result<ResolverBuilder<TokioRuntimeProvider>, String> {
     let mut builder = if nameservers.is_empty() {
         TokioResolver::builder_tokio().map_err(|e| format!("reading the system resolver configuration: {e}"))?
     } else {
@@ -61,8 +63,7 @@ fn configure(
     if !hosts_file {
         opts.use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
     }
-    extra(opts);
-    builder.build().map_err(|e| format!("building the resolver: {e}"))
+    Ok(builder)
 }
 
 /// Where mail for a domain goes.

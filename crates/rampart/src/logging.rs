@@ -60,7 +60,9 @@ pub fn init(level: &str, file: &str) -> std::io::Result<()> {
     use tracing_subscriber::fmt::writer::MakeWriterExt;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // hickory's validator warns with a debug dump of every DNS message that fails DNSSEC
+    // validation (RFC 7672 lookups): the outcome is logged as our own dane_* events instead.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("hickory_net=error,hickory_proto=error,hickory_resolver=error,{level}")));
     let registry = tracing_subscriber::registry().with(filter).with(crate::stats::StatsLayer);
     let format = tracing_subscriber::fmt::layer().event_format(KeyValue);
     if file.is_empty() {

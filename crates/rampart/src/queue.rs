@@ -130,7 +130,8 @@ fn tls_policies(
     }
     let dane = if apply && config.mta_sts.dane {
         let anchor = config.mta_sts.dane_trust_anchor.as_deref();
-        Some(rampart_smtp::dns::validating_resolver(&config.dns.nameservers, anchor).map_err(|e| anyhow::anyhow!("mta_sts.dane: {e}"))?)
+        let resolver = rampart_smtp::dns::validating_resolver(&config.dns.nameservers, anchor).map_err(|e| anyhow::anyhow!("mta_sts.dane: {e}"))?;
+        Some(rampart_smtp::sts::dnssec::Dane::new(resolver, anchor).map_err(|e| anyhow::anyhow!("mta_sts.dane: {e}"))?)
     } else {
         None
     };

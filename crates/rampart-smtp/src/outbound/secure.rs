@@ -1,7 +1,8 @@
 //! How a destination's published TLS policy shapes one delivery: which MX hosts may be used,
 //! what TLS each must have, and the outcome of each session recorded for the TLS report
-//! (RFC 8460). A host with DNSSEC-secure TLSA records goes by DANE (RFC 7672), which takes
-//! precedence over MTA-STS (RFC 8461 §2); the others by the domain's MTA-STS policy (§4, §5).
+//! (RFC 8460). A host with DNSSEC-secure TLSA records, named by a secure MX RRset, goes by DANE
+//! (RFC 7672), which takes precedence over MTA-STS (RFC 8461 §2); the others by the domain's
+//! MTA-STS policy (§4, §5).
 //! Routes with a smart host go by their own TLS setting and skip this.
 
 use std::net::SocketAddr;
@@ -11,7 +12,8 @@ use tracing::info;
 
 use super::{HostFailure, Outbound};
 use crate::client::{TlsClient, TlsOutcome};
-use crate::sts::dane::{self, TlsaLookup};
+use crate::sts::dane;
+use crate::sts::dnssec::{Dane, MxSecurity, TlsaLookup};
 use crate::sts::{Mode, Policy, PolicyKind, TlsPolicies, certificate_result};
 
 /// How one MX host is to be used.
@@ -31,6 +33,32 @@ pub(crate) struct Plan<'a> {
     domain: &'a str,
     /// The domain's MTA-STS policy, unless absent or mode `none`.
     sts: Option<Policy>,
+    dane: DaneScope<'a>,
+}
+
+/// Whether DANE can apply to a domain's MX hosts.
+enum DaneScope<'a> {
+    /// DANE is off, the resolver does not pass DNSSEC records, or the MX RRset is insecure
+    /// (RFC 7672 §2.2.1).
+    Off,
+    /// The MX RRset is secure: each host's TLSA records are looked up.
+    Secure(&'a Dane),
+    /// The MX RRset is bogus or did not validate: no host is used, the mail waits.
+    Failed(String),
+}
+
+impl<'a> DaneScope<'a> {
+    async fn of(dane: Option<&'a Dane>, domain: &str) -> DaneScope<'a> {
+        let Some(d) = dane else { return DaneScope::Off };
+        if !d.active().await {
+            return DaneScope::Off;
+        }
+        match d.mx_secure(domain).await {
+            MxSecurity::Secure => DaneScope::Secure(d),
+            MxSecurity::Insecure => DaneScope::Off,
+            MxSecurity::Failed(why) => DaneScope::Failed(why),
+        }
+    }
 }
 
 impl<'a> Plan<'a> {
@@ -38,13 +66,14 @@ impl<'a> Plan<'a> {
     pub(crate) async fn new(out: &'a Outbound, domain: &'a str, smart_host: bool) -> Plan<'a> {
         let policies = out.policies.as_deref();
         let Some(p) = policies.filter(|_| !smart_host) else {
-            return Plan { policies: None, domain, sts: None };
+            return Plan { policies: None, domain, sts: None, dane: DaneScope::Off };
         };
         let applied = p.sts(domain).await;
         if let Some(f) = &applied.failure {
             p.record(domain, PolicyKind::StsUnavailable, "", "", f.result_type(), &f.to_string()).await;
         }
-        Plan { policies, domain, sts: applied.policy.filter(|p| p.mode != Mode::None) }
+        let dane = DaneScope::of(p.dane.as_ref().filter(|_| p.apply), domain).await;
+        Plan { policies, domain, sts: applied.policy.filter(|p| p.mode != Mode::None), dane }
     }
 
     fn enforced(&self) -> Option<&Policy> {
@@ -56,12 +85,13 @@ impl<'a> Plan<'a> {
     }
 
     /// How `host` is to be used, or why it must not be: DANE when it has secure TLSA records
-    /// (a bogus answer rules the host out), else the MTA-STS policy ([`Plan::admits`]).
+    /// (a bogus or failed answer rules the host out), else the MTA-STS policy
+    /// ([`Plan::admits`]).
     pub(crate) async fn for_host(&self, host: &str, port: u16, route: OutboundTls) -> Result<HostPlan, String> {
-        let resolver = self.policies.and_then(|p| p.dane.as_ref());
-        let found = match resolver {
-            Some(r) => dane::lookup(r, host, port).await,
-            None => TlsaLookup::Absent,
+        let found = match &self.dane {
+            DaneScope::Off => TlsaLookup::Absent,
+            DaneScope::Secure(d) => d.tlsa(host, port).await,
+            DaneScope::Failed(why) => TlsaLookup::Bogus(why.clone()),
         };
         match found {
             TlsaLookup::Absent => {
@@ -72,6 +102,11 @@ impl<'a> Plan<'a> {
                 info!(event = "dane_refused", domain = %self.domain, host = %host, reason = "dnssec-invalid");
                 self.record_kind(PolicyKind::None, host, None, "dnssec-invalid", &why).await;
                 Err(format!("{host}: {why}"))
+            }
+            // A DNS failure, not a TLS outcome: nothing to report, the host waits (RFC 7672 §2.2).
+            TlsaLookup::Failed(why) => {
+                info!(event = "dane_refused", domain = %self.domain, host = %host, reason = "tlsa-lookup-failed");
+                Err(format!("{host}: TLSA lookup failed: {why}"))
             }
             TlsaLookup::Secure(records) => {
                 let texts: Vec<String> = records.iter().map(dane::Tlsa::text).collect();

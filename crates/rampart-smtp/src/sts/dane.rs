@@ -7,6 +7,8 @@
 //!   must validate to, with the MX host name checked (§3.1.2).
 //! - PKIX-TA(0) and PKIX-EE(1) are unusable for SMTP (§3.1.3), like unknown selectors and
 //!   matching types. With no usable record TLS is still mandatory but unauthenticated (§2.2).
+//!
+//! [`super::dnssec`] finds the records.
 
 use std::sync::Arc;
 
@@ -14,47 +16,6 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use sha2::Digest;
-
-/// What a host's TLSA lookup found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TlsaLookup {
-    /// A DNSSEC-validated record set: DANE applies.
-    Secure(Vec<Tlsa>),
-    /// No records, or records without a DNSSEC proof: DANE does not apply (RFC 7672 §2.2).
-    Absent,
-    /// Validation failed (bogus): the host must not be used (RFC 7672 §2.1.1).
-    Bogus(String),
-}
-
-/// Looks up `_PORT._tcp.HOST` TLSA (RFC 7672 §2.2.3) through a validating resolver.
-pub async fn lookup(resolver: &crate::dns::Resolver, host: &str, port: u16) -> TlsaLookup {
-    use hickory_resolver::net::{DnsError, NetError};
-    use hickory_resolver::proto::dnssec::Proof;
-    use hickory_resolver::proto::rr::RData;
-    let name = format!("_{port}._tcp.{}.", host.trim_end_matches('.'));
-    match resolver.tlsa_lookup(name.as_str()).await {
-        Ok(l) => {
-            let secure: Vec<Tlsa> = l
-                .answers()
-                .iter()
-                .filter(|r| r.proof == Proof::Secure)
-                .filter_map(|r| match &r.data {
-                    RData::TLSA(t) => Some(Tlsa {
-                        usage: t.cert_usage.into(),
-                        selector: t.selector.into(),
-                        matching: t.matching.into(),
-                        data: t.cert_data.clone(),
-                    }),
-                    _ => None,
-                })
-                .collect();
-            if secure.is_empty() { TlsaLookup::Absent } else { TlsaLookup::Secure(secure) }
-        }
-        Err(NetError::Dns(DnsError::DnssecBogus)) => TlsaLookup::Bogus(format!("{name}: DNSSEC validation failed")),
-        Err(NetError::Dns(DnsError::Nsec { proof: Proof::Bogus, .. })) => TlsaLookup::Bogus(format!("{name}: bogus denial of existence")),
-        Err(_) => TlsaLookup::Absent,
-    }
-}
 
 /// One TLSA record (RFC 6698 §2.1).
 #[derive(Debug, Clone, PartialEq, Eq)]

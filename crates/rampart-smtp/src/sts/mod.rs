@@ -16,6 +16,7 @@
 //! as before and the failures are reported.
 
 pub mod dane;
+pub mod dnssec;
 pub mod fetch;
 pub mod policy;
 pub mod received;
@@ -52,8 +53,8 @@ pub struct TlsPolicies {
     pub apply: bool,
     /// `[tlsrpt] send_reports`: record outcomes.
     pub record: bool,
-    /// A DNSSEC-validating resolver for DANE's TLSA lookups (`[mta_sts] dane`); None: no DANE.
-    pub dane: Option<Resolver>,
+    /// DNSSEC-validated lookups for DANE (`[mta_sts] dane`); None: no DANE.
+    pub dane: Option<dnssec::Dane>,
 }
 
 /// A domain's policy as it applies to one delivery, and a fetch failure to report.
