@@ -22,7 +22,7 @@ from postfix_mta_sts_resolver.utils import parse_mta_sts_policy, parse_mta_sts_r
 from conftest import Rampart, wait_for
 from peers import Peer
 from test_queue import SUBMISSION, submit
-from tlstest import PolicyHost, PrivateCa
+from tlstest import PolicyHost, PrivateCa, ReportReceiver
 
 
 @pytest.fixture
@@ -115,6 +115,44 @@ def test_enforce_uses_an_mx_with_a_valid_certificate_and_reports_it(dns, sender,
     finally:
         peer.stop()
         host.stop()
+
+
+def test_tls_report_posted_to_an_https_rua(dns, sender, ca):
+    """RFC 8460 §3, §5.3: an https rua gets the gzipped report by POST, as
+    application/tlsrpt+gzip, from a receiver whose certificate must validate. A receiver that
+    fails (HTTP 500) keeps the outcomes for the next run, which posts them."""
+    peer = Peer(*ca.issue("mx.sts.test"), tls="starttls")
+    host = PolicyHost(*ca.issue("mta-sts.sts.test"), policy("enforce", "mx.sts.test"))
+    receiver = ReportReceiver(*ca.issue("tlsrpt.sts.test"), statuses=(500, 200))
+    try:
+        dns.a("tlsrpt.sts.test")
+        dns.txt("_smtp._tls.sts.test", f"v=TLSRPTv1; rua=https://tlsrpt.sts.test:{receiver.port}/v1/tlsrpt")
+        publish(dns)
+        start(sender, dns, ca, peer, host)
+        submit(sender, ["p@sts.test"])
+        wait_for(lambda: peer.messages, what="delivery under an enforce policy")
+
+        sender.set_config("dns", "nameservers", f'["{dns.address}"]')
+        # The CLI trusts the test CA as the server does (a key the generated config leaves out).
+        sender.config.write_text(sender.config.read_text().replace("[queue]\n", f'[queue]\nextra_ca_file = "{ca.path}"\n', 1))
+        out = sender.run_cli("tlsrpt", "send-reports")
+        assert "queued 0 report(s) from 1 session outcome(s)" in out.stdout, out
+        assert len(receiver.posts) == 1
+        out = sender.run_cli("tlsrpt", "send-reports")
+        assert "queued 1 report(s) from 1 session outcome(s)" in out.stdout, out
+        assert len(receiver.posts) == 2
+        path, headers, body = receiver.posts[1]
+        assert path == "/v1/tlsrpt" and headers["Content-Type"] == "application/tlsrpt+gzip"
+        report = json.loads(gzip.decompress(body))
+        check_rfc8460(report)
+        (pol,) = report["policies"]
+        assert pol["policy"]["policy-type"] == "sts" and pol["summary"]["total-successful-session-count"] == 1
+        assert "queued 0 report(s) from 0 session outcome(s)" in sender.run_cli("tlsrpt", "send-reports").stdout
+        assert len(peer.messages) == 1, "no report by mail"
+    finally:
+        peer.stop()
+        host.stop()
+        receiver.stop()
 
 
 def test_enforce_skips_an_mx_the_policy_does_not_list(dns, sender, ca):

@@ -87,3 +87,37 @@ class PolicyHost:
     def stop(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+class ReportReceiver:
+    """HTTPS on a loopback port taking POSTs (RFC 8460 §5.3 TLS reports): records (path,
+    headers, body) and answers each with the next of `statuses` (the last one repeats)."""
+
+    def __init__(self, cert, key, statuses=(200,)):
+        self.posts = []
+        self.statuses = list(statuses)
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                receiver.posts.append((self.path, self.headers, body))
+                status = receiver.statuses[min(len(receiver.posts), len(receiver.statuses)) - 1]
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()

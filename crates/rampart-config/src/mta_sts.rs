@@ -78,7 +78,8 @@ section! {
     #[serde(deny_unknown_fields)]
     pub struct TlsRpt {
         /// Record the outcome of every outbound TLS session per policy domain and send the daily
-        /// TLS report (RFC 8460, gzipped JSON by mail) to the rua= of `_smtp._tls.DOMAIN`.
+        /// TLS report (RFC 8460, gzipped JSON) to the rua= of `_smtp._tls.DOMAIN`: by mail to
+        /// mailto: ones, by HTTPS POST to https: ones (trusting what MX hosts are trusted by).
         pub send_reports: bool = true,
         /// How often reports go out (RFC 8460 §4.1: daily).
         #[serde(with = "duration")]

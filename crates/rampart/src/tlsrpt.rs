@@ -78,64 +78,124 @@ pub async fn report_loop(config: Config, store: Arc<dyn Store>, wakeup: Arc<toki
     crate::reportloop::every(store, LAST_RUN, interval, "tlsrpt_reports_failed", wakeup, job).await
 }
 
-/// What `_smtp._tls.DOMAIN` says: where reports go (mailto only), or a DNS failure.
-async fn rua(resolver: &rampart_smtp::dns::Resolver, domain: &str) -> Result<Vec<String>, String> {
+/// Where `_smtp._tls.DOMAIN` says reports go (RFC 8460 §3).
+#[derive(Debug, Default)]
+struct Rua {
+    mail: Vec<String>,
+    https: Vec<String>,
+}
+
+/// What `_smtp._tls.DOMAIN` says, or a DNS failure.
+async fn rua(resolver: &rampart_smtp::dns::Resolver, domain: &str) -> Result<Rua, String> {
     let name = format!("_smtp._tls.{domain}.");
     match resolver.txt_lookup(name.as_str()).await {
-        Ok(lookup) => Ok(lookup
-            .answers()
-            .iter()
-            .filter_map(|r| match &r.data {
-                RData::TXT(t) => Some(crate::dnscheck::txt_text(t)),
-                _ => None,
-            })
-            .filter_map(|t| TlsRpt::parse(t.as_bytes()).ok())
-            .flat_map(|r| r.rua)
-            // https:// reporting (RFC 8460 §3) is not implemented: mail only.
-            .filter_map(|u| match u {
-                ReportUri::Mail(m) => Some(m.trim_start_matches("mailto:").to_string()),
-                ReportUri::Http(_) => None,
-            })
-            .collect()),
-        Err(e) if e.is_nx_domain() || e.is_no_records_found() => Ok(Vec::new()),
+        Ok(lookup) => {
+            let mut rua = Rua::default();
+            let uris = lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::TXT(t) => Some(crate::dnscheck::txt_text(t)),
+                    _ => None,
+                })
+                .filter_map(|t| TlsRpt::parse(t.as_bytes()).ok())
+                .flat_map(|r| r.rua);
+            for u in uris {
+                match u {
+                    ReportUri::Mail(m) => rua.mail.push(m.trim_start_matches("mailto:").to_string()),
+                    ReportUri::Http(h) => rua.https.push(h),
+                }
+            }
+            Ok(rua)
+        }
+        Err(e) if e.is_nx_domain() || e.is_no_records_found() => Ok(Rua::default()),
         Err(e) => Err(e.to_string()),
     }
 }
 
-/// Builds one report per policy domain from the recorded outcomes, queues it to the rua of
-/// `_smtp._tls.DOMAIN`, and forgets that domain's outcomes. A domain whose record could not be
-/// looked up keeps its outcomes for the next run. Returns the number of reports queued.
+/// What a run sends with: the report's sender and organisation, DNS, and the trust anchors for
+/// https:// receivers (the same as for MX hosts).
+struct Sender {
+    host: String,
+    from: String,
+    org: String,
+    resolver: rampart_smtp::dns::Resolver,
+    tls: rampart_smtp::client::TlsClient,
+}
+
+impl Sender {
+    fn new(config: &Config) -> anyhow::Result<Sender> {
+        let resolver = rampart_smtp::dns::resolver(&config.dns.nameservers).map_err(|e| anyhow::anyhow!("dns.nameservers: {e}"))?;
+        let roots = rampart_smtp::outbound::root_store(config.queue.extra_ca_file.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
+        let tls = rampart_smtp::client::TlsClient::new(roots).map_err(|e| anyhow::anyhow!("TLS client: {e}"))?;
+        let host = config.server.hostname.clone();
+        let from = if config.tlsrpt.report_from.is_empty() { format!("noreply-tlsrpt@{host}") } else { config.tlsrpt.report_from.clone() };
+        let org = if config.tlsrpt.org_name.is_empty() { host.clone() } else { config.tlsrpt.org_name.clone() };
+        Ok(Sender { host, from, org, resolver, tls })
+    }
+
+    /// Sends one domain's report to every rua: queued by mail, POSTed to https:// ones.
+    /// Returns how many went out; 0 with an https-only rua means try again next run.
+    async fn send(&self, store: &dyn Store, domain: &str, to: &Rua, report: &TlsReport) -> anyhow::Result<usize> {
+        let gz = rampart_pipeline::report::gzip(json(report).as_bytes())?;
+        let mut sent = 0;
+        if !to.mail.is_empty() {
+            let mut message = Vec::new();
+            report.write_rfc5322_from_bytes(domain, &self.host, self.from.as_str(), to.mail.iter().map(String::as_str), &gz, &mut message)?;
+            let id = &report.report_id;
+            let generated = Generated { id, sender: &self.from, rcpts: &to.mail, message: &message, reason: Reason::TlsReportSent, is_dsn: false };
+            inject(store, &self.host, "", &generated).await?;
+            info!(event = "tlsrpt_report_queued", domain = %domain, id = %id, rcpts = to.mail.len(), sessions = session_count(report));
+            sent += 1;
+        }
+        for uri in &to.https {
+            match rampart_smtp::sts::post::post_report(&self.tls, &self.resolver, uri, gz.clone()).await {
+                Ok(()) => {
+                    info!(event = "tlsrpt_report_posted", domain = %domain, id = %report.report_id, uri = %uri, sessions = session_count(report));
+                    sent += 1;
+                }
+                Err(e) => warn!(event = "tlsrpt_post_failed", domain = %domain, uri = %uri, reason = %e),
+            }
+        }
+        Ok(sent)
+    }
+}
+
+fn session_count(report: &TlsReport) -> u32 {
+    report.policies.iter().map(|p| p.summary.total_success + p.summary.total_failure).sum()
+}
+
+/// Builds one report per policy domain from the recorded outcomes, sends it to the rua of
+/// `_smtp._tls.DOMAIN` (mail and https), and forgets that domain's outcomes. A domain whose
+/// record could not be looked up, or whose https receivers all failed (and no mailto), keeps
+/// its outcomes for the next run. Returns the number of reports sent.
 pub async fn run(config: &Config, store: &dyn Store) -> anyhow::Result<usize> {
-    let resolver = rampart_smtp::dns::resolver(&config.dns.nameservers).map_err(|e| anyhow::anyhow!("dns.nameservers: {e}"))?;
+    let sender = Sender::new(config)?;
     let end = now();
     let begin = store.state(LAST_RUN).await?.and_then(|v| v.parse::<i64>().ok()).unwrap_or(end - config.tlsrpt.report_interval.as_secs() as i64);
-    let host = &config.server.hostname;
-    let from = if config.tlsrpt.report_from.is_empty() { format!("noreply-tlsrpt@{host}") } else { config.tlsrpt.report_from.clone() };
-    let org = if config.tlsrpt.org_name.is_empty() { host.clone() } else { config.tlsrpt.org_name.clone() };
     let mut by_domain: BTreeMap<String, Vec<TlsOutcome>> = BTreeMap::new();
     for o in store.tls_outcomes(end + 1).await? {
         by_domain.entry(o.policy_domain.clone()).or_default().push(o);
     }
     let mut sent = 0;
     for (domain, outcomes) in by_domain {
-        let to = match rua(&resolver, &domain).await {
+        let to = match rua(&sender.resolver, &domain).await {
             Ok(to) => to,
             Err(e) => {
                 warn!(event = "tlsrpt_report_skipped", domain = %domain, reason = "dns_error", error = %e);
                 continue;
             }
         };
-        if !to.is_empty() {
+        if !to.mail.is_empty() || !to.https.is_empty() {
             let id = rampart_smtp::trace::new_id();
             let first = outcomes.iter().map(|o| o.created).min().unwrap_or(begin);
-            let report = build(&org, &from, &id, begin.min(first), end, &domain, &outcomes);
-            let gz = rampart_pipeline::report::gzip(json(&report).as_bytes())?;
-            let mut message = Vec::new();
-            report.write_rfc5322_from_bytes(&domain, host, from.as_str(), to.iter().map(String::as_str), &gz, &mut message)?;
-            let generated = Generated { id: &id, sender: &from, rcpts: &to, message: &message, reason: Reason::TlsReportSent, is_dsn: false };
-            inject(store, host, "", &generated).await?;
-            info!(event = "tlsrpt_report_queued", domain = %domain, id = %id, rcpts = to.len(), sessions = outcomes.len());
-            sent += 1;
+            let report = build(&sender.org, &sender.from, &id, begin.min(first), end, &domain, &outcomes);
+            let n = sender.send(store, &domain, &to, &report).await?;
+            sent += n;
+            if n == 0 {
+                // Only https receivers, none reachable: the outcomes wait for the next run.
+                continue;
+            }
         }
         store.delete_tls_outcomes_of(&domain, end + 1).await?;
     }

@@ -9,7 +9,8 @@
 //! - [`TlsPolicies::refresh_loop`] fetches again, in the background, policies about to expire,
 //!   so a delivery rarely waits for a fetch;
 //! - [`TlsPolicies::record`] keeps each outbound session's outcome for the daily TLS report;
-//!   [`received`] keeps the reports other servers send us.
+//!   [`received`] keeps the reports other servers send us; [`post`] sends ours to https ruas;
+//! - [`dane`] matches certificates against TLSA records, [`dnssec`] finds those records.
 //!
 //! `outbound::connect` applies the policy: under `enforce` only matching MX hosts are used,
 //! each with a certificate that must validate for its name; under `testing` delivery goes on
@@ -19,6 +20,7 @@ pub mod dane;
 pub mod dnssec;
 pub mod fetch;
 pub mod policy;
+pub mod post;
 pub mod received;
 
 use std::sync::Arc;
