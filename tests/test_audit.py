@@ -97,3 +97,21 @@ def test_old_passwords_by_policy_date(rampart, tmp_path):
         assert not password_findings()
     finally:
         dns.stop()
+
+
+def test_store_certificates_are_audited(rampart, tmp_path):
+    """The audit reads the store's certificates as well as the [tls] files: one about to
+    expire, self-signed and used by the smtp listener, is two findings naming it."""
+    soon = rampart.run_cli("cert", "self-signed", "soon.example.test", "--days", "5").stdout.strip()
+    rampart.run_cli("cert", "assign", soon, "--listener", "smtp")
+    dns = Dns(tmp_path)
+    dns.start()
+    try:
+        rampart.set_config("dns", "nameservers", f'["{dns.address}"]')
+        r = rampart.run_cli("audit", "--domain", "example.test", "--json", check=False)
+    finally:
+        dns.stop()
+    tls = [(f["severity"], f["problem"]) for f in json.loads(r.stdout)["findings"]
+           if f["area"] == "tls" and f["subject"] == f"certificate #{soon} (soon.example.test)"]
+    assert ("medium", "the certificate expires in 4 days") in tls or ("medium", "the certificate expires in 5 days") in tls, tls
+    assert any(s == "medium" and p.startswith("self-signed") for s, p in tls), tls

@@ -210,10 +210,11 @@ const views = {
       parts.push(el("h3", {}, "Refusals by reason"), reasons.length ? table(["Reason", "Count"], reasons) : el("p", {}, "None."));
       if (bans.length) parts.push(el("h3", {}, "Bans"), table(["Network", "Until", "Reason"], bans.map((b) => [b.net, date(b.until), b.reason])));
       const certs = await api("GET", "/dashboard/certificates");
-      parts.push(el("h3", {}, "Certificates"), el("div", { id: "certificates" }, table(["", "File", "Expires", "Days left", "Issuer"], certs.map((c) => [
-        el("span", { class: "mark " + c.status }, c.status === "ok" ? "✓ ok" : "✗ " + c.status), c.file,
-        c.not_after ? date(c.not_after) : c.problem, c.days_left === null ? "" : c.days_left, c.self_signed ? "self-signed" : "CA"]))));
-      parts.push(...await certificateExpiry());
+      // One list: the [tls] files and the store's certificates, as the audit reads them.
+      parts.push(el("h3", {}, "Certificates"), el("div", { id: "certificates" }, table(["", "Certificate", "Names", "Expires", "Days left", "Issuer", "Used by"], certs.map((c) => [
+        el("span", { class: "mark " + c.status }, c.status === "ok" ? "✓ ok" : "✗ " + c.status), c.file, c.names.join(", "),
+        c.not_after ? date(c.not_after) : c.problem, c.days_left === null ? "" : c.days_left, c.self_signed ? "self-signed" : "CA",
+        c.used_by.join(", ") || "-"]))));
       const box = el("div", { id: "audit" });
       parts.push(el("h3", {}, "Security audit"), box);
       auditReport(box, await api("GET", "/audit"));

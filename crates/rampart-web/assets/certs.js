@@ -1,20 +1,7 @@
-// The certificates page and the dashboard's expiry list: the same actions as `rampart cert`,
+// The certificates page: the same actions as `rampart cert`,
 // over /api/v1/certificates. Loaded after app.js, whose helpers (el, api, table, form, button,
 // show, notice, date, route, views) it uses.
 "use strict";
-
-const EXPIRY_WARN_DAYS = 21;
-
-function daysLeft(c) { return Math.floor((c.not_after - Date.now() / 1000) / 86400); }
-
-// The dashboard's part: certificates expiring within 21 days (or expired), soonest first.
-async function certificateExpiry() {
-  const certs = (await api("GET", "/certificates")).filter((c) => !c.pending && daysLeft(c) <= EXPIRY_WARN_DAYS);
-  certs.sort((a, b) => a.not_after - b.not_after);
-  return [el("h3", {}, "Certificates expiring soon"), certs.length
-    ? table(["Id", "Names", "Expires", "Days left", "Used by"], certs.map((c) => [String(c.id), c.names.join(", "), date(c.not_after), String(daysLeft(c)), c.used_by.join(", ") || "-"]))
-    : el("p", {}, "None within " + EXPIRY_WARN_DAYS + " days.")];
-}
 
 // PEM needs its line breaks: text areas, not the shared form's one-line inputs.
 function importForm() {

@@ -157,7 +157,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl crate::Dashboard for Fake {
-        fn certificates(&self) -> Vec<crate::CertExpiry> {
+        async fn certificates(&self) -> Vec<crate::CertExpiry> {
             Vec::new()
         }
         async fn quota(&self, _: &str) -> Result<crate::AccountQuota, rampart_store::StoreError> {

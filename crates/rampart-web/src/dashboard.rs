@@ -1,5 +1,5 @@
-//! What the dashboard shows that only the binary can compute: the certificates the listeners
-//! present (read as `rampart audit` reads them), an account's sending quotas (as `rampart
+//! What the dashboard shows that only the binary can compute: the certificates the server
+//! presents, `[tls]` files and the store's in one list (read as `rampart audit` reads them), an account's sending quotas (as `rampart
 //! quota show` computes them) and the audit's findings (served by [`crate::audit`]). The binary
 //! supplies [`Dashboard`]; the handlers here serve it.
 
@@ -15,10 +15,17 @@ use crate::Services;
 use crate::error::ApiResult;
 use crate::session::Admin;
 
-/// A certificate a listener presents.
+/// A certificate the server presents: a `[tls]` file or one of the store's.
 #[derive(Debug, Clone, Serialize)]
 pub struct CertExpiry {
+    /// The file's path, or `certificate #ID` for the store's.
     pub file: String,
+    /// The store's id; None for a file.
+    pub id: Option<i64>,
+    /// The store's names for it; empty for a file.
+    pub names: Vec<String>,
+    /// Where the store assigns it (`listener smtp`, `host NAME`...).
+    pub used_by: Vec<String>,
     /// Unix seconds; None when the file cannot be used (`problem` says why).
     pub not_after: Option<i64>,
     pub self_signed: bool,
@@ -45,7 +52,8 @@ pub struct AccountQuota {
 
 #[async_trait::async_trait]
 pub trait Dashboard: Send + Sync {
-    fn certificates(&self) -> Vec<CertExpiry>;
+    /// The `[tls]` files and the store's certificates (read as `rampart audit` reads them).
+    async fn certificates(&self) -> Vec<CertExpiry>;
     async fn quota(&self, address: &str) -> Result<AccountQuota, StoreError>;
     /// `rampart audit`'s checks, most severe findings first; None when the audit could not run
     /// (the binary logs why). Slow (DNS lookups): only the background loop calls it.
@@ -63,6 +71,7 @@ pub async fn certificates(State(s): State<Arc<Services>>, Admin(c): Admin) -> Ap
     let list: Vec<Value> = s
         .dashboard
         .certificates()
+        .await
         .into_iter()
         .map(|cert| {
             let days = cert.not_after.map(|t| (t - now).div_euclid(86_400));
@@ -72,7 +81,7 @@ pub async fn certificates(State(s): State<Arc<Services>>, Admin(c): Admin) -> Ap
                 Some(d) if d < EXPIRING_DAYS => "expiring",
                 Some(_) => "ok",
             };
-            json!({ "file": cert.file, "not_after": cert.not_after, "days_left": days, "self_signed": cert.self_signed,
+            json!({ "file": cert.file, "id": cert.id, "names": cert.names, "used_by": cert.used_by, "not_after": cert.not_after, "days_left": days, "self_signed": cert.self_signed,
                     "problem": cert.problem, "status": status })
         })
         .collect();

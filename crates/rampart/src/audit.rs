@@ -4,7 +4,7 @@
 //! What is checked: the published DNS of each local domain (MX, SPF strictness, the DKIM
 //! record of every active key, DMARC policy and rua, MTA-STS and TLS-RPT), the PTR of the
 //! server's addresses, those addresses on the configured DNS blocklists, every certificate the
-//! listeners use (expiry, self-signed), an open-relay attempt on the running MX listener,
+//! server presents, `[tls]` files and the store's (expiry, self-signed), an open-relay attempt on the running MX listener,
 //! configuration choices (CRAM-MD5, ALPN enforcement), web admins without two-factor login,
 //! password hashes weaker than the policy,
 //! encryption at rest, and the age of the last `rampart backup`. The exit status is non-zero
@@ -22,6 +22,7 @@ use rampart_config::Config;
 use rampart_store::{DkimKey, SqliteStore, Store};
 use serde_json::json;
 
+pub mod certs;
 pub mod checks;
 
 #[derive(clap::Args)]
@@ -89,6 +90,8 @@ pub struct Setup {
     pub password_changes: Vec<(String, Option<i64>)>,
     /// Administrators of the web layer without a confirmed second factor.
     pub admins_without_2fa: Vec<String>,
+    /// The certificates the server presents: `[tls]` files and the store's.
+    pub certs: Vec<certs::Presented>,
 }
 
 pub fn command(config_path: &Path, args: AuditArgs) -> anyhow::Result<()> {
@@ -127,7 +130,8 @@ pub async fn setup(store: &dyn Store, config: Config, domain: Option<&str>) -> a
         .map(|a| a.account.address)
         .collect();
     let password_changes = store.password_changes().await?;
-    Ok(Setup { config, resolver, keys, domains, hashes, password_changes, admins_without_2fa })
+    let certs = certs::presented(&config, store).await?;
+    Ok(Setup { config, resolver, keys, domains, hashes, password_changes, admins_without_2fa, certs })
 }
 
 /// Every check, most severe findings first.
@@ -139,7 +143,7 @@ pub async fn run(setup: &Setup, smtp: Option<SocketAddr>, backup_max_age: u64) -
     let ips = host_addresses(&setup.resolver, &setup.config.server.hostname).await;
     out.extend(checks::reverse_dns(setup, &ips).await);
     out.extend(checks::blocklists(setup, &ips).await);
-    out.extend(checks::certificates(&setup.config));
+    out.extend(certs::certificates(&setup.certs));
     if let Some(addr) = smtp {
         out.extend(checks::open_relay(addr, &setup.config.server.hostname).await);
     }

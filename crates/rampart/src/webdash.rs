@@ -1,7 +1,8 @@
-//! The web dashboard's view of what only the binary knows: the listeners' certificates, read
-//! by the audit's own function, an account's sending quotas with the limits the SMTP
-//! server applies (the config's, with `rampart quota set` overrides), as `rampart quota show`,
-//! and `rampart audit`'s findings from its own functions.
+//! The web dashboard's view of what only the binary knows: the certificates the server
+//! presents (`[tls]` files and the store's), read by the audit's own function, an account's
+//! sending quotas with the limits the SMTP server applies (the config's, with `rampart quota
+//! set` overrides), as `rampart quota show`, and `rampart audit`'s findings from its own
+//! functions.
 //!
 //! The server's audit leaves out the open-relay attempt: run every few hours it would speak
 //! SMTP to the server's own MX listener, logging a relay refusal from 127.0.0.1 each time (a
@@ -23,15 +24,22 @@ pub struct Dashboard {
 
 #[async_trait::async_trait]
 impl rampart_web::Dashboard for Dashboard {
-    fn certificates(&self) -> Vec<CertExpiry> {
-        crate::audit::checks::certificate_files(&self.config)
+    async fn certificates(&self) -> Vec<CertExpiry> {
+        let presented = match crate::audit::certs::presented(&self.config, self.store.as_ref()).await {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(event = "certificates_unreadable", error = %format!("{e:#}").replace('\n', "; "));
+                return Vec::new();
+            }
+        };
+        presented
             .into_iter()
-            .map(|f| {
-                let file = f.path.display().to_string();
-                match f.cert {
-                    Ok(c) => CertExpiry { file, not_after: Some(c.not_after), self_signed: c.self_signed, problem: None },
-                    Err((problem, _)) => CertExpiry { file, not_after: None, self_signed: false, problem: Some(problem.into()) },
-                }
+            .map(|p| {
+                let (not_after, self_signed, problem) = match p.cert {
+                    Ok(c) => (Some(c.not_after), c.self_signed, None),
+                    Err((problem, _)) => (None, false, Some(problem.into())),
+                };
+                CertExpiry { file: p.label, id: p.id, names: p.names, used_by: p.used_by, not_after, self_signed, problem }
             })
             .collect()
     }

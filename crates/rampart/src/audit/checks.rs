@@ -154,63 +154,6 @@ fn reversed(ip: IpAddr) -> String {
     }
 }
 
-/// A certificate file the listeners present: when it expires and whether it is self-signed,
-/// or why it cannot be used (the finding's problem and fix). The audit's findings and the web
-/// dashboard's certificate table both read the files through this.
-pub struct CertFile {
-    pub path: std::path::PathBuf,
-    pub cert: Result<CertDates, (&'static str, &'static str)>,
-}
-
-pub struct CertDates {
-    /// Unix seconds.
-    pub not_after: i64,
-    pub self_signed: bool,
-}
-
-/// `tls.cert` and every `tls.sni` certificate, read.
-pub fn certificate_files(config: &Config) -> Vec<CertFile> {
-    let mut files = vec![config.tls.cert.clone()];
-    files.extend(config.tls.sni.iter().filter(|s| s.has_files()).map(|s| s.cert.clone()));
-    files.into_iter().map(|path| CertFile { cert: read_cert(&path), path }).collect()
-}
-
-fn read_cert(path: &Path) -> Result<CertDates, (&'static str, &'static str)> {
-    let pem = std::fs::read(path).map_err(|_| ("the certificate file cannot be read", "check tls.cert / tls.sni paths"))?;
-    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).map_err(|_| ("not a PEM certificate", "replace it"))?;
-    let cert = pem.parse_x509().map_err(|_| ("the certificate does not parse", "replace it"))?;
-    Ok(CertDates { not_after: cert.validity().not_after.timestamp(), self_signed: cert.issuer() == cert.subject() })
-}
-
-/// Expiry and issuer of every certificate the listeners present.
-pub fn certificates(config: &Config) -> Vec<Finding> {
-    let now = chrono::Utc::now().timestamp();
-    let mut out = Vec::new();
-    for file in certificate_files(config) {
-        let subject = file.path.display().to_string();
-        let cert = match file.cert {
-            Ok(cert) => cert,
-            Err((problem, fix)) => {
-                out.push(Finding::new(Severity::High, "tls", subject, problem, fix));
-                continue;
-            }
-        };
-        let left = (cert.not_after - now) / 86_400;
-        let renew = "renew it (ACME renews by itself once configured)";
-        if left < 0 {
-            out.push(Finding::new(Severity::High, "tls", &subject, "the certificate has expired", renew));
-        } else if left < 14 {
-            out.push(Finding::new(Severity::Medium, "tls", &subject, format!("the certificate expires in {left} days"), renew));
-        } else if left < 30 {
-            out.push(Finding::new(Severity::Low, "tls", &subject, format!("the certificate expires in {left} days"), renew));
-        }
-        if cert.self_signed {
-            out.push(Finding::new(Severity::Medium, "tls", &subject, "self-signed: mail clients warn, and senders enforcing MTA-STS will not deliver", "use a certificate from a public CA (ACME) or import one"));
-        }
-    }
-    out
-}
-
 /// Tries to relay through the MX listener: a 2xx to a foreign recipient without AUTH is an
 /// open relay.
 pub async fn open_relay(addr: SocketAddr, hostname: &str) -> Vec<Finding> {
