@@ -177,15 +177,17 @@ type Cached = (Vec<u8>, Arc<Loaded>);
 impl KeyCache {
     fn get(&self, key: &SigningKey) -> Result<Arc<Loaded>, DkimKeyError> {
         let id = (key.domain.clone(), key.selector.clone());
-        let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        // Held while a missing key is parsed: the sessions that arrive together after a start
+        // then parse it once. RSA's key check alone costs tens of milliseconds, so ten parallel
+        // first messages each parsing it measured as much CPU as a hundred signatures.
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((der, loaded)) = keys.get(&id)
             && *der == key.private_der
         {
             return Ok(loaded.clone());
         }
-        drop(keys);
         let loaded = Arc::new(key.load()?);
-        self.keys.lock().unwrap_or_else(|e| e.into_inner()).insert(id, (key.private_der.clone(), loaded.clone()));
+        keys.insert(id, (key.private_der.clone(), loaded.clone()));
         Ok(loaded)
     }
 

@@ -54,13 +54,43 @@ fn corrupt(what: &str) -> io::Error {
 /// Compresses `data` chunk by chunk and appends the frames to `out`. Every chunk but the last
 /// must be whole: callers pass whole chunks until the end of the message.
 pub fn compress_into(data: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
-    let mut compressor = zstd::bulk::Compressor::new(LEVEL)?;
-    for piece in data.chunks(CHUNK) {
-        let frame = compressor.compress(piece)?;
-        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        out.extend_from_slice(&frame);
-    }
-    Ok(())
+    with_compressor(|compressor| {
+        for piece in data.chunks(CHUNK) {
+            let frame = compressor.compress(piece)?;
+            out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+            out.extend_from_slice(&frame);
+        }
+        Ok(())
+    })
+}
+
+// One compression and one decompression context per thread, reused: creating them per
+// message (about 1 MiB of tables for a level-3 compressor, touched afresh each time) cost more
+// CPU than compressing a small message. Threads here are the blocking pool's, so few.
+thread_local! {
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> = const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
+}
+
+fn with_compressor<R>(f: impl FnOnce(&mut zstd::bulk::Compressor<'static>) -> io::Result<R>) -> io::Result<R> {
+    COMPRESSOR.with(|cell| {
+        // A nested use on the same thread (none today) gets its own context.
+        let Ok(mut slot) = cell.try_borrow_mut() else { return f(&mut zstd::bulk::Compressor::new(LEVEL)?) };
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Compressor::new(LEVEL)?);
+        }
+        f(slot.as_mut().expect("set above"))
+    })
+}
+
+fn with_decompressor<R>(f: impl FnOnce(&mut zstd::bulk::Decompressor<'static>) -> io::Result<R>) -> io::Result<R> {
+    DECOMPRESSOR.with(|cell| {
+        let Ok(mut slot) = cell.try_borrow_mut() else { return f(&mut zstd::bulk::Decompressor::new()?) };
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        f(slot.as_mut().expect("set above"))
+    })
 }
 
 /// A stored body in `codec` back to the message bytes; `size` is the recorded size, checked.
@@ -69,15 +99,19 @@ pub fn decode(codec: Codec, stored: Vec<u8>, size: u64) -> io::Result<Vec<u8>> {
         return Ok(stored);
     }
     let mut out = Vec::with_capacity(size as usize);
-    let mut chunk = Vec::with_capacity(CHUNK);
-    let mut decompressor = zstd::bulk::Decompressor::new()?;
+    // A frame holds at most CHUNK bytes, and a small message's one frame no more than its
+    // size: a frame decoding to more is corrupt and fails here.
+    let mut chunk = Vec::with_capacity((size as usize).clamp(1, CHUNK));
     let mut rest = &stored[..];
-    while !rest.is_empty() {
-        let (frame, after) = split_frame(rest)?;
-        decompressor.decompress_to_buffer(frame, &mut chunk)?;
-        out.extend_from_slice(&chunk);
-        rest = after;
-    }
+    with_decompressor(|decompressor| {
+        while !rest.is_empty() {
+            let (frame, after) = split_frame(rest)?;
+            decompressor.decompress_to_buffer(frame, &mut chunk)?;
+            out.extend_from_slice(&chunk);
+            rest = after;
+        }
+        Ok(())
+    })?;
     if out.len() as u64 != size {
         return Err(corrupt("size differs from the index"));
     }

@@ -85,7 +85,7 @@ fn suspend(conn: &Connection, s: &Suspension) -> Result<Suspended> {
          since = CASE WHEN sending_state.scope IS NULL THEN excluded.since ELSE sending_state.since END",
         params![account, s.scope.as_str(), s.reason, s.automatic, s.since],
     )?;
-    let held = conn.execute("UPDATE queue SET held = 1 WHERE account = ?1 AND NOT held", [&account])?;
+    let held = conn.execute("UPDATE queue SET held = 1 WHERE account = ?1 AND account != '' AND NOT held", [&account])?;
     Ok(Suspended { newly: current.is_none(), held: held as u64 })
 }
 
@@ -93,7 +93,7 @@ fn suspend(conn: &Connection, s: &Suspension) -> Result<Suspended> {
 fn held_ids(conn: &Connection, id: Option<&str>, account: Option<&str>) -> Result<Vec<String>> {
     let (sql, key) = match (id, account) {
         (Some(id), _) => ("SELECT id FROM queue WHERE id = ?1 AND held", id.to_string()),
-        (None, Some(a)) => ("SELECT id FROM queue WHERE account = ?1 AND held ORDER BY created", a.to_lowercase()),
+        (None, Some(a)) => ("SELECT id FROM queue WHERE account = ?1 AND account != '' AND held ORDER BY created", a.to_lowercase()),
         (None, None) => return Ok(Vec::new()),
     };
     let ids = conn.prepare_cached(sql)?.query_map([key], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
@@ -152,7 +152,7 @@ impl ContainmentStore for SqliteStore {
             // Its signals are forgotten outright: one recorded in the second of the resume
             // would otherwise still count.
             conn.execute("DELETE FROM account_signals WHERE account = ?1", [&account])?;
-            let held: i64 = conn.query_row("SELECT count(*) FROM queue WHERE account = ?1 AND held", [&account], |r| r.get(0))?;
+            let held: i64 = conn.query_row("SELECT count(*) FROM queue WHERE account = ?1 AND account != '' AND held", [&account], |r| r.get(0))?;
             Ok(Some(held as u64))
         })
         .await

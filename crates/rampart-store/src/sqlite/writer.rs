@@ -248,12 +248,13 @@ impl WriterThread {
 
     fn run_batch(&self, batch: &mut [Box<dyn Job>], effects: &mut Effects) -> Result<()> {
         let conn = &self.conn;
-        conn.execute_batch("BEGIN IMMEDIATE")?;
+        // Cached statements: parsing these per job and batch showed in profiles.
+        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
         for job in batch.iter_mut() {
-            conn.execute_batch("SAVEPOINT job")?;
+            conn.prepare_cached("SAVEPOINT job")?.execute([])?;
             let mark = effects.mark();
             if job.run(conn, effects) {
-                conn.execute_batch("RELEASE job")?;
+                conn.prepare_cached("RELEASE job")?.execute([])?;
             } else {
                 conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
                 effects.undo_since(mark);
@@ -265,7 +266,7 @@ impl WriterThread {
         if self.fail_commits.take() {
             return Err(StoreError::io("COMMIT", std::io::Error::other("injected commit failure")));
         }
-        conn.execute_batch("COMMIT")?;
+        conn.prepare_cached("COMMIT")?.execute([])?;
         Ok(())
     }
 }

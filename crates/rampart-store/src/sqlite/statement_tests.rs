@@ -1,0 +1,50 @@
+//! How the store's connections prepare statements: cached statements stay prepared when
+//! rebound, and queries by account on the queue use its partial index.
+
+use rusqlite::StatementStatus;
+
+fn connection() -> (tempfile::TempDir, rusqlite::Connection) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = super::open_connection(&dir.path().join("db")).unwrap();
+    super::schema::migrate(&mut conn).unwrap();
+    (dir, conn)
+}
+
+#[test]
+fn cached_statements_are_not_prepared_again_when_rebound() {
+    let (_dir, conn) = connection();
+    // Shapes that SQLite would otherwise re-prepare on each new binding: a range with GROUP
+    // BY/ORDER BY, a LEFT JOIN, an ORDER BY on an equality lookup.
+    for sql in [
+        "SELECT kind, sum(count) FROM account_signals WHERE account = ?1 AND at >= ?2 GROUP BY kind ORDER BY kind",
+        "SELECT b.size, b.codec, coalesce(b.data, d.data) FROM blobs b LEFT JOIN blob_bodies d ON d.id = b.body WHERE b.id = ?1 AND ?2 >= 0",
+        "SELECT key, value FROM quota_overrides WHERE target = ?1 AND ?2 >= 0 ORDER BY key",
+    ] {
+        for i in 0..3_i64 {
+            let mut stmt = conn.prepare_cached(sql).unwrap();
+            let mut rows = stmt.query(rusqlite::params![format!("a{i}"), i]).unwrap();
+            while rows.next().unwrap().is_some() {}
+            drop(rows);
+            assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0, "{sql}");
+        }
+    }
+}
+
+#[test]
+fn queue_queries_by_account_use_the_partial_index() {
+    let (_dir, conn) = connection();
+    for sql in [
+        "UPDATE queue SET held = 1 WHERE account = ?1 AND account != '' AND NOT held",
+        "SELECT id FROM queue WHERE account = ?1 AND account != '' AND held ORDER BY created",
+        "SELECT count(*) FROM queue WHERE account = ?1 AND account != '' AND held",
+    ] {
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map(["x"], |r| r.get(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(plan[0].contains("USING INDEX queue_account"), "{sql}: {plan:?}");
+    }
+}
