@@ -117,6 +117,7 @@ impl Config {
             }
         };
         fix(&mut self.server.data_dir);
+        fix(&mut self.store.encryption.key_file);
         self.tls.resolve_paths(fix);
         self.acme.resolve_paths(fix);
         self.queue.resolve_paths(fix);

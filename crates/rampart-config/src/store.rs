@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Encryption;
+
 section! {
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -9,6 +11,8 @@ section! {
         /// "sqlite": the embedded store, no external database needed. The only backend so far;
         /// any other value is refused.
         pub backend: StoreBackend = StoreBackend::Sqlite,
+        /// Encryption at rest of the stored mail (issue 16: server-key mode).
+        pub encryption: Encryption = Encryption::default(),
     }
 }
 

@@ -49,6 +49,7 @@ pub(crate) fn keys_of(path: &str) -> Option<(&'static str, &'static [Key])> {
         "containment" => ("Containment", crate::Containment::KEYS),
         "queue" => ("Queue", crate::Queue::KEYS),
         "store" => ("Store", crate::Store::KEYS),
+        "store.encryption" => ("Encryption", crate::Encryption::KEYS),
         "dns" => ("Dns", crate::Dns::KEYS),
         "auth_checks" => ("AuthChecks", crate::AuthChecks::KEYS),
         "dkim" => ("Dkim", crate::Dkim::KEYS),

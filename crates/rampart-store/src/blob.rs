@@ -10,14 +10,21 @@
 //! Bodies are compressed as they are written ([`crate::codec`]: zstd frames of 256 KiB); the
 //! sizes everywhere else (`size`, RFC822.SIZE, quotas) are those of the message as received.
 //!
+//! In an encrypted store the file's chunks are also sealed ([`crate::seal`]) with a data key
+//! made for that file, wrapped by the master key into its `blobs` row. A small body kept in the
+//! database row is not sealed: the database itself is encrypted (SQLCipher).
+//!
 //! IDs start with the creation time in milliseconds (hex), so a bucket (the first six hex
 //! digits, about 4.7 hours) collects the messages of a burst and one directory fsync covers them.
 
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::codec::{self, CHUNK, Codec};
+use crate::keys::MasterKeys;
+use crate::seal::DataKey;
 use crate::{Result, StoreError};
 
 /// Bytes a writer keeps in memory before it compresses and writes them out: one chunk.
@@ -47,6 +54,12 @@ pub struct BlobWriter {
     file: Option<File>,
     buf: Vec<u8>,
     size: u64,
+    /// The master keys of an encrypted store: a file written gets a data key.
+    keys: Option<Arc<MasterKeys>>,
+    /// How the file is written: zstd, or sealed with its data key.
+    codec: Codec,
+    /// Chunks written to the file so far.
+    chunks: usize,
 }
 
 impl std::fmt::Debug for BlobWriter {
@@ -56,8 +69,12 @@ impl std::fmt::Debug for BlobWriter {
 }
 
 impl BlobWriter {
-    pub(crate) fn new(root: &Path) -> Self {
-        BlobWriter { id: new_id(), root: root.to_path_buf(), file: None, buf: Vec::new(), size: 0 }
+    pub(crate) fn new(root: &Path, keys: Option<Arc<MasterKeys>>) -> Self {
+        let codec = match keys {
+            Some(_) => Codec::Sealed(Arc::new(DataKey::generate())),
+            None => Codec::Zstd,
+        };
+        BlobWriter { id: new_id(), root: root.to_path_buf(), file: None, buf: Vec::new(), size: 0, keys, codec, chunks: 0 }
     }
 
     pub fn id(&self) -> &str {
@@ -76,18 +93,24 @@ impl BlobWriter {
     pub async fn write(&mut self, data: &[u8]) -> Result<()> {
         self.buf.extend_from_slice(data);
         self.size += data.len() as u64;
-        if self.buf.len() >= FLUSH_AT {
+        // More than a chunk: the chunks written before the end are never the message's last
+        // (a sealed last chunk is marked as such), so at least one byte stays behind.
+        if self.buf.len() > FLUSH_AT {
             self.flush(false).await?;
         }
         Ok(())
     }
 
-    /// Compresses and writes out the buffer's whole chunks, or with `last` all of it and
-    /// fsyncs, on the blocking pool. What is left (less than a chunk) stays buffered.
+    /// Compresses (and seals) and writes out the buffer's whole chunks but the final one, or
+    /// with `last` all of it and fsyncs, on the blocking pool. What is left (up to a chunk)
+    /// stays buffered.
     async fn flush(&mut self, last: bool) -> Result<()> {
         let path = self.tmp_path();
         let file = self.file.take();
         let buf = std::mem::take(&mut self.buf);
+        let (codec, first) = (self.codec.clone(), self.chunks);
+        let whole = if last { buf.len() } else { buf.len().saturating_sub(1) / CHUNK * CHUNK };
+        self.chunks += whole.div_ceil(CHUNK);
         let (file, buf, result) = tokio::task::spawn_blocking(move || {
             let mut file = match file {
                 Some(f) => f,
@@ -99,9 +122,8 @@ impl BlobWriter {
                     Err(e) => return (None, buf, Err(StoreError::io(&path, e))),
                 },
             };
-            let whole = if last { buf.len() } else { buf.len() / CHUNK * CHUNK };
             let mut frames = Vec::new();
-            let mut result = codec::compress_into(&buf[..whole], &mut frames).and_then(|()| file.write_all(&frames));
+            let mut result = codec::encode_into(&codec, first, &buf[..whole], last, &mut frames).and_then(|()| file.write_all(&frames));
             if last && result.is_ok() {
                 result = file.sync_data();
             }
@@ -126,13 +148,18 @@ impl BlobWriter {
             self.flush(true).await?;
             None
         };
+        let (codec, wrapped_key) = match (&inline, &self.keys, &self.codec) {
+            (None, Some(keys), Codec::Sealed(key)) => (self.codec.clone(), Some(keys.wrap(key.bytes(), self.id.as_bytes()))),
+            _ => (Codec::Zstd, None),
+        };
         let blob = Blob {
             id: std::mem::take(&mut self.id),
             root: std::mem::take(&mut self.root),
             size: self.size,
             committed: false,
             inline,
-            codec: Codec::Zstd,
+            codec,
+            wrapped_key,
         };
         Ok(blob)
     }
@@ -158,6 +185,8 @@ pub struct Blob {
     /// file.
     pub(crate) inline: Option<Vec<u8>>,
     pub(crate) codec: Codec,
+    /// The data key of a sealed file, wrapped by the master key (`blobs.dkey`).
+    pub(crate) wrapped_key: Option<Vec<u8>>,
 }
 
 impl Blob {
@@ -184,8 +213,8 @@ impl Blob {
             Some(data) => data.clone(),
             None => tokio::fs::read(&path).await.map_err(|e| StoreError::io(&path, e))?,
         };
-        let (codec, size) = (self.codec, self.size);
-        let decode = move || codec::decode(codec, stored, size);
+        let (codec, size) = (self.codec.clone(), self.size);
+        let decode = move || codec::decode(&codec, stored, size);
         // A large body decompresses on the blocking pool, as it was compressed.
         let data = if self.inline.is_some() { decode() } else { tokio::task::spawn_blocking(decode).await.map_err(|_| StoreError::Closed)? };
         data.map_err(|e| StoreError::io(&path, e))
@@ -196,13 +225,13 @@ impl Blob {
     pub async fn reader(&self) -> Result<Box<dyn tokio::io::AsyncRead + Unpin + Send + '_>> {
         let path = self.path();
         if let Some(data) = &self.inline {
-            let data = codec::decode(self.codec, data.clone(), self.size).map_err(|e| StoreError::io(&path, e))?;
+            let data = codec::decode(&self.codec, data.clone(), self.size).map_err(|e| StoreError::io(&path, e))?;
             return Ok(Box::new(std::io::Cursor::new(data)));
         }
         let file = tokio::fs::File::open(&path).await.map_err(|e| StoreError::io(&path, e))?;
-        match self.codec {
+        match &self.codec {
             Codec::Raw => Ok(Box::new(file)),
-            Codec::Zstd => Ok(Box::new(codec::Stream::new(file, self.size).map_err(|e| StoreError::io(&path, e))?)),
+            c => Ok(Box::new(codec::Stream::new(file, self.size, c).map_err(|e| StoreError::io(&path, e))?)),
         }
     }
 

@@ -8,11 +8,18 @@
 //! the bytes are written (the blob writer, on the blocking pool), never on the store's writer
 //! thread.
 //!
+//! [`Codec::Sealed`] is the same frames, each then sealed with the file's own data key
+//! ([`crate::seal`]): an encrypted store's message files. Compression comes first, since
+//! ciphertext does not compress.
+//!
 //! [`Codec::Raw`] is a body as received: blobs stored before compression existed keep it and
 //! stay readable. Which codec a blob has is recorded in its `blobs` row, never guessed from
 //! its bytes.
 
 use std::io;
+use std::sync::Arc;
+
+use crate::seal::{self, DataKey};
 
 /// Uncompressed bytes per frame; every chunk but the last has exactly this many.
 pub const CHUNK: usize = 256 * 1024;
@@ -21,42 +28,74 @@ const LEVEL: i32 = 3;
 /// The length prefix of a frame.
 const LEN: usize = 4;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Codec {
     /// As received (blobs stored before compression).
     Raw,
     /// zstd frames of [`CHUNK`] bytes each.
     Zstd,
+    /// zstd frames, each sealed with this data key.
+    Sealed(Arc<DataKey>),
 }
+
+/// The code in `blobs.codec` of a sealed file (its data key is in `blobs.dkey`).
+pub const SEALED: i64 = 2;
 
 impl Codec {
     /// The number stored in `blobs.codec`.
-    pub fn code(self) -> i64 {
+    pub fn code(&self) -> i64 {
         match self {
             Codec::Raw => 0,
             Codec::Zstd => 1,
+            Codec::Sealed(_) => SEALED,
         }
     }
 
-    pub fn from_code(code: i64) -> io::Result<Codec> {
-        match code {
-            0 => Ok(Codec::Raw),
-            1 => Ok(Codec::Zstd),
-            n => Err(io::Error::new(io::ErrorKind::InvalidData, format!("unknown blob codec {n}"))),
+    /// The codec of a `blobs` row; `key` is its data key, already unwrapped, for a sealed one.
+    pub fn from_code(code: i64, key: Option<Arc<DataKey>>) -> io::Result<Codec> {
+        match (code, key) {
+            (0, _) => Ok(Codec::Raw),
+            (1, _) => Ok(Codec::Zstd),
+            (SEALED, Some(key)) => Ok(Codec::Sealed(key)),
+            (SEALED, None) => Err(io::Error::new(io::ErrorKind::InvalidData, "a sealed blob without its data key")),
+            (n, _) => Err(io::Error::new(io::ErrorKind::InvalidData, format!("unknown blob codec {n}"))),
         }
     }
+
+    fn key(&self) -> Option<&DataKey> {
+        match self {
+            Codec::Sealed(k) => Some(k),
+            _ => None,
+        }
+    }
+}
+
+/// How many chunks a body of `size` bytes has.
+fn chunk_count(size: u64) -> usize {
+    (size as usize).div_ceil(CHUNK)
 }
 
 fn corrupt(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("compressed blob: {what}"))
 }
 
-/// Compresses `data` chunk by chunk and appends the frames to `out`. Every chunk but the last
-/// must be whole: callers pass whole chunks until the end of the message.
+/// Compresses `data` chunk by chunk and appends the frames to `out` (zstd, no key).
 pub fn compress_into(data: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    encode_into(&Codec::Zstd, 0, data, true, out)
+}
+
+/// Compresses (and with [`Codec::Sealed`] seals) `data` chunk by chunk and appends the frames
+/// to `out`; the first chunk of `data` is chunk `first` of the message, and with `last` the
+/// final chunk of `data` ends it. Every chunk but the message's last must be whole: callers
+/// pass whole chunks until the end of the message.
+pub fn encode_into(codec: &Codec, first: usize, data: &[u8], last: bool, out: &mut Vec<u8>) -> io::Result<()> {
+    let count = data.len().div_ceil(CHUNK);
     with_compressor(|compressor| {
-        for piece in data.chunks(CHUNK) {
-            let frame = compressor.compress(piece)?;
+        for (i, piece) in data.chunks(CHUNK).enumerate() {
+            let mut frame = compressor.compress(piece)?;
+            if let Some(key) = codec.key() {
+                key.seal(first + i, last && i + 1 == count, &mut frame)?;
+            }
             out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
             out.extend_from_slice(&frame);
         }
@@ -94,21 +133,34 @@ fn with_decompressor<R>(f: impl FnOnce(&mut zstd::bulk::Decompressor<'static>) -
 }
 
 /// A stored body in `codec` back to the message bytes; `size` is the recorded size, checked.
-pub fn decode(codec: Codec, stored: Vec<u8>, size: u64) -> io::Result<Vec<u8>> {
-    if codec == Codec::Raw {
+pub fn decode(codec: &Codec, stored: Vec<u8>, size: u64) -> io::Result<Vec<u8>> {
+    if let Codec::Raw = codec {
         return Ok(stored);
     }
     let mut out = Vec::with_capacity(size as usize);
     // A frame holds at most CHUNK bytes, and a small message's one frame no more than its
     // size: a frame decoding to more is corrupt and fails here.
     let mut chunk = Vec::with_capacity((size as usize).clamp(1, CHUNK));
+    let mut opened = Vec::new();
     let mut rest = &stored[..];
+    let count = chunk_count(size);
+    let mut index = 0;
     with_decompressor(|decompressor| {
         while !rest.is_empty() {
             let (frame, after) = split_frame(rest)?;
+            let frame = match codec.key() {
+                Some(key) => {
+                    opened.clear();
+                    opened.extend_from_slice(frame);
+                    key.open(index, index + 1 == count, &mut opened)?;
+                    &opened[..]
+                }
+                None => frame,
+            };
             decompressor.decompress_to_buffer(frame, &mut chunk)?;
             out.extend_from_slice(&chunk);
             rest = after;
+            index += 1;
         }
         Ok(())
     })?;
@@ -140,6 +192,10 @@ pub struct ChunkReader {
     data: Vec<u8>,
     frame: Vec<u8>,
     decompressor: zstd::bulk::Decompressor<'static>,
+    /// The data key of a sealed body.
+    key: Option<Arc<DataKey>>,
+    /// Chunks in the body (the last one is sealed as the last).
+    count: usize,
 }
 
 impl std::fmt::Debug for ChunkReader {
@@ -149,13 +205,19 @@ impl std::fmt::Debug for ChunkReader {
 }
 
 impl ChunkReader {
-    pub fn new() -> io::Result<ChunkReader> {
+    /// A reader of a body of `size` bytes stored with `codec` (zstd or sealed).
+    pub fn new(codec: &Codec, size: u64) -> io::Result<ChunkReader> {
         Ok(ChunkReader {
             starts: vec![0],
             current: None,
             data: Vec::new(),
             frame: Vec::new(),
             decompressor: zstd::bulk::Decompressor::new()?,
+            key: match codec {
+                Codec::Sealed(k) => Some(k.clone()),
+                _ => None,
+            },
+            count: chunk_count(size),
         })
     }
 
@@ -176,7 +238,7 @@ impl ChunkReader {
         file.seek(io::SeekFrom::Start(self.starts[index])).await?;
         file.read_exact(&mut prefix).await?;
         let len = frame_len(&prefix);
-        if len > zstd::zstd_safe::compress_bound(CHUNK) {
+        if len > zstd::zstd_safe::compress_bound(CHUNK) + seal::OVERHEAD {
             return Err(corrupt("frame longer than a chunk can be"));
         }
         self.frame.resize(len, 0);
@@ -185,6 +247,9 @@ impl ChunkReader {
             self.starts.push(self.starts[index] + (LEN + len) as u64);
         }
         self.current = None;
+        if let Some(key) = &self.key {
+            key.open(index, index + 1 == self.count, &mut self.frame)?;
+        }
         if self.data.capacity() < CHUNK {
             self.data.reserve_exact(CHUNK);
         }
@@ -216,9 +281,9 @@ pub struct Stream {
 }
 
 impl Stream {
-    pub fn new(file: tokio::fs::File, size: u64) -> io::Result<Stream> {
-        let count = (size as usize).div_ceil(CHUNK);
-        let source = Source { file, chunks: ChunkReader::new()?, next: 0, count };
+    pub fn new(file: tokio::fs::File, size: u64, codec: &Codec) -> io::Result<Stream> {
+        let count = chunk_count(size);
+        let source = Source { file, chunks: ChunkReader::new(codec, size)?, next: 0, count };
         Ok(Stream { source: Some(source), loading: None, data: Vec::new(), pos: 0 })
     }
 }
@@ -276,15 +341,16 @@ mod tests {
             let mut out = Vec::new();
             compress_into(&data, &mut out).unwrap();
             assert!(n < 100 || out.len() < n / 2, "{n}: {}", out.len());
-            assert_eq!(decode(Codec::Zstd, out.clone(), n as u64).unwrap(), data);
-            assert!(decode(Codec::Zstd, out.clone(), n as u64 + 1).is_err());
+            assert_eq!(decode(&Codec::Zstd, out.clone(), n as u64).unwrap(), data);
+            assert!(decode(&Codec::Zstd, out.clone(), n as u64 + 1).is_err());
             if !out.is_empty() {
                 out.truncate(out.len() - 1);
-                assert!(decode(Codec::Zstd, out, n as u64).is_err());
+                assert!(decode(&Codec::Zstd, out, n as u64).is_err());
             }
         }
-        assert_eq!(decode(Codec::Raw, b"as is".to_vec(), 99).unwrap(), b"as is");
-        assert!(Codec::from_code(7).is_err());
+        assert_eq!(decode(&Codec::Raw, b"as is".to_vec(), 99).unwrap(), b"as is");
+        assert!(Codec::from_code(7, None).is_err());
+        assert!(Codec::from_code(SEALED, None).is_err());
     }
 
     #[tokio::test]
@@ -296,7 +362,7 @@ mod tests {
         let path = dir.path().join("b");
         std::fs::write(&path, &out).unwrap();
         let mut file = tokio::fs::File::open(&path).await.unwrap();
-        let mut r = ChunkReader::new().unwrap();
+        let mut r = ChunkReader::new(&Codec::Zstd, data.len() as u64).unwrap();
         for k in [3, 0, 2, 2, 1] {
             let got = r.chunk(&mut file, k).await.unwrap().to_vec();
             assert_eq!(got, data[k * CHUNK..((k + 1) * CHUNK).min(data.len())]);
@@ -304,12 +370,64 @@ mod tests {
         assert!(r.chunk(&mut file, 4).await.is_err());
         let file = tokio::fs::File::open(&path).await.unwrap();
         let mut streamed = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut Stream::new(file, data.len() as u64).unwrap(), &mut streamed).await.unwrap();
+        tokio::io::AsyncReadExt::read_to_end(&mut Stream::new(file, data.len() as u64, &Codec::Zstd).unwrap(), &mut streamed).await.unwrap();
         assert_eq!(streamed, data);
         // A file cut short is an error, not a shorter message.
         std::fs::write(&path, &out[..out.len() - 10]).unwrap();
         let file = tokio::fs::File::open(&path).await.unwrap();
-        let mut stream = Stream::new(file, data.len() as u64).unwrap();
+        let mut stream = Stream::new(file, data.len() as u64, &Codec::Zstd).unwrap();
         assert!(tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut Vec::new()).await.is_err());
+    }
+
+    /// The frames of a stored body, each with its length prefix.
+    fn frames(stored: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut rest = stored;
+        while !rest.is_empty() {
+            let (frame, after) = split_frame(rest).unwrap();
+            out.push(stored[stored.len() - rest.len()..stored.len() - after.len()].to_vec());
+            assert_eq!(out.last().unwrap().len(), frame.len() + LEN);
+            rest = after;
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn sealed_bodies_round_trip_and_refuse_tampering() {
+        let data = sample(3 * CHUNK + 17);
+        let codec = Codec::Sealed(Arc::new(DataKey::generate()));
+        // Written as the blob writer does: whole chunks first, then the rest as the end.
+        let mut out = Vec::new();
+        encode_into(&codec, 0, &data[..2 * CHUNK], false, &mut out).unwrap();
+        encode_into(&codec, 2, &data[2 * CHUNK..], true, &mut out).unwrap();
+        assert!(!out.windows(11).any(|w| w == b"hello world"));
+        assert_eq!(decode(&codec, out.clone(), data.len() as u64).unwrap(), data);
+        assert!(decode(&Codec::Sealed(Arc::new(DataKey::generate())), out.clone(), data.len() as u64).is_err(), "wrong key");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b");
+        std::fs::write(&path, &out).unwrap();
+        let mut file = tokio::fs::File::open(&path).await.unwrap();
+        let mut r = ChunkReader::new(&codec, data.len() as u64).unwrap();
+        for k in [3, 1, 0, 2] {
+            let got = r.chunk(&mut file, k).await.unwrap().to_vec();
+            assert_eq!(got, data[k * CHUNK..((k + 1) * CHUNK).min(data.len())]);
+        }
+        let frames = frames(&out);
+        // Cut at a chunk boundary: the size says 4 chunks, and the third was not sealed as last.
+        let cut: Vec<u8> = frames[..3].concat();
+        assert!(decode(&codec, cut.clone(), 3 * CHUNK as u64).is_err());
+        assert!(decode(&codec, cut, data.len() as u64).is_err());
+        // Two chunks swapped.
+        let swapped: Vec<u8> = [frames[1].clone(), frames[0].clone(), frames[2].clone(), frames[3].clone()].concat();
+        assert!(decode(&codec, swapped, data.len() as u64).is_err());
+        // One flipped bit.
+        let mut flipped = out.clone();
+        flipped[LEN + 9] ^= 1;
+        assert!(decode(&codec, flipped, data.len() as u64).is_err());
+        // The streamed reader sees the same.
+        let file = tokio::fs::File::open(&path).await.unwrap();
+        let mut streamed = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut Stream::new(file, data.len() as u64, &codec).unwrap(), &mut streamed).await.unwrap();
+        assert_eq!(streamed, data);
     }
 }

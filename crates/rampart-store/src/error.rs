@@ -84,6 +84,15 @@ pub enum StoreError {
     LockHeld(PathBuf),
     #[error("the database schema is version {found}, newer than this binary knows ({known})")]
     SchemaTooNew { found: i64, known: i64 },
+    /// The master key is malformed, wrong, or lacks a key that wrapped something.
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
+    #[error("the store in {} is encrypted: set [store.encryption] mode = \"server\" and give it its master key", .0.display())]
+    Encrypted(PathBuf),
+    #[error("the store in {} is not encrypted: convert it with `rampart store encrypt` (server stopped), or set [store.encryption] mode = \"off\"", .0.display())]
+    NotEncrypted(PathBuf),
+    #[error("the conversion of the store in {} to encryption did not finish: run `rampart store encrypt` again", .0.display())]
+    Converting(PathBuf),
 
     // Internal failures: logged, never shown to a client.
     #[error("database error")]
@@ -124,7 +133,7 @@ impl StoreError {
                 ErrorKind::Internal => ErrorKind::Internal,
                 _ => ErrorKind::Unavailable,
             },
-            Io { .. } | Closed | LockHeld(_) => ErrorKind::Unavailable,
+            Io { .. } | Closed | LockHeld(_) | Key(_) | Encrypted(_) | NotEncrypted(_) | Converting(_) => ErrorKind::Unavailable,
             NoTargets | SchemaTooNew { .. } | Db(_) => ErrorKind::Internal,
         }
     }

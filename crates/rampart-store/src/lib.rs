@@ -29,6 +29,10 @@
 //! - Errors are typed ([`StoreError`]); [`ErrorKind`] says which of them a client may hear.
 //! - Bodies are compressed at rest (zstd, `codec`); what callers read is the message as
 //!   received.
+//! - Encryption at rest (`[store.encryption] mode = "server"`): the database is SQLCipher,
+//!   message files are sealed per chunk with per-message data keys wrapped by the master key
+//!   ([`keys`], [`storekey`], `seal`, `sqlite::encryption`); `rampart store encrypt` and
+//!   `rampart keys rotate` are [`encrypt_store`] and [`rotate_keys`].
 //! - A [`Summary`] of each message (sort keys, searched headers, ENVELOPE/BODYSTRUCTURE,
 //!   the words of a full-text index) is kept per blob, made by the [`Summarizer`] the server
 //!   provides ([`summary`]).
@@ -46,14 +50,17 @@ mod directory;
 mod error;
 pub mod filter;
 mod guard;
+pub mod keys;
 pub mod mail;
 mod messages;
 pub mod notify;
 mod queue;
 pub mod quarantine;
 pub mod quota;
+mod seal;
 mod senderauth;
 mod sqlite;
+pub mod storekey;
 pub mod summary;
 mod tlspolicy;
 pub mod web;
@@ -73,6 +80,8 @@ pub use quota::QuotaStore;
 pub use queue::{QueueEntry, QueueRcpt, QueueStore, RcptState, RcptUpdate};
 pub use senderauth::{DkimKey, DmarcReport, SenderAuthStore};
 pub use sqlite::SqliteStore;
+pub use sqlite::encryption::set_master_keys;
+pub use sqlite::convert::{ConvertProgress, encrypt_store, rotate_keys};
 /// Online backup of the embedded store (`rampart backup`).
 pub use sqlite::backup;
 pub use summary::{Stored, Summarizer, Summary, Want, WordMatch};

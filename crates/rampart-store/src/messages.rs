@@ -72,8 +72,8 @@ impl MessageReader {
         let size = prefix.len() as u64 + body_size;
         let body = match codec {
             Codec::Raw => Body::File { path, file },
-            Codec::Zstd => {
-                let chunks = Box::new(ChunkReader::new().map_err(|e| StoreError::io(&path, e))?);
+            codec => {
+                let chunks = Box::new(ChunkReader::new(&codec, body_size).map_err(|e| StoreError::io(&path, e))?);
                 Body::Chunks { path, file, chunks }
             }
         };

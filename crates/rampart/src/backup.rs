@@ -49,6 +49,10 @@ struct Entry {
 pub fn command(config: &Path, args: BackupArgs) -> anyhow::Result<()> {
     match (args.command, args.dir) {
         (Some(BackupCommand::Verify { dir }), _) => {
+            // A backup of an encrypted store opens only with the master key from the config.
+            if dir.join(rampart_store::storekey::FILE).exists() {
+                crate::serve::load_config(config, &[])?;
+            }
             let entries = verify(&dir)?;
             println!("{}: ok ({} files)", dir.display(), entries.len());
             Ok(())
@@ -62,8 +66,15 @@ fn create(config: &Path, dir: &Path) -> anyhow::Result<()> {
     let data_dir = crate::serve::load_config(config, &[])?.server.data_dir;
     prepare_empty(dir)?;
     let db = dir.join(DB);
+    // An encrypted store's database key, wrapped by the master key: the backup needs it to
+    // open (and the master key, which is not in the backup).
+    let mut entries = Vec::new();
+    let store_key = data_dir.join(rampart_store::storekey::FILE);
+    if store_key.exists() {
+        entries.push(copy_file(&store_key, &dir.join(rampart_store::storekey::FILE), rampart_store::storekey::FILE)?);
+    }
     let snapshot = backup::snapshot(&data_dir, &db).context("snapshot of the store")?;
-    let mut entries = vec![entry_of(&db, DB)?];
+    entries.insert(0, entry_of(&db, DB)?);
     for (rel, src) in snapshot.files() {
         let rel = rel.to_str().context("blob paths are ASCII")?.to_string();
         entries.push(copy_file(&src, &dir.join(&rel), &rel)?);

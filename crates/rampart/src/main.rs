@@ -16,6 +16,8 @@
 //! - [`import`] brings mailboxes in from Maildir++ and mbox, and exports Maildir++;
 //! - [`audit`] checks the live setup and says what to fix;
 //! - [`manpages`] writes the man pages from these clap definitions (hidden `rampart man DIR`);
+//! - [`keys`] reads the master key of an encrypted store, and is `rampart keys
+//!   generate|rotate` and `rampart store encrypt`;
 //! - [`backup`] copies the data directory while the server runs, verifies and restores copies;
 //! - [`sending`] shows and overrides sending quotas, their exceptions, and suspends and
 //!   resumes accounts (the running server's side is `rampart_smtp::sending`);
@@ -36,6 +38,7 @@ mod dnscheck;
 mod gateway;
 mod import;
 mod init;
+mod keys;
 mod logging;
 mod manpages;
 mod metrics;
@@ -187,6 +190,16 @@ enum Command {
         #[command(subcommand)]
         command: admin::ApiTokenCommand,
     },
+    /// The master key of an encrypted store (`[store.encryption] mode = "server"`).
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
+    /// The store as a whole: converting a clear store to an encrypted one.
+    Store {
+        #[command(subcommand)]
+        command: keys::StoreCommand,
+    },
     /// DNS records to publish.
     Dns {
         #[command(subcommand)]
@@ -268,6 +281,8 @@ fn main() -> std::process::ExitCode {
         Command::ApiToken { command } => admin::api_token(&config, command),
         Command::Firewall { command } => bans::firewall(&config, command),
         Command::Man { dir } => manpages::write(&dir),
+        Command::Keys { command } => keys::keys_command(&config, command),
+        Command::Store { command } => keys::store_command(&config, command),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -319,7 +334,10 @@ fn dns_check(config: &std::path::Path, domain: &str) -> anyhow::Result<()> {
 
 fn config_check(path: &std::path::Path, sets: &[String]) -> anyhow::Result<()> {
     let config = rampart_config::Config::load(path, sets)?;
-    let errors = config.validate();
+    let mut errors: Vec<String> = config.validate().iter().map(ToString::to_string).collect();
+    if errors.is_empty() {
+        errors = keys::check(&config);
+    }
     if errors.is_empty() {
         println!("{}: ok", path.display());
         return Ok(());

@@ -124,6 +124,9 @@ pub fn load_config(path: &Path, sets: &[String]) -> anyhow::Result<Config> {
         let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
         bail!("{}", list.join("\nerror: "));
     }
+    // Every command that opens the store comes through here: the master key is read once,
+    // before any of them does (an encrypted store refuses to open without it).
+    crate::keys::install(&config)?;
     Ok(config)
 }
 

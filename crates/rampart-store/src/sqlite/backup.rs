@@ -13,6 +13,10 @@
 //!    is gone by then was created and released inside the few seconds between the steps; the
 //!    whole snapshot is taken again (at most [`ATTEMPTS`] times).
 //!
+//! An encrypted store's snapshot is encrypted with the same database key (both connections
+//! are keyed); the caller copies `store.key`, which holds that key wrapped, beside it, and the
+//! backup opens with the same master key.
+//!
 //! The caller copies from the staged links (see [`Snapshot::files`]); dropping the
 //! [`Snapshot`] removes the staging directory. Its name (`backup-PID`) is not a bucket name,
 //! so the start-up orphan sweep never touches it; a staging directory left by a backup that
@@ -24,6 +28,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 
+use super::encryption::{apply_key, key_beside};
 use crate::blob::blob_path;
 use crate::{Result, StoreError};
 
@@ -64,7 +69,7 @@ pub fn snapshot(data_dir: &Path, dest_db: &Path) -> Result<Snapshot> {
         let _ = fs::remove_dir_all(&staging);
         link_all(&live, &staging)?;
         let _ = fs::remove_file(dest_db);
-        copy_database(&data_dir.join("rampart.db"), dest_db)?;
+        copy_database(&data_dir.join("rampart.db"), dest_db, key_beside(&data_dir.join("rampart.db"))?.as_ref())?;
         let ids = file_blob_ids(dest_db)?;
         let mut vanished = 0;
         for id in &ids {
@@ -92,6 +97,7 @@ pub fn snapshot(data_dir: &Path, dest_db: &Path) -> Result<Snapshot> {
 /// column).
 pub fn file_blob_ids(db: &Path) -> Result<Vec<String>> {
     let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    apply_key(&conn, key_beside(db)?.as_ref())?;
     let bodies: bool = conn.query_row("SELECT count(*) > 0 FROM pragma_table_info('blobs') WHERE name = 'body'", [], |r| r.get(0))?;
     let sql = if bodies {
         "SELECT id FROM blobs WHERE data IS NULL AND body IS NULL ORDER BY id"
@@ -107,6 +113,7 @@ pub fn file_blob_ids(db: &Path) -> Result<Vec<String>> {
 /// findings.
 pub fn integrity_problems(db: &Path) -> Result<Option<String>> {
     let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    apply_key(&conn, key_beside(db)?.as_ref())?;
     let mut stmt = conn.prepare("PRAGMA integrity_check")?;
     let lines = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
     Ok(if lines == ["ok"] { None } else { Some(lines.join("; ")) })
@@ -114,9 +121,12 @@ pub fn integrity_problems(db: &Path) -> Result<Option<String>> {
 
 /// All pages in one step: one read transaction, so the copy is one instant of the database
 /// (stepping in pieces would restart whenever the server commits).
-fn copy_database(src: &Path, dest: &Path) -> Result<()> {
+/// `key`: an encrypted store's database key, which the copy is encrypted with too.
+fn copy_database(src: &Path, dest: &Path, key: Option<&super::encryption::DbKey>) -> Result<()> {
     let from = Connection::open_with_flags(src, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    apply_key(&from, key)?;
     let mut to = Connection::open(dest)?;
+    apply_key(&to, key)?;
     {
         let backup = Backup::new(&from, &mut to)?;
         loop {

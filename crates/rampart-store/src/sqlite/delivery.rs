@@ -14,7 +14,7 @@ use crate::{Delivered, Delivery, DeliveryStore, Folder, MailboxId, Result, Store
 #[async_trait]
 impl DeliveryStore for SqliteStore {
     fn blob_writer(&self) -> Result<BlobWriter> {
-        Ok(BlobWriter::new(&self.inner.blob_root))
+        Ok(BlobWriter::new(&self.inner.blob_root, self.inner.keys.clone()))
     }
 
     async fn deliver(&self, delivery: Delivery) -> Result<Vec<Delivered>> {

@@ -57,6 +57,7 @@ impl MessageStore for SqliteStore {
 
     async fn read_message(&self, mailbox: MailboxId, uid: u32) -> Result<Vec<u8>> {
         let root = self.inner.blob_root.clone();
+        let keys = self.inner.keys.clone();
         self.read(move |conn| {
             let (prefix, blob_id): (Vec<u8>, String) = conn
                 .query_row(
@@ -66,13 +67,14 @@ impl MessageStore for SqliteStore {
                 )
                 .optional()?
                 .ok_or_else(|| StoreError::NotFound(format!("message {uid} in mailbox {mailbox}")))?;
-            read_stored(conn, &root, prefix, &blob_id)
+            read_stored(conn, keys.as_deref(), &root, prefix, &blob_id)
         })
         .await
     }
 
     async fn open_message(&self, mailbox: MailboxId, uid: u32) -> Result<MessageReader> {
         let root = self.inner.blob_root.clone();
+        let keys = self.inner.keys.clone();
         let (prefix, blob_id, body) = self
             .read(move |conn| {
                 let (prefix, blob_id): (Vec<u8>, String) = conn
@@ -83,13 +85,13 @@ impl MessageStore for SqliteStore {
                     )
                     .optional()?
                     .ok_or_else(|| StoreError::NotFound(format!("message {uid} in mailbox {mailbox}")))?;
-                let body = stored_body(conn, &blob_id)?;
+                let body = stored_body(conn, keys.as_deref(), &blob_id)?;
                 Ok((prefix, blob_id, body))
             })
             .await?;
         let path = blob_path(&root, &blob_id);
         if let Some(stored) = body.inline {
-            let data = codec::decode(body.codec, stored, body.size).map_err(|e| StoreError::io(&path, e))?;
+            let data = codec::decode(&body.codec, stored, body.size).map_err(|e| StoreError::io(&path, e))?;
             return Ok(MessageReader::inline(prefix, data));
         }
         let file = tokio::fs::File::open(&path).await.map_err(|e| StoreError::io(&path, e))?;

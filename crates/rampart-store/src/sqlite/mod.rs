@@ -13,9 +13,11 @@
 pub mod backup;
 mod certs;
 mod containment;
+pub mod convert;
 mod credentials;
 mod delivery;
 mod directory;
+pub mod encryption;
 mod filter;
 mod guard;
 mod imap;
@@ -38,7 +40,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::blob::{self, Blob, blob_path};
 use crate::codec::{self, Codec};
+use crate::keys::MasterKeys;
 use crate::notify::Notifier;
+use crate::seal::DataKey;
+use encryption::DbKey;
 use crate::summary::{Summarizer, Summary};
 use crate::{Account, AccountId, Result, StoreError};
 use writer::{Effects, Writer};
@@ -71,10 +76,15 @@ struct Inner {
     summarizer: std::sync::OnceLock<Arc<dyn Summarizer>>,
     /// Held by the server for its lifetime: one server per store.
     _lock: Option<std::fs::File>,
+    /// An encrypted store's master keys (they wrap and unwrap message files' data keys) and
+    /// its database key.
+    keys: Option<Arc<MasterKeys>>,
+    db_key: Option<DbKey>,
 }
 
-fn open_connection(path: &Path) -> Result<Connection> {
+fn open_connection(path: &Path, key: Option<&DbKey>) -> Result<Connection> {
     let conn = Connection::open(path)?;
+    encryption::apply_key(&conn, key)?;
     conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     // Query planner stability: without it SQLite marks a statement for re-preparing whenever
@@ -101,8 +111,14 @@ pub(crate) fn now() -> i64 {
 impl SqliteStore {
     /// Opens (creating if needed) the store under `data_dir` and brings its schema up to date.
     /// Any number of processes may do this at once: the CLI beside a running server.
+    /// An encrypted store opens with the keys set by [`encryption::set_master_keys`].
     pub fn open(data_dir: &Path) -> Result<SqliteStore> {
-        Self::open_inner(data_dir, None)
+        Self::open_inner(data_dir, None, encryption::process_keys(), false)
+    }
+
+    /// [`open`](Self::open) with these master keys (None: the store must be clear).
+    pub fn open_with_keys(data_dir: &Path, keys: Option<Arc<MasterKeys>>) -> Result<SqliteStore> {
+        Self::open_inner(data_dir, None, keys, false)
     }
 
     /// Opens the store for the one server that may use it: takes an exclusive lock on
@@ -122,18 +138,19 @@ impl SqliteStore {
         }
         let blob_root = data_dir.join("blobs");
         blob::clean_tmp(&blob_root)?;
-        let store = Self::open_inner(data_dir, Some(lock))?;
-        let reader = open_connection(&store.inner.db_path)?;
+        let store = Self::open_inner(data_dir, Some(lock), encryption::process_keys(), false)?;
+        let reader = open_connection(&store.inner.db_path, store.inner.db_key.as_ref())?;
         orphans::sweep(&reader, &blob_root, now())?;
         Ok(store)
     }
 
-    fn open_inner(data_dir: &Path, lock: Option<std::fs::File>) -> Result<SqliteStore> {
+    fn open_inner(data_dir: &Path, lock: Option<std::fs::File>, keys: Option<Arc<MasterKeys>>, converting: bool) -> Result<SqliteStore> {
+        let db_key = encryption::resolve(data_dir, keys.as_deref(), converting)?;
         std::fs::create_dir_all(data_dir).map_err(|e| StoreError::io(data_dir, e))?;
         let db_path = data_dir.join("rampart.db");
         let blob_root = data_dir.join("blobs");
         blob::prepare_root(&blob_root)?;
-        let mut conn = open_connection(&db_path)?;
+        let mut conn = open_connection(&db_path, db_key.as_ref())?;
         schema::migrate(&mut conn)?;
         let notifier = Arc::new(Notifier::default());
         let writer = Writer::start(conn, blob_root.clone(), notifier.clone())?;
@@ -146,6 +163,8 @@ impl SqliteStore {
                 notifier,
                 summarizer: std::sync::OnceLock::new(),
                 _lock: lock,
+                keys: if db_key.is_some() { keys } else { None },
+                db_key,
             }),
         })
     }
@@ -192,7 +211,7 @@ impl SqliteStore {
             let pooled = inner.readers.lock().expect("reader pool lock").pop();
             let conn = match pooled {
                 Some(c) => c,
-                None => open_connection(&inner.db_path)?,
+                None => open_connection(&inner.db_path, inner.db_key.as_ref())?,
             };
             let result = f(&conn);
             let mut pool = inner.readers.lock().expect("reader pool lock");
@@ -240,8 +259,8 @@ pub(crate) fn insert_blob(conn: &Connection, blob: &Blob, refcount: i64) -> Resu
         }
         None => None,
     };
-    conn.prepare_cached("INSERT INTO blobs (id, size, refcount, codec, body) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(
-        params![blob.id(), blob.size() as i64, refcount, blob.codec.code(), body],
+    conn.prepare_cached("INSERT INTO blobs (id, size, refcount, codec, body, dkey) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?.execute(
+        params![blob.id(), blob.size() as i64, refcount, blob.codec.code(), body, blob.wrapped_key],
     )?;
     Ok(())
 }
@@ -277,27 +296,32 @@ pub(crate) struct StoredBody {
     pub inline: Option<Vec<u8>>,
 }
 
-pub(crate) fn stored_body(conn: &Connection, blob_id: &str) -> Result<StoredBody> {
-    let (size, codec, inline): (i64, i64, Option<Vec<u8>>) = conn
+/// `keys`: the store's master keys, which unwrap the data key of a sealed file.
+pub(crate) fn stored_body(conn: &Connection, keys: Option<&MasterKeys>, blob_id: &str) -> Result<StoredBody> {
+    let (size, codec, inline, dkey): (i64, i64, Option<Vec<u8>>, Option<Vec<u8>>) = conn
         .prepare_cached(
-            "SELECT b.size, b.codec, coalesce(b.data, d.data) FROM blobs b LEFT JOIN blob_bodies d ON d.id = b.body \
+            "SELECT b.size, b.codec, coalesce(b.data, d.data), b.dkey FROM blobs b LEFT JOIN blob_bodies d ON d.id = b.body \
              WHERE b.id = ?1",
         )?
-        .query_row([blob_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-    let codec = Codec::from_code(codec).map_err(|e| StoreError::io(blob_id, e))?;
+        .query_row([blob_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+    let key = match (dkey, keys) {
+        (Some(wrapped), Some(keys)) => Some(Arc::new(DataKey::from_bytes(keys.unwrap(&wrapped, blob_id.as_bytes())?))),
+        _ => None,
+    };
+    let codec = Codec::from_code(codec, key).map_err(|e| StoreError::io(blob_id, e))?;
     Ok(StoredBody { size: size as u64, codec, inline })
 }
 
 /// A stored message: its prefix followed by its body (from the database when small, else
 /// from the file), decompressed.
-pub(crate) fn read_stored(conn: &Connection, root: &Path, prefix: Vec<u8>, blob_id: &str) -> Result<Vec<u8>> {
-    let StoredBody { size, codec, inline } = stored_body(conn, blob_id)?;
+pub(crate) fn read_stored(conn: &Connection, keys: Option<&MasterKeys>, root: &Path, prefix: Vec<u8>, blob_id: &str) -> Result<Vec<u8>> {
+    let StoredBody { size, codec, inline } = stored_body(conn, keys, blob_id)?;
     let path = blob_path(root, blob_id);
     let stored = match inline {
         Some(d) => d,
         None => std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?,
     };
-    let body = codec::decode(codec, stored, size).map_err(|e| StoreError::io(&path, e))?;
+    let body = codec::decode(&codec, stored, size).map_err(|e| StoreError::io(&path, e))?;
     let mut message = prefix;
     message.extend_from_slice(&body);
     Ok(message)
@@ -305,6 +329,8 @@ pub(crate) fn read_stored(conn: &Connection, root: &Path, prefix: Vec<u8>, blob_
 
 #[cfg(test)]
 mod codec_tests;
+#[cfg(test)]
+mod encryption_tests;
 #[cfg(test)]
 mod summary_tests;
 #[cfg(test)]

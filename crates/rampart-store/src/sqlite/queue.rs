@@ -162,12 +162,13 @@ impl QueueStore for SqliteStore {
     async fn queue_message(&self, id: &str) -> Result<Vec<u8>> {
         let id = id.to_string();
         let root = self.inner.blob_root.clone();
+        let keys = self.inner.keys.clone();
         self.read(move |conn| {
             let (prefix, blob_id): (Vec<u8>, String) = conn
                 .query_row("SELECT prefix, blob_id FROM queue WHERE id = ?1", [&id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?
                 .ok_or_else(|| StoreError::NotFound(format!("queue entry {id}")))?;
-            read_stored(conn, &root, prefix, &blob_id)
+            read_stored(conn, keys.as_deref(), &root, prefix, &blob_id)
         })
         .await
     }

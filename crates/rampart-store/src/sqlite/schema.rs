@@ -516,6 +516,11 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (org_name, report_id)
     );
     "#,
+    // Encryption at rest (issue 16): the data key of a sealed message file (codec 2), wrapped by
+    // the master key; NULL for every other blob.
+    r#"
+    ALTER TABLE blobs ADD COLUMN dkey BLOB;
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -5,7 +5,7 @@ use rusqlite::StatementStatus;
 
 fn connection() -> (tempfile::TempDir, rusqlite::Connection) {
     let dir = tempfile::tempdir().unwrap();
-    let mut conn = super::open_connection(&dir.path().join("db")).unwrap();
+    let mut conn = super::open_connection(&dir.path().join("db"), None).unwrap();
     super::schema::migrate(&mut conn).unwrap();
     (dir, conn)
 }

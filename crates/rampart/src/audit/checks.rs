@@ -201,7 +201,9 @@ pub fn configuration(config: &Config) -> Vec<Finding> {
     if !config.tls.enforce_alpn {
         out.push(Finding::new(Severity::Low, "config", "tls.enforce_alpn", "ALPN is not enforced: cross-protocol attacks (ALPACA) are not refused", "set tls.enforce_alpn = true"));
     }
-    out.push(Finding::new(Severity::Low, "storage", config.server.data_dir.display().to_string(), "stored mail is not encrypted at rest", "keep the data directory on an encrypted volume (LUKS) until Rampart's own encryption at rest is available"));
+    if config.store.encryption.mode == rampart_config::EncryptionMode::Off {
+        out.push(Finding::new(Severity::Low, "storage", config.server.data_dir.display().to_string(), "stored mail is not encrypted at rest", "rampart keys generate, set [store.encryption] mode = \"server\", stop the server and run rampart store encrypt"));
+    }
     out
 }
 
