@@ -210,9 +210,20 @@ fn binary_section(c: &mut Cursor<'_>) -> Result<Vec<u32>, ParseError> {
     Ok(part)
 }
 
+/// A section spec on its own, as an IMAP URL's `;SECTION=` carries it (RFC 5092 §5, after
+/// percent-decoding): `1.2.MIME`, `HEADER.FIELDS (FROM)`, or empty for the whole message.
+pub fn parse_section(text: &[u8]) -> Result<Section, ParseError> {
+    let mut c = Cursor::new(text);
+    let s = section(&mut c)?;
+    if !c.at_end() {
+        return Err(c.err("unexpected characters after the section"));
+    }
+    Ok(s)
+}
+
 fn section(c: &mut Cursor<'_>) -> Result<Section, ParseError> {
     let mut s = Section::default();
-    if c.peek() == Some(b']') {
+    if c.peek() == Some(b']') || c.at_end() {
         return Ok(s);
     }
     while c.peek().is_some_and(|b| b.is_ascii_digit()) {

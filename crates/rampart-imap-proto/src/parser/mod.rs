@@ -18,6 +18,7 @@
 //! fuzz and extend (CONDSTORE, LIST-EXTENDED, QUOTA) without waiting on an alpha.
 
 mod client;
+mod catenate;
 mod fetch;
 pub mod lexer;
 mod mailbox;
@@ -27,7 +28,7 @@ pub mod sequence;
 mod sort;
 mod thread;
 
-pub use fetch::{FetchAttr, Section, SectionPart, parse_fetch_items};
+pub use fetch::{FetchAttr, Section, SectionPart, parse_fetch_items, parse_section};
 pub use mailbox::{ListArgs, Qresync, StatusItem};
 pub use message::StoreOp;
 pub use search::SearchKey;
@@ -59,6 +60,18 @@ pub struct AppendMessage {
     /// Where its literal's `{` is in the command: the driver streams a large literal to a blob
     /// and leaves `{0}` there, and names the blob by this offset.
     pub literal_at: usize,
+    /// CATENATE (RFC 4469): the message is made of these parts, in order, and `message` is
+    /// empty.
+    pub catenate: Option<Vec<CatPart>>,
+}
+
+/// One part of a CATENATE message (RFC 4469 §5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatPart {
+    /// `TEXT literal`: octets given here; `literal_at` names it as for a plain APPEND.
+    Text { text: Vec<u8>, literal_at: usize },
+    /// `URL astring`: a message or section already on the server (RFC 5092).
+    Url(String),
 }
 
 /// A parsed command: its tag (for the reply) and what it asks.

@@ -104,7 +104,7 @@ fn list_extended() {
 #[test]
 fn append_and_mailboxes() {
     let k = kind("a APPEND inbox (\\Seen) \"01-Jan-2020 10:00:00 +0000\" {5}\r\nhello");
-    let hello = AppendMessage { flags: vec!["\\Seen".into()], date: Some((1577872800, 0)), message: b"hello".to_vec(), literal_at: 52 };
+    let hello = AppendMessage { flags: vec!["\\Seen".into()], date: Some((1577872800, 0)), message: b"hello".to_vec(), literal_at: 52, catenate: None };
     assert_eq!(k, Kind::Append { mailbox: "INBOX".into(), messages: vec![hello.clone()] });
     // RFC 3502 MULTIAPPEND: each message with its own optional flags and date.
     let k = kind("a APPEND inbox (\\Seen) \"01-Jan-2020 10:00:00 +0000\" {5}\r\nhello {2+}\r\nhi (\\Flagged) {0}\r\n");
@@ -114,6 +114,20 @@ fn append_and_mailboxes() {
     assert_eq!((messages[1].message.as_slice(), messages[1].literal_at), (&b"hi"[..], 63));
     assert_eq!((messages[2].flags.as_slice(), messages[2].message.len()), (&["\\Flagged".to_string()][..], 0));
     assert!(parse(b"a APPEND inbox").is_err());
+    // RFC 4469 CATENATE, alone and inside MULTIAPPEND.
+    let k = kind("a APPEND Drafts (\\Seen) CATENATE (URL \"/Drafts;UIDVALIDITY=3/;UID=2/;section=HEADER\" TEXT {4}\r\n\r\nhi URL /INBOX/;UID=1) {1}\r\nx");
+    let Kind::Append { messages, .. } = k else { panic!() };
+    assert_eq!(messages.len(), 2);
+    let parts = messages[0].catenate.as_ref().unwrap();
+    assert_eq!(parts[0], CatPart::Url("/Drafts;UIDVALIDITY=3/;UID=2/;section=HEADER".into()));
+    assert_eq!(parts[1], CatPart::Text { text: b"\r\nhi".to_vec(), literal_at: 90 });
+    assert_eq!(parts[2], CatPart::Url("/INBOX/;UID=1".into()));
+    assert_eq!((messages[1].message.as_slice(), messages[1].catenate.is_none()), (&b"x"[..], true));
+    assert!(parse(b"a APPEND inbox CATENATE ()").is_err());
+    assert!(parse(b"a APPEND inbox CATENATE (FOO x)").is_err());
+    assert!(parse(b"a APPEND inbox CATENATE (TEXT x)").is_err());
+    let many = format!("a APPEND inbox CATENATE ({})", vec!["URL x"; 101].join(" "));
+    assert_eq!(parse(many.as_bytes()), Err(ParseError::TooBig));
     assert!(parse(b"a APPEND inbox {2}\r\nhi ").is_err());
     assert!(matches!(kind("a CREATE Foo (USE (\\Archive))"), Kind::Create { ref special_use, .. } if special_use == &["\\Archive"]));
     assert!(matches!(kind("a ID (\"name\" \"x\" \"v\" NIL)"), Kind::Id(ref p) if p.len() == 2));

@@ -6,6 +6,7 @@
 //! allows is decided in one place, [`allowed`]; each handler can then rely on its state.
 
 mod auth;
+mod catenate;
 mod fetch;
 mod flagsets;
 mod index;
@@ -347,6 +348,7 @@ impl Session {
             "MULTIAPPEND",
             "SEARCHRES",
             "BINARY",
+            "CATENATE",
         ]);
         if self.settings.compress {
             caps.push("COMPRESS=DEFLATE");

@@ -1,0 +1,87 @@
+"""Differential tests of issue 19's protocol extensions: the same commands sent to Rampart
+and to Dovecot 2.3 (the reference IMAP server, with METADATA turned on), their answers
+compared — CATENATE (RFC 4469) and METADATA (RFC 5464)."""
+
+import re
+import socket
+
+import pytest
+
+from conftest import PASSWORD
+from test_imap import Wire
+from test_imap_dovecot import running_dovecot
+
+METADATA_CONF = """
+mail_attribute_dict = file:%h/dovecot-attributes
+protocol imap {{
+  imap_metadata = yes
+}}
+"""
+
+
+@pytest.fixture
+def dovecot():
+    yield from running_dovecot(METADATA_CONF)
+
+
+class Plain(Wire):
+    """Wire's scripted client over Dovecot's plain port."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        self.deflate = self.inflate = None
+        self.buf = b""
+        self.wire_in = 0
+        self.until(b"* OK")
+
+
+def both(rampart, dovecot):
+    rampart.start(listeners=("imaps",))
+    ours = Wire(rampart)
+    assert b"a0 OK" in ours.command("a0", f"LOGIN bob@example.test \"{PASSWORD}\"")
+    theirs = Plain(dovecot.port)
+    assert b"a0 OK" in theirs.command("a0", "LOGIN bob pw")
+    return ours, theirs
+
+
+def tagged(answer):
+    """The tagged line without its human-readable text: status and response code."""
+    last = answer.rstrip(b"\r\n").split(b"\r\n")[-1]
+    m = re.match(rb"\S+ (OK|NO|BAD)( \[[^\]]*\])?", last)
+    return m.group(1) + (m.group(2) or b"")
+
+
+MULTIPART = (b"From: a@example.test\r\nSubject: parts\r\nMIME-Version: 1.0\r\n"
+             b"Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+             b"--b\r\nContent-Type: text/plain\r\n\r\nfirst part\r\n"
+             b"--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nsecond part\r\n--b--\r\n")
+
+# CATENATE commands ({v} is the server's UIDVALIDITY of INBOX) whose answers and stored
+# messages must match. Differences on purpose, not listed: a URL naming a part the message
+# lacks is NO [BADURL] here (RFC 4469 §5, Appendix A) where Dovecot catenates nothing; an
+# absolute URL naming this server and user is accepted here where Dovecot wants a relative one.
+CATENATES = [
+    'APPEND INBOX CATENATE (TEXT {{1+}}\r\nx URL "/INBOX/;UID=99")',
+    'APPEND INBOX CATENATE (TEXT {{1+}}\r\nx URL "/INBOX;UIDVALIDITY=1/;UID=1")',
+    'APPEND INBOX CATENATE (TEXT {{1+}}\r\nx URL "/Nope/;UID=1")',
+    'APPEND INBOX CATENATE (TEXT {{1+}}\r\nx URL "imap://other.example/INBOX/;UID=1")',
+    'APPEND INBOX (\\Seen) CATENATE (URL "/INBOX;UIDVALIDITY={v}/;UID=1/;SECTION=2" URL "/INBOX/;UID=1/;PARTIAL=6.14")',
+    'APPEND INBOX CATENATE (TEXT {{10+}}\r\nSubject: x URL "/INBOX/;UID=1/;SECTION=1.MIME" URL /INBOX/;UID=1/;SECTION=TEXT)',
+    'APPEND INBOX CATENATE (URL "/INBOX/;UID=1/;SECTION=HEADER.FIELDS%20(SUBJECT)" URL "/inbox/;UID=1")',
+    'APPEND INBOX CATENATE (URL "/INBOX/;UID=1/;SECTION=1.MIME/;PARTIAL=2")',
+]
+
+
+def test_catenate_matches_dovecot(rampart, dovecot):
+    ours, theirs = both(rampart, dovecot)
+    answers, stored = {}, {}
+    for name, w in (("ours", ours), ("dovecot", theirs)):
+        w.send(b"a1 APPEND INBOX {%d+}\r\n" % len(MULTIPART) + MULTIPART + b"\r\n")
+        assert b"a1 OK" in w.until(b"a1 ")
+        v = re.search(rb"UIDVALIDITY (\d+)", w.command("a2", "STATUS INBOX (UIDVALIDITY)")).group(1).decode()
+        answers[name] = [tagged(w.command("c", cmd.format(v=v))).replace(v.encode(), b"V") for cmd in CATENATES]
+        assert b"a3 OK" in w.command("a3", "SELECT INBOX")
+        fetched = w.command("a4", "FETCH 2:* (FLAGS BODY.PEEK[])")
+        stored[name] = re.sub(rb" \\Recent|\(\\Recent\) ?", b"", fetched.rsplit(b"\r\n", 2)[0])
+    assert answers["ours"] == answers["dovecot"]
+    assert stored["ours"] == stored["dovecot"]

