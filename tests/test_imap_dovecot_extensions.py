@@ -85,3 +85,75 @@ def test_catenate_matches_dovecot(rampart, dovecot):
         stored[name] = re.sub(rb" \\Recent|\(\\Recent\) ?", b"", fetched.rsplit(b"\r\n", 2)[0])
     assert answers["ours"] == answers["dovecot"]
     assert stored["ours"] == stored["dovecot"]
+
+
+# METADATA commands whose untagged answers and tagged status (and code) must match. Our
+# limits (MAXSIZE, TOOMANY) have no counterpart in Dovecot's default configuration, and a
+# missing mailbox is NO [NONEXISTENT] here, a NO without a code there (compared by status).
+# Dovecot answers nothing to GETMETADATA (DEPTH 1/infinity) of server entries (it lists
+# them only by name); ours are the RFC's answer, checked in test_imap_extensions.py.
+METADATAS = [
+    'GETMETADATA "" /private/foo',
+    'SETMETADATA "" (/private/foo "bar" /private/vendor/x "1")',
+    'GETMETADATA "" (/private/foo /shared/comment /private/none)',
+    'SETMETADATA "" (/shared/comment "x")',
+    'SETMETADATA INBOX (/private/a/b "1" /private/a "2" /private/a/b/c "3" /shared/x "long value here" /private/ab "4")',
+    'GETMETADATA (DEPTH 1) INBOX /private/a',
+    'GETMETADATA (DEPTH infinity) INBOX /private',
+    'GETMETADATA (MAXSIZE 5 DEPTH infinity) INBOX (/private /shared)',
+    'GETMETADATA (MAXSIZE 0) INBOX /private/a',
+    'GETMETADATA (DEPTH 1) INBOX (/private/zzz /private/a/b)',
+    'SETMETADATA INBOX (/Private/CaSe "v" /private/e "")',
+    'GETMETADATA INBOX (/PRIVATE/case /private/e)',
+    'SETMETADATA INBOX (/private/a NIL /private/ok "1" /private/bad* "2")',
+    'GETMETADATA INBOX (/private/a /private/ok)',
+    'SETMETADATA INBOX (/private/a NIL)',
+    'GETMETADATA (DEPTH infinity) INBOX /private',
+    'GETMETADATA INBOX foo',
+    'GETMETADATA (DEPTH 2) INBOX /private',
+    'SETMETADATA INBOX (/private/x/ "x")',
+    'SETMETADATA INBOX (/private//y "x")',
+    'SETMETADATA INBOX (/foo/a "x")',
+    'GETMETADATA INBOX ()',
+    'SETMETADATA INBOX ()',
+    'GETMETADATA Nope /private/a',
+]
+
+
+def entries(response):
+    """`* METADATA mailbox (entry value ...)` as the mailbox and its (entry, value) pairs in
+    name order: RFC 5464 leaves the order of descendants open, and Dovecot's follows its
+    dictionary's."""
+    head, _, rest = response.partition(b" (")
+    pairs, at = [], 0
+    body = rest[:-1]
+    while at < len(body):
+        name_end = body.index(b" ", at)
+        name, at = body[at:name_end], name_end + 1
+        m = re.match(rb"~?\{(\d+)\}\r\n", body[at:])
+        if m:
+            start = at + m.end()
+            value, at = body[start:start + int(m.group(1))], start + int(m.group(1))
+        else:
+            assert body[at:at + 3] == b"NIL", body
+            value, at = None, at + 3
+        pairs.append((name, value))
+        at += 1
+    return head, sorted(pairs)
+
+
+def test_metadata_matches_dovecot(rampart, dovecot):
+    ours, theirs = both(rampart, dovecot)
+    answers = {}
+    for name, w in (("ours", ours), ("dovecot", theirs)):
+        out = []
+        for cmd in METADATAS:
+            answer = w.command("m", cmd)
+            untagged = [entries(ln) for ln in re.split(rb"\r\n(?=\* |m )", answer) if ln.startswith(b"* ")]
+            status = tagged(answer)
+            if cmd.startswith("GETMETADATA Nope"):
+                status = status.split(b" ")[0]
+            out.append((cmd, untagged, status))
+        answers[name] = out
+    differences = [(o, d) for o, d in zip(answers["ours"], answers["dovecot"]) if o != d]
+    assert not differences, "\n".join(f"{o!r}\n  dovecot: {d!r}" for o, d in differences)

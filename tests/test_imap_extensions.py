@@ -74,3 +74,43 @@ def test_catenate_assembles_text_and_urls(server):
     assert b"(MESSAGES 2)" in w.command("b1", "STATUS INBOX (MESSAGES)")
     assert b"b2 BAD" in w.command("b2", "APPEND INBOX CATENATE (BOGUS x)")
     assert b"BYE" in w.command("b3", "LOGOUT")
+
+
+def test_metadata_server_and_mailbox_annotations(server):
+    """RFC 5464: SETMETADATA sets and removes (NIL) entries of the server ("") and of a
+    mailbox, all or none; GETMETADATA answers at DEPTH 0/1/infinity, MAXSIZE leaves long
+    values out with OK [METADATA LONGENTRIES n]; a value over 64 KiB is NO [METADATA MAXSIZE];
+    more than 1000 entries a user is NO [METADATA TOOMANY]; entries are per user and go with
+    a deleted mailbox; bad entry names are BAD."""
+    w = login(server)
+    assert b" METADATA" in w.command("a1", "CAPABILITY")
+    assert b"a2 OK" in w.command("a2", 'SETMETADATA "" (/private/comment "hello" /private/vendor/x/y ~{3+}\r\na\x00b)')
+    got = w.command("a3", 'GETMETADATA (DEPTH infinity) "" /private')
+    assert b'* METADATA "" (/private/comment {5}\r\nhello /private/vendor/x/y ~{3}\r\na\x00b)' in got, got
+    assert b"/private/x NIL" in w.command("a4", 'GETMETADATA "" /private/x')
+    assert b"a5 NO [CANNOT]" in w.command("a5", 'SETMETADATA "" (/shared/comment "x")')
+    assert b"a6 OK" in w.command("a6", "CREATE Work")
+    assert b"a7 OK" in w.command("a7", 'SETMETADATA Work (/shared/Color "#ff0000" /private/a "1" /private/a/b "22" /private/a/b/c "333")')
+    one = w.command("a8", "GETMETADATA (DEPTH 1) Work /private/a")
+    assert b"* METADATA Work (/private/a {1}\r\n1 /private/a/b {2}\r\n22)" in one, one
+    long = w.command("a9", "GETMETADATA (MAXSIZE 2 DEPTH infinity) Work (/private /shared)")
+    assert b"/private/a/b/c" not in long and b"/shared/color {7}" not in long and b"a9 OK [METADATA LONGENTRIES 7]" in long, long
+    assert b"b1 OK" in w.command("b1", "SETMETADATA Work (/private/a NIL)")
+    assert b"/private/a NIL" in w.command("b2", "GETMETADATA Work /private/a")
+    assert b"b3 NO [NONEXISTENT]" in w.command("b3", "GETMETADATA Nope /private/a")
+    value = b"v" * (64 * 1024 + 1)
+    w.send(b"b4 SETMETADATA Work (/private/big {%d+}\r\n" % len(value) + value + b")\r\n")
+    assert b"b4 NO [METADATA MAXSIZE 65536]" in w.until(b"b4 ")
+    many = " ".join(f"/private/n{i} \"x\"" for i in range(1001))
+    assert b"b5 NO [METADATA TOOMANY]" in w.command("b5", f"SETMETADATA Work ({many})")
+    assert b"/private/n1 NIL" in w.command("b6", "GETMETADATA Work /private/n1"), "nothing of a refused SETMETADATA is kept"
+    for bad in ("/private/a*", "/private/", "/other/x", "private"):
+        assert b"b7 BAD" in w.command("b7", f'SETMETADATA Work ({bad} "x")')
+    # Another user sees none of bob's annotations; a deleted mailbox takes its own along.
+    assert b"b8 OK" in w.command("b8", "DELETE Work")
+    assert b"b9 OK" in w.command("b9", "CREATE Work")
+    assert b"* METADATA" not in w.command("c1", "GETMETADATA (DEPTH infinity) Work /private")
+    c = Wire(server)
+    assert b"c2 OK" in c.command("c2", f"LOGIN alice@example.test \"{PASSWORD}\"")
+    assert b"/private/comment NIL" in c.command("c3", 'GETMETADATA "" /private/comment')
+    assert b"BYE" in w.command("c4", "LOGOUT")

@@ -8,6 +8,7 @@
 //!   `parser`'s docs and docs/architecture.md for the reasons;
 //! - [`mime`]: ENVELOPE, BODYSTRUCTURE and body sections from mail-parser's MIME tree;
 //! - [`imapurl`]: IMAP URLs (RFC 5092) of one message or section, for CATENATE;
+//! - [`metadata`]: which METADATA (RFC 5464) entries a GETMETADATA names, and its response;
 //! - [`response`]: how strings, flags and dates go on the wire;
 //! - [`results`]: the untagged answers to SEARCH and SORT (`* SEARCH`, `* SORT`, ESEARCH);
 //! - [`facts`]: what SEARCH's date keys, SORT and THREAD read of a message, from its parse or
@@ -23,6 +24,7 @@
 
 pub mod facts;
 pub mod imapurl;
+pub mod metadata;
 pub mod mime;
 pub mod parser;
 pub mod response;

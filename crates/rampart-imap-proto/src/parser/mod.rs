@@ -7,8 +7,9 @@
 //! can be fuzzed on its own (`fuzz/`).
 //!
 //! One function per command, grouped by what the command works on: `client` (login, ID,
-//! ENABLE), `mailbox`, `message` (STORE, COPY/MOVE, UID EXPUNGE), and FETCH, SEARCH, SORT and
-//! THREAD each in a module with the items they take; `command` dispatches on the name.
+//! ENABLE), `mailbox`, `message` (STORE, COPY/MOVE, UID EXPUNGE), `metadata` (RFC 5464), and
+//! FETCH, SEARCH, SORT and THREAD each in a module with the items they take; `command`
+//! dispatches on the name.
 //!
 //! Written here rather than taken from imap-codec: the 2.0 line exists only as alphas, with
 //! CONDSTORE and ID marked unfinished and SPECIAL-USE only as generic flags; and the part
@@ -23,6 +24,7 @@ mod fetch;
 pub mod lexer;
 mod mailbox;
 mod message;
+mod metadata;
 mod search;
 pub mod sequence;
 mod sort;
@@ -31,6 +33,7 @@ mod thread;
 pub use fetch::{FetchAttr, Section, SectionPart, parse_fetch_items, parse_section};
 pub use mailbox::{ListArgs, Qresync, StatusItem};
 pub use message::StoreOp;
+pub use metadata::{Depth, entry_name};
 pub use search::SearchKey;
 pub use sequence::{SeqNum, SequenceSet};
 pub use sort::{SortCriterion, SortKey};
@@ -123,6 +126,10 @@ pub enum Kind {
     Compress(String),
     /// RFC 8437: back to the not-authenticated state.
     Unauthenticate,
+    /// RFC 5464 §4.2: entries of the server (mailbox "") or of a mailbox.
+    GetMetadata { mailbox: String, entries: Vec<String>, depth: Depth, max_size: Option<u64> },
+    /// RFC 5464 §4.3: set (Some) or remove (NIL) entries, all or none.
+    SetMetadata { mailbox: String, entries: Vec<(String, Option<Vec<u8>>)> },
 }
 
 impl Kind {
@@ -166,6 +173,8 @@ impl Kind {
             Kind::SetQuota(_) => "SETQUOTA",
             Kind::Compress(_) => "COMPRESS",
             Kind::Unauthenticate => "UNAUTHENTICATE",
+            Kind::GetMetadata { .. } => "GETMETADATA",
+            Kind::SetMetadata { .. } => "SETMETADATA",
         }
     }
 }
@@ -260,6 +269,8 @@ fn command(c: &mut Cursor<'_>, name: &[u8]) -> Result<Kind, ParseError> {
         b"STORE" => message::store(c, false)?,
         b"COPY" => message::copy(c, false, false)?,
         b"MOVE" => message::copy(c, false, true)?,
+        b"GETMETADATA" => metadata::get(c)?,
+        b"SETMETADATA" => metadata::set(c)?,
         b"UID" => uid(c)?,
         _ => return Err(ParseError::UnknownCommand),
     })

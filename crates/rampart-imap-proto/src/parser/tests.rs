@@ -204,3 +204,38 @@ fn thread() {
     }
     assert_eq!(kind("a THREAD REFERENCES UTF-8 ALL").name(), "THREAD");
 }
+
+#[test]
+fn metadata_commands() {
+    // RFC 5464 §4.2–4.3.
+    let k = kind("a GETMETADATA (MAXSIZE 1024 DEPTH infinity) \"\" (/Private/Comment /shared/x)");
+    assert_eq!(
+        k,
+        Kind::GetMetadata { mailbox: "".into(), entries: vec!["/private/comment".into(), "/shared/x".into()], depth: Depth::Infinity, max_size: Some(1024) }
+    );
+    assert!(matches!(kind("a GETMETADATA inbox /private"), Kind::GetMetadata { ref mailbox, depth: Depth::Zero, max_size: None, .. } if mailbox == "INBOX"));
+    assert!(matches!(kind("a GETMETADATA (DEPTH 1) INBOX ()"), Kind::GetMetadata { ref entries, depth: Depth::One, .. } if entries.is_empty()));
+    let k = kind("a SETMETADATA INBOX (/private/a \"x\" /shared/b NIL /private/c ~{3}\r\na\0b /private/d {2}\r\nhi)");
+    let Kind::SetMetadata { entries, .. } = k else { panic!() };
+    assert_eq!(entries[0], ("/private/a".into(), Some(b"x".to_vec())));
+    assert_eq!(entries[1], ("/shared/b".into(), None));
+    assert_eq!(entries[2].1.as_deref(), Some(&b"a\0b"[..]));
+    assert_eq!(entries[3].1.as_deref(), Some(&b"hi"[..]));
+    assert!(matches!(kind("a SETMETADATA INBOX ()"), Kind::SetMetadata { ref entries, .. } if entries.is_empty()));
+    for bad in [
+        "a GETMETADATA INBOX foo",
+        "a GETMETADATA (DEPTH 2) INBOX /private",
+        "a GETMETADATA (FOO 1) INBOX /private",
+        "a GETMETADATA INBOX /private/",
+        "a SETMETADATA INBOX (/private/a* \"x\")",
+        "a SETMETADATA INBOX (/private/%a \"x\")",
+        "a SETMETADATA INBOX (/private//a \"x\")",
+        "a SETMETADATA INBOX (/other/a \"x\")",
+        "a SETMETADATA INBOX (/private/a)",
+        "a SETMETADATA INBOX /private/a \"x\"",
+    ] {
+        assert!(parse(bad.as_bytes()).is_err(), "{bad}");
+    }
+    assert_eq!(entry_name(b"/shared"), Ok("/shared".into()));
+    assert!(entry_name(b"/private/a\x01").is_err());
+}

@@ -11,6 +11,7 @@ mod fetch;
 mod flagsets;
 mod index;
 mod mailboxes;
+mod metadata;
 mod search;
 mod select;
 mod sort;
@@ -169,7 +170,9 @@ pub fn allowed(state: &State, kind: &Kind) -> bool {
         | K::GetQuotaRoot(_)
         | K::SetQuota(_)
         | K::Compress(_)
-        | K::Unauthenticate => authenticated,
+        | K::Unauthenticate
+        | K::GetMetadata { .. }
+        | K::SetMetadata { .. } => authenticated,
         K::Check | K::Close | K::Unselect | K::Expunge { .. } | K::Search { .. } | K::Sort { .. } | K::Thread { .. } | K::Fetch { .. } | K::Store { .. } | K::Copy { .. } => {
             matches!(state, State::Selected(..))
         }
@@ -349,6 +352,7 @@ impl Session {
             "SEARCHRES",
             "BINARY",
             "CATENATE",
+            "METADATA",
         ]);
         if self.settings.compress {
             caps.push("COMPRESS=DEFLATE");
@@ -470,6 +474,8 @@ impl Session {
             }
             Kind::GetQuotaRoot(m) => self.quota_root(out.buf(), &tag, &m).await,
             Kind::GetQuota(root) => self.quota(out.buf(), &tag, &root).await,
+            Kind::GetMetadata { mailbox, entries, depth, max_size } => self.get_metadata(out.buf(), &tag, &mailbox, entries, depth, max_size).await,
+            Kind::SetMetadata { mailbox, entries } => self.set_metadata(out.buf(), &tag, &mailbox, entries).await,
             Kind::SetQuota(_) => {
                 line(out.buf(), &format!("{tag} NO [NOPERM] Quotas are set by the administrator"));
                 Ok(Next::Continue)

@@ -20,6 +20,7 @@ mod filter;
 mod guard;
 mod imap;
 mod messages;
+mod metadata;
 mod orphans;
 mod quarantine;
 mod queue;
