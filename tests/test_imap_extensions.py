@@ -114,3 +114,39 @@ def test_metadata_server_and_mailbox_annotations(server):
     assert b"c2 OK" in c.command("c2", f"LOGIN alice@example.test \"{PASSWORD}\"")
     assert b"/private/comment NIL" in c.command("c3", 'GETMETADATA "" /private/comment')
     assert b"BYE" in w.command("c4", "LOGOUT")
+
+
+def test_imap4rev2_after_enable(server):
+    """RFC 9051: IMAP4rev2 is advertised beside IMAP4rev1 (also before login); a rev1 session
+    is unchanged; after ENABLE IMAP4rev2: SELECT sends neither RECENT nor [UNSEEN], FETCH
+    FLAGS has no \\Recent, SEARCH answers ESEARCH, mailbox names are UTF-8 both ways (and the
+    same mailbox a rev1 client names in modified UTF-7), STATUS has DELETED."""
+    w = Wire(server)
+    assert b"IMAP4rev1 IMAP4rev2" in w.command("a0", "CAPABILITY")
+    assert b"a1 OK" in w.command("a1", f"LOGIN {BOB} \"{PASSWORD}\"")
+    for i in range(3):
+        append(w, "a2", message_bytes(subject=f"m{i}"))
+    assert b"a3 OK" in w.command("a3", "CREATE Entw&APw-rfe")
+    rev1 = w.command("a4", "SELECT INBOX")
+    assert b"* 3 RECENT" in rev1 and b"[UNSEEN 1]" in rev1
+    assert b"* SEARCH 1 2 3" in w.command("a5", "SEARCH ALL")
+    assert b"* ENABLED IMAP4rev2" in w.command("a6", "ENABLE IMAP4rev2")
+    assert b"\\Recent" not in w.command("a7", "FETCH 1:* FLAGS")
+    assert b'* ESEARCH (TAG "a8") ALL 1:3' in w.command("a8", "SEARCH ALL")
+    assert b'* ESEARCH (TAG "a9") UID ALL 2' in w.command("a9", "UID SEARCH SUBJECT m1")
+    none = w.command("b1", "SEARCH SUBJECT nothing")
+    assert b'* ESEARCH (TAG "b1")\r\n' in none, none
+    again = w.command("b2", "SELECT INBOX")
+    assert b"RECENT" not in again and b"UNSEEN" not in again and b"* 3 EXISTS" in again, again
+    assert b"* OK [CLOSED]" in again and b'* LIST () "/" INBOX' in again, again
+    listed = w.command("b3", 'LIST "" "*"')
+    assert "Entwürfe".encode() in listed and b"&APw-" not in listed, listed
+    assert b"b4 OK" in w.command("b4", 'CREATE "Grüße/日本"')
+    assert b"b5 OK" in w.command("b5", "STORE 1:2 +FLAGS (\\Deleted)")
+    status = w.command("b6", "STATUS INBOX (MESSAGES DELETED)")
+    assert b"(MESSAGES 3 DELETED 2)" in status, status
+    # A rev1 client sees the same mailboxes under their modified UTF-7 names.
+    r1 = login(server)
+    names = r1.command("c1", 'LIST "" "*"')
+    assert b"Gr&APwA3w-e\r\n" in names and b"Gr&APwA3w-e/&ZeVnLA-" in names and b"Entw&APw-rfe" in names, names
+    assert b"BYE" in w.command("c2", "LOGOUT")

@@ -24,6 +24,8 @@ pub enum StatusItem {
     HighestModSeq,
     Size,
     AppendLimit,
+    /// RFC 9051 §6.3.11: messages flagged \Deleted.
+    Deleted,
 }
 
 /// LIST with RFC 5258 LIST-EXTENDED and RFC 5819 LIST-STATUS options.
@@ -161,6 +163,7 @@ fn status_items(c: &mut Cursor<'_>) -> Result<Vec<StatusItem>, ParseError> {
             b"HIGHESTMODSEQ" => StatusItem::HighestModSeq,
             b"SIZE" => StatusItem::Size,
             b"APPENDLIMIT" => StatusItem::AppendLimit,
+            b"DELETED" => StatusItem::Deleted,
             _ => return Err(c.err("unknown STATUS item")),
         };
         items.push(item);

@@ -179,6 +179,30 @@ impl Kind {
     }
 }
 
+impl Kind {
+    /// Every mailbox name (and LIST reference and pattern) the command carries, for a session
+    /// that turns IMAP4rev2's UTF-8 names into the stored form (RFC 9051 §5.1).
+    pub fn mailbox_names_mut(&mut self) -> Vec<&mut String> {
+        match self {
+            Kind::Select { mailbox, .. }
+            | Kind::Create { mailbox, .. }
+            | Kind::Delete(mailbox)
+            | Kind::Subscribe(mailbox)
+            | Kind::Unsubscribe(mailbox)
+            | Kind::Status { mailbox, .. }
+            | Kind::Append { mailbox, .. }
+            | Kind::Copy { mailbox, .. }
+            | Kind::GetQuotaRoot(mailbox)
+            | Kind::GetMetadata { mailbox, .. }
+            | Kind::SetMetadata { mailbox, .. } => vec![mailbox],
+            Kind::Rename { from, to } => vec![from, to],
+            Kind::Lsub { reference, pattern } => vec![reference, pattern],
+            Kind::List(a) => std::iter::once(&mut a.reference).chain(a.patterns.iter_mut()).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// The tag of a command line, for replies to commands that cannot be parsed. A tag is
 /// 1*<any ASTRING-CHAR except "+"> (RFC 3501 §9).
 pub fn tag_of(line: &[u8]) -> Option<&str> {

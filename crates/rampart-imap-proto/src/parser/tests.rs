@@ -239,3 +239,15 @@ fn metadata_commands() {
     assert_eq!(entry_name(b"/shared"), Ok("/shared".into()));
     assert!(entry_name(b"/private/a\x01").is_err());
 }
+
+#[test]
+fn rev2_status_deleted_and_mailbox_names() {
+    // RFC 9051 §6.3.11: STATUS DELETED.
+    assert!(matches!(kind("a STATUS INBOX (MESSAGES DELETED)"), Kind::Status { ref items, .. } if items == &[StatusItem::Messages, StatusItem::Deleted]));
+    // Every name a command carries, so a rev2 session can turn UTF-8 into the stored form.
+    let mut k = kind("a RENAME \"Entwürfe\" Drafts");
+    assert_eq!(k.mailbox_names_mut().into_iter().map(|n| n.clone()).collect::<Vec<_>>(), ["Entwürfe", "Drafts"]);
+    let mut k2 = kind("a LIST \"\" (INBOX \"W/*\")");
+    assert_eq!(k2.mailbox_names_mut().len(), 3);
+    assert!(kind("a NOOP").mailbox_names_mut().is_empty());
+}

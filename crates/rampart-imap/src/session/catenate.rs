@@ -105,7 +105,9 @@ async fn copy_url(url: &str, out: &mut BlobWriter, src: &Source<'_>) -> Result<O
             return bad();
         }
     }
-    let Some(mailbox) = src.store.mailbox_state(src.user.id, &parsed.mailbox).await? else { return bad() };
+    // RFC 5092 §3.2: a URL's mailbox name is UTF-8; the store keeps modified UTF-7.
+    let name = crate::mutf7::encode(&parsed.mailbox);
+    let Some(mailbox) = src.store.mailbox_state(src.user.id, &name).await? else { return bad() };
     if parsed.uidvalidity.is_some_and(|v| v != mailbox.uidvalidity) {
         return bad();
     }

@@ -53,7 +53,7 @@ impl Session {
         let Some(user) = self.user() else { return Ok(Next::Continue) };
         let stored = self.services.store.metadata(user.id, target).await?;
         let answer = metadata::select(&stored, &entries, depth, max_size);
-        metadata::write(out, mailbox, &answer.entries);
+        metadata::write(out, &self.wire_name(mailbox), &answer.entries);
         let text = match answer.longest_omitted {
             // RFC 5464 §4.2.1: the size of the longest value MAXSIZE left out.
             Some(n) => format!("[METADATA LONGENTRIES {n}] GETMETADATA completed"),

@@ -225,6 +225,9 @@ pub struct Session {
     pub(crate) condstore: bool,
     /// RFC 7162 §3.2: QRESYNC was enabled; expunges are reported as VANISHED.
     pub(crate) qresync: bool,
+    /// RFC 9051: `ENABLE IMAP4rev2` was given: no \Recent, SEARCH answers ESEARCH, mailbox
+    /// names are UTF-8 on the wire (the store keeps modified UTF-7, as rev1 clients send).
+    pub(crate) rev2: bool,
     pub(crate) auth_failures: u32,
     pub(crate) errors: u32,
     pub(crate) pending_auth: Option<PendingAuth>,
@@ -250,6 +253,7 @@ impl Session {
             state: State::NotAuthenticated,
             condstore: false,
             qresync: false,
+            rev2: false,
             auth_failures: 0,
             errors: 0,
             pending_auth: None,
@@ -314,7 +318,7 @@ impl Session {
 
     /// RFC 3501 §7.2.1, with what this session may use now.
     pub fn capabilities(&self) -> String {
-        let mut caps = vec!["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT"];
+        let mut caps = vec!["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT"];
         if !self.is_authenticated() {
             if self.plaintext_refused() {
                 // RFC 3501 §6.2.3, §11.1: no credentials before TLS.
@@ -411,6 +415,12 @@ impl Session {
         }
         if let State::Selected(_, view) = &self.state {
             substitute_saved(&mut kind, &self.saved, view);
+        }
+        if self.rev2 {
+            // RFC 9051 §5.1: UTF-8 names on the wire, modified UTF-7 in the store.
+            for name in kind.mailbox_names_mut() {
+                *name = crate::mutf7::encode(name);
+            }
         }
         let result = match kind {
             Kind::Capability => {
@@ -618,6 +628,14 @@ impl Session {
                     self.condstore = true;
                     enabled.push(c);
                 }
+                // RFC 9051 §6.3.1: the rev2 differences, from here on.
+                "IMAP4REV2" if !self.rev2 => {
+                    self.rev2 = true;
+                    if let State::Selected(_, view) = &mut self.state {
+                        view.rev2 = true;
+                    }
+                    enabled.push("IMAP4rev2".into());
+                }
                 // RFC 7162 §3.2.3: QRESYNC implies CONDSTORE.
                 "QRESYNC" if !self.qresync => {
                     self.qresync = true;
@@ -632,6 +650,15 @@ impl Session {
         }
         line(out, &format!("* ENABLED{}", enabled.iter().map(|c| format!(" {c}")).collect::<String>()));
         self.done(out, tag, "ENABLE completed").await
+    }
+
+    /// A stored mailbox name as this client reads it: UTF-8 for IMAP4rev2 (RFC 9051 §5.1), the
+    /// stored modified UTF-7 otherwise (and for a stored name that is not valid modified UTF-7).
+    pub(crate) fn wire_name<'a>(&self, name: &'a str) -> std::borrow::Cow<'a, str> {
+        match self.rev2.then(|| crate::mutf7::decode(name)).flatten() {
+            Some(utf8) => std::borrow::Cow::Owned(utf8),
+            None => std::borrow::Cow::Borrowed(name),
+        }
     }
 
     pub(crate) fn user(&self) -> Option<&User> {

@@ -287,6 +287,8 @@ impl Session {
         let mut hits: Vec<Hit> = Vec::new();
         self.scan(&key, false, key.uses_modseq(), |hit, _, _| hits.push(hit)).await?;
         self.save_result(ret.as_deref(), &hits);
+        // RFC 9051 §6.4.4: a rev2 SEARCH without RETURN answers as RETURN (ALL), in ESEARCH.
+        let ret = if self.rev2 { ret.or(Some(Vec::new())) } else { ret };
         results(out.buf(), tag, "SEARCH", uid, &hits, ret, key.uses_modseq());
         self.sync(out.buf(), false).await?;
         line(out.buf(), &format!("{tag} OK SEARCH completed"));
