@@ -150,3 +150,24 @@ def test_imap4rev2_after_enable(server):
     names = r1.command("c1", 'LIST "" "*"')
     assert b"Gr&APwA3w-e\r\n" in names and b"Gr&APwA3w-e/&ZeVnLA-" in names and b"Entw&APw-rfe" in names, names
     assert b"BYE" in w.command("c2", "LOGOUT")
+
+
+def test_partial_results_of_search_sort_and_fetch(server):
+    """RFC 9394 (RFC 5267 §4.4's PARTIAL from either end): SEARCH and SORT RETURN (PARTIAL
+    range) answer that slice of the result list with the range named, NIL when it is past the
+    end; SAVE with PARTIAL keeps the slice; UID FETCH (PARTIAL -1:-n) fetches the last n."""
+    w = login(server)
+    assert b" PARTIAL" in w.command("a1", "CAPABILITY")
+    for i in range(8):
+        append(w, "a2", message_bytes(subject=f"s{7 - i}"))
+    assert b"a3 OK" in w.command("a3", "SELECT INBOX")
+    assert b'* ESEARCH (TAG "a4") COUNT 8 PARTIAL (1:3 1:3)' in w.command("a4", "SEARCH RETURN (PARTIAL 3:1 COUNT) ALL")
+    assert b'* ESEARCH (TAG "a5") UID PARTIAL (-1:-2 7:8)' in w.command("a5", "UID SEARCH RETURN (PARTIAL -1:-2) ALL")
+    assert b'* ESEARCH (TAG "a6") PARTIAL (9:20 NIL)' in w.command("a6", "SEARCH RETURN (PARTIAL 9:20) ALL")
+    # SORT by subject: s0 is message 8, s1 message 7, ...
+    assert b'* ESEARCH (TAG "a7") PARTIAL (1:2 8,7)' in w.command("a7", "SORT RETURN (PARTIAL 1:2) (SUBJECT) UTF-8 ALL")
+    assert b"a8 OK" in w.command("a8", "UID SEARCH RETURN (SAVE PARTIAL 2:3) ALL")
+    assert re.findall(rb"UID (\d+)", w.command("a9", "UID FETCH $ (UID)")) == [b"2", b"3"]
+    last = w.command("b1", "UID FETCH 1:* (FLAGS) (PARTIAL -1:-3)")
+    assert re.findall(rb"\* (\d+) FETCH", last) == [b"6", b"7", b"8"], last
+    assert b"b2 BAD" in w.command("b2", "SEARCH RETURN (PARTIAL 0:1) ALL")

@@ -79,7 +79,9 @@ pub(super) fn command(c: &mut Cursor<'_>, uid: bool) -> Result<Kind, ParseError>
     let attrs = parse_fetch_items(c)?;
     let mut changed_since = None;
     let mut vanished = false;
-    // RFC 7162 §3.1.4: FETCH ... (CHANGEDSINCE n); §3.2.6: UID FETCH ... (... VANISHED)
+    let mut partial = None;
+    // RFC 7162 §3.1.4: FETCH ... (CHANGEDSINCE n); §3.2.6: UID FETCH ... (... VANISHED);
+    // RFC 9394 §4: (PARTIAL range).
     if c.eat(b' ') {
         c.expect(b'(')?;
         loop {
@@ -88,6 +90,9 @@ pub(super) fn command(c: &mut Cursor<'_>, uid: bool) -> Result<Kind, ParseError>
                 changed_since = Some(c.number()?);
             } else if c.keyword("VANISHED") && uid {
                 vanished = true;
+            } else if c.keyword("PARTIAL") {
+                c.sp()?;
+                partial = Some(super::PartialRange::parse(c)?);
             } else {
                 return Err(c.err("unknown FETCH modifier"));
             }
@@ -101,7 +106,7 @@ pub(super) fn command(c: &mut Cursor<'_>, uid: bool) -> Result<Kind, ParseError>
         // RFC 7162 §3.2.6: VANISHED needs CHANGEDSINCE.
         return Err(c.err("VANISHED needs CHANGEDSINCE"));
     }
-    Ok(Kind::Fetch { uid, set, attrs, changed_since, vanished })
+    Ok(Kind::Fetch { uid, set, attrs, changed_since, vanished, partial })
 }
 
 /// fetch-att / "(" fetch-att *(SP fetch-att) ")" / ALL / FULL / FAST

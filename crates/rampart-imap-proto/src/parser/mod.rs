@@ -25,6 +25,7 @@ pub mod lexer;
 mod mailbox;
 mod message;
 mod metadata;
+mod partial;
 mod search;
 pub mod sequence;
 mod sort;
@@ -34,6 +35,7 @@ pub use fetch::{FetchAttr, Section, SectionPart, parse_fetch_items, parse_sectio
 pub use mailbox::{ListArgs, Qresync, StatusItem};
 pub use message::StoreOp;
 pub use metadata::{Depth, entry_name};
+pub use partial::PartialRange;
 pub use search::SearchKey;
 pub use sequence::{SeqNum, SequenceSet};
 pub use sort::{SortCriterion, SortKey};
@@ -112,7 +114,8 @@ pub enum Kind {
     Sort { uid: bool, criteria: Vec<SortCriterion>, charset: String, key: SearchKey, ret: Option<Vec<String>> },
     /// RFC 5256 THREAD.
     Thread { uid: bool, algorithm: ThreadAlgorithm, charset: String, key: SearchKey },
-    Fetch { uid: bool, set: SequenceSet, attrs: Vec<FetchAttr>, changed_since: Option<u64>, vanished: bool },
+    /// RFC 9394 PARTIAL: only these positions of the messages the FETCH would answer.
+    Fetch { uid: bool, set: SequenceSet, attrs: Vec<FetchAttr>, changed_since: Option<u64>, vanished: bool, partial: Option<PartialRange> },
     Store { uid: bool, set: SequenceSet, op: StoreOp, silent: bool, flags: Vec<String>, unchanged_since: Option<u64> },
     Copy { uid: bool, set: SequenceSet, mailbox: String, moving: bool },
     Idle,

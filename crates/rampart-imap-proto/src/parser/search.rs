@@ -94,8 +94,8 @@ pub(super) fn command(c: &mut Cursor<'_>, uid: bool) -> Result<Kind, ParseError>
     Ok(Kind::Search { uid, charset, key, ret })
 }
 
-/// search-return-opts: RETURN "(" [opt *(SP opt)] ")" SP (RFC 4731 §3, RFC 5267 §3); SORT
-/// takes them too.
+/// search-return-opts: RETURN "(" [opt *(SP opt)] ")" SP (RFC 4731 §3, RFC 5267 §3, RFC 9394
+/// PARTIAL); SORT takes them too.
 pub(super) fn return_opts(c: &mut Cursor<'_>) -> Result<Option<Vec<String>>, ParseError> {
     if !c.keyword("RETURN") {
         return Ok(None);
@@ -105,9 +105,17 @@ pub(super) fn return_opts(c: &mut Cursor<'_>) -> Result<Option<Vec<String>>, Par
     let mut opts = Vec::new();
     while !c.eat(b')') {
         c.eat(b' ');
-        let opt = c.atom_str()?.to_ascii_uppercase();
-        // RFC 4466 §2.6.1: an unknown return option (PARTIAL: not offered) is an error.
-        if !matches!(opt.as_str(), "MIN" | "MAX" | "ALL" | "COUNT" | "SAVE") {
+        let mut opt = c.atom_str()?.to_ascii_uppercase();
+        if opt == "PARTIAL" {
+            // RFC 9394 §3.1 (RFC 5267 §4.4): PARTIAL range, kept as one word of the list.
+            c.sp()?;
+            let range = super::PartialRange::parse(c)?;
+            if opts.iter().any(|o: &String| o.starts_with("PARTIAL")) {
+                return Err(c.err("PARTIAL given twice"));
+            }
+            opt = format!("PARTIAL {range}");
+        } else if !matches!(opt.as_str(), "MIN" | "MAX" | "ALL" | "COUNT" | "SAVE") {
+            // RFC 4466 §2.6.1: an unknown return option is an error.
             return Err(c.err("unknown RETURN option"));
         }
         if !opts.contains(&opt) {

@@ -162,7 +162,8 @@ fn sort() {
     // SAVE is known (RFC 5182 SEARCHRES), for SORT too.
     assert!(matches!(kind("a SORT RETURN (SAVE) (SIZE) UTF-8 ALL"), Kind::Sort { ret: Some(ref r), .. } if r == &["SAVE"]));
     assert!(parse(b"a SEARCH RETURN (SAVE) UID $").is_ok());
-    assert!(parse(b"a SEARCH RETURN (PARTIAL 1:10) ALL").is_err());
+    // PARTIAL is known since RFC 9394 support (partial_return_option_and_fetch_modifier).
+    assert!(parse(b"a SEARCH RETURN (RELEVANCY) ALL").is_err());
     assert!(matches!(kind("a SEARCH RETURN (MIN min) ALL"), Kind::Search { ret: Some(ref r), .. } if r == &["MIN"]));
     // The charset is mandatory; so are the parentheses, a key after REVERSE and a search key.
     for bad in [
@@ -250,4 +251,18 @@ fn rev2_status_deleted_and_mailbox_names() {
     let mut k2 = kind("a LIST \"\" (INBOX \"W/*\")");
     assert_eq!(k2.mailbox_names_mut().len(), 3);
     assert!(kind("a NOOP").mailbox_names_mut().is_empty());
+}
+
+#[test]
+fn partial_return_option_and_fetch_modifier() {
+    // RFC 9394 §3.1 / RFC 5267 §4.4, and §4's FETCH modifier.
+    let Kind::Search { ret, .. } = kind("a UID SEARCH RETURN (COUNT PARTIAL -1:-50 SAVE) ALL") else { panic!() };
+    assert_eq!(ret.unwrap(), ["COUNT", "PARTIAL -1:-50", "SAVE"]);
+    let Kind::Sort { ret, .. } = kind("a SORT RETURN (PARTIAL 10:1) (DATE) UTF-8 ALL") else { panic!() };
+    assert_eq!(ret.unwrap(), ["PARTIAL 1:10"]);
+    let Kind::Fetch { partial, .. } = kind("a UID FETCH 1:* (FLAGS) (PARTIAL -1:-30)") else { panic!() };
+    assert_eq!(partial, Some(PartialRange { first: 1, last: 30, from_end: true }));
+    for bad in ["a SEARCH RETURN (PARTIAL) ALL", "a SEARCH RETURN (PARTIAL 0:5) ALL", "a SEARCH RETURN (PARTIAL 1:5 PARTIAL 6:7) ALL", "a FETCH 1 FLAGS (PARTIAL 1:-2)"] {
+        assert!(parse(bad.as_bytes()).is_err(), "{bad}");
+    }
 }

@@ -357,6 +357,7 @@ impl Session {
             "BINARY",
             "CATENATE",
             "METADATA",
+            "PARTIAL",
         ]);
         if self.settings.compress {
             caps.push("COMPRESS=DEFLATE");
@@ -470,8 +471,8 @@ impl Session {
             Kind::Search { uid, charset, key, ret } => self.search(out, &tag, uid, charset, key, ret).await,
             Kind::Sort { uid, criteria, charset, key, ret } => self.sort(out, &tag, uid, criteria, charset, key, ret).await,
             Kind::Thread { uid, algorithm, charset, key } => self.thread(out, &tag, uid, algorithm, charset, key).await,
-            Kind::Fetch { uid, set, attrs, changed_since, vanished } => {
-                self.fetch(out, &tag, uid, set, attrs, changed_since, vanished).await
+            Kind::Fetch { uid, set, attrs, changed_since, vanished, partial } => {
+                self.fetch(out, &tag, uid, set, attrs, (changed_since, partial), vanished).await
             }
             Kind::Store { uid, set, op, silent, flags, unchanged_since } => {
                 self.store(out.buf(), &tag, uid, set, op, silent, flags, unchanged_since).await

@@ -10,7 +10,7 @@ use super::index::{Backfill, word_candidates};
 use super::view::Msg;
 use super::{Next, Output, Session, State};
 use crate::mime::Parsed;
-use crate::parser::SearchKey;
+use crate::parser::{PartialRange, SearchKey};
 use crate::response::line;
 use crate::results::{Hit, results};
 use rampart_imap_proto::facts::{Facts, Keys, WORDS_BODY, WORDS_RAW};
@@ -302,7 +302,11 @@ impl Session {
     pub(super) fn save_result(&mut self, ret: Option<&[String]>, hits: &[Hit]) {
         let Some(opts) = ret.filter(|o| o.iter().any(|x| x == "SAVE")) else { return };
         let has = |o: &str| opts.iter().any(|x| x == o);
-        let mut uids: Vec<u32> = if !has("ALL") && !has("COUNT") && (has("MIN") || has("MAX")) {
+        let partial = opts.iter().find_map(|o| PartialRange::from_option(o));
+        let mut uids: Vec<u32> = if let Some(range) = partial.filter(|_| !has("ALL") && !has("COUNT") && !has("MIN") && !has("MAX")) {
+            // RFC 9394 §3.1: SAVE with PARTIAL alone saves the partial result.
+            hits[range.slice(hits.len())].iter().map(|h| h.uid).collect()
+        } else if !has("ALL") && !has("COUNT") && (has("MIN") || has("MAX")) {
             let first = hits.first().filter(|_| has("MIN"));
             let last = hits.last().filter(|_| has("MAX"));
             first.into_iter().chain(last).map(|h| h.uid).collect()
