@@ -171,3 +171,29 @@ def test_partial_results_of_search_sort_and_fetch(server):
     last = w.command("b1", "UID FETCH 1:* (FLAGS) (PARTIAL -1:-3)")
     assert re.findall(rb"\* (\d+) FETCH", last) == [b"6", b"7", b"8"], last
     assert b"b2 BAD" in w.command("b2", "SEARCH RETURN (PARTIAL 0:1) ALL")
+
+
+def test_search_context_updates_reach_an_idling_client(server):
+    """RFC 5267 §4: a kept search hears ADDTO while the client idles and another session
+    appends; REMOVEFROM for its own STORE; at most 8 contexts (NO [NOUPDATE "tag"]); a new
+    SELECT ends them all (CANCELUPDATE then knows none)."""
+    w, other = login(server), login(server)
+    assert b"CONTEXT=SEARCH" in w.command("a1", "CAPABILITY")
+    append(w, "a2", message_bytes(subject="watch me"))
+    assert b"a3 OK" in w.command("a3", "SELECT INBOX")
+    assert b'* ESEARCH (TAG "u1") UID ALL 1' in w.command("u1", "UID SEARCH RETURN (UPDATE ALL) SUBJECT watch")
+    w.send(b"i1 IDLE\r\n")
+    w.until(b"+ ")
+    append(other, "b1", message_bytes(subject="watch this too"))
+    assert b'* ESEARCH (TAG "u1") UID ADDTO (0 2)' in w.until(b'* ESEARCH (TAG "u1")')
+    w.send(b"DONE\r\n")
+    assert b"i1 OK" in w.until(b"i1 ")
+    assert b'* ESEARCH (TAG "u2")\r\n' in w.command("u2", "SEARCH RETURN (UPDATE) UNDELETED")
+    assert b'* ESEARCH (TAG "u2") REMOVEFROM (0 1)' in w.command("s1", "UID STORE 1 +FLAGS (\\Deleted)")
+    assert b'* ESEARCH (TAG "u2") ADDTO (0 1)' in w.command("s2", "UID STORE 1 -FLAGS (\\Deleted)")
+    for i in range(3, 9):
+        assert b"OK" in w.command(f"u{i}", "SEARCH RETURN (UPDATE COUNT) ALL")
+    assert b'u9 NO [NOUPDATE "u9"]' in w.command("u9", "SEARCH RETURN (UPDATE) ALL")
+    assert b"c1 OK" in w.command("c1", 'CANCELUPDATE "u3"')
+    assert b"a4 OK" in w.command("a4", "SELECT INBOX")
+    assert b"c2 NO" in w.command("c2", 'CANCELUPDATE "u1"')

@@ -129,6 +129,8 @@ pub enum Kind {
     Compress(String),
     /// RFC 8437: back to the not-authenticated state.
     Unauthenticate,
+    /// RFC 5267 §4.2: stop the updates of the searches with these tags.
+    CancelUpdate(Vec<String>),
     /// RFC 5464 §4.2: entries of the server (mailbox "") or of a mailbox.
     GetMetadata { mailbox: String, entries: Vec<String>, depth: Depth, max_size: Option<u64> },
     /// RFC 5464 §4.3: set (Some) or remove (NIL) entries, all or none.
@@ -176,6 +178,7 @@ impl Kind {
             Kind::SetQuota(_) => "SETQUOTA",
             Kind::Compress(_) => "COMPRESS",
             Kind::Unauthenticate => "UNAUTHENTICATE",
+            Kind::CancelUpdate(_) => "CANCELUPDATE",
             Kind::GetMetadata { .. } => "GETMETADATA",
             Kind::SetMetadata { .. } => "SETMETADATA",
         }
@@ -296,6 +299,7 @@ fn command(c: &mut Cursor<'_>, name: &[u8]) -> Result<Kind, ParseError> {
         b"STORE" => message::store(c, false)?,
         b"COPY" => message::copy(c, false, false)?,
         b"MOVE" => message::copy(c, false, true)?,
+        b"CANCELUPDATE" => search::cancel_update(c)?,
         b"GETMETADATA" => metadata::get(c)?,
         b"SETMETADATA" => metadata::set(c)?,
         b"UID" => uid(c)?,

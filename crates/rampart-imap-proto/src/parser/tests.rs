@@ -266,3 +266,13 @@ fn partial_return_option_and_fetch_modifier() {
         assert!(parse(bad.as_bytes()).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn search_contexts() {
+    // RFC 5267 §4: UPDATE and CONTEXT on SEARCH, CANCELUPDATE with quoted tags.
+    let Kind::Search { ret, .. } = kind("a SEARCH RETURN (UPDATE CONTEXT COUNT) UNSEEN") else { panic!() };
+    assert_eq!(ret.unwrap(), ["UPDATE", "CONTEXT", "COUNT"]);
+    assert_eq!(kind("a CANCELUPDATE \"u1\" \"u 2\""), Kind::CancelUpdate(vec!["u1".into(), "u 2".into()]));
+    assert!(parse(b"a CANCELUPDATE").is_err());
+    assert!(parse(b"a SORT RETURN (UPDATE) (DATE) UTF-8 ALL").is_err());
+}

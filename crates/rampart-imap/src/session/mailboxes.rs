@@ -118,6 +118,8 @@ impl Session {
     }
 
     pub(super) fn deselect(&mut self) {
+        // RFC 5267 §4.2: search contexts end with their mailbox.
+        self.contexts.clear();
         if let State::Selected(user, _) = std::mem::replace(&mut self.state, State::Logout) {
             self.state = State::Authenticated(user);
         }

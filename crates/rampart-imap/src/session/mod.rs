@@ -7,6 +7,7 @@
 
 mod auth;
 mod catenate;
+mod context;
 mod fetch;
 mod flagsets;
 mod index;
@@ -173,7 +174,7 @@ pub fn allowed(state: &State, kind: &Kind) -> bool {
         | K::Unauthenticate
         | K::GetMetadata { .. }
         | K::SetMetadata { .. } => authenticated,
-        K::Check | K::Close | K::Unselect | K::Expunge { .. } | K::Search { .. } | K::Sort { .. } | K::Thread { .. } | K::Fetch { .. } | K::Store { .. } | K::Copy { .. } => {
+        K::Check | K::Close | K::Unselect | K::CancelUpdate(_) | K::Expunge { .. } | K::Search { .. } | K::Sort { .. } | K::Thread { .. } | K::Fetch { .. } | K::Store { .. } | K::Copy { .. } => {
             matches!(state, State::Selected(..))
         }
     }
@@ -228,6 +229,10 @@ pub struct Session {
     /// RFC 9051: `ENABLE IMAP4rev2` was given: no \Recent, SEARCH answers ESEARCH, mailbox
     /// names are UTF-8 on the wire (the store keeps modified UTF-7, as rev1 clients send).
     pub(crate) rev2: bool,
+    /// SEARCH ... RETURN (UPDATE) results kept up to date (RFC 5267 §4), and the selected
+    /// mailbox's (HIGHESTMODSEQ, EXISTS) when they were last evaluated.
+    pub(crate) contexts: Vec<context::SearchContext>,
+    pub(crate) contexts_seen: (u64, usize),
     pub(crate) auth_failures: u32,
     pub(crate) errors: u32,
     pub(crate) pending_auth: Option<PendingAuth>,
@@ -254,6 +259,8 @@ impl Session {
             condstore: false,
             qresync: false,
             rev2: false,
+            contexts: Vec::new(),
+            contexts_seen: (0, 0),
             auth_failures: 0,
             errors: 0,
             pending_auth: None,
@@ -358,6 +365,7 @@ impl Session {
             "CATENATE",
             "METADATA",
             "PARTIAL",
+            "CONTEXT=SEARCH",
         ]);
         if self.settings.compress {
             caps.push("COMPRESS=DEFLATE");
@@ -485,6 +493,7 @@ impl Session {
             }
             Kind::GetQuotaRoot(m) => self.quota_root(out.buf(), &tag, &m).await,
             Kind::GetQuota(root) => self.quota(out.buf(), &tag, &root).await,
+            Kind::CancelUpdate(tags) => self.cancel_update(out.buf(), &tag, tags).await,
             Kind::GetMetadata { mailbox, entries, depth, max_size } => self.get_metadata(out.buf(), &tag, &mailbox, entries, depth, max_size).await,
             Kind::SetMetadata { mailbox, entries } => self.set_metadata(out.buf(), &tag, &mailbox, entries).await,
             Kind::SetQuota(_) => {
@@ -533,7 +542,8 @@ impl Session {
         if let State::Selected(_, view) = &mut self.state {
             view.sync(self.services.store.as_ref(), out, expunge_ok, condstore).await?;
         }
-        Ok(())
+        // RFC 5267 §4.3: what joined or left the kept searches' results.
+        self.update_contexts(out).await
     }
 
     /// Changes arrived while idling: report them. False when the session must end.

@@ -284,9 +284,17 @@ impl Session {
             self.save_result(ret.as_deref(), &[]);
             return Ok(Next::Continue);
         }
+        let update = ret.as_ref().is_some_and(|r| r.iter().any(|o| o == "UPDATE"));
+        if update && self.context_refused(out.buf(), tag) {
+            return Ok(Next::Continue);
+        }
         let mut hits: Vec<Hit> = Vec::new();
         self.scan(&key, false, key.uses_modseq(), |hit, _, _| hits.push(hit)).await?;
         self.save_result(ret.as_deref(), &hits);
+        if update {
+            // RFC 5267 §4.2: changes from here on are reported against this result.
+            self.keep_context(tag, uid, key.clone(), hits.iter().map(|h| h.uid));
+        }
         // RFC 9051 §6.4.4: a rev2 SEARCH without RETURN answers as RETURN (ALL), in ESEARCH.
         let ret = if self.rev2 { ret.or(Some(Vec::new())) } else { ret };
         results(out.buf(), tag, "SEARCH", uid, &hits, ret, key.uses_modseq());

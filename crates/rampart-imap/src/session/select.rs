@@ -126,6 +126,7 @@ impl Session {
         view.remove_expunged(out, &gone);
         view.sync(store.as_ref(), out, true, condstore).await?;
         let code = if condstore { format!("[HIGHESTMODSEQ {}] ", view.highestmodseq) } else { String::new() };
+        self.update_contexts(out).await?;
         line(out, &format!("{tag} OK {code}EXPUNGE completed"));
         Ok(Next::Continue)
     }

@@ -163,6 +163,7 @@ impl Session {
                 view.remove_expunged(out, &moved);
                 view.sync(store.as_ref(), out, true, condstore).await?;
             }
+            self.update_contexts(out).await?;
             line(out, &format!("{tag} OK MOVE completed"));
             return Ok(Next::Continue);
         }
