@@ -244,3 +244,64 @@ def test_search_updates_match_dovecot(rampart, dovecot):
     answers["dovecot"][expunge_step] = (cmd, [ln for ln in lines if ln != expunged], status)
     assert answers["ours"][:-1] == answers["dovecot"][:-1]
     assert answers["ours"][-1][2] == b"BAD"
+
+
+def normal(line):
+    """A NOTIFY line without what differs between two servers by nature: UIDVALIDITY and
+    MODSEQ values (Rampart also has more mailboxes: only Work's lines are compared)."""
+    line = re.sub(rb"UIDVALIDITY \d+", b"UIDVALIDITY V", line.replace(b'"."', b'"/"'))
+    return re.sub(rb"HIGHESTMODSEQ \d+", b"HIGHESTMODSEQ M", line)
+
+
+def test_notify_matches_dovecot(rampart, dovecot):
+    """RFC 5465 NOTIFY: STATUS at NOTIFY SET STATUS, a STATUS when another session appends to
+    a watched mailbox (heard while idling, and after a NOOP), an UNSEEN/HIGHESTMODSEQ STATUS
+    after a flag change, a LIST when a subscription changes; NOTIFY NONE stops them; an
+    unknown event is NO [BADEVENT]. The same lines as Dovecot's, the hierarchy delimiter
+    aside (Dovecot's maildir has "." where we have "/")."""
+    rampart.start(listeners=("imaps",))
+    answers = {}
+    for name in ("ours", "dovecot"):
+        if name == "ours":
+            w, other = Wire(rampart), Wire(rampart)
+            login = f"LOGIN bob@example.test \"{PASSWORD}\""
+        else:
+            w, other = Plain(dovecot.port), Plain(dovecot.port)
+            login = "LOGIN bob pw"
+        for c in (w, other):
+            assert b"a0 OK" in c.command("a0", login)
+        out = []
+
+        def step(c, tag, cmd):
+            answer = c.command(tag, cmd)
+            lines = sorted(normal(ln) for ln in answer.split(b"\r\n") if ln.startswith((b"* STATUS", b"* LIST")) and b" Work" in ln)
+            out.append((cmd, lines, tagged(answer).split(b" ")[0]))
+
+        def append_to(mailbox):
+            msg = b"Subject: n\r\n\r\nx\r\n"
+            other.send(b"b1 APPEND %s {%d+}\r\n" % (mailbox, len(msg)) + msg + b"\r\n")
+            assert b"b1 OK" in other.until(b"b1 ")
+
+        assert b"a1 OK" in w.command("a1", "CREATE Work")
+        assert b"a2 OK" in w.command("a2", "ENABLE CONDSTORE")
+        assert b"a3 OK" in w.command("a3", "SELECT INBOX")
+        step(w, "n1", "NOTIFY SET STATUS (selected (MessageNew (UID FLAGS) MessageExpunge)) "
+                      "(personal (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))")
+        w.send(b"i1 IDLE\r\n")
+        w.until(b"+ ")
+        append_to(b"Work")
+        out.append(("idle", [normal(w.until(b"* STATUS").split(b"\r\n")[-2])], None))
+        w.send(b"DONE\r\n")
+        w.until(b"i1 ")
+        append_to(b"Work")
+        step(w, "n2", "NOOP")
+        step(other, "b2", "SUBSCRIBE Work")
+        assert b"b3 OK" in other.command("b3", "SELECT Work")
+        step(other, "b4", "STORE 1 +FLAGS (\\Seen)")
+        step(w, "n3", "NOOP")
+        step(w, "n4", "NOTIFY NONE")
+        append_to(b"Work")
+        step(w, "n5", "NOOP")
+        step(w, "n6", "NOTIFY SET (mailboxes Work (AnnotationChange))")
+        answers[name] = out
+    assert answers["ours"] == answers["dovecot"]

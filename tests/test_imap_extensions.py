@@ -197,3 +197,28 @@ def test_search_context_updates_reach_an_idling_client(server):
     assert b"c1 OK" in w.command("c1", 'CANCELUPDATE "u3"')
     assert b"a4 OK" in w.command("a4", "SELECT INBOX")
     assert b"c2 NO" in w.command("c2", 'CANCELUPDATE "u1"')
+
+
+def test_notify_tells_of_other_mailboxes(server):
+    """RFC 5465: without selecting anything, a NOTIFY client hears a LIST when another session
+    creates or deletes a mailbox, a STATUS when mail arrives in one (also while idling), and
+    nothing for mailboxes outside its filters; NO [BADEVENT (supported events)] for an event
+    not offered."""
+    w, other = login(server), login(server)
+    assert b" NOTIFY" in w.command("a1", "CAPABILITY")
+    assert b"a2 OK" in w.command("a2", "NOTIFY SET (subtree Work (MessageNew MessageExpunge MailboxName)) (inboxes NONE)")
+    assert b"b1 OK" in other.command("b1", "CREATE Work/Plans")
+    assert b"b2 OK" in other.command("b2", "CREATE Elsewhere")
+    seen = w.command("a3", "NOOP")
+    assert b'* LIST () "/" Work\r\n' in seen and b'* LIST () "/" Work/Plans\r\n' in seen and b"Elsewhere" not in seen, seen
+    w.send(b"i1 IDLE\r\n")
+    w.until(b"+ ")
+    append(other, "b3", message_bytes(subject="plan"), mailbox="Work/Plans")
+    assert b"* STATUS Work/Plans (MESSAGES 1 UIDNEXT 2 UIDVALIDITY " in w.until(b"* STATUS")
+    w.send(b"DONE\r\n")
+    assert b"i1 OK" in w.until(b"i1 ")
+    append(other, "b4", message_bytes(subject="to inbox"))
+    assert b"b5 OK" in other.command("b5", "DELETE Work/Plans")
+    gone = w.command("a4", "NOOP")
+    assert b'* LIST (\\NonExistent) "/" Work/Plans' in gone and b"INBOX" not in gone, gone
+    assert b"a5 NO [BADEVENT (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange)]" in w.command("a5", "NOTIFY SET (personal (ServerMetadataChange))")

@@ -22,6 +22,8 @@ const SEEDS: &[&[u8]] = &[
     b"a APPEND Drafts CATENATE (URL \"/Drafts;UIDVALIDITY=3/;UID=2/;SECTION=1.MIME\" TEXT {2}\r\nhi URL /INBOX/;UID=1)",
     b"a GETMETADATA (MAXSIZE 1024 DEPTH infinity) \"\" (/private/comment /shared/x)",
     b"a SETMETADATA INBOX (/private/a \"x\" /shared/b NIL /private/c ~{3}\r\na\0b)",
+    b"a NOTIFY SET STATUS (selected (MessageNew (UID FLAGS) MessageExpunge)) (subtree (INBOX Work) (FlagChange)) (personal NONE)",
+    b"a UID SEARCH RETURN (UPDATE PARTIAL -1:-5 COUNT) UNSEEN",
     b"imap://joe;AUTH=*@mail.example:143/a%20b/;UID=3/;SECTION=HEADER.FIELDS%20(FROM)/;PARTIAL=10.5",
     b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: message/rfc822\r\n\r\nSubject: a\r\n\r\nb\r\n--x--\r\n",
 ];

@@ -25,6 +25,7 @@ pub mod lexer;
 mod mailbox;
 mod message;
 mod metadata;
+mod notify;
 mod partial;
 mod search;
 pub mod sequence;
@@ -35,6 +36,7 @@ pub use fetch::{FetchAttr, Section, SectionPart, parse_fetch_items, parse_sectio
 pub use mailbox::{ListArgs, Qresync, StatusItem};
 pub use message::StoreOp;
 pub use metadata::{Depth, entry_name};
+pub use notify::{NotifyEvent, NotifyFilter, NotifyGroup};
 pub use partial::PartialRange;
 pub use search::SearchKey;
 pub use sequence::{SeqNum, SequenceSet};
@@ -129,6 +131,8 @@ pub enum Kind {
     Compress(String),
     /// RFC 8437: back to the not-authenticated state.
     Unauthenticate,
+    /// RFC 5465: NOTIFY SET (Some groups, with STATUS) or NOTIFY NONE (None).
+    Notify { status: bool, groups: Option<Vec<NotifyGroup>> },
     /// RFC 5267 §4.2: stop the updates of the searches with these tags.
     CancelUpdate(Vec<String>),
     /// RFC 5464 §4.2: entries of the server (mailbox "") or of a mailbox.
@@ -179,6 +183,7 @@ impl Kind {
             Kind::Compress(_) => "COMPRESS",
             Kind::Unauthenticate => "UNAUTHENTICATE",
             Kind::CancelUpdate(_) => "CANCELUPDATE",
+            Kind::Notify { .. } => "NOTIFY",
             Kind::GetMetadata { .. } => "GETMETADATA",
             Kind::SetMetadata { .. } => "SETMETADATA",
         }
@@ -204,6 +209,13 @@ impl Kind {
             Kind::Rename { from, to } => vec![from, to],
             Kind::Lsub { reference, pattern } => vec![reference, pattern],
             Kind::List(a) => std::iter::once(&mut a.reference).chain(a.patterns.iter_mut()).collect(),
+            Kind::Notify { groups: Some(groups), .. } => groups
+                .iter_mut()
+                .flat_map(|g| match &mut g.filter {
+                    NotifyFilter::Subtree(n) | NotifyFilter::Mailboxes(n) => n.iter_mut().collect(),
+                    _ => Vec::new(),
+                })
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -300,6 +312,7 @@ fn command(c: &mut Cursor<'_>, name: &[u8]) -> Result<Kind, ParseError> {
         b"COPY" => message::copy(c, false, false)?,
         b"MOVE" => message::copy(c, false, true)?,
         b"CANCELUPDATE" => search::cancel_update(c)?,
+        b"NOTIFY" => notify::command(c)?,
         b"GETMETADATA" => metadata::get(c)?,
         b"SETMETADATA" => metadata::set(c)?,
         b"UID" => uid(c)?,

@@ -276,3 +276,25 @@ fn search_contexts() {
     assert!(parse(b"a CANCELUPDATE").is_err());
     assert!(parse(b"a SORT RETURN (UPDATE) (DATE) UTF-8 ALL").is_err());
 }
+
+#[test]
+fn notify_command() {
+    // RFC 5465 §3.
+    let Kind::Notify { status, groups } =
+        kind("a NOTIFY SET STATUS (selected (MessageNew (UID FLAGS) MessageExpunge)) (subtree (INBOX Work) (MessageNew MessageExpunge FlagChange)) (personal NONE)")
+    else {
+        panic!()
+    };
+    let groups = groups.unwrap();
+    assert!(status);
+    assert_eq!(groups[0].filter, NotifyFilter::Selected);
+    assert_eq!(groups[0].events, vec![NotifyEvent::MessageNew(vec![FetchAttr::Uid, FetchAttr::Flags]), NotifyEvent::MessageExpunge]);
+    assert_eq!(groups[1].filter, NotifyFilter::Subtree(vec!["INBOX".into(), "Work".into()]));
+    assert!(groups[2].events.is_empty());
+    assert_eq!(kind("a NOTIFY NONE"), Kind::Notify { status: false, groups: None });
+    let Kind::Notify { groups, .. } = kind("a NOTIFY SET (mailboxes Work (AnnotationChange))") else { panic!() };
+    assert_eq!(groups.unwrap()[0].events, vec![NotifyEvent::Unsupported("AnnotationChange".into())]);
+    for bad in ["a NOTIFY", "a NOTIFY SET", "a NOTIFY SET STATUS", "a NOTIFY SET (nowhere (MessageNew))", "a NOTIFY SET (personal ())"] {
+        assert!(parse(bad.as_bytes()).is_err(), "{bad}");
+    }
+}

@@ -13,6 +13,7 @@ mod flagsets;
 mod index;
 mod mailboxes;
 mod metadata;
+mod notify;
 mod search;
 mod select;
 mod sort;
@@ -173,7 +174,8 @@ pub fn allowed(state: &State, kind: &Kind) -> bool {
         | K::Compress(_)
         | K::Unauthenticate
         | K::GetMetadata { .. }
-        | K::SetMetadata { .. } => authenticated,
+        | K::SetMetadata { .. }
+        | K::Notify { .. } => authenticated,
         K::Check | K::Close | K::Unselect | K::CancelUpdate(_) | K::Expunge { .. } | K::Search { .. } | K::Sort { .. } | K::Thread { .. } | K::Fetch { .. } | K::Store { .. } | K::Copy { .. } => {
             matches!(state, State::Selected(..))
         }
@@ -233,6 +235,8 @@ pub struct Session {
     /// mailbox's (HIGHESTMODSEQ, EXISTS) when they were last evaluated.
     pub(crate) contexts: Vec<context::SearchContext>,
     pub(crate) contexts_seen: (u64, usize),
+    /// NOTIFY SET in force (RFC 5465).
+    pub(crate) notify: Option<notify::Notify>,
     pub(crate) auth_failures: u32,
     pub(crate) errors: u32,
     pub(crate) pending_auth: Option<PendingAuth>,
@@ -261,6 +265,7 @@ impl Session {
             rev2: false,
             contexts: Vec::new(),
             contexts_seen: (0, 0),
+            notify: None,
             auth_failures: 0,
             errors: 0,
             pending_auth: None,
@@ -366,6 +371,7 @@ impl Session {
             "METADATA",
             "PARTIAL",
             "CONTEXT=SEARCH",
+            "NOTIFY",
         ]);
         if self.settings.compress {
             caps.push("COMPRESS=DEFLATE");
@@ -493,6 +499,7 @@ impl Session {
             }
             Kind::GetQuotaRoot(m) => self.quota_root(out.buf(), &tag, &m).await,
             Kind::GetQuota(root) => self.quota(out.buf(), &tag, &root).await,
+            Kind::Notify { status, groups } => self.notify(out.buf(), &tag, status, groups).await,
             Kind::CancelUpdate(tags) => self.cancel_update(out.buf(), &tag, tags).await,
             Kind::GetMetadata { mailbox, entries, depth, max_size } => self.get_metadata(out.buf(), &tag, &mailbox, entries, depth, max_size).await,
             Kind::SetMetadata { mailbox, entries } => self.set_metadata(out.buf(), &tag, &mailbox, entries).await,
@@ -543,7 +550,9 @@ impl Session {
             view.sync(self.services.store.as_ref(), out, expunge_ok, condstore).await?;
         }
         // RFC 5267 §4.3: what joined or left the kept searches' results.
-        self.update_contexts(out).await
+        self.update_contexts(out).await?;
+        // RFC 5465: what changed in the other mailboxes the client watches.
+        self.notify_check(out).await
     }
 
     /// Changes arrived while idling: report them. False when the session must end.
