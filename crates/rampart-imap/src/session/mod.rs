@@ -618,6 +618,10 @@ impl Session {
         self.state = State::NotAuthenticated;
         self.condstore = false;
         self.qresync = false;
+        // What ENABLE, SEARCH RETURN (UPDATE) and NOTIFY set belonged to that login.
+        self.rev2 = false;
+        self.contexts.clear();
+        self.notify = None;
         line(out, &format!("{tag} OK Not authenticated any more"));
         Next::Continue
     }
