@@ -98,6 +98,12 @@ def free_port():
 
 @pytest.fixture
 def dovecot():
+    yield from running_dovecot()
+
+
+def running_dovecot(extra_conf=""):
+    """Starts Dovecot (with `extra_conf` appended to its configuration), yields a logged-in
+    imaplib client, and stops it."""
     if shutil.which("dovecot") is None or os.geteuid() != 0:
         pytest.skip("needs dovecot-imapd and root")
     # Dovecot's unprivileged processes must reach the files: pytest's tmp_path is 0700.
@@ -107,7 +113,7 @@ def dovecot():
     for sub in ("run", "state", "mail", "home"):
         (d / sub).mkdir(parents=True)
     port = free_port()
-    (d / "dovecot.conf").write_text(DOVECOT_CONF.format(dir=d, port=port))
+    (d / "dovecot.conf").write_text(DOVECOT_CONF.format(dir=d, port=port) + extra_conf.format(dir=d))
     (d / "passwd").write_text("bob:{PLAIN}pw\n")
     shutil.chown(d / "mail", "dovecot", "dovecot")
     shutil.chown(d / "home", "dovecot", "dovecot")
@@ -124,6 +130,7 @@ def dovecot():
                     raise AssertionError("dovecot did not start: " + (d / "dovecot.log").read_text(errors="replace"))
                 time.sleep(0.2)
         m.home = d  # its files: mail/bob is the user's Maildir
+        m.port = port
         yield m
     finally:
         proc.terminate()

@@ -7,6 +7,9 @@
 //!   taken from imap-codec (2.0 exists only as alphas, with CONDSTORE and ID unfinished); see
 //!   `parser`'s docs and docs/architecture.md for the reasons;
 //! - [`mime`]: ENVELOPE, BODYSTRUCTURE and body sections from mail-parser's MIME tree;
+//! - [`imapurl`]: IMAP URLs (RFC 5092) of one message or section, for CATENATE;
+//! - [`metadata`]: which METADATA (RFC 5464) entries a GETMETADATA names, and its response;
+//! - [`mutf7`]: modified UTF-7 mailbox names (RFC 3501 §5.1.3) to and from UTF-8 (IMAP4rev2);
 //! - [`response`]: how strings, flags and dates go on the wire;
 //! - [`results`]: the untagged answers to SEARCH and SORT (`* SEARCH`, `* SORT`, ESEARCH);
 //! - [`facts`]: what SEARCH's date keys, SORT and THREAD read of a message, from its parse or
@@ -21,6 +24,9 @@
 #![forbid(unsafe_code)]
 
 pub mod facts;
+pub mod imapurl;
+pub mod metadata;
+pub mod mutf7;
 pub mod mime;
 pub mod parser;
 pub mod response;

@@ -2,6 +2,7 @@
 //! matches, or one `* ESEARCH` when the client asked for RETURN options (RFC 4731; RFC 5267
 //! §3 for SORT), with RFC 7162 §3.1.5 MODSEQ when the search used a MODSEQ key.
 
+use crate::parser::PartialRange;
 use crate::parser::sequence::compact;
 use crate::response::line;
 
@@ -38,11 +39,23 @@ pub fn results(buf: &mut Vec<u8>, tag: &str, name: &str, uid: bool, hits: &[Hit]
                     _ => {}
                 }
             }
+            // RFC 9394 §3.1: the range asked, and its results or NIL; after the others, as
+            // Dovecot orders it.
+            if let Some(range) = opts.iter().find_map(|o| PartialRange::from_option(o)) {
+                let part = &numbers[range.slice(numbers.len())];
+                let set = if part.is_empty() { "NIL".to_string() } else { compact(part) };
+                s.push_str(&format!(" PARTIAL ({range} {set})"));
+            }
             // RFC 7162 §3.1.5: with MIN or MAX alone, the MODSEQ of that message; with
             // both (and neither ALL nor COUNT), the higher of those two; otherwise the
             // highest of all the results.
             let has = |o: &str| opts.iter().any(|x| x == o);
+            let partial = opts.iter().find_map(|o| PartialRange::from_option(o));
             let modseq = if has("ALL") || has("COUNT") {
+                max_modseq
+            } else if let Some(range) = partial.filter(|_| !has("MIN") && !has("MAX")) {
+                hits[range.slice(hits.len())].iter().map(|h| h.modseq).max()
+            } else if partial.is_some() {
                 max_modseq
             } else {
                 let min = hits.first().map(|h| h.modseq).filter(|_| has("MIN"));
@@ -65,5 +78,24 @@ pub fn results(buf: &mut Vec<u8>, tag: &str, name: &str, uid: bool, hits: &[Hit]
             }
             line(buf, &s);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_results_name_their_range() {
+        let hits: Vec<Hit> = (1..=10).map(|n| Hit { seq: n, uid: n * 10, modseq: u64::from(n) }).collect();
+        let mut out = Vec::new();
+        results(&mut out, "t", "SEARCH", true, &hits, Some(vec!["PARTIAL -1:-3".into(), "COUNT".into()]), false);
+        assert_eq!(out, b"* ESEARCH (TAG \"t\") UID COUNT 10 PARTIAL (-1:-3 80,90,100)\r\n");
+        out.clear();
+        results(&mut out, "t", "SEARCH", false, &hits, Some(vec!["PARTIAL 20:30".into()]), true);
+        assert_eq!(out, b"* ESEARCH (TAG \"t\") PARTIAL (20:30 NIL)\r\n");
+        out.clear();
+        results(&mut out, "t", "SEARCH", false, &hits, Some(vec!["PARTIAL 2:4".into()]), true);
+        assert_eq!(out, b"* ESEARCH (TAG \"t\") PARTIAL (2:4 2:4) MODSEQ 4\r\n");
     }
 }

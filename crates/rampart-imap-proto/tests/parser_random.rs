@@ -19,6 +19,12 @@ const SEEDS: &[&[u8]] = &[
     b"Message-ID: <a@b>\r\nReferences: <b@c> (x <y@z>)\r\n <c@d>\r\nIn-Reply-To: <d@e>\r\nSubject: Re: x\r\n\r\nb",
     b"From: \"N\" <a@b>, c@d\r\nTo: g: x@y;\r\nSubject: Re: [l] Fwd: [fwd: =?utf-8?q?caf=C3=A9?= (fwd)]\r\n\r\nb",
     b"a ID (\"name\" \"x\" \"v\" NIL)",
+    b"a APPEND Drafts CATENATE (URL \"/Drafts;UIDVALIDITY=3/;UID=2/;SECTION=1.MIME\" TEXT {2}\r\nhi URL /INBOX/;UID=1)",
+    b"a GETMETADATA (MAXSIZE 1024 DEPTH infinity) \"\" (/private/comment /shared/x)",
+    b"a SETMETADATA INBOX (/private/a \"x\" /shared/b NIL /private/c ~{3}\r\na\0b)",
+    b"a NOTIFY SET STATUS (selected (MessageNew (UID FLAGS) MessageExpunge)) (subtree (INBOX Work) (FlagChange)) (personal NONE)",
+    b"a UID SEARCH RETURN (UPDATE PARTIAL -1:-5 COUNT) UNSEEN",
+    b"imap://joe;AUTH=*@mail.example:143/a%20b/;UID=3/;SECTION=HEADER.FIELDS%20(FROM)/;PARTIAL=10.5",
     b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: message/rfc822\r\n\r\nSubject: a\r\n\r\nb\r\n--x--\r\n",
 ];
 
@@ -59,6 +65,8 @@ fn random_mutations_never_panic() {
         let input = mutate(&mut rng, seed);
         let _ = parser::parse(&input);
         let _ = parser::tag_of(&input);
+        let _ = parser::parse_section(&input);
+        let _ = rampart_imap_proto::imapurl::ImapUrl::parse(&String::from_utf8_lossy(&input));
         for line in input.split(|&b| b == b'\n') {
             let _ = parser::literal_announcement(line);
         }

@@ -479,6 +479,8 @@ async fn follow(
 async fn idle(d: &mut Driver, session: &mut Session, settings: &Settings) -> std::io::Result<Next> {
     d.flush().await?;
     let mut watch = session.watch();
+    // RFC 5465 NOTIFY: the other watched mailboxes wake the session too.
+    let mut others = session.notify_watches();
     let deadline = tokio::time::Instant::now() + settings.idle_timeout;
     loop {
         if let Some(lf) = memchr(b'\n', d.pending()) {
@@ -508,6 +510,12 @@ async fn idle(d: &mut Driver, session: &mut Session, settings: &Settings) -> std
                 None => std::future::pending::<()>().await,
             }
         };
+        let changed = async {
+            tokio::select! {
+                _ = changed => {}
+                _ = any_changed(&mut others) => {}
+            }
+        };
         tokio::select! {
             read = d.io.read_buf(&mut d.buf) => {
                 if read? == 0 {
@@ -532,6 +540,29 @@ async fn idle(d: &mut Driver, session: &mut Session, settings: &Settings) -> std
             }
         }
     }
+}
+
+/// Resolves when any of the receivers sees a change; never when there are none (or all
+/// their senders are gone).
+async fn any_changed(receivers: &mut [tokio::sync::watch::Receiver<u64>]) {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::Poll;
+    type Changed<'a> = Pin<Box<dyn Future<Output = Result<(), tokio::sync::watch::error::RecvError>> + Send + 'a>>;
+    let mut waiting: Vec<Option<Changed<'_>>> = receivers.iter_mut().map(|r| Some(Box::pin(r.changed()) as Changed<'_>)).collect();
+    std::future::poll_fn(|cx| {
+        for slot in waiting.iter_mut() {
+            let Some(f) = slot else { continue };
+            match f.as_mut().poll(cx) {
+                Poll::Ready(Ok(())) => return Poll::Ready(()),
+                // The mailbox is gone: its watch never fires again.
+                Poll::Ready(Err(_)) => *slot = None,
+                Poll::Pending => {}
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -16,5 +16,5 @@ pub mod conn;
 pub mod session;
 
 pub use accept::{handle, refuse};
-pub use rampart_imap_proto::{mime, parser, response, results, sort, subject, thread};
+pub use rampart_imap_proto::{mime, mutf7, parser, response, results, sort, subject, thread};
 pub use session::{Learner, MessageSummarizer, Services, Session, Settings};

@@ -16,7 +16,8 @@
 //!   - [`WebStore`]: account roles, TOTP and recovery codes, web sessions, API tokens;
 //!   - [`TlsPolicyStore`]: cached MTA-STS policies, outbound TLS outcomes, TLS reports;
 //!   - [`MailStore`] ([`mail`]): what IMAP needs on top — mailbox management, flags with
-//!     MODSEQ, expunge, copy/move, append, and change notification ([`notify`]).
+//!     MODSEQ, expunge, copy/move, append, change notification ([`notify`]), and METADATA
+//!     annotations ([`metadata`]).
 //!
 //!   `use rampart_store::prelude::*` brings them all into scope.
 //! - [`SqliteStore`] is the embedded backend (SQLite in WAL mode); SQL lives only there.
@@ -53,6 +54,7 @@ mod guard;
 pub mod keys;
 pub mod mail;
 mod messages;
+pub mod metadata;
 pub mod notify;
 mod queue;
 pub mod quarantine;
@@ -74,6 +76,7 @@ pub use error::{AddressProblem, Chain, DbError, ErrorKind, StoreError};
 pub use filter::FilterStore;
 pub use guard::{Ban, GuardStore, LoginRecord};
 pub use mail::{Changes, FlagOp, FlagsUpdate, MailStore, MailboxState, MessageRecord, Transfer, ViewRows};
+pub use metadata::{MetadataLimits, MetadataStore, OverLimit};
 pub use messages::{Mailbox, MessageInfo, MessageMeta, MessageReader, MessageStore};
 pub use quarantine::QuarantineStore;
 pub use quota::QuotaStore;

@@ -135,9 +135,10 @@ pub struct Transfer {
     pub uids: Vec<(u32, u32)>,
 }
 
-/// IMAP's role. It also writes blobs (APPEND) and reads messages (FETCH), hence its supertraits.
+/// IMAP's role. It also writes blobs (APPEND), reads messages (FETCH) and keeps annotations
+/// (METADATA), hence its supertraits.
 #[async_trait]
-pub trait MailStore: DeliveryStore + MessageStore {
+pub trait MailStore: DeliveryStore + MessageStore + crate::metadata::MetadataStore {
     async fn mailbox_state(&self, account: AccountId, name: &str) -> Result<Option<MailboxState>>;
     async fn mailbox_states(&self, account: AccountId) -> Result<Vec<MailboxState>>;
     /// Creates the mailbox and any missing parents. `Exists` when it is already there,

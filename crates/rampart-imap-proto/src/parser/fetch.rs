@@ -79,7 +79,9 @@ pub(super) fn command(c: &mut Cursor<'_>, uid: bool) -> Result<Kind, ParseError>
     let attrs = parse_fetch_items(c)?;
     let mut changed_since = None;
     let mut vanished = false;
-    // RFC 7162 §3.1.4: FETCH ... (CHANGEDSINCE n); §3.2.6: UID FETCH ... (... VANISHED)
+    let mut partial = None;
+    // RFC 7162 §3.1.4: FETCH ... (CHANGEDSINCE n); §3.2.6: UID FETCH ... (... VANISHED);
+    // RFC 9394 §4: (PARTIAL range).
     if c.eat(b' ') {
         c.expect(b'(')?;
         loop {
@@ -88,6 +90,9 @@ pub(super) fn command(c: &mut Cursor<'_>, uid: bool) -> Result<Kind, ParseError>
                 changed_since = Some(c.number()?);
             } else if c.keyword("VANISHED") && uid {
                 vanished = true;
+            } else if c.keyword("PARTIAL") {
+                c.sp()?;
+                partial = Some(super::PartialRange::parse(c)?);
             } else {
                 return Err(c.err("unknown FETCH modifier"));
             }
@@ -101,7 +106,7 @@ pub(super) fn command(c: &mut Cursor<'_>, uid: bool) -> Result<Kind, ParseError>
         // RFC 7162 §3.2.6: VANISHED needs CHANGEDSINCE.
         return Err(c.err("VANISHED needs CHANGEDSINCE"));
     }
-    Ok(Kind::Fetch { uid, set, attrs, changed_since, vanished })
+    Ok(Kind::Fetch { uid, set, attrs, changed_since, vanished, partial })
 }
 
 /// fetch-att / "(" fetch-att *(SP fetch-att) ")" / ALL / FULL / FAST
@@ -210,9 +215,20 @@ fn binary_section(c: &mut Cursor<'_>) -> Result<Vec<u32>, ParseError> {
     Ok(part)
 }
 
+/// A section spec on its own, as an IMAP URL's `;SECTION=` carries it (RFC 5092 §5, after
+/// percent-decoding): `1.2.MIME`, `HEADER.FIELDS (FROM)`, or empty for the whole message.
+pub fn parse_section(text: &[u8]) -> Result<Section, ParseError> {
+    let mut c = Cursor::new(text);
+    let s = section(&mut c)?;
+    if !c.at_end() {
+        return Err(c.err("unexpected characters after the section"));
+    }
+    Ok(s)
+}
+
 fn section(c: &mut Cursor<'_>) -> Result<Section, ParseError> {
     let mut s = Section::default();
-    if c.peek() == Some(b']') {
+    if c.peek() == Some(b']') || c.at_end() {
         return Ok(s);
     }
     while c.peek().is_some_and(|b| b.is_ascii_digit()) {

@@ -1,6 +1,6 @@
 //! Commands on mailboxes: SELECT and EXAMINE (RFC 3501 §6.3.1–2, RFC 7162 CONDSTORE and
 //! QRESYNC), CREATE (RFC 6154 USE), RENAME, LIST (RFC 5258 LIST-EXTENDED, RFC 5819
-//! LIST-STATUS), LSUB, STATUS, APPEND (RFC 3502 MULTIAPPEND), and the quota commands (RFC 9208). DELETE, SUBSCRIBE
+//! LIST-STATUS), LSUB, STATUS, APPEND (RFC 3502 MULTIAPPEND, RFC 4469 CATENATE in `catenate`), and the quota commands (RFC 9208). DELETE, SUBSCRIBE
 //! and UNSUBSCRIBE take only a mailbox name ([`argument`]).
 
 use super::lexer::Cursor;
@@ -24,6 +24,8 @@ pub enum StatusItem {
     HighestModSeq,
     Size,
     AppendLimit,
+    /// RFC 9051 §6.3.11: messages flagged \Deleted.
+    Deleted,
 }
 
 /// LIST with RFC 5258 LIST-EXTENDED and RFC 5819 LIST-STATUS options.
@@ -161,6 +163,7 @@ fn status_items(c: &mut Cursor<'_>) -> Result<Vec<StatusItem>, ParseError> {
             b"HIGHESTMODSEQ" => StatusItem::HighestModSeq,
             b"SIZE" => StatusItem::Size,
             b"APPENDLIMIT" => StatusItem::AppendLimit,
+            b"DELETED" => StatusItem::Deleted,
             _ => return Err(c.err("unknown STATUS item")),
         };
         items.push(item);
@@ -186,7 +189,7 @@ pub(super) fn append(c: &mut Cursor<'_>) -> Result<Kind, ParseError> {
     Ok(Kind::Append { mailbox, messages })
 }
 
-/// [flag-list SP] [date-time SP] literal
+/// [flag-list SP] [date-time SP] (literal / "CATENATE" SP "(" cat-part *(SP cat-part) ")")
 fn append_message(c: &mut Cursor<'_>) -> Result<AppendMessage, ParseError> {
     let mut flags = Vec::new();
     if c.peek() == Some(b'(') {
@@ -198,11 +201,20 @@ fn append_message(c: &mut Cursor<'_>) -> Result<AppendMessage, ParseError> {
         date = Some(c.date_time()?);
         c.sp()?;
     }
-    // RFC 3516 §4.4: a literal8 (`~{N}`) may carry any octet, NUL included.
+    if c.keyword("CATENATE") {
+        let parts = super::catenate::parts(c)?;
+        return Ok(AppendMessage { flags, date, message: Vec::new(), literal_at: c.pos, catenate: Some(parts) });
+    }
+    let (message, literal_at) = append_literal(c)?;
+    Ok(AppendMessage { flags, date, message, literal_at, catenate: None })
+}
+
+/// A message's literal and where its `{` is. RFC 3516 §4.4: a literal8 (`~{N}`) may carry
+/// any octet, NUL included.
+pub(super) fn append_literal(c: &mut Cursor<'_>) -> Result<(Vec<u8>, usize), ParseError> {
     c.eat(b'~');
     let literal_at = c.pos;
-    let message = c.literal()?.to_vec();
-    Ok(AppendMessage { flags, date, message, literal_at })
+    Ok((c.literal()?.to_vec(), literal_at))
 }
 
 /// "GETQUOTA" SP quota-root

@@ -7,8 +7,9 @@
 //! can be fuzzed on its own (`fuzz/`).
 //!
 //! One function per command, grouped by what the command works on: `client` (login, ID,
-//! ENABLE), `mailbox`, `message` (STORE, COPY/MOVE, UID EXPUNGE), and FETCH, SEARCH, SORT and
-//! THREAD each in a module with the items they take; `command` dispatches on the name.
+//! ENABLE), `mailbox`, `message` (STORE, COPY/MOVE, UID EXPUNGE), `metadata` (RFC 5464), and
+//! FETCH, SEARCH, SORT and THREAD each in a module with the items they take; `command`
+//! dispatches on the name.
 //!
 //! Written here rather than taken from imap-codec: the 2.0 line exists only as alphas, with
 //! CONDSTORE and ID marked unfinished and SPECIAL-USE only as generic flags; and the part
@@ -18,18 +19,25 @@
 //! fuzz and extend (CONDSTORE, LIST-EXTENDED, QUOTA) without waiting on an alpha.
 
 mod client;
+mod catenate;
 mod fetch;
 pub mod lexer;
 mod mailbox;
 mod message;
+mod metadata;
+mod notify;
+mod partial;
 mod search;
 pub mod sequence;
 mod sort;
 mod thread;
 
-pub use fetch::{FetchAttr, Section, SectionPart, parse_fetch_items};
+pub use fetch::{FetchAttr, Section, SectionPart, parse_fetch_items, parse_section};
 pub use mailbox::{ListArgs, Qresync, StatusItem};
 pub use message::StoreOp;
+pub use metadata::{Depth, entry_name};
+pub use notify::{NotifyEvent, NotifyFilter, NotifyGroup};
+pub use partial::PartialRange;
 pub use search::SearchKey;
 pub use sequence::{SeqNum, SequenceSet};
 pub use sort::{SortCriterion, SortKey};
@@ -59,6 +67,18 @@ pub struct AppendMessage {
     /// Where its literal's `{` is in the command: the driver streams a large literal to a blob
     /// and leaves `{0}` there, and names the blob by this offset.
     pub literal_at: usize,
+    /// CATENATE (RFC 4469): the message is made of these parts, in order, and `message` is
+    /// empty.
+    pub catenate: Option<Vec<CatPart>>,
+}
+
+/// One part of a CATENATE message (RFC 4469 §5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatPart {
+    /// `TEXT literal`: octets given here; `literal_at` names it as for a plain APPEND.
+    Text { text: Vec<u8>, literal_at: usize },
+    /// `URL astring`: a message or section already on the server (RFC 5092).
+    Url(String),
 }
 
 /// A parsed command: its tag (for the reply) and what it asks.
@@ -96,7 +116,8 @@ pub enum Kind {
     Sort { uid: bool, criteria: Vec<SortCriterion>, charset: String, key: SearchKey, ret: Option<Vec<String>> },
     /// RFC 5256 THREAD.
     Thread { uid: bool, algorithm: ThreadAlgorithm, charset: String, key: SearchKey },
-    Fetch { uid: bool, set: SequenceSet, attrs: Vec<FetchAttr>, changed_since: Option<u64>, vanished: bool },
+    /// RFC 9394 PARTIAL: only these positions of the messages the FETCH would answer.
+    Fetch { uid: bool, set: SequenceSet, attrs: Vec<FetchAttr>, changed_since: Option<u64>, vanished: bool, partial: Option<PartialRange> },
     Store { uid: bool, set: SequenceSet, op: StoreOp, silent: bool, flags: Vec<String>, unchanged_since: Option<u64> },
     Copy { uid: bool, set: SequenceSet, mailbox: String, moving: bool },
     Idle,
@@ -110,6 +131,14 @@ pub enum Kind {
     Compress(String),
     /// RFC 8437: back to the not-authenticated state.
     Unauthenticate,
+    /// RFC 5465: NOTIFY SET (Some groups, with STATUS) or NOTIFY NONE (None).
+    Notify { status: bool, groups: Option<Vec<NotifyGroup>> },
+    /// RFC 5267 §4.2: stop the updates of the searches with these tags.
+    CancelUpdate(Vec<String>),
+    /// RFC 5464 §4.2: entries of the server (mailbox "") or of a mailbox.
+    GetMetadata { mailbox: String, entries: Vec<String>, depth: Depth, max_size: Option<u64> },
+    /// RFC 5464 §4.3: set (Some) or remove (NIL) entries, all or none.
+    SetMetadata { mailbox: String, entries: Vec<(String, Option<Vec<u8>>)> },
 }
 
 impl Kind {
@@ -153,6 +182,41 @@ impl Kind {
             Kind::SetQuota(_) => "SETQUOTA",
             Kind::Compress(_) => "COMPRESS",
             Kind::Unauthenticate => "UNAUTHENTICATE",
+            Kind::CancelUpdate(_) => "CANCELUPDATE",
+            Kind::Notify { .. } => "NOTIFY",
+            Kind::GetMetadata { .. } => "GETMETADATA",
+            Kind::SetMetadata { .. } => "SETMETADATA",
+        }
+    }
+}
+
+impl Kind {
+    /// Every mailbox name (and LIST reference and pattern) the command carries, for a session
+    /// that turns IMAP4rev2's UTF-8 names into the stored form (RFC 9051 §5.1).
+    pub fn mailbox_names_mut(&mut self) -> Vec<&mut String> {
+        match self {
+            Kind::Select { mailbox, .. }
+            | Kind::Create { mailbox, .. }
+            | Kind::Delete(mailbox)
+            | Kind::Subscribe(mailbox)
+            | Kind::Unsubscribe(mailbox)
+            | Kind::Status { mailbox, .. }
+            | Kind::Append { mailbox, .. }
+            | Kind::Copy { mailbox, .. }
+            | Kind::GetQuotaRoot(mailbox)
+            | Kind::GetMetadata { mailbox, .. }
+            | Kind::SetMetadata { mailbox, .. } => vec![mailbox],
+            Kind::Rename { from, to } => vec![from, to],
+            Kind::Lsub { reference, pattern } => vec![reference, pattern],
+            Kind::List(a) => std::iter::once(&mut a.reference).chain(a.patterns.iter_mut()).collect(),
+            Kind::Notify { groups: Some(groups), .. } => groups
+                .iter_mut()
+                .flat_map(|g| match &mut g.filter {
+                    NotifyFilter::Subtree(n) | NotifyFilter::Mailboxes(n) => n.iter_mut().collect(),
+                    _ => Vec::new(),
+                })
+                .collect(),
+            _ => Vec::new(),
         }
     }
 }
@@ -247,6 +311,10 @@ fn command(c: &mut Cursor<'_>, name: &[u8]) -> Result<Kind, ParseError> {
         b"STORE" => message::store(c, false)?,
         b"COPY" => message::copy(c, false, false)?,
         b"MOVE" => message::copy(c, false, true)?,
+        b"CANCELUPDATE" => search::cancel_update(c)?,
+        b"NOTIFY" => notify::command(c)?,
+        b"GETMETADATA" => metadata::get(c)?,
+        b"SETMETADATA" => metadata::set(c)?,
         b"UID" => uid(c)?,
         _ => return Err(ParseError::UnknownCommand),
     })

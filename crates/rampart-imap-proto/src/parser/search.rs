@@ -94,8 +94,8 @@ pub(super) fn command(c: &mut Cursor<'_>, uid: bool) -> Result<Kind, ParseError>
     Ok(Kind::Search { uid, charset, key, ret })
 }
 
-/// search-return-opts: RETURN "(" [opt *(SP opt)] ")" SP (RFC 4731 §3, RFC 5267 §3); SORT
-/// takes them too.
+/// search-return-opts: RETURN "(" [opt *(SP opt)] ")" SP (RFC 4731 §3, RFC 5267 §3 and §4
+/// UPDATE and CONTEXT, RFC 9394 PARTIAL); SORT takes them too, but for UPDATE.
 pub(super) fn return_opts(c: &mut Cursor<'_>) -> Result<Option<Vec<String>>, ParseError> {
     if !c.keyword("RETURN") {
         return Ok(None);
@@ -105,9 +105,17 @@ pub(super) fn return_opts(c: &mut Cursor<'_>) -> Result<Option<Vec<String>>, Par
     let mut opts = Vec::new();
     while !c.eat(b')') {
         c.eat(b' ');
-        let opt = c.atom_str()?.to_ascii_uppercase();
-        // RFC 4466 §2.6.1: an unknown return option (PARTIAL: not offered) is an error.
-        if !matches!(opt.as_str(), "MIN" | "MAX" | "ALL" | "COUNT" | "SAVE") {
+        let mut opt = c.atom_str()?.to_ascii_uppercase();
+        if opt == "PARTIAL" {
+            // RFC 9394 §3.1 (RFC 5267 §4.4): PARTIAL range, kept as one word of the list.
+            c.sp()?;
+            let range = super::PartialRange::parse(c)?;
+            if opts.iter().any(|o: &String| o.starts_with("PARTIAL")) {
+                return Err(c.err("PARTIAL given twice"));
+            }
+            opt = format!("PARTIAL {range}");
+        } else if !matches!(opt.as_str(), "MIN" | "MAX" | "ALL" | "COUNT" | "SAVE" | "UPDATE" | "CONTEXT") {
+            // RFC 4466 §2.6.1: an unknown return option is an error.
             return Err(c.err("unknown RETURN option"));
         }
         if !opts.contains(&opt) {
@@ -116,6 +124,18 @@ pub(super) fn return_opts(c: &mut Cursor<'_>) -> Result<Option<Vec<String>>, Par
     }
     c.sp()?;
     Ok(Some(opts))
+}
+
+/// "CANCELUPDATE" 1*(SP tag-string) (RFC 5267 §4.3), tag-string = string
+pub(super) fn cancel_update(c: &mut Cursor<'_>) -> Result<Kind, ParseError> {
+    let mut tags = Vec::new();
+    while c.eat(b' ') {
+        tags.push(String::from_utf8(c.string()?).map_err(|_| c.err("tag is not UTF-8"))?);
+    }
+    if tags.is_empty() {
+        return Err(c.err("CANCELUPDATE needs a tag"));
+    }
+    Ok(Kind::CancelUpdate(tags))
 }
 
 /// search-key *(SP search-key)

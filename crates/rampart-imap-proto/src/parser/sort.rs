@@ -45,6 +45,10 @@ pub struct SortCriterion {
 pub(super) fn command(c: &mut Cursor<'_>, uid: bool) -> Result<Kind, ParseError> {
     c.sp()?;
     let ret = search::return_opts(c)?;
+    if ret.as_ref().is_some_and(|r| r.iter().any(|o| o == "UPDATE")) {
+        // Updates of a sorted result are CONTEXT=SORT (RFC 5267 §4), which is not offered.
+        return Err(c.err("UPDATE is for SEARCH only"));
+    }
     let criteria = parse_criteria(c)?;
     c.sp()?;
     let charset = c.astring_utf8()?;

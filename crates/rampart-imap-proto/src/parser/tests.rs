@@ -104,7 +104,7 @@ fn list_extended() {
 #[test]
 fn append_and_mailboxes() {
     let k = kind("a APPEND inbox (\\Seen) \"01-Jan-2020 10:00:00 +0000\" {5}\r\nhello");
-    let hello = AppendMessage { flags: vec!["\\Seen".into()], date: Some((1577872800, 0)), message: b"hello".to_vec(), literal_at: 52 };
+    let hello = AppendMessage { flags: vec!["\\Seen".into()], date: Some((1577872800, 0)), message: b"hello".to_vec(), literal_at: 52, catenate: None };
     assert_eq!(k, Kind::Append { mailbox: "INBOX".into(), messages: vec![hello.clone()] });
     // RFC 3502 MULTIAPPEND: each message with its own optional flags and date.
     let k = kind("a APPEND inbox (\\Seen) \"01-Jan-2020 10:00:00 +0000\" {5}\r\nhello {2+}\r\nhi (\\Flagged) {0}\r\n");
@@ -114,6 +114,20 @@ fn append_and_mailboxes() {
     assert_eq!((messages[1].message.as_slice(), messages[1].literal_at), (&b"hi"[..], 63));
     assert_eq!((messages[2].flags.as_slice(), messages[2].message.len()), (&["\\Flagged".to_string()][..], 0));
     assert!(parse(b"a APPEND inbox").is_err());
+    // RFC 4469 CATENATE, alone and inside MULTIAPPEND.
+    let k = kind("a APPEND Drafts (\\Seen) CATENATE (URL \"/Drafts;UIDVALIDITY=3/;UID=2/;section=HEADER\" TEXT {4}\r\n\r\nhi URL /INBOX/;UID=1) {1}\r\nx");
+    let Kind::Append { messages, .. } = k else { panic!() };
+    assert_eq!(messages.len(), 2);
+    let parts = messages[0].catenate.as_ref().unwrap();
+    assert_eq!(parts[0], CatPart::Url("/Drafts;UIDVALIDITY=3/;UID=2/;section=HEADER".into()));
+    assert_eq!(parts[1], CatPart::Text { text: b"\r\nhi".to_vec(), literal_at: 90 });
+    assert_eq!(parts[2], CatPart::Url("/INBOX/;UID=1".into()));
+    assert_eq!((messages[1].message.as_slice(), messages[1].catenate.is_none()), (&b"x"[..], true));
+    assert!(parse(b"a APPEND inbox CATENATE ()").is_err());
+    assert!(parse(b"a APPEND inbox CATENATE (FOO x)").is_err());
+    assert!(parse(b"a APPEND inbox CATENATE (TEXT x)").is_err());
+    let many = format!("a APPEND inbox CATENATE ({})", vec!["URL x"; 101].join(" "));
+    assert_eq!(parse(many.as_bytes()), Err(ParseError::TooBig));
     assert!(parse(b"a APPEND inbox {2}\r\nhi ").is_err());
     assert!(matches!(kind("a CREATE Foo (USE (\\Archive))"), Kind::Create { ref special_use, .. } if special_use == &["\\Archive"]));
     assert!(matches!(kind("a ID (\"name\" \"x\" \"v\" NIL)"), Kind::Id(ref p) if p.len() == 2));
@@ -148,7 +162,8 @@ fn sort() {
     // SAVE is known (RFC 5182 SEARCHRES), for SORT too.
     assert!(matches!(kind("a SORT RETURN (SAVE) (SIZE) UTF-8 ALL"), Kind::Sort { ret: Some(ref r), .. } if r == &["SAVE"]));
     assert!(parse(b"a SEARCH RETURN (SAVE) UID $").is_ok());
-    assert!(parse(b"a SEARCH RETURN (PARTIAL 1:10) ALL").is_err());
+    // PARTIAL is known since RFC 9394 support (partial_return_option_and_fetch_modifier).
+    assert!(parse(b"a SEARCH RETURN (RELEVANCY) ALL").is_err());
     assert!(matches!(kind("a SEARCH RETURN (MIN min) ALL"), Kind::Search { ret: Some(ref r), .. } if r == &["MIN"]));
     // The charset is mandatory; so are the parentheses, a key after REVERSE and a search key.
     for bad in [
@@ -189,4 +204,97 @@ fn thread() {
         assert!(parse(bad.as_bytes()).is_err(), "{bad}");
     }
     assert_eq!(kind("a THREAD REFERENCES UTF-8 ALL").name(), "THREAD");
+}
+
+#[test]
+fn metadata_commands() {
+    // RFC 5464 §4.2–4.3.
+    let k = kind("a GETMETADATA (MAXSIZE 1024 DEPTH infinity) \"\" (/Private/Comment /shared/x)");
+    assert_eq!(
+        k,
+        Kind::GetMetadata { mailbox: "".into(), entries: vec!["/private/comment".into(), "/shared/x".into()], depth: Depth::Infinity, max_size: Some(1024) }
+    );
+    assert!(matches!(kind("a GETMETADATA inbox /private"), Kind::GetMetadata { ref mailbox, depth: Depth::Zero, max_size: None, .. } if mailbox == "INBOX"));
+    assert!(matches!(kind("a GETMETADATA (DEPTH 1) INBOX ()"), Kind::GetMetadata { ref entries, depth: Depth::One, .. } if entries.is_empty()));
+    let k = kind("a SETMETADATA INBOX (/private/a \"x\" /shared/b NIL /private/c ~{3}\r\na\0b /private/d {2}\r\nhi)");
+    let Kind::SetMetadata { entries, .. } = k else { panic!() };
+    assert_eq!(entries[0], ("/private/a".into(), Some(b"x".to_vec())));
+    assert_eq!(entries[1], ("/shared/b".into(), None));
+    assert_eq!(entries[2].1.as_deref(), Some(&b"a\0b"[..]));
+    assert_eq!(entries[3].1.as_deref(), Some(&b"hi"[..]));
+    assert!(matches!(kind("a SETMETADATA INBOX ()"), Kind::SetMetadata { ref entries, .. } if entries.is_empty()));
+    for bad in [
+        "a GETMETADATA INBOX foo",
+        "a GETMETADATA (DEPTH 2) INBOX /private",
+        "a GETMETADATA (FOO 1) INBOX /private",
+        "a GETMETADATA INBOX /private/",
+        "a SETMETADATA INBOX (/private/a* \"x\")",
+        "a SETMETADATA INBOX (/private/%a \"x\")",
+        "a SETMETADATA INBOX (/private//a \"x\")",
+        "a SETMETADATA INBOX (/other/a \"x\")",
+        "a SETMETADATA INBOX (/private/a)",
+        "a SETMETADATA INBOX /private/a \"x\"",
+    ] {
+        assert!(parse(bad.as_bytes()).is_err(), "{bad}");
+    }
+    assert_eq!(entry_name(b"/shared"), Ok("/shared".into()));
+    assert!(entry_name(b"/private/a\x01").is_err());
+}
+
+#[test]
+fn rev2_status_deleted_and_mailbox_names() {
+    // RFC 9051 §6.3.11: STATUS DELETED.
+    assert!(matches!(kind("a STATUS INBOX (MESSAGES DELETED)"), Kind::Status { ref items, .. } if items == &[StatusItem::Messages, StatusItem::Deleted]));
+    // Every name a command carries, so a rev2 session can turn UTF-8 into the stored form.
+    let mut k = kind("a RENAME \"Entwürfe\" Drafts");
+    assert_eq!(k.mailbox_names_mut().into_iter().map(|n| n.clone()).collect::<Vec<_>>(), ["Entwürfe", "Drafts"]);
+    let mut k2 = kind("a LIST \"\" (INBOX \"W/*\")");
+    assert_eq!(k2.mailbox_names_mut().len(), 3);
+    assert!(kind("a NOOP").mailbox_names_mut().is_empty());
+}
+
+#[test]
+fn partial_return_option_and_fetch_modifier() {
+    // RFC 9394 §3.1 / RFC 5267 §4.4, and §4's FETCH modifier.
+    let Kind::Search { ret, .. } = kind("a UID SEARCH RETURN (COUNT PARTIAL -1:-50 SAVE) ALL") else { panic!() };
+    assert_eq!(ret.unwrap(), ["COUNT", "PARTIAL -1:-50", "SAVE"]);
+    let Kind::Sort { ret, .. } = kind("a SORT RETURN (PARTIAL 10:1) (DATE) UTF-8 ALL") else { panic!() };
+    assert_eq!(ret.unwrap(), ["PARTIAL 1:10"]);
+    let Kind::Fetch { partial, .. } = kind("a UID FETCH 1:* (FLAGS) (PARTIAL -1:-30)") else { panic!() };
+    assert_eq!(partial, Some(PartialRange { first: 1, last: 30, from_end: true }));
+    for bad in ["a SEARCH RETURN (PARTIAL) ALL", "a SEARCH RETURN (PARTIAL 0:5) ALL", "a SEARCH RETURN (PARTIAL 1:5 PARTIAL 6:7) ALL", "a FETCH 1 FLAGS (PARTIAL 1:-2)"] {
+        assert!(parse(bad.as_bytes()).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn search_contexts() {
+    // RFC 5267 §4: UPDATE and CONTEXT on SEARCH, CANCELUPDATE with quoted tags.
+    let Kind::Search { ret, .. } = kind("a SEARCH RETURN (UPDATE CONTEXT COUNT) UNSEEN") else { panic!() };
+    assert_eq!(ret.unwrap(), ["UPDATE", "CONTEXT", "COUNT"]);
+    assert_eq!(kind("a CANCELUPDATE \"u1\" \"u 2\""), Kind::CancelUpdate(vec!["u1".into(), "u 2".into()]));
+    assert!(parse(b"a CANCELUPDATE").is_err());
+    assert!(parse(b"a SORT RETURN (UPDATE) (DATE) UTF-8 ALL").is_err());
+}
+
+#[test]
+fn notify_command() {
+    // RFC 5465 §3.
+    let Kind::Notify { status, groups } =
+        kind("a NOTIFY SET STATUS (selected (MessageNew (UID FLAGS) MessageExpunge)) (subtree (INBOX Work) (MessageNew MessageExpunge FlagChange)) (personal NONE)")
+    else {
+        panic!()
+    };
+    let groups = groups.unwrap();
+    assert!(status);
+    assert_eq!(groups[0].filter, NotifyFilter::Selected);
+    assert_eq!(groups[0].events, vec![NotifyEvent::MessageNew(vec![FetchAttr::Uid, FetchAttr::Flags]), NotifyEvent::MessageExpunge]);
+    assert_eq!(groups[1].filter, NotifyFilter::Subtree(vec!["INBOX".into(), "Work".into()]));
+    assert!(groups[2].events.is_empty());
+    assert_eq!(kind("a NOTIFY NONE"), Kind::Notify { status: false, groups: None });
+    let Kind::Notify { groups, .. } = kind("a NOTIFY SET (mailboxes Work (AnnotationChange))") else { panic!() };
+    assert_eq!(groups.unwrap()[0].events, vec![NotifyEvent::Unsupported("AnnotationChange".into())]);
+    for bad in ["a NOTIFY", "a NOTIFY SET", "a NOTIFY SET STATUS", "a NOTIFY SET (nowhere (MessageNew))", "a NOTIFY SET (personal ())"] {
+        assert!(parse(bad.as_bytes()).is_err(), "{bad}");
+    }
 }

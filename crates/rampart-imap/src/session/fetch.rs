@@ -7,7 +7,7 @@ use rampart_store::{FlagOp, MailStore, MessageRecord, StoreError, Want};
 use super::view::{Msg, View};
 use super::{FLUSH_AT, Next, Output, Session, State, stream};
 use crate::mime::Parsed;
-use crate::parser::{FetchAttr, SequenceSet};
+use crate::parser::{FetchAttr, PartialRange, SequenceSet};
 use crate::response::{flag_list, internal_date, line, literal};
 use rampart_imap_proto::summary::Fetched;
 
@@ -20,7 +20,7 @@ impl Session {
         uid: bool,
         set: SequenceSet,
         mut attrs: Vec<FetchAttr>,
-        changed_since: Option<u64>,
+        (changed_since, partial): (Option<u64>, Option<PartialRange>),
         vanished: bool,
     ) -> Result<Next, StoreError> {
         if vanished && !self.qresync {
@@ -47,6 +47,11 @@ impl Session {
         };
         if let Some(since) = changed_since {
             targets.retain(|&i| records.get(&view.uid(i)).is_some_and(|r| r.modseq > since));
+        }
+        if let Some(range) = partial {
+            // RFC 9394 §4: those positions of what the FETCH would answer, in UID order.
+            let keep = range.slice(targets.len());
+            targets = targets[keep].to_vec();
         }
         // Implicit \Seen (RFC 3501 §6.4.5), set before answering so FLAGS show it.
         let seen_changed = if attrs.iter().any(FetchAttr::sets_seen) && !view.read_only {

@@ -118,6 +118,8 @@ impl Session {
     }
 
     pub(super) fn deselect(&mut self) {
+        // RFC 5267 §4.2: search contexts end with their mailbox.
+        self.contexts.clear();
         if let State::Selected(user, _) = std::mem::replace(&mut self.state, State::Logout) {
             self.state = State::Authenticated(user);
         }
@@ -190,7 +192,7 @@ impl Session {
                 attrs.extend(u.split(' '));
             }
             let mut o = format!("* LIST ({}) \"{DELIMITER}\" ", attrs.join(" ")).into_bytes();
-            write_mailbox(&mut o, name);
+            write_mailbox(&mut o, &self.wire_name(name));
             if let Some(info) = childinfo {
                 o.extend_from_slice(format!(" (\"CHILDINFO\" (\"{info}\"))").as_bytes());
             }
@@ -231,7 +233,7 @@ impl Session {
         names.dedup();
         for (name, noselect) in names {
             let mut o = format!("* LSUB ({}) \"{DELIMITER}\" ", if noselect { "\\Noselect" } else { "" }).into_bytes();
-            write_mailbox(&mut o, &name);
+            write_mailbox(&mut o, &self.wire_name(&name));
             o.extend_from_slice(b"\r\n");
             out.extend_from_slice(&o);
         }
@@ -253,8 +255,14 @@ impl Session {
             self.condstore = true;
         }
         let (messages, unseen, recent, size) = self.services.store.mailbox_counts(m.id).await?;
+        let deleted = if items.contains(&StatusItem::Deleted) {
+            let (_, records) = self.services.store.snapshot(m.id).await?;
+            records.iter().filter(|r| r.flags.split(' ').any(|f| f.eq_ignore_ascii_case("\\Deleted"))).count()
+        } else {
+            0
+        };
         let mut o = b"* STATUS ".to_vec();
-        write_mailbox(&mut o, &m.name);
+        write_mailbox(&mut o, &self.wire_name(&m.name));
         let values: Vec<String> = items
             .iter()
             .map(|i| match i {
@@ -266,6 +274,7 @@ impl Session {
                 StatusItem::HighestModSeq => format!("HIGHESTMODSEQ {}", m.highestmodseq),
                 StatusItem::Size => format!("SIZE {size}"),
                 StatusItem::AppendLimit => format!("APPENDLIMIT {}", self.settings.max_append_size),
+                StatusItem::Deleted => format!("DELETED {deleted}"),
             })
             .collect();
         o.extend_from_slice(format!(" ({})\r\n", values.join(" ")).as_bytes());
@@ -291,7 +300,7 @@ impl Session {
             return Ok(Next::Continue);
         }
         let mut o = b"* QUOTAROOT ".to_vec();
-        write_mailbox(&mut o, name);
+        write_mailbox(&mut o, &self.wire_name(name));
         o.extend_from_slice(b" \"\"\r\n");
         out.extend_from_slice(&o);
         self.write_quota(out).await?;

@@ -6,10 +6,14 @@
 //! allows is decided in one place, [`allowed`]; each handler can then rely on its state.
 
 mod auth;
+mod catenate;
+mod context;
 mod fetch;
 mod flagsets;
 mod index;
 mod mailboxes;
+mod metadata;
+mod notify;
 mod search;
 mod select;
 mod sort;
@@ -168,8 +172,11 @@ pub fn allowed(state: &State, kind: &Kind) -> bool {
         | K::GetQuotaRoot(_)
         | K::SetQuota(_)
         | K::Compress(_)
-        | K::Unauthenticate => authenticated,
-        K::Check | K::Close | K::Unselect | K::Expunge { .. } | K::Search { .. } | K::Sort { .. } | K::Thread { .. } | K::Fetch { .. } | K::Store { .. } | K::Copy { .. } => {
+        | K::Unauthenticate
+        | K::GetMetadata { .. }
+        | K::SetMetadata { .. }
+        | K::Notify { .. } => authenticated,
+        K::Check | K::Close | K::Unselect | K::CancelUpdate(_) | K::Expunge { .. } | K::Search { .. } | K::Sort { .. } | K::Thread { .. } | K::Fetch { .. } | K::Store { .. } | K::Copy { .. } => {
             matches!(state, State::Selected(..))
         }
     }
@@ -221,6 +228,15 @@ pub struct Session {
     pub(crate) condstore: bool,
     /// RFC 7162 §3.2: QRESYNC was enabled; expunges are reported as VANISHED.
     pub(crate) qresync: bool,
+    /// RFC 9051: `ENABLE IMAP4rev2` was given: no \Recent, SEARCH answers ESEARCH, mailbox
+    /// names are UTF-8 on the wire (the store keeps modified UTF-7, as rev1 clients send).
+    pub(crate) rev2: bool,
+    /// SEARCH ... RETURN (UPDATE) results kept up to date (RFC 5267 §4), and the selected
+    /// mailbox's (HIGHESTMODSEQ, EXISTS) when they were last evaluated.
+    pub(crate) contexts: Vec<context::SearchContext>,
+    pub(crate) contexts_seen: (u64, usize),
+    /// NOTIFY SET in force (RFC 5465).
+    pub(crate) notify: Option<notify::Notify>,
     pub(crate) auth_failures: u32,
     pub(crate) errors: u32,
     pub(crate) pending_auth: Option<PendingAuth>,
@@ -246,6 +262,10 @@ impl Session {
             state: State::NotAuthenticated,
             condstore: false,
             qresync: false,
+            rev2: false,
+            contexts: Vec::new(),
+            contexts_seen: (0, 0),
+            notify: None,
             auth_failures: 0,
             errors: 0,
             pending_auth: None,
@@ -310,7 +330,7 @@ impl Session {
 
     /// RFC 3501 §7.2.1, with what this session may use now.
     pub fn capabilities(&self) -> String {
-        let mut caps = vec!["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT"];
+        let mut caps = vec!["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT"];
         if !self.is_authenticated() {
             if self.plaintext_refused() {
                 // RFC 3501 §6.2.3, §11.1: no credentials before TLS.
@@ -347,6 +367,11 @@ impl Session {
             "MULTIAPPEND",
             "SEARCHRES",
             "BINARY",
+            "CATENATE",
+            "METADATA",
+            "PARTIAL",
+            "CONTEXT=SEARCH",
+            "NOTIFY",
         ]);
         if self.settings.compress {
             caps.push("COMPRESS=DEFLATE");
@@ -406,6 +431,12 @@ impl Session {
         if let State::Selected(_, view) = &self.state {
             substitute_saved(&mut kind, &self.saved, view);
         }
+        if self.rev2 {
+            // RFC 9051 §5.1: UTF-8 names on the wire, modified UTF-7 in the store.
+            for name in kind.mailbox_names_mut() {
+                *name = crate::mutf7::encode(name);
+            }
+        }
         let result = match kind {
             Kind::Capability => {
                 line(out.buf(), &format!("* CAPABILITY {}", self.capabilities()));
@@ -454,8 +485,8 @@ impl Session {
             Kind::Search { uid, charset, key, ret } => self.search(out, &tag, uid, charset, key, ret).await,
             Kind::Sort { uid, criteria, charset, key, ret } => self.sort(out, &tag, uid, criteria, charset, key, ret).await,
             Kind::Thread { uid, algorithm, charset, key } => self.thread(out, &tag, uid, algorithm, charset, key).await,
-            Kind::Fetch { uid, set, attrs, changed_since, vanished } => {
-                self.fetch(out, &tag, uid, set, attrs, changed_since, vanished).await
+            Kind::Fetch { uid, set, attrs, changed_since, vanished, partial } => {
+                self.fetch(out, &tag, uid, set, attrs, (changed_since, partial), vanished).await
             }
             Kind::Store { uid, set, op, silent, flags, unchanged_since } => {
                 self.store(out.buf(), &tag, uid, set, op, silent, flags, unchanged_since).await
@@ -468,6 +499,10 @@ impl Session {
             }
             Kind::GetQuotaRoot(m) => self.quota_root(out.buf(), &tag, &m).await,
             Kind::GetQuota(root) => self.quota(out.buf(), &tag, &root).await,
+            Kind::Notify { status, groups } => self.notify(out.buf(), &tag, status, groups).await,
+            Kind::CancelUpdate(tags) => self.cancel_update(out.buf(), &tag, tags).await,
+            Kind::GetMetadata { mailbox, entries, depth, max_size } => self.get_metadata(out.buf(), &tag, &mailbox, entries, depth, max_size).await,
+            Kind::SetMetadata { mailbox, entries } => self.set_metadata(out.buf(), &tag, &mailbox, entries).await,
             Kind::SetQuota(_) => {
                 line(out.buf(), &format!("{tag} NO [NOPERM] Quotas are set by the administrator"));
                 Ok(Next::Continue)
@@ -514,7 +549,10 @@ impl Session {
         if let State::Selected(_, view) = &mut self.state {
             view.sync(self.services.store.as_ref(), out, expunge_ok, condstore).await?;
         }
-        Ok(())
+        // RFC 5267 §4.3: what joined or left the kept searches' results.
+        self.update_contexts(out).await?;
+        // RFC 5465: what changed in the other mailboxes the client watches.
+        self.notify_check(out).await
     }
 
     /// Changes arrived while idling: report them. False when the session must end.
@@ -580,6 +618,10 @@ impl Session {
         self.state = State::NotAuthenticated;
         self.condstore = false;
         self.qresync = false;
+        // What ENABLE, SEARCH RETURN (UPDATE) and NOTIFY set belonged to that login.
+        self.rev2 = false;
+        self.contexts.clear();
+        self.notify = None;
         line(out, &format!("{tag} OK Not authenticated any more"));
         Next::Continue
     }
@@ -610,6 +652,14 @@ impl Session {
                     self.condstore = true;
                     enabled.push(c);
                 }
+                // RFC 9051 §6.3.1: the rev2 differences, from here on.
+                "IMAP4REV2" if !self.rev2 => {
+                    self.rev2 = true;
+                    if let State::Selected(_, view) = &mut self.state {
+                        view.rev2 = true;
+                    }
+                    enabled.push("IMAP4rev2".into());
+                }
                 // RFC 7162 §3.2.3: QRESYNC implies CONDSTORE.
                 "QRESYNC" if !self.qresync => {
                     self.qresync = true;
@@ -624,6 +674,15 @@ impl Session {
         }
         line(out, &format!("* ENABLED{}", enabled.iter().map(|c| format!(" {c}")).collect::<String>()));
         self.done(out, tag, "ENABLE completed").await
+    }
+
+    /// A stored mailbox name as this client reads it: UTF-8 for IMAP4rev2 (RFC 9051 §5.1), the
+    /// stored modified UTF-7 otherwise (and for a stored name that is not valid modified UTF-7).
+    pub(crate) fn wire_name<'a>(&self, name: &'a str) -> std::borrow::Cow<'a, str> {
+        match self.rev2.then(|| crate::mutf7::decode(name)).flatten() {
+            Some(utf8) => std::borrow::Cow::Owned(utf8),
+            None => std::borrow::Cow::Borrowed(name),
+        }
     }
 
     pub(crate) fn user(&self) -> Option<&User> {

@@ -10,7 +10,7 @@ use super::index::{Backfill, word_candidates};
 use super::view::Msg;
 use super::{Next, Output, Session, State};
 use crate::mime::Parsed;
-use crate::parser::SearchKey;
+use crate::parser::{PartialRange, SearchKey};
 use crate::response::line;
 use crate::results::{Hit, results};
 use rampart_imap_proto::facts::{Facts, Keys, WORDS_BODY, WORDS_RAW};
@@ -284,9 +284,19 @@ impl Session {
             self.save_result(ret.as_deref(), &[]);
             return Ok(Next::Continue);
         }
+        let update = ret.as_ref().is_some_and(|r| r.iter().any(|o| o == "UPDATE"));
+        if update && self.context_refused(out.buf(), tag) {
+            return Ok(Next::Continue);
+        }
         let mut hits: Vec<Hit> = Vec::new();
         self.scan(&key, false, key.uses_modseq(), |hit, _, _| hits.push(hit)).await?;
         self.save_result(ret.as_deref(), &hits);
+        if update {
+            // RFC 5267 §4.2: changes from here on are reported against this result.
+            self.keep_context(tag, uid, key.clone(), hits.iter().map(|h| h.uid));
+        }
+        // RFC 9051 §6.4.4: a rev2 SEARCH without RETURN answers as RETURN (ALL), in ESEARCH.
+        let ret = if self.rev2 { ret.or(Some(Vec::new())) } else { ret };
         results(out.buf(), tag, "SEARCH", uid, &hits, ret, key.uses_modseq());
         self.sync(out.buf(), false).await?;
         line(out.buf(), &format!("{tag} OK SEARCH completed"));
@@ -300,7 +310,11 @@ impl Session {
     pub(super) fn save_result(&mut self, ret: Option<&[String]>, hits: &[Hit]) {
         let Some(opts) = ret.filter(|o| o.iter().any(|x| x == "SAVE")) else { return };
         let has = |o: &str| opts.iter().any(|x| x == o);
-        let mut uids: Vec<u32> = if !has("ALL") && !has("COUNT") && (has("MIN") || has("MAX")) {
+        let partial = opts.iter().find_map(|o| PartialRange::from_option(o));
+        let mut uids: Vec<u32> = if let Some(range) = partial.filter(|_| !has("ALL") && !has("COUNT") && !has("MIN") && !has("MAX")) {
+            // RFC 9394 §3.1: SAVE with PARTIAL alone saves the partial result.
+            hits[range.slice(hits.len())].iter().map(|h| h.uid).collect()
+        } else if !has("ALL") && !has("COUNT") && (has("MIN") || has("MAX")) {
             let first = hits.first().filter(|_| has("MIN"));
             let last = hits.last().filter(|_| has("MAX"));
             first.into_iter().chain(last).map(|h| h.uid).collect()

@@ -26,7 +26,7 @@ impl Session {
         // RFC 3501 §6.3.1: a failed SELECT leaves no mailbox selected, so deselect first.
         if matches!(self.state, State::Selected(..)) {
             self.deselect();
-            if self.qresync {
+            if self.qresync || self.rev2 {
                 // RFC 7162 §3.2.11: the previous mailbox is closed; later responses belong to
                 // the new one.
                 line(out, "* OK [CLOSED] Previous mailbox closed");
@@ -50,11 +50,21 @@ impl Session {
         let recent_from = if read_only { store.peek_recent(state.id).await? } else { store.claim_recent(state.id, state.uidnext).await? };
         let mut view = View::open(state, rows, recent_from, read_only, watch);
         view.vanished = self.qresync;
+        view.rev2 = self.rev2;
         view.write_flags(out);
         line(out, &format!("* {} EXISTS", view.exists()));
-        line(out, &format!("* {} RECENT", view.recent()));
-        if let Some(i) = (0..view.exists()).find(|&i| !view.has_flag(i, "\\Seen")) {
-            line(out, &format!("* OK [UNSEEN {}] First unseen", i + 1));
+        // RFC 9051 §6.3.2 (Appendix E): rev2 has neither RECENT nor the UNSEEN code, and
+        // names the mailbox in a LIST response (as the client would read it, UTF-8).
+        if self.rev2 {
+            let mut o = format!("* LIST () \"{}\" ", rampart_store::mail::DELIMITER).into_bytes();
+            crate::response::mailbox(&mut o, &self.wire_name(&view.name));
+            o.extend_from_slice(b"\r\n");
+            out.extend_from_slice(&o);
+        } else {
+            line(out, &format!("* {} RECENT", view.recent()));
+            if let Some(i) = (0..view.exists()).find(|&i| !view.has_flag(i, "\\Seen")) {
+                line(out, &format!("* OK [UNSEEN {}] First unseen", i + 1));
+            }
         }
         line(out, &format!("* OK [UIDVALIDITY {}] UIDs valid", view.uidvalidity));
         line(out, &format!("* OK [UIDNEXT {}] Predicted next UID", view.uidnext));
@@ -116,6 +126,7 @@ impl Session {
         view.remove_expunged(out, &gone);
         view.sync(store.as_ref(), out, true, condstore).await?;
         let code = if condstore { format!("[HIGHESTMODSEQ {}] ", view.highestmodseq) } else { String::new() };
+        self.update_contexts(out).await?;
         line(out, &format!("{tag} OK {code}EXPUNGE completed"));
         Ok(Next::Continue)
     }

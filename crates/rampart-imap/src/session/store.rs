@@ -163,6 +163,7 @@ impl Session {
                 view.remove_expunged(out, &moved);
                 view.sync(store.as_ref(), out, true, condstore).await?;
             }
+            self.update_contexts(out).await?;
             line(out, &format!("{tag} OK MOVE completed"));
             return Ok(Next::Continue);
         }
@@ -171,8 +172,8 @@ impl Session {
         Ok(Next::Continue)
     }
 
-    /// APPEND of one message, or several (MULTIAPPEND, RFC 3502): all are stored in one
-    /// transaction or none is.
+    /// APPEND of one message, or several (MULTIAPPEND, RFC 3502), each given whole or made by
+    /// CATENATE (RFC 4469): all are stored in one transaction or none is.
     pub(super) async fn append(&mut self, out: &mut Vec<u8>, tag: &str, target: &str, messages: Vec<AppendMessage>) -> Result<Next, StoreError> {
         let mut staged = std::mem::take(&mut self.staged_append);
         let mut parts = Vec::with_capacity(messages.len());
@@ -181,6 +182,15 @@ impl Session {
                 Ok(f) => f,
                 Err(why) => return Ok(self.error(out, tag, &why)),
             };
+            if let Some(cat) = m.catenate {
+                let writer = match self.catenate(cat, &mut staged).await? {
+                    Ok(w) => w,
+                    Err(refused) => return Ok(self.refuse_catenate(out, tag, refused)),
+                };
+                let size = writer.size();
+                parts.push((Ok(writer), size, flags.join(" "), m.date));
+                continue;
+            }
             let source = match staged.iter().position(|(at, _)| *at == m.literal_at) {
                 Some(i) => match staged.swap_remove(i).1 {
                     Ok(w) => Ok(w),
@@ -237,6 +247,26 @@ impl Session {
         self.sync(out, true).await?;
         line(out, &format!("{tag} OK [APPENDUID {} {}] APPEND completed", transfer.uidvalidity, compact(&new_uids)));
         Ok(Next::Continue)
+    }
+}
+
+impl Session {
+    /// The tagged NO for a CATENATE message that cannot be made (RFC 4469 §5).
+    fn refuse_catenate(&self, out: &mut Vec<u8>, tag: &str, refused: super::catenate::Refused) -> Next {
+        use super::catenate::Refused;
+        match refused {
+            Refused::BadUrl(url) => {
+                // url-resp-text (RFC 4469 §6): no CR, LF, NUL or "]" inside the code.
+                let url: String = url.chars().filter(|c| c.is_ascii() && !c.is_ascii_control() && *c != ']').collect();
+                line(out, &format!("{tag} NO [BADURL {url}] CATENATE URL names no message of yours"));
+            }
+            Refused::TooBig => line(out, &format!("{tag} NO [TOOBIG] Message larger than APPENDLIMIT")),
+            Refused::Unavailable(e) => {
+                tracing::warn!(event = "store_error", proto = "imap", ip = %self.remote.ip(), error = %e);
+                line(out, &format!("{tag} NO [UNAVAILABLE] The message could not be stored, try again later"));
+            }
+        }
+        Next::Continue
     }
 }
 

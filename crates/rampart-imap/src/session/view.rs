@@ -83,6 +83,8 @@ pub struct View {
     told: usize,
     /// QRESYNC is on: expunges go out as one `VANISHED` of UIDs (RFC 7162 §3.2.10).
     pub vanished: bool,
+    /// IMAP4rev2 is on (RFC 9051): no message is \Recent, no `* n RECENT` is sent.
+    pub rev2: bool,
     watch: watch::Receiver<u64>,
 }
 
@@ -120,6 +122,7 @@ impl View {
             keywords,
             told,
             vanished: false,
+            rev2: false,
             watch,
         }
     }
@@ -145,6 +148,9 @@ impl View {
     }
 
     pub fn is_recent(&self, i: usize) -> bool {
+        if self.rev2 {
+            return false;
+        }
         let u = self.uids[i];
         self.recent.iter().any(|&(from, to)| u >= from && u < to)
     }
@@ -314,7 +320,9 @@ impl View {
     fn announce_count(&mut self, out: &mut Vec<u8>) {
         if self.uids.len() != self.told {
             line(out, &format!("* {} EXISTS", self.uids.len()));
-            line(out, &format!("* {} RECENT", self.recent()));
+            if !self.rev2 {
+                line(out, &format!("* {} RECENT", self.recent()));
+            }
             self.told = self.uids.len();
         }
     }

@@ -22,6 +22,7 @@ mod filter;
 mod guard;
 mod imap;
 mod messages;
+mod metadata;
 mod orphans;
 mod quarantine;
 mod queue;

@@ -521,6 +521,23 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE blobs ADD COLUMN dkey BLOB;
     "#,
+    // METADATA (RFC 5464): per-user annotations of the server (mailbox 0) and of mailboxes.
+    r#"
+    CREATE TABLE metadata (
+        account_id INTEGER NOT NULL,
+        mailbox_id INTEGER NOT NULL,
+        name       TEXT NOT NULL,
+        value      BLOB NOT NULL,
+        PRIMARY KEY (account_id, mailbox_id, name)
+    ) WITHOUT ROWID;
+    CREATE INDEX metadata_mailbox ON metadata(mailbox_id);
+    CREATE TRIGGER metadata_mailbox_gone AFTER DELETE ON mailboxes BEGIN
+        DELETE FROM metadata WHERE mailbox_id = OLD.id;
+    END;
+    CREATE TRIGGER metadata_account_gone AFTER DELETE ON accounts BEGIN
+        DELETE FROM metadata WHERE account_id = OLD.id;
+    END;
+    "#,
 ];
 
 /// The schema version this binary writes.

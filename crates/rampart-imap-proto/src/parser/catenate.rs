@@ -1,0 +1,39 @@
+//! APPEND's CATENATE data (RFC 4469 §5): a message made of literal text and URLs of
+//! messages or sections already on the server. The URLs are parsed by the session
+//! ([`crate::imapurl`]), which answers `NO [BADURL url]` for one it cannot use.
+
+use super::lexer::Cursor;
+use super::{CatPart, ParseError, mailbox};
+
+/// A CATENATE message has at most this many parts: RFC 4469 sets no limit, and each URL
+/// part costs the server a message read.
+pub const MAX_PARTS: usize = 100;
+
+/// SP "(" cat-part *(SP cat-part) ")", after the CATENATE keyword; cat-part = "TEXT" SP
+/// literal / "URL" SP astring (literal8 allowed with BINARY, RFC 3516 §4.4).
+pub(super) fn parts(c: &mut Cursor<'_>) -> Result<Vec<CatPart>, ParseError> {
+    c.sp()?;
+    c.expect(b'(')?;
+    let mut parts = Vec::new();
+    loop {
+        if parts.len() == MAX_PARTS {
+            return Err(ParseError::TooBig);
+        }
+        let part = if c.keyword("TEXT") {
+            c.sp()?;
+            let (text, literal_at) = mailbox::append_literal(c)?;
+            CatPart::Text { text, literal_at }
+        } else if c.keyword("URL") {
+            c.sp()?;
+            let url = c.astring()?;
+            CatPart::Url(String::from_utf8(url).map_err(|_| c.err("URL is not UTF-8"))?)
+        } else {
+            return Err(c.err("expected TEXT or URL"));
+        };
+        parts.push(part);
+        if c.eat(b')') {
+            return Ok(parts);
+        }
+        c.sp()?;
+    }
+}
