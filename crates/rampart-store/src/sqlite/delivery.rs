@@ -87,7 +87,7 @@ pub(super) fn deliver(
         queue::insert(conn, &reference, blob.id(), blob.size() as i64, out, account)?;
         refs += 1;
     }
-    conn.execute("UPDATE blobs SET refcount = ?2 WHERE id = ?1", params![blob.id(), refs])?;
+    conn.prepare_cached("UPDATE blobs SET refcount = ?2 WHERE id = ?1")?.execute(params![blob.id(), refs])?;
     // Last, so that a failure above leaves the file where the savepoint rollback forgets it;
     // the directory fsync happens once for the whole batch.
     effects.place_blob(&mut blob)?;

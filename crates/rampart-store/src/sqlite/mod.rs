@@ -235,11 +235,11 @@ impl SqliteStore {
 }
 
 pub(crate) fn domain_id(conn: &Connection, domain: &str) -> Result<Option<i64>> {
-    Ok(conn.query_row("SELECT id FROM domains WHERE name = ?1", [domain], |r| r.get(0)).optional()?)
+    Ok(conn.prepare_cached("SELECT id FROM domains WHERE name = ?1")?.query_row([domain], |r| r.get(0)).optional()?)
 }
 
 pub(crate) fn account_id(conn: &Connection, address: &str) -> Result<Option<AccountId>> {
-    Ok(conn.query_row("SELECT id FROM accounts WHERE address = ?1", [address], |r| r.get(0)).optional()?)
+    Ok(conn.prepare_cached("SELECT id FROM accounts WHERE address = ?1")?.query_row([address], |r| r.get(0)).optional()?)
 }
 
 pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
@@ -270,16 +270,14 @@ pub(crate) fn insert_blob(conn: &Connection, blob: &Blob, refcount: i64) -> Resu
 /// after the commit).
 pub(crate) fn release_blobs(conn: &Connection, effects: &mut Effects, blob_ids: &[(String, i64)]) -> Result<()> {
     for (id, count) in blob_ids {
-        let (left, inline, body): (i64, bool, Option<i64>) = conn.query_row(
-            "UPDATE blobs SET refcount = refcount - ?2 WHERE id = ?1 RETURNING refcount, data IS NOT NULL, body",
-            params![id, count],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?;
+        let (left, inline, body): (i64, bool, Option<i64>) = conn
+            .prepare_cached("UPDATE blobs SET refcount = refcount - ?2 WHERE id = ?1 RETURNING refcount, data IS NOT NULL, body")?
+            .query_row(params![id, count], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         if left <= 0 {
-            conn.execute("DELETE FROM blobs WHERE id = ?1", [id])?;
+            conn.prepare_cached("DELETE FROM blobs WHERE id = ?1")?.execute([id])?;
             summaries::delete(conn, id)?;
             if let Some(body) = body {
-                conn.execute("DELETE FROM blob_bodies WHERE id = ?1", [body])?;
+                conn.prepare_cached("DELETE FROM blob_bodies WHERE id = ?1")?.execute([body])?;
             } else if !inline {
                 effects.delete_after_commit(blob_path(&effects.blob_root, id));
             }

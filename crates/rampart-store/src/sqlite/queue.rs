@@ -16,12 +16,12 @@ use crate::{Outbound, QueueEntry, QueueRcpt, QueueStore, RcptState, RcptUpdate, 
 pub fn insert(conn: &Connection, id: &str, blob_id: &str, blob_size: i64, out: &Outbound, account: &str) -> Result<()> {
     let t = now();
     let size = blob_size + out.prefix.len() as i64;
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO queue (id, blob_id, prefix, sender, size, smtputf8, is_dsn, created, account, held) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
          ?9 != '' AND EXISTS (SELECT 1 FROM sending_state WHERE account = ?9 AND scope IS NOT NULL))",
-        params![id, blob_id, out.prefix, out.sender, size, out.smtputf8, out.is_dsn, t, account],
-    )?;
+    )?
+    .execute(params![id, blob_id, out.prefix, out.sender, size, out.smtputf8, out.is_dsn, t, account])?;
     let mut stmt = conn.prepare_cached(
         "INSERT INTO queue_rcpts (queue_id, rcpt, domain, state, next_attempt, updated) VALUES (?1, ?2, ?3, 'pending', ?4, ?4)",
     )?;
@@ -165,7 +165,8 @@ impl QueueStore for SqliteStore {
         let keys = self.inner.keys.clone();
         self.read(move |conn| {
             let (prefix, blob_id): (Vec<u8>, String) = conn
-                .query_row("SELECT prefix, blob_id FROM queue WHERE id = ?1", [&id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .prepare_cached("SELECT prefix, blob_id FROM queue WHERE id = ?1")?
+                .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?
                 .ok_or_else(|| StoreError::NotFound(format!("queue entry {id}")))?;
             read_stored(conn, keys.as_deref(), &root, prefix, &blob_id)

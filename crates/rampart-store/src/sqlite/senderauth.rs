@@ -27,7 +27,7 @@ fn add_dkim_key(conn: &Connection, key: &DkimKey) -> Result<bool> {
 }
 
 fn dkim_keys(conn: &Connection, domain: Option<&str>) -> Result<Vec<DkimKey>> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT domain, selector, algorithm, private_key, public_key, active, created FROM dkim_keys \
          WHERE ?1 IS NULL OR domain = ?1 ORDER BY domain, created, id",
     )?;
