@@ -230,6 +230,19 @@ mod tests {
     }
 
     #[test]
+    fn dane_ta_accepts_the_expanded_name_too() {
+        // The MX host mx.dane.test is a CNAME to target.dane.test, where the records were found
+        // (RFC 7672 §3.2.2): a chain issued for either name validates, no other.
+        let c = chain("target.dane.test");
+        let ta = record(DANE_TA, 1, 1, &c.ca);
+        let now = UnixTime::now();
+        let verify = |v: &DaneVerifier| v.verify_server_cert(&c.leaf, std::slice::from_ref(&c.ca), &name("mx.dane.test"), &[], now);
+        assert!(verify(&DaneVerifier::new(vec![ta.clone()])).is_err());
+        assert!(verify(&DaneVerifier::new(vec![ta.clone()]).also_named(Some("target.dane.test".into()))).is_ok());
+        assert!(verify(&DaneVerifier::new(vec![ta]).also_named(Some("other.dane.test".into()))).is_err());
+    }
+
+    #[test]
     fn pkix_usages_are_unusable() {
         let c = chain("mx.dane.test");
         for usage in [0, 1] {
