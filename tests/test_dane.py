@@ -9,7 +9,10 @@ only a matching TLSA record can make its certificate acceptable.
 - an unsigned (insecure) zone, or a secure host reached through an insecure MX RRset (§2.2.1)
   → no DANE: opportunistic TLS as without it;
 - name servers that do not pass DNSSEC records (dnsmasq) → DANE turns itself off (logged) and
-  mail flows, with DANE on by default."""
+  mail flows, with DANE on by default;
+- a domain without MX records (secure denial) whose address records are secure → TLSA at the
+  domain itself (§2.2.1); an MX host that is a secure CNAME → TLSA at the chain's end first,
+  then at the host's name (§2.2.3)."""
 
 import email
 import gzip
@@ -162,3 +165,57 @@ def test_dane_stays_off_when_the_name_servers_strip_dnssec(sender, dns, mx):
     submit(sender, ["h@good.dane.test"])
     wait_for(lambda: len(mx.messages) == 2, what="a second delivery")
     assert len(re.findall(r"event=dane_unavailable", sender.log())) == 1
+
+
+def test_no_mx_domain_gets_dane_from_its_secure_address_records(sender, zone, mx):
+    """RFC 7672 §2.2.1: a domain with no MX records (a validated denial) takes mail at its own
+    address records; when those are secure, TLSA at _25._tcp.DOMAIN (here the test port)
+    applies: a match delivers under DANE, a mismatch makes the mail wait."""
+    zone.add("nomx A 127.0.0.1")
+    zone.add(f"_{{port}}._tcp.nomx TLSA {tlsa_3_1_1(mx.cert)}")
+    zone.add("nomxbad A 127.0.0.1")
+    zone.add(f"_{{port}}._tcp.nomxbad TLSA {tlsa_3_1_1(mx.other)}")
+    # Unsigned, no MX: its (not matching) TLSA record does not count.
+    zone.insecure("plainnomx", "@ A 127.0.0.1", f"_{{port}}._tcp TLSA {tlsa_3_1_1(mx.other)}")
+    serve(zone, mx)
+    start(sender, zone.address, mx, f'mta_sts.dane_trust_anchor="{zone.anchor}"')
+    submit(sender, ["i@nomx.dane.test"], subject="implicit mx")
+    wait_for(lambda: mx.messages, what="delivery to an implicit MX under DANE")
+    sender.wait_log(r"event=dane_tlsa domain=nomx\.dane\.test host=nomx\.dane\.test usable=1")
+    sender.wait_log(r"event=delivery_tls .*host=nomx\.dane\.test .*verified=true")
+    submit(sender, ["j@nomxbad.dane.test"])
+    sender.wait_log(r"event=dane_refused domain=nomxbad\.dane\.test host=nomxbad\.dane\.test .*reason=tlsa-invalid")
+    sender.wait_log(r"event=delivery_deferred .*rcpt=j@nomxbad\.dane\.test")
+    assert len(mx.messages) == 1
+    submit(sender, ["n@plainnomx.dane.test"], subject="insecure implicit mx")
+    wait_for(lambda: len(mx.messages) == 2, what="delivery to an insecure implicit MX")
+    sender.wait_log(r"event=delivery_tls .*host=plainnomx\.dane\.test .*verified=false")
+    assert "domain=plainnomx" not in sender.log()
+
+
+def test_cname_mx_host_tries_the_expanded_name_then_the_original(sender, zone, mx):
+    """RFC 7672 §2.2.3: an MX host reached through a secure CNAME chain has its TLSA records
+    looked up at the chain's end first, and at its own name only when there are none there."""
+    for name, at_target, at_host in (("first", mx.cert, mx.other), ("fallback", None, mx.cert),
+                                     ("order", mx.other, mx.cert)):
+        zone.add(f"{name} MX 10 mx.{name}")
+        zone.add(f"mx.{name} CNAME target.{name}")
+        zone.add(f"target.{name} A 127.0.0.1")
+        if at_target:
+            zone.add(f"_{{port}}._tcp.target.{name} TLSA {tlsa_3_1_1(at_target)}")
+        zone.add(f"_{{port}}._tcp.mx.{name} TLSA {tlsa_3_1_1(at_host)}")
+    serve(zone, mx)
+    start(sender, zone.address, mx, f'mta_sts.dane_trust_anchor="{zone.anchor}"')
+    # The expanded name's record matches (the host's own would not): delivered.
+    submit(sender, ["k@first.dane.test"], subject="expanded")
+    wait_for(lambda: mx.messages, what="delivery by the expanded name's TLSA")
+    sender.wait_log(r"event=delivery_tls .*host=mx\.first\.dane\.test .*verified=true")
+    # Nothing at the expanded name: the host's own record (matching) is used.
+    submit(sender, ["l@fallback.dane.test"], subject="original")
+    wait_for(lambda: len(mx.messages) == 2, what="delivery by the original name's TLSA")
+    sender.wait_log(r"event=delivery_tls .*host=mx\.fallback\.dane\.test .*verified=true")
+    # The expanded name's record (not matching) wins over the host's own (matching): waits.
+    submit(sender, ["m@order.dane.test"])
+    sender.wait_log(r"event=dane_refused domain=order\.dane\.test host=mx\.order\.dane\.test .*reason=tlsa-invalid")
+    sender.wait_log(r"event=delivery_deferred .*rcpt=m@order\.dane\.test")
+    assert len(mx.messages) == 2

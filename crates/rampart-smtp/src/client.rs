@@ -107,8 +107,10 @@ impl TlsClient {
     }
 
     /// This client, checking certificates against a host's TLSA records (DANE) instead.
-    pub fn with_dane(&self, records: Vec<crate::sts::dane::Tlsa>) -> TlsClient {
-        TlsClient { dane: Some(Arc::new(crate::sts::dane::DaneVerifier::new(records))), ..self.clone() }
+    /// `expanded`: the end of the MX host's CNAME chain, where the records were found: a
+    /// DANE-TA chain may name it instead of the host (RFC 7672 §2.2.3, §3.2.2).
+    pub fn with_dane(&self, records: Vec<crate::sts::dane::Tlsa>, expanded: Option<String>) -> TlsClient {
+        TlsClient { dane: Some(Arc::new(crate::sts::dane::DaneVerifier::new(records).also_named(expanded))), ..self.clone() }
     }
 
     fn config(&self, require_valid: bool) -> Result<(Arc<ClientConfig>, Arc<RecordingVerifier>), ClientError> {

@@ -2,7 +2,8 @@
 //! and the answers to its challenges — TLS-ALPN-01 (RFC 8737) through the listeners' resolver,
 //! HTTP-01 through [`Http01Tokens`], which the web layer's HTTP listener serves.
 //!
-//! What to order and when (renewal, retries) is the binary's; this module only runs an order.
+//! What to order and when (renewal, retries) is the binary's; this module runs an order and
+//! asks the CA for its suggested renewal window (ARI, RFC 9773).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -10,8 +11,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use instant_acme::{
-    Account, AccountCredentials, AuthorizationStatus, ChallengeType, ExternalAccountKey, Identifier, NewAccount, NewOrder,
-    OrderStatus, RetryPolicy,
+    Account, AccountCredentials, AuthorizationStatus, CertificateIdentifier, ChallengeType, ExternalAccountKey, Identifier,
+    NewAccount, NewOrder, OrderStatus, RetryPolicy,
 };
 
 use crate::certs::{self, KeyType};
@@ -124,10 +125,67 @@ impl Drop for Cleanup<'_> {
     }
 }
 
-/// Orders a certificate for `names` (the first becomes its CN) and waits for it.
-pub async fn order(account: &Account, challenge: Challenge, names: &[String], responders: &Responders, kind: KeyType) -> Result<Issued, AcmeError> {
+/// The CA's suggested renewal window for a certificate (RFC 9773 §4.2), as Unix times, and
+/// when to ask again (its Retry-After, §4.3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenewalWindow {
+    pub start: i64,
+    pub end: i64,
+    pub retry_after: Duration,
+}
+
+/// The ARI certificate identifier (RFC 9773 §4.1: the leaf's authority key identifier and
+/// serial) of the first certificate in `chain_pem`.
+fn identifier(chain_pem: &str) -> Result<CertificateIdentifier<'static>, AcmeError> {
+    let chain = certs::parse_chain(chain_pem)?;
+    let leaf = chain.first().ok_or_else(|| AcmeError::Refused("empty certificate chain".into()))?;
+    CertificateIdentifier::try_from(leaf).map_err(AcmeError::Refused)
+}
+
+/// Asks the CA when the certificate in `chain_pem` should be renewed. `Ok(None)` when the
+/// CA's directory offers no `renewalInfo` (ARI is optional for a CA).
+pub async fn renewal_info(account: &Account, chain_pem: &str) -> Result<Option<RenewalWindow>, AcmeError> {
+    let id = identifier(chain_pem)?;
+    let (info, retry_after) = match account.renewal_info(&id).await {
+        Ok(answer) => answer,
+        Err(instant_acme::Error::Unsupported(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let window = &info.suggested_window;
+    let (start, end) = (window.start.unix_timestamp(), window.end.unix_timestamp());
+    // §4.2: the end must come after the start; anything else is a malformed answer (§4.3.3).
+    if end <= start {
+        return Err(AcmeError::Refused(format!("renewal window ends ({end}) before it starts ({start})")));
+    }
+    Ok(Some(RenewalWindow { start, end, retry_after }))
+}
+
+/// Creates the order; with `replaces` (the certificate being renewed) it names that
+/// certificate (RFC 9773 §5), so the CA may exempt the renewal from rate limits. A CA that
+/// refuses or ignores the field (no ARI, `alreadyReplaced`, or one that does not echo it back
+/// as §5 requires) gets the plain order instead: `replaces` is a courtesy, never a reason
+/// not to renew.
+async fn new_order(account: &Account, identifiers: &[Identifier], replaces: Option<&str>) -> Result<instant_acme::Order, AcmeError> {
+    if let Some(id) = replaces.and_then(|pem| identifier(pem).ok())
+        && let Ok(order) = account.new_order(&NewOrder::new(identifiers).replaces(id)).await
+    {
+        return Ok(order);
+    }
+    Ok(account.new_order(&NewOrder::new(identifiers)).await?)
+}
+
+/// Orders a certificate for `names` (the first becomes its CN) and waits for it. `replaces`:
+/// the chain of the certificate this one renews.
+pub async fn order(
+    account: &Account,
+    challenge: Challenge,
+    names: &[String],
+    responders: &Responders,
+    kind: KeyType,
+    replaces: Option<&str>,
+) -> Result<Issued, AcmeError> {
     let identifiers: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
-    let mut order = account.new_order(&NewOrder::new(&identifiers)).await?;
+    let mut order = new_order(account, &identifiers, replaces).await?;
     let mut cleanup = Cleanup { responders, names: Vec::new(), tokens: Vec::new() };
     let mut authorizations = order.authorizations();
     while let Some(authz) = authorizations.next().await {

@@ -41,7 +41,8 @@ enum DaneScope<'a> {
     /// DANE is off, the resolver does not pass DNSSEC records, or the MX RRset is insecure
     /// (RFC 7672 §2.2.1).
     Off,
-    /// The MX RRset is secure: each host's TLSA records are looked up.
+    /// The MX RRset is secure, or a secure denial says there is none: each host's TLSA
+    /// records are looked up.
     Secure(&'a Dane),
     /// The MX RRset is bogus or did not validate: no host is used, the mail waits.
     Failed(String),
@@ -54,7 +55,8 @@ impl<'a> DaneScope<'a> {
             return DaneScope::Off;
         }
         match d.mx_secure(domain).await {
-            MxSecurity::Secure => DaneScope::Secure(d),
+            // No MX: the domain's own host, whose address records `Dane::tlsa` checks (§2.2.1).
+            MxSecurity::Secure | MxSecurity::SecureNoMx => DaneScope::Secure(d),
             MxSecurity::Insecure => DaneScope::Off,
             MxSecurity::Failed(why) => DaneScope::Failed(why),
         }
@@ -108,14 +110,14 @@ impl<'a> Plan<'a> {
                 info!(event = "dane_refused", domain = %self.domain, host = %host, reason = "tlsa-lookup-failed");
                 Err(format!("{host}: TLSA lookup failed: {why}"))
             }
-            TlsaLookup::Secure(records) => {
+            TlsaLookup::Secure(records, expanded) => {
                 let texts: Vec<String> = records.iter().map(dane::Tlsa::text).collect();
                 let usable: Vec<dane::Tlsa> = records.into_iter().filter(dane::Tlsa::usable).collect();
                 info!(event = "dane_tlsa", domain = %self.domain, host = %host, usable = usable.len());
                 let base = self.policies.map(|p| &p.tls);
                 // RFC 7672 §2.2: records but none usable still make TLS mandatory, unauthenticated.
                 let (tls, client) = match base.filter(|_| !usable.is_empty()) {
-                    Some(b) => (OutboundTls::Verify, Some(b.with_dane(usable))),
+                    Some(b) => (OutboundTls::Verify, Some(b.with_dane(usable, expanded))),
                     None => (OutboundTls::Require, None),
                 };
                 Ok(HostPlan { tls, client, tlsa: Some(texts), unlisted: None })

@@ -118,12 +118,19 @@ fn validates_to(
 #[derive(Debug)]
 pub struct DaneVerifier {
     records: Vec<Tlsa>,
+    /// Another name a DANE-TA chain may be issued for: the TLSA base domain when it is the
+    /// end of the MX host's CNAME chain (RFC 7672 §3.2.2).
+    alias: Option<ServerName<'static>>,
     provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
 impl DaneVerifier {
     pub fn new(records: Vec<Tlsa>) -> DaneVerifier {
-        DaneVerifier { records, provider: Arc::new(rampart_tls::provider()) }
+        DaneVerifier { records, alias: None, provider: Arc::new(rampart_tls::provider()) }
+    }
+
+    pub fn also_named(self, alias: Option<String>) -> DaneVerifier {
+        DaneVerifier { alias: alias.and_then(|a| ServerName::try_from(a).ok()), ..self }
     }
 }
 
@@ -136,7 +143,11 @@ impl ServerCertVerifier for DaneVerifier {
         _ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        check(&self.records, end_entity, intermediates, server_name, now)
+        let mut outcome = check(&self.records, end_entity, intermediates, server_name, now);
+        if let (Err(DaneError::TrustAnchor(_)), Some(alias)) = (&outcome, &self.alias) {
+            outcome = check(&self.records, end_entity, intermediates, alias, now);
+        }
+        outcome
             .map(|()| ServerCertVerified::assertion())
             .map_err(|e| rustls::Error::General(format!("DANE: {e}")))
     }
@@ -219,6 +230,19 @@ mod tests {
     }
 
     #[test]
+    fn dane_ta_accepts_the_expanded_name_too() {
+        // The MX host mx.dane.test is a CNAME to target.dane.test, where the records were found
+        // (RFC 7672 §3.2.2): a chain issued for either name validates, no other.
+        let c = chain("target.dane.test");
+        let ta = record(DANE_TA, 1, 1, &c.ca);
+        let now = UnixTime::now();
+        let verify = |v: &DaneVerifier| v.verify_server_cert(&c.leaf, std::slice::from_ref(&c.ca), &name("mx.dane.test"), &[], now);
+        assert!(verify(&DaneVerifier::new(vec![ta.clone()])).is_err());
+        assert!(verify(&DaneVerifier::new(vec![ta.clone()]).also_named(Some("target.dane.test".into()))).is_ok());
+        assert!(verify(&DaneVerifier::new(vec![ta]).also_named(Some("other.dane.test".into()))).is_err());
+    }
+
+    #[test]
     fn pkix_usages_are_unusable() {
         let c = chain("mx.dane.test");
         for usage in [0, 1] {
@@ -247,7 +271,7 @@ mod tests {
         });
         // The system's trust anchors do not know the test CA: only the TLSA records can make the
         // chain acceptable.
-        let client = crate::client::TlsClient::new(crate::outbound::root_store(None).unwrap()).unwrap().with_dane(records);
+        let client = crate::client::TlsClient::new(crate::outbound::root_store(None).unwrap()).unwrap().with_dane(records, None);
         client.handshake(Box::new(client_io), "mx.dane.test", true, std::time::Duration::from_secs(5)).await.map(|(_, o)| o)
     }
 

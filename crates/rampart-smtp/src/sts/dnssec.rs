@@ -7,9 +7,11 @@
 //!   them every answer would look bogus and all mail would wait, so DANE stays off (logged)
 //!   until the probe succeeds; once it has, DANE stays on for the life of the process, so an
 //!   attacker who later blocks DNSSEC records gets deferrals, not a downgrade.
-//! - [`Dane::mx_secure`]: DANE applies only to MX hosts from a secure MX RRset (§2.2.1).
+//! - [`Dane::mx_secure`]: DANE applies only to MX hosts from a secure MX RRset, or to the
+//!   domain itself when a secure answer says it has no MX records (§2.2.1).
 //! - [`Dane::tlsa`]: a host's TLSA records, looked up only when its address records are
-//!   secure (§2.2.2); a failed or bogus lookup makes the host unusable (§2.2: "defer").
+//!   secure (§2.2.2), at the name a secure CNAME chain leads to first, then at the host's own
+//!   name (§2.2.3); a failed or bogus lookup makes the host unusable (§2.2: "defer").
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -29,8 +31,9 @@ const PROBE_AGAIN: Duration = Duration::from_secs(60);
 /// What a host's TLSA lookup found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TlsaLookup {
-    /// A DNSSEC-validated record set: DANE applies.
-    Secure(Vec<Tlsa>),
+    /// A DNSSEC-validated record set: DANE applies. With the name it was found at when that
+    /// is the end of the host's CNAME chain (a reference identifier for DANE-TA, §2.2.3).
+    Secure(Vec<Tlsa>, Option<String>),
     /// No records, records without a DNSSEC proof, or insecure address records: DANE does
     /// not apply (RFC 7672 §2.2).
     Absent,
@@ -45,7 +48,12 @@ pub enum TlsaLookup {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MxSecurity {
     Secure,
-    /// Insecure, or no MX records at all: DANE does not apply to the domain's hosts.
+    /// A validated answer that the domain has no MX records: mail goes to the domain's own
+    /// address records, and DANE applies when those are secure (§2.2.1), which
+    /// [`Dane::tlsa`] checks.
+    SecureNoMx,
+    /// Insecure, or no MX records without a validated denial: DANE does not apply to the
+    /// domain's hosts.
     Insecure,
     /// Bogus or failed to validate: the domain's mail waits (§2.2.1, as for a failed MX lookup).
     Failed(String),
@@ -122,37 +130,78 @@ impl Dane {
             Ok(l) if all_secure(l.answers(), RecordType::MX) => MxSecurity::Secure,
             Ok(_) => MxSecurity::Insecure,
             Err(e) => match classify(&e) {
-                Negative::Absent => MxSecurity::Insecure,
+                Negative::Absent(Proof::Secure) => MxSecurity::SecureNoMx,
+                Negative::Absent(_) => MxSecurity::Insecure,
                 Negative::Bogus(why) | Negative::Failed(why) => MxSecurity::Failed(format!("MX of {domain}: {why}")),
             },
         }
     }
 
-    /// `_PORT._tcp.HOST` TLSA (RFC 7672 §2.2.3), when HOST's address records are secure.
+    /// `_PORT._tcp.HOST` TLSA (RFC 7672 §2.2.3), when HOST's address records are secure. When
+    /// they were reached through a CNAME chain, every link must be secure too, and the chain's
+    /// end is tried first, then HOST itself (§2.2.3).
     pub async fn tlsa(&self, host: &str, port: u16) -> TlsaLookup {
         let fqdn = format!("{}.", host.trim_end_matches('.'));
-        match self.resolver.lookup_ip(fqdn.as_str()).await {
-            Ok(ips) if ips.as_lookup().answers().iter().filter(|r| is_address(r)).all(|r| r.proof == Proof::Secure) => {}
-            Ok(_) => return TlsaLookup::Absent,
+        let expanded = match self.resolver.lookup_ip(fqdn.as_str()).await {
+            Ok(ips) => {
+                let answers = ips.as_lookup().answers();
+                let chain = answers.iter().filter(|r| is_address(r) || r.record_type() == RecordType::CNAME);
+                if !chain.clone().all(|r| r.proof == Proof::Secure) || !answers.iter().any(is_address) {
+                    return TlsaLookup::Absent;
+                }
+                expanded_name(answers, &fqdn)
+            }
             Err(e) => match classify(&e) {
                 Negative::Bogus(why) => return TlsaLookup::Bogus(format!("address of {host}: {why}")),
                 // The plain resolver's lookup reports the host's missing address.
-                Negative::Absent | Negative::Failed(_) => return TlsaLookup::Absent,
+                Negative::Absent(_) | Negative::Failed(_) => return TlsaLookup::Absent,
             },
+        };
+        if let Some(target) = expanded {
+            match self.tlsa_at(&target, port).await {
+                TlsaLookup::Absent => {}
+                TlsaLookup::Secure(records, _) => return TlsaLookup::Secure(records, Some(target.trim_end_matches('.').to_string())),
+                failed => return failed,
+            }
         }
+        self.tlsa_at(&fqdn, port).await
+    }
+
+    /// The validated TLSA records at `_PORT._tcp.FQDN`.
+    async fn tlsa_at(&self, fqdn: &str, port: u16) -> TlsaLookup {
         let name = format!("_{port}._tcp.{fqdn}");
         match self.resolver.tlsa_lookup(name.as_str()).await {
             Ok(l) => {
+                // Only the records owned by the name asked: a CNAME at the TLSA name is followed
+                // by the resolver, and its records count when the whole answer is secure.
                 let secure: Vec<Tlsa> = l.answers().iter().filter(|r| r.proof == Proof::Secure).filter_map(tlsa).collect();
-                if secure.is_empty() { TlsaLookup::Absent } else { TlsaLookup::Secure(secure) }
+                if secure.is_empty() { TlsaLookup::Absent } else { TlsaLookup::Secure(secure, None) }
             }
             Err(e) => match classify(&e) {
-                Negative::Absent => TlsaLookup::Absent,
+                Negative::Absent(_) => TlsaLookup::Absent,
                 Negative::Bogus(why) => TlsaLookup::Bogus(format!("{name}: {why}")),
                 Negative::Failed(why) => TlsaLookup::Failed(format!("{name}: {why}")),
             },
         }
     }
+}
+
+/// Where the CNAME chain starting at `fqdn` in `answers` ends, if it leads elsewhere.
+fn expanded_name(answers: &[Record], fqdn: &str) -> Option<String> {
+    /// More links than any sane chain has; a loop stops here too.
+    const MAX_LINKS: usize = 8;
+    let mut current = fqdn.to_ascii_lowercase();
+    for _ in 0..MAX_LINKS {
+        let next = answers.iter().find_map(|r| match &r.data {
+            RData::CNAME(c) if r.name.to_ascii().eq_ignore_ascii_case(&current) => Some(c.0.to_ascii().to_ascii_lowercase()),
+            _ => None,
+        });
+        match next {
+            Some(n) => current = n,
+            None => break,
+        }
+    }
+    (!current.eq_ignore_ascii_case(fqdn)).then_some(current)
 }
 
 fn is_address(r: &Record) -> bool {
@@ -174,8 +223,9 @@ fn all_secure(answers: &[Record], kind: RecordType) -> bool {
 
 /// What a failed lookup means for DANE.
 enum Negative {
-    /// No such records (NXDOMAIN, NODATA), proven or in an insecure zone.
-    Absent,
+    /// No such records (NXDOMAIN, NODATA): proven (Secure), in an insecure zone, or without a
+    /// proof at all (Indeterminate).
+    Absent(Proof),
     Bogus(String),
     Failed(String),
 }
@@ -184,10 +234,21 @@ fn classify(e: &NetError) -> Negative {
     match e {
         NetError::Dns(DnsError::DnssecBogus) => Negative::Bogus("DNSSEC validation failed".into()),
         NetError::Dns(DnsError::Nsec { proof: Proof::Bogus, .. }) => Negative::Bogus("bogus denial of existence".into()),
-        NetError::Dns(DnsError::Nsec { proof: Proof::Secure | Proof::Insecure, .. }) => Negative::Absent,
-        _ if e.is_no_records_found() => Negative::Absent,
+        NetError::Dns(DnsError::Nsec { proof: p @ (Proof::Secure | Proof::Insecure), .. }) => Negative::Absent(*p),
+        NetError::Dns(DnsError::NoRecordsFound(none)) => Negative::Absent(denial_proof(none)),
+        _ if e.is_no_records_found() => Negative::Absent(Proof::Indeterminate),
         other => Negative::Failed(other.to_string()),
     }
+}
+
+/// How well an empty answer is proven: the validator turns a denial it could not prove into
+/// an `Nsec` error, so an empty answer whose SOA or NSEC records validated is a secure denial.
+fn denial_proof(none: &hickory_resolver::net::NoRecords) -> Proof {
+    let soa_secure = none.soa.as_ref().is_some_and(|soa| soa.proof == Proof::Secure);
+    let nsec_secure = none.authorities.as_deref().unwrap_or_default().iter().any(|r| {
+        matches!(r.record_type(), RecordType::NSEC | RecordType::NSEC3) && r.proof == Proof::Secure
+    });
+    if soa_secure || nsec_secure { Proof::Secure } else { Proof::Indeterminate }
 }
 
 /// The owner name of the first DNSKEY record in a trust anchor file.
@@ -221,6 +282,20 @@ mod tests {
         // The resolver takes the same file.
         std::fs::write(&path, key).unwrap();
         assert!(crate::dns::validating_resolver(&["127.0.0.1:53".parse().unwrap()], Some(&path)).is_ok());
+    }
+
+    #[test]
+    fn the_cname_chain_is_followed_to_its_end() {
+        use hickory_resolver::proto::rr::rdata::{A, CNAME};
+        let name = |n: &str| Name::from_ascii(n).unwrap();
+        let cname = |from: &str, to: &str| Record::from_rdata(name(from), 300, RData::CNAME(CNAME(name(to))));
+        let a = |n: &str| Record::from_rdata(name(n), 300, RData::A(A::new(127, 0, 0, 1)));
+        let chain = [cname("mx.d.test.", "b.d.test."), cname("B.d.test.", "c.d.test."), a("c.d.test.")];
+        assert_eq!(expanded_name(&chain, "MX.d.test."), Some("c.d.test.".into()));
+        assert_eq!(expanded_name(&[a("mx.d.test.")], "mx.d.test."), None);
+        // A loop (which a resolver would not hand over) ends after MAX_LINKS, wherever it is.
+        let looped = [cname("x.d.test.", "y.d.test."), cname("y.d.test.", "x.d.test.")];
+        let _ = expanded_name(&looped, "x.d.test.");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! ACME in the running server: the names to keep certified (`[acme] hosts`, `[[tls.sni]]`
 //! entries with `acme = true`, server.hostname with `tls.acme`), ordered at start and again
-//! when two thirds of a certificate's lifetime have passed; orders asked for by
-//! `rampart cert acme` (through the store); retries with backoff. A new certificate takes
+//! when two thirds of a certificate's lifetime have passed or the CA's ARI window says so
+//! (`ari`, whichever comes first); orders asked for by `rampart cert acme` (through the
+//! store); retries with backoff. A new certificate takes
 //! over the previous one's uses in one store transaction, so the old one serves until then.
 
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ use rampart_tls::certs::{self, KeyType};
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
+use super::ari::Schedule;
 use super::live::LiveCerts;
 
 /// How often the manager looks for requests and due renewals.
@@ -109,6 +111,7 @@ impl Manager {
     pub async fn run(self: Arc<Self>) {
         // name → (failures so far, not before)
         let mut backoff: HashMap<String, (u32, Instant)> = HashMap::new();
+        let mut ari = Schedule::default();
         loop {
             self.requests().await;
             for (name, listeners) in &self.wanted {
@@ -122,12 +125,17 @@ impl Manager {
                         continue;
                     }
                 };
-                if current.as_ref().is_some_and(|c| chrono::Utc::now().timestamp() < renew_at(c)) {
-                    continue;
+                if let Some(c) = &current {
+                    let Some(reason) = self.renewal_due(c, &mut ari).await else { continue };
+                    info!(event = "acme_renewal_due", id = c.id, names = %name, reason);
                 }
-                match self.issue(std::slice::from_ref(name), listeners, current.map(|c| c.id)).await {
+                let previous = current.as_ref().map(|c| (c.id, c.chain_pem.as_deref().unwrap_or_default()));
+                match self.issue(std::slice::from_ref(name), listeners, previous).await {
                     Ok(_) => {
                         backoff.remove(name);
+                        if let Some(c) = &current {
+                            ari.forget(c.id);
+                        }
                     }
                     Err(e) => {
                         let failures = backoff.get(name).map_or(0, |(n, _)| *n) + 1;
@@ -141,14 +149,36 @@ impl Manager {
         }
     }
 
+    /// Why `cert` should be renewed now, if it should: two thirds of its lifetime passed, or
+    /// the moment chosen in the CA's ARI window (RFC 9773) reached, whichever comes first.
+    /// ARI is asked only while the certificate is valid (§4.3.2) and when its Retry-After
+    /// allows; its failures only log (`ari::Schedule::record`).
+    async fn renewal_due(&self, cert: &StoredCert, ari: &mut Schedule) -> Option<&'static str> {
+        let now = chrono::Utc::now().timestamp();
+        if now >= renew_at(cert) {
+            return Some("lifetime");
+        }
+        if ari.fetch_due(cert.id)
+            && let Some(chain) = cert.chain_pem.as_deref()
+        {
+            let answer = match self.account().await {
+                Ok(account) => tls_acme::renewal_info(&account, chain).await.map_err(|e| e.to_string()),
+                Err(e) => Err(format!("{e:#}")),
+            };
+            ari.record(cert.id, &cert.names.join(","), answer, now);
+        }
+        ari.due(cert.id, now).then_some("ari")
+    }
+
     /// Orders asked for by `rampart cert acme`.
     async fn requests(&self) {
         let Ok(pending) = self.store.acme_requests_pending().await else { return };
         for (id, names) in pending {
             let previous = match names.first() {
-                Some(first) => self.current(first).await.ok().flatten().map(|c| c.id),
+                Some(first) => self.current(first).await.ok().flatten(),
                 None => None,
             };
+            let previous = previous.as_ref().map(|c| (c.id, c.chain_pem.as_deref().unwrap_or_default()));
             let outcome = self.issue(&names, &[], previous).await.map_err(|e| {
                 warn!(event = "acme_failed", names = %names.join(","), attempt = 1, error = %format!("{e:#}"));
                 format!("{e:#}")
@@ -175,11 +205,13 @@ impl Manager {
     }
 
     /// Orders, stores, and puts the new certificate in the previous one's place (or assigns it
-    /// to its names and `listeners`), then rebuilds the live set.
-    async fn issue(&self, names: &[String], listeners: &[&'static str], previous: Option<i64>) -> anyhow::Result<i64> {
+    /// to its names and `listeners`), then rebuilds the live set. `previous`: the id and chain
+    /// of the certificate being renewed (named in the order, RFC 9773 §5).
+    async fn issue(&self, names: &[String], listeners: &[&'static str], previous: Option<(i64, &str)>) -> anyhow::Result<i64> {
         info!(event = "acme_order", names = %names.join(","), directory = %self.settings.directory);
         let account = self.account().await?;
-        let issued = tls_acme::order(&account, self.settings.challenge, names, &self.responders, self.kind).await?;
+        let replaces = previous.map(|(_, chain)| chain).filter(|c| !c.is_empty());
+        let issued = tls_acme::order(&account, self.settings.challenge, names, &self.responders, self.kind, replaces).await?;
         let info = certs::inspect(&issued.chain_pem)?;
         let id = self
             .store
@@ -198,7 +230,7 @@ impl Manager {
                 warned: Vec::new(),
             })
             .await?;
-        if let Some(old) = previous {
+        if let Some((old, _)) = previous {
             self.store.replace_certificate(old, id).await?;
         }
         for name in names {

@@ -1,11 +1,12 @@
 //! Certificates: `rampart cert ...` and the operations behind it (shared with the web admin),
 //! the live certificate set of a running server ([`live`]), ACME ordering and renewal
-//! ([`acme`]) and expiry warnings ([`expiry`]).
+//! ([`acme`], with the CA's renewal windows in [`ari`]) and expiry warnings ([`expiry`]).
 //!
 //! Certificates and keys live in the store; `[tls]` files still work beside them. No command
 //! prints a private key.
 
 pub mod acme;
+pub mod ari;
 pub mod expiry;
 pub mod live;
 
