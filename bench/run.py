@@ -45,7 +45,8 @@ What is measured:
   which bounds the delivery rate.
 
 RAMPART_BENCH_BIN=PATH runs another build of the server (with --no-build), e.g. main's for a
-before/after comparison.
+before/after comparison. RAMPART_BENCH_ENCRYPTION=server runs Rampart with encryption at rest
+(server-key mode); run the same parts with and without it to compare.
 """
 
 import argparse
@@ -141,11 +142,28 @@ class Dns:
         self.proc.wait()
 
 
+# RAMPART_BENCH_ENCRYPTION=server runs Rampart with encryption at rest in server-key mode.
+ENCRYPTION = os.environ.get("RAMPART_BENCH_ENCRYPTION", "")
+
+
+def encrypt_store(config):
+    """Turns the fresh store `rampart init` made into an encrypted one, as an administrator
+    would: the mode in the config, `keys generate`, `store encrypt`."""
+    text = config.read_text()
+    section = text.index("[store.encryption]")
+    mode = text.index('mode = "off"', section)
+    config.write_text(text[:mode] + f'mode = "{ENCRYPTION}"' + text[mode + len('mode = "off"'):])
+    for command in (["keys", "generate"], ["store", "encrypt"]):
+        subprocess.run([BIN, *command, "--config", config], check=True, capture_output=True)
+
+
 class RampartServer:
     def __init__(self, base, dns, imap_users=0, extra_sets=()):
         self.dir = base / "rampart"
         subprocess.run([BIN, "init", "--dir", self.dir, "--hostname", "mx.bench.test", "--domain", "bench.test"],
                        check=True, capture_output=True)
+        if ENCRYPTION:
+            encrypt_store(self.dir / "rampart.toml")
         subprocess.run([BIN, "user", "add", "rcpt@bench.test", "--password-stdin", "--config", self.dir / "rampart.toml"],
                        input=PASSWORD + "\n", text=True, check=True, capture_output=True)
         for n in range(1, imap_users + 1):
@@ -959,6 +977,7 @@ def main():
     # the commit's defaults.
     overrides = [f"server binary {BIN}" for _ in [1] if os.environ.get("RAMPART_BENCH_BIN")]
     overrides += [f"Rampart with --set {x}" for x in os.environ.get("RAMPART_BENCH_SETS", "").split("|") if x]
+    overrides += [f"Rampart with encryption at rest: {ENCRYPTION}" for _ in [1] if ENCRYPTION]
     note = f" ({'; '.join(overrides)})" if overrides else ""
     lines = [f"### {stamp}, commit {commit}, {os.cpu_count()} cores, medians of {args.runs} runs{note}", "",
              "| measure | Rampart | reference | ratio | target |", "|---|---:|---:|---:|---|"]

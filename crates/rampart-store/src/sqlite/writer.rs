@@ -145,7 +145,12 @@ where
 }
 
 pub struct Writer {
-    jobs: mpsc::Sender<Box<dyn Job>>,
+    /// None only while dropping: closing it ends the thread's loop.
+    jobs: Option<mpsc::Sender<Box<dyn Job>>>,
+    /// Joined on drop: the thread closes its connection, and a process must not exit while
+    /// it does (SQLCipher frees its global state in an exit handler; a connection closing
+    /// beside it crashed the CLI about once in a hundred runs).
+    thread: Option<std::thread::JoinHandle<()>>,
     #[cfg(any(test, feature = "fault-injection"))]
     fail_commits: FailCommits,
 }
@@ -168,20 +173,34 @@ impl FailCommits {
     }
 }
 
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(thread) = self.thread.take()
+            // The last handle to the store may be dropped by a job on the writer thread itself.
+            && thread.thread().id() != std::thread::current().id()
+        {
+            let _ = thread.join();
+        }
+    }
+}
+
 impl Writer {
     pub fn start(conn: Connection, blob_root: PathBuf, notifier: Arc<Notifier>) -> Result<Writer> {
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
         let thread = WriterThread { conn, blob_root, notifier, fail_commits: FailCommits::default() };
-        let writer = Writer {
-            jobs: tx,
-            #[cfg(any(test, feature = "fault-injection"))]
-            fail_commits: thread.fail_commits.clone(),
-        };
-        std::thread::Builder::new()
+        #[cfg(any(test, feature = "fault-injection"))]
+        let fail_commits = thread.fail_commits.clone();
+        let handle = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || thread.run(rx))
             .map_err(|e| StoreError::io("store-writer thread", e))?;
-        Ok(writer)
+        Ok(Writer {
+            jobs: Some(tx),
+            thread: Some(handle),
+            #[cfg(any(test, feature = "fault-injection"))]
+            fail_commits,
+        })
     }
 
     pub async fn run<R, F>(&self, work: F) -> Result<R>
@@ -191,7 +210,7 @@ impl Writer {
     {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Pending { work: Some(work), result: None, reply });
-        self.jobs.send(job).map_err(|_| StoreError::Closed)?;
+        self.jobs.as_ref().ok_or(StoreError::Closed)?.send(job).map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
