@@ -40,6 +40,11 @@ pub fn value(key: SortKey, internal_date: i64, size: u64, facts: &Facts<'_>) -> 
 /// `hits`), so a SORT over a large mailbox allocates nothing per match. REVERSE turns one
 /// criterion only, and equal matches are in sequence order (§3).
 pub fn order(criteria: &[SortCriterion], hits: &[Hit], values: &[Value]) -> Vec<usize> {
+    if let [c] = criteria
+        && let Some(nums) = values.iter().map(|v| if let Value::Num(n) = v { Some(*n) } else { None }).collect::<Option<Vec<i64>>>()
+    {
+        return order_numbers(c.reverse, hits, &nums);
+    }
     let k = criteria.len();
     let mut order: Vec<usize> = (0..hits.len()).collect();
     order.sort_unstable_by(|&x, &y| {
@@ -53,6 +58,20 @@ pub fn order(criteria: &[SortCriterion], hits: &[Hit], values: &[Value]) -> Vec<
         hits[x].seq.cmp(&hits[y].seq)
     });
     order
+}
+
+/// [`order`] by one number (DATE, ARRIVAL, SIZE): compact (value, sequence number, index)
+/// triples sorted in place, where the general order compares values through their indexes
+/// (a SORT of 100,000 messages spent most of its time there).
+fn order_numbers(reverse: bool, hits: &[Hit], nums: &[i64]) -> Vec<usize> {
+    let mut keyed: Vec<(i64, u32, u32)> = nums.iter().zip(hits).enumerate().map(|(i, (&n, h))| (n, h.seq, i as u32)).collect();
+    if reverse {
+        keyed.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    } else {
+        // Sequence numbers are unique: the index never decides.
+        keyed.sort_unstable();
+    }
+    keyed.into_iter().map(|(_, _, i)| i as usize).collect()
 }
 
 #[cfg(test)]
@@ -81,5 +100,19 @@ mod tests {
         let subjects: Vec<Value> = values.iter().step_by(2).cloned().collect();
         // Equal keys (2 and 4; 1 and 3) are in ascending sequence order.
         assert_eq!(seqs(order(&[crit(true, SortKey::Subject)], &hits, &subjects)), [1, 3, 2, 4, 5]);
+    }
+
+    #[test]
+    fn one_number_orders_as_the_general_comparison_does() {
+        let hits: Vec<Hit> = (0..500u32).map(|i| hit((i * 7919) % 500 + 1)).collect();
+        let values: Vec<Value> = (0..500i64).map(|i| Value::Num((i * 31) % 17 - 8)).collect();
+        for reverse in [false, true] {
+            let mut expected: Vec<usize> = (0..hits.len()).collect();
+            expected.sort_by(|&x, &y| {
+                let o = values[x].cmp(&values[y]);
+                (if reverse { o.reverse() } else { o }).then(hits[x].seq.cmp(&hits[y].seq))
+            });
+            assert_eq!(order(&[SortCriterion { reverse, key: SortKey::Date }], &hits, &values), expected);
+        }
     }
 }
