@@ -35,19 +35,43 @@ pub fn value(key: SortKey, internal_date: i64, size: u64, facts: &Facts<'_>) -> 
     }
 }
 
-/// Orders matches by the criteria; REVERSE turns one criterion only, and equal messages stay
-/// in sequence order (§3).
-pub fn order(criteria: &[SortCriterion], rows: &mut [(Hit, Vec<Value>)]) {
-    rows.sort_by(|(x, a), (y, b)| {
+/// The order of the matches `hits` by the criteria, as their indexes: `values` holds each
+/// match's values one criterion after the other (`criteria.len()` per match, in the order of
+/// `hits`), so a SORT over a large mailbox allocates nothing per match. REVERSE turns one
+/// criterion only, and equal matches are in sequence order (§3).
+pub fn order(criteria: &[SortCriterion], hits: &[Hit], values: &[Value]) -> Vec<usize> {
+    if let [c] = criteria
+        && let Some(nums) = values.iter().map(|v| if let Value::Num(n) = v { Some(*n) } else { None }).collect::<Option<Vec<i64>>>()
+    {
+        return order_numbers(c.reverse, hits, &nums);
+    }
+    let k = criteria.len();
+    let mut order: Vec<usize> = (0..hits.len()).collect();
+    order.sort_unstable_by(|&x, &y| {
         for (i, c) in criteria.iter().enumerate() {
-            let o = a[i].cmp(&b[i]);
+            let o = values[x * k + i].cmp(&values[y * k + i]);
             let o = if c.reverse { o.reverse() } else { o };
             if o != Ordering::Equal {
                 return o;
             }
         }
-        x.seq.cmp(&y.seq)
+        hits[x].seq.cmp(&hits[y].seq)
     });
+    order
+}
+
+/// [`order`] by one number (DATE, ARRIVAL, SIZE): compact (value, sequence number, index)
+/// triples sorted in place, where the general order compares values through their indexes
+/// (a SORT of 100,000 messages spent most of its time there).
+fn order_numbers(reverse: bool, hits: &[Hit], nums: &[i64]) -> Vec<usize> {
+    let mut keyed: Vec<(i64, u32, u32)> = nums.iter().zip(hits).enumerate().map(|(i, (&n, h))| (n, h.seq, i as u32)).collect();
+    if reverse {
+        keyed.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    } else {
+        // Sequence numbers are unique: the index never decides.
+        keyed.sort_unstable();
+    }
+    keyed.into_iter().map(|(_, _, i)| i as usize).collect()
 }
 
 #[cfg(test)]
@@ -61,19 +85,34 @@ mod tests {
     #[test]
     fn reverse_turns_one_criterion_and_ties_stay_in_sequence_order() {
         let crit = |reverse, key| SortCriterion { reverse, key };
-        let mut rows = vec![
-            (hit(1), vec![Value::Text(b"B".to_vec()), Value::Num(5)]),
-            (hit(2), vec![Value::Text(b"A".to_vec()), Value::Num(5)]),
-            (hit(3), vec![Value::Text(b"B".to_vec()), Value::Num(7)]),
-            (hit(4), vec![Value::Text(b"A".to_vec()), Value::Num(5)]),
-            (hit(5), vec![Value::Text(Vec::new()), Value::Num(1)]),
+        // Sequence numbers 1 to 5, listed out of order: ties must still go by them.
+        let hits = [hit(3), hit(2), hit(1), hit(4), hit(5)];
+        let text = |s: &[u8]| Value::Text(s.to_vec());
+        let values = [
+            text(b"B"), Value::Num(7),
+            text(b"A"), Value::Num(5),
+            text(b"B"), Value::Num(5),
+            text(b"A"), Value::Num(5),
+            text(b""), Value::Num(1),
         ];
-        order(&[crit(false, SortKey::Subject), crit(true, SortKey::Size)], &mut rows);
-        let seqs: Vec<u32> = rows.iter().map(|r| r.0.seq).collect();
-        assert_eq!(seqs, [5, 2, 4, 3, 1]);
-        order(&[crit(true, SortKey::Subject)], &mut rows);
-        let seqs: Vec<u32> = rows.iter().map(|r| r.0.seq).collect();
-        // Equal keys (2 and 4; 1 and 3) are still in ascending sequence order.
-        assert_eq!(seqs, [1, 3, 2, 4, 5]);
+        let seqs = |o: Vec<usize>| o.into_iter().map(|i| hits[i].seq).collect::<Vec<u32>>();
+        assert_eq!(seqs(order(&[crit(false, SortKey::Subject), crit(true, SortKey::Size)], &hits, &values)), [5, 2, 4, 3, 1]);
+        let subjects: Vec<Value> = values.iter().step_by(2).cloned().collect();
+        // Equal keys (2 and 4; 1 and 3) are in ascending sequence order.
+        assert_eq!(seqs(order(&[crit(true, SortKey::Subject)], &hits, &subjects)), [1, 3, 2, 4, 5]);
+    }
+
+    #[test]
+    fn one_number_orders_as_the_general_comparison_does() {
+        let hits: Vec<Hit> = (0..500u32).map(|i| hit((i * 7919) % 500 + 1)).collect();
+        let values: Vec<Value> = (0..500i64).map(|i| Value::Num((i * 31) % 17 - 8)).collect();
+        for reverse in [false, true] {
+            let mut expected: Vec<usize> = (0..hits.len()).collect();
+            expected.sort_by(|&x, &y| {
+                let o = values[x].cmp(&values[y]);
+                (if reverse { o.reverse() } else { o }).then(hits[x].seq.cmp(&hits[y].seq))
+            });
+            assert_eq!(order(&[SortCriterion { reverse, key: SortKey::Date }], &hits, &values), expected);
+        }
     }
 }

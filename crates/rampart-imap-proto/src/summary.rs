@@ -86,27 +86,37 @@ fn encode_headers(p: &Parsed<'_>) -> Vec<u8> {
     out
 }
 
-/// The kept header values: for each field of [`SEARCHED`], its values lowercased.
-#[derive(Debug)]
+/// The kept header values: for each field of [`SEARCHED`], its values lowercased. Reading
+/// checks the whole record once and keeps only where each field starts, so a SEARCH over a
+/// large mailbox allocates nothing per message.
+#[derive(Debug, Clone, Copy)]
 pub struct Headers<'a> {
-    fields: Vec<Vec<&'a str>>,
+    data: &'a [u8],
+    /// Where each field's count is.
+    starts: [usize; SEARCHED.len()],
+}
+
+/// The values of one field of a record [`Headers::parse`] checked.
+fn values(data: &[u8], start: usize) -> impl Iterator<Item = &str> {
+    let n = data.get(start..start + 4).map_or(0, |c| u32::from_le_bytes(c.try_into().expect("4 bytes")));
+    let mut at = start + 4;
+    (0..n).map_while(move |_| take(data, &mut at).and_then(|v| std::str::from_utf8(v).ok()))
 }
 
 impl<'a> Headers<'a> {
     /// None when damaged.
     pub fn parse(data: &'a [u8]) -> Option<Headers<'a>> {
         let mut at = 0;
-        let mut fields = Vec::with_capacity(SEARCHED.len());
-        for _ in SEARCHED {
+        let mut starts = [0; SEARCHED.len()];
+        for start in &mut starts {
+            *start = at;
             let n = u32::from_le_bytes(data.get(at..at + 4)?.try_into().ok()?) as usize;
             at += 4;
-            let mut values = Vec::with_capacity(n.min(16));
             for _ in 0..n {
-                values.push(std::str::from_utf8(take(data, &mut at)?).ok()?);
+                std::str::from_utf8(take(data, &mut at)?).ok()?;
             }
-            fields.push(values);
         }
-        (at == data.len()).then_some(Headers { fields })
+        (at == data.len()).then_some(Headers { data, starts })
     }
 
     /// SEARCH `HEADER field s` as the scan answers it (the field present, and one of its values
@@ -114,8 +124,8 @@ impl<'a> Headers<'a> {
     /// is not kept.
     pub fn matches(&self, field: &str, needle_lc: &str) -> Option<bool> {
         let i = SEARCHED.iter().position(|f| f.eq_ignore_ascii_case(field))?;
-        let values = &self.fields[i];
-        Some(!values.is_empty() && (needle_lc.is_empty() || values.iter().any(|v| v.contains(needle_lc))))
+        let mut values = values(self.data, self.starts[i]).peekable();
+        Some(values.peek().is_some() && (needle_lc.is_empty() || values.any(|v| v.contains(needle_lc))))
     }
 }
 

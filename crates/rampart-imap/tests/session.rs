@@ -733,3 +733,96 @@ async fn summaries_answer_as_the_messages_do() {
     assert!(find("SEARCH TEXT \"c3=9fe\"").contains("* SEARCH 1\r\n"));
     assert!(find("SEARCH FROM \"jörg\"").contains("* SEARCH 5\r\n"));
 }
+
+/// A message of [`varied`]'s mailbox: senders, recipients, subjects and dates of many shapes
+/// (missing, empty, encoded, without a domain, groups, reply and forward markers, invalid
+/// dates, zones), chosen by a fixed pseudo-random sequence from `seed`.
+fn varied(seed: u64) -> String {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut pick = |n: usize| {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((x >> 33) % n as u64) as usize
+    };
+    const PEOPLE: &[&str] = &[
+        "Alice <alice@example.test>", "\"Bob B.\" <bob@example.test>", "carol@example.test", "d", "",
+        "=?utf-8?q?Zo=C3=AB?= <zoe@example.test>", "list: amy@example.test, ben@example.test;", "undisclosed:;",
+        "\"Émile\" <emile@x.test>", "<bare@x.test>", "ALICE <Alice@Example.Test>", "Mallory <m@evil.test>, alice@example.test",
+    ];
+    const SUBJECTS: &[&str] = &[
+        "Hello", "Re: Hello", "RE: re: hello", "Fwd: [list] Plan", "[list] Plan (fwd)", "", "  spaced   out  ",
+        "=?utf-8?q?Gr=C3=BC=C3=9Fe?=", "Re: [fwd: Budget]", "budget", "Zebra", "árvíztűrő", "Re:", "[x] [y] z",
+    ];
+    const DATES: &[&str] = &[
+        "Fri, 27 Nov 2026 23:30:00 -0700", "27 Nov 2026 10:00:00 +0000", "Thu, 26 Nov 2026 09:00:00 +0100",
+        "not a date", "", "1 Jan 1970 00:00:00 +0000", "Sat, 28 Nov 2026 06:30:00 +0530", "31 Dec 2025 23:59:59 -1200",
+    ];
+    let mut m = String::new();
+    for (field, list) in [("From", PEOPLE), ("To", PEOPLE), ("Cc", PEOPLE), ("Bcc", PEOPLE), ("Subject", SUBJECTS), ("Date", DATES)] {
+        let i = pick(list.len() + 2);
+        if i < list.len() {
+            m.push_str(&format!("{field}: {}\r\n", list[i]));
+        }
+    }
+    if pick(3) > 0 {
+        m.push_str(&format!("Message-ID: <m{}@example.test>\r\n", pick(20)));
+    }
+    if pick(3) == 0 {
+        m.push_str(&format!("References: <m{}@example.test>\r\n", pick(20)));
+    }
+    m.push_str("\r\n");
+    m.push_str(&"body text ".repeat(1 + pick(40)));
+    m.push_str("\r\n");
+    m
+}
+
+/// Every SORT key, alone, reversed and combined, and the header SEARCH keys, as SORT and
+/// SEARCH answer them from the summaries kept at delivery, on the same mailbox after its
+/// summaries were thrown away (read from the messages: the full scan), from the summaries that
+/// scan kept, and from those the background backfill makes.
+#[tokio::test]
+async fn sort_and_header_search_answer_as_a_full_scan_does() {
+    const ASKED: &[&str] = &[
+        "SORT (DATE) UTF-8 ALL", "SORT (REVERSE DATE) UTF-8 ALL", "SORT (ARRIVAL) UTF-8 ALL", "SORT (REVERSE ARRIVAL) UTF-8 ALL",
+        "SORT (SIZE) UTF-8 ALL", "SORT (REVERSE SIZE) UTF-8 ALL", "SORT (SUBJECT) UTF-8 ALL", "SORT (REVERSE SUBJECT) UTF-8 ALL",
+        "SORT (FROM) UTF-8 ALL", "SORT (TO) UTF-8 ALL", "SORT (CC) UTF-8 ALL", "SORT (DISPLAYFROM) UTF-8 ALL",
+        "SORT (DISPLAYTO) UTF-8 ALL", "SORT (REVERSE DISPLAYFROM DATE) UTF-8 ALL", "SORT (SUBJECT REVERSE DATE SIZE) UTF-8 ALL",
+        "SORT (FROM TO CC) UTF-8 ALL", "UID SORT (DATE) UTF-8 ALL", "SORT (DATE) UTF-8 FROM alice", "SORT (SUBJECT) UTF-8 NOT TO bob",
+        "SORT (SIZE) UTF-8 SENTSINCE 27-Nov-2026", "SORT RETURN (MIN MAX COUNT) (DATE) UTF-8 ALL", "SORT (DATE) UTF-8 1:50",
+        "SEARCH FROM alice", "SEARCH FROM \"zoë\"", "SEARCH FROM \"\"", "SEARCH TO example", "SEARCH CC list", "SEARCH BCC bob",
+        "SEARCH SUBJECT budget", "SEARCH SUBJECT \"re:\"", "SEARCH SUBJECT \"GRÜSSE\"", "SEARCH SUBJECT \"árvíz\"",
+        "SEARCH HEADER Message-ID <m1", "SEARCH HEADER Subject plan", "SEARCH OR FROM d TO d", "SEARCH NOT FROM example",
+        "SEARCH FROM example SUBJECT hello", "UID SEARCH TO \"émile\"", "SEARCH SENTBEFORE 27-Nov-2026", "SEARCH SENTON 1-Jan-1970",
+        "THREAD ORDEREDSUBJECT UTF-8 ALL", "THREAD REFERENCES UTF-8 ALL",
+    ];
+    const N: u64 = 150;
+    let f = fixture_with(true).await;
+    for i in 0..N {
+        deliver(&f.store, &varied(i)).await;
+    }
+    let mut c = Client::login(&f).await;
+    c.cmd("s", "EXAMINE INBOX").await;
+    let mut kept = Vec::new();
+    for (i, cmd) in ASKED.iter().enumerate() {
+        let r = c.cmd(&format!("a{i}"), cmd).await;
+        assert!(r.contains(&format!("a{i} OK")), "{cmd}: {r}");
+        kept.push(r);
+    }
+    for (i, cmd) in ASKED.iter().enumerate() {
+        f.store.forget_summaries().await.unwrap();
+        let scanned = c.cmd(&format!("a{i}"), cmd).await;
+        assert_eq!(kept[i], scanned, "{cmd}: from the summaries kept at delivery, and from the messages");
+        let again = c.cmd(&format!("a{i}"), cmd).await;
+        assert_eq!(again, scanned, "{cmd}: from the summaries the scan kept");
+    }
+    f.store.forget_summaries().await.unwrap();
+    assert_eq!(f.store.backfill_pass(Duration::ZERO).await.unwrap(), N as usize);
+    for (i, cmd) in ASKED.iter().enumerate() {
+        let backfilled = c.cmd(&format!("a{i}"), cmd).await;
+        assert_eq!(kept[i], backfilled, "{cmd}: from the summaries the backfill made");
+    }
+    // Not "the same nothing".
+    let r = c.cmd("z", "SEARCH FROM alice").await;
+    assert!(r.split("\r\n").next().unwrap().split(' ').count() > 10, "{r}");
+    let r = c.cmd("z", "SORT (SUBJECT) UTF-8 ALL").await;
+    assert_eq!(r.split("\r\n").next().unwrap().split(' ').count(), N as usize + 2, "{r}");
+}

@@ -24,11 +24,20 @@ pub struct Summary {
     /// The distinct words of the text, space-separated, each a run of letters and digits
     /// (what the index is searched for); None when the text was not indexed.
     pub words: Option<String>,
+    /// The version of the summarizer that made it ([`Summarizer::version`]).
+    pub version: u32,
 }
 
 /// Makes the summary of a message (prefix and body, as IMAP sees it).
 pub trait Summarizer: Send + Sync + 'static {
     fn summarize(&self, message: &[u8]) -> Summary;
+
+    /// The version of the summaries it makes, raised whenever what they hold changes: the
+    /// store makes those of older versions again in the background (`SqliteStore::backfill`).
+    /// Summaries kept before versions existed are version 1.
+    fn version(&self) -> u32 {
+        1
+    }
 }
 
 /// Which records of the summaries [`crate::MailStore::stored`] reads.

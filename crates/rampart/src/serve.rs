@@ -320,6 +320,9 @@ fn open_store(config: &Config, target: Option<&crate::privileges::Target>) -> an
         crate::privileges::hand_over(t, &config.server.data_dir, &tls_files)?;
     }
     sqlite.set_summarizer(Arc::new(rampart_imap::MessageSummarizer));
+    // Messages stored before summaries existed (or summarized by an older version) get
+    // theirs in the background, so SORT and SEARCH need not read them.
+    tokio::spawn(SqliteStore::clone(&sqlite).backfill());
     Ok(sqlite)
 }
 

@@ -1,6 +1,7 @@
 //! FETCH and UID FETCH (RFC 3501 §6.4.5, §7.4.2; RFC 7162 §3.1.4 CHANGEDSINCE and MODSEQ).
 
 use std::collections::HashMap;
+use std::io::Write;
 
 use rampart_store::{FlagOp, MailStore, MessageRecord, StoreError, Want};
 
@@ -8,7 +9,7 @@ use super::view::{Msg, View};
 use super::{FLUSH_AT, Next, Output, Session, State, stream};
 use crate::mime::Parsed;
 use crate::parser::{FetchAttr, PartialRange, SequenceSet};
-use crate::response::{flag_list, internal_date, line, literal};
+use crate::response::{internal_date, line, literal};
 use rampart_imap_proto::summary::Fetched;
 
 impl Session {
@@ -249,7 +250,8 @@ async fn answer<O: Output>(store: &dyn MailStore, a: &Answering<'_>, targets: &[
 /// go along unasked when this FETCH set \Seen on it. The text is the parsed message, or the
 /// summary's FETCH records when only they are asked for.
 fn write_message(buf: &mut Vec<u8>, i: usize, msg: &Msg, attrs: &[FetchAttr], text: Text<'_>, seen_changed: bool, condstore: bool) {
-    buf.extend_from_slice(format!("* {} FETCH (", i + 1).as_bytes());
+    // Written in place: a FETCH 1:* writes this for every message.
+    let _ = write!(buf, "* {} FETCH (", i + 1);
     let mut first = true;
     let mut wrote_flags = false;
     for a in attrs {
@@ -266,7 +268,7 @@ fn write_message(buf: &mut Vec<u8>, i: usize, msg: &Msg, attrs: &[FetchAttr], te
 pub(super) fn finish_message(buf: &mut Vec<u8>, msg: &Msg, attrs: &[FetchAttr], seen_changed: bool, condstore: bool, wrote_flags: bool) {
     if seen_changed && !wrote_flags {
         buf.extend_from_slice(b" FLAGS ");
-        flag_list(buf, &msg.flags_out());
+        msg.write_flags(buf);
     }
     if condstore && !attrs.contains(&FetchAttr::ModSeq) && (wrote_flags || seen_changed) {
         buf.extend_from_slice(format!(" MODSEQ ({})", msg.modseq).as_bytes());
@@ -304,10 +306,12 @@ pub(super) type Text<'a> = (Option<&'a Parsed<'a>>, Option<&'a Fetched<'a>>);
 
 pub(super) fn write_attr(buf: &mut Vec<u8>, a: &FetchAttr, msg: &Msg, (parsed, stored): Text<'_>, condstore: bool, wrote_flags: &mut bool) {
     match a {
-        FetchAttr::Uid => buf.extend_from_slice(format!("UID {}", msg.uid).as_bytes()),
+        FetchAttr::Uid => {
+            let _ = write!(buf, "UID {}", msg.uid);
+        }
         FetchAttr::Flags => {
             buf.extend_from_slice(b"FLAGS ");
-            flag_list(buf, &msg.flags_out());
+            msg.write_flags(buf);
             *wrote_flags = true;
         }
         FetchAttr::InternalDate => {

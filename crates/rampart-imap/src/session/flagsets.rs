@@ -2,14 +2,16 @@
 //! message only the number of its list.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::view::split_flags;
 
 /// The distinct flag lists of a mailbox, each kept once; messages refer to them by number.
-/// A mailbox has few distinct combinations, so a message costs two bytes of flags.
+/// A mailbox has few distinct combinations, so a message costs two bytes of flags. Shared, so
+/// that a command going through every message ([`super::view::Msg`]) copies none.
 #[derive(Default)]
 pub(super) struct FlagSets {
-    pub(super) lists: Vec<Vec<String>>,
+    pub(super) lists: Vec<Arc<[String]>>,
     index: HashMap<String, u32>,
 }
 
@@ -19,7 +21,7 @@ impl FlagSets {
             return n;
         }
         let n = self.lists.len() as u32;
-        self.lists.push(split_flags(flags));
+        self.lists.push(split_flags(flags).into());
         self.index.insert(flags.to_string(), n);
         n
     }

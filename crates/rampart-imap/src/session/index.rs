@@ -15,14 +15,26 @@ use rampart_imap_proto::words::{Term, terms};
 /// The summarizer the server gives the store: IMAP's own summary of each message stored.
 pub struct MessageSummarizer;
 
+/// The version of [`summary::summarize`]'s output. Raise it with any change to what a summary
+/// holds (its records' layout or the values computed into them): the store then makes every
+/// older summary again in the background. Until it has, an older record of another layout
+/// reads as absent (the message is read instead); a change of values alone should therefore
+/// come with a new layout version too (`facts::Keys`), if old answers must not be given
+/// meanwhile.
+pub const SUMMARY_VERSION: u32 = 1;
+
 impl rampart_store::Summarizer for MessageSummarizer {
     fn summarize(&self, message: &[u8]) -> rampart_store::Summary {
         to_store(summary::summarize(message))
     }
+
+    fn version(&self) -> u32 {
+        SUMMARY_VERSION
+    }
 }
 
 fn to_store(s: summary::Summary) -> rampart_store::Summary {
-    rampart_store::Summary { keys: s.keys, headers: s.headers, fetch: s.fetch, words: s.words }
+    rampart_store::Summary { keys: s.keys, headers: s.headers, fetch: s.fetch, words: s.words, version: SUMMARY_VERSION }
 }
 
 /// A word fragment found inside more indexed words than this is not looked up: the condition

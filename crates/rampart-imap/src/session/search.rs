@@ -45,6 +45,35 @@ struct Ctx<'a> {
     text: Text<'a>,
     /// What the full-text index allows for each BODY/TEXT string ([`word_candidates`]).
     words: &'a HashMap<String, Option<HashSet<i64>>>,
+    /// The key's strings lowercased, made once for the whole scan ([`lowered`]).
+    lower: &'a HashMap<&'a str, String>,
+}
+
+impl Ctx<'_> {
+    /// `s` (a string of the key) lowercased.
+    fn lower<'s>(&'s self, s: &'s str) -> std::borrow::Cow<'s, str> {
+        match self.lower.get(s) {
+            Some(l) => std::borrow::Cow::Borrowed(l.as_str()),
+            None => std::borrow::Cow::Owned(s.to_lowercase()),
+        }
+    }
+}
+
+/// The strings of the key's HEADER, BODY and TEXT criteria, each with its lowercase form, so
+/// a scan lowercases each once rather than once per message.
+fn lowered<'k>(key: &'k SearchKey, out: &mut HashMap<&'k str, String>) {
+    match key {
+        SearchKey::Header(_, s) | SearchKey::Body(s) | SearchKey::Text(s) => {
+            out.entry(s.as_str()).or_insert_with(|| s.to_lowercase());
+        }
+        SearchKey::And(keys) => keys.iter().for_each(|k| lowered(k, out)),
+        SearchKey::Or(a, b) => {
+            lowered(a, out);
+            lowered(b, out);
+        }
+        SearchKey::Not(a) => lowered(a, out),
+        _ => {}
+    }
 }
 
 fn contains_ci(hay: &str, needle: &str) -> bool {
@@ -67,7 +96,7 @@ fn sent_day(c: &Ctx<'_>) -> Option<chrono::NaiveDate> {
 fn ruled_out(c: &Ctx<'_>, needle: &str, coverage: u8) -> bool {
     let Text::Summary { id: Some(id), keys: Some(keys), .. } = &c.text else { return false };
     keys.words() & coverage == coverage
-        && c.words.get(&needle.to_lowercase()).is_some_and(|set| set.as_ref().is_some_and(|set| !set.contains(id)))
+        && c.words.get(c.lower(needle).as_ref()).is_some_and(|set| set.as_ref().is_some_and(|set| !set.contains(id)))
 }
 
 /// Whether the message matches; None when that depends on text not known yet (the message
@@ -116,7 +145,7 @@ fn eval(k: &SearchKey, c: &Ctx<'_>) -> Option<bool> {
                 let values = p.header_values(field);
                 !values.is_empty() && values.iter().any(|v| contains_ci(v, text))
             }
-            Text::Summary { headers: Some(h), .. } => h.matches(field, &text.to_lowercase())?,
+            Text::Summary { headers: Some(h), .. } => h.matches(field, &c.lower(text))?,
             Text::Summary { .. } => return None,
             Text::Unreadable => false,
         },
@@ -218,6 +247,8 @@ impl Session {
             Vec::new()
         };
         let words = word_candidates(store.as_ref(), user.id, key).await?;
+        let mut lower = HashMap::new();
+        lowered(key, &mut lower);
         let mut backfill = Backfill::new(view.id);
         let mut rows = rows.iter().peekable();
         for i in 0..view.exists() {
@@ -236,7 +267,7 @@ impl Session {
                 keys: row.and_then(|r| r.keys.as_deref()).and_then(Keys::parse),
                 headers: row.and_then(|r| r.headers.as_deref()).and_then(Headers::parse),
             };
-            let ctx = Ctx { msg: &msg, seq, max_seq, max_uid, text, words: &words };
+            let ctx = Ctx { msg: &msg, seq, max_seq, max_uid, text, words: &words, lower: &lower };
             match (eval(key, &ctx), ctx.text.facts()) {
                 (Some(false), _) => continue,
                 (Some(true), _) if !facts => {
@@ -261,7 +292,7 @@ impl Session {
                 backfill.add(store.as_ref(), uid, p).await;
             }
             let text = parsed.as_ref().map_or(Text::Unreadable, Text::Parsed);
-            let ctx = Ctx { msg: &msg, seq, max_seq, max_uid, text, words: &words };
+            let ctx = Ctx { msg: &msg, seq, max_seq, max_uid, text, words: &words, lower: &lower };
             if eval(key, &ctx) == Some(true) {
                 f(hit, &msg, &ctx.text.facts().unwrap_or(Facts::Missing));
             }

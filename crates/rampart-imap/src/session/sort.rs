@@ -3,8 +3,8 @@
 //!
 //! The search is SEARCH's own ([`Session::scan`]); for every match the sort keys are taken
 //! from the facts stored with the message (or from the message, parsed, when it has none),
-//! kept as small values ([`crate::sort`]), and the matches are sorted by them, ties by
-//! sequence number (§3).
+//! kept as small values ([`crate::sort`]) in one list for all matches, and the matches are
+//! sorted by them, ties by sequence number (§3).
 
 use rampart_store::StoreError;
 
@@ -31,13 +31,14 @@ impl Session {
             return Ok(Next::Continue);
         }
         let content = criteria.iter().any(|c| c.key.needs_content());
-        let mut rows: Vec<(Hit, Vec<Value>)> = Vec::new();
+        let mut matched: Vec<Hit> = Vec::new();
+        let mut values: Vec<Value> = Vec::new();
         self.scan(&key, content, true, |hit, msg, facts| {
-            rows.push((hit, criteria.iter().map(|c| value(c.key, msg.internal_date, msg.size, facts)).collect()));
+            matched.push(hit);
+            values.extend(criteria.iter().map(|c| value(c.key, msg.internal_date, msg.size, facts)));
         })
         .await?;
-        order(&criteria, &mut rows);
-        let hits: Vec<Hit> = rows.into_iter().map(|(h, _)| h).collect();
+        let hits: Vec<Hit> = order(&criteria, &matched, &values).into_iter().map(|i| matched[i]).collect();
         self.save_result(ret.as_deref(), &hits);
         results(out.buf(), tag, "SORT", uid, &hits, ret, key.uses_modseq());
         self.sync(out.buf(), false).await?;

@@ -7,6 +7,7 @@
 //! command that may announce them; new messages and flag changes are told at every sync.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use rampart_store::{MailStore, MailboxId, MailboxState, MessageRecord, StoreError, ViewRows};
 use tokio::sync::watch;
@@ -23,7 +24,8 @@ pub const SYSTEM_FLAGS: [&str; 5] = ["\\Answered", "\\Flagged", "\\Deleted", "\\
 #[derive(Debug, Clone)]
 pub struct Msg {
     pub uid: u32,
-    pub flags: Vec<String>,
+    /// The view's own list (shared, not copied).
+    pub flags: Arc<[String]>,
     pub modseq: u64,
     pub size: u64,
     pub internal_date: i64,
@@ -40,13 +42,17 @@ impl Msg {
         self.flags.iter().any(|f| f.eq_ignore_ascii_case(flag))
     }
 
-    /// FLAGS as sent: the stored flags plus \Recent for this session.
-    pub fn flags_out(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self.flags.iter().map(String::as_str).collect();
-        if self.recent {
-            v.push("\\Recent");
+    /// FLAGS as sent (the stored flags plus \Recent for this session), written as a list.
+    pub fn write_flags(&self, buf: &mut Vec<u8>) {
+        buf.push(b'(');
+        let recent = self.recent.then_some("\\Recent");
+        for (i, f) in self.flags.iter().map(String::as_str).chain(recent).enumerate() {
+            if i > 0 {
+                buf.push(b' ');
+            }
+            buf.extend_from_slice(f.as_bytes());
         }
-        v
+        buf.push(b')');
     }
 }
 
@@ -102,7 +108,7 @@ impl View {
             flag_ids.push(id);
         }
         let keywords =
-            flag_sets.lists.iter().flatten().filter(|f| !f.starts_with('\\')).cloned().collect::<BTreeSet<String>>();
+            flag_sets.lists.iter().flat_map(|l| l.iter()).filter(|f| !f.starts_with('\\')).cloned().collect::<BTreeSet<String>>();
         let told = uids.len();
         let recent = vec![(recent_from, state.uidnext)];
         View {
@@ -147,6 +153,10 @@ impl View {
         &self.flag_sets.lists[self.flag_ids.get(i) as usize]
     }
 
+    fn shared_flags(&self, i: usize) -> Arc<[String]> {
+        self.flag_sets.lists[self.flag_ids.get(i) as usize].clone()
+    }
+
     pub fn is_recent(&self, i: usize) -> bool {
         if self.rev2 {
             return false;
@@ -171,7 +181,7 @@ impl View {
     pub fn msg(&self, i: usize, record: Option<&MessageRecord>) -> Msg {
         Msg {
             uid: self.uids[i],
-            flags: self.flags(i).to_vec(),
+            flags: self.shared_flags(i),
             modseq: record.map_or(0, |r| r.modseq),
             size: record.map_or(0, |r| r.size),
             internal_date: record.map_or(0, |r| r.internal_date),

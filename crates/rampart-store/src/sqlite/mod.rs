@@ -30,6 +30,7 @@ mod quota;
 mod schema;
 mod senderauth;
 mod summaries;
+mod backfill;
 mod tlspolicy;
 mod web;
 mod writer;
@@ -60,6 +61,11 @@ const MAX_IDLE_READERS: usize = 32;
 const STATEMENT_CACHE: usize = 128;
 /// How long a statement waits for another process (a CLI command) holding the write lock.
 const BUSY_TIMEOUT_MS: u64 = 10_000;
+/// Reader connections map this much of the database: a SORT or SEARCH over a large mailbox
+/// reads its pages where they are in the page cache, rather than copying each into SQLite's
+/// own small cache through a system call (the mapping shares the page cache; it is not
+/// memory of the server's own).
+const READER_MMAP: i64 = 1 << 30;
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -212,7 +218,11 @@ impl SqliteStore {
             let pooled = inner.readers.lock().expect("reader pool lock").pop();
             let conn = match pooled {
                 Some(c) => c,
-                None => open_connection(&inner.db_path, inner.db_key.as_ref())?,
+                None => {
+                    let c = open_connection(&inner.db_path, inner.db_key.as_ref())?;
+                    c.pragma_update(None, "mmap_size", READER_MMAP)?;
+                    c
+                }
             };
             let result = f(&conn);
             let mut pool = inner.readers.lock().expect("reader pool lock");

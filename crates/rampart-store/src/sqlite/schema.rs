@@ -538,6 +538,13 @@ const MIGRATIONS: &[&str] = &[
         DELETE FROM metadata WHERE account_id = OLD.id;
     END;
     "#,
+    // Each summary records the version of the summarizer that made it (those kept before are
+    // version 1), so that the background backfill (sqlite/backfill.rs) makes older ones again;
+    // the partial index finds the messages without a summary without reading the others.
+    r#"
+    ALTER TABLE summaries ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+    CREATE INDEX messages_unsummarized ON messages(id) WHERE summary IS NULL;
+    "#,
 ];
 
 /// The schema version this binary writes.

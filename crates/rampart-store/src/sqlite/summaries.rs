@@ -25,8 +25,8 @@ fn doc(account: AccountId, id: i64) -> i64 {
 
 /// Keeps the summary of a blob that has none; returns its id.
 pub(super) fn insert(conn: &Connection, blob_id: &str, s: &Summary) -> Result<i64> {
-    conn.prepare_cached("INSERT INTO summaries (blob_id, indexed, keys) VALUES (?1, ?2, ?3)")?
-        .execute(params![blob_id, s.words.is_some(), s.keys])?;
+    conn.prepare_cached("INSERT INTO summaries (blob_id, indexed, keys, version) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![blob_id, s.words.is_some(), s.keys, s.version])?;
     let id = conn.last_insert_rowid();
     conn.prepare_cached("INSERT INTO summary_headers (id, data) VALUES (?1, ?2)")?.execute(params![id, s.headers])?;
     conn.prepare_cached("INSERT INTO summary_fetch (id, data) VALUES (?1, ?2)")?.execute(params![id, s.fetch])?;
@@ -36,6 +36,34 @@ pub(super) fn insert(conn: &Connection, blob_id: &str, s: &Summary) -> Result<i6
 /// Indexes `words` as `account`'s document for summary `id`.
 pub(super) fn insert_words(conn: &Connection, account: AccountId, id: i64, words: &str) -> Result<()> {
     conn.prepare_cached("INSERT INTO words (rowid, terms) VALUES (?1, ?2)")?.execute(params![doc(account, id), words])?;
+    Ok(())
+}
+
+/// Replaces summary `id` of `blob` (made by an older summarizer) with `s`, in place: the messages keep pointing to it, and the words documents of every
+/// account they belong to are made again (or removed, when the new summary has no words).
+pub(super) fn replace(conn: &Connection, id: i64, blob: &str, s: &Summary) -> Result<()> {
+    let changed = conn
+        .prepare_cached("UPDATE summaries SET indexed = ?3, keys = ?4, version = ?5 WHERE id = ?1 AND blob_id = ?2")?
+        .execute(params![id, blob, s.words.is_some(), s.keys, s.version])?;
+    if changed == 0 {
+        return Ok(());
+    }
+    conn.prepare_cached("UPDATE summary_headers SET data = ?2 WHERE id = ?1")?.execute(params![id, s.headers])?;
+    conn.prepare_cached("UPDATE summary_fetch SET data = ?2 WHERE id = ?1")?.execute(params![id, s.fetch])?;
+    let accounts: Vec<AccountId> = conn
+        .prepare_cached(
+            "SELECT DISTINCT b.account_id FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id \
+             WHERE m.blob_id = ?1 AND m.summary = ?2",
+        )?
+        .query_map(params![blob, id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut delete = conn.prepare_cached("DELETE FROM words WHERE rowid = ?1")?;
+    for account in accounts {
+        delete.execute([doc(account, id)])?;
+        if let Some(words) = &s.words {
+            insert_words(conn, account, id, words)?;
+        }
+    }
     Ok(())
 }
 

@@ -13,7 +13,7 @@ impl Summarizer for Words {
     fn summarize(&self, message: &[u8]) -> Summary {
         let text = String::from_utf8_lossy(message).to_lowercase();
         let words: Vec<&str> = text.split_whitespace().collect();
-        Summary { keys: b"keys".to_vec(), headers: b"headers".to_vec(), fetch: message.len().to_string().into_bytes(), words: Some(words.join(" ")) }
+        Summary { keys: b"keys".to_vec(), headers: b"headers".to_vec(), fetch: message.len().to_string().into_bytes(), words: Some(words.join(" ")), version: 1 }
     }
 }
 
@@ -104,4 +104,64 @@ async fn messages_stored_without_a_summarizer_are_summarized_later() {
     store.append(inbox, w.finish().await.unwrap(), String::new(), 0).await.unwrap();
     let s = store.stored(inbox, 2, 2, ALL).await.unwrap();
     assert_eq!(store.word_candidates(bob, is("appended")).await.unwrap(), [s[0].summary.unwrap()].into());
+}
+
+/// A later summarizer: other records and words ("v2" added), version 2.
+struct WordsV2;
+
+impl Summarizer for WordsV2 {
+    fn summarize(&self, message: &[u8]) -> Summary {
+        let s = Words.summarize(message);
+        Summary { keys: b"keys2".to_vec(), words: s.words.map(|w| format!("{w} v2")), version: 2, ..s }
+    }
+
+    fn version(&self) -> u32 {
+        2
+    }
+}
+
+#[tokio::test]
+async fn the_backfill_summarizes_old_messages_and_remakes_stale_summaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.add_domain("example.test").await.unwrap();
+    let bob = store.add_account("bob@example.test", "h").await.unwrap();
+    let alice = store.add_account("alice@example.test", "h").await.unwrap();
+    let (bob_inbox, alice_inbox) = (store.mailboxes(bob).await.unwrap()[0].id, store.mailboxes(alice).await.unwrap()[0].id);
+    let archive = store.create_mailbox(bob, "Kept", None).await.unwrap();
+    // Stored before there was a summarizer: one message to both, one to bob, and a copy.
+    deliver(&store, &[bob, alice], b"shared old text").await;
+    deliver(&store, &[bob], b"only bob").await;
+    store.copy_messages(bob_inbox, vec![2], archive).await.unwrap();
+    assert_eq!(store.backfill_pass(std::time::Duration::ZERO).await.unwrap(), 0, "nothing without a summarizer");
+    store.set_summarizer(std::sync::Arc::new(Words));
+    // One summary per message row (a copy shares its original's, made on the original's turn).
+    let made = store.backfill_pass(std::time::Duration::ZERO).await.unwrap();
+    assert!((2..=4).contains(&made), "{made}");
+    assert_eq!(store.backfill_pass(std::time::Duration::ZERO).await.unwrap(), 0, "a second pass finds nothing");
+    let bob_rows = store.stored(bob_inbox, 1, 2, ALL).await.unwrap();
+    let (shared, only) = (bob_rows[0].summary.unwrap(), bob_rows[1].summary.unwrap());
+    assert_eq!(bob_rows[0].fetch.as_deref(), Some(&b"15"[..]));
+    assert_eq!(store.stored(alice_inbox, 1, 1, ALL).await.unwrap()[0].summary, Some(shared));
+    assert_eq!(store.stored(archive, 1, 1, ALL).await.unwrap()[0].summary, Some(only));
+    assert_eq!(store.word_candidates(bob, is("old")).await.unwrap(), [shared].into());
+    assert_eq!(store.word_candidates(alice, is("old")).await.unwrap(), [shared].into());
+    assert_eq!(store.word_candidates(bob, is("bob")).await.unwrap(), [only].into());
+    assert!(store.word_candidates(alice, is("bob")).await.unwrap().is_empty());
+    drop(store);
+
+    // A newer summarizer: every summary is made again, in place, words and all.
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.set_summarizer(std::sync::Arc::new(WordsV2));
+    assert_eq!(store.backfill_pass(std::time::Duration::ZERO).await.unwrap(), 2);
+    assert_eq!(store.backfill_pass(std::time::Duration::ZERO).await.unwrap(), 0);
+    let rows = store.stored(bob_inbox, 1, 2, ALL).await.unwrap();
+    assert_eq!((rows[0].summary, rows[1].summary), (Some(shared), Some(only)));
+    assert_eq!(rows[0].keys.as_deref(), Some(&b"keys2"[..]));
+    for a in [bob, alice] {
+        assert!(store.word_candidates(a, is("v2")).await.unwrap().contains(&shared));
+        assert_eq!(store.word_candidates(a, is("old")).await.unwrap(), [shared].into());
+    }
+    assert!(store.word_candidates(alice, is("bob")).await.unwrap().is_empty(), "alice's words stay hers");
+    assert_eq!(store.word_candidates(bob, is("v2")).await.unwrap(), [shared, only].into());
 }
