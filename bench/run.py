@@ -50,6 +50,7 @@ before/after comparison. RAMPART_BENCH_ENCRYPTION=server runs Rampart with encry
 """
 
 import argparse
+import json
 import os
 import pathlib
 import pwd
@@ -157,18 +158,29 @@ def encrypt_store(config):
         subprocess.run([BIN, *command, "--config", config], check=True, capture_output=True)
 
 
+def account_hashes(rampart_dir):
+    """Each account's password hash, read from a clear store."""
+    import sqlite3
+    db = sqlite3.connect(rampart_dir / "data" / "rampart.db")
+    hashes = dict(db.execute("SELECT address, password_hash FROM accounts"))
+    db.close()
+    return hashes
+
+
 class RampartServer:
     def __init__(self, base, dns, imap_users=0, extra_sets=()):
         self.dir = base / "rampart"
         subprocess.run([BIN, "init", "--dir", self.dir, "--hostname", "mx.bench.test", "--domain", "bench.test"],
                        check=True, capture_output=True)
-        if ENCRYPTION:
-            encrypt_store(self.dir / "rampart.toml")
         subprocess.run([BIN, "user", "add", "rcpt@bench.test", "--password-stdin", "--config", self.dir / "rampart.toml"],
                        input=PASSWORD + "\n", text=True, check=True, capture_output=True)
         for n in range(1, imap_users + 1):
             subprocess.run([BIN, "user", "add", f"user{n}@bench.test", "--password-stdin", "--config",
                             self.dir / "rampart.toml"], input=PASSWORD + "\n", text=True, check=True, capture_output=True)
+        if ENCRYPTION:
+            # The reference reads the users' hashes from the clear store before it is encrypted.
+            (self.dir / "hashes.json").write_text(json.dumps(account_hashes(self.dir)))
+            encrypt_store(self.dir / "rampart.toml")
         self.port = free_port()
         self.imaps = free_port()
         self.log = open(self.dir / "server.log", "wb")
@@ -274,10 +286,8 @@ class DovecotServer:
         for d in ("run", "state", "mail"):
             (self.dir / d).mkdir(parents=True)
         shutil.chown(self.dir / "mail", "nobody", "nogroup")
-        import sqlite3
-        db = sqlite3.connect(rampart_dir / "data" / "rampart.db")
-        hashes = dict(db.execute("SELECT address, password_hash FROM accounts"))
-        db.close()
+        saved = rampart_dir / "hashes.json"
+        hashes = json.loads(saved.read_text()) if saved.exists() else account_hashes(rampart_dir)
         (self.dir / "passwd").write_text("".join(f"user{n}@bench.test:{{ARGON2ID}}{hashes[f'user{n}@bench.test']}\n"
                                                  for n in range(1, users + 1)))
         self.port = free_port()

@@ -21,7 +21,10 @@ pub struct MessageSummarizer;
 /// reads as absent (the message is read instead); a change of values alone should therefore
 /// come with a new layout version too (`facts::Keys`), if old answers must not be given
 /// meanwhile.
-pub const SUMMARY_VERSION: u32 = 1;
+///
+/// 2: ENVELOPE of a bare-word address (`From: d`) as `(NIL NIL "d" "MISSING_DOMAIN")` and its
+/// SORT key by the local part (stop 23); summaries made before that gave NIL.
+pub const SUMMARY_VERSION: u32 = 2;
 
 impl rampart_store::Summarizer for MessageSummarizer {
     fn summarize(&self, message: &[u8]) -> rampart_store::Summary {
