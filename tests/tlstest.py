@@ -52,7 +52,24 @@ class PrivateCa:
         return str(cert_path), str(key_path)
 
 
-class PolicyHost:
+class HttpsPeer:
+    """An HTTPS server on a loopback port in a thread, answering with `handler`."""
+
+    def _serve(self, handler, cert, key):
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class PolicyHost(HttpsPeer):
     """HTTPS on a loopback port serving `policy` at /.well-known/mta-sts.txt; records requests."""
 
     def __init__(self, cert, key, policy, content_type="text/plain"):
@@ -76,20 +93,10 @@ class PolicyHost:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert, key)
-        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(Handler, cert, key)
 
 
-class ReportReceiver:
+class ReportReceiver(HttpsPeer):
     """HTTPS on a loopback port taking POSTs (RFC 8460 §5.3 TLS reports): records (path,
     headers, body) and answers each with the next of `statuses` (the last one repeats)."""
 
@@ -110,14 +117,4 @@ class ReportReceiver:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert, key)
-        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(Handler, cert, key)
