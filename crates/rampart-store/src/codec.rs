@@ -112,23 +112,26 @@ thread_local! {
 }
 
 fn with_compressor<R>(f: impl FnOnce(&mut zstd::bulk::Compressor<'static>) -> io::Result<R>) -> io::Result<R> {
-    COMPRESSOR.with(|cell| {
-        // A nested use on the same thread (none today) gets its own context.
-        let Ok(mut slot) = cell.try_borrow_mut() else { return f(&mut zstd::bulk::Compressor::new(LEVEL)?) };
-        if slot.is_none() {
-            *slot = Some(zstd::bulk::Compressor::new(LEVEL)?);
-        }
-        f(slot.as_mut().expect("set above"))
-    })
+    with_context(&COMPRESSOR, || zstd::bulk::Compressor::new(LEVEL), f)
 }
 
 fn with_decompressor<R>(f: impl FnOnce(&mut zstd::bulk::Decompressor<'static>) -> io::Result<R>) -> io::Result<R> {
-    DECOMPRESSOR.with(|cell| {
-        let Ok(mut slot) = cell.try_borrow_mut() else { return f(&mut zstd::bulk::Decompressor::new()?) };
-        if slot.is_none() {
-            *slot = Some(zstd::bulk::Decompressor::new()?);
+    with_context(&DECOMPRESSOR, zstd::bulk::Decompressor::new, f)
+}
+
+/// Runs `f` with this thread's context in `slot`, made by `new` on first use.
+fn with_context<T: 'static, R>(
+    slot: &'static std::thread::LocalKey<std::cell::RefCell<Option<T>>>,
+    new: impl FnOnce() -> io::Result<T>,
+    f: impl FnOnce(&mut T) -> io::Result<R>,
+) -> io::Result<R> {
+    slot.with(|cell| {
+        // A nested use on the same thread (none today) gets its own context.
+        let Ok(mut context) = cell.try_borrow_mut() else { return f(&mut new()?) };
+        if context.is_none() {
+            *context = Some(new()?);
         }
-        f(slot.as_mut().expect("set above"))
+        f(context.as_mut().expect("set above"))
     })
 }
 
