@@ -67,7 +67,7 @@ fn evidence(conn: &Connection, account: &str, window_start: i64) -> Result<Evide
         since,
         signals,
         external_recipients: external as u64,
-        distinct_external: quota::distinct_external(conn, account, since - 1)?,
+        distinct_external: quota::distinct_external(conn, account, since.div_euclid(BUCKET))?,
         login_networks,
         new_network: new_network(conn, account, since)?,
         exempt: quota::exempt(conn, account)?,
@@ -120,7 +120,7 @@ fn delete_held(conn: &Connection, effects: &mut Effects, account: &str) -> Resul
 impl ContainmentStore for SqliteStore {
     async fn evidence(&self, account: &str, window_start: i64) -> Result<Evidence> {
         let account = account.to_lowercase();
-        self.read(move |conn| evidence(conn, &account, window_start)).await
+        self.read_now(|conn| evidence(conn, &account, window_start))
     }
 
     async fn record_signal(&self, signal: Signal, window_start: i64, now: i64) -> Result<Evidence> {

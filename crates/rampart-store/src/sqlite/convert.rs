@@ -30,7 +30,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::encryption::{self, DbKey, has_database};
 use crate::blob::{blob_path, sync_dir};
 use crate::codec::{self, CHUNK, Codec, SEALED};
-use crate::keys::{MasterKeys, sqlcipher_literal};
+use crate::keys::MasterKeys;
 use crate::seal::DataKey;
 use crate::storekey::{State, StoreKey};
 use crate::{Result, StoreError};
@@ -87,7 +87,7 @@ pub fn encrypt_store(data_dir: &Path, keys: &MasterKeys) -> Result<ConvertProgre
             marker
         }
     };
-    let db_key = sqlcipher_literal(&*marker.db_key(keys)?);
+    let db_key = DbKey::of(&marker, keys)?;
     let mut progress = ConvertProgress { database: export_database(data_dir, &db_key)?, ..Default::default() };
     let conn = keyed(&data_dir.join("rampart.db"), &db_key)?;
     let root = data_dir.join("blobs");
@@ -117,8 +117,9 @@ fn export_database(data_dir: &Path, key: &DbKey) -> Result<bool> {
         // is left beside the encrypted database.
         clear.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         let version: i64 = clear.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        let attach = zeroize::Zeroizing::new(format!("ATTACH DATABASE ?1 AS enc KEY \"{}\"", key.as_str()));
+        let attach = zeroize::Zeroizing::new(format!("ATTACH DATABASE ?1 AS enc KEY \"{}\"", key.literal()));
         clear.execute(&attach, [out.to_string_lossy()])?;
+        clear.execute_batch(&key.settings("enc"))?;
         clear.query_row("SELECT sqlcipher_export('enc')", [], |_| Ok(()))?;
         clear.execute_batch(&format!("PRAGMA enc.user_version = {version}; DETACH DATABASE enc;"))?;
         clear.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))?;
@@ -238,7 +239,7 @@ pub fn rotate_keys(data_dir: &Path, keys: &MasterKeys) -> Result<ConvertProgress
         marker.rewrapped(keys)?.write(data_dir)?;
         progress.store_key = true;
     }
-    let db_key = sqlcipher_literal(&*marker.db_key(keys)?);
+    let db_key = DbKey::of(&marker, keys)?;
     let conn = keyed(&data_dir.join("rampart.db"), &db_key)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;

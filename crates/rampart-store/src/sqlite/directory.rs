@@ -56,7 +56,7 @@ impl DirectoryStore for SqliteStore {
 
     async fn is_local_domain(&self, name: &str) -> Result<bool> {
         let Some(name) = canonical_domain(name) else { return Ok(false) };
-        self.read(move |conn| Ok(domain_id(conn, &name)?.is_some())).await
+        self.read_now(|conn| Ok(domain_id(conn, &name)?.is_some()))
     }
 
     async fn add_account_with(&self, address: &str, secrets: &Secrets) -> Result<AccountId> {

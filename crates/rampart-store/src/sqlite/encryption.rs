@@ -24,7 +24,7 @@ use rusqlite::Connection;
 use zeroize::Zeroizing;
 
 use crate::keys::{MasterKeys, sqlcipher_literal};
-use crate::storekey::{State, StoreKey};
+use crate::storekey::{PageHmac, State, StoreKey};
 use crate::{Result, StoreError};
 
 static PROCESS_KEYS: RwLock<Option<Arc<MasterKeys>>> = RwLock::new(None);
@@ -39,8 +39,30 @@ pub(crate) fn process_keys() -> Option<Arc<MasterKeys>> {
     PROCESS_KEYS.read().expect("keys lock").clone()
 }
 
-/// The key every connection to the database is opened with (SQLCipher's raw-key literal).
-pub(crate) type DbKey = Zeroizing<String>;
+/// What every connection to the database is keyed with: SQLCipher's raw-key literal and the
+/// store's page HMAC.
+pub(crate) struct DbKey {
+    literal: Zeroizing<String>,
+    hmac: PageHmac,
+}
+
+impl DbKey {
+    /// The database key `marker` wraps, unwrapped with `keys`.
+    pub(crate) fn of(marker: &StoreKey, keys: &MasterKeys) -> Result<DbKey> {
+        Ok(DbKey { literal: sqlcipher_literal(&*marker.db_key(keys)?), hmac: marker.hmac })
+    }
+
+    /// The key clause of an `ATTACH ... KEY` statement.
+    pub(crate) fn literal(&self) -> &str {
+        self.literal.as_str()
+    }
+
+    /// The statement that sets the page HMAC of `schema` (`main` or an attached name); it
+    /// must follow the key and come before the first read.
+    pub(crate) fn settings(&self, schema: &str) -> String {
+        format!("PRAGMA {schema}.cipher_hmac_algorithm = {};", self.hmac.pragma())
+    }
+}
 
 /// Whether a database file with content exists in `data_dir`.
 pub(crate) fn has_database(data_dir: &Path) -> bool {
@@ -62,13 +84,13 @@ pub(crate) fn resolve(data_dir: &Path, keys: Option<&MasterKeys>, converting: bo
             std::fs::create_dir_all(data_dir).map_err(|e| StoreError::io(data_dir, e))?;
             let (marker, key) = StoreKey::create(keys, State::Ready);
             marker.write(data_dir)?;
-            Ok(Some(sqlcipher_literal(&key)))
+            Ok(Some(DbKey { literal: sqlcipher_literal(&key), hmac: marker.hmac }))
         }
         (Some(marker), Some(keys)) => {
             if marker.state == State::Encrypting && !converting {
                 return Err(StoreError::Converting(data_dir.to_path_buf()));
             }
-            Ok(Some(sqlcipher_literal(&*marker.db_key(keys)?)))
+            Ok(Some(DbKey::of(&marker, keys)?))
         }
     }
 }
@@ -79,7 +101,7 @@ pub(crate) fn key_beside(db: &Path) -> Result<Option<DbKey>> {
     let dir = db.parent().unwrap_or(Path::new("."));
     let Some(marker) = StoreKey::read(dir)? else { return Ok(None) };
     let keys = process_keys().ok_or_else(|| StoreError::Encrypted(dir.to_path_buf()))?;
-    Ok(Some(sqlcipher_literal(&*marker.db_key(&keys)?)))
+    Ok(Some(DbKey::of(&marker, &keys)?))
 }
 
 /// Keys a new connection; must be its first statement. A wrong key shows at the first read,
@@ -94,7 +116,8 @@ pub(crate) fn apply_key(conn: &Connection, key: Option<&DbKey>) -> Result<()> {
     // SQLCipher would also print its own lines about a wrong key to stderr; the error returned
     // here says it once.
     conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
-    conn.execute_batch(&Zeroizing::new(format!("PRAGMA key = \"{}\";", key.as_str())))?;
+    conn.execute_batch(&Zeroizing::new(format!("PRAGMA key = \"{}\";", key.literal())))?;
+    conn.execute_batch(&key.settings("main"))?;
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
         .map_err(|_| StoreError::Key(crate::keys::KeyError::Mismatch))?;
     Ok(())

@@ -133,7 +133,7 @@ async fn an_interrupted_conversion_resumes() {
     // rename of a second file, with a stray uncommitted `.sealed` of a third.
     let marker = crate::storekey::StoreKey::create(&keys, crate::storekey::State::Encrypting).0;
     marker.write(dir.path()).unwrap();
-    let db_key = crate::keys::sqlcipher_literal(&marker.db_key(&keys).unwrap());
+    let db_key = super::encryption::DbKey::of(&marker, &keys).unwrap();
     assert!(convert::tests_export(dir.path(), &db_key));
     let conn = open_connection(&dir.path().join("rampart.db"), Some(&db_key)).unwrap();
     let first: String = conn.query_row("SELECT id FROM blobs WHERE body IS NULL AND data IS NULL ORDER BY id", [], |r| r.get(0)).unwrap();
@@ -148,4 +148,30 @@ async fn an_interrupted_conversion_resumes() {
     let store = SqliteStore::open_with_keys(dir.path(), Some(Arc::new(keys))).unwrap();
     check_reads(&store, inbox, &bodies).await;
     assert_eq!(files_with_marker(dir.path()), Vec::<std::path::PathBuf>::new());
+}
+
+#[tokio::test]
+async fn the_page_hmac_is_recorded_and_followed() {
+    use crate::storekey::{PageHmac, StoreKey};
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Arc::new(MasterKeys::generate());
+    let store = SqliteStore::open_with_keys(dir.path(), Some(keys.clone())).unwrap();
+    let (inbox, bodies) = fill(&store).await;
+    drop(store);
+    let marker = StoreKey::read(dir.path()).unwrap().unwrap();
+    assert_eq!(marker.hmac, PageHmac::Sha256, "new stores authenticate pages with HMAC-SHA256");
+    // The setting takes effect: keyed as SQLCipher's default (SHA-512), the pages do not verify.
+    let mut legacy = marker.clone();
+    legacy.hmac = PageHmac::Sha512;
+    let db = dir.path().join("rampart.db");
+    assert!(open_connection(&db, Some(&encryption::DbKey::of(&legacy, &keys).unwrap())).is_err());
+    // A store.key written before the line existed means SHA-512.
+    let path = dir.path().join(crate::storekey::FILE);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("hmac sha256\n", "")).unwrap();
+    assert_eq!(StoreKey::read(dir.path()).unwrap().unwrap().hmac, PageHmac::Sha512);
+    assert!(SqliteStore::open_with_keys(dir.path(), Some(keys.clone())).is_err(), "this database is SHA-256");
+    std::fs::write(&path, text).unwrap();
+    let store = SqliteStore::open_with_keys(dir.path(), Some(keys)).unwrap();
+    check_reads(&store, inbox, &bodies).await;
 }

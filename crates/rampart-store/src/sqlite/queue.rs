@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::writer::Effects;
-use super::{SqliteStore, now, read_stored, release_blobs};
+use super::{SqliteStore, now, read_body, release_blobs, stored_body};
 use crate::address::domain_of;
 use crate::{Outbound, QueueEntry, QueueRcpt, QueueStore, RcptState, RcptUpdate, Result, StoreError};
 
@@ -160,18 +160,22 @@ impl QueueStore for SqliteStore {
     }
 
     async fn queue_message(&self, id: &str) -> Result<Vec<u8>> {
-        let id = id.to_string();
-        let root = self.inner.blob_root.clone();
-        let keys = self.inner.keys.clone();
-        self.read(move |conn| {
+        // The rows are point reads, done on this thread; a body kept in its own file (over
+        // 128 KiB, up to the size limit) is read on the blocking pool.
+        let (prefix, blob_id, body) = self.read_now(|conn| {
             let (prefix, blob_id): (Vec<u8>, String) = conn
                 .prepare_cached("SELECT prefix, blob_id FROM queue WHERE id = ?1")?
-                .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?
                 .ok_or_else(|| StoreError::NotFound(format!("queue entry {id}")))?;
-            read_stored(conn, keys.as_deref(), &root, prefix, &blob_id)
-        })
-        .await
+            let body = stored_body(conn, self.inner.keys.as_deref(), &blob_id)?;
+            Ok((prefix, blob_id, body))
+        })?;
+        let root = self.inner.blob_root.clone();
+        if body.inline.is_some() {
+            return read_body(&root, prefix, &blob_id, body);
+        }
+        tokio::task::spawn_blocking(move || read_body(&root, prefix, &blob_id, body)).await.map_err(|_| StoreError::Closed)?
     }
 
     async fn queue_update(&self, updates: Vec<RcptUpdate>) -> Result<()> {

@@ -20,14 +20,10 @@ pub(super) fn record(conn: &Connection, s: &Submitted, now: i64) -> Result<()> {
          ON CONFLICT (scope, bucket) DO UPDATE SET messages = messages + 1, \
          recipients = recipients + excluded.recipients, external = external + excluded.external",
     )?;
-    let mut seen = conn.prepare_cached(
-        "INSERT INTO quota_rcpts (scope, rcpt, last_seen) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (scope, rcpt) DO UPDATE SET last_seen = excluded.last_seen",
-    )?;
     for scope in [&account, &domain] {
         count.execute(params![scope, bucket, s.recipients as i64, s.external.len() as i64])?;
         for rcpt in &s.external {
-            seen.execute(params![scope, rcpt.to_lowercase(), now])?;
+            seen(conn, scope, &rcpt.to_lowercase(), now)?;
         }
     }
     if !s.message_id.is_empty() {
@@ -42,6 +38,36 @@ pub(super) fn record(conn: &Connection, s: &Submitted, now: i64) -> Result<()> {
     Ok(())
 }
 
+/// Notes that `scope` sent to `rcpt` at `now`, moving the recipient in `quota_seen` from the
+/// bucket it was last sent to in (if any) to `now`'s.
+fn seen(conn: &Connection, scope: &str, rcpt: &str, now: i64) -> Result<()> {
+    let before: Option<i64> = conn
+        .prepare_cached("SELECT last_seen FROM quota_rcpts WHERE scope = ?1 AND rcpt = ?2")?
+        .query_row(params![scope, rcpt], |r| r.get(0))
+        .optional()?;
+    conn.prepare_cached(
+        "INSERT INTO quota_rcpts (scope, rcpt, last_seen) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (scope, rcpt) DO UPDATE SET last_seen = excluded.last_seen",
+    )?
+    .execute(params![scope, rcpt, now])?;
+    let bucket = now.div_euclid(BUCKET);
+    if before.map(|t| t.div_euclid(BUCKET)) == Some(bucket) {
+        return Ok(());
+    }
+    if let Some(t) = before {
+        // The old bucket may be pruned already while the recipient row is not (pruning is by
+        // time): then there is nothing to take it from.
+        conn.prepare_cached("UPDATE quota_seen SET rcpts = rcpts - 1 WHERE scope = ?1 AND bucket = ?2")?
+            .execute(params![scope, t.div_euclid(BUCKET)])?;
+    }
+    conn.prepare_cached(
+        "INSERT INTO quota_seen (scope, bucket, rcpts) VALUES (?1, ?2, 1) \
+         ON CONFLICT (scope, bucket) DO UPDATE SET rcpts = rcpts + 1",
+    )?
+    .execute(params![scope, bucket])?;
+    Ok(())
+}
+
 /// What `scope` sent in the last hour and day.
 pub(super) fn usage(conn: &Connection, scope: &str, now: i64) -> Result<Usage> {
     let (hour, day) = (first_bucket(now, HOUR), first_bucket(now, DAY));
@@ -53,7 +79,7 @@ pub(super) fn usage(conn: &Connection, scope: &str, now: i64) -> Result<Usage> {
              FROM quota_counts WHERE scope = ?1 AND bucket >= ?3",
         )?
         .query_row(params![scope, hour, day], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
-    let external_day = distinct_external(conn, scope, now - DAY)?;
+    let external_day = distinct_external(conn, scope, day)?;
     Ok(Usage {
         messages_hour: messages_hour as u64,
         messages_day: messages_day as u64,
@@ -63,11 +89,12 @@ pub(super) fn usage(conn: &Connection, scope: &str, now: i64) -> Result<Usage> {
     })
 }
 
-/// Distinct external recipients `scope` sent to after `since`.
-pub(super) fn distinct_external(conn: &Connection, scope: &str, since: i64) -> Result<u64> {
+/// Distinct external recipients `scope` last sent to in bucket `first` or later: each counts
+/// once, in the bucket of its latest message.
+pub(super) fn distinct_external(conn: &Connection, scope: &str, first: i64) -> Result<u64> {
     let n: i64 = conn
-        .prepare_cached("SELECT count(*) FROM quota_rcpts WHERE scope = ?1 AND last_seen > ?2")?
-        .query_row(params![scope, since], |r| r.get(0))?;
+        .prepare_cached("SELECT coalesce(sum(rcpts), 0) FROM quota_seen WHERE scope = ?1 AND bucket >= ?2")?
+        .query_row(params![scope, first], |r| r.get(0))?;
     Ok(n as u64)
 }
 
@@ -102,7 +129,7 @@ fn status(conn: &Connection, address: &str, now: i64) -> Result<QuotaStatus> {
 impl QuotaStore for SqliteStore {
     async fn quota_status(&self, address: &str, now: i64) -> Result<QuotaStatus> {
         let address = address.to_lowercase();
-        self.read(move |conn| status(conn, &address, now)).await
+        self.read_now(|conn| status(conn, &address, now))
     }
 
     async fn quota_usage(&self, scope: &str, now: i64) -> Result<Usage> {
@@ -112,14 +139,13 @@ impl QuotaStore for SqliteStore {
 
     async fn quota_seen(&self, scope: &str, rcpt: &str, since: i64) -> Result<bool> {
         let (scope, rcpt) = (scope.to_lowercase(), rcpt.to_lowercase());
-        self.read(move |conn| {
+        self.read_now(|conn| {
             Ok(conn
                 .prepare_cached("SELECT 1 FROM quota_rcpts WHERE scope = ?1 AND rcpt = ?2 AND last_seen > ?3")?
                 .query_row(params![scope, rcpt, since], |_| Ok(()))
                 .optional()?
                 .is_some())
         })
-        .await
     }
 
     async fn quota_override(&self, target: &str, key: &str, value: Option<u64>) -> Result<()> {
@@ -171,8 +197,11 @@ impl QuotaStore for SqliteStore {
 
     async fn quota_prune(&self, before: i64) -> Result<()> {
         self.write(move |conn, _| {
-            conn.execute("DELETE FROM quota_counts WHERE bucket < ?1", [before.div_euclid(BUCKET)])?;
-            conn.execute("DELETE FROM quota_rcpts WHERE last_seen < ?1", [before])?;
+            // Whole buckets, so that a recipient is pruned exactly when the bucket counting it is.
+            let bucket = before.div_euclid(BUCKET);
+            conn.execute("DELETE FROM quota_counts WHERE bucket < ?1", [bucket])?;
+            conn.execute("DELETE FROM quota_seen WHERE bucket < ?1", [bucket])?;
+            conn.execute("DELETE FROM quota_rcpts WHERE last_seen < ?1", [bucket * BUCKET])?;
             Ok(())
         })
         .await

@@ -95,7 +95,7 @@ impl SenderAuthStore for SqliteStore {
 
     async fn dkim_keys(&self, domain: Option<&str>) -> Result<Vec<DkimKey>> {
         let domain = domain.map(|d| d.trim_end_matches('.').to_ascii_lowercase());
-        self.read(move |conn| dkim_keys(conn, domain.as_deref())).await
+        self.read_now(|conn| dkim_keys(conn, domain.as_deref()))
     }
 
     async fn activate_dkim_key(&self, domain: &str, selector: &str) -> Result<()> {

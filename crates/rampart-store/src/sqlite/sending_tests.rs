@@ -225,3 +225,35 @@ async fn a_later_bounce_matches_only_what_the_account_sent() {
     store.signals_prune(now() + 1).await.unwrap();
     assert!(store.sent_bounced("Q2@example.test", rcpts(&["a@remote.test"]), vec![bob]).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn distinct_recipients_are_counted_once_in_their_latest_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path()).await;
+    let t = 1_000 * DAY;
+    let sent = |rcpts: &[&str]| Submitted {
+        account: "bob@example.test".into(),
+        recipients: rcpts.len() as u64,
+        external: rcpts.iter().map(|r| r.to_string()).collect(),
+        message_id: String::new(),
+        relayed: false,
+    };
+    // x three times (twice in one bucket, then 10 hours later), y once, early.
+    for (at, rcpts) in [(t - 20 * HOUR, vec!["x@remote.test", "y@remote.test"]), (t - 20 * HOUR + 1, vec!["X@remote.test"]), (t - 10 * HOUR, vec!["x@remote.test"])] {
+        let s = sent(&rcpts);
+        store.write(move |conn, _| quota::record(conn, &s, at)).await.unwrap();
+    }
+    assert_eq!(store.quota_usage("bob@example.test", t).await.unwrap().external_day, 2);
+    assert_eq!(store.quota_usage("example.test", t).await.unwrap().external_day, 2);
+    // 13 hours on, y's day is over but x was sent to since.
+    assert_eq!(store.quota_usage("bob@example.test", t + 13 * HOUR).await.unwrap().external_day, 1);
+    // Pruning takes recipients and their bucket counts together.
+    store.quota_prune(t - 15 * HOUR).await.unwrap();
+    assert_eq!(store.quota_usage("bob@example.test", t).await.unwrap().external_day, 1);
+    let s = sent(&["y@remote.test"]);
+    store.write(move |conn, _| quota::record(conn, &s, t)).await.unwrap();
+    assert_eq!(store.quota_usage("bob@example.test", t).await.unwrap().external_day, 2);
+    let rows: i64 = store.read(|conn| Ok(conn.query_row("SELECT sum(rcpts) FROM quota_seen WHERE scope = 'bob@example.test'", [], |r| r.get(0))?)).await.unwrap();
+    assert_eq!(rows, 2, "one per distinct recipient");
+    assert_eq!(BUCKET, 300, "the migration that fills quota_seen divides by 300");
+}
