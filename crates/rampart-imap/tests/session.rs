@@ -614,6 +614,43 @@ async fn sort_uid_sort_and_esort() {
     assert!(r.contains(&format!("* ESEARCH (TAG \"t\") MAX 1 MODSEQ {m1}\r\n")), "{r}");
 }
 
+/// CONTEXT=SORT (RFC 5267 §4): SORT RETURN (UPDATE) hears ADDTO and REMOVEFROM with the
+/// positions in its sorted list, by UID or by message number (where an EXPUNGE already took the
+/// message away); CANCELUPDATE ends it.
+#[tokio::test]
+async fn sort_contexts_report_positions() {
+    let f = fixture().await;
+    for s in ["c", "a", "e"] {
+        deliver(&f.store, &format!("Subject: {s}\r\n\r\nx\r\n")).await;
+    }
+    let mut c = Client::login(&f).await;
+    assert!(c.cmd("c", "CAPABILITY").await.contains(" CONTEXT=SORT "));
+    c.cmd("s", "SELECT INBOX").await;
+    let r = c.cmd("u", "UID SORT RETURN (UPDATE ALL) (SUBJECT) UTF-8 UNDELETED").await;
+    assert!(r.contains("* ESEARCH (TAG \"u\") UID ALL 2,1,3\r\n") && r.contains("u OK"), "{r}");
+    let r = c.cmd("v", "SORT RETURN (UPDATE COUNT) (REVERSE SUBJECT) UTF-8 UNDELETED").await;
+    assert!(r.contains("* ESEARCH (TAG \"v\") COUNT 3\r\n"), "{r}");
+    deliver(&f.store, "Subject: b\r\n\r\nx\r\n").await;
+    deliver(&f.store, "Subject: d\r\n\r\nx\r\n").await;
+    // a b c d e by UID 2 4 1 5 3; reversed by number e d c b a = 3 5 1 4 2.
+    let r = c.cmd("n", "NOOP").await;
+    assert!(r.contains("* ESEARCH (TAG \"u\") UID ADDTO (2 4 4 5)\r\n"), "{r}");
+    assert!(r.contains("* ESEARCH (TAG \"v\") ADDTO (2 5 4 4)\r\n"), "{r}");
+    let r = c.cmd("d", "STORE 1:2 +FLAGS.SILENT (\\Deleted)").await;
+    assert!(r.contains("* ESEARCH (TAG \"u\") UID REMOVEFROM (3 1 1 2)\r\n"), "{r}");
+    assert!(r.contains("* ESEARCH (TAG \"v\") REMOVEFROM (5 2 3 1)\r\n"), "{r}");
+    // The expunged messages left both lists already; the number context hears nothing more.
+    let r = c.cmd("x", "EXPUNGE").await;
+    assert!(r.contains("* 1 EXPUNGE") && !r.contains("TAG \"v\""), "{r}");
+    deliver(&f.store, "Subject: a\r\n\r\nx\r\n").await;
+    let r = c.cmd("m", "NOOP").await;
+    assert!(r.contains("* ESEARCH (TAG \"u\") UID ADDTO (1 6)\r\n"), "{r}");
+    assert!(r.contains("* ESEARCH (TAG \"v\") ADDTO (4 4)\r\n"), "{r}");
+    assert!(c.cmd("k", "CANCELUPDATE \"u\" \"v\"").await.contains("k OK"));
+    deliver(&f.store, "Subject: f\r\n\r\nx\r\n").await;
+    assert!(!c.cmd("o", "NOOP").await.contains("ESEARCH"));
+}
+
 /// THREAD and UID THREAD (RFC 5256): REFERENCES (References, In-Reply-To, a missing parent,
 /// a "Re:" without references joining its original by subject) and ORDEREDSUBJECT, with
 /// search criteria, an empty result, BADCHARSET and unknown algorithms.

@@ -371,6 +371,7 @@ impl Session {
             "METADATA",
             "PARTIAL",
             "CONTEXT=SEARCH",
+            "CONTEXT=SORT",
             "NOTIFY",
         ]);
         if self.settings.compress {

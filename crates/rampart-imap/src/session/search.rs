@@ -324,7 +324,7 @@ impl Session {
         self.save_result(ret.as_deref(), &hits);
         if update {
             // RFC 5267 §4.2: changes from here on are reported against this result.
-            self.keep_context(tag, uid, key.clone(), hits.iter().map(|h| h.uid));
+            self.keep_context(tag, uid, key.clone(), None, hits.iter().map(|h| h.uid));
         }
         // RFC 9051 §6.4.4: a rev2 SEARCH without RETURN answers as RETURN (ALL), in ESEARCH.
         let ret = if self.rev2 { ret.or(Some(Vec::new())) } else { ret };
