@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from conftest import message_bytes
-from test_imap import imaps
+from conftest import PASSWORD, message_bytes
+from test_imap import BOB, Wire, imaps
 
 
 @pytest.fixture
@@ -52,3 +52,40 @@ def test_sort_context_updates_with_positions(server):
     other.append("INBOX", None, None, message_bytes(subject="f"))
     assert m.noop()[0] == "OK"
     assert esearch(m) == []
+
+
+def test_utf8_accept(server):
+    """RFC 6855 UTF8=ACCEPT with imaplib's own ENABLE: mailbox names in UTF-8 both ways after
+    it (a client that did not enable sees the stored modified UTF-7 name), APPEND's
+    `UTF8 (~{n}...)` form (BAD before ENABLE; a large one streams like any APPEND), and the
+    UTF-8 header returned as it was stored."""
+    m = imaps(server)
+    assert "UTF8=ACCEPT" in m.capability()[1][0].decode().split()
+    # imaplib 3.11 writes its own UTF8 APPEND wrongly (CPython gh-78319, a `UTF8 (` inside the
+    # literal), so that command goes over a second socket, as raw bytes.
+    raw = Wire(server)
+    assert b"a0 OK" in raw.command("a0", f"LOGIN {BOB} \"{PASSWORD}\"")
+    body = "Grüße aus Köln\r\n" + "x" * 100_000 + "\r\n"
+    msg = f"From: Jürgen <j@example.test>\r\nSubject: Café crème\r\n\r\n{body}".encode()
+    utf8_append = b" APPEND INBOX UTF8 (~{%d+}\r\n" % len(msg) + msg + b")\r\n"
+    raw.send(b"a1" + utf8_append)
+    assert raw.until(b"a1 ").startswith(b"a1 BAD")
+    assert b"* ENABLED UTF8=ACCEPT" in raw.command("a2", "ENABLE UTF8=ACCEPT")
+    raw.send(b"a3" + utf8_append)
+    assert b"a3 OK [APPENDUID" in raw.until(b"a3 ")
+
+    assert m.enable("UTF8=ACCEPT")[0] == "OK"
+    assert m.create('"Café/日本"')[0] == "OK"
+    listed = b"".join(x if isinstance(x, bytes) else b"".join(x) for x in m.list()[1])
+    assert "Café/日本".encode() in listed and b"&AOk-" not in listed, listed
+    typ, data = m.select('"Café/日本"')
+    assert typ == "OK" and data == [b"0"]
+    m.select("INBOX")
+    typ, data = m.fetch("1", "(RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])")
+    assert typ == "OK" and f"RFC822.SIZE {len(msg)}".encode() in data[0][0], data
+    assert data[0][1] == "From: Jürgen <j@example.test>\r\nSubject: Café crème\r\n\r\n".encode(), data
+    assert m.fetch("1", "BODY.PEEK[]")[1][0][1] == msg
+
+    legacy = imaps(server)
+    names = b" ".join(x if isinstance(x, bytes) else b"".join(x) for x in legacy.list()[1])
+    assert b"Caf&AOk-/&ZeVnLA-" in names, names

@@ -651,6 +651,35 @@ async fn sort_contexts_report_positions() {
     assert!(!c.cmd("o", "NOOP").await.contains("ESEARCH"));
 }
 
+/// UTF8=ACCEPT (RFC 6855): advertised; ENABLE turns on UTF-8 mailbox names both ways (the
+/// store keeps modified UTF-7, which a client that did not enable still sees) and the APPEND
+/// `UTF8 (~{n}...)` form, which is BAD before; UTF-8 headers come back as stored.
+#[tokio::test]
+async fn utf8_accept_names_and_append() {
+    let f = fixture().await;
+    let mut c = Client::login(&f).await;
+    assert!(c.cmd("c", "CAPABILITY").await.contains(" UTF8=ACCEPT"));
+    let message = "Subject: Caf\u{e9} cr\u{e8}me\r\nFrom: J\u{fc}rgen <j@example.test>\r\n\r\nbody\r\n";
+    let utf8_append = |tag: &str| format!("{tag} APPEND INBOX UTF8 (~{{{}+}}\r\n{message})\r\n", message.len());
+    c.send(utf8_append("a").as_bytes()).await;
+    assert!(c.until("a ").await.starts_with("a BAD"), "UTF8 APPEND needs ENABLE first");
+    assert!(c.cmd("e", "ENABLE UTF8=ACCEPT").await.contains("* ENABLED UTF8=ACCEPT\r\n"));
+    c.send(utf8_append("b").as_bytes()).await;
+    assert!(c.until("b ").await.contains("b OK [APPENDUID"));
+    assert!(c.cmd("m", "CREATE \"Caf\u{e9}/\u{65e5}\u{672c}\"").await.contains("m OK"));
+    let r = c.cmd("l", "LIST \"\" \"*\"").await;
+    assert!(r.contains("Caf\u{e9}/\u{65e5}\u{672c}") && !r.contains("&AOk-"), "{r}");
+    let r = c.cmd("s", "SELECT INBOX").await;
+    assert!(r.contains("* 1 EXISTS"), "{r}");
+    let r = c.cmd("h", "FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)] ENVELOPE)").await;
+    // The header as stored, and ENVELOPE's subject as its raw UTF-8 (a literal).
+    assert!(r.contains("Subject: Caf\u{e9} cr\u{e8}me\r\n") && r.contains("{12}\r\nCaf\u{e9} cr\u{e8}me"), "{r}");
+    // Another client, which did not enable it, sees the stored modified UTF-7 name.
+    let mut d = Client::login(&f).await;
+    let r = d.cmd("l", "LIST \"\" \"*\"").await;
+    assert!(r.contains("Caf&AOk-/&ZeVnLA-"), "{r}");
+}
+
 /// THREAD and UID THREAD (RFC 5256): REFERENCES (References, In-Reply-To, a missing parent,
 /// a "Re:" without references joining its original by subject) and ORDEREDSUBJECT, with
 /// search criteria, an empty result, BADCHARSET and unknown algorithms.

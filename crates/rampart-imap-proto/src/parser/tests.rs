@@ -30,6 +30,19 @@ fn simple_commands() {
 }
 
 #[test]
+fn utf8_append_and_names() {
+    // RFC 6855 §4: APPEND ... UTF8 (literal8), alone and in MULTIAPPEND beside a plain one.
+    let Kind::Append { messages, .. } = kind("a APPEND INBOX (\\Seen) UTF8 (~{3+}\r\nS\u{e9})") else { panic!() };
+    assert!(messages[0].utf8 && messages[0].message == "S\u{e9}".as_bytes() && messages[0].flags == ["\\Seen"]);
+    let Kind::Append { messages, .. } = kind("a APPEND INBOX UTF8 (~{1}\r\nx) {1}\r\ny") else { panic!() };
+    assert!(messages[0].utf8 && !messages[1].utf8 && messages[1].message == b"y");
+    assert!(parse(b"a APPEND INBOX UTF8 ({1}\r\nx)").is_err(), "UTF8 takes a literal8");
+    assert!(parse(b"a APPEND INBOX UTF8 (~{1}\r\nx").is_err());
+    // RFC 6855 §3: UTF-8 in quoted strings and mailbox names.
+    assert_eq!(kind("a SELECT \"Caf\u{e9}\""), Kind::Select { mailbox: "Caf\u{e9}".into(), condstore: false, read_only: false, qresync: None });
+}
+
+#[test]
 fn login_with_literals() {
     assert_eq!(
         kind("a LOGIN {3}\r\nbob \"pa ss\""),
@@ -104,7 +117,7 @@ fn list_extended() {
 #[test]
 fn append_and_mailboxes() {
     let k = kind("a APPEND inbox (\\Seen) \"01-Jan-2020 10:00:00 +0000\" {5}\r\nhello");
-    let hello = AppendMessage { flags: vec!["\\Seen".into()], date: Some((1577872800, 0)), message: b"hello".to_vec(), literal_at: 52, catenate: None };
+    let hello = AppendMessage { flags: vec!["\\Seen".into()], date: Some((1577872800, 0)), message: b"hello".to_vec(), literal_at: 52, catenate: None, utf8: false };
     assert_eq!(k, Kind::Append { mailbox: "INBOX".into(), messages: vec![hello.clone()] });
     // RFC 3502 MULTIAPPEND: each message with its own optional flags and date.
     let k = kind("a APPEND inbox (\\Seen) \"01-Jan-2020 10:00:00 +0000\" {5}\r\nhello {2+}\r\nhi (\\Flagged) {0}\r\n");
