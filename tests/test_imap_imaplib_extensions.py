@@ -89,3 +89,42 @@ def test_utf8_accept(server):
     legacy = imaps(server)
     names = b" ".join(x if isinstance(x, bytes) else b"".join(x) for x in legacy.list()[1])
     assert b"Caf&AOk-/&ZeVnLA-" in names, names
+
+
+def test_notify_renames_new_message_fetch_and_metadata(server):
+    """RFC 5465 NOTIFY with imaplib: a `selected` MessageNew with FETCH attributes sends the new
+    message's FETCH after its EXISTS; another session's rename is one LIST with OLDNAME;
+    SETMETADATA on a watched mailbox (MailboxMetadataChange) and on the server
+    (ServerMetadataChange) are unsolicited `* METADATA` lines naming the entries, a mailbox
+    outside the filters is not told."""
+    m, other = imaps(server), imaps(server)
+    assert m.create("Work")[0] == "OK"
+    m.select("INBOX")
+    typ, _ = m.xatom("NOTIFY", "SET (selected (MessageNew (UID FLAGS RFC822.SIZE) MessageExpunge)) "
+                               "(personal (MessageNew MailboxName MailboxMetadataChange ServerMetadataChange))")
+    assert typ == "OK"
+    msg = message_bytes(subject="fresh")
+    other.append("INBOX", None, None, msg)
+    assert m.noop()[0] == "OK"
+    assert m.untagged_responses.pop("EXISTS")[-1] == b"1"
+    assert m.untagged_responses.pop("FETCH") == [b"1 (UID 1 FLAGS (\\Recent) RFC822.SIZE %d)" % len(msg)]
+
+    assert other.rename("Work", "Play")[0] == "OK"
+    m.noop()
+    assert m.untagged_responses.pop("LIST") == [b'() "/" Play ("OLDNAME" (Work))']
+
+    assert other.xatom("SETMETADATA", 'Play (/private/comment "hello")')[0] == "OK"
+    m.noop()
+    assert m.untagged_responses.pop("METADATA") == [b'"Play" /private/comment']
+    assert other.xatom("SETMETADATA", '"" (/private/vendor/x "y" /private/vendor/z "w")')[0] == "OK"
+    m.noop()
+    assert m.untagged_responses.pop("METADATA") == [b'"" /private/vendor/x /private/vendor/z']
+    assert other.xatom("SETMETADATA", "Play (/private/comment NIL)")[0] == "OK"
+    m.noop()
+    assert m.untagged_responses.pop("METADATA") == [b'"Play" /private/comment']
+
+    assert m.xatom("NOTIFY", "SET (inboxes (MailboxMetadataChange))")[0] == "OK"
+    assert other.xatom("SETMETADATA", 'Play (/private/comment "again")')[0] == "OK"
+    assert other.xatom("SETMETADATA", 'INBOX (/private/comment "inbox")')[0] == "OK"
+    m.noop()
+    assert m.untagged_responses.pop("METADATA") == [b'"INBOX" /private/comment']

@@ -680,6 +680,36 @@ async fn utf8_accept_names_and_append() {
     assert!(r.contains("Caf&AOk-/&ZeVnLA-"), "{r}");
 }
 
+/// NOTIFY (RFC 5465): `selected` MessageNew with FETCH attributes, a rename as LIST with
+/// OLDNAME, MailboxMetadataChange and ServerMetadataChange as unsolicited METADATA.
+#[tokio::test]
+async fn notify_renames_new_messages_and_metadata() {
+    let f = fixture().await;
+    let mut c = Client::login(&f).await;
+    let mut other = Client::login(&f).await;
+    assert!(c.cmd("a", "CREATE Work").await.contains("a OK"));
+    c.cmd("s", "SELECT INBOX").await;
+    let set = "NOTIFY SET (selected (MessageNew (UID RFC822.SIZE))) (personal (MailboxName MailboxMetadataChange ServerMetadataChange))";
+    assert!(c.cmd("n", set).await.contains("n OK"));
+    deliver(&f.store, "Subject: new\r\n\r\nx\r\n").await;
+    let r = c.cmd("p", "NOOP").await;
+    let exists = r.find("* 1 EXISTS").unwrap_or_else(|| panic!("{r}"));
+    assert!(r.find("* 1 FETCH (UID 1 RFC822.SIZE 19)\r\n").is_some_and(|at| at > exists), "{r}");
+    assert!(!c.cmd("q", "NOOP").await.contains("FETCH"), "told once");
+    assert!(other.cmd("r", "RENAME Work Play").await.contains("r OK"));
+    let r = c.cmd("t", "NOOP").await;
+    assert!(r.contains("* LIST () \"/\" Play (\"OLDNAME\" (Work))\r\n") && !r.contains("NonExistent"), "{r}");
+    assert!(other.cmd("u", "SETMETADATA Play (/private/comment \"hi\" /private/a \"b\")").await.contains("u OK"));
+    let r = c.cmd("v", "NOOP").await;
+    assert!(r.contains("* METADATA \"Play\" /private/a /private/comment\r\n"), "{r}");
+    assert!(other.cmd("w", "SETMETADATA \"\" (/private/x \"y\")").await.contains("w OK"));
+    let r = c.cmd("x", "NOOP").await;
+    assert!(r.contains("* METADATA \"\" /private/x\r\n") && !r.contains("Play"), "{r}");
+    // Setting a value again to the same is no change.
+    assert!(other.cmd("y", "SETMETADATA \"\" (/private/x \"y\")").await.contains("y OK"));
+    assert!(!c.cmd("z", "NOOP").await.contains("METADATA"));
+}
+
 /// THREAD and UID THREAD (RFC 5256): REFERENCES (References, In-Reply-To, a missing parent,
 /// a "Re:" without references joining its original by subject) and ORDEREDSUBJECT, with
 /// search criteria, an empty result, BADCHARSET and unknown algorithms.

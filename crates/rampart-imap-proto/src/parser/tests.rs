@@ -309,6 +309,8 @@ fn notify_command() {
     assert_eq!(kind("a NOTIFY NONE"), Kind::Notify { status: false, groups: None });
     let Kind::Notify { groups, .. } = kind("a NOTIFY SET (mailboxes Work (AnnotationChange))") else { panic!() };
     assert_eq!(groups.unwrap()[0].events, vec![NotifyEvent::Unsupported("AnnotationChange".into())]);
+    let Kind::Notify { groups, .. } = kind("a NOTIFY SET (inboxes (MailboxMetadataChange ServerMetadataChange))") else { panic!() };
+    assert_eq!(groups.unwrap()[0].events, vec![NotifyEvent::MailboxMetadataChange, NotifyEvent::ServerMetadataChange]);
     for bad in ["a NOTIFY", "a NOTIFY SET", "a NOTIFY SET STATUS", "a NOTIFY SET (nowhere (MessageNew))", "a NOTIFY SET (personal ())"] {
         assert!(parse(bad.as_bytes()).is_err(), "{bad}");
     }

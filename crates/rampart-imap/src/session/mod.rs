@@ -552,8 +552,15 @@ impl Session {
     /// Reports the selected mailbox's changes since the last look (RFC 3501 §7.3, §7.4.1).
     pub(crate) async fn sync(&mut self, out: &mut Vec<u8>, expunge_ok: bool) -> Result<(), StoreError> {
         let condstore = self.condstore;
+        let fetch_new = self.notify_fetch_new();
+        let mut last_uid = 0;
         if let State::Selected(_, view) = &mut self.state {
+            last_uid = view.uids().last().copied().unwrap_or(0);
             view.sync(self.services.store.as_ref(), out, expunge_ok, condstore).await?;
+        }
+        // RFC 5465 §5.1: NOTIFY's `selected` MessageNew with FETCH attributes.
+        if let Some(attrs) = fetch_new {
+            self.fetch_new(out, last_uid, &attrs).await?;
         }
         // RFC 5267 §4.3: what joined or left the kept searches' results.
         self.update_contexts(out).await?;
