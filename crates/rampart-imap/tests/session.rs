@@ -671,6 +671,11 @@ async fn utf8_accept_names_and_append() {
     assert!(r.contains("Caf\u{e9}/\u{65e5}\u{672c}") && !r.contains("&AOk-"), "{r}");
     let r = c.cmd("s", "SELECT INBOX").await;
     assert!(r.contains("* 1 EXISTS"), "{r}");
+    // RFC 6855 §3 with erratum 4029: a charset other than UTF-8 conflicts (BAD, not BADCHARSET).
+    assert!(c.cmd("k", "SEARCH CHARSET ISO-8859-1 ALL").await.starts_with("k BAD"));
+    assert!(c.cmd("k", "SORT (DATE) KOI8-R ALL").await.starts_with("k BAD"));
+    let r = c.cmd("k", "SEARCH CHARSET UTF-8 SUBJECT \"caf\u{e9}\"").await;
+    assert!(r.contains("* SEARCH 1\r\n"), "{r}");
     let r = c.cmd("h", "FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)] ENVELOPE)").await;
     // The header as stored, and ENVELOPE's subject as its raw UTF-8 (a literal).
     assert!(r.contains("Subject: Caf\u{e9} cr\u{e8}me\r\n") && r.contains("{12}\r\nCaf\u{e9} cr\u{e8}me"), "{r}");
