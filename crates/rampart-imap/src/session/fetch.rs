@@ -98,7 +98,8 @@ impl Session {
         let store = self.services.store.clone();
         let condstore = self.condstore;
         let State::Selected(_, view) = &self.state else { return Ok(()) };
-        let targets: Vec<usize> = (0..view.exists()).filter(|&i| view.uid(i) > after && !view.is_gone(i)).collect();
+        let first = view.uids().partition_point(|&u| u <= after);
+        let targets: Vec<usize> = (first..view.exists()).filter(|&i| !view.is_gone(i)).collect();
         if targets.is_empty() {
             return Ok(());
         }

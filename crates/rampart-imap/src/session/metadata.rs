@@ -25,7 +25,7 @@ pub const MAX_VALUE: usize = 64 * 1024;
 /// database without bound.
 pub const LIMITS: MetadataLimits = MetadataLimits { entries: 1000, bytes: 1024 * 1024 };
 
-/// Bumped after every SETMETADATA that changed something, in any session of this process:
+/// Bumped after every SETMETADATA that was stored, in any session of this process:
 /// NOTIFY's metadata events (`notify.rs`) read annotations again only when it moved.
 /// Annotations are set only by IMAP sessions of the running server (neither the CLI nor the
 /// web interface sets them), so a counter in memory sees every change.

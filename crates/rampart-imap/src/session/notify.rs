@@ -261,7 +261,10 @@ impl Session {
             return Ok(());
         }
         n.annotations_seen = generation;
-        for (id, name) in n.annotation_sources() {
+        let sources = n.annotation_sources();
+        // Mailboxes no longer watched (or gone) keep no copy.
+        n.annotations.retain(|id, _| sources.iter().any(|(s, _)| s == id));
+        for (id, name) in sources {
             let now = self.annotations(id).await?;
             let before = n.annotations.remove(&id).unwrap_or_default();
             let mut changed: Vec<&String> = now.iter().filter(|(k, v)| before.get(*k) != Some(v)).map(|(k, _)| k).collect();
