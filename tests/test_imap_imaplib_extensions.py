@@ -57,8 +57,8 @@ def test_sort_context_updates_with_positions(server):
 def test_utf8_accept(server):
     """RFC 6855 UTF8=ACCEPT with imaplib's own ENABLE: mailbox names in UTF-8 both ways after
     it (a client that did not enable sees the stored modified UTF-7 name), APPEND's
-    `UTF8 (~{n}...)` form (BAD before ENABLE; a large one streams like any APPEND), and the
-    UTF-8 header returned as it was stored."""
+    `UTF8 (~{n}...)` form (BAD before ENABLE; a large one streams like any APPEND; also as a
+    CATENATE part), and the UTF-8 header returned as it was stored."""
     m = imaps(server)
     assert "UTF8=ACCEPT" in m.capability()[1][0].decode().split()
     # imaplib 3.11 writes its own UTF8 APPEND wrongly (CPython gh-78319, a `UTF8 (` inside the
@@ -73,6 +73,10 @@ def test_utf8_accept(server):
     assert b"* ENABLED UTF8=ACCEPT" in raw.command("a2", "ENABLE UTF8=ACCEPT")
     raw.send(b"a3" + utf8_append)
     assert b"a3 OK [APPENDUID" in raw.until(b"a3 ")
+    # The UTF8 form as a CATENATE part too (RFC 6855 §4), beside a URL part.
+    head = "Subject: Grüße\r\n\r\n".encode()
+    raw.send(b"a4 APPEND INBOX CATENATE (UTF8 (~{%d+}\r\n" % len(head) + head + b') URL "/INBOX/;UID=1/;PARTIAL=0.5")\r\n')
+    assert b"a4 OK [APPENDUID" in raw.until(b"a4 ")
 
     assert m.enable("UTF8=ACCEPT")[0] == "OK"
     assert m.create('"Café/日本"')[0] == "OK"
@@ -85,6 +89,7 @@ def test_utf8_accept(server):
     assert typ == "OK" and f"RFC822.SIZE {len(msg)}".encode() in data[0][0], data
     assert data[0][1] == "From: Jürgen <j@example.test>\r\nSubject: Café crème\r\n\r\n".encode(), data
     assert m.fetch("1", "BODY.PEEK[]")[1][0][1] == msg
+    assert m.fetch("2", "BODY.PEEK[]")[1][0][1] == head + b"From:"
 
     legacy = imaps(server)
     names = b" ".join(x if isinstance(x, bytes) else b"".join(x) for x in legacy.list()[1])

@@ -190,7 +190,7 @@ pub(super) fn append(c: &mut Cursor<'_>) -> Result<Kind, ParseError> {
 }
 
 /// [flag-list SP] [date-time SP] (literal / "CATENATE" SP "(" cat-part *(SP cat-part) ")" /
-/// "UTF8" SP "(" literal8 ")")
+/// "UTF8" SP "(" literal8 ")"); `utf8` when the message or a CATENATE part is in the UTF8 form.
 fn append_message(c: &mut Cursor<'_>) -> Result<AppendMessage, ParseError> {
     let mut flags = Vec::new();
     if c.peek() == Some(b'(') {
@@ -203,8 +203,8 @@ fn append_message(c: &mut Cursor<'_>) -> Result<AppendMessage, ParseError> {
         c.sp()?;
     }
     if c.keyword("CATENATE") {
-        let parts = super::catenate::parts(c)?;
-        return Ok(AppendMessage { flags, date, message: Vec::new(), literal_at: c.pos, catenate: Some(parts), utf8: false });
+        let (parts, utf8) = super::catenate::parts(c)?;
+        return Ok(AppendMessage { flags, date, message: Vec::new(), literal_at: c.pos, catenate: Some(parts), utf8 });
     }
     // RFC 6855 §4: append-data =/ "UTF8" SP "(" literal8 ")", a message with UTF-8 headers.
     if c.keyword("UTF8") {

@@ -38,6 +38,12 @@ fn utf8_append_and_names() {
     assert!(messages[0].utf8 && !messages[1].utf8 && messages[1].message == b"y");
     assert!(parse(b"a APPEND INBOX UTF8 ({1}\r\nx)").is_err(), "UTF8 takes a literal8");
     assert!(parse(b"a APPEND INBOX UTF8 (~{1}\r\nx").is_err());
+    // ... and as a CATENATE part, text like TEXT's.
+    let Kind::Append { messages, .. } = kind("a APPEND INBOX CATENATE (UTF8 (~{2}\r\nab) URL \"/INBOX/;UID=1\")") else { panic!() };
+    let parts = messages[0].catenate.as_ref().unwrap();
+    assert!(messages[0].utf8 && matches!(&parts[0], CatPart::Text { text, .. } if text == b"ab") && parts.len() == 2);
+    let Kind::Append { messages, .. } = kind("a APPEND INBOX CATENATE (TEXT {2}\r\nab)") else { panic!() };
+    assert!(!messages[0].utf8);
     // RFC 6855 §3: UTF-8 in quoted strings and mailbox names.
     assert_eq!(kind("a SELECT \"Caf\u{e9}\""), Kind::Select { mailbox: "Caf\u{e9}".into(), condstore: false, read_only: false, qresync: None });
 }
