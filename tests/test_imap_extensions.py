@@ -221,4 +221,6 @@ def test_notify_tells_of_other_mailboxes(server):
     assert b"b5 OK" in other.command("b5", "DELETE Work/Plans")
     gone = w.command("a4", "NOOP")
     assert b'* LIST (\\NonExistent) "/" Work/Plans' in gone and b"INBOX" not in gone, gone
-    assert b"a5 NO [BADEVENT (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange)]" in w.command("a5", "NOTIFY SET (personal (ServerMetadataChange))")
+    # The METADATA events are offered since issue 19's last NOTIFY items; AnnotationChange is not.
+    supported = b"MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange MailboxMetadataChange ServerMetadataChange"
+    assert b"a5 NO [BADEVENT (" + supported + b")]" in w.command("a5", "NOTIFY SET (personal (AnnotationChange))")

@@ -12,6 +12,7 @@
 //! - [`mutf7`]: modified UTF-7 mailbox names (RFC 3501 §5.1.3) to and from UTF-8 (IMAP4rev2);
 //! - [`response`]: how strings, flags and dates go on the wire;
 //! - [`results`]: the untagged answers to SEARCH and SORT (`* SEARCH`, `* SORT`, ESEARCH);
+//! - [`context`]: the ADDTO/REMOVEFROM updates of a kept SORT result (CONTEXT=SORT);
 //! - [`facts`]: what SEARCH's date keys, SORT and THREAD read of a message, from its parse or
 //!   from the compact record kept since it was stored;
 //! - [`summary`]: everything kept of a message when it is stored (that record, the header
@@ -23,6 +24,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod context;
 pub mod facts;
 pub mod imapurl;
 pub mod metadata;

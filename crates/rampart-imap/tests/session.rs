@@ -614,6 +614,107 @@ async fn sort_uid_sort_and_esort() {
     assert!(r.contains(&format!("* ESEARCH (TAG \"t\") MAX 1 MODSEQ {m1}\r\n")), "{r}");
 }
 
+/// CONTEXT=SORT (RFC 5267 §4): SORT RETURN (UPDATE) hears ADDTO and REMOVEFROM with the
+/// positions in its sorted list, by UID or by message number (where an EXPUNGE already took the
+/// message away); CANCELUPDATE ends it.
+#[tokio::test]
+async fn sort_contexts_report_positions() {
+    let f = fixture().await;
+    for s in ["c", "a", "e"] {
+        deliver(&f.store, &format!("Subject: {s}\r\n\r\nx\r\n")).await;
+    }
+    let mut c = Client::login(&f).await;
+    assert!(c.cmd("c", "CAPABILITY").await.contains(" CONTEXT=SORT "));
+    c.cmd("s", "SELECT INBOX").await;
+    let r = c.cmd("u", "UID SORT RETURN (UPDATE ALL) (SUBJECT) UTF-8 UNDELETED").await;
+    assert!(r.contains("* ESEARCH (TAG \"u\") UID ALL 2,1,3\r\n") && r.contains("u OK"), "{r}");
+    let r = c.cmd("v", "SORT RETURN (UPDATE COUNT) (REVERSE SUBJECT) UTF-8 UNDELETED").await;
+    assert!(r.contains("* ESEARCH (TAG \"v\") COUNT 3\r\n"), "{r}");
+    deliver(&f.store, "Subject: b\r\n\r\nx\r\n").await;
+    deliver(&f.store, "Subject: d\r\n\r\nx\r\n").await;
+    // a b c d e by UID 2 4 1 5 3; reversed by number e d c b a = 3 5 1 4 2.
+    let r = c.cmd("n", "NOOP").await;
+    assert!(r.contains("* ESEARCH (TAG \"u\") UID ADDTO (2 4 4 5)\r\n"), "{r}");
+    assert!(r.contains("* ESEARCH (TAG \"v\") ADDTO (2 5 4 4)\r\n"), "{r}");
+    let r = c.cmd("d", "STORE 1:2 +FLAGS.SILENT (\\Deleted)").await;
+    assert!(r.contains("* ESEARCH (TAG \"u\") UID REMOVEFROM (3 1 1 2)\r\n"), "{r}");
+    assert!(r.contains("* ESEARCH (TAG \"v\") REMOVEFROM (5 2 3 1)\r\n"), "{r}");
+    // The expunged messages left both lists already; the number context hears nothing more.
+    let r = c.cmd("x", "EXPUNGE").await;
+    assert!(r.contains("* 1 EXPUNGE") && !r.contains("TAG \"v\""), "{r}");
+    deliver(&f.store, "Subject: a\r\n\r\nx\r\n").await;
+    let r = c.cmd("m", "NOOP").await;
+    assert!(r.contains("* ESEARCH (TAG \"u\") UID ADDTO (1 6)\r\n"), "{r}");
+    assert!(r.contains("* ESEARCH (TAG \"v\") ADDTO (4 4)\r\n"), "{r}");
+    assert!(c.cmd("k", "CANCELUPDATE \"u\" \"v\"").await.contains("k OK"));
+    deliver(&f.store, "Subject: f\r\n\r\nx\r\n").await;
+    assert!(!c.cmd("o", "NOOP").await.contains("ESEARCH"));
+}
+
+/// UTF8=ACCEPT (RFC 6855): advertised; ENABLE turns on UTF-8 mailbox names both ways (the
+/// store keeps modified UTF-7, which a client that did not enable still sees) and the APPEND
+/// `UTF8 (~{n}...)` form, which is BAD before; UTF-8 headers come back as stored.
+#[tokio::test]
+async fn utf8_accept_names_and_append() {
+    let f = fixture().await;
+    let mut c = Client::login(&f).await;
+    assert!(c.cmd("c", "CAPABILITY").await.contains(" UTF8=ACCEPT"));
+    let message = "Subject: Caf\u{e9} cr\u{e8}me\r\nFrom: J\u{fc}rgen <j@example.test>\r\n\r\nbody\r\n";
+    let utf8_append = |tag: &str| format!("{tag} APPEND INBOX UTF8 (~{{{}+}}\r\n{message})\r\n", message.len());
+    c.send(utf8_append("a").as_bytes()).await;
+    assert!(c.until("a ").await.starts_with("a BAD"), "UTF8 APPEND needs ENABLE first");
+    assert!(c.cmd("e", "ENABLE UTF8=ACCEPT").await.contains("* ENABLED UTF8=ACCEPT\r\n"));
+    c.send(utf8_append("b").as_bytes()).await;
+    assert!(c.until("b ").await.contains("b OK [APPENDUID"));
+    assert!(c.cmd("m", "CREATE \"Caf\u{e9}/\u{65e5}\u{672c}\"").await.contains("m OK"));
+    let r = c.cmd("l", "LIST \"\" \"*\"").await;
+    assert!(r.contains("Caf\u{e9}/\u{65e5}\u{672c}") && !r.contains("&AOk-"), "{r}");
+    let r = c.cmd("s", "SELECT INBOX").await;
+    assert!(r.contains("* 1 EXISTS"), "{r}");
+    // RFC 6855 §3 with erratum 4029: a charset other than UTF-8 conflicts (BAD, not BADCHARSET).
+    assert!(c.cmd("k", "SEARCH CHARSET ISO-8859-1 ALL").await.starts_with("k BAD"));
+    assert!(c.cmd("k", "SORT (DATE) KOI8-R ALL").await.starts_with("k BAD"));
+    let r = c.cmd("k", "SEARCH CHARSET UTF-8 SUBJECT \"caf\u{e9}\"").await;
+    assert!(r.contains("* SEARCH 1\r\n"), "{r}");
+    let r = c.cmd("h", "FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)] ENVELOPE)").await;
+    // The header as stored, and ENVELOPE's subject as its raw UTF-8 (a literal).
+    assert!(r.contains("Subject: Caf\u{e9} cr\u{e8}me\r\n") && r.contains("{12}\r\nCaf\u{e9} cr\u{e8}me"), "{r}");
+    // Another client, which did not enable it, sees the stored modified UTF-7 name.
+    let mut d = Client::login(&f).await;
+    let r = d.cmd("l", "LIST \"\" \"*\"").await;
+    assert!(r.contains("Caf&AOk-/&ZeVnLA-"), "{r}");
+}
+
+/// NOTIFY (RFC 5465): `selected` MessageNew with FETCH attributes, a rename as LIST with
+/// OLDNAME, MailboxMetadataChange and ServerMetadataChange as unsolicited METADATA.
+#[tokio::test]
+async fn notify_renames_new_messages_and_metadata() {
+    let f = fixture().await;
+    let mut c = Client::login(&f).await;
+    let mut other = Client::login(&f).await;
+    assert!(c.cmd("a", "CREATE Work").await.contains("a OK"));
+    c.cmd("s", "SELECT INBOX").await;
+    let set = "NOTIFY SET (selected (MessageNew (UID RFC822.SIZE))) (personal (MailboxName MailboxMetadataChange ServerMetadataChange))";
+    assert!(c.cmd("n", set).await.contains("n OK"));
+    deliver(&f.store, "Subject: new\r\n\r\nx\r\n").await;
+    let r = c.cmd("p", "NOOP").await;
+    let exists = r.find("* 1 EXISTS").unwrap_or_else(|| panic!("{r}"));
+    assert!(r.find("* 1 FETCH (UID 1 RFC822.SIZE 19)\r\n").is_some_and(|at| at > exists), "{r}");
+    assert!(!c.cmd("q", "NOOP").await.contains("FETCH"), "told once");
+    assert!(other.cmd("r", "RENAME Work Play").await.contains("r OK"));
+    let r = c.cmd("t", "NOOP").await;
+    assert!(r.contains("* LIST () \"/\" Play (\"OLDNAME\" (Work))\r\n") && !r.contains("NonExistent"), "{r}");
+    assert!(other.cmd("u", "SETMETADATA Play (/private/comment \"hi\" /private/a \"b\")").await.contains("u OK"));
+    let r = c.cmd("v", "NOOP").await;
+    assert!(r.contains("* METADATA \"Play\" /private/a /private/comment\r\n"), "{r}");
+    assert!(other.cmd("w", "SETMETADATA \"\" (/private/x \"y\")").await.contains("w OK"));
+    let r = c.cmd("x", "NOOP").await;
+    assert!(r.contains("* METADATA \"\" /private/x\r\n") && !r.contains("Play"), "{r}");
+    // Setting a value again to the same is no change.
+    assert!(other.cmd("y", "SETMETADATA \"\" (/private/x \"y\")").await.contains("y OK"));
+    assert!(!c.cmd("z", "NOOP").await.contains("METADATA"));
+}
+
 /// THREAD and UID THREAD (RFC 5256): REFERENCES (References, In-Reply-To, a missing parent,
 /// a "Re:" without references joining its original by subject) and ORDEREDSUBJECT, with
 /// search criteria, an empty result, BADCHARSET and unknown algorithms.

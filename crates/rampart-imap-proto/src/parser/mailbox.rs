@@ -189,7 +189,8 @@ pub(super) fn append(c: &mut Cursor<'_>) -> Result<Kind, ParseError> {
     Ok(Kind::Append { mailbox, messages })
 }
 
-/// [flag-list SP] [date-time SP] (literal / "CATENATE" SP "(" cat-part *(SP cat-part) ")")
+/// [flag-list SP] [date-time SP] (literal / "CATENATE" SP "(" cat-part *(SP cat-part) ")" /
+/// "UTF8" SP "(" literal8 ")"); `utf8` when the message or a CATENATE part is in the UTF8 form.
 fn append_message(c: &mut Cursor<'_>) -> Result<AppendMessage, ParseError> {
     let mut flags = Vec::new();
     if c.peek() == Some(b'(') {
@@ -202,11 +203,22 @@ fn append_message(c: &mut Cursor<'_>) -> Result<AppendMessage, ParseError> {
         c.sp()?;
     }
     if c.keyword("CATENATE") {
-        let parts = super::catenate::parts(c)?;
-        return Ok(AppendMessage { flags, date, message: Vec::new(), literal_at: c.pos, catenate: Some(parts) });
+        let (parts, utf8) = super::catenate::parts(c)?;
+        return Ok(AppendMessage { flags, date, message: Vec::new(), literal_at: c.pos, catenate: Some(parts), utf8 });
+    }
+    // RFC 6855 §4: append-data =/ "UTF8" SP "(" literal8 ")", a message with UTF-8 headers.
+    if c.keyword("UTF8") {
+        c.sp()?;
+        c.expect(b'(')?;
+        if c.peek() != Some(b'~') {
+            return Err(c.err("UTF8 takes a literal8"));
+        }
+        let (message, literal_at) = append_literal(c)?;
+        c.expect(b')')?;
+        return Ok(AppendMessage { flags, date, message, literal_at, catenate: None, utf8: true });
     }
     let (message, literal_at) = append_literal(c)?;
-    Ok(AppendMessage { flags, date, message, literal_at, catenate: None })
+    Ok(AppendMessage { flags, date, message, literal_at, catenate: None, utf8: false })
 }
 
 /// A message's literal and where its `{` is. RFC 3516 §4.4: a literal8 (`~{N}`) may carry

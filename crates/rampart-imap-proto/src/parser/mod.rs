@@ -70,6 +70,9 @@ pub struct AppendMessage {
     /// CATENATE (RFC 4469): the message is made of these parts, in order, and `message` is
     /// empty.
     pub catenate: Option<Vec<CatPart>>,
+    /// Sent as `UTF8 (~{n}...)`, or with such a CATENATE part (RFC 6855 §4): allowed only
+    /// after ENABLE UTF8=ACCEPT.
+    pub utf8: bool,
 }
 
 /// One part of a CATENATE message (RFC 4469 §5).

@@ -30,6 +30,10 @@ pub enum NotifyEvent {
     FlagChange,
     MailboxName,
     SubscriptionChange,
+    /// An annotation of a watched mailbox changed (RFC 5465 with RFC 5464 METADATA).
+    MailboxMetadataChange,
+    /// An annotation of the server changed (RFC 5465 with RFC 5464 METADATA).
+    ServerMetadataChange,
     /// Known to RFC 5465 or its extensions but not offered here: answered NO [BADEVENT].
     Unsupported(String),
 }
@@ -133,6 +137,8 @@ fn events(c: &mut Cursor<'_>) -> Result<Vec<NotifyEvent>, ParseError> {
             "flagchange" => NotifyEvent::FlagChange,
             "mailboxname" => NotifyEvent::MailboxName,
             "subscriptionchange" => NotifyEvent::SubscriptionChange,
+            "mailboxmetadatachange" => NotifyEvent::MailboxMetadataChange,
+            "servermetadatachange" => NotifyEvent::ServerMetadataChange,
             _ => NotifyEvent::Unsupported(name),
         };
         out.push(event);

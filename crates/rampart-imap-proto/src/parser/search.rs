@@ -95,7 +95,7 @@ pub(super) fn command(c: &mut Cursor<'_>, uid: bool) -> Result<Kind, ParseError>
 }
 
 /// search-return-opts: RETURN "(" [opt *(SP opt)] ")" SP (RFC 4731 §3, RFC 5267 §3 and §4
-/// UPDATE and CONTEXT, RFC 9394 PARTIAL); SORT takes them too, but for UPDATE.
+/// UPDATE and CONTEXT, RFC 9394 PARTIAL); SORT takes them too.
 pub(super) fn return_opts(c: &mut Cursor<'_>) -> Result<Option<Vec<String>>, ParseError> {
     if !c.keyword("RETURN") {
         return Ok(None);

@@ -44,11 +44,8 @@ pub struct SortCriterion {
 /// 1*(SP search-key) (RFC 5256 §5, RFC 5267 §3). Unlike SEARCH's, the charset is not optional.
 pub(super) fn command(c: &mut Cursor<'_>, uid: bool) -> Result<Kind, ParseError> {
     c.sp()?;
+    // RETURN (UPDATE) keeps the sorted result up to date (CONTEXT=SORT, RFC 5267 §4).
     let ret = search::return_opts(c)?;
-    if ret.as_ref().is_some_and(|r| r.iter().any(|o| o == "UPDATE")) {
-        // Updates of a sorted result are CONTEXT=SORT (RFC 5267 §4), which is not offered.
-        return Err(c.err("UPDATE is for SEARCH only"));
-    }
     let criteria = parse_criteria(c)?;
     c.sp()?;
     let charset = c.astring_utf8()?;

@@ -30,6 +30,25 @@ fn simple_commands() {
 }
 
 #[test]
+fn utf8_append_and_names() {
+    // RFC 6855 §4: APPEND ... UTF8 (literal8), alone and in MULTIAPPEND beside a plain one.
+    let Kind::Append { messages, .. } = kind("a APPEND INBOX (\\Seen) UTF8 (~{3+}\r\nS\u{e9})") else { panic!() };
+    assert!(messages[0].utf8 && messages[0].message == "S\u{e9}".as_bytes() && messages[0].flags == ["\\Seen"]);
+    let Kind::Append { messages, .. } = kind("a APPEND INBOX UTF8 (~{1}\r\nx) {1}\r\ny") else { panic!() };
+    assert!(messages[0].utf8 && !messages[1].utf8 && messages[1].message == b"y");
+    assert!(parse(b"a APPEND INBOX UTF8 ({1}\r\nx)").is_err(), "UTF8 takes a literal8");
+    assert!(parse(b"a APPEND INBOX UTF8 (~{1}\r\nx").is_err());
+    // ... and as a CATENATE part, text like TEXT's.
+    let Kind::Append { messages, .. } = kind("a APPEND INBOX CATENATE (UTF8 (~{2}\r\nab) URL \"/INBOX/;UID=1\")") else { panic!() };
+    let parts = messages[0].catenate.as_ref().unwrap();
+    assert!(messages[0].utf8 && matches!(&parts[0], CatPart::Text { text, .. } if text == b"ab") && parts.len() == 2);
+    let Kind::Append { messages, .. } = kind("a APPEND INBOX CATENATE (TEXT {2}\r\nab)") else { panic!() };
+    assert!(!messages[0].utf8);
+    // RFC 6855 §3: UTF-8 in quoted strings and mailbox names.
+    assert_eq!(kind("a SELECT \"Caf\u{e9}\""), Kind::Select { mailbox: "Caf\u{e9}".into(), condstore: false, read_only: false, qresync: None });
+}
+
+#[test]
 fn login_with_literals() {
     assert_eq!(
         kind("a LOGIN {3}\r\nbob \"pa ss\""),
@@ -104,7 +123,7 @@ fn list_extended() {
 #[test]
 fn append_and_mailboxes() {
     let k = kind("a APPEND inbox (\\Seen) \"01-Jan-2020 10:00:00 +0000\" {5}\r\nhello");
-    let hello = AppendMessage { flags: vec!["\\Seen".into()], date: Some((1577872800, 0)), message: b"hello".to_vec(), literal_at: 52, catenate: None };
+    let hello = AppendMessage { flags: vec!["\\Seen".into()], date: Some((1577872800, 0)), message: b"hello".to_vec(), literal_at: 52, catenate: None, utf8: false };
     assert_eq!(k, Kind::Append { mailbox: "INBOX".into(), messages: vec![hello.clone()] });
     // RFC 3502 MULTIAPPEND: each message with its own optional flags and date.
     let k = kind("a APPEND inbox (\\Seen) \"01-Jan-2020 10:00:00 +0000\" {5}\r\nhello {2+}\r\nhi (\\Flagged) {0}\r\n");
@@ -274,7 +293,9 @@ fn search_contexts() {
     assert_eq!(ret.unwrap(), ["UPDATE", "CONTEXT", "COUNT"]);
     assert_eq!(kind("a CANCELUPDATE \"u1\" \"u 2\""), Kind::CancelUpdate(vec!["u1".into(), "u 2".into()]));
     assert!(parse(b"a CANCELUPDATE").is_err());
-    assert!(parse(b"a SORT RETURN (UPDATE) (DATE) UTF-8 ALL").is_err());
+    // CONTEXT=SORT: UPDATE on SORT too.
+    let Kind::Sort { ret, .. } = kind("a SORT RETURN (UPDATE COUNT) (DATE) UTF-8 ALL") else { panic!() };
+    assert_eq!(ret.unwrap(), ["UPDATE", "COUNT"]);
 }
 
 #[test]
@@ -294,6 +315,8 @@ fn notify_command() {
     assert_eq!(kind("a NOTIFY NONE"), Kind::Notify { status: false, groups: None });
     let Kind::Notify { groups, .. } = kind("a NOTIFY SET (mailboxes Work (AnnotationChange))") else { panic!() };
     assert_eq!(groups.unwrap()[0].events, vec![NotifyEvent::Unsupported("AnnotationChange".into())]);
+    let Kind::Notify { groups, .. } = kind("a NOTIFY SET (inboxes (MailboxMetadataChange ServerMetadataChange))") else { panic!() };
+    assert_eq!(groups.unwrap()[0].events, vec![NotifyEvent::MailboxMetadataChange, NotifyEvent::ServerMetadataChange]);
     for bad in ["a NOTIFY", "a NOTIFY SET", "a NOTIFY SET STATUS", "a NOTIFY SET (nowhere (MessageNew))", "a NOTIFY SET (personal ())"] {
         assert!(parse(bad.as_bytes()).is_err(), "{bad}");
     }

@@ -1,22 +1,26 @@
-//! Search contexts (RFC 5267 §4, CONTEXT=SEARCH): a `SEARCH RETURN (UPDATE ...)` keeps its
-//! search, and whenever the selected mailbox changes the session tells the client what joined
-//! or left the result (`* ESEARCH (TAG "t") [UID] ADDTO (0 set)` / `REMOVEFROM (0 set)`,
-//! position 0 as SEARCH has no order to place them in, as Dovecot sends them) until
-//! CANCELUPDATE or the mailbox is closed.
+//! Search contexts (RFC 5267 §4, CONTEXT=SEARCH and CONTEXT=SORT): a `SEARCH` or `SORT`
+//! `RETURN (UPDATE ...)` keeps its search, and whenever the selected mailbox changes the
+//! session tells the client what joined or left the result until CANCELUPDATE or the mailbox
+//! is closed. A SEARCH context hears `* ESEARCH (TAG "t") [UID] ADDTO (0 set)` /
+//! `REMOVEFROM (0 set)`, position 0 as SEARCH has no order to place them in (as Dovecot sends
+//! them); a SORT context hears the positions in its sorted list (`ADDTO (3 17 5 20:21)`,
+//! `rampart_imap_proto::context`).
 //!
 //! The result is re-evaluated by running the search again, only after a sync that saw the
 //! mailbox change, so a context costs one search per change. Messages expunged from a
 //! sequence-number context are not named again: the EXPUNGE that announced them removed
-//! them (their numbers are gone); a UID context hears their UIDs in REMOVEFROM.
+//! them (their numbers are gone, and the client's sorted list lost them with it); a UID
+//! context hears their UIDs in REMOVEFROM.
 
 use std::collections::BTreeSet;
 
 use rampart_store::StoreError;
 
 use super::{Next, Session, State};
-use crate::parser::SearchKey;
 use crate::parser::sequence::compact;
+use crate::parser::{SearchKey, SortCriterion};
 use crate::response::line;
+use rampart_imap_proto::context::{added_pairs, removed_pairs, sort_update};
 
 /// A session keeps at most this many contexts: each one is searched again after every
 /// change of the mailbox (RFC 5267 §4.2 lets a server refuse more with NOUPDATE).
@@ -29,6 +33,8 @@ pub(crate) struct SearchContext {
     key: SearchKey,
     /// The UIDs in the result the client knows.
     matches: BTreeSet<u32>,
+    /// A SORT context's criteria and the UIDs of its result in their order.
+    sort: Option<(Vec<SortCriterion>, Vec<u32>)>,
 }
 
 impl Session {
@@ -41,10 +47,13 @@ impl Session {
         true
     }
 
-    /// Keeps a SEARCH ... RETURN (UPDATE) whose result is `uids`.
-    pub(super) fn keep_context(&mut self, tag: &str, uid: bool, key: SearchKey, uids: impl IntoIterator<Item = u32>) {
+    /// Keeps a SEARCH (or, with `criteria`, a SORT) ... RETURN (UPDATE) whose result is
+    /// `uids` (in sort order for a SORT).
+    pub(super) fn keep_context(&mut self, tag: &str, uid: bool, key: SearchKey, criteria: Option<Vec<SortCriterion>>, uids: impl IntoIterator<Item = u32>) {
         self.contexts.retain(|c| c.tag != tag);
-        self.contexts.push(SearchContext { tag: tag.to_string(), uid, key, matches: uids.into_iter().collect() });
+        let order: Vec<u32> = uids.into_iter().collect();
+        let sort = criteria.map(|c| (c, order.clone()));
+        self.contexts.push(SearchContext { tag: tag.to_string(), uid, key, matches: order.into_iter().collect(), sort });
         self.contexts_seen = self.mailbox_signature();
     }
 
@@ -64,6 +73,10 @@ impl Session {
         self.contexts_seen = self.mailbox_signature();
         let mut contexts = std::mem::take(&mut self.contexts);
         for ctx in &mut contexts {
+            if ctx.sort.is_some() {
+                self.update_sort_context(out, ctx).await?;
+                continue;
+            }
             let mut now = BTreeSet::new();
             self.scan(&ctx.key, false, false, |hit, _, _| {
                 now.insert(hit.uid);
@@ -84,6 +97,29 @@ impl Session {
             ctx.matches = now;
         }
         self.contexts = contexts;
+        Ok(())
+    }
+
+    /// A SORT context's update (RFC 5267 §4.3.2-4): removals at their positions in the list the
+    /// client has, then additions at their positions in the new one.
+    async fn update_sort_context(&self, out: &mut Vec<u8>, ctx: &mut SearchContext) -> Result<(), StoreError> {
+        let Some((criteria, order)) = &mut ctx.sort else { return Ok(()) };
+        let now: Vec<u32> = self.sorted(criteria, &ctx.key).await?.iter().map(|h| h.uid).collect();
+        let State::Selected(_, view) = &self.state else { return Ok(()) };
+        let number = |uid: u32| if ctx.uid { Some(uid) } else { view.index_of_uid(uid).map(|i| i as u32 + 1) };
+        // A sequence-number context's client dropped the expunged messages with the EXPUNGE.
+        let known: Vec<u32> = order.iter().copied().filter(|&u| number(u).is_some()).collect();
+        let update = sort_update(&known, &now);
+        let numbered = |pairs: &[(u32, u32)]| -> Vec<(u32, u32)> { pairs.iter().filter_map(|&(p, u)| Some((p, number(u)?))).collect() };
+        let uid = if ctx.uid { " UID" } else { "" };
+        if !update.removed.is_empty() {
+            line(out, &format!("* ESEARCH (TAG \"{}\"){uid} REMOVEFROM ({})", ctx.tag, removed_pairs(&numbered(&update.removed))));
+        }
+        if !update.added.is_empty() {
+            line(out, &format!("* ESEARCH (TAG \"{}\"){uid} ADDTO ({})", ctx.tag, added_pairs(&numbered(&update.added))));
+        }
+        ctx.matches = now.iter().copied().collect();
+        *order = now;
         Ok(())
     }
 

@@ -90,6 +90,42 @@ impl Session {
     }
 }
 
+impl Session {
+    /// NOTIFY's `selected` MessageNew with attributes (RFC 5465 §5.1): an untagged FETCH, UID
+    /// first, of every message that joined the view after UID `after`, answered as a FETCH of
+    /// them would be except that nothing sets \Seen (the client did not ask to read them).
+    pub(super) async fn fetch_new(&mut self, out: &mut Vec<u8>, after: u32, attrs: &[FetchAttr]) -> Result<(), StoreError> {
+        let store = self.services.store.clone();
+        let condstore = self.condstore;
+        let State::Selected(_, view) = &self.state else { return Ok(()) };
+        let first = view.uids().partition_point(|&u| u <= after);
+        let targets: Vec<usize> = (first..view.exists()).filter(|&i| !view.is_gone(i)).collect();
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let mut attrs = attrs.to_vec();
+        implied_attrs(&mut attrs, true, None);
+        let records = if condstore || attrs.iter().any(needs_record) { load_records(store.as_ref(), view, &targets).await? } else { HashMap::new() };
+        let answering = Answering { view, records: &records, attrs: &attrs, seen_changed: &[], condstore };
+        // Held in the reply like the EXISTS before it; a message gone meanwhile is left out.
+        answer(store.as_ref(), &answering, &targets, &mut Held(out)).await?;
+        Ok(())
+    }
+}
+
+/// An [`Output`] that only collects: for answers written where the caller holds a buffer.
+struct Held<'a>(&'a mut Vec<u8>);
+
+impl Output for Held<'_> {
+    fn buf(&mut self) -> &mut Vec<u8> {
+        self.0
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The attributes a FETCH returns without being asked: RFC 3501 §6.4.8, UID FETCH always
 /// returns UID; RFC 7162 §3.1.4, CHANGEDSINCE implies MODSEQ.
 fn implied_attrs(attrs: &mut Vec<FetchAttr>, uid: bool, changed_since: Option<u64>) {

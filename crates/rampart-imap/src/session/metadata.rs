@@ -7,6 +7,8 @@
 //! annotations; here nothing is shared between users, so, as Dovecot does, a user may not
 //! set them (`NO [CANNOT]`) and reads them as NIL.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use rampart_store::{MetadataLimits, MailboxId, StoreError};
 
 use super::{Next, Session};
@@ -22,6 +24,16 @@ pub const MAX_VALUE: usize = 64 * 1024;
 /// enough for every client setting we know of, small enough that a user cannot grow the
 /// database without bound.
 pub const LIMITS: MetadataLimits = MetadataLimits { entries: 1000, bytes: 1024 * 1024 };
+
+/// Bumped after every SETMETADATA that was stored, in any session of this process:
+/// NOTIFY's metadata events (`notify.rs`) read annotations again only when it moved.
+/// Annotations are set only by IMAP sessions of the running server (neither the CLI nor the
+/// web interface sets them), so a counter in memory sees every change.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+pub(super) fn generation() -> u64 {
+    GENERATION.load(Ordering::Acquire)
+}
 
 impl Session {
     /// The mailbox "" names the server (None); another name one of the user's mailboxes.
@@ -77,6 +89,7 @@ impl Session {
             line(out, &format!("{tag} NO [METADATA TOOMANY] Too many annotations"));
             return Ok(Next::Continue);
         }
+        GENERATION.fetch_add(1, Ordering::AcqRel);
         self.done(out, tag, "SETMETADATA completed").await
     }
 }

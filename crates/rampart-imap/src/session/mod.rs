@@ -231,6 +231,9 @@ pub struct Session {
     /// RFC 9051: `ENABLE IMAP4rev2` was given: no \Recent, SEARCH answers ESEARCH, mailbox
     /// names are UTF-8 on the wire (the store keeps modified UTF-7, as rev1 clients send).
     pub(crate) rev2: bool,
+    /// RFC 6855: `ENABLE UTF8=ACCEPT` was given: mailbox names are UTF-8 on the wire (as for
+    /// rev2) and APPEND may send `UTF8 (~{n}...)`.
+    pub(crate) utf8: bool,
     /// SEARCH ... RETURN (UPDATE) results kept up to date (RFC 5267 §4), and the selected
     /// mailbox's (HIGHESTMODSEQ, EXISTS) when they were last evaluated.
     pub(crate) contexts: Vec<context::SearchContext>,
@@ -263,6 +266,7 @@ impl Session {
             condstore: false,
             qresync: false,
             rev2: false,
+            utf8: false,
             contexts: Vec::new(),
             contexts_seen: (0, 0),
             notify: None,
@@ -371,7 +375,9 @@ impl Session {
             "METADATA",
             "PARTIAL",
             "CONTEXT=SEARCH",
+            "CONTEXT=SORT",
             "NOTIFY",
+            "UTF8=ACCEPT",
         ]);
         if self.settings.compress {
             caps.push("COMPRESS=DEFLATE");
@@ -431,8 +437,8 @@ impl Session {
         if let State::Selected(_, view) = &self.state {
             substitute_saved(&mut kind, &self.saved, view);
         }
-        if self.rev2 {
-            // RFC 9051 §5.1: UTF-8 names on the wire, modified UTF-7 in the store.
+        if self.utf8_names() {
+            // RFC 9051 §5.1, RFC 6855 §3: UTF-8 names on the wire, modified UTF-7 in the store.
             for name in kind.mailbox_names_mut() {
                 *name = crate::mutf7::encode(name);
             }
@@ -546,8 +552,15 @@ impl Session {
     /// Reports the selected mailbox's changes since the last look (RFC 3501 §7.3, §7.4.1).
     pub(crate) async fn sync(&mut self, out: &mut Vec<u8>, expunge_ok: bool) -> Result<(), StoreError> {
         let condstore = self.condstore;
+        let fetch_new = self.notify_fetch_new();
+        let mut last_uid = 0;
         if let State::Selected(_, view) = &mut self.state {
+            last_uid = view.uids().last().copied().unwrap_or(0);
             view.sync(self.services.store.as_ref(), out, expunge_ok, condstore).await?;
+        }
+        // RFC 5465 §5.1: NOTIFY's `selected` MessageNew with FETCH attributes.
+        if let Some(attrs) = fetch_new {
+            self.fetch_new(out, last_uid, &attrs).await?;
         }
         // RFC 5267 §4.3: what joined or left the kept searches' results.
         self.update_contexts(out).await?;
@@ -620,6 +633,7 @@ impl Session {
         self.qresync = false;
         // What ENABLE, SEARCH RETURN (UPDATE) and NOTIFY set belonged to that login.
         self.rev2 = false;
+        self.utf8 = false;
         self.contexts.clear();
         self.notify = None;
         line(out, &format!("{tag} OK Not authenticated any more"));
@@ -660,6 +674,11 @@ impl Session {
                     }
                     enabled.push("IMAP4rev2".into());
                 }
+                // RFC 6855 §3: UTF-8 mailbox names and UTF8 APPEND from here on.
+                "UTF8=ACCEPT" if !self.utf8 => {
+                    self.utf8 = true;
+                    enabled.push(c);
+                }
                 // RFC 7162 §3.2.3: QRESYNC implies CONDSTORE.
                 "QRESYNC" if !self.qresync => {
                     self.qresync = true;
@@ -676,10 +695,16 @@ impl Session {
         self.done(out, tag, "ENABLE completed").await
     }
 
-    /// A stored mailbox name as this client reads it: UTF-8 for IMAP4rev2 (RFC 9051 §5.1), the
+    /// Whether mailbox names are UTF-8 on the wire: IMAP4rev2 (RFC 9051 §5.1) or UTF8=ACCEPT
+    /// (RFC 6855 §3) was enabled.
+    pub(crate) fn utf8_names(&self) -> bool {
+        self.rev2 || self.utf8
+    }
+
+    /// A stored mailbox name as this client reads it: UTF-8 when [`Self::utf8_names`], the
     /// stored modified UTF-7 otherwise (and for a stored name that is not valid modified UTF-7).
     pub(crate) fn wire_name<'a>(&self, name: &'a str) -> std::borrow::Cow<'a, str> {
-        match self.rev2.then(|| crate::mutf7::decode(name)).flatten() {
+        match self.utf8_names().then(|| crate::mutf7::decode(name)).flatten() {
             Some(utf8) => std::borrow::Cow::Owned(utf8),
             None => std::borrow::Cow::Borrowed(name),
         }

@@ -1,27 +1,38 @@
 //! NOTIFY (RFC 5465): a client watching several mailboxes hears, without selecting them,
 //! `* STATUS` when messages arrive or go (MessageNew/MessageExpunge) or flags change
-//! (FlagChange), and `* LIST` when a mailbox is created or deleted (MailboxName) or its
-//! subscription changes (SubscriptionChange).
+//! (FlagChange), `* LIST` when a mailbox is created, deleted or renamed (MailboxName) or its
+//! subscription changes (SubscriptionChange), `* METADATA` when an annotation of a watched
+//! mailbox or of the server changes (MailboxMetadataChange, ServerMetadataChange), and the
+//! FETCH attributes `selected` MessageNew names for each new message of the selected mailbox.
 //!
 //! After every sync point (each command's end and each wake-up in IDLE) the session compares
 //! the user's mailboxes (one query) with what it last told the client and writes the
 //! differences; while idling, the driver also wakes on the watched mailboxes' change
 //! notifications ([`Session::notify_watches`]). The selected mailbox keeps its usual updates
-//! whatever the `selected` group asks. A rename is told as a deletion and a creation (no
-//! OLDNAME), and a mailbox created and deleted between two checks is not told at all.
+//! whatever the `selected` group asks. A rename is told as one LIST with the OLDNAME extended
+//! data item (the mailbox keeps its id), and a mailbox created and deleted between two checks
+//! is not told at all.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use rampart_store::mail::DELIMITER;
 use rampart_store::{MailboxId, MailboxState, StoreError};
 use tokio::sync::watch;
 
-use super::{Next, Session, State};
-use crate::parser::{NotifyEvent, NotifyFilter, NotifyGroup};
+use super::{Next, Session, State, metadata};
+use crate::parser::{FetchAttr, NotifyEvent, NotifyFilter, NotifyGroup};
 use crate::response::{line, mailbox as write_mailbox};
 
 /// The events offered, as `NO [BADEVENT (...)]` lists them (RFC 5465 §5.4).
-const SUPPORTED: &str = "MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange";
+const SUPPORTED: &str = "MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange MailboxMetadataChange ServerMetadataChange";
+
+/// A value's fingerprint, to tell a changed annotation without keeping its value.
+fn value_hash(value: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut h);
+    h.finish()
+}
 
 /// At most this many watched mailboxes wake an idling session at once; the others are seen
 /// at the driver's regular re-check.
@@ -46,6 +57,11 @@ struct Told {
 pub(crate) struct Notify {
     groups: Vec<NotifyGroup>,
     told: HashMap<String, Told>,
+    /// What the client knows of the watched annotations: a hash of each value by entry name,
+    /// by mailbox id (0 for the server's, as the store keeps them), and the
+    /// [`metadata::generation`] they were read at.
+    annotations: HashMap<MailboxId, HashMap<String, u64>>,
+    annotations_seen: u64,
 }
 
 /// Which events a group asks for.
@@ -55,6 +71,7 @@ struct Wants {
     flags: bool,
     names: bool,
     subscriptions: bool,
+    metadata: bool,
 }
 
 impl Notify {
@@ -76,10 +93,24 @@ impl Notify {
                 NotifyEvent::FlagChange => w.flags = true,
                 NotifyEvent::MailboxName => w.names = true,
                 NotifyEvent::SubscriptionChange => w.subscriptions = true,
-                NotifyEvent::Unsupported(_) => {}
+                NotifyEvent::MailboxMetadataChange => w.metadata = true,
+                NotifyEvent::ServerMetadataChange | NotifyEvent::Unsupported(_) => {}
             }
         }
         Some(w)
+    }
+
+    /// Whose annotations the client watches: the server's (id 0) when any group asks
+    /// ServerMetadataChange (it names no mailbox), and each known mailbox whose group asks
+    /// MailboxMetadataChange, with its name.
+    fn annotation_sources(&self) -> Vec<(MailboxId, String)> {
+        let server = self.groups.iter().flat_map(|g| &g.events).any(|e| *e == NotifyEvent::ServerMetadataChange);
+        let mailboxes = self.told.iter().filter(|(name, t)| self.wants(name, t.subscribed).is_some_and(|w| w.metadata));
+        let mut out: Vec<(MailboxId, String)> = mailboxes.map(|(name, t)| (t.id, name.clone())).collect();
+        if server {
+            out.push((0, String::new()));
+        }
+        out
     }
 }
 
@@ -94,7 +125,7 @@ impl Session {
             line(out, &format!("{tag} NO [BADEVENT ({SUPPORTED})] Unsupported NOTIFY events"));
             return Ok(Next::Continue);
         }
-        let mut n = Notify { groups, told: HashMap::new() };
+        let mut n = Notify { groups, told: HashMap::new(), annotations: HashMap::new(), annotations_seen: 0 };
         for m in self.notified_mailboxes().await? {
             let Some(w) = n.wants(&m.name, m.subscribed) else { continue };
             let told = self.told(&m).await?;
@@ -103,6 +134,12 @@ impl Session {
                 self.write_notify_status(out, &m.name, &told, true);
             }
             n.told.insert(m.name, told);
+        }
+        // Read before the annotations, so a change made meanwhile is looked at again.
+        n.annotations_seen = metadata::generation();
+        for (id, _) in n.annotation_sources() {
+            let known = self.annotations(id).await?;
+            n.annotations.insert(id, known);
         }
         self.notify = Some(n);
         self.done(out, tag, "NOTIFY completed").await
@@ -159,6 +196,7 @@ impl Session {
 
     async fn notify_changes(&mut self, out: &mut Vec<u8>, n: &mut Notify) -> Result<(), StoreError> {
         let now = self.notified_mailboxes().await?;
+        self.notify_renames(out, n, &now);
         for m in &now {
             let Some(w) = n.wants(&m.name, m.subscribed) else {
                 n.told.remove(&m.name);
@@ -204,7 +242,89 @@ impl Session {
                 self.write_notify_list(out, &name, "\\NonExistent");
             }
         }
+        self.notify_annotations(out, n).await
+    }
+
+    /// The annotations of the server (id 0) or of a mailbox, each value hashed.
+    async fn annotations(&self, id: MailboxId) -> Result<HashMap<String, u64>, StoreError> {
+        let Some(user) = self.user() else { return Ok(HashMap::new()) };
+        let stored = self.services.store.metadata(user.id, (id != 0).then_some(id)).await?;
+        Ok(stored.into_iter().map(|(name, value)| (name, value_hash(&value))).collect())
+    }
+
+    /// After a SETMETADATA anywhere: `* METADATA name entry ...` (RFC 5464 §4.4.2's
+    /// unsolicited form) with the entries of each watched mailbox (or of the server, `""`)
+    /// set, changed or removed since the client was last told.
+    async fn notify_annotations(&self, out: &mut Vec<u8>, n: &mut Notify) -> Result<(), StoreError> {
+        let generation = metadata::generation();
+        if generation == n.annotations_seen {
+            return Ok(());
+        }
+        n.annotations_seen = generation;
+        let sources = n.annotation_sources();
+        // Mailboxes no longer watched (or gone) keep no copy.
+        n.annotations.retain(|id, _| sources.iter().any(|(s, _)| s == id));
+        for (id, name) in sources {
+            let now = self.annotations(id).await?;
+            let before = n.annotations.remove(&id).unwrap_or_default();
+            let mut changed: Vec<&String> = now.iter().filter(|(k, v)| before.get(*k) != Some(v)).map(|(k, _)| k).collect();
+            changed.extend(before.keys().filter(|k| !now.contains_key(*k)));
+            changed.sort();
+            if !changed.is_empty() {
+                let mut o = b"* METADATA ".to_vec();
+                crate::response::string(&mut o, self.wire_name(&name).as_bytes());
+                for entry in changed {
+                    o.push(b' ');
+                    write_mailbox(&mut o, entry);
+                }
+                o.extend_from_slice(b"\r\n");
+                out.extend_from_slice(&o);
+            }
+            n.annotations.insert(id, now);
+        }
         Ok(())
+    }
+
+    /// RFC 5465 (MailboxName): a mailbox the client knows under a name that is gone, now under another
+    /// (the same id), was renamed: `* LIST () "/" new ("OLDNAME" (old))` when either name's
+    /// group asks MailboxName, and what was told of it moves to the new name.
+    fn notify_renames(&self, out: &mut Vec<u8>, n: &mut Notify, now: &[MailboxState]) {
+        let present: HashSet<&str> = now.iter().map(|m| m.name.as_str()).collect();
+        let gone: HashMap<MailboxId, String> = n.told.iter().filter(|(name, _)| !present.contains(name.as_str())).map(|(name, t)| (t.id, name.clone())).collect();
+        if gone.is_empty() {
+            return;
+        }
+        for m in now {
+            let Some(old_name) = gone.get(&m.id).filter(|_| !n.told.contains_key(&m.name)) else { continue };
+            let Some(old) = n.told.remove(old_name) else { continue };
+            let names = |name: &str, subscribed: bool| n.wants(name, subscribed).is_some_and(|w| w.names);
+            if names(old_name, old.subscribed) || names(&m.name, m.subscribed) {
+                self.write_notify_rename(out, &m.name, old_name);
+            }
+            if n.wants(&m.name, m.subscribed).is_some() {
+                n.told.insert(m.name.clone(), old);
+            }
+        }
+    }
+
+    fn write_notify_rename(&self, out: &mut Vec<u8>, name: &str, old_name: &str) {
+        let mut o = format!("* LIST () \"{DELIMITER}\" ").into_bytes();
+        write_mailbox(&mut o, &self.wire_name(name));
+        o.extend_from_slice(b" (\"OLDNAME\" (");
+        write_mailbox(&mut o, &self.wire_name(old_name));
+        o.extend_from_slice(b"))\r\n");
+        out.extend_from_slice(&o);
+    }
+
+    /// The FETCH attributes the `selected` group's MessageNew asks for new messages of the
+    /// selected mailbox (RFC 5465 §5.1), if it asks any.
+    pub(super) fn notify_fetch_new(&self) -> Option<Vec<FetchAttr>> {
+        let n = self.notify.as_ref()?;
+        let group = n.groups.iter().find(|g| g.filter == NotifyFilter::Selected)?;
+        group.events.iter().find_map(|e| match e {
+            NotifyEvent::MessageNew(attrs) if !attrs.is_empty() => Some(attrs.clone()),
+            _ => None,
+        })
     }
 
     /// The change notifications of the watched mailboxes, for the driver to wake on in IDLE.

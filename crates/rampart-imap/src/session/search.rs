@@ -213,6 +213,12 @@ impl Session {
     /// [BADCHARSET]` and false), and a MODSEQ criterion turning CONDSTORE on (RFC 7162 §3.1).
     pub(super) fn search_prologue(&mut self, buf: &mut Vec<u8>, tag: &str, charset: Option<&str>, key: &SearchKey) -> bool {
         if charset.is_some_and(|cs| !charset_supported(cs)) {
+            if self.utf8 {
+                // RFC 6855 §3 (erratum 4029): after ENABLE UTF8=ACCEPT strings are UTF-8, and
+                // another label conflicts with that. UTF-8 (and its subset) still agree.
+                self.error(buf, tag, "Strings are UTF-8 after ENABLE UTF8=ACCEPT");
+                return false;
+            }
             line(buf, &format!("{tag} NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset"));
             return false;
         }
@@ -324,7 +330,7 @@ impl Session {
         self.save_result(ret.as_deref(), &hits);
         if update {
             // RFC 5267 §4.2: changes from here on are reported against this result.
-            self.keep_context(tag, uid, key.clone(), hits.iter().map(|h| h.uid));
+            self.keep_context(tag, uid, key.clone(), None, hits.iter().map(|h| h.uid));
         }
         // RFC 9051 §6.4.4: a rev2 SEARCH without RETURN answers as RETURN (ALL), in ESEARCH.
         let ret = if self.rev2 { ret.or(Some(Vec::new())) } else { ret };

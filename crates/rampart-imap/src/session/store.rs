@@ -178,6 +178,10 @@ impl Session {
         let mut staged = std::mem::take(&mut self.staged_append);
         let mut parts = Vec::with_capacity(messages.len());
         for m in messages {
+            if m.utf8 && !self.utf8 {
+                // RFC 6855 §4: the UTF8 form belongs to clients that enabled UTF8=ACCEPT.
+                return Ok(self.error(out, tag, "UTF8 APPEND needs ENABLE UTF8=ACCEPT"));
+            }
             let flags = match client_flags(m.flags) {
                 Ok(f) => f,
                 Err(why) => return Ok(self.error(out, tag, &why)),
