@@ -13,6 +13,13 @@ section! {
         pub backend: StoreBackend = StoreBackend::Sqlite,
         /// Encryption at rest of the stored mail (issue 16: server-key mode).
         pub encryption: Encryption = Encryption::default(),
+        /// Bytes of memory for IMAP's per-mailbox columns of SORT keys and searched header
+        /// values (about 300 bytes a message: 256 MiB holds some 800,000 messages), shared by
+        /// every session on a mailbox, so SORT and header SEARCH on a large mailbox take
+        /// milliseconds; the least recently used mailboxes are dropped past it. Kept in memory
+        /// only (never written to disk, also with encryption at rest); 0 turns it off (every
+        /// SORT and SEARCH then reads the store).
+        pub imap_column_cache: u64 = 256 * 1024 * 1024,
     }
 }
 

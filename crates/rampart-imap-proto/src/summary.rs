@@ -119,14 +119,24 @@ impl<'a> Headers<'a> {
         (at == data.len()).then_some(Headers { data, starts })
     }
 
+    /// The values of field `i` of [`SEARCHED`] (lowercased).
+    pub fn values(&self, i: usize) -> impl Iterator<Item = &'a str> {
+        values(self.data, self.starts[i])
+    }
+
     /// SEARCH `HEADER field s` as the scan answers it (the field present, and one of its values
     /// containing `s` case-insensitively; `needle_lc` is `s` lowercased); None when the field
     /// is not kept.
     pub fn matches(&self, field: &str, needle_lc: &str) -> Option<bool> {
-        let i = SEARCHED.iter().position(|f| f.eq_ignore_ascii_case(field))?;
+        let i = searched(field)?;
         let mut values = values(self.data, self.starts[i]).peekable();
         Some(values.peek().is_some() && (needle_lc.is_empty() || values.any(|v| v.contains(needle_lc))))
     }
+}
+
+/// Where `field` is in [`SEARCHED`] (any case); None when its values are not kept.
+pub fn searched(field: &str) -> Option<usize> {
+    SEARCHED.iter().position(|f| f.eq_ignore_ascii_case(field))
 }
 
 fn encode_fetch(p: &Parsed<'_>) -> Vec<u8> {

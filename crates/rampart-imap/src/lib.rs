@@ -12,9 +12,11 @@
 #![forbid(unsafe_code)]
 
 mod accept;
+pub mod columns;
 pub mod conn;
 pub mod session;
 
 pub use accept::{handle, refuse};
 pub use rampart_imap_proto::{mime, mutf7, parser, response, results, sort, subject, thread};
+pub use columns::ColumnCache;
 pub use session::{Learner, MessageSummarizer, Services, Session, Settings};

@@ -58,6 +58,7 @@ async fn fixture_with(summaries: bool) -> Fixture {
         max_auth_failures: 3,
         failure_delay: Duration::from_millis(10),
         learner: None,
+        columns: Arc::new(rampart_imap::ColumnCache::new(64 << 20)),
     });
     Fixture { _dir: dir, store, services }
 }
@@ -78,9 +79,13 @@ struct Client {
 impl Client {
     /// A session as on the implicit-TLS port (already "secure"), or plain STARTTLS.
     fn start(f: &Fixture, tls: TlsMode) -> Client {
+        Client::start_with(f.services.clone(), tls)
+    }
+
+    fn start_with(services: Arc<Services>, tls: TlsMode) -> Client {
         let (client, server) = tokio::io::duplex(1 << 20);
         let settings = Arc::new(settings(tls));
-        let session = Session::new(f.services.clone(), settings, "192.0.2.1:1234".parse().unwrap(), tls == TlsMode::Implicit);
+        let session = Session::new(services, settings, "192.0.2.1:1234".parse().unwrap(), tls == TlsMode::Implicit);
         let task = tokio::spawn(conn::run(Box::new(server), session, None));
         Client { io: client, buf: Vec::new(), task }
     }
@@ -118,7 +123,11 @@ impl Client {
     }
 
     async fn login(f: &Fixture) -> Client {
-        let mut c = Client::start(f, TlsMode::Implicit);
+        Client::login_with(f.services.clone()).await
+    }
+
+    async fn login_with(services: Arc<Services>) -> Client {
+        let mut c = Client::start_with(services, TlsMode::Implicit);
         c.until("* OK").await;
         let r = c.cmd("l", &format!("LOGIN bob@example.test \"{PASSWORD}\"")).await;
         assert!(r.contains("l OK"), "{r}");
@@ -926,4 +935,70 @@ async fn sort_and_header_search_answer_as_a_full_scan_does() {
     assert!(r.split("\r\n").next().unwrap().split(' ').count() > 10, "{r}");
     let r = c.cmd("z", "SORT (SUBJECT) UTF-8 ALL").await;
     assert_eq!(r.split("\r\n").next().unwrap().split(' ').count(), N as usize + 2, "{r}");
+}
+
+/// The fixture's services with the column cache off: SORT and SEARCH read the store.
+fn uncached(f: &Fixture) -> Arc<Services> {
+    let s = &f.services;
+    Arc::new(Services {
+        store: s.store.clone(),
+        auth: s.auth.clone(),
+        guard: s.guard.clone(),
+        hostname: s.hostname.clone(),
+        max_auth_failures: s.max_auth_failures,
+        failure_delay: s.failure_delay,
+        learner: None,
+        columns: Arc::new(rampart_imap::ColumnCache::new(0)),
+    })
+}
+
+/// SORT, THREAD and SEARCH answer the same from the column cache as from the store, on random
+/// mailboxes, as messages arrive, flags change (keys combining them with header criteria) and
+/// messages are expunged under the cache.
+#[tokio::test]
+async fn the_column_cache_answers_as_the_store_does() {
+    const ASKED: &[&str] = &[
+        "SORT (DATE) UTF-8 ALL", "SORT (REVERSE ARRIVAL) UTF-8 ALL", "SORT (SIZE) UTF-8 LARGER 300", "SORT (SUBJECT DATE) UTF-8 ALL",
+        "SORT (REVERSE FROM) UTF-8 ALL", "SORT (DISPLAYFROM TO CC) UTF-8 ALL", "SORT (DISPLAYTO) UTF-8 UNSEEN", "UID SORT (DATE) UTF-8 FLAGGED",
+        "SORT (DATE) UTF-8 FROM alice", "SORT (SUBJECT) UTF-8 OR FLAGGED TO bob", "SORT (DATE) UTF-8 SENTSINCE 27-Nov-2026",
+        "SEARCH FROM alice", "SEARCH FROM \"zoë\"", "SEARCH FROM \"\"", "SEARCH TO example", "SEARCH CC list", "SEARCH BCC bob",
+        "SEARCH SUBJECT \"re:\"", "SEARCH HEADER Message-ID <m1", "SEARCH HEADER X-None x", "SEARCH NOT FROM example",
+        "SEARCH FLAGGED FROM example", "SEARCH UNFLAGGED SUBJECT budget", "UID SEARCH SEEN TO \"émile\"", "SEARCH SMALLER 400 CC d",
+        "SEARCH SINCE 1-Jan-2026 FROM a", "SEARCH RETURN (MIN MAX COUNT) FROM a", "SEARCH BODY text FROM alice", "SEARCH 5:40 SUBJECT e",
+        "THREAD REFERENCES UTF-8 ALL", "THREAD ORDEREDSUBJECT UTF-8 FROM a",
+    ];
+    let f = fixture().await;
+    for i in 0..90 {
+        deliver(&f.store, &varied(1000 + i)).await;
+    }
+    let mut cached = Client::login(&f).await;
+    let mut plain = Client::login_with(uncached(&f)).await;
+    cached.cmd("s", "SELECT INBOX").await;
+    plain.cmd("s", "SELECT INBOX").await;
+    async fn same(cached: &mut Client, plain: &mut Client, round: &str) {
+        cached.cmd("n", "NOOP").await;
+        plain.cmd("n", "NOOP").await;
+        for (i, cmd) in ASKED.iter().enumerate() {
+            let a = cached.cmd(&format!("a{i}"), cmd).await;
+            assert!(a.contains(&format!("a{i} OK")), "{cmd}: {a}");
+            assert_eq!(a, plain.cmd(&format!("a{i}"), cmd).await, "{round}: {cmd}");
+        }
+    }
+    same(&mut cached, &mut plain, "built").await;
+    cached.cmd("f", "STORE 1:30 +FLAGS (\\Flagged)").await;
+    cached.cmd("f", "STORE 20:60 +FLAGS (\\Seen)").await;
+    for i in 0..40 {
+        deliver(&f.store, &varied(2000 + i)).await;
+    }
+    same(&mut cached, &mut plain, "flags changed, messages arrived").await;
+    plain.cmd("d", "STORE 2:100:3 +FLAGS (\\Deleted)").await;
+    plain.cmd("e", "EXPUNGE").await;
+    deliver(&f.store, &varied(3000)).await;
+    same(&mut cached, &mut plain, "expunged").await;
+    // Summaries thrown away and made again by the backfill, under the cache.
+    f.store.forget_summaries().await.unwrap();
+    same(&mut cached, &mut plain, "forgotten").await;
+    f.store.backfill_pass(Duration::ZERO).await.unwrap();
+    same(&mut cached, &mut plain, "backfilled").await;
+    assert!(f.services.columns.bytes() > 0, "the cache was used");
 }

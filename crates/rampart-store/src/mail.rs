@@ -170,6 +170,13 @@ pub trait MailStore: DeliveryStore + MessageStore + crate::metadata::MetadataSto
     /// Keeps the summaries of messages that had none (by UID; messages gone or summarized
     /// meanwhile are skipped). Not a change of the mailbox: no MODSEQ, no notification.
     async fn save_summaries(&self, mailbox: MailboxId, summaries: Vec<(u32, Summary)>) -> Result<()>;
+    /// A number raised after every commit that made, remade or removed the summaries of
+    /// messages already stored (not at delivery), read before [`MailStore::stored`] by what
+    /// keeps a copy of summaries in memory: when it moved, the copy is stale. None when the
+    /// store does not count (nothing may then be kept).
+    fn summary_generation(&self) -> Option<u64> {
+        None
+    }
     /// Indexed words containing `fragment`, at most `limit` of them; None when there are more.
     async fn words_containing(&self, fragment: &str, limit: usize) -> Result<Option<Vec<String>>>;
     /// The summaries (numbers, as [`Stored::summary`]) of `account`'s messages whose words

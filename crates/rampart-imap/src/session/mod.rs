@@ -62,6 +62,9 @@ pub struct Services {
     /// Teaches the spam classifier what users move into and out of Junk
     /// (`filter.spam.learn_from_imap`); None leaves it alone.
     pub learner: Option<Arc<dyn Learner>>,
+    /// What SORT and header SEARCH read of large mailboxes, kept in memory
+    /// (`store.imap_column_cache`, [`crate::columns`]).
+    pub columns: Arc<crate::columns::ColumnCache>,
 }
 
 /// Learns from users' moves: messages put into the \Junk mailbox are spam, messages taken out

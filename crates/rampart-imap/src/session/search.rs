@@ -4,9 +4,10 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::TimeZone;
-use rampart_store::{MessageRecord, StoreError, Want};
+use rampart_store::{MessageRecord, Stored, StoreError, Want};
 
 use super::index::{Backfill, word_candidates};
+use crate::columns::{Chunk, Columns};
 use super::view::Msg;
 use super::{Next, Output, Session, State};
 use crate::mime::Parsed;
@@ -21,8 +22,10 @@ enum Text<'a> {
     /// The message, read and parsed: every key is answered.
     Parsed(&'a Parsed<'a>),
     /// Its summary, where it has one (records that fail to read count as absent): keys it
-    /// cannot answer are unknown, and the message is then read.
-    Summary { id: Option<i64>, keys: Option<Keys<'a>>, headers: Option<Headers<'a>> },
+    /// cannot answer are unknown, and the message is then read. The header values are in
+    /// `headers` when read from the store, in `cached` (a chunk of the mailbox's columns and
+    /// the message's place in it) when read from the column cache.
+    Summary { id: Option<i64>, keys: Option<Keys<'a>>, headers: Option<Headers<'a>>, cached: Option<(&'a Chunk, usize)> },
     /// The message could not be read: no header, no text (as a message without them).
     Unreadable,
 }
@@ -146,6 +149,7 @@ fn eval(k: &SearchKey, c: &Ctx<'_>) -> Option<bool> {
                 !values.is_empty() && values.iter().any(|v| contains_ci(v, text))
             }
             Text::Summary { headers: Some(h), .. } => h.matches(field, &c.lower(text))?,
+            Text::Summary { cached: Some((chunk, at)), .. } => chunk.header_matches(*at, field, &c.lower(text))?,
             Text::Summary { .. } => return None,
             Text::Unreadable => false,
         },
@@ -168,6 +172,39 @@ fn eval(k: &SearchKey, c: &Ctx<'_>) -> Option<bool> {
             Text::Unreadable => false,
         },
     })
+}
+
+/// What the scan knows of one message before reading it: its record (size, dates, MODSEQ when
+/// read from the store) and its summary, from the store's rows or the column cache.
+struct Found<'a> {
+    record: Option<MessageRecord>,
+    text: Text<'a>,
+    /// The message is stored without a summary: reading it makes one ([`Backfill`]).
+    unsummarized: bool,
+}
+
+impl<'a> Found<'a> {
+    fn row(uid: u32, row: Option<&'a Stored>) -> Found<'a> {
+        Found {
+            record: row.map(|r| MessageRecord { uid, flags: String::new(), modseq: r.modseq, size: r.size, internal_date: r.internal_date, internal_zone: 0 }),
+            text: Text::Summary {
+                id: row.and_then(|r| r.summary),
+                keys: row.and_then(|r| r.keys.as_deref()).and_then(Keys::parse),
+                headers: row.and_then(|r| r.headers.as_deref()).and_then(Headers::parse),
+                cached: None,
+            },
+            unsummarized: row.is_some_and(|r| r.summary.is_none()),
+        }
+    }
+
+    /// MODSEQ is left 0: the cache is not used when the key asks for it.
+    fn cached(uid: u32, at: Option<(&'a Chunk, usize)>) -> Found<'a> {
+        Found {
+            record: at.map(|(c, i)| MessageRecord { uid, flags: String::new(), modseq: 0, size: c.size(i), internal_date: c.internal_date(i), internal_zone: 0 }),
+            text: Text::Summary { id: at.and_then(|(c, i)| c.summary(i)), keys: at.and_then(|(c, i)| c.keys(i)), headers: None, cached: at },
+            unsummarized: at.is_some_and(|(c, i)| c.summary(i).is_none()),
+        }
+    }
 }
 
 /// Which records of the summaries the key (and `facts`: SORT or THREAD keys) reads.
@@ -247,11 +284,14 @@ impl Session {
             return Ok(());
         }
         let want = wanted(key, facts);
-        let rows = if records || facts || key.needs_content() || reads_record(key) {
-            store.stored(view.id, view.uid(0), max_uid, want).await?
-        } else {
-            Vec::new()
+        let needed = records || facts || key.needs_content() || reads_record(key);
+        // The column cache holds all but MODSEQs, which only the store has.
+        let columns = match needed && !key.uses_modseq() {
+            true => self.services.columns.get(store.as_ref(), view.id, view.uidvalidity, max_uid, view.exists()).await?,
+            false => None,
         };
+        let rows = if needed && columns.is_none() { store.stored(view.id, view.uid(0), max_uid, want).await? } else { Vec::new() };
+        let mut cursor = columns.as_deref().map(Columns::cursor);
         let words = word_candidates(store.as_ref(), user.id, key).await?;
         let mut lower = HashMap::new();
         lowered(key, &mut lower);
@@ -259,20 +299,20 @@ impl Session {
         let mut rows = rows.iter().peekable();
         for i in 0..view.exists() {
             let uid = view.uid(i);
-            while rows.next_if(|r| r.uid < uid).is_some() {}
-            let row = rows.peek().filter(|r| r.uid == uid).copied();
-            let record = row.map(|r| MessageRecord { uid, flags: String::new(), modseq: r.modseq, size: r.size, internal_date: r.internal_date, internal_zone: 0 });
-            let mut msg = view.msg(i, record.as_ref());
+            let found = match cursor.as_mut() {
+                Some(cursor) => Found::cached(uid, cursor.seek(uid)),
+                None => {
+                    while rows.next_if(|r| r.uid < uid).is_some() {}
+                    Found::row(uid, rows.peek().filter(|r| r.uid == uid).copied())
+                }
+            };
+            let mut msg = view.msg(i, found.record.as_ref());
             if let Some(m) = view.own_modseq(uid) {
                 msg.modseq = msg.modseq.max(m);
             }
             let seq = i as u32 + 1;
             let hit = Hit { seq, uid, modseq: msg.modseq };
-            let text = Text::Summary {
-                id: row.and_then(|r| r.summary),
-                keys: row.and_then(|r| r.keys.as_deref()).and_then(Keys::parse),
-                headers: row.and_then(|r| r.headers.as_deref()).and_then(Headers::parse),
-            };
+            let text = found.text;
             let ctx = Ctx { msg: &msg, seq, max_seq, max_uid, text, words: &words, lower: &lower };
             match (eval(key, &ctx), ctx.text.facts()) {
                 (Some(false), _) => continue,
@@ -293,7 +333,7 @@ impl Session {
             };
             let parsed = raw.as_deref().map(Parsed::new);
             if let Some(p) = &parsed
-                && row.is_some_and(|r| r.summary.is_none())
+                && found.unsummarized
             {
                 backfill.add(store.as_ref(), uid, p).await;
             }

@@ -70,6 +70,7 @@ impl SqliteStore {
                 Ok(())
             })
             .await?;
+            self.summaries_changed();
         }
         Ok((done, next))
     }
@@ -119,7 +120,9 @@ impl SqliteStore {
             )?;
             Ok(())
         })
-        .await
+        .await?;
+        self.summaries_changed();
+        Ok(())
     }
 }
 

@@ -457,7 +457,13 @@ impl MailStore for SqliteStore {
         if list.is_empty() {
             return Ok(());
         }
-        self.write(move |conn, _| summaries::save(conn, mailbox, list)).await
+        self.write(move |conn, _| summaries::save(conn, mailbox, list)).await?;
+        self.summaries_changed();
+        Ok(())
+    }
+
+    fn summary_generation(&self) -> Option<u64> {
+        Some(self.inner.summary_generation.load(std::sync::atomic::Ordering::Acquire))
     }
 
     async fn words_containing(&self, fragment: &str, limit: usize) -> Result<Option<Vec<String>>> {

@@ -81,6 +81,9 @@ struct Inner {
     /// Makes the summary of each message stored (`set_summarizer`); without one, messages are
     /// stored without and IMAP makes theirs when it first reads them.
     summarizer: std::sync::OnceLock<Arc<dyn Summarizer>>,
+    /// Raised after every commit that changed summaries of messages already stored
+    /// ([`SqliteStore::summaries_changed`]): what in-memory copies of them check.
+    summary_generation: std::sync::atomic::AtomicU64,
     /// Held by the server for its lifetime: one server per store.
     _lock: Option<std::fs::File>,
     /// An encrypted store's master keys (they wrap and unwrap message files' data keys) and
@@ -191,11 +194,18 @@ impl SqliteStore {
                 writer,
                 notifier,
                 summarizer: std::sync::OnceLock::new(),
+                summary_generation: std::sync::atomic::AtomicU64::new(0),
                 _lock: lock,
                 keys: if db_key.is_some() { keys } else { None },
                 db_key,
             }),
         })
+    }
+
+    /// Called after a commit that made, remade or removed summaries of messages already stored
+    /// (not for a new message's own: its UID is new to every copy).
+    pub(crate) fn summaries_changed(&self) {
+        self.inner.summary_generation.fetch_add(1, std::sync::atomic::Ordering::Release);
     }
 
     /// Gives the store the summarizer of the messages it stores from now on (the server sets
