@@ -68,15 +68,18 @@ pub fn results(buf: &mut Vec<u8>, tag: &str, name: &str, uid: bool, hits: &[Hit]
             line(buf, &s);
         }
         None => {
-            let mut s = format!("* {name}");
+            use std::io::Write;
+            // Written in place: 100,000 matches are 100,000 numbers.
+            buf.reserve(name.len() + 4 + numbers.len() * 7);
+            let _ = write!(buf, "* {name}");
             for n in &numbers {
-                s.push_str(&format!(" {n}"));
+                let _ = write!(buf, " {n}");
             }
             // RFC 7162 §3.1.5 (search-sort-mod-seq): the highest MODSEQ of the results.
             if modseq_key && let Some(m) = max_modseq {
-                s.push_str(&format!(" (MODSEQ {m})"));
+                let _ = write!(buf, " (MODSEQ {m})");
             }
-            line(buf, &s);
+            buf.extend_from_slice(b"\r\n");
         }
     }
 }

@@ -258,7 +258,13 @@ impl<'a> Cursor<'a> {
                 self.at = 0;
                 continue;
             }
-            self.at += c.uids[self.at..].partition_point(|&u| u < uid);
+            // Views ask for nearly every UID in turn: the next one is most often the one.
+            if c.uids[self.at] < uid {
+                self.at += 1;
+                if c.uids[self.at] < uid {
+                    self.at += c.uids[self.at..].partition_point(|&u| u < uid);
+                }
+            }
             return (c.uids.get(self.at) == Some(&uid)).then_some((c.as_ref(), self.at));
         }
         None

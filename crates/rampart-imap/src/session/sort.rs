@@ -9,7 +9,7 @@
 
 use rampart_store::StoreError;
 
-use super::{Next, Output, Session};
+use super::{Next, Output, Session, State};
 use crate::parser::{SearchKey, SortCriterion};
 use crate::response::line;
 use crate::results::{Hit, results};
@@ -51,8 +51,11 @@ impl Session {
     /// The matches of `key` in the order of `criteria`.
     pub(super) async fn sorted(&self, criteria: &[SortCriterion], key: &SearchKey) -> Result<Vec<Hit>, StoreError> {
         let content = criteria.iter().any(|c| c.key.needs_content());
-        let mut matched: Vec<Hit> = Vec::new();
-        let mut values: Vec<Value> = Vec::new();
+        // Sized for every message matching: growing lists of 100,000 values cost more than
+        // the scan.
+        let most = if let State::Selected(_, view) = &self.state { view.exists() } else { 0 };
+        let mut matched: Vec<Hit> = Vec::with_capacity(most);
+        let mut values: Vec<Value> = Vec::with_capacity(most * criteria.len());
         self.scan(key, content, true, |hit, msg, facts| {
             matched.push(hit);
             values.extend(criteria.iter().map(|c| value(c.key, msg.internal_date, msg.size, facts)));
