@@ -14,7 +14,8 @@ section! {
         /// Encryption at rest of the stored mail (issue 16: server-key mode).
         pub encryption: Encryption = Encryption::default(),
         /// Bytes of memory for IMAP's per-mailbox columns of SORT keys and searched header
-        /// values (about 300 bytes a message: 256 MiB holds some 800,000 messages), shared by
+        /// values (a few hundred bytes a message: 256 MiB holds several mailboxes of 100,000
+        /// messages), shared by
         /// every session on a mailbox, so SORT and header SEARCH on a large mailbox take
         /// milliseconds; the least recently used mailboxes are dropped past it. Kept in memory
         /// only (never written to disk, also with encryption at rest); 0 turns it off (every

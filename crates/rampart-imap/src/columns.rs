@@ -13,7 +13,8 @@
 //! since (UIDs only grow, and the store commits them in order, so the UIDs above the last one
 //! kept are all new), and made again when the store reports summaries remade
 //! ([`MailStore::summary_generation`]: the background backfill, a command that summarized
-//! messages) or when more than half of it is expunged. Expunged UIDs still kept are never
+//! messages, a deleted mailbox or account whose id may be given again) or when more than half
+//! of it is expunged. Expunged UIDs still kept are never
 //! looked at: the scan walks the view's UIDs. A message without a readable summary is kept as
 //! unknown, and the scan reads it as it did without the cache.
 //!

@@ -188,3 +188,19 @@ async fn memory_stays_within_the_budget() {
     assert_eq!(small.bytes(), 0);
     assert!(ColumnCache::new(0).get(&b.store, b.mailbox, 1, last, 50).await.unwrap().is_none());
 }
+
+/// A deleted mailbox's id may be given to a new one (of any account): nothing kept of it is
+/// taken for the new one's.
+#[tokio::test]
+async fn a_deleted_mailbox_is_never_taken_for_a_new_one() {
+    let b = mailbox().await;
+    let account = b.store.account("bob@example.test").await.unwrap().unwrap().id;
+    let cache = ColumnCache::new(1 << 20);
+    let id = b.store.create_mailbox(account, "Old", None).await.unwrap();
+    let old = b.store.mailbox_state(account, "Old").await.unwrap().unwrap();
+    let built = cache.get(&b.store, id, old.uidvalidity, 0, 0).await.unwrap().unwrap();
+    b.store.delete_mailbox(account, "Old").await.unwrap();
+    let after = cache.get(&b.store, id, old.uidvalidity, 0, 0).await.unwrap().unwrap();
+    assert!(!Arc::ptr_eq(&built, &after));
+    assert_ne!(built.generation, after.generation);
+}

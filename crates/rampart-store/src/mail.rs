@@ -171,7 +171,8 @@ pub trait MailStore: DeliveryStore + MessageStore + crate::metadata::MetadataSto
     /// meanwhile are skipped). Not a change of the mailbox: no MODSEQ, no notification.
     async fn save_summaries(&self, mailbox: MailboxId, summaries: Vec<(u32, Summary)>) -> Result<()>;
     /// A number raised after every commit that made, remade or removed the summaries of
-    /// messages already stored (not at delivery), read before [`MailStore::stored`] by what
+    /// messages already stored (not at delivery), deleted a mailbox or an account (their ids
+    /// may be given again) or changed a UIDVALIDITY; read before [`MailStore::stored`] by what
     /// keeps a copy of summaries in memory: when it moved, the copy is stale. None when the
     /// store does not count (nothing may then be kept).
     fn summary_generation(&self) -> Option<u64> {

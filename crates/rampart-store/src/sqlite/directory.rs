@@ -118,7 +118,10 @@ impl DirectoryStore for SqliteStore {
             conn.execute("DELETE FROM accounts WHERE id = ?1", [id])?;
             Ok(())
         })
-        .await
+        .await?;
+        // Its mailboxes' ids may be given to another account's.
+        self.summaries_changed();
+        Ok(())
     }
 
     async fn account(&self, address: &str) -> Result<Option<Account>> {

@@ -294,7 +294,11 @@ impl MailStore for SqliteStore {
             effects.mailbox_changed(state.id);
             Ok(())
         })
-        .await
+        .await?;
+        // Its id may be given to a new mailbox: copies of what it held must not be taken
+        // for the new one's.
+        self.summaries_changed();
+        Ok(())
     }
 
     async fn rename_mailbox(&self, account: AccountId, from: &str, to: &str) -> Result<()> {
@@ -669,7 +673,10 @@ impl MailStore for SqliteStore {
             effects.mailbox_changed(mailbox);
             Ok(())
         })
-        .await
+        .await?;
+        // An adopted UIDVALIDITY: nothing kept under the mailbox's old one may be taken for it.
+        self.summaries_changed();
+        Ok(())
     }
 
     async fn usage(&self, account: AccountId) -> Result<(u64, u64)> {

@@ -203,7 +203,8 @@ impl SqliteStore {
     }
 
     /// Called after a commit that made, remade or removed summaries of messages already stored
-    /// (not for a new message's own: its UID is new to every copy).
+    /// (not for a new message's own: its UID is new to every copy), deleted a mailbox or an
+    /// account, or changed a UIDVALIDITY ([`crate::MailStore::summary_generation`]).
     pub(crate) fn summaries_changed(&self) {
         self.inner.summary_generation.fetch_add(1, std::sync::atomic::Ordering::Release);
     }
