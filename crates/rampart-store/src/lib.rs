@@ -15,6 +15,7 @@
 //!   - [`CertificateStore`]: certificates and their keys, where each is used, ACME accounts;
 //!   - [`WebStore`]: account roles, TOTP and recovery codes, web sessions, API tokens;
 //!   - [`TlsPolicyStore`]: cached MTA-STS policies, outbound TLS outcomes, TLS reports;
+//!   - [`PgpStore`] ([`pgp`]): users' OpenPGP keys; delivery encrypts their mail to them;
 //!   - [`MailStore`] ([`mail`]): what IMAP needs on top — mailbox management, flags with
 //!     MODSEQ, expunge, copy/move, append, change notification ([`notify`]), and METADATA
 //!     annotations ([`metadata`]).
@@ -56,6 +57,7 @@ pub mod mail;
 mod messages;
 pub mod metadata;
 pub mod notify;
+pub mod pgp;
 mod queue;
 pub mod quarantine;
 pub mod quota;
@@ -78,6 +80,7 @@ pub use guard::{Ban, GuardStore, LoginRecord};
 pub use mail::{Changes, FlagOp, FlagsUpdate, MailStore, MailboxState, MessageRecord, Transfer, ViewRows};
 pub use metadata::{MetadataLimits, MetadataStore, OverLimit};
 pub use messages::{Mailbox, MessageInfo, MessageMeta, MessageReader, MessageStore};
+pub use pgp::{NewPgpKey, PgpKey, PgpStore};
 pub use quarantine::QuarantineStore;
 pub use quota::QuotaStore;
 pub use queue::{QueueEntry, QueueRcpt, QueueStore, RcptState, RcptUpdate};
@@ -112,6 +115,7 @@ pub trait Store:
     + WebStore
     + CertificateStore
     + TlsPolicyStore
+    + PgpStore
 {
 }
 
@@ -130,6 +134,7 @@ impl<T> Store for T where
         + WebStore
         + CertificateStore
         + TlsPolicyStore
+    + PgpStore
 {
 }
 
@@ -137,7 +142,7 @@ impl<T> Store for T where
 pub mod prelude {
     pub use crate::{
         ContainmentStore, DeliveryStore, DirectoryStore, FilterStore, GuardStore, MailStore, MessageStore, QuarantineStore,
-        QueueStore, QuotaStore, SenderAuthStore, Store, WebStore, CertificateStore,
+        QueueStore, QuotaStore, SenderAuthStore, Store, WebStore, CertificateStore, PgpStore,
         TlsPolicyStore,
     };
 }

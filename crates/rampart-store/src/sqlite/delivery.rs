@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::writer::Effects;
+use super::pgp_delivery::Sealed;
 use super::{SqliteStore, insert_blob, now, queue, summaries};
 use crate::summary::Summary;
 use crate::blob::BlobWriter;
@@ -17,27 +18,51 @@ impl DeliveryStore for SqliteStore {
         Ok(BlobWriter::new(&self.inner.blob_root, self.inner.keys.clone()))
     }
 
-    async fn deliver(&self, delivery: Delivery) -> Result<Vec<Delivered>> {
+    async fn deliver(&self, mut delivery: Delivery) -> Result<Vec<Delivered>> {
         if delivery.targets.is_empty() && delivery.outbound.as_ref().is_none_or(|o| o.rcpts.is_empty()) {
             return Err(StoreError::NoTargets);
         }
+        let sealed = self.seal_for_keys(&mut delivery).await?;
         let summary = if delivery.targets.is_empty() { None } else { self.summarize(&delivery.prefix, &delivery.blob).await };
-        self.write(move |conn, effects| deliver(conn, effects, delivery, summary, "")).await
+        self.write(move |conn, effects| deliver_all(conn, effects, delivery, summary, sealed, "")).await
     }
 
-    async fn deliver_submitted(&self, delivery: Delivery, submitted: Submitted) -> Result<Vec<Delivered>> {
+    async fn deliver_submitted(&self, mut delivery: Delivery, submitted: Submitted) -> Result<Vec<Delivered>> {
         if delivery.targets.is_empty() && delivery.outbound.as_ref().is_none_or(|o| o.rcpts.is_empty()) {
             return Err(StoreError::NoTargets);
         }
+        let sealed = self.seal_for_keys(&mut delivery).await?;
         let summary = if delivery.targets.is_empty() { None } else { self.summarize(&delivery.prefix, &delivery.blob).await };
         self.write(move |conn, effects| {
             let account = if submitted.relayed { "" } else { submitted.account.as_str() };
-            let delivered = deliver(conn, effects, delivery, summary, account)?;
+            let delivered = deliver_all(conn, effects, delivery, summary, sealed, account)?;
             super::quota::record(conn, &submitted, now())?;
             Ok(delivered)
         })
         .await
     }
+}
+
+/// The message as received for the remaining targets and the queue (skipped when the
+/// encrypted copies took every target: its blob file is removed when dropped), then each
+/// encrypted copy, all in one transaction.
+fn deliver_all(
+    conn: &Connection,
+    effects: &mut Effects,
+    delivery: Delivery,
+    summary: Option<Summary>,
+    sealed: Vec<Sealed>,
+    account: &str,
+) -> Result<Vec<Delivered>> {
+    let mut delivered = if delivery.targets.is_empty() && delivery.outbound.is_none() && !sealed.is_empty() {
+        Vec::new()
+    } else {
+        deliver(conn, effects, delivery, summary, account)?
+    };
+    for copy in sealed {
+        delivered.extend(deliver(conn, effects, copy.delivery, copy.summary, "")?);
+    }
+    Ok(delivered)
 }
 
 /// The writer job of a delivery; the message's summary is kept and each target account's

@@ -33,6 +33,8 @@ mod summaries;
 mod backfill;
 mod tlspolicy;
 mod web;
+mod pgp;
+mod pgp_delivery;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -380,3 +382,5 @@ mod sending_tests;
 mod tests;
 #[cfg(test)]
 mod statement_tests;
+#[cfg(test)]
+mod pgp_tests;

@@ -560,6 +560,19 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO quota_seen (scope, bucket, rcpts)
         SELECT scope, last_seen / 300, count(*) FROM quota_rcpts GROUP BY 1, 2;
     "#,
+    // Users' OpenPGP public keys (issue 16, rampart_store::pgp): mail delivered to the account
+    // is stored encrypted to `key` (binary, checked when set); `publish` puts it in the Web Key
+    // Directory. Gone with the account.
+    r#"
+    CREATE TABLE pgp_keys (
+        account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+        key BLOB NOT NULL,
+        fingerprint TEXT NOT NULL,
+        protect_subject INTEGER NOT NULL DEFAULT 0,
+        publish INTEGER NOT NULL DEFAULT 1,
+        updated INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this binary writes.
