@@ -30,6 +30,24 @@ pub struct NewPgpKey {
     pub publish: bool,
 }
 
+impl NewPgpKey {
+    /// A key (armored or binary) after `rampart_pgp::UserKey::check` accepted it for
+    /// `address` now: the one check the CLI and the API both run.
+    pub fn checked(bytes: &[u8], address: &str, protect_subject: bool, publish: bool) -> Result<NewPgpKey, rampart_pgp::KeyError> {
+        let address = crate::address::canonical(address).unwrap_or_else(|_| address.to_ascii_lowercase());
+        let key = rampart_pgp::UserKey::check(bytes, &address, crate::sqlite::now())?;
+        Ok(NewPgpKey { key: key.to_binary(), fingerprint: key.info().fingerprint, protect_subject, publish })
+    }
+}
+
+impl PgpKey {
+    /// What the stored key is (fingerprint, algorithms, dates, user IDs); None if rPGP can no
+    /// longer read it.
+    pub fn describe(&self) -> Option<rampart_pgp::KeyInfo> {
+        rampart_pgp::UserKey::parse(&self.key).ok().map(|k| k.info())
+    }
+}
+
 #[async_trait]
 pub trait PgpStore: Send + Sync + 'static {
     /// Sets (or replaces) the key of the account `address`.

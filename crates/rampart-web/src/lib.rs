@@ -5,7 +5,8 @@
 //!   and timeout, as for the mail listeners), then HTTP/1.1 through hyper with a header
 //!   timeout and a connection lifetime; the guard has already admitted the client.
 //! - [`router`] is the axum application: the JSON API under `/api/v1/` ([`api`]), mail client
-//!   autoconfiguration ([`autoconfig`]), the MTA-STS policy ([`mta_sts`]), the pages ([`pages`]),
+//!   autoconfiguration ([`autoconfig`]), the MTA-STS policy ([`mta_sts`]), the Web Key
+//!   Directory ([`wkd`]), the pages ([`pages`]),
 //!   every response with the security headers of [`headers`].
 //! - [`session`] holds logins: random session IDs stored hashed, `__Host-` cookies, idle and
 //!   absolute timeouts, CSRF tokens, API tokens; [`login`] checks password and TOTP, counting
@@ -28,6 +29,7 @@ mod mta_sts;
 mod openapi;
 mod pages;
 mod session;
+mod wkd;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -141,6 +143,7 @@ pub fn router(services: Arc<Services>, settings: &Settings) -> Router {
         .merge(api::routes())
         .merge(autoconfig::routes())
         .merge(mta_sts::routes())
+        .merge(wkd::routes())
         .merge(pages::routes())
         .layer(axum::extract::DefaultBodyLimit::max(settings.max_body_size))
         .layer(axum::middleware::from_fn_with_state(body_limits(settings), headers::whole_body))

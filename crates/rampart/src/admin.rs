@@ -73,6 +73,12 @@ pub enum UserCommand {
     Logout { address: String },
     /// Where the account logged in from: network, protocol, first and last time, count.
     Logins { address: String },
+    /// The user's OpenPGP public key: delivered mail is stored encrypted to it, and the Web
+    /// Key Directory publishes it.
+    Pgp {
+        #[command(subcommand)]
+        command: crate::pgp::PgpCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -297,6 +303,9 @@ pub fn domain(config: &Path, cmd: DomainCommand) -> anyhow::Result<()> {
 }
 
 pub fn user(config: &Path, cmd: UserCommand) -> anyhow::Result<()> {
+    if let UserCommand::Pgp { command } = cmd {
+        return crate::pgp::run(config, command);
+    }
     let (store, rt, config) = open_with_config(config)?;
     rt.block_on(async {
         match cmd {
@@ -378,6 +387,7 @@ pub fn user(config: &Path, cmd: UserCommand) -> anyhow::Result<()> {
                 let n = store.sessions_remove(account.id, None).await?;
                 println!("ended {n} web session(s) of {address}");
             }
+            UserCommand::Pgp { .. } => unreachable!("handled before the store is opened"),
         }
         Ok(())
     })

@@ -42,6 +42,7 @@ mod keys;
 mod logging;
 mod manpages;
 mod metrics;
+mod pgp;
 mod quarantine;
 mod privileges;
 mod queue;

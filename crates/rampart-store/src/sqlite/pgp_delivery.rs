@@ -3,11 +3,11 @@
 //! the other targets and the queue share the message as received. Mail already encrypted or
 //! signed (PGP/MIME, S/MIME, inline PGP) is delivered as it is, byte for byte.
 //!
-//! Search: the copy's summary is made from the encrypted message, so ENVELOPE and
-//! BODYSTRUCTURE describe what FETCH returns and, in a store without server-key encryption,
-//! nothing of the plaintext but the outer header fields reaches the database. In server-key
-//! mode (the database is SQLCipher) its words and searched header fields come from the
-//! plaintext, so SEARCH BODY/TEXT/SUBJECT keep working for these users.
+//! Search: the copy's summary is made from the encrypted message as stored, in every
+//! encryption mode, so ENVELOPE and BODYSTRUCTURE describe what FETCH returns and nothing of
+//! the plaintext but the outer header fields reaches the database. Indexing the plaintext's
+//! words (in server-key mode, inside SQLCipher) would not help: IMAP SEARCH confirms every
+//! index hit by reading the stored message, which the server cannot decrypt.
 
 use std::sync::Arc;
 
@@ -43,12 +43,6 @@ impl SqliteStore {
             tracing::debug!(event = "pgp_untouched", id = %delivery.reference, protection = kind.as_str());
             return Ok(Vec::new());
         }
-        // Server-key mode only: the plaintext's words and header fields go to an encrypted
-        // database. Otherwise they would be the very leak the user asked to avoid.
-        let plain = match self.inner.keys {
-            Some(_) => self.summarize_bytes(&delivery.prefix, &body).await,
-            None => None,
-        };
         let mut sealed = Vec::with_capacity(keys.len());
         for key in keys {
             let (source, stored, protect) = (body.clone(), key.key, key.protect_subject);
@@ -68,11 +62,7 @@ impl SqliteStore {
                     continue;
                 }
             };
-            let mut summary = self.summarize_bytes(&delivery.prefix, &bytes).await;
-            if let (Some(s), Some(p)) = (summary.as_mut(), plain.as_ref()) {
-                s.words.clone_from(&p.words);
-                s.headers.clone_from(&p.headers);
-            }
+            let summary = self.summarize_bytes(&delivery.prefix, &bytes).await;
             let mut writer = self.blob_writer()?;
             writer.write(&bytes).await?;
             let blob = writer.finish().await?;

@@ -5,6 +5,7 @@
 mod account;
 mod admin;
 mod certs;
+mod pgp;
 mod server;
 
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub fn routes() -> Router<Arc<Services>> {
         .route("/api/v1/me/quarantine/{id}/release", post(account::quarantine_release))
         .route("/api/v1/me/mobileconfig", get(crate::autoconfig::mobileconfig))
         .route("/api/v1/me/logins", get(account::logins))
+        .route("/api/v1/me/pgp", get(pgp::my_key).put(pgp::my_key_set).delete(pgp::my_key_remove))
         .route("/api/v1/domains", get(admin::domains).post(admin::domain_add))
         .route("/api/v1/domains/{name}", delete(admin::domain_remove))
         .route("/api/v1/domains/{name}/dns", get(server::domain_dns))
@@ -44,6 +46,7 @@ pub fn routes() -> Router<Arc<Services>> {
         .route("/api/v1/users/{address}/logins", get(admin::user_logins))
         .route("/api/v1/users/{address}/app-passwords", get(admin::user_app_passwords).post(admin::user_app_password_add))
         .route("/api/v1/users/{address}/app-passwords/{name}", delete(admin::user_app_password_revoke))
+        .route("/api/v1/users/{address}/pgp", get(pgp::user_key).put(pgp::user_key_set).delete(pgp::user_key_remove))
         .route("/api/v1/aliases", get(admin::aliases).post(admin::alias_add))
         .route("/api/v1/aliases/{alias}", delete(admin::alias_remove))
         .route("/api/v1/quarantine", get(admin::quarantine))
