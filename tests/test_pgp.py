@@ -4,11 +4,9 @@ already encrypted or signed stored byte for byte, and the Web Key Directory."""
 
 import hashlib
 import imaplib
-import os
 import re
 import smtplib
 import subprocess
-import time
 
 import pytest
 import requests
@@ -67,8 +65,6 @@ def send(r, *messages, to="bob@example.test"):
 
 @pytest.fixture
 def gpg(tmp_path):
-    if not os.path.exists("/usr/bin/gpg"):
-        pytest.skip("gnupg is not installed (scripts/setup installs it)")
     return Gpg(tmp_path, "bob@example.test")
 
 

@@ -15,9 +15,9 @@ pub enum PgpCommand {
     /// have a user ID with the address and an encryption subkey, and be neither revoked nor
     /// expired. From then on, delivered mail that is not already encrypted or signed (PGP/MIME,
     /// S/MIME, inline PGP) is stored as PGP/MIME encrypted to it: the server can no longer read
-    /// it, and server-side search sees only its outer header fields unless the store is in
-    /// server-key mode (`[store.encryption] mode = "server"`), where the plaintext's words are
-    /// indexed at delivery inside the encrypted database.
+    /// it, and server-side SEARCH sees only its outer header fields (From, To, Cc, Date,
+    /// Message-ID, Subject unless protected), in every `[store.encryption]` mode; BODY and
+    /// TEXT searches are the mail client's, which holds the key.
     Set {
         address: String,
         #[arg(long)]
