@@ -4,6 +4,7 @@ already encrypted or signed stored byte for byte, and the Web Key Directory."""
 
 import hashlib
 import imaplib
+import os
 import re
 import smtplib
 import subprocess
@@ -13,6 +14,7 @@ import requests
 
 from conftest import PASSWORD, wait_for
 from test_encryption import MARKER, encrypt, encrypted_message, files_holding, forms
+from test_web_pages import CHROMIUM, DRIVER, Page, browser  # noqa: F401 (browser: a fixture)
 
 WEB = ("smtp", "imap", "https")
 ZBASE32 = "ybndrfg8ejkmcpqxot1uwisza345h769"
@@ -196,3 +198,22 @@ def test_web_key_directory_and_the_api(rampart, gpg):
     assert get(f"/.well-known/openpgpkey/hu/{hu}").status_code == 404, "opted out"
     assert api("DELETE", "/users/bob@example.test/pgp").status_code == 200
     assert api("GET", "/users/bob@example.test/pgp").status_code == 404
+
+
+@pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)), reason="chromium is not installed (scripts/setup)")
+def test_the_user_sets_and_removes_a_key_on_the_account_page(rampart, gpg, browser):
+    rampart.start('web.failure_delay="0s"', listeners=WEB)
+    page = Page(browser, f"https://127.0.0.1:{rampart.ports['https']}")
+    page.login("bob@example.test", PASSWORD)
+    page.until_text("Logged in as")
+    page.open("account")
+    page.until_text("No key: mail is stored as received")
+    browser.find_element("css selector", "input[name=key]").send_keys(str(gpg.pub))
+    browser.find_element("css selector", "input[name=protect_subject]").click()
+    browser.find_element("xpath", "//button[normalize-space()='Set key']").click()
+    page.until_text(gpg.fingerprint)
+    assert "the Subject is hidden too" in page.text()
+    assert "protect subject: yes" in rampart.run_cli("user", "pgp", "show", "bob@example.test").stdout
+    page.snap("pgp-key")
+    browser.find_element("xpath", "//button[normalize-space()='Remove key']").click()
+    page.until_text("No key: mail is stored as received")

@@ -338,7 +338,7 @@ const views = {
   },
 
   async account() {
-    const [apps, logins] = await Promise.all([api("GET", "/me/app-passwords"), api("GET", "/me/logins")]);
+    const [apps, logins, pgp] = await Promise.all([api("GET", "/me/app-passwords"), api("GET", "/me/logins"), api("GET", "/me/pgp")]);
     const out = el("div", { id: "shown-once" });
     show("My account",
       el("h3", {}, "Password"),
@@ -369,6 +369,19 @@ const views = {
         document.getElementById("shown-once").replaceChildren(el("p", { class: "notice ok" }, "App password " + r.name + " (shown once): ", el("code", {}, r.password)));
       }),
       out,
+      el("h3", {}, "OpenPGP key (your mail is stored encrypted to it)"),
+      pgp
+        ? el("div", { id: "pgp-key" },
+          el("p", {}, "Fingerprint ", el("code", {}, pgp.fingerprint), ", expires " + (pgp.expires ? date(pgp.expires) : "never") +
+            (pgp.protect_subject ? "; the Subject is hidden too" : "") + (pgp.publish ? "; published for senders (WKD)." : ".")),
+          button("Remove key", async () => { await api("DELETE", "/me/pgp"); await route(); }, "danger"))
+        : el("p", {}, "No key: mail is stored as received. With a key, the server can no longer read your new mail, and searching its text is up to your mail app."),
+      form([["key", "Public key, armored (gpg --armor --export)", "file", { accept: ".asc,.txt,text/plain", required: true }],
+        ["protect_subject", "Hide the Subject too", "checkbox"], ["no_publish", "Do not publish it for senders (WKD)", "checkbox"]],
+      pgp ? "Replace key" : "Set key", async (v) => {
+        await api("PUT", "/me/pgp", { key: await v.key.text(), protect_subject: !!v.protect_subject, publish: !v.no_publish });
+        await route();
+      }),
       el("h3", {}, "Mail apps"),
       el("p", {}, el("a", { href: "/api/v1/me/mobileconfig", download: "mail.mobileconfig" }, "Configuration profile for iPhone, iPad and Mac")),
       el("h3", {}, "Login history"),

@@ -50,13 +50,11 @@ impl SqliteStore {
                 let key = UserKey::parse(&stored).map_err(|e| e.to_string())?;
                 rampart_pgp::encrypt(&source, &key, protect).map_err(|e| e.to_string())
             })
-            .await;
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
             let bytes = match encrypted {
-                Ok(Ok(bytes)) => bytes,
-                Ok(Err(error)) => {
-                    tracing::warn!(event = "pgp_encrypt_failed", id = %delivery.reference, user = %key.address, error = %error);
-                    continue;
-                }
+                Ok(bytes) => bytes,
                 Err(error) => {
                     tracing::warn!(event = "pgp_encrypt_failed", id = %delivery.reference, user = %key.address, error = %error);
                     continue;
