@@ -1,7 +1,8 @@
 //! Delivery to accounts with an OpenPGP key (issue 16): each such account gets its own copy,
 //! a PGP/MIME message encrypted to its key (`rampart_pgp::encrypt`) in a blob of its own;
 //! the other targets and the queue share the message as received. Mail already encrypted or
-//! signed (PGP/MIME, S/MIME, inline PGP) is delivered as it is, byte for byte.
+//! signed (PGP/MIME, S/MIME, inline PGP) is delivered as it is, byte for byte. A message
+//! released from the quarantine gets the same treatment ([`SqliteStore::seal_held`]).
 //!
 //! Search: the copy's summary is made from the encrypted message as stored, in every
 //! encryption mode, so ENVELOPE and BODYSTRUCTURE describe what FETCH returns and nothing of
@@ -9,13 +10,15 @@
 //! words (in server-key mode, inside SQLCipher) would not help: IMAP SEARCH confirms every
 //! index hit by reading the stored message, which the server cannot decrypt.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use rampart_pgp::UserKey;
 
 use super::{SqliteStore, pgp};
+use crate::pgp::PgpKey;
 use crate::summary::Summary;
-use crate::{AccountId, Delivery, DeliveryStore, Result};
+use crate::{AccountId, Blob, Delivery, DeliveryStore, Folder, QuarantineStore, Result, Target};
 
 /// A copy for one account with a key, ready for the writer.
 pub(super) struct Sealed {
@@ -45,27 +48,8 @@ impl SqliteStore {
         }
         let mut sealed = Vec::with_capacity(keys.len());
         for key in keys {
-            let (source, stored, protect) = (body.clone(), key.key, key.protect_subject);
-            let encrypted = tokio::task::spawn_blocking(move || {
-                let key = UserKey::parse(&stored).map_err(|e| e.to_string())?;
-                rampart_pgp::encrypt(&source, &key, protect).map_err(|e| e.to_string())
-            })
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r);
-            let bytes = match encrypted {
-                Ok(bytes) => bytes,
-                Err(error) => {
-                    tracing::warn!(event = "pgp_encrypt_failed", id = %delivery.reference, user = %key.address, error = %error);
-                    continue;
-                }
-            };
-            let summary = self.summarize_bytes(&delivery.prefix, &bytes).await;
-            let mut writer = self.blob_writer()?;
-            writer.write(&bytes).await?;
-            let blob = writer.finish().await?;
+            let Some((blob, summary)) = self.sealed_copy(&body, &delivery.prefix, &key, &delivery.reference).await? else { continue };
             let targets = delivery.targets.extract_if(.., |t| t.account == key.account).collect();
-            tracing::debug!(event = "pgp_encrypted", id = %delivery.reference, user = %key.address);
             sealed.push(Sealed {
                 delivery: Delivery {
                     blob,
@@ -80,6 +64,63 @@ impl SqliteStore {
             });
         }
         Ok(sealed)
+    }
+
+    /// The encrypted copies of held message `id` for those of its waiting accounts (only
+    /// `account` when given) that have a key: released, each goes to its account instead of
+    /// the held message. Empty when nobody has a key or the message is already protected.
+    pub(super) async fn seal_held(&self, id: &str, account: Option<AccountId>) -> Result<HashMap<AccountId, Sealed>> {
+        let held = id.to_string();
+        let keys = self
+            .read(move |conn| {
+                let waiting = super::quarantine::waiting_for(conn, &held, account)?;
+                pgp::keys_for(conn, &waiting)
+            })
+            .await?;
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        // The held prefix (our trace fields) goes inside the blob: `encrypt` keeps it outside.
+        let message = Arc::new(self.held_message(id).await?);
+        if rampart_pgp::protection(&message).is_some() {
+            return Ok(HashMap::new());
+        }
+        let mut sealed = HashMap::new();
+        for key in keys {
+            let Some((blob, summary)) = self.sealed_copy(&message, &[], &key, id).await? else { continue };
+            let target = Target { account: key.account, folder: Folder::Inbox };
+            // The date and the trail are the held row's, set when the writer reads it.
+            let delivery = Delivery { blob, prefix: Vec::new(), internal_date: 0, targets: vec![target], reference: id.to_string(), trail: String::new(), outbound: None };
+            sealed.insert(key.account, Sealed { delivery, summary });
+        }
+        Ok(sealed)
+    }
+
+    /// `message` encrypted to `key` in a blob of its own, with its summary (`prefix` is what
+    /// IMAP will read before it). None, logged, when the key cannot be used: the caller
+    /// stores the message as received.
+    async fn sealed_copy(&self, message: &Arc<Vec<u8>>, prefix: &[u8], key: &PgpKey, reference: &str) -> Result<Option<(Blob, Option<Summary>)>> {
+        let (source, stored, protect) = (message.clone(), key.key.clone(), key.protect_subject);
+        let encrypted = tokio::task::spawn_blocking(move || {
+            let key = UserKey::parse(&stored).map_err(|e| e.to_string())?;
+            rampart_pgp::encrypt(&source, &key, protect).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+        let bytes = match encrypted {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::warn!(event = "pgp_encrypt_failed", id = %reference, user = %key.address, error = %error);
+                return Ok(None);
+            }
+        };
+        let summary = self.summarize_bytes(prefix, &bytes).await;
+        let mut writer = self.blob_writer()?;
+        writer.write(&bytes).await?;
+        let blob = writer.finish().await?;
+        tracing::debug!(event = "pgp_encrypted", id = %reference, user = %key.address);
+        Ok(Some((blob, summary)))
     }
 
     /// The summary of `prefix` + `body`, made on the blocking pool; None without a summarizer.

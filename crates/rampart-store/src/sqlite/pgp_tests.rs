@@ -67,3 +67,42 @@ async fn keyed_accounts_get_an_encrypted_copy() {
     let d = deliver(&store, &[alice], PLAIN).await;
     assert_eq!(store.read_message(d[0].mailbox, d[0].uid).await.unwrap(), [&b"Received: by mx\r\n"[..], PLAIN].concat());
 }
+
+#[tokio::test]
+async fn a_release_from_the_quarantine_is_encrypted_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.add_domain("example.org").await.unwrap();
+    let alice = store.add_account("alice@example.org", "h").await.unwrap();
+    let bob = store.add_account("bob@example.org", "h").await.unwrap();
+    let key = rampart_pgp::UserKey::check(ALICE_KEY, "alice@example.org", now()).unwrap();
+    let new = NewPgpKey { key: key.to_binary(), fingerprint: key.info().fingerprint, protect_subject: false, publish: true };
+    store.pgp_key_set("alice@example.org", new).await.unwrap();
+    let mut w = store.blob_writer().unwrap();
+    w.write(PLAIN).await.unwrap();
+    let hold = crate::quarantine::Hold {
+        blob: w.finish().await.unwrap(),
+        prefix: b"Received: by mx\r\n".to_vec(),
+        internal_date: 7,
+        accounts: vec![alice, bob],
+        reference: "Q1".into(),
+        sender: "a@example.net".into(),
+        subject: "zebra".into(),
+        reason: "spam".into(),
+        score: Some(9.0),
+        trail: "[]".into(),
+    };
+    store.hold(hold).await.unwrap();
+    let delivered = store.release("Q1", None).await.unwrap();
+    assert_eq!(delivered.len(), 2);
+    for d in &delivered {
+        let text = String::from_utf8(store.read_message(d.mailbox, d.uid).await.unwrap()).unwrap();
+        if d.account == alice {
+            assert!(text.starts_with("Received: by mx\r\n") && text.contains("multipart/encrypted") && !text.contains("quokka"), "{text}");
+        } else {
+            assert!(text.ends_with("the quokka body\r\n"));
+        }
+    }
+    let info = store.messages_by_reference("Q1").await.unwrap();
+    assert_eq!(info.len(), 2, "both copies keep the held message's id");
+}

@@ -2,10 +2,13 @@
 //! reference, and one `quarantine_rcpts` row per account it waits for. Releasing inserts
 //! message rows into those INBOXes, sharing the blob like a delivery to several accounts.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::delivery::target_mailbox;
+use super::pgp_delivery::Sealed;
 use super::writer::Effects;
 use super::{SqliteStore, insert_blob, read_stored, release_blobs};
 use crate::quarantine::{Held, Hold, QuarantineStore};
@@ -76,7 +79,7 @@ fn hold(conn: &Connection, effects: &mut Effects, hold: Hold) -> Result<()> {
 }
 
 /// The accounts a held message waits for, limited to `account` when given.
-fn waiting_for(conn: &Connection, id: &str, account: Option<AccountId>) -> Result<Vec<AccountId>> {
+pub(super) fn waiting_for(conn: &Connection, id: &str, account: Option<AccountId>) -> Result<Vec<AccountId>> {
     let all = conn
         .prepare_cached("SELECT account_id FROM quarantine_rcpts WHERE quarantine_id = ?1 ORDER BY account_id")?
         .query_map([id], |r| r.get(0))?
@@ -97,7 +100,9 @@ fn forget(conn: &Connection, effects: &mut Effects, id: &str, accounts: &[Accoun
     Ok(())
 }
 
-fn release(conn: &Connection, effects: &mut Effects, id: &str, account: Option<AccountId>) -> Result<Vec<Delivered>> {
+/// Releases `id` to its waiting accounts (only `account` when given); an account with an
+/// OpenPGP key gets its encrypted copy from `sealed` instead of the held message.
+fn release(conn: &Connection, effects: &mut Effects, id: &str, account: Option<AccountId>, mut sealed: HashMap<AccountId, Sealed>) -> Result<Vec<Delivered>> {
     let row: Option<(String, Vec<u8>, i64, i64, String)> = conn
         .query_row("SELECT blob_id, prefix, size, internal_date, trail FROM quarantine WHERE id = ?1", [id], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
@@ -110,6 +115,12 @@ fn release(conn: &Connection, effects: &mut Effects, id: &str, account: Option<A
     }
     let mut delivered = Vec::new();
     for account in &accounts {
+        if let Some(mut copy) = sealed.remove(account) {
+            copy.delivery.internal_date = internal_date;
+            copy.delivery.trail.clone_from(&trail);
+            delivered.extend(super::delivery::deliver(conn, effects, copy.delivery, copy.summary, "")?);
+            continue;
+        }
         let mailbox = target_mailbox(conn, &Target { account: *account, folder: Folder::Inbox })?;
         let (uid, modseq): (u32, i64) = conn
             .prepare_cached(
@@ -165,8 +176,9 @@ impl QuarantineStore for SqliteStore {
     }
 
     async fn release(&self, id: &str, account: Option<AccountId>) -> Result<Vec<Delivered>> {
+        let sealed = self.seal_held(id, account).await?;
         let id = id.to_string();
-        self.write(move |conn, effects| release(conn, effects, &id, account)).await
+        self.write(move |conn, effects| release(conn, effects, &id, account, sealed)).await
     }
 
     async fn delete_held(&self, id: &str, account: Option<AccountId>) -> Result<bool> {
