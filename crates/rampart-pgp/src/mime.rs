@@ -55,7 +55,7 @@ pub fn encrypt(message: &[u8], key: &UserKey, protect_subject: bool) -> Result<V
             if name == "subject" && protect_subject {
                 outer.extend_from_slice(format!("Subject: {OBSCURED_SUBJECT}\r\n").as_bytes());
             } else {
-                outer.extend_from_slice(field.raw);
+                push_field(&mut outer, field.raw);
             }
         }
         if is_trace || (is_outer && !protect_subject) {
@@ -65,7 +65,7 @@ pub fn encrypt(message: &[u8], key: &UserKey, protect_subject: bool) -> Result<V
             inner_has_type = true;
             inner.extend_from_slice(&content_type(field.raw, protect_subject));
         } else {
-            inner.extend_from_slice(field.raw);
+            push_field(&mut inner, field.raw);
         }
     }
     if !inner_has_type {
@@ -114,10 +114,20 @@ fn seal(entity: Vec<u8>, key: &UserKey) -> Result<Vec<u8>, EncryptError> {
     Ok(out)
 }
 
+/// Appends a field, ending it with CRLF if the message ended without one.
+fn push_field(out: &mut Vec<u8>, raw: &[u8]) {
+    out.extend_from_slice(raw);
+    if !raw.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
 /// A Content-Type field, marked as carrying protected headers when `protect`.
 fn content_type(raw: &[u8], protect: bool) -> Vec<u8> {
     if !protect {
-        return raw.to_vec();
+        let mut out = Vec::with_capacity(raw.len() + 2);
+        push_field(&mut out, raw);
+        return out;
     }
     let trimmed = raw.strip_suffix(b"\r\n").unwrap_or(raw);
     let mut out = trimmed.to_vec();

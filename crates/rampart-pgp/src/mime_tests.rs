@@ -106,3 +106,10 @@ fn a_header_only_message_is_wrapped_too() {
     let inner = String::from_utf8(decrypt(&stored)).unwrap();
     assert!(inner.starts_with("Content-Type: text/plain"));
 }
+
+#[test]
+fn a_message_cut_after_a_field_still_has_a_header_that_ends() {
+    let stored = encrypt(b"Subject: hi\r\nContent-Type: text/plain", &alice(), false).unwrap();
+    assert!(String::from_utf8_lossy(&stored).contains("\r\nMIME-Version: 1.0\r\n"));
+    assert!(String::from_utf8(decrypt(&stored)).unwrap().starts_with("Content-Type: text/plain\r\n\r\n"));
+}
