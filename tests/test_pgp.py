@@ -47,6 +47,11 @@ class Gpg:
         block = re.search(rb"-----BEGIN PGP MESSAGE-----.*?-----END PGP MESSAGE-----", message, re.S).group(0)
         return self.run("--decrypt", input=block).stdout
 
+    def stop(self):
+        """Stops the gpg-agent that key generation and decryption started for this home (it
+        daemonizes and would outlive the test)."""
+        subprocess.run(["gpgconf", "--homedir", str(self.home), "--kill", "all"], capture_output=True, timeout=30)
+
 
 def fetch_all(r, user="bob@example.test"):
     m = imaplib.IMAP4("127.0.0.1", r.ports["imap"], timeout=30)
@@ -67,7 +72,9 @@ def send(r, *messages, to="bob@example.test"):
 
 @pytest.fixture
 def gpg(tmp_path):
-    return Gpg(tmp_path, "bob@example.test")
+    g = Gpg(tmp_path, "bob@example.test")
+    yield g
+    g.stop()
 
 
 def test_key_checks_show_and_remove(rampart, gpg, tmp_path):
