@@ -44,6 +44,18 @@ def both(rampart, dovecot):
     return ours, theirs
 
 
+def logged_in_pair(name, rampart, dovecot):
+    """Two logged-in sessions as bob on our server ("ours") or on Dovecot: the one whose
+    answers are compared, and another client making changes beside it."""
+    if name == "ours":
+        pair, login = (Wire(rampart), Wire(rampart)), f"LOGIN bob@example.test \"{PASSWORD}\""
+    else:
+        pair, login = (Plain(dovecot.port), Plain(dovecot.port)), "LOGIN bob pw"
+    for c in pair:
+        assert b"a0 OK" in c.command("a0", login)
+    return pair
+
+
 def tagged(answer):
     """The tagged line without its human-readable text: status and response code."""
     last = answer.rstrip(b"\r\n").split(b"\r\n")[-1]
@@ -211,14 +223,7 @@ def test_search_updates_match_dovecot(rampart, dovecot):
     ]
     answers = {}
     for name in ("ours", "dovecot"):
-        if name == "ours":
-            w, other = Wire(rampart), Wire(rampart)
-            login = f"LOGIN bob@example.test \"{PASSWORD}\""
-        else:
-            w, other = Plain(dovecot.port), Plain(dovecot.port)
-            login = "LOGIN bob pw"
-        for c in (w, other):
-            assert b"a0 OK" in c.command("a0", login)
+        w, other = logged_in_pair(name, rampart, dovecot)
         for i in range(4):
             msg = b"Subject: s%d\r\n\r\nx\r\n" % i
             w.send(b"a1 APPEND INBOX {%d+}\r\n" % len(msg) + msg + b"\r\n")
@@ -267,14 +272,7 @@ def test_notify_matches_dovecot(rampart, dovecot):
     rampart.start(listeners=("imaps",))
     answers = {}
     for name in ("ours", "dovecot"):
-        if name == "ours":
-            w, other = Wire(rampart), Wire(rampart)
-            login = f"LOGIN bob@example.test \"{PASSWORD}\""
-        else:
-            w, other = Plain(dovecot.port), Plain(dovecot.port)
-            login = "LOGIN bob pw"
-        for c in (w, other):
-            assert b"a0 OK" in c.command("a0", login)
+        w, other = logged_in_pair(name, rampart, dovecot)
         out = []
 
         def step(c, tag, cmd):
@@ -323,14 +321,7 @@ def test_notify_new_message_fetch_and_rename_match_dovecot(rampart, dovecot):
     rampart.start(listeners=("imaps",))
     answers = {}
     for name in ("ours", "dovecot"):
-        if name == "ours":
-            w, other = Wire(rampart), Wire(rampart)
-            login = f"LOGIN bob@example.test \"{PASSWORD}\""
-        else:
-            w, other = Plain(dovecot.port), Plain(dovecot.port)
-            login = "LOGIN bob pw"
-        for c in (w, other):
-            assert b"a0 OK" in c.command("a0", login)
+        w, other = logged_in_pair(name, rampart, dovecot)
         out = []
 
         def untagged(answer):
