@@ -37,7 +37,8 @@ impl SqliteStore {
         if accounts.is_empty() {
             return Ok(Vec::new());
         }
-        let keys = self.read(move |conn| pgp::keys_for(conn, &accounts)).await?;
+        // On every delivery: a point lookup per account, on this thread (see `read_now`).
+        let keys = self.read_now(|conn| pgp::keys_for(conn, &accounts))?;
         if keys.is_empty() {
             return Ok(Vec::new());
         }
