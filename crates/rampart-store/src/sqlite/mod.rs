@@ -221,7 +221,8 @@ impl SqliteStore {
     /// pool. None without a summarizer, or when the body cannot be read back (the message is
     /// then stored without one, and summarized when IMAP first reads it).
     async fn summarize(&self, prefix: &[u8], blob: &Blob) -> Option<Summary> {
-        let summarizer = self.inner.summarizer.get()?.clone();
+        // Without a summarizer the body is not read at all.
+        self.inner.summarizer.get()?;
         let body = match blob.contents().await {
             Ok(b) => b,
             Err(e) => {
@@ -229,10 +230,15 @@ impl SqliteStore {
                 return None;
             }
         };
-        let mut message = Vec::with_capacity(prefix.len() + body.len());
-        message.extend_from_slice(prefix);
-        message.extend_from_slice(&body);
-        drop(body);
+        let message = joined(prefix, &body);
+        drop(body); // one copy of a large message while it is summarized, not two
+        self.summarize_message(message).await
+    }
+
+    /// The summary of a whole message (prefix and body), made on the blocking pool; None
+    /// without a summarizer.
+    async fn summarize_message(&self, message: Vec<u8>) -> Option<Summary> {
+        let summarizer = self.inner.summarizer.get()?.clone();
         tokio::task::spawn_blocking(move || summarizer.summarize(&message)).await.ok()
     }
 
@@ -347,6 +353,14 @@ pub(crate) fn stored_body(conn: &Connection, keys: Option<&MasterKeys>, blob_id:
     };
     let codec = Codec::from_code(codec, key).map_err(|e| StoreError::io(blob_id, e))?;
     Ok(StoredBody { size: size as u64, codec, inline })
+}
+
+/// `prefix` followed by `body`, in one buffer.
+pub(crate) fn joined(prefix: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(prefix.len() + body.len());
+    message.extend_from_slice(prefix);
+    message.extend_from_slice(body);
+    message
 }
 
 /// A stored message: its prefix followed by its body (from the database when small, else

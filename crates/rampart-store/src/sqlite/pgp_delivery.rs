@@ -116,20 +116,11 @@ impl SqliteStore {
                 return Ok(None);
             }
         };
-        let summary = self.summarize_bytes(prefix, &bytes).await;
+        let summary = self.summarize_message(super::joined(prefix, &bytes)).await;
         let mut writer = self.blob_writer()?;
         writer.write(&bytes).await?;
         let blob = writer.finish().await?;
         tracing::debug!(event = "pgp_encrypted", id = %reference, user = %key.address);
         Ok(Some((blob, summary)))
-    }
-
-    /// The summary of `prefix` + `body`, made on the blocking pool; None without a summarizer.
-    async fn summarize_bytes(&self, prefix: &[u8], body: &[u8]) -> Option<Summary> {
-        let summarizer = self.inner.summarizer.get()?.clone();
-        let mut message = Vec::with_capacity(prefix.len() + body.len());
-        message.extend_from_slice(prefix);
-        message.extend_from_slice(body);
-        tokio::task::spawn_blocking(move || summarizer.summarize(&message)).await.ok()
     }
 }
