@@ -549,8 +549,10 @@ const MIGRATIONS: &[&str] = &[
     // bucket, kept beside quota_rcpts by every submission: "distinct recipients in the last
     // day" is then a sum over at most 288 rows instead of a count over every recipient of
     // the day, which grew with the day's mail (a busy domain's submissions each counted tens
-    // of thousands of index entries). 300 is quota::BUCKET.
+    // of thousands of index entries). 300 is quota::BUCKET. The (scope, last_seen) index served
+    // only that count; every submission kept it up to date for each recipient.
     r#"
+    DROP INDEX quota_rcpts_seen;
     CREATE TABLE quota_seen (
         scope  TEXT NOT NULL,
         bucket INTEGER NOT NULL,
