@@ -10,6 +10,7 @@ import os
 import pathlib
 import smtplib
 import subprocess
+import threading
 import time
 from email.mime.application import MIMEApplication
 from email.mime.multipart import MIMEMultipart
@@ -239,6 +240,65 @@ def test_kill9_during_store_encrypt_and_keys_rotate_loses_nothing(rampart):
     r.stop()
     (r.dir / "master.key").write_text(first)
     assert "does not open this store" in start_fails(r)
+
+
+def key_lines(r):
+    return [l for l in (r.dir / "master.key").read_text().splitlines() if l.startswith("rampart-master-key")]
+
+
+def test_keys_rotate_beside_the_running_server_while_mail_arrives_and_across_kill9(rampart):
+    """`keys rotate` with the server running: the server takes the new key at SIGHUP and
+    rewraps every data key itself, mail delivered meanwhile stays readable, the old key leaves
+    the file; a second rotation survives kill -9 of the server in the middle."""
+    r = rampart
+    encrypt(r)
+    r.start(listeners=("smtp", "imap"))
+    digests = deliver_many(r, 12)
+    first = key_lines(r)
+
+    stop, sent = threading.Event(), []
+
+    def keep_sending():
+        with smtplib.SMTP("127.0.0.1", r.ports["smtp"], timeout=30) as s:
+            while not stop.is_set():
+                s.sendmail("sender@remote.test", ["bob@example.test"], encrypted_message(150_000, b"during"))
+                sent.append(1)
+
+    t = threading.Thread(target=keep_sending)
+    t.start()
+    try:
+        out = r.run_cli("keys", "rotate").stdout
+    finally:
+        stop.set()
+        t.join()
+    assert "beside the running server" in out
+    rotated = key_lines(r)
+    assert len(rotated) == 1 and rotated[0] not in first, "one new key, the old one dropped"
+    r.wait_log("master_key_rewrapped")
+    wait_for(lambda: len(r.messages("bob@example.test")) == 12 + len(sent), what="mail sent during the rotation stored")
+    for uid, digest in digests.items():
+        assert hashlib.sha256(r.message("bob@example.test", uid)).hexdigest() == digest
+
+    # The second rotation: the server is killed once it has the new keys, then started again;
+    # the command waits for the restarted server to finish and drops the old key.
+    second = subprocess.Popen([BIN, "keys", "rotate", "--config", str(r.config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(lambda: len(key_lines(r)) == 2, what="the rotation's two keys in the file")
+    r.kill9()
+    r.start(listeners=("smtp", "imap"))
+    out, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err
+    assert len(key_lines(r)) == 1 and key_lines(r)[0] not in rotated
+    r.stop()
+    r.start(listeners=("smtp", "imap"))
+    for uid, digest in digests.items():
+        assert hashlib.sha256(r.message("bob@example.test", uid)).hexdigest() == digest
+    m = imap_login(r)
+    m.select("INBOX")
+    typ, data = m.uid("SEARCH", None, f'BODY "{MARKER}"')
+    assert len(data[0].split()) == 12 + len(sent), "those delivered before and during the rotation"
+    typ, data = m.uid("FETCH", "1:*", "(BODY.PEEK[])")
+    assert typ == "OK" and len([d for d in data if isinstance(d, tuple)]) == 12 + len(sent)
+    m.logout()
 
 
 def test_backup_of_an_encrypted_store_is_encrypted_and_restores(rampart, tmp_path):

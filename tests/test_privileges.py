@@ -67,6 +67,32 @@ def test_started_as_root_it_becomes_the_service_user(open_base):
     assert "<dropped@remote.test>" in {m[3] for m in r.messages("bob@example.test")}
 
 
+def test_an_encrypted_store_rotates_its_key_beside_the_dropped_server(open_base):
+    """The master key file goes to the service user at start, so the server can read it again
+    at a reload: `keys rotate` run by root beside it completes, and the file stays the
+    service user's, mode 0600."""
+    user = pwd.getpwnam("rampart")
+    r = Rampart(open_base)
+    r.add_user("bob@example.test")
+    r.run_cli("keys", "generate")
+    r.set_config("store.encryption", "mode", '"server"')
+    r.run_cli("store", "encrypt")
+    key = r.dir / "master.key"
+    r.start("server.allow_root=false")
+    try:
+        assert key.stat().st_uid == user.pw_uid
+        with smtplib.SMTP("127.0.0.1", r.ports["smtp"], timeout=10) as c:
+            c.sendmail("a@remote.test", ["bob@example.test"], message_bytes(mid="<enc@remote.test>", body=("y" * 70 + "\r\n") * 4000))
+        out = r.run_cli("keys", "rotate").stdout
+        assert "beside the running server" in out
+        assert "event=master_key_rewrapped" in r.log() and "reload_failed" not in r.log()
+        st = key.stat()
+        assert (st.st_uid, st.st_mode & 0o777) == (user.pw_uid, 0o600)
+    finally:
+        r.stop()
+    assert "<enc@remote.test>" in {m[3] for m in r.messages("bob@example.test")}
+
+
 def test_a_missing_user_or_root_is_refused(open_base):
     r = Rampart(open_base)
     for sets, expect in [(["server.allow_root=false", 'server.user="no-such-user-x"'], "server.user"),

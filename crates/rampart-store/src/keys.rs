@@ -181,6 +181,23 @@ impl MasterKeys {
     }
 }
 
+impl MasterKeys {
+    /// `wrapped` as the current key would have wrapped it; None when the current key already
+    /// did (nothing to do). What a rotation does to each wrap.
+    pub fn rewrap(&self, wrapped: &[u8], name: &[u8]) -> Result<Option<Vec<u8>>, KeyError> {
+        if Self::wrapped_by(wrapped) == Some(self.current().id) {
+            return Ok(None);
+        }
+        Ok(Some(self.wrap(&self.unwrap(wrapped, name)?[..], name)))
+    }
+
+    /// The ids of the keys, current first: two sets of keys with the same ids are the same
+    /// keys as far as a store can tell (a key of the same id but other bytes fails to unwrap).
+    pub fn ids(&self) -> Vec<u32> {
+        self.keys.iter().map(|k| k.id).collect()
+    }
+}
+
 /// `key` as SQLCipher's raw-key literal (`x'…'`): a raw key skips its PBKDF2, which would
 /// otherwise cost every connection opened a quarter of a second.
 pub(crate) fn sqlcipher_literal(key: &[u8; KEY_LEN]) -> Zeroizing<String> {

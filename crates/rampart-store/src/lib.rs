@@ -88,6 +88,7 @@ pub use senderauth::{DkimKey, DmarcReport, SenderAuthStore};
 pub use sqlite::SqliteStore;
 pub use sqlite::encryption::set_master_keys;
 pub use sqlite::convert::{ConvertProgress, encrypt_store, rotate_keys};
+pub use sqlite::rotation::running_server;
 /// Online backup of the embedded store (`rampart backup`).
 pub use sqlite::backup;
 pub use summary::{Stored, Summarizer, Summary, Want, WordMatch};

@@ -23,9 +23,11 @@ pub enum KeysCommand {
     /// overwrite one. Keep a copy apart from the data: without it the mail cannot be read.
     Generate,
     /// Replace the master key: a new key is added to the key file, every data key and the
-    /// database key are rewrapped under it, then the old key is dropped from the file. Run
-    /// with the server stopped; a rotation that was interrupted (even by kill -9) goes on
-    /// where it stopped when run again. Needs the key in `key_file`.
+    /// database key are rewrapped under it, then the old key is dropped from the file. With
+    /// the server running, the server does the rewrapping: this sends it SIGHUP, waits until
+    /// it has rewrapped everything, then drops the old key and signals it again. A rotation
+    /// that was interrupted (even by kill -9 of either) goes on where it stopped when run
+    /// again. Needs the key in `key_file`.
     Rotate,
 }
 
@@ -135,8 +137,10 @@ pub fn check(config: &Config) -> Vec<String> {
     }
 }
 
-/// Writes `keys` to `path` atomically, readable by its owner only.
+/// Writes `keys` to `path` atomically, readable by its owner only: the owner of the file it
+/// replaces (the server's user, which must read it again at a reload), or ours for a new one.
 fn write_key_file(path: &Path, keys: &MasterKeys, create_new: bool) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
     let tmp = path.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
@@ -145,6 +149,12 @@ fn write_key_file(path: &Path, keys: &MasterKeys, create_new: bool) -> anyhow::R
         .mode(0o600)
         .open(&tmp)
         .with_context(|| format!("creating {}", tmp.display()))?;
+    if let Ok(old) = std::fs::metadata(path) {
+        let mine = f.metadata()?;
+        if (old.uid(), old.gid()) != (mine.uid(), mine.gid()) {
+            std::os::unix::fs::fchown(&f, Some(old.uid()), Some(old.gid())).with_context(|| format!("chown {}", tmp.display()))?;
+        }
+    }
     f.write_all(keys.to_text().as_bytes())?;
     f.sync_all()?;
     drop(f);
@@ -183,6 +193,9 @@ fn rotate(config: &Config) -> anyhow::Result<()> {
     };
     let data_dir = &config.server.data_dir;
     let mut keys = parse(&text, &source)?;
+    if rampart_store::running_server(data_dir)?.is_some() {
+        return rotate_online(data_dir, key_file, keys);
+    }
     if !keys.has_old() {
         // Before the key file changes: the store opens with this key and no server holds it.
         rampart_store::rotate_keys(data_dir, &keys).with_context(|| format!("the store in {}", data_dir.display()))?;
@@ -193,6 +206,100 @@ fn rotate(config: &Config) -> anyhow::Result<()> {
     write_key_file(key_file, &keys.current_only(), false)?;
     println!("rotated: master key {:08x}, {} data keys rewrapped", keys.current().id, done.files);
     Ok(())
+}
+
+/// How often the command looks at a running server's progress, and tells it.
+const POLL: std::time::Duration = std::time::Duration::from_millis(200);
+const REPORT_EVERY: u32 = 50;
+
+/// The rotation beside a running server (`rampart_store::sqlite::rotation` has the steps).
+fn rotate_online(data_dir: &Path, key_file: &Path, mut keys: MasterKeys) -> anyhow::Result<()> {
+    if !keys.has_old() {
+        keys = keys.with_new_current();
+        write_key_file(key_file, &keys, false)?;
+    }
+    let current = keys.current().id;
+    let keys = Arc::new(keys);
+    let store = rampart_store::SqliteStore::open_with_keys(data_dir, Some(keys.clone()))
+        .with_context(|| format!("the store in {}", data_dir.display()))?;
+    signal_server(data_dir)?;
+    println!("the server is running: it rewraps the data keys under master key {current:08x}");
+    let mut polls = 0u32;
+    loop {
+        let marker = rampart_store::storekey::StoreKey::read(data_dir)?;
+        // The server rewraps `store.key` when it takes the keys: until then it may still wrap
+        // new data keys with the old one, and the count below would mean nothing.
+        if marker.as_ref().and_then(|m| m.wrapped_by()) == Some(current) {
+            let left = store.stale_wraps()?;
+            if left == 0 {
+                break;
+            }
+            if polls.is_multiple_of(REPORT_EVERY) {
+                println!("{left} data keys left to rewrap");
+            }
+        } else if polls.is_multiple_of(REPORT_EVERY) && polls > 0 {
+            println!("waiting for the server to reload its key (SIGHUP; see its log for reload errors)");
+        }
+        // A server restarted meanwhile has another pid, and a signal lost is harmless to repeat.
+        if polls % REPORT_EVERY == REPORT_EVERY - 1 {
+            signal_server(data_dir)?;
+        }
+        polls += 1;
+        std::thread::sleep(POLL);
+    }
+    drop(store);
+    write_key_file(key_file, &keys.current_only(), false)?;
+    signal_server(data_dir)?;
+    println!("rotated beside the running server: master key {current:08x}; the old key is gone from {}", key_file.display());
+    Ok(())
+}
+
+/// Sends SIGHUP to the server on `data_dir`: it rereads its config and key. Fine when no
+/// server runs any more (one started later reads the key file anyway).
+fn signal_server(data_dir: &Path) -> anyhow::Result<()> {
+    let Some(pid) = rampart_store::running_server(data_dir)? else { return Ok(()) };
+    let pid = libc::pid_t::try_from(pid).context("the pid in rampart.lock")?;
+    // SAFETY: kill(2) has no memory preconditions; the pid is the lock holder's own record.
+    if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
+        let e = std::io::Error::last_os_error();
+        bail!("could not signal the server (pid {pid}): {e}; reload it (systemctl reload rampart) and run this again");
+    }
+    Ok(())
+}
+
+/// A running server's reload of its master keys (SIGHUP): adopts them when they differ from
+/// those it has. An unreadable or wrong key is logged and the old keys stay.
+pub fn reload(config: &Config, store: &rampart_store::SqliteStore) {
+    match load(config) {
+        // A clear store has no keys to replace (`store encrypt` converts it with the server
+        // stopped).
+        Ok(Some(keys)) if store.is_encrypted() && !store.has_master_keys(&keys) => adopt(store, keys),
+        Ok(_) => {}
+        Err(e) => tracing::error!(event = "master_key_reload_failed", error = %format!("{e:#}").replace('\n', "; ")),
+    }
+}
+
+/// Gives the store `keys` and, when they list an old key, rewraps in the background what the
+/// old key wrapped.
+pub fn adopt(store: &rampart_store::SqliteStore, keys: Arc<MasterKeys>) {
+    let current = format!("{:08x}", keys.current().id);
+    let old = keys.has_old();
+    if let Err(e) = store.adopt_master_keys(keys.clone()) {
+        tracing::error!(event = "master_key_reload_failed", error = %e.chain());
+        return;
+    }
+    // Whatever else this process opens from now on (a backup) opens with them too.
+    rampart_store::set_master_keys(Some(keys));
+    tracing::info!(event = "master_key_reloaded", current = %current, old = old);
+    if old {
+        let store = store.clone();
+        tokio::spawn(async move {
+            match store.rewrap_data_keys().await {
+                Ok(n) => tracing::info!(event = "master_key_rewrapped", current = %current, count = n),
+                Err(e) => tracing::error!(event = "master_key_rewrap_failed", error = %e.chain()),
+            }
+        });
+    }
 }
 
 pub fn store_command(path: &Path, command: StoreCommand) -> anyhow::Result<()> {

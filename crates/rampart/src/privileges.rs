@@ -71,6 +71,22 @@ pub fn hand_over(target: &Target, data_dir: &Path, tls_files: &[&Path]) -> anyho
     Ok(())
 }
 
+/// As root, before serving: the master key file (`store.encryption.key_file`, mode 0600)
+/// goes to the target, so a SIGHUP reload — `rampart keys rotate` beside the running server —
+/// can read it after the drop; `keys rotate` keeps the owner when it rewrites the file.
+pub fn hand_over_key(target: &Target, key_file: &Path) -> anyhow::Result<()> {
+    match std::fs::metadata(key_file) {
+        Ok(meta) if meta.uid() == 0 => {
+            std::os::unix::fs::chown(key_file, Some(target.uid), Some(target.gid))
+                .with_context(|| format!("store.encryption.key_file: giving {} to {}", key_file.display(), target.name))?;
+            info!(event = "ownership_fixed", user = %target.name, count = 1);
+            Ok(())
+        }
+        // Not there: the key comes from the environment or a credential.
+        _ => Ok(()),
+    }
+}
+
 fn give(target: &Target, path: &Path, changed: &mut u64) -> std::io::Result<()> {
     let meta = std::fs::symlink_metadata(path)?;
     if (meta.uid(), meta.gid()) != (target.uid, target.gid) {

@@ -118,15 +118,22 @@ pub fn sender_auth(config: &Config) -> anyhow::Result<rampart_smtp::session::Sen
 
 /// Loads the config and refuses it with every problem listed, each naming its key.
 pub fn load_config(path: &Path, sets: &[String]) -> anyhow::Result<Config> {
+    let config = load_checked(path, sets)?;
+    // Every command that opens the store comes through here: the master key is read once,
+    // before any of them does (an encrypted store refuses to open without it).
+    crate::keys::install(&config)?;
+    Ok(config)
+}
+
+/// The config, validated; the master key not read (a reload reads it on its own, so that a
+/// key it cannot read keeps the old one without holding back the rest of the reload).
+fn load_checked(path: &Path, sets: &[String]) -> anyhow::Result<Config> {
     let config = Config::load(path, sets)?;
     let errors = config.validate();
     if !errors.is_empty() {
         let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
         bail!("{}", list.join("\nerror: "));
     }
-    // Every command that opens the store comes through here: the master key is read once,
-    // before any of them does (an encrypted store refuses to open without it).
-    crate::keys::install(&config)?;
     Ok(config)
 }
 
@@ -185,7 +192,11 @@ struct Shared {
 }
 
 async fn serve(path: &Path, sets: &[String], config: Config, target: Option<crate::privileges::Target>) -> anyhow::Result<()> {
+    // Before the store records this process's pid for `keys rotate` to signal: from here a
+    // SIGHUP waits for the reload loop instead of ending the process (its default action).
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let sqlite = open_store(&config, target.as_ref())?;
+    let keyed = sqlite.clone();
     let mail_store: Arc<dyn rampart_store::MailStore> = sqlite.clone();
     let store: Arc<dyn rampart_store::Store> = sqlite;
     // `[tls]` files and the store's certificates, rebuilt when either changes.
@@ -280,7 +291,7 @@ async fn serve(path: &Path, sets: &[String], config: Config, target: Option<crat
     info!(event = "started", hostname = %config.server.hostname, pid = std::process::id());
     crate::systemd::notify("READY=1\nSTATUS=accepting mail");
 
-    signals(path, sets, live, guard, web_settings).await
+    signals(path, sets, hup, Reloaded { certs: live, guard, web: web_settings, store: keyed }).await
 }
 
 /// Certificates beside the listeners: the store watch, ACME orders and renewals, expiry.
@@ -319,6 +330,13 @@ fn open_store(config: &Config, target: Option<&crate::privileges::Target>) -> an
             tls_files.extend([sni.cert.as_path(), sni.key.as_path()]);
         }
         crate::privileges::hand_over(t, &config.server.data_dir, &tls_files)?;
+        if config.store.encryption.mode == rampart_config::EncryptionMode::Server {
+            crate::privileges::hand_over_key(t, &config.store.encryption.key_file)?;
+        }
+    }
+    // A rotation left unfinished (the key text still lists the old key): go on with it.
+    if let Some(keys) = crate::keys::load(config)?.filter(|k| k.has_old()) {
+        crate::keys::adopt(&sqlite, keys);
     }
     sqlite.set_summarizer(Arc::new(rampart_imap::MessageSummarizer));
     // Messages stored before summaries existed (or summarized by an older version) get
@@ -565,22 +583,24 @@ async fn refuse(stream: TcpStream, proto: Proto, shared: Shared, refusal: rampar
     }
 }
 
-async fn signals(
-    path: &Path,
-    sets: &[String],
+/// What a SIGHUP reload replaces.
+struct Reloaded {
     certs: Arc<crate::certs::live::LiveCerts>,
     guard: Arc<rampart_guard::Guard>,
     web: Arc<rampart_web::WebSettings>,
-) -> anyhow::Result<()> {
+    /// Its master keys, during `rampart keys rotate` ([`crate::keys::reload`]).
+    store: Arc<SqliteStore>,
+}
+
+async fn signals(path: &Path, sets: &[String], mut hup: tokio::signal::unix::Signal, live: Reloaded) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     loop {
         tokio::select! {
             _ = hup.recv() => {
                 crate::systemd::notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", crate::systemd::monotonic_usec()));
-                reload(path, sets, &certs, &guard, &web).await;
+                reload(path, sets, &live).await;
                 crate::systemd::notify("READY=1");
             }
             _ = term.recv() => break,
@@ -594,16 +614,18 @@ async fn signals(
 
 /// Re-reads the config: certificates, the guard's rules and limits (firewall lists, rates,
 /// ban times, the TLS handshake cap) and `[web]` (sessions' timeouts, 2FA for admins, failure
-/// delay, TOTP issuer). On any error the old ones stay.
-async fn reload(path: &Path, sets: &[String], certs: &crate::certs::live::LiveCerts, guard: &rampart_guard::Guard, web: &rampart_web::WebSettings) {
-    let loaded = match load_config(path, sets) {
-        Ok(c) => certs.reload(c.tls.clone()).await.map(|()| c),
+/// delay, TOTP issuer), and the master keys of an encrypted store. On any error the old ones
+/// stay.
+async fn reload(path: &Path, sets: &[String], live: &Reloaded) {
+    let loaded = match load_checked(path, sets) {
+        Ok(c) => live.certs.reload(c.tls.clone()).await.map(|()| c),
         Err(e) => Err(e),
     };
     match loaded {
         Ok(config) => {
-            guard.reload(&config);
-            web.replace(config.web.clone());
+            live.guard.reload(&config);
+            live.web.replace(config.web.clone());
+            crate::keys::reload(&config, &live.store);
             info!(event = "certificates_reloaded");
             info!(event = "firewall_reloaded", deny = config.guard.deny.len(), allow = config.guard.allow.len());
             info!(event = "web_reloaded", require_2fa_for_admins = config.web.require_2fa_for_admins);

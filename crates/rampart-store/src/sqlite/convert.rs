@@ -4,8 +4,7 @@
 //! Both take the store's server lock ([`SqliteStore::open_for_server`]'s `rampart.lock`), so
 //! they run with the server stopped. For the conversion that is forced: the database becomes
 //! another file format (SQLCipher pages), which every process must switch to at one instant.
-//! For a rotation it is what keeps a running server from wrapping new data keys with a master
-//! key about to be dropped (a server that reloads its keys would lift that; not done yet).
+//! A rotation with the server running is the server's work instead ([`super::rotation`]).
 //!
 //! The conversion, step by step; each is either done or redone from the start on a rerun:
 //! 1. `store.key` is written in state `encrypting` with a new database key (a rerun finds it);
@@ -58,7 +57,8 @@ fn lock(data_dir: &Path) -> Result<File> {
     let path = data_dir.join("rampart.lock");
     let lock = File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| StoreError::io(&path, e))?;
     match lock.try_lock() {
-        Ok(()) => Ok(lock),
+        // No pid of a server in it while this holds the lock (`rotation::running_server`).
+        Ok(()) => lock.set_len(0).map(|()| lock).map_err(|e| StoreError::io(&path, e)),
         Err(fs::TryLockError::WouldBlock) => Err(StoreError::LockHeld(data_dir.to_path_buf())),
         Err(fs::TryLockError::Error(e)) => Err(StoreError::io(&path, e)),
     }
@@ -254,8 +254,9 @@ pub fn rotate_keys(data_dir: &Path, keys: &MasterKeys) -> Result<ConvertProgress
         }
         let txn = conn.unchecked_transaction()?;
         for (id, wrapped) in &rows {
-            let key = keys.unwrap(wrapped, id.as_bytes())?;
-            txn.execute("UPDATE blobs SET dkey = ?1 WHERE id = ?2", params![keys.wrap(&key[..], id.as_bytes()), id])?;
+            if let Some(new) = keys.rewrap(wrapped, id.as_bytes())? {
+                txn.execute("UPDATE blobs SET dkey = ?1 WHERE id = ?2", params![new, id])?;
+            }
         }
         txn.commit()?;
         progress.files += rows.len() as u64;

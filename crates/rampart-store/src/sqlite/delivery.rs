@@ -15,7 +15,7 @@ use crate::{Delivered, Delivery, DeliveryStore, Folder, MailboxId, Result, Store
 #[async_trait]
 impl DeliveryStore for SqliteStore {
     fn blob_writer(&self) -> Result<BlobWriter> {
-        Ok(BlobWriter::new(&self.inner.blob_root, self.inner.keys.clone()))
+        Ok(BlobWriter::new(&self.inner.blob_root, self.inner.keys.get()))
     }
 
     async fn deliver(&self, mut delivery: Delivery) -> Result<Vec<Delivered>> {
@@ -76,7 +76,7 @@ pub(super) fn deliver(
 ) -> Result<Vec<Delivered>> {
     let Delivery { mut blob, prefix, internal_date, targets, reference, trail, outbound } = delivery;
     let size = (blob.size() + prefix.len() as u64) as i64;
-    insert_blob(conn, &blob, 0)?;
+    insert_blob(conn, effects, &blob, 0)?;
     let summary_id = match &summary {
         Some(s) if !targets.is_empty() => Some(summaries::insert(conn, blob.id(), s)?),
         _ => None,

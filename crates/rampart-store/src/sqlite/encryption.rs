@@ -39,6 +39,27 @@ pub(crate) fn process_keys() -> Option<Arc<MasterKeys>> {
     PROCESS_KEYS.read().expect("keys lock").clone()
 }
 
+/// The master keys one open store uses now. A running server replaces them when it reloads its
+/// key text during `rampart keys rotate` ([`super::rotation`]); readers and blob writers take
+/// the keys of the moment, and the writer thread rewraps, at commit, a data key that an older
+/// key wrapped ([`super::insert_blob`]).
+#[derive(Clone, Default)]
+pub(crate) struct KeyCell(Arc<RwLock<Option<Arc<MasterKeys>>>>);
+
+impl KeyCell {
+    pub(crate) fn new(keys: Option<Arc<MasterKeys>>) -> KeyCell {
+        KeyCell(Arc::new(RwLock::new(keys)))
+    }
+
+    pub(crate) fn get(&self) -> Option<Arc<MasterKeys>> {
+        self.0.read().expect("keys lock").clone()
+    }
+
+    pub(crate) fn set(&self, keys: Arc<MasterKeys>) {
+        *self.0.write().expect("keys lock") = Some(keys);
+    }
+}
+
 /// What every connection to the database is keyed with: SQLCipher's raw-key literal and the
 /// store's page HMAC.
 pub(crate) struct DbKey {

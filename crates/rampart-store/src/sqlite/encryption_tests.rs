@@ -175,3 +175,55 @@ async fn the_page_hmac_is_recorded_and_followed() {
     let store = SqliteStore::open_with_keys(dir.path(), Some(keys)).unwrap();
     check_reads(&store, inbox, &bodies).await;
 }
+
+/// `keys rotate` beside a running server: the server adopts the new keys, a message whose
+/// blob was written under the old key and committed after that is stored rewrapped, the pass
+/// rewraps the rest, and the store then opens with the new key alone.
+#[tokio::test]
+async fn a_running_store_adopts_new_keys_and_rewraps_every_data_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = Arc::new(MasterKeys::generate());
+    let store = SqliteStore::open_with_keys(dir.path(), Some(old.clone())).unwrap();
+    let (inbox, mut bodies) = fill(&store).await;
+    // Being received while the server reloads: written under the old key, committed after.
+    let late = message(400_000);
+    let mut w = store.blob_writer().unwrap();
+    w.write(&late).await.unwrap();
+    let blob = w.finish().await.unwrap();
+
+    let both = Arc::new(old.with_new_current());
+    assert!(!store.has_master_keys(&both));
+    assert!(matches!(store.adopt_master_keys(Arc::new(MasterKeys::generate())), Err(StoreError::Key(_))), "keys that do not open it");
+    store.adopt_master_keys(both.clone()).unwrap();
+    assert!(store.has_master_keys(&both));
+    let marker = crate::storekey::StoreKey::read(dir.path()).unwrap().unwrap();
+    assert_eq!(marker.wrapped_by(), Some(both.current().id), "store.key rewrapped at once");
+    assert_eq!(store.stale_wraps().unwrap(), 2, "the two files stored before");
+
+    let bob = store.account("bob@example.test").await.unwrap().unwrap().id;
+    let targets = vec![Target { account: bob, folder: Folder::Inbox }];
+    let delivery = Delivery { blob, prefix: b"X-Prefix: Zebracorn-7731\r\n".to_vec(), internal_date: 0, targets, reference: "R".into(), trail: "[]".into(), outbound: None };
+    store.deliver(delivery).await.unwrap();
+    bodies.push(late);
+    assert_eq!(store.stale_wraps().unwrap(), 2, "the late one was rewrapped at its commit");
+    assert_eq!(store.rewrap_data_keys().await.unwrap(), 2);
+    assert_eq!(store.stale_wraps().unwrap(), 0);
+    assert_eq!(store.rewrap_data_keys().await.unwrap(), 0, "nothing left for a second pass");
+    check_reads(&store, inbox, &bodies).await;
+    drop(store);
+
+    assert!(matches!(SqliteStore::open_with_keys(dir.path(), Some(old)), Err(StoreError::Key(_))), "the old key alone no longer opens it");
+    let store = SqliteStore::open_with_keys(dir.path(), Some(Arc::new(both.current_only()))).unwrap();
+    check_reads(&store, inbox, &bodies).await;
+}
+
+/// The server's pid is in its lock file for as long as it holds the lock, and only then.
+#[test]
+fn the_running_server_is_found_by_its_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(super::rotation::running_server(dir.path()).unwrap(), None, "no lock file");
+    let store = SqliteStore::open_for_server(dir.path()).unwrap();
+    assert_eq!(super::rotation::running_server(dir.path()).unwrap(), Some(std::process::id()));
+    drop(store);
+    assert_eq!(super::rotation::running_server(dir.path()).unwrap(), None, "the lock is free again");
+}

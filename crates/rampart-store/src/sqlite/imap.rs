@@ -161,7 +161,7 @@ fn append_row(
     (internal_date, zone): (i64, i32),
     summary: Option<&Summary>,
 ) -> Result<u32> {
-    insert_blob(conn, blob, 1)?;
+    insert_blob(conn, effects, blob, 1)?;
     let (uid, modseq): (u32, i64) = conn
         .prepare_cached(
             "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 \

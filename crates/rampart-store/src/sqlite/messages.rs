@@ -57,7 +57,7 @@ impl MessageStore for SqliteStore {
 
     async fn read_message(&self, mailbox: MailboxId, uid: u32) -> Result<Vec<u8>> {
         let root = self.inner.blob_root.clone();
-        let keys = self.inner.keys.clone();
+        let keys = self.inner.keys.get();
         self.read(move |conn| {
             let (prefix, blob_id): (Vec<u8>, String) = conn
                 .query_row(
@@ -74,7 +74,7 @@ impl MessageStore for SqliteStore {
 
     async fn open_message(&self, mailbox: MailboxId, uid: u32) -> Result<MessageReader> {
         let root = self.inner.blob_root.clone();
-        let keys = self.inner.keys.clone();
+        let keys = self.inner.keys.get();
         let (prefix, blob_id, body) = self
             .read(move |conn| {
                 let (prefix, blob_id): (Vec<u8>, String) = conn

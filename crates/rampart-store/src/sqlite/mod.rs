@@ -35,6 +35,7 @@ mod tlspolicy;
 mod web;
 mod pgp;
 mod pgp_delivery;
+pub mod rotation;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -47,7 +48,7 @@ use crate::codec::{self, Codec};
 use crate::keys::MasterKeys;
 use crate::notify::Notifier;
 use crate::seal::DataKey;
-use encryption::DbKey;
+use encryption::{DbKey, KeyCell};
 use crate::summary::{Summarizer, Summary};
 use crate::{Account, AccountId, Result, StoreError};
 use writer::{Effects, Writer};
@@ -90,8 +91,10 @@ struct Inner {
     _lock: Option<std::fs::File>,
     /// An encrypted store's master keys (they wrap and unwrap message files' data keys) and
     /// its database key.
-    keys: Option<Arc<MasterKeys>>,
+    keys: KeyCell,
     db_key: Option<DbKey>,
+    /// A rewrap pass of a rotation is running ([`rotation`]): one at a time.
+    rewrapping: std::sync::atomic::AtomicBool,
 }
 
 impl Inner {
@@ -163,13 +166,15 @@ impl SqliteStore {
     pub fn open_for_server(data_dir: &Path) -> Result<SqliteStore> {
         std::fs::create_dir_all(data_dir).map_err(|e| StoreError::io(data_dir, e))?;
         let path = data_dir.join("rampart.lock");
-        let lock = std::fs::File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| StoreError::io(&path, e))?;
+        let mut lock = std::fs::File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| StoreError::io(&path, e))?;
         // flock(2): released by the kernel when the process ends, however it ends.
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Err(StoreError::LockHeld(data_dir.to_path_buf())),
             Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::io(&path, e)),
         }
+        // Its pid, for the commands that signal the server (`keys rotate` beside it).
+        rotation::record_server(&mut lock).map_err(|e| StoreError::io(&path, e))?;
         let blob_root = data_dir.join("blobs");
         blob::clean_tmp(&blob_root)?;
         let store = Self::open_inner(data_dir, Some(lock), encryption::process_keys(), false)?;
@@ -187,7 +192,8 @@ impl SqliteStore {
         let mut conn = open_connection(&db_path, db_key.as_ref())?;
         schema::migrate(&mut conn)?;
         let notifier = Arc::new(Notifier::default());
-        let writer = Writer::start(conn, blob_root.clone(), notifier.clone())?;
+        let keys = KeyCell::new(if db_key.is_some() { keys } else { None });
+        let writer = Writer::start(conn, blob_root.clone(), notifier.clone(), keys.clone())?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 db_path,
@@ -198,8 +204,9 @@ impl SqliteStore {
                 summarizer: std::sync::OnceLock::new(),
                 summary_generation: std::sync::atomic::AtomicU64::new(0),
                 _lock: lock,
-                keys: if db_key.is_some() { keys } else { None },
+                keys,
                 db_key,
+                rewrapping: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -296,7 +303,15 @@ pub(crate) fn account_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Accoun
 
 /// Inserts the row of a finished blob with `refcount` references; a small (inline) body goes
 /// into `blob_bodies`, compressed as the blob holds it.
-pub(crate) fn insert_blob(conn: &Connection, blob: &Blob, refcount: i64) -> Result<()> {
+/// A data key that an older master key wrapped (the blob was written before a running server
+/// took the keys of a rotation) is rewrapped under the current one here, on the writer
+/// thread: so once a server has the new keys, every commit stores current wraps, and the
+/// rotation's one pass over the rows older than that leaves none behind.
+pub(crate) fn insert_blob(conn: &Connection, effects: &Effects, blob: &Blob, refcount: i64) -> Result<()> {
+    let rewrapped = match (&blob.wrapped_key, effects.keys.get()) {
+        (Some(wrapped), Some(keys)) => keys.rewrap(wrapped, blob.id().as_bytes())?,
+        _ => None,
+    };
     let body = match &blob.inline {
         Some(data) => {
             conn.prepare_cached("INSERT INTO blob_bodies (data) VALUES (?1)")?.execute([data])?;
@@ -305,7 +320,7 @@ pub(crate) fn insert_blob(conn: &Connection, blob: &Blob, refcount: i64) -> Resu
         None => None,
     };
     conn.prepare_cached("INSERT INTO blobs (id, size, refcount, codec, body, dkey) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?.execute(
-        params![blob.id(), blob.size() as i64, refcount, blob.codec.code(), body, blob.wrapped_key],
+        params![blob.id(), blob.size() as i64, refcount, blob.codec.code(), body, rewrapped.as_ref().or(blob.wrapped_key.as_ref())],
     )?;
     Ok(())
 }

@@ -64,7 +64,7 @@ fn hold(conn: &Connection, effects: &mut Effects, hold: Hold) -> Result<()> {
         return Err(StoreError::NoTargets);
     }
     let size = (blob.size() + prefix.len() as u64) as i64;
-    insert_blob(conn, &blob, 1)?;
+    insert_blob(conn, effects, &blob, 1)?;
     conn.execute(
         "INSERT INTO quarantine (id, blob_id, prefix, size, created, internal_date, sender, subject, reason, score, trail) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -165,7 +165,7 @@ impl QuarantineStore for SqliteStore {
     }
 
     async fn held_message(&self, id: &str) -> Result<Vec<u8>> {
-        let (id, root, keys) = (id.to_string(), self.inner.blob_root.clone(), self.inner.keys.clone());
+        let (id, root, keys) = (id.to_string(), self.inner.blob_root.clone(), self.inner.keys.get());
         self.read(move |conn| {
             let row: Option<(Vec<u8>, String)> =
                 conn.query_row("SELECT prefix, blob_id FROM quarantine WHERE id = ?1", [&id], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;

@@ -17,6 +17,7 @@ use std::sync::{Arc, mpsc};
 use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
+use super::encryption::KeyCell;
 use crate::blob::{Blob, blob_path, sync_dir};
 use crate::notify::Notifier;
 use crate::{MailboxId, Result, StoreError};
@@ -27,6 +28,8 @@ const MAX_BATCH: usize = 512;
 /// Side effects of a batch that happen outside SQLite.
 pub struct Effects {
     pub blob_root: PathBuf,
+    /// The store's master keys at this batch (an encrypted store's; empty for a clear one).
+    pub(crate) keys: KeyCell,
     sync_dirs: BTreeSet<PathBuf>,
     delete_after: Vec<PathBuf>,
     /// Blob files renamed into place by this batch: (blob id, path).
@@ -42,8 +45,8 @@ struct Mark {
 }
 
 impl Effects {
-    fn new(blob_root: PathBuf) -> Self {
-        Effects { blob_root, sync_dirs: BTreeSet::new(), delete_after: Vec::new(), placed: Vec::new(), changed: Vec::new() }
+    fn new(blob_root: PathBuf, keys: KeyCell) -> Self {
+        Effects { blob_root, keys, sync_dirs: BTreeSet::new(), delete_after: Vec::new(), placed: Vec::new(), changed: Vec::new() }
     }
 
     /// Moves a finished blob to its bucket; the directory is fsynced before the commit. Call it
@@ -186,9 +189,9 @@ impl Drop for Writer {
 }
 
 impl Writer {
-    pub fn start(conn: Connection, blob_root: PathBuf, notifier: Arc<Notifier>) -> Result<Writer> {
+    pub fn start(conn: Connection, blob_root: PathBuf, notifier: Arc<Notifier>, keys: KeyCell) -> Result<Writer> {
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
-        let thread = WriterThread { conn, blob_root, notifier, fail_commits: FailCommits::default() };
+        let thread = WriterThread { conn, blob_root, keys, notifier, fail_commits: FailCommits::default() };
         #[cfg(any(test, feature = "fault-injection"))]
         let fail_commits = thread.fail_commits.clone();
         let handle = std::thread::Builder::new()
@@ -224,6 +227,7 @@ impl Writer {
 struct WriterThread {
     conn: Connection,
     blob_root: PathBuf,
+    keys: KeyCell,
     notifier: Arc<Notifier>,
     fail_commits: FailCommits,
 }
@@ -247,7 +251,7 @@ impl WriterThread {
 
     /// Runs and commits one batch, then carries out its effects (or undoes them).
     fn commit_batch(&self, batch: &mut [Box<dyn Job>]) -> std::result::Result<(), Arc<StoreError>> {
-        let mut effects = Effects::new(self.blob_root.clone());
+        let mut effects = Effects::new(self.blob_root.clone(), self.keys.clone());
         match self.run_batch(batch, &mut effects) {
             Ok(()) => {
                 self.notifier.fire(&effects.changed);
