@@ -301,6 +301,67 @@ def test_keys_rotate_beside_the_running_server_while_mail_arrives_and_across_kil
     m.logout()
 
 
+def test_store_encrypt_beside_the_running_server_while_mail_arrives_and_across_kill9(rampart):
+    """`store encrypt` with the server running: the server converts its own store at SIGHUP
+    while mail keeps arriving, nothing of the mail is left in clear (database, WAL, files),
+    IMAP reads everything; a conversion interrupted by kill -9 of the server is finished by
+    the next start."""
+    r = rampart
+    r.start(listeners=("smtp", "imap"))
+    digests = deliver_many(r, 12)
+    r.run_cli("keys", "generate")
+    r.set_config("store.encryption", "mode", '"server"')
+
+    stop, sent = threading.Event(), []
+
+    def keep_sending():
+        with smtplib.SMTP("127.0.0.1", r.ports["smtp"], timeout=30) as s:
+            while not stop.is_set():
+                s.sendmail("sender@remote.test", ["bob@example.test"], encrypted_message(150_000 if len(sent) % 2 else 3_000, b"during"))
+                sent.append(1)
+
+    t = threading.Thread(target=keep_sending)
+    t.start()
+    try:
+        out = r.run_cli("store", "encrypt").stdout
+    finally:
+        stop.set()
+        t.join()
+    assert "converted by the running server" in out
+    assert "event=store_encrypted" in r.log()
+    assert files_holding(r.dir / "data", forms(MARKER)) == [], "with the server still running"
+    wait_for(lambda: len(r.messages("bob@example.test")) == 12 + len(sent), what="mail sent during the conversion stored")
+    for uid, digest in digests.items():
+        assert hashlib.sha256(r.message("bob@example.test", uid)).hexdigest() == digest
+    m = imap_login(r)
+    m.select("INBOX")
+    typ, data = m.uid("SEARCH", None, f'BODY "{MARKER}"')
+    assert len(data[0].split()) == 12 + len(sent)
+    m.logout()
+    r.stop()
+    assert files_holding(r.dir / "data", forms(MARKER)) == []
+
+
+def test_store_encrypt_beside_a_server_killed_in_the_middle(rampart):
+    r = rampart
+    r.start(listeners=("smtp", "imap"))
+    digests = deliver_many(r, 24)
+    r.run_cli("keys", "generate")
+    r.set_config("store.encryption", "mode", '"server"')
+    conv = subprocess.Popen([BIN, "store", "encrypt", "--config", str(r.config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(lambda: (r.dir / "data" / "store.key").exists(), what="the conversion requested")
+    time.sleep(0.05)
+    r.kill9()
+    r.start(listeners=("smtp", "imap"))
+    out, err = conv.communicate(timeout=60)
+    assert conv.returncode == 0, err
+    r.wait_log("event=store_encrypted")
+    assert files_holding(r.dir / "data", forms(MARKER)) == []
+    for uid, digest in digests.items():
+        assert hashlib.sha256(r.message("bob@example.test", uid)).hexdigest() == digest
+    r.stop()
+
+
 def test_backup_of_an_encrypted_store_is_encrypted_and_restores(rampart, tmp_path):
     from conftest import Rampart
 

@@ -15,8 +15,8 @@ section! {
         /// queue and the quarantine, its WAL included) is encrypted with SQLCipher and each
         /// message file with its own key (XChaCha20-Poly1305 per 256 KiB chunk), all wrapped by
         /// the master key. The server refuses to start without the right key, and never starts
-        /// in clear over an encrypted store. An existing clear store is converted, with the
-        /// server stopped, by `rampart store encrypt`.
+        /// in clear over an encrypted store. An existing clear store is converted by `rampart
+        /// store encrypt` (with the server running — it converts while it serves — or not).
         pub mode: EncryptionMode = EncryptionMode::Off,
         /// The master key file, made by `rampart keys generate` (mode 0600). Relative to the
         /// config file's directory, and outside `data_dir` by default: a copy of the data

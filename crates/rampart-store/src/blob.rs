@@ -60,6 +60,8 @@ pub struct BlobWriter {
     codec: Codec,
     /// Chunks written to the file so far.
     chunks: usize,
+    /// Held, with the blob it makes, until that is committed or dropped; see [`Blob::_clear_hold`].
+    clear_hold: Option<Arc<()>>,
 }
 
 impl std::fmt::Debug for BlobWriter {
@@ -74,7 +76,13 @@ impl BlobWriter {
             Some(_) => Codec::Sealed(Arc::new(DataKey::generate())),
             None => Codec::Zstd,
         };
-        BlobWriter { id: new_id(), root: root.to_path_buf(), file: None, buf: Vec::new(), size: 0, keys, codec, chunks: 0 }
+        BlobWriter { id: new_id(), root: root.to_path_buf(), file: None, buf: Vec::new(), size: 0, keys, codec, chunks: 0, clear_hold: None }
+    }
+
+    /// A clear store's writer holds `hold` (see [`Blob::_clear_hold`]).
+    pub(crate) fn holding(mut self, hold: Arc<()>) -> Self {
+        self.clear_hold = Some(hold);
+        self
     }
 
     pub fn id(&self) -> &str {
@@ -160,6 +168,7 @@ impl BlobWriter {
             inline,
             codec,
             wrapped_key,
+            _clear_hold: self.clear_hold.take(),
         };
         Ok(blob)
     }
@@ -187,6 +196,10 @@ pub struct Blob {
     pub(crate) codec: Codec,
     /// The data key of a sealed file, wrapped by the master key (`blobs.dkey`).
     pub(crate) wrapped_key: Option<Vec<u8>>,
+    /// For a blob written while its store was clear: a reference to the store's count of such
+    /// blobs not yet committed, which an online conversion waits to reach none so that its
+    /// last sweep seals every clear file ([`crate::sqlite`]'s `online`).
+    pub(crate) _clear_hold: Option<Arc<()>>,
 }
 
 impl Blob {

@@ -34,9 +34,10 @@ pub enum KeysCommand {
 #[derive(Subcommand)]
 pub enum StoreCommand {
     /// Convert the clear store to an encrypted one in place (`[store.encryption] mode =
-    /// "server"` and a master key must be set). Run with the server stopped; an interrupted
-    /// conversion goes on where it stopped when run again, and the server refuses to start
-    /// until it has finished.
+    /// "server"` and a master key must be set). With the server running, the server converts
+    /// it while it serves: this asks it (SIGHUP) and waits until it has finished. An
+    /// interrupted conversion goes on where it stopped when run again, or when the server
+    /// starts again.
     Encrypt,
 }
 
@@ -254,6 +255,38 @@ fn rotate_online(data_dir: &Path, key_file: &Path, mut keys: MasterKeys) -> anyh
     Ok(())
 }
 
+/// `store encrypt` beside a running server (`rampart_store::sqlite::online` has the steps):
+/// `store.key` in state `encrypting`, SIGHUP, then waiting for state `ready`. The command
+/// holds no connection to the database meanwhile: the server can leave WAL mode only when no
+/// other process has the database open.
+fn encrypt_online(data_dir: &Path, keys: &MasterKeys) -> anyhow::Result<()> {
+    use rampart_store::storekey::{State, StoreKey};
+    match StoreKey::read(data_dir)? {
+        Some(m) if m.state == State::Ready => {
+            println!("the store in {} is encrypted already", data_dir.display());
+            return Ok(());
+        }
+        // Begun before: the server goes on with the key it wraps.
+        Some(m) => {
+            m.db_key(keys).context("store.key was written under another master key")?;
+        }
+        None => StoreKey::create(keys, State::Encrypting).0.write(data_dir)?,
+    }
+    signal_server(data_dir)?;
+    println!("the server is running: it converts the store and seals the message files (its log says how far)");
+    let mut polls = 0u32;
+    while StoreKey::read(data_dir)?.is_none_or(|m| m.state != State::Ready) {
+        if polls % REPORT_EVERY == REPORT_EVERY - 1 {
+            println!("waiting for the server (SIGHUP; a server still configured with mode = \"off\" does not convert)");
+            signal_server(data_dir)?;
+        }
+        polls += 1;
+        std::thread::sleep(POLL);
+    }
+    println!("the store in {} is encrypted (converted by the running server)", data_dir.display());
+    Ok(())
+}
+
 /// Sends SIGHUP to the server on `data_dir`: it rereads its config and key. Fine when no
 /// server runs any more (one started later reads the key file anyway).
 fn signal_server(data_dir: &Path) -> anyhow::Result<()> {
@@ -271,12 +304,31 @@ fn signal_server(data_dir: &Path) -> anyhow::Result<()> {
 /// those it has. An unreadable or wrong key is logged and the old keys stay.
 pub fn reload(config: &Config, store: &rampart_store::SqliteStore) {
     match load(config) {
+        // `rampart store encrypt` beside the server asked for the conversion.
+        Ok(Some(keys)) if !store.is_encrypted() && store.conversion_requested() => encrypt(store, keys),
         // A clear store has no keys to replace (`store encrypt` converts it with the server
         // stopped).
         Ok(Some(keys)) if store.is_encrypted() && !store.has_master_keys(&keys) => adopt(store, keys),
         Ok(_) => {}
         Err(e) => tracing::error!(event = "master_key_reload_failed", error = %format!("{e:#}").replace('\n', "; ")),
     }
+}
+
+/// Converts the running server's clear store in the background (`store encrypt` beside it),
+/// or finishes a conversion found under way at start.
+pub fn encrypt(store: &rampart_store::SqliteStore, keys: Arc<MasterKeys>) {
+    let store = store.clone();
+    tokio::spawn(async move {
+        match store.encrypt_online(keys.clone()).await {
+            Ok(Some(n)) => {
+                rampart_store::set_master_keys(Some(keys));
+                tracing::info!(event = "store_encrypted", files = n);
+            }
+            // One is running already (a repeated SIGHUP).
+            Ok(None) => {}
+            Err(e) => tracing::error!(event = "store_encrypt_failed", error = %e.chain()),
+        }
+    });
 }
 
 /// Gives the store `keys` and, when they list an old key, rewraps in the background what the
@@ -310,6 +362,9 @@ pub fn store_command(path: &Path, command: StoreCommand) -> anyhow::Result<()> {
                 bail!("set [store.encryption] mode = \"server\" (and create a key with `rampart keys generate`) first");
             };
             let data_dir = &config.server.data_dir;
+            if rampart_store::running_server(data_dir)?.is_some() {
+                return encrypt_online(data_dir, &keys);
+            }
             let done = rampart_store::encrypt_store(data_dir, &keys).with_context(|| format!("the store in {}", data_dir.display()))?;
             println!(
                 "the store in {} is encrypted ({}{} message files sealed)",

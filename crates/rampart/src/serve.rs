@@ -334,9 +334,14 @@ fn open_store(config: &Config, target: Option<&crate::privileges::Target>) -> an
             crate::privileges::hand_over_key(t, &config.store.encryption.key_file)?;
         }
     }
-    // A rotation left unfinished (the key text still lists the old key): go on with it.
-    if let Some(keys) = crate::keys::load(config)?.filter(|k| k.has_old()) {
-        crate::keys::adopt(&sqlite, keys);
+    // A rotation left unfinished (the key text still lists the old key), or a conversion
+    // begun beside the last run: go on with it.
+    if let Some(keys) = crate::keys::load(config)? {
+        if sqlite.conversion_requested() {
+            crate::keys::encrypt(&sqlite, keys);
+        } else if keys.has_old() {
+            crate::keys::adopt(&sqlite, keys);
+        }
     }
     sqlite.set_summarizer(Arc::new(rampart_imap::MessageSummarizer));
     // Messages stored before summaries existed (or summarized by an older version) get

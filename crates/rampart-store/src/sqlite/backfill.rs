@@ -56,8 +56,8 @@ impl SqliteStore {
     pub(crate) async fn backfill_summaries(&self, cursor: Cursor) -> Result<(usize, Option<Cursor>)> {
         let Some(summarizer) = self.inner.summarizer.get().cloned() else { return Ok((0, None)) };
         let root = self.inner.blob_root.clone();
-        let keys = self.inner.keys.get();
-        let (items, next) = self.read(move |conn| batch(conn, keys.as_deref(), &root, summarizer.as_ref(), cursor)).await?;
+        let keys = self.inner.keys.clone();
+        let (items, next) = self.read(move |conn| batch(conn, keys.get().as_deref(), &root, summarizer.as_ref(), cursor)).await?;
         let done = items.len();
         if !items.is_empty() {
             self.write(move |conn, _| {

@@ -64,7 +64,7 @@ fn lock(data_dir: &Path) -> Result<File> {
     }
 }
 
-fn keyed(path: &Path, key: &DbKey) -> Result<Connection> {
+pub(super) fn keyed(path: &Path, key: &DbKey) -> Result<Connection> {
     let conn = Connection::open(path)?;
     encryption::apply_key(&conn, Some(key))?;
     Ok(conn)
@@ -104,36 +104,52 @@ pub fn encrypt_store(data_dir: &Path, keys: &MasterKeys) -> Result<ConvertProgre
 }
 
 /// Step 2: exports the clear database unless it already opens with `key`. True if it did.
-fn export_database(data_dir: &Path, key: &DbKey) -> Result<bool> {
+pub(super) fn export_database(data_dir: &Path, key: &DbKey) -> Result<bool> {
     let db = data_dir.join("rampart.db");
     if keyed(&db, key).is_ok() {
         return Ok(false);
     }
-    let out = data_dir.join(EXPORT);
-    let _ = fs::remove_file(&out);
-    {
-        let clear = Connection::open(&db)?;
-        // Every commit out of the WAL into the file, and the WAL gone, so that no clear -wal
-        // is left beside the encrypted database.
-        clear.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-        let version: i64 = clear.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        let attach = zeroize::Zeroizing::new(format!("ATTACH DATABASE ?1 AS enc KEY \"{}\"", key.literal()));
-        clear.execute(&attach, [out.to_string_lossy()])?;
-        clear.execute_batch(&key.settings("enc"))?;
-        clear.query_row("SELECT sqlcipher_export('enc')", [], |_| Ok(()))?;
-        clear.execute_batch(&format!("PRAGMA enc.user_version = {version}; DETACH DATABASE enc;"))?;
-        clear.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))?;
-    }
-    File::open(&out).and_then(|f| f.sync_all()).map_err(|e| StoreError::io(&out, e))?;
-    fs::rename(&out, &db).map_err(|e| StoreError::io(&db, e))?;
-    for stale in ["rampart.db-wal", "rampart.db-shm"] {
-        let _ = fs::remove_file(data_dir.join(stale));
-    }
-    sync_dir(data_dir)?;
+    let out = export_into(&Connection::open(&db)?, data_dir, key)?;
+    put_in_place(&out, data_dir)?;
     Ok(true)
 }
 
-fn sealed_path(root: &Path, id: &str) -> PathBuf {
+/// Exports the clear database of `clear` (the one connection to it) into a SQLCipher file
+/// beside it, fsynced, and leaves the clear one out of WAL mode with its WAL gone, so that no
+/// clear -wal is left beside the encrypted database. Returns the new file's path.
+pub(super) fn export_into(clear: &Connection, data_dir: &Path, key: &DbKey) -> Result<PathBuf> {
+    let out = data_dir.join(EXPORT);
+    let _ = fs::remove_file(&out);
+    // Every commit out of the WAL into the file first.
+    clear.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    let version: i64 = clear.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let attach = zeroize::Zeroizing::new(format!("ATTACH DATABASE ?1 AS enc KEY \"{}\"", key.literal()));
+    clear.execute(&attach, [out.to_string_lossy()])?;
+    clear.execute_batch(&key.settings("enc"))?;
+    clear.query_row("SELECT sqlcipher_export('enc')", [], |_| Ok(()))?;
+    clear.execute_batch(&format!("PRAGMA enc.user_version = {version}; DETACH DATABASE enc;"))?;
+    // Leaving WAL mode needs every other connection closed: a process still holding one
+    // would keep its clear -wal beside the encrypted file, so that is refused.
+    let mode: String = clear.query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("delete") {
+        let _ = fs::remove_file(&out);
+        return Err(StoreError::LockHeld(data_dir.to_path_buf()));
+    }
+    File::open(&out).and_then(|f| f.sync_all()).map_err(|e| StoreError::io(&out, e))?;
+    Ok(out)
+}
+
+/// Renames the export over `rampart.db`, removes what is left of the clear WAL, fsyncs.
+pub(super) fn put_in_place(out: &Path, data_dir: &Path) -> Result<()> {
+    let db = data_dir.join("rampart.db");
+    fs::rename(out, &db).map_err(|e| StoreError::io(&db, e))?;
+    for stale in ["rampart.db-wal", "rampart.db-shm"] {
+        let _ = fs::remove_file(data_dir.join(stale));
+    }
+    sync_dir(data_dir)
+}
+
+pub(super) fn sealed_path(root: &Path, id: &str) -> PathBuf {
     let mut p = blob_path(root, id).into_os_string();
     p.push(SEALED_SUFFIX);
     PathBuf::from(p)
@@ -141,7 +157,7 @@ fn sealed_path(root: &Path, id: &str) -> PathBuf {
 
 /// The rerun's first step: `ID.sealed` files whose row was committed replace their originals;
 /// the others were never committed and go.
-fn finish_renames(conn: &Connection, root: &Path) -> Result<()> {
+pub(super) fn finish_renames(conn: &Connection, root: &Path) -> Result<()> {
     let Ok(buckets) = fs::read_dir(root) else { return Ok(()) };
     let mut codec_of = conn.prepare("SELECT codec FROM blobs WHERE id = ?1")?;
     for bucket in buckets.flatten() {
@@ -185,7 +201,7 @@ fn seal_batch(conn: &Connection, root: &Path, keys: &MasterKeys) -> Result<usize
 
 /// Writes `from` (stored with `codec`, `size` bytes as received) sealed under `key` to `to`,
 /// one chunk in memory at a time, and fsyncs it.
-fn seal_file(from: &Path, to: &Path, codec: &Codec, size: u64, key: &DataKey) -> Result<()> {
+pub(super) fn seal_file(from: &Path, to: &Path, codec: &Codec, size: u64, key: &DataKey) -> Result<()> {
     let sealed = Codec::Sealed(std::sync::Arc::new(DataKey::from_bytes(zeroize::Zeroizing::new(*key.bytes()))));
     let count = (size as usize).div_ceil(CHUNK);
     let io_from = |e| StoreError::io(from, e);

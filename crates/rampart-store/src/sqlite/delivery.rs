@@ -15,7 +15,10 @@ use crate::{Delivered, Delivery, DeliveryStore, Folder, MailboxId, Result, Store
 #[async_trait]
 impl DeliveryStore for SqliteStore {
     fn blob_writer(&self) -> Result<BlobWriter> {
-        Ok(BlobWriter::new(&self.inner.blob_root, self.inner.keys.get()))
+        Ok(match self.inner.keys.get() {
+            Some(keys) => BlobWriter::new(&self.inner.blob_root, Some(keys)),
+            None => BlobWriter::new(&self.inner.blob_root, None).holding(self.inner.clear_writers.clone()),
+        })
     }
 
     async fn deliver(&self, mut delivery: Delivery) -> Result<Vec<Delivered>> {

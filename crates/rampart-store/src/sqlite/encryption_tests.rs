@@ -227,3 +227,56 @@ fn the_running_server_is_found_by_its_lock() {
     drop(store);
     assert_eq!(super::rotation::running_server(dir.path()).unwrap(), None, "the lock is free again");
 }
+
+/// `store encrypt` beside a running server: with `store.key` in state `encrypting`, the open
+/// store switches to an encrypted database and seals its files while mail keeps arriving;
+/// nothing of the mail is left in clear, and the store then opens with the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_store_converts_itself_while_mail_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_with_keys(dir.path(), None).unwrap();
+    let (inbox, mut bodies) = fill(&store).await;
+    let bob = store.account("bob@example.test").await.unwrap().unwrap().id;
+    // Begun before the switch, committed after it: stored clear, sealed by the sweep.
+    let late = message(300_000);
+    let mut w = store.blob_writer().unwrap();
+    w.write(&late).await.unwrap();
+    let early_blob = w.finish().await.unwrap();
+
+    let keys = Arc::new(MasterKeys::generate());
+    crate::storekey::StoreKey::create(&keys, crate::storekey::State::Encrypting).0.write(dir.path()).unwrap();
+    assert!(store.conversion_requested());
+    let arriving = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut more = Vec::new();
+            for i in 0..8 {
+                let body = message(if i % 2 == 0 { 3_000 } else { 200_000 });
+                deliver(&store, bob, &body).await;
+                more.push(body);
+            }
+            more
+        })
+    };
+    let converting = {
+        let (store, keys) = (store.clone(), keys.clone());
+        tokio::spawn(async move { store.encrypt_online(keys).await.unwrap().unwrap() })
+    };
+    bodies.extend(arriving.await.unwrap());
+    // The conversion cannot end while that clear blob is uncommitted.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!converting.is_finished() && store.conversion_requested());
+    let targets = vec![Target { account: bob, folder: Folder::Inbox }];
+    let delivery = Delivery { blob: early_blob, prefix: b"X-Prefix: Zebracorn-7731\r\n".to_vec(), internal_date: 0, targets, reference: "R".into(), trail: "[]".into(), outbound: None };
+    store.deliver(delivery).await.unwrap();
+    bodies.push(late);
+    let sealed = converting.await.unwrap();
+    assert!(sealed >= 3, "the two files stored before and the late one: {sealed}");
+    assert!(store.is_encrypted() && !store.conversion_requested());
+    check_reads(&store, inbox, &bodies).await;
+    drop(store);
+    assert_eq!(files_with_marker(dir.path()), Vec::<std::path::PathBuf>::new());
+    assert!(matches!(SqliteStore::open_with_keys(dir.path(), None), Err(StoreError::Encrypted(_))));
+    let store = SqliteStore::open_with_keys(dir.path(), Some(keys)).unwrap();
+    check_reads(&store, inbox, &bodies).await;
+}

@@ -57,7 +57,7 @@ impl MessageStore for SqliteStore {
 
     async fn read_message(&self, mailbox: MailboxId, uid: u32) -> Result<Vec<u8>> {
         let root = self.inner.blob_root.clone();
-        let keys = self.inner.keys.get();
+        let keys = self.inner.keys.clone();
         self.read(move |conn| {
             let (prefix, blob_id): (Vec<u8>, String) = conn
                 .query_row(
@@ -67,14 +67,15 @@ impl MessageStore for SqliteStore {
                 )
                 .optional()?
                 .ok_or_else(|| StoreError::NotFound(format!("message {uid} in mailbox {mailbox}")))?;
-            read_stored(conn, keys.as_deref(), &root, prefix, &blob_id)
+            read_stored(conn, keys.get().as_deref(), &root, prefix, &blob_id)
         })
         .await
     }
 
     async fn open_message(&self, mailbox: MailboxId, uid: u32) -> Result<MessageReader> {
         let root = self.inner.blob_root.clone();
-        let keys = self.inner.keys.get();
+        let keys = self.inner.keys.clone();
+        let at = root.clone();
         let (prefix, blob_id, body) = self
             .read(move |conn| {
                 let (prefix, blob_id): (Vec<u8>, String) = conn
@@ -85,7 +86,7 @@ impl MessageStore for SqliteStore {
                     )
                     .optional()?
                     .ok_or_else(|| StoreError::NotFound(format!("message {uid} in mailbox {mailbox}")))?;
-                let body = stored_body(conn, keys.as_deref(), &blob_id)?;
+                let body = stored_body(conn, keys.get().as_deref(), &at, &blob_id)?;
                 Ok((prefix, blob_id, body))
             })
             .await?;
@@ -94,7 +95,10 @@ impl MessageStore for SqliteStore {
             let data = codec::decode(&body.codec, stored, body.size).map_err(|e| StoreError::io(&path, e))?;
             return Ok(MessageReader::inline(prefix, data));
         }
-        let file = tokio::fs::File::open(&path).await.map_err(|e| StoreError::io(&path, e))?;
+        let file = match body.file {
+            Some(f) => tokio::fs::File::from_std(f),
+            None => tokio::fs::File::open(&path).await.map_err(|e| StoreError::io(&path, e))?,
+        };
         MessageReader::file(prefix, path, file, body.size, body.codec)
     }
 

@@ -36,6 +36,7 @@ mod web;
 mod pgp;
 mod pgp_delivery;
 pub mod rotation;
+mod online;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -92,29 +93,44 @@ struct Inner {
     /// An encrypted store's master keys (they wrap and unwrap message files' data keys) and
     /// its database key.
     keys: KeyCell,
-    db_key: Option<DbKey>,
+    /// The database key (None: a clear database), and the switch lock: every read holds it
+    /// shared for its statements and the files it opens, and the online conversion to an
+    /// encrypted store holds it exclusive while it replaces the database file and while it
+    /// commits and renames each batch of sealed message files ([`online`]), so a reader never
+    /// pairs a row with a file of the other kind.
+    db: std::sync::RwLock<Option<Arc<DbKey>>>,
     /// A rewrap pass of a rotation is running ([`rotation`]): one at a time.
     rewrapping: std::sync::atomic::AtomicBool,
+    /// An online conversion to an encrypted store is running ([`online`]): one at a time.
+    converting: std::sync::atomic::AtomicBool,
+    /// Shared by every blob written while the store is clear, until it is committed; the
+    /// conversion's last sweep waits for this to be the only reference.
+    clear_writers: Arc<()>,
 }
 
 impl Inner {
     /// Runs `f` with an idle reader connection (a new one when none is idle) and keeps the
     /// connection for the next read.
     fn with_reader<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+        let db = self.db.read().expect("switch lock");
         let pooled = self.readers.lock().expect("reader pool lock").pop();
         let conn = match pooled {
             Some(c) => c,
             None => {
-                let c = open_connection(&self.db_path, self.db_key.as_ref())?;
+                let c = open_connection(&self.db_path, db.as_deref())?;
                 c.pragma_update(None, "mmap_size", READER_MMAP)?;
                 c
             }
         };
         let result = f(&conn);
+        // Back in the pool before the switch lock goes: a conversion empties the pool while
+        // it holds the lock, and a connection to the replaced file must not come back after.
         let mut pool = self.readers.lock().expect("reader pool lock");
         if pool.len() < MAX_IDLE_READERS {
             pool.push(conn);
         }
+        drop(pool);
+        drop(db);
         result
     }
 }
@@ -177,8 +193,12 @@ impl SqliteStore {
         rotation::record_server(&mut lock).map_err(|e| StoreError::io(&path, e))?;
         let blob_root = data_dir.join("blobs");
         blob::clean_tmp(&blob_root)?;
-        let store = Self::open_inner(data_dir, Some(lock), encryption::process_keys(), false)?;
-        let reader = open_connection(&store.inner.db_path, store.inner.db_key.as_ref())?;
+        let keys = encryption::process_keys();
+        // A conversion begun beside a running server that did not finish: its first steps
+        // before the store opens, the rest by the server (`SqliteStore::encrypt_online`).
+        let converting = online::prepare_resume(data_dir, keys.as_deref())?;
+        let store = Self::open_inner(data_dir, Some(lock), keys, converting)?;
+        let reader = open_connection(&store.inner.db_path, store.db_key().as_deref())?;
         orphans::sweep(&reader, &blob_root, now())?;
         Ok(store)
     }
@@ -205,8 +225,10 @@ impl SqliteStore {
                 summary_generation: std::sync::atomic::AtomicU64::new(0),
                 _lock: lock,
                 keys,
-                db_key,
+                db: std::sync::RwLock::new(db_key.map(Arc::new)),
                 rewrapping: std::sync::atomic::AtomicBool::new(false),
+                converting: std::sync::atomic::AtomicBool::new(false),
+                clear_writers: Arc::new(()),
             }),
         })
     }
@@ -352,10 +374,15 @@ pub(crate) struct StoredBody {
     pub codec: Codec,
     /// The stored bytes of a small body; None when it is a file.
     pub inline: Option<Vec<u8>>,
+    /// The file of a body that is not inline, opened with the row read (under the store's
+    /// switch lock: the file that goes with the row, even while an online conversion replaces
+    /// files by their sealed copies).
+    pub file: Option<std::fs::File>,
 }
 
-/// `keys`: the store's master keys, which unwrap the data key of a sealed file.
-pub(crate) fn stored_body(conn: &Connection, keys: Option<&MasterKeys>, blob_id: &str) -> Result<StoredBody> {
+/// `keys`: the store's master keys, which unwrap the data key of a sealed file; `root`: where
+/// the files are.
+pub(crate) fn stored_body(conn: &Connection, keys: Option<&MasterKeys>, root: &Path, blob_id: &str) -> Result<StoredBody> {
     let (size, codec, inline, dkey): (i64, i64, Option<Vec<u8>>, Option<Vec<u8>>) = conn
         .prepare_cached(
             "SELECT b.size, b.codec, coalesce(b.data, d.data), b.dkey FROM blobs b LEFT JOIN blob_bodies d ON d.id = b.body \
@@ -367,7 +394,14 @@ pub(crate) fn stored_body(conn: &Connection, keys: Option<&MasterKeys>, blob_id:
         _ => None,
     };
     let codec = Codec::from_code(codec, key).map_err(|e| StoreError::io(blob_id, e))?;
-    Ok(StoredBody { size: size as u64, codec, inline })
+    let file = match inline {
+        Some(_) => None,
+        None => {
+            let path = blob_path(root, blob_id);
+            Some(std::fs::File::open(&path).map_err(|e| StoreError::io(&path, e))?)
+        }
+    };
+    Ok(StoredBody { size: size as u64, codec, inline, file })
 }
 
 /// `prefix` followed by `body`, in one buffer.
@@ -381,17 +415,22 @@ pub(crate) fn joined(prefix: &[u8], body: &[u8]) -> Vec<u8> {
 /// A stored message: its prefix followed by its body (from the database when small, else
 /// from the file), decompressed.
 pub(crate) fn read_stored(conn: &Connection, keys: Option<&MasterKeys>, root: &Path, prefix: Vec<u8>, blob_id: &str) -> Result<Vec<u8>> {
-    read_body(root, prefix, blob_id, stored_body(conn, keys, blob_id)?)
+    read_body(root, prefix, blob_id, stored_body(conn, keys, root, blob_id)?)
 }
 
 /// [`read_stored`] after the body's row was read: `prefix` followed by the body, from `body`
 /// itself when it is kept in the database, else from its file.
 pub(crate) fn read_body(root: &Path, prefix: Vec<u8>, blob_id: &str, body: StoredBody) -> Result<Vec<u8>> {
-    let StoredBody { size, codec, inline } = body;
+    let StoredBody { size, codec, inline, file } = body;
     let path = blob_path(root, blob_id);
-    let stored = match inline {
-        Some(d) => d,
-        None => std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?,
+    let stored = match (inline, file) {
+        (Some(d), _) => d,
+        (None, Some(mut f)) => {
+            let mut d = Vec::new();
+            std::io::Read::read_to_end(&mut f, &mut d).map_err(|e| StoreError::io(&path, e))?;
+            d
+        }
+        (None, None) => std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?,
     };
     let body = codec::decode(&codec, stored, size).map_err(|e| StoreError::io(&path, e))?;
     let mut message = prefix;

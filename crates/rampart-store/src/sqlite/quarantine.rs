@@ -165,12 +165,12 @@ impl QuarantineStore for SqliteStore {
     }
 
     async fn held_message(&self, id: &str) -> Result<Vec<u8>> {
-        let (id, root, keys) = (id.to_string(), self.inner.blob_root.clone(), self.inner.keys.get());
+        let (id, root, keys) = (id.to_string(), self.inner.blob_root.clone(), self.inner.keys.clone());
         self.read(move |conn| {
             let row: Option<(Vec<u8>, String)> =
                 conn.query_row("SELECT prefix, blob_id FROM quarantine WHERE id = ?1", [&id], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
             let (prefix, blob) = row.ok_or_else(|| StoreError::NotFound(format!("held message {id}")))?;
-            read_stored(conn, keys.as_deref(), &root, prefix, &blob)
+            read_stored(conn, keys.get().as_deref(), &root, prefix, &blob)
         })
         .await
     }

@@ -168,7 +168,7 @@ impl QueueStore for SqliteStore {
                 .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?
                 .ok_or_else(|| StoreError::NotFound(format!("queue entry {id}")))?;
-            let body = stored_body(conn, self.inner.keys.get().as_deref(), &blob_id)?;
+            let body = stored_body(conn, self.inner.keys.get().as_deref(), &self.inner.blob_root, &blob_id)?;
             Ok((prefix, blob_id, body))
         })?;
         let root = self.inner.blob_root.clone();

@@ -34,7 +34,7 @@ use crate::{Result, StoreError};
 const BATCH: usize = 500;
 
 impl SqliteStore {
-    fn data_dir(&self) -> &Path {
+    pub(super) fn data_dir(&self) -> &Path {
         self.inner.db_path.parent().unwrap_or(Path::new("."))
     }
 
@@ -43,7 +43,7 @@ impl SqliteStore {
     /// does when it reloads its key text, and at start while a rotation is unfinished.
     pub fn adopt_master_keys(&self, keys: Arc<MasterKeys>) -> Result<()> {
         let dir = self.data_dir().to_path_buf();
-        if self.inner.db_key.is_none() {
+        if !self.is_encrypted() {
             return Err(StoreError::NotEncrypted(dir));
         }
         let marker = StoreKey::read(&dir)?.ok_or_else(|| StoreError::NotEncrypted(dir.clone()))?;
@@ -55,9 +55,13 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Whether the store is encrypted (opened with a `store.key`).
+    /// Whether the store is encrypted (opened with a `store.key`, or converted since).
     pub fn is_encrypted(&self) -> bool {
-        self.inner.db_key.is_some()
+        self.db_key().is_some()
+    }
+
+    pub(crate) fn db_key(&self) -> Option<Arc<super::encryption::DbKey>> {
+        self.inner.db.read().expect("switch lock").clone()
     }
 
     /// Whether the store has these master keys already (the same ids in the same order; a key

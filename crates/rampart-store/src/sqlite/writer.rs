@@ -147,9 +147,19 @@ where
     }
 }
 
+/// Work that needs the writer's connection itself, outside any transaction: replacing it by
+/// one to another database file (the online conversion to an encrypted store). It runs alone,
+/// after the batch before it has committed.
+pub(crate) type Exclusive = Box<dyn FnOnce(&mut Connection) -> Result<()> + Send>;
+
+enum Msg {
+    Job(Box<dyn Job>),
+    Exclusive(Exclusive, oneshot::Sender<Result<()>>),
+}
+
 pub struct Writer {
     /// None only while dropping: closing it ends the thread's loop.
-    jobs: Option<mpsc::Sender<Box<dyn Job>>>,
+    jobs: Option<mpsc::Sender<Msg>>,
     /// Joined on drop: the thread closes its connection, and a process must not exit while
     /// it does (SQLCipher frees its global state in an exit handler; a connection closing
     /// beside it crashed the CLI about once in a hundred runs).
@@ -190,7 +200,7 @@ impl Drop for Writer {
 
 impl Writer {
     pub fn start(conn: Connection, blob_root: PathBuf, notifier: Arc<Notifier>, keys: KeyCell) -> Result<Writer> {
-        let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
+        let (tx, rx) = mpsc::channel::<Msg>();
         let thread = WriterThread { conn, blob_root, keys, notifier, fail_commits: FailCommits::default() };
         #[cfg(any(test, feature = "fault-injection"))]
         let fail_commits = thread.fail_commits.clone();
@@ -213,8 +223,16 @@ impl Writer {
     {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Pending { work: Some(work), result: None, reply });
-        self.jobs.as_ref().ok_or(StoreError::Closed)?.send(job).map_err(|_| StoreError::Closed)?;
+        self.jobs.as_ref().ok_or(StoreError::Closed)?.send(Msg::Job(job)).map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `work` on the writer thread between batches and waits for it, blocking the
+    /// calling thread (never a runtime thread: the caller holds the store's switch lock).
+    pub(crate) fn exclusive_blocking(&self, work: Exclusive) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.as_ref().ok_or(StoreError::Closed)?.send(Msg::Exclusive(work, reply)).map_err(|_| StoreError::Closed)?;
+        answer.blocking_recv().map_err(|_| StoreError::Closed)?
     }
 
     /// Makes the next `n` batches fail at their commit, as a full disk would.
@@ -233,12 +251,26 @@ struct WriterThread {
 }
 
 impl WriterThread {
-    fn run(self, jobs: mpsc::Receiver<Box<dyn Job>>) {
-        while let Ok(first) = jobs.recv() {
+    fn run(mut self, jobs: mpsc::Receiver<Msg>) {
+        let mut next = None;
+        loop {
+            let first = match next.take().map_or_else(|| jobs.recv(), Ok) {
+                Ok(Msg::Job(job)) => job,
+                Ok(Msg::Exclusive(work, reply)) => {
+                    let _ = reply.send(work(&mut self.conn));
+                    continue;
+                }
+                Err(_) => return,
+            };
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 match jobs.try_recv() {
-                    Ok(job) => batch.push(job),
+                    Ok(Msg::Job(job)) => batch.push(job),
+                    // After this batch has committed.
+                    Ok(exclusive) => {
+                        next = Some(exclusive);
+                        break;
+                    }
                     Err(_) => break,
                 }
             }
