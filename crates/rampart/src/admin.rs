@@ -241,17 +241,10 @@ fn parse_time(s: &str) -> anyhow::Result<i64> {
 }
 
 pub(crate) fn open(config: &Path) -> anyhow::Result<(SqliteStore, tokio::runtime::Runtime)> {
-    let (store, rt, _) = open_with_config(config)?;
+    let (_, store, rt) = crate::cli::open(config)?;
     Ok((store, rt))
 }
 
-fn open_with_config(config: &Path) -> anyhow::Result<(SqliteStore, tokio::runtime::Runtime, rampart_config::Config)> {
-    let config = crate::serve::load_config(config, &[])?;
-    let store = SqliteStore::open(&config.server.data_dir)
-        .with_context(|| format!("opening the store in {}", config.server.data_dir.display()))?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    Ok((store, rt, config))
-}
 
 /// The password's secrets after the configured policy accepted it.
 fn checked_secrets(config: &rampart_config::Config, address: &str, password: &str) -> anyhow::Result<rampart_store::Secrets> {
@@ -306,7 +299,7 @@ pub fn user(config: &Path, cmd: UserCommand) -> anyhow::Result<()> {
     if let UserCommand::Pgp { command } = cmd {
         return crate::pgp::run(config, command);
     }
-    let (store, rt, config) = open_with_config(config)?;
+    let (config, store, rt) = crate::cli::open(config)?;
     rt.block_on(async {
         match cmd {
             UserCommand::Add { address, password_stdin } => {

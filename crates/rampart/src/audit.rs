@@ -19,7 +19,7 @@ use anyhow::bail;
 use hickory_resolver::TokioResolver;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use rampart_config::Config;
-use rampart_store::{DkimKey, SqliteStore, Store};
+use rampart_store::{DkimKey, Store};
 use serde_json::json;
 
 pub mod certs;
@@ -95,9 +95,7 @@ pub struct Setup {
 }
 
 pub fn command(config_path: &Path, args: AuditArgs) -> anyhow::Result<()> {
-    let config = crate::serve::load_config(config_path, &[])?;
-    let store = SqliteStore::open(&config.server.data_dir)?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (config, store, rt) = crate::cli::open(config_path)?;
     let findings = rt.block_on(async {
         let setup = setup(&store, config, args.domain.as_deref()).await?;
         let smtp = args.smtp.or_else(|| setup.config.listener.smtp.bind.first().map(|a| loopback(*a)));

@@ -4,10 +4,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Subcommand;
 use rampart_store::prelude::*;
-use rampart_store::SqliteStore;
 
 #[derive(Subcommand)]
 pub enum BanCommand {
@@ -37,10 +36,7 @@ pub enum FirewallCommand {
 }
 
 pub fn ban(config: &Path, cmd: BanCommand) -> anyhow::Result<()> {
-    let config = crate::serve::load_config(config, &[])?;
-    let store = SqliteStore::open(&config.server.data_dir)
-        .with_context(|| format!("opening the store in {}", config.server.data_dir.display()))?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (_config, store, rt) = crate::cli::open(config)?;
     let now = chrono::Utc::now().timestamp();
     rt.block_on(async {
         match cmd {

@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use rampart_pipeline::dkim::{self, Algorithm};
 use rampart_store::prelude::*;
-use rampart_store::{DkimKey, SqliteStore};
+use rampart_store::DkimKey;
 
 #[derive(Subcommand)]
 pub enum DkimCommand {
@@ -70,10 +70,7 @@ pub fn record_line(k: &DkimKey) -> String {
 }
 
 pub fn command(config: &Path, cmd: DkimCommand) -> anyhow::Result<()> {
-    let config = crate::serve::load_config(config, &[])?;
-    let store = SqliteStore::open(&config.server.data_dir)
-        .with_context(|| format!("opening the store in {}", config.server.data_dir.display()))?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (config, store, rt) = crate::cli::open(config)?;
     rt.block_on(async {
         match cmd {
             DkimCommand::Keygen { domain, selector, algorithm } => {

@@ -3,13 +3,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Context;
 use clap::Subcommand;
 use rampart_config::Config;
 use rampart_pipeline::{Checker, Reason};
 use rampart_pipeline::report::{self, Reporter};
 use rampart_smtp::queue::{Generated, inject};
-use rampart_store::SqliteStore;
 use rampart_store::prelude::*;
 use tracing::{info, warn};
 
@@ -29,10 +27,7 @@ fn now() -> i64 {
 }
 
 pub fn command(config_path: &Path, cmd: DmarcCommand) -> anyhow::Result<()> {
-    let config = crate::serve::load_config(config_path, &[])?;
-    let store = SqliteStore::open(&config.server.data_dir)
-        .with_context(|| format!("opening the store in {}", config.server.data_dir.display()))?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (config, store, rt) = crate::cli::open(config_path)?;
     rt.block_on(async {
         match cmd {
             DmarcCommand::Reports => {
@@ -132,6 +127,7 @@ async fn queue_report(store: &dyn Store, host: &str, id: &str, from: &str, to: &
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rampart_store::SqliteStore;
     use rampart_pipeline::Dns;
 
     /// A stored evaluation of `domain` asking for reports at `rua`.

@@ -31,6 +31,7 @@ mod audit;
 mod backup;
 mod bans;
 mod certs;
+mod cli;
 mod dkim;
 mod dmarc;
 mod tlsrpt;
@@ -296,25 +297,19 @@ fn main() -> std::process::ExitCode {
 
 fn dns_records(config: &std::path::Path, domain: &str) -> anyhow::Result<()> {
     use rampart_store::prelude::*;
-    let c = serve::load_config(config, &[])?;
-    let store = rampart_store::SqliteStore::open(&c.server.data_dir)?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (c, store, rt) = cli::open(config)?;
     let keys = rt.block_on(store.dkim_keys(Some(&domain.trim_end_matches('.').to_ascii_lowercase())))?;
     print!("{}", records::zone(domain, &records::Inputs::from_config(&c, &keys)));
     Ok(())
 }
 
 fn quota(config: &std::path::Path, cmd: sending::QuotaCommand) -> anyhow::Result<()> {
-    let c = serve::load_config(config, &[])?;
-    let store = rampart_store::SqliteStore::open(&c.server.data_dir)?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (c, store, rt) = cli::open(config)?;
     rt.block_on(sending::quota(&store, &c, cmd))
 }
 
 fn dns_check(config: &std::path::Path, domain: &str) -> anyhow::Result<()> {
-    let c = serve::load_config(config, &[])?;
-    let store = rampart_store::SqliteStore::open(&c.server.data_dir)?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (c, store, rt) = cli::open(config)?;
     let resolver = rampart_smtp::dns::resolver(&c.dns.nameservers).map_err(|e| anyhow::anyhow!("dns.nameservers: {e}"))?;
     let checks = rt.block_on(dnscheck::check(&store, &c, &resolver, domain))?;
     let mut bad = 0;

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Subcommand;
 use rampart_store::prelude::*;
 use rampart_store::quarantine::Held;
@@ -133,12 +133,9 @@ async fn account(store: &SqliteStore, user: Option<String>) -> anyhow::Result<Op
 }
 
 pub fn command(config: &Path, cmd: QuarantineCommand) -> anyhow::Result<()> {
-    let config = crate::serve::load_config(config, &[])?;
-    let store = SqliteStore::open(&config.server.data_dir)
-        .with_context(|| format!("opening the store in {}", config.server.data_dir.display()))?;
+    let (config, store, rt) = crate::cli::open(config)?;
     // The digest is delivered into INBOXes: summarized as the server's deliveries are.
     store.set_summarizer(std::sync::Arc::new(rampart_imap::MessageSummarizer));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         match cmd {
             QuarantineCommand::List { user } => {

@@ -11,7 +11,7 @@ use rampart_smtp::client::TlsClient;
 use rampart_smtp::outbound::{Outbound, ResolvedRoute};
 use rampart_smtp::queue::{Runner, RunnerOptions};
 use rampart_store::prelude::*;
-use rampart_store::{RcptState, SqliteStore};
+use rampart_store::RcptState;
 
 /// The TLS client for outbound connections (queue deliveries, gateway callouts): the
 /// system's trust anchors plus `queue.extra_ca_file`.
@@ -182,10 +182,7 @@ fn date(t: i64) -> String {
 }
 
 pub fn command(config: &Path, cmd: QueueCommand) -> anyhow::Result<()> {
-    let config = crate::serve::load_config(config, &[])?;
-    let store = SqliteStore::open(&config.server.data_dir)
-        .with_context(|| format!("opening the store in {}", config.server.data_dir.display()))?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (_config, store, rt) = crate::cli::open(config)?;
     rt.block_on(async {
         match cmd {
             QueueCommand::List => {

@@ -11,7 +11,7 @@ use clap::Subcommand;
 use rampart_filter::{MessageView, Urls, bayes};
 use rampart_store::filter::{ClassCounts, Lesson, Scope};
 use rampart_store::prelude::*;
-use rampart_store::{AccountId, MailboxId, SqliteStore};
+use rampart_store::{AccountId, MailboxId};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
@@ -59,10 +59,7 @@ fn counts(c: ClassCounts) -> String {
 }
 
 pub fn command(config: &Path, cmd: SpamCommand) -> anyhow::Result<()> {
-    let config = crate::serve::load_config(config, &[])?;
-    let store = SqliteStore::open(&config.server.data_dir)
-        .with_context(|| format!("opening the store in {}", config.server.data_dir.display()))?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (_config, store, rt) = crate::cli::open(config)?;
     rt.block_on(async {
         let account = |user: Option<String>| {
             let store = store.clone();

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Context;
 use clap::Subcommand;
 use hickory_resolver::proto::rr::RData;
 use mail_auth::common::parse::TxtRecordParser;
@@ -15,7 +14,7 @@ use rampart_config::Config;
 use rampart_pipeline::Reason;
 use rampart_smtp::queue::{Generated, inject};
 use rampart_store::prelude::*;
-use rampart_store::{SqliteStore, TlsOutcome};
+use rampart_store::TlsOutcome;
 use tracing::{info, warn};
 
 /// Where the time of the last report run is kept, so a restart neither skips nor repeats one.
@@ -34,10 +33,7 @@ fn now() -> i64 {
 }
 
 pub fn command(config_path: &Path, cmd: TlsRptCommand) -> anyhow::Result<()> {
-    let config = crate::serve::load_config(config_path, &[])?;
-    let store = SqliteStore::open(&config.server.data_dir)
-        .with_context(|| format!("opening the store in {}", config.server.data_dir.display()))?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (config, store, rt) = crate::cli::open(config_path)?;
     rt.block_on(async {
         match cmd {
             TlsRptCommand::Reports => {

@@ -142,10 +142,7 @@ fn read(path: &Path, what: &str) -> anyhow::Result<String> {
 }
 
 pub fn command(config: &Path, cmd: CertCommand) -> anyhow::Result<()> {
-    let config = crate::serve::load_config(config, &[])?;
-    let store = SqliteStore::open(&config.server.data_dir)
-        .with_context(|| format!("opening the store in {}", config.server.data_dir.display()))?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (_config, store, rt) = crate::cli::open(config)?;
     rt.block_on(run(&store, cmd))
 }
 
