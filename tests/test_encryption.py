@@ -362,6 +362,23 @@ def test_store_encrypt_beside_a_server_killed_in_the_middle(rampart):
     r.stop()
 
 
+def test_init_encrypt_makes_an_encrypted_store_from_the_start(tmp_path):
+    """`rampart init --encrypt`: a master key beside the data directory (mode 0600), server
+    mode in the config, a store created encrypted; mail delivered leaves no marker."""
+    d = tmp_path / "enc"
+    out = subprocess.run([BIN, "init", "--dir", str(d), "--hostname", "mx.example.test", "--domain", "example.test", "--encrypt"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "master key" in out.stdout
+    key = d / "master.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert 'mode = "server"' in (d / "rampart.toml").read_text()
+    assert (d / "data" / "store.key").exists()
+    check = subprocess.run([BIN, "config", "check", "--config", str(d / "rampart.toml")], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert files_holding(d / "data", {b"example.test"}) == [], "not even the domain's name is in clear"
+
+
 def test_backup_of_an_encrypted_store_is_encrypted_and_restores(rampart, tmp_path):
     from conftest import Rampart
 

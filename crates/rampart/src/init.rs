@@ -22,7 +22,7 @@ fn create_file(path: &Path, contents: &str, mode: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(dir: &Path, hostname: &str, domain: &str) -> anyhow::Result<()> {
+pub fn run(dir: &Path, hostname: &str, domain: &str, encrypt: bool) -> anyhow::Result<()> {
     if !rampart_config::is_hostname(hostname) {
         bail!("--hostname: `{hostname}` is not a host name");
     }
@@ -47,9 +47,15 @@ pub fn run(dir: &Path, hostname: &str, domain: &str) -> anyhow::Result<()> {
         create_file(&cert_path, &cert, 0o644)?;
     }
 
+    let mut template = rampart_config::template(hostname);
+    if encrypt {
+        // Before the config names it: a config in server mode without its key would not start.
+        crate::keys::generate(&dir.join(rampart_config::Encryption::default().key_file))?;
+        template = server_mode(&template)?;
+    }
     // Written last of the files: its existence is what marks the directory as initialized.
-    create_file(&config_path, &rampart_config::template(hostname), 0o640)?;
-    let config = rampart_config::Config::load(&config_path, &[])?;
+    create_file(&config_path, &template, 0o640)?;
+    let config = crate::serve::load_config(&config_path, &[])?;
 
     let store = SqliteStore::open(&config.server.data_dir)
         .with_context(|| format!("creating the store in {}", config.server.data_dir.display()))?;
@@ -71,6 +77,12 @@ pub fn run(dir: &Path, hostname: &str, domain: &str) -> anyhow::Result<()> {
     println!("wrote {}", config_path.display());
     println!("wrote a self-signed certificate for {hostname} in {}", tls_dir.display());
     println!("created the store in {} with domain {domain}", config.server.data_dir.display());
+    if encrypt {
+        println!(
+            "the store is encrypted at rest; its master key is {} — back it up apart from the data: without it the mail cannot be read",
+            config.store.encryption.key_file.display()
+        );
+    }
     println!();
     print!("{}", crate::records::zone(&domain, &crate::records::Inputs::from_config(&config, &keys)));
     println!();
@@ -80,6 +92,13 @@ pub fn run(dir: &Path, hostname: &str, domain: &str) -> anyhow::Result<()> {
         println!("{note}");
     }
     Ok(())
+}
+
+/// The template with `[store.encryption] mode = "server"`.
+fn server_mode(template: &str) -> anyhow::Result<String> {
+    let section = template.find("\n[store.encryption]\n").context("the template has [store.encryption]")?;
+    let at = section + template[section..].find("\nmode = \"off\"\n").context("[store.encryption] has mode")?;
+    Ok(format!("{}\nmode = \"server\"\n{}", &template[..at], &template[at + "\nmode = \"off\"\n".len()..]))
 }
 
 /// Run as root, `serve` becomes `[server] user` after start: it must still reach its

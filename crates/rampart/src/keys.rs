@@ -175,12 +175,17 @@ pub fn keys_command(path: &Path, command: KeysCommand) -> anyhow::Result<()> {
     let key_file = &config.store.encryption.key_file;
     match command {
         KeysCommand::Generate => {
-            write_key_file(key_file, &MasterKeys::generate(), true)?;
+            generate(key_file)?;
             println!("wrote the master key to {} (mode 0600); keep a copy apart from the data", key_file.display());
             Ok(())
         }
         KeysCommand::Rotate => rotate(&config),
     }
+}
+
+/// A new master key file at `path`; refuses to overwrite one.
+pub fn generate(path: &Path) -> anyhow::Result<()> {
+    write_key_file(path, &MasterKeys::generate(), true)
 }
 
 fn rotate(config: &Config) -> anyhow::Result<()> {

@@ -84,6 +84,11 @@ enum Command {
         /// The first mail domain to accept mail for.
         #[arg(long)]
         domain: String,
+        /// Store mail encrypted at rest from the start (`[store.encryption] mode = "server"`):
+        /// a master key is written to DIR/master.key (mode 0600, beside the data directory, not
+        /// in it). Back it up apart from the data: without it the mail cannot be read.
+        #[arg(long)]
+        encrypt: bool,
     },
     /// Run the server.
     Serve {
@@ -253,7 +258,7 @@ fn main() -> std::process::ExitCode {
     }
     let config = cli.config;
     let result = match cli.command {
-        Command::Init { dir, hostname, domain } => init::run(&dir, &hostname, &domain),
+        Command::Init { dir, hostname, domain, encrypt } => init::run(&dir, &hostname, &domain, encrypt),
         Command::Serve { sets } => serve::run(&config, &sets),
         Command::Config { command: ConfigCommand::Check { sets } } => config_check(&config, &sets),
         Command::Config { command: ConfigCommand::Template { hostname } } => {
