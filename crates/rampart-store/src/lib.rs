@@ -57,6 +57,7 @@ pub mod mail;
 mod messages;
 pub mod metadata;
 pub mod notify;
+pub mod peruser;
 pub mod pgp;
 mod queue;
 pub mod quarantine;
