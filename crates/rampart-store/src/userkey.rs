@@ -56,6 +56,10 @@ fn unsupported() -> StoreError {
 
 #[async_trait]
 pub trait UserKeyStore: Send + Sync + 'static {
+    /// Whether the account is in per-user mode (a point read, made at every login).
+    async fn has_user_key(&self, _account: AccountId) -> Result<bool> {
+        Ok(false)
+    }
     /// The account's per-user state; None when it is not in per-user mode.
     async fn user_key_status(&self, _account: AccountId) -> Result<Option<UserKeyStatus>> {
         Ok(None)

@@ -91,6 +91,10 @@ fn put_wrap(conn: &Connection, account: AccountId, wrap: &str, key: &SecretKey, 
 
 #[async_trait]
 impl UserKeyStore for SqliteStore {
+    async fn has_user_key(&self, account: AccountId) -> Result<bool> {
+        self.read_now(|conn| Ok(public_of(conn, account)?.is_some()))
+    }
+
     async fn user_key_status(&self, account: AccountId) -> Result<Option<UserKeyStatus>> {
         self.read(move |conn| {
             let Some(enabled): Option<i64> =
