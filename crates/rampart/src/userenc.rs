@@ -4,7 +4,6 @@
 //! shown once, and is unwrapped only by the user's logins. An administrator — this command
 //! included — cannot read such mail.
 
-
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use rampart_auth::scram::ScramKeys;
