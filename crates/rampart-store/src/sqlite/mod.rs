@@ -381,6 +381,9 @@ pub(crate) struct StoredBody {
     pub file: Option<std::fs::File>,
 }
 
+/// size, codec, inline body, data key (wrapped or sealed), owner of a per-user copy.
+type BlobRow = (i64, i64, Option<Vec<u8>>, Option<Vec<u8>>, Option<AccountId>);
+
 /// `keys`: the store's master keys, which unwrap the data key of a sealed file; `root`: where
 /// the files are.
 pub(crate) fn stored_body(conn: &Connection, keys: Option<&MasterKeys>, root: &Path, blob_id: &str) -> Result<StoredBody> {
