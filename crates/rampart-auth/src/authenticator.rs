@@ -11,6 +11,7 @@ use crate::cache::{CredentialCache, Matched};
 use crate::sasl::{Exchange, Failure, Mechanism};
 use crate::scram::ScramKeys;
 use crate::work::WorkAreas;
+use zeroize::Zeroizing;
 use crate::{AuthError, HashParams, hash_password, verify_password_in};
 
 /// Who authenticated.
@@ -21,6 +22,70 @@ pub struct Identity {
     pub address: String,
     /// The name of the app password used, if one was.
     pub app_password: Option<String>,
+    /// What this login learnt that opens the account's per-user key, when the method gives
+    /// one (password and SCRAM logins; never CRAM-MD5 or a token).
+    pub unlock: Option<Unlock>,
+}
+
+/// Which wrap of a per-user key a login can open (rampart_store::peruser).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnlockWrap {
+    /// The account password's (its SCRAM ClientKey).
+    Password,
+    /// App password `id`'s.
+    App(i64),
+}
+
+/// The unlock key a login learnt. A password login keeps the password and the SCRAM salt
+/// until asked: the ClientKey costs the SCRAM iterations of PBKDF2, paid only by accounts
+/// in per-user mode ([`Unlock::key`]).
+#[derive(Clone)]
+pub struct Unlock {
+    pub wrap: UnlockWrap,
+    secret: UnlockSecret,
+}
+
+#[derive(Clone)]
+enum UnlockSecret {
+    Key(Zeroizing<[u8; 32]>),
+    Password { keys: ScramKeys, password: Zeroizing<String> },
+}
+
+impl std::fmt::Debug for Unlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unlock").field("wrap", &self.wrap).finish_non_exhaustive()
+    }
+}
+
+/// Identities compare by who and how; the secret is not compared.
+impl PartialEq for Unlock {
+    fn eq(&self, other: &Unlock) -> bool {
+        self.wrap == other.wrap
+    }
+}
+impl Eq for Unlock {}
+
+impl Unlock {
+    pub(crate) fn client_key(key: Zeroizing<[u8; 32]>) -> Unlock {
+        Unlock { wrap: UnlockWrap::Password, secret: UnlockSecret::Key(key) }
+    }
+
+    fn password(creds: &Credentials, password: &str) -> Option<Unlock> {
+        let keys = creds.scram_sha256.as_deref().and_then(ScramKeys::decode)?;
+        Some(Unlock { wrap: UnlockWrap::Password, secret: UnlockSecret::Password { keys, password: Zeroizing::new(password.to_string()) } })
+    }
+
+    fn app(id: i64, password: &str) -> Unlock {
+        Unlock { wrap: UnlockWrap::App(id), secret: UnlockSecret::Key(rampart_store::peruser::unlock_from_text(password)) }
+    }
+
+    /// The unlock key (a password's is computed here: call it off the async threads).
+    pub fn key(&self) -> Zeroizing<[u8; 32]> {
+        match &self.secret {
+            UnlockSecret::Key(k) => k.clone(),
+            UnlockSecret::Password { keys, password } => keys.client_key(password),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -109,14 +174,14 @@ impl Authenticator {
             None => self.argon2(None, password, true).await?,
         };
         let (Some(creds), Some(matched)) = (creds, matched) else { return Err(fail()) };
-        let app = match matched {
-            Matched::Account => None,
+        let (app, unlock) = match matched {
+            Matched::Account => (None, Unlock::password(&creds, password)),
             Matched::App(id) => {
                 let _ = self.store.touch_app_password(id).await;
-                creds.app_passwords.iter().find(|a| a.id == id).map(|a| a.name.clone())
+                (creds.app_passwords.iter().find(|a| a.id == id).map(|a| a.name.clone()), Some(Unlock::app(id, password)))
             }
         };
-        Ok(Identity { account: creds.account.id, address: creds.account.address, app_password: app })
+        Ok(Identity { account: creds.account.id, address: creds.account.address, app_password: app, unlock })
     }
 
     /// The account's own password only, for web logins and for a web session re-entering it:
@@ -129,7 +194,10 @@ impl Authenticator {
         let creds = self.credentials(user).await?;
         let matched = self.argon2(creds.as_ref(), password, false).await?;
         match (creds, matched) {
-            (Some(c), Some(Matched::Account)) => Ok(Identity { account: c.account.id, address: c.account.address, app_password: None }),
+            (Some(c), Some(Matched::Account)) => {
+                let unlock = Unlock::password(&c, password);
+                Ok(Identity { account: c.account.id, address: c.account.address, app_password: None, unlock })
+            }
             _ => Err(Failure::Credentials { user: Some(user.to_string()) }),
         }
     }
@@ -184,7 +252,7 @@ impl Authenticator {
         mac.update(challenge.as_bytes());
         let expected: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
         if bool::from(subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), digest.to_ascii_lowercase().as_bytes())) {
-            Ok(Identity { account: creds.account.id, address: creds.account.address, app_password: None })
+            Ok(Identity { account: creds.account.id, address: creds.account.address, app_password: None, unlock: None })
         } else {
             Err(fail())
         }
@@ -196,7 +264,7 @@ impl Authenticator {
         let creds = self.credentials(user).await?;
         if let Some(c) = creds
             && let Some(keys) = c.scram_sha256.as_deref().and_then(ScramKeys::decode) {
-                let id = Identity { account: c.account.id, address: c.account.address, app_password: None };
+                let id = Identity { account: c.account.id, address: c.account.address, app_password: None, unlock: None };
                 return Ok((Some(id), keys));
             }
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&self.secret).expect("HMAC accepts any key length");

@@ -23,7 +23,7 @@ use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::PasswordHasher;
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 
-pub use authenticator::{AuthSettings, Authenticator, Identity, new_app_password, secrets_for};
+pub use authenticator::{AuthSettings, Authenticator, Identity, Unlock, UnlockWrap, new_app_password, secrets_for};
 pub use policy::PasswordPolicy;
 pub use sasl::{Exchange, Failure, Mechanism, Step};
 

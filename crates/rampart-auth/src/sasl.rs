@@ -265,8 +265,11 @@ impl Exchange {
         };
         let user = Some(p.user.clone());
         match scram::verify_client_final(text, &p.client_first_bare, &p.server_first, &p.nonce, &p.expected_cbind, &p.keys) {
-            Ok(server_final) => match p.identity {
-                Some(identity) => self.wait(State::ScramDone(identity), server_final.into_bytes()),
+            Ok((server_final, client_key)) => match p.identity {
+                Some(mut identity) => {
+                    identity.unlock = Some(crate::authenticator::Unlock::client_key(client_key));
+                    self.wait(State::ScramDone(identity), server_final.into_bytes())
+                }
                 None => Step::Failure(Failure::Credentials { user }),
             },
             Err(scram::FinalError::ChannelBinding) => Step::Failure(Failure::ChannelBinding { user }),

@@ -8,6 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -44,6 +45,16 @@ impl ScramKeys {
             stored_key: Sha256::digest(client_key).into(),
             server_key: hmac(&salted, b"Server Key"),
         }
+    }
+
+    /// The ClientKey of `password` under these keys' salt and iterations (`HMAC(Hi(password,
+    /// salt, i), "Client Key")`): what a SCRAM exchange proves knowledge of. Never stored
+    /// (only its hash, StoredKey); it unlocks a per-user key (rampart_store::peruser).
+    pub fn client_key(&self, password: &str) -> Zeroizing<[u8; 32]> {
+        let mut salted = Zeroizing::new([0u8; 32]);
+        pbkdf2::pbkdf2::<HmacSha256>(password.as_bytes(), &self.salt, self.iterations, &mut salted[..])
+            .expect("HMAC accepts any key length");
+        Zeroizing::new(hmac(&salted[..], b"Client Key"))
     }
 
     pub fn generate(password: &str, iterations: u32) -> ScramKeys {
@@ -150,7 +161,9 @@ pub fn server_first(client_nonce: &str, keys: &ScramKeys) -> (String, String) {
     (format!("r={nonce},s={},i={}", B64.encode(&keys.salt), keys.iterations), nonce)
 }
 
-/// Checks a client-final-message. On success returns the server-final-message (`v=...`).
+/// Checks a client-final-message. On success returns the server-final-message (`v=...`) and
+/// the ClientKey, recovered as `ClientProof XOR ClientSignature` (RFC 5802 §3): a secret the
+/// server never stores, which unlocks a per-user key.
 ///
 /// `expected_cbind` is the exact `c=` payload the client must send: the gs2 header followed by
 /// the channel-binding data when a binding is in use.
@@ -161,7 +174,7 @@ pub fn verify_client_final(
     nonce: &str,
     expected_cbind: &[u8],
     keys: &ScramKeys,
-) -> Result<String, FinalError> {
+) -> Result<(String, Zeroizing<[u8; 32]>), FinalError> {
     let (without_proof, proof) = msg.rsplit_once(",p=").ok_or(FinalError::Malformed)?;
     let mut fields = without_proof.split(',');
     let cbind = fields.next().and_then(|f| f.strip_prefix("c=")).ok_or(FinalError::Malformed)?;
@@ -179,13 +192,16 @@ pub fn verify_client_final(
     }
     let auth_message = format!("{client_first_bare},{server_first},{without_proof}");
     let client_signature = hmac(&keys.stored_key, auth_message.as_bytes());
-    let client_key: Vec<u8> = proof.iter().zip(client_signature).map(|(p, s)| p ^ s).collect();
-    let stored: [u8; 32] = Sha256::digest(&client_key).into();
+    let mut client_key = Zeroizing::new([0u8; 32]);
+    for (k, (p, s)) in client_key.iter_mut().zip(proof.iter().zip(client_signature)) {
+        *k = p ^ s;
+    }
+    let stored: [u8; 32] = Sha256::digest(&client_key[..]).into();
     if !bool::from(subtle::ConstantTimeEq::ct_eq(&stored[..], &keys.stored_key[..])) {
         return Err(FinalError::Proof);
     }
     let server_signature = hmac(&keys.server_key, auth_message.as_bytes());
-    Ok(format!("v={}", B64.encode(server_signature)))
+    Ok((format!("v={}", B64.encode(server_signature)), client_key))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,7 +235,12 @@ mod tests {
             &keys,
         )
         .unwrap();
-        assert_eq!(v, "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
+        assert_eq!(v.0, "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
+        // The ClientKey the server recovers from the proof is the one the password gives,
+        // and what StoredKey is the hash of.
+        assert_eq!(*v.1, *keys.client_key("pencil"));
+        assert_eq!(<[u8; 32]>::from(Sha256::digest(&v.1[..])), keys.stored_key);
+        assert_ne!(*keys.client_key("pencil2"), *v.1);
         let bad = client_final.replace("p=dHzb", "p=eHzb");
         assert!(verify_client_final(&bad, &first.bare, server_first, "rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0", b"n,,", &keys).is_err());
     }

@@ -59,6 +59,7 @@ async fn fixture_with(summaries: bool) -> Fixture {
         failure_delay: Duration::from_millis(10),
         learner: None,
         columns: Arc::new(rampart_imap::ColumnCache::new(64 << 20)),
+        user_keys: None,
     });
     Fixture { _dir: dir, store, services }
 }
@@ -949,6 +950,7 @@ fn uncached(f: &Fixture) -> Arc<Services> {
         failure_delay: s.failure_delay,
         learner: None,
         columns: Arc::new(rampart_imap::ColumnCache::new(0)),
+        user_keys: None,
     })
 }
 

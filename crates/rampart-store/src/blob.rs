@@ -62,6 +62,9 @@ pub struct BlobWriter {
     chunks: usize,
     /// Held, with the blob it makes, until that is committed or dropped; see [`Blob::_clear_hold`].
     clear_hold: Option<Arc<()>>,
+    /// A per-user copy: the account and public key its data key is sealed to
+    /// ([`crate::peruser`]); always a sealed file, never kept in the (maybe clear) database.
+    owner: Option<(crate::AccountId, [u8; crate::keys::KEY_LEN])>,
 }
 
 impl std::fmt::Debug for BlobWriter {
@@ -76,13 +79,19 @@ impl BlobWriter {
             Some(_) => Codec::Sealed(Arc::new(DataKey::generate())),
             None => Codec::Zstd,
         };
-        BlobWriter { id: new_id(), root: root.to_path_buf(), file: None, buf: Vec::new(), size: 0, keys, codec, chunks: 0, clear_hold: None }
+        BlobWriter { id: new_id(), root: root.to_path_buf(), file: None, buf: Vec::new(), size: 0, keys, codec, chunks: 0, clear_hold: None, owner: None }
     }
 
     /// A clear store's writer holds `hold` (see [`Blob::_clear_hold`]).
     pub(crate) fn holding(mut self, hold: Arc<()>) -> Self {
         self.clear_hold = Some(hold);
         self
+    }
+
+    /// A writer of a per-user copy for `account`, whose data key is sealed to `public`.
+    pub(crate) fn for_user(root: &Path, account: crate::AccountId, public: [u8; crate::keys::KEY_LEN]) -> Self {
+        let codec = Codec::Sealed(Arc::new(DataKey::generate()));
+        BlobWriter { id: new_id(), root: root.to_path_buf(), file: None, buf: Vec::new(), size: 0, keys: None, codec, chunks: 0, clear_hold: None, owner: Some((account, public)) }
     }
 
     pub fn id(&self) -> &str {
@@ -148,7 +157,7 @@ impl BlobWriter {
     /// Writes and fsyncs the rest. The blob is durable (or, when small, held in memory to be
     /// written with its index rows) but not yet part of any mailbox.
     pub async fn finish(mut self) -> Result<Blob> {
-        let inline = if self.file.is_none() && self.buf.len() <= INLINE_MAX {
+        let inline = if self.file.is_none() && self.buf.len() <= INLINE_MAX && self.owner.is_none() {
             let mut stored = Vec::new();
             codec::compress_into(&self.buf, &mut stored).map_err(|e| StoreError::io(self.tmp_path(), e))?;
             Some(stored)
@@ -156,8 +165,11 @@ impl BlobWriter {
             self.flush(true).await?;
             None
         };
-        let (codec, wrapped_key) = match (&inline, &self.keys, &self.codec) {
-            (None, Some(keys), Codec::Sealed(key)) => (self.codec.clone(), Some(keys.wrap(key.bytes(), self.id.as_bytes()))),
+        let (codec, wrapped_key) = match (&inline, &self.keys, &self.codec, &self.owner) {
+            (None, _, Codec::Sealed(key), Some((_, public))) => {
+                (self.codec.clone(), Some(crate::peruser::seal_to(public, key.bytes(), self.id.as_bytes())))
+            }
+            (None, Some(keys), Codec::Sealed(key), None) => (self.codec.clone(), Some(keys.wrap(key.bytes(), self.id.as_bytes()))),
             _ => (Codec::Zstd, None),
         };
         let blob = Blob {
@@ -169,6 +181,7 @@ impl BlobWriter {
             codec,
             wrapped_key,
             _clear_hold: self.clear_hold.take(),
+            owner: self.owner.map(|(account, _)| account),
         };
         Ok(blob)
     }
@@ -194,12 +207,15 @@ pub struct Blob {
     /// file.
     pub(crate) inline: Option<Vec<u8>>,
     pub(crate) codec: Codec,
-    /// The data key of a sealed file, wrapped by the master key (`blobs.dkey`).
+    /// The data key of a sealed file, wrapped by the master key (`blobs.dkey`), or for a
+    /// per-user copy sealed to its owner's public key.
     pub(crate) wrapped_key: Option<Vec<u8>>,
     /// For a blob written while its store was clear: a reference to the store's count of such
     /// blobs not yet committed, which an online conversion waits to reach none so that its
     /// last sweep seals every clear file ([`crate::sqlite`]'s `online`).
     pub(crate) _clear_hold: Option<Arc<()>>,
+    /// The account of a per-user copy (`blobs.owner`).
+    pub(crate) owner: Option<crate::AccountId>,
 }
 
 impl Blob {

@@ -87,6 +87,11 @@ pub enum StoreError {
     /// The master key is malformed, wrong, or lacks a key that wrapped something.
     #[error(transparent)]
     Key(#[from] crate::keys::KeyError),
+    /// A per-user mailbox read while no login of its user holds the key.
+    #[error("the mail of account {0} is encrypted for its user and locked until the user logs in")]
+    Locked(crate::AccountId),
+    #[error("per-user encryption: {0}")]
+    PerUser(String),
     #[error("the store in {} is encrypted: set [store.encryption] mode = \"server\" and give it its master key", .0.display())]
     Encrypted(PathBuf),
     #[error("the store in {} is not encrypted: convert it with `rampart store encrypt` (server stopped), or set [store.encryption] mode = \"off\"", .0.display())]
@@ -125,7 +130,7 @@ impl StoreError {
         match self {
             Exists(_) | NotFound(_) | InvalidAddress { .. } | InvalidDomain(_) | InvalidName(_)
             | InvalidAppPasswordName | NotLocalDomain(_) | SelfAlias(_) | InUse { .. } | HasChildren(_) | CertificatePending(_)
-            | InboxUndeletable | Conflict { .. } | TooManyAppPasswords { .. } | LastAdmin(_) => ErrorKind::Refused,
+            | InboxUndeletable | Conflict { .. } | TooManyAppPasswords { .. } | LastAdmin(_) | Locked(_) | PerUser(_) => ErrorKind::Refused,
             Db(e) if e.transient => ErrorKind::Unavailable,
             // A commit that failed for a transient reason (disk full, I/O) may succeed later;
             // one refused by a constraint will not.

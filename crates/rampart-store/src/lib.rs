@@ -16,6 +16,7 @@
 //!   - [`WebStore`]: account roles, TOTP and recovery codes, web sessions, API tokens;
 //!   - [`TlsPolicyStore`]: cached MTA-STS policies, outbound TLS outcomes, TLS reports;
 //!   - [`PgpStore`] ([`pgp`]): users' OpenPGP keys; delivery encrypts their mail to them;
+//!   - [`UserKeyStore`] ([`userkey`]): per-user encryption keys, unlocked by logins;
 //!   - [`MailStore`] ([`mail`]): what IMAP needs on top — mailbox management, flags with
 //!     MODSEQ, expunge, copy/move, append, change notification ([`notify`]), and METADATA
 //!     annotations ([`metadata`]).
@@ -57,6 +58,7 @@ pub mod mail;
 mod messages;
 pub mod metadata;
 pub mod notify;
+pub mod peruser;
 pub mod pgp;
 mod queue;
 pub mod quarantine;
@@ -66,6 +68,7 @@ mod senderauth;
 mod sqlite;
 pub mod storekey;
 pub mod summary;
+pub mod userkey;
 mod tlspolicy;
 pub mod web;
 
@@ -81,6 +84,7 @@ pub use mail::{Changes, FlagOp, FlagsUpdate, MailStore, MailboxState, MessageRec
 pub use metadata::{MetadataLimits, MetadataStore, OverLimit};
 pub use messages::{Mailbox, MessageInfo, MessageMeta, MessageReader, MessageStore};
 pub use pgp::{NewPgpKey, PgpKey, PgpStore};
+pub use userkey::{UserKeyStatus, UserKeyStore, Unlocked};
 pub use quarantine::QuarantineStore;
 pub use quota::QuotaStore;
 pub use queue::{QueueEntry, QueueRcpt, QueueStore, RcptState, RcptUpdate};
@@ -117,6 +121,7 @@ pub trait Store:
     + CertificateStore
     + TlsPolicyStore
     + PgpStore
+    + UserKeyStore
 {
 }
 
@@ -136,6 +141,7 @@ impl<T> Store for T where
         + CertificateStore
         + TlsPolicyStore
     + PgpStore
+    + UserKeyStore
 {
 }
 
@@ -144,6 +150,6 @@ pub mod prelude {
     pub use crate::{
         ContainmentStore, DeliveryStore, DirectoryStore, FilterStore, GuardStore, MailStore, MessageStore, QuarantineStore,
         QueueStore, QuotaStore, SenderAuthStore, Store, WebStore, CertificateStore, PgpStore,
-        TlsPolicyStore,
+        TlsPolicyStore, UserKeyStore,
     };
 }

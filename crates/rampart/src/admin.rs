@@ -79,6 +79,12 @@ pub enum UserCommand {
         #[command(subcommand)]
         command: crate::pgp::PgpCommand,
     },
+    /// Per-user encryption: the account's mail is readable only while its user is logged in;
+    /// administrators cannot read it.
+    Encryption {
+        #[command(subcommand)]
+        command: crate::userenc::EncryptionCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -100,6 +106,10 @@ pub enum AppPasswordCommand {
         /// What it is for, e.g. "phone".
         #[arg(long)]
         name: String,
+        /// For an account with per-user encryption: the user's password on standard input,
+        /// which opens the key so that the app password can open it too.
+        #[arg(long)]
+        password_stdin: bool,
     },
     /// List an account's app passwords (names and dates, never the passwords).
     List { address: String },
@@ -247,7 +257,7 @@ pub(crate) fn open(config: &Path) -> anyhow::Result<(SqliteStore, tokio::runtime
 
 
 /// The password's secrets after the configured policy accepted it.
-fn checked_secrets(config: &rampart_config::Config, address: &str, password: &str) -> anyhow::Result<rampart_store::Secrets> {
+pub(crate) fn checked_secrets(config: &rampart_config::Config, address: &str, password: &str) -> anyhow::Result<rampart_store::Secrets> {
     let address = rampart_store::address::canonical(address)?;
     let policy = rampart_auth::PasswordPolicy {
         min_length: config.auth.password_min_length,
@@ -259,7 +269,7 @@ fn checked_secrets(config: &rampart_config::Config, address: &str, password: &st
     Ok(rampart_auth::secrets_for(password, &crate::serve::auth_settings(config))?)
 }
 
-fn read_password(flag: bool) -> anyhow::Result<String> {
+pub(crate) fn read_password(flag: bool) -> anyhow::Result<String> {
     if !flag {
         bail!("give the password on standard input with --password-stdin");
     }
@@ -341,13 +351,23 @@ pub fn user(config: &Path, cmd: UserCommand) -> anyhow::Result<()> {
                 // A reset is what follows a compromise: whoever held a web session loses it.
                 if let Some(a) = store.account(&address).await? {
                     store.sessions_remove(a.id, None).await?;
+                    // The old password's wrap of a per-user key cannot be remade without the
+                    // old password: it goes, and the recovery code opens the mail again.
+                    if store.has_user_key(a.id).await? {
+                        store.remove_user_key_wrap(a.id, rampart_store::userkey::PASSWORD).await?;
+                        println!("{address} has per-user encryption: its mail now needs the recovery code (`rampart user encryption recover {address} --recovery-code CODE --password-stdin`)");
+                    }
                 }
                 println!("changed the password of {address}");
             }
-            UserCommand::AppPassword { command: AppPasswordCommand::Add { address, name } } => {
+            UserCommand::AppPassword { command: AppPasswordCommand::Add { address, name, password_stdin } } => {
                 let password = rampart_auth::new_app_password();
                 let params = crate::serve::auth_settings(&config).hash;
+                let opener = crate::userenc::app_password_opener(&store, &address, password_stdin).await?;
                 store.add_app_password(&address, &name, &rampart_auth::hash_password(&password, params)?).await?;
+                if let Some((account, opener)) = opener {
+                    crate::userenc::wrap_app_password(&store, &address, account, &name, &password, opener).await?;
+                }
                 println!("app password {name} for {address} (shown once, use it instead of the password in one mail client):");
                 println!("{password}");
             }
@@ -359,7 +379,12 @@ pub fn user(config: &Path, cmd: UserCommand) -> anyhow::Result<()> {
                 }
             }
             UserCommand::AppPassword { command: AppPasswordCommand::Revoke { address, name } } => {
+                let account = store.account(&address).await?.with_context(|| format!("no account {address}"))?;
+                let id = store.list_app_passwords(&address).await?.into_iter().find(|a| a.name == name).map(|a| a.id);
                 store.revoke_app_password(&address, &name).await?;
+                if let Some(id) = id {
+                    store.remove_user_key_wrap(account.id, &rampart_store::userkey::app_wrap(id)).await?;
+                }
                 println!("revoked app password {name} of {address}");
             }
             UserCommand::Role { address, role } => {
@@ -380,6 +405,7 @@ pub fn user(config: &Path, cmd: UserCommand) -> anyhow::Result<()> {
                 let n = store.sessions_remove(account.id, None).await?;
                 println!("ended {n} web session(s) of {address}");
             }
+            UserCommand::Encryption { command } => crate::userenc::run(&store, &config, command).await?,
             UserCommand::Pgp { .. } => unreachable!("handled before the store is opened"),
         }
         Ok(())

@@ -44,6 +44,7 @@ mod logging;
 mod manpages;
 mod metrics;
 mod pgp;
+mod userenc;
 mod quarantine;
 mod privileges;
 mod queue;

@@ -246,6 +246,7 @@ async fn serve(path: &Path, sets: &[String], config: Config, target: Option<crat
         learner: (config.filter.spam.enabled && config.filter.spam.classifier && config.filter.spam.learn_from_imap)
             .then(|| Arc::new(crate::spam::ImapLearner { store: store.clone() }) as Arc<dyn rampart_imap::Learner>),
         columns: Arc::new(rampart_imap::ColumnCache::new(usize::try_from(config.store.imap_column_cache).unwrap_or(usize::MAX))),
+        user_keys: Some(store.clone() as Arc<dyn rampart_store::UserKeyStore>),
     });
     let (bound, metrics_listeners) = bind_listeners(&config).await?;
     let web_settings = Arc::new(rampart_web::WebSettings::new(config.web.clone()));

@@ -5,7 +5,7 @@
 //! account under attack accepts only addresses that logged in to it before) and logs one
 //! `event=auth_failure` / `auth_success` line for fail2ban.
 
-use rampart_auth::{Failure, Identity, Mechanism, Step};
+use rampart_auth::{Failure, Identity, Mechanism, Step, UnlockWrap};
 use tracing::{info, warn};
 
 use super::{Next, PendingAuth, Session, State, User};
@@ -128,6 +128,20 @@ impl Session {
                     line(out, &format!("{tag} NO [CONTACTADMIN] Account suspended, contact your administrator"));
                     return Next::Continue;
                 }
+                let unlocked = match self.unlock(&identity).await {
+                    Ok(u) => u,
+                    Err(reason) => {
+                        info!(event = "auth_refused", proto = "imap", ip = %ip, listener, user = %identity.address, reason);
+                        let text = if reason == "user_key_no_method" {
+                            "This account's mail is encrypted for its user: log in with the password or an app password"
+                        } else {
+                            "This account's mail is encrypted and locked: it needs the recovery code (rampart user encryption recover)"
+                        };
+                        line(out, &format!("{tag} NO [UNAVAILABLE] {text}"));
+                        return Next::Continue;
+                    }
+                };
+                self.unlocked = unlocked;
                 guard.auth_success("imap", ip, &identity.address).await;
                 info!(
                     event = "auth_success", proto = "imap", ip = %ip, listener, user = %identity.address, mechanism,
@@ -165,6 +179,30 @@ impl Session {
                 }
                 Next::Continue
             }
+        }
+    }
+
+    /// Unlocks the account's per-user key for this session. Ok(None) for an account not in
+    /// per-user mode. A login that cannot unlock (CRAM-MD5: it carries no unlock key) or
+    /// whose wrap is gone (an administrator reset the password) is refused: a session that
+    /// could not read its own mail would only confuse the client. Err is the log reason.
+    async fn unlock(&self, identity: &Identity) -> Result<Option<rampart_store::Unlocked>, &'static str> {
+        let Some(keys) = &self.services.user_keys else { return Ok(None) };
+        match keys.has_user_key(identity.account).await {
+            Ok(true) => {}
+            Ok(false) => return Ok(None),
+            Err(_) => return Err("user_key_unavailable"),
+        }
+        let Some(unlock) = identity.unlock.clone() else { return Err("user_key_no_method") };
+        let wrap = match unlock.wrap {
+            UnlockWrap::Password => rampart_store::userkey::PASSWORD.to_string(),
+            UnlockWrap::App(id) => rampart_store::userkey::app_wrap(id),
+        };
+        // A password's unlock key costs the SCRAM iterations of PBKDF2: off the async threads.
+        let key = tokio::task::spawn_blocking(move || unlock.key()).await.map_err(|_| "user_key_unavailable")?;
+        match keys.unlock_user_key(identity.account, &wrap, key).await {
+            Ok(u) => Ok(u),
+            Err(_) => Err("user_key_locked"),
         }
     }
 }

@@ -65,6 +65,9 @@ pub struct Services {
     /// What SORT and header SEARCH read of large mailboxes, kept in memory
     /// (`store.imap_column_cache`, [`crate::columns`]).
     pub columns: Arc<crate::columns::ColumnCache>,
+    /// Per-user encryption (`rampart user encryption`): a login unlocks the account's key
+    /// for the life of the session. None: no account is in per-user mode.
+    pub user_keys: Option<Arc<dyn rampart_store::UserKeyStore>>,
 }
 
 /// Learns from users' moves: messages put into the \Junk mailbox are spam, messages taken out
@@ -253,6 +256,8 @@ pub struct Session {
     /// The messages of the APPEND being read that the driver streamed to blobs (or why that
     /// failed), each by where its literal is in the command.
     pub(crate) staged_append: Vec<(usize, Result<rampart_store::BlobWriter, String>)>,
+    /// The account's per-user key, held while this session lives (per-user mode only).
+    pub(crate) unlocked: Option<rampart_store::Unlocked>,
 }
 
 impl Session {
@@ -267,6 +272,7 @@ impl Session {
             saved: Vec::new(),
             state: State::NotAuthenticated,
             condstore: false,
+            unlocked: None,
             qresync: false,
             rev2: false,
             utf8: false,

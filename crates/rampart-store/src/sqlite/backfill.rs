@@ -133,7 +133,10 @@ fn batch(conn: &Connection, keys: Option<&MasterKeys>, root: &Path, summarizer: 
     let mut found: Vec<(Item, Vec<u8>, String)> = Vec::new();
     if cursor.message != MESSAGES_DONE {
         let mut stmt = conn.prepare_cached(
-            "SELECT id, mailbox_id, uid, prefix, blob_id FROM messages WHERE summary IS NULL AND id > ?1 ORDER BY id LIMIT ?2",
+            // Per-user copies (blobs.owner) never get a summary in the database: it would be
+            // derived from their content, readable by whoever holds the database.
+            "SELECT id, mailbox_id, uid, prefix, blob_id FROM messages WHERE summary IS NULL AND id > ?1 \
+             AND blob_id NOT IN (SELECT id FROM blobs WHERE owner IS NOT NULL) ORDER BY id LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![cursor.message, BATCH as i64], |r| {
             Ok((r.get::<_, i64>(0)?, Item::Missing { mailbox: r.get(1)?, uid: r.get(2)? }, r.get(3)?, r.get(4)?))

@@ -262,7 +262,7 @@ pub fn rotate_keys(data_dir: &Path, keys: &MasterKeys) -> Result<ConvertProgress
     let current_prefix = current.to_be_bytes().to_vec();
     loop {
         let rows: Vec<(String, Vec<u8>)> = conn
-            .prepare("SELECT id, dkey FROM blobs WHERE dkey IS NOT NULL AND substr(dkey, 1, 4) != ?1 LIMIT ?2")?
+            .prepare("SELECT id, dkey FROM blobs WHERE dkey IS NOT NULL AND owner IS NULL AND substr(dkey, 1, 4) != ?1 LIMIT ?2")?
             .query_map(params![current_prefix, REWRAP_BATCH as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
         if rows.is_empty() {

@@ -25,7 +25,8 @@ impl DeliveryStore for SqliteStore {
         if delivery.targets.is_empty() && delivery.outbound.as_ref().is_none_or(|o| o.rcpts.is_empty()) {
             return Err(StoreError::NoTargets);
         }
-        let sealed = self.seal_for_keys(&mut delivery).await?;
+        let mut sealed = self.seal_for_keys(&mut delivery).await?;
+        sealed.extend(self.seal_for_users(&mut delivery).await?);
         let summary = if delivery.targets.is_empty() { None } else { self.summarize(&delivery.prefix, &delivery.blob).await };
         self.write(move |conn, effects| deliver_all(conn, effects, delivery, summary, sealed, "")).await
     }
@@ -34,7 +35,8 @@ impl DeliveryStore for SqliteStore {
         if delivery.targets.is_empty() && delivery.outbound.as_ref().is_none_or(|o| o.rcpts.is_empty()) {
             return Err(StoreError::NoTargets);
         }
-        let sealed = self.seal_for_keys(&mut delivery).await?;
+        let mut sealed = self.seal_for_keys(&mut delivery).await?;
+        sealed.extend(self.seal_for_users(&mut delivery).await?);
         let summary = if delivery.targets.is_empty() { None } else { self.summarize(&delivery.prefix, &delivery.blob).await };
         self.write(move |conn, effects| {
             let account = if submitted.relayed { "" } else { submitted.account.as_str() };

@@ -37,6 +37,7 @@ mod pgp;
 mod pgp_delivery;
 pub mod rotation;
 mod online;
+pub(crate) mod userkeys;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -331,7 +332,7 @@ pub(crate) fn account_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Accoun
 /// rotation's one pass over the rows older than that leaves none behind.
 pub(crate) fn insert_blob(conn: &Connection, effects: &Effects, blob: &Blob, refcount: i64) -> Result<()> {
     let rewrapped = match (&blob.wrapped_key, effects.keys.get()) {
-        (Some(wrapped), Some(keys)) => keys.rewrap(wrapped, blob.id().as_bytes())?,
+        (Some(wrapped), Some(keys)) if blob.owner.is_none() => keys.rewrap(wrapped, blob.id().as_bytes())?,
         _ => None,
     };
     let body = match &blob.inline {
@@ -341,8 +342,8 @@ pub(crate) fn insert_blob(conn: &Connection, effects: &Effects, blob: &Blob, ref
         }
         None => None,
     };
-    conn.prepare_cached("INSERT INTO blobs (id, size, refcount, codec, body, dkey) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?.execute(
-        params![blob.id(), blob.size() as i64, refcount, blob.codec.code(), body, rewrapped.as_ref().or(blob.wrapped_key.as_ref())],
+    conn.prepare_cached("INSERT INTO blobs (id, size, refcount, codec, body, dkey, owner) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(
+        params![blob.id(), blob.size() as i64, refcount, blob.codec.code(), body, rewrapped.as_ref().or(blob.wrapped_key.as_ref()), blob.owner],
     )?;
     Ok(())
 }
@@ -380,17 +381,22 @@ pub(crate) struct StoredBody {
     pub file: Option<std::fs::File>,
 }
 
+/// size, codec, inline body, data key (wrapped or sealed), owner of a per-user copy.
+type BlobRow = (i64, i64, Option<Vec<u8>>, Option<Vec<u8>>, Option<AccountId>);
+
 /// `keys`: the store's master keys, which unwrap the data key of a sealed file; `root`: where
 /// the files are.
 pub(crate) fn stored_body(conn: &Connection, keys: Option<&MasterKeys>, root: &Path, blob_id: &str) -> Result<StoredBody> {
-    let (size, codec, inline, dkey): (i64, i64, Option<Vec<u8>>, Option<Vec<u8>>) = conn
+    let (size, codec, inline, dkey, owner): BlobRow = conn
         .prepare_cached(
-            "SELECT b.size, b.codec, coalesce(b.data, d.data), b.dkey FROM blobs b LEFT JOIN blob_bodies d ON d.id = b.body \
+            "SELECT b.size, b.codec, coalesce(b.data, d.data), b.dkey, b.owner FROM blobs b LEFT JOIN blob_bodies d ON d.id = b.body \
              WHERE b.id = ?1",
         )?
-        .query_row([blob_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
-    let key = match (dkey, keys) {
-        (Some(wrapped), Some(keys)) => Some(Arc::new(DataKey::from_bytes(keys.unwrap(&wrapped, blob_id.as_bytes())?))),
+        .query_row([blob_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+    let key = match (dkey, keys, owner) {
+        // A per-user copy opens only with its owner's key, held while the owner is logged in.
+        (Some(sealed), _, Some(owner)) => Some(Arc::new(DataKey::from_bytes(userkeys::open_data_key(conn, owner, &sealed, blob_id)?))),
+        (Some(wrapped), Some(keys), None) => Some(Arc::new(DataKey::from_bytes(keys.unwrap(&wrapped, blob_id.as_bytes())?))),
         _ => None,
     };
     let codec = Codec::from_code(codec, key).map_err(|e| StoreError::io(blob_id, e))?;
@@ -452,3 +458,5 @@ mod tests;
 mod statement_tests;
 #[cfg(test)]
 mod pgp_tests;
+#[cfg(test)]
+mod userkeys_tests;

@@ -101,7 +101,7 @@ impl SqliteStore {
         let current = keys.current().id.to_be_bytes().to_vec();
         self.read_now(move |conn| {
             let n: i64 = conn.query_row(
-                "SELECT count(*) FROM blobs WHERE dkey IS NOT NULL AND substr(dkey, 1, 4) != ?1",
+                "SELECT count(*) FROM blobs WHERE dkey IS NOT NULL AND owner IS NULL AND substr(dkey, 1, 4) != ?1",
                 [current],
                 |r| r.get(0),
             )?;
@@ -115,7 +115,7 @@ impl SqliteStore {
 fn rewrap_batch(conn: &Connection, effects: &mut Effects, after: &str) -> Result<(u64, Option<String>)> {
     let Some(keys) = effects.keys.get() else { return Ok((0, None)) };
     let rows: Vec<(String, Option<Vec<u8>>)> = conn
-        .prepare_cached("SELECT id, dkey FROM blobs WHERE id > ?1 ORDER BY id LIMIT ?2")?
+        .prepare_cached("SELECT id, dkey FROM blobs WHERE id > ?1 AND owner IS NULL ORDER BY id LIMIT ?2")?
         .query_map(params![after, BATCH as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
     let mut done = 0;

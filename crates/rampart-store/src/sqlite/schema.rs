@@ -575,6 +575,22 @@ const MIGRATIONS: &[&str] = &[
         updated INTEGER NOT NULL
     );
     "#,
+    // Per-user encryption (issue 16, crate::peruser): a user's public key, the wraps of its
+    // secret key, and which account's key a blob's data key is sealed to.
+    r#"
+    CREATE TABLE user_keys (
+        account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+        public BLOB NOT NULL,
+        enabled INTEGER NOT NULL
+    );
+    CREATE TABLE user_key_wraps (
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        wrapped BLOB NOT NULL,
+        PRIMARY KEY (account_id, name)
+    ) WITHOUT ROWID;
+    ALTER TABLE blobs ADD COLUMN owner INTEGER;
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -106,7 +106,12 @@ pub(super) fn account_of(conn: &Connection, mailbox: MailboxId) -> Result<Accoun
 /// The writer job of `MailStore::save_summaries`.
 pub(super) fn save(conn: &Connection, mailbox: MailboxId, summaries: Vec<(u32, Summary)>) -> Result<()> {
     let account = account_of(conn, mailbox)?;
-    let mut row = conn.prepare_cached("SELECT blob_id, summary FROM messages WHERE mailbox_id = ?1 AND uid = ?2")?;
+    // Not for a per-user copy (blobs.owner): its summary would put what is derived from its
+    // content in the database; IMAP keeps it in memory only.
+    let mut row = conn.prepare_cached(
+        "SELECT m.blob_id, m.summary FROM messages m JOIN blobs b ON b.id = m.blob_id \
+         WHERE m.mailbox_id = ?1 AND m.uid = ?2 AND b.owner IS NULL",
+    )?;
     let mut existing = conn.prepare_cached("SELECT id FROM summaries WHERE blob_id = ?1")?;
     let mut has_doc = conn.prepare_cached(
         "SELECT 1 FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id \

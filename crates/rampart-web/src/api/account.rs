@@ -42,6 +42,7 @@ pub async fn change_password(
     let (account, address) = caller.account()?;
     recheck(&s, &client, address, &req.current, "current password").await?;
     let secrets = checked_secrets(&s, address, &req.new)?;
+    rewrap_user_key(&s, account, address, &req.current, &req.new, &secrets).await?;
     s.store.set_secrets(address, &secrets).await?;
     let keep = match &caller {
         Caller::Session { id_hash, .. } => Some(id_hash.as_str()),
@@ -50,6 +51,25 @@ pub async fn change_password(
     s.store.sessions_remove(account, keep).await?;
     info!(event = "password_changed", proto = "web", user = %address);
     Ok(Json(json!({ "ok": true })))
+}
+
+/// Per-user encryption: the key's password wrap is remade under the new password (opened
+/// with the current one) before the password changes, so the mail stays readable.
+async fn rewrap_user_key(s: &Services, account: rampart_store::AccountId, address: &str, current: &str, new: &str, secrets: &rampart_store::Secrets) -> ApiResult<()> {
+    use rampart_auth::scram::ScramKeys;
+    if !s.store.has_user_key(account).await? {
+        return Ok(());
+    }
+    let old_keys = s.store.credentials(address).await?.and_then(|c| c.scram_sha256).as_deref().and_then(ScramKeys::decode).ok_or(ApiError::Internal)?;
+    let new_keys = secrets.scram_sha256.as_deref().and_then(ScramKeys::decode).ok_or(ApiError::Internal)?;
+    let (current, new) = (zeroize::Zeroizing::new(current.to_string()), zeroize::Zeroizing::new(new.to_string()));
+    // Two PBKDF2 runs of the SCRAM iterations: off the async threads.
+    let (old_key, new_key) = tokio::task::spawn_blocking(move || (old_keys.client_key(&current), new_keys.client_key(&new)))
+        .await
+        .map_err(|_| ApiError::Internal)?;
+    let opener = (rampart_store::userkey::PASSWORD.to_string(), old_key);
+    s.store.add_user_key_wrap(account, rampart_store::userkey::PASSWORD, new_key, Some(opener)).await?;
+    Ok(())
 }
 
 /// Starts TOTP enrollment: the secret, its `otpauth://` URI and a QR code of it (SVG). A

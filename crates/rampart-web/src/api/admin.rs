@@ -162,8 +162,15 @@ pub async fn user_password(
     let secrets = checked_secrets(&s, &address, &req.password)?;
     s.store.set_secrets(&address, &secrets).await?;
     // A reset is what follows a compromise: whoever held a session loses it.
-    s.store.sessions_remove(account_id(&s, &address).await?, None).await?;
+    let account = account_id(&s, &address).await?;
+    s.store.sessions_remove(account, None).await?;
     info!(event = "password_changed", proto = "web", user = %address, by = %c.who());
+    // Per-user encryption: the old password's wrap cannot be remade without the old
+    // password; it goes, and the user's recovery code opens the mail again.
+    if s.store.has_user_key(account).await? {
+        s.store.remove_user_key_wrap(account, rampart_store::userkey::PASSWORD).await?;
+        return Ok(Json(json!({ "ok": true, "per_user_encryption": "the mail needs the user's recovery code (rampart user encryption recover)" })));
+    }
     Ok(ok())
 }
 

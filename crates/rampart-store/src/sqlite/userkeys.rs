@@ -1,0 +1,219 @@
+//! [`UserKeyStore`] for SQLite, delivery of per-user copies, and the secret keys held while
+//! their users are logged in.
+//!
+//! Delivery to an account in per-user mode writes a copy of its own: prefix and body in one
+//! sealed file whose data key is sealed to the account's public key (`blobs.owner` names the
+//! account, `blobs.dkey` holds the sealed key), never kept inline in the database (which may
+//! be clear), with no summary and no words in the index — nothing derived from the content
+//! reaches the database. IMAP summarizes such messages in memory once the user is logged in.
+//!
+//! The unlocked secret keys live in one process-wide table keyed by public key, each with a
+//! count of the [`Unlocked`] guards holding it (one per logged-in session); the last guard
+//! dropped forgets (and zeroizes) the key.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+use zeroize::Zeroizing;
+
+use super::pgp_delivery::Sealed;
+use super::{SqliteStore, now};
+use crate::blob::BlobWriter;
+use crate::keys::KEY_LEN;
+use crate::peruser::{self, SecretKey, UnlockKey};
+use crate::userkey::{PASSWORD, RECOVERY, UserKeyStatus, UserKeyStore};
+use crate::{AccountId, Delivery, Result, StoreError, Unlocked};
+
+type Held = HashMap<[u8; KEY_LEN], (Arc<SecretKey>, usize)>;
+
+static UNLOCKED: LazyLock<Mutex<Held>> = LazyLock::new(Mutex::default);
+
+fn table() -> std::sync::MutexGuard<'static, Held> {
+    UNLOCKED.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn hold(key: SecretKey) -> Unlocked {
+    let public = key.public();
+    table().entry(public).and_modify(|e| e.1 += 1).or_insert_with(|| (Arc::new(key), 1));
+    Unlocked { public }
+}
+
+fn held(public: &[u8; KEY_LEN]) -> Option<Arc<SecretKey>> {
+    table().get(public).map(|e| e.0.clone())
+}
+
+/// One guard of `public` dropped.
+pub(crate) fn release(public: &[u8; KEY_LEN]) {
+    let mut table = table();
+    if let Some(entry) = table.get_mut(public) {
+        entry.1 -= 1;
+        if entry.1 == 0 {
+            table.remove(public);
+        }
+    }
+}
+
+/// What a wrap's associated data is: the account and the wrap's name.
+fn wrap_name(account: AccountId, wrap: &str) -> Vec<u8> {
+    format!("{account} {wrap}").into_bytes()
+}
+
+fn public_of(conn: &Connection, account: AccountId) -> Result<Option<[u8; KEY_LEN]>> {
+    let public: Option<Vec<u8>> =
+        conn.prepare_cached("SELECT public FROM user_keys WHERE account_id = ?1")?.query_row([account], |r| r.get(0)).optional()?;
+    Ok(public.and_then(|p| p.try_into().ok()))
+}
+
+/// The data key of blob `blob_id`, a per-user copy of `owner`'s: Locked unless a login of
+/// the owner holds the secret key.
+pub(crate) fn open_data_key(conn: &Connection, owner: AccountId, sealed: &[u8], blob_id: &str) -> Result<Zeroizing<[u8; KEY_LEN]>> {
+    let public = public_of(conn, owner)?.ok_or(StoreError::Locked(owner))?;
+    let key = held(&public).ok_or(StoreError::Locked(owner))?;
+    key.open_sealed(sealed, blob_id.as_bytes()).map_err(|_| StoreError::PerUser(format!("the data key of blob {blob_id} does not open")))
+}
+
+fn unwrap(conn: &Connection, account: AccountId, wrap: &str, key: &UnlockKey) -> Result<Option<SecretKey>> {
+    let wrapped: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT wrapped FROM user_key_wraps WHERE account_id = ?1 AND name = ?2")?
+        .query_row(params![account, wrap], |r| r.get(0))
+        .optional()?;
+    let Some(wrapped) = wrapped else { return Ok(None) };
+    SecretKey::unwrap(&wrapped, key, &wrap_name(account, wrap)).map(Some).map_err(|_| StoreError::PerUser(format!("the {wrap} wrap does not open with this secret")))
+}
+
+fn put_wrap(conn: &Connection, account: AccountId, wrap: &str, key: &SecretKey, unlock: &UnlockKey) -> Result<()> {
+    conn.prepare_cached("INSERT OR REPLACE INTO user_key_wraps (account_id, name, wrapped) VALUES (?1, ?2, ?3)")?
+        .execute(params![account, wrap, key.wrap(unlock, &wrap_name(account, wrap))])?;
+    Ok(())
+}
+
+#[async_trait]
+impl UserKeyStore for SqliteStore {
+    async fn has_user_key(&self, account: AccountId) -> Result<bool> {
+        self.read_now(|conn| Ok(public_of(conn, account)?.is_some()))
+    }
+
+    async fn user_key_status(&self, account: AccountId) -> Result<Option<UserKeyStatus>> {
+        self.read(move |conn| {
+            let Some(enabled): Option<i64> =
+                conn.query_row("SELECT enabled FROM user_keys WHERE account_id = ?1", [account], |r| r.get(0)).optional()?
+            else {
+                return Ok(None);
+            };
+            let wraps = conn
+                .prepare("SELECT name FROM user_key_wraps WHERE account_id = ?1 ORDER BY name")?
+                .query_map([account], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let unconverted: i64 = conn.query_row(
+                "SELECT count(*) FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id JOIN blobs b ON b.id = m.blob_id \
+                 WHERE x.account_id = ?1 AND b.owner IS NULL",
+                [account],
+                |r| r.get(0),
+            )?;
+            let unlocked = public_of(conn, account)?.is_some_and(|p| held(&p).is_some());
+            Ok(Some(UserKeyStatus { enabled, wraps, unlocked, unconverted: unconverted as u64 }))
+        })
+        .await
+    }
+
+    async fn enable_user_key(&self, account: AccountId, password: UnlockKey) -> Result<Zeroizing<String>> {
+        let code = peruser::recovery_code();
+        let recovery = peruser::unlock_from_text(&code);
+        self.write(move |conn, _| {
+            if public_of(conn, account)?.is_some() {
+                return Err(StoreError::PerUser("per-user encryption is already on for this account".into()));
+            }
+            let key = SecretKey::generate();
+            conn.prepare_cached("INSERT INTO user_keys (account_id, public, enabled) VALUES (?1, ?2, ?3)")?
+                .execute(params![account, key.public().to_vec(), now()])?;
+            put_wrap(conn, account, PASSWORD, &key, &password)?;
+            put_wrap(conn, account, RECOVERY, &key, &recovery)?;
+            Ok(())
+        })
+        .await?;
+        Ok(code)
+    }
+
+    async fn unlock_user_key(&self, account: AccountId, wrap: &str, key: UnlockKey) -> Result<Option<Unlocked>> {
+        let wrap = wrap.to_string();
+        self.read(move |conn| {
+            if public_of(conn, account)?.is_none() {
+                return Ok(None);
+            }
+            let secret = unwrap(conn, account, &wrap, &key)?.ok_or_else(|| StoreError::PerUser(format!("the account has no {wrap} wrap: its mail needs the recovery code")))?;
+            Ok(Some(hold(secret)))
+        })
+        .await
+    }
+
+    async fn add_user_key_wrap(&self, account: AccountId, wrap: &str, key: UnlockKey, opener: Option<(String, UnlockKey)>) -> Result<bool> {
+        let wrap = wrap.to_string();
+        self.write(move |conn, _| {
+            let Some(public) = public_of(conn, account)? else { return Ok(false) };
+            let secret = match &opener {
+                Some((name, unlock)) => Arc::new(unwrap(conn, account, name, unlock)?.ok_or_else(|| StoreError::PerUser(format!("no {name} wrap")))?),
+                None => held(&public).ok_or(StoreError::Locked(account))?,
+            };
+            put_wrap(conn, account, &wrap, &secret, &key)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn remove_user_key_wrap(&self, account: AccountId, wrap: &str) -> Result<()> {
+        let wrap = wrap.to_string();
+        self.write(move |conn, _| {
+            conn.prepare_cached("DELETE FROM user_key_wraps WHERE account_id = ?1 AND name = ?2")?.execute(params![account, wrap])?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+impl SqliteStore {
+    /// Takes the targets of accounts in per-user mode out of `delivery` and returns their
+    /// copies, each sealed to its account's public key (no secret needed: delivery works
+    /// while the user is logged out).
+    pub(super) async fn seal_for_users(&self, delivery: &mut Delivery) -> Result<Vec<Sealed>> {
+        let mut accounts: Vec<AccountId> = delivery.targets.iter().map(|t| t.account).collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        if accounts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<(AccountId, [u8; KEY_LEN])> = self.read_now(|conn| {
+            let mut out = Vec::new();
+            for account in &accounts {
+                if let Some(public) = public_of(conn, *account)? {
+                    out.push((*account, public));
+                }
+            }
+            Ok(out)
+        })?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let message = super::joined(&delivery.prefix, &delivery.blob.contents().await?);
+        let mut sealed = Vec::with_capacity(keys.len());
+        for (account, public) in keys {
+            let mut writer = BlobWriter::for_user(&self.inner.blob_root, account, public);
+            writer.write(&message).await?;
+            let blob = writer.finish().await?;
+            let targets = delivery.targets.extract_if(.., |t| t.account == account).collect();
+            let copy = Delivery {
+                blob,
+                // The trace fields go inside the sealed file, like the rest of the message.
+                prefix: Vec::new(),
+                internal_date: delivery.internal_date,
+                targets,
+                reference: delivery.reference.clone(),
+                trail: delivery.trail.clone(),
+                outbound: None,
+            };
+            sealed.push(Sealed { delivery: copy, summary: None });
+        }
+        Ok(sealed)
+    }
+}

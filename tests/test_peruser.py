@@ -1,0 +1,130 @@
+"""Per-user encryption (`rampart user encryption enable ADDRESS`, issue 16): mail delivered
+while the user is logged out leaves nothing of itself in any file of the data directory (WAL
+included) with server-key mode off, the administrator's CLI cannot read it, and the user's
+logins — PLAIN, LOGIN, SCRAM-SHA-256, an app password — unlock it for FETCH, SEARCH (SUBJECT
+and BODY) and SORT. Revoking the app password stops it; an admin password reset locks the
+mail until the recovery code opens it again."""
+
+import base64
+import hashlib
+import hmac
+import imaplib
+import os
+import smtplib
+
+from conftest import PASSWORD
+from test_encryption import MARKER, encrypted_message, files_holding, forms
+
+USER = "bob@example.test"
+
+
+def scram(password):
+    """The client side of SCRAM-SHA-256 (RFC 5802/7677) as an imaplib authobject."""
+    cnonce = base64.b64encode(os.urandom(18)).decode()
+    bare = f"n={USER},r={cnonce}"
+    state = {}
+
+    def step(challenge: bytes) -> bytes:
+        if "auth" not in state and not challenge:
+            state["first"] = True
+            return ("n,," + bare).encode()
+        if "auth" not in state:
+            server_first = challenge.decode()
+            fields = dict(f.split("=", 1) for f in server_first.split(","))
+            assert fields["r"].startswith(cnonce)
+            salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(fields["s"]), int(fields["i"]))
+            client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+            stored = hashlib.sha256(client_key).digest()
+            without_proof = f"c={base64.b64encode(b'n,,').decode()},r={fields['r']}"
+            auth = f"{bare},{server_first},{without_proof}".encode()
+            signature = hmac.new(stored, auth, "sha256").digest()
+            proof = bytes(a ^ b for a, b in zip(client_key, signature))
+            server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+            state["auth"] = "v=" + base64.b64encode(hmac.new(server_key, auth, "sha256").digest()).decode()
+            return f"{without_proof},p={base64.b64encode(proof).decode()}".encode()
+        assert challenge.decode() == state["auth"], "the server proved it knows the keys"
+        return b""
+
+    return step
+
+
+def connect(r):
+    m = imaplib.IMAP4("127.0.0.1", r.ports["imap"], timeout=30)
+    m.starttls(ssl_context=r.tls_context())
+    return m
+
+
+def login(r, how="login", password=PASSWORD):
+    m = connect(r)
+    if how == "login":
+        m.login(USER, password)
+    elif how == "plain":
+        m.authenticate("PLAIN", lambda _: f"\0{USER}\0{password}".encode())
+    else:
+        m.authenticate("SCRAM-SHA-256", scram(password))
+    return m
+
+
+def reads_everything(m, small, large):
+    m.select("INBOX")
+    typ, data = m.uid("FETCH", "1:2", "(BODY.PEEK[])")
+    bodies = [d[1] for d in data if isinstance(d, tuple)]
+    assert typ == "OK" and bodies[0].endswith(small) and bodies[1].endswith(large)
+    for criteria in (f'SUBJECT "{MARKER}"', f'BODY "{MARKER}"', f'TEXT "{MARKER}"'):
+        typ, data = m.uid("SEARCH", None, criteria)
+        assert typ == "OK" and data[0].split() == [b"1", b"2"], (criteria, data)
+    typ, data = m.uid("SORT", "(REVERSE SIZE)", "UTF-8", "ALL")
+    assert typ == "OK" and data[0].split() == [b"2", b"1"], data
+    typ, data = m.uid("THREAD", "REFERENCES", "UTF-8", "ALL")
+    assert typ == "OK", data
+    m.logout()
+
+
+def refused(r, password, how="login"):
+    try:
+        login(r, how, password).logout()
+    except imaplib.IMAP4.error as e:
+        return str(e)
+    raise AssertionError("the login was accepted")
+
+
+def test_per_user_mail_is_sealed_and_opens_only_by_the_users_logins(rampart):
+    r = rampart
+    out = r.run_cli("user", "encryption", "enable", USER, "--password-stdin", input=PASSWORD + "\n").stdout
+    code = out.strip().splitlines()[-1]
+    assert len(code) == 47 and "recovery code" in out.lower()
+    app = r.run_cli("user", "app-password", "add", USER, "--name", "phone", "--password-stdin", input=PASSWORD + "\n").stdout.strip().splitlines()[-1]
+    assert "password" in r.run_cli("user", "encryption", "status", USER).stdout
+
+    r.start(listeners=("smtp", "imap"))
+    small = encrypted_message(2_000, f"attached {MARKER} data".encode())
+    large = encrypted_message(400_000, (f"binary {MARKER} payload " * 9000).encode())
+    with smtplib.SMTP("127.0.0.1", r.ports["smtp"], timeout=30) as s:
+        s.sendmail("sender@remote.test", [USER], small)
+        s.sendmail("sender@remote.test", [USER], large)
+    # Delivered while the user was logged out; nothing of it in any file (the WAL included),
+    # and server-key mode is off.
+    data_dir = r.dir / "data"
+    assert any(p.name.endswith("-wal") for p in data_dir.iterdir())
+    assert files_holding(data_dir, forms(MARKER)) == []
+    # The administrator's CLI cannot read it.
+    listed = r.run_cli("message", "list", USER, check=False)
+    assert listed.returncode != 0 and MARKER not in listed.stdout
+
+    for how in ("plain", "login", "scram"):
+        reads_everything(login(r, how), small, large)
+    reads_everything(login(r, "login", app), small, large)
+    assert files_holding(data_dir, forms(MARKER)) == [], "reading leaves nothing behind"
+
+    r.run_cli("user", "app-password", "revoke", USER, "--name", "phone")
+    refused(r, app)
+    assert "wraps: password recovery" in r.run_cli("user", "encryption", "status", USER).stdout
+
+    # An administrator's reset: the new password logs in to nothing until the recovery code.
+    reset = r.run_cli("user", "passwd", USER, "--password-stdin", input="Another-pass-8642\n").stdout
+    assert "recovery code" in reset
+    assert "UNAVAILABLE" in refused(r, "Another-pass-8642")
+    r.run_cli("user", "encryption", "recover", USER, "--recovery-code", code, "--password-stdin", input="Third-pass-9753\n")
+    reads_everything(login(r, "scram", "Third-pass-9753"), small, large)
+    r.stop()
+    assert files_holding(data_dir, forms(MARKER)) == []
