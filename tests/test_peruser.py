@@ -128,3 +128,27 @@ def test_per_user_mail_is_sealed_and_opens_only_by_the_users_logins(rampart):
     reads_everything(login(r, "scram", "Third-pass-9753"), small, large)
     r.stop()
     assert files_holding(data_dir, forms(MARKER)) == []
+
+
+def test_a_per_user_accounts_appended_mail_is_sealed_too(rampart):
+    """A client's own copies (APPEND to Sent, CATENATE) are sealed to the user like delivered
+    mail: nothing of them in any file, and the user reads and searches them back."""
+    r = rampart
+    r.run_cli("user", "encryption", "enable", USER, "--password-stdin", input=PASSWORD + "\n")
+    r.start(listeners=("smtp", "imap"))
+    m = login(r, "scram")
+    m.create("Sent")
+    sent = encrypted_message(300_000, f"my own {MARKER} draft".encode())
+    typ, _ = m.append("Sent", r"(\Seen)", None, sent)
+    assert typ == "OK"
+    assert files_holding(r.dir / "data", forms(MARKER)) == []
+    m.select("Sent")
+    typ, data = m.uid("FETCH", "1", "(BODY.PEEK[])")
+    assert typ == "OK" and data[0][1] == sent
+    typ, data = m.uid("SEARCH", None, f'BODY "{MARKER}"')
+    assert data[0].split() == [b"1"]
+    m.logout()
+    listed = r.run_cli("message", "list", USER, "--mailbox", "Sent", check=False)
+    assert listed.returncode != 0 or MARKER not in listed.stdout
+    r.stop()
+    assert files_holding(r.dir / "data", forms(MARKER)) == []

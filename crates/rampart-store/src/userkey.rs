@@ -66,9 +66,7 @@ pub trait UserKeyStore: Send + Sync + 'static {
     }
     /// Turns per-user mode on: a new key pair wrapped under `password` (the account
     /// password's unlock key) and a new recovery code, which is returned (shown once).
-    /// The account's existing messages are converted afterwards ([`convert_user_messages`]).
-    ///
-    /// [`convert_user_messages`]: UserKeyStore::convert_user_messages
+    /// Messages stored before stay as they are (not converted yet).
     async fn enable_user_key(&self, _account: AccountId, _password: UnlockKey) -> Result<Zeroizing<String>> {
         Err(unsupported())
     }
@@ -86,10 +84,5 @@ pub trait UserKeyStore: Send + Sync + 'static {
     /// Removes wrap `wrap` (a revoked app password, a password an administrator reset).
     async fn remove_user_key_wrap(&self, _account: AccountId, _wrap: &str) -> Result<()> {
         Ok(())
-    }
-    /// Seals up to `limit` messages of the account stored before `enable` for its key
-    /// (resumable: each batch commits on its own); returns how many were converted.
-    async fn convert_user_messages(&self, _account: AccountId, _limit: usize) -> Result<u64> {
-        Ok(0)
     }
 }

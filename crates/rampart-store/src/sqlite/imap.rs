@@ -636,7 +636,7 @@ impl MailStore for SqliteStore {
     async fn append_all(&self, mailbox: MailboxId, messages: Vec<(Blob, String, i64, i32)>) -> Result<Transfer> {
         let mut items = Vec::with_capacity(messages.len());
         for (blob, flags, internal_date, zone) in messages {
-            let summary = self.summarize(&[], &blob).await;
+            let (blob, summary) = self.appended(mailbox, blob).await?;
             items.push((blob, flags, (internal_date, zone), summary));
         }
         self.write(move |conn, effects| {

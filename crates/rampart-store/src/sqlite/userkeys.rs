@@ -24,7 +24,8 @@ use crate::blob::BlobWriter;
 use crate::keys::KEY_LEN;
 use crate::peruser::{self, SecretKey, UnlockKey};
 use crate::userkey::{PASSWORD, RECOVERY, UserKeyStatus, UserKeyStore};
-use crate::{AccountId, Delivery, Result, StoreError, Unlocked};
+use crate::summary::Summary;
+use crate::{AccountId, Blob, Delivery, MailboxId, Result, StoreError, Unlocked};
 
 type Held = HashMap<[u8; KEY_LEN], (Arc<SecretKey>, usize)>;
 
@@ -173,6 +174,40 @@ impl UserKeyStore for SqliteStore {
 }
 
 impl SqliteStore {
+    /// `message` in a file of its own sealed to `account`'s public key.
+    async fn sealed_for(&self, account: AccountId, public: [u8; KEY_LEN], message: &[u8]) -> Result<Blob> {
+        let mut writer = BlobWriter::for_user(&self.inner.blob_root, account, public);
+        writer.write(message).await?;
+        writer.finish().await
+    }
+
+    /// The account and public key of `mailbox`'s owner when that account is in per-user mode.
+    fn user_key_of_mailbox(&self, mailbox: MailboxId) -> Result<Option<(AccountId, [u8; KEY_LEN])>> {
+        self.read_now(|conn| {
+            let account: Option<AccountId> =
+                conn.prepare_cached("SELECT account_id FROM mailboxes WHERE id = ?1")?.query_row([mailbox], |r| r.get(0)).optional()?;
+            let Some(account) = account else { return Ok(None) };
+            Ok(public_of(conn, account)?.map(|public| (account, public)))
+        })
+    }
+
+    /// A message appended to a mailbox (IMAP APPEND and CATENATE — a client's Sent and Drafts
+    /// copies —, imports): for an account in per-user mode, replaced by a copy sealed to its
+    /// key, with no summary (see the module doc); otherwise as it is, with its summary.
+    pub(super) async fn appended(&self, mailbox: MailboxId, blob: Blob) -> Result<(Blob, Option<Summary>)> {
+        match self.user_key_of_mailbox(mailbox)? {
+            Some((account, public)) => {
+                let message = blob.contents().await?;
+                drop(blob);
+                Ok((self.sealed_for(account, public, &message).await?, None))
+            }
+            None => {
+                let summary = self.summarize(&[], &blob).await;
+                Ok((blob, summary))
+            }
+        }
+    }
+
     /// Takes the targets of accounts in per-user mode out of `delivery` and returns their
     /// copies, each sealed to its account's public key (no secret needed: delivery works
     /// while the user is logged out).
@@ -198,9 +233,7 @@ impl SqliteStore {
         let message = super::joined(&delivery.prefix, &delivery.blob.contents().await?);
         let mut sealed = Vec::with_capacity(keys.len());
         for (account, public) in keys {
-            let mut writer = BlobWriter::for_user(&self.inner.blob_root, account, public);
-            writer.write(&message).await?;
-            let blob = writer.finish().await?;
+            let blob = self.sealed_for(account, public, &message).await?;
             let targets = delivery.targets.extract_if(.., |t| t.account == account).collect();
             let copy = Delivery {
                 blob,
