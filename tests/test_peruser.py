@@ -152,3 +152,43 @@ def test_a_per_user_accounts_appended_mail_is_sealed_too(rampart):
     assert listed.returncode != 0 or MARKER not in listed.stdout
     r.stop()
     assert files_holding(r.dir / "data", forms(MARKER)) == []
+
+
+def test_per_user_encryption_from_the_web_api(rampart):
+    """The self-service API does what `rampart user encryption` does: enable (recovery code in
+    the answer), status, app passwords that open the mail (the account's password required),
+    recover after an administrator's reset; the administrator's view shows the state only."""
+    from test_web import FAST, Api
+
+    r = rampart
+    r.start(*FAST, listeners=("smtp", "imap", "https", "http"))
+    api = Api(r)
+    assert api.login(USER).status_code == 200
+    assert api.get("/api/v1/me/encryption").json() == {"enabled": False}
+    assert api.post("/api/v1/me/encryption", {"password": "wrong-password-1"}).status_code == 400
+    enabled = api.post("/api/v1/me/encryption", {"password": PASSWORD}).json()
+    code = enabled["recovery_code"]
+    assert enabled["enabled"] and len(code) == 47
+    status = api.get("/api/v1/me/encryption").json()
+    assert status["enabled"] and status["password_opens"] and "recovery" in status["wraps"]
+
+    assert api.post("/api/v1/me/app-passwords", {"name": "tablet"}).status_code == 400, "the account's password is needed"
+    app = api.post("/api/v1/me/app-passwords", {"name": "tablet", "password": PASSWORD}).json()["password"]
+    with smtplib.SMTP("127.0.0.1", r.ports["smtp"], timeout=30) as s:
+        s.sendmail("sender@remote.test", [USER], encrypted_message(2_000, b"web"))
+    m = login(r, "login", app)
+    m.select("INBOX")
+    typ, data = m.uid("SEARCH", None, f'BODY "{MARKER}"')
+    assert data[0].split() == [b"1"]
+    m.logout()
+    assert api.call("DELETE", "/api/v1/me/app-passwords/tablet").status_code == 200
+    assert not any(w.startswith("app:") for w in api.get("/api/v1/me/encryption").json()["wraps"])
+
+    r.run_cli("user", "passwd", USER, "--password-stdin", input="Another-pass-8642\n")
+    api = Api(r)
+    assert api.login(USER, "Another-pass-8642").status_code == 200
+    assert api.get("/api/v1/me/encryption").json()["password_opens"] is False
+    assert api.post("/api/v1/me/encryption/recover", {"password": "Another-pass-8642", "recovery_code": "0" * 47}).status_code == 400
+    assert api.post("/api/v1/me/encryption/recover", {"password": "Another-pass-8642", "recovery_code": code}).status_code == 200
+    login(r, "scram", "Another-pass-8642").logout()
+    assert files_holding(r.dir / "data", forms(MARKER)) == []

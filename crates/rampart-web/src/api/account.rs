@@ -15,7 +15,7 @@ use crate::session::{Authed, Caller, Enrolling};
 
 /// The account's own password again (not an app password). A wrong one counts as a failed
 /// login: someone holding a stolen session must not get unlimited guesses at it.
-async fn recheck(s: &Services, client: &Client, address: &str, password: &str, what: &str) -> ApiResult<()> {
+pub(super) async fn recheck(s: &Services, client: &Client, address: &str, password: &str, what: &str) -> ApiResult<()> {
     match s.auth.verify_account_password(address, password).await {
         Ok(_) => Ok(()),
         _ => {
@@ -140,18 +140,33 @@ pub async fn app_passwords(State(s): State<Arc<Services>>, Authed(caller): Authe
 }
 
 #[derive(Deserialize)]
-pub struct Name {
+pub struct NewAppPassword {
     name: String,
+    /// The account's own password: required when per-user encryption is on, so that the app
+    /// password can open the mail too.
+    #[serde(default)]
+    password: Option<String>,
 }
 
 /// Creates an app password for IMAP and SMTP clients; the answer is the only time it is shown.
 pub async fn app_password_add(
     State(s): State<Arc<Services>>,
     Authed(caller): Authed,
-    Body(req): Body<Name>,
+    Extension(client): Extension<Client>,
+    Body(req): Body<NewAppPassword>,
 ) -> ApiResult<Json<Value>> {
-    let (_, address) = caller.account()?;
+    let (account, address) = caller.account()?;
+    let per_user = s.store.has_user_key(account).await?;
+    if per_user {
+        let Some(own) = req.password.as_deref() else {
+            return Err(ApiError::BadRequest("per-user encryption is on: give your password, so that the app password opens your mail".into()));
+        };
+        recheck(&s, &client, address, own, "password").await?;
+    }
     let password = new_app_password(&s, address, &req.name).await?;
+    if let (true, Some(own)) = (per_user, req.password.as_deref()) {
+        super::encryption::wrap_app_password(&s, account, address, req.name.trim(), &password, own).await?;
+    }
     Ok(Json(json!({ "name": req.name.trim(), "password": password })))
 }
 
@@ -160,7 +175,8 @@ pub async fn app_password_revoke(
     Authed(caller): Authed,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let (_, address) = caller.account()?;
+    let (account, address) = caller.account()?;
+    super::encryption::unwrap_app_password(&s, account, address, &name).await?;
     s.store.revoke_app_password(address, &name).await?;
     Ok(Json(json!({ "ok": true })))
 }

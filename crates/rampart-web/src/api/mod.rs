@@ -5,6 +5,7 @@
 mod account;
 mod admin;
 mod certs;
+mod encryption;
 mod pgp;
 mod server;
 
@@ -33,6 +34,8 @@ pub fn routes() -> Router<Arc<Services>> {
         .route("/api/v1/me/mobileconfig", get(crate::autoconfig::mobileconfig))
         .route("/api/v1/me/logins", get(account::logins))
         .route("/api/v1/me/pgp", get(pgp::my_key).put(pgp::my_key_set).delete(pgp::my_key_remove))
+        .route("/api/v1/me/encryption", get(encryption::my_status).post(encryption::my_enable))
+        .route("/api/v1/me/encryption/recover", post(encryption::my_recover))
         .route("/api/v1/domains", get(admin::domains).post(admin::domain_add))
         .route("/api/v1/domains/{name}", delete(admin::domain_remove))
         .route("/api/v1/domains/{name}/dns", get(server::domain_dns))
@@ -47,6 +50,7 @@ pub fn routes() -> Router<Arc<Services>> {
         .route("/api/v1/users/{address}/app-passwords", get(admin::user_app_passwords).post(admin::user_app_password_add))
         .route("/api/v1/users/{address}/app-passwords/{name}", delete(admin::user_app_password_revoke))
         .route("/api/v1/users/{address}/pgp", get(pgp::user_key).put(pgp::user_key_set).delete(pgp::user_key_remove))
+        .route("/api/v1/users/{address}/encryption", get(encryption::user_status))
         .route("/api/v1/aliases", get(admin::aliases).post(admin::alias_add))
         .route("/api/v1/aliases/{alias}", delete(admin::alias_remove))
         .route("/api/v1/quarantine", get(admin::quarantine))
