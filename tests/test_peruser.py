@@ -12,7 +12,9 @@ import imaplib
 import os
 import smtplib
 
-from conftest import PASSWORD
+import subprocess
+
+from conftest import BIN, PASSWORD
 from test_encryption import MARKER, encrypted_message, files_holding, forms
 
 USER = "bob@example.test"
@@ -192,3 +194,36 @@ def test_per_user_encryption_from_the_web_api(rampart):
     assert api.post("/api/v1/me/encryption/recover", {"password": "Another-pass-8642", "recovery_code": code}).status_code == 200
     login(r, "scram", "Another-pass-8642").logout()
     assert files_holding(r.dir / "data", forms(MARKER)) == []
+
+
+def test_mail_stored_before_enable_is_sealed_for_the_user(rampart):
+    """`enable` converts the mail already there (a copy in a second mailbox included): the
+    message files no longer hold it, the administrator's CLI cannot read it, the user's login
+    reads and searches all of it."""
+    r = rampart
+    r.start(listeners=("smtp", "imap"))
+    small = encrypted_message(2_000, f"early {MARKER}".encode())
+    large = encrypted_message(400_000, (f"early {MARKER} payload " * 9000).encode())
+    with smtplib.SMTP("127.0.0.1", r.ports["smtp"], timeout=30) as s:
+        s.sendmail("sender@remote.test", [USER], small)
+        s.sendmail("sender@remote.test", [USER], large)
+    m = login(r, "login")
+    m.create("Kept")
+    m.select("INBOX")
+    assert m.uid("COPY", "1:2", "Kept")[0] == "OK"
+    m.logout()
+    assert r.message(USER, 2).endswith(large)
+
+    out = r.run_cli("user", "encryption", "enable", USER, "--password-stdin", input=PASSWORD + "\n").stdout
+    assert "4 messages stored before sealed" in out
+    assert "before it was turned on (not encrypted for the user): 0" in r.run_cli("user", "encryption", "status", USER).stdout
+    blobs = r.dir / "data" / "blobs"
+    assert files_holding(blobs, forms(MARKER)) == []
+    shown = subprocess.run([BIN, "message", "show", USER, "2", "--config", str(r.config)], capture_output=True, timeout=30)
+    assert shown.returncode != 0 and MARKER.encode() not in shown.stdout
+    reads_everything(login(r, "scram"), small, large)
+    m = login(r, "plain")
+    m.select("Kept")
+    typ, data = m.uid("SEARCH", None, f'BODY "{MARKER}"')
+    assert data[0].split() == [b"1", b"2"]
+    m.logout()

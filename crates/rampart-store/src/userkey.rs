@@ -66,7 +66,9 @@ pub trait UserKeyStore: Send + Sync + 'static {
     }
     /// Turns per-user mode on: a new key pair wrapped under `password` (the account
     /// password's unlock key) and a new recovery code, which is returned (shown once).
-    /// Messages stored before stay as they are (not converted yet).
+    /// Messages stored before stay as they are until [`convert_user_messages`].
+    ///
+    /// [`convert_user_messages`]: UserKeyStore::convert_user_messages
     async fn enable_user_key(&self, _account: AccountId, _password: UnlockKey) -> Result<Zeroizing<String>> {
         Err(unsupported())
     }
@@ -84,5 +86,11 @@ pub trait UserKeyStore: Send + Sync + 'static {
     /// Removes wrap `wrap` (a revoked app password, a password an administrator reset).
     async fn remove_user_key_wrap(&self, _account: AccountId, _wrap: &str) -> Result<()> {
         Ok(())
+    }
+    /// Seals the account's messages stored before per-user mode was turned on to its key, a
+    /// batch per commit (resumable: what is left is what a rerun converts); returns how many.
+    /// Needs no secret, as delivery does not.
+    async fn convert_user_messages(&self, _account: AccountId) -> Result<u64> {
+        Ok(0)
     }
 }

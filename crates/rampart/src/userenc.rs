@@ -15,9 +15,9 @@ use zeroize::Zeroizing;
 #[derive(Subcommand)]
 pub enum EncryptionCommand {
     /// Turn per-user encryption on: needs the user's password (first line of standard input
-    /// with --password-stdin) and prints the recovery code, once. Mail delivered from now on
-    /// is readable only while the user is logged in; app passwords made before do not unlock
-    /// it (make new ones).
+    /// with --password-stdin) and prints the recovery code, once. The mail already stored is
+    /// sealed for the user too, then mail delivered; all of it is readable only while the user
+    /// is logged in. App passwords made before do not unlock it (make new ones).
     Enable {
         address: String,
         #[arg(long)]
@@ -25,6 +25,9 @@ pub enum EncryptionCommand {
     },
     /// Whether the account is in per-user mode, its wraps, and whether a login holds its key.
     Status { address: String },
+    /// Seal the messages stored before per-user encryption was turned on (`enable` does it;
+    /// this finishes an interrupted run).
+    Convert { address: String },
     /// After an administrator reset the password: set a new one (standard input) and open
     /// the mail again with the recovery code.
     Recover {
@@ -53,9 +56,21 @@ pub async fn run(store: &SqliteStore, config: &rampart_config::Config, cmd: Encr
             let password = Zeroizing::new(crate::admin::read_password(password_stdin)?);
             let (account, key) = password_key(store, &address, &password).await?;
             let code = store.enable_user_key(account, key).await?;
-            println!("per-user encryption is on for {address}: mail delivered from now on is readable only while the user is logged in.");
+            let converted = store.convert_user_messages(account).await;
+            println!("per-user encryption is on for {address}: its mail is readable only while the user is logged in.");
+            match &converted {
+                Ok(n) => println!("{n} messages stored before sealed for the user"),
+                Err(_) => println!("the mail stored before is not all sealed yet: run `rampart user encryption convert {address}`"),
+            }
+            // Last, and whatever happened above: it is shown this once.
             println!("Recovery code (shown once; without it, mail is lost if the password is reset):");
             println!("{}", code.as_str());
+            converted?;
+        }
+        EncryptionCommand::Convert { address } => {
+            let account = store.account(&address).await?.with_context(|| format!("no account {address}"))?;
+            let n = store.convert_user_messages(account.id).await?;
+            println!("{n} messages of {address} sealed for the user");
         }
         EncryptionCommand::Status { address } => {
             let account = store.account(&address).await?.with_context(|| format!("no account {address}"))?;

@@ -67,6 +67,63 @@ fn public_of(conn: &Connection, account: AccountId) -> Result<Option<[u8; KEY_LE
     Ok(public.and_then(|p| p.try_into().ok()))
 }
 
+/// Messages converted per commit.
+const CONVERT_BATCH: i64 = 16;
+
+/// A message to convert: message id, mailbox, blob id, the whole message as stored.
+type Unconverted = (i64, MailboxId, String, Vec<u8>);
+
+/// The next messages of `account` after message id `after` whose blob is not sealed to it.
+fn unconverted(conn: &Connection, keys: Option<&crate::keys::MasterKeys>, root: &std::path::Path, account: AccountId, after: i64) -> Result<Vec<Unconverted>> {
+    let rows: Vec<(i64, MailboxId, Vec<u8>, String)> = conn
+        .prepare_cached(
+            "SELECT m.id, m.mailbox_id, m.prefix, m.blob_id FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id \
+             JOIN blobs b ON b.id = m.blob_id WHERE x.account_id = ?1 AND b.owner IS NULL AND m.id > ?2 ORDER BY m.id LIMIT ?3",
+        )?
+        .query_map(params![account, after, CONVERT_BATCH], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    rows.into_iter()
+        .map(|(id, mailbox, prefix, blob)| {
+            let message = super::read_stored(conn, keys, root, prefix, &blob)?;
+            Ok((id, mailbox, blob, message))
+        })
+        .collect()
+}
+
+/// Points each message at its sealed copy (prefix inside the copy, no summary, no words) and
+/// drops its reference to the old blob; a message deleted meanwhile keeps nothing of its copy.
+/// Returns how many were converted.
+fn replace_blobs(conn: &Connection, effects: &mut super::writer::Effects, account: AccountId, copies: Vec<(i64, MailboxId, String, Blob)>) -> Result<u64> {
+    // What the conversion deletes (summary rows, small bodies kept in rows) is overwritten
+    // with zeros rather than left in free pages; only for this job's statements.
+    conn.pragma_update(None, "secure_delete", true)?;
+    let result = replace_each(conn, effects, account, copies);
+    conn.pragma_update(None, "secure_delete", false)?;
+    result
+}
+
+fn replace_each(conn: &Connection, effects: &mut super::writer::Effects, account: AccountId, copies: Vec<(i64, MailboxId, String, Blob)>) -> Result<u64> {
+    let mut done = 0;
+    for (id, mailbox, old, mut blob) in copies {
+        super::insert_blob(conn, effects, &blob, 1)?;
+        let moved = conn
+            .prepare_cached("UPDATE messages SET blob_id = ?1, prefix = x'', summary = NULL WHERE id = ?2 AND blob_id = ?3")?
+            .execute(params![blob.id(), id, old])?;
+        if moved == 0 {
+            conn.prepare_cached("DELETE FROM blobs WHERE id = ?1")?.execute([blob.id()])?;
+            continue;
+        }
+        effects.place_blob(&mut blob)?;
+        // The words first: they are found through the old blob's summary, which the release
+        // deletes with the blob's last reference.
+        super::summaries::forget_words(conn, account, [old.as_str()])?;
+        super::release_blobs(conn, effects, &[(old.clone(), 1)])?;
+        effects.mailbox_changed(mailbox);
+        done += 1;
+    }
+    Ok(done)
+}
+
 /// The data key of blob `blob_id`, a per-user copy of `owner`'s: Locked unless a login of
 /// the owner holds the secret key.
 pub(crate) fn open_data_key(conn: &Connection, owner: AccountId, sealed: &[u8], blob_id: &str) -> Result<Zeroizing<[u8; KEY_LEN]>> {
@@ -135,6 +192,23 @@ impl UserKeyStore for SqliteStore {
         })
         .await?;
         Ok(code)
+    }
+
+    async fn convert_user_messages(&self, account: AccountId) -> Result<u64> {
+        let Some(public) = self.read_now(|conn| public_of(conn, account))? else { return Ok(0) };
+        let (mut after, mut done) = (0i64, 0u64);
+        loop {
+            let (root, keys) = (self.inner.blob_root.clone(), self.inner.keys.clone());
+            let batch = self.read(move |conn| unconverted(conn, keys.get().as_deref(), &root, account, after)).await?;
+            let Some(last) = batch.last().map(|m| m.0) else { return Ok(done) };
+            after = last;
+            let mut copies = Vec::with_capacity(batch.len());
+            for (id, mailbox, old, message) in batch {
+                copies.push((id, mailbox, old, self.sealed_for(account, public, &message).await?));
+            }
+            done += self.write(move |conn, effects| replace_blobs(conn, effects, account, copies)).await?;
+            self.summaries_changed();
+        }
     }
 
     async fn unlock_user_key(&self, account: AccountId, wrap: &str, key: UnlockKey) -> Result<Option<Unlocked>> {

@@ -67,6 +67,14 @@ pub async fn my_enable(
     let key = password_key(&s, address, &req.password).await?;
     let code = s.store.enable_user_key(account, key).await?;
     info!(event = "user_encryption_enabled", proto = "web", user = %address);
+    // The mail already stored, in the background: a large mailbox takes a while.
+    let (store, user) = (s.store.clone(), address.to_string());
+    tokio::spawn(async move {
+        match store.convert_user_messages(account).await {
+            Ok(n) => info!(event = "user_encryption_converted", user = %user, messages = n),
+            Err(e) => tracing::error!(event = "user_encryption_convert_failed", user = %user, error = %e.chain()),
+        }
+    });
     Ok(Json(json!({ "enabled": true, "recovery_code": code.as_str() })))
 }
 
