@@ -227,3 +227,22 @@ def test_mail_stored_before_enable_is_sealed_for_the_user(rampart):
     typ, data = m.uid("SEARCH", None, f'BODY "{MARKER}"')
     assert data[0].split() == [b"1", b"2"]
     m.logout()
+
+
+def test_a_quarantined_message_released_to_a_per_user_account_is_sealed(rampart):
+    r = rampart
+    r.run_cli("user", "encryption", "enable", USER, "--password-stdin", input=PASSWORD + "\n")
+    r.start("filter.spam.reject_score=5000", listeners=("smtp", "imap"))
+    gtube = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+    body = (f"held {MARKER} line\r\n" * 6000) + gtube + "\r\n"
+    with smtplib.SMTP("127.0.0.1", r.ports["smtp"], timeout=30) as s:
+        s.sendmail("a@remote.test", [USER], f"From: a@remote.test\r\nTo: {USER}\r\nSubject: held\r\n\r\n{body}".encode())
+    held = [l.split("\t")[0] for l in r.run_cli("quarantine", "list", "--user", USER).stdout.splitlines()]
+    assert len(held) == 1
+    r.run_cli("quarantine", "release", held[0])
+    assert files_holding(r.dir / "data" / "blobs", forms(MARKER)) == []
+    m = login(r, "scram")
+    m.select("INBOX")
+    typ, data = m.uid("SEARCH", None, f'BODY "{MARKER}"')
+    assert data[0].split() == [b"1"]
+    m.logout()

@@ -12,6 +12,7 @@ use super::pgp_delivery::Sealed;
 use super::writer::Effects;
 use super::{SqliteStore, insert_blob, read_stored, release_blobs};
 use crate::quarantine::{Held, Hold, QuarantineStore};
+use crate::userkey::UserKeyStore;
 use crate::{AccountId, Delivered, Folder, Result, StoreError, Target};
 
 const HELD_COLUMNS: &str = "q.id, q.size, q.created, q.sender, q.subject, q.reason, q.score, q.trail";
@@ -178,7 +179,16 @@ impl QuarantineStore for SqliteStore {
     async fn release(&self, id: &str, account: Option<AccountId>) -> Result<Vec<Delivered>> {
         let sealed = self.seal_held(id, account).await?;
         let id = id.to_string();
-        self.write(move |conn, effects| release(conn, effects, &id, account, sealed)).await
+        let delivered = self.write(move |conn, effects| release(conn, effects, &id, account, sealed)).await?;
+        // An account in per-user mode got a reference to the held message, stored as the
+        // quarantine keeps it: sealed for the user right away, like any mail of the account.
+        let mut accounts: Vec<AccountId> = delivered.iter().map(|d| d.account).collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        for account in accounts {
+            self.convert_user_messages(account).await?;
+        }
+        Ok(delivered)
     }
 
     async fn delete_held(&self, id: &str, account: Option<AccountId>) -> Result<bool> {
