@@ -53,6 +53,8 @@ use encryption::{DbKey, KeyCell};
 use crate::summary::{Summarizer, Summary};
 use crate::{Account, AccountId, Result, StoreError};
 use writer::{Effects, Writer};
+/// The same cap on the PostgreSQL store (`crate::postgres::directory`).
+pub(crate) use credentials::MAX_APP_PASSWORDS;
 
 /// Idle reader connections kept open. A connection costs its schema parse and its prepared
 /// statements when opened; with fewer idle slots than the reads running at once under load

@@ -1,0 +1,240 @@
+//! Behaviour every backend must have, role by role: each test is one generic function over the
+//! role traits, run against SQLite (`sqlite_runs`) and against a real PostgreSQL
+//! (`postgres_runs`, a fresh database of the process's test cluster, `postgres::testdb`).
+//! A backend that passes the same function behaves the same for callers.
+
+use crate::prelude::*;
+use crate::{Ban, ErrorKind, Result, StoreError};
+
+async fn domains_accounts_aliases(store: &(impl DirectoryStore + ?Sized)) {
+    store.add_domain("Example.TEST").await.unwrap();
+    assert_eq!(store.list_domains().await.unwrap(), vec!["example.test"]);
+    assert!(matches!(store.add_domain("example.test").await, Err(StoreError::Exists(_))));
+    assert!(store.is_local_domain("EXAMPLE.test.").await.unwrap());
+    assert!(!store.is_local_domain("other.test").await.unwrap());
+
+    let bob = store.add_account("Bob@example.test", "$argon2id$x").await.unwrap();
+    assert!(matches!(store.add_account("bob@example.test", "h").await, Err(StoreError::Exists(_))));
+    assert!(matches!(store.add_account("carol@elsewhere.test", "h").await, Err(StoreError::NotLocalDomain(_))));
+    let account = store.account("BOB@example.test").await.unwrap().unwrap();
+    assert_eq!((account.id, account.address.as_str(), account.password_hash.as_str()), (bob, "bob@example.test", "$argon2id$x"));
+    assert_eq!(store.account("nobody@example.test").await.unwrap(), None);
+    assert_eq!(store.account("not an address").await.unwrap(), None);
+
+    store.add_alias("postmaster@example.test", "bob@example.test").await.unwrap();
+    store.add_alias("team@example.test", "postmaster@example.test").await.unwrap();
+    store.add_alias("team@example.test", "friend@remote.test").await.unwrap();
+    assert!(matches!(store.add_alias("team@example.test", "friend@remote.test").await, Err(StoreError::Exists(_))));
+    assert!(matches!(store.add_alias("bob@example.test", "x@example.test").await, Err(StoreError::Exists(_))));
+    assert!(matches!(store.add_account("postmaster@example.test", "h").await, Err(StoreError::Exists(_))));
+    assert!(matches!(store.add_alias("x@elsewhere.test", "bob@example.test").await, Err(StoreError::NotLocalDomain(_))));
+    assert_eq!(store.list_aliases().await.unwrap().len(), 3);
+    assert_eq!(store.aliases_of("bob@example.test").await.unwrap(), vec!["postmaster@example.test".to_string()]);
+
+    let r = store.resolve("team@example.test").await.unwrap();
+    assert_eq!(r.accounts, vec![bob]);
+    assert_eq!(r.remote, vec!["friend@remote.test".to_string()]);
+    assert_eq!(store.resolve("bob@example.test").await.unwrap().accounts, vec![bob]);
+    assert_eq!(store.resolve("someone@remote.test").await.unwrap().remote, vec!["someone@remote.test".to_string()]);
+    assert!(store.resolve("nobody@example.test").await.unwrap().is_empty());
+    assert!(store.resolve("user%remote.test@example.test").await.unwrap().is_empty());
+
+    assert!(matches!(store.remove_domain("example.test").await, Err(StoreError::InUse { accounts: 1, aliases: 3, .. })));
+    assert!(matches!(store.remove_domain("nothing.test").await, Err(StoreError::NotFound(_))));
+    store.remove_alias("team@example.test", None).await.unwrap();
+    store.remove_alias("postmaster@example.test", Some("bob@example.test")).await.unwrap();
+    assert!(matches!(store.remove_alias("postmaster@example.test", None).await, Err(StoreError::NotFound(_))));
+    store.remove_account("bob@example.test").await.unwrap();
+    assert!(matches!(store.remove_account("bob@example.test").await, Err(StoreError::NotFound(_))));
+    assert!(store.list_accounts().await.unwrap().is_empty());
+    store.remove_domain("example.test").await.unwrap();
+    assert!(store.list_domains().await.unwrap().is_empty());
+}
+
+async fn alias_loops_terminate(store: &(impl DirectoryStore + ?Sized)) {
+    store.add_domain("example.test").await.unwrap();
+    store.add_alias("a@example.test", "b@example.test").await.unwrap();
+    store.add_alias("b@example.test", "a@example.test").await.unwrap();
+    assert!(store.resolve("a@example.test").await.unwrap().is_empty());
+    // A chain deeper than the limit stops there instead of following it for ever.
+    for i in 0..20 {
+        store.add_alias(&format!("c{i}@example.test"), &format!("c{}@example.test", i + 1)).await.unwrap();
+    }
+    store.add_account("c20@example.test", "h").await.unwrap();
+    assert!(store.resolve("c0@example.test").await.unwrap().is_empty());
+    assert_eq!(store.resolve("c15@example.test").await.unwrap().accounts.len(), 1);
+}
+
+async fn secrets_and_app_passwords(store: &(impl DirectoryStore + ?Sized)) {
+    store.add_domain("example.test").await.unwrap();
+    let secrets = crate::Secrets { password_hash: "h1".into(), scram_sha256: Some("s1".into()), cram_secret: Some("c1".into()) };
+    store.add_account_with("bob@example.test", &secrets).await.unwrap();
+    store.add_app_password("bob@example.test", " phone ", "ah1").await.unwrap();
+    assert!(matches!(store.add_app_password("bob@example.test", "phone", "ah2").await, Err(StoreError::Exists(_))));
+    assert!(matches!(store.add_app_password("nobody@example.test", "phone", "ah2").await, Err(StoreError::NotFound(_))));
+    let c = store.credentials("BOB@example.test").await.unwrap().unwrap();
+    assert_eq!((c.scram_sha256.as_deref(), c.cram_secret.as_deref()), (Some("s1"), Some("c1")));
+    assert_eq!(c.app_passwords.len(), 1);
+    let phone = &c.app_passwords[0];
+    assert_eq!((phone.name.as_str(), phone.hash.as_str(), phone.last_used), ("phone", "ah1", None));
+    store.touch_app_password(phone.id).await.unwrap();
+    assert!(store.list_app_passwords("bob@example.test").await.unwrap()[0].last_used.is_some());
+    store.set_password("bob@example.test", "h2").await.unwrap();
+    let c = store.credentials("bob@example.test").await.unwrap().unwrap();
+    assert_eq!(c.account.password_hash, "h2");
+    assert_eq!(c.scram_sha256, None, "a new password drops the old SCRAM keys");
+    assert!(matches!(store.set_password("nobody@example.test", "h").await, Err(StoreError::NotFound(_))));
+    assert_eq!(store.credentials("nobody@example.test").await.unwrap(), None);
+    store.revoke_app_password("bob@example.test", "phone").await.unwrap();
+    assert!(matches!(store.revoke_app_password("bob@example.test", "phone").await, Err(StoreError::NotFound(_))));
+    assert!(store.list_app_passwords("bob@example.test").await.unwrap().is_empty());
+    store.add_alias("b@example.test", "bob@example.test").await.unwrap();
+    assert_eq!(store.aliases_of("bob@example.test").await.unwrap(), vec!["b@example.test".to_string()]);
+}
+
+async fn refusals_are_typed_and_keep_their_text(store: &(impl DirectoryStore + ?Sized)) {
+    fn refused<T>(r: Result<T>) -> Option<(ErrorKind, String)> {
+        r.err().map(|e| (e.kind(), e.to_string()))
+    }
+    store.add_domain("example.test").await.unwrap();
+    assert_eq!(
+        refused(store.add_domain("not a domain").await),
+        Some((ErrorKind::Refused, "`not a domain` is not a domain name".into()))
+    );
+    let e = store.add_account("no-at-sign", "h").await.unwrap_err();
+    assert!(matches!(e, StoreError::InvalidAddress { problem: crate::AddressProblem::NoAt, .. }), "{e:?}");
+    assert_eq!(
+        refused(store.add_account("carol@elsewhere.test", "h").await),
+        Some((ErrorKind::Refused, "elsewhere.test is not a local domain; add it first".into()))
+    );
+    store.add_account("bob@example.test", "h").await.unwrap();
+    assert!(matches!(store.add_alias("bob@example.test", "BOB@example.test").await, Err(StoreError::SelfAlias(_))));
+    assert_eq!(
+        refused(store.remove_domain("example.test").await),
+        Some((ErrorKind::Refused, "domain example.test still has 1 accounts and 0 aliases; remove them first".into()))
+    );
+    assert!(matches!(store.add_app_password("bob@example.test", " ", "x").await, Err(StoreError::InvalidAppPasswordName)));
+    for i in 0..crate::sqlite::MAX_APP_PASSWORDS {
+        store.add_app_password("bob@example.test", &format!("app{i}"), "x").await.unwrap();
+    }
+    assert!(matches!(
+        store.add_app_password("bob@example.test", "one more", "x").await,
+        Err(StoreError::TooManyAppPasswords { count: crate::sqlite::MAX_APP_PASSWORDS, .. })
+    ));
+    assert!(matches!(store.remove_alias("x@example.test", None).await, Err(StoreError::NotFound(_))));
+}
+
+async fn password_changes_are_dated(store: &(impl DirectoryStore + ?Sized)) {
+    store.add_domain("example.test").await.unwrap();
+    let before = crate::sqlite::now();
+    store.add_account("bob@example.test", "h1").await.unwrap();
+    store.add_account("alice@example.test", "h1").await.unwrap();
+    let changes = store.password_changes().await.unwrap();
+    assert_eq!(changes.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(), ["alice@example.test", "bob@example.test"]);
+    assert!(changes.iter().all(|(_, at)| at.is_some_and(|t| t >= before)), "{changes:?}");
+}
+
+async fn bans_and_state(store: &(impl GuardStore + ?Sized)) {
+    let ban = |net: &str, until, updated| Ban { net: net.into(), until, reason: "auth".into(), offenses: 1, updated };
+    store.ban_put(&ban("192.0.2.7/32", 500, 100)).await.unwrap();
+    store.ban_put(&ban("2001:db8::/64", 900, 100)).await.unwrap();
+    let mut again = ban("192.0.2.7/32", 1000, 200);
+    again.offenses = 2;
+    store.ban_put(&again).await.unwrap();
+    assert_eq!(store.bans().await.unwrap(), vec![again.clone(), ban("2001:db8::/64", 900, 100)], "one row per net, latest first");
+    // Expired and not updated since `before`: forgiven; the other one stays.
+    store.bans_prune(950).await.unwrap();
+    assert_eq!(store.bans().await.unwrap(), vec![again]);
+    assert!(store.ban_remove("192.0.2.7/32").await.unwrap());
+    assert!(!store.ban_remove("192.0.2.7/32").await.unwrap());
+    assert!(store.bans().await.unwrap().is_empty());
+
+    assert_eq!(store.state("k").await.unwrap(), None);
+    store.set_state("k", "1").await.unwrap();
+    store.set_state("k", "2").await.unwrap();
+    assert_eq!(store.state("k").await.unwrap().as_deref(), Some("2"));
+}
+
+async fn login_history_is_by_address_and_goes_with_the_account<S: DirectoryStore + GuardStore + ?Sized>(store: &S) {
+    store.add_domain("example.test").await.unwrap();
+    store.add_account("bob@example.test", "$argon2id$x").await.unwrap();
+    store.known_login_put("bob@example.test", "192.0.2.1/32", "web", 100).await.unwrap();
+    store.known_login_put("bob@example.test", "192.0.2.1/32", "imap", 200).await.unwrap();
+    store.known_login_put("bob@example.test", "192.0.2.1/32", "imap", 300).await.unwrap();
+    store.known_login_put("bob@example.test", "198.51.100.1/32", "smtp", 50).await.unwrap();
+    let history = store.login_history("Bob@example.test").await.unwrap();
+    assert_eq!(
+        history.iter().map(|l| (l.net.as_str(), l.proto.as_str(), l.first_seen, l.last_seen, l.logins)).collect::<Vec<_>>(),
+        [("192.0.2.1/32", "imap", 200, 300, 2), ("192.0.2.1/32", "web", 100, 100, 1), ("198.51.100.1/32", "smtp", 50, 50, 1)]
+    );
+    let mut known = store.known_logins("bob@example.test", 100).await.unwrap();
+    known.sort();
+    assert_eq!(known, ["192.0.2.1/32"]);
+    assert!(!store.login_suspended("bob@example.test").await.unwrap());
+    store.remove_account("bob@example.test").await.unwrap();
+    store.add_account("bob@example.test", "$argon2id$x").await.unwrap();
+    assert!(store.login_history("bob@example.test").await.unwrap().is_empty(), "not the old account's");
+    assert!(store.known_logins("bob@example.test", 0).await.unwrap().is_empty());
+}
+
+/// One `#[tokio::test]` per shared function, for a backend made by `$open`.
+macro_rules! role_tests {
+    ($open:expr) => {
+        #[tokio::test]
+        async fn domains_accounts_aliases() {
+            super::domains_accounts_aliases(&*$open).await;
+        }
+        #[tokio::test]
+        async fn alias_loops_terminate() {
+            super::alias_loops_terminate(&*$open).await;
+        }
+        #[tokio::test]
+        async fn secrets_and_app_passwords() {
+            super::secrets_and_app_passwords(&*$open).await;
+        }
+        #[tokio::test]
+        async fn refusals_are_typed_and_keep_their_text() {
+            super::refusals_are_typed_and_keep_their_text(&*$open).await;
+        }
+        #[tokio::test]
+        async fn password_changes_are_dated() {
+            super::password_changes_are_dated(&*$open).await;
+        }
+        #[tokio::test]
+        async fn bans_and_state() {
+            super::bans_and_state(&*$open).await;
+        }
+        #[tokio::test]
+        async fn login_history_is_by_address_and_goes_with_the_account() {
+            super::login_history_is_by_address_and_goes_with_the_account(&*$open).await;
+        }
+    };
+}
+
+mod sqlite_runs {
+    /// The store and its directory, dropped together at the end of the test.
+    struct Open(crate::SqliteStore, #[allow(dead_code)] tempfile::TempDir);
+
+    impl std::ops::Deref for Open {
+        type Target = crate::SqliteStore;
+        fn deref(&self) -> &crate::SqliteStore {
+            &self.0
+        }
+    }
+
+    fn open() -> Open {
+        let dir = tempfile::tempdir().unwrap();
+        Open(crate::SqliteStore::open(dir.path()).unwrap(), dir)
+    }
+
+    role_tests!(open());
+}
+
+mod postgres_runs {
+    /// In an `Arc`, to be dereferenced like `sqlite_runs`' store.
+    async fn open() -> std::sync::Arc<crate::PgStore> {
+        std::sync::Arc::new(crate::PgStore::open(&crate::postgres::testdb::database().await, 4, None).await.unwrap())
+    }
+
+    role_tests!(open().await);
+}
