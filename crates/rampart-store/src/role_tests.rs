@@ -3,8 +3,47 @@
 //! (`postgres_runs`, a fresh database of the process's test cluster, `postgres::testdb`).
 //! A backend that passes the same function behaves the same for callers.
 
+use crate::containment::{Signal, Suspension, SuspensionScope};
 use crate::prelude::*;
+use crate::quota::{BUCKET, DAY, HOUR, Submitted, Usage};
+use crate::sqlite::now;
 use crate::{Ban, ErrorKind, Result, StoreError};
+
+/// Counting a submission as `deliver_submitted` does, until both backends have the message
+/// path: each backend's own counting function, in its own transaction.
+#[async_trait::async_trait]
+trait RecordSubmitted {
+    async fn submitted(&self, s: Submitted, at: i64);
+}
+
+#[async_trait::async_trait]
+impl RecordSubmitted for crate::SqliteStore {
+    async fn submitted(&self, s: Submitted, at: i64) {
+        self.record_submitted(s, at).await.unwrap();
+    }
+}
+
+#[async_trait::async_trait]
+impl RecordSubmitted for crate::PgStore {
+    async fn submitted(&self, s: Submitted, at: i64) {
+        self.record_submitted(s, at).await.unwrap();
+    }
+}
+
+/// bob's message to `rcpts` (all external), with Message-ID `id`.
+fn sent(id: &str, rcpts: &[&str]) -> Submitted {
+    Submitted {
+        account: "bob@example.test".into(),
+        recipients: rcpts.len() as u64,
+        external: rcpts.iter().map(|r| r.to_string()).collect(),
+        message_id: id.into(),
+        relayed: false,
+    }
+}
+
+fn signal(kind: &str, count: u64) -> Signal {
+    Signal { account: "bob@example.test".into(), kind: kind.into(), count, detail: String::new() }
+}
 
 async fn domains_accounts_aliases(store: &(impl DirectoryStore + ?Sized)) {
     store.add_domain("Example.TEST").await.unwrap();
@@ -177,6 +216,162 @@ async fn login_history_is_by_address_and_goes_with_the_account<S: DirectoryStore
     assert!(store.known_logins("bob@example.test", 0).await.unwrap().is_empty());
 }
 
+async fn submitted_mail_is_counted_per_user_and_domain<S: QuotaStore + RecordSubmitted + ?Sized>(store: &S) {
+    let t = now();
+    store.submitted(sent("A@example.test", &["x@remote.test", "Y@remote.test"]), t).await;
+    store.submitted(sent("B@example.test", &["x@remote.test"]), t).await;
+    let s = store.quota_status("Bob@example.test", t).await.unwrap();
+    assert_eq!((s.user.messages_hour, s.user.messages_day, s.user.recipients_hour, s.user.recipients_day), (2, 2, 3, 3));
+    assert_eq!(s.user.external_day, 2, "distinct recipients");
+    assert_eq!(s.domain, s.user, "bob is the domain's only sender");
+    assert!(!s.exempt);
+    assert!(store.quota_seen("bob@example.test", "X@remote.test", t - DAY).await.unwrap());
+    assert!(store.quota_seen("example.test", "y@remote.test", t - DAY).await.unwrap());
+    assert!(!store.quota_seen("alice@example.test", "x@remote.test", t - DAY).await.unwrap());
+    assert!(!store.quota_seen("bob@example.test", "x@remote.test", t).await.unwrap(), "only after `since`");
+    assert_eq!(store.quota_usage("example.test", t).await.unwrap().messages_day, 2);
+    assert_eq!(store.quota_usage("alice@example.test", t).await.unwrap(), Usage::default());
+}
+
+async fn quota_windows_slide<S: QuotaStore + RecordSubmitted + ?Sized>(store: &S) {
+    let t = 1_000 * DAY;
+    let many = |n: u64| Submitted { recipients: n, ..sent("", &[&format!("r{n}@remote.test")]) };
+    for (at, n) in [(t - 2 * DAY, 100), (t - 2 * HOUR, 10), (t - 30 * 60, 1)] {
+        store.submitted(many(n), at).await;
+    }
+    let u = store.quota_usage("bob@example.test", t).await.unwrap();
+    assert_eq!((u.messages_hour, u.recipients_hour, u.messages_day, u.recipients_day, u.external_day), (1, 1, 2, 11, 2));
+    // Sliding in buckets: an hour and one bucket later the newest is out of the hour.
+    assert_eq!(store.quota_usage("bob@example.test", t + HOUR + BUCKET).await.unwrap().messages_hour, 0);
+    store.quota_prune(t - DAY).await.unwrap();
+    assert_eq!(store.quota_usage("bob@example.test", t).await.unwrap().messages_day, 2);
+    assert_eq!(store.quota_usage("bob@example.test", t + 3 * DAY).await.unwrap(), Usage::default());
+}
+
+async fn distinct_recipients_are_counted_once_in_their_latest_bucket<S: QuotaStore + RecordSubmitted + ?Sized>(store: &S) {
+    let t = 1_000 * DAY;
+    // x three times (twice in one bucket, then 10 hours later), y once, early.
+    store.submitted(sent("", &["x@remote.test", "y@remote.test"]), t - 20 * HOUR).await;
+    store.submitted(sent("", &["X@remote.test"]), t - 20 * HOUR + 1).await;
+    store.submitted(sent("", &["x@remote.test"]), t - 10 * HOUR).await;
+    assert_eq!(store.quota_usage("bob@example.test", t).await.unwrap().external_day, 2);
+    assert_eq!(store.quota_usage("example.test", t).await.unwrap().external_day, 2);
+    // 13 hours on, y's day is over but x was sent to since.
+    assert_eq!(store.quota_usage("bob@example.test", t + 13 * HOUR).await.unwrap().external_day, 1);
+    // Pruning takes recipients and their bucket counts together.
+    store.quota_prune(t - 15 * HOUR).await.unwrap();
+    assert_eq!(store.quota_usage("bob@example.test", t).await.unwrap().external_day, 1);
+    store.submitted(sent("", &["y@remote.test"]), t).await;
+    assert_eq!(store.quota_usage("bob@example.test", t).await.unwrap().external_day, 2);
+}
+
+async fn overrides_and_exceptions<S: QuotaStore + ContainmentStore + ?Sized>(store: &S) {
+    store.quota_override("Bob@example.test", "messages_per_hour", Some(5)).await.unwrap();
+    store.quota_override("example.test", "messages_per_day", Some(50)).await.unwrap();
+    store.quota_override("example.test", "messages_per_day", Some(60)).await.unwrap();
+    let s = store.quota_status("bob@example.test", now()).await.unwrap();
+    assert_eq!(s.user_overrides, vec![("messages_per_hour".to_string(), 5)]);
+    assert_eq!(s.domain_overrides, vec![("messages_per_day".to_string(), 60)]);
+    store.quota_override("bob@example.test", "messages_per_hour", None).await.unwrap();
+    assert_eq!(store.quota_overrides().await.unwrap().len(), 1);
+
+    assert!(store.quota_exempt("example.test", true).await.unwrap());
+    assert!(!store.quota_exempt("example.test", true).await.unwrap(), "already exempt");
+    assert!(store.quota_status("alice@example.test", now()).await.unwrap().exempt, "the domain covers its users");
+    assert!(store.evidence("alice@example.test", 0).await.unwrap().exempt);
+    let alice = Signal { account: "alice@example.test".into(), kind: "quota_hit".into(), count: 1, detail: String::new() };
+    let e = store.record_signal(alice, 0, now()).await.unwrap();
+    assert!(e.signals.is_empty(), "an exempt account collects no signals");
+    assert_eq!(store.quota_exemptions().await.unwrap(), vec!["example.test"]);
+    assert!(store.quota_exempt("example.test", false).await.unwrap());
+    assert!(!store.quota_exempt("example.test", false).await.unwrap());
+    assert!(!store.quota_status("alice@example.test", now()).await.unwrap().exempt);
+}
+
+async fn signals_count_within_the_window_and_after_the_last_resume<S: ContainmentStore + GuardStore + DirectoryStore + ?Sized>(
+    store: &S,
+) {
+    store.add_domain("example.test").await.unwrap();
+    store.add_account("bob@example.test", "h").await.unwrap();
+    let t = now();
+    store.record_signal(signal("quota_hit", 1), t - HOUR, t - 2 * HOUR).await.unwrap();
+    store.record_signal(signal("quota_hit", 1), t - HOUR, t - 10 * 60).await.unwrap();
+    let e = store.record_signal(signal("remote_refused", 7), t - HOUR, t).await.unwrap();
+    assert_eq!(e.signal("quota_hit"), 1, "the one two hours ago is outside the window");
+    assert_eq!(e.signal("remote_refused"), 7);
+    assert_eq!(e.since, t - HOUR);
+    assert_eq!(store.evidence("bob@example.test", t - 3 * HOUR).await.unwrap().signal("quota_hit"), 2);
+
+    let s = Suspension { account: "Bob@example.test".into(), scope: SuspensionScope::Sending, reason: "test".into(), automatic: true, since: t };
+    assert!(store.suspend(s.clone()).await.unwrap().newly);
+    assert!(!store.suspend(Suspension { since: t + 5, ..s }).await.unwrap().newly);
+    let current = store.suspension("bob@example.test").await.unwrap().unwrap();
+    assert_eq!((current.reason.as_str(), current.since, current.automatic), ("test", t, true), "since the first suspension");
+    assert!(!store.login_suspended("bob@example.test").await.unwrap(), "only sending");
+    assert_eq!(store.evidence("bob@example.test", t - HOUR).await.unwrap().suspension.unwrap().reason, "test");
+    assert_eq!(store.resume("bob@example.test", t + 1).await.unwrap(), Some(0));
+    assert_eq!(store.resume("bob@example.test", t + 1).await.unwrap(), None, "not suspended any more");
+    let e = store.evidence("bob@example.test", t - HOUR).await.unwrap();
+    assert_eq!((e.since, e.signals.len(), e.suspension), (t + 1, 0, None), "what came before the resume is forgotten");
+    store.record_signal(signal("quota_hit", 1), 0, t + 2).await.unwrap();
+    store.signals_prune(t + 3).await.unwrap();
+    assert_eq!(store.evidence("bob@example.test", 0).await.unwrap().signals.len(), 0);
+
+    let all = Suspension { account: "bob@example.test".into(), scope: SuspensionScope::All, reason: "r".into(), automatic: false, since: t };
+    assert!(store.suspend(all).await.unwrap().newly, "resumed before: new again");
+    assert!(store.login_suspended("BOB@example.test").await.unwrap());
+    assert_eq!(store.suspensions().await.unwrap().iter().map(|s| (s.account.as_str(), s.scope)).collect::<Vec<_>>(), [("bob@example.test", SuspensionScope::All)]);
+    // Removing the account forgets its state.
+    store.remove_account("bob@example.test").await.unwrap();
+    assert!(store.suspensions().await.unwrap().is_empty());
+    assert_eq!(store.queue_release_held(None, Some("bob@example.test"), t).await.unwrap(), 0);
+    assert_eq!(store.queue_delete_held("bob@example.test").await.unwrap(), 0);
+}
+
+async fn evidence_of_logins_and_what_was_sent<S: ContainmentStore + GuardStore + RecordSubmitted + ?Sized>(store: &S) {
+    let t = now();
+    store.known_login_put("bob@example.test", "192.0.2.1/32", "imap", t - 10 * DAY).await.unwrap();
+    // The first login ever is not "new": there was nothing before it.
+    assert_eq!(store.evidence("bob@example.test", t - HOUR).await.unwrap().new_network, None);
+    // Another address in the same /24 is not a new network.
+    store.known_login_put("bob@example.test", "192.0.2.77/32", "imap", t - 120).await.unwrap();
+    assert_eq!(store.evidence("bob@example.test", t - HOUR).await.unwrap().new_network, None);
+    store.known_login_put("bob@example.test", "198.51.100.7/32", "imap", t - 60).await.unwrap();
+    store.submitted(sent("Q1@example.test", &["a@remote.test", "b@remote.test"]), t).await;
+    store.submitted(sent("Q2@example.test", &["a@remote.test"]), t).await;
+    let e = store.evidence("bob@example.test", t - HOUR).await.unwrap();
+    assert_eq!(e.login_networks, vec!["192.0.2.77/32".to_string(), "198.51.100.7/32".to_string()]);
+    let new = e.new_network.unwrap();
+    assert_eq!((new.net.as_str(), new.messages_since), ("198.51.100.0/24", 2));
+    assert_eq!((e.external_recipients, e.distinct_external), (3, 2));
+    // A later login from the old network keeps its first sighting.
+    store.known_login_put("bob@example.test", "192.0.2.1/32", "imap", t).await.unwrap();
+    let e = store.evidence("bob@example.test", t - HOUR).await.unwrap();
+    assert_eq!(e.login_networks.len(), 3);
+    assert_eq!(e.new_network.unwrap().net, "198.51.100.0/24");
+}
+
+async fn a_later_bounce_matches_only_what_the_account_sent<S: ContainmentStore + DirectoryStore + RecordSubmitted + ?Sized>(
+    store: &S,
+) {
+    store.add_domain("example.test").await.unwrap();
+    let bob = store.add_account("bob@example.test", "h").await.unwrap();
+    let alice = store.add_account("alice@example.test", "h").await.unwrap();
+    store.submitted(sent("Q1@example.test", &["a@remote.test", "B@remote.test"]), now()).await;
+    let rcpts = |list: &[&str]| list.iter().map(|r| r.to_string()).collect::<Vec<_>>();
+    // About another message, or addressed to someone else than its sender: nothing.
+    assert!(store.sent_bounced("Q9@example.test", rcpts(&["a@remote.test"]), vec![bob]).await.unwrap().is_empty());
+    assert!(store.sent_bounced("Q1@example.test", rcpts(&["a@remote.test"]), vec![alice]).await.unwrap().is_empty());
+    let found = store.sent_bounced("Q1@example.test", rcpts(&["A@remote.test", "b@remote.test", "c@remote.test"]), vec![alice, bob]);
+    assert_eq!(found.await.unwrap(), vec![("bob@example.test".to_string(), 2)]);
+    // The same report again counts nothing.
+    assert!(store.sent_bounced("Q1@example.test", rcpts(&["a@remote.test"]), vec![bob]).await.unwrap().is_empty());
+    // Pruned with the signals.
+    store.submitted(sent("Q2@example.test", &["a@remote.test"]), now()).await;
+    store.signals_prune(now() + 1).await.unwrap();
+    assert!(store.sent_bounced("Q2@example.test", rcpts(&["a@remote.test"]), vec![bob]).await.unwrap().is_empty());
+}
+
 /// One `#[tokio::test]` per shared function, for a backend made by `$open`.
 macro_rules! role_tests {
     ($open:expr) => {
@@ -207,6 +402,34 @@ macro_rules! role_tests {
         #[tokio::test]
         async fn login_history_is_by_address_and_goes_with_the_account() {
             super::login_history_is_by_address_and_goes_with_the_account(&*$open).await;
+        }
+        #[tokio::test]
+        async fn submitted_mail_is_counted_per_user_and_domain() {
+            super::submitted_mail_is_counted_per_user_and_domain(&*$open).await;
+        }
+        #[tokio::test]
+        async fn quota_windows_slide() {
+            super::quota_windows_slide(&*$open).await;
+        }
+        #[tokio::test]
+        async fn distinct_recipients_are_counted_once_in_their_latest_bucket() {
+            super::distinct_recipients_are_counted_once_in_their_latest_bucket(&*$open).await;
+        }
+        #[tokio::test]
+        async fn overrides_and_exceptions() {
+            super::overrides_and_exceptions(&*$open).await;
+        }
+        #[tokio::test]
+        async fn signals_count_within_the_window_and_after_the_last_resume() {
+            super::signals_count_within_the_window_and_after_the_last_resume(&*$open).await;
+        }
+        #[tokio::test]
+        async fn evidence_of_logins_and_what_was_sent() {
+            super::evidence_of_logins_and_what_was_sent(&*$open).await;
+        }
+        #[tokio::test]
+        async fn a_later_bounce_matches_only_what_the_account_sent() {
+            super::a_later_bounce_matches_only_what_the_account_sent(&*$open).await;
         }
     };
 }

@@ -22,14 +22,19 @@
 //!   concurrent APPENDs on several nodes get distinct, ascending UIDs in commit order.
 //!
 //! Implemented roles so far: [`crate::DirectoryStore`] (`directory`), [`crate::GuardStore`]
-//! (`guard`). [`PgStore`] is not yet a [`crate::Store`]; the server refuses
+//! (`guard`), [`crate::QuotaStore`] (`quota`, with the counting a submission's delivery will
+//! do), [`crate::ContainmentStore`] (`containment`). [`PgStore`] is not yet a [`crate::Store`]; the server refuses
 //! `backend = "postgres"` until it is.
 
+mod containment;
 mod directory;
 mod guard;
+pub(crate) mod quota;
 pub(crate) mod schema;
 #[cfg(test)]
 pub(crate) mod testdb;
+#[cfg(test)]
+mod tests;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -121,6 +126,32 @@ impl From<tokio_postgres::Error> for StoreError {
     }
 }
 
+/// Drops `count` references to each blob; a blob nobody holds any more (no message, queue
+/// entry or quarantine) goes, with its chunks (`ON DELETE CASCADE`) and its summary.
+pub(crate) async fn release_blobs(txn: &deadpool_postgres::Transaction<'_>, blobs: &[(String, i64)]) -> Result<()> {
+    for (id, count) in blobs {
+        let left: i64 =
+            txn.query_one("UPDATE blobs SET refcount = refcount - $2 WHERE id = $1 RETURNING refcount", &[id, count]).await?.get(0);
+        if left <= 0 {
+            txn.execute("DELETE FROM summaries WHERE blob_id = $1", &[id]).await?;
+            txn.execute("DELETE FROM blobs WHERE id = $1", &[id]).await?;
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+/// Counts a submission at `at` as delivery will, for the role tests (see `sqlite`'s twin).
+#[cfg(test)]
+impl PgStore {
+    pub(crate) async fn record_submitted(&self, s: crate::quota::Submitted, at: i64) -> Result<()> {
+        let mut conn = self.conn().await?;
+        let txn = conn.transaction().await?;
+        quota::record(&txn, &s, at).await?;
+        txn.commit().await?;
+        Ok(())
+    }
 }

@@ -454,3 +454,12 @@ mod tests;
 mod statement_tests;
 #[cfg(test)]
 mod pgp_tests;
+
+/// Counts a submission at `at` as `deliver_submitted` does, for the role tests that hold
+/// SQLite and PostgreSQL to the same quota and containment behaviour (`crate::role_tests`).
+#[cfg(test)]
+impl SqliteStore {
+    pub(crate) async fn record_submitted(&self, s: crate::quota::Submitted, at: i64) -> Result<()> {
+        self.write(move |conn, _| quota::record(conn, &s, at)).await
+    }
+}
