@@ -29,6 +29,7 @@
 mod containment;
 mod directory;
 mod guard;
+pub(crate) mod mailbox;
 pub(crate) mod quota;
 pub(crate) mod schema;
 #[cfg(test)]
