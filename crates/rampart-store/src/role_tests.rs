@@ -372,6 +372,68 @@ async fn a_later_bounce_matches_only_what_the_account_sent<S: ContainmentStore +
     assert!(store.sent_bounced("Q2@example.test", rcpts(&["a@remote.test"]), vec![bob]).await.unwrap().is_empty());
 }
 
+async fn dkim_signing_table_rotation(store: &(impl SenderAuthStore + ?Sized)) {
+    let key = |selector: &str, algorithm: &str| crate::DkimKey {
+        domain: "Example.test.".into(),
+        selector: selector.into(),
+        algorithm: algorithm.into(),
+        private_key: vec![1, 0, 255],
+        public_key: vec![2],
+        active: false,
+        created: 0,
+    };
+    assert!(store.add_dkim_key(key("s1", "rsa")).await.unwrap(), "the first RSA key signs at once");
+    assert!(store.add_dkim_key(key("e1", "ed25519")).await.unwrap(), "so does the first Ed25519 key");
+    assert!(!store.add_dkim_key(key("s2", "rsa")).await.unwrap(), "a second waits for activation");
+    assert!(matches!(store.add_dkim_key(key("s2", "rsa")).await, Err(StoreError::Exists(_))));
+    store.activate_dkim_key("example.test", "s2").await.unwrap();
+    assert!(matches!(store.activate_dkim_key("example.test", "nope").await, Err(StoreError::NotFound(_))));
+    let keys = store.dkim_keys(Some("EXAMPLE.test")).await.unwrap();
+    let active: Vec<(&str, bool)> = keys.iter().map(|k| (k.selector.as_str(), k.active)).collect();
+    assert_eq!(active, vec![("s1", false), ("e1", true), ("s2", true)]);
+    assert_eq!((keys[0].domain.as_str(), keys[0].private_key.as_slice()), ("example.test", &[1, 0, 255][..]));
+    assert!(keys[0].created > 0, "the store dates a key");
+    store.remove_dkim_key("example.test", "s1").await.unwrap();
+    assert!(matches!(store.remove_dkim_key("example.test", "s1").await, Err(StoreError::NotFound(_))));
+    assert_eq!(store.dkim_keys(None).await.unwrap().len(), 2);
+    assert!(store.dkim_keys(Some("other.test")).await.unwrap().is_empty());
+}
+
+async fn dmarc_evaluations_and_reports(store: &(impl SenderAuthStore + ?Sized)) {
+    store.add_dmarc_evaluation("example.test", "{}").await.unwrap();
+    let far = now() + 10;
+    assert_eq!(store.dmarc_evaluations(far).await.unwrap().len(), 1);
+    store.delete_dmarc_evaluations(far).await.unwrap();
+    assert!(store.dmarc_evaluations(far).await.unwrap().is_empty());
+    // One domain's evaluations go, another's stay.
+    store.add_dmarc_evaluation("a.test", "{}").await.unwrap();
+    store.add_dmarc_evaluation("B.test", "{\"x\":1}").await.unwrap();
+    store.delete_dmarc_evaluations_of("A.TEST", far).await.unwrap();
+    let left = store.dmarc_evaluations(far).await.unwrap();
+    assert_eq!(left.iter().map(|(d, e, _)| (d.as_str(), e.as_str())).collect::<Vec<_>>(), [("b.test", "{\"x\":1}")]);
+    store.delete_dmarc_evaluations_of("b.test", now() - 10).await.unwrap();
+    assert_eq!(store.dmarc_evaluations(far).await.unwrap().len(), 1, "only evaluations stored before `until` go");
+    assert!(store.dmarc_evaluations(now() - 10).await.unwrap().is_empty());
+    let r = crate::DmarcReport {
+        org_name: "Big".into(),
+        report_id: "7".into(),
+        domain: "example.test".into(),
+        date_begin: 1,
+        date_end: 2,
+        messages: 3,
+        passed: 2,
+        records: "[]".into(),
+        received: 0,
+    };
+    assert!(store.add_dmarc_report(r.clone()).await.unwrap());
+    assert!(!store.add_dmarc_report(r.clone()).await.unwrap(), "the same report twice is stored once");
+    assert!(store.add_dmarc_report(crate::DmarcReport { report_id: "8".into(), date_begin: 0, ..r.clone() }).await.unwrap());
+    let reports = store.dmarc_reports().await.unwrap();
+    assert_eq!(reports.iter().map(|r| r.report_id.as_str()).collect::<Vec<_>>(), ["8", "7"], "by date_begin");
+    assert!(reports[1].received > 0, "the store dates what it received");
+    assert_eq!(crate::DmarcReport { received: 0, ..reports[1].clone() }, r);
+}
+
 /// One `#[tokio::test]` per shared function, for a backend made by `$open`.
 macro_rules! role_tests {
     ($open:expr) => {
@@ -402,6 +464,14 @@ macro_rules! role_tests {
         #[tokio::test]
         async fn login_history_is_by_address_and_goes_with_the_account() {
             super::login_history_is_by_address_and_goes_with_the_account(&*$open).await;
+        }
+        #[tokio::test]
+        async fn dkim_signing_table_rotation() {
+            super::dkim_signing_table_rotation(&*$open).await;
+        }
+        #[tokio::test]
+        async fn dmarc_evaluations_and_reports() {
+            super::dmarc_evaluations_and_reports(&*$open).await;
         }
         #[tokio::test]
         async fn submitted_mail_is_counted_per_user_and_domain() {

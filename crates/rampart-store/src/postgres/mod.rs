@@ -23,7 +23,7 @@
 //!
 //! Implemented roles so far: [`crate::DirectoryStore`] (`directory`), [`crate::GuardStore`]
 //! (`guard`), [`crate::QuotaStore`] (`quota`, with the counting a submission's delivery will
-//! do), [`crate::ContainmentStore`] (`containment`). [`PgStore`] is not yet a [`crate::Store`]; the server refuses
+//! do), [`crate::ContainmentStore`] (`containment`), [`crate::SenderAuthStore`] (`senderauth`). [`PgStore`] is not yet a [`crate::Store`]; the server refuses
 //! `backend = "postgres"` until it is.
 
 mod containment;
@@ -31,6 +31,7 @@ mod directory;
 mod guard;
 pub(crate) mod mailbox;
 pub(crate) mod quota;
+mod senderauth;
 pub(crate) mod schema;
 #[cfg(test)]
 pub(crate) mod testdb;
