@@ -434,6 +434,58 @@ async fn dmarc_evaluations_and_reports(store: &(impl SenderAuthStore + ?Sized)) 
     assert_eq!(crate::DmarcReport { received: 0, ..reports[1].clone() }, r);
 }
 
+async fn sts_policies_tls_outcomes_and_reports(store: &(impl TlsPolicyStore + ?Sized)) {
+    use crate::{CachedStsPolicy, TlsOutcome, TlsReportRecord};
+    assert_eq!(store.sts_policy("a.test").await.unwrap(), None);
+    let p = CachedStsPolicy { domain: "A.test".into(), id: "1".into(), policy: "version: STSv1".into(), fetched: 10, expires: 100 };
+    store.put_sts_policy(p.clone()).await.unwrap();
+    store.put_sts_policy(CachedStsPolicy { id: "2".into(), ..p.clone() }).await.unwrap();
+    store.put_sts_policy(CachedStsPolicy { domain: "c.test".into(), expires: 50, ..p.clone() }).await.unwrap();
+    let got = store.sts_policy("a.TEST").await.unwrap().unwrap();
+    assert_eq!(got, CachedStsPolicy { domain: "a.test".into(), id: "2".into(), ..p });
+    assert_eq!(store.sts_policies_expiring(101).await.unwrap(), ["c.test", "a.test"], "soonest first");
+    assert_eq!(store.sts_policies_expiring(100).await.unwrap(), ["c.test"]);
+
+    let o = TlsOutcome {
+        policy_domain: "A.test".into(),
+        policy_type: "sts".into(),
+        policy_string: "version: STSv1".into(),
+        mx_host: "mx.a.test".into(),
+        receiving_ip: "192.0.2.1".into(),
+        result: "success".into(),
+        detail: String::new(),
+        created: 0,
+    };
+    store.add_tls_outcome(TlsOutcome { policy_domain: "b.test".into(), ..o.clone() }).await.unwrap();
+    store.add_tls_outcome(o.clone()).await.unwrap();
+    let far = now() + 10;
+    let all = store.tls_outcomes(far).await.unwrap();
+    assert_eq!(all.iter().map(|o| o.policy_domain.as_str()).collect::<Vec<_>>(), ["a.test", "b.test"], "by policy domain");
+    assert!(all[0].created > 0, "the store dates an outcome");
+    assert!(store.tls_outcomes(now() - 10).await.unwrap().is_empty());
+    store.delete_tls_outcomes_of("A.test", far).await.unwrap();
+    let left = store.tls_outcomes(far).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].policy_domain, "b.test");
+
+    let r = TlsReportRecord {
+        org_name: "Org".into(),
+        report_id: "r1".into(),
+        domains: "a.test".into(),
+        date_begin: 1,
+        date_end: 2,
+        successes: 3,
+        failures: 1,
+        json: "{}".into(),
+        received: 0,
+    };
+    assert!(store.add_tls_report(r.clone()).await.unwrap());
+    assert!(!store.add_tls_report(r.clone()).await.unwrap(), "the same report twice is stored once");
+    let reports = store.tls_reports().await.unwrap();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(TlsReportRecord { received: 0, ..reports[0].clone() }, r);
+}
+
 /// One `#[tokio::test]` per shared function, for a backend made by `$open`.
 macro_rules! role_tests {
     ($open:expr) => {
@@ -472,6 +524,10 @@ macro_rules! role_tests {
         #[tokio::test]
         async fn dmarc_evaluations_and_reports() {
             super::dmarc_evaluations_and_reports(&*$open).await;
+        }
+        #[tokio::test]
+        async fn sts_policies_tls_outcomes_and_reports() {
+            super::sts_policies_tls_outcomes_and_reports(&*$open).await;
         }
         #[tokio::test]
         async fn submitted_mail_is_counted_per_user_and_domain() {

@@ -23,7 +23,8 @@
 //!
 //! Implemented roles so far: [`crate::DirectoryStore`] (`directory`), [`crate::GuardStore`]
 //! (`guard`), [`crate::QuotaStore`] (`quota`, with the counting a submission's delivery will
-//! do), [`crate::ContainmentStore`] (`containment`), [`crate::SenderAuthStore`] (`senderauth`). [`PgStore`] is not yet a [`crate::Store`]; the server refuses
+//! do), [`crate::ContainmentStore`] (`containment`), [`crate::SenderAuthStore`] (`senderauth`),
+//! [`crate::TlsPolicyStore`] (`tlspolicy`). [`PgStore`] is not yet a [`crate::Store`]; the server refuses
 //! `backend = "postgres"` until it is.
 
 mod containment;
@@ -32,6 +33,7 @@ mod guard;
 pub(crate) mod mailbox;
 pub(crate) mod quota;
 mod senderauth;
+mod tlspolicy;
 pub(crate) mod schema;
 #[cfg(test)]
 pub(crate) mod testdb;
