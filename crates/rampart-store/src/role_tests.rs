@@ -486,6 +486,66 @@ async fn sts_policies_tls_outcomes_and_reports(store: &(impl TlsPolicyStore + ?S
     assert_eq!(TlsReportRecord { received: 0, ..reports[0].clone() }, r);
 }
 
+async fn classifier_counts_learn_once_and_move_between_classes<S: FilterStore + DirectoryStore + ?Sized>(store: &S) {
+    use crate::filter::{ClassCounts, Lesson, Scope};
+    store.add_domain("example.test").await.unwrap();
+    let bob = store.add_account("bob@example.test", "h").await.unwrap();
+    let lesson = |message: &str, tokens: Vec<u64>, spam| Lesson { scopes: vec![Scope::Account(bob), Scope::Global], message: message.into(), tokens, spam };
+    assert_eq!(store.learn(lesson("m1", vec![1, 2, u64::MAX], true)).await.unwrap(), 2);
+    assert_eq!(store.learn(lesson("m1", vec![1, 2, u64::MAX], true)).await.unwrap(), 0, "learnt twice");
+    assert_eq!(store.learn(lesson("m2", vec![2, 3], false)).await.unwrap(), 2);
+    let stats = store.token_stats(Scope::Account(bob), vec![1, 2, 3, 4, u64::MAX]).await.unwrap();
+    assert_eq!(stats.messages, ClassCounts { spam: 1, ham: 1 });
+    assert_eq!(stats.tokens[&2], ClassCounts { spam: 1, ham: 1 });
+    assert_eq!(stats.tokens[&u64::MAX], ClassCounts { spam: 1, ham: 0 });
+    assert!(!stats.tokens.contains_key(&4));
+    // Moved out of Junk: the spam lesson is taken back, the ham one counted.
+    assert_eq!(store.learn(lesson("m1", vec![1, 2, u64::MAX], false)).await.unwrap(), 2);
+    let stats = store.token_stats(Scope::Global, vec![1, 2]).await.unwrap();
+    assert_eq!(stats.messages, ClassCounts { spam: 0, ham: 2 });
+    assert_eq!(stats.tokens[&1], ClassCounts { spam: 0, ham: 1 });
+    assert_eq!(store.token_stats(Scope::Global, vec![u64::MAX]).await.unwrap().tokens[&u64::MAX], ClassCounts { spam: 0, ham: 1 });
+    // Many tokens in one question.
+    let many: Vec<u64> = (100..1600).collect();
+    store.learn(lesson("m3", many.clone(), true)).await.unwrap();
+    assert_eq!(store.token_stats(Scope::Global, many).await.unwrap().tokens.len(), 1500);
+    // An account's counts go with the account.
+    store.remove_account("bob@example.test").await.unwrap();
+    assert_eq!(store.learnt(Scope::Account(bob)).await.unwrap(), ClassCounts::default());
+    assert_eq!(store.learnt(Scope::Global).await.unwrap(), ClassCounts { spam: 1, ham: 2 });
+}
+
+async fn greylisting_defers_new_triplets_then_remembers(store: &(impl FilterStore + ?Sized)) {
+    use crate::filter::{GreylistQuery, Greylisting};
+    let q = |net: &str, triplet: &str, now: i64, domain: Option<&str>| GreylistQuery {
+        net: net.into(),
+        triplets: vec![triplet.into()],
+        authenticated_domain: domain.map(str::to_string),
+        now,
+        delay: 300,
+        retry_window: 3600,
+        expire: 86400,
+        good_history: 2,
+    };
+    assert_eq!(store.greylist(q("192.0.2.0/24", "t1", 1000, None)).await.unwrap(), Greylisting::Deferred { retry_after: 1300 });
+    assert_eq!(store.greylist(q("192.0.2.0/24", "t1", 1100, None)).await.unwrap(), Greylisting::Deferred { retry_after: 1300 });
+    assert_eq!(store.greylist(q("192.0.2.0/24", "t1", 1300, None)).await.unwrap(), Greylisting::Passed);
+    // The client retried once: it is known now, whatever it sends.
+    assert_eq!(store.greylist(q("192.0.2.0/24", "t2", 1400, None)).await.unwrap(), Greylisting::KnownClient);
+    // A triplet not retried within the window starts over.
+    assert!(matches!(store.greylist(q("198.51.100.0/24", "t3", 1000, None)).await.unwrap(), Greylisting::Deferred { .. }));
+    assert_eq!(store.greylist(q("198.51.100.0/24", "t3", 9000, None)).await.unwrap(), Greylisting::Deferred { retry_after: 9300 });
+    // A domain with a good history skips it.
+    store.greylist_good("good.test", 1000).await.unwrap();
+    assert!(matches!(store.greylist(q("203.0.113.0/24", "t4", 1500, Some("good.test"))).await.unwrap(), Greylisting::Deferred { .. }), "one is not a history");
+    store.greylist_good("good.test", 1001).await.unwrap();
+    assert_eq!(store.greylist(q("203.0.113.0/24", "t4", 1500, Some("good.test"))).await.unwrap(), Greylisting::GoodDomain);
+    assert!(matches!(store.greylist(q("203.0.113.0/24", "t5", 1500, Some("new.test"))).await.unwrap(), Greylisting::Deferred { .. }));
+    store.greylist_prune(200_000, 3600, 86400).await.unwrap();
+    assert!(matches!(store.greylist(q("192.0.2.0/24", "t1", 200_000, None)).await.unwrap(), Greylisting::Deferred { .. }));
+    assert!(matches!(store.greylist(q("203.0.113.0/24", "t6", 200_000, Some("good.test"))).await.unwrap(), Greylisting::Deferred { .. }), "the history was pruned");
+}
+
 /// One `#[tokio::test]` per shared function, for a backend made by `$open`.
 macro_rules! role_tests {
     ($open:expr) => {
@@ -528,6 +588,14 @@ macro_rules! role_tests {
         #[tokio::test]
         async fn sts_policies_tls_outcomes_and_reports() {
             super::sts_policies_tls_outcomes_and_reports(&*$open).await;
+        }
+        #[tokio::test]
+        async fn classifier_counts_learn_once_and_move_between_classes() {
+            super::classifier_counts_learn_once_and_move_between_classes(&*$open).await;
+        }
+        #[tokio::test]
+        async fn greylisting_defers_new_triplets_then_remembers() {
+            super::greylisting_defers_new_triplets_then_remembers(&*$open).await;
         }
         #[tokio::test]
         async fn submitted_mail_is_counted_per_user_and_domain() {

@@ -24,11 +24,12 @@
 //! Implemented roles so far: [`crate::DirectoryStore`] (`directory`), [`crate::GuardStore`]
 //! (`guard`), [`crate::QuotaStore`] (`quota`, with the counting a submission's delivery will
 //! do), [`crate::ContainmentStore`] (`containment`), [`crate::SenderAuthStore`] (`senderauth`),
-//! [`crate::TlsPolicyStore`] (`tlspolicy`). [`PgStore`] is not yet a [`crate::Store`]; the server refuses
+//! [`crate::TlsPolicyStore`] (`tlspolicy`), [`crate::FilterStore`] (`filter`). [`PgStore`] is not yet a [`crate::Store`]; the server refuses
 //! `backend = "postgres"` until it is.
 
 mod containment;
 mod directory;
+mod filter;
 mod guard;
 pub(crate) mod mailbox;
 pub(crate) mod quota;
