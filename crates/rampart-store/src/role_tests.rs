@@ -546,6 +546,35 @@ async fn greylisting_defers_new_triplets_then_remembers(store: &(impl FilterStor
     assert!(matches!(store.greylist(q("203.0.113.0/24", "t6", 200_000, Some("good.test"))).await.unwrap(), Greylisting::Deferred { .. }), "the history was pruned");
 }
 
+async fn pgp_keys_are_set_replaced_published_and_removed<S: PgpStore + DirectoryStore + ?Sized>(store: &S) {
+    use crate::NewPgpKey;
+    store.add_domain("example.test").await.unwrap();
+    store.add_domain("other.test").await.unwrap();
+    let bob = store.add_account("bob@example.test", "h").await.unwrap();
+    store.add_account("alice@example.test", "h").await.unwrap();
+    store.add_account("carol@other.test", "h").await.unwrap();
+    let key = |fpr: &str, publish| NewPgpKey { key: vec![0x99, 0, 1], fingerprint: fpr.into(), protect_subject: false, publish };
+    assert!(matches!(store.pgp_key_set("nobody@example.test", key("F0", true)).await, Err(StoreError::NotFound(_))));
+    assert_eq!(store.pgp_key("bob@example.test").await.unwrap(), None);
+    store.pgp_key_set("Bob@example.test", key("F1", true)).await.unwrap();
+    store.pgp_key_set("bob@example.test", NewPgpKey { protect_subject: true, ..key("F2", true) }).await.unwrap();
+    store.pgp_key_set("alice@example.test", key("F3", false)).await.unwrap();
+    store.pgp_key_set("carol@other.test", key("F4", true)).await.unwrap();
+    let k = store.pgp_key("bob@example.test").await.unwrap().unwrap();
+    assert_eq!((k.account, k.address.as_str(), k.fingerprint.as_str(), k.protect_subject, k.publish), (bob, "bob@example.test", "F2", true, true));
+    assert_eq!(k.key, [0x99, 0, 1]);
+    assert!(k.updated > 0);
+    let published = store.pgp_published("Example.test.").await.unwrap();
+    assert_eq!(published.iter().map(|k| k.fingerprint.as_str()).collect::<Vec<_>>(), ["F2"], "alice's is not published, carol is elsewhere");
+    assert!(store.pgp_key_remove("bob@example.test").await.unwrap());
+    assert!(!store.pgp_key_remove("bob@example.test").await.unwrap());
+    assert!(store.pgp_published("example.test").await.unwrap().is_empty());
+    // The key goes with its account.
+    store.remove_account("carol@other.test").await.unwrap();
+    store.add_account("carol@other.test", "h").await.unwrap();
+    assert_eq!(store.pgp_key("carol@other.test").await.unwrap(), None);
+}
+
 /// One `#[tokio::test]` per shared function, for a backend made by `$open`.
 macro_rules! role_tests {
     ($open:expr) => {
@@ -596,6 +625,10 @@ macro_rules! role_tests {
         #[tokio::test]
         async fn greylisting_defers_new_triplets_then_remembers() {
             super::greylisting_defers_new_triplets_then_remembers(&*$open).await;
+        }
+        #[tokio::test]
+        async fn pgp_keys_are_set_replaced_published_and_removed() {
+            super::pgp_keys_are_set_replaced_published_and_removed(&*$open).await;
         }
         #[tokio::test]
         async fn submitted_mail_is_counted_per_user_and_domain() {

@@ -149,3 +149,14 @@ async fn suspension_holds_queued_mail_until_released_or_deleted() {
     let chunks: i64 = conn.query_one("SELECT count(*) FROM blob_chunks WHERE blob_id = 'blob-Q2'", &[]).await.unwrap().get(0);
     assert_eq!(chunks, 0, "the deleted entry's body went with it");
 }
+
+#[tokio::test]
+async fn delivery_reads_the_keys_of_its_accounts_at_once() {
+    let store = open(&testdb::database().await).await;
+    store.add_domain("example.test").await.unwrap();
+    let ids: Vec<i64> = [store.add_account("a@example.test", "h").await.unwrap(), store.add_account("b@example.test", "h").await.unwrap()].into();
+    let key = crate::NewPgpKey { key: vec![1], fingerprint: "F".into(), protect_subject: false, publish: false };
+    store.pgp_key_set("b@example.test", key).await.unwrap();
+    let keys = super::pgp::keys_for(&store.conn().await.unwrap(), &ids).await.unwrap();
+    assert_eq!(keys.iter().map(|k| k.account).collect::<Vec<_>>(), [ids[1]]);
+}
