@@ -575,6 +575,39 @@ async fn pgp_keys_are_set_replaced_published_and_removed<S: PgpStore + Directory
     assert_eq!(store.pgp_key("carol@other.test").await.unwrap(), None);
 }
 
+async fn metadata_limits_are_kept<S: crate::MetadataStore + DirectoryStore + ?Sized>(store: &S) {
+    use crate::{MetadataLimits, OverLimit};
+    store.add_domain("example.test").await.unwrap();
+    let bob = store.add_account("bob@example.test", "h").await.unwrap();
+    let alice = store.add_account("alice@example.test", "h").await.unwrap();
+    let limits = MetadataLimits { entries: 3, bytes: 100 };
+    let set = |account, mailbox, changes: Vec<(&str, Option<&[u8]>)>| {
+        let changes = changes.into_iter().map(|(n, v)| (n.to_string(), v.map(<[u8]>::to_vec))).collect();
+        store.set_metadata(account, mailbox, changes, limits)
+    };
+    // A mailbox id: the store does not check it (IMAP resolved the name).
+    let work = Some(42);
+    assert_eq!(set(bob, None, vec![("/private/a", Some(b"1")), ("/private/b", Some(b"2"))]).await.unwrap(), Ok(()));
+    assert_eq!(set(bob, work, vec![("/shared/c", Some(b"3"))]).await.unwrap(), Ok(()));
+    // A fourth entry is too many (and nothing of the change is kept); replacing one is not;
+    // removing makes room.
+    assert_eq!(set(bob, work, vec![("/shared/x", None), ("/shared/d", Some(b"4"))]).await.unwrap(), Err(OverLimit));
+    assert_eq!(set(bob, None, vec![("/private/a", Some(b"one"))]).await.unwrap(), Ok(()));
+    assert_eq!(set(bob, None, vec![("/private/b", None), ("/private/e", Some(&[0; 60][..]))]).await.unwrap(), Ok(()));
+    assert_eq!(set(bob, None, vec![("/private/e", Some(&[0; 90][..]))]).await.unwrap(), Err(OverLimit));
+    // Another user's entries count for that user only.
+    assert_eq!(set(alice, None, vec![("/private/a", Some(b"x")), ("/private/b", Some(b"y"))]).await.unwrap(), Ok(()));
+    let server = store.metadata(bob, None).await.unwrap();
+    assert_eq!(server.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["/private/a", "/private/e"]);
+    assert_eq!(server[0].1, b"one");
+    assert_eq!(store.metadata(bob, work).await.unwrap(), vec![("/shared/c".to_string(), b"3".to_vec())]);
+    // An account's entries go with it.
+    store.remove_account("bob@example.test").await.unwrap();
+    assert!(store.metadata(bob, None).await.unwrap().is_empty());
+    assert!(store.metadata(bob, work).await.unwrap().is_empty());
+    assert_eq!(store.metadata(alice, None).await.unwrap().len(), 2);
+}
+
 /// One `#[tokio::test]` per shared function, for a backend made by `$open`.
 macro_rules! role_tests {
     ($open:expr) => {
@@ -629,6 +662,10 @@ macro_rules! role_tests {
         #[tokio::test]
         async fn pgp_keys_are_set_replaced_published_and_removed() {
             super::pgp_keys_are_set_replaced_published_and_removed(&*$open).await;
+        }
+        #[tokio::test]
+        async fn metadata_limits_are_kept() {
+            super::metadata_limits_are_kept(&*$open).await;
         }
         #[tokio::test]
         async fn submitted_mail_is_counted_per_user_and_domain() {

@@ -24,7 +24,8 @@
 //! Implemented roles so far: [`crate::DirectoryStore`] (`directory`), [`crate::GuardStore`]
 //! (`guard`), [`crate::QuotaStore`] (`quota`, with the counting a submission's delivery will
 //! do), [`crate::ContainmentStore`] (`containment`), [`crate::SenderAuthStore`] (`senderauth`),
-//! [`crate::TlsPolicyStore`] (`tlspolicy`), [`crate::FilterStore`] (`filter`), [`crate::PgpStore`] (`pgp`). [`PgStore`] is not yet a [`crate::Store`]; the server refuses
+//! [`crate::TlsPolicyStore`] (`tlspolicy`), [`crate::FilterStore`] (`filter`), [`crate::PgpStore`] (`pgp`),
+//! [`crate::MetadataStore`] (`metadata`). [`PgStore`] is not yet a [`crate::Store`]; the server refuses
 //! `backend = "postgres"` until it is.
 
 mod containment;
@@ -32,6 +33,7 @@ mod directory;
 mod filter;
 mod guard;
 pub(crate) mod mailbox;
+mod metadata;
 pub(crate) mod pgp;
 pub(crate) mod quota;
 mod senderauth;

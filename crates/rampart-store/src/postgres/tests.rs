@@ -160,3 +160,19 @@ async fn delivery_reads_the_keys_of_its_accounts_at_once() {
     let keys = super::pgp::keys_for(&store.conn().await.unwrap(), &ids).await.unwrap();
     assert_eq!(keys.iter().map(|k| k.account).collect::<Vec<_>>(), [ids[1]]);
 }
+
+#[tokio::test]
+async fn a_mailbox_takes_its_metadata_with_it() {
+    use crate::{MetadataLimits, MetadataStore};
+    let store = open(&testdb::database().await).await;
+    store.add_domain("example.test").await.unwrap();
+    let bob = store.add_account("bob@example.test", "h").await.unwrap();
+    let conn = store.conn().await.unwrap();
+    let inbox: i64 =
+        conn.query_one("SELECT id FROM mailboxes WHERE account_id = $1 AND name = 'INBOX'", &[&bob]).await.unwrap().get(0);
+    let limits = MetadataLimits { entries: 10, bytes: 1000 };
+    store.set_metadata(bob, Some(inbox), vec![("/private/comment".into(), Some(b"x".to_vec()))], limits).await.unwrap().unwrap();
+    // As DELETE does (the IMAP path is still to come on PostgreSQL): the trigger follows it.
+    conn.execute("DELETE FROM mailboxes WHERE id = $1", &[&inbox]).await.unwrap();
+    assert!(store.metadata(bob, Some(inbox)).await.unwrap().is_empty());
+}
