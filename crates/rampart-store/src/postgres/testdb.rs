@@ -2,8 +2,8 @@
 //!
 //! - The cluster is made on first use (`initdb` into a temporary directory, then `pg_ctl start`
 //!   on a free loopback port) and shared by every test of the process; each test gets its own
-//!   database ([`database`]), so tests run in parallel and several test binaries each have their
-//!   own cluster.
+//!   database ([`database`]: empty; [`migrated`]: a copy of one migrated once), so tests run in
+//!   parallel and several test binaries each have their own cluster.
 //! - PostgreSQL refuses to run as root: when the tests run as root (CI), the directory is given to
 //!   the `postgres` user that Debian's package creates and every PostgreSQL command runs through
 //!   `runuser -u postgres --`.
@@ -33,16 +33,62 @@ static NEXT_DB: AtomicU32 = AtomicU32::new(0);
 
 /// The URL of a new, empty database in this process's cluster.
 pub(crate) async fn database() -> String {
-    let port = match CLUSTER.get_or_init(start) {
+    create("template1").await
+}
+
+/// The URL of a new database with the current schema: a copy of one migrated once per process,
+/// which is faster than migrating each (a store opened on it finds nothing to do).
+pub(crate) async fn migrated() -> String {
+    let template = TEMPLATE
+        .get_or_init(|| async {
+            let url = database().await;
+            drop(crate::PgStore::open(&url, 1, None).await.expect("migrate the template database"));
+            let name = url.rsplit('/').next().expect("a database name").to_string();
+            // CREATE DATABASE … TEMPLATE needs the template without sessions: none may connect
+            // any more, and the pool's, whose closing may lag, are ended.
+            let admin = admin().await;
+            admin.batch_execute(&format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false")).await.expect("ALTER DATABASE");
+            admin
+                .execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", &[&name])
+                .await
+                .expect("end the template's sessions");
+            name
+        })
+        .await;
+    create(template).await
+}
+
+static TEMPLATE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+
+fn port() -> u16 {
+    match CLUSTER.get_or_init(start) {
         Ok(c) => c.port,
         Err(e) => panic!("test PostgreSQL: {e}"),
-    };
-    let name = format!("t{}_{}", std::process::id(), NEXT_DB.fetch_add(1, Ordering::Relaxed));
-    let admin = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
+    }
+}
+
+/// A session on the cluster's `postgres` database.
+async fn admin() -> tokio_postgres::Client {
+    let admin = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", port());
     let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.expect("connect to test PostgreSQL");
     tokio::spawn(conn);
-    client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("CREATE DATABASE");
-    format!("postgres://postgres@127.0.0.1:{port}/{name}")
+    client
+}
+
+async fn create(template: &str) -> String {
+    let name = format!("t{}_{}", std::process::id(), NEXT_DB.fetch_add(1, Ordering::Relaxed));
+    let admin = admin().await;
+    // A template's last session may take a moment to go after it was ended.
+    for attempt in 0.. {
+        match admin.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}")).await {
+            Ok(()) => break,
+            Err(e) if attempt < 50 && e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE) => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("CREATE DATABASE: {e}"),
+        }
+    }
+    format!("postgres://postgres@127.0.0.1:{}/{name}", port())
 }
 
 fn bin_dir() -> Result<PathBuf, String> {

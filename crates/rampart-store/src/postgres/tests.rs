@@ -43,7 +43,7 @@ async fn nodes_starting_at_once_migrate_once() {
 
 #[tokio::test]
 async fn an_address_becomes_an_account_or_an_alias_never_both() {
-    let store = open(&testdb::database().await).await;
+    let store = open(&testdb::migrated().await).await;
     store.add_domain("example.test").await.unwrap();
     for i in 0..10 {
         let address = format!("u{i}@example.test");
@@ -55,7 +55,7 @@ async fn an_address_becomes_an_account_or_an_alias_never_both() {
 
 #[tokio::test]
 async fn the_last_admin_cannot_be_removed_even_by_two_nodes_at_once() {
-    let store = open(&testdb::database().await).await;
+    let store = open(&testdb::migrated().await).await;
     store.add_domain("example.test").await.unwrap();
     for a in ["a@example.test", "b@example.test"] {
         store.add_account(a, "h").await.unwrap();
@@ -68,7 +68,7 @@ async fn the_last_admin_cannot_be_removed_even_by_two_nodes_at_once() {
 
 #[tokio::test]
 async fn concurrent_submissions_count_each_recipient_once() {
-    let store = open(&testdb::database().await).await;
+    let store = open(&testdb::migrated().await).await;
     let t = 1_000 * crate::quota::DAY;
     let rcpts: Vec<String> = (0..20).map(|i| format!("r{i}@remote.test")).collect();
     let tasks = (0..8).map(|n| {
@@ -118,7 +118,7 @@ async fn queue_row(store: &PgStore, id: &str, account: &str) {
 
 #[tokio::test]
 async fn suspension_holds_queued_mail_until_released_or_deleted() {
-    let store = open(&testdb::database().await).await;
+    let store = open(&testdb::migrated().await).await;
     queue_row(&store, "Q1", "bob@example.test").await;
     queue_row(&store, "Q2", "bob@example.test").await;
     queue_row(&store, "Q3", "alice@example.test").await;
@@ -152,7 +152,7 @@ async fn suspension_holds_queued_mail_until_released_or_deleted() {
 
 #[tokio::test]
 async fn delivery_reads_the_keys_of_its_accounts_at_once() {
-    let store = open(&testdb::database().await).await;
+    let store = open(&testdb::migrated().await).await;
     store.add_domain("example.test").await.unwrap();
     let ids: Vec<i64> = [store.add_account("a@example.test", "h").await.unwrap(), store.add_account("b@example.test", "h").await.unwrap()].into();
     let key = crate::NewPgpKey { key: vec![1], fingerprint: "F".into(), protect_subject: false, publish: false };
@@ -164,7 +164,7 @@ async fn delivery_reads_the_keys_of_its_accounts_at_once() {
 #[tokio::test]
 async fn a_mailbox_takes_its_metadata_with_it() {
     use crate::{MetadataLimits, MetadataStore};
-    let store = open(&testdb::database().await).await;
+    let store = open(&testdb::migrated().await).await;
     store.add_domain("example.test").await.unwrap();
     let bob = store.add_account("bob@example.test", "h").await.unwrap();
     let conn = store.conn().await.unwrap();
