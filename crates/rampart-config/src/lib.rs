@@ -205,6 +205,7 @@ impl Config {
         self.submission.validate(&mut problems);
         self.quota.validate(&mut problems);
         self.store.encryption.validate(&mut problems);
+        self.store.validate(&mut problems);
         self.containment.validate(&mut problems);
         self.queue.validate(&mut problems);
         self.auth_checks.validate(&mut problems);

@@ -123,5 +123,6 @@ impl Config {
         self.queue.resolve_paths(fix);
         self.gateway.resolve_paths(fix);
         self.mta_sts.resolve_paths(fix);
+        self.store.resolve_paths(fix);
     }
 }

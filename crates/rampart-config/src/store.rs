@@ -1,15 +1,19 @@
 //! `[store]`: which storage backend holds mail and metadata.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 use crate::Encryption;
+use crate::section::Problems;
 
 section! {
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct Store {
-        /// "sqlite": the embedded store, no external database needed. The only backend so far;
-        /// any other value is refused.
+        /// "sqlite": the embedded store, no external database needed. "postgres": a PostgreSQL
+        /// database shared by several nodes (`url`, `pool_size`, `ca_file`); not complete in
+        /// this build, so it is refused (issue 18).
         pub backend: StoreBackend = StoreBackend::Sqlite,
         /// Encryption at rest of the stored mail (issue 16: server-key mode).
         pub encryption: Encryption = Encryption::default(),
@@ -21,15 +25,57 @@ section! {
         /// only (never written to disk, also with encryption at rest); 0 turns it off (every
         /// SORT and SEARCH then reads the store).
         pub imap_column_cache: u64 = 256 * 1024 * 1024,
+        /// backend = "postgres": the database, as a URL (`postgres://rampart@db.example.org/rampart`)
+        /// or `key=value` words (`host=... dbname=... user=...`). `sslmode=require` in it makes
+        /// TLS mandatory; the default (`prefer`) uses TLS when the server offers it.
+        pub url: String = String::new(),
+        /// backend = "postgres": connections each node keeps open at most.
+        pub pool_size: u32 = 16,
+        /// backend = "postgres": the CA certificates (PEM) the database's TLS certificate must
+        /// chain to. Empty: the system's trusted roots. Relative to the config file's directory.
+        pub ca_file: PathBuf = PathBuf::new(),
     }
 }
 
-/// The storage backends this build has. Deserializing any other name fails with
-/// `store.backend: unknown variant ..., expected `sqlite``, so a config that asks for a backend
-/// that does not exist yet is refused at start instead of silently using SQLite.
+/// Whether this build's PostgreSQL store implements every role. Until it does, a config that
+/// asks for it is refused (never a server that fails on the first role it lacks).
+const POSTGRES_COMPLETE: bool = false;
+
+impl Store {
+    pub(crate) fn validate(&self, p: &mut Problems) {
+        if self.backend != StoreBackend::Postgres {
+            return;
+        }
+        if !POSTGRES_COMPLETE {
+            p.add(
+                "store.backend",
+                "the PostgreSQL backend is not complete in this build (issue 18); use \"sqlite\"".to_string(),
+            );
+        }
+        if self.url.is_empty() {
+            p.add("store.url", "backend = \"postgres\" needs the database's URL".to_string());
+        }
+        p.at_least_one("store.pool_size", u64::from(self.pool_size));
+        if !self.ca_file.as_os_str().is_empty() {
+            p.file_exists("store.ca_file", &self.ca_file);
+        }
+    }
+
+    pub(crate) fn resolve_paths(&mut self, fix: impl Fn(&mut PathBuf)) {
+        if !self.ca_file.as_os_str().is_empty() {
+            fix(&mut self.ca_file);
+        }
+    }
+}
+
+/// The storage backends this build knows. Deserializing any other name fails with
+/// `store.backend: unknown variant ..., expected `sqlite` or `postgres``, so a config that asks
+/// for a backend that does not exist is refused at start instead of silently using SQLite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreBackend {
     /// SQLite in WAL mode under `server.data_dir`, message bodies as files beside it.
     Sqlite,
+    /// PostgreSQL at `store.url` (issue 18; refused until complete, see [`Store::validate`]).
+    Postgres,
 }

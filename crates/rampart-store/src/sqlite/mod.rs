@@ -54,6 +54,8 @@ use encryption::{DbKey, KeyCell};
 use crate::summary::{Summarizer, Summary};
 use crate::{Account, AccountId, Result, StoreError};
 use writer::{Effects, Writer};
+/// The same cap on the PostgreSQL store (`crate::postgres::directory`).
+pub(crate) use credentials::MAX_APP_PASSWORDS;
 
 /// Idle reader connections kept open. A connection costs its schema parse and its prepared
 /// statements when opened; with fewer idle slots than the reads running at once under load
@@ -460,3 +462,12 @@ mod statement_tests;
 mod pgp_tests;
 #[cfg(test)]
 mod userkeys_tests;
+
+/// Counts a submission at `at` as `deliver_submitted` does, for the role tests that hold
+/// SQLite and PostgreSQL to the same quota and containment behaviour (`crate::role_tests`).
+#[cfg(test)]
+impl SqliteStore {
+    pub(crate) async fn record_submitted(&self, s: crate::quota::Submitted, at: i64) -> Result<()> {
+        self.write(move |conn, _| quota::record(conn, &s, at)).await
+    }
+}
