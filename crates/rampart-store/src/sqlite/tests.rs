@@ -1,6 +1,6 @@
 use super::*;
 use crate::prelude::*;
-use crate::{DEFAULT_MAILBOXES, Delivery, ErrorKind, Folder, Target};
+use crate::{Delivery, ErrorKind, Folder, Target};
 
 async fn store() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -15,46 +15,7 @@ async fn blob(store: &SqliteStore, body: &[u8]) -> crate::Blob {
     w.finish().await.unwrap()
 }
 
-#[tokio::test]
-async fn domains_accounts_aliases() {
-    let (_dir, store) = store().await;
-    assert_eq!(store.list_domains().await.unwrap(), vec!["example.test"]);
-    assert!(matches!(store.add_domain("example.test").await, Err(StoreError::Exists(_))));
-    assert!(store.is_local_domain("EXAMPLE.test.").await.unwrap());
 
-    let bob = store.add_account("Bob@example.test", "$argon2id$x").await.unwrap();
-    assert!(matches!(store.add_account("bob@example.test", "h").await, Err(StoreError::Exists(_))));
-    assert!(matches!(store.add_account("carol@elsewhere.test", "h").await, Err(StoreError::NotLocalDomain(_))));
-    assert_eq!(store.account("BOB@example.test").await.unwrap().unwrap().id, bob);
-    assert_eq!(store.mailboxes(bob).await.unwrap().len(), DEFAULT_MAILBOXES.len());
-
-    store.add_alias("postmaster@example.test", "bob@example.test").await.unwrap();
-    store.add_alias("team@example.test", "postmaster@example.test").await.unwrap();
-    store.add_alias("team@example.test", "friend@remote.test").await.unwrap();
-    assert!(matches!(store.add_alias("bob@example.test", "x@example.test").await, Err(StoreError::Exists(_))));
-    assert!(matches!(store.add_account("postmaster@example.test", "h").await, Err(StoreError::Exists(_))));
-
-    let r = store.resolve("team@example.test").await.unwrap();
-    assert_eq!(r.accounts, vec![bob]);
-    assert_eq!(r.remote, vec!["friend@remote.test".to_string()]);
-    assert!(store.resolve("nobody@example.test").await.unwrap().is_empty());
-    assert!(store.resolve("user%remote.test@example.test").await.unwrap().is_empty());
-
-    assert!(matches!(store.remove_domain("example.test").await, Err(StoreError::InUse { accounts: 1, aliases: 3, .. })));
-    store.remove_alias("team@example.test", None).await.unwrap();
-    store.remove_alias("postmaster@example.test", Some("bob@example.test")).await.unwrap();
-    store.remove_account("bob@example.test").await.unwrap();
-    store.remove_domain("example.test").await.unwrap();
-    assert!(store.list_domains().await.unwrap().is_empty());
-}
-
-#[tokio::test]
-async fn alias_loops_terminate() {
-    let (_dir, store) = store().await;
-    store.add_alias("a@example.test", "b@example.test").await.unwrap();
-    store.add_alias("b@example.test", "a@example.test").await.unwrap();
-    assert!(store.resolve("a@example.test").await.unwrap().is_empty());
-}
 
 #[tokio::test]
 async fn deliver_assigns_increasing_uids_and_reads_back() {
@@ -244,49 +205,7 @@ async fn queue_lifecycle_releases_the_blob() {
     assert_eq!(files, 0);
 }
 
-#[tokio::test]
-async fn secrets_and_app_passwords() {
-    let (_dir, store) = store().await;
-    let secrets = crate::Secrets { password_hash: "h1".into(), scram_sha256: Some("s1".into()), cram_secret: None };
-    store.add_account_with("bob@example.test", &secrets).await.unwrap();
-    store.add_app_password("bob@example.test", "phone", "ah1").await.unwrap();
-    assert!(store.add_app_password("bob@example.test", "phone", "ah2").await.is_err());
-    let c = store.credentials("BOB@example.test").await.unwrap().unwrap();
-    assert_eq!(c.scram_sha256.as_deref(), Some("s1"));
-    assert_eq!(c.app_passwords.len(), 1);
-    store.set_password("bob@example.test", "h2").await.unwrap();
-    let c = store.credentials("bob@example.test").await.unwrap().unwrap();
-    assert_eq!(c.account.password_hash, "h2");
-    assert_eq!(c.scram_sha256, None, "a new password drops the old SCRAM keys");
-    store.revoke_app_password("bob@example.test", "phone").await.unwrap();
-    assert!(store.list_app_passwords("bob@example.test").await.unwrap().is_empty());
-    store.add_alias("b@example.test", "bob@example.test").await.unwrap();
-    assert_eq!(store.aliases_of("bob@example.test").await.unwrap(), vec!["b@example.test".to_string()]);
-}
 
-#[tokio::test]
-async fn dkim_signing_table_rotation() {
-    let (_dir, store) = store().await;
-    let key = |selector: &str, algorithm: &str| crate::DkimKey {
-        domain: "Example.test".into(),
-        selector: selector.into(),
-        algorithm: algorithm.into(),
-        private_key: vec![1],
-        public_key: vec![2],
-        active: false,
-        created: 0,
-    };
-    assert!(store.add_dkim_key(key("s1", "rsa")).await.unwrap(), "the first RSA key signs at once");
-    assert!(store.add_dkim_key(key("e1", "ed25519")).await.unwrap(), "so does the first Ed25519 key");
-    assert!(!store.add_dkim_key(key("s2", "rsa")).await.unwrap(), "a second waits for activation");
-    assert!(matches!(store.add_dkim_key(key("s2", "rsa")).await, Err(StoreError::Exists(_))));
-    store.activate_dkim_key("example.test", "s2").await.unwrap();
-    let keys = store.dkim_keys(Some("EXAMPLE.test")).await.unwrap();
-    let active: Vec<(&str, bool)> = keys.iter().map(|k| (k.selector.as_str(), k.active)).collect();
-    assert_eq!(active, vec![("s1", false), ("e1", true), ("s2", true)]);
-    store.remove_dkim_key("example.test", "s1").await.unwrap();
-    assert_eq!(store.dkim_keys(None).await.unwrap().len(), 2);
-}
 
 #[tokio::test]
 async fn dmarc_evaluations_reports_and_state() {
@@ -362,52 +281,6 @@ async fn small_bodies_are_inline_large_ones_are_files() {
     assert_eq!(count_files(), 0);
 }
 
-#[tokio::test]
-async fn refusals_are_typed_and_keep_their_text() {
-    let (_dir, store) = store().await;
-    fn refused<T>(r: Result<T>) -> Option<(ErrorKind, String)> {
-        r.err().map(|e| (e.kind(), e.to_string()))
-    }
-    assert_eq!(
-        refused(store.add_domain("not a domain").await),
-        Some((ErrorKind::Refused, "`not a domain` is not a domain name".into()))
-    );
-    let e = store.add_account("no-at-sign", "h").await.unwrap_err();
-    assert!(matches!(e, StoreError::InvalidAddress { problem: crate::AddressProblem::NoAt, .. }), "{e:?}");
-    assert_eq!(e.to_string(), "`no-at-sign` is not a valid address: no @");
-    assert_eq!(
-        refused(store.add_account("carol@elsewhere.test", "h").await),
-        Some((ErrorKind::Refused, "elsewhere.test is not a local domain; add it first".into()))
-    );
-    store.add_account("bob@example.test", "h").await.unwrap();
-    assert!(matches!(store.add_alias("bob@example.test", "BOB@example.test").await, Err(StoreError::SelfAlias(_))));
-    assert_eq!(
-        refused(store.remove_domain("example.test").await),
-        Some((ErrorKind::Refused, "domain example.test still has 1 accounts and 0 aliases; remove them first".into()))
-    );
-    assert!(matches!(store.add_app_password("bob@example.test", " ", "x").await, Err(StoreError::InvalidAppPasswordName)));
-    for i in 0..credentials::MAX_APP_PASSWORDS {
-        store.add_app_password("bob@example.test", &format!("app{i}"), "x").await.unwrap();
-    }
-    assert!(matches!(
-        store.add_app_password("bob@example.test", "one more", "x").await,
-        Err(StoreError::TooManyAppPasswords { count: credentials::MAX_APP_PASSWORDS, .. })
-    ));
-    assert!(matches!(store.remove_alias("x@example.test", None).await, Err(StoreError::NotFound(_))));
-    assert!(matches!(store.queue_delete("nothing").await, Err(StoreError::NotFound(_))));
-    let empty = Delivery {
-        blob: blob(&store, b"x").await,
-        prefix: vec![],
-        internal_date: 0,
-        targets: vec![],
-        reference: "E".into(),
-        trail: "[]".into(),
-        outbound: None,
-    };
-    let e = store.deliver(empty).await.unwrap_err();
-    assert!(matches!(e, StoreError::NoTargets));
-    assert_eq!(e.kind(), ErrorKind::Internal, "a caller's bug, not the client's");
-}
 
 /// Blob files in the buckets (committed or placed), not in `tmp`.
 pub(super) fn placed_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -505,65 +378,7 @@ async fn the_server_sweeps_orphaned_blob_files_at_start() {
     assert_eq!(store.read_message(inbox, 1).await.unwrap(), large);
 }
 
-#[tokio::test]
-async fn classifier_counts_learn_once_and_move_between_classes() {
-    use crate::filter::{ClassCounts, Lesson, Scope};
-    let (_dir, store) = store().await;
-    let bob = store.add_account("bob@example.test", "h").await.unwrap();
-    let lesson = |message: &str, tokens: Vec<u64>, spam| Lesson { scopes: vec![Scope::Account(bob), Scope::Global], message: message.into(), tokens, spam };
-    assert_eq!(store.learn(lesson("m1", vec![1, 2, u64::MAX], true)).await.unwrap(), 2);
-    assert_eq!(store.learn(lesson("m1", vec![1, 2, u64::MAX], true)).await.unwrap(), 0, "learnt twice");
-    assert_eq!(store.learn(lesson("m2", vec![2, 3], false)).await.unwrap(), 2);
-    let stats = store.token_stats(Scope::Account(bob), vec![1, 2, 3, 4, u64::MAX]).await.unwrap();
-    assert_eq!(stats.messages, ClassCounts { spam: 1, ham: 1 });
-    assert_eq!(stats.tokens[&2], ClassCounts { spam: 1, ham: 1 });
-    assert_eq!(stats.tokens[&u64::MAX], ClassCounts { spam: 1, ham: 0 });
-    assert!(!stats.tokens.contains_key(&4));
-    // Moved out of Junk: the spam lesson is taken back, the ham one counted.
-    assert_eq!(store.learn(lesson("m1", vec![1, 2, u64::MAX], false)).await.unwrap(), 2);
-    let stats = store.token_stats(Scope::Global, vec![1, 2]).await.unwrap();
-    assert_eq!(stats.messages, ClassCounts { spam: 0, ham: 2 });
-    assert_eq!(stats.tokens[&1], ClassCounts { spam: 0, ham: 1 });
-    // Many tokens in one question (more than one statement's worth).
-    let many: Vec<u64> = (100..1600).collect();
-    store.learn(lesson("m3", many.clone(), true)).await.unwrap();
-    assert_eq!(store.token_stats(Scope::Global, many).await.unwrap().tokens.len(), 1500);
-    // An account's counts go with the account.
-    store.remove_account("bob@example.test").await.unwrap();
-    assert_eq!(store.learnt(Scope::Account(bob)).await.unwrap(), ClassCounts::default());
-    assert_eq!(store.learnt(Scope::Global).await.unwrap(), ClassCounts { spam: 1, ham: 2 });
-}
 
-#[tokio::test]
-async fn greylisting_defers_new_triplets_then_remembers() {
-    use crate::filter::{GreylistQuery, Greylisting};
-    let (_dir, store) = store().await;
-    let q = |net: &str, triplet: &str, now: i64, domain: Option<&str>| GreylistQuery {
-        net: net.into(),
-        triplets: vec![triplet.into()],
-        authenticated_domain: domain.map(str::to_string),
-        now,
-        delay: 300,
-        retry_window: 3600,
-        expire: 86400,
-        good_history: 2,
-    };
-    assert_eq!(store.greylist(q("192.0.2.0/24", "t1", 1000, None)).await.unwrap(), Greylisting::Deferred { retry_after: 1300 });
-    assert_eq!(store.greylist(q("192.0.2.0/24", "t1", 1100, None)).await.unwrap(), Greylisting::Deferred { retry_after: 1300 });
-    assert_eq!(store.greylist(q("192.0.2.0/24", "t1", 1300, None)).await.unwrap(), Greylisting::Passed);
-    // The client retried once: it is known now, whatever it sends.
-    assert_eq!(store.greylist(q("192.0.2.0/24", "t2", 1400, None)).await.unwrap(), Greylisting::KnownClient);
-    // A triplet not retried within the window starts over.
-    assert!(matches!(store.greylist(q("198.51.100.0/24", "t3", 1000, None)).await.unwrap(), Greylisting::Deferred { .. }));
-    assert_eq!(store.greylist(q("198.51.100.0/24", "t3", 9000, None)).await.unwrap(), Greylisting::Deferred { retry_after: 9300 });
-    // A domain with a good history skips it.
-    store.greylist_good("good.test", 1000).await.unwrap();
-    store.greylist_good("good.test", 1001).await.unwrap();
-    assert_eq!(store.greylist(q("203.0.113.0/24", "t4", 1500, Some("good.test"))).await.unwrap(), Greylisting::GoodDomain);
-    assert!(matches!(store.greylist(q("203.0.113.0/24", "t5", 1500, Some("new.test"))).await.unwrap(), Greylisting::Deferred { .. }));
-    store.greylist_prune(200_000, 3600, 86400).await.unwrap();
-    assert!(matches!(store.greylist(q("192.0.2.0/24", "t1", 200_000, None)).await.unwrap(), Greylisting::Deferred { .. }));
-}
 
 #[tokio::test]
 async fn quarantine_holds_releases_and_expires() {
@@ -608,19 +423,6 @@ async fn quarantine_holds_releases_and_expires() {
     assert!(!store.delete_held("Q2", None).await.unwrap());
 }
 
-#[tokio::test]
-async fn login_history_is_by_address_and_goes_with_the_account() {
-    let (_dir, store) = store().await;
-    store.add_account("bob@example.test", "$argon2id$x").await.unwrap();
-    store.known_login_put("bob@example.test", "192.0.2.1/32", "web", 100).await.unwrap();
-    store.known_login_put("bob@example.test", "192.0.2.1/32", "imap", 200).await.unwrap();
-    let history = store.login_history("Bob@example.test").await.unwrap();
-    assert_eq!(history.iter().map(|l| (l.proto.as_str(), l.logins)).collect::<Vec<_>>(), [("imap", 1), ("web", 1)]);
-    store.remove_account("bob@example.test").await.unwrap();
-    store.add_account("bob@example.test", "$argon2id$x").await.unwrap();
-    assert!(store.login_history("bob@example.test").await.unwrap().is_empty(), "not the old account's");
-    assert!(store.known_logins("bob@example.test", 0).await.unwrap().is_empty());
-}
 
 #[tokio::test]
 async fn web_roles_totp_sessions_tokens() {
@@ -690,19 +492,3 @@ async fn web_roles_totp_sessions_tokens() {
     assert!(store.api_tokens().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn password_changes_are_dated() {
-    let (dir, store) = store().await;
-    let before = super::now();
-    store.add_account("bob@example.test", "h1").await.unwrap();
-    store.add_account("alice@example.test", "h1").await.unwrap();
-    let changes = store.password_changes().await.unwrap();
-    assert_eq!(changes.len(), 2);
-    assert!(changes.iter().all(|(_, at)| at.is_some_and(|t| t >= before)), "{changes:?}");
-    // A row from before the column existed: unknown, until the next password change dates it.
-    let conn = rusqlite::Connection::open(dir.path().join("rampart.db")).unwrap();
-    conn.execute("UPDATE accounts SET password_changed = NULL WHERE address = 'bob@example.test'", []).unwrap();
-    assert_eq!(store.password_changes().await.unwrap()[1], ("bob@example.test".to_string(), None));
-    store.set_password("bob@example.test", "h2").await.unwrap();
-    assert!(store.password_changes().await.unwrap()[1].1.is_some_and(|t| t >= before));
-}
