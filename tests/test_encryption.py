@@ -242,6 +242,27 @@ def test_kill9_during_store_encrypt_and_keys_rotate_loses_nothing(rampart):
     assert "does not open this store" in start_fails(r)
 
 
+def while_mail_arrives(r, *command):
+    """Runs the CLI command while a client keeps delivering mail (small and large in turn) to
+    the running server; returns its output and how many messages were sent meanwhile."""
+    stop, sent = threading.Event(), []
+
+    def keep_sending():
+        with smtplib.SMTP("127.0.0.1", r.ports["smtp"], timeout=30) as s:
+            while not stop.is_set():
+                s.sendmail("sender@remote.test", ["bob@example.test"], encrypted_message(150_000 if len(sent) % 2 else 3_000, b"during"))
+                sent.append(1)
+
+    t = threading.Thread(target=keep_sending)
+    t.start()
+    try:
+        out = r.run_cli(*command).stdout
+    finally:
+        stop.set()
+        t.join()
+    return out, len(sent)
+
+
 def key_lines(r):
     return [l for l in (r.dir / "master.key").read_text().splitlines() if l.startswith("rampart-master-key")]
 
@@ -255,27 +276,12 @@ def test_keys_rotate_beside_the_running_server_while_mail_arrives_and_across_kil
     r.start(listeners=("smtp", "imap"))
     digests = deliver_many(r, 12)
     first = key_lines(r)
-
-    stop, sent = threading.Event(), []
-
-    def keep_sending():
-        with smtplib.SMTP("127.0.0.1", r.ports["smtp"], timeout=30) as s:
-            while not stop.is_set():
-                s.sendmail("sender@remote.test", ["bob@example.test"], encrypted_message(150_000, b"during"))
-                sent.append(1)
-
-    t = threading.Thread(target=keep_sending)
-    t.start()
-    try:
-        out = r.run_cli("keys", "rotate").stdout
-    finally:
-        stop.set()
-        t.join()
+    out, sent = while_mail_arrives(r, "keys", "rotate")
     assert "beside the running server" in out
     rotated = key_lines(r)
     assert len(rotated) == 1 and rotated[0] not in first, "one new key, the old one dropped"
     r.wait_log("master_key_rewrapped")
-    wait_for(lambda: len(r.messages("bob@example.test")) == 12 + len(sent), what="mail sent during the rotation stored")
+    wait_for(lambda: len(r.messages("bob@example.test")) == 12 + sent, what="mail sent during the rotation stored")
     for uid, digest in digests.items():
         assert hashlib.sha256(r.message("bob@example.test", uid)).hexdigest() == digest
 
@@ -295,9 +301,9 @@ def test_keys_rotate_beside_the_running_server_while_mail_arrives_and_across_kil
     m = imap_login(r)
     m.select("INBOX")
     typ, data = m.uid("SEARCH", None, f'BODY "{MARKER}"')
-    assert len(data[0].split()) == 12 + len(sent), "those delivered before and during the rotation"
+    assert len(data[0].split()) == 12 + sent, "those delivered before and during the rotation"
     typ, data = m.uid("FETCH", "1:*", "(BODY.PEEK[])")
-    assert typ == "OK" and len([d for d in data if isinstance(d, tuple)]) == 12 + len(sent)
+    assert typ == "OK" and len([d for d in data if isinstance(d, tuple)]) == 12 + sent
     m.logout()
 
 
@@ -311,32 +317,17 @@ def test_store_encrypt_beside_the_running_server_while_mail_arrives_and_across_k
     digests = deliver_many(r, 12)
     r.run_cli("keys", "generate")
     r.set_config("store.encryption", "mode", '"server"')
-
-    stop, sent = threading.Event(), []
-
-    def keep_sending():
-        with smtplib.SMTP("127.0.0.1", r.ports["smtp"], timeout=30) as s:
-            while not stop.is_set():
-                s.sendmail("sender@remote.test", ["bob@example.test"], encrypted_message(150_000 if len(sent) % 2 else 3_000, b"during"))
-                sent.append(1)
-
-    t = threading.Thread(target=keep_sending)
-    t.start()
-    try:
-        out = r.run_cli("store", "encrypt").stdout
-    finally:
-        stop.set()
-        t.join()
+    out, sent = while_mail_arrives(r, "store", "encrypt")
     assert "converted by the running server" in out
     assert "event=store_encrypted" in r.log()
     assert files_holding(r.dir / "data", forms(MARKER)) == [], "with the server still running"
-    wait_for(lambda: len(r.messages("bob@example.test")) == 12 + len(sent), what="mail sent during the conversion stored")
+    wait_for(lambda: len(r.messages("bob@example.test")) == 12 + sent, what="mail sent during the conversion stored")
     for uid, digest in digests.items():
         assert hashlib.sha256(r.message("bob@example.test", uid)).hexdigest() == digest
     m = imap_login(r)
     m.select("INBOX")
     typ, data = m.uid("SEARCH", None, f'BODY "{MARKER}"')
-    assert len(data[0].split()) == 12 + len(sent)
+    assert len(data[0].split()) == 12 + sent
     m.logout()
     r.stop()
     assert files_holding(r.dir / "data", forms(MARKER)) == []
