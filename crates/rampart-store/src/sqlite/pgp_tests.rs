@@ -18,7 +18,9 @@ impl Summarizer for Words {
     }
 }
 
-async fn deliver(store: &SqliteStore, accounts: &[AccountId], body: &[u8]) -> Vec<Delivered> {
+/// Delivers `body` (with a Received prefix) to the INBOX of each account; also the per-user
+/// tests' delivery.
+pub(super) async fn deliver(store: &SqliteStore, accounts: &[AccountId], body: &[u8]) -> Vec<Delivered> {
     let mut w = store.blob_writer().unwrap();
     w.write(body).await.unwrap();
     let targets = accounts.iter().map(|&account| Target { account, folder: Folder::Inbox }).collect();

@@ -2,12 +2,13 @@
 //! wraps added and removed, and nothing of the content in the database or the files.
 
 use super::SqliteStore;
+use super::pgp_tests::deliver;
 use crate::keys::random_key;
 use crate::peruser::unlock_from_text;
 use crate::prelude::*;
 use crate::summary::{Summarizer, Summary, WordMatch};
 use crate::userkey::{PASSWORD, RECOVERY};
-use crate::{AccountId, Delivered, Delivery, Folder, StoreError, Target};
+use crate::{AccountId, StoreError};
 
 struct Words;
 impl Summarizer for Words {
@@ -15,15 +16,6 @@ impl Summarizer for Words {
         let text = String::from_utf8_lossy(message).to_lowercase();
         Summary { keys: vec![], headers: text.clone().into_bytes(), fetch: vec![], words: Some(text), version: 1 }
     }
-}
-
-async fn deliver(store: &SqliteStore, accounts: &[AccountId], body: &[u8]) -> Vec<Delivered> {
-    let mut w = store.blob_writer().unwrap();
-    w.write(body).await.unwrap();
-    let targets = accounts.iter().map(|&account| Target { account, folder: Folder::Inbox }).collect();
-    let blob = w.finish().await.unwrap();
-    let prefix = b"Received: by mx\r\n".to_vec();
-    store.deliver(Delivery { blob, prefix, internal_date: 0, targets, reference: "R".into(), trail: "[]".into(), outbound: None }).await.unwrap()
 }
 
 const PLAIN: &[u8] = b"From: a@example.net\r\nSubject: zebraquux\r\n\r\nthe quokkamarker body\r\n";
