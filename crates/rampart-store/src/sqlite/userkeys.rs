@@ -70,24 +70,18 @@ fn public_of(conn: &Connection, account: AccountId) -> Result<Option<[u8; KEY_LE
 /// Messages converted per commit.
 const CONVERT_BATCH: i64 = 16;
 
-/// A message to convert: message id, mailbox, blob id, the whole message as stored.
-type Unconverted = (i64, MailboxId, String, Vec<u8>);
+/// A message to convert: message id, mailbox, prefix, blob id.
+type Unconverted = (i64, MailboxId, Vec<u8>, String);
 
 /// The next messages of `account` after message id `after` whose blob is not sealed to it.
-fn unconverted(conn: &Connection, keys: Option<&crate::keys::MasterKeys>, root: &std::path::Path, account: AccountId, after: i64) -> Result<Vec<Unconverted>> {
-    let rows: Vec<(i64, MailboxId, Vec<u8>, String)> = conn
+fn unconverted(conn: &Connection, account: AccountId, after: i64) -> Result<Vec<Unconverted>> {
+    Ok(conn
         .prepare_cached(
             "SELECT m.id, m.mailbox_id, m.prefix, m.blob_id FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id \
              JOIN blobs b ON b.id = m.blob_id WHERE x.account_id = ?1 AND b.owner IS NULL AND m.id > ?2 ORDER BY m.id LIMIT ?3",
         )?
         .query_map(params![account, after, CONVERT_BATCH], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    rows.into_iter()
-        .map(|(id, mailbox, prefix, blob)| {
-            let message = super::read_stored(conn, keys, root, prefix, &blob)?;
-            Ok((id, mailbox, blob, message))
-        })
-        .collect()
+        .collect::<rusqlite::Result<_>>()?)
 }
 
 /// Points each message at its sealed copy (prefix inside the copy, no summary, no words) and
@@ -198,12 +192,22 @@ impl UserKeyStore for SqliteStore {
         let Some(public) = self.read_now(|conn| public_of(conn, account))? else { return Ok(0) };
         let (mut after, mut done) = (0i64, 0u64);
         loop {
-            let (root, keys) = (self.inner.blob_root.clone(), self.inner.keys.clone());
-            let batch = self.read(move |conn| unconverted(conn, keys.get().as_deref(), &root, account, after)).await?;
+            let batch = self.read(move |conn| unconverted(conn, account, after)).await?;
             let Some(last) = batch.last().map(|m| m.0) else { return Ok(done) };
             after = last;
             let mut copies = Vec::with_capacity(batch.len());
-            for (id, mailbox, old, message) in batch {
+            // One message in memory at a time (up to the size limit each).
+            for (id, mailbox, prefix, old) in batch {
+                let (root, keys, blob) = (self.inner.blob_root.clone(), self.inner.keys.clone(), old.clone());
+                let message = match self.read(move |conn| super::read_stored(conn, keys.get().as_deref(), &root, prefix, &blob)).await {
+                    Ok(m) => m,
+                    // Expunged since it was listed (or unreadable): `status` still counts what is
+                    // left, and a later run tries again.
+                    Err(e) => {
+                        tracing::warn!(event = "user_encryption_convert_skipped", account, message = id, error = %e.chain());
+                        continue;
+                    }
+                };
                 copies.push((id, mailbox, old, self.sealed_for(account, public, &message).await?));
             }
             done += self.write(move |conn, effects| replace_blobs(conn, effects, account, copies)).await?;
