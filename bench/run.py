@@ -42,7 +42,9 @@ What is measured:
   mynetworks without AUTH or a signer (10 logins are noise beside 2,000 messages). Messages per
   second from the first message accepted to the last one received by smtp-sink (its -c
   counter), and the connections it saw; also the rate at which the submissions were accepted,
-  which bounds the delivery rate.
+  which bounds the delivery rate. A third run per round has the reference Postfix sign too,
+  through Debian's OpenDKIM as a milter (rsa-sha256, 2048 bits), for a comparison where both
+  sides sign.
 
 RAMPART_BENCH_BIN=PATH runs another build of the server (with --no-build), e.g. main's for a
 before/after comparison. RAMPART_BENCH_ENCRYPTION=server runs Rampart with encryption at rest
@@ -789,15 +791,17 @@ class SmtpSink:
     """Postfix's smtp-sink as the remote MX: counts messages (its -c counter, one line per
     event on stdout) and notes when the count reached `expect`."""
 
-    def __init__(self, expect):
+    def __init__(self, expect, dump=None):
         import threading
         self.port = free_port()
         self.expect = expect
         self.count = 0
         self.sessions = 0
         self.done_at = None
-        self.proc = subprocess.Popen(["smtp-sink", "-c", "-u", "postfix", f"127.0.0.1:{self.port}", "1024"],
-                                     stdout=subprocess.PIPE)
+        # -D: each message received goes to a file named `dump` + a suffix (to check what the
+        # sender did to it).
+        self.proc = subprocess.Popen(["smtp-sink", "-c", "-u", "postfix", *(["-D", dump] if dump else []),
+                                      f"127.0.0.1:{self.port}", "1024"], stdout=subprocess.PIPE)
         threading.Thread(target=self._read, daemon=True).start()
         wait_port(self.port)
 
@@ -850,9 +854,53 @@ smtpd_tls_key_file = {rampart_tls}/key.pem
     time.sleep(1)
 
 
+class OpenDkim:
+    """Debian's OpenDKIM as a signing milter for the reference Postfix, so that both sides of
+    the outbound comparison also sign: rsa-sha256 with a 2048-bit key, relaxed/relaxed, for
+    the bench sender's domain."""
+
+    def __init__(self, base):
+        # OpenDKIM refuses a config or key under a directory others may write to, /tmp among
+        # them: its files live in a private directory under /run.
+        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="rampart-bench-opendkim-", dir="/run"))
+        self.dir.chmod(0o755)
+        user = pwd.getpwnam("opendkim")
+        key = self.dir / "bench.private"
+        subprocess.run(["openssl", "genrsa", "-out", key, "2048"], check=True, capture_output=True)
+        os.chown(key, user.pw_uid, user.pw_gid)
+        key.chmod(0o600)
+        self.port = free_port()
+        conf = self.dir / "opendkim.conf"
+        conf.write_text(f"""Mode s
+Domain bench.test
+Selector bench
+KeyFile {key}
+Canonicalization relaxed/relaxed
+SignatureAlgorithm rsa-sha256
+InternalHosts 127.0.0.1
+Socket inet:{self.port}@127.0.0.1
+UserID opendkim
+PidFile {self.dir}/opendkim.pid
+Syslog no
+""")
+        self.proc = subprocess.Popen(["opendkim", "-f", "-x", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def outbound_run(kind, base, dns, args):
-    """One run against one server; returns (messages/s, accepting seconds, sink sessions)."""
-    sink = SmtpSink(args.outbound_messages)
+    """One run against one server; returns (messages/s, accepting seconds, sink sessions).
+    `kind`: rampart, postfix, or postfix-dkim (Postfix with OpenDKIM signing)."""
+    signer = OpenDkim(base) if kind == "postfix-dkim" else None
+    received = signer and signer.dir / "received"
+    if received:
+        received.mkdir()
+        shutil.chown(received, "postfix")
+    sink = SmtpSink(args.outbound_messages, dump=received and received / "m")
     try:
         if kind == "rampart":
             sub = free_port()
@@ -863,7 +911,7 @@ def outbound_run(kind, base, dns, args):
                                                           f"queue.remote_port={sink.port}", *quotas])
             wait_port(sub)
         else:
-            server = PostfixServer(base)
+            server = PostfixServer(base, milter=signer and f"127.0.0.1:{signer.port}")
             postfix_outbound_config(server, sink.port, base / "rampart" / "tls")
             sub = server.port
         cpu = None
@@ -875,21 +923,33 @@ def outbound_run(kind, base, dns, args):
                 cpu = (server.cpu_seconds() - start_cpu) / args.outbound_messages * 1000
         finally:
             server.stop()
+        if received:
+            sink.stop()  # its files complete
+            signed = sum(f.read_bytes().count(b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=bench.test;")
+                         for f in received.iterdir())
+            if signed < args.outbound_messages:
+                raise RuntimeError(f"OpenDKIM signed {signed} of {args.outbound_messages} messages")
         # smtp-sink counted wait_port's probe as a session too.
         return args.outbound_messages / (done - first), last - first, sink.sessions - 1, cpu
     finally:
         sink.stop()
+        if signer:
+            signer.stop()
 
 
 def bench_outbound(args):
-    results = {k: [] for k in ("rampart", "postfix", "rampart_conns", "postfix_conns", "rampart_accept", "postfix_accept")}
+    kinds = ("rampart", "postfix", "postfix-dkim")
+    results = {f"{k}{part}": [] for k in kinds for part in ("", "_conns", "_accept")}
     for run in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="rampart-bench-") as tmp:
             base = pathlib.Path(tmp)
             base.chmod(0o755)
             dns = Dns(extra=[f"--mx-host={REMOTE_DOMAIN},mx.{REMOTE_DOMAIN},10", f"--host-record=mx.{REMOTE_DOMAIN},127.0.0.1"])
             try:
-                for kind in ("rampart", "postfix"):
+                for kind in kinds:
+                    if kind == "postfix-dkim":
+                        # A fresh Postfix queue for the second reference run.
+                        shutil.rmtree(base / "postfix")
                     rate, accepting, conns, cpu = outbound_run(kind, base, dns, args)
                     results[kind].append(rate)
                     results[f"{kind}_conns"].append(conns)
@@ -921,7 +981,7 @@ def main():
     only = set(args.only.split(","))
     tools = ["dnsmasq", "dovecot"] + (["smtp-source", "postfix"] if only & {"smtp", "filter"} else [])
     tools += ["rspamd"] if "filter" in only else []
-    tools += ["postfix", "smtp-sink"] if "outbound" in only else []
+    tools += ["postfix", "smtp-sink", "opendkim"] if "outbound" in only else []
     for tool in tools:
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: run scripts/setup --bench")
@@ -952,6 +1012,11 @@ def main():
         # Delivery cannot outrun acceptance: this row says which side limits the one above.
         ra, pa = statistics.median(r["rampart_accept"]), statistics.median(r["postfix_accept"])
         rows.append(("SMTP outbound: the same submissions accepted (msg/s)", ra, pa, ra / pa, "(context)"))
+        # The row above compares a signing Rampart with a Postfix that does not sign; here the
+        # reference signs too (OpenDKIM, the same key size and algorithm).
+        pd = statistics.median(r["postfix-dkim"])
+        rows.append(("SMTP outbound, the same load, both signing: reference Postfix with OpenDKIM (msg/s delivered)",
+                     rm, pd, rm / pd, "(context)"))
     if "idle" in only:
         rows.append(("RSS right after start (MiB)", statistics.median(bench_idle(args)), None, None, "≤ 30"))
     if "imap" in only:
