@@ -182,6 +182,7 @@ impl BlobWriter {
             wrapped_key,
             _clear_hold: self.clear_hold.take(),
             owner: self.owner.map(|(account, _)| account),
+            sealed_summary: None,
         };
         Ok(blob)
     }
@@ -216,6 +217,9 @@ pub struct Blob {
     pub(crate) _clear_hold: Option<Arc<()>>,
     /// The account of a per-user copy (`blobs.owner`).
     pub(crate) owner: Option<crate::AccountId>,
+    /// A per-user copy's summary sealed with its data key (`sealed_summaries`,
+    /// [`crate::sealsummary`]).
+    pub(crate) sealed_summary: Option<Vec<u8>>,
 }
 
 impl Blob {
@@ -229,6 +233,14 @@ impl Blob {
 
     pub(crate) fn tmp_path(&self) -> PathBuf {
         self.root.join(TMP_DIR).join(&self.id)
+    }
+
+    /// Keeps `summary` with a per-user copy, sealed with its data key; nothing for another
+    /// blob (its summary goes to the summary tables).
+    pub(crate) fn seal_summary(&mut self, summary: &crate::Summary) {
+        if let (Some(_), crate::codec::Codec::Sealed(key)) = (self.owner, &self.codec) {
+            self.sealed_summary = Some(crate::sealsummary::seal(key.bytes(), &self.id, summary));
+        }
     }
 
     fn path(&self) -> PathBuf {

@@ -58,6 +58,7 @@ pub mod mail;
 mod messages;
 pub mod metadata;
 pub mod notify;
+mod sealsummary;
 pub mod peruser;
 pub mod pgp;
 mod queue;

@@ -454,7 +454,12 @@ impl MailStore for SqliteStore {
     }
 
     async fn stored(&self, mailbox: MailboxId, first: u32, last: u32, want: Want) -> Result<Vec<Stored>> {
-        self.read(move |conn| summaries::stored(conn, mailbox, first, last, want)).await
+        self.read(move |conn| {
+            let mut rows = summaries::stored(conn, mailbox, first, last, want)?;
+            super::sealed::fill(conn, mailbox, first, last, want, &mut rows)?;
+            Ok(rows)
+        })
+        .await
     }
 
     async fn save_summaries(&self, mailbox: MailboxId, list: Vec<(u32, Summary)>) -> Result<()> {
@@ -467,7 +472,8 @@ impl MailStore for SqliteStore {
     }
 
     fn summary_generation(&self) -> Option<u64> {
-        Some(self.inner.summary_generation.load(std::sync::atomic::Ordering::Acquire))
+        // A user's key held or forgotten changes what `stored` gives for their mailboxes.
+        Some(self.inner.summary_generation.load(std::sync::atomic::Ordering::Acquire).wrapping_add(super::userkeys::generation()))
     }
 
     async fn words_containing(&self, fragment: &str, limit: usize) -> Result<Option<Vec<String>>> {
@@ -476,7 +482,12 @@ impl MailStore for SqliteStore {
     }
 
     async fn word_candidates(&self, account: AccountId, conditions: Vec<WordMatch>) -> Result<HashSet<i64>> {
-        self.read(move |conn| summaries::word_candidates(conn, account, &conditions)).await
+        self.read(move |conn| {
+            let mut found = summaries::word_candidates(conn, account, &conditions)?;
+            found.extend(super::sealed::word_candidates(conn, account, &conditions)?);
+            Ok(found)
+        })
+        .await
     }
 
     async fn changes_since(&self, mailbox: MailboxId, modseq: u64) -> Result<Changes> {

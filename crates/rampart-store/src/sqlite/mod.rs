@@ -30,6 +30,7 @@ mod quota;
 mod schema;
 mod senderauth;
 mod summaries;
+mod sealed;
 mod backfill;
 mod tlspolicy;
 mod web;
@@ -347,6 +348,9 @@ pub(crate) fn insert_blob(conn: &Connection, effects: &Effects, blob: &Blob, ref
     conn.prepare_cached("INSERT INTO blobs (id, size, refcount, codec, body, dkey, owner) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(
         params![blob.id(), blob.size() as i64, refcount, blob.codec.code(), body, rewrapped.as_ref().or(blob.wrapped_key.as_ref()), blob.owner],
     )?;
+    if let Some(sealed) = &blob.sealed_summary {
+        conn.prepare_cached("INSERT INTO sealed_summaries (blob_id, data) VALUES (?1, ?2)")?.execute(params![blob.id(), sealed])?;
+    }
     Ok(())
 }
 
@@ -360,6 +364,7 @@ pub(crate) fn release_blobs(conn: &Connection, effects: &mut Effects, blob_ids: 
         if left <= 0 {
             conn.prepare_cached("DELETE FROM blobs WHERE id = ?1")?.execute([id])?;
             summaries::delete(conn, id)?;
+            conn.prepare_cached("DELETE FROM sealed_summaries WHERE blob_id = ?1")?.execute([id])?;
             if let Some(body) = body {
                 conn.prepare_cached("DELETE FROM blob_bodies WHERE id = ?1")?.execute([body])?;
             } else if !inline {
@@ -462,6 +467,8 @@ mod statement_tests;
 mod pgp_tests;
 #[cfg(test)]
 mod userkeys_tests;
+#[cfg(test)]
+mod sealed_tests;
 
 /// Counts a submission at `at` as `deliver_submitted` does, for the role tests that hold
 /// SQLite and PostgreSQL to the same quota and containment behaviour (`crate::role_tests`).

@@ -591,6 +591,16 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     ALTER TABLE blobs ADD COLUMN owner INTEGER;
     "#,
+    // Sealed summaries of per-user copies (issue 16, crate::sealsummary): the summary and
+    // words of a message sealed with its own data key; `id` is what IMAP knows it by (as the
+    // negative of a summary number).
+    r#"
+    CREATE TABLE sealed_summaries (
+        id INTEGER PRIMARY KEY,
+        blob_id TEXT NOT NULL UNIQUE,
+        data BLOB NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -106,12 +106,7 @@ pub(super) fn account_of(conn: &Connection, mailbox: MailboxId) -> Result<Accoun
 /// The writer job of `MailStore::save_summaries`.
 pub(super) fn save(conn: &Connection, mailbox: MailboxId, summaries: Vec<(u32, Summary)>) -> Result<()> {
     let account = account_of(conn, mailbox)?;
-    // Not for a per-user copy (blobs.owner): its summary would put what is derived from its
-    // content in the database; IMAP keeps it in memory only.
-    let mut row = conn.prepare_cached(
-        "SELECT m.blob_id, m.summary FROM messages m JOIN blobs b ON b.id = m.blob_id \
-         WHERE m.mailbox_id = ?1 AND m.uid = ?2 AND b.owner IS NULL",
-    )?;
+    let mut row = conn.prepare_cached("SELECT m.blob_id, m.summary, b.owner FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ?1 AND m.uid = ?2")?;
     let mut existing = conn.prepare_cached("SELECT id FROM summaries WHERE blob_id = ?1")?;
     let mut has_doc = conn.prepare_cached(
         "SELECT 1 FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id \
@@ -121,8 +116,18 @@ pub(super) fn save(conn: &Connection, mailbox: MailboxId, summaries: Vec<(u32, S
         "UPDATE messages SET summary = ?3 WHERE blob_id = ?1 AND mailbox_id IN (SELECT id FROM mailboxes WHERE account_id = ?2)",
     )?;
     for (uid, s) in summaries {
-        let found: Option<(String, Option<i64>)> = row.query_row(params![mailbox, uid], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
-        let Some((blob, None)) = found else { continue };
+        type Row = (String, Option<i64>, Option<AccountId>);
+        let found: Option<Row> = row.query_row(params![mailbox, uid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()?;
+        let (blob, owner) = match found {
+            Some((blob, None, owner)) => (blob, owner),
+            _ => continue,
+        };
+        // A per-user copy (blobs.owner): its summary in the clear tables would put what is
+        // derived from its content in the database; it is sealed with its data key instead.
+        if let Some(owner) = owner {
+            super::sealed::backfill(conn, owner, &blob, &s)?;
+            continue;
+        }
         let id = match existing.query_row([&blob], |r| r.get(0)).optional()? {
             Some(id) => id,
             None => insert(conn, &blob, &s)?,

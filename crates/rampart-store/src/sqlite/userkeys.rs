@@ -4,14 +4,16 @@
 //! Delivery to an account in per-user mode writes a copy of its own: prefix and body in one
 //! sealed file whose data key is sealed to the account's public key (`blobs.owner` names the
 //! account, `blobs.dkey` holds the sealed key), never kept inline in the database (which may
-//! be clear), with no summary and no words in the index — nothing derived from the content
-//! reaches the database. IMAP summarizes such messages in memory once the user is logged in.
+//! be clear), with no clear summary and no words in the shared index — nothing derived from
+//! the content reaches the database in clear. Its summary and words are sealed with its data
+//! key (`sealed_summaries`, [`super::sealed`]) and read while the user is logged in.
 //!
 //! The unlocked secret keys live in one process-wide table keyed by public key, each with a
 //! count of the [`Unlocked`] guards holding it (one per logged-in session); the last guard
 //! dropped forgets (and zeroizes) the key.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use async_trait::async_trait;
@@ -27,9 +29,31 @@ use crate::userkey::{PASSWORD, RECOVERY, UserKeyStatus, UserKeyStore};
 use crate::summary::Summary;
 use crate::{AccountId, Blob, Delivery, MailboxId, Result, StoreError, Unlocked};
 
-type Held = HashMap<[u8; KEY_LEN], (Arc<SecretKey>, usize)>;
+/// A secret key held by logins: the key, how many guards hold it, and the sealed summaries
+/// opened with it ([`super::sealed`]), which go with the key.
+struct HeldKey {
+    key: Arc<SecretKey>,
+    guards: usize,
+    opened: Opened,
+}
+
+/// Sealed summaries opened while their user is logged in: by `sealed_summaries.id`, with the
+/// blob id they belong to (an id freed by a deletion may be given again).
+pub(crate) type Opened = Arc<Mutex<HashMap<i64, (String, Arc<Summary>)>>>;
+
+type Held = HashMap<[u8; KEY_LEN], HeldKey>;
 
 static UNLOCKED: LazyLock<Mutex<Held>> = LazyLock::new(Mutex::default);
+
+/// Moves whenever a user's key becomes held or is forgotten: in-memory copies of summaries
+/// (IMAP's column cache) check it with the store's own generation, so what was read while a
+/// user was logged out is read again once the sealed summaries open, and what they opened is
+/// not served after the last session ends.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+pub(crate) fn generation() -> u64 {
+    GENERATION.load(Ordering::Acquire)
+}
 
 fn table() -> std::sync::MutexGuard<'static, Held> {
     UNLOCKED.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -37,21 +61,35 @@ fn table() -> std::sync::MutexGuard<'static, Held> {
 
 fn hold(key: SecretKey) -> Unlocked {
     let public = key.public();
-    table().entry(public).and_modify(|e| e.1 += 1).or_insert_with(|| (Arc::new(key), 1));
+    let mut table = table();
+    match table.get_mut(&public) {
+        Some(e) => e.guards += 1,
+        None => {
+            table.insert(public, HeldKey { key: Arc::new(key), guards: 1, opened: Opened::default() });
+            GENERATION.fetch_add(1, Ordering::AcqRel);
+        }
+    }
     Unlocked { public }
 }
 
 fn held(public: &[u8; KEY_LEN]) -> Option<Arc<SecretKey>> {
-    table().get(public).map(|e| e.0.clone())
+    table().get(public).map(|e| e.key.clone())
+}
+
+/// `account`'s secret key and its opened summaries, when a login holds it.
+pub(crate) fn held_for(conn: &Connection, account: AccountId) -> Result<Option<(Arc<SecretKey>, Opened)>> {
+    let Some(public) = public_of(conn, account)? else { return Ok(None) };
+    Ok(table().get(&public).map(|e| (e.key.clone(), e.opened.clone())))
 }
 
 /// One guard of `public` dropped.
 pub(crate) fn release(public: &[u8; KEY_LEN]) {
     let mut table = table();
     if let Some(entry) = table.get_mut(public) {
-        entry.1 -= 1;
-        if entry.1 == 0 {
+        entry.guards -= 1;
+        if entry.guards == 0 {
             table.remove(public);
+            GENERATION.fetch_add(1, Ordering::AcqRel);
         }
     }
 }
@@ -116,6 +154,17 @@ fn replace_each(conn: &Connection, effects: &mut super::writer::Effects, account
         done += 1;
     }
     Ok(done)
+}
+
+/// After a conversion: merges the full-text index's segments, so the words of the converted
+/// messages (deleted documents stay in a contentless index's segments as tombstones until a
+/// merge) leave the database; with `secure_delete` the freed pages are zeroed. It rewrites
+/// the whole index (every account's), once per conversion that changed something.
+fn purge_words(conn: &Connection) -> Result<()> {
+    conn.pragma_update(None, "secure_delete", true)?;
+    let result = conn.execute("INSERT INTO words (words) VALUES ('optimize')", []).map(drop).map_err(Into::into);
+    conn.pragma_update(None, "secure_delete", false)?;
+    result
 }
 
 /// The data key of blob `blob_id`, a per-user copy of `owner`'s: Locked unless a login of
@@ -193,7 +242,12 @@ impl UserKeyStore for SqliteStore {
         let (mut after, mut done) = (0i64, 0u64);
         loop {
             let batch = self.read(move |conn| unconverted(conn, account, after)).await?;
-            let Some(last) = batch.last().map(|m| m.0) else { return Ok(done) };
+            let Some(last) = batch.last().map(|m| m.0) else {
+                if done > 0 {
+                    self.write(|conn, _| purge_words(conn)).await?;
+                }
+                return Ok(done);
+            };
             after = last;
             let mut copies = Vec::with_capacity(batch.len());
             // One message in memory at a time (up to the size limit each).
@@ -253,10 +307,16 @@ impl UserKeyStore for SqliteStore {
 
 impl SqliteStore {
     /// `message` in a file of its own sealed to `account`'s public key.
+    /// Its summary (and words) are kept with it, sealed with its data key
+    /// ([`crate::sealsummary`]): made here from the plaintext, which needs no secret.
     async fn sealed_for(&self, account: AccountId, public: [u8; KEY_LEN], message: &[u8]) -> Result<Blob> {
         let mut writer = BlobWriter::for_user(&self.inner.blob_root, account, public);
         writer.write(message).await?;
-        writer.finish().await
+        let mut blob = writer.finish().await?;
+        if let Some(summary) = self.summarize_message(message.to_vec()).await {
+            blob.seal_summary(&summary);
+        }
+        Ok(blob)
     }
 
     /// The account and public key of `mailbox`'s owner when that account is in per-user mode.

@@ -10,7 +10,7 @@ use crate::summary::{Summarizer, Summary, WordMatch};
 use crate::userkey::{PASSWORD, RECOVERY};
 use crate::{AccountId, StoreError};
 
-struct Words;
+pub(super) struct Words;
 impl Summarizer for Words {
     fn summarize(&self, message: &[u8]) -> Summary {
         let text = String::from_utf8_lossy(message).to_lowercase();
@@ -18,10 +18,10 @@ impl Summarizer for Words {
     }
 }
 
-const PLAIN: &[u8] = b"From: a@example.net\r\nSubject: zebraquux\r\n\r\nthe quokkamarker body\r\n";
+pub(super) const PLAIN: &[u8] = b"From: a@example.net\r\nSubject: zebraquux\r\n\r\nthe quokkamarker body\r\n";
 
 /// Whether any file under `dir` contains `needle`.
-fn found_under(dir: &std::path::Path, needle: &[u8]) -> bool {
+pub(super) fn found_under(dir: &std::path::Path, needle: &[u8]) -> bool {
     std::fs::read_dir(dir).unwrap().flatten().any(|e| {
         let p = e.path();
         if p.is_dir() { found_under(&p, needle) } else { std::fs::read(&p).unwrap_or_default().windows(needle.len()).any(|w| w == needle) }
@@ -93,6 +93,9 @@ async fn nothing_of_a_per_user_message_reaches_the_files() {
     let alice = store.add_account("alice@example.org", "h").await.unwrap();
     store.enable_user_key(alice, random_key()).await.unwrap();
     deliver(&store, &[alice], PLAIN).await;
+    // Its summary and words are kept, sealed: the search below covers them.
+    let sealed: i64 = store.read_now(|conn| Ok(conn.query_row("SELECT count(*) FROM sealed_summaries", [], |r| r.get(0))?)).unwrap();
+    assert_eq!(sealed, 1);
     for needle in [&b"zebraquux"[..], b"quokkamarker"] {
         assert!(!found_under(dir.path(), needle), "{}", String::from_utf8_lossy(needle));
     }
