@@ -227,6 +227,10 @@ def test_mail_stored_before_enable_is_sealed_for_the_user(rampart):
     typ, data = m.uid("SEARCH", None, f'BODY "{MARKER}"')
     assert data[0].split() == [b"1", b"2"]
     m.logout()
+    # Nor in the database: the converted messages' summaries were deleted with their pages
+    # zeroed, and the word index was merged so its segments keep none of their words.
+    r.stop()
+    assert files_holding(r.dir / "data", forms(MARKER)) == []
 
 
 def test_a_quarantined_message_released_to_a_per_user_account_is_sealed(rampart):
