@@ -183,3 +183,28 @@ def test_admin_and_user_pages_in_chromium(rampart, browser, dns):
                            "WHERE a.address = 'carol@example.test'").fetchone()
     db.close()
     assert confirmed == (1,)
+
+
+def test_a_per_user_account_creates_an_app_password_with_its_password(rampart, browser):
+    """Per-user encryption: the account page's app-password form asks for the account
+    password (the API needs it to wrap the user's key under the new app password), and the
+    app password made there opens the mail over IMAP."""
+    import imaplib
+
+    user = "alice@example.test"
+    rampart.run_cli("user", "encryption", "enable", user, "--password-stdin", input=PASSWORD + "\n")
+    rampart.start('web.failure_delay="0s"', listeners=("https", "imap"))
+    page = Page(browser, f"https://127.0.0.1:{rampart.ports['https']}")
+    page.login(user, PASSWORD)
+    page.until_text("Logged in as")
+    page.open("account")
+    page.until_title("My account")
+    page.until(lambda d: d.find_element("css selector", "input[name=password]"), "the app password form's password field")
+    page.fill({"name": "phone", "password": PASSWORD}, "Create app password")
+    page.until_text("App password phone (shown once)")
+    app = page.d.find_element("css selector", "#shown-once code").text
+    assert "app:" in rampart.run_cli("user", "encryption", "status", user).stdout, "the key is wrapped under it"
+    m = imaplib.IMAP4("127.0.0.1", rampart.ports["imap"], timeout=30)
+    m.starttls(ssl_context=rampart.tls_context())
+    assert m.login(user, app)[0] == "OK", "the app password unlocks the mail"
+    m.logout()

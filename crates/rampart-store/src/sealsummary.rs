@@ -18,7 +18,7 @@ use sha2_010::Sha256;
 use zeroize::Zeroizing;
 
 use crate::keys::KEY_LEN;
-use crate::summary::Summary;
+use crate::summary::{Summary, WordMatch};
 
 const NONCE_LEN: usize = 24;
 /// The first byte of a record: its layout.
@@ -57,7 +57,9 @@ pub fn seal(data_key: &[u8; KEY_LEN], blob_id: &str, s: &Summary) -> Vec<u8> {
         }
         None => plain.push(0),
     }
-    let packed = Zeroizing::new(zstd::bulk::compress(&plain, 3).unwrap_or_else(|_| plain.to_vec()));
+    // The record's length first, so that opening allocates exactly that (and zeroizes no more).
+    let mut packed = Zeroizing::new((plain.len() as u32).to_le_bytes().to_vec());
+    packed.extend_from_slice(&Zeroizing::new(zstd::bulk::compress(&plain, 3).expect("zstd compresses a buffer in memory")));
     let mut nonce = [0u8; NONCE_LEN];
     rand::fill(&mut nonce[..]);
     let sealed = XChaCha20Poly1305::new((&*summary_key(data_key)).into())
@@ -77,8 +79,9 @@ pub fn open(data_key: &[u8; KEY_LEN], blob_id: &str, data: &[u8]) -> Option<Summ
             .decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad: blob_id.as_bytes() })
             .ok()?,
     );
-    // A summary is far below this; the bound only keeps a damaged record from asking more.
-    let plain = Zeroizing::new(zstd::bulk::decompress(&packed, 1 << 30).ok()?);
+    let (len, compressed) = packed.split_at_checked(4)?;
+    let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
+    let plain = Zeroizing::new(zstd::bulk::decompress(compressed, len).ok()?);
     let (&layout, mut rest) = plain.split_first()?;
     if layout != LAYOUT {
         return None;
@@ -96,17 +99,16 @@ pub fn open(data_key: &[u8; KEY_LEN], blob_id: &str, data: &[u8]) -> Option<Summ
     Some(Summary { keys, headers, fetch, words, version })
 }
 
-/// Whether words (space-separated, as [`Summary::words`]) satisfy every condition. A
+/// Whether words (space-separated, as [`Summary::words`]) satisfy every condition. A bare
 /// [`WordMatch::OneOf`] list comes from the shared index's vocabulary, which holds no word of
-/// a sealed summary: it cannot rule a sealed one out, so it counts as met (the scan then
-/// reads the message, as for any candidate).
-///
-/// [`WordMatch::OneOf`]: crate::summary::WordMatch::OneOf
-pub fn words_match(words: &str, conditions: &[crate::summary::WordMatch]) -> bool {
-    use crate::summary::WordMatch;
+/// a sealed summary: it cannot rule a sealed one out, so it counts as met (the scan then reads
+/// the message, as for any candidate); `EndsWith` and `Contains` are matched by their text.
+pub fn words_match(words: &str, conditions: &[WordMatch]) -> bool {
     conditions.iter().all(|c| match c {
         WordMatch::Is(w) => words.split(' ').any(|x| x == w),
         WordMatch::StartsWith(w) => words.split(' ').any(|x| x.starts_with(w.as_str())),
+        WordMatch::EndsWith { suffix, .. } => words.split(' ').any(|x| x.ends_with(suffix.as_str())),
+        WordMatch::Contains { fragment, .. } => words.split(' ').any(|x| x.contains(fragment.as_str())),
         WordMatch::OneOf(_) => true,
     })
 }
@@ -115,7 +117,6 @@ pub fn words_match(words: &str, conditions: &[crate::summary::WordMatch]) -> boo
 mod tests {
     use super::*;
     use crate::keys::random_key;
-    use crate::summary::WordMatch;
 
     #[test]
     fn round_trip_bound_to_key_and_blob() {
@@ -136,5 +137,8 @@ mod tests {
         assert!(words_match(words, &[WordMatch::Is("quokka".into()), WordMatch::StartsWith("zeb".into())]));
         assert!(!words_match(words, &[WordMatch::Is("quok".into())]));
         assert!(words_match(words, &[WordMatch::OneOf(vec![])]), "cannot rule out");
+        assert!(words_match(words, &[WordMatch::Contains { fragment: "okk".into(), known: vec![] }]));
+        assert!(words_match(words, &[WordMatch::EndsWith { suffix: "bra".into(), known: vec![] }]));
+        assert!(!words_match(words, &[WordMatch::Contains { fragment: "xyz".into(), known: vec!["xyzzy".into()] }]));
     }
 }

@@ -72,4 +72,10 @@ pub enum WordMatch {
     StartsWith(String),
     /// One of its words is one of these.
     OneOf(Vec<String>),
+    /// One of its words ends with `suffix`; `known` are the shared index's words that do (its
+    /// vocabulary, which holds no word of a sealed per-user summary: those are matched by
+    /// `suffix` itself).
+    EndsWith { suffix: String, known: Vec<String> },
+    /// One of its words contains `fragment`; `known` as for [`WordMatch::EndsWith`].
+    Contains { fragment: String, known: Vec<String> },
 }

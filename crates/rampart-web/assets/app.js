@@ -338,7 +338,12 @@ const views = {
   },
 
   async account() {
-    const [apps, logins, pgp] = await Promise.all([api("GET", "/me/app-passwords"), api("GET", "/me/logins"), api("GET", "/me/pgp")]);
+    const [apps, logins, pgp, enc] = await Promise.all([api("GET", "/me/app-passwords"), api("GET", "/me/logins"), api("GET", "/me/pgp"),
+      api("GET", "/me/encryption")]);
+    // With per-user encryption a new app password must open the mail: the server wraps the
+    // key under it, which takes the account password.
+    const appFields = [["name", "Name (e.g. phone)", "text", { required: true }]];
+    if (enc && enc.enabled) appFields.push(["password", "Your password (your mail is encrypted for you)", "password", { autocomplete: "current-password", required: true }]);
     const out = el("div", { id: "shown-once" });
     show("My account",
       el("h3", {}, "Password"),
@@ -363,7 +368,7 @@ const views = {
       el("h3", {}, "App passwords (for mail apps: IMAP and SMTP)"),
       table(["Name", "Created", "Last used", ""], apps.map((a) => [a.name, date(a.created), date(a.last_used),
         button("Revoke", async () => { await api("DELETE", "/me/app-passwords/" + encodeURIComponent(a.name)); await route(); }, "danger")])),
-      form([["name", "Name (e.g. phone)", "text", { required: true }]], "Create app password", async (v) => {
+      form(appFields, "Create app password", async (v) => {
         const r = await api("POST", "/me/app-passwords", v);
         await views.account();
         document.getElementById("shown-once").replaceChildren(el("p", { class: "notice ok" }, "App password " + r.name + " (shown once): ", el("code", {}, r.password)));

@@ -65,11 +65,11 @@ pub(super) async fn word_candidates(
                 Term::Exact(w) => WordMatch::Is(w),
                 Term::Prefix(w) => WordMatch::StartsWith(w),
                 Term::Suffix(w) => match store.words_containing(&w, MAX_EXPANSION).await? {
-                    Some(found) => WordMatch::OneOf(found.into_iter().filter(|f| f.ends_with(&w)).collect()),
+                    Some(found) => WordMatch::EndsWith { known: found.into_iter().filter(|f| f.ends_with(&w)).collect(), suffix: w },
                     None => continue,
                 },
                 Term::Infix(w) => match store.words_containing(&w, MAX_EXPANSION).await? {
-                    Some(found) => WordMatch::OneOf(found),
+                    Some(known) => WordMatch::Contains { fragment: w, known },
                     None => continue,
                 },
             };

@@ -197,8 +197,12 @@ pub(super) fn word_candidates(conn: &Connection, account: AccountId, conditions:
         query.push(match c {
             WordMatch::Is(w) => quoted(w),
             WordMatch::StartsWith(w) => format!("{} *", quoted(w)),
-            WordMatch::OneOf(ws) if ws.is_empty() => return Ok(HashSet::new()),
-            WordMatch::OneOf(ws) => format!("({})", ws.iter().map(|w| quoted(w)).collect::<Vec<_>>().join(" OR ")),
+            WordMatch::OneOf(ws) | WordMatch::EndsWith { known: ws, .. } | WordMatch::Contains { known: ws, .. } if ws.is_empty() => {
+                return Ok(HashSet::new());
+            }
+            WordMatch::OneOf(ws) | WordMatch::EndsWith { known: ws, .. } | WordMatch::Contains { known: ws, .. } => {
+                format!("({})", ws.iter().map(|w| quoted(w)).collect::<Vec<_>>().join(" OR "))
+            }
         });
     }
     if query.is_empty() {
