@@ -720,7 +720,7 @@ mod sqlite_runs {
 mod postgres_runs {
     /// In an `Arc`, to be dereferenced like `sqlite_runs`' store.
     async fn open() -> std::sync::Arc<crate::PgStore> {
-        std::sync::Arc::new(crate::PgStore::open(&crate::postgres::testdb::migrated().await, 4, None).await.unwrap())
+        std::sync::Arc::new(crate::PgStore::open(&crate::postgres::testdb::migrated().await, 4, None, crate::postgres::testdb::spool()).await.unwrap())
     }
 
     role_tests!(open().await);

@@ -31,8 +31,6 @@ pub(crate) struct Taken {
 /// Takes the next UID and MODSEQ of each mailbox (duplicates once), in ascending mailbox id
 /// order; the rows stay locked until the transaction ends. `NotFound` for a mailbox that is
 /// gone.
-// Used by the tests until the message path exists on PostgreSQL.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) async fn take_uids(txn: &Transaction<'_>, mailboxes: &[MailboxId]) -> Result<Vec<Taken>> {
     let mut ids = mailboxes.to_vec();
     ids.sort_unstable();
@@ -65,7 +63,7 @@ mod tests {
 
     /// A store with bob's account; his INBOX and Sent mailbox ids.
     async fn store() -> (PgStore, i64, i64) {
-        let store = PgStore::open(&testdb::migrated().await, 24, None).await.unwrap();
+        let store = PgStore::open(&testdb::migrated().await, 24, None, testdb::spool()).await.unwrap();
         store.add_domain("example.test").await.unwrap();
         let bob = store.add_account("bob@example.test", "h").await.unwrap();
         let conn = store.conn().await.unwrap();

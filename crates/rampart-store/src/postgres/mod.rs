@@ -28,8 +28,16 @@
 //! [`crate::MetadataStore`] (`metadata`). [`PgStore`] is not yet a [`crate::Store`]; the server refuses
 //! `backend = "postgres"` until it is.
 
+pub(crate) mod blobs;
 mod containment;
+mod delivery;
 mod directory;
+mod imap;
+mod listen;
+mod messages;
+mod quarantine;
+mod queue;
+mod summaries;
 mod filter;
 mod guard;
 pub(crate) mod mailbox;
@@ -44,18 +52,36 @@ pub(crate) mod testdb;
 #[cfg(test)]
 mod tests;
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::error::SqlState;
 
+use crate::notify::Notifier;
+use crate::summary::{Summarizer, Summary};
 use crate::{DbError, Result, StoreError};
 
-/// The PostgreSQL store; cheap to clone (the pool is shared).
+/// The PostgreSQL store; cheap to clone (the pool and the rest are shared).
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    shared: Arc<Shared>,
+}
+
+/// What the clones of one store share besides the pool.
+struct Shared {
+    /// Where message bodies are spooled while they stream in ([`blobs`]).
+    spool: PathBuf,
+    /// The watches of mailboxes, fired by this node's commits and by other nodes' through
+    /// the LISTEN connection ([`listen`]).
+    notifier: Arc<Notifier>,
+    /// Makes the summary of each message stored (`set_summarizer`).
+    summarizer: OnceLock<Arc<dyn Summarizer>>,
+    /// This store's name as the holder of queue leases ([`queue`]): unique per open store.
+    node: String,
+    /// Ends the LISTEN task when the last clone goes.
+    _listener: listen::Guard,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -68,17 +94,39 @@ impl PgStore {
     /// Connects to `url` (a `postgres://` URL or a `key=value` string) with at most
     /// `pool_size` connections and brings the schema up to date. `ca_file`: PEM certificates
     /// that the database's TLS certificate must chain to.
-    pub async fn open(url: &str, pool_size: usize, ca_file: Option<&Path>) -> Result<PgStore> {
+    /// `spool`: a local directory where message bodies wait while they stream in, before
+    /// the delivery copies them into the database (its `tmp` is made if missing).
+    pub async fn open(url: &str, pool_size: usize, ca_file: Option<&Path>, spool: &Path) -> Result<PgStore> {
         let config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Db(DbError::new(e, false)))?;
         let tls = tls_connector(ca_file)?;
-        let manager = Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager = Manager::from_config(config.clone(), tls.clone(), ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(1))
             .build()
             .map_err(|e| StoreError::Db(DbError::new(e, false)))?;
-        let store = PgStore { pool };
+        blobs::prepare_spool(spool)?;
+        let notifier = Arc::new(Notifier::default());
+        let listener = listen::start(config, tls, notifier.clone());
+        let node = format!("{:016x}", rand::random::<u64>());
+        let shared = Shared { spool: spool.to_path_buf(), notifier, summarizer: OnceLock::new(), node, _listener: listener };
+        let store = PgStore { pool, shared: Arc::new(shared) };
         schema::migrate(&mut store.conn().await?).await?;
         Ok(store)
+    }
+
+    /// Gives the store the summarizer of the messages it stores from now on (the server sets
+    /// IMAP's); without one, messages are stored without a summary and IMAP makes it later.
+    pub fn set_summarizer(&self, summarizer: Arc<dyn Summarizer>) {
+        let _ = self.shared.summarizer.set(summarizer);
+    }
+
+    /// The summary of a message about to be stored (prefix and body), made on the blocking
+    /// pool; None without a summarizer or when the body cannot be read back.
+    pub(crate) async fn summarize(&self, prefix: &[u8], blob: &crate::Blob) -> Option<Summary> {
+        let summarizer = self.shared.summarizer.get()?.clone();
+        let body = blob.contents().await.ok()?;
+        let message = crate::sqlite::joined(prefix, &body);
+        tokio::task::spawn_blocking(move || summarizer.summarize(&message)).await.ok()
     }
 
     /// A connection from the pool.
@@ -134,8 +182,11 @@ impl From<tokio_postgres::Error> for StoreError {
     }
 }
 
+impl crate::UserKeyStore for PgStore {}
+
 /// Drops `count` references to each blob; a blob nobody holds any more (no message, queue
-/// entry or quarantine) goes, with its chunks (`ON DELETE CASCADE`) and its summary.
+/// entry or quarantine) goes, with its chunks (`ON DELETE CASCADE`) and its summary (and with
+/// it the summary's words, `ON DELETE CASCADE`).
 pub(crate) async fn release_blobs(txn: &deadpool_postgres::Transaction<'_>, blobs: &[(String, i64)]) -> Result<()> {
     for (id, count) in blobs {
         let left: i64 =

@@ -42,7 +42,7 @@ pub(crate) async fn migrated() -> String {
     let template = TEMPLATE
         .get_or_init(|| async {
             let url = database().await;
-            drop(crate::PgStore::open(&url, 1, None).await.expect("migrate the template database"));
+            drop(crate::PgStore::open(&url, 1, None, spool()).await.expect("migrate the template database"));
             let name = url.rsplit('/').next().expect("a database name").to_string();
             // CREATE DATABASE … TEMPLATE needs the template without sessions: none may connect
             // any more, and the pool's, whose closing may lag, are ended.
@@ -59,6 +59,16 @@ pub(crate) async fn migrated() -> String {
 }
 
 static TEMPLATE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+
+/// A spool directory for the stores of this process (blob ids are unique, so they share it);
+/// removed by the watchdog with the cluster's directory.
+pub(crate) fn spool() -> &'static Path {
+    static SPOOL: OnceLock<PathBuf> = OnceLock::new();
+    SPOOL.get_or_init(|| {
+        let dir = tempfile::Builder::new().prefix("rampart-spool-").tempdir().expect("spool directory");
+        dir.keep()
+    })
+}
 
 fn port() -> u16 {
     match CLUSTER.get_or_init(start) {
