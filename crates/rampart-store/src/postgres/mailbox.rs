@@ -63,7 +63,7 @@ mod tests {
 
     /// A store with bob's account; his INBOX and Sent mailbox ids.
     async fn store() -> (PgStore, i64, i64) {
-        let store = PgStore::open(&testdb::migrated().await, 24, None, testdb::spool()).await.unwrap();
+        let store = PgStore::open(&testdb::migrated().await, 24, None, &testdb::spool()).await.unwrap();
         store.add_domain("example.test").await.unwrap();
         let bob = store.add_account("bob@example.test", "h").await.unwrap();
         let conn = store.conn().await.unwrap();

@@ -206,6 +206,11 @@ pub(crate) fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
 /// Counts a submission at `at` as delivery will, for the role tests (see `sqlite`'s twin).
 #[cfg(test)]
 impl PgStore {
+    /// The spool directory, for tests that look into it.
+    pub(crate) fn spool(&self) -> &Path {
+        &self.shared.spool
+    }
+
     pub(crate) async fn record_submitted(&self, s: crate::quota::Submitted, at: i64) -> Result<()> {
         let mut conn = self.conn().await?;
         let txn = conn.transaction().await?;

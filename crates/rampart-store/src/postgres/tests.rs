@@ -11,7 +11,7 @@ use crate::sqlite::now;
 use crate::StoreError;
 
 async fn open(url: &str) -> PgStore {
-    PgStore::open(url, 8, None, testdb::spool()).await.unwrap()
+    PgStore::open(url, 8, None, &testdb::spool()).await.unwrap()
 }
 
 #[tokio::test]
@@ -38,7 +38,7 @@ async fn nodes_starting_at_once_migrate_once() {
     assert_eq!(versions, (1..=schema::VERSION).collect::<Vec<_>>());
     // A database migrated by a newer binary is refused, not written to.
     store.conn().await.unwrap().execute("INSERT INTO schema_migrations VALUES ($1, 0)", &[&(schema::VERSION + 1)]).await.unwrap();
-    assert!(matches!(PgStore::open(&url, 1, None, testdb::spool()).await, Err(StoreError::SchemaTooNew { .. })));
+    assert!(matches!(PgStore::open(&url, 1, None, &testdb::spool()).await, Err(StoreError::SchemaTooNew { .. })));
 }
 
 #[tokio::test]

@@ -696,5 +696,3 @@ impl MailStore for SqliteStore {
     }
 }
 
-#[cfg(test)]
-mod tests;
