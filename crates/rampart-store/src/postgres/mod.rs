@@ -50,6 +50,8 @@ pub(crate) mod schema;
 #[cfg(test)]
 pub(crate) mod testdb;
 #[cfg(test)]
+mod node_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};

@@ -154,7 +154,7 @@ pub(super) async fn word_candidates(client: &impl GenericClient, account: Accoun
         return Ok(HashSet::new());
     }
     let Some(q) = query(conditions) else { return Ok(HashSet::new()) };
-    let rows = client.query("SELECT summary_id FROM words WHERE account_id = $1 AND terms @@ $2::tsquery", &[&account, &q]).await?;
+    let rows = client.query("SELECT summary_id FROM words WHERE account_id = $1 AND terms @@ $2::text::tsquery", &[&account, &q]).await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
