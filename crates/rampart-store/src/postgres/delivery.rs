@@ -5,9 +5,8 @@
 //! of each mailbox. It returns after COMMIT: `250` is sent only for what is durable
 //! (`synchronous_commit` on). Concurrent deliveries are concurrent transactions, whose
 //! commits PostgreSQL flushes together (its own group commit of the WAL).
-//!
-//! Not here yet: the OpenPGP copies of `sqlite::pgp_delivery` (a user's key is kept, but mail
-//! to them is stored as received).
+//! Accounts with an OpenPGP key get their encrypted copy in the same transaction
+//! (`pgp_delivery`).
 
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
@@ -36,10 +35,11 @@ impl DeliveryStore for PgStore {
 }
 
 impl PgStore {
-    async fn deliver_with(&self, delivery: Delivery, submitted: Option<Submitted>) -> Result<Vec<Delivered>> {
+    async fn deliver_with(&self, mut delivery: Delivery, submitted: Option<Submitted>) -> Result<Vec<Delivered>> {
         if delivery.targets.is_empty() && delivery.outbound.as_ref().is_none_or(|o| o.rcpts.is_empty()) {
             return Err(StoreError::NoTargets);
         }
+        let sealed = self.seal_for_keys(&mut delivery).await?;
         let summary = if delivery.targets.is_empty() { None } else { self.summarize(&delivery.prefix, &delivery.blob).await };
         let mut conn = self.conn().await?;
         let txn = conn.transaction().await?;
@@ -47,7 +47,16 @@ impl PgStore {
             Some(s) if !s.relayed => s.account.as_str(),
             _ => "",
         };
-        let delivered = deliver(&txn, delivery, summary, account).await?;
+        // The message as received for the remaining targets and the queue (none when the
+        // encrypted copies took every target), then each encrypted copy.
+        let mut delivered = if delivery.targets.is_empty() && delivery.outbound.is_none() && !sealed.is_empty() {
+            Vec::new()
+        } else {
+            deliver(&txn, delivery, summary, account).await?
+        };
+        for copy in sealed {
+            delivered.extend(deliver(&txn, copy.delivery, copy.summary, "").await?);
+        }
         if let Some(s) = &submitted {
             quota::record(&txn, s, now()).await?;
         }

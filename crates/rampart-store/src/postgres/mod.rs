@@ -1,4 +1,4 @@
-//! The PostgreSQL backend (issue 18), in progress: several Rampart nodes sharing one database.
+//! The PostgreSQL backend (issue 18): several Rampart nodes sharing one database.
 //!
 //! - [`PgStore`] holds a pool of connections (deadpool-postgres over tokio-postgres); every
 //!   call takes one, and a call that writes more than one statement does it in one
@@ -7,26 +7,32 @@
 //! - TLS to the database follows the URL's `sslmode` (`prefer` by default, `require`,
 //!   `disable`), with the workspace's rustls; the server is verified against `ca_file` when
 //!   one is given, else against the system's roots.
-//! - Message bodies will live in the database as `bytea` chunks (`blob_chunks`, 256 KiB each),
+//! - Message bodies live in the database as `bytea` chunks (`blob_chunks`, 256 KiB each),
 //!   not large objects: chunks are ordinary rows, so they are dumped, replicated and deleted
 //!   with their blob row (`ON DELETE CASCADE`; large objects need `lo_unlink` or `vacuumlo`
 //!   and escape per-table backups), a body streams in and out a chunk at a time instead of
 //!   being one value built whole in memory (a `bytea` value is read and written whole), and a
-//!   partial FETCH reads only the chunks it needs.
+//!   partial FETCH reads only the chunks it needs. A body streams into a local spool file
+//!   first and the delivery copies it in, in its own transaction ([`blobs`]).
 //! - Writes that must not interleave take a row lock on what they check: an account or alias
 //!   is added while holding its domain's row (`FOR UPDATE`), so a concurrent add of the same
 //!   address as the other kind, or a domain removal, waits; demoting or removing an
 //!   administrator holds an advisory lock so that two nodes cannot each remove "the other"
-//!   last admin. UIDs and MODSEQs (the message path, still to come) will be allocated
-//!   under the mailbox row's lock (`SELECT … FOR UPDATE` of `uidnext`/`highestmodseq`), so
+//!   last admin. UIDs and MODSEQs are allocated under the mailbox row's lock ([`mailbox`]), so
 //!   concurrent APPENDs on several nodes get distinct, ascending UIDs in commit order.
+//! - Several nodes: each writing transaction NOTIFYs the mailboxes it changed and a LISTEN
+//!   connection fires the watches of every node ([`listen`]); the queue is leased per
+//!   recipient (`FOR UPDATE SKIP LOCKED`, expiring leases, [`queue`]).
 //!
-//! Implemented roles so far: [`crate::DirectoryStore`] (`directory`), [`crate::GuardStore`]
-//! (`guard`), [`crate::QuotaStore`] (`quota`, with the counting a submission's delivery will
-//! do), [`crate::ContainmentStore`] (`containment`), [`crate::SenderAuthStore`] (`senderauth`),
-//! [`crate::TlsPolicyStore`] (`tlspolicy`), [`crate::FilterStore`] (`filter`), [`crate::PgpStore`] (`pgp`),
-//! [`crate::MetadataStore`] (`metadata`). [`PgStore`] is not yet a [`crate::Store`]; the server refuses
-//! `backend = "postgres"` until it is.
+//! Implemented roles: [`crate::DirectoryStore`] (`directory`), [`crate::GuardStore`]
+//! (`guard`), [`crate::QuotaStore`] (`quota`), [`crate::ContainmentStore`] (`containment`),
+//! [`crate::SenderAuthStore`] (`senderauth`), [`crate::TlsPolicyStore`] (`tlspolicy`),
+//! [`crate::FilterStore`] (`filter`), [`crate::PgpStore`] (`pgp`), [`crate::MetadataStore`]
+//! (`metadata`), [`crate::DeliveryStore`] (`delivery`), [`crate::MessageStore`] (`messages`),
+//! [`crate::MailStore`] (`imap`, with the word index in `summaries`), [`crate::QueueStore`]
+//! (`queue`), [`crate::QuarantineStore`] (`quarantine`) and [`crate::UserKeyStore`] (its
+//! defaults: per-user encryption is not supported here).
+//! Users with an OpenPGP key get encrypted copies at delivery and release (`pgp_delivery`).
 
 pub(crate) mod blobs;
 mod containment;
@@ -35,6 +41,7 @@ mod directory;
 mod imap;
 mod listen;
 mod messages;
+mod pgp_delivery;
 mod quarantine;
 mod queue;
 mod summaries;

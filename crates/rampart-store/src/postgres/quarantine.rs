@@ -2,14 +2,16 @@
 //! holding one reference on its body, a `quarantine_rcpts` row per account it waits for).
 //! Holding is one transaction like a delivery; releasing inserts message rows into the
 //! INBOXes (UIDs under their row locks, a NOTIFY each) and shares the body.
-//!
-//! Not here yet: the OpenPGP copies a release makes for users with a key in SQLite.
+//! An account with an OpenPGP key gets its encrypted copy instead (`pgp_delivery`).
 
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::Row;
 
+use std::collections::HashMap;
+
 use super::delivery::target_mailbox;
+use super::pgp_delivery::Sealed;
 use super::mailbox::take_uids;
 use super::{PgStore, blobs, release_blobs};
 use crate::quarantine::{Held, Hold, QuarantineStore};
@@ -72,7 +74,7 @@ async fn drop_held(txn: &Transaction<'_>, id: &str) -> Result<()> {
 }
 
 /// Releases `id` to its waiting accounts (only `account` when given) in `txn`.
-async fn release(txn: &Transaction<'_>, id: &str, account: Option<AccountId>) -> Result<Vec<Delivered>> {
+async fn release(txn: &Transaction<'_>, id: &str, account: Option<AccountId>, mut sealed: HashMap<AccountId, Sealed>) -> Result<Vec<Delivered>> {
     // Locked: two nodes releasing it at once deliver it once.
     let row = txn
         .query_opt("SELECT blob_id, prefix, size, internal_date, trail FROM quarantine WHERE id = $1 FOR UPDATE", &[&id])
@@ -84,13 +86,19 @@ async fn release(txn: &Transaction<'_>, id: &str, account: Option<AccountId>) ->
     if accounts.is_empty() {
         return Err(StoreError::NotFound(format!("held message {id}")));
     }
+    let mut delivered = Vec::new();
     let mut places: Vec<(AccountId, MailboxId)> = Vec::new();
     for a in &accounts {
+        if let Some(mut copy) = sealed.remove(a) {
+            copy.delivery.internal_date = internal_date;
+            copy.delivery.trail.clone_from(&trail);
+            delivered.extend(super::delivery::deliver(txn, copy.delivery, copy.summary, "").await?);
+            continue;
+        }
         places.push((*a, target_mailbox(txn, &Target { account: *a, folder: Folder::Inbox }).await?));
     }
     let mailboxes: Vec<MailboxId> = places.iter().map(|(_, m)| *m).collect();
     let taken = take_uids(txn, &mailboxes).await?;
-    let mut delivered = Vec::new();
     for (account, mailbox) in places {
         let t = taken.iter().find(|t| t.mailbox == mailbox).expect("a UID for every mailbox");
         txn.execute(
@@ -174,9 +182,10 @@ impl QuarantineStore for PgStore {
     }
 
     async fn release(&self, id: &str, account: Option<AccountId>) -> Result<Vec<Delivered>> {
+        let sealed = self.seal_held(id, account).await?;
         let mut conn = self.conn().await?;
         let txn = conn.transaction().await?;
-        let delivered = release(&txn, id, account).await?;
+        let delivered = release(&txn, id, account, sealed).await?;
         let changed: Vec<MailboxId> = delivered.iter().map(|d| d.mailbox).collect();
         self.commit(txn, &changed).await?;
         Ok(delivered)

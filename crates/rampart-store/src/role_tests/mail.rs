@@ -1,7 +1,7 @@
 //! The message path on every backend: delivery, the queue, the quarantine and what IMAP does
 //! to mailboxes, as generic functions run against SQLite and PostgreSQL (as `super` does for
 //! the other roles). Where a backend keeps bodies differently (files or chunk rows), the
-//! [`Bodies`] trait counts them.
+//! [`Backend`] trait counts them; it also gives a backend its summarizer.
 
 use async_trait::async_trait;
 
@@ -13,15 +13,17 @@ use crate::{AccountId, Blob, Delivery, Folder, MailboxId, Outbound, RcptState, R
 
 /// What tests count of a backend's stored bodies.
 #[async_trait]
-pub(crate) trait Bodies {
-    /// Bodies stored outside the index rows (SQLite: files; PostgreSQL: `blobs` rows).
+pub(crate) trait Backend {
+    /// Backend stored outside the index rows (SQLite: files; PostgreSQL: `blobs` rows).
     async fn bodies(&self) -> usize;
     /// Whether nothing is left where bodies wait while they stream in.
     fn spool_empty(&self) -> bool;
+    /// `set_summarizer` of the backend.
+    fn summarize_with(&self, summarizer: std::sync::Arc<dyn crate::Summarizer>);
 }
 
 #[async_trait]
-impl Bodies for crate::SqliteStore {
+impl Backend for crate::SqliteStore {
     async fn bodies(&self) -> usize {
         std::fs::read_dir(self.blob_root())
             .unwrap()
@@ -33,16 +35,22 @@ impl Bodies for crate::SqliteStore {
     fn spool_empty(&self) -> bool {
         std::fs::read_dir(self.blob_root().join("tmp")).unwrap().next().is_none()
     }
+    fn summarize_with(&self, summarizer: std::sync::Arc<dyn crate::Summarizer>) {
+        self.set_summarizer(summarizer);
+    }
 }
 
 #[async_trait]
-impl Bodies for crate::PgStore {
+impl Backend for crate::PgStore {
     async fn bodies(&self) -> usize {
         let n: i64 = self.conn().await.unwrap().query_one("SELECT count(*) FROM blobs", &[]).await.unwrap().get(0);
         n as usize
     }
     fn spool_empty(&self) -> bool {
         std::fs::read_dir(self.spool().join("tmp")).unwrap().next().is_none()
+    }
+    fn summarize_with(&self, summarizer: std::sync::Arc<dyn crate::Summarizer>) {
+        self.set_summarizer(summarizer);
     }
 }
 
@@ -77,7 +85,7 @@ async fn accounts<S: DirectoryStore + ?Sized>(store: &S) -> (AccountId, AccountI
     (bob, alice)
 }
 
-pub(crate) async fn deliver_assigns_increasing_uids_and_reads_back<S: MailStore + DirectoryStore + Bodies + ?Sized>(store: &S) {
+pub(crate) async fn deliver_assigns_increasing_uids_and_reads_back<S: MailStore + DirectoryStore + Backend + ?Sized>(store: &S) {
     let (bob, alice) = accounts(store).await;
     let mut uids = Vec::new();
     for i in 0..3 {
@@ -114,7 +122,7 @@ pub(crate) async fn deliver_assigns_increasing_uids_and_reads_back<S: MailStore 
     assert_eq!(store.bodies().await, 0);
 }
 
-pub(crate) async fn a_failed_delivery_leaves_no_file_and_does_not_hurt_the_batch<S: MailStore + DirectoryStore + Bodies + ?Sized>(
+pub(crate) async fn a_failed_delivery_leaves_no_file_and_does_not_hurt_the_batch<S: MailStore + DirectoryStore + Backend + ?Sized>(
     store: &S,
 ) {
     let (bob, _) = accounts(store).await;
@@ -144,7 +152,7 @@ pub(crate) async fn concurrent_deliveries_all_land<S: MailStore + DirectoryStore
     assert_eq!(uids, (1..=50).collect::<Vec<u32>>());
 }
 
-pub(crate) async fn queue_lifecycle_releases_the_blob<S: MailStore + DirectoryStore + QueueStore + Bodies + ?Sized>(store: &S) {
+pub(crate) async fn queue_lifecycle_releases_the_blob<S: MailStore + DirectoryStore + QueueStore + Backend + ?Sized>(store: &S) {
     let (bob, _) = accounts(store).await;
     let b = blob(store, b"Subject: out\r\n\r\nhi\r\n").await;
     let outbound = Outbound {
@@ -265,11 +273,11 @@ pub(crate) async fn subscriptions_are_names_that_outlive_their_mailbox<S: MailSt
     assert!(matches!(store.set_subscribed(bob, "Groups/rust", false).await, Err(StoreError::NotFound(_))));
 }
 
-pub(crate) async fn flags_modseq_expunge_and_notification<S: MailStore + DirectoryStore + Bodies + ?Sized>(store: &S) {
+pub(crate) async fn flags_modseq_expunge_and_notification<S: MailStore + DirectoryStore + Backend + ?Sized>(store: &S) {
     let (bob, _) = accounts(store).await;
     let inbox = store.mailbox_state(bob, "INBOX").await.unwrap().unwrap();
     let mut watch = store.watch_mailbox(inbox.id);
-    // Bodies above INLINE_MAX live in files in SQLite, so releasing references can be seen.
+    // Backend above INLINE_MAX live in files in SQLite, so releasing references can be seen.
     let body = |n: u8| {
         let mut b = format!("Subject: {n}\r\n\r\n").into_bytes();
         b.resize(crate::blob::INLINE_MAX + 1024, b'x');
@@ -347,6 +355,100 @@ pub(crate) async fn pruned_expunges_answer_with_every_missing_uid<S: MailStore +
     assert_eq!(store.changes_since(inbox.id, 0).await.unwrap().expunged, vec![2, 4]);
 }
 
+const ALICE_KEY: &[u8] = include_bytes!("../../../rampart-pgp/testdata/alice.pub.asc");
+const PLAIN: &[u8] = b"From: a@example.net\r\nSubject: zebra\r\n\r\nthe quokka body\r\n";
+
+/// Words are the lowercased whitespace-separated words of the message.
+struct Words;
+
+impl crate::Summarizer for Words {
+    fn summarize(&self, message: &[u8]) -> crate::Summary {
+        let text = String::from_utf8_lossy(message).to_lowercase();
+        let words: Vec<&str> = text.split_whitespace().collect();
+        crate::Summary { keys: vec![], headers: vec![], fetch: vec![], words: Some(words.join(" ")), version: 1 }
+    }
+}
+
+/// Delivers `body` (with a Received prefix) to the INBOX of each account.
+async fn deliver_to<S: DeliveryStore + ?Sized>(store: &S, accounts: &[AccountId], body: &[u8]) -> Vec<crate::Delivered> {
+    let targets = accounts.iter().map(|&account| Target { account, folder: Folder::Inbox }).collect();
+    let blob = blob(store, body).await;
+    let prefix = b"Received: by mx\r\n".to_vec();
+    store.deliver(Delivery { blob, prefix, internal_date: 0, targets, reference: "R".into(), trail: "[]".into(), outbound: None }).await.unwrap()
+}
+
+/// alice on example.org with her OpenPGP key, and bob without one.
+async fn alice_with_a_key<S: DirectoryStore + PgpStore + ?Sized>(store: &S, protect_subject: bool) -> (AccountId, AccountId) {
+    store.add_domain("example.org").await.unwrap();
+    let alice = store.add_account("alice@example.org", "h").await.unwrap();
+    let bob = store.add_account("bob@example.org", "h").await.unwrap();
+    let key = rampart_pgp::UserKey::check(ALICE_KEY, "alice@example.org", now()).unwrap();
+    let new = crate::NewPgpKey { key: key.to_binary(), fingerprint: key.info().fingerprint, protect_subject, publish: true };
+    store.pgp_key_set("Alice@example.org", new).await.unwrap();
+    (alice, bob)
+}
+
+pub(crate) async fn keyed_accounts_get_an_encrypted_copy<S: MailStore + DirectoryStore + PgpStore + Backend + ?Sized>(store: &S) {
+    store.summarize_with(std::sync::Arc::new(Words));
+    let (alice, bob) = alice_with_a_key(store, true).await;
+    assert!(store.pgp_key("alice@example.org").await.unwrap().unwrap().protect_subject);
+    assert_eq!(store.pgp_published("EXAMPLE.org").await.unwrap().len(), 1);
+
+    let delivered = deliver_to(store, &[alice, bob], PLAIN).await;
+    assert_eq!(delivered.len(), 2);
+    let of = |who: AccountId| delivered.iter().find(|d| d.account == who).unwrap();
+    let bobs = store.read_message(of(bob).mailbox, of(bob).uid).await.unwrap();
+    assert_eq!(bobs, [&b"Received: by mx\r\n"[..], PLAIN].concat());
+    let alices = String::from_utf8(store.read_message(of(alice).mailbox, of(alice).uid).await.unwrap()).unwrap();
+    assert!(alices.starts_with("Received: by mx\r\n"), "the trace prefix stays");
+    assert!(alices.contains("multipart/encrypted") && alices.contains("\r\nSubject: ...\r\n"));
+    assert!(!alices.contains("quokka") && !alices.contains("zebra"));
+    // The database holds none of the plaintext's words for alice; bob's are indexed.
+    let is = |w: &str| vec![crate::WordMatch::Is(w.into())];
+    assert!(store.word_candidates(alice, is("quokka")).await.unwrap().is_empty());
+    assert_eq!(store.word_candidates(bob, is("quokka")).await.unwrap().len(), 1);
+
+    // Mail already encrypted is stored as received, and so is everything after removal.
+    let pgp_mime = b"From: a@example.net\r\nContent-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=b\r\n\r\n--b--\r\n";
+    let d = deliver_to(store, &[alice], pgp_mime).await;
+    assert_eq!(store.read_message(d[0].mailbox, d[0].uid).await.unwrap(), [&b"Received: by mx\r\n"[..], pgp_mime].concat());
+    assert!(store.pgp_key_remove("alice@example.org").await.unwrap());
+    assert!(!store.pgp_key_remove("alice@example.org").await.unwrap());
+    let d = deliver_to(store, &[alice], PLAIN).await;
+    assert_eq!(store.read_message(d[0].mailbox, d[0].uid).await.unwrap(), [&b"Received: by mx\r\n"[..], PLAIN].concat());
+}
+
+pub(crate) async fn a_release_from_the_quarantine_is_encrypted_too<S: MailStore + DirectoryStore + PgpStore + QuarantineStore + ?Sized>(
+    store: &S,
+) {
+    let (alice, bob) = alice_with_a_key(store, false).await;
+    let hold = Hold {
+        blob: blob(store, PLAIN).await,
+        prefix: b"Received: by mx\r\n".to_vec(),
+        internal_date: 7,
+        accounts: vec![alice, bob],
+        reference: "Q1".into(),
+        sender: "a@example.net".into(),
+        subject: "zebra".into(),
+        reason: "spam".into(),
+        score: Some(9.0),
+        trail: "[]".into(),
+    };
+    store.hold(hold).await.unwrap();
+    let delivered = store.release("Q1", None).await.unwrap();
+    assert_eq!(delivered.len(), 2);
+    for d in &delivered {
+        let text = String::from_utf8(store.read_message(d.mailbox, d.uid).await.unwrap()).unwrap();
+        if d.account == alice {
+            assert!(text.starts_with("Received: by mx\r\n") && text.contains("multipart/encrypted") && !text.contains("quokka"), "{text}");
+        } else {
+            assert!(text.ends_with("the quokka body\r\n"));
+        }
+    }
+    let info = store.messages_by_reference("Q1").await.unwrap();
+    assert_eq!(info.len(), 2, "both copies keep the held message's id");
+}
+
 /// One `#[tokio::test]` per function above, for a backend made by `$open`.
 macro_rules! mail_tests {
     ($open:expr) => {
@@ -360,7 +462,9 @@ macro_rules! mail_tests {
             subscriptions_are_names_that_outlive_their_mailbox,
             flags_modseq_expunge_and_notification,
             move_rename_inbox_and_recent,
-            pruned_expunges_answer_with_every_missing_uid);
+            pruned_expunges_answer_with_every_missing_uid,
+            keyed_accounts_get_an_encrypted_copy,
+            a_release_from_the_quarantine_is_encrypted_too);
     };
     (@each $open:expr; $($name:ident),*) => {
         $(
