@@ -281,14 +281,15 @@ impl MailStore for PgStore {
             }
             let uidvalidity = i64::from(next_uidvalidity(&txn, account).await?);
             let use_ = if i == parts.len() { special_use } else { None };
+            // Another node may create the same name meanwhile: then it exists.
             let row = txn
-                .query_one(
+                .query_opt(
                     "INSERT INTO mailboxes (account_id, name, uidvalidity, special_use) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (account_id, name) DO NOTHING RETURNING id",
                     &[&account, &path, &uidvalidity, &use_],
                 )
-                .await
-                .map_err(|e| if e.code().is_none() && e.as_db_error().is_none() { StoreError::Exists(format!("mailbox {path}")) } else { e.into() })?;
+                .await?
+                .ok_or_else(|| StoreError::Exists(format!("mailbox {path}")))?;
             id = row.get(0);
         }
         txn.commit().await?;
