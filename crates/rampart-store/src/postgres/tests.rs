@@ -1,7 +1,7 @@
 //! What only the PostgreSQL store must show: the same answers when several connections (as
-//! several nodes would) act at once, migrations applied once, and the held queue (whose rows
-//! are written here by SQL until the PostgreSQL message path exists). The behaviour shared with
-//! SQLite is in `crate::role_tests`.
+//! several nodes would) act at once, migrations applied once, and the held queue (its rows
+//! written by SQL, to set up exactly the states it needs). The message path with two nodes is
+//! in `node_tests`; the behaviour shared with SQLite is in `crate::role_tests`.
 
 use super::{PgStore, schema, testdb};
 use crate::containment::{Suspension, SuspensionScope};
