@@ -188,8 +188,8 @@ async fn the_word_index_answers_per_account_and_forgets_expunged_messages() {
     a.set_summarizer(std::sync::Arc::new(Words));
     let alice = a.add_account("alice@example.test", "h").await.unwrap();
     let targets = vec![Target { account: bob, folder: Folder::Inbox }, Target { account: alice, folder: Folder::Inbox }];
-    let blob = blob(&a, b"Hello shared World").await;
-    a.deliver(Delivery { blob, prefix: vec![], internal_date: 0, targets, reference: "R".into(), trail: "[]".into(), outbound: None }).await.unwrap();
+    let shared = blob(&a, b"Hello shared World").await;
+    a.deliver(Delivery { blob: shared, prefix: vec![], internal_date: 0, targets, reference: "R".into(), trail: "[]".into(), outbound: None }).await.unwrap();
     let id = a.stored(inbox, 1, 1, crate::Want::default()).await.unwrap()[0].summary.expect("summarized at delivery");
     let is = |w: &str| vec![WordMatch::Is(w.into())];
     for account in [bob, alice] {
@@ -203,4 +203,10 @@ async fn the_word_index_answers_per_account_and_forgets_expunged_messages() {
     a.expunge(inbox, None).await.unwrap();
     assert!(a.word_candidates(bob, is("shared")).await.unwrap().is_empty());
     assert_eq!(a.word_candidates(alice, is("shared")).await.unwrap(), [id].into());
+    // More words than a tsvector holds: stored all the same, and always a candidate.
+    let many: String = (0..60_000).map(|i| format!("w{i:059} ")).collect();
+    let big = blob(&a, many.as_bytes()).await;
+    let target = Target { account: bob, folder: Folder::Inbox };
+    a.deliver(Delivery { blob: big, prefix: vec![], internal_date: 0, targets: vec![target], reference: "M".into(), trail: "[]".into(), outbound: None }).await.unwrap();
+    assert_eq!(a.word_candidates(bob, is("absent")).await.unwrap().len(), 1);
 }

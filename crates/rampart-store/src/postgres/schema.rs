@@ -503,7 +503,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE words (
         account_id bigint NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
         summary_id bigint NOT NULL REFERENCES summaries(id) ON DELETE CASCADE,
-        terms      tsvector NOT NULL,
+        -- NULL: too many words for one tsvector (1 MB); such a message is always a candidate.
+        terms      tsvector,
         PRIMARY KEY (account_id, summary_id)
     );
     CREATE INDEX words_summary ON words(summary_id);

@@ -6,6 +6,8 @@
 //!
 //! - [`word_candidates`] turns the conditions into a `tsquery` (`'w'`, `'w':*` for a prefix,
 //!   `('a' | 'b')` for one of several) and answers with the summaries that match.
+//! - A message with more words than one `tsvector` holds ([`MAX_INDEXED`]) gets a row without
+//!   terms, which every query answers with: IMAP reads that message instead.
 //! - `words_containing` (a word fragment inside indexed words) would need a walk over the
 //!   vocabulary; PostgreSQL keeps none per index, so the store answers None ("more than the
 //!   limit"): IMAP then drops that condition and reads the messages, which is correct and
@@ -35,8 +37,15 @@ pub(super) async fn insert(txn: &Transaction<'_>, blob_id: &str, s: &Summary) ->
     Ok(id)
 }
 
-/// Indexes `words` (space-separated) as `account`'s row for summary `id`.
+/// Words (bytes, with their separators) beyond which a message's row gets no `tsvector`: a
+/// `tsvector` holds at most 1 MB, and the summarizer may list up to 50,000 words of up to 64
+/// bytes. With this bound the lexemes and their 4-byte entries stay well below it.
+const MAX_INDEXED: usize = 512 * 1024;
+
+/// Indexes `words` (space-separated) as `account`'s row for summary `id`; a row without
+/// terms when there are too many (the message is then always a candidate, and read).
 pub(super) async fn insert_words(txn: &Transaction<'_>, account: AccountId, id: i64, words: &str) -> Result<()> {
+    let words = (words.len() <= MAX_INDEXED).then_some(words);
     txn.execute(
         "INSERT INTO words (account_id, summary_id, terms) \
          VALUES ($1, $2, array_to_tsvector(array_remove(string_to_array($3, ' '), ''))) ON CONFLICT DO NOTHING",
@@ -154,7 +163,9 @@ pub(super) async fn word_candidates(client: &impl GenericClient, account: Accoun
         return Ok(HashSet::new());
     }
     let Some(q) = query(conditions) else { return Ok(HashSet::new()) };
-    let rows = client.query("SELECT summary_id FROM words WHERE account_id = $1 AND terms @@ $2::text::tsquery", &[&account, &q]).await?;
+    let rows = client
+        .query("SELECT summary_id FROM words WHERE account_id = $1 AND (terms IS NULL OR terms @@ $2::text::tsquery)", &[&account, &q])
+        .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
