@@ -65,6 +65,9 @@ pub struct BlobWriter {
     /// A per-user copy: the account and public key its data key is sealed to
     /// ([`crate::peruser`]); always a sealed file, never kept in the (maybe clear) database.
     owner: Option<(crate::AccountId, [u8; crate::keys::KEY_LEN])>,
+    /// Whether `finish` fsyncs the file: not for a spool file, whose bytes are made durable
+    /// by the database they are copied into ([`BlobWriter::spool`]).
+    sync: bool,
 }
 
 impl std::fmt::Debug for BlobWriter {
@@ -79,7 +82,16 @@ impl BlobWriter {
             Some(_) => Codec::Sealed(Arc::new(DataKey::generate())),
             None => Codec::Zstd,
         };
-        BlobWriter { id: new_id(), root: root.to_path_buf(), file: None, buf: Vec::new(), size: 0, keys, codec, chunks: 0, clear_hold: None, owner: None }
+        BlobWriter { id: new_id(), root: root.to_path_buf(), file: None, buf: Vec::new(), size: 0, keys, codec, chunks: 0, clear_hold: None, owner: None, sync: true }
+    }
+
+    /// A writer into the spool directory of a store that keeps bodies in its database (the
+    /// PostgreSQL store): the same compressed frames, not fsynced, since the delivery copies
+    /// them into the database and the database's commit is what makes them durable.
+    pub(crate) fn spool(root: &Path) -> Self {
+        let mut writer = Self::new(root, None);
+        writer.sync = false;
+        writer
     }
 
     /// A clear store's writer holds `hold` (see [`Blob::_clear_hold`]).
@@ -91,7 +103,7 @@ impl BlobWriter {
     /// A writer of a per-user copy for `account`, whose data key is sealed to `public`.
     pub(crate) fn for_user(root: &Path, account: crate::AccountId, public: [u8; crate::keys::KEY_LEN]) -> Self {
         let codec = Codec::Sealed(Arc::new(DataKey::generate()));
-        BlobWriter { id: new_id(), root: root.to_path_buf(), file: None, buf: Vec::new(), size: 0, keys: None, codec, chunks: 0, clear_hold: None, owner: Some((account, public)) }
+        BlobWriter { id: new_id(), root: root.to_path_buf(), file: None, buf: Vec::new(), size: 0, keys: None, codec, chunks: 0, clear_hold: None, owner: Some((account, public)), sync: true }
     }
 
     pub fn id(&self) -> &str {
@@ -125,7 +137,7 @@ impl BlobWriter {
         let path = self.tmp_path();
         let file = self.file.take();
         let buf = std::mem::take(&mut self.buf);
-        let (codec, first) = (self.codec.clone(), self.chunks);
+        let (codec, first, sync) = (self.codec.clone(), self.chunks, self.sync);
         let whole = if last { buf.len() } else { buf.len().saturating_sub(1) / CHUNK * CHUNK };
         self.chunks += whole.div_ceil(CHUNK);
         let (file, buf, result) = tokio::task::spawn_blocking(move || {
@@ -141,7 +153,7 @@ impl BlobWriter {
             };
             let mut frames = Vec::new();
             let mut result = codec::encode_into(&codec, first, &buf[..whole], last, &mut frames).and_then(|()| file.write_all(&frames));
-            if last && result.is_ok() {
+            if last && sync && result.is_ok() {
                 result = file.sync_data();
             }
             let rest = buf[whole..].to_vec();

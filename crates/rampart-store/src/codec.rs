@@ -173,6 +173,50 @@ pub fn decode(codec: &Codec, stored: Vec<u8>, size: u64) -> io::Result<Vec<u8>> 
     Ok(out)
 }
 
+/// The frames of a stored body (zstd or sealed), without their length prefixes: what a store
+/// that keeps bodies in its database stores one row each (`postgres::blobs`).
+pub fn frames(stored: &[u8]) -> io::Result<Vec<&[u8]>> {
+    let mut out = Vec::new();
+    let mut rest = stored;
+    while !rest.is_empty() {
+        let (frame, after) = split_frame(rest)?;
+        out.push(frame);
+        rest = after;
+    }
+    Ok(out)
+}
+
+/// Reads the length prefix of the next frame from a stored body's bytes: the frame's length.
+pub fn frame_len_of(prefix: [u8; LEN]) -> usize {
+    frame_len(&prefix)
+}
+
+/// The length prefix of a frame.
+pub const FRAME_PREFIX: usize = LEN;
+
+/// Chunk `index` of a zstd body of `size` bytes from its frame alone.
+pub fn decode_chunk(codec: &Codec, index: usize, size: u64, frame: &[u8]) -> io::Result<Vec<u8>> {
+    if let Codec::Raw = codec {
+        return Ok(frame.to_vec());
+    }
+    let mut opened;
+    let frame = match codec.key() {
+        Some(key) => {
+            opened = frame.to_vec();
+            key.open(index, index + 1 == chunk_count(size), &mut opened)?;
+            &opened[..]
+        }
+        None => frame,
+    };
+    let mut out = Vec::with_capacity(CHUNK);
+    with_decompressor(|d| d.decompress_to_buffer(frame, &mut out))?;
+    let expected = (size as usize).saturating_sub(index * CHUNK).min(CHUNK);
+    if out.len() != expected {
+        return Err(corrupt("chunk size differs from the index"));
+    }
+    Ok(out)
+}
+
 /// The first frame of `data` and what follows it.
 fn split_frame(data: &[u8]) -> io::Result<(&[u8], &[u8])> {
     let len = frame_len(data.get(..LEN).ok_or_else(|| corrupt("cut length"))?);

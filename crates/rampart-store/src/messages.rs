@@ -60,6 +60,8 @@ enum Body {
     File { path: PathBuf, file: tokio::fs::File },
     /// A compressed file, read a chunk at a time.
     Chunks { path: PathBuf, file: tokio::fs::File, chunks: Box<ChunkReader> },
+    /// Chunks in a database (PostgreSQL), each read when it is needed.
+    Db(Box<crate::postgres::blobs::Chunks>),
 }
 
 impl MessageReader {
@@ -78,6 +80,12 @@ impl MessageReader {
             }
         };
         Ok(MessageReader { prefix, body, size })
+    }
+
+    /// A body kept in the database as chunks.
+    pub(crate) fn db(prefix: Vec<u8>, chunks: crate::postgres::blobs::Chunks) -> MessageReader {
+        let size = prefix.len() as u64 + chunks.size();
+        MessageReader { prefix, body: Body::Db(Box::new(chunks)), size }
     }
 
     /// The whole message's size (prefix and body), as RFC822.SIZE counts it.
@@ -109,13 +117,22 @@ impl MessageReader {
             Body::File { path, file } => read_raw(path, file, at, want, out).await,
             Body::Chunks { path, file, chunks } => {
                 let data = chunks.chunk(file, at as usize / CHUNK).await.map_err(|e| StoreError::io(&*path, e))?;
-                let start = (at as usize % CHUNK).min(data.len());
-                let end = (start + want).min(data.len());
-                out.extend_from_slice(&data[start..end]);
-                Ok(end - start)
+                Ok(copy_from_chunk(data, at, want, out))
+            }
+            Body::Db(chunks) => {
+                let data = chunks.chunk(at as usize / CHUNK).await?;
+                Ok(copy_from_chunk(data, at, want, out))
             }
         }
     }
+}
+
+/// Appends up to `want` bytes of chunk `data` from body offset `at` (inside it) to `out`.
+fn copy_from_chunk(data: &[u8], at: u64, want: usize, out: &mut Vec<u8>) -> usize {
+    let start = (at as usize % CHUNK).min(data.len());
+    let end = (start + want).min(data.len());
+    out.extend_from_slice(&data[start..end]);
+    end - start
 }
 
 /// Reads up to `want` bytes at `at` of a file stored as received.

@@ -29,6 +29,15 @@ impl Notifier {
         map.entry(mailbox).or_insert_with(|| watch::channel(0).0).subscribe()
     }
 
+    /// Wakes every watcher: after changes that may have been missed (a store's lost
+    /// connection to other nodes' notifications).
+    pub fn fire_all(&self) {
+        let map = self.watches.lock().unwrap_or_else(|e| e.into_inner());
+        for tx in map.values() {
+            tx.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
     /// Wakes the watchers of each mailbox. Called after the commit is durable.
     pub fn fire(&self, mailboxes: &[MailboxId]) {
         let map = self.watches.lock().unwrap_or_else(|e| e.into_inner());

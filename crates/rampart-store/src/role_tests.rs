@@ -698,9 +698,11 @@ macro_rules! role_tests {
     };
 }
 
+mod mail;
+
 mod sqlite_runs {
     /// The store and its directory, dropped together at the end of the test.
-    struct Open(crate::SqliteStore, #[allow(dead_code)] tempfile::TempDir);
+    pub(super) struct Open(crate::SqliteStore, #[allow(dead_code)] tempfile::TempDir);
 
     impl std::ops::Deref for Open {
         type Target = crate::SqliteStore;
@@ -709,7 +711,7 @@ mod sqlite_runs {
         }
     }
 
-    fn open() -> Open {
+    pub(super) fn open() -> Open {
         let dir = tempfile::tempdir().unwrap();
         Open(crate::SqliteStore::open(dir.path()).unwrap(), dir)
     }
@@ -719,8 +721,9 @@ mod sqlite_runs {
 
 mod postgres_runs {
     /// In an `Arc`, to be dereferenced like `sqlite_runs`' store.
-    async fn open() -> std::sync::Arc<crate::PgStore> {
-        std::sync::Arc::new(crate::PgStore::open(&crate::postgres::testdb::migrated().await, 4, None).await.unwrap())
+    pub(super) async fn open() -> std::sync::Arc<crate::PgStore> {
+        let spool = crate::postgres::testdb::spool();
+        std::sync::Arc::new(crate::PgStore::open(&crate::postgres::testdb::migrated().await, 4, None, &spool).await.unwrap())
     }
 
     role_tests!(open().await);

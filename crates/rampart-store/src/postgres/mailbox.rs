@@ -1,5 +1,5 @@
-//! UIDs and MODSEQs on PostgreSQL: the first piece of the message path (issue 18), used by
-//! delivery, APPEND, COPY/MOVE and flag changes once they exist here.
+//! UIDs and MODSEQs on PostgreSQL, taken by delivery, APPEND and the quarantine's release
+//! (COPY/MOVE and flag changes lock the same rows, `imap`).
 //!
 //! A UID and a MODSEQ are taken by one `UPDATE mailboxes … RETURNING` in the transaction that
 //! stores the message. The UPDATE locks the mailbox's row until COMMIT, so transactions storing
@@ -11,7 +11,7 @@
 //! - a transaction that rolls back gives its UID back: no gaps from failed deliveries.
 //!
 //! The cost is that deliveries into one mailbox serialize on its row for the length of their
-//! transactions; the delivery will write the body's chunks first and take the lock last, so a
+//! transactions; the delivery writes the body's chunks first and takes the lock last, so a
 //! transaction holds it only while it writes index rows and commits. A delivery to
 //! several mailboxes locks them in ascending id order ([`take_uids`]), so two such deliveries
 //! cannot deadlock.
@@ -31,8 +31,6 @@ pub(crate) struct Taken {
 /// Takes the next UID and MODSEQ of each mailbox (duplicates once), in ascending mailbox id
 /// order; the rows stay locked until the transaction ends. `NotFound` for a mailbox that is
 /// gone.
-// Used by the tests until the message path exists on PostgreSQL.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) async fn take_uids(txn: &Transaction<'_>, mailboxes: &[MailboxId]) -> Result<Vec<Taken>> {
     let mut ids = mailboxes.to_vec();
     ids.sort_unstable();
@@ -65,7 +63,7 @@ mod tests {
 
     /// A store with bob's account; his INBOX and Sent mailbox ids.
     async fn store() -> (PgStore, i64, i64) {
-        let store = PgStore::open(&testdb::migrated().await, 24, None).await.unwrap();
+        let store = PgStore::open(&testdb::migrated().await, 24, None, &testdb::spool()).await.unwrap();
         store.add_domain("example.test").await.unwrap();
         let bob = store.add_account("bob@example.test", "h").await.unwrap();
         let conn = store.conn().await.unwrap();

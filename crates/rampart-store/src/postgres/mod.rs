@@ -1,4 +1,4 @@
-//! The PostgreSQL backend (issue 18), in progress: several Rampart nodes sharing one database.
+//! The PostgreSQL backend (issue 18): several Rampart nodes sharing one database.
 //!
 //! - [`PgStore`] holds a pool of connections (deadpool-postgres over tokio-postgres); every
 //!   call takes one, and a call that writes more than one statement does it in one
@@ -7,29 +7,44 @@
 //! - TLS to the database follows the URL's `sslmode` (`prefer` by default, `require`,
 //!   `disable`), with the workspace's rustls; the server is verified against `ca_file` when
 //!   one is given, else against the system's roots.
-//! - Message bodies will live in the database as `bytea` chunks (`blob_chunks`, 256 KiB each),
+//! - Message bodies live in the database as `bytea` chunks (`blob_chunks`, 256 KiB each),
 //!   not large objects: chunks are ordinary rows, so they are dumped, replicated and deleted
 //!   with their blob row (`ON DELETE CASCADE`; large objects need `lo_unlink` or `vacuumlo`
 //!   and escape per-table backups), a body streams in and out a chunk at a time instead of
 //!   being one value built whole in memory (a `bytea` value is read and written whole), and a
-//!   partial FETCH reads only the chunks it needs.
+//!   partial FETCH reads only the chunks it needs. A body streams into a local spool file
+//!   first and the delivery copies it in, in its own transaction ([`blobs`]).
 //! - Writes that must not interleave take a row lock on what they check: an account or alias
 //!   is added while holding its domain's row (`FOR UPDATE`), so a concurrent add of the same
 //!   address as the other kind, or a domain removal, waits; demoting or removing an
 //!   administrator holds an advisory lock so that two nodes cannot each remove "the other"
-//!   last admin. UIDs and MODSEQs (the message path, still to come) will be allocated
-//!   under the mailbox row's lock (`SELECT … FOR UPDATE` of `uidnext`/`highestmodseq`), so
+//!   last admin. UIDs and MODSEQs are allocated under the mailbox row's lock ([`mailbox`]), so
 //!   concurrent APPENDs on several nodes get distinct, ascending UIDs in commit order.
+//! - Several nodes: each writing transaction NOTIFYs the mailboxes it changed and a LISTEN
+//!   connection fires the watches of every node ([`listen`]); the queue is leased per
+//!   recipient (`FOR UPDATE SKIP LOCKED`, expiring leases, [`queue`]).
 //!
-//! Implemented roles so far: [`crate::DirectoryStore`] (`directory`), [`crate::GuardStore`]
-//! (`guard`), [`crate::QuotaStore`] (`quota`, with the counting a submission's delivery will
-//! do), [`crate::ContainmentStore`] (`containment`), [`crate::SenderAuthStore`] (`senderauth`),
-//! [`crate::TlsPolicyStore`] (`tlspolicy`), [`crate::FilterStore`] (`filter`), [`crate::PgpStore`] (`pgp`),
-//! [`crate::MetadataStore`] (`metadata`). [`PgStore`] is not yet a [`crate::Store`]; the server refuses
-//! `backend = "postgres"` until it is.
+//! Implemented roles: [`crate::DirectoryStore`] (`directory`), [`crate::GuardStore`]
+//! (`guard`), [`crate::QuotaStore`] (`quota`), [`crate::ContainmentStore`] (`containment`),
+//! [`crate::SenderAuthStore`] (`senderauth`), [`crate::TlsPolicyStore`] (`tlspolicy`),
+//! [`crate::FilterStore`] (`filter`), [`crate::PgpStore`] (`pgp`), [`crate::MetadataStore`]
+//! (`metadata`), [`crate::DeliveryStore`] (`delivery`), [`crate::MessageStore`] (`messages`),
+//! [`crate::MailStore`] (`imap`, with the word index in `summaries`), [`crate::QueueStore`]
+//! (`queue`), [`crate::QuarantineStore`] (`quarantine`) and [`crate::UserKeyStore`] (its
+//! defaults: per-user encryption is not supported here).
+//! Users with an OpenPGP key get encrypted copies at delivery and release (`pgp_delivery`).
 
+pub(crate) mod blobs;
 mod containment;
+mod delivery;
 mod directory;
+mod imap;
+mod listen;
+mod messages;
+mod pgp_delivery;
+mod quarantine;
+mod queue;
+mod summaries;
 mod filter;
 mod guard;
 pub(crate) mod mailbox;
@@ -42,20 +57,40 @@ pub(crate) mod schema;
 #[cfg(test)]
 pub(crate) mod testdb;
 #[cfg(test)]
+mod node_tests;
+#[cfg(test)]
 mod tests;
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::error::SqlState;
 
+use crate::notify::Notifier;
+use crate::summary::{Summarizer, Summary};
 use crate::{DbError, Result, StoreError};
 
-/// The PostgreSQL store; cheap to clone (the pool is shared).
+/// The PostgreSQL store; cheap to clone (the pool and the rest are shared).
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    shared: Arc<Shared>,
+}
+
+/// What the clones of one store share besides the pool.
+struct Shared {
+    /// Where message bodies are spooled while they stream in ([`blobs`]).
+    spool: PathBuf,
+    /// The watches of mailboxes, fired by this node's commits and by other nodes' through
+    /// the LISTEN connection ([`listen`]).
+    notifier: Arc<Notifier>,
+    /// Makes the summary of each message stored (`set_summarizer`).
+    summarizer: OnceLock<Arc<dyn Summarizer>>,
+    /// This store's name as the holder of queue leases ([`queue`]): unique per open store.
+    node: String,
+    /// Ends the LISTEN task when the last clone goes.
+    _listener: listen::Guard,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -68,17 +103,39 @@ impl PgStore {
     /// Connects to `url` (a `postgres://` URL or a `key=value` string) with at most
     /// `pool_size` connections and brings the schema up to date. `ca_file`: PEM certificates
     /// that the database's TLS certificate must chain to.
-    pub async fn open(url: &str, pool_size: usize, ca_file: Option<&Path>) -> Result<PgStore> {
+    /// `spool`: a local directory where message bodies wait while they stream in, before
+    /// the delivery copies them into the database (its `tmp` is made if missing).
+    pub async fn open(url: &str, pool_size: usize, ca_file: Option<&Path>, spool: &Path) -> Result<PgStore> {
         let config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Db(DbError::new(e, false)))?;
         let tls = tls_connector(ca_file)?;
-        let manager = Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager = Manager::from_config(config.clone(), tls.clone(), ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(1))
             .build()
             .map_err(|e| StoreError::Db(DbError::new(e, false)))?;
-        let store = PgStore { pool };
+        blobs::prepare_spool(spool)?;
+        let notifier = Arc::new(Notifier::default());
+        let listener = listen::start(config, tls, notifier.clone());
+        let node = format!("{:016x}", rand::random::<u64>());
+        let shared = Shared { spool: spool.to_path_buf(), notifier, summarizer: OnceLock::new(), node, _listener: listener };
+        let store = PgStore { pool, shared: Arc::new(shared) };
         schema::migrate(&mut store.conn().await?).await?;
         Ok(store)
+    }
+
+    /// Gives the store the summarizer of the messages it stores from now on (the server sets
+    /// IMAP's); without one, messages are stored without a summary and IMAP makes it later.
+    pub fn set_summarizer(&self, summarizer: Arc<dyn Summarizer>) {
+        let _ = self.shared.summarizer.set(summarizer);
+    }
+
+    /// The summary of a message about to be stored (prefix and body), made on the blocking
+    /// pool; None without a summarizer or when the body cannot be read back.
+    pub(crate) async fn summarize(&self, prefix: &[u8], blob: &crate::Blob) -> Option<Summary> {
+        let summarizer = self.shared.summarizer.get()?.clone();
+        let body = blob.contents().await.ok()?;
+        let message = crate::sqlite::joined(prefix, &body);
+        tokio::task::spawn_blocking(move || summarizer.summarize(&message)).await.ok()
     }
 
     /// A connection from the pool.
@@ -134,8 +191,11 @@ impl From<tokio_postgres::Error> for StoreError {
     }
 }
 
+impl crate::UserKeyStore for PgStore {}
+
 /// Drops `count` references to each blob; a blob nobody holds any more (no message, queue
-/// entry or quarantine) goes, with its chunks (`ON DELETE CASCADE`) and its summary.
+/// entry or quarantine) goes, with its chunks (`ON DELETE CASCADE`) and its summary (and with
+/// it the summary's words, `ON DELETE CASCADE`).
 pub(crate) async fn release_blobs(txn: &deadpool_postgres::Transaction<'_>, blobs: &[(String, i64)]) -> Result<()> {
     for (id, count) in blobs {
         let left: i64 =
@@ -155,6 +215,11 @@ pub(crate) fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
 /// Counts a submission at `at` as delivery will, for the role tests (see `sqlite`'s twin).
 #[cfg(test)]
 impl PgStore {
+    /// The spool directory, for tests that look into it.
+    pub(crate) fn spool(&self) -> &Path {
+        &self.shared.spool
+    }
+
     pub(crate) async fn record_submitted(&self, s: crate::quota::Submitted, at: i64) -> Result<()> {
         let mut conn = self.conn().await?;
         let txn = conn.transaction().await?;

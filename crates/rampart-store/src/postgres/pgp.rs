@@ -1,6 +1,6 @@
 //! [`PgpStore`] for PostgreSQL: users' OpenPGP keys (`pgp_keys`); the same behaviour as
-//! `sqlite::pgp` (held to it by `crate::role_tests`). Delivery will read them with [`keys_for`]
-//! in its own transaction, as `sqlite::pgp_delivery` does.
+//! `sqlite::pgp` (held to it by `crate::role_tests`). Delivery reads them with [`keys_for`]
+//! (`pgp_delivery`), as `sqlite::pgp_delivery` does.
 
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
@@ -28,8 +28,6 @@ fn from_row(r: &Row) -> PgpKey {
 }
 
 /// The keys of those of `accounts` that have one, in account order.
-// Used by the tests until delivery exists on PostgreSQL.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) async fn keys_for(client: &impl GenericClient, accounts: &[AccountId]) -> Result<Vec<PgpKey>> {
     let rows = client.query(&format!("{SELECT} WHERE k.account_id = ANY($1) ORDER BY k.account_id"), &[&accounts]).await?;
     Ok(rows.iter().map(from_row).collect())

@@ -20,8 +20,6 @@ use crate::{QuotaStore, Result};
 
 /// Counts a submitted message for its user and the user's domain, and remembers its external
 /// recipients by Message-ID (`sent_rcpts`, for containment's bounce matching).
-// Called by the role tests until `DeliveryStore::deliver_submitted` exists on PostgreSQL.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) async fn record(txn: &Transaction<'_>, s: &Submitted, now: i64) -> Result<()> {
     let account = s.account.to_lowercase();
     let domain = domain_of(&account).to_string();

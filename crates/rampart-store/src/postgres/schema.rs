@@ -13,8 +13,8 @@
 //!   the database's backup is the mail's backup;
 //! - SQLite's `AFTER DELETE ON accounts` triggers are one PL/pgSQL trigger.
 //!
-//! Not yet here: the full-text index of summaries (SQLite's FTS5 `words`), which needs its own
-//! design on PostgreSQL (a tsvector column or a words table); a later migration adds it.
+//! Later migrations: queue leases (2) and the full-text index of summaries as a `tsvector`
+//! per account and message summary (3; SQLite's is the FTS5 table `words`).
 
 use deadpool_postgres::Object;
 
@@ -492,6 +492,23 @@ const MIGRATIONS: &[&str] = &[
         RETURN OLD;
     END $$;
     CREATE TRIGGER metadata_mailbox_gone AFTER DELETE ON mailboxes FOR EACH ROW EXECUTE FUNCTION metadata_mailbox_gone();
+    "#,
+    // 2: queue leases (`queue`): the node delivering a recipient holds it until
+    // `lease_until` (unix seconds), so no other node takes it meanwhile.
+    r#"
+    ALTER TABLE queue_rcpts ADD COLUMN lease_owner text, ADD COLUMN lease_until bigint;
+    "#,
+    // 3: the full-text index of summaries (`summaries`): one row per account and summary.
+    r#"
+    CREATE TABLE words (
+        account_id bigint NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        summary_id bigint NOT NULL REFERENCES summaries(id) ON DELETE CASCADE,
+        -- NULL: too many words for one tsvector (1 MB); such a message is always a candidate.
+        terms      tsvector,
+        PRIMARY KEY (account_id, summary_id)
+    );
+    CREATE INDEX words_summary ON words(summary_id);
+    CREATE INDEX words_terms ON words USING gin (terms);
     "#,
 ];
 

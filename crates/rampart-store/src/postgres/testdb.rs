@@ -26,6 +26,7 @@ use std::time::Instant;
 
 struct Cluster {
     port: u16,
+    dir: PathBuf,
 }
 
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
@@ -42,7 +43,7 @@ pub(crate) async fn migrated() -> String {
     let template = TEMPLATE
         .get_or_init(|| async {
             let url = database().await;
-            drop(crate::PgStore::open(&url, 1, None).await.expect("migrate the template database"));
+            drop(crate::PgStore::open(&url, 1, None, &spool()).await.expect("migrate the template database"));
             let name = url.rsplit('/').next().expect("a database name").to_string();
             // CREATE DATABASE … TEMPLATE needs the template without sessions: none may connect
             // any more, and the pool's, whose closing may lag, are ended.
@@ -59,6 +60,17 @@ pub(crate) async fn migrated() -> String {
 }
 
 static TEMPLATE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+
+/// A new spool directory for one store, in the cluster's directory (removed with it by the
+/// watchdog).
+pub(crate) fn spool() -> PathBuf {
+    let base = match CLUSTER.get_or_init(start) {
+        Ok(c) => c.dir.join("spools"),
+        Err(e) => panic!("test PostgreSQL: {e}"),
+    };
+    std::fs::create_dir_all(&base).expect("spool base");
+    tempfile::Builder::new().prefix("spool-").tempdir_in(&base).expect("spool directory").keep()
+}
 
 fn port() -> u16 {
     match CLUSTER.get_or_init(start) {
@@ -176,7 +188,7 @@ fn start() -> Result<Cluster, String> {
         if status.success() {
             watchdog(&dir, &data)?;
             tracing::debug!(port, ms = began.elapsed().as_millis() as u64, "test PostgreSQL started");
-            return Ok(Cluster { port });
+            return Ok(Cluster { port, dir });
         }
     }
     let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();

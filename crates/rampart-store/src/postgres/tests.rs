@@ -1,7 +1,7 @@
 //! What only the PostgreSQL store must show: the same answers when several connections (as
-//! several nodes would) act at once, migrations applied once, and the held queue (whose rows
-//! are written here by SQL until the PostgreSQL message path exists). The behaviour shared with
-//! SQLite is in `crate::role_tests`.
+//! several nodes would) act at once, migrations applied once, and the held queue (its rows
+//! written by SQL, to set up exactly the states it needs). The message path with two nodes is
+//! in `node_tests`; the behaviour shared with SQLite is in `crate::role_tests`.
 
 use super::{PgStore, schema, testdb};
 use crate::containment::{Suspension, SuspensionScope};
@@ -11,7 +11,7 @@ use crate::sqlite::now;
 use crate::StoreError;
 
 async fn open(url: &str) -> PgStore {
-    PgStore::open(url, 8, None).await.unwrap()
+    PgStore::open(url, 8, None, &testdb::spool()).await.unwrap()
 }
 
 #[tokio::test]
@@ -38,7 +38,7 @@ async fn nodes_starting_at_once_migrate_once() {
     assert_eq!(versions, (1..=schema::VERSION).collect::<Vec<_>>());
     // A database migrated by a newer binary is refused, not written to.
     store.conn().await.unwrap().execute("INSERT INTO schema_migrations VALUES ($1, 0)", &[&(schema::VERSION + 1)]).await.unwrap();
-    assert!(matches!(PgStore::open(&url, 1, None).await, Err(StoreError::SchemaTooNew { .. })));
+    assert!(matches!(PgStore::open(&url, 1, None, &testdb::spool()).await, Err(StoreError::SchemaTooNew { .. })));
 }
 
 #[tokio::test]

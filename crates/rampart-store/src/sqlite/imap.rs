@@ -707,5 +707,3 @@ impl MailStore for SqliteStore {
     }
 }
 
-#[cfg(test)]
-mod tests;

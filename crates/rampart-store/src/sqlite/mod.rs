@@ -474,6 +474,10 @@ mod sealed_tests;
 /// SQLite and PostgreSQL to the same quota and containment behaviour (`crate::role_tests`).
 #[cfg(test)]
 impl SqliteStore {
+    pub(crate) fn blob_root(&self) -> &Path {
+        &self.inner.blob_root
+    }
+
     pub(crate) async fn record_submitted(&self, s: crate::quota::Submitted, at: i64) -> Result<()> {
         self.write(move |conn, _| quota::record(conn, &s, at)).await
     }

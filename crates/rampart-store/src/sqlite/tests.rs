@@ -15,117 +15,6 @@ async fn blob(store: &SqliteStore, body: &[u8]) -> crate::Blob {
     w.finish().await.unwrap()
 }
 
-
-
-#[tokio::test]
-async fn deliver_assigns_increasing_uids_and_reads_back() {
-    let (dir, store) = store().await;
-    let bob = store.add_account("bob@example.test", "h").await.unwrap();
-    let alice = store.add_account("alice@example.test", "h").await.unwrap();
-    let mut uids = Vec::new();
-    for i in 0..3 {
-        let blob = blob(&store, format!("Subject: {i}\r\n\r\nhello\r\n").as_bytes()).await;
-        let delivered = store
-            .deliver(Delivery {
-                blob,
-                prefix: b"Received: test\r\n".to_vec(),
-                internal_date: 1,
-                targets: vec![
-                    Target { account: bob, folder: Folder::Inbox },
-                    Target { account: alice, folder: Folder::Junk },
-                    Target { account: bob, folder: Folder::Inbox },
-                ],
-                reference: format!("REF{i}"),
-                trail: "[]".into(),
-                outbound: None,
-            })
-            .await
-            .unwrap();
-        assert_eq!(delivered.len(), 2);
-        uids.push(delivered[0].uid);
-        let text = store.read_message(delivered[1].mailbox, delivered[1].uid).await.unwrap();
-        assert_eq!(text, format!("Received: test\r\nSubject: {i}\r\n\r\nhello\r\n").into_bytes());
-    }
-    assert_eq!(uids, vec![1, 2, 3]);
-    let found = store.messages_by_reference("REF1").await.unwrap();
-    assert_eq!(found.len(), 2);
-    assert!(found.iter().any(|m| m.mailbox == "alice@example.test/Junk"));
-    assert!(std::fs::read_dir(dir.path().join("blobs/tmp")).unwrap().next().is_none());
-
-    // Removing both accounts drops the last references, so the files go too.
-    store.remove_account("bob@example.test").await.unwrap();
-    store.remove_account("alice@example.test").await.unwrap();
-    let files = std::fs::read_dir(dir.path().join("blobs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| !p.ends_with("tmp"))
-        .flat_map(|d| std::fs::read_dir(d).unwrap())
-        .count();
-    assert_eq!(files, 0);
-}
-
-#[tokio::test]
-async fn a_failed_delivery_leaves_no_file_and_does_not_hurt_the_batch() {
-    let (dir, store) = store().await;
-    let bob = store.add_account("bob@example.test", "h").await.unwrap();
-    let good = blob(&store, b"a\r\n").await;
-    let bad = blob(&store, b"b\r\n").await;
-    let ok = store.deliver(Delivery {
-        blob: good,
-        prefix: vec![],
-        internal_date: 0,
-        targets: vec![Target { account: bob, folder: Folder::Inbox }],
-        reference: "A".into(),
-        trail: "[]".into(),
-        outbound: None,
-    });
-    let fail = store.deliver(Delivery {
-        blob: bad,
-        prefix: vec![],
-        internal_date: 0,
-        targets: vec![Target { account: 999, folder: Folder::Inbox }],
-        reference: "B".into(),
-        trail: "[]".into(),
-        outbound: None,
-    });
-    let (ok, fail) = tokio::join!(ok, fail);
-    assert!(ok.is_ok());
-    assert!(fail.is_err());
-    assert!(std::fs::read_dir(dir.path().join("blobs/tmp")).unwrap().next().is_none());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_deliveries_all_land() {
-    let (_dir, store) = store().await;
-    let bob = store.add_account("bob@example.test", "h").await.unwrap();
-    let mut tasks = Vec::new();
-    for i in 0..50 {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            let blob = blob(&store, format!("m{i}\r\n").as_bytes()).await;
-            store
-                .deliver(Delivery {
-                    blob,
-                    prefix: vec![],
-                    internal_date: 0,
-                    targets: vec![Target { account: bob, folder: Folder::Inbox }],
-                    reference: format!("R{i}"),
-                    trail: "[]".into(),
-                outbound: None,
-                })
-                .await
-                .unwrap()[0]
-                .uid
-        }));
-    }
-    let mut uids = Vec::new();
-    for t in tasks {
-        uids.push(t.await.unwrap());
-    }
-    uids.sort();
-    assert_eq!(uids, (1..=50).collect::<Vec<u32>>());
-}
-
 #[tokio::test]
 async fn reopening_keeps_data_and_clears_unfinished_blobs() {
     let dir = tempfile::tempdir().unwrap();
@@ -146,66 +35,6 @@ async fn reopening_keeps_data_and_clears_unfinished_blobs() {
     assert!(std::fs::read_dir(dir.path().join("blobs/tmp")).unwrap().next().is_none());
     assert!(matches!(SqliteStore::open_for_server(dir.path()), Err(StoreError::LockHeld(_))), "one server per store");
 }
-
-#[tokio::test]
-async fn queue_lifecycle_releases_the_blob() {
-    let (dir, store) = store().await;
-    let bob = store.add_account("bob@example.test", "h").await.unwrap();
-    let b = blob(&store, b"Subject: out\r\n\r\nhi\r\n").await;
-    store
-        .deliver(Delivery {
-            blob: b,
-            prefix: b"Received: x\r\n".to_vec(),
-            internal_date: 0,
-            targets: vec![Target { account: bob, folder: Folder::Inbox }],
-            reference: "Q1".into(),
-            trail: "[]".into(),
-            outbound: Some(crate::Outbound {
-                sender: "bob@example.test".into(),
-                rcpts: vec!["a@remote.test".into(), "b@other.test".into()],
-                smtputf8: false,
-                is_dsn: false,
-                prefix: b"Received: x\r\n".to_vec(),
-            }),
-        })
-        .await
-        .unwrap();
-    let due = store.queue_due(now() + 1, 100).await.unwrap();
-    assert_eq!(due.len(), 1);
-    assert_eq!(due[0].rcpts.len(), 2);
-    assert_eq!(due[0].rcpts[1].domain, "other.test");
-    assert_eq!(store.queue_message("Q1").await.unwrap(), b"Received: x\r\nSubject: out\r\n\r\nhi\r\n");
-    let (a, b) = (due[0].rcpts[0].id, due[0].rcpts[1].id);
-    store
-        .queue_update(vec![
-            crate::RcptUpdate { id: a, state: crate::RcptState::Delivered, next_attempt: 0, error: String::new() },
-            crate::RcptUpdate { id: b, state: crate::RcptState::Pending, next_attempt: now() + 600, error: "451 later".into() },
-        ])
-        .await
-        .unwrap();
-    assert!(store.queue_due(now() + 1, 100).await.unwrap().is_empty());
-    let entry = store.queue_entry("Q1").await.unwrap().unwrap();
-    assert_eq!(entry.rcpts[1].attempts, 1);
-    assert_eq!(entry.rcpts[1].last_error, "451 later");
-    store.queue_retry("Q1").await.unwrap();
-    assert_eq!(store.queue_due(now() + 1, 100).await.unwrap().len(), 1);
-    store
-        .queue_update(vec![crate::RcptUpdate { id: b, state: crate::RcptState::Failed, next_attempt: 0, error: "550 no".into() }])
-        .await
-        .unwrap();
-    assert!(store.queue_list().await.unwrap().is_empty());
-    // The local copy still holds the blob; removing the account frees it.
-    store.remove_account("bob@example.test").await.unwrap();
-    let files = std::fs::read_dir(dir.path().join("blobs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| !p.ends_with("tmp"))
-        .flat_map(|d| std::fs::read_dir(d).unwrap())
-        .count();
-    assert_eq!(files, 0);
-}
-
-
 
 #[tokio::test]
 async fn dmarc_evaluations_reports_and_state() {
@@ -280,7 +109,6 @@ async fn small_bodies_are_inline_large_ones_are_files() {
     store.remove_account("bob@example.test").await.unwrap();
     assert_eq!(count_files(), 0);
 }
-
 
 /// Blob files in the buckets (committed or placed), not in `tmp`.
 pub(super) fn placed_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -377,52 +205,6 @@ async fn the_server_sweeps_orphaned_blob_files_at_start() {
     let inbox = store.mailboxes(bob).await.unwrap()[0].id;
     assert_eq!(store.read_message(inbox, 1).await.unwrap(), large);
 }
-
-
-
-#[tokio::test]
-async fn quarantine_holds_releases_and_expires() {
-    use crate::quarantine::{Hold, QuarantineStore};
-    let (_dir, store) = store().await;
-    let bob = store.add_account("bob@example.test", "h").await.unwrap();
-    let alice = store.add_account("alice@example.test", "h").await.unwrap();
-    let hold = |blob, id: &str, accounts| Hold {
-        blob,
-        prefix: b"Received: x\r\n".to_vec(),
-        internal_date: 1_700_000_000,
-        accounts,
-        reference: id.into(),
-        sender: "spam@remote.test".into(),
-        subject: "cheap".into(),
-        reason: "spam_score_quarantine".into(),
-        score: Some(11.5),
-        trail: "[]".into(),
-    };
-    let body = vec![b'x'; 300 * 1024];
-    store.hold(hold(blob(&store, &body).await, "Q1", vec![bob, alice])).await.unwrap();
-    store.hold(hold(blob(&store, b"small\r\n").await, "Q2", vec![bob])).await.unwrap();
-    let all = store.held(None).await.unwrap();
-    assert_eq!(all.len(), 2);
-    assert_eq!(store.held(Some(alice)).await.unwrap().iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), ["Q1"]);
-    let q1 = store.held_one("Q1").await.unwrap().unwrap();
-    assert_eq!((q1.recipients.len(), q1.score, q1.subject.as_str()), (2, Some(11.5), "cheap"));
-    assert!(store.held_message("Q1").await.unwrap().starts_with(b"Received: x\r\nxxx"));
-    // Alice releases her copy; Bob's is still held, sharing the blob.
-    let delivered = store.release("Q1", Some(alice)).await.unwrap();
-    assert_eq!(delivered.len(), 1);
-    let inbox = store.mailboxes(alice).await.unwrap()[0].id;
-    assert_eq!(store.read_message(inbox, delivered[0].uid).await.unwrap().len(), body.len() + 13);
-    assert_eq!(store.held_one("Q1").await.unwrap().unwrap().recipients, ["bob@example.test"]);
-    assert!(matches!(store.release("Q1", Some(alice)).await, Err(StoreError::NotFound(_))));
-    // Bob deletes his; the row goes, the blob stays for Alice's message.
-    assert!(store.delete_held("Q1", Some(bob)).await.unwrap());
-    assert!(store.held_one("Q1").await.unwrap().is_none());
-    assert_eq!(store.read_message(inbox, delivered[0].uid).await.unwrap().len(), body.len() + 13);
-    assert_eq!(store.expire_held(super::now() + 10).await.unwrap(), 1);
-    assert!(store.held(None).await.unwrap().is_empty());
-    assert!(!store.delete_held("Q2", None).await.unwrap());
-}
-
 
 #[tokio::test]
 async fn web_roles_totp_sessions_tokens() {
