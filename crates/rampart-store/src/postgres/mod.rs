@@ -25,9 +25,11 @@
 //! (`guard`), [`crate::QuotaStore`] (`quota`, with the counting a submission's delivery will
 //! do), [`crate::ContainmentStore`] (`containment`), [`crate::SenderAuthStore`] (`senderauth`),
 //! [`crate::TlsPolicyStore`] (`tlspolicy`), [`crate::FilterStore`] (`filter`), [`crate::PgpStore`] (`pgp`),
-//! [`crate::MetadataStore`] (`metadata`). [`PgStore`] is not yet a [`crate::Store`]; the server refuses
+//! [`crate::MetadataStore`] (`metadata`), [`crate::WebStore`] (`web`),
+//! [`crate::CertificateStore`] (`certs`: one node orders each ACME certificate). [`PgStore`] is not yet a [`crate::Store`]; the server refuses
 //! `backend = "postgres"` until it is.
 
+mod certs;
 mod containment;
 mod directory;
 mod filter;
@@ -38,6 +40,7 @@ pub(crate) mod pgp;
 pub(crate) mod quota;
 mod senderauth;
 mod tlspolicy;
+mod web;
 pub(crate) mod schema;
 #[cfg(test)]
 pub(crate) mod testdb;
