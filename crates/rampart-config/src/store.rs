@@ -52,6 +52,12 @@ impl Store {
                 "the PostgreSQL backend is not complete in this build (issue 18); use \"sqlite\"".to_string(),
             );
         }
+        if self.encryption.mode != crate::EncryptionMode::Off {
+            p.add(
+                "store.encryption.mode",
+                "encryption at rest is not available with backend = \"postgres\" (yet): set it to \"off\"".to_string(),
+            );
+        }
         if self.url.is_empty() {
             p.add("store.url", "backend = \"postgres\" needs the database's URL".to_string());
         }

@@ -179,7 +179,10 @@ pub fn keys_command(path: &Path, command: KeysCommand) -> anyhow::Result<()> {
             println!("wrote the master key to {} (mode 0600); keep a copy apart from the data", key_file.display());
             Ok(())
         }
-        KeysCommand::Rotate => rotate(&config),
+        KeysCommand::Rotate => {
+            crate::backend::require_sqlite(&config, "`rampart keys rotate` (encryption at rest)")?;
+            rotate(&config)
+        }
     }
 }
 
@@ -363,6 +366,7 @@ pub fn store_command(path: &Path, command: StoreCommand) -> anyhow::Result<()> {
     let config = crate::serve::load_config(path, &[])?;
     match command {
         StoreCommand::Encrypt => {
+            crate::backend::require_sqlite(&config, "`rampart store encrypt` (encryption at rest)")?;
             let Some(keys) = load(&config)? else {
                 bail!("set [store.encryption] mode = \"server\" (and create a key with `rampart keys generate`) first");
             };

@@ -29,6 +29,7 @@
 mod admin;
 mod audit;
 mod backup;
+mod backend;
 mod bans;
 mod certs;
 mod cli;
@@ -302,7 +303,6 @@ fn main() -> std::process::ExitCode {
 }
 
 fn dns_records(config: &std::path::Path, domain: &str) -> anyhow::Result<()> {
-    use rampart_store::prelude::*;
     let (c, store, rt) = cli::open(config)?;
     let keys = rt.block_on(store.dkim_keys(Some(&domain.trim_end_matches('.').to_ascii_lowercase())))?;
     print!("{}", records::zone(domain, &records::Inputs::from_config(&c, &keys)));
@@ -311,13 +311,13 @@ fn dns_records(config: &std::path::Path, domain: &str) -> anyhow::Result<()> {
 
 fn quota(config: &std::path::Path, cmd: sending::QuotaCommand) -> anyhow::Result<()> {
     let (c, store, rt) = cli::open(config)?;
-    rt.block_on(sending::quota(&store, &c, cmd))
+    rt.block_on(sending::quota(&*store, &c, cmd))
 }
 
 fn dns_check(config: &std::path::Path, domain: &str) -> anyhow::Result<()> {
     let (c, store, rt) = cli::open(config)?;
     let resolver = rampart_smtp::dns::resolver(&c.dns.nameservers).map_err(|e| anyhow::anyhow!("dns.nameservers: {e}"))?;
-    let checks = rt.block_on(dnscheck::check(&store, &c, &resolver, domain))?;
+    let checks = rt.block_on(dnscheck::check(&*store, &c, &resolver, domain))?;
     let mut bad = 0;
     for r in &checks {
         println!("{}\t{}\t{}\t{}", r.status, r.rtype, r.name, r.expected);
