@@ -35,6 +35,7 @@ mod directory;
 mod filter;
 mod guard;
 pub(crate) mod mailbox;
+pub mod migrate;
 mod metadata;
 pub(crate) mod pgp;
 pub(crate) mod quota;
