@@ -44,6 +44,7 @@ mod keys;
 mod logging;
 mod manpages;
 mod metrics;
+mod migrate;
 mod pgp;
 mod userenc;
 mod quarantine;
@@ -204,7 +205,8 @@ enum Command {
         #[command(subcommand)]
         command: keys::KeysCommand,
     },
-    /// The store as a whole: converting a clear store to an encrypted one.
+    /// The store as a whole: converting a clear store to an encrypted one, copying it to
+    /// PostgreSQL.
     Store {
         #[command(subcommand)]
         command: keys::StoreCommand,
