@@ -12,8 +12,9 @@ section! {
     #[serde(deny_unknown_fields)]
     pub struct Store {
         /// "sqlite": the embedded store, no external database needed. "postgres": a PostgreSQL
-        /// database shared by several nodes (`url`, `pool_size`, `ca_file`); not complete in
-        /// this build, so it is refused (issue 18).
+        /// database shared by several nodes (`url`, `pool_size`, `ca_file`; each node named by
+        /// `[cluster] node_id`); copy an embedded store into it with `rampart store migrate --to
+        /// postgres --url URL`. Not complete in this build, so it is refused (issue 18).
         pub backend: StoreBackend = StoreBackend::Sqlite,
         /// Encryption at rest of the stored mail (issue 16: server-key mode).
         pub encryption: Encryption = Encryption::default(),
