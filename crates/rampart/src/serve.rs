@@ -322,8 +322,8 @@ fn spawn_certificates(
 /// The store `[store]` names ([`crate::backend::open`]), given to the service user when the
 /// server will drop root, with IMAP's summarizer: every message stored from now on gets its
 /// summary (sort keys, searched headers, ENVELOPE/BODYSTRUCTURE, words for the full-text
-/// index). The embedded store's own upkeep (master keys, backfill) follows in
-/// [`sqlite_upkeep`].
+/// index). The embedded store's own work (master keys, backfill) is done here too, and
+/// skipped on PostgreSQL.
 async fn open_store(config: &Config, target: Option<&crate::privileges::Target>) -> anyhow::Result<crate::backend::Opened> {
     let opened = crate::backend::open(config, crate::backend::Purpose::Server).await?;
     if let Some(t) = target {
@@ -336,17 +336,21 @@ async fn open_store(config: &Config, target: Option<&crate::privileges::Target>)
             crate::privileges::hand_over_key(t, &config.store.encryption.key_file)?;
         }
     }
+    if let Some(sqlite) = opened.sqlite_if_any() {
+        resume_key_work(config, sqlite)?;
+    }
     opened.set_summarizer(Arc::new(rampart_imap::MessageSummarizer));
     if let Some(sqlite) = opened.sqlite_if_any() {
-        sqlite_upkeep(config, sqlite)?;
+        // Messages stored before summaries existed (or summarized by an older version) get
+        // theirs in the background, so SORT and SEARCH need not read them.
+        tokio::spawn(SqliteStore::clone(sqlite).backfill());
     }
     Ok(opened)
 }
 
-/// What only the embedded store has: encryption at rest carried on, summaries backfilled.
-fn sqlite_upkeep(config: &Config, sqlite: &Arc<SqliteStore>) -> anyhow::Result<()> {
-    // A rotation left unfinished (the key text still lists the old key), or a conversion
-    // begun beside the last run: go on with it.
+/// Encryption at rest of the embedded store: a rotation left unfinished (the key text still
+/// lists the old key), or a conversion begun beside the last run, goes on.
+fn resume_key_work(config: &Config, sqlite: &Arc<SqliteStore>) -> anyhow::Result<()> {
     if let Some(keys) = crate::keys::load(config)? {
         if sqlite.conversion_requested() {
             crate::keys::encrypt(sqlite, keys);
@@ -354,9 +358,6 @@ fn sqlite_upkeep(config: &Config, sqlite: &Arc<SqliteStore>) -> anyhow::Result<(
             crate::keys::adopt(sqlite, keys);
         }
     }
-    // Messages stored before summaries existed (or summarized by an older version) get
-    // theirs in the background, so SORT and SEARCH need not read them.
-    tokio::spawn(SqliteStore::clone(sqlite).backfill());
     Ok(())
 }
 
