@@ -27,8 +27,23 @@ PASSWORD = "correct horse battery staple"
 RUNNING = []
 
 
+# RAMPART_TEST_STORE=postgres runs every test server on the PostgreSQL store (a throwaway
+# cluster per test process, a fresh database per server) instead of the embedded one.
+TEST_STORE = os.environ.get("RAMPART_TEST_STORE", "sqlite")
+_POSTGRES = []
+
+
+def test_store_url():
+    """A fresh database on this process's PostgreSQL test cluster, started on first use."""
+    if not _POSTGRES:
+        from postgres import Postgres
+        _POSTGRES.append(Postgres().start())
+    return _POSTGRES[0].database()
+
+
 class Rampart:
-    def __init__(self, base: pathlib.Path, hostname="mx.example.test", domain="example.test", name="rampart"):
+    def __init__(self, base: pathlib.Path, hostname="mx.example.test", domain="example.test", name="rampart",
+                 store_url=None, node_id=None):
         self.dir = base / name
         self.hostname = hostname
         self.domain = domain
@@ -36,8 +51,13 @@ class Rampart:
         self.log_path = self.dir / "server.log"
         self.proc = None
         self.ports = {}
+        if store_url is None and TEST_STORE == "postgres":
+            store_url = test_store_url()
+        self.store_url = store_url
+        self.node_id = node_id
+        store = ["--store-url", store_url] if store_url else []
         self.init_output = self.run_cli(
-            "init", "--dir", str(self.dir), "--hostname", hostname, "--domain", domain, config=False
+            "init", "--dir", str(self.dir), "--hostname", hostname, "--domain", domain, *store, config=False
         ).stdout
         self.ca = str(self.dir / "tls" / "cert.pem")
 
@@ -93,6 +113,8 @@ class Rampart:
             args += ["--set", "auth_checks.enabled=false"]
             # So is the dashboard's background audit (it still runs when an admin asks).
             args += ["--set", 'web.audit_interval="0s"']
+        if self.node_id:
+            args += ["--set", f'cluster.node_id="{self.node_id}"']
         for s in (*DEFAULT_SETS, *sets):
             args += ["--set", s]
         self.log_file = open(self.log_path, "ab")

@@ -20,6 +20,7 @@ mod acme;
 mod auth;
 mod auth_checks;
 mod cidr;
+mod cluster;
 mod containment;
 mod dkim;
 mod dmarc;
@@ -52,6 +53,7 @@ pub use acme::Acme;
 pub use auth::Auth;
 pub use auth_checks::{AuthChecks, SpfFail, TempErrorAction};
 pub use cidr::Cidr;
+pub use cluster::Cluster;
 pub use containment::Containment;
 pub use dkim::Dkim;
 pub use dmarc::Dmarc;
@@ -133,6 +135,8 @@ section! {
         pub queue: Queue = Queue::default(),
         /// Where mail and metadata are stored.
         pub store: Store = Store::default(),
+        /// Several nodes sharing one store (`[store] backend = "postgres"`): this node's name.
+        pub cluster: Cluster = Cluster::default(),
         /// The DNS resolvers the server asks (MX lookups, SPF, DKIM, DMARC, iprev).
         pub dns: Dns = Dns::default(),
         /// Sender authentication of mail arriving on the MX listener: SPF (RFC 7208) for the HELO
@@ -206,6 +210,7 @@ impl Config {
         self.quota.validate(&mut problems);
         self.store.encryption.validate(&mut problems);
         self.store.validate(&mut problems);
+        self.cluster.validate(&mut problems);
         self.containment.validate(&mut problems);
         self.queue.validate(&mut problems);
         self.auth_checks.validate(&mut problems);

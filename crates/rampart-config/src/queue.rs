@@ -24,6 +24,12 @@ section! {
         /// Give up and bounce a message after this long in the queue (RFC 5321 §4.5.4.1: 4-5 days).
         #[serde(with = "duration")]
         pub expiry: Duration = Duration::from_secs(5 * 24 * 3600),
+        /// backend = "postgres": how long a node keeps a recipient it took from the shared
+        /// queue before another node may take it (a node that dies mid-delivery leaves it that
+        /// long). Longer than one delivery attempt can last (see `command_timeout`), or a slow
+        /// attempt may be made twice.
+        #[serde(with = "duration")]
+        pub lease: Duration = Duration::from_secs(15 * 60),
         /// Port of remote MX hosts. 25 in the real world; tests point it elsewhere.
         pub remote_port: u16 = 25,
         /// Longest wait for a TCP connection to a remote host.
@@ -110,6 +116,9 @@ impl Queue {
         }
         if self.remote_port == 0 {
             p.add("queue.remote_port", "must be a port number");
+        }
+        if self.lease < Duration::from_secs(1) {
+            p.add("queue.lease", "must be at least 1s");
         }
         if let Some(ca) = &self.extra_ca_file {
             p.file_exists("queue.extra_ca_file", ca);

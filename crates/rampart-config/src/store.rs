@@ -12,8 +12,10 @@ section! {
     #[serde(deny_unknown_fields)]
     pub struct Store {
         /// "sqlite": the embedded store, no external database needed. "postgres": a PostgreSQL
-        /// database shared by several nodes (`url`, `pool_size`, `ca_file`); not complete in
-        /// this build, so it is refused (issue 18).
+        /// database shared by several nodes (`url`, `pool_size`, `ca_file`; each node named by
+        /// `[cluster] node_id`); copy an embedded store into it with `rampart store migrate --to
+        /// postgres --url URL`, or start a node on it with `rampart init --store-url URL`.
+        /// Encryption at rest, backups and per-user encryption need "sqlite" (for now).
         pub backend: StoreBackend = StoreBackend::Sqlite,
         /// Encryption at rest of the stored mail (issue 16: server-key mode).
         pub encryption: Encryption = Encryption::default(),
@@ -37,19 +39,15 @@ section! {
     }
 }
 
-/// Whether this build's PostgreSQL store implements every role. Until it does, a config that
-/// asks for it is refused (never a server that fails on the first role it lacks).
-const POSTGRES_COMPLETE: bool = false;
-
 impl Store {
     pub(crate) fn validate(&self, p: &mut Problems) {
         if self.backend != StoreBackend::Postgres {
             return;
         }
-        if !POSTGRES_COMPLETE {
+        if self.encryption.mode != crate::EncryptionMode::Off {
             p.add(
-                "store.backend",
-                "the PostgreSQL backend is not complete in this build (issue 18); use \"sqlite\"".to_string(),
+                "store.encryption.mode",
+                "encryption at rest is not available with backend = \"postgres\" (yet): set it to \"off\"".to_string(),
             );
         }
         if self.url.is_empty() {

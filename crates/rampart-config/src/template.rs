@@ -50,6 +50,7 @@ pub(crate) fn keys_of(path: &str) -> Option<(&'static str, &'static [Key])> {
         "queue" => ("Queue", crate::Queue::KEYS),
         "store" => ("Store", crate::Store::KEYS),
         "store.encryption" => ("Encryption", crate::Encryption::KEYS),
+        "cluster" => ("Cluster", crate::Cluster::KEYS),
         "dns" => ("Dns", crate::Dns::KEYS),
         "auth_checks" => ("AuthChecks", crate::AuthChecks::KEYS),
         "dkim" => ("Dkim", crate::Dkim::KEYS),

@@ -209,6 +209,20 @@ fn store_backend_is_sqlite_or_a_refused_postgres() {
 }
 
 #[test]
+fn cluster_node_id_defaults_to_the_host_name_and_is_checked() {
+    let c = load("", &[]).unwrap();
+    assert_eq!(c.cluster.node_id, "");
+    let id = c.node_id();
+    assert!(!id.is_empty() && !id.contains(char::is_whitespace), "{id:?}");
+    let c = load("[cluster]\nnode_id = \"mx-2\"\n", &[]).unwrap();
+    assert_eq!(c.node_id(), "mx-2");
+    assert!(c.validate().iter().all(|e| !e.to_string().starts_with("cluster.")));
+    let errors = load("", &["cluster.node_id=\"a node\""]).unwrap().validate();
+    let errors = errors.iter().map(ToString::to_string).collect::<Vec<_>>();
+    assert!(keys(&errors).contains(&"cluster.node_id"), "{errors:?}");
+}
+
+#[test]
 fn an_unknown_section_is_named() {
     let e = load("[bogus]\nx = 1\n", &[]).unwrap_err().to_string();
     assert!(e.starts_with("bogus:"), "{e}");

@@ -96,6 +96,8 @@ pub use queue::{QueueEntry, QueueRcpt, QueueStore, RcptState, RcptUpdate};
 pub use senderauth::{DkimKey, DmarcReport, SenderAuthStore};
 pub use sqlite::SqliteStore;
 pub use postgres::PgStore;
+/// `rampart store migrate --to postgres`.
+pub use postgres::migrate::{MigrateError, MigrateProgress, MigrateReport, TableCount, migrate_sqlite_to_postgres};
 pub use sqlite::encryption::set_master_keys;
 pub use sqlite::convert::{ConvertProgress, encrypt_store, rotate_keys};
 pub use sqlite::rotation::running_server;

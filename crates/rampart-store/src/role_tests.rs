@@ -608,6 +608,140 @@ async fn metadata_limits_are_kept<S: crate::MetadataStore + DirectoryStore + ?Si
     assert_eq!(store.metadata(alice, None).await.unwrap().len(), 2);
 }
 
+async fn web_roles_totp_sessions_tokens<S: WebStore + DirectoryStore + ?Sized>(store: &S) {
+    use crate::web::Role;
+    store.add_domain("Example.TEST").await.unwrap();
+    let bob = store.add_account("bob@example.test", "$argon2id$x").await.unwrap();
+    assert_eq!(store.web_account("bob@example.test").await.unwrap().unwrap().role, Role::User);
+    store.set_role("Bob@example.test", Role::Admin).await.unwrap();
+    assert!(matches!(store.set_role("nobody@example.test", Role::Admin).await, Err(StoreError::NotFound(_))));
+
+    // The last administrator who can log in stays one: not demoted, suspended or removed.
+    assert!(matches!(store.set_role("bob@example.test", Role::User).await, Err(StoreError::LastAdmin(_))));
+    assert!(matches!(store.set_suspended("bob@example.test", true).await, Err(StoreError::LastAdmin(_))));
+    assert!(matches!(store.remove_account("bob@example.test").await, Err(StoreError::LastAdmin(_))));
+    store.add_account("carol@example.test", "$argon2id$x").await.unwrap();
+    store.set_role("carol@example.test", Role::Admin).await.unwrap();
+    store.set_suspended("carol@example.test", true).await.unwrap();
+    assert!(matches!(store.set_role("bob@example.test", Role::User).await, Err(StoreError::LastAdmin(_))), "carol cannot log in");
+    store.set_suspended("carol@example.test", false).await.unwrap();
+
+    // Suspension: no credentials, no sessions, until restored.
+    store.session_put("s0", bob, "csrf", 1).await.unwrap();
+    store.set_suspended("bob@example.test", true).await.unwrap();
+    assert!(store.credentials("bob@example.test").await.unwrap().is_none());
+    assert!(store.session("s0").await.unwrap().is_none());
+    assert!(store.web_account("bob@example.test").await.unwrap().unwrap().suspended);
+    store.set_suspended("bob@example.test", false).await.unwrap();
+    assert!(store.credentials("bob@example.test").await.unwrap().is_some());
+    store.session_remove("s0").await.unwrap();
+
+    // TOTP: pending until confirmed; each step once and never an older one.
+    store.totp_begin(bob, "SECRET").await.unwrap();
+    assert!(!store.web_accounts().await.unwrap()[0].totp);
+    assert!(!store.totp_use_step(bob, 5).await.unwrap(), "unconfirmed");
+    assert!(store.totp_confirm(bob, 10, &["h1".into(), "h2".into()]).await.unwrap());
+    assert!(matches!(store.totp_begin(bob, "OTHER").await, Err(StoreError::Exists(_))));
+    assert!(store.web_account("bob@example.test").await.unwrap().unwrap().totp);
+    assert!(!store.totp_use_step(bob, 10).await.unwrap());
+    assert!(store.totp_use_step(bob, 11).await.unwrap());
+    assert!(!store.totp_use_step(bob, 9).await.unwrap());
+    assert!(store.recovery_code_use(bob, "h1").await.unwrap());
+    assert!(!store.recovery_code_use(bob, "h1").await.unwrap());
+    assert_eq!(store.recovery_codes_left(bob).await.unwrap(), 1);
+    assert!(store.totp_remove(bob).await.unwrap());
+    assert_eq!(store.recovery_codes_left(bob).await.unwrap(), 0);
+
+    // Sessions: removal of all but one, pruning by idle and absolute age.
+    for (id, t) in [("a", 100), ("b", 200), ("c", 300)] {
+        store.session_put(id, bob, "csrf", t).await.unwrap();
+    }
+    let s = store.session("b").await.unwrap().unwrap();
+    assert_eq!((s.address.as_str(), s.role, s.created), ("bob@example.test", Role::Admin, 200));
+    assert_eq!(store.sessions_prune(150, 0).await.unwrap(), 1);
+    store.session_touch("b", 1000).await.unwrap();
+    assert_eq!(store.sessions_remove(bob, Some("c")).await.unwrap(), 1);
+    assert!(store.session("c").await.unwrap().is_some());
+    store.remove_account("bob@example.test").await.unwrap();
+    assert!(store.session("c").await.unwrap().is_none(), "sessions go with the account");
+
+    // API tokens by hash.
+    store.api_token_add("ci", "hash1", &["domains".into()]).await.unwrap();
+    assert!(matches!(store.api_token_add("ci", "hash2", &[]).await, Err(StoreError::Exists(_))));
+    let t = store.api_token_use("hash1", 42).await.unwrap().unwrap();
+    assert_eq!((t.name.as_str(), t.scopes.clone(), t.last_used), ("ci", vec!["domains".to_string()], Some(42)));
+    assert!(store.api_token_use("nope", 42).await.unwrap().is_none());
+    store.api_token_revoke("ci").await.unwrap();
+    assert!(store.api_tokens().await.unwrap().is_empty());
+    assert!(matches!(store.api_token_revoke("ci").await, Err(StoreError::NotFound(_))));
+
+    // The dashboard's hourly counts add up, and old hours go.
+    store.stats_add(&[(10, "received".into(), 2), (11, "received".into(), 1)]).await.unwrap();
+    store.stats_add(&[(10, "received".into(), 3), (10, "rejected".into(), 1)]).await.unwrap();
+    assert_eq!(store.stats_since(10).await.unwrap(), [(10, "received".into(), 5), (10, "rejected".into(), 1), (11, "received".into(), 1)]);
+    store.stats_prune(11).await.unwrap();
+    assert_eq!(store.stats_since(0).await.unwrap(), [(11, "received".to_string(), 1)]);
+    assert!(store.messages_search(None, 0, i64::MAX, 10).await.unwrap().is_empty());
+}
+
+/// A certificate (or a CSR, without `chain`) for the certificate tests.
+fn stored_cert(names: &[&str], key_type: &str, chain: Option<&str>) -> crate::certs::StoredCert {
+    crate::certs::StoredCert {
+        id: 0,
+        names: names.iter().map(|s| s.to_string()).collect(),
+        issuer: "CN=test".into(),
+        not_before: 1,
+        not_after: 2,
+        key_type: key_type.into(),
+        source: "imported".into(),
+        chain_pem: chain.map(str::to_string),
+        key_pem: "KEY".into(),
+        csr_pem: None,
+        created: 0,
+        warned: vec![],
+    }
+}
+
+async fn certificates_assignments_and_acme_requests(store: &(impl CertificateStore + ?Sized)) {
+    use crate::certs::Usage;
+    let v0 = store.certificates_version().await.unwrap();
+    let ec = store.add_certificate(stored_cert(&["mail.example.org"], "ecdsa-p256", Some("C"))).await.unwrap();
+    let rsa = store.add_certificate(stored_cert(&["mail.example.org"], "rsa-2048", Some("C"))).await.unwrap();
+    let csr = store.add_certificate(stored_cert(&["new.example.org"], "ecdsa-p256", None)).await.unwrap();
+    assert!(store.certificates_version().await.unwrap() > v0);
+    // Both key types side by side for one host; a listener has one certificate.
+    store.assign_certificate(ec, Usage::Host, "Mail.Example.org").await.unwrap();
+    store.assign_certificate(rsa, Usage::Host, "mail.example.org").await.unwrap();
+    store.assign_certificate(ec, Usage::Listener, "smtp").await.unwrap();
+    store.assign_certificate(rsa, Usage::Listener, "smtp").await.unwrap();
+    let a = store.assignments().await.unwrap();
+    assert_eq!(a.iter().filter(|a| a.usage == Usage::Host && a.target == "mail.example.org").count(), 2);
+    assert_eq!(a.iter().filter(|a| a.usage == Usage::Listener).map(|a| a.cert_id).collect::<Vec<_>>(), [rsa]);
+    // A request waiting for its certificate cannot be used.
+    assert!(store.assign_certificate(csr, Usage::Host, "new.example.org").await.is_err());
+    store.complete_certificate(csr, "CHAIN", "CN=ca", 10, 20).await.unwrap();
+    let done = store.certificate(csr).await.unwrap();
+    assert_eq!((done.chain_pem.as_deref(), done.not_after), (Some("CHAIN"), 20));
+    // A renewal takes over the old certificate's uses.
+    store.replace_certificate(rsa, csr).await.unwrap();
+    let a = store.assignments().await.unwrap();
+    assert!(a.iter().all(|a| a.cert_id != rsa), "{a:?}");
+    store.mark_cert_warned(ec, 21).await.unwrap();
+    store.mark_cert_warned(ec, 7).await.unwrap();
+    assert_eq!(store.certificate(ec).await.unwrap().warned, [21, 7]);
+    store.delete_certificate(ec).await.unwrap();
+    assert!(store.assignments().await.unwrap().iter().all(|a| a.cert_id != ec));
+    assert!(matches!(store.certificate(ec).await, Err(StoreError::NotFound(_))));
+    store.set_acme_account("https://ca/dir", "{}").await.unwrap();
+    assert_eq!(store.acme_account("https://ca/dir").await.unwrap().as_deref(), Some("{}"));
+    let req = store.request_acme(&["a.test".into(), "b.test".into()]).await.unwrap();
+    assert_eq!(store.acme_requests_pending().await.unwrap(), [(req, vec!["a.test".to_string(), "b.test".to_string()])]);
+    assert_eq!(store.acme_request(req).await.unwrap(), None);
+    store.finish_acme_request(req, Err("down".into())).await.unwrap();
+    assert_eq!(store.acme_request(req).await.unwrap(), Some(Err("down".to_string())));
+    assert!(store.acme_requests_pending().await.unwrap().is_empty());
+}
+
 /// One `#[tokio::test]` per shared function, for a backend made by `$open`.
 macro_rules! role_tests {
     ($open:expr) => {
@@ -694,6 +828,14 @@ macro_rules! role_tests {
         #[tokio::test]
         async fn a_later_bounce_matches_only_what_the_account_sent() {
             super::a_later_bounce_matches_only_what_the_account_sent(&*$open).await;
+        }
+        #[tokio::test]
+        async fn web_roles_totp_sessions_tokens() {
+            super::web_roles_totp_sessions_tokens(&*$open).await;
+        }
+        #[tokio::test]
+        async fn certificates_assignments_and_acme_requests() {
+            super::certificates_assignments_and_acme_requests(&*$open).await;
         }
     };
 }

@@ -7,8 +7,6 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use rampart_store::SqliteStore;
-use rampart_store::prelude::*;
 
 #[derive(Subcommand)]
 pub enum DomainCommand {
@@ -214,7 +212,7 @@ pub enum MessageCommand {
 }
 
 /// The mailbox `name` of `address`, or an error naming what is missing.
-async fn find_mailbox(store: &SqliteStore, address: &str, name: &str) -> anyhow::Result<rampart_store::MailboxId> {
+async fn find_mailbox(store: &dyn rampart_store::Store, address: &str, name: &str) -> anyhow::Result<rampart_store::MailboxId> {
     let account = store.account(address).await?.with_context(|| format!("no account {address}"))?;
     let boxes = store.mailboxes(account.id).await?;
     let b = boxes.iter().find(|b| b.name.eq_ignore_ascii_case(name)).with_context(|| format!("{address} has no mailbox {name}"))?;
@@ -250,7 +248,7 @@ fn parse_time(s: &str) -> anyhow::Result<i64> {
     Ok(day.and_hms_opt(0, 0, 0).context("midnight")?.and_utc().timestamp())
 }
 
-pub(crate) fn open(config: &Path) -> anyhow::Result<(SqliteStore, tokio::runtime::Runtime)> {
+pub(crate) fn open(config: &Path) -> anyhow::Result<(crate::backend::Opened, tokio::runtime::Runtime)> {
     let (_, store, rt) = crate::cli::open(config)?;
     Ok((store, rt))
 }
@@ -318,13 +316,13 @@ pub fn user(config: &Path, cmd: UserCommand) -> anyhow::Result<()> {
                 store.add_account_with(&address, &secrets).await?;
                 println!("added user {}", rampart_store::address::canonical(&address)?);
             }
-            UserCommand::List => crate::sending::list_users(&store).await?,
+            UserCommand::List => crate::sending::list_users(&*store).await?,
             // A whole-account suspension refuses every login (IMAP and SMTP with CONTACTADMIN /
             // 525, the web with account_suspended) and ends its web sessions; --sending stops
             // only the sending. The web API's suspension (no credentials at all) is lifted by
             // `resume` too.
             UserCommand::Suspend { address, sending } => {
-                crate::sending::suspend(&store, &address, sending).await?;
+                crate::sending::suspend(&*store, &address, sending).await?;
                 if !sending && let Some(a) = store.account(&address).await? {
                     store.sessions_remove(a.id, None).await?;
                 }
@@ -332,14 +330,14 @@ pub fn user(config: &Path, cmd: UserCommand) -> anyhow::Result<()> {
             UserCommand::Resume { address } => {
                 let web_suspended = store.web_account(&address).await?.is_some_and(|a| a.suspended);
                 store.set_suspended(&address, false).await?;
-                match crate::sending::resume(&store, &address).await {
+                match crate::sending::resume(&*store, &address).await {
                     Ok(()) => {}
                     // Suspended from the web only: lifting that was the whole job.
                     Err(_) if web_suspended => println!("resumed {address}"),
                     Err(e) => return Err(e),
                 }
             }
-            UserCommand::Show { address } => show_user(&store, &address).await?,
+            UserCommand::Show { address } => show_user(&*store, &address).await?,
             UserCommand::Remove { address } => {
                 store.remove_account(&address).await?;
                 println!("removed user {address}");
@@ -363,10 +361,14 @@ pub fn user(config: &Path, cmd: UserCommand) -> anyhow::Result<()> {
             UserCommand::AppPassword { command: AppPasswordCommand::Add { address, name, password_stdin } } => {
                 let password = rampart_auth::new_app_password();
                 let params = crate::serve::auth_settings(&config).hash;
-                let opener = crate::userenc::app_password_opener(&store, &address, password_stdin).await?;
+                // Per-user encryption exists on the embedded store only: elsewhere no key to wrap.
+                let opener = match store.sqlite_if_any() {
+                    Some(sqlite) => crate::userenc::app_password_opener(sqlite, &address, password_stdin).await?,
+                    None => None,
+                };
                 store.add_app_password(&address, &name, &rampart_auth::hash_password(&password, params)?).await?;
                 if let Some((account, opener)) = opener {
-                    crate::userenc::wrap_app_password(&store, &address, account, &name, &password, opener).await?;
+                    crate::userenc::wrap_app_password(store.sqlite("per-user encryption")?, &address, account, &name, &password, opener).await?;
                 }
                 println!("app password {name} for {address} (shown once, use it instead of the password in one mail client):");
                 println!("{password}");
@@ -392,7 +394,7 @@ pub fn user(config: &Path, cmd: UserCommand) -> anyhow::Result<()> {
                 store.set_role(&address, role).await?;
                 println!("{address} is now {}", role.name());
             }
-            UserCommand::Totp { command } => totp(&store, &config, command).await?,
+            UserCommand::Totp { command } => totp(&*store, &config, command).await?,
             UserCommand::Logins { address } => {
                 let date = |t: i64| chrono::DateTime::from_timestamp(t, 0).map(|d| d.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default();
                 let address = rampart_store::address::canonical(&address)?;
@@ -405,14 +407,16 @@ pub fn user(config: &Path, cmd: UserCommand) -> anyhow::Result<()> {
                 let n = store.sessions_remove(account.id, None).await?;
                 println!("ended {n} web session(s) of {address}");
             }
-            UserCommand::Encryption { command } => crate::userenc::run(&store, &config, command).await?,
+            UserCommand::Encryption { command } => {
+                crate::userenc::run(store.sqlite("per-user encryption (`rampart user encryption`)")?, &config, command).await?
+            }
             UserCommand::Pgp { .. } => unreachable!("handled before the store is opened"),
         }
         Ok(())
     })
 }
 
-async fn totp(store: &SqliteStore, config: &rampart_config::Config, cmd: TotpCommand) -> anyhow::Result<()> {
+async fn totp(store: &dyn rampart_store::Store, config: &rampart_config::Config, cmd: TotpCommand) -> anyhow::Result<()> {
     match cmd {
         TotpCommand::Enroll { address } => {
             let account = store.account(&address).await?.with_context(|| format!("no account {address}"))?;
@@ -447,7 +451,7 @@ async fn totp(store: &SqliteStore, config: &rampart_config::Config, cmd: TotpCom
 }
 
 /// `rampart user show ADDRESS`: role, suspension, second factor and app passwords.
-async fn show_user(store: &SqliteStore, address: &str) -> anyhow::Result<()> {
+async fn show_user(store: &dyn rampart_store::Store, address: &str) -> anyhow::Result<()> {
     let a = store.web_account(address).await?.with_context(|| format!("no account {address}"))?;
     let created = chrono::DateTime::from_timestamp(a.account.created, 0).map(|d| d.to_rfc3339()).unwrap_or_default();
     let totp = if a.totp {
@@ -524,7 +528,7 @@ pub fn message(config: &Path, cmd: MessageCommand) -> anyhow::Result<()> {
                 }
             }
             MessageCommand::List { address, mailbox } => {
-                let id = find_mailbox(&store, &address, &mailbox).await?;
+                let id = find_mailbox(&*store, &address, &mailbox).await?;
                 for m in store.list_messages(id).await? {
                     let text = store.read_message(id, m.uid).await?;
                     let (mid, subject) = (header(&text, "Message-ID"), header(&text, "Subject"));
@@ -532,7 +536,7 @@ pub fn message(config: &Path, cmd: MessageCommand) -> anyhow::Result<()> {
                 }
             }
             MessageCommand::Show { address, uid, mailbox } => {
-                let id = find_mailbox(&store, &address, &mailbox).await?;
+                let id = find_mailbox(&*store, &address, &mailbox).await?;
                 let text = store.read_message(id, uid).await?;
                 use std::io::Write;
                 std::io::stdout().write_all(&text)?;

@@ -97,7 +97,7 @@ pub struct Setup {
 pub fn command(config_path: &Path, args: AuditArgs) -> anyhow::Result<()> {
     let (config, store, rt) = crate::cli::open(config_path)?;
     let findings = rt.block_on(async {
-        let setup = setup(&store, config, args.domain.as_deref()).await?;
+        let setup = setup(&*store, config, args.domain.as_deref()).await?;
         let smtp = args.smtp.or_else(|| setup.config.listener.smtp.bind.first().map(|a| loopback(*a)));
         anyhow::Ok(run(&setup, smtp, args.backup_max_age).await)
     })?;

@@ -63,7 +63,9 @@ pub fn command(config: &Path, args: BackupArgs) -> anyhow::Result<()> {
 }
 
 fn create(config: &Path, dir: &Path) -> anyhow::Result<()> {
-    let data_dir = crate::serve::load_config(config, &[])?.server.data_dir;
+    let config = crate::serve::load_config(config, &[])?;
+    crate::backend::require_sqlite(&config, "`rampart backup` (back PostgreSQL up with its own tools, e.g. pg_dump)")?;
+    let data_dir = config.server.data_dir;
     prepare_empty(dir)?;
     let db = dir.join(DB);
     // An encrypted store's database key, wrapped by the master key: the backup needs it to
@@ -92,7 +94,9 @@ fn create(config: &Path, dir: &Path) -> anyhow::Result<()> {
 /// `rampart restore DIR`: into the configured data directory, which must be empty (or absent)
 /// and not in use by a server.
 pub fn restore(config: &Path, dir: &Path) -> anyhow::Result<()> {
-    let data_dir = crate::serve::load_config(config, &[])?.server.data_dir;
+    let config = crate::serve::load_config(config, &[])?;
+    crate::backend::require_sqlite(&config, "`rampart restore`")?;
+    let data_dir = config.server.data_dir;
     let entries = verify(dir).with_context(|| format!("{} is not a sound backup", dir.display()))?;
     prepare_empty(&data_dir)?;
     for e in &entries {

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::Subcommand;
-use rampart_store::prelude::*;
 
 #[derive(Subcommand)]
 pub enum BanCommand {
@@ -51,7 +50,7 @@ pub fn ban(config: &Path, cmd: BanCommand) -> anyhow::Result<()> {
             BanCommand::Add { net, duration, reason } => {
                 let net = rampart_guard::parse_net(&net).map_err(anyhow::Error::msg)?;
                 let d: Duration = humantime_duration(&duration)?;
-                let ban = rampart_guard::ban_manually(&store, net, d, &reason).await?;
+                let ban = rampart_guard::ban_manually(&*store, net, d, &reason).await?;
                 println!("banned {} until {}", ban.net, rampart_guard::fmt_time(ban.until));
             }
             BanCommand::Remove { net } => {

@@ -75,7 +75,7 @@ pub fn command(config: &Path, cmd: DkimCommand) -> anyhow::Result<()> {
         match cmd {
             DkimCommand::Keygen { domain, selector, algorithm } => {
                 let gateway = |d: &str| crate::gateway::is_gateway_domain(&config, d);
-                let (key, active) = keygen(&store, &domain, selector, &algorithm, &gateway).await?;
+                let (key, active) = keygen(&*store, &domain, selector, &algorithm, &gateway).await?;
                 println!("; {} key {} for {}: publish this record", key.algorithm, key.selector, key.domain);
                 println!("{}", record_line(&key));
                 if active {

@@ -48,7 +48,7 @@ pub fn command(config_path: &Path, cmd: DmarcCommand) -> anyhow::Result<()> {
             }
             DmarcCommand::SendReports => {
                 let waiting = store.dmarc_evaluations(now() + 1).await?.len();
-                let sent = run(&config, &store).await?;
+                let sent = run(&config, &*store).await?;
                 println!("queued {sent} report(s) from {waiting} evaluation(s)");
             }
         }

@@ -6,8 +6,6 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use rampart_store::SqliteStore;
-use rampart_store::prelude::*;
 
 /// Creates `path` with `contents` and `mode`; fails if it exists.
 fn create_file(path: &Path, contents: &str, mode: u32) -> anyhow::Result<()> {
@@ -22,7 +20,12 @@ fn create_file(path: &Path, contents: &str, mode: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(dir: &Path, hostname: &str, domain: &str, encrypt: bool) -> anyhow::Result<()> {
+/// `store_url`: a PostgreSQL database for the store (`[store] backend = "postgres"`), which
+/// may already hold the store of other nodes; None for the embedded store.
+pub fn run(dir: &Path, hostname: &str, domain: &str, encrypt: bool, store_url: Option<&str>) -> anyhow::Result<()> {
+    if encrypt && store_url.is_some() {
+        bail!("--encrypt: encryption at rest is not available with the PostgreSQL store (--store-url)");
+    }
     if !rampart_config::is_hostname(hostname) {
         bail!("--hostname: `{hostname}` is not a host name");
     }
@@ -53,21 +56,25 @@ pub fn run(dir: &Path, hostname: &str, domain: &str, encrypt: bool) -> anyhow::R
         crate::keys::generate(&dir.join(rampart_config::Encryption::default().key_file))?;
         template = server_mode(&template)?;
     }
+    if let Some(url) = store_url {
+        template = postgres_store(&template, url)?;
+    }
     // Written last of the files: its existence is what marks the directory as initialized.
     create_file(&config_path, &template, 0o640)?;
     let config = crate::serve::load_config(&config_path, &[])?;
 
-    let store = SqliteStore::open(&config.server.data_dir)
-        .with_context(|| format!("creating the store in {}", config.server.data_dir.display()))?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let keys = rt.block_on(async {
+        let store = crate::backend::open(&config, crate::backend::Purpose::Command)
+            .await
+            .with_context(|| format!("creating the store in {}", config.server.data_dir.display()))?;
         match store.add_domain(&domain).await {
             Ok(()) | Err(rampart_store::StoreError::Exists(_)) => {}
             Err(e) => return Err(anyhow::Error::from(e)),
         }
         // A first RSA key, so mail is DKIM-signed as soon as its record is published.
         if store.dkim_keys(Some(&domain)).await?.is_empty() {
-            crate::dkim::keygen(&store, &domain, Some("rsa-1".into()), "rsa", &|_| false).await?;
+            crate::dkim::keygen(&*store, &domain, Some("rsa-1".into()), "rsa", &|_| false).await?;
         }
         Ok(store.dkim_keys(Some(&domain)).await?)
     })?;
@@ -92,6 +99,19 @@ pub fn run(dir: &Path, hostname: &str, domain: &str, encrypt: bool) -> anyhow::R
         println!("{note}");
     }
     Ok(())
+}
+
+/// The template with `[store] backend = "postgres"` and `url`.
+fn postgres_store(template: &str, url: &str) -> anyhow::Result<String> {
+    let section = template.find("\n[store]\n").context("the template has [store]")?;
+    let (head, rest) = template.split_at(section);
+    // A TOML basic string: backslashes and quotes escaped, no control characters in a URL.
+    if url.chars().any(char::is_control) {
+        bail!("--store-url: control characters in the URL");
+    }
+    let quoted = format!("\"{}\"", url.replace('\\', "\\\\").replace('"', "\\\""));
+    let rest = rest.replacen("\nbackend = \"sqlite\"\n", "\nbackend = \"postgres\"\n", 1).replacen("\nurl = \"\"\n", &format!("\nurl = {quoted}\n"), 1);
+    Ok(format!("{head}{rest}"))
 }
 
 /// The template with `[store.encryption] mode = "server"`.

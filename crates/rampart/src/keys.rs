@@ -39,6 +39,23 @@ pub enum StoreCommand {
     /// interrupted conversion goes on where it stopped when run again, or when the server
     /// starts again.
     Encrypt,
+    /// Copy this embedded store into an empty PostgreSQL database (`[store] backend =
+    /// "postgres"`): every table, and every message body into the database. Stop the server
+    /// first. Run again after an interruption: it goes on where it stopped. Verified at the
+    /// end (rows per table, SHA-256 per body); exits non-zero on a difference. A store
+    /// encrypted at rest is refused (PostgreSQL has no encryption at rest yet).
+    Migrate {
+        /// The backend to copy to.
+        #[arg(long, value_enum)]
+        to: crate::migrate::Target,
+        /// The database, as a URL (`postgres://rampart@db.example.org/rampart`) or `key=value` words.
+        #[arg(long)]
+        url: String,
+        /// CA certificates (PEM) the database's TLS certificate must chain to; default:
+        /// `store.ca_file`, else the system's roots.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+    },
 }
 
 /// Where the master key was read from.
@@ -179,7 +196,10 @@ pub fn keys_command(path: &Path, command: KeysCommand) -> anyhow::Result<()> {
             println!("wrote the master key to {} (mode 0600); keep a copy apart from the data", key_file.display());
             Ok(())
         }
-        KeysCommand::Rotate => rotate(&config),
+        KeysCommand::Rotate => {
+            crate::backend::require_sqlite(&config, "`rampart keys rotate` (encryption at rest)")?;
+            rotate(&config)
+        }
     }
 }
 
@@ -363,6 +383,7 @@ pub fn store_command(path: &Path, command: StoreCommand) -> anyhow::Result<()> {
     let config = crate::serve::load_config(path, &[])?;
     match command {
         StoreCommand::Encrypt => {
+            crate::backend::require_sqlite(&config, "`rampart store encrypt` (encryption at rest)")?;
             let Some(keys) = load(&config)? else {
                 bail!("set [store.encryption] mode = \"server\" (and create a key with `rampart keys generate`) first");
             };
@@ -379,5 +400,6 @@ pub fn store_command(path: &Path, command: StoreCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        StoreCommand::Migrate { to, url, ca_file } => crate::migrate::run(&config, to, &url, ca_file),
     }
 }

@@ -29,6 +29,7 @@
 mod admin;
 mod audit;
 mod backup;
+mod backend;
 mod bans;
 mod certs;
 mod cli;
@@ -43,6 +44,7 @@ mod keys;
 mod logging;
 mod manpages;
 mod metrics;
+mod migrate;
 mod pgp;
 mod userenc;
 mod quarantine;
@@ -90,6 +92,11 @@ enum Command {
         /// in it). Back it up apart from the data: without it the mail cannot be read.
         #[arg(long)]
         encrypt: bool,
+        /// Keep the store in this PostgreSQL database (`[store] backend = "postgres"`), e.g.
+        /// `postgres://rampart@db.example.org/rampart`; a database other nodes already use is
+        /// joined (the domain and its DKIM key are added only if missing).
+        #[arg(long, value_name = "URL")]
+        store_url: Option<String>,
     },
     /// Run the server.
     Serve {
@@ -203,7 +210,8 @@ enum Command {
         #[command(subcommand)]
         command: keys::KeysCommand,
     },
-    /// The store as a whole: converting a clear store to an encrypted one.
+    /// The store as a whole: converting a clear store to an encrypted one, copying it to
+    /// PostgreSQL.
     Store {
         #[command(subcommand)]
         command: keys::StoreCommand,
@@ -259,7 +267,7 @@ fn main() -> std::process::ExitCode {
     }
     let config = cli.config;
     let result = match cli.command {
-        Command::Init { dir, hostname, domain, encrypt } => init::run(&dir, &hostname, &domain, encrypt),
+        Command::Init { dir, hostname, domain, encrypt, store_url } => init::run(&dir, &hostname, &domain, encrypt, store_url.as_deref()),
         Command::Serve { sets } => serve::run(&config, &sets),
         Command::Config { command: ConfigCommand::Check { sets } } => config_check(&config, &sets),
         Command::Config { command: ConfigCommand::Template { hostname } } => {
@@ -302,7 +310,6 @@ fn main() -> std::process::ExitCode {
 }
 
 fn dns_records(config: &std::path::Path, domain: &str) -> anyhow::Result<()> {
-    use rampart_store::prelude::*;
     let (c, store, rt) = cli::open(config)?;
     let keys = rt.block_on(store.dkim_keys(Some(&domain.trim_end_matches('.').to_ascii_lowercase())))?;
     print!("{}", records::zone(domain, &records::Inputs::from_config(&c, &keys)));
@@ -311,13 +318,13 @@ fn dns_records(config: &std::path::Path, domain: &str) -> anyhow::Result<()> {
 
 fn quota(config: &std::path::Path, cmd: sending::QuotaCommand) -> anyhow::Result<()> {
     let (c, store, rt) = cli::open(config)?;
-    rt.block_on(sending::quota(&store, &c, cmd))
+    rt.block_on(sending::quota(&*store, &c, cmd))
 }
 
 fn dns_check(config: &std::path::Path, domain: &str) -> anyhow::Result<()> {
     let (c, store, rt) = cli::open(config)?;
     let resolver = rampart_smtp::dns::resolver(&c.dns.nameservers).map_err(|e| anyhow::anyhow!("dns.nameservers: {e}"))?;
-    let checks = rt.block_on(dnscheck::check(&store, &c, &resolver, domain))?;
+    let checks = rt.block_on(dnscheck::check(&*store, &c, &resolver, domain))?;
     let mut bad = 0;
     for r in &checks {
         println!("{}\t{}\t{}\t{}", r.status, r.rtype, r.name, r.expected);

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use rampart_store::prelude::*;
 use rampart_store::{NewPgpKey, PgpKey};
 
 #[derive(Subcommand)]

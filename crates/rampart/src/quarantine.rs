@@ -7,10 +7,9 @@ use std::path::Path;
 
 use anyhow::bail;
 use clap::Subcommand;
-use rampart_store::prelude::*;
 use rampart_store::quarantine::Held;
 use rampart_smtp::queue::Generated;
-use rampart_store::{AccountId, SqliteStore, Store};
+use rampart_store::{AccountId, Store};
 
 #[derive(Subcommand)]
 pub enum QuarantineCommand {
@@ -126,7 +125,7 @@ fn score(h: &Held) -> String {
     h.score.map_or_else(|| "-".to_string(), |s| format!("{s:.1}"))
 }
 
-async fn account(store: &SqliteStore, user: Option<String>) -> anyhow::Result<Option<AccountId>> {
+async fn account(store: &dyn rampart_store::Store, user: Option<String>) -> anyhow::Result<Option<AccountId>> {
     let Some(user) = user else { return Ok(None) };
     let Some(a) = store.account(&user).await? else { bail!("no account {user}") };
     Ok(Some(a.id))
@@ -139,7 +138,7 @@ pub fn command(config: &Path, cmd: QuarantineCommand) -> anyhow::Result<()> {
     rt.block_on(async {
         match cmd {
             QuarantineCommand::List { user } => {
-                let account = account(&store, user).await?;
+                let account = account(&*store, user).await?;
                 for h in store.held(account).await? {
                     println!(
                         "{}\t{}\t{}\t{}\t<{}>\t{}\t{}",
@@ -167,16 +166,16 @@ pub fn command(config: &Path, cmd: QuarantineCommand) -> anyhow::Result<()> {
                 print!("{}", String::from_utf8_lossy(&message[..end]));
             }
             QuarantineCommand::Release { id, user } => {
-                let account = account(&store, user).await?;
-                let n = release(&store, &id, account).await?;
+                let account = account(&*store, user).await?;
+                let n = release(&*store, &id, account).await?;
                 println!("{id}: released to {n} mailbox(es) and learnt as ham");
             }
             QuarantineCommand::Digest => {
-                let sent = send_digests(&store, &config.server.hostname).await?;
+                let sent = send_digests(&*store, &config.server.hostname).await?;
                 println!("sent {sent} digest(s)");
             }
             QuarantineCommand::Delete { id, user } => {
-                let account = account(&store, user).await?;
+                let account = account(&*store, user).await?;
                 if !store.delete_held(&id, account).await? {
                     bail!("no held message {id}");
                 }

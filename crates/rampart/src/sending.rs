@@ -6,10 +6,8 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use rampart_config::{Config, QUOTA_KEYS};
 use rampart_smtp::sending::quota::Limits;
-use rampart_store::SqliteStore;
 use rampart_store::address;
 use rampart_store::containment::{Suspension, SuspensionScope};
-use rampart_store::prelude::*;
 use rampart_store::quota::Usage;
 
 #[derive(Subcommand)]
@@ -47,7 +45,7 @@ fn relay_domains(config: &Config) -> Vec<String> {
 
 /// An address of an existing account or a local domain, in canonical form; or an address
 /// in, or one of, the `relay` domains.
-async fn target(store: &SqliteStore, relay: &[String], target: &str) -> anyhow::Result<String> {
+async fn target(store: &dyn rampart_store::Store, relay: &[String], target: &str) -> anyhow::Result<String> {
     if target.contains('@') {
         let address = address::canonical(target)?;
         if relay.iter().any(|d| d == address::domain_of(&address)) {
@@ -76,7 +74,7 @@ fn print_usage(prefix: &str, usage: &Usage, limits: &[u64; 5], overridden: &[(St
     }
 }
 
-async fn show(store: &SqliteStore, config: &Config, target_name: &str) -> anyhow::Result<()> {
+async fn show(store: &dyn rampart_store::Store, config: &Config, target_name: &str) -> anyhow::Result<()> {
     let t = target(store, &relay_domains(config), target_name).await?;
     if !config.quota.enabled {
         println!("(quotas are off: [quota] enabled = false; counts are kept)");
@@ -100,7 +98,7 @@ async fn show(store: &SqliteStore, config: &Config, target_name: &str) -> anyhow
     Ok(())
 }
 
-pub async fn quota(store: &SqliteStore, config: &Config, cmd: QuotaCommand) -> anyhow::Result<()> {
+pub async fn quota(store: &dyn rampart_store::Store, config: &Config, cmd: QuotaCommand) -> anyhow::Result<()> {
     match cmd {
         QuotaCommand::Show { target: t } => show(store, config, &t).await?,
         QuotaCommand::Set { target: t, key, value } => {
@@ -143,7 +141,7 @@ pub async fn quota(store: &SqliteStore, config: &Config, cmd: QuotaCommand) -> a
 }
 
 /// `rampart user list`: every account with its sending state.
-pub async fn list_users(store: &SqliteStore) -> anyhow::Result<()> {
+pub async fn list_users(store: &dyn rampart_store::Store) -> anyhow::Result<()> {
     let suspended = store.suspensions().await?;
     for a in store.list_accounts().await? {
         match suspended.iter().find(|s| s.account == a.address) {
@@ -158,7 +156,7 @@ pub async fn list_users(store: &SqliteStore) -> anyhow::Result<()> {
 }
 
 /// `rampart user suspend ADDRESS [--sending]`.
-pub async fn suspend(store: &SqliteStore, address: &str, sending_only: bool) -> anyhow::Result<()> {
+pub async fn suspend(store: &dyn rampart_store::Store, address: &str, sending_only: bool) -> anyhow::Result<()> {
     let address = target(store, &[], address).await.and_then(|t| if t.contains('@') { Ok(t) } else { bail!("give an address") })?;
     let scope = if sending_only { SuspensionScope::Sending } else { SuspensionScope::All };
     let s = Suspension { account: address.clone(), scope, reason: "by the administrator".into(), automatic: false, since: now() };
@@ -169,7 +167,7 @@ pub async fn suspend(store: &SqliteStore, address: &str, sending_only: bool) -> 
 }
 
 /// `rampart user resume ADDRESS`: held mail stays held until released or deleted.
-pub async fn resume(store: &SqliteStore, address: &str) -> anyhow::Result<()> {
+pub async fn resume(store: &dyn rampart_store::Store, address: &str) -> anyhow::Result<()> {
     let address = address::canonical(address)?;
     let Some(held) = store.resume(&address, now()).await? else { bail!("{address} is not suspended") };
     println!("resumed {address}");

@@ -195,10 +195,9 @@ async fn serve(path: &Path, sets: &[String], config: Config, target: Option<crat
     // Before the store records this process's pid for `keys rotate` to signal: from here a
     // SIGHUP waits for the reload loop instead of ending the process (its default action).
     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let sqlite = open_store(&config, target.as_ref())?;
-    let keyed = sqlite.clone();
-    let mail_store: Arc<dyn rampart_store::MailStore> = sqlite.clone();
-    let store: Arc<dyn rampart_store::Store> = sqlite;
+    let opened = open_store(&config, target.as_ref()).await?;
+    let store: Arc<dyn rampart_store::Store> = opened.store.clone();
+    let mail_store: Arc<dyn rampart_store::MailStore> = store.clone();
     // `[tls]` files and the store's certificates, rebuilt when either changes.
     let live = crate::certs::live::LiveCerts::start(&config.tls, store.clone()).await?;
     let cert_store = live.certs.clone();
@@ -289,10 +288,13 @@ async fn serve(path: &Path, sets: &[String], config: Config, target: Option<crat
     tokio::spawn(runner.run());
     spawn_upkeep(&config, &store, &shared);
     spawn_certificates(&config, &store, &live, http01, &shared)?;
-    info!(event = "started", hostname = %config.server.hostname, pid = std::process::id());
+    let node = config.node_id();
+    ::metrics::gauge!("rampart_node_info", "node" => node.clone(), "backend" => opened.backend()).set(1.0);
+    info!(event = "started", hostname = %config.server.hostname, pid = std::process::id(), node = %node, backend = opened.backend());
     crate::systemd::notify("READY=1\nSTATUS=accepting mail");
 
-    signals(path, sets, hup, Reloaded { certs: live, guard, web: web_settings, store: keyed }).await
+    let store = opened.sqlite_if_any().cloned();
+    signals(path, sets, hup, Reloaded { certs: live, guard, web: web_settings, store }).await
 }
 
 /// Certificates beside the listeners: the store watch, ACME orders and renewals, expiry.
@@ -317,14 +319,13 @@ fn spawn_certificates(
     Ok(())
 }
 
-/// The store, given to the service user when the server will drop root, with IMAP's
-/// summarizer: every message stored from now on gets its summary (sort keys, searched
-/// headers, ENVELOPE/BODYSTRUCTURE, words for the full-text index).
-fn open_store(config: &Config, target: Option<&crate::privileges::Target>) -> anyhow::Result<Arc<SqliteStore>> {
-    let sqlite = Arc::new(
-        SqliteStore::open_for_server(&config.server.data_dir)
-            .with_context(|| format!("server.data_dir: opening the store in {}", config.server.data_dir.display()))?,
-    );
+/// The store `[store]` names ([`crate::backend::open`]), given to the service user when the
+/// server will drop root, with IMAP's summarizer: every message stored from now on gets its
+/// summary (sort keys, searched headers, ENVELOPE/BODYSTRUCTURE, words for the full-text
+/// index). The embedded store's own work (master keys, backfill) is done here too, and
+/// skipped on PostgreSQL.
+async fn open_store(config: &Config, target: Option<&crate::privileges::Target>) -> anyhow::Result<crate::backend::Opened> {
+    let opened = crate::backend::open(config, crate::backend::Purpose::Server).await?;
     if let Some(t) = target {
         let mut tls_files = vec![config.tls.cert.as_path(), config.tls.key.as_path()];
         for sni in config.tls.sni.iter().filter(|s| s.has_files()) {
@@ -335,20 +336,29 @@ fn open_store(config: &Config, target: Option<&crate::privileges::Target>) -> an
             crate::privileges::hand_over_key(t, &config.store.encryption.key_file)?;
         }
     }
-    // A rotation left unfinished (the key text still lists the old key), or a conversion
-    // begun beside the last run: go on with it.
+    if let Some(sqlite) = opened.sqlite_if_any() {
+        resume_key_work(config, sqlite)?;
+    }
+    opened.set_summarizer(Arc::new(rampart_imap::MessageSummarizer));
+    if let Some(sqlite) = opened.sqlite_if_any() {
+        // Messages stored before summaries existed (or summarized by an older version) get
+        // theirs in the background, so SORT and SEARCH need not read them.
+        tokio::spawn(SqliteStore::clone(sqlite).backfill());
+    }
+    Ok(opened)
+}
+
+/// Encryption at rest of the embedded store: a rotation left unfinished (the key text still
+/// lists the old key), or a conversion begun beside the last run, goes on.
+fn resume_key_work(config: &Config, sqlite: &Arc<SqliteStore>) -> anyhow::Result<()> {
     if let Some(keys) = crate::keys::load(config)? {
         if sqlite.conversion_requested() {
-            crate::keys::encrypt(&sqlite, keys);
+            crate::keys::encrypt(sqlite, keys);
         } else if keys.has_old() {
-            crate::keys::adopt(&sqlite, keys);
+            crate::keys::adopt(sqlite, keys);
         }
     }
-    sqlite.set_summarizer(Arc::new(rampart_imap::MessageSummarizer));
-    // Messages stored before summaries existed (or summarized by an older version) get
-    // theirs in the background, so SORT and SEARCH need not read them.
-    tokio::spawn(SqliteStore::clone(&sqlite).backfill());
-    Ok(sqlite)
+    Ok(())
 }
 
 /// The periodic work beside the listeners: dashboard counts, quarantine and greylist upkeep,
@@ -594,8 +604,9 @@ struct Reloaded {
     certs: Arc<crate::certs::live::LiveCerts>,
     guard: Arc<rampart_guard::Guard>,
     web: Arc<rampart_web::WebSettings>,
-    /// Its master keys, during `rampart keys rotate` ([`crate::keys::reload`]).
-    store: Arc<SqliteStore>,
+    /// Its master keys, during `rampart keys rotate` ([`crate::keys::reload`]); the embedded
+    /// store only.
+    store: Option<Arc<SqliteStore>>,
 }
 
 async fn signals(path: &Path, sets: &[String], mut hup: tokio::signal::unix::Signal, live: Reloaded) -> anyhow::Result<()> {
@@ -631,7 +642,9 @@ async fn reload(path: &Path, sets: &[String], live: &Reloaded) {
         Ok(config) => {
             live.guard.reload(&config);
             live.web.replace(config.web.clone());
-            crate::keys::reload(&config, &live.store);
+            if let Some(store) = &live.store {
+                crate::keys::reload(&config, store);
+            }
             info!(event = "certificates_reloaded");
             info!(event = "firewall_reloaded", deny = config.guard.deny.len(), allow = config.guard.allow.len());
             info!(event = "web_reloaded", require_2fa_for_admins = config.web.require_2fa_for_admins);

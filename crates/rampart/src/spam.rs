@@ -75,7 +75,7 @@ pub fn command(config: &Path, cmd: SpamCommand) -> anyhow::Result<()> {
                 let (mut learnt, mut known) = (0, 0);
                 for file in &files {
                     let raw = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-                    if learn_message(&store, &accounts, &raw, spam).await? > 0 {
+                    if learn_message(&*store, &accounts, &raw, spam).await? > 0 {
                         learnt += 1;
                     } else {
                         known += 1;

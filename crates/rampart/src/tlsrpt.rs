@@ -53,7 +53,7 @@ pub fn command(config_path: &Path, cmd: TlsRptCommand) -> anyhow::Result<()> {
             }
             TlsRptCommand::SendReports => {
                 let waiting = store.tls_outcomes(now() + 1).await?.len();
-                let sent = run(&config, &store).await?;
+                let sent = run(&config, &*store).await?;
                 println!("queued {sent} report(s) from {waiting} session outcome(s)");
             }
         }

@@ -30,11 +30,13 @@
 //! [`crate::FilterStore`] (`filter`), [`crate::PgpStore`] (`pgp`), [`crate::MetadataStore`]
 //! (`metadata`), [`crate::DeliveryStore`] (`delivery`), [`crate::MessageStore`] (`messages`),
 //! [`crate::MailStore`] (`imap`, with the word index in `summaries`), [`crate::QueueStore`]
-//! (`queue`), [`crate::QuarantineStore`] (`quarantine`) and [`crate::UserKeyStore`] (its
-//! defaults: per-user encryption is not supported here).
+//! (`queue`), [`crate::QuarantineStore`] (`quarantine`), [`crate::WebStore`] (`web`),
+//! [`crate::CertificateStore`] (`certs`: one node orders each ACME certificate) and
+//! [`crate::UserKeyStore`] (its defaults: per-user encryption is not supported here).
 //! Users with an OpenPGP key get encrypted copies at delivery and release (`pgp_delivery`).
 
 pub(crate) mod blobs;
+mod certs;
 mod containment;
 mod delivery;
 mod directory;
@@ -48,11 +50,13 @@ mod summaries;
 mod filter;
 mod guard;
 pub(crate) mod mailbox;
+pub mod migrate;
 mod metadata;
 pub(crate) mod pgp;
 pub(crate) mod quota;
 mod senderauth;
 mod tlspolicy;
+mod web;
 pub(crate) mod schema;
 #[cfg(test)]
 pub(crate) mod testdb;
@@ -89,6 +93,8 @@ struct Shared {
     summarizer: OnceLock<Arc<dyn Summarizer>>,
     /// This store's name as the holder of queue leases ([`queue`]): unique per open store.
     node: String,
+    /// Seconds a queue lease lasts ([`queue::LEASE`] unless set).
+    lease: std::sync::atomic::AtomicI64,
     /// Ends the LISTEN task when the last clone goes.
     _listener: listen::Guard,
 }
@@ -117,7 +123,7 @@ impl PgStore {
         let notifier = Arc::new(Notifier::default());
         let listener = listen::start(config, tls, notifier.clone());
         let node = format!("{:016x}", rand::random::<u64>());
-        let shared = Shared { spool: spool.to_path_buf(), notifier, summarizer: OnceLock::new(), node, _listener: listener };
+        let shared = Shared { spool: spool.to_path_buf(), notifier, summarizer: OnceLock::new(), node, lease: queue::LEASE.into(), _listener: listener };
         let store = PgStore { pool, shared: Arc::new(shared) };
         schema::migrate(&mut store.conn().await?).await?;
         Ok(store)
@@ -127,6 +133,11 @@ impl PgStore {
     /// IMAP's); without one, messages are stored without a summary and IMAP makes it later.
     pub fn set_summarizer(&self, summarizer: Arc<dyn Summarizer>) {
         let _ = self.shared.summarizer.set(summarizer);
+    }
+
+    /// How long a node holds a queue recipient it took before another node may take it.
+    pub fn set_queue_lease(&self, lease: std::time::Duration) {
+        self.shared.lease.store(lease.as_secs().max(1) as i64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The summary of a message about to be stored (prefix and body), made on the blocking

@@ -4,7 +4,7 @@
 //! - [`QueueStore::queue_due`] claims what it returns: the due recipients are selected
 //!   `FOR UPDATE SKIP LOCKED` (a recipient another node is claiming at that moment is passed
 //!   over, not waited for) and given `lease_owner` = this store and `lease_until` = now +
-//!   [`LEASE`]. Another node's scan skips recipients under a lease that has not expired.
+//!   the lease ([`LEASE`] by default). Another node's scan skips recipients under a lease that has not expired.
 //! - A node's own leases are not in its way: its next scan returns them again (and extends
 //!   them), as SQLite's scan returns everything due; the queue runner already skips the
 //!   recipients it holds, so nothing changes for it.
@@ -26,9 +26,10 @@ use crate::address::domain_of;
 use crate::sqlite::now;
 use crate::{Outbound, QueueEntry, QueueRcpt, QueueStore, RcptState, RcptUpdate, Result, StoreError};
 
-/// How long a claimed recipient stays with its node: longer than an attempt can take (the
-/// SMTP timeouts add up to minutes), short enough that a dead node's mail waits little.
-pub(crate) const LEASE: i64 = 300;
+/// How long a claimed recipient stays with its node unless the server sets another
+/// (`PgStore::set_queue_lease`, `queue.lease`): longer than an attempt can take (the SMTP
+/// timeouts add up to minutes), short enough that a dead node's mail waits little.
+pub(crate) const LEASE: i64 = 900;
 
 /// Queues a message; `account` is the user who submitted it (empty for none), held at once
 /// when that user's sending is suspended.
@@ -139,7 +140,7 @@ impl QueueStore for PgStore {
                      RETURNING {}",
                     RCPT_COLUMNS.split(", ").map(|c| format!("queue_rcpts.{c}")).collect::<Vec<_>>().join(", ")
                 ),
-                &[&now, &(limit as i64), &self.shared.node, &LEASE],
+                &[&now, &(limit as i64), &self.shared.node, &self.shared.lease.load(std::sync::atomic::Ordering::Relaxed)],
             )
             .await?;
         let out = entries(&txn, rows.iter().map(rcpt_from_row).collect()).await?;

@@ -510,6 +510,17 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX words_summary ON words(summary_id);
     CREATE INDEX words_terms ON words USING gin (terms);
     "#,
+    // 4: ACME across nodes (`postgres::certs`): a request is claimed by the node working on
+    // it until `claimed_until`; the renewal of a configured name by the node holding its
+    // row in `acme_claims`.
+    r#"
+    ALTER TABLE acme_requests ADD COLUMN claimed_until bigint NOT NULL DEFAULT 0;
+    CREATE TABLE acme_claims (
+        name   text PRIMARY KEY,
+        holder text NOT NULL,
+        until  bigint NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -150,8 +150,16 @@ fn query(conditions: &[WordMatch]) -> Option<String> {
         parts.push(match c {
             WordMatch::Is(w) => lexeme(w),
             WordMatch::StartsWith(w) => format!("{}:*", lexeme(w)),
-            WordMatch::OneOf(ws) if ws.is_empty() => return None,
-            WordMatch::OneOf(ws) => format!("({})", ws.iter().map(|w| lexeme(w)).collect::<Vec<_>>().join(" | ")),
+            // The fragment's own text matters only to sealed per-user summaries, which this
+            // backend does not keep: the words of the vocabulary that hold it are the answer.
+            WordMatch::OneOf(ws) | WordMatch::EndsWith { known: ws, .. } | WordMatch::Contains { known: ws, .. }
+                if ws.is_empty() =>
+            {
+                return None;
+            }
+            WordMatch::OneOf(ws) | WordMatch::EndsWith { known: ws, .. } | WordMatch::Contains { known: ws, .. } => {
+                format!("({})", ws.iter().map(|w| lexeme(w)).collect::<Vec<_>>().join(" | "))
+            }
         });
     }
     Some(parts.join(" & "))

@@ -176,3 +176,57 @@ async fn a_mailbox_takes_its_metadata_with_it() {
     conn.execute("DELETE FROM mailboxes WHERE id = $1", &[&inbox]).await.unwrap();
     assert!(store.metadata(bob, Some(inbox)).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn one_node_works_on_each_acme_request_and_renewal() {
+    use crate::CertificateStore;
+    let url = testdb::migrated().await;
+    let (a, b) = (open(&url).await, open(&url).await);
+    let r1 = a.request_acme(&["a.test".into()]).await.unwrap();
+    let r2 = a.request_acme(&["b.test".into()]).await.unwrap();
+    // Two nodes polling at once: each request goes to one of them.
+    let (ga, gb) = tokio::join!(a.acme_requests_pending(), b.acme_requests_pending());
+    let mut ids: Vec<i64> = ga.unwrap().into_iter().chain(gb.unwrap()).map(|(id, _)| id).collect();
+    ids.sort();
+    assert_eq!(ids, [r1, r2]);
+    assert!(a.acme_requests_pending().await.unwrap().is_empty(), "claimed, not finished");
+    // The node working on r1 died: its lease runs out and another node takes it.
+    a.conn().await.unwrap().execute("UPDATE acme_requests SET claimed_until = 0 WHERE id = $1", &[&r1]).await.unwrap();
+    b.finish_acme_request(r2, Err("down".into())).await.unwrap();
+    assert_eq!(b.acme_requests_pending().await.unwrap(), [(r1, vec!["a.test".to_string()])]);
+
+    // Renewal of a configured name: one holder until its lease ends; it may renew its own.
+    let t = now();
+    assert!(a.acme_claim("mail.test", "node-a", t, 600).await.unwrap());
+    assert!(!b.acme_claim("mail.test", "node-b", t + 1, 600).await.unwrap());
+    assert!(a.acme_claim("mail.test", "node-a", t + 2, 600).await.unwrap());
+    assert!(b.acme_claim("other.test", "node-b", t, 600).await.unwrap());
+    assert!(b.acme_claim("mail.test", "node-b", t + 700, 600).await.unwrap(), "node-a's lease ran out");
+    assert!(!a.acme_claim("mail.test", "node-a", t + 701, 600).await.unwrap());
+}
+
+#[tokio::test]
+async fn every_node_sees_the_certificate_version_move() {
+    use crate::CertificateStore;
+    let url = testdb::migrated().await;
+    let (a, b) = (open(&url).await, open(&url).await);
+    let before = b.certificates_version().await.unwrap();
+    let cert = crate::certs::StoredCert {
+        id: 0,
+        names: vec!["mail.test".into()],
+        issuer: "CN=ca".into(),
+        not_before: 1,
+        not_after: 2,
+        key_type: "ecdsa-p256".into(),
+        source: "acme".into(),
+        chain_pem: Some("C".into()),
+        key_pem: "K".into(),
+        csr_pem: None,
+        created: 0,
+        warned: vec![],
+    };
+    let id = a.add_certificate(cert).await.unwrap();
+    a.assign_certificate(id, crate::certs::Usage::Listener, "smtp").await.unwrap();
+    assert!(b.certificates_version().await.unwrap() >= before + 2);
+    assert_eq!(b.certificate(id).await.unwrap().names, ["mail.test"]);
+}

@@ -139,7 +139,7 @@ impl Inner {
     }
 }
 
-fn open_connection(path: &Path, key: Option<&DbKey>) -> Result<Connection> {
+pub(crate) fn open_connection(path: &Path, key: Option<&DbKey>) -> Result<Connection> {
     let conn = Connection::open(path)?;
     encryption::apply_key(&conn, key)?;
     conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))?;

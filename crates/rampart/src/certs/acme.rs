@@ -26,6 +26,10 @@ const TICK: Duration = Duration::from_secs(2);
 /// The first retry after a failure; doubled each time up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(6 * 3600);
+/// How long a node's claim on ordering a name's certificate lasts (nodes sharing a store,
+/// `CertificateStore::acme_claim`): longer than an order takes, so that only one node orders;
+/// a node that died holds it no longer than this.
+const CLAIM_LEASE: i64 = 15 * 60;
 
 pub struct Manager {
     settings: Settings,
@@ -35,6 +39,8 @@ pub struct Manager {
     responders: Responders,
     /// Names kept certified, each with the listeners its certificate is the default of.
     wanted: Vec<(String, Vec<&'static str>)>,
+    /// `[cluster] node_id`: the holder of this node's ACME claims.
+    node: String,
     account: Mutex<Option<rampart_tls::AcmeAccount>>,
 }
 
@@ -98,6 +104,7 @@ impl Manager {
             store,
             live,
             wanted: wanted(config),
+            node: config.node_id(),
             account: Mutex::new(None),
         }))
     }
@@ -128,6 +135,17 @@ impl Manager {
                 if let Some(c) = &current {
                     let Some(reason) = self.renewal_due(c, &mut ari).await else { continue };
                     info!(event = "acme_renewal_due", id = c.id, names = %name, reason);
+                }
+                // Nodes sharing the store: the one holding the claim orders, the others find
+                // its certificate in the store at a later tick.
+                let now = chrono::Utc::now().timestamp();
+                match self.store.acme_claim(name, &self.node, now, CLAIM_LEASE).await {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        warn!(event = "store_error", what = "acme claim", error = %e);
+                        continue;
+                    }
                 }
                 let previous = current.as_ref().map(|c| (c.id, c.chain_pem.as_deref().unwrap_or_default()));
                 match self.issue(std::slice::from_ref(name), listeners, previous).await {

@@ -15,8 +15,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Subcommand;
 use rampart_store::certs::{Assignment, StoredCert, Usage};
-use rampart_store::prelude::*;
-use rampart_store::SqliteStore;
 use rampart_tls::admin::{self, names};
 use rampart_tls::certs::KeyType;
 
@@ -143,10 +141,10 @@ fn read(path: &Path, what: &str) -> anyhow::Result<String> {
 
 pub fn command(config: &Path, cmd: CertCommand) -> anyhow::Result<()> {
     let (_config, store, rt) = crate::cli::open(config)?;
-    rt.block_on(run(&store, cmd))
+    rt.block_on(run(&*store, cmd))
 }
 
-async fn run(store: &SqliteStore, cmd: CertCommand) -> anyhow::Result<()> {
+async fn run(store: &dyn rampart_store::Store, cmd: CertCommand) -> anyhow::Result<()> {
     match cmd {
         CertCommand::List => {
             let all = store.assignments().await?;

@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use rampart_store::mail::DELIMITER;
-use rampart_store::prelude::*;
-use rampart_store::{Mailbox, SqliteStore};
+use rampart_store::Mailbox;
 
 #[derive(Subcommand)]
 pub enum ExportCommand {
@@ -32,7 +31,7 @@ pub fn export(config: &Path, cmd: ExportCommand) -> anyhow::Result<()> {
         }
         let mut count = 0;
         for mailbox in store.mailboxes(account.id).await? {
-            count += export_mailbox(&store, &path, &mailbox).await?;
+            count += export_mailbox(&*store, &path, &mailbox).await?;
         }
         let subscribed: Vec<String> =
             store.subscriptions(account.id).await?.iter().map(|n| n.replace(DELIMITER, ".")).collect();
@@ -42,7 +41,7 @@ pub fn export(config: &Path, cmd: ExportCommand) -> anyhow::Result<()> {
     })
 }
 
-async fn export_mailbox(store: &SqliteStore, root: &Path, mailbox: &Mailbox) -> anyhow::Result<u64> {
+async fn export_mailbox(store: &dyn rampart_store::Store, root: &Path, mailbox: &Mailbox) -> anyhow::Result<u64> {
     let dir = if mailbox.name.eq_ignore_ascii_case("INBOX") {
         root.to_path_buf()
     } else {

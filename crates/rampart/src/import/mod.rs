@@ -17,8 +17,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
-use rampart_store::prelude::*;
-use rampart_store::{MailboxId, SqliteStore};
+use rampart_store::MailboxId;
 
 pub use export::ExportCommand;
 
@@ -48,8 +47,8 @@ pub fn import(config: &Path, cmd: ImportCommand) -> anyhow::Result<()> {
     store.set_summarizer(std::sync::Arc::new(rampart_imap::MessageSummarizer));
     rt.block_on(async {
         let totals = match cmd {
-            ImportCommand::Maildir { path, user } => import_maildir(&store, &path, &user).await?,
-            ImportCommand::Mbox { file, user, mailbox } => import_mbox(&store, &file, &user, &mailbox).await?,
+            ImportCommand::Maildir { path, user } => import_maildir(&*store, &path, &user).await?,
+            ImportCommand::Mbox { file, user, mailbox } => import_mbox(&*store, &file, &user, &mailbox).await?,
         };
         println!("imported {}, already there {}, skipped {}", totals.imported, totals.present, totals.skipped);
         Ok(())
@@ -71,7 +70,7 @@ struct Target {
     uidnext: u32,
 }
 
-async fn target(store: &SqliteStore, account: i64, name: &str) -> anyhow::Result<Target> {
+async fn target(store: &dyn rampart_store::Store, account: i64, name: &str) -> anyhow::Result<Target> {
     let boxes = store.mailboxes(account).await?;
     let id = match boxes.iter().find(|b| b.name.eq_ignore_ascii_case(name)) {
         Some(b) => b.id,
@@ -87,7 +86,7 @@ async fn target(store: &SqliteStore, account: i64, name: &str) -> anyhow::Result
 
 impl Target {
     /// Whether an identical message with this date is already stored.
-    async fn holds(&self, store: &SqliteStore, date: i64, raw: &[u8]) -> anyhow::Result<bool> {
+    async fn holds(&self, store: &dyn rampart_store::Store, date: i64, raw: &[u8]) -> anyhow::Result<bool> {
         for &uid in self.present.get(&(date, raw.len() as u64)).into_iter().flatten() {
             if store.read_message(self.id, uid).await? == raw {
                 return Ok(true);
@@ -96,7 +95,7 @@ impl Target {
         Ok(false)
     }
 
-    async fn append(&mut self, store: &SqliteStore, raw: &[u8], flags: &[String], date: i64) -> anyhow::Result<u32> {
+    async fn append(&mut self, store: &dyn rampart_store::Store, raw: &[u8], flags: &[String], date: i64) -> anyhow::Result<u32> {
         let mut w = store.blob_writer()?;
         w.write(raw).await?;
         let blob = w.finish().await?;
@@ -125,7 +124,7 @@ fn report_skip(bar: &ProgressBar, path: &Path, why: &str, totals: &mut Totals) {
     totals.skipped += 1;
 }
 
-async fn import_maildir(store: &SqliteStore, root: &Path, user: &str) -> anyhow::Result<Totals> {
+async fn import_maildir(store: &dyn rampart_store::Store, root: &Path, user: &str) -> anyhow::Result<Totals> {
     let account = store.account(user).await?.with_context(|| format!("no account {user}"))?;
     let keywords = std::fs::read_to_string(root.join("dovecot-keywords")).map(|t| maildir::parse_keywords(&t));
     let mut totals = Totals::default();
@@ -187,7 +186,7 @@ async fn import_maildir(store: &SqliteStore, root: &Path, user: &str) -> anyhow:
 
 /// Dovecot's `subscriptions` file: one name per line (version 2 files start with a `V` line and
 /// separate levels with tabs).
-async fn import_subscriptions(store: &SqliteStore, account: i64, root: &Path) -> anyhow::Result<()> {
+async fn import_subscriptions(store: &dyn rampart_store::Store, account: i64, root: &Path) -> anyhow::Result<()> {
     let Ok(text) = std::fs::read_to_string(root.join("subscriptions")) else { return Ok(()) };
     for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with("V\t") && *l != "V") {
         let name = line.replace(['\t', '.'], &rampart_store::mail::DELIMITER.to_string());
@@ -204,7 +203,7 @@ fn mtime(path: &Path) -> i64 {
         .map_or_else(|| chrono::Utc::now().timestamp(), |d| d.as_secs() as i64)
 }
 
-async fn import_mbox(store: &SqliteStore, file: &Path, user: &str, mailbox: &str) -> anyhow::Result<Totals> {
+async fn import_mbox(store: &dyn rampart_store::Store, file: &Path, user: &str, mailbox: &str) -> anyhow::Result<Totals> {
     let account = store.account(user).await?.with_context(|| format!("no account {user}"))?;
     let f = std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
     let bar = progress(f.metadata()?.len(), mailbox);
