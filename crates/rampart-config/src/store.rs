@@ -74,6 +74,6 @@ impl Store {
 pub enum StoreBackend {
     /// SQLite in WAL mode under `server.data_dir`, message bodies as files beside it.
     Sqlite,
-    /// PostgreSQL at `store.url` (issue 18; refused until complete, see [`Store::validate`]).
+    /// PostgreSQL at `store.url`, shared by several nodes (issue 18).
     Postgres,
 }

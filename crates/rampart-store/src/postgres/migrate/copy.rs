@@ -256,7 +256,7 @@ pub(super) async fn words_unknown(pg: &PgStore) -> Result<()> {
         .await?
         .execute(
             "INSERT INTO words (account_id, summary_id, terms) \
-             SELECT DISTINCT b.account_id, m.summary FROM messages m \
+             SELECT DISTINCT b.account_id, m.summary, NULL::tsvector FROM messages m \
              JOIN mailboxes b ON b.id = m.mailbox_id JOIN summaries s ON s.id = m.summary \
              WHERE s.indexed ON CONFLICT DO NOTHING",
             &[],
