@@ -283,6 +283,16 @@ class Dns:
             self.proc.wait(5)
 
 
+def pytest_collection_modifyitems(config, items):
+    """With RAMPART_TEST_STORE=postgres, tests of what only the embedded store has are skipped."""
+    if TEST_STORE != "postgres":
+        return
+    skip = pytest.mark.skip(reason="needs the embedded SQLite store")
+    for item in items:
+        if "sqlite_only" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _stop_servers():
     """Kills any server a test left running, whatever way the test ended."""

@@ -9,6 +9,8 @@ import re
 import sqlite3
 import time
 
+import pytest
+
 from conftest import Dns
 
 
@@ -47,6 +49,7 @@ def test_a_weak_zone_is_reported(rampart, tmp_path):
     assert not [f for f in found if f[1] == "relay"], "the MX refuses to relay"
 
 
+@pytest.mark.sqlite_only
 def test_the_recommended_zone_has_no_high_finding(rampart, tmp_path):
     records = rampart.run_cli("dns", "records", "example.test").stdout
     dns = Dns(tmp_path)
@@ -71,6 +74,7 @@ def test_the_recommended_zone_has_no_high_finding(rampart, tmp_path):
     assert not [f for f in found if f[1] in ("dns", "backup")], found
 
 
+@pytest.mark.sqlite_only
 def test_old_passwords_by_policy_date(rampart, tmp_path):
     dns = Dns(tmp_path)
     dns.start()

@@ -8,7 +8,12 @@ import smtplib
 import threading
 import time
 
+import pytest
+
 from conftest import Rampart, message_bytes
+
+# `rampart backup` copies the embedded store (PostgreSQL has pg_dump).
+pytestmark = pytest.mark.sqlite_only
 
 
 def _deliver(port, stop, acked, big_every=5):

@@ -16,7 +16,12 @@ from email.mime.application import MIMEApplication
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 
+import pytest
+
 from conftest import BIN, PASSWORD, wait_for
+
+# Encryption at rest exists for the embedded store only.
+pytestmark = pytest.mark.sqlite_only
 
 MARKER = "Quokkamarker7731"
 

@@ -12,10 +12,15 @@ import imaplib
 import os
 import smtplib
 
+import pytest
+
 import subprocess
 
 from conftest import BIN, PASSWORD
 from test_encryption import MARKER, encrypted_message, files_holding, forms
+
+# Per-user encryption exists for the embedded store only.
+pytestmark = pytest.mark.sqlite_only
 
 USER = "bob@example.test"
 

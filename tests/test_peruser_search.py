@@ -7,8 +7,13 @@ any file of the data directory (the sealed summaries' table included)."""
 import imaplib
 import smtplib
 
+import pytest
+
 from conftest import PASSWORD
 from test_encryption import MARKER, files_holding, forms
+
+# Per-user encryption exists for the embedded store only.
+pytestmark = pytest.mark.sqlite_only
 
 MESSAGES = [
     # (from, subject, date, body)

@@ -152,6 +152,7 @@ def test_delivered_mail_is_stored_encrypted_and_gpg_decrypts_it(rampart, gpg):
     m.logout()
 
 
+@pytest.mark.sqlite_only
 def test_server_key_mode_leaves_nothing_either_and_search_sees_the_outer_fields(rampart, gpg):
     r = rampart
     encrypt(r)

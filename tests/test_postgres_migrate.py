@@ -15,6 +15,9 @@ import pytest
 from conftest import BIN
 from postgres import Postgres
 
+# The source of the migration is an embedded store.
+pytestmark = pytest.mark.sqlite_only
+
 MESSAGES = 240
 BODY = 200 * 1024
 

@@ -39,6 +39,7 @@ def status(pid):
     return fields
 
 
+@pytest.mark.sqlite_only
 def test_started_as_root_it_becomes_the_service_user(open_base):
     user = pwd.getpwnam("rampart")
     r = Rampart(open_base)
@@ -67,6 +68,7 @@ def test_started_as_root_it_becomes_the_service_user(open_base):
     assert "<dropped@remote.test>" in {m[3] for m in r.messages("bob@example.test")}
 
 
+@pytest.mark.sqlite_only
 def test_an_encrypted_store_rotates_its_key_beside_the_dropped_server(open_base):
     """The master key file goes to the service user at start, so the server can read it again
     at a reload: `keys rotate` run by root beside it completes, and the file stays the

@@ -226,6 +226,7 @@ def age_sessions(rampart, seconds):
     db.close()
 
 
+@pytest.mark.sqlite_only
 def test_totp_enrollment_needs_the_password_again_only_on_an_old_session(rampart):
     start(rampart)
     api = Api(rampart)
@@ -247,6 +248,7 @@ def test_totp_enrollment_needs_the_password_again_only_on_an_old_session(rampart
     assert api.get("/api/v1/me").json()["totp"] is True
 
 
+@pytest.mark.sqlite_only
 def test_web_settings_are_reloaded_on_sighup(rampart):
     # In the file (start()'s --set keys would win over it).
     rampart.set_config("web", "require_2fa_for_admins", "false")
@@ -321,6 +323,7 @@ def test_csrf_token_is_required_for_changes(rampart):
     assert api.get("/api/v1/me").status_code == 401
 
 
+@pytest.mark.sqlite_only
 def test_sessions_expire_and_logout_everywhere(rampart):
     start(rampart)
     a, b = Api(rampart), Api(rampart)
@@ -754,6 +757,7 @@ def test_admin_manages_a_users_app_passwords(rampart):
             imap.login("alice@example.test", password)
 
 
+@pytest.mark.sqlite_only
 def test_admin_ends_a_users_sessions_and_reads_dmarc_reports(rampart):
     start(rampart)
     api = admin_session(rampart)

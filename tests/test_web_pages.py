@@ -98,6 +98,7 @@ class Page:
         self.d.set_window_size(*SIZES["desktop"])
 
 
+@pytest.mark.sqlite_only
 def test_admin_and_user_pages_in_chromium(rampart, browser, dns):
     totp, _ = admin_with_totp(rampart)
     # The dashboard's audit asks the test DNS (an empty zone: no SPF, no DMARC).
@@ -185,6 +186,7 @@ def test_admin_and_user_pages_in_chromium(rampart, browser, dns):
     assert confirmed == (1,)
 
 
+@pytest.mark.sqlite_only
 def test_a_per_user_account_creates_an_app_password_with_its_password(rampart, browser):
     """Per-user encryption: the account page's app-password form asks for the account
     password (the API needs it to wrap the user's key under the new app password), and the

@@ -102,8 +102,9 @@ fn give(target: &Target, path: &Path, changed: &mut u64) -> std::io::Result<()> 
 }
 
 /// Becomes the target for good: supplementary groups, group, then user (glibc applies each to
-/// every thread). From a non-zero UID the kernel clears every capability.
-pub fn become_target(target: &Target, data_dir: &Path) -> anyhow::Result<()> {
+/// every thread). From a non-zero UID the kernel clears every capability. `incoming`: the
+/// directory under `data_dir` where message bodies are written first, probed after the drop.
+pub fn become_target(target: &Target, data_dir: &Path, incoming: &Path) -> anyhow::Result<()> {
     // SAFETY: plain system calls on integers and a one-element array that outlives the call.
     unsafe {
         if libc::setgroups(1, &target.gid) != 0 {
@@ -120,7 +121,7 @@ pub fn become_target(target: &Target, data_dir: &Path) -> anyhow::Result<()> {
         }
     }
     // The data directory's parents must let the user through, or every write would fail later.
-    let probe = data_dir.join("blobs").join("tmp").join(format!(".probe-{}", std::process::id()));
+    let probe = incoming.join(format!(".probe-{}", std::process::id()));
     std::fs::write(&probe, b"").and_then(|()| std::fs::remove_file(&probe)).with_context(|| {
         format!(
             "server.data_dir: {} cannot write in {} (are its parent directories open to it? chgrp {} them, mode 0750)",

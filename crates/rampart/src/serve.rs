@@ -254,7 +254,12 @@ async fn serve(path: &Path, sets: &[String], config: Config, target: Option<crat
     let shared = Shared { smtp: services, imap: imap_services, web, redirect };
     // Every port is bound and every file open: root is no longer needed.
     if let Some(t) = &target {
-        crate::privileges::become_target(t, &config.server.data_dir)?;
+        // Where bodies stream in: blobs/tmp of the embedded store, the spool of PostgreSQL's.
+        let incoming = match config.store.backend {
+            rampart_config::StoreBackend::Sqlite => config.server.data_dir.join("blobs").join("tmp"),
+            rampart_config::StoreBackend::Postgres => config.server.data_dir.join("spool").join("tmp"),
+        };
+        crate::privileges::become_target(t, &config.server.data_dir, &incoming)?;
     }
 
     let global = Arc::new(Semaphore::new(config.server.max_connections));
