@@ -53,4 +53,7 @@ pub trait GuardStore: Send + Sync + 'static {
     /// Small server state that must survive restarts (the last report run).
     async fn state(&self, key: &str) -> Result<Option<String>>;
     async fn set_state(&self, key: &str, value: &str) -> Result<()>;
+    /// Sets `key` to `value` only if it is still `expected` (None: absent); whether it did.
+    /// What several nodes use to agree which one does a piece of shared work.
+    async fn swap_state(&self, key: &str, expected: Option<&str>, value: &str) -> Result<bool>;
 }

@@ -192,6 +192,12 @@ async fn bans_and_state(store: &(impl GuardStore + ?Sized)) {
     store.set_state("k", "1").await.unwrap();
     store.set_state("k", "2").await.unwrap();
     assert_eq!(store.state("k").await.unwrap().as_deref(), Some("2"));
+    // The swap nodes agree by: only from the value expected.
+    assert!(!store.swap_state("k", Some("1"), "3").await.unwrap());
+    assert!(store.swap_state("k", Some("2"), "3").await.unwrap());
+    assert!(!store.swap_state("k", None, "4").await.unwrap(), "present");
+    assert!(store.swap_state("fresh", None, "1").await.unwrap());
+    assert_eq!(store.state("k").await.unwrap().as_deref(), Some("3"));
 }
 
 async fn login_history_is_by_address_and_goes_with_the_account<S: DirectoryStore + GuardStore + ?Sized>(store: &S) {

@@ -1,6 +1,7 @@
 //! The schedule daily aggregate reports (DMARC, TLS-RPT) share: a run is due when the interval
 //! has passed since the last one recorded in the store, so a restart neither repeats nor skips
-//! one; the first start counts the interval from then.
+//! one; the first start counts the interval from then. Nodes sharing a store (PostgreSQL)
+//! agree which one runs it: the node that swaps the run's claim in the store first ([`claim`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +38,7 @@ pub async fn every<F, Fut>(
                 false
             }
         };
-        if due {
+        if due && claim(store.as_ref(), last_run, now()).await {
             match run().await {
                 Ok(n) if n > 0 => wakeup.notify_one(),
                 Ok(_) => {}
@@ -46,4 +47,26 @@ pub async fn every<F, Fut>(
         }
         tokio::time::sleep(CHECK_EVERY).await;
     }
+}
+
+/// How long a claimed run belongs to the node that claimed it; a node that dies mid-run leaves
+/// the run to the others after this.
+const CLAIM_FOR: i64 = 15 * 60;
+
+/// Whether this node may do the run of `last_run` that is due at `now`: it swaps the claim key
+/// (`{last_run}.claim`, holding when the current claim ends) from a claim that has ended (or
+/// none) to its own, which only one node can do. A run that fails stays claimed until then.
+async fn claim(store: &dyn Store, last_run: &str, now: i64) -> bool {
+    let key = format!("{last_run}.claim");
+    let current = match store.state(&key).await {
+        Ok(v) => v,
+        Err(e) => {
+            warn!(event = "report_claim_failed", key = %key, error = %e);
+            return false;
+        }
+    };
+    if current.as_deref().and_then(|v| v.parse::<i64>().ok()).is_some_and(|until| until > now) {
+        return false;
+    }
+    store.swap_state(&key, current.as_deref(), &(now + CLAIM_FOR).to_string()).await.unwrap_or(false)
 }

@@ -121,4 +121,15 @@ impl GuardStore for PgStore {
             .await?;
         Ok(())
     }
+
+    async fn swap_state(&self, key: &str, expected: Option<&str>, value: &str) -> Result<bool> {
+        let conn = self.conn().await?;
+        // One statement each: the row lock of the UPDATE (or the key's uniqueness) decides
+        // between nodes racing for the same swap.
+        let changed = match expected {
+            None => conn.execute("INSERT INTO state (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", &[&key, &value]).await?,
+            Some(old) => conn.execute("UPDATE state SET value = $2 WHERE key = $1 AND value = $3", &[&key, &value, &old]).await?,
+        };
+        Ok(changed == 1)
+    }
 }

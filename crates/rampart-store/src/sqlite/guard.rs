@@ -117,4 +117,16 @@ impl GuardStore for SqliteStore {
         })
         .await
     }
+
+    async fn swap_state(&self, key: &str, expected: Option<&str>, value: &str) -> Result<bool> {
+        let (key, expected, value) = (key.to_string(), expected.map(str::to_string), value.to_string());
+        self.write(move |conn, _| {
+            let changed = match expected {
+                None => conn.execute("INSERT INTO state (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO NOTHING", params![key, value])?,
+                Some(old) => conn.execute("UPDATE state SET value = ?2 WHERE key = ?1 AND value = ?3", params![key, value, old])?,
+            };
+            Ok(changed == 1)
+        })
+        .await
+    }
 }
