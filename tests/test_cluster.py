@@ -15,6 +15,7 @@ import pytest
 
 from conftest import PASSWORD, Rampart, free_port, message_bytes, wait_for
 from postgres import Postgres
+from test_imap import read_until
 
 BOB = "bob@example.test"
 IMAP = ("smtp", "submission", "imaps")
@@ -70,18 +71,6 @@ def test_delivered_on_one_node_read_on_the_other(nodes):
     typ, data = m.fetch("1", "(FLAGS)")
     assert rb"\Flagged" in data[0]
     m.logout()
-
-
-def read_until(f, pattern, timeout):
-    start = time.monotonic()
-    while True:
-        line = f.readline()
-        if not line:
-            raise AssertionError("connection closed")
-        if re.search(pattern, line):
-            return line
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"{pattern!r} not seen in {timeout}s")
 
 
 def test_idle_on_one_node_is_woken_by_a_delivery_on_the_other(nodes):

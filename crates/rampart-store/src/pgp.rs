@@ -59,3 +59,24 @@ pub trait PgpStore: Send + Sync + 'static {
     /// The keys of `domain`'s accounts that are published (the Web Key Directory).
     async fn pgp_published(&self, domain: &str) -> Result<Vec<PgpKey>>;
 }
+
+/// `message` encrypted to `key` (PGP/MIME, RFC 3156) on the blocking pool, for either backend's
+/// delivery; None, logged as `pgp_encrypt_failed`, when the key cannot be used (the caller then
+/// stores the message as received).
+pub(crate) async fn encrypt_for(message: &std::sync::Arc<Vec<u8>>, key: &PgpKey, reference: &str) -> Option<Vec<u8>> {
+    let (source, stored, protect) = (message.clone(), key.key.clone(), key.protect_subject);
+    let encrypted = tokio::task::spawn_blocking(move || {
+        let key = rampart_pgp::UserKey::parse(&stored).map_err(|e| e.to_string())?;
+        rampart_pgp::encrypt(&source, &key, protect).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
+    match encrypted {
+        Ok(bytes) => Some(bytes),
+        Err(error) => {
+            tracing::warn!(event = "pgp_encrypt_failed", id = %reference, user = %key.address, error = %error);
+            None
+        }
+    }
+}

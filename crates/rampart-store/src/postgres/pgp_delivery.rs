@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rampart_pgp::UserKey;
 
 use super::{PgStore, pgp};
 use crate::pgp::PgpKey;
@@ -92,21 +91,7 @@ impl PgStore {
     /// `message` encrypted to `key` in a body of its own, with its summary; None, logged,
     /// when the key cannot be used.
     async fn sealed_copy(&self, message: &Arc<Vec<u8>>, prefix: &[u8], key: &PgpKey, reference: &str) -> Result<Option<(Blob, Option<Summary>)>> {
-        let (source, stored, protect) = (message.clone(), key.key.clone(), key.protect_subject);
-        let encrypted = tokio::task::spawn_blocking(move || {
-            let key = UserKey::parse(&stored).map_err(|e| e.to_string())?;
-            rampart_pgp::encrypt(&source, &key, protect).map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r);
-        let bytes = match encrypted {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                tracing::warn!(event = "pgp_encrypt_failed", id = %reference, user = %key.address, error = %error);
-                return Ok(None);
-            }
-        };
+        let Some(bytes) = crate::pgp::encrypt_for(message, key, reference).await else { return Ok(None) };
         let summary = match self.shared.summarizer.get() {
             Some(s) => {
                 let (s, whole) = (s.clone(), crate::sqlite::joined(prefix, &bytes));

@@ -13,7 +13,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rampart_pgp::UserKey;
 
 use super::{SqliteStore, pgp};
 use crate::pgp::PgpKey;
@@ -101,21 +100,7 @@ impl SqliteStore {
     /// IMAP will read before it). None, logged, when the key cannot be used: the caller
     /// stores the message as received.
     async fn sealed_copy(&self, message: &Arc<Vec<u8>>, prefix: &[u8], key: &PgpKey, reference: &str) -> Result<Option<(Blob, Option<Summary>)>> {
-        let (source, stored, protect) = (message.clone(), key.key.clone(), key.protect_subject);
-        let encrypted = tokio::task::spawn_blocking(move || {
-            let key = UserKey::parse(&stored).map_err(|e| e.to_string())?;
-            rampart_pgp::encrypt(&source, &key, protect).map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r);
-        let bytes = match encrypted {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                tracing::warn!(event = "pgp_encrypt_failed", id = %reference, user = %key.address, error = %error);
-                return Ok(None);
-            }
-        };
+        let Some(bytes) = crate::pgp::encrypt_for(message, key, reference).await else { return Ok(None) };
         let summary = self.summarize_message(super::joined(prefix, &bytes)).await;
         let mut writer = self.blob_writer()?;
         writer.write(&bytes).await?;
