@@ -35,6 +35,10 @@ What is measured:
 - bigfetch: one 40 MiB message in each server; 10 clients FETCH BODY.PEEK[] of it at once.
   The largest growth of the server's memory while they do (Rampart: RSS; Dovecot: PSS of its
   whole process tree, since each connection gets its own imap process).
+- postgres (`--only postgres`, not in the default set): the smtp load against Rampart on the
+  embedded store, on PostgreSQL (Debian's, fsync on, on the same machine) with one node, and
+  with two nodes sharing the database, smtp-source split between them. Messages per second; the
+  embedded store's figure is the reference column.
 - outbound (`--only outbound`, not in the default set): 2,000 messages of 4 KiB submitted by
   `rampart-bench submit` over 10 STARTTLS sessions (pipelined) to one remote domain whose MX
   (the bench DNS) is Postfix's smtp-sink on loopback. Rampart authenticates the sessions and
@@ -170,12 +174,15 @@ def account_hashes(rampart_dir):
 
 
 class RampartServer:
-    def __init__(self, base, dns, imap_users=0, extra_sets=()):
-        self.dir = base / "rampart"
-        subprocess.run([BIN, "init", "--dir", self.dir, "--hostname", "mx.bench.test", "--domain", "bench.test"],
-                       check=True, capture_output=True)
-        subprocess.run([BIN, "user", "add", "rcpt@bench.test", "--password-stdin", "--config", self.dir / "rampart.toml"],
-                       input=PASSWORD + "\n", text=True, check=True, capture_output=True)
+    def __init__(self, base, dns, imap_users=0, extra_sets=(), store_url=None, name="rampart"):
+        """`store_url`: a node on that PostgreSQL database (the first node on it adds the
+        users; a second node only joins)."""
+        self.dir = base / name
+        init = [BIN, "init", "--dir", self.dir, "--hostname", "mx.bench.test", "--domain", "bench.test"]
+        subprocess.run(init + (["--store-url", store_url] if store_url else []), check=True, capture_output=True)
+        if store_url is None or name == "rampart":
+            subprocess.run([BIN, "user", "add", "rcpt@bench.test", "--password-stdin", "--config", self.dir / "rampart.toml"],
+                           input=PASSWORD + "\n", text=True, check=True, capture_output=True)
         for n in range(1, imap_users + 1):
             subprocess.run([BIN, "user", "add", f"user{n}@bench.test", "--password-stdin", "--config",
                             self.dir / "rampart.toml"], input=PASSWORD + "\n", text=True, check=True, capture_output=True)
@@ -722,6 +729,61 @@ def bench_smtp(args):
     return results
 
 
+def bench_postgres(args):
+    """SMTP inbound (as `smtp`) on the embedded store and on PostgreSQL, one node and two
+    nodes sharing one database (smtp-source split between them: half the sessions and half the
+    messages each, at once). PostgreSQL runs with fsync and full-page writes on, on this
+    machine, as a single-machine deployment would; both stores answer 250 after their commit."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from postgres import Postgres
+
+    results = {"sqlite": [], "pg1": [], "pg2": []}
+    for run in range(args.runs):
+        with tempfile.TemporaryDirectory(prefix="rampart-bench-") as tmp:
+            base = pathlib.Path(tmp)
+            base.chmod(0o755)
+            dns = Dns()
+            pg = Postgres(durable=True).start()
+            try:
+                r = RampartServer(base / "sqlite", dns)
+                try:
+                    start = smtp_source(r.port, args.messages, args.sessions)
+                    results["sqlite"].append(args.messages / (time.time() - start))
+                    assert rampart_inbox_count(r) == args.messages
+                finally:
+                    r.stop()
+                url = pg.database()
+                r = RampartServer(base / "pg1", dns, store_url=url)
+                try:
+                    start = smtp_source(r.port, args.messages, args.sessions)
+                    results["pg1"].append(args.messages / (time.time() - start))
+                    assert rampart_inbox_count(r) == args.messages
+                finally:
+                    r.stop()
+                url = pg.database()
+                nodes = [RampartServer(base / "pg2", dns, store_url=url, name=n, extra_sets=[f'cluster.node_id="{n}"'])
+                         for n in ("rampart", "node-b")]
+                try:
+                    half, sessions = args.messages // 2, max(1, args.sessions // 2)
+                    start = time.time()
+                    sources = [subprocess.Popen(["smtp-source", "-s", str(sessions), "-m", str(half), "-l", "4096",
+                                                 "-f", "bench@sender.test", "-t", "rcpt@bench.test", "-M", "mx.sender.test",
+                                                 f"127.0.0.1:{n.port}"], stdout=subprocess.DEVNULL)
+                               for n in nodes]
+                    assert all(s.wait() == 0 for s in sources)
+                    results["pg2"].append(2 * half / (time.time() - start))
+                    assert rampart_inbox_count(nodes[1]) == 2 * half
+                finally:
+                    for n in nodes:
+                        n.stop()
+            finally:
+                pg.stop()
+                dns.stop()
+        print(f"postgres run {run + 1}: sqlite {results['sqlite'][-1]:.0f}/s, postgres one node {results['pg1'][-1]:.0f}/s, "
+              f"two nodes {results['pg2'][-1]:.0f}/s", file=sys.stderr)
+    return results
+
+
 def bench_filter(args):
     """SMTP inbound with the content layer on both sides: Rampart with a client DNSBL, a domain
     list and its built-in scorer; Postfix with Debian's Rspamd as a milter (rbl and fuzzy off,
@@ -982,6 +1044,7 @@ def main():
     tools = ["dnsmasq", "dovecot"] + (["smtp-source", "postfix"] if only & {"smtp", "filter"} else [])
     tools += ["rspamd"] if "filter" in only else []
     tools += ["postfix", "smtp-sink", "opendkim"] if "outbound" in only else []
+    tools += ["smtp-source"] if "postgres" in only else []
     for tool in tools:
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: run scripts/setup --bench")
@@ -1017,6 +1080,13 @@ def main():
         pd = statistics.median(r["postfix-dkim"])
         rows.append(("SMTP outbound, the same load, both signing: reference Postfix with OpenDKIM (msg/s delivered)",
                      rm, pd, rm / pd, "(context)"))
+    if "postgres" in only:
+        r = bench_postgres(args)
+        sq, p1, p2 = (statistics.median(r[k]) for k in ("sqlite", "pg1", "pg2"))
+        rows.append((f"SMTP inbound on PostgreSQL, one node, {args.messages} × 4 KiB (msg/s; reference: the embedded store)",
+                     p1, sq, p1 / sq, "(context)"))
+        rows.append(("SMTP inbound on PostgreSQL, two nodes on one database, the same load split between them "
+                     "(msg/s; reference: the embedded store)", p2, sq, p2 / sq, "(context)"))
     if "idle" in only:
         rows.append(("RSS right after start (MiB)", statistics.median(bench_idle(args)), None, None, "≤ 30"))
     if "imap" in only:

@@ -29,8 +29,11 @@ def bin_dir():
 
 
 class Postgres:
-    def __init__(self):
+    def __init__(self, durable=False):
+        """`durable`: fsync and full-page writes on, as in production (the benchmark); tests
+        run without them."""
         self.bin = bin_dir()
+        self.durable = durable
         self.as_postgres = os.geteuid() == 0
         self.dir = tempfile.mkdtemp(prefix="rampart-pg-")
         if self.as_postgres:
@@ -50,8 +53,9 @@ class Postgres:
         self._run("initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync")
         for _ in range(5):
             self.port = free_port()
-            options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                       "-c full_page_writes=off -c max_connections=300")
+            options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=300"
+            if not self.durable:
+                options += " -c fsync=off -c full_page_writes=off"
             r = self._run("pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "log"), "-w", "-o", options, "start",
                           check=False)
             if r.returncode == 0:

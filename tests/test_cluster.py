@@ -211,3 +211,24 @@ def test_a_ban_added_on_one_node_refuses_on_the_other(nodes):
     wait_for(lambda: refused(b, "127.0.0.9"), timeout=5, what="the ban on node b")
     assert time.monotonic() - added < 3.0
     assert not refused(b, "127.0.0.10")
+
+
+def test_failed_logins_on_one_node_protect_the_account_on_the_other(nodes):
+    """Per-account failure counts are shared: guesses spread over the nodes add up, and the
+    account is protected on every node (the right password from a network that never logged
+    in to it is refused there too)."""
+    a, b = nodes
+    sets = ("guard.auth_failures_per_account=4", "guard.auth_failures_per_ip=100", "guard.auth_failures_per_net=1000",
+            'auth.failure_delay="10ms"')
+    a.start(*sets, listeners=IMAP)
+    b.start(*sets, listeners=IMAP)
+    for i, node in enumerate((a, b, a, b)):
+        m = imaplib.IMAP4_SSL("127.0.0.1", node.ports["imaps"], ssl_context=node.tls_context(), timeout=20)
+        with pytest.raises(imaplib.IMAP4.error):
+            m.login(BOB, f"guess{i}")
+        m.shutdown()
+    # Two failures on each node: neither alone reached 4, together they did.
+    with pytest.raises(imaplib.IMAP4.error):
+        imaps(b)
+    b.wait_log(r"event=account_protected ip=127\.0\.0\.1 user=bob@example\.test")
+    imaps(a, "alice@example.test").logout()

@@ -53,6 +53,7 @@ section! {
         pub auth_failures_per_net: u32 = 30,
         /// Failed logins for one account within `failure_window` before only addresses that
         /// logged in to it before may try it, so its owner keeps access and the attackers do not.
+        /// Counted in the store: nodes sharing a database add up each other's.
         pub auth_failures_per_account: u32 = 20,
         /// Refused recipients (unknown users, relay attempts) from one address within
         /// `failure_window` before it is banned.

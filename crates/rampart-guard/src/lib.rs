@@ -8,7 +8,9 @@
 //!   recipients ([`Guard::probe`]), early talkers ([`Guard::pregreet`]); past the thresholds
 //!   the address (or its network) is banned, each repeat offence doubling the ban.
 //! - An account under attack from many addresses is protected without locking its owner out:
-//!   [`Guard::login_allowed`] then admits only addresses that logged in to it before.
+//!   [`Guard::login_allowed`] then admits only addresses that logged in to it before. Its
+//!   failures are counted in the store, so an attack spread over several nodes (PostgreSQL)
+//!   or across a restart is seen whole.
 //! - Bans are kept in the store, so they survive restarts and apply to every listener; the
 //!   in-memory copy is refreshed every few seconds so `rampart ban` works on a running server.
 //!
@@ -110,7 +112,6 @@ struct State {
     new_conns: HashMap<IpAddr, Window>,
     auth_ip: HashMap<IpAddr, Window>,
     auth_net: HashMap<IpNet, Window>,
-    auth_account: HashMap<String, Window>,
     probes: HashMap<IpAddr, Window>,
     pregreets: HashMap<IpAddr, Window>,
     messages: HashMap<IpAddr, Window>,
@@ -290,7 +291,6 @@ impl Guard {
         s.new_conns.retain(|_, w| !w.is_stale(now, Duration::from_secs(60)));
         s.auth_ip.retain(|_, w| !w.is_stale(now, window));
         s.auth_net.retain(|_, w| !w.is_stale(now, window));
-        s.auth_account.retain(|_, w| !w.is_stale(now, window));
         s.probes.retain(|_, w| !w.is_stale(now, window));
         s.pregreets.retain(|_, w| !w.is_stale(now, window));
         s.messages.retain(|_, w| !w.is_stale(now, Duration::from_secs(3600)));
@@ -308,6 +308,10 @@ impl Guard {
             self.refresh().await;
             if tick.is_multiple_of(30) {
                 self.sweep();
+                let window = self.rules().limits.failure_window.as_secs() as i64;
+                if let Err(e) = self.store.login_failures_prune(now_unix() - window).await {
+                    warn!(event = "guard_store_failed", error = %e.chain());
+                }
             }
             tick += 1;
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -441,13 +445,14 @@ impl Guard {
         let l = self.rules().limits.clone();
         let now = Instant::now();
         let net = wide_net(ip);
-        let net_count = {
-            let mut s = self.state.lock().expect("guard lock");
-            if let Some(user) = user {
-                s.auth_account.entry(user.to_lowercase()).or_default().hit(now, l.failure_window, l.auth_failures_per_account);
+        if let Some(user) = user {
+            let unix = now_unix();
+            let since = unix - l.failure_window.as_secs() as i64;
+            if let Err(e) = self.store.login_failure_add(&user.to_lowercase(), unix, since).await {
+                warn!(event = "guard_store_failed", error = %e.chain());
             }
-            s.auth_net.entry(net).or_default().hit(now, l.failure_window, l.auth_failures_per_net)
-        };
+        }
+        let net_count = self.state.lock().expect("guard lock").auth_net.entry(net).or_default().hit(now, l.failure_window, l.auth_failures_per_net);
         if net_count >= l.auth_failures_per_net as usize {
             self.ban(net, "auth_failures_net").await;
             self.state.lock().expect("guard lock").auth_net.remove(&net);
@@ -483,17 +488,19 @@ impl Guard {
         }
         let l = self.rules().limits.clone();
         let user = user.to_lowercase();
-        let cached = {
-            let mut s = self.state.lock().expect("guard lock");
-            let attacked = s
-                .auth_account
-                .get_mut(&user)
-                .is_some_and(|w| w.count(Instant::now(), l.failure_window) >= l.auth_failures_per_account as usize);
-            if !attacked {
-                return true;
+        let since = now_unix() - l.failure_window.as_secs() as i64;
+        let attacked = match self.store.login_failures(&user, since).await {
+            Ok(n) => n >= u64::from(l.auth_failures_per_account),
+            // As below: a store error does not lock everyone out of their mail.
+            Err(e) => {
+                warn!(event = "guard_store_failed", error = %e.chain());
+                false
             }
-            s.known.get(&user).cloned()
         };
+        if !attacked {
+            return true;
+        }
+        let cached = self.state.lock().expect("guard lock").known.get(&user).cloned();
         let known = match cached {
             Some(k) => k,
             None => {

@@ -128,6 +128,10 @@ async fn the_owner_keeps_access_to_an_attacked_account() {
     assert!(g.login_allowed(owner, "bob@example.test").await);
     assert!(!g.login_allowed(ip("203.0.113.1"), "bob@example.test").await);
     assert!(g.login_allowed(ip("203.0.113.1"), "alice@example.test").await);
+    // Counted in the store: another guard on it (a restarted server, another node) sees the
+    // attack too.
+    let other = Guard::new(&config(|c| c.guard.auth_failures_per_net = 100), g.store.clone());
+    assert!(!other.login_allowed(ip("203.0.113.1"), "bob@example.test").await);
 }
 
 #[tokio::test]

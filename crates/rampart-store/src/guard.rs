@@ -5,6 +5,10 @@ use async_trait::async_trait;
 
 use crate::Result;
 
+/// Seconds per row of failed-login counts (`login_failures`): an attack of thousands of
+/// guesses a minute writes a few rows, not one per guess.
+pub const FAILURE_BUCKET: i64 = 10;
+
 /// A ban on an address or network, active while `until` is in the future.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ban {
@@ -46,6 +50,15 @@ pub trait GuardStore: Send + Sync + 'static {
     async fn login_history(&self, account: &str) -> Result<Vec<LoginRecord>>;
     /// Networks `account` logged in from since `since`.
     async fn known_logins(&self, account: &str, since: i64) -> Result<Vec<String>>;
+    /// Counts a failed login to `account` (what the client claimed, lower case) at `now` and
+    /// returns the account's failures since `since`, as every node counted them: an attack
+    /// spread over several nodes protects the account as one on a single node would.
+    async fn login_failure_add(&self, account: &str, now: i64, since: i64) -> Result<u64>;
+    /// The failed logins to `account` since `since`, counted by every node. Counts are kept
+    /// per [`FAILURE_BUCKET`] seconds, so `since` is rounded down to one.
+    async fn login_failures(&self, account: &str, since: i64) -> Result<u64>;
+    /// Forgets failures counted before `before`.
+    async fn login_failures_prune(&self, before: i64) -> Result<()>;
     /// Whether every login of `account` is suspended (`rampart user suspend` without
     /// `--sending`).
     async fn login_suspended(&self, account: &str) -> Result<bool>;

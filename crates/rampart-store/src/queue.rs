@@ -85,4 +85,14 @@ pub trait QueueStore: Send + Sync + 'static {
     /// Makes every pending recipient of the entry due now.
     async fn queue_retry(&self, id: &str) -> Result<()>;
     async fn queue_delete(&self, id: &str) -> Result<()>;
+    /// How often the queue runner must renew the leases of the recipients it is delivering
+    /// ([`QueueStore::queue_renew`]); None for a store without leases (SQLite: one node).
+    fn queue_lease_renewal(&self) -> Option<std::time::Duration> {
+        None
+    }
+    /// Extends this node's leases on recipients `ids` (those in delivery here) from `now`, so
+    /// an attempt longer than the lease is not taken up by another node meanwhile.
+    async fn queue_renew(&self, _ids: Vec<i64>, _now: i64) -> Result<()> {
+        Ok(())
+    }
 }

@@ -200,6 +200,25 @@ async fn bans_and_state(store: &(impl GuardStore + ?Sized)) {
     assert_eq!(store.state("k").await.unwrap().as_deref(), Some("3"));
 }
 
+async fn login_failures_are_counted_per_account_and_window(store: &(impl GuardStore + ?Sized)) {
+    use crate::guard::FAILURE_BUCKET;
+    let t = 1_000_000 * FAILURE_BUCKET;
+    for i in 0..3 {
+        assert_eq!(store.login_failure_add("bob@example.test", t + i, t).await.unwrap(), i as u64 + 1);
+    }
+    // Another bucket, another account.
+    assert_eq!(store.login_failure_add("bob@example.test", t + FAILURE_BUCKET, t).await.unwrap(), 4);
+    assert_eq!(store.login_failure_add("alice@example.test", t, t).await.unwrap(), 1);
+    assert_eq!(store.login_failures("bob@example.test", t).await.unwrap(), 4);
+    // The window starts after the first bucket: only the last failure is in it.
+    assert_eq!(store.login_failures("bob@example.test", t + FAILURE_BUCKET).await.unwrap(), 1);
+    assert_eq!(store.login_failure_add("bob@example.test", t + FAILURE_BUCKET, t + FAILURE_BUCKET).await.unwrap(), 2);
+    assert_eq!(store.login_failures("carol@example.test", 0).await.unwrap(), 0);
+    store.login_failures_prune(t + FAILURE_BUCKET).await.unwrap();
+    assert_eq!(store.login_failures("bob@example.test", 0).await.unwrap(), 2);
+    assert_eq!(store.login_failures("alice@example.test", 0).await.unwrap(), 0);
+}
+
 async fn login_history_is_by_address_and_goes_with_the_account<S: DirectoryStore + GuardStore + ?Sized>(store: &S) {
     store.add_domain("example.test").await.unwrap();
     store.add_account("bob@example.test", "$argon2id$x").await.unwrap();
@@ -774,6 +793,10 @@ macro_rules! role_tests {
         #[tokio::test]
         async fn bans_and_state() {
             super::bans_and_state(&*$open).await;
+        }
+        #[tokio::test]
+        async fn login_failures_are_counted_per_account_and_window() {
+            super::login_failures_are_counted_per_account_and_window(&*$open).await;
         }
         #[tokio::test]
         async fn login_history_is_by_address_and_goes_with_the_account() {

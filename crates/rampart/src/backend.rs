@@ -111,6 +111,7 @@ pub async fn open_postgres(config: &Config) -> anyhow::Result<rampart_store::PgS
     let spool = config.server.data_dir.join("spool");
     let pg = rampart_store::PgStore::open(&s.url, s.pool_size as usize, ca, &spool).await.context("store.url: opening the PostgreSQL store")?;
     pg.set_queue_lease(config.queue.lease);
+    pg.set_node_id(&config.node_id());
     Ok(pg)
 }
 

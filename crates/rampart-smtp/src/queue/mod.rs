@@ -71,6 +71,8 @@ struct State {
     /// Scans started so far.
     epoch: u64,
     lanes: HashMap<String, Lane>,
+    /// When the leases of `known` were last renewed (stores shared by several nodes).
+    renewed: Option<Instant>,
 }
 
 fn now() -> i64 {
@@ -124,6 +126,7 @@ impl Runner {
             let mut st = self.state();
             (st.begin_scan(), st.known.len())
         };
+        self.renew_leases().await;
         if in_hand >= ACTIVE_LIMIT {
             return Ok(());
         }
@@ -136,6 +139,25 @@ impl Runner {
         }
         self.fill();
         Ok(())
+    }
+
+    /// On a store shared by several nodes: keeps the leases of the recipients in hand, every
+    /// [`QueueStore::queue_lease_renewal`], so an attempt longer than the lease is not made a
+    /// second time by another node. A failed renewal is logged and tried at the next scan.
+    async fn renew_leases(&self) {
+        let Some(every) = self.store.queue_lease_renewal() else { return };
+        let ids: Vec<i64> = {
+            let mut st = self.state();
+            if st.renewed.is_some_and(|t| t.elapsed() < every) {
+                return;
+            }
+            st.renewed = Some(Instant::now());
+            st.known.iter().copied().collect()
+        };
+        if let Err(e) = self.store.queue_renew(ids, now()).await {
+            self.state().renewed = None;
+            warn!(event = "queue_lease_renew_failed", error = %e.chain());
+        }
     }
 
     /// A job's recipients are recorded: they leave the hand, and scans that may have read

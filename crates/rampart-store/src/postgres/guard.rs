@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 
 use super::PgStore;
+use crate::guard::FAILURE_BUCKET;
 use crate::{Ban, GuardStore, LoginRecord, Result};
 
 #[async_trait]
@@ -98,6 +99,39 @@ impl GuardStore for PgStore {
             .query("SELECT net FROM known_logins WHERE account = $1 AND last_seen >= $2 ORDER BY net", &[&account, &since])
             .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn login_failure_add(&self, account: &str, now: i64, since: i64) -> Result<u64> {
+        // One statement: the count includes this failure and every node's committed ones.
+        let row = self
+            .conn()
+            .await?
+            .query_one(
+                "WITH added AS (INSERT INTO login_failures (account, bucket, failures) VALUES ($1, $2, 1) \
+                 ON CONFLICT (account, bucket) DO UPDATE SET failures = login_failures.failures + 1 RETURNING bucket, failures) \
+                 SELECT (SELECT coalesce(sum(failures), 0) FROM login_failures WHERE account = $1 AND bucket >= $3 AND bucket <> $2)::bigint \
+                 + (SELECT failures FROM added WHERE bucket >= $3)",
+                &[&account, &(now / FAILURE_BUCKET), &(since / FAILURE_BUCKET)],
+            )
+            .await?;
+        Ok(row.get::<_, Option<i64>>(0).unwrap_or(0) as u64)
+    }
+
+    async fn login_failures(&self, account: &str, since: i64) -> Result<u64> {
+        let row = self
+            .conn()
+            .await?
+            .query_one(
+                "SELECT coalesce(sum(failures), 0)::bigint FROM login_failures WHERE account = $1 AND bucket >= $2",
+                &[&account, &(since / FAILURE_BUCKET)],
+            )
+            .await?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    async fn login_failures_prune(&self, before: i64) -> Result<()> {
+        self.conn().await?.execute("DELETE FROM login_failures WHERE bucket < $1", &[&(before / FAILURE_BUCKET)]).await?;
+        Ok(())
     }
 
     async fn login_suspended(&self, account: &str) -> Result<bool> {

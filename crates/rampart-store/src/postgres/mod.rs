@@ -91,8 +91,10 @@ struct Shared {
     notifier: Arc<Notifier>,
     /// Makes the summary of each message stored (`set_summarizer`).
     summarizer: OnceLock<Arc<dyn Summarizer>>,
-    /// This store's name as the holder of queue leases ([`queue`]): unique per open store.
-    node: String,
+    /// This store's name as the holder of queue leases ([`queue`]): `cluster.node_id` once
+    /// the server sets it, and a random suffix unique per open store.
+    node: std::sync::RwLock<String>,
+    suffix: String,
     /// Seconds a queue lease lasts ([`queue::LEASE`] unless set).
     lease: std::sync::atomic::AtomicI64,
     /// Ends the LISTEN task when the last clone goes.
@@ -122,8 +124,16 @@ impl PgStore {
         blobs::prepare_spool(spool)?;
         let notifier = Arc::new(Notifier::default());
         let listener = listen::start(config, tls, notifier.clone());
-        let node = format!("{:016x}", rand::random::<u64>());
-        let shared = Shared { spool: spool.to_path_buf(), notifier, summarizer: OnceLock::new(), node, lease: queue::LEASE.into(), _listener: listener };
+        let suffix = format!("{:08x}", rand::random::<u32>());
+        let shared = Shared {
+            spool: spool.to_path_buf(),
+            notifier,
+            summarizer: OnceLock::new(),
+            node: std::sync::RwLock::new(suffix.clone()),
+            suffix,
+            lease: queue::LEASE.into(),
+            _listener: listener,
+        };
         let store = PgStore { pool, shared: Arc::new(shared) };
         schema::migrate(&mut store.conn().await?).await?;
         Ok(store)
@@ -133,6 +143,16 @@ impl PgStore {
     /// IMAP's); without one, messages are stored without a summary and IMAP makes it later.
     pub fn set_summarizer(&self, summarizer: Arc<dyn Summarizer>) {
         let _ = self.shared.summarizer.set(summarizer);
+    }
+
+    /// Names this node's queue leases after `node_id` (`cluster.node_id`).
+    pub fn set_node_id(&self, node_id: &str) {
+        *self.shared.node.write().expect("node lock") = format!("{node_id}/{}", self.shared.suffix);
+    }
+
+    /// What this store writes as `lease_owner`.
+    pub(crate) fn lease_owner(&self) -> String {
+        self.shared.node.read().expect("node lock").clone()
     }
 
     /// How long a node holds a queue recipient it took before another node may take it.

@@ -124,6 +124,25 @@ async fn a_dead_nodes_lease_expires_and_the_other_node_delivers() {
 }
 
 #[tokio::test]
+async fn a_renewed_lease_outlasts_a_long_attempt_and_names_its_node() {
+    let (a, b, _, _) = two_nodes().await;
+    a.set_node_id("node-a");
+    queue(&a, 1).await;
+    let t = now() + 1;
+    let rcpt = a.queue_due(t, 10).await.unwrap()[0].rcpts[0].id;
+    assert!(a.queue_lease_renewal().unwrap() <= Duration::from_secs(LEASE as u64 / 3));
+    // Still delivering near the end of the lease: A renews it, so B does not start a second
+    // attempt when the first lease would have run out.
+    a.queue_renew(vec![rcpt], t + LEASE - 10).await.unwrap();
+    assert!(b.queue_due(t + LEASE, 10).await.unwrap().is_empty());
+    let owner: String = a.conn().await.unwrap().query_one("SELECT lease_owner FROM queue_rcpts WHERE id = $1", &[&rcpt]).await.unwrap().get(0);
+    assert!(owner.starts_with("node-a/"), "{owner}");
+    // B's renewal of a lease it does not hold changes nothing.
+    b.queue_renew(vec![rcpt], t + 2 * LEASE).await.unwrap();
+    assert_eq!(b.queue_due(t + 2 * LEASE - 10, 10).await.unwrap().len(), 1, "A's renewed lease ran out");
+}
+
+#[tokio::test]
 async fn a_deferred_recipient_loses_its_lease() {
     let (a, b, _, _) = two_nodes().await;
     queue(&a, 1).await;

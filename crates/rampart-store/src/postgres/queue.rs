@@ -8,8 +8,14 @@
 //! - A node's own leases are not in its way: its next scan returns them again (and extends
 //!   them), as SQLite's scan returns everything due; the queue runner already skips the
 //!   recipients it holds, so nothing changes for it.
+//! - The runner renews the leases of what it holds every third of the lease
+//!   ([`QueueStore::queue_renew`]), so an attempt that outlasts the lease (a slow remote
+//!   server, many recipients) is not started a second time by another node.
 //! - [`QueueStore::queue_update`] records the outcome and clears the lease. A node killed
 //!   mid-delivery leaves its leases; once they expire another node takes the recipients.
+//! - `lease_owner` is `cluster.node_id` and a random suffix per process, so an administrator
+//!   reading the table sees which node holds what, and two nodes given one name by mistake
+//!   still never share a lease.
 //! - Times are the callers' `now` (unix seconds), like `next_attempt`: nodes keep their
 //!   clocks in step (NTP), and a test can move time forward.
 //! - Removing an entry whose recipients are all final locks the entry's row first, so two
@@ -140,7 +146,7 @@ impl QueueStore for PgStore {
                      RETURNING {}",
                     RCPT_COLUMNS.split(", ").map(|c| format!("queue_rcpts.{c}")).collect::<Vec<_>>().join(", ")
                 ),
-                &[&now, &(limit as i64), &self.shared.node, &self.shared.lease.load(std::sync::atomic::Ordering::Relaxed)],
+                &[&now, &(limit as i64), &self.lease_owner(), &self.shared.lease.load(std::sync::atomic::Ordering::Relaxed)],
             )
             .await?;
         let out = entries(&txn, rows.iter().map(rcpt_from_row).collect()).await?;
@@ -163,6 +169,27 @@ impl QueueStore for PgStore {
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("queue entry {id}")))?;
         blobs::read_message(&conn, row.get(0), row.get(1)).await
+    }
+
+    fn queue_lease_renewal(&self) -> Option<std::time::Duration> {
+        let lease = self.shared.lease.load(std::sync::atomic::Ordering::Relaxed);
+        Some(std::time::Duration::from_secs((lease / 3).max(1) as u64))
+    }
+
+    async fn queue_renew(&self, ids: Vec<i64>, now: i64) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let lease = self.shared.lease.load(std::sync::atomic::Ordering::Relaxed);
+        // Only leases still this node's: one taken over after this node stalled stays taken.
+        self.conn()
+            .await?
+            .execute(
+                "UPDATE queue_rcpts SET lease_until = $2::bigint + $3::bigint WHERE id = ANY($1) AND lease_owner = $4 AND state = 'pending'",
+                &[&ids, &now, &lease, &self.lease_owner()],
+            )
+            .await?;
+        Ok(())
     }
 
     async fn queue_update(&self, updates: Vec<RcptUpdate>) -> Result<()> {

@@ -521,6 +521,16 @@ const MIGRATIONS: &[&str] = &[
         until  bigint NOT NULL
     );
     "#,
+    // 5: failed logins per claimed account (`guard`), counted by every node in
+    // FAILURE_BUCKET-second rows: an attack spread over the nodes is seen whole.
+    r#"
+    CREATE TABLE login_failures (
+        account  text NOT NULL,
+        bucket   bigint NOT NULL,
+        failures bigint NOT NULL,
+        PRIMARY KEY (account, bucket)
+    );
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
+use crate::guard::FAILURE_BUCKET;
 use crate::{Ban, GuardStore, LoginRecord, Result};
 
 fn bans(conn: &Connection) -> Result<Vec<Ban>> {
@@ -22,6 +23,15 @@ fn ban_put(conn: &Connection, ban: &Ban) -> Result<()> {
         params![ban.net, ban.until, ban.reason, ban.offenses, ban.updated],
     )?;
     Ok(())
+}
+
+fn login_failures(conn: &Connection, account: &str, since: i64) -> Result<u64> {
+    let n: i64 = conn.query_row(
+        "SELECT coalesce(sum(failures), 0) FROM login_failures WHERE account = ?1 AND bucket >= ?2",
+        params![account, since / FAILURE_BUCKET],
+        |r| r.get(0),
+    )?;
+    Ok(n as u64)
 }
 
 #[async_trait]
@@ -89,6 +99,32 @@ impl GuardStore for SqliteStore {
             let mut stmt = conn.prepare("SELECT net FROM known_logins WHERE account = ?1 AND last_seen >= ?2")?;
             let rows = stmt.query_map(params![account, since], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
             Ok(rows)
+        })
+        .await
+    }
+
+    async fn login_failure_add(&self, account: &str, now: i64, since: i64) -> Result<u64> {
+        let account = account.to_string();
+        self.write(move |conn, _| {
+            conn.execute(
+                "INSERT INTO login_failures (account, bucket, failures) VALUES (?1, ?2, 1) \
+                 ON CONFLICT (account, bucket) DO UPDATE SET failures = failures + 1",
+                params![account, now / FAILURE_BUCKET],
+            )?;
+            login_failures(conn, &account, since)
+        })
+        .await
+    }
+
+    async fn login_failures(&self, account: &str, since: i64) -> Result<u64> {
+        let account = account.to_string();
+        self.read(move |conn| login_failures(conn, &account, since)).await
+    }
+
+    async fn login_failures_prune(&self, before: i64) -> Result<()> {
+        self.write(move |conn, _| {
+            conn.execute("DELETE FROM login_failures WHERE bucket < ?1", [before / FAILURE_BUCKET])?;
+            Ok(())
         })
         .await
     }

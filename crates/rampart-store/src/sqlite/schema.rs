@@ -601,6 +601,16 @@ const MIGRATIONS: &[&str] = &[
         data BLOB NOT NULL
     );
     "#,
+    // Failed logins per claimed account (crate::guard), counted in FAILURE_BUCKET-second rows
+    // so that every node (and a restarted server) sees an attack on the account.
+    r#"
+    CREATE TABLE login_failures (
+        account TEXT NOT NULL,
+        bucket INTEGER NOT NULL,
+        failures INTEGER NOT NULL,
+        PRIMARY KEY (account, bucket)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this binary writes.
