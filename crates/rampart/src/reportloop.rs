@@ -70,3 +70,24 @@ async fn claim(store: &dyn Store, last_run: &str, now: i64) -> bool {
     }
     store.swap_state(&key, current.as_deref(), &(now + CLAIM_FOR).to_string()).await.unwrap_or(false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two nodes (two handles on one store) finding the same run due at once: one claims it;
+    /// the other may only once the claim has ended (its node died mid-run).
+    #[tokio::test]
+    async fn one_node_claims_a_due_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = rampart_store::SqliteStore::open(dir.path()).unwrap();
+        let b = a.clone();
+        let now = 1_000_000;
+        let (x, y) = tokio::join!(claim(&a, "dmarc.last_run", now), claim(&b, "dmarc.last_run", now));
+        assert!(x ^ y, "exactly one node runs it: {x} {y}");
+        assert!(!claim(&b, "dmarc.last_run", now + CLAIM_FOR - 1).await);
+        assert!(claim(&b, "dmarc.last_run", now + CLAIM_FOR).await);
+        // Another report's run is claimed on its own.
+        assert!(claim(&a, "tlsrpt.last_run", now).await);
+    }
+}
