@@ -557,6 +557,8 @@ impl MailStore for PgStore {
         .await?;
         let n = txn.execute("DELETE FROM expunged WHERE at < $1", &[&before]).await?;
         txn.commit().await?;
+        // The same hourly upkeep deletes the bodies their messages' expunges released.
+        super::purge_released(&conn, crate::sqlite::now() - super::RELEASED_GRACE).await?;
         Ok(n as usize)
     }
 

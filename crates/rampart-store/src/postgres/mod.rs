@@ -224,19 +224,30 @@ impl From<tokio_postgres::Error> for StoreError {
 
 impl crate::UserKeyStore for PgStore {}
 
-/// Drops `count` references to each blob; a blob nobody holds any more (no message, queue
-/// entry or quarantine) goes, with its chunks (`ON DELETE CASCADE`) and its summary (and with
-/// it the summary's words, `ON DELETE CASCADE`).
+/// How long a body nobody holds stays readable before [`purge_released`] deletes it: far
+/// longer than any FETCH of it takes.
+pub(crate) const RELEASED_GRACE: i64 = 3600;
+
+/// Drops `count` references to each blob. A blob nobody holds any more (no message, queue
+/// entry or quarantine) loses its summary (and with it the summary's words, `ON DELETE
+/// CASCADE`) at once and is marked `released`: its chunks stay for [`RELEASED_GRACE`], because a
+/// session on this or another node may be reading it chunk by chunk (SQLite's open file does
+/// the same for a reader there).
 pub(crate) async fn release_blobs(txn: &deadpool_postgres::Transaction<'_>, blobs: &[(String, i64)]) -> Result<()> {
     for (id, count) in blobs {
         let left: i64 =
             txn.query_one("UPDATE blobs SET refcount = refcount - $2 WHERE id = $1 RETURNING refcount", &[id, count]).await?.get(0);
         if left <= 0 {
             txn.execute("DELETE FROM summaries WHERE blob_id = $1", &[id]).await?;
-            txn.execute("DELETE FROM blobs WHERE id = $1", &[id]).await?;
+            txn.execute("UPDATE blobs SET released = $2 WHERE id = $1", &[id, &crate::sqlite::now()]).await?;
         }
     }
     Ok(())
+}
+
+/// Deletes the bodies released before `before`, with their chunks; returns how many.
+pub(crate) async fn purge_released(client: &impl deadpool_postgres::GenericClient, before: i64) -> Result<u64> {
+    Ok(client.execute("DELETE FROM blobs WHERE released < $1 AND refcount <= 0", &[&before]).await?)
 }
 
 pub(crate) fn is_unique_violation(e: &tokio_postgres::Error) -> bool {

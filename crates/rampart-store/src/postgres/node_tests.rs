@@ -190,6 +190,31 @@ async fn a_20_mib_message_streams_in_and_reads_back_by_ranges() {
     assert_eq!(b.read_message(inbox, uid).await.unwrap().len(), size);
 }
 
+#[tokio::test]
+async fn a_fetch_reads_to_the_end_of_a_message_the_other_node_expunges() {
+    let (a, b, _, inbox) = two_nodes().await;
+    let size = 3 * crate::codec::CHUNK + 10;
+    let body: Vec<u8> = (0..size).map(|i| b"0123456789abcdef\r\n"[i % 18]).collect();
+    let uid = a.append(inbox, blob(&a, &body).await, String::new(), 0).await.unwrap().uids[0].1;
+    let mut reader = b.open_message(inbox, uid).await.unwrap();
+    let mut out = Vec::new();
+    reader.read_at(0, 100, &mut out).await.unwrap();
+    a.store_flags(inbox, vec![uid], crate::FlagOp::Add, vec!["\\Deleted".into()], None).await.unwrap();
+    a.expunge(inbox, None).await.unwrap();
+    // The rest of the body, chunk after chunk, after the expunge committed.
+    while out.len() < size {
+        let at = out.len() as u64;
+        assert!(reader.read_at(at, size - out.len(), &mut out).await.unwrap() > 0);
+    }
+    assert_eq!(out, body);
+    // The hourly upkeep deletes it only after the grace.
+    let blobs = |s: PgStore| async move { s.conn().await.unwrap().query_one("SELECT count(*) FROM blobs", &[]).await.unwrap().get::<_, i64>(0) };
+    assert_eq!(super::purge_released(&a.conn().await.unwrap(), now() - super::RELEASED_GRACE).await.unwrap(), 0);
+    assert_eq!(blobs(a.clone()).await, 1);
+    assert_eq!(super::purge_released(&a.conn().await.unwrap(), now() + 1).await.unwrap(), 1);
+    assert_eq!(blobs(a.clone()).await, 0);
+}
+
 /// Words are the lowercased whitespace-separated words of the message.
 struct Words;
 

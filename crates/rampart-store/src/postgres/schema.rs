@@ -531,6 +531,13 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (account, bucket)
     );
     "#,
+    // 6: a body nobody holds any more is marked `released` (unix seconds) and deleted an hour
+    // later (`postgres::release_blobs`, `purge_released`), so a FETCH reading it chunk by
+    // chunk while another node expunges the message reads to the end.
+    r#"
+    ALTER TABLE blobs ADD COLUMN released bigint;
+    CREATE INDEX blobs_released ON blobs(released) WHERE released IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this binary writes.

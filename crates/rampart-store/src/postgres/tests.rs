@@ -146,8 +146,11 @@ async fn suspension_holds_queued_mail_until_released_or_deleted() {
     let conn = store.conn().await.unwrap();
     let left: Vec<String> = conn.query("SELECT id FROM queue ORDER BY id", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
     assert_eq!(left, ["Q1", "Q3"]);
+    let released: Option<i64> = conn.query_one("SELECT released FROM blobs WHERE id = 'blob-Q2'", &[]).await.unwrap().get(0);
+    assert!(released.is_some(), "the deleted entry's body is released");
+    super::purge_released(&conn, now() + 1).await.unwrap();
     let chunks: i64 = conn.query_one("SELECT count(*) FROM blob_chunks WHERE blob_id = 'blob-Q2'", &[]).await.unwrap().get(0);
-    assert_eq!(chunks, 0, "the deleted entry's body went with it");
+    assert_eq!(chunks, 0, "and goes with its chunks");
 }
 
 #[tokio::test]
