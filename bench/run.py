@@ -197,6 +197,8 @@ class RampartServer:
             f'listener.smtp.bind=["127.0.0.1:{self.port}"]',
             "listener.submission.bind=[]", "listener.submissions.bind=[]",
             "listener.imap.bind=[]", f'listener.imaps.bind=["127.0.0.1:{self.imaps}"]', "listener.metrics.bind=[]",
+            # Two nodes run side by side (`postgres`): no fixed ports.
+            "listener.https.bind=[]", "listener.http.bind=[]",
             "listener.imaps.max_connections=20000", "server.max_connections=30000",
             f'dns.nameservers=["127.0.0.1:{dns.port}"]',
             # The benchmark is one client address opening thousands of connections: exempt it
@@ -214,7 +216,11 @@ class RampartServer:
         for s in sets:
             args += ["--set", s]
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
-        wait_port(self.port)
+        try:
+            wait_port(self.port)
+        except RuntimeError:
+            self.proc.kill()
+            sys.exit(f"rampart did not start:\n{(self.dir / 'server.log').read_text()}")
 
     def rss(self):
         return rss_kib(self.proc.pid)
