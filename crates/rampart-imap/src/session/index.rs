@@ -31,6 +31,10 @@ impl rampart_store::Summarizer for MessageSummarizer {
         to_store(summary::summarize(message))
     }
 
+    fn summarize_encrypted(&self, plain: &[u8], stored: &[u8]) -> rampart_store::Summary {
+        to_store(summary::encrypted(plain, stored))
+    }
+
     fn version(&self) -> u32 {
         SUMMARY_VERSION
     }
