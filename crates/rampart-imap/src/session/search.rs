@@ -1,12 +1,12 @@
 //! SEARCH and UID SEARCH (RFC 3501 §6.4.4), with RFC 4731 ESEARCH results and RFC 7162
 //! MODSEQ. Charsets: UTF-8 and US-ASCII (its subset); others get [BADCHARSET].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use chrono::TimeZone;
 use rampart_store::{MessageRecord, Stored, StoreError, Want};
 
-use super::index::{Backfill, word_candidates};
+use super::index::{Backfill, WordHits, word_candidates};
 use crate::columns::{Chunk, Columns};
 use super::view::Msg;
 use super::{Next, Output, Session, State};
@@ -47,7 +47,7 @@ struct Ctx<'a> {
     max_uid: u32,
     text: Text<'a>,
     /// What the full-text index allows for each BODY/TEXT string ([`word_candidates`]).
-    words: &'a HashMap<String, Option<HashSet<i64>>>,
+    words: &'a WordHits,
     /// The key's strings lowercased, made once for the whole scan ([`lowered`]).
     lower: &'a HashMap<&'a str, String>,
 }
@@ -99,7 +99,7 @@ fn sent_day(c: &Ctx<'_>) -> Option<chrono::NaiveDate> {
 fn ruled_out(c: &Ctx<'_>, needle: &str, coverage: u8) -> bool {
     let Text::Summary { id: Some(id), keys: Some(keys), .. } = &c.text else { return false };
     keys.words() & coverage == coverage
-        && c.words.get(c.lower(needle).as_ref()).is_some_and(|set| set.as_ref().is_some_and(|set| !set.contains(id)))
+        && c.words.narrow.get(c.lower(needle).as_ref()).is_some_and(|set| set.as_ref().is_some_and(|set| !set.contains(id)))
 }
 
 /// Whether the message's summary holds the header values and words of a plaintext whose
@@ -111,13 +111,13 @@ fn plain_search(c: &Ctx<'_>) -> bool {
 
 /// BODY (and the body part of TEXT) over a [`plain_search`] message: a hit of the full-text
 /// index is the answer (reading the stored message could not confirm it), so a message
-/// matches when its words hold every word of `needle` where the index asks for them. Not
-/// word for word what a scan of the plaintext answers: the words need not be adjacent; a
-/// string without a word the index can look up (`"--"`) matches nothing but the empty one.
+/// matches when its words hold every word of `needle` where the index asks for them
+/// ([`WordHits::plain_hits`]). Not character for character what a scan of the plaintext
+/// answers: the words need not be adjacent; a string without a word the index can look up
+/// (`"--"`) matches nothing but the empty one.
 fn plain_words_hit(c: &Ctx<'_>, needle: &str) -> bool {
     let Text::Summary { id: Some(id), keys: Some(keys), .. } = &c.text else { return false };
-    needle.is_empty()
-        || (keys.words() & WORDS_BODY != 0 && c.words.get(c.lower(needle).as_ref()).is_some_and(|set| set.as_ref().is_some_and(|set| set.contains(id))))
+    needle.is_empty() || (keys.words() & WORDS_BODY != 0 && c.words.plain_hits(c.lower(needle).as_ref()).is_some_and(|set| set.contains(id)))
 }
 
 /// TEXT's header part over a [`plain_search`] message: whether a kept header value (of

@@ -25,12 +25,30 @@ use super::{SqliteStore, pgp, userkeys};
 use crate::keys::KEY_LEN;
 use crate::pgp::{PgpKey, PlainSearch};
 use crate::summary::Summary;
-use crate::{AccountId, Blob, Delivery, DeliveryStore, Folder, QuarantineStore, Result, Target};
+use super::writer::Effects;
+use crate::{AccountId, Blob, Delivered, Delivery, DeliveryStore, Folder, QuarantineStore, Result, Target};
 
-/// A copy for one account with a key, ready for the writer.
+/// A copy for one account with a key (or a per-user copy, `super::userkeys`), ready for the
+/// writer.
 pub(super) struct Sealed {
     pub delivery: Delivery,
     pub summary: Option<Summary>,
+    /// `summary` is a plaintext search summary in the database's tables: the background
+    /// backfill leaves it alone (`summaries.plain`), since it could only remake it from the
+    /// stored ciphertext and SEARCH would lose the plaintext for good.
+    pub plain: bool,
+}
+
+impl Sealed {
+    /// The writer's part: the copy's rows, as any delivery's.
+    pub(super) fn store(self, conn: &rusqlite::Connection, effects: &mut Effects) -> Result<Vec<Delivered>> {
+        let blob = self.delivery.blob.id().to_string();
+        let delivered = super::delivery::deliver(conn, effects, self.delivery, self.summary, "")?;
+        if self.plain {
+            conn.prepare_cached("UPDATE summaries SET plain = 1 WHERE blob_id = ?1")?.execute([blob])?;
+        }
+        Ok(delivered)
+    }
 }
 
 impl SqliteStore {
@@ -69,6 +87,7 @@ impl SqliteStore {
                     outbound: None,
                 },
                 summary: copy.summary,
+                plain: copy.plain,
             });
         }
         Ok(sealed)
@@ -101,7 +120,7 @@ impl SqliteStore {
             // The date and the trail are the held row's, set when the writer reads it.
             let delivery =
                 Delivery { blob: copy.blob, prefix: copy.prefix, internal_date: 0, targets: vec![target], reference: id.to_string(), trail: String::new(), outbound: None };
-            sealed.insert(key.key.account, Sealed { delivery, summary: copy.summary });
+            sealed.insert(key.key.account, Sealed { delivery, summary: copy.summary, plain: copy.plain });
         }
         Ok(sealed)
     }
@@ -135,13 +154,14 @@ impl SqliteStore {
         tracing::debug!(event = "pgp_encrypted", id = %reference, user = %key.address, search = keyed.search.is_on());
         if let Some(public) = keyed.user {
             let blob = self.sealed_with(key.account, public, &stored, summary).await?;
-            return Ok(Some(Copy { blob, prefix: Vec::new(), summary: None }));
+            return Ok(Some(Copy { blob, prefix: Vec::new(), summary: None, plain: false }));
         }
         drop(stored);
         let mut writer = self.blob_writer()?;
         writer.write(&bytes).await?;
         let blob = writer.finish().await?;
-        Ok(Some(Copy { blob, prefix: prefix.to_vec(), summary }))
+        let plain = keyed.search.is_on() && summary.is_some();
+        Ok(Some(Copy { blob, prefix: prefix.to_vec(), summary, plain }))
     }
 }
 
@@ -153,12 +173,14 @@ pub(super) struct Keyed {
     search: PlainSearch,
 }
 
-/// One encrypted copy: its blob, the prefix IMAP reads before it, its summary for the clear
-/// tables (None for a per-user copy, whose summary is sealed in the blob).
+/// One encrypted copy: its blob, the prefix IMAP reads before it, its summary for the
+/// database's tables (None for a per-user copy, whose summary is sealed in the blob) and
+/// whether that is a plaintext search summary ([`Sealed::plain`]).
 struct Copy {
     blob: Blob,
     prefix: Vec<u8>,
     summary: Option<Summary>,
+    plain: bool,
 }
 
 /// The rule of [`PlainSearch`] on SQLite: per-user mode, then an encrypted database, then

@@ -390,7 +390,7 @@ impl SqliteStore {
                 trail: delivery.trail.clone(),
                 outbound: None,
             };
-            sealed.push(Sealed { delivery: copy, summary: None });
+            sealed.push(Sealed { delivery: copy, summary: None, plain: false });
         }
         Ok(sealed)
     }
