@@ -429,7 +429,9 @@ pub(crate) async fn keyed_accounts_get_an_encrypted_copy<S: MailStore + Director
 
 /// On a clear store (SQLite without encryption, PostgreSQL) the plaintext's words are kept
 /// for SEARCH only when the key opted in (`crate::PlainSearch`); the copy stays encrypted.
-pub(crate) async fn a_clear_store_keeps_plaintext_words_only_on_opt_in<S: MailStore + DirectoryStore + PgpStore + Backend + ?Sized>(store: &S) {
+pub(crate) async fn a_clear_store_keeps_plaintext_words_only_on_opt_in<S: MailStore + DirectoryStore + PgpStore + QuarantineStore + Backend + ?Sized>(
+    store: &S,
+) {
     store.summarize_with(std::sync::Arc::new(Words));
     let (alice, _) = alice_with(store, crate::PgpOptions { protect_subject: true, publish: true, search: false }).await;
     let key = store.pgp_key("alice@example.org").await.unwrap().unwrap();
@@ -449,6 +451,25 @@ pub(crate) async fn a_clear_store_keeps_plaintext_words_only_on_opt_in<S: MailSt
     assert!(text.contains("multipart/encrypted") && !text.contains("quokka"), "stored encrypted all the same");
     let stored = store.stored(d[0].mailbox, d[0].uid, d[0].uid, crate::Want { keys: true, ..Default::default() }).await.unwrap();
     assert_eq!(stored[0].keys.as_deref(), Some(&b"plain"[..]), "summarize_encrypted made it");
+
+    // A release from the quarantine gets the same summary.
+    let hold = Hold {
+        blob: blob(store, PLAIN).await,
+        prefix: b"Received: by mx\r\n".to_vec(),
+        internal_date: 7,
+        accounts: vec![alice],
+        reference: "Q2".into(),
+        sender: "a@example.net".into(),
+        subject: "zebra".into(),
+        reason: "spam".into(),
+        score: Some(9.0),
+        trail: "[]".into(),
+    };
+    store.hold(hold).await.unwrap();
+    let released = store.release("Q2", None).await.unwrap();
+    let text = String::from_utf8(store.read_message(released[0].mailbox, released[0].uid).await.unwrap()).unwrap();
+    assert!(text.contains("multipart/encrypted") && !text.contains("quokka"));
+    assert_eq!(store.word_candidates(alice, is("quokka")).await.unwrap().len(), 2, "the released copy's plaintext words too");
 }
 
 pub(crate) async fn a_release_from_the_quarantine_is_encrypted_too<S: MailStore + DirectoryStore + PgpStore + QuarantineStore + ?Sized>(
