@@ -152,23 +152,123 @@ def test_delivered_mail_is_stored_encrypted_and_gpg_decrypts_it(rampart, gpg):
     m.logout()
 
 
+# A second message, without the marker, so that every search below must tell the two apart.
+OTHER = (b"From: Other Person <other@remote.test>\r\nTo: bob@example.test\r\nSubject: Lunch plans\r\n"
+         b"Message-ID: <other@remote.test>\r\n\r\nnothing special wombatvalue here\r\n")
+
+# (criteria, UIDs) over [the marked report, OTHER], both stored encrypted to bob's key with the
+# Subject protected: the plaintext's header fields and words answer.
+PLAIN_SEARCHES = [
+    (f'SUBJECT "{MARKER}"', [b"1"]),
+    ('SUBJECT "lunch"', [b"2"]),
+    (f'BODY "{MARKER}"', [b"1"]),
+    (f'BODY "{MARKER.lower()}"', [b"1"]),
+    (f'TEXT "{MARKER}"', [b"1"]),
+    ('TEXT "lunch plans"', [b"2"]),
+    ('FROM "sender@remote.test"', [b"1"]),
+    ('FROM "Other"', [b"2"]),
+    ('TO "bob@example"', [b"1", b"2"]),
+    ('HEADER Subject "report"', [b"1"]),
+    ('BODY "wombatvalue"', [b"2"]),
+    ('BODY "absentword"', []),
+    (f'NOT BODY "{MARKER}"', [b"2"]),
+    (f'OR FROM "other" BODY "{MARKER}"', [b"1", b"2"]),
+    # The stored outer Subject is "...", but SEARCH reads the plaintext's.
+    ('SUBJECT "..."', []),
+]
+
+
+def plain_searches_answer(m):
+    """Every search of PLAIN_SEARCHES, twice (the second from IMAP's column cache), and FETCH
+    still describing the stored, encrypted message."""
+    m.select("INBOX")
+    for _ in range(2):
+        for criteria, found in PLAIN_SEARCHES:
+            typ, data = m.uid("SEARCH", None, criteria)
+            assert typ == "OK" and data[0].split() == found, (criteria, data)
+    typ, data = m.uid("FETCH", "1", "(ENVELOPE BODYSTRUCTURE)")
+    assert typ == "OK" and b'"..."' in data[0] and b'"ENCRYPTED"' in data[0].upper(), data
+
+
+def send_report_and_other(r, count=None):
+    """Sends both; waits until `count` messages are listed (None: a per-user account, locked
+    to the CLI: local delivery is done when SMTP says 250)."""
+    send(r, encrypted_message(2_000, f"attached {MARKER} data".encode()), OTHER)
+    if count is not None:
+        wait_for(lambda: len(r.messages("bob@example.test")) == count, what="stored")
+
+
 @pytest.mark.sqlite_only
-def test_server_key_mode_leaves_nothing_either_and_search_sees_the_outer_fields(rampart, gpg):
+def test_server_key_mode_searches_the_plaintext_and_leaves_nothing(rampart, gpg):
     r = rampart
     encrypt(r)
-    r.run_cli("user", "pgp", "set", "bob@example.test", "--key", str(gpg.pub))
+    r.run_cli("user", "pgp", "set", "bob@example.test", "--key", str(gpg.pub), "--protect-subject")
+    shown = r.run_cli("user", "pgp", "show", "bob@example.test").stdout
+    assert "search opt-in: no" in shown and "server-side search: on (in the encrypted database" in shown, shown
+    r.start(listeners=("smtp", "imap"))
+    send_report_and_other(r, 2)
+    m, bodies = fetch_all(r)
+    assert b"multipart/encrypted" in bodies[0] and b"\r\nSubject: ...\r\n" in bodies[0]
+    assert MARKER.encode() not in bodies[0] and b"wombatvalue" not in bodies[1]
+    assert f"Subject: Report {MARKER}".encode() in gpg.decrypt(bodies[0]), "FETCH returns what gpg decrypts"
+    plain_searches_answer(m)
+    m.logout()
+    data_dir = r.dir / "data"
+    assert files_holding(data_dir, forms(MARKER) | forms("wombatvalue")) == []
+    r.stop()
+    # The WAL checkpointed into the database file, and nothing else left behind.
+    assert files_holding(data_dir, forms(MARKER) | forms("wombatvalue")) == []
+
+
+def test_a_clear_store_searches_the_plaintext_only_on_opt_in(rampart, gpg):
+    r = rampart
+    r.run_cli("user", "pgp", "set", "bob@example.test", "--key", str(gpg.pub), "--protect-subject")
+    shown = r.run_cli("user", "pgp", "show", "bob@example.test").stdout
+    assert "search opt-in: no" in shown and "server-side search: off (clear store" in shown, shown
     r.start(listeners=("smtp", "imap"))
     send(r, encrypted_message(2_000, f"attached {MARKER} data".encode()))
     wait_for(lambda: len(r.messages("bob@example.test")) == 1, what="stored")
+    m, _ = fetch_all(r)
+    for criteria in (f'BODY "{MARKER}"', f'SUBJECT "{MARKER}"', f'TEXT "{MARKER}"'):
+        typ, data = m.uid("SEARCH", None, criteria)
+        assert data[0].split() == [], (criteria, data)
+    m.logout()
+    assert files_holding(r.dir / "data", forms(MARKER)) == []
+
+    # Opted in: later mail is searched by its plaintext (whose words then sit in the clear
+    # database: the user's choice); it is stored encrypted all the same.
+    out = r.run_cli("user", "pgp", "set", "bob@example.test", "--key", str(gpg.pub), "--protect-subject", "--search").stdout
+    assert "server-side search: on (opted in" in out, out
+    assert "search opt-in: yes" in r.run_cli("user", "pgp", "show", "bob@example.test").stdout
+    send(r, encrypted_message(2_000, f"attached {MARKER} data".encode()), OTHER)
+    wait_for(lambda: len(r.messages("bob@example.test")) == 3, what="stored")
     m, bodies = fetch_all(r)
-    assert b"multipart/encrypted" in bodies[0]
-    # The Subject was not protected: it is an outer field, searched as any; the body is not
-    # searched by the server (it cannot read it).
-    for criteria, found in ((f'SUBJECT "{MARKER}"', [b"1"]), (f'BODY "{MARKER}"', [])):
+    assert all(b"multipart/encrypted" in b and MARKER.encode() not in b for b in bodies)
+    for criteria, found in ((f'BODY "{MARKER}"', [b"2"]), (f'SUBJECT "{MARKER}"', [b"2"]), (f'TEXT "{MARKER}"', [b"2"]),
+                            ('FROM "other"', [b"3"]), ('BODY "wombatvalue"', [b"3"])):
         typ, data = m.uid("SEARCH", None, criteria)
         assert data[0].split() == found, (criteria, data)
     m.logout()
-    assert files_holding(r.dir / "data", forms(MARKER)) == []
+
+
+@pytest.mark.sqlite_only
+def test_a_per_user_account_with_a_key_searches_while_logged_in(rampart, gpg):
+    r = rampart
+    r.run_cli("user", "encryption", "enable", "bob@example.test", "--password-stdin", input=PASSWORD + "\n")
+    r.run_cli("user", "pgp", "set", "bob@example.test", "--key", str(gpg.pub), "--protect-subject")
+    shown = r.run_cli("user", "pgp", "show", "bob@example.test").stdout
+    assert "server-side search: on (sealed with the user's key" in shown, shown
+    r.start(listeners=("smtp", "imap"))
+    send_report_and_other(r)
+    m, bodies = fetch_all(r)
+    assert b"multipart/encrypted" in bodies[0] and MARKER.encode() not in bodies[0]
+    assert f"Subject: Report {MARKER}".encode() in gpg.decrypt(bodies[0])
+    plain_searches_answer(m)
+    m.logout()
+    data_dir = r.dir / "data"
+    assert files_holding(data_dir, forms(MARKER) | forms("wombatvalue")) == []
+    r.stop()
+    assert files_holding(data_dir, forms(MARKER) | forms("wombatvalue")) == []
 
 
 def test_web_key_directory_and_the_api(rampart, gpg):

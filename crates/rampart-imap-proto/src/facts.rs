@@ -31,6 +31,12 @@ const MESSAGE_ID: u8 = 8;
 pub const WORDS_BODY: u8 = 16;
 /// The full-text index holds every word of the raw message too (SEARCH TEXT).
 pub const WORDS_RAW: u8 = 32;
+/// The stored message is encrypted to the user's OpenPGP key, so the server cannot read its
+/// text back; the summary's searched header values and words are those of the plaintext it
+/// was made from at delivery ([`crate::summary::encrypted`]), and SEARCH takes them as its
+/// final answer for the message instead of confirming a hit by reading it. The other facts
+/// (dates, SORT and THREAD keys) are those of the stored message, as ENVELOPE's.
+pub const PLAIN_SEARCH: u8 = 64;
 const FIXED: usize = 30;
 
 /// The string keys, in record order.
@@ -129,12 +135,13 @@ pub struct Keys<'a>(&'a [u8], [usize; 7]);
 
 impl<'a> Keys<'a> {
     /// The record of a parsed message; `words` says what the full-text index covers
-    /// ([`WORDS_BODY`], [`WORDS_RAW`]).
+    /// ([`WORDS_BODY`], [`WORDS_RAW`]) and whether the search data is a plaintext's
+    /// ([`PLAIN_SEARCH`]).
     pub fn encode(p: &Parsed<'_>, words: u8) -> Vec<u8> {
         let facts = Facts::Parsed(p);
         let (sent, day) = (facts.sent_time(), facts.sent_day());
         let (id, refs) = facts.thread_ids();
-        let mut flags = words & (WORDS_BODY | WORDS_RAW);
+        let mut flags = words & (WORDS_BODY | WORDS_RAW | PLAIN_SEARCH);
         for (set, bit) in [(facts.reply(), REPLY), (sent.is_some(), SENT), (day.is_some(), SENT_DAY), (id.is_some(), MESSAGE_ID)] {
             if set {
                 flags |= bit;
@@ -176,6 +183,12 @@ impl<'a> Keys<'a> {
     /// What the full-text index covers of this message ([`WORDS_BODY`], [`WORDS_RAW`]).
     pub fn words(&self) -> u8 {
         self.0[1] & (WORDS_BODY | WORDS_RAW)
+    }
+
+    /// The summary's header values and words are of the plaintext of a message stored
+    /// encrypted ([`PLAIN_SEARCH`]): SEARCH answers from them alone.
+    pub fn plain_search(&self) -> bool {
+        self.flag(PLAIN_SEARCH)
     }
 
     fn flag(&self, bit: u8) -> bool {

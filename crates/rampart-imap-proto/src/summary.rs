@@ -12,10 +12,15 @@
 //!
 //! Each is computed by the very code that answers from a parse, so an answer from the summary
 //! is the answer from the message.
+//!
+//! A message stored encrypted to its user's OpenPGP key ([`encrypted`]) is the exception:
+//! keys and fetch describe the stored (encrypted) message, headers and words its plaintext,
+//! and the keys record says so ([`PLAIN_SEARCH`]): SEARCH then answers from the summary alone,
+//! since reading the stored message could not confirm anything.
 
 use std::collections::HashSet;
 
-use crate::facts::{Keys, WORDS_BODY, WORDS_RAW};
+use crate::facts::{Keys, PLAIN_SEARCH, WORDS_BODY, WORDS_RAW};
 use crate::mime::Parsed;
 use crate::words::{MAX_TEXT, collect};
 
@@ -41,6 +46,16 @@ pub fn summarize(raw: &[u8]) -> Summary {
 pub fn of(p: &Parsed<'_>) -> Summary {
     let (words, coverage) = index_words(p);
     Summary { keys: Keys::encode(p, coverage), headers: encode_headers(p), fetch: encode_fetch(p), words }
+}
+
+/// The summary of `stored`, a form of `plain` the server cannot read back (PGP/MIME encrypted
+/// to the user's key, with `plain`'s prefix outside): what FETCH, SORT and THREAD read
+/// (keys, fetch) from `stored`, what SEARCH reads (the header values and words) from `plain`,
+/// marked [`PLAIN_SEARCH`].
+pub fn encrypted(plain: &[u8], stored: &[u8]) -> Summary {
+    let (plain, stored) = (Parsed::new(plain), Parsed::new(stored));
+    let (words, coverage) = index_words(&plain);
+    Summary { keys: Keys::encode(&stored, coverage | PLAIN_SEARCH), headers: encode_headers(&plain), fetch: encode_fetch(&stored), words }
 }
 
 /// The words to index and what they cover (`WORDS_BODY`, `WORDS_RAW`).
@@ -212,6 +227,25 @@ mod tests {
             assert!(words.split(' ').any(|x| x == w), "{w} in {words}");
         }
         assert_eq!(Keys::parse(&s.keys).unwrap().words(), WORDS_BODY | WORDS_RAW);
+    }
+
+    #[test]
+    fn encrypted_summary_searches_the_plaintext_and_describes_the_stored_message() {
+        let stored = b"From: jorg@x.test\r\nSubject: ...\r\nContent-Type: multipart/encrypted; boundary=e\r\n\r\n\
+            --e\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n--e\r\n\
+            Content-Type: application/octet-stream\r\n\r\n-----BEGIN PGP MESSAGE-----\r\nwcBMA\r\n--e--\r\n";
+        let s = encrypted(MSG, stored);
+        let mine = summarize(stored);
+        assert_eq!((&s.fetch, Fetched::parse(&s.fetch).is_some()), (&mine.fetch, true), "FETCH describes what is stored");
+        let keys = Keys::parse(&s.keys).unwrap();
+        assert!(keys.plain_search());
+        assert_eq!(keys.words(), WORDS_BODY | WORDS_RAW);
+        assert_eq!(crate::facts::Facts::Stored(keys).text(crate::facts::TextKey::Subject).as_ref(), b"...", "SORT as ENVELOPE");
+        let h = Headers::parse(&s.headers).unwrap();
+        assert_eq!(h.matches("subject", "hello there"), Some(true), "SEARCH the plaintext's fields");
+        let words = s.words.unwrap();
+        assert!(words.split(' ').any(|w| w == "grüße") && !words.split(' ').any(|w| w == "pgp"), "{words}");
+        assert!(!Keys::parse(&summarize(MSG).keys).unwrap().plain_search());
     }
 
     #[test]

@@ -1004,3 +1004,69 @@ async fn the_column_cache_answers_as_the_store_does() {
     same(&mut cached, &mut plain, "backfilled").await;
     assert!(f.services.columns.bytes() > 0, "the cache was used");
 }
+
+/// A message stored encrypted to its user's OpenPGP key with a plaintext search summary
+/// (`rampart_imap_proto::summary::encrypted`, here on a clear store that opted in): SEARCH's
+/// text criteria are answered from that summary and a hit is final (the stored message is
+/// ciphertext, which reading could not confirm); FETCH and SORT describe the stored message.
+/// Without the opt-in, SEARCH sees the encrypted message's outer fields only.
+#[tokio::test]
+async fn searches_over_mail_encrypted_to_a_key_answer_from_the_plaintext_summary() {
+    const KEY: &[u8] = include_bytes!("../../rampart-pgp/testdata/alice.pub.asc");
+    const REPORT: &str = "From: Sender <sender@remote.test>\r\nTo: alice@example.org\r\nSubject: Quarterly zebrafigure\r\n\
+        X-Other: findme\r\nMessage-ID: <r1@remote.test>\r\n\r\nthe quokka numbers are in\r\n";
+    const LUNCH: &str = "From: other@remote.test\r\nTo: alice@example.org\r\nSubject: Lunch\r\n\r\nwombat sandwiches\r\n";
+    let searches = |opted_in: bool| -> Vec<(&'static str, &'static str)> {
+        let (report, lunch, both) = if opted_in { ("* SEARCH 1\r\n", "* SEARCH 2\r\n", "* SEARCH 1 2\r\n") } else { ("* SEARCH\r\n", "* SEARCH\r\n", "* SEARCH 1 2\r\n") };
+        vec![
+            ("SEARCH SUBJECT zebrafigure", report),
+            ("SEARCH BODY quokka", report),
+            ("SEARCH BODY \"quokka numbers\"", report),
+            ("SEARCH BODY uokk", report),
+            ("SEARCH TEXT zebrafigure", report),
+            ("SEARCH TEXT quokka", report),
+            ("SEARCH HEADER Subject quarterly", report),
+            ("SEARCH BODY wombat", lunch),
+            ("SEARCH NOT BODY quokka", if opted_in { lunch } else { both }),
+            // Outer fields, in both: From and To stay outside the encryption.
+            ("SEARCH FROM sender@remote", "* SEARCH 1\r\n"),
+            ("SEARCH TO alice", both),
+            // Not kept in the summary (nor outside): never a match, rather than a guess.
+            ("SEARCH HEADER X-Other findme", "* SEARCH\r\n"),
+            ("SEARCH BODY absentword", "* SEARCH\r\n"),
+            ("SEARCH BODY \"--\"", "* SEARCH\r\n"),
+            // The stored Subject is "...": the plaintext's answers, not the outer one.
+            ("SEARCH SUBJECT \"...\"", if opted_in { "* SEARCH\r\n" } else { both }),
+        ]
+    };
+    for opted_in in [true, false] {
+        let f = fixture().await;
+        f.store.add_domain("example.org").await.unwrap();
+        let hash = rampart_auth::hash_password(PASSWORD, rampart_auth::HashParams::default()).unwrap();
+        let alice = f.store.add_account("alice@example.org", &hash).await.unwrap();
+        let options = rampart_store::PgpOptions { protect_subject: true, publish: false, search: opted_in };
+        f.store.pgp_key_set("alice@example.org", rampart_store::NewPgpKey::checked(KEY, "alice@example.org", options).unwrap()).await.unwrap();
+        for body in [REPORT, LUNCH] {
+            let mut w = f.store.blob_writer().unwrap();
+            w.write(body.as_bytes()).await.unwrap();
+            let blob = w.finish().await.unwrap();
+            let targets = vec![Target { account: alice, folder: Folder::Inbox }];
+            let d = Delivery { blob, prefix: Vec::new(), internal_date: 1_790_000_000, targets, reference: "R".into(), trail: "[]".into(), outbound: None };
+            f.store.deliver(d).await.unwrap();
+        }
+        let mut c = Client::start(&f, TlsMode::Implicit);
+        c.until("* OK").await;
+        assert!(c.cmd("l", &format!("LOGIN alice@example.org \"{PASSWORD}\"")).await.contains("l OK"));
+        c.cmd("s", "EXAMINE INBOX").await;
+        // Twice: the second answers from the column cache the first built.
+        for round in 0..2 {
+            for (i, (cmd, want)) in searches(opted_in).iter().enumerate() {
+                let r = c.cmd(&format!("t{round}x{i}"), cmd).await;
+                assert!(r.starts_with(want), "opted in {opted_in}, round {round}, {cmd}: {r}");
+            }
+        }
+        let fetched = c.cmd("f", "FETCH 1 (ENVELOPE BODY[])").await;
+        assert!(fetched.contains("\"...\"") && fetched.contains("multipart/encrypted") && !fetched.contains("quokka"), "{fetched}");
+        assert!(c.cmd("o", "SORT (SUBJECT) UTF-8 ALL").await.starts_with("* SORT 1 2\r\n"), "SORT by the stored Subject \"...\"");
+    }
+}

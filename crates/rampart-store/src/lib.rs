@@ -88,7 +88,7 @@ pub use guard::{Ban, GuardStore, LoginRecord};
 pub use mail::{Changes, FlagOp, FlagsUpdate, MailStore, MailboxState, MessageRecord, Transfer, ViewRows};
 pub use metadata::{MetadataLimits, MetadataStore, OverLimit};
 pub use messages::{Mailbox, MessageInfo, MessageMeta, MessageReader, MessageStore};
-pub use pgp::{NewPgpKey, PgpKey, PgpStore};
+pub use pgp::{NewPgpKey, PgpKey, PgpOptions, PgpStore, PlainSearch};
 pub use userkey::{UserKeyStatus, UserKeyStore, Unlocked};
 pub use quarantine::QuarantineStore;
 pub use quota::QuotaStore;

@@ -17,6 +17,9 @@ pub struct PgpKey {
     pub protect_subject: bool,
     /// Served by the Web Key Directory.
     pub publish: bool,
+    /// The user asked for server-side search of the mail encrypted to the key on a clear
+    /// store, where it keeps the plaintext's words in clear ([`PlainSearch`]).
+    pub search: bool,
     /// Unix seconds of the last `set`.
     pub updated: i64,
 }
@@ -28,15 +31,66 @@ pub struct NewPgpKey {
     pub fingerprint: String,
     pub protect_subject: bool,
     pub publish: bool,
+    pub search: bool,
+}
+
+/// The options of a key ([`PgpKey`]'s fields of the same names).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PgpOptions {
+    pub protect_subject: bool,
+    pub publish: bool,
+    pub search: bool,
 }
 
 impl NewPgpKey {
     /// A key (armored or binary) after `rampart_pgp::UserKey::check` accepted it for
     /// `address` now: the one check the CLI and the API both run.
-    pub fn checked(bytes: &[u8], address: &str, protect_subject: bool, publish: bool) -> Result<NewPgpKey, rampart_pgp::KeyError> {
+    pub fn checked(bytes: &[u8], address: &str, options: PgpOptions) -> Result<NewPgpKey, rampart_pgp::KeyError> {
         let address = crate::address::canonical(address).unwrap_or_else(|_| address.to_ascii_lowercase());
         let key = rampart_pgp::UserKey::check(bytes, &address, crate::sqlite::now())?;
-        Ok(NewPgpKey { key: key.to_binary(), fingerprint: key.info().fingerprint, protect_subject, publish })
+        let PgpOptions { protect_subject, publish, search } = options;
+        Ok(NewPgpKey { key: key.to_binary(), fingerprint: key.info().fingerprint, protect_subject, publish, search })
+    }
+}
+
+/// Whether, and where, the store keeps a search summary of the plaintext of mail it encrypts
+/// to a user's key — the header values and words SEARCH reads (`Summarizer::summarize_encrypted`).
+/// That summary is as sensitive as the mail, so it is kept only where it stays as protected as
+/// the rest of the store:
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlainSearch {
+    /// In the encrypted database (`[store.encryption] mode = "server"`): on whatever the key's
+    /// `search` says.
+    EncryptedDatabase,
+    /// Sealed with each message's per-user data key (the account is in per-user mode), read
+    /// only while the user is logged in: on whatever the key's `search` says.
+    SealedForUser,
+    /// In clear in the database (a clear SQLite store, PostgreSQL), because the key's
+    /// `search` asked for it.
+    ClearOptedIn,
+    /// Not kept (a clear store and no opt-in): SEARCH sees the stored message's outer header
+    /// fields only.
+    Off,
+}
+
+impl PlainSearch {
+    /// Where a clear store stands with `key`.
+    pub(crate) fn clear(key: &PgpKey) -> PlainSearch {
+        if key.search { PlainSearch::ClearOptedIn } else { PlainSearch::Off }
+    }
+
+    pub fn is_on(self) -> bool {
+        self != PlainSearch::Off
+    }
+
+    /// How `rampart user pgp show` and the API say it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            PlainSearch::EncryptedDatabase => "on (in the encrypted database: server-key mode)",
+            PlainSearch::SealedForUser => "on (sealed with the user's key: per-user mode)",
+            PlainSearch::ClearOptedIn => "on (opted in: the plaintext's words are kept in clear in the database)",
+            PlainSearch::Off => "off (clear store: only the outer header fields are searchable; --search opts in)",
+        }
     }
 }
 
@@ -58,6 +112,9 @@ pub trait PgpStore: Send + Sync + 'static {
     async fn pgp_key_remove(&self, address: &str) -> Result<bool>;
     /// The keys of `domain`'s accounts that are published (the Web Key Directory).
     async fn pgp_published(&self, domain: &str) -> Result<Vec<PgpKey>>;
+    /// Whether mail delivered now to `key`'s account gets a plaintext search summary, and
+    /// where it is kept ([`PlainSearch`]).
+    async fn pgp_plain_search(&self, key: &PgpKey) -> Result<PlainSearch>;
 }
 
 /// `message` encrypted to `key` (PGP/MIME, RFC 3156) on the blocking pool, for either backend's

@@ -32,6 +32,16 @@ pub struct Summary {
 pub trait Summarizer: Send + Sync + 'static {
     fn summarize(&self, message: &[u8]) -> Summary;
 
+    /// The summary of `stored`, a form of `plain` that the server cannot read back (encrypted
+    /// to the user's OpenPGP key): what describes the message (for FETCH, SORT, THREAD) is
+    /// `stored`'s, what SEARCH reads (header values, words) is `plain`'s, marked so that
+    /// SEARCH takes it as final. The store asks for it only where such a summary may be kept
+    /// (`crate::pgp::PgpKey::search`). By default, `stored`'s own summary.
+    fn summarize_encrypted(&self, plain: &[u8], stored: &[u8]) -> Summary {
+        let _ = plain;
+        self.summarize(stored)
+    }
+
     /// The version of the summaries it makes, raised whenever what they hold changes: the
     /// store makes those of older versions again in the background (`SqliteStore::backfill`).
     /// Summaries kept before versions existed are version 1.

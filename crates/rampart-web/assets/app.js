@@ -379,12 +379,14 @@ const views = {
         ? el("div", { id: "pgp-key" },
           el("p", {}, "Fingerprint ", el("code", {}, pgp.fingerprint), ", expires " + (pgp.expires ? date(pgp.expires) : "never") +
             (pgp.protect_subject ? "; the Subject is hidden too" : "") + (pgp.publish ? "; published for senders (WKD)." : ".")),
+          el("p", {}, "Server-side search of this mail: " + pgp.server_search_detail + "."),
           button("Remove key", async () => { await api("DELETE", "/me/pgp"); await route(); }, "danger"))
-        : el("p", {}, "No key: mail is stored as received. With a key, the server can no longer read your new mail, and searching its text is up to your mail app."),
+        : el("p", {}, "No key: mail is stored as received. With a key, the server can no longer read your new mail; it still searches it where the store keeps a protected search summary (see below)."),
       form([["key", "Public key, armored (gpg --armor --export)", "file", { accept: ".asc,.txt,text/plain", required: true }],
-        ["protect_subject", "Hide the Subject too", "checkbox"], ["no_publish", "Do not publish it for senders (WKD)", "checkbox"]],
+        ["protect_subject", "Hide the Subject too", "checkbox"], ["no_publish", "Do not publish it for senders (WKD)", "checkbox"],
+        ["search", "Let the server search it even on a store without encryption at rest (its words are then kept in clear)", "checkbox"]],
       pgp ? "Replace key" : "Set key", async (v) => {
-        await api("PUT", "/me/pgp", { key: await v.key.text(), protect_subject: !!v.protect_subject, publish: !v.no_publish });
+        await api("PUT", "/me/pgp", { key: await v.key.text(), protect_subject: !!v.protect_subject, publish: !v.no_publish, search: !!v.search });
         await route();
       }),
       el("h3", {}, "Mail apps"),

@@ -31,6 +31,10 @@ impl rampart_store::Summarizer for MessageSummarizer {
         to_store(summary::summarize(message))
     }
 
+    fn summarize_encrypted(&self, plain: &[u8], stored: &[u8]) -> rampart_store::Summary {
+        to_store(summary::encrypted(plain, stored))
+    }
+
     fn version(&self) -> u32 {
         SUMMARY_VERSION
     }
@@ -44,39 +48,74 @@ fn to_store(s: summary::Summary) -> rampart_store::Summary {
 /// is dropped (the messages are then checked by reading them).
 const MAX_EXPANSION: usize = 500;
 
-/// For each BODY or TEXT string of the key (lowercased as the scan compares), the summaries
-/// of the account's messages whose indexed words allow a match; None for a string the index
-/// cannot narrow. A message whose summary is indexed and not among these does not match.
-pub(super) async fn word_candidates(
-    store: &dyn MailStore,
-    account: AccountId,
-    key: &SearchKey,
-) -> Result<HashMap<String, Option<HashSet<i64>>>, StoreError> {
+/// What the full-text index answers for each BODY or TEXT string of a key (lowercased as the
+/// scan compares), per account ([`word_candidates`]).
+#[derive(Debug, Default)]
+pub(super) struct WordHits {
+    /// The summaries of the account's messages whose indexed words allow a match; None for a
+    /// string the index cannot narrow. A message whose summary is indexed and not among these
+    /// does not match; one among them is read to confirm.
+    pub narrow: HashMap<String, Option<HashSet<i64>>>,
+    /// For a message stored encrypted with a plaintext search summary, where a hit is final
+    /// (`search::plain_words_hit`), strings that `narrow` answers loosely: a term the index
+    /// could not expand (a fragment inside or at the end of a word, with no vocabulary to
+    /// look it up in — PostgreSQL has none — or in too many words) is taken as a word's
+    /// beginning rather than dropped, and a string without any term matches nothing.
+    pub plain: HashMap<String, HashSet<i64>>,
+}
+
+impl WordHits {
+    /// The summaries whose words hold `needle` (lowercased) for a final answer; None when the
+    /// key has no such string.
+    pub(super) fn plain_hits(&self, needle: &str) -> Option<&HashSet<i64>> {
+        self.plain.get(needle).or_else(|| self.narrow.get(needle).and_then(Option::as_ref))
+    }
+}
+
+/// For each BODY or TEXT string of the key, what the index of `account`'s messages answers.
+pub(super) async fn word_candidates(store: &dyn MailStore, account: AccountId, key: &SearchKey) -> Result<WordHits, StoreError> {
     let mut needles = Vec::new();
     text_needles(key, &mut needles);
-    let mut out = HashMap::new();
+    let mut out = WordHits::default();
     for needle in needles {
-        if out.contains_key(&needle) {
+        if out.narrow.contains_key(&needle) {
             continue;
         }
         let mut conditions = Vec::new();
+        // Whether a term was dropped, and the conditions with each such term as a prefix.
+        let (mut loose, mut firm) = (false, Vec::new());
         for term in terms(&needle) {
             let condition = match term {
                 Term::Exact(w) => WordMatch::Is(w),
                 Term::Prefix(w) => WordMatch::StartsWith(w),
                 Term::Suffix(w) => match store.words_containing(&w, MAX_EXPANSION).await? {
                     Some(found) => WordMatch::EndsWith { known: found.into_iter().filter(|f| f.ends_with(&w)).collect(), suffix: w },
-                    None => continue,
+                    None => {
+                        loose = true;
+                        firm.push(WordMatch::StartsWith(w));
+                        continue;
+                    }
                 },
                 Term::Infix(w) => match store.words_containing(&w, MAX_EXPANSION).await? {
                     Some(known) => WordMatch::Contains { fragment: w, known },
-                    None => continue,
+                    None => {
+                        loose = true;
+                        firm.push(WordMatch::StartsWith(w));
+                        continue;
+                    }
                 },
             };
+            firm.push(condition.clone());
             conditions.push(condition);
         }
+        if conditions.is_empty() {
+            out.plain.insert(needle.clone(), HashSet::new());
+        }
+        if loose && !firm.is_empty() {
+            out.plain.insert(needle.clone(), store.word_candidates(account, firm).await?);
+        }
         let set = if conditions.is_empty() { None } else { Some(store.word_candidates(account, conditions).await?) };
-        out.insert(needle, set);
+        out.narrow.insert(needle, set);
     }
     Ok(out)
 }

@@ -1,12 +1,12 @@
 //! SEARCH and UID SEARCH (RFC 3501 §6.4.4), with RFC 4731 ESEARCH results and RFC 7162
 //! MODSEQ. Charsets: UTF-8 and US-ASCII (its subset); others get [BADCHARSET].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use chrono::TimeZone;
 use rampart_store::{MessageRecord, Stored, StoreError, Want};
 
-use super::index::{Backfill, word_candidates};
+use super::index::{Backfill, WordHits, word_candidates};
 use crate::columns::{Chunk, Columns};
 use super::view::Msg;
 use super::{Next, Output, Session, State};
@@ -47,7 +47,7 @@ struct Ctx<'a> {
     max_uid: u32,
     text: Text<'a>,
     /// What the full-text index allows for each BODY/TEXT string ([`word_candidates`]).
-    words: &'a HashMap<String, Option<HashSet<i64>>>,
+    words: &'a WordHits,
     /// The key's strings lowercased, made once for the whole scan ([`lowered`]).
     lower: &'a HashMap<&'a str, String>,
 }
@@ -99,7 +99,45 @@ fn sent_day(c: &Ctx<'_>) -> Option<chrono::NaiveDate> {
 fn ruled_out(c: &Ctx<'_>, needle: &str, coverage: u8) -> bool {
     let Text::Summary { id: Some(id), keys: Some(keys), .. } = &c.text else { return false };
     keys.words() & coverage == coverage
-        && c.words.get(c.lower(needle).as_ref()).is_some_and(|set| set.as_ref().is_some_and(|set| !set.contains(id)))
+        && c.words.narrow.get(c.lower(needle).as_ref()).is_some_and(|set| set.as_ref().is_some_and(|set| !set.contains(id)))
+}
+
+/// Whether the message's summary holds the header values and words of a plaintext whose
+/// stored form the server cannot read (a message encrypted to its user's OpenPGP key,
+/// [`Keys::plain_search`]): text criteria are answered from the summary, finally.
+fn plain_search(c: &Ctx<'_>) -> bool {
+    matches!(&c.text, Text::Summary { keys: Some(k), .. } if k.plain_search())
+}
+
+/// BODY (and the body part of TEXT) over a [`plain_search`] message: a hit of the full-text
+/// index is the answer (reading the stored message could not confirm it), so a message
+/// matches when its words hold every word of `needle` where the index asks for them
+/// ([`WordHits::plain_hits`]). Not character for character what a scan of the plaintext
+/// answers: the words need not be adjacent; a string without a word the index can look up
+/// (`"--"`) matches nothing but the empty one.
+fn plain_words_hit(c: &Ctx<'_>, needle: &str) -> bool {
+    let Text::Summary { id: Some(id), keys: Some(keys), .. } = &c.text else { return false };
+    needle.is_empty() || (keys.words() & WORDS_BODY != 0 && c.words.plain_hits(c.lower(needle).as_ref()).is_some_and(|set| set.contains(id)))
+}
+
+/// TEXT's header part over a [`plain_search`] message: whether a kept header value (of
+/// [`SEARCHED`]) contains `needle`; None when that depends on values not read.
+fn plain_headers_hit(c: &Ctx<'_>, needle: &str) -> Option<bool> {
+    let lower = c.lower(needle);
+    let field = |f: &str| match &c.text {
+        Text::Summary { headers: Some(h), .. } => h.matches(f, &lower),
+        Text::Summary { cached: Some((chunk, at)), .. } => chunk.header_matches(*at, f, &lower),
+        _ => None,
+    };
+    let mut known = Some(false);
+    for f in SEARCHED {
+        match field(f) {
+            Some(true) => return Some(true),
+            Some(false) => {}
+            None => known = None,
+        }
+    }
+    known
 }
 
 /// Whether the message matches; None when that depends on text not known yet (the message
@@ -143,6 +181,8 @@ fn eval(k: &SearchKey, c: &Ctx<'_>) -> Option<bool> {
         K::SentBefore(d) => sent_day(c)? < *d,
         K::SentOn(d) => sent_day(c)? == *d,
         K::SentSince(d) => sent_day(c)? >= *d,
+        // A field the summary does not keep is not known of a plaintext-search message.
+        K::Header(field, _) if plain_search(c) && !SEARCHED.iter().any(|f| f.eq_ignore_ascii_case(field)) => false,
         K::Header(field, text) => match &c.text {
             Text::Parsed(p) => {
                 let values = p.header_values(field);
@@ -155,6 +195,7 @@ fn eval(k: &SearchKey, c: &Ctx<'_>) -> Option<bool> {
         },
         K::Body(text) => match &c.text {
             Text::Parsed(p) => contains_ci(&p.body_text(), text),
+            Text::Summary { .. } if plain_search(c) => plain_words_hit(c, text),
             Text::Summary { .. } if ruled_out(c, text, WORDS_BODY) => false,
             Text::Summary { .. } => return None,
             Text::Unreadable => false,
@@ -167,6 +208,7 @@ fn eval(k: &SearchKey, c: &Ctx<'_>) -> Option<bool> {
                     || contains_ci(&p.body_text(), text)
                     || contains_ci(&String::from_utf8_lossy(p.raw()), text)
             }
+            Text::Summary { .. } if plain_search(c) => plain_words_hit(c, text) || plain_headers_hit(c, text)?,
             Text::Summary { .. } if ruled_out(c, text, WORDS_BODY | WORDS_RAW) => false,
             Text::Summary { .. } => return None,
             Text::Unreadable => false,
@@ -212,8 +254,18 @@ fn wanted(k: &SearchKey, facts: bool) -> Want {
     fn walk(k: &SearchKey, w: &mut Want) {
         use SearchKey as K;
         match k {
-            K::SentBefore(_) | K::SentOn(_) | K::SentSince(_) | K::Body(_) | K::Text(_) => w.keys = true,
-            K::Header(field, _) if SEARCHED.iter().any(|f| f.eq_ignore_ascii_case(field)) => w.headers = true,
+            K::SentBefore(_) | K::SentOn(_) | K::SentSince(_) | K::Body(_) => w.keys = true,
+            // TEXT reads the header values of a plaintext-search message (`plain_headers_hit`),
+            // and HEADER whether a message is one (its keys record).
+            K::Text(_) => {
+                w.keys = true;
+                w.headers = true;
+            }
+            K::Header(field, _) if SEARCHED.iter().any(|f| f.eq_ignore_ascii_case(field)) => {
+                w.keys = true;
+                w.headers = true;
+            }
+            K::Header(..) => w.keys = true,
             K::And(keys) => keys.iter().for_each(|k| walk(k, w)),
             K::Or(a, b) => {
                 walk(a, w);

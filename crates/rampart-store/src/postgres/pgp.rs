@@ -8,11 +8,11 @@ use tokio_postgres::Row;
 
 use super::PgStore;
 use crate::address::canonical;
-use crate::pgp::{NewPgpKey, PgpKey, PgpStore};
+use crate::pgp::{NewPgpKey, PgpKey, PgpStore, PlainSearch};
 use crate::sqlite::now;
 use crate::{AccountId, Result, StoreError};
 
-const SELECT: &str = "SELECT k.account_id, a.address, k.key, k.fingerprint, k.protect_subject, k.publish, k.updated \
+const SELECT: &str = "SELECT k.account_id, a.address, k.key, k.fingerprint, k.protect_subject, k.publish, k.updated, k.search \
      FROM pgp_keys k JOIN accounts a ON a.id = k.account_id";
 
 fn from_row(r: &Row) -> PgpKey {
@@ -24,6 +24,7 @@ fn from_row(r: &Row) -> PgpKey {
         protect_subject: r.get(4),
         publish: r.get(5),
         updated: r.get(6),
+        search: r.get(7),
     }
 }
 
@@ -41,11 +42,12 @@ impl PgpStore for PgStore {
             .conn()
             .await?
             .execute(
-                "INSERT INTO pgp_keys (account_id, key, fingerprint, protect_subject, publish, updated) \
-                 SELECT id, $2, $3, $4, $5, $6 FROM accounts WHERE address = $1 \
+                "INSERT INTO pgp_keys (account_id, key, fingerprint, protect_subject, publish, updated, search) \
+                 SELECT id, $2, $3, $4, $5, $6, $7 FROM accounts WHERE address = $1 \
                  ON CONFLICT (account_id) DO UPDATE SET key = excluded.key, fingerprint = excluded.fingerprint, \
-                 protect_subject = excluded.protect_subject, publish = excluded.publish, updated = excluded.updated",
-                &[&address, &key.key, &key.fingerprint, &key.protect_subject, &key.publish, &now()],
+                 protect_subject = excluded.protect_subject, publish = excluded.publish, updated = excluded.updated, \
+                 search = excluded.search",
+                &[&address, &key.key, &key.fingerprint, &key.protect_subject, &key.publish, &now(), &key.search],
             )
             .await?;
         if n == 0 {
@@ -78,5 +80,10 @@ impl PgpStore for PgStore {
             .query(&format!("{SELECT} WHERE k.publish AND split_part(a.address, '@', 2) = $1 ORDER BY k.account_id"), &[&domain])
             .await?;
         Ok(rows.iter().map(from_row).collect())
+    }
+
+    /// No encryption at rest on PostgreSQL: the clear-store rule, opt-in only.
+    async fn pgp_plain_search(&self, key: &PgpKey) -> Result<PlainSearch> {
+        Ok(PlainSearch::clear(key))
     }
 }

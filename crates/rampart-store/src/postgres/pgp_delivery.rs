@@ -3,6 +3,12 @@
 //! its own; the other targets and the queue share the message as received; mail already
 //! protected is delivered as it is. The copies are made before the delivery's transaction
 //! (encryption is slow, and no row is locked meanwhile) and stored in it.
+//!
+//! Search (`crate::pgp::PlainSearch`): PostgreSQL has no encryption at rest, so a copy's
+//! summary is made from its plaintext (`Summarizer::summarize_encrypted`: the header values
+//! and words IMAP SEARCH answers from, finally) only when the key opted in
+//! (`pgp_keys.search`); otherwise from the encrypted message, whose outer header fields are
+//! then all SEARCH sees.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -95,7 +101,13 @@ impl PgStore {
         let summary = match self.shared.summarizer.get() {
             Some(s) => {
                 let (s, whole) = (s.clone(), crate::sqlite::joined(prefix, &bytes));
-                tokio::task::spawn_blocking(move || s.summarize(&whole)).await.ok()
+                let plain = crate::pgp::PlainSearch::clear(key).is_on().then(|| crate::sqlite::joined(prefix, message));
+                tokio::task::spawn_blocking(move || match plain {
+                    Some(plain) => s.summarize_encrypted(&plain, &whole),
+                    None => s.summarize(&whole),
+                })
+                .await
+                .ok()
             }
             None => None,
         };

@@ -538,6 +538,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE blobs ADD COLUMN released bigint;
     CREATE INDEX blobs_released ON blobs(released) WHERE released IS NOT NULL;
     "#,
+    // 7: a user's opt-in to server-side search of mail encrypted to their OpenPGP key
+    // (crate::pgp::PlainSearch): no encryption at rest here, so the plaintext's words are
+    // kept in clear, only when asked.
+    r#"
+    ALTER TABLE pgp_keys ADD COLUMN search boolean NOT NULL DEFAULT false;
+    "#,
 ];
 
 /// The schema version this binary writes.

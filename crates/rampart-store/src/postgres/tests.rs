@@ -158,7 +158,7 @@ async fn delivery_reads_the_keys_of_its_accounts_at_once() {
     let store = open(&testdb::migrated().await).await;
     store.add_domain("example.test").await.unwrap();
     let ids: Vec<i64> = [store.add_account("a@example.test", "h").await.unwrap(), store.add_account("b@example.test", "h").await.unwrap()].into();
-    let key = crate::NewPgpKey { key: vec![1], fingerprint: "F".into(), protect_subject: false, publish: false };
+    let key = crate::NewPgpKey { key: vec![1], fingerprint: "F".into(), protect_subject: false, publish: false, search: false };
     store.pgp_key_set("b@example.test", key).await.unwrap();
     let keys = super::pgp::keys_for(&store.conn().await.unwrap(), &ids).await.unwrap();
     assert_eq!(keys.iter().map(|k| k.account).collect::<Vec<_>>(), [ids[1]]);

@@ -368,6 +368,11 @@ impl crate::Summarizer for Words {
         let words: Vec<&str> = text.split_whitespace().collect();
         crate::Summary { keys: vec![], headers: vec![], fetch: vec![], words: Some(words.join(" ")), version: 1 }
     }
+
+    /// The plaintext's words, and `plain` as keys to tell it from the encrypted message's.
+    fn summarize_encrypted(&self, plain: &[u8], _stored: &[u8]) -> crate::Summary {
+        crate::Summary { keys: b"plain".to_vec(), ..self.summarize(plain) }
+    }
 }
 
 /// Delivers `body` (with a Received prefix) to the INBOX of each account.
@@ -380,11 +385,14 @@ async fn deliver_to<S: DeliveryStore + ?Sized>(store: &S, accounts: &[AccountId]
 
 /// alice on example.org with her OpenPGP key, and bob without one.
 async fn alice_with_a_key<S: DirectoryStore + PgpStore + ?Sized>(store: &S, protect_subject: bool) -> (AccountId, AccountId) {
+    alice_with(store, crate::PgpOptions { protect_subject, publish: true, search: false }).await
+}
+
+async fn alice_with<S: DirectoryStore + PgpStore + ?Sized>(store: &S, options: crate::PgpOptions) -> (AccountId, AccountId) {
     store.add_domain("example.org").await.unwrap();
     let alice = store.add_account("alice@example.org", "h").await.unwrap();
     let bob = store.add_account("bob@example.org", "h").await.unwrap();
-    let key = rampart_pgp::UserKey::check(ALICE_KEY, "alice@example.org", now()).unwrap();
-    let new = crate::NewPgpKey { key: key.to_binary(), fingerprint: key.info().fingerprint, protect_subject, publish: true };
+    let new = crate::NewPgpKey::checked(ALICE_KEY, "alice@example.org", options).unwrap();
     store.pgp_key_set("Alice@example.org", new).await.unwrap();
     (alice, bob)
 }
@@ -417,6 +425,51 @@ pub(crate) async fn keyed_accounts_get_an_encrypted_copy<S: MailStore + Director
     assert!(!store.pgp_key_remove("alice@example.org").await.unwrap());
     let d = deliver_to(store, &[alice], PLAIN).await;
     assert_eq!(store.read_message(d[0].mailbox, d[0].uid).await.unwrap(), [&b"Received: by mx\r\n"[..], PLAIN].concat());
+}
+
+/// On a clear store (SQLite without encryption, PostgreSQL) the plaintext's words are kept
+/// for SEARCH only when the key opted in (`crate::PlainSearch`); the copy stays encrypted.
+pub(crate) async fn a_clear_store_keeps_plaintext_words_only_on_opt_in<S: MailStore + DirectoryStore + PgpStore + QuarantineStore + Backend + ?Sized>(
+    store: &S,
+) {
+    store.summarize_with(std::sync::Arc::new(Words));
+    let (alice, _) = alice_with(store, crate::PgpOptions { protect_subject: true, publish: true, search: false }).await;
+    let key = store.pgp_key("alice@example.org").await.unwrap().unwrap();
+    assert_eq!(store.pgp_plain_search(&key).await.unwrap(), crate::PlainSearch::Off);
+    let is = |w: &str| vec![crate::WordMatch::Is(w.into())];
+    deliver_to(store, &[alice], PLAIN).await;
+    assert!(store.word_candidates(alice, is("quokka")).await.unwrap().is_empty(), "off by default");
+
+    let new = crate::NewPgpKey::checked(ALICE_KEY, "alice@example.org", crate::PgpOptions { protect_subject: true, publish: true, search: true }).unwrap();
+    store.pgp_key_set("alice@example.org", new).await.unwrap();
+    let key = store.pgp_key("alice@example.org").await.unwrap().unwrap();
+    assert!(key.search);
+    assert_eq!(store.pgp_plain_search(&key).await.unwrap(), crate::PlainSearch::ClearOptedIn);
+    let d = deliver_to(store, &[alice], PLAIN).await;
+    assert_eq!(store.word_candidates(alice, is("quokka")).await.unwrap().len(), 1, "the opted-in copy's plaintext words");
+    let text = String::from_utf8(store.read_message(d[0].mailbox, d[0].uid).await.unwrap()).unwrap();
+    assert!(text.contains("multipart/encrypted") && !text.contains("quokka"), "stored encrypted all the same");
+    let stored = store.stored(d[0].mailbox, d[0].uid, d[0].uid, crate::Want { keys: true, ..Default::default() }).await.unwrap();
+    assert_eq!(stored[0].keys.as_deref(), Some(&b"plain"[..]), "summarize_encrypted made it");
+
+    // A release from the quarantine gets the same summary.
+    let hold = Hold {
+        blob: blob(store, PLAIN).await,
+        prefix: b"Received: by mx\r\n".to_vec(),
+        internal_date: 7,
+        accounts: vec![alice],
+        reference: "Q2".into(),
+        sender: "a@example.net".into(),
+        subject: "zebra".into(),
+        reason: "spam".into(),
+        score: Some(9.0),
+        trail: "[]".into(),
+    };
+    store.hold(hold).await.unwrap();
+    let released = store.release("Q2", None).await.unwrap();
+    let text = String::from_utf8(store.read_message(released[0].mailbox, released[0].uid).await.unwrap()).unwrap();
+    assert!(text.contains("multipart/encrypted") && !text.contains("quokka"));
+    assert_eq!(store.word_candidates(alice, is("quokka")).await.unwrap().len(), 2, "the released copy's plaintext words too");
 }
 
 pub(crate) async fn a_release_from_the_quarantine_is_encrypted_too<S: MailStore + DirectoryStore + PgpStore + QuarantineStore + ?Sized>(
@@ -465,6 +518,7 @@ macro_rules! mail_tests {
             move_rename_inbox_and_recent,
             pruned_expunges_answer_with_every_missing_uid,
             keyed_accounts_get_an_encrypted_copy,
+            a_clear_store_keeps_plaintext_words_only_on_opt_in,
             a_release_from_the_quarantine_is_encrypted_too);
     };
     (@each $open:expr; $($name:ident),*) => {

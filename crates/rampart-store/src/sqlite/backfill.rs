@@ -5,6 +5,9 @@
 //! store gets SORT's and SEARCH's fast paths without a blocking migration.
 //!
 //! Until a message's turn comes, IMAP reads it as before (and keeps the summary it makes).
+//! A plaintext search summary of a message stored encrypted to its user's OpenPGP key
+//! (`summaries.plain`, `super::pgp_delivery`) is never remade: the store has only the
+//! ciphertext now, and remaking it would end server-side search of that message.
 //! A batch reads and summarizes its messages on a reader connection and keeps the summaries
 //! in one writer job, in the rows and words documents delivery writes ([`summaries::save`],
 //! [`summaries::replace`]).
@@ -153,7 +156,7 @@ fn batch(conn: &Connection, keys: Option<&MasterKeys>, root: &Path, summarizer: 
     }
     let mut stmt = conn.prepare_cached(
         "SELECT s.id, s.blob_id, (SELECT prefix FROM messages m WHERE m.blob_id = s.blob_id LIMIT 1) \
-         FROM summaries s WHERE s.version < ?1 AND s.id > ?2 ORDER BY s.id LIMIT ?3",
+         FROM summaries s WHERE s.version < ?1 AND NOT s.plain AND s.id > ?2 ORDER BY s.id LIMIT ?3",
     )?;
     let rows = stmt.query_map(params![summarizer.version(), cursor.summary, BATCH as i64], |r| {
         Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<Vec<u8>>>(2)?))

@@ -65,7 +65,7 @@ fn deliver_all(
         deliver(conn, effects, delivery, summary, account)?
     };
     for copy in sealed {
-        delivered.extend(deliver(conn, effects, copy.delivery, copy.summary, "")?);
+        delivered.extend(copy.store(conn, effects)?);
     }
     Ok(delivered)
 }

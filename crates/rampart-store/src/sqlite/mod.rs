@@ -275,6 +275,19 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || summarizer.summarize(&message)).await.ok()
     }
 
+    /// The summary of `stored`, the form of `plain` encrypted to a user's OpenPGP key, with
+    /// `plain`'s header values and words for SEARCH (`Summarizer::summarize_encrypted`);
+    /// made on the blocking pool, None without a summarizer.
+    async fn summarize_encrypted(&self, plain: Vec<u8>, stored: Vec<u8>) -> Option<Summary> {
+        let summarizer = self.inner.summarizer.get()?.clone();
+        tokio::task::spawn_blocking(move || summarizer.summarize_encrypted(&plain, &stored)).await.ok()
+    }
+
+    /// Whether the database is SQLCipher (`[store.encryption] mode = "server"`).
+    fn database_encrypted(&self) -> bool {
+        self.inner.db.read().expect("switch lock").is_some()
+    }
+
     /// Makes the next `n` write batches fail at their commit, as a full disk would, so callers
     /// can test what their clients hear. Only in test builds of callers: never in a server.
     #[cfg(any(test, feature = "fault-injection"))]

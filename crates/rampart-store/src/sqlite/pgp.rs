@@ -5,10 +5,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{SqliteStore, now};
 use crate::address::canonical;
-use crate::pgp::{NewPgpKey, PgpKey, PgpStore};
+use crate::pgp::{NewPgpKey, PgpKey, PgpStore, PlainSearch};
 use crate::{AccountId, Result, StoreError};
 
-const SELECT: &str = "SELECT k.account_id, a.address, k.key, k.fingerprint, k.protect_subject, k.publish, k.updated \
+const SELECT: &str = "SELECT k.account_id, a.address, k.key, k.fingerprint, k.protect_subject, k.publish, k.updated, k.search \
      FROM pgp_keys k JOIN accounts a ON a.id = k.account_id";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PgpKey> {
@@ -20,6 +20,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PgpKey> {
         protect_subject: r.get(4)?,
         publish: r.get(5)?,
         updated: r.get(6)?,
+        search: r.get(7)?,
     })
 }
 
@@ -45,9 +46,9 @@ impl PgpStore for SqliteStore {
                 .optional()?
                 .ok_or_else(|| StoreError::NotFound(format!("account {address}")))?;
             conn.execute(
-                "INSERT INTO pgp_keys (account_id, key, fingerprint, protect_subject, publish, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-                 ON CONFLICT (account_id) DO UPDATE SET key = ?2, fingerprint = ?3, protect_subject = ?4, publish = ?5, updated = ?6",
-                params![account, key.key, key.fingerprint, key.protect_subject, key.publish, now()],
+                "INSERT INTO pgp_keys (account_id, key, fingerprint, protect_subject, publish, updated, search) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                 ON CONFLICT (account_id) DO UPDATE SET key = ?2, fingerprint = ?3, protect_subject = ?4, publish = ?5, updated = ?6, search = ?7",
+                params![account, key.key, key.fingerprint, key.protect_subject, key.publish, now(), key.search],
             )?;
             Ok(())
         })
@@ -77,5 +78,11 @@ impl PgpStore for SqliteStore {
             Ok(rows)
         })
         .await
+    }
+
+    async fn pgp_plain_search(&self, key: &PgpKey) -> Result<PlainSearch> {
+        let (account, encrypted) = (key.account, self.database_encrypted());
+        let per_user = self.read(move |conn| Ok(super::userkeys::public_of(conn, account)?.is_some())).await?;
+        Ok(super::pgp_delivery::plain_search(encrypted, per_user, key))
     }
 }

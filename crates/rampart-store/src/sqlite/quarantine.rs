@@ -119,7 +119,7 @@ fn release(conn: &Connection, effects: &mut Effects, id: &str, account: Option<A
         if let Some(mut copy) = sealed.remove(account) {
             copy.delivery.internal_date = internal_date;
             copy.delivery.trail.clone_from(&trail);
-            delivered.extend(super::delivery::deliver(conn, effects, copy.delivery, copy.summary, "")?);
+            delivered.extend(copy.store(conn, effects)?);
             continue;
         }
         let mailbox = target_mailbox(conn, &Target { account: *account, folder: Folder::Inbox })?;

@@ -611,6 +611,14 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (account, bucket)
     ) WITHOUT ROWID;
     "#,
+    // A user's opt-in to server-side search of mail encrypted to their OpenPGP key on a clear
+    // store (crate::pgp::PlainSearch): the plaintext's words are then kept in clear. And which
+    // summaries are such plaintext search summaries, which the backfill must not remake from
+    // the stored ciphertext (sqlite::pgp_delivery::Sealed::plain).
+    r#"
+    ALTER TABLE pgp_keys ADD COLUMN search INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE summaries ADD COLUMN plain INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The schema version this binary writes.

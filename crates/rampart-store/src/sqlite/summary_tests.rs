@@ -165,3 +165,45 @@ async fn the_backfill_summarizes_old_messages_and_remakes_stale_summaries() {
     assert!(store.word_candidates(alice, is("bob")).await.unwrap().is_empty(), "alice's words stay hers");
     assert_eq!(store.word_candidates(bob, is("v2")).await.unwrap(), [shared, only].into());
 }
+
+/// Words of the plaintext for a copy encrypted to a user's OpenPGP key.
+struct PlainWords;
+
+impl Summarizer for PlainWords {
+    fn summarize(&self, message: &[u8]) -> Summary {
+        Words.summarize(message)
+    }
+
+    fn summarize_encrypted(&self, plain: &[u8], _stored: &[u8]) -> Summary {
+        Summary { keys: b"plain".to_vec(), ..Words.summarize(plain) }
+    }
+}
+
+/// A plaintext search summary (an opted-in OpenPGP copy on this clear store) is not remade
+/// by a newer summarizer's backfill: that could only summarize the ciphertext, and the
+/// plaintext's words would be gone for good. The summaries of other messages are.
+#[tokio::test]
+async fn the_backfill_keeps_plaintext_search_summaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.set_summarizer(std::sync::Arc::new(PlainWords));
+    store.add_domain("example.org").await.unwrap();
+    let alice = store.add_account("alice@example.org", "h").await.unwrap();
+    let bob = store.add_account("bob@example.org", "h").await.unwrap();
+    let key = include_bytes!("../../../rampart-pgp/testdata/alice.pub.asc");
+    let options = crate::PgpOptions { protect_subject: false, publish: false, search: true };
+    store.pgp_key_set("alice@example.org", crate::NewPgpKey::checked(key, "alice@example.org", options).unwrap()).await.unwrap();
+    deliver(&store, &[alice, bob], b"Subject: hi\r\n\r\nthe quokka text\r\n").await;
+    let (alice_inbox, bob_inbox) = (store.mailboxes(alice).await.unwrap()[0].id, store.mailboxes(bob).await.unwrap()[0].id);
+    let plain = store.stored(alice_inbox, 1, 1, ALL).await.unwrap()[0].clone();
+    assert_eq!(plain.keys.as_deref(), Some(&b"plain"[..]));
+    assert_eq!(store.word_candidates(alice, is("quokka")).await.unwrap(), [plain.summary.unwrap()].into());
+    drop(store);
+
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.set_summarizer(std::sync::Arc::new(WordsV2));
+    assert_eq!(store.backfill_pass(std::time::Duration::ZERO).await.unwrap(), 1, "bob's, not alice's");
+    assert_eq!(store.stored(alice_inbox, 1, 1, ALL).await.unwrap()[0], plain);
+    assert_eq!(store.word_candidates(alice, is("quokka")).await.unwrap(), [plain.summary.unwrap()].into());
+    assert_eq!(store.stored(bob_inbox, 1, 1, ALL).await.unwrap()[0].keys.as_deref(), Some(&b"keys2"[..]));
+}

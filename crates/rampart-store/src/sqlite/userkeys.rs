@@ -99,7 +99,7 @@ fn wrap_name(account: AccountId, wrap: &str) -> Vec<u8> {
     format!("{account} {wrap}").into_bytes()
 }
 
-fn public_of(conn: &Connection, account: AccountId) -> Result<Option<[u8; KEY_LEN]>> {
+pub(super) fn public_of(conn: &Connection, account: AccountId) -> Result<Option<[u8; KEY_LEN]>> {
     let public: Option<Vec<u8>> =
         conn.prepare_cached("SELECT public FROM user_keys WHERE account_id = ?1")?.query_row([account], |r| r.get(0)).optional()?;
     Ok(public.and_then(|p| p.try_into().ok()))
@@ -310,10 +310,17 @@ impl SqliteStore {
     /// Its summary (and words) are kept with it, sealed with its data key
     /// ([`crate::sealsummary`]): made here from the plaintext, which needs no secret.
     async fn sealed_for(&self, account: AccountId, public: [u8; KEY_LEN], message: &[u8]) -> Result<Blob> {
+        let summary = self.summarize_message(message.to_vec()).await;
+        self.sealed_with(account, public, message, summary).await
+    }
+
+    /// `message` in a file of its own sealed to `account`'s public key, with `summary` sealed
+    /// beside it (an OpenPGP copy's is made from its plaintext, `super::pgp_delivery`).
+    pub(super) async fn sealed_with(&self, account: AccountId, public: [u8; KEY_LEN], message: &[u8], summary: Option<Summary>) -> Result<Blob> {
         let mut writer = BlobWriter::for_user(&self.inner.blob_root, account, public);
         writer.write(message).await?;
         let mut blob = writer.finish().await?;
-        if let Some(summary) = self.summarize_message(message.to_vec()).await {
+        if let Some(summary) = summary {
             blob.seal_summary(&summary);
         }
         Ok(blob)
@@ -383,7 +390,7 @@ impl SqliteStore {
                 trail: delivery.trail.clone(),
                 outbound: None,
             };
-            sealed.push(Sealed { delivery: copy, summary: None });
+            sealed.push(Sealed { delivery: copy, summary: None, plain: false });
         }
         Ok(sealed)
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use rampart_store::{NewPgpKey, PgpKey};
+use rampart_store::{NewPgpKey, PgpKey, PgpOptions, PlainSearch};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::info;
@@ -24,6 +24,9 @@ pub struct SetKey {
     /// Served by the Web Key Directory; true unless said otherwise.
     #[serde(default = "yes")]
     publish: bool,
+    /// Keep a plaintext search summary on a clear store (`rampart user pgp set --search`).
+    #[serde(default)]
+    search: bool,
 }
 
 fn yes() -> bool {
@@ -31,7 +34,7 @@ fn yes() -> bool {
 }
 
 /// The key as the API shows it.
-fn key_json(k: &PgpKey) -> Value {
+fn key_json(k: &PgpKey, search: PlainSearch) -> Value {
     let info = k.describe();
     json!({
         "fingerprint": k.fingerprint,
@@ -42,18 +45,23 @@ fn key_json(k: &PgpKey) -> Value {
         "user_ids": info.as_ref().map(|i| i.user_ids.clone()).unwrap_or_default(),
         "protect_subject": k.protect_subject,
         "publish": k.publish,
+        "search": k.search,
+        "server_search": search.is_on(),
+        "server_search_detail": search.describe(),
         "updated": k.updated,
     })
 }
 
 async fn show(s: &Services, address: &str) -> ApiResult<Json<Value>> {
     let key = s.store.pgp_key(address).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(key_json(&key)))
+    let search = s.store.pgp_plain_search(&key).await?;
+    Ok(Json(key_json(&key, search)))
 }
 
 async fn set(s: &Services, address: &str, req: SetKey, by: &str) -> ApiResult<Json<Value>> {
     s.store.account(address).await?.ok_or(ApiError::NotFound)?;
-    let new = NewPgpKey::checked(req.key.as_bytes(), address, req.protect_subject, req.publish)
+    let options = PgpOptions { protect_subject: req.protect_subject, publish: req.publish, search: req.search };
+    let new = NewPgpKey::checked(req.key.as_bytes(), address, options)
         .map_err(|e| ApiError::BadRequest(format!("key refused: {e}")))?;
     let fingerprint = new.fingerprint.clone();
     s.store.pgp_key_set(address, new).await?;
@@ -92,7 +100,9 @@ pub async fn user_key_remove(State(s): State<Arc<Services>>, Admin(c): Admin, Pa
 /// The user's key, or `null` when there is none (the page asks without knowing).
 pub async fn my_key(State(s): State<Arc<Services>>, Authed(caller): Authed) -> ApiResult<Json<Value>> {
     let (_, address) = caller.account()?;
-    Ok(Json(s.store.pgp_key(address).await?.as_ref().map_or(Value::Null, key_json)))
+    let Some(key) = s.store.pgp_key(address).await? else { return Ok(Json(Value::Null)) };
+    let search = s.store.pgp_plain_search(&key).await?;
+    Ok(Json(key_json(&key, search)))
 }
 
 pub async fn my_key_set(State(s): State<Arc<Services>>, Authed(caller): Authed, Body(req): Body<SetKey>) -> ApiResult<Json<Value>> {
