@@ -62,11 +62,11 @@ class Rampart:
         self.ca = str(self.dir / "tls" / "cert.pem")
 
     # --- command line -------------------------------------------------------------------------
-    def run_cli(self, *args, input=None, check=True, config=True):
+    def run_cli(self, *args, input=None, check=True, config=True, timeout=60):
         cmd = [BIN, *args]
         if config:
             cmd += ["--config", str(self.config)]
-        r = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=60)
+        r = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
         if check and r.returncode != 0:
             raise AssertionError(f"{cmd} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
         return r

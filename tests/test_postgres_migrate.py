@@ -48,7 +48,8 @@ def migrate(rampart, url):
 def test_migration_killed_mid_copy_completes_and_keeps_every_message(rampart, tmp_path, postgres):
     box = tmp_path / "old.mbox"
     mbox(box)
-    rampart.run_cli("import", "mbox", str(box), "--user", "bob@example.test", "--mailbox", "INBOX")
+    # 48 MiB through a debug build: a minute or more on a busy machine.
+    rampart.run_cli("import", "mbox", str(box), "--user", "bob@example.test", "--mailbox", "INBOX", timeout=300)
     rampart.run_cli("dkim", "keygen", "example.test", "--selector", "s1", "--algorithm", "ed25519")
     listing = rampart.messages("bob@example.test")
     assert len(listing) == MESSAGES
