@@ -236,11 +236,22 @@ def wait_for(check, timeout=20, what="condition"):
 
 
 def free_port(kind=socket.SOCK_STREAM):
-    s = socket.socket(socket.AF_INET, kind)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A loopback port free now, for a server that must be told its port before it binds.
+    Taken below the kernel's ephemeral range (32768 and up): a port from there can be handed to
+    another test's outgoing connection or `bind(0)` before our server binds it."""
+    import random
+
+    for _ in range(200):
+        port = random.randrange(20000, 32768)
+        s = socket.socket(socket.AF_INET, kind)
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise AssertionError("no free loopback port in 20000-32767")
 
 
 class Dns:
