@@ -453,42 +453,34 @@ pub(crate) async fn a_clear_store_keeps_plaintext_words_only_on_opt_in<S: MailSt
     assert_eq!(stored[0].keys.as_deref(), Some(&b"plain"[..]), "summarize_encrypted made it");
 
     // A release from the quarantine gets the same summary.
-    let hold = Hold {
-        blob: blob(store, PLAIN).await,
-        prefix: b"Received: by mx\r\n".to_vec(),
-        internal_date: 7,
-        accounts: vec![alice],
-        reference: "Q2".into(),
-        sender: "a@example.net".into(),
-        subject: "zebra".into(),
-        reason: "spam".into(),
-        score: Some(9.0),
-        trail: "[]".into(),
-    };
-    store.hold(hold).await.unwrap();
+    store.hold(held_plain(store, vec![alice], "Q2").await).await.unwrap();
     let released = store.release("Q2", None).await.unwrap();
     let text = String::from_utf8(store.read_message(released[0].mailbox, released[0].uid).await.unwrap()).unwrap();
     assert!(text.contains("multipart/encrypted") && !text.contains("quokka"));
     assert_eq!(store.word_candidates(alice, is("quokka")).await.unwrap().len(), 2, "the released copy's plaintext words too");
 }
 
-pub(crate) async fn a_release_from_the_quarantine_is_encrypted_too<S: MailStore + DirectoryStore + PgpStore + QuarantineStore + ?Sized>(
-    store: &S,
-) {
-    let (alice, bob) = alice_with_a_key(store, false).await;
-    let hold = Hold {
+/// `PLAIN` held for `accounts` as spam, under `reference`.
+async fn held_plain(store: &(impl DeliveryStore + ?Sized), accounts: Vec<crate::AccountId>, reference: &str) -> Hold {
+    Hold {
         blob: blob(store, PLAIN).await,
         prefix: b"Received: by mx\r\n".to_vec(),
         internal_date: 7,
-        accounts: vec![alice, bob],
-        reference: "Q1".into(),
+        accounts,
+        reference: reference.into(),
         sender: "a@example.net".into(),
         subject: "zebra".into(),
         reason: "spam".into(),
         score: Some(9.0),
         trail: "[]".into(),
-    };
-    store.hold(hold).await.unwrap();
+    }
+}
+
+pub(crate) async fn a_release_from_the_quarantine_is_encrypted_too<S: MailStore + DirectoryStore + PgpStore + QuarantineStore + ?Sized>(
+    store: &S,
+) {
+    let (alice, bob) = alice_with_a_key(store, false).await;
+    store.hold(held_plain(store, vec![alice, bob], "Q1").await).await.unwrap();
     let delivered = store.release("Q1", None).await.unwrap();
     assert_eq!(delivered.len(), 2);
     for d in &delivered {
