@@ -52,12 +52,9 @@ pub(crate) fn prepare_spool(spool: &Path) -> Result<()> {
 
 /// Stores `blob` (its row with `refcount`, then its chunks) in the transaction.
 pub(crate) async fn insert(txn: &Transaction<'_>, blob: &Blob, refcount: i64) -> Result<()> {
-    txn.execute(
-        "INSERT INTO blobs (id, size, refcount, codec) VALUES ($1, $2, $3, $4)",
-        &[&blob.id(), &(blob.size() as i64), &refcount, &(blob.codec.code() as i32)],
-    )
-    .await?;
-    let chunk = txn.prepare("INSERT INTO blob_chunks (blob_id, seq, data) VALUES ($1, $2, $3)").await?;
+    let row = txn.prepare_cached("INSERT INTO blobs (id, size, refcount, codec) VALUES ($1, $2, $3, $4)").await?;
+    txn.execute(&row, &[&blob.id(), &(blob.size() as i64), &refcount, &(blob.codec.code() as i32)]).await?;
+    let chunk = txn.prepare_cached("INSERT INTO blob_chunks (blob_id, seq, data) VALUES ($1, $2, $3)").await?;
     if let Some(stored) = &blob.inline {
         let frames = codec::frames(stored).map_err(|e| StoreError::io(blob.tmp_path(), e))?;
         for (seq, frame) in frames.into_iter().enumerate() {

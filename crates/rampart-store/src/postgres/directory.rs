@@ -350,9 +350,9 @@ impl DirectoryStore for PgStore {
     async fn resolve(&self, address: &str) -> Result<Resolution> {
         let Ok(address) = canonical(address) else { return Ok(Resolution::default()) };
         let conn = self.conn().await?;
-        let account = conn.prepare("SELECT id FROM accounts WHERE address = $1").await?;
-        let targets = conn.prepare("SELECT target FROM aliases WHERE address = $1 ORDER BY id").await?;
-        let domain = conn.prepare("SELECT 1 FROM domains WHERE name = $1").await?;
+        let account = conn.prepare_cached("SELECT id FROM accounts WHERE address = $1").await?;
+        let targets = conn.prepare_cached("SELECT target FROM aliases WHERE address = $1 ORDER BY id").await?;
+        let domain = conn.prepare_cached("SELECT 1 FROM domains WHERE name = $1").await?;
         let mut resolution = Resolution::default();
         let mut seen = vec![address.clone()];
         let mut level = vec![address];

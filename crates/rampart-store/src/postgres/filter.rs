@@ -21,7 +21,8 @@ fn counts(spam: i64, ham: i64) -> ClassCounts {
 }
 
 async fn totals(client: &impl GenericClient, scope: i64) -> Result<ClassCounts> {
-    let row = client.query_opt("SELECT spam, ham FROM bayes_totals WHERE scope = $1", &[&scope]).await?;
+    let stmt = client.prepare_cached("SELECT spam, ham FROM bayes_totals WHERE scope = $1").await?;
+    let row = client.query_opt(&stmt, &[&scope]).await?;
     Ok(row.map(|r| counts(r.get(0), r.get(1))).unwrap_or_default())
 }
 
@@ -142,7 +143,8 @@ impl FilterStore for PgStore {
         let scope = scope.key();
         // Tokens are u64 hashes kept as their i64 bit pattern, as in SQLite.
         let keys: Vec<i64> = tokens.iter().map(|t| *t as i64).collect();
-        let rows = conn.query("SELECT token, spam, ham FROM bayes_tokens WHERE scope = $1 AND token = ANY($2)", &[&scope, &keys]).await?;
+        let stmt = conn.prepare_cached("SELECT token, spam, ham FROM bayes_tokens WHERE scope = $1 AND token = ANY($2)").await?;
+        let rows = conn.query(&stmt, &[&scope, &keys]).await?;
         let tokens = rows.iter().map(|r| (r.get::<_, i64>(0) as u64, counts(r.get(1), r.get(2)))).collect::<HashMap<_, _>>();
         Ok(TokenStats { messages: totals(&conn, scope).await?, tokens })
     }

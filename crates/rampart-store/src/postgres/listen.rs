@@ -34,8 +34,12 @@ impl Drop for Guard {
 
 /// Queues a notification of each mailbox's change, sent by PostgreSQL at COMMIT.
 pub(super) async fn notify(txn: &Transaction<'_>, mailboxes: &[MailboxId]) -> Result<()> {
+    if mailboxes.is_empty() {
+        return Ok(());
+    }
+    let stmt = txn.prepare_cached("SELECT pg_notify($1, $2)").await?;
     for mailbox in mailboxes {
-        txn.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &mailbox.to_string()]).await?;
+        txn.execute(&stmt, &[&CHANNEL, &mailbox.to_string()]).await?;
     }
     Ok(())
 }

@@ -10,11 +10,12 @@
 //! - MODSEQs ascend with them, so "changed since MODSEQ n" (CONDSTORE/QRESYNC) misses nothing;
 //! - a transaction that rolls back gives its UID back: no gaps from failed deliveries.
 //!
-//! The cost is that deliveries into one mailbox serialize on its row for the length of their
-//! transactions; the delivery writes the body's chunks first and takes the lock last, so a
-//! transaction holds it only while it writes index rows and commits. A delivery to
-//! several mailboxes locks them in ascending id order ([`take_uids`]), so two such deliveries
-//! cannot deadlock.
+//! The cost is that transactions storing into one mailbox serialize on its row for their
+//! length; a delivery writes the body's chunks first and takes the lock last, so a
+//! transaction holds it only while it writes index rows and commits, and a node's deliveries
+//! share transactions (`batch`), so one commit serves many. Several mailboxes are locked in
+//! ascending id order ([`take_uids`]; a delivery batch locks all of its mailboxes so in one
+//! statement first), so two such transactions cannot deadlock.
 
 use deadpool_postgres::Transaction;
 
@@ -36,7 +37,7 @@ pub(crate) async fn take_uids(txn: &Transaction<'_>, mailboxes: &[MailboxId]) ->
     ids.sort_unstable();
     ids.dedup();
     let stmt = txn
-        .prepare(
+        .prepare_cached(
             "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 \
              WHERE id = $1 RETURNING uidnext - 1, highestmodseq",
         )

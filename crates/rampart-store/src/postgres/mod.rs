@@ -20,6 +20,9 @@
 //!   administrator holds an advisory lock so that two nodes cannot each remove "the other"
 //!   last admin. UIDs and MODSEQs are allocated under the mailbox row's lock ([`mailbox`]), so
 //!   concurrent APPENDs on several nodes get distinct, ascending UIDs in commit order.
+//! - Deliveries of one node share transactions ([`batch`], as SQLite's writer batches them):
+//!   one COMMIT, after which each gets its `250`, serves every delivery waiting, each in a
+//!   SAVEPOINT of its own so that one failing is rolled back alone.
 //! - Several nodes: each writing transaction NOTIFYs the mailboxes it changed and a LISTEN
 //!   connection fires the watches of every node ([`listen`]); the queue is leased per
 //!   recipient (`FOR UPDATE SKIP LOCKED`, expiring leases, [`queue`]).
@@ -35,6 +38,7 @@
 //! [`crate::UserKeyStore`] (its defaults: per-user encryption is not supported here).
 //! Users with an OpenPGP key get encrypted copies at delivery and release (`pgp_delivery`).
 
+mod batch;
 pub(crate) mod blobs;
 mod certs;
 mod containment;
@@ -99,6 +103,9 @@ struct Shared {
     lease: std::sync::atomic::AtomicI64,
     /// Ends the LISTEN task when the last clone goes.
     _listener: listen::Guard,
+    /// Runs this node's deliveries in shared transactions ([`batch`]); its task ends when the
+    /// last clone goes.
+    batcher: batch::Batcher,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -124,6 +131,7 @@ impl PgStore {
         blobs::prepare_spool(spool)?;
         let notifier = Arc::new(Notifier::default());
         let listener = listen::start(config, tls, notifier.clone());
+        let batcher = batch::Batcher::start(pool.clone(), notifier.clone());
         let suffix = format!("{:08x}", rand::random::<u32>());
         let shared = Shared {
             spool: spool.to_path_buf(),
@@ -133,6 +141,7 @@ impl PgStore {
             suffix,
             lease: queue::LEASE.into(),
             _listener: listener,
+            batcher,
         };
         let store = PgStore { pool, shared: Arc::new(shared) };
         schema::migrate(&mut store.conn().await?).await?;

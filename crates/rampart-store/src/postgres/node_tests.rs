@@ -254,3 +254,29 @@ async fn the_word_index_answers_per_account_and_forgets_expunged_messages() {
     a.deliver(Delivery { blob: big, prefix: vec![], internal_date: 0, targets: vec![target], reference: "M".into(), trail: "[]".into(), outbound: None }).await.unwrap();
     assert_eq!(a.word_candidates(bob, is("absent")).await.unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_on_two_nodes_get_distinct_ascending_uids() {
+    let (a, b, bob, inbox) = two_nodes().await;
+    let mut tasks = Vec::new();
+    // Enough at once that each node batches several into one transaction.
+    for i in 0..40 {
+        let node = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let blob = blob(&node, format!("Subject: {i}\r\n\r\nx").as_bytes()).await;
+            let target = Target { account: bob, folder: Folder::Inbox };
+            let delivery = Delivery { blob, prefix: vec![], internal_date: 0, targets: vec![target], reference: format!("R{i}"), trail: "[]".into(), outbound: None };
+            node.deliver(delivery).await.unwrap()[0].uid
+        }));
+    }
+    let mut uids = Vec::new();
+    for t in tasks {
+        uids.push(t.await.unwrap());
+    }
+    uids.sort_unstable();
+    assert_eq!(uids, (1..=40).collect::<Vec<u32>>());
+    let (state, records) = b.snapshot(inbox).await.unwrap();
+    assert_eq!(state.uidnext, 41);
+    assert_eq!(records.len(), 40);
+    assert!(records.windows(2).all(|w| w[0].uid < w[1].uid && w[0].modseq < w[1].modseq), "{records:?}");
+}

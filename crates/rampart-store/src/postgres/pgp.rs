@@ -30,7 +30,8 @@ fn from_row(r: &Row) -> PgpKey {
 
 /// The keys of those of `accounts` that have one, in account order.
 pub(crate) async fn keys_for(client: &impl GenericClient, accounts: &[AccountId]) -> Result<Vec<PgpKey>> {
-    let rows = client.query(&format!("{SELECT} WHERE k.account_id = ANY($1) ORDER BY k.account_id"), &[&accounts]).await?;
+    let stmt = client.prepare_cached(&format!("{SELECT} WHERE k.account_id = ANY($1) ORDER BY k.account_id")).await?;
+    let rows = client.query(&stmt, &[&accounts]).await?;
     Ok(rows.iter().map(from_row).collect())
 }
 

@@ -3,12 +3,14 @@
 //! behaviour as `sqlite::quota` (held to it by `crate::role_tests`). Every node counts into the
 //! same rows, so a quota holds across nodes.
 //!
-//! [`record`] runs inside the transaction of a submission's delivery (once the message path
-//! exists), as SQLite's does inside the writer job. Its upserts are safe under concurrency:
+//! [`record`] runs inside the transaction of a submission's delivery, as SQLite's does inside
+//! the writer job. Its upserts are safe under concurrency:
 //! a recipient row is claimed with `INSERT … ON CONFLICT DO NOTHING` (a concurrent insert of
 //! the same row waits for the other transaction, then sees it) or locked with `FOR UPDATE`
 //! before its bucket moves, so two nodes sending to one recipient at once count it once; the
-//! recipients are taken in sorted order so that two such transactions cannot deadlock.
+//! recipients are taken in sorted order so that two such transactions cannot deadlock. A
+//! delivery batch counts several senders' submissions, whose rows two batches could take in
+//! opposite orders: it holds an advisory lock meanwhile (`batch`).
 
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Transaction};

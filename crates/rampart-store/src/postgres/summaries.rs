@@ -25,15 +25,12 @@ use crate::{AccountId, MailboxId, Result, StoreError};
 
 /// Keeps the summary of a blob that has none; returns its id.
 pub(super) async fn insert(txn: &Transaction<'_>, blob_id: &str, s: &Summary) -> Result<i64> {
-    let id: i64 = txn
-        .query_one(
-            "INSERT INTO summaries (blob_id, indexed, keys, version) VALUES ($1, $2, $3, $4) RETURNING id",
-            &[&blob_id, &s.words.is_some(), &s.keys, &(s.version as i32)],
-        )
-        .await?
-        .get(0);
-    txn.execute("INSERT INTO summary_headers (id, data) VALUES ($1, $2)", &[&id, &s.headers]).await?;
-    txn.execute("INSERT INTO summary_fetch (id, data) VALUES ($1, $2)", &[&id, &s.fetch]).await?;
+    let summary = txn.prepare_cached("INSERT INTO summaries (blob_id, indexed, keys, version) VALUES ($1, $2, $3, $4) RETURNING id").await?;
+    let id: i64 = txn.query_one(&summary, &[&blob_id, &s.words.is_some(), &s.keys, &(s.version as i32)]).await?.get(0);
+    let headers = txn.prepare_cached("INSERT INTO summary_headers (id, data) VALUES ($1, $2)").await?;
+    txn.execute(&headers, &[&id, &s.headers]).await?;
+    let fetch = txn.prepare_cached("INSERT INTO summary_fetch (id, data) VALUES ($1, $2)").await?;
+    txn.execute(&fetch, &[&id, &s.fetch]).await?;
     Ok(id)
 }
 
