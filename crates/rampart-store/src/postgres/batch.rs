@@ -157,10 +157,7 @@ enum Slot {
 /// Runs `works` in one transaction; each delivery's result in order and the changed
 /// mailboxes (sorted), once committed. Err: the batch failed as a whole, nothing committed.
 pub(super) async fn store_batch(pool: &Pool, works: Vec<Work>) -> Result<(Vec<Result<Vec<Delivered>>>, Vec<MailboxId>)> {
-    let mut conn = pool.get().await.map_err(|e| match e {
-        deadpool_postgres::PoolError::Backend(e) => e.into(),
-        other => StoreError::Db(DbError::new(other, true)),
-    })?;
+    let mut conn = super::pooled(pool).await?;
     let mut txn = conn.transaction().await?;
     // 1. Bodies, summaries, target mailboxes: no mailbox row locked yet.
     let mut slots = Vec::with_capacity(works.len());

@@ -180,11 +180,17 @@ impl PgStore {
 
     /// A connection from the pool.
     pub(crate) async fn conn(&self) -> Result<Object> {
-        self.pool.get().await.map_err(|e| match e {
-            deadpool_postgres::PoolError::Backend(e) => e.into(),
-            other => StoreError::Db(DbError::new(other, true)),
-        })
+        pooled(&self.pool).await
     }
+}
+
+/// A connection from `pool`; a pool that cannot give one (timeout, closed) is a transient
+/// error, as a database that refuses one is.
+pub(super) async fn pooled(pool: &Pool) -> Result<Object> {
+    pool.get().await.map_err(|e| match e {
+        deadpool_postgres::PoolError::Backend(e) => e.into(),
+        other => StoreError::Db(DbError::new(other, true)),
+    })
 }
 
 fn tls_connector(ca_file: Option<&Path>) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {

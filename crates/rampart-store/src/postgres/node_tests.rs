@@ -27,22 +27,30 @@ async fn blob(store: &PgStore, body: &[u8]) -> Blob {
     w.finish().await.unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn appends_on_two_nodes_get_distinct_ascending_uids() {
-    let (a, b, _, inbox) = two_nodes().await;
-    let mut tasks = Vec::new();
-    for i in 0..20 {
-        let node = if i % 2 == 0 { a.clone() } else { b.clone() };
-        tasks.push(tokio::spawn(async move {
-            let blob = blob(&node, format!("Subject: {i}\r\n\r\nx").as_bytes()).await;
-            node.append(inbox, blob, String::new(), 0).await.unwrap().uids[0].1
-        }));
-    }
+/// Runs `write(node, i)` for i in 0..n at once, alternating between the nodes; the UIDs the
+/// writes got, sorted.
+async fn on_both_nodes<F, Fut>(a: &PgStore, b: &PgStore, n: u32, write: F) -> Vec<u32>
+where
+    F: Fn(PgStore, u32) -> Fut,
+    Fut: std::future::Future<Output = u32> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..n).map(|i| tokio::spawn(write(if i % 2 == 0 { a.clone() } else { b.clone() }, i))).collect();
     let mut uids = Vec::new();
     for t in tasks {
         uids.push(t.await.unwrap());
     }
     uids.sort_unstable();
+    uids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_on_two_nodes_get_distinct_ascending_uids() {
+    let (a, b, _, inbox) = two_nodes().await;
+    let uids = on_both_nodes(&a, &b, 20, move |node, i| async move {
+        let blob = blob(&node, format!("Subject: {i}\r\n\r\nx").as_bytes()).await;
+        node.append(inbox, blob, String::new(), 0).await.unwrap().uids[0].1
+    })
+    .await;
     assert_eq!(uids, (1..=20).collect::<Vec<u32>>());
     let (state, records) = a.snapshot(inbox).await.unwrap();
     assert_eq!(state.uidnext, 21);
@@ -258,22 +266,14 @@ async fn the_word_index_answers_per_account_and_forgets_expunged_messages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_on_two_nodes_get_distinct_ascending_uids() {
     let (a, b, bob, inbox) = two_nodes().await;
-    let mut tasks = Vec::new();
     // Enough at once that each node batches several into one transaction.
-    for i in 0..40 {
-        let node = if i % 2 == 0 { a.clone() } else { b.clone() };
-        tasks.push(tokio::spawn(async move {
-            let blob = blob(&node, format!("Subject: {i}\r\n\r\nx").as_bytes()).await;
-            let target = Target { account: bob, folder: Folder::Inbox };
-            let delivery = Delivery { blob, prefix: vec![], internal_date: 0, targets: vec![target], reference: format!("R{i}"), trail: "[]".into(), outbound: None };
-            node.deliver(delivery).await.unwrap()[0].uid
-        }));
-    }
-    let mut uids = Vec::new();
-    for t in tasks {
-        uids.push(t.await.unwrap());
-    }
-    uids.sort_unstable();
+    let uids = on_both_nodes(&a, &b, 40, move |node, i| async move {
+        let blob = blob(&node, format!("Subject: {i}\r\n\r\nx").as_bytes()).await;
+        let target = Target { account: bob, folder: Folder::Inbox };
+        let delivery = Delivery { blob, prefix: vec![], internal_date: 0, targets: vec![target], reference: format!("R{i}"), trail: "[]".into(), outbound: None };
+        node.deliver(delivery).await.unwrap()[0].uid
+    })
+    .await;
     assert_eq!(uids, (1..=40).collect::<Vec<u32>>());
     let (state, records) = b.snapshot(inbox).await.unwrap();
     assert_eq!(state.uidnext, 41);
