@@ -544,6 +544,16 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE pgp_keys ADD COLUMN search boolean NOT NULL DEFAULT false;
     "#,
+    // 8: an index on every foreign key's column that had none (as SQLite's migration of the
+    // same name): deleting a parent row looks up its children, and without an index that is
+    // a scan of the child table — a released body scanned the whole queue and quarantine.
+    r#"
+    CREATE INDEX queue_blob ON queue(blob_id);
+    CREATE INDEX quarantine_blob ON quarantine(blob_id);
+    CREATE INDEX accounts_domain ON accounts(domain_id);
+    CREATE INDEX aliases_domain ON aliases(domain_id);
+    CREATE INDEX cert_assignments_cert ON cert_assignments(cert_id);
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -41,6 +41,31 @@ async fn nodes_starting_at_once_migrate_once() {
     assert!(matches!(PgStore::open(&url, 1, None, &testdb::spool()).await, Err(StoreError::SchemaTooNew { .. })));
 }
 
+/// As SQLite's `every_foreign_key_leads_an_index`: deleting a parent row looks up its
+/// children, which without an index on the child column is a scan of the child table.
+#[tokio::test]
+async fn every_foreign_key_leads_an_index() {
+    let store = open(&testdb::migrated().await).await;
+    let unindexed: Vec<String> = store
+        .conn()
+        .await
+        .unwrap()
+        .query(
+            "SELECT c.conrelid::regclass::text || '.' || a.attname FROM pg_constraint c \
+             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] \
+             WHERE c.contype = 'f' AND NOT EXISTS \
+               (SELECT 1 FROM pg_index i WHERE i.indrelid = c.conrelid AND i.indkey[0] = c.conkey[1]) \
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(unindexed.is_empty(), "foreign keys without an index: {unindexed:?}");
+}
+
 #[tokio::test]
 async fn an_address_becomes_an_account_or_an_alias_never_both() {
     let store = open(&testdb::migrated().await).await;

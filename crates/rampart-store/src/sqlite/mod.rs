@@ -58,7 +58,7 @@ use writer::{Effects, Writer};
 /// The same cap on the PostgreSQL store (`crate::postgres::directory`).
 pub(crate) use credentials::MAX_APP_PASSWORDS;
 
-/// Idle reader connections kept open. A connection costs its schema parse and its prepared
+/// Idle reader connections kept open in each pool. A connection costs its schema parse and its prepared
 /// statements when opened; with fewer idle slots than the reads running at once under load
 /// (ten submission sessions each checking quotas and containment beside the queue workers),
 /// every surplus connection was closed and reopened per read, which measured 8% of the
@@ -69,11 +69,27 @@ const MAX_IDLE_READERS: usize = 32;
 const STATEMENT_CACHE: usize = 128;
 /// How long a statement waits for another process (a CLI command) holding the write lock.
 const BUSY_TIMEOUT_MS: u64 = 10_000;
-/// Reader connections map this much of the database: a SORT or SEARCH over a large mailbox
-/// reads its pages where they are in the page cache, rather than copying each into SQLite's
-/// own small cache through a system call (the mapping shares the page cache; it is not
-/// memory of the server's own).
+/// Reader connections of the blocking pool map this much of the database: a SORT or SEARCH
+/// over a large mailbox reads its pages where they are in the page cache, rather than
+/// copying each into SQLite's own small cache through a system call (the mapping shares the
+/// page cache; it is not memory of the server's own).
+///
+/// Point reads ([`SqliteStore::read_now`]) use connections without the mapping: a read
+/// transaction that finds the WAL changed since the connection's last one drops the
+/// connection's whole mapping (and its page cache) before it reads, so under constant
+/// commits every point read paid a munmap of the file, the other core's TLB shoot-down and a
+/// page fault per page it touched again — ~7% of the server's CPU in the outbound
+/// benchmark. They read their few pages with pread instead.
 const READER_MMAP: i64 = 1 << 30;
+
+/// Which reader connections a read takes (see [`READER_MMAP`]).
+#[derive(Clone, Copy)]
+enum ReadKind {
+    /// A read on the blocking pool, which may scan a mailbox: the database mapped.
+    Scan,
+    /// A point read on the calling thread: no mapping.
+    Point,
+}
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -83,7 +99,9 @@ pub struct SqliteStore {
 struct Inner {
     db_path: PathBuf,
     blob_root: PathBuf,
+    /// Idle reader connections: those for scans (mapped) and those for point reads.
     readers: Mutex<Vec<Connection>>,
+    point_readers: Mutex<Vec<Connection>>,
     writer: Writer,
     notifier: Arc<Notifier>,
     /// Makes the summary of each message stored (`set_summarizer`); without one, messages are
@@ -115,21 +133,27 @@ struct Inner {
 impl Inner {
     /// Runs `f` with an idle reader connection (a new one when none is idle) and keeps the
     /// connection for the next read.
-    fn with_reader<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+    fn with_reader<R>(&self, kind: ReadKind, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
         let db = self.db.read().expect("switch lock");
-        let pooled = self.readers.lock().expect("reader pool lock").pop();
+        let readers = match kind {
+            ReadKind::Scan => &self.readers,
+            ReadKind::Point => &self.point_readers,
+        };
+        let pooled = readers.lock().expect("reader pool lock").pop();
         let conn = match pooled {
             Some(c) => c,
             None => {
                 let c = open_connection(&self.db_path, db.as_deref())?;
-                c.pragma_update(None, "mmap_size", READER_MMAP)?;
+                if let ReadKind::Scan = kind {
+                    c.pragma_update(None, "mmap_size", READER_MMAP)?;
+                }
                 c
             }
         };
         let result = f(&conn);
         // Back in the pool before the switch lock goes: a conversion empties the pool while
         // it holds the lock, and a connection to the replaced file must not come back after.
-        let mut pool = self.readers.lock().expect("reader pool lock");
+        let mut pool = readers.lock().expect("reader pool lock");
         if pool.len() < MAX_IDLE_READERS {
             pool.push(conn);
         }
@@ -223,6 +247,7 @@ impl SqliteStore {
                 db_path,
                 blob_root,
                 readers: Mutex::new(Vec::new()),
+                point_readers: Mutex::new(Vec::new()),
                 writer,
                 notifier,
                 summarizer: std::sync::OnceLock::new(),
@@ -301,7 +326,7 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
     {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.with_reader(f)).await.map_err(|_| StoreError::Closed)?
+        tokio::task::spawn_blocking(move || inner.with_reader(ReadKind::Scan, f)).await.map_err(|_| StoreError::Closed)?
     }
 
     /// A read run on the calling thread, for the point lookups on the path of every message
@@ -312,7 +337,7 @@ impl SqliteStore {
     /// wake-ups per message). Never for scans or anything that grows with a mailbox: those
     /// would stall every session on the runtime thread.
     fn read_now<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
-        self.inner.with_reader(f)
+        self.inner.with_reader(ReadKind::Point, f)
     }
 
     async fn write<R, F>(&self, f: F) -> Result<R>

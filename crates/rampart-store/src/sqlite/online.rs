@@ -104,6 +104,7 @@ impl SqliteStore {
         let mut db = self.inner.db.write().expect("switch lock");
         // Idle readers of the clear file; none is in use while the lock is held.
         self.inner.readers.lock().expect("reader pool lock").clear();
+        self.inner.point_readers.lock().expect("reader pool lock").clear();
         let (path, key) = (self.inner.db_path.clone(), db_key.clone());
         self.inner.writer.exclusive_blocking(Box::new(move |conn| switch_writer(conn, &path, &key)))?;
         *db = Some(db_key);

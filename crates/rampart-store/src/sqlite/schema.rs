@@ -619,6 +619,17 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE pgp_keys ADD COLUMN search INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE summaries ADD COLUMN plain INTEGER NOT NULL DEFAULT 0;
     "#,
+    // An index on every foreign key's column that had none. With foreign keys on,
+    // deleting a parent row looks up its children; without an index that is a scan of the
+    // child table — every delivered queue entry releasing its body scanned the whole queue
+    // and quarantine (8% of the server's CPU under a 2,000-message outbound backlog).
+    r#"
+    CREATE INDEX queue_blob ON queue(blob_id);
+    CREATE INDEX quarantine_blob ON quarantine(blob_id);
+    CREATE INDEX accounts_domain ON accounts(domain_id);
+    CREATE INDEX aliases_domain ON aliases(domain_id);
+    CREATE INDEX cert_assignments_cert ON cert_assignments(cert_id);
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -48,3 +48,41 @@ fn queue_queries_by_account_use_the_partial_index() {
         assert!(plan[0].contains("USING INDEX queue_account"), "{sql}: {plan:?}");
     }
 }
+
+/// Deleting a parent row looks up its children through the foreign key: every child column
+/// must lead an index (or be the rowid), or each delete scans the child table — as releasing
+/// a delivered message's body once scanned the whole queue.
+#[test]
+fn every_foreign_key_leads_an_index() {
+    let (_dir, conn) = connection();
+    let unindexed: Vec<String> = conn
+        .prepare(
+            "SELECT m.name || '.' || f.\"from\" FROM sqlite_master m, pragma_foreign_key_list(m.name) f \
+             WHERE m.type = 'table' \
+               AND NOT EXISTS (SELECT 1 FROM pragma_index_list(m.name) il, pragma_index_info(il.name) ii \
+                               WHERE ii.seqno = 0 AND ii.name = f.\"from\") \
+               AND NOT EXISTS (SELECT 1 FROM pragma_table_info(m.name) c \
+                               WHERE c.name = f.\"from\" AND c.pk = 1 AND c.type = 'INTEGER')",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(unindexed.is_empty(), "foreign keys without an index: {unindexed:?}");
+}
+
+#[test]
+fn releasing_a_body_does_not_scan_the_queue() {
+    let (_dir, conn) = connection();
+    conn.execute_batch(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200) \
+         INSERT INTO blobs (id, size, refcount) SELECT 'b' || i, 1, 1 FROM n; \
+         INSERT INTO queue (id, blob_id, prefix, sender, size, smtputf8, is_dsn, created) \
+         SELECT 'q' || substr(id, 2), id, x'', '', 1, 0, 0, 0 FROM blobs WHERE id != 'b1';",
+    )
+    .unwrap();
+    let mut stmt = conn.prepare("DELETE FROM blobs WHERE id = ?1").unwrap();
+    stmt.execute(["b1"]).unwrap();
+    assert_eq!(stmt.get_status(StatementStatus::FullscanStep), 0);
+}
