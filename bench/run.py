@@ -373,8 +373,11 @@ mail_max_userip_connections = 20000
 
 
 def bench_tool(addr_port, *args, users=10):
-    return subprocess.run([BENCH, "--addr", f"127.0.0.1:{addr_port}", "--password", PASSWORD, "--users", str(users), *args],
-                          capture_output=True, text=True, check=True).stdout
+    p = subprocess.run([BENCH, "--addr", f"127.0.0.1:{addr_port}", "--password", PASSWORD, "--users", str(users), *args],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"rampart-bench {' '.join(args)} failed ({p.returncode}): {p.stderr.strip()[-2000:]}")
+    return p.stdout
 
 
 def bench_imap(args):
