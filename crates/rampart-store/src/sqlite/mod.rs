@@ -150,11 +150,25 @@ impl Inner {
                 c
             }
         };
-        let result = f(&conn);
+        let result = match kind {
+            ReadKind::Scan => f(&conn),
+            // A point read's statements share one read transaction: each statement on its own
+            // was a read transaction of its own — a lock on the WAL index, and, after any
+            // commit, the connection's page cache dropped and its pages read again — and the
+            // quota status alone is seven statements. One snapshot is also the truer answer.
+            ReadKind::Point => {
+                conn.prepare_cached("BEGIN")?.execute([])?;
+                let result = f(&conn);
+                // Ends a read-only transaction; nothing to fail but the connection itself,
+                // which is then not kept (below).
+                let _ = conn.prepare_cached("COMMIT").and_then(|mut s| s.execute([]));
+                result
+            }
+        };
         // Back in the pool before the switch lock goes: a conversion empties the pool while
         // it holds the lock, and a connection to the replaced file must not come back after.
         let mut pool = readers.lock().expect("reader pool lock");
-        if pool.len() < MAX_IDLE_READERS {
+        if pool.len() < MAX_IDLE_READERS && conn.is_autocommit() {
             pool.push(conn);
         }
         drop(pool);
