@@ -58,11 +58,11 @@ use writer::{Effects, Writer};
 /// The same cap on the PostgreSQL store (`crate::postgres::directory`).
 pub(crate) use credentials::MAX_APP_PASSWORDS;
 
-/// Idle reader connections kept open in each pool. A connection costs its schema parse and its prepared
-/// statements when opened; with fewer idle slots than the reads running at once under load
-/// (ten submission sessions each checking quotas and containment beside the queue workers),
-/// every surplus connection was closed and reopened per read, which measured 8% of the
-/// server's CPU in the outbound benchmark.
+/// Idle reader connections kept open in each pool. A connection costs its schema parse and
+/// its prepared statements when opened; with fewer idle slots than the reads running at once
+/// under load (ten submission sessions each checking quotas and containment beside the queue
+/// workers), every surplus connection was closed and reopened per read, which measured 8% of
+/// the server's CPU in the outbound benchmark.
 const MAX_IDLE_READERS: usize = 32;
 /// Prepared statements a connection keeps (rusqlite's default is 16, fewer than the
 /// statements one submission runs, so they were parsed again each time).

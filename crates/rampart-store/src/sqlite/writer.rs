@@ -313,7 +313,6 @@ impl WriterThread {
             for job in batch {
                 job.complete(&outcome);
             }
-
         }
     }
 
