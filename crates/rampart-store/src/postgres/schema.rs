@@ -544,9 +544,10 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE pgp_keys ADD COLUMN search boolean NOT NULL DEFAULT false;
     "#,
-    // 8: an index on every foreign key's column that had none (as SQLite's migration of the
-    // same name): deleting a parent row looks up its children, and without an index that is
-    // a scan of the child table — a released body scanned the whole queue and quarantine.
+    // 8: an index on every foreign key's column that had none (the same five indexes as the
+    // SQLite store's last migration): deleting a parent row looks up its children, and without
+    // an index that is a scan of the child table — a released body scanned the whole queue and
+    // quarantine.
     r#"
     CREATE INDEX queue_blob ON queue(blob_id);
     CREATE INDEX quarantine_blob ON quarantine(blob_id);

@@ -274,13 +274,13 @@ impl WriterThread {
         let mut next = None;
         loop {
             // Busy: a job was waiting when the last batch ended.
-            let (first, busy) = match next.take().map(Ok).unwrap_or_else(|| jobs.try_recv()) {
-                Ok(msg) => (Ok(msg), true),
-                Err(_) => (jobs.recv(), false),
+            let (first, busy) = match next.take().or_else(|| jobs.try_recv().ok()) {
+                Some(msg) => (Some(msg), true),
+                None => (jobs.recv().ok(), false),
             };
             let first = match first {
-                Ok(Msg::Job(job)) => job,
-                Ok(Msg::Exclusive(work, reply)) => {
+                Some(Msg::Job(job)) => job,
+                Some(Msg::Exclusive(work, reply)) => {
                     let done = work(&mut self.conn);
                     // A new connection comes with synchronous=FULL; NORMAL again, since the
                     // commits are fsynced here (left at FULL they would only be synced twice).
@@ -288,25 +288,25 @@ impl WriterThread {
                     let _ = reply.send(done);
                     continue;
                 }
-                Err(_) => return,
+                None => return,
             };
             let gather_until = busy.then(|| Instant::now() + GATHER);
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 let received = match gather_until {
                     Some(until) if batch.len() < GATHER_ENOUGH => {
-                        jobs.recv_timeout(until.saturating_duration_since(Instant::now())).map_err(|_| ())
+                        jobs.recv_timeout(until.saturating_duration_since(Instant::now())).ok()
                     }
-                    _ => jobs.try_recv().map_err(|_| ()),
+                    _ => jobs.try_recv().ok(),
                 };
                 match received {
-                    Ok(Msg::Job(job)) => batch.push(job),
+                    Some(Msg::Job(job)) => batch.push(job),
                     // After this batch has committed.
-                    Ok(exclusive) => {
+                    Some(exclusive) => {
                         next = Some(exclusive);
                         break;
                     }
-                    Err(()) => break,
+                    None => break,
                 }
             }
             let outcome = self.commit_batch(&mut batch);
