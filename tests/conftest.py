@@ -235,17 +235,25 @@ def wait_for(check, timeout=20, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+_handed_out = set()
+
+
 def free_port(kind=socket.SOCK_STREAM):
     """A loopback port free now, for a server that must be told its port before it binds.
     Taken below the kernel's ephemeral range (32768 and up): a port from there can be handed to
-    another test's outgoing connection or `bind(0)` before our server binds it."""
+    another test's outgoing connection or `bind(0)` before our server binds it. A port is handed
+    out once per test process: two calls before either server binds (Pebble's HTTPS and HTTP
+    ports) could otherwise both be given the same still-free port."""
     import random
 
     for _ in range(200):
         port = random.randrange(20000, 32768)
+        if port in _handed_out:
+            continue
         s = socket.socket(socket.AF_INET, kind)
         try:
             s.bind(("127.0.0.1", port))
+            _handed_out.add(port)
             return port
         except OSError:
             continue

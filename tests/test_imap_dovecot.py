@@ -5,14 +5,13 @@ import imaplib
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 
 import pytest
 
-from conftest import PASSWORD
+from conftest import PASSWORD, free_port
 
 MESSAGES = {
     "simple": b"From: Bob <bob@example.test>\r\nTo: a@b.c\r\nSubject: hi\r\nDate: Fri, 27 Nov 2026 12:00:00 +0000\r\n"
@@ -88,12 +87,6 @@ default_login_user = dovenull
 # The system user "dovecot" owns the test mail; its UID is below the default minimum.
 first_valid_uid = 1
 """
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
