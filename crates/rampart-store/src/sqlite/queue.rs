@@ -16,12 +16,16 @@ use crate::{Outbound, QueueEntry, QueueRcpt, QueueStore, RcptState, RcptUpdate, 
 pub fn insert(conn: &Connection, id: &str, blob_id: &str, blob_size: i64, out: &Outbound, account: &str) -> Result<()> {
     let t = now();
     let size = blob_size + out.prefix.len() as i64;
+    // The prefix in its own table (see the schema): off the queue row's leaf.
+    let prefix_id: i64 = conn
+        .prepare_cached("INSERT INTO queue_prefixes (prefix) VALUES (?1) RETURNING id")?
+        .query_row([&out.prefix], |r| r.get(0))?;
     conn.prepare_cached(
-        "INSERT INTO queue (id, blob_id, prefix, sender, size, smtputf8, is_dsn, created, account, held) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
+        "INSERT INTO queue (id, blob_id, prefix, prefix_id, sender, size, smtputf8, is_dsn, created, account, held) \
+         VALUES (?1, ?2, x'', ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
          ?9 != '' AND EXISTS (SELECT 1 FROM sending_state WHERE account = ?9 AND scope IS NOT NULL))",
     )?
-    .execute(params![id, blob_id, out.prefix, out.sender, size, out.smtputf8, out.is_dsn, t, account])?;
+    .execute(params![id, blob_id, prefix_id, out.sender, size, out.smtputf8, out.is_dsn, t, account])?;
     let mut stmt = conn.prepare_cached(
         "INSERT INTO queue_rcpts (queue_id, rcpt, domain, state, next_attempt, updated) VALUES (?1, ?2, ?3, 'pending', ?4, ?4)",
     )?;
@@ -164,7 +168,10 @@ impl QueueStore for SqliteStore {
         // 128 KiB, up to the size limit) is read on the blocking pool.
         let (prefix, blob_id, body) = self.read_now(|conn| {
             let (prefix, blob_id): (Vec<u8>, String) = conn
-                .prepare_cached("SELECT prefix, blob_id FROM queue WHERE id = ?1")?
+                .prepare_cached(
+                    "SELECT coalesce(p.prefix, q.prefix), q.blob_id FROM queue q \
+                     LEFT JOIN queue_prefixes p ON p.id = q.prefix_id WHERE q.id = ?1",
+                )?
                 .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?
                 .ok_or_else(|| StoreError::NotFound(format!("queue entry {id}")))?;

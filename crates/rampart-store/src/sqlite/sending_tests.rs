@@ -19,6 +19,10 @@ async fn store(dir: &std::path::Path) -> SqliteStore {
 
 /// bob submits a message to `remote` (and nobody local), queued as `id`.
 async fn submit(store: &SqliteStore, id: &str, remote: &[&str]) {
+    submit_with_prefix(store, id, remote, vec![]).await
+}
+
+async fn submit_with_prefix(store: &SqliteStore, id: &str, remote: &[&str], prefix: Vec<u8>) {
     let mut w = store.blob_writer().unwrap();
     w.write(b"Subject: out\r\n\r\nhi\r\n").await.unwrap();
     let delivery = Delivery {
@@ -33,7 +37,7 @@ async fn submit(store: &SqliteStore, id: &str, remote: &[&str]) {
             rcpts: remote.iter().map(|r| r.to_string()).collect(),
             smtputf8: false,
             is_dsn: false,
-            prefix: vec![],
+            prefix,
         }),
     };
     let submitted = Submitted {
@@ -70,7 +74,40 @@ async fn submitted_mail_is_counted_durably_per_user_and_domain() {
 }
 
 
-
+/// A signed message's prefix (~1 KiB of trace and DKIM-Signature fields) lives on a shared
+/// leaf of its own table: on the queue row it spilled onto an overflow page per message.
+/// It is read back with its message, and goes when the entry does; a row queued before the
+/// prefixes had their table keeps its prefix in place.
+#[tokio::test]
+async fn a_queued_prefix_takes_no_page_of_its_own_and_goes_with_its_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path()).await;
+    let prefix = |i: usize| format!("DKIM-Signature: {}\r\n", i.to_string().repeat(1200 / i.to_string().len())).into_bytes();
+    for i in 1..=20 {
+        submit_with_prefix(&store, &format!("P{i}"), &["x@remote.test"], prefix(i)).await;
+    }
+    let count = |sql: &'static str| store.read_now(move |c| Ok(c.query_row(sql, [], |r| r.get::<_, i64>(0))?)).unwrap();
+    assert_eq!(count("SELECT count(*) FROM dbstat WHERE name IN ('queue', 'queue_prefixes') AND pagetype = 'overflow'"), 0);
+    assert_eq!(store.queue_message("P7").await.unwrap(), [prefix(7), b"Subject: out\r\n\r\nhi\r\n".to_vec()].concat());
+    store.queue_delete("P7").await.unwrap();
+    assert_eq!(count("SELECT count(*) FROM queue_prefixes"), 19);
+    // As queued by an older version.
+    store
+        .write(|conn, _| {
+            conn.execute("DELETE FROM queue_prefixes WHERE id = (SELECT prefix_id FROM queue WHERE id = 'P8')", [])?;
+            conn.execute("UPDATE queue SET prefix = x'4f6c643a20310d0a', prefix_id = NULL WHERE id = 'P8'", [])?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.queue_message("P8").await.unwrap(), b"Old: 1\r\nSubject: out\r\n\r\nhi\r\n");
+    for i in 1..=20 {
+        if i != 7 {
+            store.queue_delete(&format!("P{i}")).await.unwrap();
+        }
+    }
+    assert_eq!(count("SELECT count(*) FROM queue_prefixes"), 0);
+}
 
 #[tokio::test]
 async fn suspension_holds_queued_mail_until_released_or_deleted() {
