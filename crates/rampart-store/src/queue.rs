@@ -2,6 +2,8 @@
 //! recipient. Entries are created by [`crate::DeliveryStore::deliver`] (with the local
 //! copies, in one transaction); the queue runner and the CLI read and update them here.
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 
 use crate::Result;
@@ -75,6 +77,20 @@ pub trait QueueStore: Send + Sync + 'static {
     /// Queue entries with recipients due at `now`, each listing only those recipients. Held
     /// entries are never due.
     async fn queue_due(&self, now: i64, limit: usize) -> Result<Vec<QueueEntry>>;
+    /// [`queue_due`](Self::queue_due) without the recipients in `in_hand` (being delivered by
+    /// this node already), which a scan under a backlog reads again each time; `limit` counts
+    /// them too. A store may skip them before building their entries (SQLite: one scan read
+    /// the whole backlog's rows and entries again, ~3% of the server's CPU under an outbound
+    /// backlog); this default filters what `queue_due` returns, with its side effects
+    /// (PostgreSQL renews the leases of what it returns).
+    async fn queue_due_except(&self, now: i64, limit: usize, in_hand: HashSet<i64>) -> Result<Vec<QueueEntry>> {
+        let mut due = self.queue_due(now, limit).await?;
+        for entry in &mut due {
+            entry.rcpts.retain(|r| !in_hand.contains(&r.id));
+        }
+        due.retain(|e| !e.rcpts.is_empty());
+        Ok(due)
+    }
     /// Every queue entry with all its recipients.
     async fn queue_list(&self) -> Result<Vec<QueueEntry>>;
     async fn queue_entry(&self, id: &str) -> Result<Option<QueueEntry>>;

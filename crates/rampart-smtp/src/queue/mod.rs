@@ -124,13 +124,12 @@ impl Runner {
     async fn scan(self: &Arc<Self>) -> Result<(), rampart_store::StoreError> {
         let (epoch, in_hand) = {
             let mut st = self.state();
-            (st.begin_scan(), st.known.len())
+            let epoch = st.begin_scan();
+            (epoch, (st.known.len() < ACTIVE_LIMIT).then(|| st.known.clone()))
         };
         self.renew_leases().await;
-        if in_hand >= ACTIVE_LIMIT {
-            return Ok(());
-        }
-        let due = self.store.queue_due(now(), in_hand + SCAN_LIMIT).await?;
+        let Some(in_hand) = in_hand else { return Ok(()) };
+        let due = self.store.queue_due_except(now(), in_hand.len() + SCAN_LIMIT, in_hand).await?;
         {
             let mut st = self.state();
             for entry in due {

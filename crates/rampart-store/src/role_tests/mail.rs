@@ -171,6 +171,11 @@ pub(crate) async fn queue_lifecycle_releases_the_blob<S: MailStore + DirectorySt
     assert_eq!(due[0].rcpts[1].domain, "other.test");
     assert_eq!(store.queue_message("Q1").await.unwrap(), b"Received: x\r\nSubject: out\r\n\r\nhi\r\n");
     let (a, b) = (due[0].rcpts[0].id, due[0].rcpts[1].id);
+    // A scan leaves out the recipients already in hand, and an entry with none left.
+    let due = store.queue_due_except(now() + 1, 100, [a].into()).await.unwrap();
+    assert_eq!(due.iter().map(|e| e.rcpts.iter().map(|r| r.id).collect::<Vec<_>>()).collect::<Vec<_>>(), [[b]]);
+    assert_eq!((due[0].id.as_str(), due[0].sender.as_str()), ("Q1", "bob@example.test"));
+    assert!(store.queue_due_except(now() + 1, 100, [a, b].into()).await.unwrap().is_empty());
     store
         .queue_update(vec![
             RcptUpdate { id: a, state: RcptState::Delivered, next_attempt: 0, error: String::new() },

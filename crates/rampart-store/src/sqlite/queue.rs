@@ -1,7 +1,7 @@
 //! [`QueueStore`] for SQLite. The outbound queue: one row per message, one per recipient with its own state and schedule.
 //! The queue holds one reference on the message blob; the last final recipient releases it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -85,7 +85,9 @@ fn entries(conn: &Connection, rcpts: Vec<(String, QueueRcpt)>) -> Result<Vec<Que
 
 const RCPT_COLUMNS: &str = "queue_id, id, rcpt, domain, state, attempts, next_attempt, last_error";
 
-fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<QueueEntry>> {
+/// Due recipients and their entries, leaving out those in `in_hand` before their rows are
+/// decoded or their entries read.
+fn due(conn: &Connection, now: i64, limit: usize, in_hand: &HashSet<i64>) -> Result<Vec<QueueEntry>> {
     // One read transaction: a message delivered and removed between reading its recipients
     // and its row would otherwise fail the whole scan.
     let _snapshot = conn.unchecked_transaction()?;
@@ -94,8 +96,14 @@ fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<QueueEntry>> {
          AND NOT EXISTS (SELECT 1 FROM queue WHERE queue.id = queue_rcpts.queue_id AND queue.held) \
          ORDER BY next_attempt, id LIMIT ?2"
     ))?;
-    let rows = stmt.query_map(params![now, limit as i64], rcpt_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
-    entries(conn, rows)
+    let mut rows = stmt.query(params![now, limit as i64])?;
+    let mut due = Vec::new();
+    while let Some(row) = rows.next()? {
+        if !in_hand.contains(&row.get(1)?) {
+            due.push(rcpt_from_row(row)?);
+        }
+    }
+    entries(conn, due)
 }
 
 fn list(conn: &Connection, id: Option<&str>) -> Result<Vec<QueueEntry>> {
@@ -151,7 +159,11 @@ pub(super) fn delete(conn: &Connection, effects: &mut Effects, id: &str) -> Resu
 #[async_trait]
 impl QueueStore for SqliteStore {
     async fn queue_due(&self, now: i64, limit: usize) -> Result<Vec<QueueEntry>> {
-        self.read(move |conn| due(conn, now, limit)).await
+        self.read(move |conn| due(conn, now, limit, &HashSet::new())).await
+    }
+
+    async fn queue_due_except(&self, now: i64, limit: usize, in_hand: HashSet<i64>) -> Result<Vec<QueueEntry>> {
+        self.read(move |conn| due(conn, now, limit, &in_hand)).await
     }
 
     async fn queue_list(&self) -> Result<Vec<QueueEntry>> {
