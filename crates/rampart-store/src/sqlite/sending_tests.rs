@@ -73,7 +73,6 @@ async fn submitted_mail_is_counted_durably_per_user_and_domain() {
     assert_eq!(store.quota_usage("alice@example.test", now()).await.unwrap(), crate::quota::Usage::default());
 }
 
-
 /// A signed message's prefix (~1 KiB of trace and DKIM-Signature fields) lives on a shared
 /// leaf of its own table: on the queue row it spilled onto an overflow page per message.
 /// It is read back with its message, and goes when the entry does; a row queued before the
