@@ -186,7 +186,14 @@ def published_keys(r, domain):
     return keys
 
 
-def test_outbound_rsa_and_ed25519_signatures_verify_with_dkimpy(tmp_path, dns):
+# OpenSSL's RSA code as the server chooses it at start, and each of its two x86-64 paths forced
+# through OPENSSL_ia32cap (":~0x80000" hides ADX: the AVX2 code; ":~0x0" hides nothing).
+@pytest.mark.parametrize("rsa_code", [None, ":~0x80000", ":~0x0"])
+def test_outbound_rsa_and_ed25519_signatures_verify_with_dkimpy(tmp_path, dns, monkeypatch, rsa_code):
+    if rsa_code is None:
+        monkeypatch.delenv("OPENSSL_ia32cap", raising=False)
+    else:
+        monkeypatch.setenv("OPENSSL_ia32cap", rsa_code)
     sender = Rampart(tmp_path, name="sender")
     sender.add_user("bob@example.test")
     out = sender.run_cli("dkim", "keygen", "example.test", "--selector", "ed1", "--algorithm", "ed25519").stdout
@@ -206,6 +213,10 @@ def test_outbound_rsa_and_ed25519_signatures_verify_with_dkimpy(tmp_path, dns):
             s.login("bob@example.test", PASSWORD)
             s.sendmail("bob@example.test", ["carol@peer.test"], message_bytes(subject="signed", sender="bob@example.test", to="carol@peer.test", body="Hi\r\n \r\n"))
         wait_for(lambda: peer.messages, what="delivery to the peer")
+        if rsa_code is None:
+            assert re.search(r"DKIM signs with OpenSSL's (AVX2|default) RSA code", sender.log()), sender.log()
+        else:
+            assert f"DKIM signs with the RSA code OPENSSL_ia32cap={rsa_code} in the environment selects" in sender.log()
         msg = peer.messages[0][2].replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n")
 
         def dnsfunc(name, timeout=5):

@@ -55,7 +55,7 @@ pub use auth_checks::{AuthChecks, SpfFail, TempErrorAction};
 pub use cidr::Cidr;
 pub use cluster::Cluster;
 pub use containment::Containment;
-pub use dkim::Dkim;
+pub use dkim::{Dkim, OpensslRsa};
 pub use dmarc::Dmarc;
 pub use dns::Dns;
 pub use filter::{AppliesTo, Antivirus, Dnsbl, Filter, Greylist, MILTER_STAGES, Milter, OnError, Quarantine, Spam, VirusAction};

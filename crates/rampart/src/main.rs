@@ -52,6 +52,7 @@ mod privileges;
 mod queue;
 mod records;
 mod reportloop;
+mod rsa_code;
 mod sending;
 mod serve;
 mod spam;

@@ -138,8 +138,18 @@ fn load_checked(path: &Path, sets: &[String]) -> anyhow::Result<Config> {
 }
 
 pub fn run(path: &Path, sets: &[String]) -> anyhow::Result<()> {
+    // First of all, while this process has nothing open and no thread: choosing OpenSSL's RSA
+    // code may start it again (see rsa_code). A config that does not load is reported next.
+    let rsa = match Config::load(path, sets) {
+        Ok(c) => crate::rsa_code::choose(c.dkim.openssl_rsa),
+        Err(_) => crate::rsa_code::Outcome::NotMeasured("the config did not load"),
+    };
     let config = load_config(path, sets)?;
     crate::logging::init(&config.log.level, &config.log.file).with_context(|| format!("log.file: {}", config.log.file))?;
+    match &rsa {
+        crate::rsa_code::Outcome::Failed(_) => tracing::warn!("DKIM signs with {rsa}"),
+        _ => tracing::info!("DKIM signs with {rsa}"),
+    }
     // Before the runtime's threads exist: they inherit no-new-privileges.
     let target = crate::privileges::prepare(&config.server)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
