@@ -122,10 +122,17 @@ pub struct Suspended {
 }
 
 #[async_trait]
-pub trait ContainmentStore: Send + Sync + 'static {
+pub trait ContainmentStore: crate::QuotaStore + Send + Sync + 'static {
     /// The evidence about `account` over the window that starts at `window_start` (or at its
     /// last resume, when later).
     async fn evidence(&self, account: &str, window_start: i64) -> Result<Evidence>;
+    /// What MAIL from an authenticated user reads: its quota status at `now` and the evidence
+    /// since `window_start`. A backend answers both from one snapshot where it can (SQLite:
+    /// one read transaction, whose start after any commit re-reads the pages it visits).
+    async fn sending_status(&self, account: &str, now: i64, window_start: i64) -> Result<(crate::quota::QuotaStatus, Evidence)> {
+        let (status, evidence) = tokio::join!(self.quota_status(account, now), self.evidence(account, window_start));
+        Ok((status?, evidence?))
+    }
     /// Records a signal at `now` and returns the evidence with it, in one writer job. An
     /// exempt account collects none: taking it off the exception list starts it afresh.
     async fn record_signal(&self, signal: Signal, window_start: i64, now: i64) -> Result<Evidence>;

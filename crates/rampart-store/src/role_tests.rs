@@ -373,7 +373,11 @@ async fn evidence_of_logins_and_what_was_sent<S: ContainmentStore + GuardStore +
     store.known_login_put("bob@example.test", "192.0.2.1/32", "imap", t).await.unwrap();
     let e = store.evidence("bob@example.test", t - HOUR).await.unwrap();
     assert_eq!(e.login_networks.len(), 3);
-    assert_eq!(e.new_network.unwrap().net, "198.51.100.0/24");
+    assert_eq!(e.new_network.as_ref().unwrap().net, "198.51.100.0/24");
+    // What MAIL reads in one go is what the two reads give apart.
+    let (status, evidence) = store.sending_status("Bob@example.test", t, t - HOUR).await.unwrap();
+    assert_eq!((status.user.messages_day, status.domain.messages_day), (2, 2));
+    assert_eq!((status, evidence), (store.quota_status("bob@example.test", t).await.unwrap(), e));
 }
 
 async fn a_later_bounce_matches_only_what_the_account_sent<S: ContainmentStore + DirectoryStore + RecordSubmitted + ?Sized>(

@@ -86,15 +86,13 @@ impl Sending {
     /// transaction counts against (None for an exempt sender or quotas off).
     pub async fn at_mail(&self, account: &str, ip: IpAddr) -> Result<Option<QuotaState>, Entry> {
         let now = now();
-        let (status, evidence) = tokio::join!(self.store.quota_status(account, now), self.store.evidence(account, self.window_start(now)));
-        let evidence = evidence.map_err(|e| store_unavailable(&e))?;
+        let (status, evidence) = self.store.sending_status(account, now, self.window_start(now)).await.map_err(|e| store_unavailable(&e))?;
         if let Some(s) = &evidence.suspension {
             return Err(suspended_entry(s));
         }
         if let Some(s) = self.evaluate(account, &evidence, Some(ip)).await {
             return Err(suspended_entry(&s));
         }
-        let status = status.map_err(|e| store_unavailable(&e))?;
         if !self.quota.enabled || status.exempt {
             return Ok(None);
         }

@@ -10,6 +10,7 @@ use super::writer::Effects;
 use super::{SqliteStore, queue, quota};
 use crate::containment::{Evidence, NewNetwork, Signal, Suspended, Suspension, SuspensionScope, login_network};
 use crate::quota::BUCKET;
+use crate::quota::QuotaStatus;
 use crate::{AccountId, ContainmentStore, Result};
 
 /// The account's suspension, if any, and when it was last resumed.
@@ -121,6 +122,11 @@ impl ContainmentStore for SqliteStore {
     async fn evidence(&self, account: &str, window_start: i64) -> Result<Evidence> {
         let account = account.to_lowercase();
         self.read_now(|conn| evidence(conn, &account, window_start))
+    }
+
+    async fn sending_status(&self, account: &str, now: i64, window_start: i64) -> Result<(QuotaStatus, Evidence)> {
+        let account = account.to_lowercase();
+        self.read_now(|conn| Ok((quota::status(conn, &account, now)?, evidence(conn, &account, window_start)?)))
     }
 
     async fn record_signal(&self, signal: Signal, window_start: i64, now: i64) -> Result<Evidence> {

@@ -114,7 +114,7 @@ pub(super) fn exempt(conn: &Connection, address: &str) -> Result<bool> {
         .is_some())
 }
 
-fn status(conn: &Connection, address: &str, now: i64) -> Result<QuotaStatus> {
+pub(super) fn status(conn: &Connection, address: &str, now: i64) -> Result<QuotaStatus> {
     let domain = domain_of(address).to_string();
     Ok(QuotaStatus {
         user: usage(conn, address, now)?,

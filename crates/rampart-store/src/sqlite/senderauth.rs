@@ -26,24 +26,30 @@ fn add_dkim_key(conn: &Connection, key: &DkimKey) -> Result<bool> {
     }
 }
 
+/// One domain's keys: through the (domain, selector) index. A single statement for both cases
+/// (`?1 IS NULL OR domain = ?1`) could use no index, and every signed message read every
+/// domain's keys.
+pub(super) const DKIM_KEYS_OF: &str = "SELECT domain, selector, algorithm, private_key, public_key, active, created \
+     FROM dkim_keys WHERE domain = ?1 ORDER BY created, id";
+const DKIM_KEYS_ALL: &str = "SELECT domain, selector, algorithm, private_key, public_key, active, created \
+     FROM dkim_keys ORDER BY domain, created, id";
+
 fn dkim_keys(conn: &Connection, domain: Option<&str>) -> Result<Vec<DkimKey>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT domain, selector, algorithm, private_key, public_key, active, created FROM dkim_keys \
-         WHERE ?1 IS NULL OR domain = ?1 ORDER BY domain, created, id",
-    )?;
-    let rows = stmt
-        .query_map([domain], |r| {
-            Ok(DkimKey {
-                domain: r.get(0)?,
-                selector: r.get(1)?,
-                algorithm: r.get(2)?,
-                private_key: r.get(3)?,
-                public_key: r.get(4)?,
-                active: r.get(5)?,
-                created: r.get(6)?,
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+    let row = |r: &rusqlite::Row<'_>| {
+        Ok(DkimKey {
+            domain: r.get(0)?,
+            selector: r.get(1)?,
+            algorithm: r.get(2)?,
+            private_key: r.get(3)?,
+            public_key: r.get(4)?,
+            active: r.get(5)?,
+            created: r.get(6)?,
+        })
+    };
+    let rows = match domain {
+        Some(d) => conn.prepare_cached(DKIM_KEYS_OF)?.query_map([d], row)?.collect::<rusqlite::Result<_>>()?,
+        None => conn.prepare_cached(DKIM_KEYS_ALL)?.query_map([], row)?.collect::<rusqlite::Result<_>>()?,
+    };
     Ok(rows)
 }
 

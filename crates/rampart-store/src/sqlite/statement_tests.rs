@@ -86,3 +86,16 @@ fn releasing_a_body_does_not_scan_the_queue() {
     stmt.execute(["b1"]).unwrap();
     assert_eq!(stmt.get_status(StatementStatus::FullscanStep), 0);
 }
+
+#[test]
+fn a_domains_dkim_keys_are_read_through_the_index() {
+    let (_dir, conn) = connection();
+    let plan: Vec<String> = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", super::senderauth::DKIM_KEYS_OF))
+        .unwrap()
+        .query_map(["example.test"], |r| r.get(3))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(plan.iter().any(|p| p.contains("USING INDEX")) && !plan.iter().any(|p| p.starts_with("SCAN dkim_keys")), "{plan:?}");
+}
