@@ -24,6 +24,9 @@ pub struct Script {
     pub drop_after: Option<usize>,
     /// Hang up after the end of each message instead of replying to it.
     pub drop_after_data: bool,
+    /// Answer DATA with 354 even when no recipient was accepted (RFC 2920 §3.1 says refuse),
+    /// and refuse the message that follows.
+    pub data_without_recipients: bool,
 }
 
 /// The running server; it stops with the test's runtime.
@@ -130,20 +133,26 @@ async fn serve(stream: tokio::net::TcpStream, script: Script, log: Arc<Mutex<Vec
                 accepted += usize::from(r.starts_with('2'));
                 r.into()
             }
-            "DATA" if accepted == 0 => "554 5.5.1 no valid recipients\r\n".into(),
+            "DATA" if accepted == 0 && !script.data_without_recipients => "554 5.5.1 no valid recipients\r\n".into(),
             "DATA" => {
                 let _ = write.write_all(b"354 go ahead\r\n").await;
+                let mut content = 0;
                 while let Ok(Some(l)) = lines.next_line().await {
                     if l == "." {
                         break;
                     }
+                    content += 1;
                 }
-                if script.drop_after_data {
+                if accepted == 0 {
+                    log.lock().unwrap()[n].push(format!("(refused: {content} lines, no recipients)"));
+                    "554 5.5.1 no valid recipients\r\n".into()
+                } else if script.drop_after_data {
                     return;
+                } else {
+                    messages += 1;
+                    log.lock().unwrap()[n].push(".".into());
+                    format!("250 2.0.0 queued as {n}.{messages}\r\n")
                 }
-                messages += 1;
-                log.lock().unwrap()[n].push(".".into());
-                format!("250 2.0.0 queued as {n}.{messages}\r\n")
             }
             "QUIT" => {
                 let _ = write.write_all(b"221 2.0.0 bye\r\n").await;

@@ -57,6 +57,27 @@ async fn refusals_leave_the_connection_usable() {
 }
 
 #[tokio::test]
+async fn data_goes_with_the_envelope_and_an_unwanted_354_is_ended() {
+    for data_without_recipients in [false, true] {
+        let mx = FakeMx::start(Script { pipelining: true, data_without_recipients, ..Script::default() }).await;
+        let out = outbound_to(&mx);
+        let mut s = connect(&out, "remote.test", "T1", None).await.unwrap();
+        let results = send(&mut s, &["refused@remote.test"]).await.unwrap();
+        assert!(matches!(&results[0], RcptResult::Permanent { status, .. } if status == "5.1.1"), "{results:?}");
+        // The connection still carries the next message; the refused one sent no content.
+        assert!(delivered(&send(&mut s, &["a@remote.test"]).await.unwrap()));
+        assert_eq!(mx.messages(), 1);
+        let commands = mx.commands(0);
+        let ended = commands.iter().filter(|c| c.starts_with("(refused: 0 lines")).count();
+        assert_eq!(ended, usize::from(data_without_recipients), "{commands:?}");
+        // DATA right after the RCPTs of each transaction, before any reply could be read.
+        assert_eq!(commands.iter().filter(|c| *c == "DATA").count(), 2, "{commands:?}");
+        let i = commands.iter().position(|c| c == "RCPT TO:<a@remote.test>").unwrap();
+        assert_eq!(commands[i + 1], "DATA");
+    }
+}
+
+#[tokio::test]
 async fn a_reused_connection_the_server_dropped_lost_nothing() {
     for pipelining in [true, false] {
         let mx = FakeMx::start(Script { pipelining, drop_after: Some(1), ..Script::default() }).await;
