@@ -147,8 +147,8 @@ pub fn run(path: &Path, sets: &[String]) -> anyhow::Result<()> {
     let config = load_config(path, sets)?;
     crate::logging::init(&config.log.level, &config.log.file).with_context(|| format!("log.file: {}", config.log.file))?;
     match &rsa {
-        crate::rsa_code::Outcome::Failed(_) => tracing::warn!("DKIM signs with {rsa}"),
-        _ => tracing::info!("DKIM signs with {rsa}"),
+        crate::rsa_code::Outcome::Failed(_) => tracing::warn!(event = "dkim_rsa_code", "DKIM signs with {rsa}"),
+        _ => tracing::info!(event = "dkim_rsa_code", "DKIM signs with {rsa}"),
     }
     // Before the runtime's threads exist: they inherit no-new-privileges.
     let target = crate::privileges::prepare(&config.server)?;
