@@ -5,16 +5,16 @@
 //! has ADX it takes the MULX code, which is the faster on Intel CPUs; on the AMD CPU of the
 //! benchmarks the AVX2 code signed 10–20% faster (0.685 against 0.85 ms under the outbound
 //! load, bench/results.md), and signing is the largest share of the server's CPU on outbound
-//! mail. OpenSSL fixes its choice when libcrypto is loaded, from the
-//! CPU and the `OPENSSL_ia32cap` environment variable, so another choice takes a process
-//! started with that variable set.
+//! mail. OpenSSL fixes its choice when libcrypto is loaded, from the CPU and the
+//! `OPENSSL_ia32cap` environment variable, so another choice takes a process started with that
+//! variable set.
 //!
 //! So `serve`, before anything else (no thread, listener or log file yet), times OpenSSL's
 //! default on this CPU, starts itself again (`exec`, the same process id) with ADX hidden from
 //! OpenSSL, times the AVX2 code there, and keeps it when it was the faster; otherwise it starts
-//! itself once more as it was. Where the two measure close, either is as good. Those few milliseconds and one or two `exec`s are
-//! the whole cost; the outcome is logged once logging is up. An `OPENSSL_ia32cap` the
-//! administrator set is left alone.
+//! itself once more as it was. Where the two measure close, either is as good. Those few
+//! milliseconds and one or two `exec`s are the whole cost; the outcome is logged once logging
+//! is up. An `OPENSSL_ia32cap` the administrator set is left alone.
 //!
 //! Hiding ADX changes only which of OpenSSL's own constant-time implementations runs: the
 //! signatures are the same bytes. rustls does not use OpenSSL (ring), so TLS is unaffected.

@@ -138,13 +138,11 @@ fn load_checked(path: &Path, sets: &[String]) -> anyhow::Result<Config> {
 }
 
 pub fn run(path: &Path, sets: &[String]) -> anyhow::Result<()> {
-    // First of all, while this process has nothing open and no thread: choosing OpenSSL's RSA
-    // code may start it again (see rsa_code). A config that does not load is reported next.
-    let rsa = match Config::load(path, sets) {
-        Ok(c) => crate::rsa_code::choose(c.dkim.openssl_rsa),
-        Err(_) => crate::rsa_code::Outcome::NotMeasured("the config did not load"),
-    };
-    let config = load_config(path, sets)?;
+    let config = load_checked(path, sets)?;
+    // While this process has nothing open and no thread: choosing OpenSSL's RSA code may start
+    // it again (see rsa_code). Before the master key is read, so that it is read once.
+    let rsa = crate::rsa_code::choose(config.dkim.openssl_rsa);
+    crate::keys::install(&config)?;
     crate::logging::init(&config.log.level, &config.log.file).with_context(|| format!("log.file: {}", config.log.file))?;
     match &rsa {
         crate::rsa_code::Outcome::Failed(_) => tracing::warn!(event = "dkim_rsa_code", "DKIM signs with {rsa}"),
